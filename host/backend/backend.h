@@ -1,0 +1,175 @@
+// The backend op set: every operation the models need, at the granularity the GPU fuses them.
+// A model calls only these ops and never touches a backend's memory directly, so one model
+// definition runs on the CPU reference backend (the oracle) and on the CUDA backend.
+//
+// Conventions (all ops):
+//  - matrices are row-major Mat views whose data lives on this backend;
+//  - shapes are checked at entry and a mismatch throws VaeError;
+//  - loss ops *accumulate* their scalar into loss (1 × 1) so a trainer can sum a whole epoch
+//    on the device and read it once; gradient outputs are *overwritten* unless stated;
+//  - an empty Mat (rows * cols == 0) for an optional output means "not wanted".
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace vae {
+
+struct Csr;  // host CSR, data/dataset.h
+
+enum class Act { identity, relu, sigmoid, tanh };
+enum class Reg { l2_squared, l2_norm };
+
+const char* act_name(Act a);
+Act parse_act(const std::string& s);  // throws UsageError
+
+struct AdamConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled = false;  // true: AdamW (p -= lr·wd·p); false: L2 (g += wd·p)
+};
+
+template <typename T>
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+
+  // ---- memory -------------------------------------------------------------------------
+  virtual Buffer alloc_bytes(size_t bytes) = 0;  // contents undefined
+  virtual void copy_to_backend(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  template <typename U>
+  Tensor<U> alloc(int64_t rows, int64_t cols) {
+    VAE_CHECK(rows >= 0 && cols >= 0, "negative tensor shape");
+    const size_t n = static_cast<size_t>(rows * cols);
+    return Tensor<U>(alloc_bytes(n * sizeof(U)), rows, cols);
+  }
+  Tensor<T> zeros(int64_t rows, int64_t cols) {
+    Tensor<T> t = alloc<T>(rows, cols);
+    fill(t.mat(), T(0));
+    return t;
+  }
+  template <typename U>
+  Tensor<U> upload(const std::vector<U>& host, int64_t rows, int64_t cols) {
+    VAE_CHECK(static_cast<int64_t>(host.size()) == rows * cols, "upload: size does not match shape");
+    Tensor<U> t = alloc<U>(rows, cols);
+    if (!host.empty()) copy_to_backend(t.data(), host.data(), host.size() * sizeof(U));
+    return t;
+  }
+  template <typename U>
+  std::vector<U> download(Mat<U> m) {
+    std::vector<std::remove_const_t<U>> out(static_cast<size_t>(m.size()));
+    if (!out.empty()) copy_to_host(out.data(), m.data, out.size() * sizeof(U));
+    return out;
+  }
+  template <typename U>
+  void upload_into(const std::vector<U>& host, Mat<U> dst) {
+    VAE_CHECK(static_cast<int64_t>(host.size()) == dst.size(), "upload_into: size mismatch");
+    if (!host.empty()) copy_to_backend(dst.data, host.data(), host.size() * sizeof(U));
+  }
+  // Host CSR (float values) to this backend, values converted to T.
+  CsrTensor<T> upload_csr(const Csr& csr);
+  // Reads a 1 × 1 accumulator.
+  double read_scalar(CMat<T> s) {
+    VAE_CHECK(s.size() == 1, "read_scalar: not a 1 x 1 matrix");
+    T v{};
+    copy_to_host(&v, s.data, sizeof(T));
+    return static_cast<double>(v);
+  }
+
+  // ---- dense algebra ------------------------------------------------------------------
+  virtual void fill(Mat<T> x, T value) = 0;
+  // y += alpha · x
+  virtual void axpy(T alpha, CMat<T> x, Mat<T> y) = 0;
+  // C = alpha · op(A) · op(B) + beta · C, op = transpose when the flag is set.
+  virtual void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) = 0;
+  // y = act(x + bias) with bias 1 × cols broadcast over rows (empty bias = none); y may alias x.
+  virtual void bias_act(CMat<T> x, CMat<T> bias, Act act, Mat<T> y) = 0;
+  // Backward of bias_act written with the forward *output* y: dx = dy ⊙ act'(y);
+  // dbias (1 × cols, optional) = Σ_rows dx. dx may alias dy.
+  virtual void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) = 0;
+  // y[r] += table[rows[r]] (CDAE's per-user vector). rows: n × 1 int32 on this backend.
+  virtual void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) = 0;
+  // dtable[rows[r]] += dy[r]; rows must be distinct.
+  virtual void scatter_rows_add(CMat<T> dy, CMat<int32_t> rows, Mat<T> dtable) = 0;
+
+  // ---- losses (accumulate into loss; gradients overwritten) ------------------------------
+  // loss += scale · Σ (pred − target)², over entries with target ≠ 0 when masked;
+  // dpred = 2 · scale · (pred − target) there, 0 elsewhere (masked).
+  virtual void mse_loss(CMat<T> pred, CMat<T> target, bool masked, T scale, Mat<T> dpred,
+                        Mat<T> loss) = 0;
+  // loss += −scale · Σ_r Σ_j t_rj · log_softmax(logits_r)_j;
+  // dlogits = scale · (softmax(logits_r) · Σ_j t_rj − t_r).
+  virtual void multinomial_nll(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits,
+                               Mat<T> loss) = 0;
+  // Bernoulli cross-entropy on logits x: loss += scale · Σ [softplus(x) − t·x];
+  // dlogits = scale · (σ(x) − t).
+  virtual void bce_logits(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits, Mat<T> loss) = 0;
+  // mu_logvar is B × 2L (μ in columns [0, L), log σ² in [L, 2L)).
+  // eps[r][j] = philox_normal(seed, stream, r·L + j); z = μ + eps · exp(½ logvar).
+  virtual void reparameterize(CMat<T> mu_logvar, uint64_t seed, uint64_t stream, Mat<T> eps,
+                              Mat<T> z) = 0;
+  // KL(q ‖ N(0, I)) = −½ Σ (1 + lv − μ² − e^lv); loss += kl_scale · KL.
+  // d_mu_logvar = [dz + kl_scale·μ, dz·eps·½e^{½lv} + kl_scale·½(e^lv − 1)].
+  // dz/eps empty: no reconstruction path (z = μ deterministic: dμ = dz only if given).
+  virtual void reparam_kl_backward(CMat<T> mu_logvar, CMat<T> eps, CMat<T> dz, T kl_scale,
+                                   Mat<T> d_mu_logvar, Mat<T> loss) = 0;
+  // Regularisers (accumulate into grad and loss):
+  //  l2_squared: loss += λ/2 · ‖p‖²,  grad += λ · p
+  //  l2_norm:    loss += λ/2 · ‖p‖,   grad += λ/2 · p / ‖p‖  (the reference notebook's form)
+  virtual void regularize(CMat<T> p, T lambda, Reg kind, Mat<T> grad, Mat<T> loss) = 0;
+
+  // ---- input transforms ---------------------------------------------------------------
+  // y = x · [u > q] / (1 − q), u = philox_uniform(seed, stream, flat index). y may alias x.
+  virtual void dropout(CMat<T> x, T q, uint64_t seed, uint64_t stream, Mat<T> y) = 0;
+  // Each row divided by its L2 norm (zero rows stay zero). y may alias x.
+  virtual void l2_normalize_rows(CMat<T> x, Mat<T> y) = 0;
+  // y (n × csr.cols) = dense copy of csr rows rows[0..n).
+  virtual void csr_rows_to_dense(CsrView<T> csr, CMat<int32_t> rows, Mat<T> y) = 0;
+
+  // ---- optimiser ----------------------------------------------------------------------
+  // One Adam step over flat buffers (all 1 × n or any equal shape); step is 1-based.
+  virtual void adam_step(Mat<T> params, CMat<T> grads, Mat<T> m, Mat<T> v, const AdamConfig& cfg,
+                         int64_t step) = 0;
+
+  // ---- evaluation ---------------------------------------------------------------------
+  // Per row the k largest scores, descending; equal scores ordered by lower index. Items in
+  // row exclude_rows[r] of exclude are skipped (exclude.rows == 0: nothing excluded). Rows with
+  // fewer than k candidates are padded with index −1 and value −inf.
+  virtual void topk(CMat<T> scores, CsrView<T> exclude, CMat<int32_t> exclude_rows, int k,
+                    Mat<int32_t> idx, Mat<T> val) = 0;
+  // Binary-relevance metrics against target rows target_rows[r] (Mult-VAE definitions), for
+  // each k in ks (each ≤ idx.cols): out (n × 2·|ks|) = [recall@k…, ndcg@k…] with
+  // recall = hits / min(k, |target|), ndcg = DCG / IDCG, gains 1/log2(rank + 1).
+  // Rows with an empty target get 0.
+  virtual void heldout_metrics(CMat<int32_t> idx, CsrView<T> target, CMat<int32_t> target_rows,
+                               const std::vector<int>& ks, Mat<T> out) = 0;
+  // Graded metrics of the reference notebooks on dense rows (gains = ratings):
+  // out (n × 2) = [ndcg@k with sklearn.metrics.ndcg_score semantics (ties in scores averaged),
+  //               recall@k = Σ truth at the top-k indices / Σ truth].
+  virtual void graded_metrics(CMat<T> scores, CMat<T> truth, int k, Mat<T> out) = 0;
+  // Rating errors of pred rows against target rows target_rows[r], predictions clipped to
+  // [lo, hi]: out (n × 3) = [Σ squared error, Σ absolute error, count].
+  virtual void rating_errors(CMat<T> pred, CsrView<T> target, CMat<int32_t> target_rows, T lo,
+                             T hi, Mat<T> out) = 0;
+};
+
+// Backend factories. make_cuda_backend throws VaeError when no CUDA device is usable.
+template <typename T>
+std::unique_ptr<Backend<T>> make_cpu_backend();
+std::unique_ptr<Backend<float>> make_cuda_backend(bool tf32 = false);
+bool cuda_device_available();
+std::string cuda_device_name();
+
+}  // namespace vae

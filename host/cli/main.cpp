@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("vae_gpu: skeleton"); return 0; }

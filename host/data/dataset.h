@@ -1,0 +1,139 @@
+// In-memory rating data: dense re-indexed users × items CSR plus the metadata that the
+// analysis prints (titles, genres, user attributes). Original ids are kept for output.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vae {
+
+// Host CSR matrix, float values, column indices ascending within each row.
+struct Csr {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<int64_t> indptr{0};  // rows + 1 entries
+  std::vector<int32_t> indices;
+  std::vector<float> values;
+
+  int64_t nnz() const { return static_cast<int64_t>(indices.size()); }
+  int64_t row_nnz(int64_t r) const { return indptr[r + 1] - indptr[r]; }
+  // (cols × rows) transpose, still sorted.
+  Csr transpose() const;
+  // The given rows, in that order (a new CSR with rows.size() rows).
+  Csr select_rows(const std::vector<int32_t>& rows) const;
+  // Throws VaeError naming the first broken invariant (monotone indptr, sorted unique in-range
+  // indices, sizes agree).
+  void validate() const;
+  // Build from (row, col, value) triplets; duplicates must have been resolved before.
+  static Csr from_triplets(int64_t rows, int64_t cols, std::vector<int32_t> r,
+                           std::vector<int32_t> c, std::vector<float> v);
+};
+
+// Per-user attributes when the format has them (ml-100k u.user, ml-1m users.dat, synthetic).
+struct UserMeta {
+  std::vector<int> age;         // years
+  std::vector<char> gender;     // 'M' / 'F'
+  std::vector<int> occupation;  // index into occupation_names
+  std::vector<std::string> occupation_names;
+  bool empty() const { return age.empty(); }
+};
+
+struct Dataset {
+  std::string name;    // e.g. "ml-100k", "ml-latest-small", "synthetic(users=943,...)"
+  std::string source;  // directory, file or synthetic spec it came from
+  std::string format;  // "ml-100k", "ml-1m", "ml-latest", "csv", "synthetic"
+
+  std::vector<std::string> user_ids;  // original id of each dense user index
+  std::vector<std::string> item_ids;  // original id of each dense item index
+  Csr ratings;                        // users × items
+  float rating_min = 1.0f;            // the format's rating scale
+  float rating_max = 5.0f;
+
+  // Item metadata (empty vectors when the format has none).
+  std::vector<std::string> titles;          // per item
+  std::vector<std::string> genre_names;     // e.g. the 19 ml-100k genres
+  std::vector<uint32_t> item_genres;        // per item, bit g set = genre_names[g]
+  UserMeta users;
+
+  // Synthetic data only: the planted taste group of each user (for scoring clusters).
+  std::vector<int> planted_group;
+
+  int64_t num_users() const { return ratings.rows; }
+  int64_t num_items() const { return ratings.cols; }
+  int64_t num_ratings() const { return ratings.nnz(); }
+  bool has_titles() const { return !titles.empty(); }
+  bool has_genres() const { return !genre_names.empty(); }
+  // Dense index of an original id, or −1.
+  int64_t find_user(const std::string& id) const;
+  int64_t find_item(const std::string& id) const;
+  // Order-independent FNV-1a fingerprint of the rating matrix and ids (model files refer to it).
+  std::string fingerprint() const;
+};
+
+// ---- loading ---------------------------------------------------------------------------
+// Detects the format from the files in dir (u.data → ml-100k, ratings.dat → ml-1m/10m,
+// ratings.csv + movies.csv → ml-latest/20m/25m) or loads a single generic ratings CSV file.
+// Every malformed input throws DataError naming the file, the line and the problem.
+// Duplicate (user, item) pairs are an error (MovieLens never has them; silently keeping one
+// would hide a broken file).
+Dataset load_movielens_dir(const std::string& dir);
+Dataset load_ml100k(const std::string& dir);
+Dataset load_ml1m(const std::string& dir);      // also ml-10m (ratings 0.5–5, no users.dat)
+Dataset load_mllatest(const std::string& dir);  // ml-latest-small, ml-20m, ml-25m
+// Generic CSV: user,item,rating[,timestamp], optional header, integer or string ids;
+// items_file (optional): item,title[,genres with '|'].
+Dataset load_ratings_csv(const std::string& file, const std::string& items_file = "");
+
+// ---- synthetic data --------------------------------------------------------------------
+struct SyntheticSpec {
+  int64_t users = 943;
+  int64_t items = 1682;
+  int64_t ratings = 100000;
+  int groups = 6;
+  uint64_t seed = 1;
+};
+// Parses "synthetic" or "synthetic:users=943,items=1682,ratings=100000,groups=6,seed=1".
+SyntheticSpec parse_synthetic_spec(const std::string& spec);  // throws UsageError
+Dataset make_synthetic(const SyntheticSpec& spec);
+
+// --data argument resolution: "synthetic[:...]", a directory, or a CSV file; "" = default
+// (data/ml-100k under the working directory if present, else synthetic). `note` says which.
+Dataset load_dataset(const std::string& arg, std::string* note = nullptr);
+
+// ---- splits (all deterministic from seed) ------------------------------------------------
+// The reference notebooks: test_fraction of users drawn at random hold their full vectors.
+struct SeedSplit {
+  std::vector<int32_t> train_users;  // ascending dense user indices
+  std::vector<int32_t> test_users;
+};
+SeedSplit split_seed(const Dataset& d, double test_fraction, uint64_t seed);
+
+// Mult-VAE strong generalisation. Matrices are over the kept items (item_map: column → dataset
+// item index); values are binary (1) after thresholding.
+struct HeldoutSplit {
+  std::vector<int32_t> item_map;
+  std::vector<int32_t> train_users, val_users, test_users;  // dataset user indices
+  Csr train;                       // train_users × kept items
+  Csr val_foldin, val_target;      // val_users × kept items
+  Csr test_foldin, test_target;    // test_users × kept items
+};
+struct HeldoutOptions {
+  double threshold = 4.0;  // rating ≥ threshold → 1; ≤ 0 keeps every rating as positive
+  int min_positives = 5;
+  double val_fraction = 0.1;
+  double test_fraction = 0.2;
+  double foldin_fraction = 0.8;
+};
+HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t seed);
+
+// Rating prediction: train/test over the same users × items shape.
+struct RatingsSplit {
+  Csr train;
+  Csr test;
+  std::string description;  // "random 90/10" or "u1.base/u1.test"
+};
+RatingsSplit split_ratings_random(const Dataset& d, double test_fraction, uint64_t seed);
+// ml-100k's given folds: fold 1–5 → uN.base/uN.test, fold 'a'/'b' → ua/ub.
+RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir, const std::string& fold);
+
+}  // namespace vae

@@ -1,0 +1,128 @@
+// The model interface shared by AutoRec, the notebook VAE, Mult-VAE and CDAE. A model owns one
+// flat parameter buffer (and an equally shaped gradient buffer) on its backend, so Adam is a
+// single op over all parameters. Models are written once over Backend<T>; T = double on the CPU
+// backend exists for gradient checks.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace vae {
+
+// One named parameter inside the flat buffer.
+struct ParamInfo {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+  int64_t offset = 0;  // elements from the buffer start
+  int64_t size() const { return rows * cols; }
+};
+
+// A batch of input rows. `rows` (n × 1, on the backend) index rows of `input`;
+// `users` (n × 1) are the dataset-level row ids CDAE uses for its per-user vector
+// (same as rows for the training matrix). `target` is what the loss compares against
+// (the input itself for autoencoders).
+template <typename T>
+struct Batch {
+  CsrView<T> input;
+  CMat<int32_t> rows;
+  CMat<int32_t> users;
+  int64_t n = 0;
+};
+
+// Hyper-parameters every model reads what it needs from; unknown keys are ignored.
+struct ModelConfig {
+  std::string kind;  // vae | autorec | i-autorec | multvae | cdae
+  int64_t num_inputs = 0;  // items (user-based) or users (item-based AutoRec)
+  int64_t num_rows = 0;    // rows of the training matrix (CDAE's per-user table)
+  int hidden = 0;          // 0 = the model's default
+  int latent = 0;
+  std::string act_hidden;  // AutoRec g
+  std::string act_out;     // AutoRec f
+  std::string loss;        // AutoRec: masked|dense; CDAE: bce|mse
+  double lambda = 0.0;     // L2 strength (AutoRec, CDAE)
+  double dropout = -1.0;   // input dropout (Mult-VAE 0.5, CDAE 0.5); < 0 = default
+  double beta = 1.0;       // VAE KL weight (final value when annealing)
+  int64_t anneal_steps = 0;  // linear KL annealing length (0 = constant beta)
+  float rating_min = 1.0f, rating_max = 5.0f;
+};
+
+template <typename T>
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::string kind() const = 0;
+  const ModelConfig& config() const { return cfg_; }
+
+  // Parameters: layout, flat buffers.
+  const std::vector<ParamInfo>& params() const { return params_; }
+  Mat<T> param_buffer() const { return theta_.mat(); }
+  Mat<T> grad_buffer() const { return grad_.mat(); }
+  Mat<T> param(const std::string& name) const { return view(theta_, name); }
+  Mat<T> grad(const std::string& name) const { return view(grad_, name); }
+  int64_t num_params() const { return theta_.size(); }
+
+  // Initialises parameters deterministically from seed (identical on every backend: drawn on
+  // the host from Philox, then uploaded).
+  virtual void init(uint64_t seed) = 0;
+
+  // Loss of the batch (accumulated into loss_acc, 1 × 1, as the sum over the batch's terms
+  // scaled as the model's paper/notebook defines it) and, when train is true, its gradient in
+  // grad_buffer() (overwritten). step (0-based global step) picks the noise and annealing.
+  virtual void forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<T> loss_acc) = 0;
+
+  // Deterministic scores (no dropout, z = μ) for the batch: out is n × num_outputs.
+  virtual void predict(const Batch<T>& b, Mat<T> out) = 0;
+  virtual int64_t num_outputs() const { return cfg_.num_inputs; }
+  // Largest batch the work buffers were sized for.
+  int64_t max_batch() const { return max_batch_; }
+
+  // Extra regulariser terms (e.g. λ/2‖W‖²) are already part of forward_backward's loss;
+  // this reports the KL weight in force at a step (VAEs), for logging.
+  virtual double kl_weight(int64_t /*step*/) const { return 0.0; }
+
+  // Latent codes for VAEs: n × latent (μ) or n × 2·latent (μ | logvar). Others throw.
+  virtual int64_t latent_dim() const { return 0; }
+  virtual void encode(const Batch<T>& /*b*/, Mat<T> /*mu_logvar*/) {
+    throw VaeError(kind() + " has no latent space");
+  }
+
+ protected:
+  Model(Backend<T>& be, ModelConfig cfg, int64_t max_batch)
+      : be_(be), cfg_(std::move(cfg)), max_batch_(max_batch) {}
+  // Registers parameters (call in the constructor), then allocate_params().
+  void add_param(const std::string& name, int64_t rows, int64_t cols) {
+    ParamInfo p{name, rows, cols, next_offset_};
+    next_offset_ += rows * cols;
+    params_.push_back(p);
+  }
+  void allocate_params() {
+    theta_ = be_.template alloc<T>(1, next_offset_);
+    grad_ = be_.zeros(1, next_offset_);
+  }
+  // Host-side init helpers: N(0, std²) or U(−a, a), drawn from Philox per parameter index.
+  void init_normal(std::vector<T>& host, const std::string& name, double std, uint64_t seed) const;
+  void init_uniform(std::vector<T>& host, const std::string& name, double a, uint64_t seed) const;
+  void init_constant(std::vector<T>& host, const std::string& name, double value) const;
+  const ParamInfo& info(const std::string& name) const;
+  Mat<T> view(const Tensor<T>& t, const std::string& name) const {
+    const ParamInfo& p = info(name);
+    return Mat<T>{t.data() + p.offset, p.rows, p.cols};
+  }
+
+  Backend<T>& be_;
+  ModelConfig cfg_;
+  int64_t max_batch_;
+  std::vector<ParamInfo> params_;
+  int64_t next_offset_ = 0;
+  Tensor<T> theta_, grad_;
+};
+
+// Creates the model of cfg.kind sized for batches of up to max_batch rows.
+template <typename T>
+std::unique_ptr<Model<T>> make_model(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch);
+
+}  // namespace vae
