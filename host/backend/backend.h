@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -68,7 +69,7 @@ class Backend {
     return t;
   }
   template <typename U>
-  std::vector<U> download(Mat<U> m) {
+  std::vector<std::remove_const_t<U>> download(Mat<U> m) {
     std::vector<std::remove_const_t<U>> out(static_cast<size_t>(m.size()));
     if (!out.empty()) copy_to_host(out.data(), m.data, out.size() * sizeof(U));
     return out;

@@ -1,0 +1,275 @@
+// Train/test splits, all deterministic from a seed through Philox stream RngStream::split.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "core/philox.h"
+#include "data/dataset.h"
+#include "data/shuffle.h"
+
+namespace vae {
+
+namespace {
+
+// Sub-streams of RngStream::split; per-user fold-in shuffles start at kUserStreamBase.
+enum : uint64_t {
+  kStreamSeedUsers = 0,
+  kStreamHeldoutUsers = 1,
+  kStreamRatings = 2,
+  kUserStreamBase = uint64_t{1} << 40,
+};
+
+uint64_t stream_of(uint64_t sub) { return rng_stream(RngStream::split, sub); }
+
+void check_fraction(double f, const char* what) {
+  if (!(f >= 0.0 && f <= 1.0))
+    throw UsageError(std::string(what) + " must be between 0 and 1, got " + std::to_string(f));
+}
+
+int64_t round_count(double fraction, int64_t n) {
+  return static_cast<int64_t>(std::llround(fraction * static_cast<double>(n)));
+}
+
+// Binary CSR over the given rows (each a sorted list of columns).
+Csr binary_csr(const std::vector<std::vector<int32_t>>& rows, int64_t cols) {
+  Csr m;
+  m.rows = static_cast<int64_t>(rows.size());
+  m.cols = cols;
+  m.indptr.assign(rows.size() + 1, 0);
+  for (size_t r = 0; r < rows.size(); ++r)
+    m.indptr[r + 1] = m.indptr[r] + static_cast<int64_t>(rows[r].size());
+  m.indices.reserve(m.indptr.back());
+  for (const auto& row : rows) m.indices.insert(m.indices.end(), row.begin(), row.end());
+  m.values.assign(m.indices.size(), 1.0f);
+  return m;
+}
+
+}  // namespace
+
+SeedSplit split_seed(const Dataset& d, double test_fraction, uint64_t seed) {
+  check_fraction(test_fraction, "test fraction");
+  const int64_t n = d.num_users();
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  philox_shuffle(order, seed, stream_of(kStreamSeedUsers));
+  const int64_t n_test = round_count(test_fraction, n);
+  SeedSplit s;
+  s.test_users.assign(order.begin(), order.begin() + n_test);
+  s.train_users.assign(order.begin() + n_test, order.end());
+  std::sort(s.test_users.begin(), s.test_users.end());
+  std::sort(s.train_users.begin(), s.train_users.end());
+  return s;
+}
+
+HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t seed) {
+  check_fraction(opt.val_fraction, "validation fraction");
+  check_fraction(opt.test_fraction, "test fraction");
+  check_fraction(opt.foldin_fraction, "fold-in fraction");
+  const Csr& r = d.ratings;
+
+  // Users with enough positives, in index order (then shuffled).
+  auto positive = [&](int64_t k) { return opt.threshold <= 0 || r.values[k] >= opt.threshold; };
+  std::vector<int32_t> kept;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    int64_t pos = 0;
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k) pos += positive(k);
+    if (pos >= opt.min_positives && pos > 0) kept.push_back(static_cast<int32_t>(u));
+  }
+  const int64_t n = static_cast<int64_t>(kept.size());
+  if (n == 0)
+    throw UsageError("no user has at least " + std::to_string(opt.min_positives) +
+                     " ratings >= threshold " + std::to_string(opt.threshold));
+  philox_shuffle(kept, seed, stream_of(kStreamHeldoutUsers));
+  const int64_t n_val = round_count(opt.val_fraction, n), n_test = round_count(opt.test_fraction, n);
+  if (n_val + n_test >= n)
+    throw UsageError("validation + test fractions leave no training users (" + std::to_string(n) +
+                     " users with enough positives)");
+
+  HeldoutSplit s;
+  std::vector<int32_t> val(kept.begin(), kept.begin() + n_val);
+  std::vector<int32_t> test(kept.begin() + n_val, kept.begin() + n_val + n_test);
+  s.train_users.assign(kept.begin() + n_val + n_test, kept.end());
+  std::sort(val.begin(), val.end());
+  std::sort(test.begin(), test.end());
+  std::sort(s.train_users.begin(), s.train_users.end());
+
+  // Items the model can learn: those some training user likes.
+  std::vector<int32_t> column(r.cols, -1);
+  for (int32_t u : s.train_users)
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+      if (positive(k)) column[r.indices[k]] = 0;
+  for (int64_t i = 0; i < r.cols; ++i) {
+    if (column[i] < 0) continue;
+    column[i] = static_cast<int32_t>(s.item_map.size());
+    s.item_map.push_back(static_cast<int32_t>(i));
+  }
+  const int64_t n_cols = static_cast<int64_t>(s.item_map.size());
+  // A user's positives as kept columns (ascending, since item_map is).
+  auto columns_of = [&](int32_t u) {
+    std::vector<int32_t> cols;
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+      if (positive(k) && column[r.indices[k]] >= 0) cols.push_back(column[r.indices[k]]);
+    return cols;
+  };
+
+  std::vector<std::vector<int32_t>> rows;
+  rows.reserve(s.train_users.size());
+  for (int32_t u : s.train_users) rows.push_back(columns_of(u));
+  s.train = binary_csr(rows, n_cols);
+
+  // Held-out users: a random foldin_fraction of their items (≥ 1) is the input, the rest
+  // (≥ 1 when there are two or more) the target.
+  auto split_users = [&](const std::vector<int32_t>& users, std::vector<int32_t>& out_users,
+                         Csr& foldin, Csr& target) {
+    std::vector<std::vector<int32_t>> in_rows, tg_rows;
+    for (int32_t u : users) {
+      std::vector<int32_t> cols = columns_of(u);
+      const int64_t k = static_cast<int64_t>(cols.size());
+      if (k == 0) continue;
+      int64_t n_in = std::max<int64_t>(1, round_count(opt.foldin_fraction, k));
+      if (k >= 2) n_in = std::min(n_in, k - 1);
+      n_in = std::min(n_in, k);
+      philox_shuffle(cols, seed, stream_of(kUserStreamBase + static_cast<uint64_t>(u)));
+      std::vector<int32_t> in(cols.begin(), cols.begin() + n_in), tg(cols.begin() + n_in, cols.end());
+      std::sort(in.begin(), in.end());
+      std::sort(tg.begin(), tg.end());
+      out_users.push_back(u);
+      in_rows.push_back(std::move(in));
+      tg_rows.push_back(std::move(tg));
+    }
+    foldin = binary_csr(in_rows, n_cols);
+    target = binary_csr(tg_rows, n_cols);
+  };
+  split_users(val, s.val_users, s.val_foldin, s.val_target);
+  split_users(test, s.test_users, s.test_foldin, s.test_target);
+  return s;
+}
+
+RatingsSplit split_ratings_random(const Dataset& d, double test_fraction, uint64_t seed) {
+  check_fraction(test_fraction, "test fraction");
+  const Csr& r = d.ratings;
+  const int64_t nnz = r.nnz();
+  // Exactly round(fraction·nnz) test ratings by sequential selection sampling (Knuth's
+  // Algorithm S): one draw per rating, no nnz-sized permutation.
+  int64_t need = round_count(test_fraction, nnz);
+  PhiloxSeq rng(seed, stream_of(kStreamRatings));
+  RatingsSplit s;
+  for (Csr* m : {&s.train, &s.test}) {
+    m->rows = r.rows;
+    m->cols = r.cols;
+    m->indptr.assign(r.rows + 1, 0);
+  }
+  s.train.indices.reserve(nnz - need);
+  s.train.values.reserve(nnz - need);
+  s.test.indices.reserve(need);
+  s.test.values.reserve(need);
+  for (int64_t u = 0; u < r.rows; ++u) {
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k) {
+      const uint64_t left = static_cast<uint64_t>(nnz - k);
+      // Uniform in [0, left) from 64 bits, so the bias is negligible even for huge nnz.
+      const uint64_t x = (static_cast<uint64_t>(rng.u32()) << 32) | rng.u32();
+      const uint64_t pick = static_cast<uint64_t>((static_cast<unsigned __int128>(x) * left) >> 64);
+      Csr& m = pick < static_cast<uint64_t>(need) ? s.test : s.train;
+      if (&m == &s.test) --need;
+      m.indices.push_back(r.indices[k]);
+      m.values.push_back(r.values[k]);
+    }
+    s.train.indptr[u + 1] = s.train.nnz();
+    s.test.indptr[u + 1] = s.test.nnz();
+  }
+  const long test_pct = std::lround(test_fraction * 100.0);
+  s.description = "random " + std::to_string(100 - test_pct) + "/" + std::to_string(test_pct);
+  return s;
+}
+
+namespace {
+
+struct FoldReader {
+  const Dataset& d;
+  std::unordered_map<std::string, int32_t> user_of, item_of;
+
+  explicit FoldReader(const Dataset& ds) : d(ds) {
+    user_of.reserve(d.user_ids.size() * 2);
+    item_of.reserve(d.item_ids.size() * 2);
+    for (size_t u = 0; u < d.user_ids.size(); ++u) user_of.emplace(d.user_ids[u], static_cast<int32_t>(u));
+    for (size_t i = 0; i < d.item_ids.size(); ++i) item_of.emplace(d.item_ids[i], static_cast<int32_t>(i));
+  }
+
+  // Reads "user\titem\trating\ttimestamp" lines; `exclude` holds pairs of the other file.
+  Csr read(const std::string& path, std::unordered_set<uint64_t>& pairs,
+           const std::unordered_set<uint64_t>* exclude) const {
+    std::ifstream in(path);
+    if (!in) throw DataError(path, 0, "cannot open file");
+    std::vector<int32_t> rs, cs;
+    std::vector<float> vs;
+    std::string line;
+    long lineno = 0;
+    std::vector<std::string> f;
+    while (std::getline(in, line)) {
+      ++lineno;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      f.clear();
+      size_t pos = 0;
+      for (;;) {
+        const size_t tab = line.find('\t', pos);
+        f.push_back(line.substr(pos, tab == std::string::npos ? std::string::npos : tab - pos));
+        if (tab == std::string::npos) break;
+        pos = tab + 1;
+      }
+      if (f.size() != 4)
+        throw DataError(path, lineno, "expected 4 tab-separated fields (user item rating timestamp), got " +
+                                          std::to_string(f.size()));
+      const auto u = user_of.find(f[0]);
+      if (u == user_of.end()) throw DataError(path, lineno, "unknown user id '" + f[0] + "'");
+      const auto it = item_of.find(f[1]);
+      if (it == item_of.end()) throw DataError(path, lineno, "unknown item id '" + f[1] + "'");
+      float rating = 0;
+      try {
+        size_t used = 0;
+        rating = std::stof(f[2], &used);
+        if (used != f[2].size()) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        throw DataError(path, lineno, "rating '" + f[2] + "' is not a number");
+      }
+      if (!(rating >= d.rating_min && rating <= d.rating_max))
+        throw DataError(path, lineno, "rating " + f[2] + " outside " + std::to_string(d.rating_min) +
+                                          ".." + std::to_string(d.rating_max));
+      if (f[3].empty() || f[3].find_first_not_of("0123456789") != std::string::npos)
+        throw DataError(path, lineno, "timestamp '" + f[3] + "' is not an integer");
+      const uint64_t key = (static_cast<uint64_t>(u->second) << 32) | static_cast<uint32_t>(it->second);
+      if (!pairs.insert(key).second)
+        throw DataError(path, lineno, "duplicate rating of item " + f[1] + " by user " + f[0]);
+      if (exclude && exclude->count(key))
+        throw DataError(path, lineno, "user " + f[0] + ", item " + f[1] +
+                                          " is in both the base and the test file");
+      rs.push_back(u->second);
+      cs.push_back(it->second);
+      vs.push_back(rating);
+    }
+    if (in.bad()) throw DataError(path, 0, "read error");
+    return Csr::from_triplets(d.num_users(), d.num_items(), std::move(rs), std::move(cs), std::move(vs));
+  }
+};
+
+}  // namespace
+
+RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir, const std::string& fold) {
+  const bool ok = fold.size() == 1 && ((fold[0] >= '1' && fold[0] <= '5') || fold == "a" || fold == "b");
+  if (!ok) throw UsageError("ml-100k fold must be 1-5, a or b, got '" + fold + "'");
+  const std::string stem = "u" + fold;
+  const std::string base = dir + "/" + stem + ".base", test = dir + "/" + stem + ".test";
+  FoldReader reader(d);
+  std::unordered_set<uint64_t> base_pairs, test_pairs;
+  RatingsSplit s;
+  s.train = reader.read(base, base_pairs, nullptr);
+  s.test = reader.read(test, test_pairs, &base_pairs);
+  s.description = stem + ".base/" + stem + ".test";
+  return s;
+}
+
+}  // namespace vae

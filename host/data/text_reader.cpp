@@ -1,0 +1,238 @@
+#include "data/text_reader.h"
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+
+#include "core/error.h"
+
+namespace vae::text {
+
+std::string read_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw DataError(path, 0, "no such file or directory");
+  if (fs::is_directory(st)) throw DataError(path, 0, "is a directory, expected a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path, 0, "cannot open file for reading");
+  std::string buf;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size > 0) {
+    buf.resize(static_cast<size_t>(size));
+    in.seekg(0, std::ios::beg);
+    in.read(buf.data(), size);
+    if (in.gcount() != size) throw DataError(path, 0, "read error (file changed while reading?)");
+  }
+  if (buf.size() >= 3 && buf.compare(0, 3, "\xEF\xBB\xBF") == 0) buf.erase(0, 3);
+  if (buf.find_first_not_of(" \t\r\n") == std::string::npos) throw DataError(path, 0, "empty file");
+  return buf;
+}
+
+bool LineReader::next(std::string_view* line) {
+  while (pos_ < buf_.size()) {
+    const size_t nl = buf_.find('\n', pos_);
+    const size_t end = nl == std::string_view::npos ? buf_.size() : nl;
+    std::string_view l = buf_.substr(pos_, end - pos_);
+    pos_ = nl == std::string_view::npos ? buf_.size() : nl + 1;
+    ++line_no_;
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    if (l.empty()) continue;
+    *line = l;
+    return true;
+  }
+  return false;
+}
+
+std::string_view trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
+  return s.substr(b, e - b);
+}
+
+void split(std::string_view line, char sep, std::vector<std::string_view>* out) {
+  out->clear();
+  size_t b = 0;
+  for (;;) {
+    const size_t p = line.find(sep, b);
+    if (p == std::string_view::npos) {
+      out->push_back(line.substr(b));
+      return;
+    }
+    out->push_back(line.substr(b, p - b));
+    b = p + 1;
+  }
+}
+
+void split(std::string_view line, std::string_view sep, std::vector<std::string_view>* out) {
+  out->clear();
+  size_t b = 0;
+  for (;;) {
+    const size_t p = line.find(sep, b);
+    if (p == std::string_view::npos) {
+      out->push_back(line.substr(b));
+      return;
+    }
+    out->push_back(line.substr(b, p - b));
+    b = p + sep.size();
+  }
+}
+
+std::string split_csv(std::string_view line, std::vector<std::string_view>* out,
+                      std::vector<std::string>* storage) {
+  out->clear();
+  storage->clear();
+  // Quoted fields are collected first and views taken afterwards: growing `storage` would
+  // otherwise invalidate earlier views.
+  std::vector<std::pair<size_t, size_t>> spans;  // (storage index + 1) or (offset, len) in line
+  std::vector<bool> quoted;
+  size_t i = 0;
+  for (;;) {
+    if (i < line.size() && line[i] == '"') {
+      std::string field;
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            field.push_back('"');
+            i += 2;
+            continue;
+          }
+          ++i;
+          closed = true;
+          break;
+        }
+        field.push_back(line[i++]);
+      }
+      if (!closed) return "unterminated quoted field";
+      if (i < line.size() && line[i] != ',')
+        return "unexpected character after closing quote (a quote inside a quoted field "
+               "must be doubled)";
+      storage->push_back(std::move(field));
+      spans.emplace_back(storage->size() - 1, 0);
+      quoted.push_back(true);
+    } else {
+      const size_t p = line.find(',', i);
+      const size_t end = p == std::string_view::npos ? line.size() : p;
+      spans.emplace_back(i, end - i);
+      quoted.push_back(false);
+      i = end;
+    }
+    if (i >= line.size()) break;
+    ++i;  // the comma
+    if (i == line.size()) {  // trailing comma: one more empty field
+      spans.emplace_back(i, 0);
+      quoted.push_back(false);
+      break;
+    }
+  }
+  for (size_t k = 0; k < spans.size(); ++k) {
+    if (quoted[k])
+      out->push_back((*storage)[spans[k].first]);
+    else
+      out->push_back(line.substr(spans[k].first, spans[k].second));
+  }
+  return "";
+}
+
+NumParse parse_int64(std::string_view s, int64_t* v) {
+  if (s.empty()) return NumParse::kNotNumber;
+  const char* b = s.data();
+  const char* e = b + s.size();
+  const auto r = std::from_chars(b, e, *v);
+  if (r.ec == std::errc::result_out_of_range && r.ptr == e) return NumParse::kOverflow;
+  if (r.ec != std::errc() || r.ptr != e) return NumParse::kNotNumber;
+  return NumParse::kOk;
+}
+
+NumParse parse_double(std::string_view s, double* v) {
+  if (s.empty()) return NumParse::kNotNumber;
+  // from_chars also takes "inf"/"nan"; only plain decimals are ratings.
+  const char c0 = s[0] == '-' && s.size() > 1 ? s[1] : s[0];
+  if (!((c0 >= '0' && c0 <= '9') || c0 == '.')) return NumParse::kNotNumber;
+  const char* b = s.data();
+  const char* e = b + s.size();
+  const auto r = std::from_chars(b, e, *v, std::chars_format::general);
+  if (r.ec == std::errc::result_out_of_range && r.ptr == e) return NumParse::kOverflow;
+  if (r.ec != std::errc() || r.ptr != e) return NumParse::kNotNumber;
+  if (!std::isfinite(*v)) return NumParse::kOverflow;
+  return NumParse::kOk;
+}
+
+bool is_canonical_int(std::string_view s) {
+  if (!s.empty() && s[0] == '-') s.remove_prefix(1);
+  if (s.empty()) return false;
+  if (s[0] == '0' && s.size() > 1) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+size_t find_invalid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // > U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+std::string latin1_to_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x80) {
+      out.push_back(ch);
+    } else {
+      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return out;
+}
+
+std::string quote(std::string_view s) {
+  constexpr size_t kMax = 60;
+  std::string out = "'";
+  if (s.size() > kMax) {
+    out.append(s.substr(0, kMax));
+    out += "...";
+  } else {
+    out.append(s);
+  }
+  out += "'";
+  return out;
+}
+
+}  // namespace vae::text

@@ -1,0 +1,61 @@
+// Small text helpers shared by the dataset loaders: whole-file reading, a line iterator that
+// tracks 1-based line numbers, field splitters and strict number parsing. Everything works on
+// string_views into one file buffer so multi-million-line rating files load quickly.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vae::text {
+
+// Whole file as bytes. Throws DataError(path, 0, ...) when it is missing, a directory,
+// unreadable or empty. A leading UTF-8 byte-order mark is dropped.
+std::string read_file(const std::string& path);
+
+// Iterates lines; strips a trailing '\r' (CRLF files) and skips lines that are empty after
+// that (MovieLens' u.genre ends with a blank line).
+class LineReader {
+ public:
+  explicit LineReader(std::string_view buf) : buf_(buf) {}
+  // Next non-empty line, or false at the end.
+  bool next(std::string_view* line);
+  // 1-based number of the line last returned.
+  long line_no() const { return line_no_; }
+
+ private:
+  std::string_view buf_;
+  size_t pos_ = 0;
+  long line_no_ = 0;
+};
+
+std::string_view trim(std::string_view s);
+
+// Splits on a single-character or multi-character separator (no quoting).
+void split(std::string_view line, char sep, std::vector<std::string_view>* out);
+void split(std::string_view line, std::string_view sep, std::vector<std::string_view>* out);
+
+// Splits one CSV line (RFC 4180 quoting: "a, b" and doubled "" inside quotes). Unquoted fields
+// point into `line`; quoted ones are unescaped into `storage` (so `out` stays valid until the
+// next call with the same storage). Returns an error message, or "" on success.
+std::string split_csv(std::string_view line, std::vector<std::string_view>* out,
+                      std::vector<std::string>* storage);
+
+enum class NumParse { kOk, kNotNumber, kOverflow };
+// Whole field must be an optionally signed decimal integer.
+NumParse parse_int64(std::string_view s, int64_t* v);
+// Whole field must be a finite decimal number (no inf/nan).
+NumParse parse_double(std::string_view s, double* v);
+// True when s is an integer in canonical form ("0", "17", "-3"; no '+', no leading zeros),
+// i.e. one that round-trips through its numeric value.
+bool is_canonical_int(std::string_view s);
+
+// Offset of the first byte that breaks UTF-8 (overlongs, surrogates and > U+10FFFF included),
+// or npos when s is valid.
+size_t find_invalid_utf8(std::string_view s);
+std::string latin1_to_utf8(std::string_view s);
+
+// Quotes a field for error messages, cutting very long ones.
+std::string quote(std::string_view s);
+
+}  // namespace vae::text

@@ -1,0 +1,513 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <limits>
+#include <numeric>
+#include <ostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/philox.h"
+#include "data/shuffle.h"
+#include "models/baselines.h"
+
+namespace vae {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+Csr binarized(Csr m) {
+  std::fill(m.values.begin(), m.values.end(), 1.0f);
+  return m;
+}
+
+std::vector<int32_t> iota_rows(int64_t n) {
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+bool is_autoencoder(const std::string& kind) {
+  return kind == "vae" || kind == "autorec" || kind == "i-autorec" || kind == "multvae" ||
+         kind == "cdae";
+}
+bool wants_binary_input(const std::string& kind) {
+  return kind == "multvae" || kind == "cdae" || kind == "ease";
+}
+
+// Rows to evaluate: the model reads `input` rows and is scored against `target` rows.
+struct EvalSet {
+  CsrTensor<float> input, target;
+  Tensor<int32_t> rows;
+  int64_t n = 0;
+  bool rows_are_train_rows = false;  // CDAE may use its per-user vectors
+};
+
+EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target, bool train_rows) {
+  VAE_CHECK(input.rows == target.rows, "eval input and target differ in rows");
+  EvalSet e;
+  e.input = be.upload_csr(input);
+  e.target = be.upload_csr(target);
+  e.n = input.rows;
+  e.rows = be.upload<int32_t>(iota_rows(e.n), e.n, 1);
+  e.rows_are_train_rows = train_rows;
+  return e;
+}
+
+// Everything the per-epoch evaluation needs, allocated once.
+class Evaluator {
+ public:
+  Evaluator(Backend<float>& be, const TrainOptions& opt, int64_t batch, int64_t width)
+      : be_(be), opt_(opt), batch_(batch) {
+    scores_ = be.alloc<float>(batch, width);
+    truth_ = be.alloc<float>(batch, width);
+    const int kmax = std::max(opt.k, *std::max_element(opt.ks.begin(), opt.ks.end()));
+    kmax_ = static_cast<int>(std::min<int64_t>(kmax, width));
+    idx_ = be.alloc<int32_t>(batch, kmax_);
+    val_ = be.alloc<float>(batch, kmax_);
+    out_ = be.alloc<float>(batch, 2 * static_cast<int64_t>(opt.ks.size()) + 3);
+    loss_ = be.zeros(1, 1);
+  }
+
+  // Returns (mean loss per batch, metrics in print order).
+  std::pair<double, std::vector<std::pair<std::string, double>>> run(Model<float>& m, const EvalSet& e) {
+    const std::string& protocol = opt_.protocol;
+    std::vector<double> sums;
+    std::vector<std::string> names;
+    if (protocol == "seed") {
+      names = {"ndcg@" + std::to_string(opt_.k), "recall@" + std::to_string(opt_.k), "ndcg@100",
+               "recall@100", "rmse"};
+    } else if (protocol == "heldout") {
+      for (int k : opt_.ks) names.push_back("recall@" + std::to_string(k));
+      for (int k : opt_.ks) names.push_back("ndcg@" + std::to_string(k));
+    } else {
+      names = {"rmse", "mae"};
+    }
+    sums.assign(names.size(), 0.0);
+    double sq = 0, ab = 0, cnt = 0;
+    be_.fill(loss_.mat(), 0.0f);
+    int64_t batches = 0;
+    const float lo = m.config().rating_min, hi = m.config().rating_max;
+    for (int64_t r0 = 0; r0 < e.n; r0 += batch_) {
+      const int64_t n = std::min(batch_, e.n - r0);
+      Batch<float> b;
+      b.input = e.input.view();
+      b.rows = e.rows.cmat().rows_slice(r0, n);
+      if (e.rows_are_train_rows) b.users = b.rows;
+      b.n = n;
+      ++batches;
+      if (m.num_params() > 0) m.forward_backward(b, 0, false, loss_.mat());
+      Mat<float> scores = scores_.mat().rows_slice(0, n);
+      m.predict(b, scores);
+      if (protocol == "seed") {
+        Mat<float> out = out_.mat().rows_slice(0, n).reshaped(n, out_.cols());
+        Mat<float> o2{out.data, n, 2};
+        Mat<float> truth = truth_.mat().rows_slice(0, n);
+        be_.csr_rows_to_dense(e.target.view(), b.rows, truth);
+        Mat<float> o3{out.data, n, 3};
+        be_.rating_errors(scores, e.target.view(), b.rows, lo, hi, o3);
+        std::vector<float> errs = be_.download(CMat<float>(o3));
+        for (int64_t i = 0; i < n; ++i) {
+          sq += errs[i * 3];
+          cnt += errs[i * 3 + 2];
+        }
+        // The notebooks rank sigmoid(output); sigmoid is applied in float like theirs, so
+        // saturated scores tie exactly as they do there.
+        be_.bias_act(scores, CMat<float>{}, Act::sigmoid, scores);
+        const int kk[2] = {opt_.k, 100};
+        for (int j = 0; j < 2; ++j) {
+          be_.graded_metrics(scores, truth, kk[j], o2);
+          std::vector<float> h = be_.download(CMat<float>(o2));
+          for (int64_t i = 0; i < n; ++i) {
+            sums[2 * j] += h[i * 2];
+            sums[2 * j + 1] += h[i * 2 + 1];
+          }
+        }
+      } else if (protocol == "heldout") {
+        const int64_t nk = static_cast<int64_t>(opt_.ks.size());
+        Mat<int32_t> idx = idx_.mat().rows_slice(0, n);
+        Mat<float> val = val_.mat().rows_slice(0, n);
+        be_.topk(scores, e.input.view(), b.rows, kmax_, idx, val);
+        Mat<float> out{out_.data(), n, 2 * nk};
+        be_.heldout_metrics(idx, e.target.view(), b.rows, opt_.ks, out);
+        std::vector<float> h = be_.download(CMat<float>(out));
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < 2 * nk; ++j) sums[j] += h[i * 2 * nk + j];
+      } else {
+        Mat<float> out{out_.data(), n, 3};
+        be_.rating_errors(scores, e.target.view(), b.rows, lo, hi, out);
+        std::vector<float> h = be_.download(CMat<float>(out));
+        for (int64_t i = 0; i < n; ++i) {
+          sq += h[i * 3];
+          ab += h[i * 3 + 1];
+          cnt += h[i * 3 + 2];
+        }
+      }
+    }
+    std::vector<std::pair<std::string, double>> metrics;
+    if (protocol == "ratings") {
+      metrics = {{"rmse", cnt ? std::sqrt(sq / cnt) : NAN}, {"mae", cnt ? ab / cnt : NAN}};
+    } else {
+      for (size_t j = 0; j < names.size(); ++j)
+        metrics.emplace_back(names[j], e.n ? sums[j] / static_cast<double>(e.n) : NAN);
+      if (protocol == "seed") metrics.back().second = cnt ? std::sqrt(sq / cnt) : NAN;
+    }
+    const double loss = batches && m.num_params() > 0 ? be_.read_scalar(loss_.cmat()) / batches : NAN;
+    return {loss, metrics};
+  }
+
+ private:
+  Backend<float>& be_;
+  const TrainOptions& opt_;
+  int64_t batch_;
+  int kmax_ = 0;
+  Tensor<float> scores_, truth_, val_, out_, loss_;
+  Tensor<int32_t> idx_;
+};
+
+double lookup(const std::vector<std::pair<std::string, double>>& m, const std::string& key) {
+  for (const auto& kv : m)
+    if (kv.first == key) return kv.second;
+  return NAN;
+}
+
+std::string fmt_metric_name(const std::string& key) {
+  // ndcg@20 → NDCG@20, recall@20 → Recall@20, rmse → RMSE (the notebooks' spelling).
+  auto at = key.find('@');
+  std::string base = key.substr(0, at), rest = at == std::string::npos ? "" : key.substr(at);
+  if (base == "ndcg" || base == "rmse" || base == "mae") {
+    std::transform(base.begin(), base.end(), base.begin(), ::toupper);
+  } else if (!base.empty()) {
+    base[0] = static_cast<char>(::toupper(base[0]));
+  }
+  return base + rest;
+}
+
+std::string epoch_line(const EpochRecord& r, int epochs, const std::string& test_label) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(4) << "Epoch [" << r.epoch << "/" << epochs << "] train "
+     << r.train_loss << " " << test_label << " " << r.test_loss;
+  for (const auto& kv : r.metrics) os << " " << fmt_metric_name(kv.first) << " " << kv.second;
+  os << std::setprecision(2) << " (" << r.train_seconds << " s)";
+  return os.str();
+}
+
+}  // namespace
+
+double TrainResult::metric(const std::string& key) const { return lookup(metrics, key); }
+
+int64_t resolve_defaults(TrainOptions& opt) {
+  ModelConfig& m = opt.model;
+  if (m.kind.empty()) m.kind = "vae";
+  static const char* kinds[] = {"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease"};
+  if (std::find(std::begin(kinds), std::end(kinds), m.kind) == std::end(kinds))
+    throw UsageError("unknown model '" + m.kind +
+                     "' (choose vae, autorec, i-autorec, multvae, cdae, popularity, ease)");
+  if (opt.protocol != "seed" && opt.protocol != "heldout" && opt.protocol != "ratings")
+    throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, ratings)");
+  if (m.kind == "ease" && opt.protocol == "ratings")
+    throw UsageError("EASE ranks items and predicts no ratings: use --protocol seed or heldout");
+  if (opt.epochs < 1) throw UsageError("--epochs must be at least 1");
+  if (opt.k < 1) throw UsageError("--k must be at least 1");
+  for (int k : opt.ks)
+    if (k < 1) throw UsageError("every cut-off in --ks must be at least 1");
+  if (m.kind == "multvae") {
+    if (m.anneal_steps == 0 && m.beta == 1.0) {
+      m.beta = 0.2;  // Liang et al.: β annealed to 0.2 over 200 000 steps
+      m.anneal_steps = 200000;
+    }
+  }
+  if (m.kind == "i-autorec" && opt.protocol != "ratings")
+    throw UsageError("i-autorec predicts ratings per item: use --protocol ratings");
+  if (opt.batch_size <= 0) opt.batch_size = m.kind == "multvae" ? 500 : 64;
+  return opt.batch_size;
+}
+
+TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log) {
+  const int64_t batch = resolve_defaults(opt);
+  const std::string kind = opt.model.kind;
+  TrainResult res;
+  res.model = kind;
+  res.protocol = opt.protocol;
+  res.device = be.name();
+  res.dataset = d.name;
+
+  // ---- the protocol's matrices -----------------------------------------------------------
+  Csr train;
+  Csr eval_input, eval_target;  // the set reported each epoch
+  Csr test_input, test_target;  // final report (heldout: test users; else = eval set)
+  bool eval_rows_are_train = false;
+  bool have_val = false;
+  if (opt.protocol == "seed") {
+    SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
+    train = d.ratings.select_rows(s.train_users);
+    eval_target = d.ratings.select_rows(s.test_users);
+    eval_input = eval_target;
+    if (wants_binary_input(kind)) {
+      train = binarized(std::move(train));
+      eval_input = binarized(std::move(eval_input));
+    }
+    res.eval_set = std::to_string(s.test_users.size()) + " test users (full vectors)";
+  } else if (opt.protocol == "heldout") {
+    HeldoutSplit s = split_heldout(d, opt.heldout, opt.seed);
+    train = s.train;
+    eval_input = s.val_foldin;
+    eval_target = s.val_target;
+    test_input = s.test_foldin;
+    test_target = s.test_target;
+    have_val = true;
+    res.eval_set = std::to_string(s.val_users.size()) + " validation / " +
+                   std::to_string(s.test_users.size()) + " test users, " +
+                   std::to_string(s.item_map.size()) + " items";
+  } else {
+    RatingsSplit s = opt.ratings_split == "random"
+                         ? split_ratings_random(d, 0.1, opt.seed)
+                         : split_ratings_ml100k_fold(d, opt.data_dir, opt.ratings_split);
+    train = s.train;
+    eval_target = s.test;
+    if (kind == "i-autorec") {
+      train = train.transpose();
+      eval_target = eval_target.transpose();
+    }
+    eval_input = train;
+    eval_rows_are_train = true;
+    res.eval_set = s.description + " (" + std::to_string(eval_target.nnz()) + " test ratings)";
+  }
+  if (!have_val) {
+    test_input = eval_input;
+    test_target = eval_target;
+  }
+  res.train_rows = train.rows;
+  res.eval_rows = test_input.rows;
+
+  ModelConfig mc = opt.model;
+  mc.num_inputs = train.cols;
+  mc.num_rows = train.rows;
+  mc.rating_min = d.rating_min;
+  mc.rating_max = d.rating_max;
+
+  std::unique_ptr<Model<float>> model;
+  if (kind == "popularity") {
+    model = std::make_unique<PopularityModel<float>>(be, train, opt.protocol == "ratings", batch);
+  } else if (kind == "ease") {
+    model = std::make_unique<EaseModel<float>>(be, train, opt.ease_lambda > 0 ? opt.ease_lambda : 200.0, batch);
+  } else {
+    model = make_model<float>(be, mc, batch);
+  }
+  model->init(opt.seed);
+  res.num_params = model->num_params();
+
+  EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_rows_are_train);
+  Evaluator evaluator(be, opt, batch, model->num_outputs());
+  const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
+  // Lower is better only for rating errors.
+  const std::string monitor = opt.protocol == "heldout" ? "ndcg@100"
+                              : opt.protocol == "seed"  ? "ndcg@" + std::to_string(opt.k)
+                                                        : "rmse";
+  const bool lower_better = opt.protocol == "ratings";
+  if (opt.patience > 0 && !have_val && !opt.quiet)
+    log << "note: --patience selects the epoch on the " << (opt.protocol == "seed" ? "test users" : "test ratings")
+        << " (this protocol has no validation set)\n";
+
+  if (!is_autoencoder(kind)) {
+    // Closed-form baselines: no epochs. EASE picks λ on validation users when asked to.
+    const auto t0 = Clock::now();
+    if (kind == "ease" && opt.ease_lambda <= 0 && have_val) {
+      auto* ease = static_cast<EaseModel<float>*>(model.get());
+      double best = -1, best_l = 0;
+      for (double l : {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0}) {
+        ease->set_lambda(l);
+        const double v = lookup(evaluator.run(*model, eval_set).second, monitor);
+        if (!opt.quiet) log << "EASE lambda " << l << ": validation " << fmt_metric_name(monitor) << " " << v << "\n";
+        if (v > best) best = v, best_l = l;
+      }
+      ease->set_lambda(best_l);
+      res.note = "lambda " + std::to_string(static_cast<int>(best_l)) + " chosen on validation users";
+    } else if (kind == "ease") {
+      res.note = "lambda " + std::to_string(static_cast<EaseModel<float>*>(model.get())->lambda());
+    }
+    EpochRecord r;
+    r.epoch = 0;
+    r.train_seconds = seconds_since(t0);
+    auto [loss, metrics] = evaluator.run(*model, eval_set);
+    r.test_loss = loss;
+    r.metrics = metrics;
+    res.history.push_back(r);
+    res.train_seconds = r.train_seconds;
+    res.best_epoch = 0;
+    if (have_val) {
+      EvalSet test_set = make_eval_set(be, test_input, test_target, false);
+      res.metrics = evaluator.run(*model, test_set).second;
+    } else {
+      res.metrics = metrics;
+    }
+    res.model_ptr = std::move(model);
+    return res;
+  }
+
+  // ---- training ---------------------------------------------------------------------------
+  CsrTensor<float> train_dev = be.upload_csr(train);
+  Tensor<int32_t> order = be.alloc<int32_t>(train.rows, 1);
+  Tensor<float> m1 = be.zeros(1, model->num_params()), m2 = be.zeros(1, model->num_params());
+  Tensor<float> best_theta = be.alloc<float>(1, model->num_params());
+  Tensor<float> loss_acc = be.zeros(1, 1);
+  std::vector<int32_t> perm = iota_rows(train.rows);
+  const int64_t batches = (train.rows + batch - 1) / batch;
+  double best_value = lower_better ? INFINITY : -INFINITY;
+  int since_best = 0;
+  int64_t step = 0;
+  std::vector<double> epoch_secs;
+  const auto t_train = Clock::now();
+  if (!opt.quiet)
+    log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
+        << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
+        << batches << " steps/epoch\n";
+
+  for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
+    const auto t0 = Clock::now();
+    perm = iota_rows(train.rows);
+    philox_shuffle(perm, opt.seed, rng_stream(RngStream::shuffle, static_cast<uint64_t>(epoch)));
+    be.upload_into(perm, order.mat());
+    be.fill(loss_acc.mat(), 0.0f);
+    for (int64_t bi = 0; bi < batches; ++bi) {
+      const int64_t r0 = bi * batch, n = std::min(batch, train.rows - r0);
+      Batch<float> b;
+      b.input = train_dev.view();
+      b.rows = order.cmat().rows_slice(r0, n);
+      b.users = b.rows;
+      b.n = n;
+      model->forward_backward(b, step, true, loss_acc.mat());
+      ++step;
+      be.adam_step(model->param_buffer(), model->grad_buffer(), m1.mat(), m2.mat(), opt.adam, step);
+      if (opt.progress_bar && !opt.quiet) {
+        const int width = 30, done = static_cast<int>(width * (bi + 1) / batches);
+        log << "\rEpoch [" << epoch << "/" << opt.epochs << "] [" << std::string(done, '#')
+            << std::string(width - done, '.') << "] " << (bi + 1) << "/" << batches << std::flush;
+      }
+    }
+    EpochRecord r;
+    r.epoch = epoch;
+    r.train_loss = be.read_scalar(loss_acc.cmat()) / static_cast<double>(batches);
+    r.train_seconds = seconds_since(t0);
+    epoch_secs.push_back(r.train_seconds);
+    const auto t1 = Clock::now();
+    auto [loss, metrics] = evaluator.run(*model, eval_set);
+    r.eval_seconds = seconds_since(t1);
+    r.test_loss = loss;
+    r.metrics = metrics;
+    if (opt.protocol == "ratings") r.test_loss = lookup(metrics, "rmse");
+    res.history.push_back(r);
+    if (!opt.quiet) {
+      if (opt.progress_bar) log << "\r";
+      log << epoch_line(r, opt.epochs, test_label) << "\n" << std::flush;
+    }
+    if (!std::isfinite(r.train_loss))
+      throw VaeError("training diverged at epoch " + std::to_string(epoch) +
+                     " (loss is not finite): lower --lr");
+
+    const double v = lookup(metrics, monitor);
+    const bool better = lower_better ? v < best_value : v > best_value;
+    const bool keep_best = have_val || opt.patience > 0;
+    if (better || !keep_best) {
+      best_value = v;
+      res.best_epoch = epoch;
+      since_best = 0;
+      if (keep_best)
+        be.copy_within(best_theta.data(), model->param_buffer().data,
+                       static_cast<size_t>(model->num_params()) * sizeof(float));
+    } else if (opt.patience > 0 && ++since_best >= opt.patience) {
+      if (!opt.quiet) log << "Early stop: no improvement in " << fmt_metric_name(monitor) << " for "
+                          << opt.patience << " epochs; best epoch " << res.best_epoch << "\n";
+      break;
+    }
+  }
+  res.train_seconds = seconds_since(t_train);
+  std::vector<double> sorted = epoch_secs;
+  std::sort(sorted.begin(), sorted.end());
+  res.epoch_seconds_median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  if (have_val || opt.patience > 0) {
+    be.copy_within(model->param_buffer().data, best_theta.data(),
+                   static_cast<size_t>(model->num_params()) * sizeof(float));
+  }
+  if (have_val) {
+    EvalSet test_set = make_eval_set(be, test_input, test_target, false);
+    res.metrics = evaluator.run(*model, test_set).second;
+  } else {
+    res.metrics = res.history[res.best_epoch - 1].metrics;
+  }
+  res.model_ptr = std::move(model);
+  return res;
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw DataError(tmp, 0, "cannot open for writing");
+    f << text;
+    f.flush();
+    if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
+}
+
+void write_run_files(const std::string& dir, const TrainResult& r) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
+
+  std::ostringstream csv;
+  csv << std::setprecision(8) << "epoch,train_loss,test_loss";
+  if (!r.history.empty())
+    for (const auto& kv : r.history.front().metrics) csv << "," << kv.first;
+  csv << ",train_seconds,eval_seconds\n";
+  for (const auto& e : r.history) {
+    csv << e.epoch << "," << e.train_loss << "," << e.test_loss;
+    for (const auto& kv : e.metrics) csv << "," << kv.second;
+    csv << "," << e.train_seconds << "," << e.eval_seconds << "\n";
+  }
+  write_text_atomically(dir + "/metrics.csv", csv.str());
+
+  nlohmann::ordered_json j;
+  j["model"] = r.model;
+  j["dataset"] = r.dataset;
+  j["protocol"] = r.protocol;
+  j["device"] = r.device;
+  j["epochs"] = r.history.empty() ? 0 : r.history.back().epoch;
+  j["best_epoch"] = r.best_epoch;
+  nlohmann::ordered_json m = nlohmann::ordered_json::object();
+  for (const auto& kv : r.metrics) m[kv.first] = std::isfinite(kv.second) ? nlohmann::ordered_json(kv.second) : nlohmann::ordered_json(nullptr);
+  j["metrics"] = m;
+  j["train_seconds"] = r.train_seconds;
+  j["epoch_seconds_median"] = r.epoch_seconds_median;
+  j["eval_set"] = r.eval_set;
+  j["num_params"] = r.num_params;
+  if (!r.note.empty()) j["note"] = r.note;
+  write_text_atomically(dir + "/summary.json", j.dump(2) + "\n");
+}
+
+void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {
+  os << "\n" << std::left << std::setw(14) << "metric" << std::right << std::setw(12) << a.model
+     << std::setw(12) << b.model << "\n";
+  os << std::fixed << std::setprecision(4);
+  for (const auto& kv : a.metrics) {
+    os << std::left << std::setw(14) << fmt_metric_name(kv.first) << std::right << std::setw(12)
+       << kv.second << std::setw(12) << b.metric(kv.first) << "\n";
+  }
+  os.unsetf(std::ios::floatfield);
+}
+
+}  // namespace vae

@@ -1,0 +1,73 @@
+// Experiment driver: builds the protocol's split, trains a model with Adam over shuffled
+// batches, evaluates every epoch, keeps the best epoch's weights and reports metrics.
+#pragma once
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "data/dataset.h"
+#include "models/model.h"
+
+namespace vae {
+
+struct TrainOptions {
+  std::string protocol = "seed";  // seed | heldout | ratings
+  int epochs = 20;
+  int64_t batch_size = 0;  // 0 = the model's default (VAE/AutoRec/CDAE 64, Mult-VAE 500)
+  AdamConfig adam;
+  uint64_t seed = 1;
+  int patience = 0;  // > 0: stop after this many epochs without improvement
+  int k = 20;        // seed protocol cut-off (metrics are also reported at 100)
+  std::vector<int> ks{20, 50, 100};  // heldout protocol cut-offs
+  double test_fraction = 0.2;        // seed protocol
+  HeldoutOptions heldout;
+  std::string ratings_split = "random";  // random | 1..5 | a | b (ml-100k's given folds)
+  std::string data_dir;                  // where uN.base/uN.test live for fold splits
+  double ease_lambda = 0;                // 0 = chosen on validation users (heldout) / 200
+  bool progress_bar = false;             // per-batch bar (TTY) instead of only epoch lines
+  bool quiet = false;
+  ModelConfig model;                     // model.kind selects the model
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double train_loss = 0;
+  double test_loss = 0;
+  std::vector<std::pair<std::string, double>> metrics;  // in print order
+  double train_seconds = 0;
+  double eval_seconds = 0;
+};
+
+struct TrainResult {
+  std::string model, protocol, device, dataset, eval_set;
+  std::vector<EpochRecord> history;
+  int best_epoch = 0;
+  std::vector<std::pair<std::string, double>> metrics;  // final (best epoch; test users)
+  double train_seconds = 0;
+  double epoch_seconds_median = 0;
+  int64_t train_rows = 0, eval_rows = 0, num_params = 0;
+  std::string note;  // e.g. chosen EASE λ
+  double metric(const std::string& key) const;  // NaN when absent
+  std::unique_ptr<Model<float>> model_ptr;       // the trained model (best epoch's weights)
+};
+
+// Fills model defaults for kind (batch size, hidden sizes, Mult-VAE β annealing, …) that the
+// user left at 0; returns the batch size to use.
+int64_t resolve_defaults(TrainOptions& opt);
+
+TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log);
+
+// metrics.csv (one row per epoch) and summary.json into dir (created if needed), each written
+// to a temporary file first and renamed, so an interrupted run never leaves half a file.
+void write_run_files(const std::string& dir, const TrainResult& r);
+
+// Writes text to path via path.tmp + rename; throws DataError naming the file on failure.
+void write_text_atomically(const std::string& path, const std::string& text);
+
+// The bare `vae_gpu --epochs N` summary: model and popularity side by side.
+void print_comparison(std::ostream& os, const TrainResult& model, const TrainResult& baseline);
+
+}  // namespace vae
