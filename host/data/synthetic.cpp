@@ -4,17 +4,17 @@
 //  * each item has 1–3 of the 18 MovieLens genres (flattened ml-100k genre frequencies) and a
 //    Zipf popularity over a random item ranking;
 //  * each taste group favours one common genre (Drama, Comedy, Action, Thriller, Romance,
-//    Adventure) plus 1–2 rarer ones, so with ≤ 6 groups the favoured sets are disjoint;
+//    Adventure) plus 1–2 rarer ones, so with ≤ 6 groups the favoured genre sets are disjoint;
 //  * a user of group g draws each rated item from the group's favoured items (items with any
 //    favoured genre, popularity-weighted) with probability kFavouredShare, otherwise from all
 //    items by popularity; draws repeat until the item is new to the user;
 //  * the rating is round(kRatingBase + kAffinityWeight·affinity + quality + user bias + noise)
 //    clamped to 1..5, affinity = share of the item's genres the group favours;
-//  * user activity is kMinPerUser plus a log-normal share of the rest, so the total is exact;
+//  * user activity is kMinPerUser plus a (shifted) log-normal share of the rest, at most half
+//    the catalogue per user, allocated so the total is exactly `ratings`;
 //  * age, gender and occupation mixes depend on the group.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <numeric>
 #include <unordered_set>
 
@@ -52,8 +52,12 @@ constexpr double kOccupationBoost = 150.0;  // added to each of a group's 3 typi
 
 constexpr int64_t kMinPerUser = 20;      // ml-100k's minimum ratings per user
 constexpr double kActivitySigma = 0.85;  // log-normal spread of ratings per user above the min
+constexpr double kActivityShift = 0.15;
 constexpr double kFavouredShare = 0.8;   // chance a draw comes from the group's favoured items
 constexpr double kZipfExponent = 1.0;
+// Zipf–Mandelbrot offset as a share of the catalogue: flattens the head so the top film is not
+// rated by nearly everyone.
+constexpr double kZipfOffset = 0.005;
 constexpr double kRatingBase = 2.95;
 constexpr double kAffinityWeight = 1.1;
 constexpr double kQualitySigma = 0.5;
@@ -347,8 +351,9 @@ Dataset make_synthetic(const SyntheticSpec& spec) {
     for (int64_t r = 0; r < n_items; ++r) rank[order[r]] = static_cast<int32_t>(r);
   }
   std::vector<double> popularity(n_items);
+  const double zipf_offset = 1.0 + kZipfOffset * static_cast<double>(n_items);
   for (int64_t i = 0; i < n_items; ++i)
-    popularity[i] = std::pow(static_cast<double>(rank[i]) + 1.0, -kZipfExponent);
+    popularity[i] = std::pow(static_cast<double>(rank[i]) + zipf_offset, -kZipfExponent);
   std::vector<double> quality(n_items);
   d.titles.resize(n_items);
   {
@@ -425,13 +430,18 @@ Dataset make_synthetic(const SyntheticSpec& spec) {
           std::lround(std::clamp(gr.mean_age + 9.0 * normal(rng), 7.0, 73.0)));
       d.users.gender[u] = rng.uniform() <= gr.male_share ? 'M' : 'F';
       d.users.occupation[u] = draw_weighted(rng, gr.occupation_weight, kNumOccupations);
-      activity[u] = std::exp(kActivitySigma * normal(rng));
+      // Shifted so the lightest users sit at exactly kMinPerUser, as in ml-100k.
+      activity[u] = std::max(0.0, std::exp(kActivitySigma * normal(rng)) - kActivityShift);
       user_bias[u] = kUserBiasSigma * normal(rng);
     }
   }
   const int64_t base = std::min({kMinPerUser, spec.ratings / n_users, n_items});
+  // Nobody rates more than half the catalogue (ml-100k's heaviest user: 44 %) unless the
+  // requested density needs it.
+  const int64_t per_user_cap = std::min(
+      n_items, std::max(n_items / 2, 2 * ((spec.ratings + n_users - 1) / n_users)));
   const std::vector<int64_t> per_user =
-      allocate_activity(activity, spec.ratings, base, n_items - base);
+      allocate_activity(activity, spec.ratings, base, std::max<int64_t>(0, per_user_cap - base));
 
   // ---- ratings: each user's distinct items, CSR built row by row ----
   Csr& m = d.ratings;

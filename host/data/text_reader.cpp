@@ -125,7 +125,8 @@ std::string split_csv(std::string_view line, std::vector<std::string_view>* out,
     }
     if (i >= line.size()) break;
     ++i;  // the comma
-    if (i == line.size()) {  // trailing comma: one more empty field
+    // A trailing comma means one more, empty, field.
+    if (i == line.size()) {
       spans.emplace_back(i, 0);
       quoted.push_back(false);
       break;

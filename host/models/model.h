@@ -43,7 +43,7 @@ struct ModelConfig {
   std::string act_hidden;  // AutoRec g
   std::string act_out;     // AutoRec f
   std::string loss;        // AutoRec: masked|dense; CDAE: bce|mse
-  double lambda = 0.0;     // L2 strength (AutoRec, CDAE)
+  double lambda = -1.0;    // L2 strength (AutoRec, CDAE); < 0 = the model's default
   double dropout = -1.0;   // input dropout (Mult-VAE 0.5, CDAE 0.5); < 0 = default
   double beta = 1.0;       // VAE KL weight (final value when annealing)
   int64_t anneal_steps = 0;  // linear KL annealing length (0 = constant beta)

@@ -1,0 +1,646 @@
+// The CPU reference backend: the oracle every CUDA kernel is checked against and the fallback
+// without a GPU. Every op is a plain loop over row-major memory written for clarity first;
+// GEMMs go to OpenBLAS when present. Reductions accumulate in double so the float oracle's
+// own rounding stays well below the tolerances the GPU comparisons use.
+//
+// Semantic choices where backend.h leaves room (PyTorch-equivalent where one exists):
+//  - An empty Mat for a loss op's gradient (dpred, dlogits, d_mu_logvar), for dbias, for a
+//    regulariser's grad, for topk's val and for a loss accumulator means "not wanted": the op
+//    skips that output. eps in reparameterize may be empty too (z only).
+//  - multinomial_nll skips terms with t = 0 (0 · log p = 0, even where log p = −inf).
+//  - reparam_kl_backward: dz empty → dμ = kl·μ, dlv = kl·½(e^lv − 1) (no reconstruction path);
+//    dz given but eps empty → z = μ deterministic: dμ = dz + kl·μ and dlv has no dz term.
+//  - regularize l2_norm at ‖p‖ = 0 adds no gradient (PyTorch's norm backward gives 0 there).
+//  - relu'(y) = [y > 0] (PyTorch's threshold_backward: 0 at the kink).
+//  - dropout with q ≥ 1 gives y = x · 0 (PyTorch's p = 1 special case); q outside [0, 1] throws.
+//  - bias_act_backward's dbias is overwritten (a gradient output), not accumulated.
+//  - scatter_rows_add throws on repeated or out-of-range rows (the contract the GPU's
+//    non-atomic scatter relies on).
+//  - topk / graded_metrics order NaN scores after every number (−inf included); NaNs stay
+//    candidates. Ties: lower index first.
+//  - heldout_metrics counts a target entry as relevant when its stored value is > 0
+//    (Mult-VAE's `heldout_batch > 0`); padding indices (−1) never hit.
+//  - Index vectors (rows, exclude_rows, target_rows) may be n × 1 or 1 × n; every index is
+//    range-checked. dropout's element index is the flat row-major index r·cols + c of x.
+//  - adam_step follows torch.optim.Adam / AdamW exactly: L2 adds wd·p to g before the moments;
+//    decoupled multiplies p by (1 − lr·wd) first; p −= lr/bc1 · m / (√v/√bc2 + eps).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <new>
+#include <numeric>
+#include <type_traits>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu_gemm.h"
+#include "core/philox.h"
+
+#if defined(VAE_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
+
+namespace vae {
+
+namespace {
+
+constexpr std::align_val_t kAlign{64};
+
+void aligned_free(void* p) { ::operator delete(p, kAlign); }
+
+template <typename A, typename B>
+bool same_shape(Mat<A> a, Mat<B> b) {
+  return a.rows == b.rows && a.cols == b.cols;
+}
+
+// A loss accumulator is 1 × 1, or empty when the caller only wants gradients.
+template <typename T>
+void check_loss(Mat<T> loss) {
+  VAE_CHECK(loss.empty() || loss.size() == 1, "loss accumulator must be 1 x 1");
+}
+
+template <typename T>
+void add_loss(Mat<T> loss, double v) {
+  if (!loss.empty()) loss.data[0] = static_cast<T>(static_cast<double>(loss.data[0]) + v);
+}
+
+// Index vectors (n × 1 int32) are accepted in either orientation; only the count matters.
+void check_index_vector(CMat<int32_t> v, int64_t n, const char* what) {
+  VAE_CHECK(v.size() == n && (v.rows == 1 || v.cols == 1 || n == 0),
+            std::string(what) + ": index vector must have one entry per row");
+}
+
+// Overflow-free logistic function.
+inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1.0 + e);
+}
+
+// softplus(x) = log(1 + e^x) without overflow or cancellation.
+inline double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
+
+// Strict total order for ranking: larger score first, NaN after every number, then lower index.
+template <typename T>
+struct RankBefore {
+  const T* s;
+  bool operator()(int32_t a, int32_t b) const {
+    const T va = s[a], vb = s[b];
+    const bool na = std::isnan(va), nb = std::isnan(vb);
+    if (na != nb) return nb;
+    if (!na && va != vb) return va > vb;
+    return a < b;
+  }
+};
+
+inline double rank_discount(int64_t pos) { return 1.0 / std::log2(static_cast<double>(pos) + 2.0); }
+
+template <typename T>
+void gemm_dispatch(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                   int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+#if defined(VAE_HAVE_OPENBLAS)
+  const CBLAS_TRANSPOSE ota = ta ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE otb = tb ? CblasTrans : CblasNoTrans;
+  const blasint bm = static_cast<blasint>(m), bn = static_cast<blasint>(n);
+  const blasint bk = static_cast<blasint>(k);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, ota, otb, bm, bn, bk, alpha, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  } else {
+    cblas_dgemm(CblasRowMajor, ota, otb, bm, bn, bk, alpha, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  }
+#else
+  reference_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+}  // namespace
+
+template <typename T>
+class CpuBackend final : public Backend<T> {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  // ---- memory -------------------------------------------------------------------------
+  Buffer alloc_bytes(size_t bytes) override {
+    // Never a null pointer, even for 0 bytes, so empty views still point somewhere valid.
+    const size_t n = std::max<size_t>(bytes, 1);
+    return Buffer(::operator new(n, kAlign), bytes, &aligned_free);
+  }
+  void copy_to_backend(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, host_src, bytes);
+  }
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(host_dst, src, bytes);
+  }
+  void copy_within(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+
+  // ---- dense algebra ------------------------------------------------------------------
+  void fill(Mat<T> x, T value) override { std::fill(x.data, x.data + x.size(), value); }
+
+  void axpy(T alpha, CMat<T> x, Mat<T> y) override {
+    VAE_CHECK(same_shape(x, y), "axpy: x and y differ in shape");
+    const int64_t n = x.size();
+    for (int64_t i = 0; i < n; ++i) y.data[i] += alpha * x.data[i];
+  }
+
+  void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta,
+            Mat<T> c) override {
+    const int64_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
+    const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+    VAE_CHECK(ka == kb, "gemm: inner dimensions of op(A) and op(B) differ");
+    VAE_CHECK(c.rows == m && c.cols == n, "gemm: C is not op(A).rows x op(B).cols");
+    if (m == 0 || n == 0) return;
+    if (ka == 0) {  // BLAS would reject lda = 0; the product is empty, only C is scaled
+      for (int64_t i = 0; i < c.size(); ++i) c.data[i] = beta == T(0) ? T(0) : beta * c.data[i];
+      return;
+    }
+    gemm_dispatch<T>(trans_a, trans_b, m, n, ka, alpha, a.data, a.cols, b.data, b.cols, beta,
+                     c.data, c.cols);
+  }
+
+  void bias_act(CMat<T> x, CMat<T> bias, Act act, Mat<T> y) override {
+    VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");
+    VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols),
+              "bias_act: bias must be 1 x cols");
+    const int64_t cols = x.cols;
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const T* xr = x.data + r * cols;
+      T* yr = y.data + r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const T v = bias.empty() ? xr[j] : xr[j] + bias.data[j];
+        switch (act) {
+          case Act::identity: yr[j] = v; break;
+          case Act::relu: yr[j] = v < T(0) ? T(0) : v; break;  // NaN propagates
+          case Act::sigmoid: yr[j] = static_cast<T>(sigmoid(v)); break;
+          case Act::tanh: yr[j] = std::tanh(v); break;
+        }
+      }
+    }
+  }
+
+  void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) override {
+    VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
+    VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
+              "bias_act_backward: dbias must be 1 x cols");
+    const int64_t cols = dy.cols;
+    std::vector<double> colsum(dbias.empty() ? 0 : static_cast<size_t>(cols), 0.0);
+    for (int64_t r = 0; r < dy.rows; ++r) {
+      const T* dyr = dy.data + r * cols;
+      const T* yr = y.data + r * cols;
+      T* dxr = dx.data + r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        T d = 0;
+        switch (act) {
+          case Act::identity: d = dyr[j]; break;
+          case Act::relu: d = yr[j] > T(0) ? dyr[j] : T(0); break;
+          case Act::sigmoid: d = dyr[j] * yr[j] * (T(1) - yr[j]); break;
+          case Act::tanh: d = dyr[j] * (T(1) - yr[j] * yr[j]); break;
+        }
+        dxr[j] = d;
+      }
+      if (!colsum.empty())
+        for (int64_t j = 0; j < cols; ++j) colsum[j] += dxr[j];
+    }
+    for (size_t j = 0; j < colsum.size(); ++j) dbias.data[j] = static_cast<T>(colsum[j]);
+  }
+
+  void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) override {
+    check_index_vector(rows, y.rows, "gather_rows_add");
+    VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
+    for (int64_t r = 0; r < y.rows; ++r) {
+      const int32_t t = rows.data[r];
+      VAE_CHECK(t >= 0 && t < table.rows, "gather_rows_add: row index out of range");
+      const T* src = table.data + static_cast<int64_t>(t) * table.cols;
+      T* dst = y.data + r * y.cols;
+      for (int64_t j = 0; j < y.cols; ++j) dst[j] += src[j];
+    }
+  }
+
+  void scatter_rows_add(CMat<T> dy, CMat<int32_t> rows, Mat<T> dtable) override {
+    check_index_vector(rows, dy.rows, "scatter_rows_add");
+    VAE_CHECK(dtable.cols == dy.cols, "scatter_rows_add: dtable and dy differ in columns");
+    std::vector<int32_t> sorted(rows.data, rows.data + dy.rows);
+    std::sort(sorted.begin(), sorted.end());
+    VAE_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
+              "scatter_rows_add: rows must be distinct");
+    VAE_CHECK(sorted.empty() || (sorted.front() >= 0 && sorted.back() < dtable.rows),
+              "scatter_rows_add: row index out of range");
+    for (int64_t r = 0; r < dy.rows; ++r) {
+      const T* src = dy.data + r * dy.cols;
+      T* dst = dtable.data + static_cast<int64_t>(rows.data[r]) * dtable.cols;
+      for (int64_t j = 0; j < dy.cols; ++j) dst[j] += src[j];
+    }
+  }
+
+  // ---- losses -------------------------------------------------------------------------
+  void mse_loss(CMat<T> pred, CMat<T> target, bool masked, T scale, Mat<T> dpred,
+                Mat<T> loss) override {
+    VAE_CHECK(same_shape(pred, target), "mse_loss: pred and target differ in shape");
+    VAE_CHECK(dpred.empty() || same_shape(pred, dpred), "mse_loss: dpred differs in shape");
+    check_loss(loss);
+    const bool want_grad = !dpred.empty();
+    const T two_scale = T(2) * scale;
+    double sum = 0.0;
+    for (int64_t i = 0; i < pred.size(); ++i) {
+      const T t = target.data[i];
+      if (masked && t == T(0)) {
+        if (want_grad) dpred.data[i] = T(0);
+        continue;
+      }
+      const T d = pred.data[i] - t;
+      sum += static_cast<double>(d) * static_cast<double>(d);
+      if (want_grad) dpred.data[i] = two_scale * d;
+    }
+    add_loss(loss, static_cast<double>(scale) * sum);
+  }
+
+  void multinomial_nll(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits,
+                       Mat<T> loss) override {
+    VAE_CHECK(same_shape(logits, target), "multinomial_nll: logits and target differ in shape");
+    VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits),
+              "multinomial_nll: dlogits differs in shape");
+    check_loss(loss);
+    const int64_t cols = logits.cols;
+    double total = 0.0;
+    for (int64_t r = 0; r < logits.rows; ++r) {
+      const T* x = logits.data + r * cols;
+      const T* t = target.data + r * cols;
+      if (cols == 0) continue;
+      // log-sum-exp with the row maximum subtracted.
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, static_cast<double>(x[j]));
+      double se = 0.0, tsum = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        se += std::exp(static_cast<double>(x[j]) - mx);
+        tsum += static_cast<double>(t[j]);
+      }
+      const double lse = mx + std::log(se);
+      double row = 0.0;
+      for (int64_t j = 0; j < cols; ++j)
+        if (t[j] != T(0)) row += static_cast<double>(t[j]) * (static_cast<double>(x[j]) - lse);
+      total -= row;
+      if (!dlogits.empty()) {
+        T* g = dlogits.data + r * cols;  // may alias x: each entry reads x[j] before writing
+        for (int64_t j = 0; j < cols; ++j) {
+          const double p = std::exp(static_cast<double>(x[j]) - lse);
+          g[j] = static_cast<T>(static_cast<double>(scale) * (p * tsum - static_cast<double>(t[j])));
+        }
+      }
+    }
+    add_loss(loss, static_cast<double>(scale) * total);
+  }
+
+  void bce_logits(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits, Mat<T> loss) override {
+    VAE_CHECK(same_shape(logits, target), "bce_logits: logits and target differ in shape");
+    VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "bce_logits: dlogits differs in shape");
+    check_loss(loss);
+    const double s = static_cast<double>(scale);
+    double sum = 0.0;
+    for (int64_t i = 0; i < logits.size(); ++i) {
+      const double x = static_cast<double>(logits.data[i]);
+      const double t = static_cast<double>(target.data[i]);
+      sum += softplus(x) - t * x;
+      if (!dlogits.empty()) dlogits.data[i] = static_cast<T>(s * (sigmoid(x) - t));
+    }
+    add_loss(loss, s * sum);
+  }
+
+  void reparameterize(CMat<T> mu_logvar, uint64_t seed, uint64_t stream, Mat<T> eps,
+                      Mat<T> z) override {
+    VAE_CHECK(mu_logvar.cols % 2 == 0, "reparameterize: mu_logvar must have 2L columns");
+    const int64_t L = mu_logvar.cols / 2;
+    VAE_CHECK(z.rows == mu_logvar.rows && z.cols == L, "reparameterize: z must be B x L");
+    VAE_CHECK(eps.empty() || same_shape(eps, z), "reparameterize: eps must be B x L");
+    for (int64_t r = 0; r < z.rows; ++r) {
+      const T* mu = mu_logvar.data + r * 2 * L;
+      const T* lv = mu + L;
+      for (int64_t j = 0; j < L; ++j) {
+        const T e = static_cast<T>(philox_normal(seed, stream, static_cast<uint64_t>(r * L + j)));
+        if (!eps.empty()) eps.data[r * L + j] = e;
+        z.data[r * L + j] = static_cast<T>(static_cast<double>(mu[j]) +
+                                           static_cast<double>(e) * std::exp(0.5 * lv[j]));
+      }
+    }
+  }
+
+  void reparam_kl_backward(CMat<T> mu_logvar, CMat<T> eps, CMat<T> dz, T kl_scale,
+                           Mat<T> d_mu_logvar, Mat<T> loss) override {
+    VAE_CHECK(mu_logvar.cols % 2 == 0, "reparam_kl_backward: mu_logvar must have 2L columns");
+    const int64_t B = mu_logvar.rows, L = mu_logvar.cols / 2;
+    VAE_CHECK(dz.empty() || (dz.rows == B && dz.cols == L), "reparam_kl_backward: dz must be B x L");
+    VAE_CHECK(eps.empty() || (eps.rows == B && eps.cols == L),
+              "reparam_kl_backward: eps must be B x L");
+    VAE_CHECK(d_mu_logvar.empty() || same_shape(d_mu_logvar, mu_logvar),
+              "reparam_kl_backward: d_mu_logvar must be B x 2L");
+    check_loss(loss);
+    const double ks = static_cast<double>(kl_scale);
+    const bool have_dz = !dz.empty(), have_eps = !eps.empty();
+    double kl = 0.0;
+    for (int64_t r = 0; r < B; ++r) {
+      const T* mu = mu_logvar.data + r * 2 * L;
+      const T* lv = mu + L;
+      for (int64_t j = 0; j < L; ++j) {
+        const double m = mu[j], l = lv[j], el = std::exp(l);
+        kl += 1.0 + l - m * m - el;
+        if (d_mu_logvar.empty()) continue;
+        const double g = have_dz ? static_cast<double>(dz.data[r * L + j]) : 0.0;
+        double dmu = ks * m, dlv = ks * 0.5 * (el - 1.0);
+        if (have_dz) dmu += g;
+        if (have_dz && have_eps)
+          dlv += g * static_cast<double>(eps.data[r * L + j]) * 0.5 * std::exp(0.5 * l);
+        d_mu_logvar.data[r * 2 * L + j] = static_cast<T>(dmu);
+        d_mu_logvar.data[r * 2 * L + L + j] = static_cast<T>(dlv);
+      }
+    }
+    add_loss(loss, ks * (-0.5 * kl));
+  }
+
+  void regularize(CMat<T> p, T lambda, Reg kind, Mat<T> grad, Mat<T> loss) override {
+    VAE_CHECK(grad.empty() || same_shape(p, grad), "regularize: grad differs in shape from p");
+    check_loss(loss);
+    const double lam = static_cast<double>(lambda);
+    double sq = 0.0;
+    for (int64_t i = 0; i < p.size(); ++i) sq += static_cast<double>(p.data[i]) * p.data[i];
+    if (kind == Reg::l2_squared) {
+      add_loss(loss, 0.5 * lam * sq);
+      if (!grad.empty())
+        for (int64_t i = 0; i < p.size(); ++i) grad.data[i] += lambda * p.data[i];
+    } else {
+      const double nrm = std::sqrt(sq);
+      add_loss(loss, 0.5 * lam * nrm);
+      if (!grad.empty() && nrm > 0) {
+        const double f = 0.5 * lam / nrm;
+        for (int64_t i = 0; i < p.size(); ++i)
+          grad.data[i] = static_cast<T>(static_cast<double>(grad.data[i]) + f * p.data[i]);
+      }
+    }
+  }
+
+  // ---- input transforms ---------------------------------------------------------------
+  void dropout(CMat<T> x, T q, uint64_t seed, uint64_t stream, Mat<T> y) override {
+    VAE_CHECK(same_shape(x, y), "dropout: x and y differ in shape");
+    VAE_CHECK(q >= T(0) && q <= T(1), "dropout: rate must lie in [0, 1]");
+    const int64_t n = x.size();
+    if (q >= T(1)) {
+      for (int64_t i = 0; i < n; ++i) y.data[i] = x.data[i] * T(0);
+      return;
+    }
+    const T keep_scale = T(1) / (T(1) - q);
+    for (int64_t i = 0; i < n; ++i) {
+      const T u = static_cast<T>(philox_uniform(seed, stream, static_cast<uint64_t>(i)));
+      y.data[i] = x.data[i] * (u > q ? keep_scale : T(0));
+    }
+  }
+
+  void l2_normalize_rows(CMat<T> x, Mat<T> y) override {
+    VAE_CHECK(same_shape(x, y), "l2_normalize_rows: x and y differ in shape");
+    const int64_t cols = x.cols;
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const T* xr = x.data + r * cols;
+      T* yr = y.data + r * cols;
+      double sq = 0.0;
+      for (int64_t j = 0; j < cols; ++j) sq += static_cast<double>(xr[j]) * xr[j];
+      const double nrm = std::sqrt(sq);
+      for (int64_t j = 0; j < cols; ++j)
+        yr[j] = nrm > 0 ? static_cast<T>(static_cast<double>(xr[j]) / nrm) : T(0);
+    }
+  }
+
+  void csr_rows_to_dense(CsrView<T> csr, CMat<int32_t> rows, Mat<T> y) override {
+    check_index_vector(rows, y.rows, "csr_rows_to_dense");
+    VAE_CHECK(y.cols == csr.cols, "csr_rows_to_dense: y must have csr.cols columns");
+    std::fill(y.data, y.data + y.size(), T(0));
+    for (int64_t r = 0; r < y.rows; ++r) {
+      const int32_t s = rows.data[r];
+      VAE_CHECK(s >= 0 && s < csr.rows, "csr_rows_to_dense: row index out of range");
+      T* yr = y.data + r * y.cols;
+      for (int64_t e = csr.indptr[s]; e < csr.indptr[s + 1]; ++e) yr[csr.indices[e]] = csr.values[e];
+    }
+  }
+
+  // ---- optimiser ----------------------------------------------------------------------
+  void adam_step(Mat<T> params, CMat<T> grads, Mat<T> m, Mat<T> v, const AdamConfig& cfg,
+                 int64_t step) override {
+    VAE_CHECK(same_shape(params, grads) && same_shape(params, m) && same_shape(params, v),
+              "adam_step: params, grads, m, v differ in shape");
+    VAE_CHECK(step >= 1, "adam_step: step is 1-based");
+    const double b1 = cfg.beta1, b2 = cfg.beta2, lr = cfg.lr, wd = cfg.weight_decay;
+    const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+    const double sqrt_bc2 = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step)));
+    const double step_size = lr / bc1;
+    const double shrink = cfg.decoupled ? 1.0 - lr * wd : 1.0;
+    for (int64_t i = 0; i < params.size(); ++i) {
+      double p = params.data[i];
+      double g = grads.data[i];
+      if (!cfg.decoupled) g += wd * p;
+      p *= shrink;
+      const double mi = b1 * static_cast<double>(m.data[i]) + (1.0 - b1) * g;
+      const double vi = b2 * static_cast<double>(v.data[i]) + (1.0 - b2) * g * g;
+      m.data[i] = static_cast<T>(mi);
+      v.data[i] = static_cast<T>(vi);
+      p -= step_size * mi / (std::sqrt(vi) / sqrt_bc2 + cfg.eps);
+      params.data[i] = static_cast<T>(p);
+    }
+  }
+
+  // ---- evaluation ---------------------------------------------------------------------
+  void topk(CMat<T> scores, CsrView<T> exclude, CMat<int32_t> exclude_rows, int k,
+            Mat<int32_t> idx, Mat<T> val) override {
+    const int64_t n = scores.rows, m = scores.cols;
+    VAE_CHECK(k >= 0, "topk: k must be non-negative");
+    VAE_CHECK(idx.rows == n && idx.cols == k, "topk: idx must be rows x k");
+    VAE_CHECK(val.empty() || (val.rows == n && val.cols == k), "topk: val must be rows x k");
+    const bool excluding = exclude.rows > 0;
+    if (excluding) {
+      check_index_vector(exclude_rows, n, "topk");
+      VAE_CHECK(exclude.cols == m, "topk: exclude must have as many columns as scores");
+    }
+    std::vector<int32_t> cand;
+    cand.reserve(static_cast<size_t>(m));
+    for (int64_t r = 0; r < n; ++r) {
+      const T* s = scores.data + r * m;
+      cand.clear();
+      if (excluding) {
+        const int32_t er = exclude_rows.data[r];
+        VAE_CHECK(er >= 0 && er < exclude.rows, "topk: exclude row out of range");
+        // Walk the (ascending) excluded indices alongside the items.
+        int64_t e = exclude.indptr[er];
+        const int64_t e_end = exclude.indptr[er + 1];
+        for (int32_t j = 0; j < m; ++j) {
+          while (e < e_end && exclude.indices[e] < j) ++e;
+          if (e < e_end && exclude.indices[e] == j) continue;
+          cand.push_back(j);
+        }
+      } else {
+        for (int32_t j = 0; j < m; ++j) cand.push_back(j);
+      }
+      const int64_t kk = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
+      const RankBefore<T> before{s};
+      if (kk < static_cast<int64_t>(cand.size()))
+        std::nth_element(cand.begin(), cand.begin() + kk, cand.end(), before);
+      std::sort(cand.begin(), cand.begin() + kk, before);
+      int32_t* ir = idx.data + r * k;
+      T* vr = val.empty() ? nullptr : val.data + r * k;
+      for (int64_t i = 0; i < k; ++i) {
+        ir[i] = i < kk ? cand[i] : -1;
+        if (vr) vr[i] = i < kk ? s[cand[i]] : -std::numeric_limits<T>::infinity();
+      }
+    }
+  }
+
+  void heldout_metrics(CMat<int32_t> idx, CsrView<T> target, CMat<int32_t> target_rows,
+                       const std::vector<int>& ks, Mat<T> out) override {
+    const int64_t n = idx.rows, kmax_avail = idx.cols;
+    check_index_vector(target_rows, n, "heldout_metrics");
+    const int64_t nk = static_cast<int64_t>(ks.size());
+    VAE_CHECK(out.rows == n && out.cols == 2 * nk, "heldout_metrics: out must be rows x 2|ks|");
+    int64_t kmax = 0;
+    for (int k : ks) {
+      VAE_CHECK(k >= 1 && k <= kmax_avail, "heldout_metrics: every k must lie in [1, idx.cols]");
+      kmax = std::max<int64_t>(kmax, k);
+    }
+    std::vector<double> disc(static_cast<size_t>(kmax));
+    for (int64_t i = 0; i < kmax; ++i) disc[i] = rank_discount(i);
+    std::vector<char> hit(static_cast<size_t>(kmax));
+    for (int64_t r = 0; r < n; ++r) {
+      const int32_t tr = target_rows.data[r];
+      VAE_CHECK(tr >= 0 && tr < target.rows, "heldout_metrics: target row out of range");
+      const int64_t b = target.indptr[tr], e = target.indptr[tr + 1];
+      int64_t npos = 0;
+      for (int64_t p = b; p < e; ++p) npos += target.values[p] > T(0);
+      T* o = out.data + r * out.cols;
+      if (npos == 0) {
+        std::fill(o, o + out.cols, T(0));
+        continue;
+      }
+      const int32_t* row = idx.data + r * idx.cols;
+      for (int64_t i = 0; i < kmax; ++i) {
+        hit[i] = 0;
+        if (row[i] < 0) continue;
+        const int32_t* lo = target.indices + b;
+        const int32_t* it = std::lower_bound(lo, target.indices + e, row[i]);
+        hit[i] = it != target.indices + e && *it == row[i] && target.values[it - target.indices] > T(0);
+      }
+      for (int64_t q = 0; q < nk; ++q) {
+        const int64_t k = ks[q];
+        double hits = 0.0, dcg = 0.0, idcg = 0.0;
+        for (int64_t i = 0; i < k; ++i) {
+          hits += hit[i];
+          if (hit[i]) dcg += disc[i];
+        }
+        const int64_t ideal = std::min(k, npos);
+        for (int64_t i = 0; i < ideal; ++i) idcg += disc[i];
+        o[q] = static_cast<T>(hits / static_cast<double>(ideal));
+        o[nk + q] = static_cast<T>(dcg / idcg);
+      }
+    }
+  }
+
+  // sklearn.metrics.ndcg_score(y_true=[truth], y_score=[scores], k=k) per row, including its
+  // tie averaging (_tie_averaged_dcg): items with equal scores form a group whose members all
+  // get the group's mean gain; a group covering ranks [s, e) contributes mean gain × Σ of the
+  // discounts 1/log2(p + 2) over those of its ranks that are < k. IDCG ranks the true gains
+  // themselves (descending, ties irrelevant). IDCG = 0 → 0.
+  void graded_metrics(CMat<T> scores, CMat<T> truth, int k, Mat<T> out) override {
+    VAE_CHECK(same_shape(scores, truth), "graded_metrics: scores and truth differ in shape");
+    VAE_CHECK(k >= 1, "graded_metrics: k must be positive");
+    VAE_CHECK(out.rows == scores.rows && out.cols == 2, "graded_metrics: out must be rows x 2");
+    const int64_t m = scores.cols;
+    const int64_t kk = std::min<int64_t>(k, m);
+    std::vector<double> disc(static_cast<size_t>(kk));
+    for (int64_t i = 0; i < kk; ++i) disc[i] = rank_discount(i);
+    std::vector<int32_t> order(static_cast<size_t>(m));
+    std::vector<double> gains(static_cast<size_t>(m));
+    for (int64_t r = 0; r < scores.rows; ++r) {
+      const T* s = scores.data + r * m;
+      const T* t = truth.data + r * m;
+      T* o = out.data + r * 2;
+      // IDCG and the recall denominator from the true gains alone.
+      double tsum = 0.0;
+      for (int64_t j = 0; j < m; ++j) {
+        gains[j] = static_cast<double>(t[j]);
+        tsum += gains[j];
+      }
+      std::partial_sort(gains.begin(), gains.begin() + kk, gains.end(), std::greater<double>());
+      double idcg = 0.0;
+      for (int64_t i = 0; i < kk; ++i) idcg += gains[i] * disc[i];
+
+      // The top kk ranks in order (ties by lower index, as topk).
+      std::iota(order.begin(), order.end(), 0);
+      const RankBefore<T> before{s};
+      if (kk < m) std::nth_element(order.begin(), order.begin() + kk, order.end(), before);
+      std::sort(order.begin(), order.begin() + kk, before);
+
+      double hit_gain = 0.0;
+      for (int64_t i = 0; i < kk; ++i) hit_gain += static_cast<double>(t[order[i]]);
+
+      double dcg = 0.0;
+      for (int64_t g0 = 0; g0 < kk;) {
+        // A group of equal scores occupying ranks [g0, g1) within the top kk.
+        const T sv = s[order[g0]];
+        const bool sv_nan = std::isnan(sv);
+        auto same = [&](int32_t j) { return sv_nan ? std::isnan(s[j]) : s[j] == sv; };
+        int64_t g1 = g0;
+        double gsum = 0.0, dsum = 0.0;
+        while (g1 < kk && same(order[g1])) {
+          gsum += static_cast<double>(t[order[g1]]);
+          dsum += disc[g1];
+          ++g1;
+        }
+        int64_t count = g1 - g0;
+        // Only the group reaching rank kk can continue past it: its members ranked after the
+        // cut still share (dilute) the group's mean gain.
+        if (g1 == kk)
+          for (int64_t i = kk; i < m; ++i)
+            if (same(order[i])) {
+              gsum += static_cast<double>(t[order[i]]);
+              ++count;
+            }
+        dcg += gsum / static_cast<double>(count) * dsum;
+        g0 = g1;
+      }
+      o[0] = static_cast<T>(idcg == 0.0 ? 0.0 : dcg / idcg);
+      o[1] = static_cast<T>(tsum == 0.0 ? 0.0 : hit_gain / tsum);
+    }
+  }
+
+  void rating_errors(CMat<T> pred, CsrView<T> target, CMat<int32_t> target_rows, T lo, T hi,
+                     Mat<T> out) override {
+    check_index_vector(target_rows, pred.rows, "rating_errors");
+    VAE_CHECK(target.cols == pred.cols, "rating_errors: target and pred differ in columns");
+    VAE_CHECK(out.rows == pred.rows && out.cols == 3, "rating_errors: out must be rows x 3");
+    VAE_CHECK(lo <= hi, "rating_errors: empty clipping range");
+    for (int64_t r = 0; r < pred.rows; ++r) {
+      const int32_t tr = target_rows.data[r];
+      VAE_CHECK(tr >= 0 && tr < target.rows, "rating_errors: target row out of range");
+      const T* p = pred.data + r * pred.cols;
+      double sse = 0.0, sae = 0.0;
+      const int64_t b = target.indptr[tr], e = target.indptr[tr + 1];
+      for (int64_t q = b; q < e; ++q) {
+        const double pv = static_cast<double>(std::clamp(p[target.indices[q]], lo, hi));
+        const double err = pv - static_cast<double>(target.values[q]);
+        sse += err * err;
+        sae += std::fabs(err);
+      }
+      out.data[r * 3 + 0] = static_cast<T>(sse);
+      out.data[r * 3 + 1] = static_cast<T>(sae);
+      out.data[r * 3 + 2] = static_cast<T>(e - b);
+    }
+  }
+};
+
+template <typename T>
+std::unique_ptr<Backend<T>> make_cpu_backend() {
+  return std::make_unique<CpuBackend<T>>();
+}
+
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>();
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>();
+
+}  // namespace vae

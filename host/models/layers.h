@@ -1,0 +1,32 @@
+// Fully connected layer over the backend op set, with PyTorch's nn.Linear layout: weight is
+// out × in, y = act(x · Wᵀ + b). Keeping torch's layout lets the parity tests load the same
+// tensors into both implementations, and model files read naturally from Python.
+#pragma once
+#include "backend/backend.h"
+
+namespace vae {
+
+template <typename T>
+struct LinearView {
+  CMat<T> w, b;    // out × in, 1 × out
+  Mat<T> dw, db;   // gradients (empty when not training)
+};
+
+// y = act(x · Wᵀ + b)
+template <typename T>
+void linear_forward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, Act act, Mat<T> y) {
+  be.gemm(false, true, T(1), x, l.w, T(0), y);
+  be.bias_act(y, l.b, act, y);
+}
+
+// Given dy (gradient w.r.t. the layer's output y, overwritten with the pre-activation
+// gradient), writes dW, db and, when dx is non-empty, dx = dpre · W.
+template <typename T>
+void linear_backward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, CMat<T> y, Act act, Mat<T> dy,
+                     Mat<T> dx) {
+  be.bias_act_backward(dy, y, act, dy, l.db);
+  be.gemm(true, false, T(1), dy, x, T(0), l.dw);
+  if (!dx.empty()) be.gemm(false, false, T(1), dy, l.w, T(0), dx);
+}
+
+}  // namespace vae

@@ -1,0 +1,571 @@
+// Loader tests on tiny hand-written fixtures for every supported format, plus one test per
+// kind of bad input checking that DataError names the file and the offending line.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace fs = std::filesystem;
+using vae::DataError;
+using vae::Dataset;
+
+namespace {
+
+class LoaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = fs::path(::testing::TempDir()) / ("vae_loaders_" + std::to_string(getpid()) + "_" +
+                                              info->test_suite_name() + "_" + info->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // Writes `content` byte for byte to root/rel (creating folders) and returns the path.
+  std::string write(const std::string& rel, const std::string& content) {
+    const fs::path p = root_ / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream out(p, std::ios::binary);
+    out << content;
+    return p.string();
+  }
+  std::string path(const std::string& rel) const { return (root_ / rel).string(); }
+
+  fs::path root_;
+};
+
+// Message of the DataError that f throws; a test failure when it throws none.
+std::string data_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a DataError";
+  return "";
+}
+
+#define EXPECT_HAS(msg, part) \
+  EXPECT_NE((msg).find(part), std::string::npos) << "message: " << (msg) << "\nwanted: " << (part)
+
+// ---- ml-100k fixture ---------------------------------------------------------------------
+
+const char* const kGenres100k[] = {
+    "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
+    "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
+    "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
+
+std::string genre_file_100k() {
+  std::string s;
+  for (int g = 0; g < 19; ++g) s += std::string(kGenres100k[g]) + "|" + std::to_string(g) + "\n";
+  return s + "\n";  // the real file ends with a blank line
+}
+
+std::string item_line(const std::string& id, const std::string& title, std::vector<int> genres,
+                      int nflags = 19) {
+  std::string s = id + "|" + title + "|01-Jan-1995||http://us.imdb.com/M/title-exact?x";
+  for (int g = 0; g < nflags; ++g) {
+    bool on = false;
+    for (int x : genres) on = on || x == g;
+    s += on ? "|1" : "|0";
+  }
+  return s + "\n";
+}
+
+const char* const kUData =
+    "10\t2\t4\t881250949\n"
+    "1\t1\t5\t874965758\n"
+    "1\t3\t3\t876893171\n"
+    "2\t1\t4\t888550871\n"
+    "10\t1\t2\t881250950\n";
+
+std::string default_uitem() {
+  return item_line("1", "Toy Story (1995)", {3, 4, 5}) +
+         item_line("2", "Caf\xe9 Society (1995)", {0}) +  // Latin-1 é
+         item_line("3", "Heat (1995)", {1, 6, 16}) + item_line("4", "Never Rated (1996)", {8});
+}
+
+class LoaderMl100k : public LoaderTest {
+ protected:
+  // A complete small ml-100k folder; pass a non-null string to replace a file's content.
+  std::string make(const std::string& udata = kUData, const std::string& uitem = default_uitem(),
+                   bool with_occupation_file = true) {
+    write("ml-100k/u.data", udata);
+    write("ml-100k/u.item", uitem);
+    write("ml-100k/u.genre", genre_file_100k());
+    write("ml-100k/u.user",
+          "1|24|M|technician|85711\n2|53|F|other|94043\n10|53|M|lawyer|90703\n"
+          "11|30|F|writer|00000\n");
+    if (with_occupation_file)
+      write("ml-100k/u.occupation", "administrator\nlawyer\nother\ntechnician\nwriter\n");
+    return path("ml-100k");
+  }
+};
+
+TEST_F(LoaderMl100k, ReadsRatingsItemsGenresAndUsers) {
+  const Dataset d = vae::load_ml100k(make());
+  EXPECT_EQ(d.format, "ml-100k");
+  EXPECT_EQ(d.name, "ml-100k");
+  EXPECT_EQ(d.num_users(), 3);
+  EXPECT_EQ(d.num_items(), 3);  // item 4 has no ratings
+  EXPECT_EQ(d.num_ratings(), 5);
+  // Numeric order, not first appearance ("10" came first) and not text order ("10" < "2").
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"1", "2", "10"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(d.ratings.indptr, (std::vector<int64_t>{0, 2, 3, 5}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{0, 2, 0, 0, 1}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{5, 3, 4, 2, 4}));
+  EXPECT_EQ(d.rating_min, 1.0f);
+  EXPECT_EQ(d.rating_max, 5.0f);
+
+  ASSERT_EQ(d.titles.size(), 3u);
+  EXPECT_EQ(d.titles[0], "Toy Story (1995)");
+  EXPECT_EQ(d.titles[1], "Caf\xc3\xa9 Society (1995)");  // converted to UTF-8
+  ASSERT_EQ(d.genre_names.size(), 19u);
+  EXPECT_EQ(d.genre_names[0], "unknown");
+  EXPECT_EQ(d.genre_names[4], "Children's");
+  EXPECT_EQ(d.item_genres, (std::vector<uint32_t>{(1u << 3) | (1u << 4) | (1u << 5), 1u,
+                                                  (1u << 1) | (1u << 6) | (1u << 16)}));
+
+  ASSERT_FALSE(d.users.empty());
+  EXPECT_EQ(d.users.occupation_names,
+            (std::vector<std::string>{"administrator", "lawyer", "other", "technician", "writer"}));
+  EXPECT_EQ(d.users.age, (std::vector<int>{24, 53, 53}));
+  EXPECT_EQ(d.users.gender, (std::vector<char>{'M', 'F', 'M'}));
+  EXPECT_EQ(d.users.occupation, (std::vector<int>{3, 2, 1}));
+  EXPECT_EQ(d.find_user("10"), 2);
+  EXPECT_EQ(d.find_item("4"), -1);
+}
+
+TEST_F(LoaderMl100k, DerivesOccupationsFromUsersWhenNoOccupationFile) {
+  const Dataset d = vae::load_ml100k(make(kUData, default_uitem(), false));
+  // First-seen order in u.user, including the user without ratings.
+  EXPECT_EQ(d.users.occupation_names,
+            (std::vector<std::string>{"technician", "other", "lawyer", "writer"}));
+  EXPECT_EQ(d.users.occupation, (std::vector<int>{0, 1, 2}));
+}
+
+TEST_F(LoaderMl100k, AcceptsCrlfBlankLinesAndMissingFinalNewline) {
+  const Dataset d = vae::load_ml100k(make("1\t1\t5\t1\r\n\r\n2\t3\t4\t2\r\n1\t2\t1\t3"));
+  EXPECT_EQ(d.num_ratings(), 3);
+  EXPECT_EQ(d.num_users(), 2);
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{5, 1, 4}));
+}
+
+TEST_F(LoaderMl100k, DispatchAndLoadDatasetAgree) {
+  const std::string dir = make();
+  const Dataset a = vae::load_ml100k(dir);
+  const Dataset b = vae::load_movielens_dir(dir + "/");
+  std::string note;
+  const Dataset c = vae::load_dataset(dir, &note);
+  EXPECT_EQ(b.name, "ml-100k");
+  EXPECT_EQ(a.fingerprint(), b.fingerprint());
+  EXPECT_EQ(a.fingerprint(), c.fingerprint());
+  EXPECT_EQ(c.source, dir);
+  EXPECT_HAS(note, "ml-100k");
+}
+
+// ---- ml-1m / ml-10m ------------------------------------------------------------------------
+
+class LoaderMl1m : public LoaderTest {
+ protected:
+  std::string make(const std::string& ratings =
+                       "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
+                       "6040::3408::4::978300275\n",
+                   const std::string& movies =
+                       "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                       "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                       "3408::Cr\xe8me Br\xfbl\xe9"
+                       "e (2000)::Drama|Romance\n"
+                       "3409::Unrated (2000)::Comedy\n",
+                   const std::string& users =
+                       "1::F::1::10::48067\n2::M::56::16::70072\n6040::M::25::6::11106\n") {
+    write("ml-1m/ratings.dat", ratings);
+    write("ml-1m/movies.dat", movies);
+    write("ml-1m/users.dat", users);
+    return path("ml-1m");
+  }
+};
+
+TEST_F(LoaderMl1m, ReadsRatingsMoviesAndUsers) {
+  const Dataset d = vae::load_movielens_dir(make());
+  EXPECT_EQ(d.format, "ml-1m");
+  EXPECT_EQ(d.name, "ml-1m");
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"1", "2", "6040"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"661", "1193", "3408"}));
+  EXPECT_EQ(d.ratings.indptr, (std::vector<int64_t>{0, 2, 3, 4}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{0, 1, 1, 2}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{3, 5, 4, 4}));
+  EXPECT_EQ(d.titles[2],
+            "Cr\xc3\xa8me Br\xc3\xbbl\xc3\xa9"
+            "e (2000)");
+  ASSERT_EQ(d.genre_names.size(), 18u);
+  EXPECT_EQ(d.genre_names[3], "Children's");
+  EXPECT_EQ(d.item_genres[0], (1u << 2) | (1u << 3) | (1u << 11));
+  EXPECT_EQ(d.item_genres[2], (1u << 7) | (1u << 13));
+  ASSERT_EQ(d.users.occupation_names.size(), 21u);
+  EXPECT_EQ(d.users.occupation_names[0], "other");
+  EXPECT_EQ(d.users.occupation_names[20], "writer");
+  const auto occ = [&](int u) { return d.users.occupation_names[d.users.occupation[u]]; };
+  EXPECT_EQ(occ(0), "K-12 student");
+  EXPECT_EQ(occ(1), "self-employed");
+  EXPECT_EQ(occ(2), "doctor/health care");
+  EXPECT_EQ(d.users.gender, (std::vector<char>{'F', 'M', 'M'}));
+  EXPECT_EQ(d.users.age, (std::vector<int>{1, 56, 25}));
+}
+
+TEST_F(LoaderMl1m, Ml10mStyleHasHalfStarsNoUsersAndUtf8Titles) {
+  write("ml-10m/ratings.dat", "1::1::3.5::1\n1::2::0.5::2\n2::3::5::3\n");
+  write("ml-10m/movies.dat",
+        "1::Toy Story (1995)::Adventure|Animation|Children|Comedy|Fantasy\n"
+        "2::Am\xc3\xa9lie (2001)::IMAX|Documentary\n3::Nothing (2009)::(no genres listed)\n");
+  const Dataset d = vae::load_movielens_dir(path("ml-10m"));
+  EXPECT_EQ(d.name, "ml-10m");
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{3.5f, 0.5f, 5.0f}));
+  EXPECT_EQ(d.rating_min, 0.5f);
+  EXPECT_TRUE(d.users.empty());
+  EXPECT_EQ(d.titles[1], "Am\xc3\xa9lie (2001)");  // already UTF-8: left alone
+  ASSERT_EQ(d.genre_names.size(), 19u);
+  EXPECT_EQ(d.genre_names[3], "Children");  // spelled as the file spells it
+  EXPECT_EQ(d.genre_names[18], "IMAX");
+  EXPECT_EQ(d.item_genres[1], (1u << 18) | (1u << 6));
+  EXPECT_EQ(d.item_genres[2], 0u);
+}
+
+// ---- ml-latest ---------------------------------------------------------------------------
+
+class LoaderMlLatest : public LoaderTest {
+ protected:
+  std::string make(const std::string& ratings =
+                       "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,11,0.5,964981247\n"
+                       "2,11,5.0,964982224\n2,30,3.5,964983815\n3,1,2.5,964982931\n"
+                       "3,5,1.0,964982400\n",
+                   const std::string& movies =
+                       "movieId,title,genres\n"
+                       "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
+                       "5,Father of the Bride Part II (1995),(no genres listed)\n"
+                       "11,\"American President, The (1995)\",Comedy|Drama|Romance\n"
+                       "30,\"The \"\"Quoted\"\" Film, Part 2 (2001)\",Mockumentary|Drama\n"
+                       "31,Am\xc3\xa9lie (2001),Comedy|Romance\n"
+                       "40,Unrated (2002),Experimental\n") {
+    write("ml-latest-small/ratings.csv", ratings);
+    write("ml-latest-small/movies.csv", movies);
+    return path("ml-latest-small");
+  }
+};
+
+TEST_F(LoaderMlLatest, ReadsQuotedTitlesAndGenreList) {
+  const Dataset d = vae::load_movielens_dir(make());
+  EXPECT_EQ(d.format, "ml-latest");
+  EXPECT_EQ(d.name, "ml-latest-small");
+  EXPECT_EQ(d.num_users(), 3);
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"1", "5", "11", "30"}));  // 31, 40 unrated
+  EXPECT_EQ(d.ratings.indptr, (std::vector<int64_t>{0, 2, 4, 6}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{0, 2, 2, 3, 0, 1}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{4.0f, 0.5f, 5.0f, 3.5f, 2.5f, 1.0f}));
+  EXPECT_EQ(d.rating_min, 0.5f);
+  EXPECT_EQ(d.rating_max, 5.0f);
+  EXPECT_EQ(d.titles[2], "American President, The (1995)");
+  EXPECT_EQ(d.titles[3], "The \"Quoted\" Film, Part 2 (2001)");
+  // Fixed MovieLens list, then other names found on rated movies in first-seen order
+  // (unrated movie 40's "Experimental" is left out).
+  ASSERT_EQ(d.genre_names.size(), 20u);
+  EXPECT_EQ(d.genre_names[0], "Action");
+  EXPECT_EQ(d.genre_names[11], "IMAX");
+  EXPECT_EQ(d.genre_names[19], "Mockumentary");
+  EXPECT_EQ(d.item_genres[1], 0u);                      // (no genres listed)
+  EXPECT_EQ(d.item_genres[3], (1u << 19) | (1u << 7));  // Mockumentary|Drama
+  EXPECT_TRUE(d.users.empty());
+}
+
+TEST_F(LoaderMlLatest, AcceptsCrlfFiles) {
+  const Dataset d =
+      vae::load_movielens_dir(make("userId,movieId,rating,timestamp\r\n1,1,4.0,1\r\n2,1,3.0,2\r\n",
+                                   "movieId,title,genres\r\n1,\"Toy Story (1995)\",Comedy\r\n"));
+  EXPECT_EQ(d.num_ratings(), 2);
+  EXPECT_EQ(d.titles[0], "Toy Story (1995)");
+  EXPECT_EQ(d.item_genres[0], 1u << 4);
+}
+
+// ---- generic CSV ---------------------------------------------------------------------------
+
+class LoaderCsv : public LoaderTest {};
+
+TEST_F(LoaderCsv, StringIdsWithHeaderKeepFirstAppearanceOrder) {
+  const std::string f = write("my_ratings.csv",
+                              "user,item,rating,timestamp\n"
+                              "zoe,\"The Matrix\",4.5,100\n"
+                              "bob,m2,2,\n"
+                              "zoe,m2,-1\n");
+  const Dataset d = vae::load_ratings_csv(f);
+  EXPECT_EQ(d.format, "csv");
+  EXPECT_EQ(d.name, "my_ratings");
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"zoe", "bob"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"The Matrix", "m2"}));
+  EXPECT_EQ(d.ratings.indptr, (std::vector<int64_t>{0, 2, 3}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{0, 1, 1}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{4.5f, -1.0f, 2.0f}));
+  EXPECT_EQ(d.rating_min, -1.0f);
+  EXPECT_EQ(d.rating_max, 4.5f);
+  EXPECT_FALSE(d.has_titles());
+}
+
+TEST_F(LoaderCsv, IntegerIdsWithoutHeaderAreSortedNumerically) {
+  const std::string f = write("r.csv", "10,5,1.5\n2,7,4\n10,7,3\n");
+  const Dataset d = vae::load_ratings_csv(f);
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"2", "10"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"5", "7"}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{1, 0, 1}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{4, 1.5f, 3}));
+}
+
+TEST_F(LoaderCsv, NonCanonicalIntegerIdsFallBackToFirstAppearance) {
+  // "007" is not the integer 7 written plainly, so it stays a distinct string id.
+  const std::string f = write("r.csv", "9,a,1\n007,a,2\n7,a,3\n");
+  const Dataset d = vae::load_ratings_csv(f);
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"9", "007", "7"}));
+}
+
+TEST_F(LoaderCsv, ItemsFileGivesTitlesAndGenres) {
+  const std::string f = write("r.csv", "u1,m1,4\nu2,m2,3\nu2,m1,5\n");
+  const std::string items = write("items.csv",
+                                  "item,title,genres\n"
+                                  "m2,\"Second, The\",Drama|Comedy\n"
+                                  "m1,First,Sci-Fi|Drama\n"
+                                  "m3,Unrated,Western\n");
+  const Dataset d = vae::load_ratings_csv(f, items);
+  EXPECT_EQ(d.titles, (std::vector<std::string>{"First", "Second, The"}));
+  // Unrated m3's "Western" is left out.
+  EXPECT_EQ(d.genre_names, (std::vector<std::string>{"Drama", "Comedy", "Sci-Fi"}));
+  EXPECT_EQ(d.item_genres, (std::vector<uint32_t>{(1u << 2) | 1u, 1u | (1u << 1)}));
+}
+
+TEST_F(LoaderCsv, LoadDatasetTakesFilesDirectoriesAndSynthetic) {
+  const std::string f = write("r.csv", "1,1,4\n2,1,3\n");
+  std::string note;
+  const Dataset d = vae::load_dataset(f, &note);
+  EXPECT_EQ(d.format, "csv");
+  EXPECT_EQ(d.num_ratings(), 2);
+  EXPECT_FALSE(note.empty());
+
+  const Dataset s =
+      vae::load_dataset("synthetic:users=30,items=20,ratings=200,groups=2,seed=5", &note);
+  EXPECT_EQ(s.num_users(), 30);
+  EXPECT_EQ(s.num_items(), 20);
+  EXPECT_HAS(note, "synthetic");
+
+  const std::string missing = path("nowhere");
+  const std::string msg = data_error([&] { vae::load_dataset(missing); });
+  EXPECT_HAS(msg, missing + ": no such file or directory");
+}
+
+TEST_F(LoaderCsv, DefaultDataIsMl100kUnderWorkingDirectoryElseSynthetic) {
+  const fs::path old = fs::current_path();
+  struct Restore {
+    fs::path p;
+    ~Restore() { fs::current_path(p); }
+  } restore{old};
+  fs::current_path(root_);
+  std::string note;
+  const Dataset s = vae::load_dataset("", &note);
+  EXPECT_EQ(s.num_users(), vae::SyntheticSpec{}.users);
+  EXPECT_HAS(note, "synthetic");
+  EXPECT_HAS(note, "fetch_movielens.sh");
+
+  write("data/ml-100k/u.data", "1\t1\t5\t1\n");
+  write("data/ml-100k/u.item", item_line("1", "Toy Story (1995)", {3}));
+  const Dataset d = vae::load_dataset("", &note);
+  EXPECT_EQ(note, "using data/ml-100k");
+  EXPECT_EQ(d.format, "ml-100k");
+  EXPECT_EQ(d.num_ratings(), 1);
+}
+
+// ---- bad input: every problem names the file and the line ---------------------------------
+
+class LoaderErrors : public LoaderMl100k {};
+
+TEST_F(LoaderErrors, MissingRatingsOrItemsFile) {
+  fs::create_directories(path("empty"));
+  std::string msg = data_error([&] { vae::load_movielens_dir(path("empty")); });
+  EXPECT_HAS(msg, "no MovieLens ratings file");
+  msg = data_error([&] { vae::load_ml100k(path("empty")); });
+  EXPECT_HAS(msg, "u.data: no such file or directory");
+  const std::string dir = make();
+  fs::remove(dir + "/u.item");
+  msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.item: no such file or directory");
+  msg = data_error([&] { vae::load_ratings_csv(path("nope.csv")); });
+  EXPECT_HAS(msg, "nope.csv: no such file or directory");
+}
+
+TEST_F(LoaderErrors, EmptyFile) {
+  std::string msg = data_error([&] { vae::load_ml100k(make("")); });
+  EXPECT_HAS(msg, "u.data: empty file");
+  msg = data_error([&] { vae::load_ratings_csv(write("e.csv", "\n\r\n")); });
+  EXPECT_HAS(msg, "e.csv: empty file");
+}
+
+TEST_F(LoaderErrors, HeaderOnlyRatingsFile) {
+  write("ml-latest/ratings.csv", "userId,movieId,rating,timestamp\n");
+  write("ml-latest/movies.csv", "movieId,title,genres\n1,A,Drama\n");
+  const std::string msg = data_error([&] { vae::load_mllatest(path("ml-latest")); });
+  EXPECT_HAS(msg, "ratings.csv: no ratings");
+}
+
+TEST_F(LoaderErrors, WrongColumnCount) {
+  std::string msg =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\t1\n3\t1\t4\n")); });
+  EXPECT_HAS(msg, "u.data:3:");
+  EXPECT_HAS(msg, "expected 4 fields");
+  msg = data_error([&] { vae::load_ratings_csv(write("r.csv", "a,b,1\na,c\n")); });
+  EXPECT_HAS(msg, "r.csv:2:");
+  write("ml-1m-bad/ratings.dat", "1::1::5::1\n1::2::5\n");
+  write("ml-1m-bad/movies.dat", "1::A::Drama\n2::B::Drama\n");
+  msg = data_error([&] { vae::load_ml1m(path("ml-1m-bad")); });
+  EXPECT_HAS(msg, "ratings.dat:2:");
+}
+
+TEST_F(LoaderErrors, LineNumbersCountBlankLines) {
+  const std::string msg =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n\n1\t2\t5\t1\n1\t3\t9\t1\n")); });
+  EXPECT_HAS(msg, "u.data:4:");
+}
+
+TEST_F(LoaderErrors, TruncatedLastLine) {
+  // A complete last line without '\n' is fine (see the CRLF test); an incomplete one is not.
+  const std::string msg =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\t1\n3\t1")); });
+  EXPECT_HAS(msg, "u.data:3:");
+  EXPECT_HAS(msg, "found 2");
+}
+
+TEST_F(LoaderErrors, NonNumericFields) {
+  std::string msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\nx\t1\t4\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: non-numeric user id 'x'");
+  msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\tfive\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: non-numeric rating 'five'");
+  msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\tnoon\n")); });
+  EXPECT_HAS(msg, "u.data:2: timestamp 'noon'");
+  msg = data_error([&] { vae::load_ratings_csv(write("r.csv", "u,i,rating\na,b,1\nc,d,nan\n")); });
+  EXPECT_HAS(msg, "r.csv:3: non-numeric rating 'nan'");
+}
+
+TEST_F(LoaderErrors, RatingOutsideTheScale) {
+  std::string msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t6\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: rating '6'");
+  msg = data_error([&] { vae::load_ml100k(make("1\t1\t3.5\t1\n")); });
+  EXPECT_HAS(msg, "u.data:1: rating '3.5' is not a whole number");
+  write("ml-1m-bad/ratings.dat", "1::1::5::1\n1::2::0::1\n");
+  write("ml-1m-bad/movies.dat", "1::A::Drama\n2::B::Drama\n");
+  write("ml-1m-bad/users.dat", "1::F::1::10::48067\n");
+  msg = data_error([&] { vae::load_ml1m(path("ml-1m-bad")); });
+  EXPECT_HAS(msg, "ratings.dat:2: rating '0'");
+  for (const char* bad : {"5.5", "0.25", "0.0", "4.2"}) {
+    write("latest/ratings.csv",
+          std::string("userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,") + bad + ",1\n");
+    write("latest/movies.csv", "movieId,title,genres\n1,A,Drama\n");
+    msg = data_error([&] { vae::load_mllatest(path("latest")); });
+    EXPECT_HAS(msg, std::string("ratings.csv:3: rating '") + bad + "'");
+  }
+}
+
+TEST_F(LoaderErrors, UnknownGenreOrBadGenreFlags) {
+  write("m1/ratings.dat", "1::1::5::1\n1::2::5::1\n");
+  write("m1/movies.dat", "1::A (1990)::Drama\n2::B (1991)::Drama|Cartoon\n");
+  std::string msg = data_error([&] { vae::load_ml1m(path("m1")); });
+  EXPECT_HAS(msg, "movies.dat:2: unknown genre 'Cartoon'");
+
+  msg = data_error([&] {
+    vae::load_ml100k(
+        make(kUData, item_line("1", "A", {}) + item_line("2", "B", {}) +
+                         "3|C|01-Jan-1995||url|0|0|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n"));
+  });
+  EXPECT_HAS(msg, "u.item:3: genre flag 2");
+  msg = data_error([&] {
+    vae::load_ml100k(make(kUData, item_line("1", "A", {}) + item_line("2", "B", {}, 18)));
+  });
+  EXPECT_HAS(msg, "u.item:2: expected 24");
+}
+
+TEST_F(LoaderErrors, DuplicateUserItemPairNamesBothLines) {
+  const std::string msg =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\t1\n\n1\t1\t3\t9\n")); });
+  EXPECT_HAS(msg, "u.data:4: duplicate rating for user 1 and item 1 (first given on line 1)");
+  const std::string msg2 = data_error(
+      [&] { vae::load_ratings_csv(write("d.csv", "user,item,rating\na,x,1\nb,x,2\na,x,3\n")); });
+  EXPECT_HAS(msg2, "d.csv:4: duplicate rating for user a and item x (first given on line 2)");
+}
+
+TEST_F(LoaderErrors, InvalidUtf8WhereUtf8IsExpected) {
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n");
+  write("latest/movies.csv", "movieId,title,genres\n2,Fine,Drama\n1,Bad \xff title,Drama\n");
+  std::string msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "movies.csv:3: invalid UTF-8");
+  msg = data_error([&] { vae::load_ratings_csv(write("u.csv", "a,b,1\n\xc3\x28,b,2\n")); });
+  EXPECT_HAS(msg, "u.csv:2: invalid UTF-8");
+}
+
+TEST_F(LoaderErrors, IdsThatOverflow) {
+  std::string msg =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n99999999999999999999\t1\t4\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: user id '99999999999999999999' overflows");
+  msg = data_error([&] { vae::load_ratings_csv(write("o.csv", "a,-99999999999999999999,1\n")); });
+  EXPECT_HAS(msg, "o.csv:1: item id");
+  EXPECT_HAS(msg, "overflows");
+}
+
+TEST_F(LoaderErrors, RatedItemOrUserMissingFromMetadata) {
+  std::string msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t7\t4\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: item 7 is not listed in u.item");
+  msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n5\t1\t4\t1\n")); });
+  EXPECT_HAS(msg, "u.data:2: user 5 is not listed in u.user");
+
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n\n1,8,3.0,1\n");
+  write("latest/movies.csv", "movieId,title,genres\n1,A,Drama\n");
+  msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "ratings.csv:4: item 8 is not listed in movies.csv");
+
+  write("m1/ratings.dat", "1::1::5::1\n3::1::5::1\n");
+  write("m1/movies.dat", "1::A (1990)::Drama\n");
+  write("m1/users.dat", "1::F::1::10::48067\n");
+  msg = data_error([&] { vae::load_ml1m(path("m1")); });
+  EXPECT_HAS(msg, "ratings.dat:2: user 3 is not listed in users.dat");
+
+  const std::string f = write("r.csv", "u,a,1\nu,b,2\n");
+  msg = data_error([&] { vae::load_ratings_csv(f, write("items.csv", "a,A\n")); });
+  EXPECT_HAS(msg, "r.csv:2: item b is not listed in");
+}
+
+TEST_F(LoaderErrors, BadMetadataRows) {
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n");
+  write("latest/movies.csv", "movieId,title,genres\n1,A,Drama\n1,B,Drama\n");
+  std::string msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "movies.csv:3: duplicate movie id 1 (first on line 2)");
+  write("latest/movies.csv", "movieId,title,genres\n1,\"Unclosed, title,Drama\n");
+  msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "movies.csv:2: unterminated quoted field");
+
+  write("m1/ratings.dat", "1::1::5::1\n");
+  write("m1/movies.dat", "1::A (1990)::Drama\n");
+  write("m1/users.dat", "1::F::1::21::48067\n");
+  msg = data_error([&] { vae::load_ml1m(path("m1")); });
+  EXPECT_HAS(msg, "users.dat:1: occupation code '21'");
+  write("m1/users.dat", "1::X::1::2::48067\n");
+  msg = data_error([&] { vae::load_ml1m(path("m1")); });
+  EXPECT_HAS(msg, "users.dat:1: gender 'X'");
+
+  const std::string dir = make();
+  write("ml-100k/u.user", "1|24|M|technician|85711\n2|53|F|astronaut|94043\n");
+  msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.user:2: occupation 'astronaut' is not listed in u.occupation");
+}
+
+}  // namespace

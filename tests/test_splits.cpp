@@ -1,0 +1,398 @@
+// Data splits: user splits, Mult-VAE strong generalisation, rating splits, ml-100k folds.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace vae {
+namespace {
+
+namespace fs = std::filesystem;
+
+const Dataset& small_synthetic() {
+  static const Dataset d =
+      make_synthetic(parse_synthetic_spec("synthetic:users=500,items=800,ratings=40000,seed=4"));
+  return d;
+}
+
+std::vector<int32_t> row_of(const Csr& m, int64_t r) {
+  return std::vector<int32_t>(m.indices.begin() + m.indptr[r], m.indices.begin() + m.indptr[r + 1]);
+}
+
+// ---- split_seed ----------------------------------------------------------------------------
+
+TEST(SplitSeedTest, DisjointAscendingAndCoverAllUsers) {
+  const Dataset& d = small_synthetic();
+  const SeedSplit s = split_seed(d, 0.2, 7);
+  EXPECT_EQ(s.test_users.size(), 100u);
+  EXPECT_EQ(s.train_users.size(), 400u);
+  EXPECT_TRUE(std::is_sorted(s.test_users.begin(), s.test_users.end()));
+  EXPECT_TRUE(std::is_sorted(s.train_users.begin(), s.train_users.end()));
+  std::vector<int32_t> all = s.train_users;
+  all.insert(all.end(), s.test_users.begin(), s.test_users.end());
+  std::sort(all.begin(), all.end());
+  for (int32_t u = 0; u < 500; ++u) ASSERT_EQ(all[u], u);
+  // Test users are spread over the whole range, not a block.
+  EXPECT_LT(s.test_users.front(), 50);
+  EXPECT_GT(s.test_users.back(), 450);
+}
+
+TEST(SplitSeedTest, DeterministicAndSeedDependent) {
+  const Dataset& d = small_synthetic();
+  EXPECT_EQ(split_seed(d, 0.2, 7).test_users, split_seed(d, 0.2, 7).test_users);
+  EXPECT_NE(split_seed(d, 0.2, 7).test_users, split_seed(d, 0.2, 8).test_users);
+  EXPECT_EQ(split_seed(d, 0.0, 7).test_users.size(), 0u);
+  EXPECT_EQ(split_seed(d, 1.0, 7).train_users.size(), 0u);
+  EXPECT_EQ(split_seed(d, 0.101, 7).test_users.size(), 51u);  // round(50.5)
+  EXPECT_THROW(split_seed(d, 1.5, 7), UsageError);
+  EXPECT_THROW(split_seed(d, -0.1, 7), UsageError);
+}
+
+// ---- split_heldout -------------------------------------------------------------------------
+
+void expect_binary(const Csr& m, int64_t cols) {
+  EXPECT_NO_THROW(m.validate());
+  EXPECT_EQ(m.cols, cols);
+  for (float v : m.values) ASSERT_EQ(v, 1.0f);
+}
+
+TEST(SplitHeldoutTest, StrongGeneralisationInvariants) {
+  const Dataset& d = small_synthetic();
+  const HeldoutOptions opt;  // threshold 4, min 5 positives, 10 % val, 20 % test, 80 % fold-in
+  const HeldoutSplit s = split_heldout(d, opt, 11);
+  const Csr& r = d.ratings;
+  const int64_t n_cols = static_cast<int64_t>(s.item_map.size());
+  ASSERT_GT(n_cols, 0);
+  EXPECT_TRUE(std::is_sorted(s.item_map.begin(), s.item_map.end()));
+  EXPECT_EQ(std::adjacent_find(s.item_map.begin(), s.item_map.end()), s.item_map.end());
+
+  // Users: kept = those with ≥ 5 ratings ≥ 4; the three sets are disjoint and cover them.
+  std::vector<int32_t> kept;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    int pos = 0;
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k) pos += r.values[k] >= 4.0f;
+    if (pos >= 5) kept.push_back(static_cast<int32_t>(u));
+  }
+  ASSERT_GT(kept.size(), 300u);
+  std::vector<int32_t> all = s.train_users;
+  all.insert(all.end(), s.val_users.begin(), s.val_users.end());
+  all.insert(all.end(), s.test_users.begin(), s.test_users.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, kept);  // no held-out user lost all items here (dense enough)
+  const double n = static_cast<double>(kept.size());
+  EXPECT_EQ(s.val_users.size(), static_cast<size_t>(std::llround(0.1 * n)));
+  EXPECT_EQ(s.test_users.size(), static_cast<size_t>(std::llround(0.2 * n)));
+
+  // Train: exactly the train users' positives; every kept item appears in it.
+  expect_binary(s.train, n_cols);
+  ASSERT_EQ(s.train.rows, static_cast<int64_t>(s.train_users.size()));
+  std::vector<int> seen(n_cols, 0);
+  for (int32_t c : s.train.indices) seen[c] = 1;
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 0), 0);
+  for (size_t t = 0; t < s.train_users.size(); ++t) {
+    const int32_t u = s.train_users[t];
+    std::vector<int32_t> expect;
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+      if (r.values[k] >= 4.0f) expect.push_back(r.indices[k]);
+    std::vector<int32_t> got;
+    for (int32_t c : row_of(s.train, t)) got.push_back(s.item_map[c]);
+    ASSERT_EQ(got, expect) << "train user " << u;
+  }
+  // Items outside item_map are exactly those no train user likes.
+  std::set<int32_t> liked;
+  for (int32_t u : s.train_users)
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+      if (r.values[k] >= 4.0f) liked.insert(r.indices[k]);
+  EXPECT_EQ(std::vector<int32_t>(liked.begin(), liked.end()), s.item_map);
+
+  // Held-out users: fold-in ∩ target = ∅, union = positives over kept items, fold-in ≈ 80 %.
+  std::vector<int32_t> column(r.cols, -1);
+  for (size_t c = 0; c < s.item_map.size(); ++c) column[s.item_map[c]] = static_cast<int32_t>(c);
+  double foldin_total = 0, all_total = 0;
+  auto check = [&](const std::vector<int32_t>& users, const Csr& in, const Csr& tg) {
+    expect_binary(in, n_cols);
+    expect_binary(tg, n_cols);
+    ASSERT_EQ(in.rows, static_cast<int64_t>(users.size()));
+    ASSERT_EQ(tg.rows, static_cast<int64_t>(users.size()));
+    EXPECT_TRUE(std::is_sorted(users.begin(), users.end()));
+    for (size_t h = 0; h < users.size(); ++h) {
+      const int32_t u = users[h];
+      std::vector<int32_t> expect;
+      for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+        if (r.values[k] >= 4.0f && column[r.indices[k]] >= 0) expect.push_back(column[r.indices[k]]);
+      const std::vector<int32_t> a = row_of(in, h), b = row_of(tg, h);
+      ASSERT_GE(a.size(), 1u);
+      if (expect.size() >= 2) {
+        ASSERT_GE(b.size(), 1u);
+      }
+      std::vector<int32_t> both;
+      std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+      ASSERT_TRUE(both.empty()) << "user " << u;
+      std::vector<int32_t> uni;
+      std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(uni));
+      ASSERT_EQ(uni, expect) << "user " << u;
+      // Per user: the rounded share, within one item.
+      EXPECT_NEAR(static_cast<double>(a.size()), 0.8 * expect.size(), 1.0);
+      foldin_total += a.size();
+      all_total += expect.size();
+    }
+  };
+  check(s.val_users, s.val_foldin, s.val_target);
+  check(s.test_users, s.test_foldin, s.test_target);
+  EXPECT_NEAR(foldin_total / all_total, 0.8, 0.02);
+}
+
+TEST(SplitHeldoutTest, DeterministicAndSeedDependent) {
+  const Dataset& d = small_synthetic();
+  const HeldoutOptions opt;
+  const HeldoutSplit a = split_heldout(d, opt, 3), b = split_heldout(d, opt, 3),
+                     c = split_heldout(d, opt, 4);
+  EXPECT_EQ(a.test_users, b.test_users);
+  EXPECT_EQ(a.item_map, b.item_map);
+  EXPECT_EQ(a.test_foldin.indices, b.test_foldin.indices);
+  EXPECT_EQ(a.val_target.indices, b.val_target.indices);
+  EXPECT_NE(a.test_users, c.test_users);
+}
+
+// Hand-made dataset: thresholding, min_positives and item dropping are checked exactly.
+Dataset tiny_dataset() {
+  Dataset d;
+  d.name = d.format = "test";
+  // 6 users × 5 items.
+  std::vector<int32_t> r, c;
+  std::vector<float> v;
+  auto add = [&](int u, int i, float x) {
+    r.push_back(u);
+    c.push_back(i);
+    v.push_back(x);
+  };
+  for (int u = 0; u < 5; ++u)
+    for (int i = 0; i < 4; ++i) add(u, i, (u + i) % 2 ? 5.0f : 3.0f);
+  add(5, 4, 5.0f);  // the only rating of item 4, by a one-rating user
+  d.ratings = Csr::from_triplets(6, 5, r, c, v);
+  for (int u = 0; u < 6; ++u) d.user_ids.push_back(std::to_string(u + 1));
+  for (int i = 0; i < 5; ++i) d.item_ids.push_back(std::to_string(10 * (i + 1)));
+  return d;
+}
+
+TEST(SplitHeldoutTest, ThresholdAndMinPositives) {
+  const Dataset d = tiny_dataset();
+  HeldoutOptions opt;
+  opt.val_fraction = 0.0;
+  opt.test_fraction = 0.0;
+  opt.min_positives = 2;
+  // Threshold 4: each of users 0–4 has 2 positives (rating 5); user 5 has 1 → dropped.
+  HeldoutSplit s = split_heldout(d, opt, 1);
+  EXPECT_EQ(s.train_users, (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(s.item_map, (std::vector<int32_t>{0, 1, 2, 3}));  // item 4 only liked by user 5
+  EXPECT_EQ(s.train.nnz(), 10);
+  EXPECT_EQ(row_of(s.train, 0), (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(row_of(s.train, 1), (std::vector<int32_t>{0, 2}));
+  // Threshold ≤ 0 keeps every rating; min_positives 1 keeps user 5 and item 4.
+  opt.threshold = 0;
+  opt.min_positives = 1;
+  s = split_heldout(d, opt, 1);
+  EXPECT_EQ(s.train_users.size(), 6u);
+  EXPECT_EQ(s.item_map.size(), 5u);
+  EXPECT_EQ(s.train.nnz(), 21);
+  for (float v : s.train.values) EXPECT_EQ(v, 1.0f);
+  // Nobody left → a clear error; no training users left → a clear error.
+  opt.threshold = 4;
+  opt.min_positives = 3;
+  EXPECT_THROW(split_heldout(d, opt, 1), UsageError);
+  opt.min_positives = 1;
+  opt.val_fraction = 0.5;
+  opt.test_fraction = 0.5;
+  EXPECT_THROW(split_heldout(d, opt, 1), UsageError);
+}
+
+TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
+  // Users 0–4 are kept (val/test draws vary); user 5 likes only item 4, which no one else rates:
+  // whenever user 5 is held out, item 4 is dropped and so is user 5.
+  const Dataset d = tiny_dataset();
+  HeldoutOptions opt;
+  opt.min_positives = 1;
+  opt.val_fraction = 0.2;
+  opt.test_fraction = 0.2;
+  int removed_seen = 0;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    const HeldoutSplit s = split_heldout(d, opt, seed);
+    const bool in_train = std::count(s.train_users.begin(), s.train_users.end(), 5) > 0;
+    const bool in_val = std::count(s.val_users.begin(), s.val_users.end(), 5) > 0;
+    const bool in_test = std::count(s.test_users.begin(), s.test_users.end(), 5) > 0;
+    EXPECT_FALSE(in_val || in_test) << "seed " << seed;
+    if (!in_train) {
+      ++removed_seen;
+      EXPECT_EQ(std::count(s.item_map.begin(), s.item_map.end(), 4), 0);
+      EXPECT_EQ(s.train_users.size() + s.val_users.size() + s.test_users.size(), 5u);
+    }
+    EXPECT_EQ(s.val_foldin.rows, static_cast<int64_t>(s.val_users.size()));
+    EXPECT_EQ(s.test_target.rows, static_cast<int64_t>(s.test_users.size()));
+  }
+  EXPECT_GT(removed_seen, 0);
+}
+
+// ---- split_ratings_random ------------------------------------------------------------------
+
+TEST(SplitRatingsTest, RandomSplitPartitionsTheRatings) {
+  const Dataset& d = small_synthetic();
+  const RatingsSplit s = split_ratings_random(d, 0.1, 5);
+  EXPECT_EQ(s.description, "random 90/10");
+  const Csr& r = d.ratings;
+  EXPECT_NO_THROW(s.train.validate());
+  EXPECT_NO_THROW(s.test.validate());
+  EXPECT_EQ(s.train.rows, r.rows);
+  EXPECT_EQ(s.train.cols, r.cols);
+  EXPECT_EQ(s.test.rows, r.rows);
+  EXPECT_EQ(s.test.cols, r.cols);
+  EXPECT_EQ(s.test.nnz(), std::llround(0.1 * r.nnz()));  // exact count
+  EXPECT_EQ(s.train.nnz() + s.test.nnz(), r.nnz());
+  int64_t users_with_test = 0;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    // Merge train and test rows: they must be disjoint and rebuild the user's ratings.
+    std::vector<std::pair<int32_t, float>> merged;
+    for (const Csr* m : {&s.train, &s.test})
+      for (int64_t k = m->indptr[u]; k < m->indptr[u + 1]; ++k)
+        merged.emplace_back(m->indices[k], m->values[k]);
+    std::sort(merged.begin(), merged.end());
+    ASSERT_EQ(static_cast<int64_t>(merged.size()), r.row_nnz(u));
+    for (int64_t k = 0; k < r.row_nnz(u); ++k) {
+      ASSERT_EQ(merged[k].first, r.indices[r.indptr[u] + k]);
+      ASSERT_EQ(merged[k].second, r.values[r.indptr[u] + k]);
+    }
+    users_with_test += s.test.row_nnz(u) > 0;
+  }
+  EXPECT_GT(users_with_test, 400);  // spread over users, not a block of rows
+  const RatingsSplit again = split_ratings_random(d, 0.1, 5), other = split_ratings_random(d, 0.1, 6);
+  EXPECT_EQ(again.test.indices, s.test.indices);
+  EXPECT_NE(other.test.indices, s.test.indices);
+  EXPECT_EQ(split_ratings_random(d, 0.25, 5).description, "random 75/25");
+  EXPECT_THROW(split_ratings_random(d, 2.0, 5), UsageError);
+}
+
+// ---- split_ratings_ml100k_fold -------------------------------------------------------------
+
+class SplitFoldTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("vae_split_fold_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    // 3 users (ids 7, 8, 9) × 3 items (ids 100, 200, 300).
+    d_.name = d_.format = "test";
+    d_.user_ids = {"7", "8", "9"};
+    d_.item_ids = {"100", "200", "300"};
+    d_.ratings = Csr::from_triplets(3, 3, {0, 0, 1, 2, 2}, {0, 2, 1, 0, 1}, {4, 3, 5, 1, 2});
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
+  std::string dir() const { return dir_.string(); }
+  // DataError message for loading the fold, or "" when it loads.
+  std::string error_of(const std::string& fold) {
+    try {
+      split_ratings_ml100k_fold(d_, dir(), fold);
+    } catch (const DataError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  fs::path dir_;
+  Dataset d_;
+};
+
+TEST_F(SplitFoldTest, LoadsBaseAndTestThroughIdMaps) {
+  write("u1.base", "7\t100\t4\t881250949\n8\t200\t5\t881250950\n9\t100\t1\t881250951\n");
+  write("u1.test", "7\t300\t3\t881250952\r\n9\t200\t2\t881250953\n\n");
+  const RatingsSplit s = split_ratings_ml100k_fold(d_, dir(), "1");
+  EXPECT_EQ(s.description, "u1.base/u1.test");
+  EXPECT_EQ(s.train.rows, 3);
+  EXPECT_EQ(s.train.cols, 3);
+  EXPECT_EQ(s.train.nnz(), 3);
+  EXPECT_EQ(s.test.nnz(), 2);
+  EXPECT_EQ(row_of(s.train, 0), (std::vector<int32_t>{0}));
+  EXPECT_EQ(row_of(s.train, 1), (std::vector<int32_t>{1}));
+  EXPECT_EQ(row_of(s.test, 0), (std::vector<int32_t>{2}));
+  EXPECT_EQ(s.test.values[0], 3.0f);
+  EXPECT_EQ(row_of(s.test, 2), (std::vector<int32_t>{1}));
+  EXPECT_EQ(s.test.values[1], 2.0f);
+
+  write("ua.base", "8\t200\t5\t1\n");
+  write("ua.test", "9\t300\t4\t1\n");
+  EXPECT_EQ(split_ratings_ml100k_fold(d_, dir(), "a").description, "ua.base/ua.test");
+}
+
+TEST_F(SplitFoldTest, BadFilesNameFileLineAndProblem) {
+  write("u2.base", "7\t100\t4\t1\n7\t999\t4\t1\n");
+  write("u2.test", "8\t200\t5\t1\n");
+  std::string e = error_of("2");
+  EXPECT_NE(e.find("u2.base:2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown item id '999'"), std::string::npos) << e;
+
+  write("u2.base", "7\t100\t4\t1\n");
+  write("u2.test", "8\t200\t5\t1\n1234\t200\t5\t1\n");
+  e = error_of("2");
+  EXPECT_NE(e.find("u2.test:2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown user id '1234'"), std::string::npos) << e;
+
+  write("u2.test", "8 200 5 1\n");
+  e = error_of("2");
+  EXPECT_NE(e.find("u2.test:1:"), std::string::npos) << e;
+  EXPECT_NE(e.find("4 tab-separated fields"), std::string::npos) << e;
+
+  write("u2.test", "8\t200\tfive\t1\n");
+  EXPECT_NE(error_of("2").find("rating 'five' is not a number"), std::string::npos);
+  write("u2.test", "8\t200\t9\t1\n");
+  EXPECT_NE(error_of("2").find("outside"), std::string::npos);
+  write("u2.test", "8\t200\t5\tnoon\n");
+  EXPECT_NE(error_of("2").find("timestamp"), std::string::npos);
+
+  write("u2.test", "8\t200\t5\t1\n7\t100\t2\t1\n");
+  e = error_of("2");
+  EXPECT_NE(e.find("u2.test:2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("both the base and the test file"), std::string::npos) << e;
+
+  write("u2.test", "8\t200\t5\t1\n8\t200\t4\t2\n");
+  EXPECT_NE(error_of("2").find("duplicate"), std::string::npos);
+
+  e = error_of("3");  // no u3.* files
+  EXPECT_NE(e.find("u3.base"), std::string::npos) << e;
+  EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
+
+  EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "6"), UsageError);
+  EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "c"), UsageError);
+  EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "11"), UsageError);
+}
+
+// Real ml-100k when MOVIELENS_DIR points at a directory holding ml-100k/ (never copied here).
+TEST(SplitMovieLensTest, Ml100kFoldOneIs80kPlus20k) {
+  const char* root = std::getenv("MOVIELENS_DIR");
+  if (!root || !*root) GTEST_SKIP() << "MOVIELENS_DIR not set";
+  const std::string dir = std::string(root) + "/ml-100k";
+  if (!fs::exists(dir + "/u1.base")) GTEST_SKIP() << dir << "/u1.base not found";
+  const Dataset d = load_ml100k(dir);
+  ASSERT_EQ(d.num_ratings(), 100000);
+  const RatingsSplit s = split_ratings_ml100k_fold(d, dir, "1");
+  EXPECT_EQ(s.train.nnz(), 80000);
+  EXPECT_EQ(s.test.nnz(), 20000);
+  EXPECT_EQ(s.train.rows, 943);
+  EXPECT_EQ(s.train.cols, 1682);
+  for (const char* fold : {"2", "3", "4", "5", "a", "b"}) {
+    const RatingsSplit f = split_ratings_ml100k_fold(d, dir, fold);
+    EXPECT_EQ(f.train.nnz() + f.test.nnz(), 100000) << fold;
+  }
+  const HeldoutSplit h = split_heldout(d, HeldoutOptions{}, 1);
+  EXPECT_GT(h.train_users.size(), 500u);
+}
+
+}  // namespace
+}  // namespace vae
