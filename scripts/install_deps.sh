@@ -22,6 +22,24 @@ else
   echo "install_deps: all packages present"
 fi
 
+# Optional test tools (VAE_TEST_EXTRAS=1, set by `scripts/setup.sh --tests`): PyTorch and NumPy
+# for the parity and file-format tests. Best effort: without them those tests skip.
+if [ "${VAE_TEST_EXTRAS:-0}" = 1 ]; then
+  extras=()
+  for p in python3-numpy python3-torch; do
+    dpkg -s "$p" >/dev/null 2>&1 || extras+=("$p")
+  done
+  if ((${#extras[@]})); then
+    echo "install_deps: installing test tools ${extras[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    { "${sudo_cmd[@]}" apt-get update -qq &&
+      "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${extras[@]}"; } ||
+      echo "install_deps: warning: could not install ${extras[*]}; the PyTorch/NumPy tests will skip" >&2
+  fi
+fi
+
 if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "install_deps: the CUDA toolkit (nvcc) was not found; install it from NVIDIA first" >&2
   exit 1

@@ -114,6 +114,9 @@ struct GradCase {
   bool binary_input = false;
 };
 
+// Test names show the case, not its bytes.
+void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
 std::vector<GradCase> grad_cases() {
   std::vector<GradCase> v;
   v.push_back({"vae", config("vae")});
