@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "core/error.h"
@@ -65,7 +66,11 @@ struct Mat {
     VAE_CHECK(r * c == rows * cols, "reshape changes the element count");
     return Mat{data, r, c};
   }
-  operator Mat<const T>() const { return Mat<const T>{data, rows, cols}; }
+  // Mutable view → read-only view (only for non-const T: Mat<const T> needs no conversion).
+  template <typename U = T, typename = std::enable_if_t<!std::is_const_v<U>>>
+  operator Mat<const U>() const {
+    return Mat<const U>{data, rows, cols};
+  }
 };
 
 template <typename T>

@@ -133,6 +133,9 @@ struct RatingsSplit {
   std::string description;  // "random 90/10" or "u1.base/u1.test"
 };
 RatingsSplit split_ratings_random(const Dataset& d, double test_fraction, uint64_t seed);
+// k-fold cross-validation (Surprise's KFold): the ratings are shuffled once from seed and cut
+// into k equal parts; fold f (0-based) tests on part f and trains on the rest.
+RatingsSplit split_ratings_kfold(const Dataset& d, int k, int fold, uint64_t seed);
 // ml-100k's given folds: fold 1–5 → uN.base/uN.test, fold 'a'/'b' → ua/ub.
 RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir, const std::string& fold);
 

@@ -273,3 +273,41 @@ RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir,
 }
 
 }  // namespace vae
+
+namespace vae {
+
+RatingsSplit split_ratings_kfold(const Dataset& d, int k, int fold, uint64_t seed) {
+  const Csr& r = d.ratings;
+  const int64_t nnz = r.nnz();
+  if (k < 2) throw UsageError("--folds must be at least 2");
+  if (fold < 0 || fold >= k) throw UsageError("fold " + std::to_string(fold) + " out of range for " + std::to_string(k) + " folds");
+  if (nnz < k) throw UsageError("cannot cut " + std::to_string(nnz) + " ratings into " + std::to_string(k) + " folds");
+  VAE_CHECK(nnz < (int64_t{1} << 31), "k-fold split: more than 2^31 ratings");
+  // The same permutation for every fold (it depends on seed only), so the k test parts
+  // partition the ratings.
+  std::vector<int32_t> perm(static_cast<size_t>(nnz));
+  for (int64_t i = 0; i < nnz; ++i) perm[i] = static_cast<int32_t>(i);
+  philox_shuffle(perm, seed, rng_stream(RngStream::split, 0x6b666f6c64ull));  // "kfold"
+  std::vector<uint8_t> in_test(static_cast<size_t>(nnz), 0);
+  const int64_t lo = nnz * fold / k, hi = nnz * (fold + 1) / k;
+  for (int64_t i = lo; i < hi; ++i) in_test[perm[i]] = 1;
+  RatingsSplit s;
+  for (Csr* m : {&s.train, &s.test}) {
+    m->rows = r.rows;
+    m->cols = r.cols;
+    m->indptr.assign(r.rows + 1, 0);
+  }
+  for (int64_t u = 0; u < r.rows; ++u) {
+    for (int64_t q = r.indptr[u]; q < r.indptr[u + 1]; ++q) {
+      Csr& m = in_test[q] ? s.test : s.train;
+      m.indices.push_back(r.indices[q]);
+      m.values.push_back(r.values[q]);
+    }
+    s.train.indptr[u + 1] = s.train.nnz();
+    s.test.indptr[u + 1] = s.test.nnz();
+  }
+  s.description = "fold " + std::to_string(fold + 1) + "/" + std::to_string(k);
+  return s;
+}
+
+}  // namespace vae
