@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seconds per notebook-VAE epoch on ml-100k: vae_gpu's CPU backend against the notebooks'
 # PyTorch eager loop, side by side on this machine (same architecture, batch 64, Adam 1e-3).
-#   bench/cpu_vs_torch.sh [ML100K_DIR] [EPOCHS]
+#   bench/cpu_vs_torch.sh [ML100K_DIR] [EPOCHS]     (VAE_BUILD_DIR picks the build, default build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-${MOVIELENS_DIR:-../shared/data}/ml-100k}
@@ -13,7 +13,7 @@ for p in python3 /usr/bin/python3; do
 done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-OPENBLAS_NUM_THREADS=$threads build/vae_gpu train --model vae --data "$data" --epochs "$epochs" \
+OPENBLAS_NUM_THREADS=$threads "${VAE_BUILD_DIR:-build}"/vae_gpu train --model vae --data "$data" --epochs "$epochs" \
   --device cpu --quiet --out "$out" >/dev/null
 ours=$(python3 -c "import json,sys; print(json.load(open('$out/summary.json'))['epoch_seconds_median'])")
 echo "vae_gpu cpu      : $ours s/epoch (median of $epochs, $threads threads)"

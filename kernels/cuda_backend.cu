@@ -1,16 +1,361 @@
-// CUDA backend entry point. The kernels land with the [cuda] work; until then a request for the
-// CUDA backend fails with a clear message and --device auto stays on the CPU.
+// The CUDA backend: Backend<float> on one GPU. GEMMs go to cuBLAS (strict FP32 unless --tf32),
+// every other op to the hand-written kernels of ops_*.cu (see ops.h). All work is enqueued on
+// one stream owned by the backend; only copies to the host and synchronize() wait for it.
+//
+// Semantics are the CPU oracle's (host/backend/cpu_backend.cpp, whose header lists them); the
+// shape checks below are the oracle's, made on the host before anything is launched. Two
+// deliberate differences, both forced by not synchronising inside ops:
+//  - index vectors live on the device, so out-of-range (and, for scatter_rows_add, repeated)
+//    indices are detected by the kernels, recorded in a device flag, and reported as a
+//    VaeError at the next copy to the host or synchronize(); the affected rows are skipped;
+//  - copy_within between overlapping ranges bounces through a temporary device buffer.
+// Memory: every op works in place or in the per-backend scratch allocated once in the
+// constructor (kMaxPartials + kScratchScalars doubles and the error flag); ops never allocate.
+// tensor.h declares Mat<const T> → Mat<const T> (harmless); nvcc warns about it (#554).
+#pragma nv_diag_suppress 554
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <memory>
+#include <string>
+
 #include "backend/backend.h"
 #include "cuda_check.h"
+#include "ops.h"
 
 namespace vae {
 
-std::unique_ptr<Backend<float>> make_cuda_backend(bool /*tf32*/) {
-  if (!cuda_device_available())
-    throw VaeError("--device cuda: no CUDA device is available (use --device cpu or auto)");
-  throw VaeError("--device cuda: this build has no CUDA backend yet; use --device cpu");
+namespace {
+
+void cuda_free(void* p) {
+  if (p) cudaFree(p);  // runs in destructors: never throws
 }
 
-bool cuda_backend_built() { return false; }
+template <typename A, typename B>
+bool same_shape(Mat<A> a, Mat<B> b) {
+  return a.rows == b.rows && a.cols == b.cols;
+}
+
+template <typename T>
+void check_loss(Mat<T> loss) {
+  VAE_CHECK(loss.empty() || loss.size() == 1, "loss accumulator must be 1 x 1");
+}
+
+void check_index_vector(CMat<int32_t> v, int64_t n, const char* what) {
+  VAE_CHECK(v.size() == n && (v.rows == 1 || v.cols == 1 || n == 0),
+            std::string(what) + ": index vector must have one entry per row");
+}
+
+// Optional outputs: an empty view means "not wanted", passed to the kernels as nullptr.
+template <typename T>
+T* opt(Mat<T> m) {
+  return m.empty() ? nullptr : m.data;
+}
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20); }
+
+struct StreamDeleter {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+struct BlasDeleter {
+  void operator()(cublasHandle_t h) const { cublasDestroy(h); }
+};
+
+class CudaBackend final : public Backend<float> {
+ public:
+  explicit CudaBackend(bool tf32) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    stream_.reset(s);
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    blas_.reset(h);
+    CUBLAS_CHECK(cublasSetStream(h, s));
+    // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5.
+    CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+
+    // Scratch: [partials | scalars | error flag], allocated once and reused by every op.
+    scratch_ = alloc_bytes((cuda::kMaxPartials + cuda::kScratchScalars) * sizeof(double) + sizeof(int));
+    auto* base = static_cast<double*>(scratch_.get());
+    ctx_.stream = s;
+    ctx_.partials = base;
+    ctx_.scalars = base + cuda::kMaxPartials;
+    ctx_.error = reinterpret_cast<int*>(base + cuda::kMaxPartials + cuda::kScratchScalars);
+    CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), s));
+    int optin = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    ctx_.smem_optin = static_cast<size_t>(optin);
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
+  ~CudaBackend() override {
+    if (stream_) cudaStreamSynchronize(stream_.get());  // no throw from a destructor
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  // ---- memory -------------------------------------------------------------------------
+  Buffer alloc_bytes(size_t bytes) override {
+    void* p = nullptr;
+    // Never a null pointer, even for 0 bytes (as the CPU backend).
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear the sticky-free error so later calls work
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw VaeError("cuda backend: out of GPU memory allocating " + std::to_string(bytes) + " bytes (" +
+                     mib(bytes) + " MiB; " + mib(free_b) + " of " + mib(total_b) +
+                     " MiB free); reduce --batch-size or --hidden");
+    }
+    CUDA_CHECK(e);
+    return Buffer(p, bytes, &cuda_free);
+  }
+
+  void copy_to_backend(void* dst, const void* host_src, size_t bytes) override {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    // The caller may free host_src on return.
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  }
+
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+    synchronize();
+  }
+
+  void copy_within(void* dst, const void* src, size_t bytes) override {
+    if (!bytes || dst == src) return;
+    const char* d = static_cast<const char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    if (d < s + bytes && s < d + bytes) {
+      // memmove semantics: cudaMemcpy is undefined on overlap, so go through a temporary.
+      Buffer tmp = alloc_bytes(bytes);
+      CUDA_CHECK(cudaMemcpyAsync(tmp.get(), src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+      CUDA_CHECK(cudaMemcpyAsync(dst, tmp.get(), bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // before tmp is freed
+      return;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+  }
+
+  void synchronize() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    int code = 0;  // pageable destination: the copy has completed when this returns
+    CUDA_CHECK(cudaMemcpyAsync(&code, ctx_.error, sizeof(int), cudaMemcpyDeviceToHost, stream_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    if (code != cuda::kErrNone) {
+      CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), stream_.get()));  // stays usable
+      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+      throw VaeError(std::string("cuda backend: ") + cuda::device_error_message(code) +
+                     " (found on the device by an earlier op; reported at this synchronisation)");
+    }
+  }
+
+  // ---- dense algebra ------------------------------------------------------------------
+  void fill(Mat<float> x, float value) override { cuda::fill(ctx_, x.data, x.size(), value); }
+
+  void axpy(float alpha, CMat<float> x, Mat<float> y) override {
+    VAE_CHECK(same_shape(x, y), "axpy: x and y differ in shape");
+    cuda::axpy(ctx_, alpha, x.data, y.data, x.size());
+  }
+
+  void gemm(bool trans_a, bool trans_b, float alpha, CMat<float> a, CMat<float> b, float beta,
+            Mat<float> c) override {
+    const int64_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
+    const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+    VAE_CHECK(ka == kb, "gemm: inner dimensions of op(A) and op(B) differ");
+    VAE_CHECK(c.rows == m && c.cols == n, "gemm: C is not op(A).rows x op(B).cols");
+    if (m == 0 || n == 0) return;
+    if (ka == 0) {  // the product is empty: only C is scaled
+      cuda::scale(ctx_, c.data, c.size(), beta);
+      return;
+    }
+    VAE_CHECK(m <= INT_MAX && n <= INT_MAX && ka <= INT_MAX && a.cols <= INT_MAX && b.cols <= INT_MAX,
+              "gemm: dimensions exceed cuBLAS's 32-bit sizes");
+    // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major matrix is
+    // its column-major transpose with the same leading dimension: swap the operands.
+    const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasSgemm(blas_.get(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
+                             static_cast<int>(ka), &alpha, b.data, static_cast<int>(b.cols), a.data,
+                             static_cast<int>(a.cols), &beta, c.data, static_cast<int>(c.cols)));
+  }
+
+  void bias_act(CMat<float> x, CMat<float> bias, Act act, Mat<float> y) override {
+    VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");
+    VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols), "bias_act: bias must be 1 x cols");
+    cuda::bias_act(ctx_, x.data, bias.empty() ? nullptr : bias.data, act, y.data, x.rows, x.cols);
+  }
+
+  void bias_act_backward(CMat<float> dy, CMat<float> y, Act act, Mat<float> dx, Mat<float> dbias) override {
+    VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
+    VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
+              "bias_act_backward: dbias must be 1 x cols");
+    cuda::bias_act_backward(ctx_, dy.data, y.data, act, dx.data, opt(dbias), dy.rows, dy.cols);
+  }
+
+  void gather_rows_add(CMat<float> table, CMat<int32_t> rows, Mat<float> y) override {
+    check_index_vector(rows, y.rows, "gather_rows_add");
+    VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
+    cuda::gather_rows_add(ctx_, table.data, table.rows, rows.data, y.data, y.rows, y.cols);
+  }
+
+  void scatter_rows_add(CMat<float> dy, CMat<int32_t> rows, Mat<float> dtable) override {
+    check_index_vector(rows, dy.rows, "scatter_rows_add");
+    VAE_CHECK(dtable.cols == dy.cols, "scatter_rows_add: dtable and dy differ in columns");
+    cuda::scatter_rows_add(ctx_, dy.data, rows.data, dtable.data, dtable.rows, dy.rows, dy.cols);
+  }
+
+  // ---- losses -------------------------------------------------------------------------
+  void mse_loss(CMat<float> pred, CMat<float> target, bool masked, float scale, Mat<float> dpred,
+                Mat<float> loss) override {
+    VAE_CHECK(same_shape(pred, target), "mse_loss: pred and target differ in shape");
+    VAE_CHECK(dpred.empty() || same_shape(pred, dpred), "mse_loss: dpred differs in shape");
+    check_loss(loss);
+    cuda::mse_loss(ctx_, pred.data, target.data, pred.size(), masked, scale, opt(dpred), opt(loss));
+  }
+
+  void multinomial_nll(CMat<float> logits, CMat<float> target, float scale, Mat<float> dlogits,
+                       Mat<float> loss) override {
+    VAE_CHECK(same_shape(logits, target), "multinomial_nll: logits and target differ in shape");
+    VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "multinomial_nll: dlogits differs in shape");
+    check_loss(loss);
+    cuda::multinomial_nll(ctx_, logits.data, target.data, logits.rows, logits.cols, scale, opt(dlogits),
+                          opt(loss));
+  }
+
+  void bce_logits(CMat<float> logits, CMat<float> target, float scale, Mat<float> dlogits,
+                  Mat<float> loss) override {
+    VAE_CHECK(same_shape(logits, target), "bce_logits: logits and target differ in shape");
+    VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "bce_logits: dlogits differs in shape");
+    check_loss(loss);
+    cuda::bce_logits(ctx_, logits.data, target.data, logits.size(), scale, opt(dlogits), opt(loss));
+  }
+
+  void reparameterize(CMat<float> mu_logvar, uint64_t seed, uint64_t stream, Mat<float> eps,
+                      Mat<float> z) override {
+    VAE_CHECK(mu_logvar.cols % 2 == 0, "reparameterize: mu_logvar must have 2L columns");
+    const int64_t L = mu_logvar.cols / 2;
+    VAE_CHECK(z.rows == mu_logvar.rows && z.cols == L, "reparameterize: z must be B x L");
+    VAE_CHECK(eps.empty() || same_shape(eps, z), "reparameterize: eps must be B x L");
+    cuda::reparameterize(ctx_, mu_logvar.data, z.rows, L, seed, stream, opt(eps), z.data);
+  }
+
+  void reparam_kl_backward(CMat<float> mu_logvar, CMat<float> eps, CMat<float> dz, float kl_scale,
+                           Mat<float> d_mu_logvar, Mat<float> loss) override {
+    VAE_CHECK(mu_logvar.cols % 2 == 0, "reparam_kl_backward: mu_logvar must have 2L columns");
+    const int64_t B = mu_logvar.rows, L = mu_logvar.cols / 2;
+    VAE_CHECK(dz.empty() || (dz.rows == B && dz.cols == L), "reparam_kl_backward: dz must be B x L");
+    VAE_CHECK(eps.empty() || (eps.rows == B && eps.cols == L), "reparam_kl_backward: eps must be B x L");
+    VAE_CHECK(d_mu_logvar.empty() || same_shape(d_mu_logvar, mu_logvar),
+              "reparam_kl_backward: d_mu_logvar must be B x 2L");
+    check_loss(loss);
+    cuda::reparam_kl_backward(ctx_, mu_logvar.data, eps.empty() ? nullptr : eps.data,
+                              dz.empty() ? nullptr : dz.data, B, L, kl_scale, opt(d_mu_logvar), opt(loss));
+  }
+
+  void regularize(CMat<float> p, float lambda, Reg kind, Mat<float> grad, Mat<float> loss) override {
+    VAE_CHECK(grad.empty() || same_shape(p, grad), "regularize: grad differs in shape from p");
+    check_loss(loss);
+    cuda::regularize(ctx_, p.data, p.size(), lambda, kind, opt(grad), opt(loss));
+  }
+
+  // ---- input transforms ---------------------------------------------------------------
+  void dropout(CMat<float> x, float q, uint64_t seed, uint64_t stream, Mat<float> y) override {
+    VAE_CHECK(same_shape(x, y), "dropout: x and y differ in shape");
+    VAE_CHECK(q >= 0.0f && q <= 1.0f, "dropout: rate must lie in [0, 1]");
+    cuda::dropout(ctx_, x.data, x.size(), q, seed, stream, y.data);
+  }
+
+  void l2_normalize_rows(CMat<float> x, Mat<float> y) override {
+    VAE_CHECK(same_shape(x, y), "l2_normalize_rows: x and y differ in shape");
+    cuda::l2_normalize_rows(ctx_, x.data, y.data, x.rows, x.cols);
+  }
+
+  void csr_rows_to_dense(CsrView<float> csr, CMat<int32_t> rows, Mat<float> y) override {
+    check_index_vector(rows, y.rows, "csr_rows_to_dense");
+    VAE_CHECK(y.cols == csr.cols, "csr_rows_to_dense: y must have csr.cols columns");
+    cuda::csr_rows_to_dense(ctx_, csr, rows.data, y.data, y.rows);
+  }
+
+  // ---- optimiser ----------------------------------------------------------------------
+  void adam_step(Mat<float> params, CMat<float> grads, Mat<float> m, Mat<float> v, const AdamConfig& cfg,
+                 int64_t step) override {
+    VAE_CHECK(same_shape(params, grads) && same_shape(params, m) && same_shape(params, v),
+              "adam_step: params, grads, m, v differ in shape");
+    VAE_CHECK(step >= 1, "adam_step: step is 1-based");
+    // The step's scalars in double on the host, exactly as the oracle computes them.
+    cuda::AdamScalars s{};
+    s.beta1 = cfg.beta1;
+    s.beta2 = cfg.beta2;
+    s.eps = cfg.eps;
+    s.weight_decay = cfg.weight_decay;
+    s.step_size = cfg.lr / (1.0 - std::pow(cfg.beta1, static_cast<double>(step)));
+    s.sqrt_bc2 = std::sqrt(1.0 - std::pow(cfg.beta2, static_cast<double>(step)));
+    s.shrink = cfg.decoupled ? 1.0 - cfg.lr * cfg.weight_decay : 1.0;
+    s.decoupled = cfg.decoupled;
+    cuda::adam_step(ctx_, params.data, grads.data, m.data, v.data, params.size(), s);
+  }
+
+  // ---- evaluation ---------------------------------------------------------------------
+  void topk(CMat<float> scores, CsrView<float> exclude, CMat<int32_t> exclude_rows, int k, Mat<int32_t> idx,
+            Mat<float> val) override {
+    const int64_t n = scores.rows, m = scores.cols;
+    VAE_CHECK(k >= 0, "topk: k must be non-negative");
+    VAE_CHECK(idx.rows == n && idx.cols == k, "topk: idx must be rows x k");
+    VAE_CHECK(val.empty() || (val.rows == n && val.cols == k), "topk: val must be rows x k");
+    if (exclude.rows > 0) {
+      check_index_vector(exclude_rows, n, "topk");
+      VAE_CHECK(exclude.cols == m, "topk: exclude must have as many columns as scores");
+    }
+    cuda::topk(ctx_, scores.data, n, m, exclude, exclude_rows.data, k, idx.data, opt(val));
+  }
+
+  void heldout_metrics(CMat<int32_t> idx, CsrView<float> target, CMat<int32_t> target_rows,
+                       const std::vector<int>& ks, Mat<float> out) override {
+    const int64_t n = idx.rows;
+    check_index_vector(target_rows, n, "heldout_metrics");
+    const int64_t nk = static_cast<int64_t>(ks.size());
+    VAE_CHECK(out.rows == n && out.cols == 2 * nk, "heldout_metrics: out must be rows x 2|ks|");
+    for (int k : ks) VAE_CHECK(k >= 1 && k <= idx.cols, "heldout_metrics: every k must lie in [1, idx.cols]");
+    cuda::heldout_metrics(ctx_, idx.data, n, idx.cols, target, target_rows.data, ks, out.data);
+  }
+
+  void graded_metrics(CMat<float> scores, CMat<float> truth, int k, Mat<float> out) override {
+    VAE_CHECK(same_shape(scores, truth), "graded_metrics: scores and truth differ in shape");
+    VAE_CHECK(k >= 1, "graded_metrics: k must be positive");
+    VAE_CHECK(out.rows == scores.rows && out.cols == 2, "graded_metrics: out must be rows x 2");
+    cuda::graded_metrics(ctx_, scores.data, truth.data, scores.rows, scores.cols, k, out.data);
+  }
+
+  void rating_errors(CMat<float> pred, CsrView<float> target, CMat<int32_t> target_rows, float lo, float hi,
+                     Mat<float> out) override {
+    check_index_vector(target_rows, pred.rows, "rating_errors");
+    VAE_CHECK(target.cols == pred.cols, "rating_errors: target and pred differ in columns");
+    VAE_CHECK(out.rows == pred.rows && out.cols == 3, "rating_errors: out must be rows x 3");
+    VAE_CHECK(lo <= hi, "rating_errors: empty clipping range");
+    cuda::rating_errors(ctx_, pred.data, pred.rows, pred.cols, target, target_rows.data, lo, hi, out.data);
+  }
+
+ private:
+  std::unique_ptr<CUstream_st, StreamDeleter> stream_;
+  std::unique_ptr<cublasContext, BlasDeleter> blas_;
+  Buffer scratch_;
+  cuda::OpContext ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend<float>> make_cuda_backend(bool tf32) {
+  if (!cuda_device_available())
+    throw VaeError("--device cuda: no CUDA device is available (use --device cpu or auto)");
+  return std::make_unique<CudaBackend>(tf32);
+}
+
+bool cuda_backend_built() { return true; }
 
 }  // namespace vae

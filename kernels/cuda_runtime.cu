@@ -35,10 +35,15 @@ bool cuda_device_available() {
   return n > 0;
 }
 
+// "" without a usable device; never throws (callers print it in banners and summaries).
 std::string cuda_device_name() {
-  if (!cuda_device_available()) return "none";
+  if (!cuda_device_available()) return "";
+  int dev = 0;
   cudaDeviceProp p{};
-  CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
   return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
 }
 

@@ -1,0 +1,378 @@
+// vae_gpu_bench: throughput of the backend ops and of whole training steps, on the CPU or the
+// GPU backend, next to the machine's measured ceilings (a large device copy for bandwidth, a
+// large GEMM for FLOP/s). One aligned line per case, and the same figures as JSON.
+//
+//   vae_gpu_bench [--device cpu|cuda] [--quick] [--json FILE] [--data DIR] [--filter SUBSTR]
+//
+// Timing: one warm-up call, then repeats until ~min_seconds have passed (at least 3), each
+// bracketed by Backend::synchronize(); the median is reported. Inputs of small cases are
+// rotated over enough copies to exceed the last-level cache, so each repeat reads from memory.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "core/philox.h"
+#include "data/dataset.h"
+#include "data/shuffle.h"
+#include "models/model.h"
+
+namespace {
+
+using namespace vae;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string device = "cpu";
+  bool quick = false;
+  std::string json;
+  std::string data;
+  std::string filter;
+};
+
+struct Result {
+  std::string group, name;
+  double seconds = 0;  // median
+  double bytes = 0, flops = 0;
+  double items = 0;  // users (or rows) per call, for users/s
+  std::string note;
+};
+
+class Bench {
+ public:
+  Bench(Backend<float>& be, const Options& o) : be_(be), o_(o) {}
+
+  // Median seconds of fn over repeats (after one warm-up).
+  double time(const std::function<void(int)>& fn, double min_seconds) {
+    fn(0);
+    be_.synchronize();
+    std::vector<double> t;
+    const auto start = Clock::now();
+    for (int r = 1;; ++r) {
+      const auto t0 = Clock::now();
+      fn(r);
+      be_.synchronize();
+      t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      const double total = std::chrono::duration<double>(Clock::now() - start).count();
+      if (t.size() >= 3 && total >= min_seconds) break;
+      if (t.size() >= 1000) break;
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+
+  bool wanted(const std::string& name) const { return o_.filter.empty() || name.find(o_.filter) != std::string::npos; }
+
+  void add(Result r) {
+    print(r);
+    results_.push_back(std::move(r));
+  }
+
+  void print(const Result& r) const {
+    char line[512];
+    std::string rate;
+    if (r.flops > 0) {
+      const double tf = r.flops / r.seconds / 1e12;
+      rate = fmt("%8.3f TFLOP/s", tf);
+      if (peak_flops_ > 0) rate += fmt(" (%5.1f%% of gemm ceiling)", 100.0 * r.flops / r.seconds / peak_flops_);
+    } else if (r.bytes > 0) {
+      const double gb = r.bytes / r.seconds / 1e9;
+      rate = fmt("%8.1f GB/s   ", gb);
+      if (peak_bw_ > 0) rate += fmt(" (%5.1f%% of copy ceiling; floor %.3f ms)", 100.0 * r.bytes / r.seconds / peak_bw_,
+                                    1e3 * r.bytes / peak_bw_);
+    }
+    if (r.items > 0) rate += fmt("  %.3g users/s", r.items / r.seconds);
+    std::snprintf(line, sizeof line, "%-8s %-56s %10.4f ms  %s%s%s", r.group.c_str(), r.name.c_str(), r.seconds * 1e3,
+                  rate.c_str(), r.note.empty() ? "" : "  ", r.note.c_str());
+    std::cout << line << "\n" << std::flush;
+  }
+
+  static std::string fmt(const char* f, double v) {
+    char b[128];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+  }
+  static std::string fmt(const char* f, double v, double w) {
+    char b[160];
+    std::snprintf(b, sizeof b, f, v, w);
+    return b;
+  }
+
+  nlohmann::json to_json(const std::string& device_name) const {
+    nlohmann::json j;
+    j["device"] = device_name;
+    j["backend"] = be_.name();
+    j["copy_ceiling_gbps"] = peak_bw_ / 1e9;
+    j["gemm_ceiling_tflops"] = peak_flops_ / 1e12;
+    j["cases"] = nlohmann::json::array();
+    for (const Result& r : results_) {
+      nlohmann::json c{{"group", r.group}, {"name", r.name}, {"ms", r.seconds * 1e3}};
+      if (r.bytes > 0) c["gbps"] = r.bytes / r.seconds / 1e9, c["floor_ms"] = peak_bw_ > 0 ? 1e3 * r.bytes / peak_bw_ : 0.0;
+      if (r.flops > 0) c["tflops"] = r.flops / r.seconds / 1e12, c["floor_ms"] = peak_flops_ > 0 ? 1e3 * r.flops / peak_flops_ : 0.0;
+      if (r.items > 0) c["users_per_s"] = r.items / r.seconds;
+      if (!r.note.empty()) c["note"] = r.note;
+      j["cases"].push_back(c);
+    }
+    return j;
+  }
+
+  double peak_bw_ = 0, peak_flops_ = 0;
+
+ private:
+  Backend<float>& be_;
+  const Options& o_;
+  std::vector<Result> results_;
+};
+
+std::vector<float> random_host(size_t n, uint64_t stream, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = scale * philox_normal(42, stream, i);
+  return v;
+}
+
+// ---- ceilings ----------------------------------------------------------------------------
+void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick) {
+  const size_t bytes = gpu ? (size_t{1} << 30) : (size_t{256} << 20);
+  Buffer src = be.alloc_bytes(bytes), dst = be.alloc_bytes(bytes);
+  std::vector<char> zero(bytes, 1);
+  be.copy_to_backend(src.get(), zero.data(), bytes);
+  const double t = b.time([&](int) { be.copy_within(dst.get(), src.get(), bytes); }, quick ? 0.2 : 1.0);
+  b.peak_bw_ = 2.0 * static_cast<double>(bytes) / t;  // read + write
+  Result r{"ceiling", "device copy " + std::to_string(bytes >> 20) + " MiB", t, 2.0 * static_cast<double>(bytes), 0, 0, ""};
+  b.add(r);
+  const int64_t n = gpu ? 8192 : (quick ? 1024 : 2048);
+  Tensor<float> a = be.upload(random_host(static_cast<size_t>(n * n), 1), n, n);
+  Tensor<float> bb = be.upload(random_host(static_cast<size_t>(n * n), 2), n, n);
+  Tensor<float> c = be.alloc<float>(n, n);
+  const double tg = b.time([&](int) { be.gemm(false, false, 1.0f, a.cmat(), bb.cmat(), 0.0f, c.mat()); }, quick ? 0.2 : 1.0);
+  b.peak_flops_ = 2.0 * static_cast<double>(n) * n * n / tg;
+  b.add(Result{"ceiling", "sgemm " + std::to_string(n) + "^3", tg, 0, 2.0 * static_cast<double>(n) * n * n, 0, ""});
+}
+
+// ---- per-op cases ------------------------------------------------------------------------
+void op_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, const std::string& tag, bool quick) {
+  const double min_s = quick ? 0.1 : 0.5;
+  const size_t n = static_cast<size_t>(B * I);
+  const double mat_bytes = 4.0 * static_cast<double>(n);
+  // Rotate over enough copies that each repeat misses the last-level cache (≥ 256 MiB total).
+  const int copies = static_cast<int>(std::clamp<double>(std::ceil(256.0 * (1 << 20) / mat_bytes), 1, 16));
+  std::vector<Tensor<float>> xs, ys;
+  for (int c = 0; c < copies; ++c) {
+    xs.push_back(be.upload(random_host(n, 10 + c), B, I));
+    ys.push_back(be.upload(random_host(n, 40 + c), B, I));
+  }
+  Tensor<float> out = be.alloc<float>(B, I), bias = be.upload(random_host(static_cast<size_t>(I), 3), 1, I);
+  Tensor<float> dbias = be.alloc<float>(1, I), loss = be.zeros(1, 1);
+  auto X = [&](int r) { return xs[r % copies].cmat(); };
+  auto Y = [&](int r) { return ys[r % copies].cmat(); };
+  const std::string shape = " " + std::to_string(B) + "x" + std::to_string(I) + " (" + tag + ")";
+  if (b.wanted("bias_act"))
+    b.add({"op", "bias_act relu" + shape, b.time([&](int r) { be.bias_act(X(r), bias.cmat(), Act::relu, out.mat()); }, min_s),
+           2 * mat_bytes, 0, 0, ""});
+  if (b.wanted("bias_act_backward"))
+    b.add({"op", "bias_act_backward relu+dbias" + shape,
+           b.time([&](int r) { be.bias_act_backward(X(r), Y(r), Act::relu, out.mat(), dbias.mat()); }, min_s),
+           3 * mat_bytes, 0, 0, ""});
+  if (b.wanted("mse"))
+    b.add({"op", "mse_loss dense+grad" + shape,
+           b.time([&](int r) { be.mse_loss(X(r), Y(r), false, 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
+  if (b.wanted("multinomial"))
+    b.add({"op", "multinomial_nll+grad" + shape,
+           b.time([&](int r) { be.multinomial_nll(X(r), Y(r), 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
+  if (b.wanted("dropout"))
+    b.add({"op", "dropout q=0.5" + shape,
+           b.time([&](int r) { be.dropout(X(r), 0.5f, 1, static_cast<uint64_t>(r), out.mat()); }, min_s), 2 * mat_bytes, 0, 0, ""});
+  if (b.wanted("l2_normalize"))
+    b.add({"op", "l2_normalize_rows" + shape, b.time([&](int r) { be.l2_normalize_rows(X(r), out.mat()); }, min_s),
+           2 * mat_bytes, 0, 0, ""});
+  if (b.wanted("topk")) {
+    const int k = static_cast<int>(std::min<int64_t>(100, I));
+    Tensor<int32_t> idx = be.alloc<int32_t>(B, k);
+    Tensor<float> val = be.alloc<float>(B, k);
+    Tensor<int32_t> none = be.alloc<int32_t>(0, 0);
+    b.add({"op", "topk k=" + std::to_string(k) + shape,
+           b.time([&](int r) { be.topk(X(r), CsrView<float>{}, none.cmat(), k, idx.mat(), val.mat()); }, min_s),
+           mat_bytes, 0, static_cast<double>(B), ""});
+  }
+}
+
+void gemm_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, int64_t H, const std::string& tag, bool quick) {
+  if (!b.wanted("gemm")) return;
+  const double min_s = quick ? 0.1 : 0.5;
+  Tensor<float> x = be.upload(random_host(static_cast<size_t>(B * I), 5), B, I);
+  Tensor<float> w = be.upload(random_host(static_cast<size_t>(H * I), 6), H, I);
+  Tensor<float> h = be.alloc<float>(B, H), dw = be.alloc<float>(H, I);
+  const double f = 2.0 * static_cast<double>(B) * I * H;
+  const std::string s = " " + std::to_string(B) + "x" + std::to_string(I) + "x" + std::to_string(H) + " (" + tag + ")";
+  b.add({"op", "gemm x.W^T" + s, b.time([&](int) { be.gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, h.mat()); }, min_s), 0, f, 0, ""});
+  b.add({"op", "gemm dY^T.x (dW)" + s, b.time([&](int) { be.gemm(true, false, 1.0f, h.cmat(), x.cmat(), 0.0f, dw.mat()); }, min_s), 0, f, 0, ""});
+}
+
+void adam_case(Bench& b, Backend<float>& be, int64_t n, const std::string& tag, bool quick) {
+  if (!b.wanted("adam")) return;
+  Tensor<float> p = be.upload(random_host(static_cast<size_t>(n), 7), 1, n), g = be.upload(random_host(static_cast<size_t>(n), 8), 1, n);
+  Tensor<float> m = be.zeros(1, n), v = be.zeros(1, n);
+  AdamConfig cfg;
+  int64_t step = 0;
+  b.add({"op", "adam_step " + std::to_string(n) + " params (" + tag + ")",
+         b.time([&](int) { be.adam_step(p.mat(), g.cmat(), m.mat(), v.mat(), cfg, ++step); }, quick ? 0.1 : 0.5),
+         7.0 * 4.0 * static_cast<double>(n), 0, 0, ""});
+}
+
+// ---- whole training steps and evaluation -------------------------------------------------
+// Times one Adam training step (forward, loss, backward, Adam) of a model on real batches of
+// the matrix; an epoch's time is steps_per_epoch × the median step.
+void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::string& kind, int64_t batch,
+                const std::string& tag, bool quick) {
+  if (!b.wanted(kind)) return;
+  ModelConfig cfg;
+  cfg.kind = kind;
+  cfg.num_inputs = train.cols;
+  cfg.num_rows = train.rows;
+  auto model = make_model<float>(be, cfg, batch);
+  model->init(1);
+  CsrTensor<float> dev = be.upload_csr(train);
+  std::vector<int32_t> order(static_cast<size_t>(train.rows));
+  std::iota(order.begin(), order.end(), 0);
+  philox_shuffle(order, 1, 9);
+  Tensor<int32_t> rows = be.upload<int32_t>(order, train.rows, 1);
+  Tensor<float> m = be.zeros(1, model->num_params()), v = be.zeros(1, model->num_params()), loss = be.zeros(1, 1);
+  const int64_t steps = (train.rows + batch - 1) / batch;
+  const int64_t full = std::max<int64_t>(1, train.rows / batch);  // full batches only, for a fair median
+  AdamConfig ad;
+  int64_t step = 0;
+  auto one = [&](int r) {
+    const int64_t bi = r % full;
+    Batch<float> bt;
+    bt.input = dev.view();
+    bt.rows = rows.cmat().rows_slice(bi * batch, batch);
+    bt.users = bt.rows;
+    bt.n = batch;
+    model->forward_backward(bt, step, true, loss.mat());
+    ++step;
+    be.adam_step(model->param_buffer(), model->grad_buffer(), m.mat(), v.mat(), ad, step);
+  };
+  const double t = b.time(one, quick ? 0.2 : 1.0);
+  char note[96];
+  std::snprintf(note, sizeof note, "epoch = %lld steps = %.3f s", static_cast<long long>(steps),
+                static_cast<double>(steps) * t);
+  b.add({"train", kind + " step, batch " + std::to_string(batch) + " (" + tag + ")", t, 0, 0, static_cast<double>(batch), note});
+  // Evaluation: scores for a batch of users, top-100, heldout metrics against their own rows.
+  const int k = static_cast<int>(std::min<int64_t>(100, train.cols));
+  Tensor<float> scores = be.alloc<float>(batch, train.cols), val = be.alloc<float>(batch, k);
+  Tensor<int32_t> idx = be.alloc<int32_t>(batch, k);
+  Tensor<float> met = be.alloc<float>(batch, 6);
+  const double te = b.time(
+      [&](int rr) {
+        const int64_t bi = rr % full;
+        Batch<float> bt;
+        bt.input = dev.view();
+        bt.rows = rows.cmat().rows_slice(bi * batch, batch);
+        bt.n = batch;
+        model->predict(bt, scores.mat());
+        be.topk(scores.cmat(), dev.view(), bt.rows, k, idx.mat(), val.mat());  // rated items excluded
+        be.heldout_metrics(idx.cmat(), dev.view(), bt.rows, {20, 50, 100}, met.mat());
+      },
+      quick ? 0.2 : 1.0);
+  b.add({"eval", kind + " score+top-100+metrics, batch " + std::to_string(batch) + " (" + tag + ")", te, 0, 0,
+         static_cast<double>(batch), ""});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "vae_gpu_bench: " << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--device") o.device = next();
+    else if (a == "--quick") o.quick = true;
+    else if (a == "--json") o.json = next();
+    else if (a == "--data") o.data = next();
+    else if (a == "--filter") o.filter = next();
+    else if (a == "-h" || a == "--help") {
+      std::cout << "usage: vae_gpu_bench [--device cpu|cuda] [--quick] [--json FILE] [--data ML100K_DIR] [--filter SUBSTR]\n";
+      return 0;
+    } else {
+      std::cerr << "vae_gpu_bench: unknown argument " << a << " (see --help)\n";
+      return 2;
+    }
+  }
+  try {
+    std::unique_ptr<Backend<float>> be;
+    std::string device_name = "cpu";
+    if (o.device == "cuda") {
+      be = make_cuda_backend(false);
+      device_name = cuda_device_name();
+    } else if (o.device == "cpu") {
+      be = make_cpu_backend<float>();
+    } else {
+      std::cerr << "vae_gpu_bench: --device must be cpu or cuda\n";
+      return 2;
+    }
+    const bool gpu = o.device == "cuda";
+    Bench b(*be, o);
+    std::cout << "vae_gpu_bench on " << device_name << (o.quick ? " (quick)" : "") << "\n";
+    ceilings(b, *be, gpu, o.quick);
+
+    // ml-100k: the real files when given, else the synthetic set of the same shape.
+    Dataset small = o.data.empty() ? make_synthetic(SyntheticSpec{}) : load_movielens_dir(o.data);
+    const std::string small_tag = o.data.empty() ? "synthetic ml-100k shape" : small.name;
+    op_cases(b, *be, 64, small.num_items(), small_tag, o.quick);
+    gemm_cases(b, *be, 64, small.num_items(), 512, small_tag, o.quick);
+    adam_case(b, *be, 2037010, "notebook VAE size", o.quick);
+    Csr bin = small.ratings;
+    std::fill(bin.values.begin(), bin.values.end(), 1.0f);
+    model_case(b, *be, small.ratings, "vae", 64, small_tag, o.quick);
+    model_case(b, *be, small.ratings, "autorec", 64, small_tag, o.quick);
+    model_case(b, *be, bin, "cdae", 64, small_tag, o.quick);
+    model_case(b, *be, bin, "multvae", 500, small_tag, o.quick);
+
+    // ml-20m shape: 136 677 users × 20 108 items, ~10 M interactions, batch 500.
+    if (!o.quick || gpu) {
+      SyntheticSpec big;
+      big.users = 136677;
+      big.items = 20108;
+      big.ratings = 10000000;
+      big.groups = 20;
+      Dataset large = make_synthetic(big);
+      Csr lb = large.ratings;
+      std::fill(lb.values.begin(), lb.values.end(), 1.0f);
+      op_cases(b, *be, 500, lb.cols, "ml-20m shape", o.quick);
+      gemm_cases(b, *be, 500, lb.cols, 600, "ml-20m shape", o.quick);
+      adam_case(b, *be, 2 * (20108 * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + 20108, "Mult-VAE ml-20m", o.quick);
+      model_case(b, *be, lb, "multvae", 500, "ml-20m shape", o.quick);
+    } else {
+      std::cout << "(--quick on the CPU: ml-20m-shaped cases skipped)\n";
+    }
+    if (!o.json.empty()) {
+      std::ofstream f(o.json);
+      f << b.to_json(device_name).dump(2) << "\n";
+      if (!f) {
+        std::cerr << "vae_gpu_bench: cannot write " << o.json << "\n";
+        return 1;
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "vae_gpu_bench: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

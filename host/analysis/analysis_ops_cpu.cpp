@@ -1,0 +1,127 @@
+// CPU reference for the analysis hot loops. The distance matrix goes through a GEMM in row blocks
+// (so the n × k cross products never exist at once); t-SNE's pair loop runs over i < j only and
+// accumulates in double so the result does not depend on a summation order a GPU would not share.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "analysis/analysis_ops.h"
+#include "backend/cpu_gemm.h"
+#include "core/error.h"
+
+#if defined(VAE_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
+
+namespace vae {
+namespace {
+
+// C (m × n) = alpha · A (m × k) · B(n × k)ᵀ, row-major.
+void gemm_abt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b,
+              float* c) {
+#if defined(VAE_HAVE_OPENBLAS)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(k), b,
+              static_cast<blasint>(k), 0.0f, c, static_cast<blasint>(n));
+#else
+  reference_gemm<float>(false, true, m, n, k, alpha, a, k, b, k, 0.0f, c, n);
+#endif
+}
+
+class CpuAnalysisOps final : public AnalysisOps {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  void kmeans_assign(const float* x, int64_t n, int64_t d, const float* c, int k, int32_t* labels,
+                     float* dist2) override {
+    VAE_CHECK(n >= 0 && d >= 1 && k >= 1, "kmeans_assign: bad sizes");
+    if (n == 0) return;
+    std::vector<float> cnorm(k);
+    for (int j = 0; j < k; ++j) cnorm[j] = row_norm2(c + j * d, d);
+    // Block of rows small enough that the block × k cross products stay in cache-sized memory.
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(1024, (1 << 20) / k));
+    std::vector<float> cross(static_cast<size_t>(std::min(block, n)) * k);
+    for (int64_t r0 = 0; r0 < n; r0 += block) {
+      const int64_t m = std::min(block, n - r0);
+      gemm_abt(m, k, d, -2.0f, x + r0 * d, c, cross.data());
+      for (int64_t i = 0; i < m; ++i) {
+        const float xn = row_norm2(x + (r0 + i) * d, d);
+        const float* row = cross.data() + i * k;
+        int best = 0;
+        float best_v = xn + cnorm[0] + row[0];
+        for (int j = 1; j < k; ++j) {
+          const float v = xn + cnorm[j] + row[j];
+          if (v < best_v) {  // strict: ties keep the lower centre index
+            best_v = v;
+            best = j;
+          }
+        }
+        labels[r0 + i] = best;
+        if (dist2) dist2[r0 + i] = best_v > 0.0f ? best_v : 0.0f;
+      }
+    }
+  }
+
+  double tsne_gradient(const float* p, const float* y, int64_t n, float exaggeration,
+                       float* grad, bool compute_kl) override {
+    VAE_CHECK(n >= 2, "tsne_gradient: need at least two points");
+    // Pass 1: normaliser of the Student-t kernel over ordered pairs.
+    double sum_w = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
+      for (int64_t j = i + 1; j < n; ++j) {
+        const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
+        sum_w += 1.0 / (1.0 + a * a + b * b);
+      }
+    }
+    const double inv_sum = 1.0 / (2.0 * sum_w);
+    const double eps = DBL_EPSILON;  // sklearn's MACHINE_EPSILON
+    const double ex = exaggeration;
+    std::vector<double> g(static_cast<size_t>(2 * n), 0.0);
+    double kl = 0.0;
+    // Pass 2 over i < j, each pair pushing on both ends; the KL logarithms only when asked.
+    for (int64_t i = 0; i < n; ++i) {
+      const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
+      const float* prow = p + i * n;
+      double gi0 = 0.0, gi1 = 0.0;
+      for (int64_t j = i + 1; j < n; ++j) {
+        const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
+        const double w = 1.0 / (1.0 + a * a + b * b);
+        const double q = std::max(w * inv_sum, eps);
+        const double pij = ex * static_cast<double>(prow[j]);
+        const double f = (pij - q) * w;
+        gi0 += f * a;
+        gi1 += f * b;
+        g[2 * j] -= f * a;
+        g[2 * j + 1] -= f * b;
+      }
+      if (compute_kl)
+        for (int64_t j = i + 1; j < n; ++j) {
+          const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
+          const double q = std::max(inv_sum / (1.0 + a * a + b * b), eps);
+          const double pij = ex * static_cast<double>(prow[j]);
+          kl += pij * std::log(std::max(pij, eps) / q);
+        }
+      g[2 * i] += gi0;
+      g[2 * i + 1] += gi1;
+    }
+    for (int64_t t = 0; t < 2 * n; ++t) grad[t] = static_cast<float>(4.0 * g[t]);
+    // The loop saw each unordered pair once.
+    return compute_kl ? 2.0 * kl : std::numeric_limits<double>::quiet_NaN();
+  }
+
+ private:
+  static float row_norm2(const float* v, int64_t d) {
+    double s = 0.0;
+    for (int64_t t = 0; t < d; ++t) s += static_cast<double>(v[t]) * v[t];
+    return static_cast<float>(s);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<AnalysisOps> make_cpu_analysis_ops() { return std::make_unique<CpuAnalysisOps>(); }
+
+}  // namespace vae

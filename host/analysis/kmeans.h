@@ -1,0 +1,48 @@
+// K-Means as scikit-learn's KMeans(algorithm="lloyd"): k-means++ seeding with
+// 2 + floor(ln k) local trials, n_init restarts keeping the lowest inertia, Lloyd iterations until
+// the squared centre shift falls to tol × mean feature variance or max_iter, empty clusters
+// re-seeded from the points farthest from their centres. Random draws come from Philox
+// (RngStream::kmeans), so results are reproducible for a seed on every platform (they are not
+// sklearn's numbers for the same seed: the generators differ).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "analysis/analysis_ops.h"
+
+namespace vae {
+
+struct KMeansOptions {
+  int k = 3;
+  int n_init = 10;
+  int max_iter = 300;
+  double tol = 1e-4;  // relative: multiplied by the mean per-feature variance of x
+  uint64_t seed = 1;
+};
+
+struct KMeansResult {
+  int k = 0;
+  int64_t d = 0;
+  std::vector<float> centers;   // k × d
+  std::vector<int32_t> labels;  // n, in [0, k)
+  double inertia = 0;           // Σ_i ||x_i − centre(label_i)||² (double, direct differences)
+  int iterations = 0;           // Lloyd iterations of the kept run
+  int best_init = 0;            // which of the n_init runs was kept (0-based)
+};
+
+// x is n × d row-major. Throws UsageError for k < 1, k > n, n_init < 1, max_iter < 1, tol < 0;
+// VaeError when x.size() ≠ n·d or x holds a non-finite value.
+KMeansResult kmeans(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
+                    const KMeansOptions& o);
+
+// Lloyd iterations from the given initial centres (k × d, k = initial_centers.size() / d); o.k,
+// o.n_init and o.seed are ignored. Lets CPU and GPU runs be compared from the same start.
+KMeansResult kmeans_from_centers(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
+                                 int64_t d, const std::vector<float>& initial_centers,
+                                 const KMeansOptions& o);
+
+// k-means++ seeding alone (run r of kmeans() uses run = r): k × d centres.
+std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
+                                   int64_t d, int k, uint64_t seed, uint64_t run = 0);
+
+}  // namespace vae

@@ -1,0 +1,293 @@
+#include "analysis/profile.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "core/error.h"
+
+namespace vae {
+namespace {
+
+std::string pct(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * share);
+  return buf;
+}
+
+std::string times(double lift) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", lift);
+  return buf;
+}
+
+std::string item_title(const Dataset& d, int32_t item) {
+  if (d.has_titles() && static_cast<size_t>(item) < d.titles.size()) return d.titles[item];
+  if (static_cast<size_t>(item) < d.item_ids.size()) return "item " + d.item_ids[item];
+  return "item #" + std::to_string(item);
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+template <typename T, typename Less>
+std::vector<T> top(std::vector<T> v, size_t count, Less less) {
+  std::sort(v.begin(), v.end(), less);
+  if (v.size() > count) v.resize(count);
+  return v;
+}
+
+bool by_count(const GenreStat& a, const GenreStat& b) {
+  return a.count != b.count ? a.count > b.count : a.name < b.name;
+}
+bool genre_by_lift(const GenreStat& a, const GenreStat& b) {
+  if (a.lift != b.lift) return a.lift > b.lift;
+  return by_count(a, b);
+}
+bool movie_by_count(const MovieStat& a, const MovieStat& b) {
+  if (a.count != b.count) return a.count > b.count;
+  if (a.mean_rating != b.mean_rating) return a.mean_rating > b.mean_rating;
+  return a.item < b.item;
+}
+bool movie_by_lift(const MovieStat& a, const MovieStat& b) {
+  return a.lift != b.lift ? a.lift > b.lift : movie_by_count(a, b);
+}
+bool occ_by_users(const OccupationStat& a, const OccupationStat& b) {
+  return a.users != b.users ? a.users > b.users : a.name < b.name;
+}
+bool occ_by_lift(const OccupationStat& a, const OccupationStat& b) {
+  return a.lift != b.lift ? a.lift > b.lift : occ_by_users(a, b);
+}
+
+// Rating counts of one group of users (a cluster, or all clustered users together).
+struct Tally {
+  int64_t users = 0, ratings = 0;
+  std::vector<int64_t> item_count;
+  std::vector<double> item_sum;
+  std::vector<int64_t> genre_count;
+  int64_t genre_total = 0;
+  std::vector<int64_t> occupation;
+};
+
+}  // namespace
+
+std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector<int32_t>& users,
+                                             const std::vector<int32_t>& labels, int k,
+                                             const ProfileOptions& o) {
+  VAE_CHECK(k >= 1, "profile_clusters: k must be at least 1");
+  VAE_CHECK(users.size() == labels.size(),
+            "profile_clusters: " + std::to_string(users.size()) + " users but " +
+                std::to_string(labels.size()) + " labels");
+  const int64_t n_items = d.num_items();
+  const int n_genres = static_cast<int>(d.genre_names.size());
+  const bool genres = d.has_genres() && static_cast<int64_t>(d.item_genres.size()) == n_items;
+  const bool occupations = !d.users.occupation.empty();
+  const int n_occ = static_cast<int>(d.users.occupation_names.size());
+  auto fresh = [&] {
+    Tally t;
+    t.item_count.assign(n_items, 0);
+    t.item_sum.assign(n_items, 0.0);
+    t.genre_count.assign(n_genres, 0);
+    t.occupation.assign(n_occ, 0);
+    return t;
+  };
+  std::vector<Tally> tally(k, fresh());
+  Tally all = fresh();
+  for (size_t u = 0; u < users.size(); ++u) {
+    const int32_t user = users[u], label = labels[u];
+    VAE_CHECK(user >= 0 && user < d.num_users(), "profile_clusters: user index out of range");
+    VAE_CHECK(label >= 0 && label < k,
+              "profile_clusters: label " + std::to_string(label) + " outside [0, k)");
+    for (Tally* t : {&tally[label], &all}) {
+      ++t->users;
+      if (occupations) {
+        VAE_CHECK(static_cast<size_t>(user) < d.users.occupation.size(),
+                  "profile_clusters: user without occupation");
+        const int occ = d.users.occupation[user];
+        VAE_CHECK(occ >= 0 && occ < n_occ, "profile_clusters: occupation index out of range");
+        ++t->occupation[occ];
+      }
+      for (int64_t e = d.ratings.indptr[user]; e < d.ratings.indptr[user + 1]; ++e) {
+        const int32_t item = d.ratings.indices[e];
+        ++t->ratings;
+        ++t->item_count[item];
+        t->item_sum[item] += d.ratings.values[e];
+        if (!genres) continue;
+        for (int g = 0; g < n_genres; ++g)
+          if (d.item_genres[item] >> g & 1u) {
+            ++t->genre_count[g];
+            ++t->genre_total;
+          }
+      }
+    }
+  }
+
+  std::vector<ClusterProfile> out(k);
+  for (int c = 0; c < k; ++c) {
+    const Tally& t = tally[c];
+    ClusterProfile& p = out[c];
+    p.cluster = c;
+    p.size = t.users;
+    p.ratings = t.ratings;
+    if (t.users == 0) continue;
+    auto movie = [&](int32_t item) {
+      MovieStat m;
+      m.item = item;
+      m.title = item_title(d, item);
+      m.count = t.item_count[item];
+      m.mean_rating = m.count ? t.item_sum[item] / m.count : 0.0;
+      m.share = t.ratings ? static_cast<double>(m.count) / t.ratings : 0.0;
+      m.overall_share = static_cast<double>(all.item_count[item]) / all.ratings;
+      m.lift = m.overall_share > 0 ? m.share / m.overall_share : 0.0;
+      return m;
+    };
+    std::vector<MovieStat> rated;
+    for (int32_t i = 0; i < n_items; ++i)
+      if (t.item_count[i] > 0) rated.push_back(movie(i));
+    p.top_movies = top(rated, o.top_movies, movie_by_count);
+    std::vector<MovieStat> supported;
+    for (const auto& m : rated)
+      if (m.count >= o.min_movie_ratings) supported.push_back(m);
+    p.lift_movies = top(supported, o.top_lift, movie_by_lift);
+
+    if (genres && t.genre_total > 0) {
+      for (int g = 0; g < n_genres; ++g) {
+        if (t.genre_count[g] == 0) continue;
+        GenreStat s;
+        s.genre = g;
+        s.name = d.genre_names[g];
+        s.count = t.genre_count[g];
+        s.share = static_cast<double>(s.count) / t.genre_total;
+        s.overall_share = static_cast<double>(all.genre_count[g]) / all.genre_total;
+        s.lift = s.share / s.overall_share;
+        p.genres.push_back(s);
+      }
+      std::sort(p.genres.begin(), p.genres.end(), by_count);
+      for (size_t g = 0; g < p.genres.size() && g < static_cast<size_t>(o.top_genres); ++g) {
+        GenreTopMovies gm;
+        gm.genre = p.genres[g];
+        std::vector<MovieStat> in_genre;
+        for (const auto& m : rated)
+          if (d.item_genres[m.item] >> gm.genre.genre & 1u) in_genre.push_back(m);
+        gm.movies = top(in_genre, o.top_movies, movie_by_count);
+        p.top_genres.push_back(std::move(gm));
+      }
+      std::vector<GenreStat> sup;
+      for (const auto& s : p.genres)
+        if (s.count >= o.min_genre_ratings) sup.push_back(s);
+      p.lift_genres = top(sup, o.top_lift, genre_by_lift);
+    }
+
+    if (occupations) {
+      std::vector<OccupationStat> occ;
+      for (int j = 0; j < n_occ; ++j) {
+        if (t.occupation[j] == 0) continue;
+        OccupationStat s;
+        s.occupation = j;
+        s.name = d.users.occupation_names[j];
+        s.users = t.occupation[j];
+        s.share = static_cast<double>(s.users) / t.users;
+        s.overall_share = static_cast<double>(all.occupation[j]) / all.users;
+        s.lift = s.share / s.overall_share;
+        occ.push_back(s);
+      }
+      p.top_occupations = top(occ, o.top_occupations, occ_by_users);
+      std::vector<OccupationStat> sup;
+      for (const auto& s : occ)
+        if (s.users >= o.min_occupation_users) sup.push_back(s);
+      p.lift_occupations = top(sup, o.top_lift, occ_by_lift);
+    }
+  }
+  return out;
+}
+
+std::string format_cluster_report(const ClusterProfile& p) {
+  std::string s = "Cluster " + std::to_string(p.cluster) + " (" + std::to_string(p.size) +
+                  (p.size == 1 ? " user)\n" : " users)\n");
+  if (p.size == 0) return s + "  (empty)\n";
+  auto join = [](const auto& v, auto fmt) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + fmt(v[i]);
+    return out;
+  };
+  auto movie_count = [](const MovieStat& m) { return m.title + " [" + std::to_string(m.count) + "]"; };
+  if (!p.top_genres.empty()) {
+    s += "  Top genres: " +
+         join(p.top_genres, [](const GenreTopMovies& g) { return g.genre.name + " (" + pct(g.genre.share) + ")"; }) +
+         "\n";
+    for (const auto& g : p.top_genres) s += "    " + g.genre.name + ": " + join(g.movies, movie_count) + "\n";
+  } else if (!p.top_movies.empty()) {
+    s += "  Top movies: " + join(p.top_movies, movie_count) + "\n";
+  }
+  if (!p.top_occupations.empty())
+    s += "  Top occupations: " +
+         join(p.top_occupations, [](const OccupationStat& o) { return o.name + " " + pct(o.share); }) + "\n";
+  if (!p.lift_genres.empty() || !p.lift_movies.empty() || !p.lift_occupations.empty()) {
+    s += "  Distinctive (lift):";
+    if (!p.lift_genres.empty())
+      s += " " + join(p.lift_genres, [](const GenreStat& g) { return g.name + " " + times(g.lift); });
+    s += "\n";
+    if (!p.lift_movies.empty())
+      s += "    movies: " +
+           join(p.lift_movies, [](const MovieStat& m) { return m.title + " " + times(m.lift); }) + "\n";
+    if (!p.lift_occupations.empty())
+      s += "    occupations: " +
+           join(p.lift_occupations, [](const OccupationStat& o) { return o.name + " " + times(o.lift); }) +
+           "\n";
+  }
+  return s;
+}
+
+std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
+  std::string s;
+  for (size_t i = 0; i < profiles.size(); ++i) s += (i ? "\n" : "") + format_cluster_report(profiles[i]);
+  return s;
+}
+
+std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const ProfileOptions& o) {
+  std::string s = "cluster,genre,lift,share,overall_share,count\n";
+  char buf[128];
+  for (const auto& p : profiles) {
+    std::vector<GenreStat> g;
+    for (const auto& x : p.genres)
+      if (x.count >= o.min_genre_ratings) g.push_back(x);
+    std::sort(g.begin(), g.end(), genre_by_lift);
+    for (const auto& x : g) {
+      std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld\n", x.lift, x.share, x.overall_share,
+                    static_cast<long long>(x.count));
+      s += std::to_string(p.cluster) + "," + csv_field(x.name) + buf;
+    }
+  }
+  return s;
+}
+
+std::vector<GenreCount> genre_counts(const Dataset& d, const std::vector<int32_t>& items) {
+  std::vector<GenreCount> out;
+  if (!d.has_genres()) return out;
+  std::vector<int64_t> c(d.genre_names.size(), 0);
+  for (int32_t item : items) {
+    VAE_CHECK(item >= 0 && static_cast<size_t>(item) < d.item_genres.size(),
+              "genre_counts: item index " + std::to_string(item) + " out of range");
+    for (size_t g = 0; g < c.size(); ++g)
+      if (d.item_genres[item] >> g & 1u) ++c[g];
+  }
+  for (size_t g = 0; g < c.size(); ++g)
+    if (c[g] > 0) out.push_back({d.genre_names[g], c[g]});
+  std::sort(out.begin(), out.end(), [](const GenreCount& a, const GenreCount& b) {
+    return a.count != b.count ? a.count > b.count : a.genre < b.genre;
+  });
+  return out;
+}
+
+std::string format_genre_counts(const std::vector<GenreCount>& counts) {
+  if (counts.empty()) return "Genre Counts: (no genre metadata)\n";
+  std::string s = "Genre Counts:\n";
+  for (const auto& g : counts) s += "  " + g.genre + ": " + std::to_string(g.count) + "\n";
+  return s;
+}
+
+}  // namespace vae

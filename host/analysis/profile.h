@@ -1,0 +1,99 @@
+// Cluster profiles for the analysis report (the notebooks' "Cluster k" blocks): size, genre
+// shares of the members' ratings, the most-rated movies of the top genres, occupations, and the
+// same rankings by lift (share in the cluster ÷ share over all clustered users) so that clusters
+// dominated by the globally popular Drama/Comedy/Star Wars still show what sets them apart.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace vae {
+
+struct GenreStat {
+  int genre = 0;              // index into Dataset::genre_names
+  std::string name;
+  int64_t count = 0;          // member ratings of items carrying this genre
+  double share = 0;           // count ÷ Σ over genres of count (a movie counts once per genre)
+  double overall_share = 0;   // the same over all clustered users
+  double lift = 0;            // share ÷ overall_share
+};
+
+struct MovieStat {
+  int32_t item = 0;           // dataset item index
+  std::string title;          // title, or "item <original id>" without titles
+  int64_t count = 0;          // member ratings
+  double mean_rating = 0;     // members' mean rating
+  double share = 0;           // count ÷ member ratings
+  double overall_share = 0;   // the same over all clustered users
+  double lift = 0;
+};
+
+struct OccupationStat {
+  int occupation = 0;         // index into UserMeta::occupation_names
+  std::string name;
+  int64_t users = 0;          // members with this occupation
+  double share = 0;           // users ÷ cluster size
+  double overall_share = 0;   // over all clustered users
+  double lift = 0;
+};
+
+struct GenreTopMovies {
+  GenreStat genre;
+  std::vector<MovieStat> movies;  // by count desc, then mean rating desc, then item index
+};
+
+struct ClusterProfile {
+  int cluster = 0;
+  int64_t size = 0;                             // users
+  int64_t ratings = 0;                          // their ratings
+  std::vector<GenreStat> genres;                // every genre with count > 0, by count desc, name
+  std::vector<GenreTopMovies> top_genres;       // the first top_genres of `genres`, with movies
+  std::vector<MovieStat> top_movies;            // most rated overall (for data without genres)
+  std::vector<OccupationStat> top_occupations;  // by users desc, then name (empty without users)
+  std::vector<GenreStat> lift_genres;           // by lift desc; support ≥ min_genre_ratings
+  std::vector<MovieStat> lift_movies;           // by lift desc; support ≥ min_movie_ratings
+  std::vector<OccupationStat> lift_occupations; // by lift desc; support ≥ min_occupation_users
+};
+
+struct ProfileOptions {
+  int top_genres = 3;
+  int top_movies = 3;          // per top genre
+  int top_occupations = 5;
+  int top_lift = 3;            // entries in each lift ranking
+  // Lift of a rare item is noise (one rating can give a lift of 50): require this support
+  // inside the cluster before an entry may appear in a lift ranking.
+  int64_t min_genre_ratings = 5;
+  int64_t min_movie_ratings = 5;
+  int64_t min_occupation_users = 3;
+};
+
+// users: dataset user indices that were clustered; labels[i] ∈ [0, k) is the cluster of users[i].
+// Returns k profiles (empty clusters included, size 0). VaeError on size mismatch, a label out of
+// range or a user index out of range.
+std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector<int32_t>& users,
+                                             const std::vector<int32_t>& labels, int k,
+                                             const ProfileOptions& o = {});
+
+// "Cluster 0 (312 users)\n  Top genres: Drama (25.1%), ...\n    Drama: Star Wars (1977), ...\n
+//  Top occupations: student 21.3%, ...\n  Distinctive (lift): ...\n"
+std::string format_cluster_report(const ClusterProfile& p);
+std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
+
+// cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count",
+// one row per (cluster, genre) with count ≥ min_genre_ratings, clusters ascending, lift desc.
+std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles,
+                             const ProfileOptions& o = {});
+
+// The notebooks' "Genre Counts" of a top-N list: genres of the given dataset items counted (an
+// item counts once per genre it has), zero counts left out, sorted by count desc then name.
+struct GenreCount {
+  std::string genre;
+  int64_t count = 0;
+};
+std::vector<GenreCount> genre_counts(const Dataset& d, const std::vector<int32_t>& items);
+// "Genre Counts:\n  Drama: 4\n  Comedy: 3\n..." (a note when the dataset has no genres).
+std::string format_genre_counts(const std::vector<GenreCount>& counts);
+
+}  // namespace vae

@@ -1,0 +1,101 @@
+// Host-side launchers of the CUDA backend's kernels, one per backend op (or fused group). They
+// take raw device pointers whose shapes the backend (cuda_backend.cu) has already checked, and
+// enqueue work on ctx.stream without synchronising. Optional outputs are nullptr when not
+// wanted. Semantics are those of the CPU oracle (host/backend/cpu_backend.cpp).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace vae::cuda {
+
+// Partial sums of one reduction pass (the backend allocates this many doubles once).
+constexpr int kMaxPartials = 1024;
+// Device-side scalars of the scratch area (e.g. a regulariser's ‖p‖² between two kernels).
+constexpr int kScratchScalars = 8;
+// Most entries of heldout_metrics' ks list (passed by value to the kernel).
+constexpr int kMaxKs = 32;
+
+// Index errors found on the device (the CPU oracle throws on them at once; the GPU records
+// the first one in a flag that the backend checks, and throws on, at the next synchronisation).
+enum DeviceError : int {
+  kErrNone = 0,
+  kErrGatherRange,
+  kErrScatterRange,
+  kErrScatterDuplicate,
+  kErrCsrRowRange,
+  kErrTopkExcludeRange,
+  kErrHeldoutTargetRange,
+  kErrRatingTargetRange,
+};
+const char* device_error_message(int code);
+
+// What every launcher needs: the stream and the backend's preallocated scratch (no op
+// allocates device memory).
+struct OpContext {
+  cudaStream_t stream = nullptr;
+  double* partials = nullptr;  // kMaxPartials doubles
+  double* scalars = nullptr;   // kScratchScalars doubles
+  int* error = nullptr;        // one int, DeviceError
+  size_t smem_optin = 48 * 1024;  // largest dynamic shared memory per block on this device
+};
+
+// ---- elementwise and losses (ops_elementwise.cu) -----------------------------------------
+void fill(const OpContext& c, float* x, int64_t n, float v);
+void axpy(const OpContext& c, float alpha, const float* x, float* y, int64_t n);
+void scale(const OpContext& c, float* x, int64_t n, float beta);  // beta == 0 writes zeros
+void bias_act(const OpContext& c, const float* x, const float* bias, Act act, float* y, int64_t rows,
+              int64_t cols);
+void gather_rows_add(const OpContext& c, const float* table, int64_t table_rows, const int32_t* rows,
+                     float* y, int64_t n, int64_t cols);
+void scatter_rows_add(const OpContext& c, const float* dy, const int32_t* rows, float* dtable,
+                      int64_t dtable_rows, int64_t n, int64_t cols);
+void mse_loss(const OpContext& c, const float* pred, const float* target, int64_t n, bool masked,
+              float scale, float* dpred, float* loss);
+void bce_logits(const OpContext& c, const float* logits, const float* target, int64_t n, float scale,
+                float* dlogits, float* loss);
+void reparameterize(const OpContext& c, const float* mu_logvar, int64_t rows, int64_t latent,
+                    uint64_t seed, uint64_t stream, float* eps, float* z);
+void reparam_kl_backward(const OpContext& c, const float* mu_logvar, const float* eps,
+                         const float* dz, int64_t rows, int64_t latent, float kl_scale,
+                         float* d_mu_logvar, float* loss);
+void regularize(const OpContext& c, const float* p, int64_t n, float lambda, Reg kind, float* grad,
+                float* loss);
+void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t seed, uint64_t stream,
+             float* y);
+
+struct AdamScalars {
+  double beta1, beta2, eps, weight_decay;
+  double step_size;  // lr / (1 − β1^t)
+  double sqrt_bc2;   // √(1 − β2^t)
+  double shrink;     // 1 − lr·wd (decoupled) or 1
+  bool decoupled;
+};
+void adam_step(const OpContext& c, float* params, const float* grads, float* m, float* v, int64_t n,
+               const AdamScalars& s);
+
+// ---- row kernels (ops_rows.cu) -------------------------------------------------------------
+void bias_act_backward(const OpContext& c, const float* dy, const float* y, Act act, float* dx,
+                       float* dbias, int64_t rows, int64_t cols);
+void multinomial_nll(const OpContext& c, const float* logits, const float* target, int64_t rows,
+                     int64_t cols, float scale, float* dlogits, float* loss);
+void l2_normalize_rows(const OpContext& c, const float* x, float* y, int64_t rows, int64_t cols);
+void csr_rows_to_dense(const OpContext& c, CsrView<float> csr, const int32_t* rows, float* y, int64_t n);
+
+// ---- evaluation (ops_eval.cu) --------------------------------------------------------------
+// Throws VaeError when k (or the exclusion bitmap of m columns) needs more shared memory than
+// the device has.
+void topk(const OpContext& c, const float* scores, int64_t n, int64_t m, CsrView<float> exclude,
+          const int32_t* exclude_rows, int k, int32_t* idx, float* val);
+void heldout_metrics(const OpContext& c, const int32_t* idx, int64_t n, int64_t idx_cols,
+                     CsrView<float> target, const int32_t* target_rows, const std::vector<int>& ks,
+                     float* out);
+void graded_metrics(const OpContext& c, const float* scores, const float* truth, int64_t n, int64_t m,
+                    int k, float* out);
+void rating_errors(const OpContext& c, const float* pred, int64_t n, int64_t cols,
+                   CsrView<float> target, const int32_t* target_rows, float lo, float hi, float* out);
+
+}  // namespace vae::cuda

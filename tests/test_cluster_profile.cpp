@@ -1,0 +1,244 @@
+// Cluster profiles on a six-user hand-made dataset whose every number is worked out in the
+// comments, plus the "Genre Counts" of a top-N list.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "analysis/profile.h"
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace vae {
+namespace {
+
+// Genres Action(bit 0) Comedy(1) Drama(2).
+//   item: 0 Alpha (1990) A | 1 Bravo (1991) C | 2 Charlie (1992) D | 3 Delta (1993) A|D
+//         4 Echo (1994) C|D | 5 Foxtrot (1995) D
+// Ratings (item:rating):           occupation
+//   u0: 0:5 3:4 1:2                student
+//   u1: 0:4 3:5 2:3                student
+//   u2: 0:3 5:3                    engineer
+//   u3: 1:5 4:4 2:4                artist
+//   u4: 1:3 4:5 5:2 0:1            student
+//   u5: 2:5 3:5   (never clustered) engineer
+Dataset tiny() {
+  Dataset d;
+  d.name = "tiny";
+  for (int u = 0; u < 6; ++u) d.user_ids.push_back(std::to_string(u + 1));
+  for (int i = 0; i < 6; ++i) d.item_ids.push_back(std::to_string(100 + i));
+  std::vector<int32_t> r, c;
+  std::vector<float> v;
+  auto add = [&](int u, int i, float x) {
+    r.push_back(u);
+    c.push_back(i);
+    v.push_back(x);
+  };
+  add(0, 0, 5), add(0, 3, 4), add(0, 1, 2);
+  add(1, 0, 4), add(1, 3, 5), add(1, 2, 3);
+  add(2, 0, 3), add(2, 5, 3);
+  add(3, 1, 5), add(3, 4, 4), add(3, 2, 4);
+  add(4, 1, 3), add(4, 4, 5), add(4, 5, 2), add(4, 0, 1);
+  add(5, 2, 5), add(5, 3, 5);
+  d.ratings = Csr::from_triplets(6, 6, r, c, v);
+  d.titles = {"Alpha (1990)", "Bravo (1991)", "Charlie (1992)", "Delta (1993)", "Echo (1994)", "Foxtrot (1995)"};
+  d.genre_names = {"Action", "Comedy", "Drama"};
+  d.item_genres = {1u, 2u, 4u, 5u, 6u, 4u};
+  d.users.age = {20, 21, 30, 40, 22, 35};
+  d.users.gender = {'M', 'F', 'M', 'F', 'M', 'F'};
+  d.users.occupation_names = {"student", "engineer", "artist"};
+  d.users.occupation = {0, 0, 1, 2, 0, 1};
+  return d;
+}
+
+const std::vector<int32_t> kUsers = {0, 1, 2, 3, 4};
+const std::vector<int32_t> kLabels = {0, 0, 0, 1, 1};
+
+ProfileOptions low_support() {
+  ProfileOptions o;
+  o.min_genre_ratings = 2;
+  o.min_movie_ratings = 2;
+  o.min_occupation_users = 1;
+  return o;
+}
+
+TEST(Profile, GenreSharesAndTopMovies) {
+  const Dataset d = tiny();
+  const auto p = profile_clusters(d, kUsers, kLabels, 3, low_support());
+  ASSERT_EQ(p.size(), 3u);
+  // Cluster 0 = u0..u2: 8 ratings. Genre tags: Action 3 (item 0) + 2 (item 3) = 5; Drama 2 + 1 + 1
+  // = 4; Comedy 1; of 10. Overall (u0..u4): Action 6, Comedy 5, Drama 8 of 19.
+  EXPECT_EQ(p[0].cluster, 0);
+  EXPECT_EQ(p[0].size, 3);
+  EXPECT_EQ(p[0].ratings, 8);
+  ASSERT_EQ(p[0].genres.size(), 3u);
+  EXPECT_EQ(p[0].genres[0].name, "Action");
+  EXPECT_EQ(p[0].genres[0].count, 5);
+  EXPECT_DOUBLE_EQ(p[0].genres[0].share, 0.5);
+  EXPECT_DOUBLE_EQ(p[0].genres[0].overall_share, 6.0 / 19);
+  EXPECT_DOUBLE_EQ(p[0].genres[0].lift, 0.5 / (6.0 / 19));
+  EXPECT_EQ(p[0].genres[1].name, "Drama");
+  EXPECT_DOUBLE_EQ(p[0].genres[1].share, 0.4);
+  EXPECT_EQ(p[0].genres[2].name, "Comedy");
+  EXPECT_DOUBLE_EQ(p[0].genres[2].share, 0.1);
+  ASSERT_EQ(p[0].top_genres.size(), 3u);
+  // Action: item 0 (3 ratings) then item 3 (2).
+  ASSERT_EQ(p[0].top_genres[0].movies.size(), 2u);
+  EXPECT_EQ(p[0].top_genres[0].movies[0].title, "Alpha (1990)");
+  EXPECT_EQ(p[0].top_genres[0].movies[0].count, 3);
+  EXPECT_DOUBLE_EQ(p[0].top_genres[0].movies[0].mean_rating, 4.0);
+  EXPECT_EQ(p[0].top_genres[0].movies[1].item, 3);
+  // Drama: item 3 (2 ratings), then items 2 and 5 (1 rating each, mean 3 each) → lower index first.
+  const auto& drama = p[0].top_genres[1].movies;
+  ASSERT_EQ(drama.size(), 3u);
+  EXPECT_EQ(drama[0].item, 3);
+  EXPECT_DOUBLE_EQ(drama[0].mean_rating, 4.5);
+  EXPECT_EQ(drama[1].item, 2);
+  EXPECT_EQ(drama[2].item, 5);
+
+  // Cluster 1 = u3, u4: 7 ratings; Comedy 4, Drama 4 (tie → name), Action 1 of 9.
+  EXPECT_EQ(p[1].size, 2);
+  EXPECT_EQ(p[1].ratings, 7);
+  ASSERT_EQ(p[1].genres.size(), 3u);
+  EXPECT_EQ(p[1].genres[0].name, "Comedy");
+  EXPECT_EQ(p[1].genres[1].name, "Drama");
+  EXPECT_DOUBLE_EQ(p[1].genres[1].share, 4.0 / 9);
+  EXPECT_EQ(p[1].genres[2].name, "Action");
+  // Comedy: items 1 and 4 both twice; item 4 has the higher mean (4.5 vs 4).
+  const auto& comedy = p[1].top_genres[0].movies;
+  ASSERT_EQ(comedy.size(), 2u);
+  EXPECT_EQ(comedy[0].title, "Echo (1994)");
+  EXPECT_DOUBLE_EQ(comedy[0].mean_rating, 4.5);
+  EXPECT_EQ(comedy[1].title, "Bravo (1991)");
+  EXPECT_DOUBLE_EQ(comedy[1].mean_rating, 4.0);
+  // Most rated overall in cluster 0: item 0, item 3, then item 2 (tie with 5 on count and mean).
+  ASSERT_EQ(p[0].top_movies.size(), 3u);
+  EXPECT_EQ(p[0].top_movies[2].item, 2);
+
+  // Cluster 2 is empty.
+  EXPECT_EQ(p[2].size, 0);
+  EXPECT_TRUE(p[2].genres.empty());
+  EXPECT_NE(format_cluster_report(p[2]).find("Cluster 2 (0 users)"), std::string::npos);
+}
+
+TEST(Profile, OccupationsAndLift) {
+  const Dataset d = tiny();
+  const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  // Cluster 0: student 2/3, engineer 1/3; overall student 3/5, engineer 1/5, artist 1/5.
+  ASSERT_EQ(p[0].top_occupations.size(), 2u);
+  EXPECT_EQ(p[0].top_occupations[0].name, "student");
+  EXPECT_EQ(p[0].top_occupations[0].users, 2);
+  EXPECT_DOUBLE_EQ(p[0].top_occupations[0].share, 2.0 / 3);
+  EXPECT_DOUBLE_EQ(p[0].top_occupations[0].lift, (2.0 / 3) / 0.6);
+  // Cluster 1: artist 1, student 1 → name order.
+  ASSERT_EQ(p[1].top_occupations.size(), 2u);
+  EXPECT_EQ(p[1].top_occupations[0].name, "artist");
+  EXPECT_EQ(p[1].top_occupations[1].name, "student");
+  // Lift, support ≥ 1 user: engineer (1/3)/(1/5) = 5/3 beats student 10/9.
+  ASSERT_EQ(p[0].lift_occupations.size(), 2u);
+  EXPECT_EQ(p[0].lift_occupations[0].name, "engineer");
+  EXPECT_DOUBLE_EQ(p[0].lift_occupations[0].lift, 5.0 / 3);
+  EXPECT_EQ(p[1].lift_occupations[0].name, "artist");
+  EXPECT_DOUBLE_EQ(p[1].lift_occupations[0].lift, 2.5);
+
+  // Genre lift, support ≥ 2 ratings: cluster 0 Action 19/12, Drama 0.95 (Comedy has 1 rating);
+  // cluster 1 Comedy (4/9)/(5/19) = 76/45, Drama 19/18 (Action has 1).
+  ASSERT_EQ(p[0].lift_genres.size(), 2u);
+  EXPECT_EQ(p[0].lift_genres[0].name, "Action");
+  EXPECT_DOUBLE_EQ(p[0].lift_genres[0].lift, 19.0 / 12);
+  EXPECT_EQ(p[0].lift_genres[1].name, "Drama");
+  EXPECT_NEAR(p[0].lift_genres[1].lift, 0.95, 1e-12);
+  ASSERT_EQ(p[1].lift_genres.size(), 2u);
+  EXPECT_EQ(p[1].lift_genres[0].name, "Comedy");
+  EXPECT_NEAR(p[1].lift_genres[0].lift, 76.0 / 45, 1e-12);
+  // Movie lift, support ≥ 2 ratings (15 ratings overall; item 0 has 4, item 1 has 3, others 2):
+  // cluster 0: item 3 (2/8)/(2/15) = 1.875, item 0 (3/8)/(4/15) = 1.40625.
+  ASSERT_EQ(p[0].lift_movies.size(), 2u);
+  EXPECT_EQ(p[0].lift_movies[0].item, 3);
+  EXPECT_DOUBLE_EQ(p[0].lift_movies[0].lift, 1.875);
+  EXPECT_DOUBLE_EQ(p[0].lift_movies[1].lift, 1.40625);
+  // cluster 1: item 4 (2/7)/(2/15) = 15/7, item 1 (2/7)/(3/15) = 10/7.
+  ASSERT_EQ(p[1].lift_movies.size(), 2u);
+  EXPECT_EQ(p[1].lift_movies[0].item, 4);
+  EXPECT_DOUBLE_EQ(p[1].lift_movies[0].lift, 15.0 / 7);
+  EXPECT_EQ(p[1].lift_movies[1].item, 1);
+}
+
+TEST(Profile, DefaultSupportFiltersRareEntries) {
+  const auto p = profile_clusters(tiny(), kUsers, kLabels, 2);
+  // Defaults: ≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users — only cluster 0's Action passes.
+  ASSERT_EQ(p[0].lift_genres.size(), 1u);
+  EXPECT_EQ(p[0].lift_genres[0].name, "Action");
+  EXPECT_TRUE(p[0].lift_movies.empty());
+  EXPECT_TRUE(p[0].lift_occupations.empty());
+  EXPECT_TRUE(p[1].lift_genres.empty());
+}
+
+TEST(Profile, ReportText) {
+  const auto p = profile_clusters(tiny(), kUsers, kLabels, 2, low_support());
+  const std::string r = format_cluster_report(p[0]);
+  for (const char* want : {"Cluster 0 (3 users)\n",
+                           "  Top genres: Action (50.0%), Drama (40.0%), Comedy (10.0%)\n",
+                           "    Action: Alpha (1990) [3], Delta (1993) [2]\n",
+                           "    Drama: Delta (1993) [2], Charlie (1992) [1], Foxtrot (1995) [1]\n",
+                           "  Top occupations: student 66.7%, engineer 33.3%\n",
+                           "  Distinctive (lift): Action 1.58x, Drama 0.95x\n",
+                           "    movies: Delta (1993) 1.88x, Alpha (1990) 1.41x\n",
+                           "    occupations: engineer 1.67x, student 1.11x\n"})
+    EXPECT_NE(r.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << r;
+  const std::string all = format_cluster_report(p);
+  EXPECT_NE(all.find("Cluster 1 (2 users)"), std::string::npos);
+  EXPECT_LT(all.find("Cluster 0"), all.find("Cluster 1"));
+
+  const std::string csv = cluster_lift_csv(p, low_support());
+  EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count\n", 0), 0u);
+  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n1,Comedy,1.688889,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("0,Comedy"), std::string::npos);  // 1 rating: below support
+}
+
+TEST(Profile, WithoutMetadata) {
+  Dataset d = tiny();
+  d.genre_names.clear();
+  d.item_genres.clear();
+  d.titles.clear();
+  d.users = UserMeta{};
+  const auto p = profile_clusters(d, kUsers, kLabels, 2);
+  EXPECT_TRUE(p[0].genres.empty());
+  EXPECT_TRUE(p[0].top_occupations.empty());
+  ASSERT_FALSE(p[0].top_movies.empty());
+  EXPECT_EQ(p[0].top_movies[0].title, "item 100");
+  const std::string r = format_cluster_report(p[0]);
+  EXPECT_NE(r.find("Top movies: item 100 [3]"), std::string::npos) << r;
+  EXPECT_EQ(r.find("Top genres"), std::string::npos);
+  EXPECT_TRUE(genre_counts(d, {0, 1}).empty());
+}
+
+TEST(Profile, RejectsInconsistentInput) {
+  const Dataset d = tiny();
+  EXPECT_THROW(profile_clusters(d, kUsers, {0, 0, 1}, 2), VaeError);
+  EXPECT_THROW(profile_clusters(d, kUsers, {0, 0, 2, 1, 1}, 2), VaeError);
+  EXPECT_THROW(profile_clusters(d, {0, 1, 2, 3, 9}, kLabels, 2), VaeError);
+  EXPECT_THROW(profile_clusters(d, kUsers, kLabels, 0), VaeError);
+}
+
+TEST(Profile, GenreCountsOfATopList) {
+  const Dataset d = tiny();
+  // Items 0 (A), 3 (A|D), 4 (C|D) twice: Drama 3, Action 2, Comedy 2 (tie → name).
+  const auto g = genre_counts(d, {0, 3, 4, 4});
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].genre, "Drama");
+  EXPECT_EQ(g[0].count, 3);
+  EXPECT_EQ(g[1].genre, "Action");
+  EXPECT_EQ(g[1].count, 2);
+  EXPECT_EQ(g[2].genre, "Comedy");
+  EXPECT_EQ(format_genre_counts(g), "Genre Counts:\n  Drama: 3\n  Action: 2\n  Comedy: 2\n");
+  // Zero counts are left out.
+  const auto only = genre_counts(d, {0});
+  ASSERT_EQ(only.size(), 1u);
+  EXPECT_EQ(only[0].genre, "Action");
+  EXPECT_THROW(genre_counts(d, {6}), VaeError);
+}
+
+}  // namespace
+}  // namespace vae

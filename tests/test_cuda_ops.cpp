@@ -1,0 +1,718 @@
+// The CUDA backend against the CPU oracle, op by op: fresh random inputs of several shapes
+// (sizes that are not multiples of a block, a single row, an empty batch), the GPU's outputs
+// poisoned with NaN before each run so an unwritten element fails, and a relative error
+// ‖gpu − cpu‖ / ‖cpu‖ below 1e-5 (FP32; 2e-3 for the TF32 GEMM). A NaN never passes unless the
+// oracle has the same NaN. Every test skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "data/dataset.h"
+
+namespace vae {
+namespace {
+
+constexpr double kTol = 1e-5;
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+std::vector<float> rand_vec(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+
+// llm.c-style comparison: passes when the relative error norm is below tol and every
+// non-finite value matches the oracle's (NaN only where allowed); on failure lists the first
+// elements off by more than atol + |ref|·eps.
+::testing::AssertionResult rel_close(const std::vector<float>& got, const std::vector<float>& ref, double tol,
+                                     bool nan_ok = false) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
+  const double atol = 1e-6, eps = 1e-4;
+  double num = 0.0, den = 0.0;
+  int nonfinite_bad = 0, shown = 0;
+  std::ostringstream os;
+  os.precision(9);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], r = ref[i];
+    bool bad = false;
+    if (std::isnan(g) || std::isnan(r)) {
+      bad = !(nan_ok && std::isnan(g) && std::isnan(r));
+      nonfinite_bad += bad;
+    } else if (std::isinf(g) || std::isinf(r)) {
+      bad = g != r;
+      nonfinite_bad += bad;
+    } else {
+      num += (g - r) * (g - r);
+      den += r * r;
+      bad = std::fabs(g - r) > atol + std::fabs(r) * eps;
+    }
+    if (bad && shown < 8) {
+      os << "  [" << i << "] gpu " << g << " cpu " << r << "\n";
+      ++shown;
+    }
+  }
+  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  if (nonfinite_bad == 0 && rel < tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "relative error " << rel << " (tol " << tol << "), " << nonfinite_bad
+                                       << " non-finite mismatches of " << got.size() << "; first:\n"
+                                       << os.str();
+}
+
+template <typename T>
+::testing::AssertionResult all_equal(const std::vector<T>& got, const std::vector<T>& ref) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
+  int bad = 0;
+  std::ostringstream os;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool same = got[i] == ref[i] || (std::isnan(static_cast<double>(got[i])) &&
+                                           std::isnan(static_cast<double>(ref[i])));
+    if (!same && bad++ < 8) os << "  [" << i << "] gpu " << got[i] << " cpu " << ref[i] << "\n";
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << got.size() << " differ:\n" << os.str();
+}
+
+// Shapes every row/elementwise op runs on: odd sizes, one row, one column, an empty batch.
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},   {1, 1000}, {3, 257}, {37, 513},
+                                                          {130, 77}, {0, 17},   {5, 1},   {64, 2049}};
+
+std::string shape_str(int64_t r, int64_t c) { return std::to_string(r) + "x" + std::to_string(c); }
+
+// Random CSR with ascending columns; about `density` of the entries stored, values in
+// {0, 1, …, 5} (some stored zeros, so "value > 0" matters) or continuous.
+Csr random_csr(int64_t rows, int64_t cols, double density, uint64_t seed, bool with_zeros = true) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Csr m;
+  m.rows = rows;
+  m.cols = cols;
+  m.indptr.assign(1, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (u(g) >= density) continue;
+      m.indices.push_back(static_cast<int32_t>(c));
+      const int v = static_cast<int>(u(g) * 6.0);
+      m.values.push_back(with_zeros ? static_cast<float>(v) : static_cast<float>(1 + v % 5));
+    }
+    m.indptr.push_back(static_cast<int64_t>(m.indices.size()));
+  }
+  return m;
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    cpu = make_cpu_backend<float>();
+    gpu = make_cuda_backend(false);
+  }
+
+  struct Pair {
+    Tensor<float> c, g;
+    Mat<float> cm() const { return c.mat(); }
+    Mat<float> gm() const { return g.mat(); }
+  };
+  struct IPair {
+    Tensor<int32_t> c, g;
+  };
+  struct CsrPair {
+    CsrTensor<float> c, g;
+  };
+
+  Pair up(const std::vector<float>& h, int64_t r, int64_t c) { return {cpu->upload(h, r, c), gpu->upload(h, r, c)}; }
+  // Outputs: both sides start as NaN, so an element the GPU never writes cannot pass.
+  Pair poisoned(int64_t r, int64_t c) {
+    return up(std::vector<float>(static_cast<size_t>(r * c), kNaN), r, c);
+  }
+  IPair up_idx(const std::vector<int32_t>& v, bool row_vector = false) {
+    const int64_t n = static_cast<int64_t>(v.size());
+    return row_vector ? IPair{cpu->upload(v, 1, n), gpu->upload(v, 1, n)}
+                      : IPair{cpu->upload(v, n, 1), gpu->upload(v, n, 1)};
+  }
+  CsrPair up_csr(const Csr& m) { return {cpu->upload_csr(m), gpu->upload_csr(m)}; }
+
+  std::vector<float> dc(const Tensor<float>& t) { return cpu->download(t.cmat()); }
+  std::vector<float> dg(const Tensor<float>& t) { return gpu->download(t.cmat()); }
+  ::testing::AssertionResult same(const Pair& p, double tol = kTol, bool nan_ok = false) {
+    return rel_close(dg(p.g), dc(p.c), tol, nan_ok);
+  }
+
+  std::unique_ptr<Backend<float>> cpu, gpu;
+};
+
+TEST_F(CudaOps, MemoryRoundTripAndCopyWithin) {
+  const std::vector<float> h = rand_vec(1000, 1);
+  Tensor<float> t = gpu->upload(h, 10, 100);
+  EXPECT_EQ(gpu->download(t.cmat()), h);
+  Tensor<float> u = gpu->alloc<float>(10, 100);
+  gpu->copy_within(u.data(), t.data(), 1000 * sizeof(float));
+  EXPECT_EQ(gpu->download(u.cmat()), h);
+  // Overlapping ranges behave as memmove.
+  gpu->copy_within(t.data() + 1, t.data(), 999 * sizeof(float));
+  std::vector<float> want = h;
+  std::memmove(want.data() + 1, want.data(), 999 * sizeof(float));
+  EXPECT_EQ(gpu->download(t.cmat()), want);
+  Tensor<float> empty = gpu->alloc<float>(0, 5);  // zero bytes still allocate
+  EXPECT_NE(empty.data(), nullptr);
+  EXPECT_TRUE(gpu->download(empty.cmat()).empty());
+  EXPECT_EQ(gpu->name(), "cuda");
+  EXPECT_FALSE(cuda_device_name().empty());
+}
+
+TEST_F(CudaOps, OutOfMemoryNamesTheRequest) {
+  try {
+    gpu->alloc_bytes(size_t{1} << 50);
+    FAIL() << "no exception";
+  } catch (const VaeError& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(size_t{1} << 50)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--batch-size"), std::string::npos) << e.what();
+  }
+  Tensor<float> ok = gpu->zeros(2, 2);  // still usable
+  EXPECT_EQ(gpu->download(ok.cmat()), std::vector<float>(4, 0.0f));
+}
+
+TEST_F(CudaOps, FillAndAxpy) {
+  for (auto [r, c] : kShapes) {
+    SCOPED_TRACE(shape_str(r, c));
+    Pair x = up(rand_vec(r * c, 2), r, c), y = up(rand_vec(r * c, 3), r, c);
+    cpu->axpy(0.37f, x.cm(), y.cm());
+    gpu->axpy(0.37f, x.gm(), y.gm());
+    EXPECT_TRUE(same(y));
+    Pair f = poisoned(r, c);
+    cpu->fill(f.cm(), 2.5f);
+    gpu->fill(f.gm(), 2.5f);
+    EXPECT_TRUE(same(f, 0.0));
+  }
+}
+
+TEST_F(CudaOps, GemmAllTransposesMatchCpu) {
+  const int64_t dims[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 65, 129}, {64, 600, 300}, {1, 257, 1682},
+                             {300, 1, 77}, {0, 5, 3}, {5, 0, 3}};
+  for (const auto& d : dims) {
+    const int64_t m = d[0], n = d[1], k = d[2];
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      SCOPED_TRACE("m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+                   " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+      Pair a = ta ? up(rand_vec(k * m, 10 + t), k, m) : up(rand_vec(m * k, 10 + t), m, k);
+      Pair b = tb ? up(rand_vec(n * k, 20 + t), n, k) : up(rand_vec(k * n, 20 + t), k, n);
+      Pair c0 = poisoned(m, n);  // beta = 0 must not read C
+      cpu->gemm(ta, tb, 1.0f, a.cm(), b.cm(), 0.0f, c0.cm());
+      gpu->gemm(ta, tb, 1.0f, a.gm(), b.gm(), 0.0f, c0.gm());
+      EXPECT_TRUE(same(c0));
+      Pair c1 = up(rand_vec(m * n, 30 + t), m, n);
+      cpu->gemm(ta, tb, 0.5f, a.cm(), b.cm(), 0.25f, c1.cm());
+      gpu->gemm(ta, tb, 0.5f, a.gm(), b.gm(), 0.25f, c1.gm());
+      EXPECT_TRUE(same(c1));
+    }
+  }
+  // Empty inner dimension: C = beta · C.
+  Pair a = up({}, 4, 0), b = up({}, 0, 3), c = up(rand_vec(12, 5), 4, 3);
+  cpu->gemm(false, false, 1.0f, a.cm(), b.cm(), 0.5f, c.cm());
+  gpu->gemm(false, false, 1.0f, a.gm(), b.gm(), 0.5f, c.gm());
+  EXPECT_TRUE(same(c, 0.0));
+  EXPECT_THROW(gpu->gemm(false, false, 1.0f, c.gm(), c.gm(), 0.0f, c.gm()), VaeError);
+}
+
+TEST_F(CudaOps, GemmTf32WithinLooseTolerance) {
+  auto tf = make_cuda_backend(true);
+  const int64_t m = 96, n = 600, k = 1682;
+  const std::vector<float> ha = rand_vec(m * k, 40), hb = rand_vec(n * k, 41);
+  Tensor<float> ac = cpu->upload(ha, m, k), bc = cpu->upload(hb, n, k), cc = cpu->alloc<float>(m, n);
+  Tensor<float> ag = tf->upload(ha, m, k), bg = tf->upload(hb, n, k), cg = tf->alloc<float>(m, n);
+  cpu->gemm(false, true, 1.0f, ac.cmat(), bc.cmat(), 0.0f, cc.mat());
+  tf->gemm(false, true, 1.0f, ag.cmat(), bg.cmat(), 0.0f, cg.mat());
+  EXPECT_TRUE(rel_close(tf->download(cg.cmat()), cpu->download(cc.cmat()), 2e-3));
+}
+
+TEST_F(CudaOps, BiasActAllActivations) {
+  for (auto [r, c] : kShapes) {
+    for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(shape_str(r, c) + " " + act_name(act) + (with_bias ? " bias" : ""));
+        std::vector<float> hx = rand_vec(r * c, 50, -4.0f, 4.0f);
+        if (!hx.empty()) hx[0] = 0.0f;
+        Pair x = up(hx, r, c), bias = with_bias ? up(rand_vec(c, 51), 1, c) : up({}, 0, 0);
+        Pair y = poisoned(r, c);
+        cpu->bias_act(x.cm(), bias.cm(), act, y.cm());
+        gpu->bias_act(x.gm(), bias.gm(), act, y.gm());
+        EXPECT_TRUE(same(y));
+        // In place (y aliases x).
+        cpu->bias_act(x.cm(), bias.cm(), act, x.cm());
+        gpu->bias_act(x.gm(), bias.gm(), act, x.gm());
+        EXPECT_TRUE(same(x));
+      }
+    }
+  }
+}
+
+TEST_F(CudaOps, BiasActBackwardWithFusedBiasGradient) {
+  for (auto [r, c] : kShapes) {
+    for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+      SCOPED_TRACE(shape_str(r, c) + " " + act_name(act));
+      // y from the forward pass (relu gives exact zeros: relu'(0) = 0).
+      std::vector<float> hy = rand_vec(r * c, 60, -2.0f, 2.0f);
+      {
+        Tensor<float> t = cpu->upload(hy, r, c);
+        cpu->bias_act(t.cmat(), CMat<float>{}, act, t.mat());
+        hy = cpu->download(t.cmat());
+      }
+      const std::vector<float> hdy = rand_vec(r * c, 61);
+      Pair y = up(hy, r, c), dy = up(hdy, r, c), dx = poisoned(r, c), db = poisoned(1, c);
+      cpu->bias_act_backward(dy.cm(), y.cm(), act, dx.cm(), db.cm());
+      gpu->bias_act_backward(dy.gm(), y.gm(), act, dx.gm(), db.gm());
+      EXPECT_TRUE(same(dx));
+      EXPECT_TRUE(same(db));  // overwritten, even for an empty batch (zeros)
+      // No dbias, dx aliasing dy.
+      cpu->bias_act_backward(dy.cm(), y.cm(), act, dy.cm(), Mat<float>{});
+      gpu->bias_act_backward(dy.gm(), y.gm(), act, dy.gm(), Mat<float>{});
+      EXPECT_TRUE(same(dy));
+    }
+  }
+}
+
+TEST_F(CudaOps, GatherAndScatterRows) {
+  const int64_t table_rows = 300;
+  for (auto [n, c] : kShapes) {
+    if (n > table_rows) continue;
+    for (bool row_vector : {false, true}) {
+      SCOPED_TRACE(shape_str(n, c) + (row_vector ? " 1xn" : " nx1"));
+      std::vector<int32_t> perm(table_rows);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), std::mt19937(static_cast<unsigned>(n + c)));
+      perm.resize(static_cast<size_t>(n));
+      IPair rows = up_idx(perm, row_vector);
+      Pair table = up(rand_vec(table_rows * c, 70), table_rows, c);
+      Pair y = up(rand_vec(n * c, 71), n, c);
+      cpu->gather_rows_add(table.cm(), rows.c.cmat(), y.cm());
+      gpu->gather_rows_add(table.gm(), rows.g.cmat(), y.gm());
+      EXPECT_TRUE(same(y));
+      Pair dt = up(rand_vec(table_rows * c, 72), table_rows, c);
+      cpu->scatter_rows_add(y.cm(), rows.c.cmat(), dt.cm());
+      gpu->scatter_rows_add(y.gm(), rows.g.cmat(), dt.gm());
+      EXPECT_TRUE(same(dt));
+    }
+  }
+}
+
+TEST_F(CudaOps, DeviceIndexErrorsAreReportedAtTheNextSync) {
+  Pair table = up(rand_vec(20, 1), 5, 4), y = up(rand_vec(8, 2), 2, 4);
+  IPair bad = up_idx({1, 5});
+  gpu->gather_rows_add(table.gm(), bad.g.cmat(), y.gm());
+  EXPECT_THROW(gpu->download(y.g.cmat()), VaeError);
+  IPair dup = up_idx({3, 3});
+  gpu->scatter_rows_add(y.gm(), dup.g.cmat(), table.gm());
+  EXPECT_THROW(gpu->synchronize(), VaeError);
+  // The flag is cleared: the backend keeps working.
+  IPair ok = up_idx({0, 4});
+  gpu->gather_rows_add(table.gm(), ok.g.cmat(), y.gm());
+  EXPECT_NO_THROW(gpu->download(y.g.cmat()));
+  // Shape errors still throw at the call.
+  EXPECT_THROW(gpu->gather_rows_add(table.gm(), up_idx({0, 1, 2}).g.cmat(), y.gm()), VaeError);
+}
+
+TEST_F(CudaOps, MseLossMaskedAndDense) {
+  for (auto [r, c] : kShapes) {
+    for (bool masked : {false, true}) {
+      SCOPED_TRACE(shape_str(r, c) + (masked ? " masked" : " dense"));
+      std::vector<float> ht = rand_vec(r * c, 80, 0.0f, 5.0f);
+      for (size_t i = 0; i < ht.size(); i += 3) ht[i] = 0.0f;
+      Pair p = up(rand_vec(r * c, 81, 0.0f, 5.0f), r, c), t = up(ht, r, c);
+      Pair g = poisoned(r, c), loss = up({0.75f}, 1, 1);
+      const float scale = r * c > 0 ? 1.0f / static_cast<float>(r * c) : 1.0f;
+      cpu->mse_loss(p.cm(), t.cm(), masked, scale, g.cm(), loss.cm());
+      gpu->mse_loss(p.gm(), t.gm(), masked, scale, g.gm(), loss.gm());
+      EXPECT_TRUE(same(g));
+      EXPECT_TRUE(same(loss));
+      // Loss only, accumulated a second time; gradient only.
+      cpu->mse_loss(p.cm(), t.cm(), masked, 2.0f, Mat<float>{}, loss.cm());
+      gpu->mse_loss(p.gm(), t.gm(), masked, 2.0f, Mat<float>{}, loss.gm());
+      EXPECT_TRUE(same(loss));
+      Pair g2 = poisoned(r, c);
+      cpu->mse_loss(p.cm(), t.cm(), masked, 0.5f, g2.cm(), Mat<float>{});
+      gpu->mse_loss(p.gm(), t.gm(), masked, 0.5f, g2.gm(), Mat<float>{});
+      EXPECT_TRUE(same(g2));
+    }
+  }
+}
+
+TEST_F(CudaOps, MultinomialNllSkipsZeroTargets) {
+  for (auto [r, c] : kShapes) {
+    SCOPED_TRACE(shape_str(r, c));
+    std::vector<float> ht(static_cast<size_t>(r * c), 0.0f);
+    std::mt19937 g(static_cast<unsigned>(r * 7 + c));
+    for (float& v : ht) v = g() % 5 == 0 ? static_cast<float>(1 + g() % 3) : 0.0f;
+    std::vector<float> hx = rand_vec(r * c, 90, -8.0f, 8.0f);
+    if (r * c > 2) hx[1] = -kInf;  // log p = −inf where t = 0: skipped, not NaN
+    if (r * c > 2) ht[1] = 0.0f;
+    Pair x = up(hx, r, c), t = up(ht, r, c), d = poisoned(r, c), loss = up({0.25f}, 1, 1);
+    const float scale = 1.0f / static_cast<float>(std::max<int64_t>(r, 1));
+    cpu->multinomial_nll(x.cm(), t.cm(), scale, d.cm(), loss.cm());
+    gpu->multinomial_nll(x.gm(), t.gm(), scale, d.gm(), loss.gm());
+    EXPECT_TRUE(same(d));
+    EXPECT_TRUE(same(loss));
+    // dlogits aliasing the logits.
+    cpu->multinomial_nll(x.cm(), t.cm(), scale, x.cm(), loss.cm());
+    gpu->multinomial_nll(x.gm(), t.gm(), scale, x.gm(), loss.gm());
+    EXPECT_TRUE(same(x));
+    EXPECT_TRUE(same(loss));
+  }
+}
+
+TEST_F(CudaOps, BceLogits) {
+  for (auto [r, c] : kShapes) {
+    SCOPED_TRACE(shape_str(r, c));
+    std::vector<float> ht = rand_vec(r * c, 100, 0.0f, 1.0f);
+    for (float& v : ht) v = v > 0.7f ? 1.0f : 0.0f;
+    Pair x = up(rand_vec(r * c, 101, -30.0f, 30.0f), r, c), t = up(ht, r, c);
+    Pair d = poisoned(r, c), loss = up({1.5f}, 1, 1);
+    cpu->bce_logits(x.cm(), t.cm(), 0.1f, d.cm(), loss.cm());
+    gpu->bce_logits(x.gm(), t.gm(), 0.1f, d.gm(), loss.gm());
+    EXPECT_TRUE(same(d));
+    EXPECT_TRUE(same(loss));
+  }
+}
+
+TEST_F(CudaOps, ReparameterizeDrawsTheSamePhiloxNoise) {
+  for (auto [b, l] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 200}, {37, 64}, {0, 8}, {129, 33}}) {
+    SCOPED_TRACE(shape_str(b, l));
+    Pair ml = up(rand_vec(b * 2 * l, 110, -2.0f, 2.0f), b, 2 * l);
+    Pair eps = poisoned(b, l), z = poisoned(b, l);
+    cpu->reparameterize(ml.cm(), 42, 7, eps.cm(), z.cm());
+    gpu->reparameterize(ml.gm(), 42, 7, eps.gm(), z.gm());
+    EXPECT_TRUE(same(eps, 1e-6));
+    EXPECT_TRUE(same(z));
+    Pair z2 = poisoned(b, l);
+    cpu->reparameterize(ml.cm(), 42, 8, Mat<float>{}, z2.cm());
+    gpu->reparameterize(ml.gm(), 42, 8, Mat<float>{}, z2.gm());
+    EXPECT_TRUE(same(z2));
+  }
+}
+
+TEST_F(CudaOps, ReparamKlBackwardAllPaths) {
+  for (auto [b, l] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 200}, {37, 64}, {0, 8}, {129, 33}}) {
+    Pair ml = up(rand_vec(b * 2 * l, 120, -2.0f, 2.0f), b, 2 * l);
+    Pair eps = up(rand_vec(b * l, 121), b, l), dz = up(rand_vec(b * l, 122), b, l);
+    for (int path = 0; path < 3; ++path) {
+      SCOPED_TRACE(shape_str(b, l) + " path " + std::to_string(path));
+      const bool with_dz = path >= 1, with_eps = path == 2;
+      Pair d = poisoned(b, 2 * l), loss = up({0.5f}, 1, 1);
+      cpu->reparam_kl_backward(ml.cm(), with_eps ? eps.cm() : Mat<float>{}, with_dz ? dz.cm() : Mat<float>{},
+                               0.3f, d.cm(), loss.cm());
+      gpu->reparam_kl_backward(ml.gm(), with_eps ? eps.gm() : Mat<float>{}, with_dz ? dz.gm() : Mat<float>{},
+                               0.3f, d.gm(), loss.gm());
+      EXPECT_TRUE(same(d));
+      EXPECT_TRUE(same(loss));
+    }
+    Pair loss = up({0.0f}, 1, 1);
+    cpu->reparam_kl_backward(ml.cm(), Mat<float>{}, Mat<float>{}, 1.0f, Mat<float>{}, loss.cm());
+    gpu->reparam_kl_backward(ml.gm(), Mat<float>{}, Mat<float>{}, 1.0f, Mat<float>{}, loss.gm());
+    EXPECT_TRUE(same(loss));
+  }
+}
+
+TEST_F(CudaOps, RegularizeBothKinds) {
+  for (auto [r, c] : kShapes) {
+    for (Reg kind : {Reg::l2_squared, Reg::l2_norm}) {
+      for (bool zero : {false, true}) {
+        SCOPED_TRACE(shape_str(r, c) + (kind == Reg::l2_norm ? " l2_norm" : " l2_squared") + (zero ? " zero" : ""));
+        const std::vector<float> hp = zero ? std::vector<float>(static_cast<size_t>(r * c), 0.0f) : rand_vec(r * c, 130);
+        Pair p = up(hp, r, c), grad = up(rand_vec(r * c, 131), r, c), loss = up({0.125f}, 1, 1);
+        cpu->regularize(p.cm(), 0.01f, kind, grad.cm(), loss.cm());
+        gpu->regularize(p.gm(), 0.01f, kind, grad.gm(), loss.gm());
+        EXPECT_TRUE(same(grad));
+        EXPECT_TRUE(same(loss));
+        cpu->regularize(p.cm(), 0.5f, kind, Mat<float>{}, loss.cm());
+        gpu->regularize(p.gm(), 0.5f, kind, Mat<float>{}, loss.gm());
+        EXPECT_TRUE(same(loss));
+        cpu->regularize(p.cm(), 0.5f, kind, grad.cm(), Mat<float>{});
+        gpu->regularize(p.gm(), 0.5f, kind, grad.gm(), Mat<float>{});
+        EXPECT_TRUE(same(grad));
+      }
+    }
+  }
+}
+
+TEST_F(CudaOps, DropoutMasksAreIdentical) {
+  for (auto [r, c] : kShapes) {
+    for (float q : {0.0f, 0.3f, 0.5f, 1.0f}) {
+      SCOPED_TRACE(shape_str(r, c) + " q=" + std::to_string(q));
+      std::vector<float> hx = rand_vec(r * c, 140);
+      if (!hx.empty()) hx.back() = kNaN;  // q = 1 gives NaN · 0 = NaN, as PyTorch
+      Pair x = up(hx, r, c), y = poisoned(r, c);
+      cpu->dropout(x.cm(), q, 9, 4, y.cm());
+      gpu->dropout(x.gm(), q, 9, 4, y.gm());
+      EXPECT_TRUE(all_equal(dg(y.g), dc(y.c)));
+      cpu->dropout(x.cm(), q, 9, 5, x.cm());  // in place
+      gpu->dropout(x.gm(), q, 9, 5, x.gm());
+      EXPECT_TRUE(all_equal(dg(x.g), dc(x.c)));
+    }
+  }
+  Pair x = up({1.0f}, 1, 1);
+  EXPECT_THROW(gpu->dropout(x.gm(), 1.5f, 1, 1, x.gm()), VaeError);
+}
+
+TEST_F(CudaOps, L2NormalizeRows) {
+  for (auto [r, c] : kShapes) {
+    SCOPED_TRACE(shape_str(r, c));
+    std::vector<float> hx = rand_vec(r * c, 150);
+    if (r > 1)
+      for (int64_t j = 0; j < c; ++j) hx[static_cast<size_t>(c + j)] = 0.0f;  // a zero row stays zero
+    Pair x = up(hx, r, c), y = poisoned(r, c);
+    cpu->l2_normalize_rows(x.cm(), y.cm());
+    gpu->l2_normalize_rows(x.gm(), y.gm());
+    EXPECT_TRUE(same(y));
+    cpu->l2_normalize_rows(x.cm(), x.cm());
+    gpu->l2_normalize_rows(x.gm(), x.gm());
+    EXPECT_TRUE(same(x));
+  }
+}
+
+TEST_F(CudaOps, CsrRowsToDense) {
+  for (int64_t cols : {1, 17, 1000, 2049}) {
+    const Csr m = random_csr(50, cols, 0.1, static_cast<uint64_t>(cols));
+    CsrPair csr = up_csr(m);
+    for (std::vector<int32_t> rows : {std::vector<int32_t>{}, {7}, {49, 0, 3, 3, 20, 11, 48}}) {
+      SCOPED_TRACE(std::to_string(cols) + " cols, " + std::to_string(rows.size()) + " rows");
+      const int64_t n = static_cast<int64_t>(rows.size());
+      IPair ri = up_idx(rows, true);
+      Pair y = poisoned(n, cols);
+      cpu->csr_rows_to_dense(csr.c.view(), ri.c.cmat(), y.cm());
+      gpu->csr_rows_to_dense(csr.g.view(), ri.g.cmat(), y.gm());
+      EXPECT_TRUE(same(y, 0.0));
+    }
+  }
+}
+
+TEST_F(CudaOps, AdamStepAdamAndAdamW) {
+  for (bool decoupled : {false, true}) {
+    for (int64_t n : {1, 255, 257, 100003}) {
+      SCOPED_TRACE(std::to_string(n) + (decoupled ? " adamw" : " adam"));
+      AdamConfig cfg;
+      cfg.lr = 3e-3;
+      cfg.weight_decay = 0.01;
+      cfg.decoupled = decoupled;
+      Pair p = up(rand_vec(n, 160), 1, n);
+      Pair m = up(std::vector<float>(n, 0.0f), 1, n), v = up(std::vector<float>(n, 0.0f), 1, n);
+      for (int64_t step = 1; step <= 3; ++step) {
+        Pair g = up(rand_vec(n, 161 + step), 1, n);
+        cpu->adam_step(p.cm(), g.cm(), m.cm(), v.cm(), cfg, step);
+        gpu->adam_step(p.gm(), g.gm(), m.gm(), v.gm(), cfg, step);
+      }
+      EXPECT_TRUE(same(p));
+      EXPECT_TRUE(same(m));
+      EXPECT_TRUE(same(v));
+    }
+  }
+}
+
+// Scores with many exact ties (values on a coarse grid), a few NaN and −inf entries.
+std::vector<float> tied_scores(int64_t n, int64_t m, uint64_t seed, bool specials) {
+  std::mt19937_64 g(seed);
+  std::vector<float> s(static_cast<size_t>(n * m));
+  for (float& v : s) {
+    v = static_cast<float>(static_cast<int>(g() % 41) - 20) / 8.0f;
+    if (specials) {
+      const uint64_t u = g() % 97;
+      if (u == 0) v = kNaN;
+      else if (u == 1) v = -kInf;
+      else if (u == 2) v = -0.0f;
+    }
+  }
+  return s;
+}
+
+// Top-k: values exactly the oracle's; indices unique per row and, where they differ from the
+// oracle's, carrying equal scores (the tie order itself is checked by exact index equality
+// where no NaN/−0 subtleties apply).
+void expect_topk_matches(const std::vector<float>& scores, int64_t m, int k, const std::vector<int32_t>& gi,
+                         const std::vector<float>& gv, const std::vector<int32_t>& ci, const std::vector<float>& cv) {
+  ASSERT_EQ(gi.size(), ci.size());
+  EXPECT_TRUE(all_equal(gv, cv));
+  const int64_t n = k ? static_cast<int64_t>(gi.size()) / k : 0;
+  int differ = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    std::set<int32_t> seen;
+    for (int i = 0; i < k; ++i) {
+      const int32_t a = gi[r * k + i], b = ci[r * k + i];
+      if (a >= 0) {
+        EXPECT_TRUE(seen.insert(a).second) << "row " << r << " repeats index " << a;
+      }
+      if (a == b) continue;
+      ++differ;
+      ASSERT_TRUE(a >= 0 && b >= 0 && a < m && b < m) << "row " << r << " rank " << i << ": " << a << " vs " << b;
+      const float sa = scores[r * m + a], sb = scores[r * m + b];
+      EXPECT_TRUE(sa == sb || (std::isnan(sa) && std::isnan(sb)))
+          << "row " << r << " rank " << i << ": index " << a << " (" << sa << ") vs " << b << " (" << sb << ")";
+    }
+  }
+  EXPECT_EQ(differ, 0) << "tie order differs from the oracle (lower index first)";
+}
+
+TEST_F(CudaOps, TopkWithExclusionTiesAndPadding) {
+  struct Case {
+    int64_t n, m;
+    int k;
+    bool exclude, specials;
+  };
+  const Case cases[] = {{1, 1, 1, false, false},    {3, 257, 1, false, true},   {5, 300, 300, false, true},
+                        {4, 300, 300, true, true},  {7, 3000, 1000, true, true}, {2, 3000, 1000, false, false},
+                        {33, 1682, 100, true, true}, {0, 50, 10, true, false},    {6, 20, 50, true, true},
+                        {3, 5000, 7, false, true}};
+  for (const Case& cs : cases) {
+    SCOPED_TRACE("n=" + std::to_string(cs.n) + " m=" + std::to_string(cs.m) + " k=" + std::to_string(cs.k) +
+                 (cs.exclude ? " excl" : ""));
+    const std::vector<float> hs = tied_scores(cs.n, cs.m, static_cast<uint64_t>(cs.m + cs.k), cs.specials);
+    Pair s = up(hs, cs.n, cs.m);
+    const Csr ex = random_csr(cs.n + 3, cs.m, 0.3, 170);
+    CsrPair exc = up_csr(ex);
+    std::vector<int32_t> er(static_cast<size_t>(cs.n));
+    for (int64_t r = 0; r < cs.n; ++r) er[r] = static_cast<int32_t>((r * 5 + 2) % (cs.n + 3));
+    IPair exr = up_idx(er);
+    Tensor<int32_t> ic = cpu->alloc<int32_t>(cs.n, cs.k);
+    Tensor<int32_t> ig = gpu->upload(std::vector<int32_t>(static_cast<size_t>(cs.n * cs.k), -7), cs.n, cs.k);
+    Pair v = poisoned(cs.n, cs.k);
+    const CsrView<float> none{};
+    cpu->topk(s.cm(), cs.exclude ? exc.c.view() : none, exr.c.cmat(), cs.k, ic.mat(), v.cm());
+    gpu->topk(s.gm(), cs.exclude ? exc.g.view() : none, exr.g.cmat(), cs.k, ig.mat(), v.gm());
+    expect_topk_matches(hs, cs.m, cs.k, gpu->download(ig.cmat()), dg(v.g), cpu->download(ic.cmat()), dc(v.c));
+    // Without values.
+    Tensor<int32_t> ig2 = gpu->alloc<int32_t>(cs.n, cs.k);
+    gpu->topk(s.gm(), cs.exclude ? exc.g.view() : none, exr.g.cmat(), cs.k, ig2.mat(), Mat<float>{});
+    EXPECT_TRUE(all_equal(gpu->download(ig2.cmat()), cpu->download(ic.cmat())));
+  }
+}
+
+TEST_F(CudaOps, TopkDistinctRandomScores) {
+  const int64_t n = 9, m = 4099;
+  const std::vector<float> hs = rand_vec(n * m, 180);
+  Pair s = up(hs, n, m);
+  for (int k : {1, 10, 1000, 4099}) {
+    SCOPED_TRACE("k=" + std::to_string(k));
+    Tensor<int32_t> ic = cpu->alloc<int32_t>(n, k), ig = gpu->alloc<int32_t>(n, k);
+    Pair v = poisoned(n, k);
+    cpu->topk(s.cm(), CsrView<float>{}, CMat<int32_t>{}, k, ic.mat(), v.cm());
+    gpu->topk(s.gm(), CsrView<float>{}, CMat<int32_t>{}, k, ig.mat(), v.gm());
+    expect_topk_matches(hs, m, k, gpu->download(ig.cmat()), dg(v.g), cpu->download(ic.cmat()), dc(v.c));
+  }
+}
+
+TEST_F(CudaOps, HeldoutMetrics) {
+  const int64_t n = 41, m = 700;
+  const int kmax = 100;
+  const std::vector<float> hs = rand_vec(n * m, 190);
+  const Csr target = random_csr(n + 5, m, 0.05, 191);  // stored zeros are not relevant
+  CsrPair tg = up_csr(target);
+  std::vector<int32_t> tr(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) tr[r] = static_cast<int32_t>((r * 3) % (n + 5));
+  IPair trows = up_idx(tr, true);
+  // The same ranked lists on both sides (from the oracle), with −1 padding in a few rows.
+  Tensor<float> sc = cpu->upload(hs, n, m);
+  Tensor<int32_t> ic = cpu->alloc<int32_t>(n, kmax);
+  cpu->topk(sc.cmat(), CsrView<float>{}, CMat<int32_t>{}, kmax, ic.mat(), Mat<float>{});
+  std::vector<int32_t> hidx = cpu->download(ic.cmat());
+  for (int i = 50; i < kmax; ++i) hidx[static_cast<size_t>(2 * kmax + i)] = -1;
+  IPair idx{cpu->upload(hidx, n, kmax), gpu->upload(hidx, n, kmax)};
+  const std::vector<int> ks = {1, 5, 20, 50, 100, 20};
+  Pair out = poisoned(n, 2 * static_cast<int64_t>(ks.size()));
+  cpu->heldout_metrics(idx.c.cmat(), tg.c.view(), trows.c.cmat(), ks, out.cm());
+  gpu->heldout_metrics(idx.g.cmat(), tg.g.view(), trows.g.cmat(), ks, out.gm());
+  EXPECT_TRUE(same(out));
+  // Empty batch.
+  IPair e{cpu->alloc<int32_t>(0, kmax), gpu->alloc<int32_t>(0, kmax)};
+  Pair out0 = poisoned(0, 2 * static_cast<int64_t>(ks.size()));
+  gpu->heldout_metrics(e.g.cmat(), tg.g.view(), up_idx({}).g.cmat(), ks, out0.gm());
+  EXPECT_TRUE(dg(out0.g).empty());
+}
+
+TEST_F(CudaOps, GradedMetricsWithTiedScores) {
+  for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {13, 257}, {40, 1682}, {0, 10}, {5, 3}}) {
+    for (int k : {1, 10, 100}) {
+      SCOPED_TRACE(shape_str(n, m) + " k=" + std::to_string(k));
+      const std::vector<float> hs = tied_scores(n, m, static_cast<uint64_t>(m * 3 + k), k == 10);
+      std::vector<float> ht(static_cast<size_t>(n * m));
+      std::mt19937 g(static_cast<unsigned>(m + k));
+      for (float& v : ht) v = g() % 4 == 0 ? static_cast<float>(1 + g() % 5) : 0.0f;
+      if (n > 1)
+        for (int64_t j = 0; j < m; ++j) ht[static_cast<size_t>(m + j)] = 0.0f;  // IDCG = 0 row
+      Pair s = up(hs, n, m), t = up(ht, n, m), out = poisoned(n, 2);
+      cpu->graded_metrics(s.cm(), t.cm(), k, out.cm());
+      gpu->graded_metrics(s.gm(), t.gm(), k, out.gm());
+      EXPECT_TRUE(same(out));
+    }
+  }
+}
+
+TEST_F(CudaOps, RatingErrors) {
+  const int64_t n = 37, m = 513;
+  const Csr target = random_csr(n + 2, m, 0.1, 200, false);
+  CsrPair tg = up_csr(target);
+  std::vector<int32_t> tr(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) tr[r] = static_cast<int32_t>(n + 1 - r);
+  IPair trows = up_idx(tr);
+  Pair pred = up(rand_vec(n * m, 201, 0.0f, 6.0f), n, m), out = poisoned(n, 3);
+  cpu->rating_errors(pred.cm(), tg.c.view(), trows.c.cmat(), 1.0f, 5.0f, out.cm());
+  gpu->rating_errors(pred.gm(), tg.g.view(), trows.g.cmat(), 1.0f, 5.0f, out.gm());
+  EXPECT_TRUE(same(out));
+}
+
+TEST_F(CudaOps, ReductionsAreBitReproducible) {
+  const int64_t r = 257, c = 3001;
+  Pair x = up(rand_vec(r * c, 210, -5.0f, 5.0f), r, c), t = up(rand_vec(r * c, 211, 0.0f, 1.0f), r, c);
+  std::vector<float> first;
+  for (int run = 0; run < 3; ++run) {
+    Tensor<float> loss = gpu->zeros(1, 1), d = gpu->alloc<float>(r, c), db = gpu->alloc<float>(1, c);
+    gpu->multinomial_nll(x.gm(), t.gm(), 0.01f, d.mat(), loss.mat());
+    gpu->mse_loss(x.gm(), t.gm(), false, 0.001f, d.mat(), loss.mat());
+    gpu->bce_logits(x.gm(), t.gm(), 0.5f, d.mat(), loss.mat());
+    gpu->regularize(x.gm(), 0.1f, Reg::l2_norm, d.mat(), loss.mat());
+    gpu->bias_act_backward(d.cmat(), x.gm(), Act::tanh, d.mat(), db.mat());
+    std::vector<float> all = gpu->download(loss.cmat());
+    const std::vector<float> hdb = gpu->download(db.cmat());
+    all.insert(all.end(), hdb.begin(), hdb.end());
+    if (run == 0) first = all;
+    else EXPECT_EQ(all, first) << "run " << run;
+  }
+}
+
+TEST_F(CudaOps, ShapeMismatchesThrowBeforeLaunch) {
+  Pair a = up(rand_vec(6, 1), 2, 3), b = up(rand_vec(6, 2), 3, 2), loss = up({0.0f}, 1, 1);
+  EXPECT_THROW(gpu->axpy(1.0f, a.gm(), b.gm()), VaeError);
+  EXPECT_THROW(gpu->bias_act(a.gm(), b.gm(), Act::relu, a.gm()), VaeError);
+  EXPECT_THROW(gpu->mse_loss(a.gm(), b.gm(), false, 1.0f, Mat<float>{}, loss.gm()), VaeError);
+  EXPECT_THROW(gpu->mse_loss(a.gm(), a.gm(), false, 1.0f, Mat<float>{}, a.gm()), VaeError);
+  EXPECT_THROW(gpu->reparameterize(a.gm(), 1, 1, Mat<float>{}, a.gm()), VaeError);
+  Tensor<int32_t> idx = gpu->alloc<int32_t>(2, 4);
+  EXPECT_THROW(gpu->topk(a.gm(), CsrView<float>{}, CMat<int32_t>{}, 3, idx.mat(), Mat<float>{}), VaeError);
+  AdamConfig cfg;
+  EXPECT_THROW(gpu->adam_step(a.gm(), a.gm(), a.gm(), a.gm(), cfg, 0), VaeError);
+}
+
+TEST(CudaRuntime, DeviceQueriesNeverThrow) {
+  EXPECT_NO_THROW(cuda_device_available());
+  EXPECT_NO_THROW(cuda_device_name());
+  if (!cuda_device_available()) {
+    EXPECT_EQ(cuda_device_name(), "");
+    EXPECT_THROW(make_cuda_backend(false), VaeError);
+    GTEST_SKIP() << "no CUDA device";
+  }
+  EXPECT_FALSE(cuda_device_name().empty());
+}
+
+}  // namespace
+}  // namespace vae

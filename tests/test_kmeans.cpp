@@ -1,0 +1,362 @@
+// K-Means (k-means++, Lloyd, restarts, empty-cluster reseeding), the assignment kernel against a
+// naive loop, and the cluster-quality metrics against hand-computed and scikit-learn values.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <vector>
+
+#include "analysis/analysis_ops.h"
+#include "analysis/cluster_metrics.h"
+#include "analysis/kmeans.h"
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace vae {
+namespace {
+
+struct Blobs {
+  std::vector<float> x;
+  std::vector<int32_t> truth;
+  int64_t n = 0, d = 0;
+};
+
+// `per` points around each centre, N(0, sigma²) noise from Philox; blob order is interleaved
+// so that index order carries no hint.
+Blobs make_blobs(const std::vector<std::vector<float>>& centres, int per, float sigma, uint64_t seed) {
+  Blobs b;
+  b.d = static_cast<int64_t>(centres[0].size());
+  b.n = static_cast<int64_t>(centres.size()) * per;
+  b.x.resize(b.n * b.d);
+  b.truth.resize(b.n);
+  for (int64_t i = 0; i < b.n; ++i) {
+    const int c = static_cast<int>(i % centres.size());
+    b.truth[i] = c;
+    for (int64_t t = 0; t < b.d; ++t)
+      b.x[i * b.d + t] = centres[c][t] + sigma * philox_normal(seed, 99, static_cast<uint64_t>(i * b.d + t));
+  }
+  return b;
+}
+
+Blobs three_blobs() {
+  return make_blobs({{0, 0, 0, 0, 0}, {10, 0, 0, 0, 0}, {0, 10, 0, 0, 0}}, 50, 1.0f, 7);
+}
+
+double direct_inertia(const Blobs& b, const KMeansResult& r) {
+  double s = 0;
+  for (int64_t i = 0; i < b.n; ++i)
+    for (int64_t t = 0; t < b.d; ++t) {
+      const double e = static_cast<double>(b.x[i * b.d + t]) - r.centers[r.labels[i] * b.d + t];
+      s += e * e;
+    }
+  return s;
+}
+
+TEST(KMeans, RecoversSeparatedBlobs) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = three_blobs();
+  KMeansOptions o;
+  o.k = 3;
+  const KMeansResult r = kmeans(*ops, b.x, b.n, b.d, o);
+  ASSERT_EQ(r.labels.size(), static_cast<size_t>(b.n));
+  ASSERT_EQ(r.centers.size(), static_cast<size_t>(3 * b.d));
+  EXPECT_EQ(r.k, 3);
+  EXPECT_EQ(r.d, b.d);
+  EXPECT_DOUBLE_EQ(adjusted_rand_index(r.labels, b.truth), 1.0);
+  EXPECT_NEAR(r.inertia, direct_inertia(b, r), 1e-9 * r.inertia);
+  // 150 points × 5 dims of unit noise: inertia ≈ 750 less the fitted means' share.
+  EXPECT_GT(r.inertia, 500.0);
+  EXPECT_LT(r.inertia, 950.0);
+  EXPECT_GE(r.iterations, 1);
+  EXPECT_LT(r.iterations, 20);
+  // Each centre is the mean of its members.
+  for (int c = 0; c < 3; ++c) {
+    std::vector<double> mean(b.d, 0.0);
+    int cnt = 0;
+    for (int64_t i = 0; i < b.n; ++i)
+      if (r.labels[i] == c) {
+        ++cnt;
+        for (int64_t t = 0; t < b.d; ++t) mean[t] += b.x[i * b.d + t];
+      }
+    ASSERT_EQ(cnt, 50);
+    for (int64_t t = 0; t < b.d; ++t) EXPECT_NEAR(r.centers[c * b.d + t], mean[t] / cnt, 1e-5);
+  }
+}
+
+TEST(KMeans, SameSeedSameResultOtherSeedSamePartition) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = make_blobs({{0, 0}, {6, 0}, {0, 6}, {6, 6}}, 30, 1.2f, 3);
+  KMeansOptions o;
+  o.k = 4;
+  o.n_init = 3;
+  o.seed = 42;
+  const KMeansResult r1 = kmeans(*ops, b.x, b.n, b.d, o);
+  const KMeansResult r2 = kmeans(*ops, b.x, b.n, b.d, o);
+  EXPECT_EQ(r1.labels, r2.labels);
+  EXPECT_EQ(r1.centers, r2.centers);
+  EXPECT_EQ(r1.inertia, r2.inertia);
+  EXPECT_EQ(r1.best_init, r2.best_init);
+  // The seeding itself depends on the seed.
+  const auto c42 = kmeans_plusplus(*ops, b.x, b.n, b.d, 4, 42);
+  const auto c43 = kmeans_plusplus(*ops, b.x, b.n, b.d, 4, 43);
+  EXPECT_NE(c42, c43);
+  EXPECT_EQ(c42, kmeans_plusplus(*ops, b.x, b.n, b.d, 4, 42));
+}
+
+TEST(KMeans, PlusPlusPicksDistinctDataPointsSpreadOut) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = three_blobs();
+  int spread = 0;
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    const auto c = kmeans_plusplus(*ops, b.x, b.n, b.d, 3, seed);
+    std::set<int> blobs_hit;
+    for (int j = 0; j < 3; ++j) {
+      int64_t found = -1;
+      for (int64_t i = 0; i < b.n && found < 0; ++i)
+        if (std::equal(&c[j * b.d], &c[(j + 1) * b.d], &b.x[i * b.d])) found = i;
+      ASSERT_GE(found, 0) << "centre " << j << " is not a data point (seed " << seed << ")";
+      blobs_hit.insert(b.truth[found]);
+    }
+    spread += blobs_hit.size() == 3;
+  }
+  // D² sampling with 3 greedy trials on blobs 10σ apart misses a blob with probability ≈ 0.4 %
+  // (all trials landing in the ≈ 16 % of potential left in covered blobs); uniform picks
+  // would cover all three blobs only 2/9 of the time.
+  EXPECT_GE(spread, 48);
+}
+
+TEST(KMeans, NInitKeepsTheLowestInertiaRun) {
+  auto ops = make_cpu_analysis_ops();
+  // Eight overlapping blobs: restarts end in different local optima.
+  std::vector<std::vector<float>> centres;
+  for (int c = 0; c < 8; ++c) centres.push_back({static_cast<float>(c % 4) * 2.5f, static_cast<float>(c / 4) * 2.5f});
+  const Blobs b = make_blobs(centres, 12, 1.0f, 11);
+  KMeansOptions o;
+  o.k = 8;
+  o.n_init = 6;
+  o.seed = 5;
+  const KMeansResult best = kmeans(*ops, b.x, b.n, b.d, o);
+  std::vector<double> inertias;
+  for (int run = 0; run < o.n_init; ++run) {
+    const auto init = kmeans_plusplus(*ops, b.x, b.n, b.d, o.k, o.seed, run);
+    inertias.push_back(kmeans_from_centers(*ops, b.x, b.n, b.d, init, o).inertia);
+  }
+  const auto mn = std::min_element(inertias.begin(), inertias.end());
+  ASSERT_GT(*std::max_element(inertias.begin(), inertias.end()), *mn + 1e-3)
+      << "test data too easy: every restart found the same optimum";
+  EXPECT_EQ(best.inertia, *mn);
+  EXPECT_EQ(best.best_init, static_cast<int>(mn - inertias.begin()));
+  o.n_init = 1;
+  EXPECT_EQ(kmeans(*ops, b.x, b.n, b.d, o).inertia, inertias[0]);
+}
+
+TEST(KMeans, EmptyClusterIsReseededFromTheFarthestPoint) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = three_blobs();
+  // Two centres inside blob 0 and one so far away that no point picks it.
+  const std::vector<float> init = {0.1f, 0.1f, 0, 0, 0, -0.1f, -0.1f, 0, 0, 0,
+                                   -1000, -1000, -1000, -1000, -1000};
+  KMeansOptions o;
+  o.max_iter = 1;
+  const KMeansResult one = kmeans_from_centers(*ops, b.x, b.n, b.d, init, o);
+  // The expected donor: the point farthest from its nearest initial centre.
+  int64_t far = -1;
+  double far_d = -1;
+  for (int64_t i = 0; i < b.n; ++i) {
+    double best = std::numeric_limits<double>::max();
+    for (int j = 0; j < 2; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < b.d; ++t) {
+        const double e = static_cast<double>(b.x[i * b.d + t]) - init[j * b.d + t];
+        s += e * e;
+      }
+      best = std::min(best, s);
+    }
+    if (best > far_d) {
+      far_d = best;
+      far = i;
+    }
+  }
+  for (int64_t t = 0; t < b.d; ++t) EXPECT_EQ(one.centers[2 * b.d + t], b.x[far * b.d + t]);
+  EXPECT_EQ(one.iterations, 1);
+
+  o.max_iter = 100;
+  const KMeansResult full = kmeans_from_centers(*ops, b.x, b.n, b.d, init, o);
+  EXPECT_DOUBLE_EQ(adjusted_rand_index(full.labels, b.truth), 1.0);
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(std::count(full.labels.begin(), full.labels.end(), c), 50);
+}
+
+TEST(KMeans, FromCentersConvergesToAFixedPoint) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = make_blobs({{0, 0, 0}, {3, 3, 0}}, 40, 1.5f, 9);
+  std::vector<float> init(b.x.begin(), b.x.begin() + 2 * b.d);  // the first two points
+  KMeansOptions o;
+  o.tol = 0;
+  o.max_iter = 300;
+  const KMeansResult r = kmeans_from_centers(*ops, b.x, b.n, b.d, init, o);
+  EXPECT_LT(r.iterations, 300);
+  // Fixed point: labels are the nearest centres, centres the means of their labels.
+  std::vector<int32_t> lab(b.n);
+  ops->kmeans_assign(b.x.data(), b.n, b.d, r.centers.data(), 2, lab.data(), nullptr);
+  EXPECT_EQ(lab, r.labels);
+  EXPECT_NEAR(r.inertia, direct_inertia(b, r), 1e-9 * r.inertia);
+}
+
+TEST(KMeans, RejectsBadInput) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = three_blobs();
+  KMeansOptions o;
+  o.k = 0;
+  EXPECT_THROW(kmeans(*ops, b.x, b.n, b.d, o), UsageError);
+  o.k = 151;
+  EXPECT_THROW(kmeans(*ops, b.x, b.n, b.d, o), UsageError);
+  o.k = 3;
+  o.n_init = 0;
+  EXPECT_THROW(kmeans(*ops, b.x, b.n, b.d, o), UsageError);
+  o.n_init = 1;
+  o.max_iter = 0;
+  EXPECT_THROW(kmeans(*ops, b.x, b.n, b.d, o), UsageError);
+  o.max_iter = 10;
+  EXPECT_THROW(kmeans(*ops, b.x, b.n - 1, b.d, o), VaeError);
+  auto bad = b.x;
+  bad[17] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(kmeans(*ops, bad, b.n, b.d, o), VaeError);
+  bad[17] = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(kmeans(*ops, bad, b.n, b.d, o), VaeError);
+  EXPECT_THROW(kmeans_from_centers(*ops, b.x, b.n, b.d, {1.f, 2.f}, o), VaeError);  // not k × d
+  // k = n works: every point its own centre, inertia 0.
+  o.k = 4;
+  const std::vector<float> four = {0, 0, 1, 0, 0, 1, 5, 5};
+  const KMeansResult r = kmeans(*ops, four, 4, 2, o);
+  EXPECT_EQ(r.inertia, 0.0);
+  EXPECT_EQ(std::set<int32_t>(r.labels.begin(), r.labels.end()).size(), 4u);
+}
+
+TEST(KMeans, AssignMatchesNaiveDistances) {
+  auto ops = make_cpu_analysis_ops();
+  const int64_t n = 1500, d = 7;
+  const int k = 13;
+  std::vector<float> x(n * d), c(k * d);
+  for (int64_t i = 0; i < n * d; ++i) x[i] = 3.0f * philox_normal(5, 1, i);
+  for (int64_t i = 0; i < k * d; ++i) c[i] = 3.0f * philox_normal(5, 2, i);
+  std::vector<int32_t> lab(n);
+  std::vector<float> d2(n);
+  ops->kmeans_assign(x.data(), n, d, c.data(), k, lab.data(), d2.data());
+  int near_ties = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> dist(k);
+    for (int j = 0; j < k; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < d; ++t) {
+        const double e = static_cast<double>(x[i * d + t]) - c[j * d + t];
+        s += e * e;
+      }
+      dist[j] = s;
+    }
+    const int best = static_cast<int>(std::min_element(dist.begin(), dist.end()) - dist.begin());
+    EXPECT_NEAR(d2[i], dist[best], 1e-4 * (1.0 + dist[best])) << "row " << i;
+    if (lab[i] != best) {
+      // Only a float near-tie may flip the winner.
+      ++near_ties;
+      EXPECT_NEAR(dist[lab[i]], dist[best], 1e-4 * (1.0 + dist[best])) << "row " << i;
+    }
+  }
+  EXPECT_LE(near_ties, 2);
+}
+
+TEST(KMeans, AssignTiesGoToLowerCentreAndDistancesClampAtZero) {
+  auto ops = make_cpu_analysis_ops();
+  // Centres 1 and 2 identical; point 0 sits on them, point 1 is equidistant from 0 and 3.
+  const std::vector<float> c = {-1, 0, 1e3f, 1e3f, 1e3f, 1e3f, 1, 0};
+  const std::vector<float> x = {1e3f, 1e3f, 0, 0, 0.5f, 0.25f};
+  std::vector<int32_t> lab(3, -1);
+  std::vector<float> d2(3, -1);
+  ops->kmeans_assign(x.data(), 3, 2, c.data(), 4, lab.data(), d2.data());
+  EXPECT_EQ(lab[0], 1);
+  EXPECT_GE(d2[0], 0.0f);  // ||x||² + ||c||² − 2x·c cancels to ≈ 0, never below
+  EXPECT_LE(d2[0], 1.0f);  // float cancellation at magnitude 2e6
+  EXPECT_EQ(lab[1], 0);
+  EXPECT_FLOAT_EQ(d2[1], 1.0f);
+  EXPECT_EQ(lab[2], 3);
+  EXPECT_FLOAT_EQ(d2[2], 0.3125f);
+}
+
+// ---- cluster metrics --------------------------------------------------------------------
+
+TEST(ClusterMetrics, AdjustedRandIndexByHand) {
+  // a = {0,0,1,1}, b = {0,0,1,2}: Σ C(n_ij,2) = 1, Σ C(a_i,2) = 2, Σ C(b_j,2) = 1, C(4,2) = 6;
+  // expected = 2·1/6 = 1/3, max = (2+1)/2 = 3/2 → ARI = (1 − 1/3) / (3/2 − 1/3) = 4/7.
+  EXPECT_NEAR(adjusted_rand_index({0, 0, 1, 1}, {0, 0, 1, 2}), 4.0 / 7.0, 1e-15);
+  // Relabelling does not matter; identical partitions score 1.
+  EXPECT_DOUBLE_EQ(adjusted_rand_index({3, 3, 7, 7, 9}, {0, 0, 1, 1, 2}), 1.0);
+  // Degenerate cases score 1, as sklearn: one cluster each, all singletons, empty input.
+  EXPECT_DOUBLE_EQ(adjusted_rand_index({1, 1, 1}, {4, 4, 4}), 1.0);
+  EXPECT_DOUBLE_EQ(adjusted_rand_index({0, 1, 2}, {5, 6, 7}), 1.0);
+  EXPECT_DOUBLE_EQ(adjusted_rand_index({}, {}), 1.0);
+  // Symmetric.
+  EXPECT_DOUBLE_EQ(adjusted_rand_index({0, 0, 1, 2}, {0, 0, 1, 1}), adjusted_rand_index({0, 0, 1, 1}, {0, 0, 1, 2}));
+  EXPECT_THROW(adjusted_rand_index({0, 1}, {0}), VaeError);
+}
+
+TEST(ClusterMetrics, AdjustedRandIndexMatchesSklearn) {
+  // sklearn.metrics.adjusted_rand_score (scikit-learn 1.9.1) on these inputs.
+  struct Case {
+    std::vector<int32_t> a, b;
+    double want;
+  };
+  const std::vector<Case> cases = {
+      {{0, 0, 0, 1, 1, 1}, {0, 0, 1, 1, 2, 2}, 0.24242424242424243},
+      {{1, 1, 0, 0, 2, 2, 2, 3}, {5, 5, 5, 7, 7, 9, 9, 9}, 0.15789473684210525},
+      {{0, 1, 2, 0, 1, 2, 0, 1, 2, 0}, {0, 0, 0, 1, 1, 1, 2, 2, 2, 2}, -0.25},
+      {{-1, 3, 3, -1, 8, 8, 8, -1, 3, 3, 8, -1}, {2, 2, 0, 0, 1, 1, 1, 1, 2, 0, 0, 2}, 0.08333333333333333},
+  };
+  for (const auto& c : cases) EXPECT_NEAR(adjusted_rand_index(c.a, c.b), c.want, 1e-14);
+}
+
+// X (n × dx) and Y (n × dy) by formula; the same formula fed sklearn (float32 arrays):
+// X = sin(1.3 i + 0.7 t² + 0.1) + 0.5 cos(0.37 i (t + 1)), Y = X[:, :dy] + 0.3 sin(2.1 i + 1.7 s).
+void formula_xy(int64_t n, int64_t dx, int64_t dy, std::vector<float>& x, std::vector<float>& y) {
+  x.resize(n * dx);
+  y.resize(n * dy);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t t = 0; t < dx; ++t) {
+      const double di = static_cast<double>(i), dt = static_cast<double>(t);
+      x[i * dx + t] = static_cast<float>(std::sin(1.3 * di + 0.7 * dt * dt + 0.1) + 0.5 * std::cos(0.37 * di * (dt + 1)));
+    }
+    for (int64_t s = 0; s < dy; ++s)
+      y[i * dy + s] = static_cast<float>(static_cast<double>(x[i * dx + s]) + 0.3 * std::sin(2.1 * i + 1.7 * s));
+  }
+}
+
+TEST(ClusterMetrics, TrustworthinessMatchesSklearn) {
+  // sklearn.manifold.trustworthiness(X, Y, n_neighbors=k), scikit-learn 1.9.1.
+  struct Case {
+    int64_t n, dx, dy;
+    int k;
+    double want;
+  };
+  for (const Case& c : {Case{40, 6, 2, 5, 0.818125}, Case{60, 10, 2, 3, 0.7913131313131313},
+                        Case{30, 4, 3, 7, 0.9418546365914787}}) {
+    std::vector<float> x, y;
+    formula_xy(c.n, c.dx, c.dy, x, y);
+    EXPECT_NEAR(trustworthiness(x, c.dx, y, c.dy, c.k), c.want, 1e-12) << "n = " << c.n;
+  }
+}
+
+TEST(ClusterMetrics, TrustworthinessBoundsAndErrors) {
+  std::vector<float> x, y;
+  formula_xy(30, 4, 2, x, y);
+  EXPECT_DOUBLE_EQ(trustworthiness(x, 4, x, 4, 5), 1.0);  // the identity embedding
+  // Reversing the neighbourhoods is worse than a noisy projection.
+  std::vector<float> flipped(30);
+  for (int i = 0; i < 30; ++i) flipped[i] = static_cast<float>(i % 2 ? i : -i);
+  EXPECT_LT(trustworthiness(x, 4, flipped, 1, 5), trustworthiness(x, 4, y, 2, 5));
+  EXPECT_THROW(trustworthiness(x, 4, y, 2, 15), UsageError);  // ≥ n / 2
+  EXPECT_THROW(trustworthiness(x, 4, y, 2, 0), UsageError);
+  EXPECT_THROW(trustworthiness(x, 4, std::vector<float>(10), 2, 5), VaeError);
+}
+
+}  // namespace
+}  // namespace vae
