@@ -4,9 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "data/dataset.h"
@@ -150,6 +156,25 @@ TEST(Splits, KFoldPartitionsTheRatings) {
   for (int t : times) EXPECT_EQ(t, 1);
   EXPECT_THROW(split_ratings_kfold(d, 1, 0, 1), UsageError);
   EXPECT_THROW(split_ratings_kfold(d, 5, 5, 1), UsageError);
+}
+
+// Through the CLI: k-fold cross-validation reports mean and std in summary.json; wrong
+// protocol is a usage error (exit 2).
+TEST(SvdCli, FoldsWriteMeanAndStd) {
+  const std::string out = (std::filesystem::temp_directory_path() / ("vae_svd_cli_" + std::to_string(::getpid()))).string();
+  const std::string base = std::string(VAE_CLI_PATH) + " train --data synthetic:users=120,items=90,ratings=3000,groups=2";
+  ASSERT_EQ(std::system((base + " --model svdpp --protocol ratings --folds 3 --epochs 4 --quiet --out " + out +
+                         " >/dev/null 2>&1").c_str()),
+            0);
+  std::ifstream f(out + "/summary.json");
+  const nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["model"], "svdpp");
+  EXPECT_GT(j["metrics"]["rmse"].get<double>(), 0.3);
+  EXPECT_LT(j["metrics"]["rmse"].get<double>(), 2.0);
+  EXPECT_GT(j["metrics"]["rmse_std"].get<double>(), 0.0);
+  std::filesystem::remove_all(out);
+  const int rc = std::system((base + " --model svd --protocol seed >/dev/null 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
 }
 
 // Surprise's published ml-100k 5-fold table: SVD 0.934, SVD++ 0.919 (RMSE).

@@ -13,11 +13,17 @@
 
 namespace vae {
 
+inline AdamConfig model_default_lr() {
+  AdamConfig a;
+  a.lr = 0;
+  return a;
+}
+
 struct TrainOptions {
   std::string protocol = "seed";  // seed | heldout | ratings
   int epochs = 20;
   int64_t batch_size = 0;  // 0 = the model's default (VAE/AutoRec/CDAE 64, Mult-VAE 500)
-  AdamConfig adam;
+  AdamConfig adam = model_default_lr();  // lr 0 = the model's default (resolve_defaults)
   uint64_t seed = 1;
   int patience = 0;  // > 0: stop after this many epochs without improvement
   int k = 20;        // seed protocol cut-off (metrics are also reported at 100)
@@ -26,10 +32,14 @@ struct TrainOptions {
   HeldoutOptions heldout;
   std::string ratings_split = "random";  // random | 1..5 | a | b (ml-100k's given folds)
   std::string data_dir;                  // where uN.base/uN.test live for fold splits
+  int folds = 0;                         // ≥ 2: k-fold cross-validation (SVD / SVD++)
   double ease_lambda = 0;                // 0 = chosen on validation users (heldout) / 200
   bool progress_bar = false;             // per-batch bar (TTY) instead of only epoch lines
   bool quiet = false;
   ModelConfig model;                     // model.kind selects the model
+  // With a pretrained model (run_experiment's last argument): the column / row maps it was
+  // trained with; the split must reproduce them (same data, protocol, seed, threshold).
+  std::vector<int32_t> pretrained_columns, pretrained_rows;
 };
 
 struct EpochRecord {
@@ -52,13 +62,25 @@ struct TrainResult {
   std::string note;  // e.g. chosen EASE λ
   double metric(const std::string& key) const;  // NaN when absent
   std::unique_ptr<Model<float>> model_ptr;       // the trained model (best epoch's weights)
+
+  // What the model's rows and columns stand for (model files, recommendations, embeddings).
+  std::vector<int32_t> column_map;  // model column → dataset item index (i-autorec: user index)
+  std::vector<int32_t> row_map;     // training matrix row → dataset user index (i-autorec: item)
+  bool item_based = false;          // i-autorec: rows are items, columns users
+  bool binary_input = false;        // the model saw 0/1 rows (seed: multvae, cdae, ease; heldout)
+  double input_threshold = 0;       // heldout: ratings below this were no input (0 = all kept)
+  int64_t batch_size = 0;
+  uint64_t seed = 0;
 };
 
 // Fills model defaults for kind (batch size, hidden sizes, Mult-VAE β annealing, …) that the
 // user left at 0; returns the batch size to use.
 int64_t resolve_defaults(TrainOptions& opt);
 
-TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log);
+// pretrained (optional): a model already trained on this split (e.g. loaded from a model file);
+// it is evaluated once, as epoch 0, instead of being trained.
+TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
+                           std::unique_ptr<Model<float>> pretrained = nullptr);
 
 // metrics.csv (one row per epoch) and summary.json into dir (created if needed), each written
 // to a temporary file first and renamed, so an interrupted run never leaves half a file.

@@ -1,0 +1,260 @@
+// End-to-end analysis through the vae_gpu binary: the main job's artefacts and closing report,
+// then recommend / embed / cluster / train / info reading the model file without retraining, and
+// clean failures for corrupt files, other data and bad usage.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "analysis/npy.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct CmdResult {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CmdResult run_cli(const std::string& args) {
+  const std::string cmd = std::string(VAE_CLI_PATH) + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+int count_lines(const fs::path& p) {
+  std::ifstream f(p);
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line)) ++n;
+  return n;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+const std::string kData = "--data synthetic:users=200,items=300,ratings=6000,groups=3 --device cpu";
+
+class CliAnalysis : public ::testing::Test {
+ protected:
+  // One training run shared by the suite (the main job with --out).
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::path(::testing::TempDir()) / ("vae_cli_an_" + std::to_string(getpid())));
+    fs::remove_all(*dir_);
+    main_ = new CmdResult(run_cli("--epochs 3 " + kData + " --seed 2 --out " + (*dir_ / "run").string()));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete main_;
+  }
+  static fs::path run_dir() { return *dir_ / "run"; }
+  static std::string model() { return (run_dir() / "model.safetensors").string(); }
+  static fs::path sub(const std::string& name) { return *dir_ / name; }
+
+  static fs::path* dir_;
+  static CmdResult* main_;
+};
+fs::path* CliAnalysis::dir_ = nullptr;
+CmdResult* CliAnalysis::main_ = nullptr;
+
+TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const std::string& out = main_->out;
+  EXPECT_THAT(out, ::testing::ContainsRegex("Epoch \\[3/3\\] train"));
+  EXPECT_THAT(out, HasSubstr("popularity"));
+  EXPECT_THAT(out, HasSubstr("Top 30 recommendations for user 1"));
+  EXPECT_THAT(out, HasSubstr("\n  30  "));  // rank 30 is printed
+  EXPECT_THAT(out, HasSubstr("Genre Counts"));
+  EXPECT_THAT(out, HasSubstr("Cluster sizes:"));
+  EXPECT_THAT(out, HasSubstr("Cluster 0 ("));
+  EXPECT_THAT(out, HasSubstr("Cluster 2 ("));
+  EXPECT_THAT(out, HasSubstr("Adjusted Rand index"));
+  for (const char* f : {"metrics.csv", "summary.json", "model.safetensors", "embeddings.npy", "clusters.csv",
+                        "cluster_lift.csv", "user_ids.csv"})
+    EXPECT_TRUE(fs::exists(run_dir() / f)) << f;
+  EXPECT_EQ(count_lines(run_dir() / "clusters.csv"), 201);
+  int64_t rows = 0, cols = 0;
+  const std::vector<float> e = vae::load_npy_f32((run_dir() / "embeddings.npy").string(), &rows, &cols);
+  EXPECT_EQ(rows, 200);
+  EXPECT_EQ(cols, 64);
+}
+
+TEST_F(CliAnalysis, RecommendFromModelFileDoesNotRetrain) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult r = run_cli("recommend " + kData + " --model-file " + model() + " --user 7 --top 5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch")));
+  EXPECT_THAT(r.out, HasSubstr("Top 5 recommendations for user 7"));
+  EXPECT_THAT(r.out, HasSubstr("\n   5  "));
+  EXPECT_THAT(r.out, Not(HasSubstr("\n   6  ")));
+  EXPECT_THAT(r.out, HasSubstr("Genre Counts"));
+
+  const CmdResult f = run_cli("recommend " + kData + " --model-file " + model() +
+                              " --ratings \"50:5,181:4,nosuch:3,258\" --top 3");
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_THAT(f.out, HasSubstr("unknown item id nosuch"));
+  EXPECT_THAT(f.out, HasSubstr("malformed pair '258'"));
+
+  const CmdResult e = run_cli("recommend " + kData + " --model-file " + model() + " --ratings \"\" --top 3");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("most popular"));
+}
+
+TEST_F(CliAnalysis, RecommendAllUsersWritesCsv) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  fs::create_directories(sub("recs"));
+  const fs::path csv = sub("recs") / "recs.csv";
+  const CmdResult r = run_cli("recommend " + kData + " --model-file " + model() + " --all-users --top 4 --out " +
+                              csv.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(count_lines(csv), 200 * 4 + 1);
+  std::ifstream f(csv);
+  std::string header;
+  std::getline(f, header);
+  EXPECT_EQ(header, "user_id,rank,item_id,score");
+
+  // A failing run leaves the existing CSV untouched (atomic writes).
+  const std::string before = read_file(csv);
+  const fs::path bad = sub("recs") / "bad.safetensors";
+  {
+    std::ofstream b(bad, std::ios::binary);
+    b << read_file(model()).substr(0, 1000);
+  }
+  const CmdResult c = run_cli("recommend " + kData + " --model-file " + bad.string() + " --all-users --out " + csv.string());
+  EXPECT_EQ(c.code, 1);
+  EXPECT_EQ(read_file(csv), before);
+}
+
+TEST_F(CliAnalysis, EmbedWritesNpyFiles) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult r = run_cli("embed " + kData + " --model-file " + model() + " --logvar --out " + sub("emb").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch")));
+  int64_t rows = 0, cols = 0;
+  const std::vector<float> mu = vae::load_npy_f32((sub("emb") / "embeddings.npy").string(), &rows, &cols);
+  EXPECT_EQ(rows, 200);
+  EXPECT_EQ(cols, 64);
+  vae::load_npy_f32((sub("emb") / "logvar.npy").string(), &rows, &cols);
+  EXPECT_EQ(rows, 200);
+  EXPECT_EQ(count_lines(sub("emb") / "user_ids.csv"), 201);
+  // μ equals the main job's embeddings; --sample differs.
+  int64_t r2 = 0, c2 = 0;
+  const std::vector<float> main_mu = vae::load_npy_f32((run_dir() / "embeddings.npy").string(), &r2, &c2);
+  ASSERT_EQ(main_mu.size(), mu.size());
+  for (size_t i = 0; i < mu.size(); ++i) EXPECT_NEAR(main_mu[i], mu[i], 1e-5) << i;  // batch sizes differ
+  const CmdResult s = run_cli("embed " + kData + " --model-file " + model() + " --sample --out " + sub("emb2").string());
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_NE(mu, vae::load_npy_f32((sub("emb2") / "embeddings.npy").string(), &r2, &c2));
+}
+
+TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult r = run_cli("cluster " + kData + " --model-file " + model() +
+                              " --k 3 --n-init 4 --tsne --tsne-max 150 --out " + sub("cl").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch")));
+  EXPECT_THAT(r.out, HasSubstr("Cluster sizes:"));
+  EXPECT_THAT(r.out, HasSubstr("Adjusted Rand index"));
+  EXPECT_THAT(r.out, HasSubstr("final KL divergence"));
+  EXPECT_THAT(r.out, HasSubstr("subsample"));
+  std::ifstream f(sub("cl") / "clusters.csv");
+  std::string line;
+  std::getline(f, line);
+  EXPECT_EQ(line, "user_id,cluster,x,y");
+  int rows = 0, with_xy = 0;
+  while (std::getline(f, line)) {
+    ++rows;
+    if (line.back() != ',') ++with_xy;
+  }
+  EXPECT_EQ(rows, 200);
+  EXPECT_EQ(with_xy, 150);
+  EXPECT_TRUE(fs::exists(sub("cl") / "cluster_lift.csv"));
+}
+
+TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult t = run_cli("train " + kData + " --model-file " + model());
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_THAT(t.out, Not(HasSubstr("Epoch [")));
+  // Same split and weights: the main job's final metrics.
+  const nlohmann::json s = nlohmann::json::parse(read_file(run_dir() / "summary.json"));
+  std::ostringstream ndcg;
+  ndcg << "ndcg@20=" << s["metrics"]["ndcg@20"].get<double>();
+  EXPECT_THAT(t.out, HasSubstr(ndcg.str().substr(0, 12)));
+  const CmdResult i = run_cli("info " + kData + " --model-file " + model());
+  ASSERT_EQ(i.code, 0) << i.out;
+  EXPECT_THAT(i.out, HasSubstr("model file"));
+  EXPECT_THAT(i.out, HasSubstr("vae"));
+}
+
+TEST_F(CliAnalysis, CorruptModelFileExitsOneNamingTheFile) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  fs::create_directories(sub("bad"));
+  std::string bytes = read_file(model());
+  bytes[bytes.size() / 2] ^= 0x40;
+  const fs::path flipped = sub("bad") / "flipped.safetensors";
+  {
+    std::ofstream f(flipped, std::ios::binary);
+    f << bytes;
+  }
+  for (const char* cmd : {"recommend --user 1", "embed --out x", "cluster", "train", ""}) {
+    const CmdResult r = run_cli(std::string(cmd) + " " + kData + " --model-file " + flipped.string());
+    EXPECT_EQ(r.code, 1) << cmd << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("flipped.safetensors")) << cmd;
+    EXPECT_THAT(r.out, Not(HasSubstr("terminate"))) << cmd;
+  }
+  const CmdResult other = run_cli("recommend --data synthetic:users=200,items=300,ratings=6000,groups=3,seed=9 "
+                                  "--device cpu --user 1 --model-file " + model());
+  EXPECT_EQ(other.code, 1) << other.out;
+  EXPECT_THAT(other.out, HasSubstr("trained on dataset"));
+  EXPECT_THAT(other.out, HasSubstr("model.safetensors"));
+}
+
+TEST_F(CliAnalysis, UsageErrorsExitTwo) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const std::string m = " " + kData + " --model-file " + model();
+  for (const std::string& args : {"recommend" + m, "recommend --user 1 --all-users" + m, "recommend --all-users" + m,
+                                  "recommend --user nosuchuser" + m, "recommend --user 1 --top 0" + m, "embed" + m,
+                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m}) {
+    const CmdResult r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.out;
+  }
+}
+
+TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
+  const std::string d = "--data synthetic:users=80,items=100,ratings=1500,groups=2 --device cpu --epochs 1";
+  const CmdResult r = run_cli("recommend " + d + " --user 3 --top 4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("Top 4 recommendations for user 3"));
+  const CmdResult e = run_cli("recommend " + d + " --model ease --user 3 --top 4");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("(ease)"));
+  const CmdResult c = run_cli("cluster " + d + " --k 2");
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("Cluster 1 ("));
+  const CmdResult a = run_cli("cluster " + d + " --model autorec");
+  EXPECT_EQ(a.code, 2) << a.out;
+  EXPECT_THAT(a.out, HasSubstr("latent"));
+}
+
+}  // namespace
