@@ -97,6 +97,52 @@ struct RankBefore {
 
 inline double rank_discount(int64_t pos) { return 1.0 / std::log2(static_cast<double>(pos) + 2.0); }
 
+// Adam's per-element update in double (the GPU kernel does the same arithmetic, so both
+// backends produce the same bits). Split per weight-decay kind and compiled twice (AVX2 and
+// baseline x86-64, picked at load time) so the double sqrt/div run 4 wide where they can.
+struct AdamScalarsD {
+  double b1, b2, wd, eps, step_size, sqrt_bc2, shrink;
+  bool decoupled;
+};
+
+template <typename T, bool kDecoupled>
+inline __attribute__((always_inline)) void adam_loop(T* __restrict p, const T* __restrict g,
+                                                     T* __restrict m, T* __restrict v, int64_t n,
+                                                     const AdamScalarsD& a) {
+  const double b1 = a.b1, c1 = 1.0 - a.b1, b2 = a.b2, c2 = 1.0 - a.b2, wd = a.wd;
+  const double shrink = a.shrink, step_size = a.step_size, sqrt_bc2 = a.sqrt_bc2, eps = a.eps;
+  for (int64_t i = 0; i < n; ++i) {
+    double pi = p[i];
+    double gi = g[i];
+    if (!kDecoupled) gi += wd * pi;
+    pi *= shrink;
+    const double mi = b1 * static_cast<double>(m[i]) + c1 * gi;
+    const double vi = b2 * static_cast<double>(v[i]) + c2 * gi * gi;
+    m[i] = static_cast<T>(mi);
+    v[i] = static_cast<T>(vi);
+    pi -= step_size * mi / (std::sqrt(vi) / sqrt_bc2 + eps);
+    p[i] = static_cast<T>(pi);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VAE_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VAE_CPU_CLONES
+#endif
+
+VAE_CPU_CLONES void adam_update(float* p, const float* g, float* m, float* v, int64_t n,
+                                const AdamScalarsD& a) {
+  if (a.decoupled) adam_loop<float, true>(p, g, m, v, n, a);
+  else adam_loop<float, false>(p, g, m, v, n, a);
+}
+
+VAE_CPU_CLONES void adam_update(double* p, const double* g, double* m, double* v, int64_t n,
+                                const AdamScalarsD& a) {
+  if (a.decoupled) adam_loop<double, true>(p, g, m, v, n, a);
+  else adam_loop<double, false>(p, g, m, v, n, a);
+}
+
 template <typename T>
 void gemm_dispatch(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                    int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
@@ -169,17 +215,27 @@ class CpuBackend final : public Backend<T> {
     VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols),
               "bias_act: bias must be 1 x cols");
     const int64_t cols = x.cols;
+    // One loop per activation so the compiler can vectorise identity/relu.
     for (int64_t r = 0; r < x.rows; ++r) {
       const T* xr = x.data + r * cols;
       T* yr = y.data + r * cols;
-      for (int64_t j = 0; j < cols; ++j) {
-        const T v = bias.empty() ? xr[j] : xr[j] + bias.data[j];
-        switch (act) {
-          case Act::identity: yr[j] = v; break;
-          case Act::relu: yr[j] = v < T(0) ? T(0) : v; break;  // NaN propagates
-          case Act::sigmoid: yr[j] = static_cast<T>(sigmoid(v)); break;
-          case Act::tanh: yr[j] = std::tanh(v); break;
-        }
+      if (bias.empty()) {
+        if (xr != yr) std::copy(xr, xr + cols, yr);
+      } else {
+        const T* b = bias.data;
+        for (int64_t j = 0; j < cols; ++j) yr[j] = xr[j] + b[j];
+      }
+      switch (act) {
+        case Act::identity: break;
+        case Act::relu:  // NaN propagates
+          for (int64_t j = 0; j < cols; ++j) yr[j] = yr[j] < T(0) ? T(0) : yr[j];
+          break;
+        case Act::sigmoid:
+          for (int64_t j = 0; j < cols; ++j) yr[j] = static_cast<T>(sigmoid(yr[j]));
+          break;
+        case Act::tanh:
+          for (int64_t j = 0; j < cols; ++j) yr[j] = std::tanh(yr[j]);
+          break;
       }
     }
   }
@@ -193,19 +249,28 @@ class CpuBackend final : public Backend<T> {
     for (int64_t r = 0; r < dy.rows; ++r) {
       const T* dyr = dy.data + r * cols;
       const T* yr = y.data + r * cols;
-      T* dxr = dx.data + r * cols;
-      for (int64_t j = 0; j < cols; ++j) {
-        T d = 0;
-        switch (act) {
-          case Act::identity: d = dyr[j]; break;
-          case Act::relu: d = yr[j] > T(0) ? dyr[j] : T(0); break;
-          case Act::sigmoid: d = dyr[j] * yr[j] * (T(1) - yr[j]); break;
-          case Act::tanh: d = dyr[j] * (T(1) - yr[j] * yr[j]); break;
-        }
-        dxr[j] = d;
+      T* dxr = dx.data + r * cols;  // may alias dy: each entry reads dy[j] before writing
+      switch (act) {
+        case Act::identity:
+          if (dxr != dyr) std::copy(dyr, dyr + cols, dxr);
+          break;
+        case Act::relu:
+          for (int64_t j = 0; j < cols; ++j) {
+            const T d = dyr[j];  // loaded unconditionally so the select vectorises (no branch)
+            dxr[j] = yr[j] > T(0) ? d : T(0);
+          }
+          break;
+        case Act::sigmoid:
+          for (int64_t j = 0; j < cols; ++j) dxr[j] = dyr[j] * yr[j] * (T(1) - yr[j]);
+          break;
+        case Act::tanh:
+          for (int64_t j = 0; j < cols; ++j) dxr[j] = dyr[j] * (T(1) - yr[j] * yr[j]);
+          break;
       }
-      if (!colsum.empty())
-        for (int64_t j = 0; j < cols; ++j) colsum[j] += dxr[j];
+      if (!colsum.empty()) {
+        double* cs = colsum.data();
+        for (int64_t j = 0; j < cols; ++j) cs[j] += dxr[j];
+      }
     }
     for (size_t j = 0; j < colsum.size(); ++j) dbias.data[j] = static_cast<T>(colsum[j]);
   }
@@ -268,6 +333,7 @@ class CpuBackend final : public Backend<T> {
     check_loss(loss);
     const int64_t cols = logits.cols;
     double total = 0.0;
+    std::vector<double> ex;
     for (int64_t r = 0; r < logits.rows; ++r) {
       const T* x = logits.data + r * cols;
       const T* t = target.data + r * cols;
@@ -276,8 +342,10 @@ class CpuBackend final : public Backend<T> {
       double mx = -std::numeric_limits<double>::infinity();
       for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, static_cast<double>(x[j]));
       double se = 0.0, tsum = 0.0;
+      ex.resize(static_cast<size_t>(cols));  // exp(x − max), reused for the softmax below
       for (int64_t j = 0; j < cols; ++j) {
-        se += std::exp(static_cast<double>(x[j]) - mx);
+        ex[j] = std::exp(static_cast<double>(x[j]) - mx);
+        se += ex[j];
         tsum += static_cast<double>(t[j]);
       }
       const double lse = mx + std::log(se);
@@ -287,8 +355,9 @@ class CpuBackend final : public Backend<T> {
       total -= row;
       if (!dlogits.empty()) {
         T* g = dlogits.data + r * cols;  // may alias x: each entry reads x[j] before writing
+        const double inv_se = 1.0 / se;
         for (int64_t j = 0; j < cols; ++j) {
-          const double p = std::exp(static_cast<double>(x[j]) - lse);
+          const double p = ex[j] * inv_se;
           g[j] = static_cast<T>(static_cast<double>(scale) * (p * tsum - static_cast<double>(t[j])));
         }
       }
@@ -392,9 +461,14 @@ class CpuBackend final : public Backend<T> {
       return;
     }
     const T keep_scale = T(1) / (T(1) - q);
-    for (int64_t i = 0; i < n; ++i) {
-      const T u = static_cast<T>(philox_uniform(seed, stream, static_cast<uint64_t>(i)));
-      y.data[i] = x.data[i] * (u > q ? keep_scale : T(0));
+    // One Philox block gives the draws of four consecutive elements (philox_u32's layout).
+    for (int64_t i0 = 0; i0 < n; i0 += 4) {
+      const Philox4 b = philox_block(seed, stream, static_cast<uint64_t>(i0) >> 2);
+      const int64_t end = std::min<int64_t>(i0 + 4, n);
+      for (int64_t i = i0; i < end; ++i) {
+        const T u = static_cast<T>(philox_word_uniform(b.v[i & 3]));
+        y.data[i] = x.data[i] * (u > q ? keep_scale : T(0));
+      }
     }
   }
 
@@ -430,23 +504,16 @@ class CpuBackend final : public Backend<T> {
     VAE_CHECK(same_shape(params, grads) && same_shape(params, m) && same_shape(params, v),
               "adam_step: params, grads, m, v differ in shape");
     VAE_CHECK(step >= 1, "adam_step: step is 1-based");
-    const double b1 = cfg.beta1, b2 = cfg.beta2, lr = cfg.lr, wd = cfg.weight_decay;
-    const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
-    const double sqrt_bc2 = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step)));
-    const double step_size = lr / bc1;
-    const double shrink = cfg.decoupled ? 1.0 - lr * wd : 1.0;
-    for (int64_t i = 0; i < params.size(); ++i) {
-      double p = params.data[i];
-      double g = grads.data[i];
-      if (!cfg.decoupled) g += wd * p;
-      p *= shrink;
-      const double mi = b1 * static_cast<double>(m.data[i]) + (1.0 - b1) * g;
-      const double vi = b2 * static_cast<double>(v.data[i]) + (1.0 - b2) * g * g;
-      m.data[i] = static_cast<T>(mi);
-      v.data[i] = static_cast<T>(vi);
-      p -= step_size * mi / (std::sqrt(vi) / sqrt_bc2 + cfg.eps);
-      params.data[i] = static_cast<T>(p);
-    }
+    AdamScalarsD a;
+    a.b1 = cfg.beta1;
+    a.b2 = cfg.beta2;
+    a.wd = cfg.weight_decay;
+    a.eps = cfg.eps;
+    a.step_size = cfg.lr / (1.0 - std::pow(a.b1, static_cast<double>(step)));
+    a.sqrt_bc2 = std::sqrt(1.0 - std::pow(a.b2, static_cast<double>(step)));
+    a.shrink = cfg.decoupled ? 1.0 - cfg.lr * a.wd : 1.0;
+    a.decoupled = cfg.decoupled;
+    adam_update(params.data, grads.data, m.data, v.data, params.size(), a);
   }
 
   // ---- evaluation ---------------------------------------------------------------------

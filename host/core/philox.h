@@ -50,8 +50,12 @@ VAE_HD uint32_t philox_u32(uint64_t seed, uint64_t stream, uint64_t i) {
 }
 
 // Uniform in (0, 1]: never 0, so log() in Box-Muller is finite. 24 bits so float holds it exactly.
+VAE_HD float philox_word_uniform(uint32_t w) {
+  return (static_cast<float>(w >> 8) + 1.0f) * (1.0f / 16777216.0f);
+}
+
 VAE_HD float philox_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
-  return (static_cast<float>(philox_u32(seed, stream, i) >> 8) + 1.0f) * (1.0f / 16777216.0f);
+  return philox_word_uniform(philox_u32(seed, stream, i));
 }
 
 // Standard normal for element i: Box-Muller on draws 2i and 2i+1 (both in one Philox block
