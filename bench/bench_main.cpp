@@ -4,6 +4,10 @@
 //
 //   vae_gpu_bench [--device cpu|cuda] [--quick] [--json FILE] [--data DIR] [--filter SUBSTR]
 //
+// The latent-space analysis cases (K-Means Lloyd iteration, exact t-SNE) run on the
+// AnalysisOps of the same device; the CPU runs the t-SNE cases at reduced sizes (said in the
+// output).
+//
 // Timing: one warm-up call, then repeats until ~min_seconds have passed (at least 3), each
 // bracketed by Backend::synchronize(); the median is reported. Inputs of small cases are
 // rotated over enough copies to exceed the last-level cache, so each repeat reads from memory.
@@ -22,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/analysis_ops.h"
+#include "analysis/tsne.h"
 #include "backend/backend.h"
 #include "core/philox.h"
 #include "data/dataset.h"
@@ -289,6 +295,117 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
          static_cast<double>(batch), ""});
 }
 
+// ---- latent-space analysis ----------------------------------------------------------------
+// One Lloyd iteration of K-Means on ml-20m's user count in a 64-d latent space, k = 10: the
+// fused assignment + per-cluster sums (AnalysisOps::kmeans_step, x resident) and the k × d centre
+// update on the host, as kmeans() runs it. Floor: x read once.
+void kmeans_case(Bench& b, AnalysisOps& ops, bool quick) {
+  if (!b.wanted("kmeans")) return;
+  const int64_t n = 136677, d = 64;
+  const int k = 10;
+  std::vector<float> x(static_cast<size_t>(n * d));
+  for (int64_t i = 0; i < n; ++i)  // ten blobs, interleaved
+    for (int64_t t = 0; t < d; ++t)
+      x[i * d + t] = (t == i % k ? 4.0f : 0.0f) + philox_normal(42, 90, static_cast<uint64_t>(i * d + t));
+  std::vector<float> c(x.begin(), x.begin() + k * d);  // one point of each blob
+  std::vector<double> sums(static_cast<size_t>(k * d));
+  std::vector<int64_t> counts(k);
+  ops.kmeans_begin(x.data(), n, d);
+  struct End {
+    AnalysisOps& ops;
+    ~End() { ops.kmeans_end(); }
+  } end{ops};
+  const double t = b.time(
+      [&](int) {
+        ops.kmeans_step(c.data(), k, sums.data(), counts.data());
+        for (int j = 0; j < k; ++j)
+          if (counts[j] > 0)
+            for (int64_t e = 0; e < d; ++e) c[j * d + e] = static_cast<float>(sums[j * d + e] / counts[j]);
+      },
+      quick ? 0.2 : 1.0);
+  char note[96];
+  std::snprintf(note, sizeof note, "%.1f us per Lloyd iteration (assign + centre update, x resident)", t * 1e6);
+  b.add({"analysis", "kmeans iteration 136677x64 k=10", t, 4.0 * static_cast<double>(n * d), 0, static_cast<double>(n), note});
+}
+
+// A joint-probability matrix for timing t-SNE without the host's perplexity search (O(n²)
+// exponentials × ~50 bisection steps, tens of seconds at 10 000 points): fixed-bandwidth
+// Gaussian affinities of ten blobs in 10-d, symmetric, zero diagonal, summing to 1.
+std::vector<float> gaussian_joint_p(int64_t n) {
+  const int64_t d = 10;
+  std::vector<float> z(static_cast<size_t>(n * d));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < d; ++t)
+      z[i * d + t] = (t == i % d ? 6.0f : 0.0f) + philox_normal(42, 91, static_cast<uint64_t>(i * d + t));
+  std::vector<float> p(static_cast<size_t>(n * n));
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float s = 0;
+      for (int64_t t = 0; t < d; ++t) {
+        const float e = z[i * d + t] - z[j * d + t];
+        s += e * e;
+      }
+      const float v = i == j ? 0.0f : std::exp(-0.5f * s);
+      p[i * n + j] = v;
+      total += v;
+    }
+  const float inv = static_cast<float>(1.0 / total);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if (i != j) p[i * n + j] = std::max(p[i * n + j] * inv, static_cast<float>(2.220446049250313e-16));
+  return p;
+}
+
+// Exact t-SNE: one gradient (P resident; floor: P read once), and a whole 1000-iteration
+// optimisation from P (tsne_from_probabilities: P upload, gradients, host updates; floor: P read
+// per iteration). The CPU gets 2000 points under --quick and skips the whole run (one gradient
+// takes ~0.2 s at 10 000 points, so 1000 iterations would be minutes); the per-iteration line
+// then says what 1000 would cost.
+void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick) {
+  if (!b.wanted("tsne")) return;
+  const int64_t n = gpu || !quick ? 10000 : 2000;
+  const int iterations = 1000;
+  const std::vector<float> p = gaussian_joint_p(n);
+  const double p_bytes = 4.0 * static_cast<double>(n) * static_cast<double>(n);
+  std::vector<float> y(static_cast<size_t>(2 * n)), grad(static_cast<size_t>(2 * n));
+  for (int64_t t = 0; t < 2 * n; ++t) y[t] = 5.0f * philox_normal(42, 92, static_cast<uint64_t>(t));
+  {
+    ops.tsne_begin(p.data(), n);
+    struct End {
+      AnalysisOps& ops;
+      ~End() { ops.tsne_end(); }
+    } end{ops};
+    const double t = b.time([&](int) { ops.tsne_gradient(p.data(), y.data(), n, 1.0f, grad.data(), false); },
+                            quick ? 0.2 : 1.0);
+    char note[96];
+    std::snprintf(note, sizeof note, "x %d iterations = %.2f s", iterations, t * iterations);
+    b.add({"analysis", "tsne gradient " + std::to_string(n) + " points (per iteration)", t, p_bytes, 0, 0, note});
+  }
+  if (!gpu) {
+    std::cout << "(CPU: the " << n << "-point " << iterations
+              << "-iteration t-SNE run skipped; the per-iteration line estimates it)\n";
+    return;
+  }
+  TsneOptions o;
+  o.iterations = iterations;
+  o.seed = 1;
+  int ran = 0;
+  const double t = b.time([&](int) { ran = tsne_from_probabilities(ops, p, n, o).iterations; }, 0.0);
+  char note[128];
+  std::snprintf(note, sizeof note, "%d iterations run, %.3f ms per iteration (P upload included)", ran,
+                1e3 * t / std::max(ran, 1));
+  b.add({"analysis", "tsne " + std::to_string(n) + " points " + std::to_string(iterations) + " iterations", t,
+         p_bytes * ran, 0, 0, note});
+}
+
+void analysis_cases(Bench& b, bool gpu, bool quick) {
+  if (!b.wanted("kmeans") && !b.wanted("tsne")) return;
+  std::unique_ptr<AnalysisOps> ops = make_analysis_ops(gpu);
+  kmeans_case(b, *ops, quick);
+  tsne_cases(b, *ops, gpu, quick);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -362,6 +479,7 @@ int main(int argc, char** argv) {
     } else {
       std::cout << "(--quick on the CPU: ml-20m-shaped cases skipped)\n";
     }
+    analysis_cases(b, gpu, o.quick);
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << b.to_json(device_name).dump(2) << "\n";

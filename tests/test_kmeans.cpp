@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "analysis/analysis_ops.h"
@@ -281,6 +284,166 @@ TEST(KMeans, AssignTiesGoToLowerCentreAndDistancesClampAtZero) {
   EXPECT_FLOAT_EQ(d2[1], 1.0f);
   EXPECT_EQ(lab[2], 3);
   EXPECT_FLOAT_EQ(d2[2], 0.3125f);
+}
+
+// Naive nearest centre in double (first minimum) for every row.
+std::vector<int32_t> naive_labels(const std::vector<float>& x, int64_t n, int64_t d,
+                                  const std::vector<float>& c, int k) {
+  std::vector<int32_t> lab(n);
+  for (int64_t i = 0; i < n; ++i) {
+    double best = std::numeric_limits<double>::max();
+    for (int j = 0; j < k; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < d; ++t) {
+        const double e = static_cast<double>(x[i * d + t]) - c[j * d + t];
+        s += e * e;
+      }
+      if (s < best) {
+        best = s;
+        lab[i] = j;
+      }
+    }
+  }
+  return lab;
+}
+
+TEST(KMeans, StepSumsCountsAndChangesMatchANaiveLloydStep) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = make_blobs({{0, 0, 0, 0}, {9, 0, 0, 0}, {0, 9, 0, 0}, {0, 0, 9, 0}}, 70, 1.0f, 17);
+  const int k = 4;
+  // Centres near (not at) the blob centres, listed in another order than the blobs.
+  const std::vector<float> c1 = {0.5f, 8.5f, 0, 0, 1, 0, 0, 0.5f, 0, 0, 9.5f, 0, 8, 1, 0, 0};
+  const std::vector<int32_t> want1 = naive_labels(b.x, b.n, b.d, c1, k);
+  ops->kmeans_begin(b.x.data(), b.n, b.d);
+  std::vector<double> sums(k * b.d, -1.0);
+  std::vector<int64_t> counts(k, -1);
+  EXPECT_EQ(ops->kmeans_step(c1.data(), k, sums.data(), counts.data()), b.n);  // first step: all new
+  std::vector<int32_t> lab(b.n, -1);
+  ops->kmeans_step_labels(lab.data());
+  EXPECT_EQ(lab, want1);
+  for (int j = 0; j < k; ++j) {
+    EXPECT_EQ(counts[j], std::count(want1.begin(), want1.end(), j)) << "cluster " << j;
+    for (int64_t t = 0; t < b.d; ++t) {
+      double s = 0;
+      for (int64_t i = 0; i < b.n; ++i)
+        if (want1[i] == j) s += b.x[i * b.d + t];
+      EXPECT_NEAR(sums[j * b.d + t], s, 1e-9 * (1.0 + std::fabs(s))) << "cluster " << j << " column " << t;
+    }
+  }
+  // The same centres again: nothing changes. Swapping two centres relabels exactly their members.
+  EXPECT_EQ(ops->kmeans_step(c1.data(), k, sums.data(), counts.data()), 0);
+  std::vector<float> c2 = c1;
+  std::swap_ranges(c2.begin(), c2.begin() + b.d, c2.begin() + 3 * b.d);
+  const int64_t moved = std::count(want1.begin(), want1.end(), 0) + std::count(want1.begin(), want1.end(), 3);
+  ASSERT_GT(moved, 0);
+  EXPECT_EQ(ops->kmeans_step(c2.data(), k, sums.data(), counts.data()), moved);
+  ops->kmeans_step_labels(lab.data());
+  EXPECT_EQ(lab, naive_labels(b.x, b.n, b.d, c2, k));
+  // Inside the session, kmeans_assign on the session's x gives the step's labels.
+  std::vector<int32_t> assigned(b.n, -1);
+  ops->kmeans_assign(b.x.data(), b.n, b.d, c2.data(), k, assigned.data(), nullptr);
+  EXPECT_EQ(assigned, lab);
+  ops->kmeans_end();
+}
+
+TEST(KMeans, StepNeedsASession) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = three_blobs();
+  std::vector<double> sums(3 * b.d);
+  std::vector<int64_t> counts(3);
+  std::vector<int32_t> lab(b.n);
+  EXPECT_THROW(ops->kmeans_step(b.x.data(), 3, sums.data(), counts.data()), VaeError);
+  ops->kmeans_begin(b.x.data(), b.n, b.d);
+  EXPECT_THROW(ops->kmeans_step_labels(lab.data()), VaeError);  // no step yet
+  EXPECT_THROW(ops->kmeans_begin(b.x.data(), b.n, b.d), VaeError);  // sessions do not nest
+  EXPECT_EQ(ops->kmeans_step(b.x.data(), 3, sums.data(), counts.data()), b.n);
+  ops->kmeans_end();
+  EXPECT_THROW(ops->kmeans_step(b.x.data(), 3, sums.data(), counts.data()), VaeError);
+  // A new session starts from scratch: its first step counts every label again.
+  ops->kmeans_begin(b.x.data(), b.n, b.d);
+  EXPECT_EQ(ops->kmeans_step(b.x.data(), 3, sums.data(), counts.data()), b.n);
+  ops->kmeans_end();
+}
+
+// Forwards to the CPU ops and records what a device twin relies on: one session per driver
+// call, every assignment on the session's x, the session ended even when a step throws.
+class RecordingKMeansOps : public AnalysisOps {
+ public:
+  std::string name() const override { return "recording"; }
+  void kmeans_assign(const float* x, int64_t n, int64_t d, const float* c, int k, int32_t* labels,
+                     float* dist2) override {
+    ++assigns;
+    if (!open || x != x_ || n != n_ || d != d_) ++foreign_assigns;
+    cpu_->kmeans_assign(x, n, d, c, k, labels, dist2);
+  }
+  void kmeans_begin(const float* x, int64_t n, int64_t d) override {
+    ++begins;
+    open = true;
+    x_ = x;
+    n_ = n;
+    d_ = d;
+    cpu_->kmeans_begin(x, n, d);
+  }
+  void kmeans_end() override {
+    ++ends;
+    open = false;
+    cpu_->kmeans_end();
+  }
+  int64_t kmeans_step(const float* c, int k, double* sums, int64_t* counts) override {
+    ++steps;
+    if (!open) ++foreign_assigns;
+    if (throw_at_step > 0 && steps == throw_at_step) throw std::runtime_error("injected");
+    return cpu_->kmeans_step(c, k, sums, counts);
+  }
+  void kmeans_step_labels(int32_t* labels) override { cpu_->kmeans_step_labels(labels); }
+  double tsne_gradient(const float* p, const float* y, int64_t n, float ex, float* grad, bool kl) override {
+    return cpu_->tsne_gradient(p, y, n, ex, grad, kl);
+  }
+  int begins = 0, ends = 0, assigns = 0, foreign_assigns = 0, steps = 0, throw_at_step = 0;
+  bool open = false;
+
+ private:
+  const float* x_ = nullptr;
+  int64_t n_ = 0, d_ = 0;
+  std::unique_ptr<AnalysisOps> cpu_ = make_cpu_analysis_ops();
+};
+
+TEST(KMeans, DriversRunInOneSessionOnTheResidentData) {
+  const Blobs b = three_blobs();
+  KMeansOptions o;
+  o.k = 3;
+  o.n_init = 4;
+  RecordingKMeansOps rec;
+  auto cpu = make_cpu_analysis_ops();
+  const KMeansResult r = kmeans(rec, b.x, b.n, b.d, o);
+  EXPECT_EQ(rec.begins, 1);
+  EXPECT_EQ(rec.ends, 1);
+  EXPECT_FALSE(rec.open);
+  EXPECT_EQ(rec.foreign_assigns, 0);
+  EXPECT_GE(rec.steps, o.n_init * 2);  // a strict convergence needs two steps at least
+  // k-means++ with 3 trials per extra centre: 1 + 2·3 assignments per restart.
+  EXPECT_GE(rec.assigns, o.n_init * 7);
+  // Same result as the plain CPU ops.
+  const KMeansResult ref = kmeans(*cpu, b.x, b.n, b.d, o);
+  EXPECT_EQ(r.labels, ref.labels);
+  EXPECT_EQ(r.centers, ref.centers);
+  EXPECT_EQ(r.iterations, ref.iterations);
+
+  RecordingKMeansOps pp;
+  kmeans_plusplus(pp, b.x, b.n, b.d, 3, 1);
+  EXPECT_EQ(pp.begins, 1);
+  EXPECT_EQ(pp.ends, 1);
+  EXPECT_EQ(pp.foreign_assigns, 0);
+
+  RecordingKMeansOps thrower;
+  thrower.throw_at_step = 1;
+  EXPECT_THROW(kmeans_from_centers(thrower, b.x, b.n, b.d, r.centers, o), std::runtime_error);
+  EXPECT_EQ(thrower.begins, 1);
+  EXPECT_EQ(thrower.ends, 1);  // ended on the way out
+}
+
+TEST(KMeans, AnalysisOpsFactory) {
+  EXPECT_EQ(make_analysis_ops(false)->name(), "cpu");
 }
 
 // ---- cluster metrics --------------------------------------------------------------------

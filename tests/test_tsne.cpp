@@ -200,6 +200,12 @@ class RecordingOps : public AnalysisOps {
                      float* dist2) override {
     cpu_->kmeans_assign(x, n, d, c, k, labels, dist2);
   }
+  void kmeans_begin(const float* x, int64_t n, int64_t d) override { cpu_->kmeans_begin(x, n, d); }
+  void kmeans_end() override { cpu_->kmeans_end(); }
+  int64_t kmeans_step(const float* c, int k, double* sums, int64_t* counts) override {
+    return cpu_->kmeans_step(c, k, sums, counts);
+  }
+  void kmeans_step_labels(int32_t* labels) override { cpu_->kmeans_step_labels(labels); }
   double tsne_gradient(const float* p, const float* y, int64_t n, float ex, float* grad,
                        bool compute_kl) override {
     ++gradients;
@@ -247,6 +253,34 @@ TEST(Tsne, BracketsGradientsWithBeginEndForDeviceTwins) {
   EXPECT_EQ(ops.mismatches, 0);
   EXPECT_EQ(ops.begun_n, 30);
   EXPECT_EQ(ops.exaggerations, (std::set<float>{1.0f, 12.0f}));
+}
+
+TEST(Tsne, FromProbabilitiesIsTheOptimisationOfTsne) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = blobs10();
+  TsneOptions o;
+  o.iterations = 120;
+  o.exaggeration_iterations = 60;
+  o.perplexity = 12;
+  o.seed = 4;
+  const TsneResult full = tsne(*ops, b.x, 180, 10, o);
+  const std::vector<float> p = tsne_joint_probabilities(b.x, 180, 10, o.perplexity);
+  RecordingOps rec;
+  const TsneResult part = tsne_from_probabilities(rec, p, 180, o);
+  EXPECT_EQ(part.y, full.y);
+  EXPECT_EQ(part.kl_divergence, full.kl_divergence);
+  EXPECT_EQ(part.iterations, 120);
+  EXPECT_EQ(part.indices, full.indices);  // 0 … n − 1: no subsample
+  EXPECT_EQ(rec.begins, 1);
+  EXPECT_EQ(rec.ends, 1);
+  EXPECT_EQ(rec.begun_p, p.data());
+  EXPECT_EQ(rec.mismatches, 0);
+  // Another seed, another start: the result is not a constant.
+  o.seed = 5;
+  EXPECT_NE(tsne_from_probabilities(*ops, p, 180, o).y, full.y);
+  EXPECT_THROW(tsne_from_probabilities(*ops, p, 179, o), VaeError);  // P is not 179 × 179
+  o.iterations = 0;
+  EXPECT_THROW(tsne_from_probabilities(*ops, p, 180, o), UsageError);
 }
 
 TEST(Tsne, RejectsBadOptions) {

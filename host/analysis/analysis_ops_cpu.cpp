@@ -64,6 +64,51 @@ class CpuAnalysisOps final : public AnalysisOps {
     }
   }
 
+  void kmeans_begin(const float* x, int64_t n, int64_t d) override {
+    VAE_CHECK(!km_open_, "kmeans_begin: a K-Means session is already open");
+    VAE_CHECK(n >= 0 && d >= 1 && (x != nullptr || n == 0), "kmeans_begin: bad data");
+    km_x_ = x;
+    km_n_ = n;
+    km_d_ = d;
+    km_open_ = true;
+    km_stepped_ = false;
+    km_labels_.assign(static_cast<size_t>(n), -1);
+  }
+
+  void kmeans_end() override {
+    km_open_ = false;
+    km_x_ = nullptr;
+    km_labels_.clear();
+    km_labels_.shrink_to_fit();
+  }
+
+  int64_t kmeans_step(const float* c, int k, double* sums, int64_t* counts) override {
+    VAE_CHECK(km_open_, "kmeans_step outside a kmeans_begin/kmeans_end session");
+    VAE_CHECK(k >= 1, "kmeans_step: k must be at least 1");
+    const int64_t n = km_n_, d = km_d_;
+    std::vector<int32_t> lab(static_cast<size_t>(n));
+    kmeans_assign(km_x_, n, d, c, k, lab.data(), nullptr);
+    std::fill(sums, sums + static_cast<int64_t>(k) * d, 0.0);
+    std::fill(counts, counts + k, int64_t{0});
+    int64_t changed = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t l = lab[i];
+      changed += l != km_labels_[i];
+      ++counts[l];
+      const float* xi = km_x_ + i * d;
+      double* s = sums + static_cast<int64_t>(l) * d;
+      for (int64_t t = 0; t < d; ++t) s[t] += xi[t];
+    }
+    km_labels_.swap(lab);
+    km_stepped_ = true;
+    return changed;
+  }
+
+  void kmeans_step_labels(int32_t* labels) override {
+    VAE_CHECK(km_open_ && km_stepped_, "kmeans_step_labels: no kmeans_step in this session");
+    std::copy(km_labels_.begin(), km_labels_.end(), labels);
+  }
+
   double tsne_gradient(const float* p, const float* y, int64_t n, float exaggeration,
                        float* grad, bool compute_kl) override {
     VAE_CHECK(n >= 2, "tsne_gradient: need at least two points");
@@ -113,6 +158,12 @@ class CpuAnalysisOps final : public AnalysisOps {
   }
 
  private:
+  // K-Means session: the caller's x and the labels of the last step (−1 before the first).
+  const float* km_x_ = nullptr;
+  int64_t km_n_ = 0, km_d_ = 0;
+  bool km_open_ = false, km_stepped_ = false;
+  std::vector<int32_t> km_labels_;
+
   static float row_norm2(const float* v, int64_t d) {
     double s = 0.0;
     for (int64_t t = 0; t < d; ++t) s += static_cast<double>(v[t]) * v[t];
@@ -123,5 +174,9 @@ class CpuAnalysisOps final : public AnalysisOps {
 }  // namespace
 
 std::unique_ptr<AnalysisOps> make_cpu_analysis_ops() { return std::make_unique<CpuAnalysisOps>(); }
+
+std::unique_ptr<AnalysisOps> make_analysis_ops(bool use_cuda) {
+  return use_cuda ? make_cuda_analysis_ops() : make_cpu_analysis_ops();
+}
 
 }  // namespace vae

@@ -61,31 +61,41 @@ double inertia_of(const std::vector<float>& x, int64_t n, int64_t d, const std::
   return s;
 }
 
-// One Lloyd run from the given centres (sklearn's _kmeans_single_lloyd).
+// Keeps x resident in a device twin for every assignment and Lloyd step in between; ended even
+// on a throw.
+class KMeansSession {
+ public:
+  KMeansSession(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d) : ops_(ops) {
+    ops_.kmeans_begin(x.data(), n, d);
+  }
+  ~KMeansSession() { ops_.kmeans_end(); }
+  KMeansSession(const KMeansSession&) = delete;
+  KMeansSession& operator=(const KMeansSession&) = delete;
+
+ private:
+  AnalysisOps& ops_;
+};
+
+// One Lloyd run from the given centres (sklearn's _kmeans_single_lloyd), inside a session on x.
 KMeansResult lloyd(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
                    std::vector<float> centers, int k, int max_iter, double tol_abs) {
-  std::vector<int32_t> labels(n, 0), labels_old(n, -1);
+  std::vector<int32_t> labels(n, 0);
   std::vector<double> sums(static_cast<size_t>(k) * d);
   std::vector<int64_t> counts(k);
   std::vector<float> new_centers(centers.size());
   bool strict = false;
   int it = 0;
   for (; it < max_iter; ++it) {
-    ops.kmeans_assign(x.data(), n, d, centers.data(), k, labels.data(), nullptr);
-    // M-step in a fixed order with double sums: the same on every backend.
-    std::fill(sums.begin(), sums.end(), 0.0);
-    std::fill(counts.begin(), counts.end(), 0);
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t l = labels[i];
-      ++counts[l];
-      for (int64_t t = 0; t < d; ++t) sums[l * d + t] += x[i * d + t];
-    }
+    // E-step and the M-step's sums in one call, so a device twin returns only k × d numbers;
+    // the sums come in a fixed order with double accumulation on every backend.
+    const int64_t changed = ops.kmeans_step(centers.data(), k, sums.data(), counts.data());
     // Empty clusters take the points farthest from their (old) centres, farthest first, as
     // sklearn's _relocate_empty_clusters_dense; each donor cluster loses that point.
     std::vector<int> empty;
     for (int j = 0; j < k; ++j)
       if (counts[j] == 0) empty.push_back(j);
     if (!empty.empty()) {
+      ops.kmeans_step_labels(labels.data());
       std::vector<double> far(n);
       for (int64_t i = 0; i < n; ++i) far[i] = row_dist2(&x[i * d], &centers[labels[i] * d], d);
       std::vector<int64_t> order(n);
@@ -116,15 +126,19 @@ KMeansResult lloyd(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int
       }
     }
     centers.swap(new_centers);
-    if (labels == labels_old) {
+    // Relocation moves sums, never labels: "unchanged" compares the assignments themselves.
+    if (it > 0 && changed == 0) {
       strict = true;
       break;
     }
     if (shift <= tol_abs) break;
-    labels_old = labels;
   }
-  // Stopped on the shift or max_iter: one more E-step so the labels match the final centres.
-  if (!strict) ops.kmeans_assign(x.data(), n, d, centers.data(), k, labels.data(), nullptr);
+  // Converged on the labels: they are the last step's. Stopped on the shift or max_iter: one more
+  // E-step so the labels match the final centres.
+  if (strict)
+    ops.kmeans_step_labels(labels.data());
+  else
+    ops.kmeans_assign(x.data(), n, d, centers.data(), k, labels.data(), nullptr);
   KMeansResult r;
   r.k = k;
   r.d = d;
@@ -136,15 +150,16 @@ KMeansResult lloyd(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int
   return r;
 }
 
-}  // namespace
-
-std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
-                                   int64_t d, int k, uint64_t seed, uint64_t run) {
-  check_data(x, n, d, "k-means++");
+void check_k(int64_t k, int64_t n) {
   if (k < 1) throw UsageError("k-means: k must be at least 1 (got " + std::to_string(k) + ")");
   if (k > n)
     throw UsageError("k-means: k = " + std::to_string(k) + " clusters but only " +
                      std::to_string(n) + " points");
+}
+
+// k-means++ inside a session on x.
+std::vector<float> plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
+                            int k, uint64_t seed, uint64_t run) {
   PhiloxSeq rng(seed, rng_stream(RngStream::kmeans, run));
   std::vector<float> centers(static_cast<size_t>(k) * d);
   const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
@@ -186,19 +201,27 @@ std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x
   return centers;
 }
 
+}  // namespace
+
+std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
+                                   int64_t d, int k, uint64_t seed, uint64_t run) {
+  check_data(x, n, d, "k-means++");
+  check_k(k, n);
+  KMeansSession session(ops, x, n, d);
+  return plusplus(ops, x, n, d, k, seed, run);
+}
+
 KMeansResult kmeans(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
                     const KMeansOptions& o) {
   check_data(x, n, d, "k-means");
   check_options(o);
   if (o.n_init < 1) throw UsageError("k-means: n_init must be at least 1");
-  if (o.k < 1) throw UsageError("k-means: k must be at least 1 (got " + std::to_string(o.k) + ")");
-  if (o.k > n)
-    throw UsageError("k-means: k = " + std::to_string(o.k) + " clusters but only " +
-                     std::to_string(n) + " points");
+  check_k(o.k, n);
   const double tol_abs = scaled_tolerance(x, n, d, o.tol);
+  KMeansSession session(ops, x, n, d);
   KMeansResult best;
   for (int run = 0; run < o.n_init; ++run) {
-    std::vector<float> init = kmeans_plusplus(ops, x, n, d, o.k, o.seed, static_cast<uint64_t>(run));
+    std::vector<float> init = plusplus(ops, x, n, d, o.k, o.seed, static_cast<uint64_t>(run));
     KMeansResult r = lloyd(ops, x, n, d, std::move(init), o.k, o.max_iter, tol_abs);
     if (run == 0 || r.inertia < best.inertia) {  // strictly lower: ties keep the earlier run
       best = std::move(r);
@@ -220,8 +243,9 @@ KMeansResult kmeans_from_centers(AnalysisOps& ops, const std::vector<float>& x, 
   if (k > n)
     throw UsageError("k-means: k = " + std::to_string(k) + " clusters but only " +
                      std::to_string(n) + " points");
-  return lloyd(ops, x, n, d, initial_centers, static_cast<int>(k), o.max_iter,
-               scaled_tolerance(x, n, d, o.tol));
+  const double tol_abs = scaled_tolerance(x, n, d, o.tol);
+  KMeansSession session(ops, x, n, d);
+  return lloyd(ops, x, n, d, initial_centers, static_cast<int>(k), o.max_iter, tol_abs);
 }
 
 }  // namespace vae

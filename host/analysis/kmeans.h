@@ -3,7 +3,9 @@
 // the squared centre shift falls to tol × mean feature variance or max_iter, empty clusters
 // re-seeded from the points farthest from their centres. Random draws come from Philox
 // (RngStream::kmeans), so results are reproducible for a seed on every platform (they are not
-// sklearn's numbers for the same seed: the generators differ).
+// sklearn's numbers for the same seed: the generators differ). Each call below runs inside one
+// AnalysisOps K-Means session on x (kmeans_begin/kmeans_end), so a device twin uploads x once;
+// a Lloyd iteration is one AnalysisOps::kmeans_step plus the k × d centre update on the host.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -150,7 +150,21 @@ TsneResult tsne(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_
     xp = &xs;
   }
   const std::vector<float> p = tsne_joint_probabilities(*xp, m, d, o.perplexity);
+  std::vector<int32_t> indices = std::move(r.indices);
+  r = tsne_from_probabilities(ops, p, m, o);
+  r.indices = std::move(indices);
+  return r;
+}
 
+TsneResult tsne_from_probabilities(AnalysisOps& ops, const std::vector<float>& p, int64_t m,
+                                   const TsneOptions& o) {
+  VAE_CHECK(m >= 2 && static_cast<int64_t>(p.size()) == m * m,
+            "t-SNE: P is not an n × n matrix with n ≥ 2");
+  if (o.iterations < 1) throw UsageError("t-SNE: iterations must be at least 1");
+  if (o.exaggeration_iterations < 0) throw UsageError("t-SNE: exaggeration iterations must be ≥ 0");
+  TsneResult r;
+  r.indices.resize(static_cast<size_t>(m));
+  std::iota(r.indices.begin(), r.indices.end(), 0);
   r.n = m;
   r.y.resize(static_cast<size_t>(2 * m));
   const uint64_t init_stream = rng_stream(RngStream::tsne, 0);

@@ -45,6 +45,13 @@ struct TsneResult {
 TsneResult tsne(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
                 const TsneOptions& o);
 
+// The optimisation of tsne() alone, from a joint-probability matrix p (n × n, as
+// tsne_joint_probabilities returns; unchanged during the call): Y initialised from o.seed, the
+// gradients bracketed by ops.tsne_begin/tsne_end. o.perplexity and o.max_points are unused;
+// indices = 0 … n − 1. tsne() is subsample + joint probabilities + this.
+TsneResult tsne_from_probabilities(AnalysisOps& ops, const std::vector<float>& p, int64_t n,
+                                   const TsneOptions& o);
+
 // The symmetrised joint probabilities of x (n × n dense, sums to 1, zero diagonal, entries
 // clamped at machine epsilon off the diagonal) for a perplexity — sklearn's _joint_probabilities.
 std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t n, int64_t d,
