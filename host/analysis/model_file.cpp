@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -20,10 +21,33 @@ constexpr const char* kFormat = "vae_gpu-model";
 constexpr const char* kFormatVersion = "1";
 
 bool is_known_kind(const std::string& k) {
-  return k == "vae" || k == "autorec" || k == "i-autorec" || k == "multvae" || k == "cdae";
+  return k == "vae" || k == "autorec" || k == "i-autorec" || k == "multvae" || k == "cdae" || is_svd_kind(k);
 }
-// Models whose rows carry state (CDAE's user vectors) or are the input (item-based AutoRec).
-bool has_row_state(const std::string& k) { return k == "cdae" || k == "i-autorec"; }
+// Models whose rows carry state (CDAE's and SVD's user vectors) or are the input (item-based AutoRec).
+bool has_row_state(const std::string& k) { return k == "cdae" || k == "i-autorec" || is_svd_kind(k); }
+
+nlohmann::json svd_options_to_json(const SvdOptions& o) {
+  return nlohmann::json{{"factors", o.factors},   {"epochs", o.epochs},
+                        {"lr", o.lr},             {"reg", o.reg},
+                        {"init_std", o.init_std}, {"schedule", svd_schedule_name(o.schedule)},
+                        {"blocks", o.blocks},     {"device", o.cuda ? "cuda" : "cpu"}};
+}
+
+SvdOptions svd_options_from_json(const nlohmann::json& j, const std::string& kind) {
+  SvdOptions o;
+  o.plus_plus = kind == "svdpp";
+  o.factors = j.at("factors").get<int>();
+  o.epochs = j.at("epochs").get<int>();
+  o.lr = j.at("lr").get<double>();
+  o.reg = j.at("reg").get<double>();
+  o.init_std = j.at("init_std").get<double>();
+  const std::string sched = j.at("schedule").get<std::string>();
+  if (sched != "serial" && sched != "blocked") throw std::invalid_argument("unknown schedule '" + sched + "'");
+  o.schedule = sched == "serial" ? SvdSchedule::serial : SvdSchedule::blocked;
+  o.blocks = j.at("blocks").get<int>();
+  o.cuda = j.at("device").get<std::string>() == "cuda";
+  return o;
+}
 
 uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);
@@ -150,6 +174,10 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
     info.batch_size = std::stoll(meta_at(f, path, "batch_size"));
     info.seed = std::stoull(meta_at(f, path, "seed"));
     info.best_epoch = std::stoi(meta_at(f, path, "best_epoch"));
+    if (is_svd_kind(info.config.kind)) {
+      info.svd = svd_options_from_json(nlohmann::json::parse(meta_at(f, path, "svd")), info.config.kind);
+      info.ratings_split = meta_at(f, path, "ratings_split");
+    }
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
@@ -273,6 +301,8 @@ LoadedModel load_model_file(const std::string& path, Backend<float>& be, const D
   const StFile f = load_safetensors(path);
   LoadedModel lm;
   lm.info = parse_info(f, path, d);
+  if (is_svd_kind(lm.info.config.kind))
+    throw DataError(path, 0, "holds an " + lm.info.config.kind + " model, not an autoencoder (load_svd_model_file)");
   const int64_t batch = std::max<int64_t>(lm.info.batch_size, max_batch);
   try {
     lm.model = make_model<float>(be, lm.info.config, batch);
@@ -306,6 +336,231 @@ LoadedModel load_model_file(const std::string& path, Backend<float>& be, const D
   }
   be.upload_into(theta, m.param_buffer());
   return lm;
+}
+
+// ---- SVD / SVD++ ------------------------------------------------------------------------
+
+ModelFileInfo svd_model_file_info(const SvdModel& m, const Dataset& d, const std::string& ratings_split,
+                                  uint64_t seed) {
+  VAE_CHECK(m.num_users() == d.num_users() && m.num_items() == d.num_items(),
+            "svd_model_file_info: the model's shape differs from the dataset");
+  ModelFileInfo i;
+  i.config.kind = m.kind();
+  i.config.num_inputs = m.num_items();
+  i.config.num_rows = m.num_users();
+  i.config.hidden = static_cast<int>(m.factors());
+  i.config.lambda = m.options().reg;
+  i.config.rating_min = m.rating_min();
+  i.config.rating_max = m.rating_max();
+  i.protocol = "ratings";
+  i.dataset = d.name;
+  i.dataset_source = d.source;
+  i.fingerprint = d.fingerprint();
+  i.column_map.resize(static_cast<size_t>(d.num_items()));
+  std::iota(i.column_map.begin(), i.column_map.end(), 0);
+  i.row_map.resize(static_cast<size_t>(d.num_users()));
+  std::iota(i.row_map.begin(), i.row_map.end(), 0);
+  i.batch_size = 1;  // SGD: one rating per update
+  i.seed = seed;
+  i.best_epoch = m.options().epochs;
+  i.ratings_split = ratings_split;
+  i.svd = m.options();
+  return i;
+}
+
+void save_svd_model_file(const std::string& path, const SvdModel& m, const ModelFileInfo& info, const Dataset& d) {
+  VAE_CHECK(info.column_map.size() == static_cast<size_t>(m.num_items()) &&
+                info.row_map.size() == static_cast<size_t>(m.num_users()),
+            "save_svd_model_file: id maps do not match the model");
+  const SvdState st = m.state();
+  const int64_t U = m.num_users(), I = m.num_items(), F = m.factors();
+  std::vector<StTensor> tensors;
+  tensors.push_back(st_tensor_f64("global_mean", {1}, {st.mu}));
+  tensors.push_back(st_tensor_f64("user_bias", {U}, st.bu));
+  tensors.push_back(st_tensor_f64("item_bias", {I}, st.bi));
+  tensors.push_back(st_tensor_f64("user_factors", {U, F}, st.pu));
+  tensors.push_back(st_tensor_f64("item_factors", {I, F}, st.qi));
+  tensors.push_back(st_tensor_i32("user_rating_counts", {U}, st.user_counts));
+  tensors.push_back(st_tensor_i32("item_rating_counts", {I}, st.item_counts));
+  if (m.options().plus_plus) {
+    tensors.push_back(st_tensor_f64("implicit_factors", {I, F}, st.yj));
+    tensors.push_back(st_tensor_i32("implicit_items", {static_cast<int64_t>(st.implicit_items.size())},
+                                    st.implicit_items));
+  }
+  ModelConfig cfg = info.config;
+  cfg.kind = m.kind();
+  std::map<std::string, std::string> meta;
+  meta["format"] = kFormat;
+  meta["format_version"] = kFormatVersion;
+  meta["model"] = m.kind();
+  meta["config"] = config_to_json(cfg).dump();
+  meta["svd"] = svd_options_to_json(m.options()).dump();
+  meta["ratings_split"] = info.ratings_split;
+  meta["protocol"] = "ratings";
+  meta["dataset"] = info.dataset;
+  meta["dataset_source"] = info.dataset_source;
+  meta["dataset_fingerprint"] = info.fingerprint;
+  meta["input"] = nlohmann::json{{"binary", false}, {"threshold", 0.0}}.dump();
+  meta["batch_size"] = "1";
+  meta["seed"] = std::to_string(info.seed);
+  meta["best_epoch"] = std::to_string(m.options().epochs);
+  meta["column_kind"] = "item";
+  meta["columns"] = ids_json(info.column_map, d.item_ids);
+  meta["row_kind"] = "user";
+  meta["rows"] = ids_json(info.row_map, d.user_ids);
+  std::vector<const StTensor*> ts;
+  for (const auto& t : tensors) ts.push_back(&t);
+  meta["checksum"] = content_checksum(meta, ts);
+  save_safetensors(path, tensors, meta);
+}
+
+LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d) {
+  const StFile f = load_safetensors(path);
+  LoadedSvd ls;
+  ls.info = parse_info(f, path, d);
+  ModelFileInfo& info = ls.info;
+  const std::string& kind = info.config.kind;
+  if (!is_svd_kind(kind))
+    throw DataError(path, 0, "holds a " + kind + " model, not svd / svdpp");
+  const bool pp = kind == "svdpp";
+  const int64_t U = d.num_users(), I = d.num_items(), F = info.svd.factors;
+  if (F < 1 || F != info.config.hidden) throw DataError(path, 0, "the factor count in 'svd' and 'config' disagree");
+  if (info.svd.epochs < 1 || !(info.svd.lr > 0) || info.svd.reg < 0)
+    throw DataError(path, 0, "implausible SGD settings in the 'svd' metadata");
+  if (static_cast<int64_t>(info.column_map.size()) != I || static_cast<int64_t>(info.row_map.size()) != U)
+    throw DataError(path, 0, "the model covers " + std::to_string(info.row_map.size()) + " users x " +
+                                 std::to_string(info.column_map.size()) + " items, the dataset " + std::to_string(U) +
+                                 " x " + std::to_string(I));
+  // Each dataset user and item exactly once (duplicated ids in the file would break that).
+  std::vector<int32_t> row_of(static_cast<size_t>(U), -1), col_of(static_cast<size_t>(I), -1);
+  for (size_t r = 0; r < info.row_map.size(); ++r) {
+    if (row_of[info.row_map[r]] >= 0) throw DataError(path, 0, "user id listed twice in 'rows'");
+    row_of[info.row_map[r]] = static_cast<int32_t>(r);
+  }
+  for (size_t c = 0; c < info.column_map.size(); ++c) {
+    if (col_of[info.column_map[c]] >= 0) throw DataError(path, 0, "item id listed twice in 'columns'");
+    col_of[info.column_map[c]] = static_cast<int32_t>(c);
+  }
+  struct Want {
+    const char* name;
+    const char* dtype;
+    std::vector<int64_t> shape;
+  };
+  std::vector<Want> want = {{"global_mean", "F64", {1}},       {"user_bias", "F64", {U}},
+                            {"item_bias", "F64", {I}},         {"user_factors", "F64", {U, F}},
+                            {"item_factors", "F64", {I, F}},   {"user_rating_counts", "I32", {U}},
+                            {"item_rating_counts", "I32", {I}}};
+  if (pp) want.push_back({"implicit_factors", "F64", {I, F}});
+  for (const StTensor& t : f.tensors) {
+    const bool known = std::any_of(want.begin(), want.end(), [&](const Want& w) { return t.name == w.name; }) ||
+                       (pp && t.name == "implicit_items");
+    if (!known) throw DataError(path, 0, "unexpected tensor '" + t.name + "' (not a parameter of " + kind + ")");
+  }
+  auto get = [&](const Want& w) -> const StTensor& {
+    const StTensor* t = f.find(w.name);
+    if (!t) throw DataError(path, 0, std::string("missing tensor '") + w.name + "' " + shape_str(w.shape));
+    if (t->dtype != w.dtype)
+      throw DataError(path, 0, "tensor '" + t->name + "' has dtype " + t->dtype + ", expected " + w.dtype);
+    if (t->shape != w.shape)
+      throw DataError(path, 0, "tensor '" + t->name + "' has shape " + shape_str(t->shape) + ", expected " +
+                                   shape_str(w.shape));
+    return *t;
+  };
+  auto f64 = [&](size_t k) {
+    std::vector<double> v = get(want[k]).as_f64();
+    for (double x : v)
+      if (!std::isfinite(x)) throw DataError(path, 0, std::string("tensor '") + want[k].name + "' holds a non-finite value");
+    return v;
+  };
+  auto i32 = [&](size_t k) {
+    std::vector<int32_t> v = get(want[k]).as_i32();
+    for (int32_t x : v)
+      if (x < 0) throw DataError(path, 0, std::string("tensor '") + want[k].name + "' holds a negative count");
+    return v;
+  };
+  const std::vector<double> mu = f64(0), bu = f64(1), bi = f64(2), pu = f64(3), qi = f64(4);
+  const std::vector<int32_t> ucount = i32(5), icount = i32(6);
+  std::vector<double> yj;
+  if (pp) yj = f64(7);
+  // Model rows / columns → dataset order (the identity for a file written from this dataset).
+  SvdState st;
+  st.options = info.svd;
+  st.options.plus_plus = pp;
+  st.rating_min = info.config.rating_min;
+  st.rating_max = info.config.rating_max;
+  st.mu = mu[0];
+  st.bu.resize(static_cast<size_t>(U));
+  st.bi.resize(static_cast<size_t>(I));
+  st.pu.resize(static_cast<size_t>(U * F));
+  st.qi.resize(static_cast<size_t>(I * F));
+  st.user_counts.resize(static_cast<size_t>(U));
+  st.item_counts.resize(static_cast<size_t>(I));
+  if (pp) st.yj.resize(static_cast<size_t>(I * F));
+  for (int64_t u = 0; u < U; ++u) {
+    const int64_t r = row_of[u];
+    st.bu[u] = bu[r];
+    st.user_counts[u] = ucount[r];
+    std::copy(pu.begin() + r * F, pu.begin() + (r + 1) * F, st.pu.begin() + u * F);
+  }
+  for (int64_t i = 0; i < I; ++i) {
+    const int64_t c = col_of[i];
+    st.bi[i] = bi[c];
+    st.item_counts[i] = icount[c];
+    std::copy(qi.begin() + c * F, qi.begin() + (c + 1) * F, st.qi.begin() + i * F);
+    if (pp) std::copy(yj.begin() + c * F, yj.begin() + (c + 1) * F, st.yj.begin() + i * F);
+  }
+  if (pp) {
+    int64_t total = 0;
+    std::vector<int64_t> start(static_cast<size_t>(U + 1), 0);  // by model row
+    for (int64_t r = 0; r < U; ++r) start[r + 1] = start[r] + ucount[r];
+    total = start[U];
+    const std::vector<int32_t> items = get({"implicit_items", "I32", {total}}).as_i32();
+    for (int32_t c : items)
+      if (c < 0 || c >= I) throw DataError(path, 0, "tensor 'implicit_items' holds an item index out of range");
+    st.implicit_items.reserve(static_cast<size_t>(total));
+    for (int64_t u = 0; u < U; ++u) {
+      const int64_t r = row_of[u];
+      std::vector<int32_t> mine;
+      for (int64_t k = start[r]; k < start[r + 1]; ++k) mine.push_back(info.column_map[items[k]]);
+      std::sort(mine.begin(), mine.end());
+      st.implicit_items.insert(st.implicit_items.end(), mine.begin(), mine.end());
+    }
+  } else if (f.find("implicit_items")) {
+    throw DataError(path, 0, "unexpected tensor 'implicit_items' (not a parameter of svd)");
+  }
+  try {
+    ls.model = std::make_unique<SvdModel>(std::move(st));
+  } catch (const std::exception& e) {
+    throw DataError(path, 0, std::string("inconsistent SVD parameters: ") + e.what());
+  }
+  // The identity maps describe the model now that it is in dataset order.
+  std::iota(info.column_map.begin(), info.column_map.end(), 0);
+  std::iota(info.row_map.begin(), info.row_map.end(), 0);
+  return ls;
+}
+
+std::string peek_model_kind(const std::string& path) {
+  std::FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp) return "";
+  std::string kind;
+  unsigned char len_bytes[8];
+  if (std::fread(len_bytes, 1, 8, fp) == 8) {
+    uint64_t n = 0;
+    for (int b = 7; b >= 0; --b) n = (n << 8) | len_bytes[b];
+    if (n > 0 && n < (uint64_t{1} << 30)) {
+      std::string header(static_cast<size_t>(n), '\0');
+      if (std::fread(header.data(), 1, header.size(), fp) == header.size()) {
+        try {
+          const nlohmann::json j = nlohmann::json::parse(header);
+          kind = j.at("__metadata__").at("model").get<std::string>();
+        } catch (const std::exception&) {
+          kind.clear();
+        }
+      }
+    }
+  }
+  std::fclose(fp);
+  return kind;
 }
 
 }  // namespace vae

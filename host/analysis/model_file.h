@@ -8,6 +8,14 @@
 //   input (JSON {"binary", "threshold"}: how a rating row becomes model input), batch_size,
 //   seed, best_epoch, and checksum (FNV-1a over the other metadata and every tensor's name,
 //   dtype, shape and bytes), so a flipped byte anywhere in the file is refused.
+// SVD / SVD++ (model "svd" / "svdpp") use the same container, checksum and metadata (config with
+// num_inputs = items, num_rows = users, hidden = factors, lambda = reg; columns = item ids, rows
+// = user ids; batch_size 1; input {binary false, threshold 0}) plus "svd" (JSON: factors, epochs,
+// lr, reg, init_std, schedule, blocks, device) and "ratings_split" ("random" 90/10 from seed, or
+// the ml-100k fold), with F64 tensors global_mean [1], user_bias [users], item_bias [items],
+// user_factors [users, f], item_factors [items, f], SVD++'s implicit_factors [items, f], and I32
+// user_rating_counts [users], item_rating_counts [items] (who is known to the model) and SVD++'s
+// implicit_items [training ratings] (each user's N(u), model column indices, user by user).
 // Popularity and EASE have no trained parameters (EASE's item-item matrix is a closed-form fit
 // that takes seconds): no file is written for them; `recommend --model ease` refits instead.
 #pragma once
@@ -21,6 +29,7 @@
 #include "backend/backend.h"
 #include "data/dataset.h"
 #include "models/model.h"
+#include "models/svd.h"
 
 namespace vae {
 
@@ -39,6 +48,9 @@ struct ModelFileInfo {
   int64_t batch_size = 64;
   uint64_t seed = 1;
   int best_epoch = 0;
+  // SVD / SVD++ only: the ratings split trained on and the SGD settings.
+  std::string ratings_split;
+  SvdOptions svd;
 };
 
 struct LoadedModel {
@@ -78,5 +90,25 @@ ModelFileInfo read_model_file_info(const std::string& path, const Dataset& d);
 // and a dataset other than the one the model was trained on (says which one that was).
 LoadedModel load_model_file(const std::string& path, Backend<float>& be, const Dataset& d,
                             int64_t max_batch = 0);
+
+// ---- SVD / SVD++ ------------------------------------------------------------------------
+
+struct LoadedSvd {
+  ModelFileInfo info;
+  std::unique_ptr<SvdModel> model;  // in the dataset's user and item order
+};
+
+// The info of a trained SVD model (ratings_split: "random" or the ml-100k fold it used).
+ModelFileInfo svd_model_file_info(const SvdModel& m, const Dataset& d, const std::string& ratings_split,
+                                  uint64_t seed);
+// Writes model.safetensors for an SVD / SVD++ model atomically; DataError on I/O failure.
+void save_svd_model_file(const std::string& path, const SvdModel& m, const ModelFileInfo& info, const Dataset& d);
+// Refuses (DataError(path, 0, problem)) everything load_model_file refuses, an autoencoder file,
+// and tensors that are missing, extra, mis-typed, mis-shaped or non-finite.
+LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d);
+
+// The "model" entry of a model file's metadata, read from the header alone; "" when the file is
+// not a readable safetensors file (the full loaders then say what is wrong).
+std::string peek_model_kind(const std::string& path);
 
 }  // namespace vae

@@ -86,6 +86,12 @@ std::string fmt_score(float v) {
   return buf;
 }
 
+UsageError no_such_user(const Dataset& d, const std::string& user_id) {
+  return UsageError("no user '" + user_id + "' in " + d.name + " (user ids run from " +
+                    (d.user_ids.empty() ? std::string("-") : d.user_ids.front()) + " to " +
+                    (d.user_ids.empty() ? std::string("-") : d.user_ids.back()) + ")");
+}
+
 }  // namespace
 
 bool model_has_latent(const std::string& kind) { return kind == "vae" || kind == "multvae"; }
@@ -354,9 +360,7 @@ std::vector<RecommendResult> Recommender::for_users(const std::vector<int32_t>& 
 RecommendResult Recommender::for_user(const std::string& user_id, const RecommendOptions& o) {
   const Dataset& d = impl_->d;
   const int64_t u = d.find_user(user_id);
-  if (u < 0) throw UsageError("no user '" + user_id + "' in " + d.name + " (user ids run from " +
-                              (d.user_ids.empty() ? std::string("-") : d.user_ids.front()) + " to " +
-                              (d.user_ids.empty() ? std::string("-") : d.user_ids.back()) + ")");
+  if (u < 0) throw no_such_user(d, user_id);
   RecommendResult r = impl_->for_users({static_cast<int32_t>(u)}, o).front();
   const int64_t rated = d.ratings.row_nnz(u);
   if (r.popularity_fallback) {
@@ -431,21 +435,25 @@ RecommendResult Recommender::for_ratings(const std::string& spec, const Recommen
   return r;
 }
 
-Recommender::AllUsersSummary Recommender::write_all_users_csv(const std::string& path, const RecommendOptions& o) {
-  Impl& p = *impl_;
+namespace {
+
+// CSV "user_id,rank,item_id,score" for every dataset user via for_users on slices of users,
+// streamed to path.tmp and renamed at the end.
+template <typename ForUsers>
+Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Dataset& d, int64_t slice,
+                                            const ForUsers& for_users) {
   const std::string tmp = path + ".tmp";
-  AllUsersSummary s;
+  Recommender::AllUsersSummary s;
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) throw DataError(tmp, 0, "cannot open for writing");
     f << "user_id,rank,item_id,score\n";
     // Slices of users keep host memory at slice × top results, whatever the number of users.
-    const int64_t slice = std::max<int64_t>(p.batch, 4096);
-    for (int64_t u0 = 0; u0 < p.d.num_users(); u0 += slice) {
-      const int64_t n = std::min(slice, p.d.num_users() - u0);
+    for (int64_t u0 = 0; u0 < d.num_users(); u0 += slice) {
+      const int64_t n = std::min(slice, d.num_users() - u0);
       std::vector<int32_t> us(static_cast<size_t>(n));
       std::iota(us.begin(), us.end(), static_cast<int32_t>(u0));
-      const std::vector<RecommendResult> rs = p.for_users(us, o);
+      const std::vector<RecommendResult> rs = for_users(us);
       std::string buf;
       for (const RecommendResult& r : rs) {
         ++s.users;
@@ -465,6 +473,128 @@ Recommender::AllUsersSummary Recommender::write_all_users_csv(const std::string&
   std::filesystem::rename(tmp, path, ec);
   if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
   return s;
+}
+
+}  // namespace
+
+Recommender::AllUsersSummary Recommender::write_all_users_csv(const std::string& path, const RecommendOptions& o) {
+  Impl& p = *impl_;
+  return write_recs_csv(path, p.d, std::max<int64_t>(p.batch, 4096),
+                        [&](const std::vector<int32_t>& us) { return p.for_users(us, o); });
+}
+
+// ---- SVD / SVD++ -----------------------------------------------------------------------
+
+SvdRecommender::SvdRecommender(const SvdModel& model, const Dataset& d) : m_(model), d_(d) {
+  VAE_CHECK(model.num_users() == d.num_users() && model.num_items() == d.num_items(),
+            "SvdRecommender: the model's shape differs from the dataset");
+}
+
+RecommendResult SvdRecommender::top_of(const std::vector<float>& scores, const std::vector<int32_t>& exclude,
+                                       int k) const {
+  std::vector<char> skip(scores.size(), 0);
+  for (int32_t i : exclude) skip[static_cast<size_t>(i)] = 1;
+  std::vector<int32_t> cand;
+  cand.reserve(scores.size());
+  for (size_t i = 0; i < scores.size(); ++i)
+    if (!skip[i]) cand.push_back(static_cast<int32_t>(i));
+  const size_t n = std::min(cand.size(), static_cast<size_t>(k));
+  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(n), cand.end(), [&](int32_t a, int32_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  RecommendResult r;
+  for (size_t j = 0; j < n; ++j) {
+    Recommendation rec;
+    rec.rank = static_cast<int>(j) + 1;
+    rec.item = cand[j];
+    rec.item_id = d_.item_ids[rec.item];
+    if (d_.has_titles()) rec.title = d_.titles[rec.item];
+    rec.score = scores[rec.item];
+    r.items.push_back(std::move(rec));
+  }
+  return r;
+}
+
+std::vector<RecommendResult> SvdRecommender::for_users(const std::vector<int32_t>& users,
+                                                       const RecommendOptions& o) const {
+  if (o.top < 1) throw UsageError("--top must be at least 1");
+  const int k = static_cast<int>(std::min<int64_t>(o.top, d_.num_items()));
+  std::vector<RecommendResult> out;
+  out.reserve(users.size());
+  std::vector<float> scores;
+  std::vector<int32_t> rated;
+  for (int32_t u : users) {
+    VAE_CHECK(u >= 0 && u < d_.num_users(), "SvdRecommender: user index out of range");
+    m_.score_items(u, scores);
+    rated.clear();
+    if (!o.include_rated)
+      rated.assign(d_.ratings.indices.begin() + d_.ratings.indptr[u], d_.ratings.indices.begin() + d_.ratings.indptr[u + 1]);
+    RecommendResult r = top_of(scores, rated, k);
+    r.user_id = d_.user_ids[u];
+    r.input_ratings = m_.user_ratings(u);
+    r.popularity_fallback = !m_.user_known(u);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+RecommendResult SvdRecommender::for_user(const std::string& user_id, const RecommendOptions& o) const {
+  const int64_t u = d_.find_user(user_id);
+  if (u < 0) throw no_such_user(d_, user_id);
+  RecommendResult r = for_users({static_cast<int32_t>(u)}, o).front();
+  if (r.popularity_fallback)
+    r.notes.push_back("user " + user_id + " has no training ratings: ranked by mu + b_i (Surprise's estimate for an unknown user)");
+  return r;
+}
+
+RecommendResult SvdRecommender::for_ratings(const std::string& spec, const RecommendOptions& o) const {
+  if (o.top < 1) throw UsageError("--top must be at least 1");
+  const int k = static_cast<int>(std::min<int64_t>(o.top, d_.num_items()));
+  FoldinRatings f = parse_foldin_ratings(spec, d_);
+  std::vector<std::string> warnings = f.warnings;
+  std::vector<std::pair<int32_t, float>> known;
+  std::vector<int32_t> given;
+  for (const auto& [item, rating] : f.ratings) {
+    given.push_back(item);
+    if (m_.item_known(item)) known.emplace_back(item, rating);
+    else warnings.push_back("item " + d_.item_ids[item] + " has no training ratings in the model; ignored");
+  }
+  const auto [bu, v] = m_.fold_in(known);
+  std::vector<float> scores;
+  m_.score_with(bu, v, scores);
+  RecommendResult r = top_of(scores, o.include_rated ? std::vector<int32_t>{} : given, k);
+  r.warnings = std::move(warnings);
+  r.input_ratings = static_cast<int64_t>(known.size());
+  if (known.empty()) {
+    r.popularity_fallback = true;
+    r.notes.push_back("no usable ratings given: ranked by mu + b_i (Surprise's estimate for an unknown user)");
+  } else {
+    r.notes.push_back("folded in " + std::to_string(known.size()) + " rating(s): b_u and p_u from " +
+                      std::to_string(m_.options().epochs) + " SGD passes over them with the item parameters fixed");
+  }
+  return r;
+}
+
+Recommender::AllUsersSummary SvdRecommender::write_all_users_csv(const std::string& path,
+                                                                 const RecommendOptions& o) const {
+  return write_recs_csv(path, d_, 4096, [&](const std::vector<int32_t>& us) { return for_users(us, o); });
+}
+
+Embeddings svd_user_embeddings(const SvdModel& m, const Dataset& d) {
+  VAE_CHECK(m.num_users() == d.num_users(), "svd_user_embeddings: the model's users differ from the dataset");
+  Embeddings e;
+  e.users = iota32(d.num_users());
+  e.dim = m.factors();
+  e.z.assign(static_cast<size_t>(d.num_users() * e.dim), 0.0f);
+  for (int64_t u = 0; u < d.num_users(); ++u) {
+    if (!m.user_known(u)) {
+      ++e.empty_inputs;
+      continue;
+    }
+    const std::vector<double> v = m.user_vector(u);
+    for (int64_t f = 0; f < e.dim; ++f) e.z[u * e.dim + f] = static_cast<float>(v[f]);
+  }
+  return e;
 }
 
 std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading) {

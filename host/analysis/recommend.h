@@ -16,6 +16,7 @@
 #include "backend/backend.h"
 #include "data/dataset.h"
 #include "models/model.h"
+#include "models/svd.h"
 
 namespace vae {
 
@@ -82,6 +83,26 @@ class Recommender {
 // then the list's "Genre Counts" (format_genre_counts).
 std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading);
 
+// Recommendations from an SVD / SVD++ model (host code; the model is in dataset order): scores
+// are the unclipped estimates μ + b_u + b_i + q_iᵀ p_u (+ SVD++'s implicit term), so ties at the
+// top of the rating scale keep their order; items unknown to the model score μ + b_u, and users
+// without training ratings are ranked by μ + b_i (a note says so; popularity_fallback is set).
+// Top-k ties go to the lower item index. New users are folded in with SvdModel::fold_in.
+class SvdRecommender {
+ public:
+  SvdRecommender(const SvdModel& model, const Dataset& d);
+  RecommendResult for_user(const std::string& user_id, const RecommendOptions& o) const;
+  RecommendResult for_ratings(const std::string& spec, const RecommendOptions& o) const;
+  std::vector<RecommendResult> for_users(const std::vector<int32_t>& users, const RecommendOptions& o) const;
+  // Same CSV and atomic write as Recommender::write_all_users_csv.
+  Recommender::AllUsersSummary write_all_users_csv(const std::string& path, const RecommendOptions& o) const;
+
+ private:
+  RecommendResult top_of(const std::vector<float>& scores, const std::vector<int32_t>& exclude, int k) const;
+  const SvdModel& m_;
+  const Dataset& d_;
+};
+
 // Latent codes of dataset users (all when users is empty) for VAE-type models (vae, multvae):
 // n × L μ (sample = false) or z = μ + ε·σ with ε from Philox (seed, RngStream::eps); logvar (n × L)
 // when asked. UsageError for models without a latent space.
@@ -94,6 +115,10 @@ struct Embeddings {
 };
 Embeddings encode_users(Backend<float>& be, Model<float>& model, const ModelFileInfo& info, const Dataset& d,
                         bool sample, bool want_logvar, std::vector<int32_t> users = {});
+
+// The SVD user vectors (p_u, SVD++: p_u + |N(u)|^−½ Σ y_j) of every dataset user as float
+// embeddings; users without training ratings get zeros and count as empty_inputs.
+Embeddings svd_user_embeddings(const SvdModel& model, const Dataset& d);
 
 bool model_has_latent(const std::string& kind);
 

@@ -4,12 +4,11 @@
 #include <cmath>
 #include <iomanip>
 #include <ostream>
+#include <sstream>
 
-#include "models/svd.h"
+#include "core/error.h"
 
 namespace vae {
-
-bool is_svd_kind(const std::string& kind) { return kind == "svd" || kind == "svdpp"; }
 
 namespace {
 
@@ -17,13 +16,15 @@ struct FoldOutcome {
   RatingErrors err;
   double seconds = 0;
   std::vector<EpochRecord> history;
+  std::unique_ptr<SvdModel> model;
 };
 
 FoldOutcome run_fold(const Dataset& d, const RatingsSplit& s, const SvdOptions& so, bool quiet, std::ostream& log) {
   using Clock = std::chrono::steady_clock;
   FoldOutcome out;
   const auto t0 = Clock::now();
-  SvdModel m(s.train, d.rating_min, d.rating_max, so);
+  out.model = std::make_unique<SvdModel>(s.train, d.rating_min, d.rating_max, so);
+  SvdModel& m = *out.model;
   auto last = Clock::now();
   m.fit([&](int epoch, double train_rmse) {
     EpochRecord r;
@@ -36,11 +37,13 @@ FoldOutcome run_fold(const Dataset& d, const RatingsSplit& s, const SvdOptions& 
     last = Clock::now();
     r.test_loss = e.rmse;
     r.metrics = {{"rmse", e.rmse}, {"mae", e.mae}};
-    if (!quiet)
-      log << std::fixed << std::setprecision(4) << "Epoch [" << epoch << "/" << so.epochs << "] train-rmse "
-          << train_rmse << " test-rmse " << e.rmse << " MAE " << e.mae << std::setprecision(2) << " ("
-          << r.train_seconds << " s)\n"
-          << std::defaultfloat;
+    if (!quiet) {
+      std::ostringstream line;  // its own stream: the log's precision stays as the caller set it
+      line << std::fixed << std::setprecision(4) << "Epoch [" << epoch << "/" << so.epochs << "] train-rmse "
+           << train_rmse << " test-rmse " << e.rmse << " MAE " << e.mae << std::setprecision(2) << " ("
+           << r.train_seconds << " s)\n";
+      log << line.str();
+    }
     out.history.push_back(r);
   });
   out.err = m.evaluate(s.test);
@@ -50,11 +53,20 @@ FoldOutcome run_fold(const Dataset& d, const RatingsSplit& s, const SvdOptions& 
 
 }  // namespace
 
-TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream& log) {
+RatingsSplit svd_ratings_split(const Dataset& d, const std::string& split, uint64_t seed, const std::string& data_dir) {
+  if (split == "random") return split_ratings_random(d, kSvdTestFraction, seed);
+  return split_ratings_ml100k_fold(d, data_dir.empty() ? d.source : data_dir, split);
+}
+
+SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig& rc, std::ostream& log) {
   const std::string kind = opt.model.kind;
   VAE_CHECK(is_svd_kind(kind), "run_svd_experiment: not an SVD model");
   if (opt.protocol != "ratings") throw UsageError(kind + " predicts ratings: use --protocol ratings");
   if (opt.epochs < 1) throw UsageError("--epochs must be at least 1");
+  if (rc.cuda && rc.schedule != SvdSchedule::blocked)
+    throw UsageError("the serial (Surprise-order) SGD runs on the CPU only: drop --svd-schedule serial or use --device cpu");
+  if (rc.blocks != 0 && rc.schedule != SvdSchedule::blocked)
+    throw UsageError("--svd-blocks belongs to the blocked schedule (--svd-schedule blocked)");
   SvdOptions so;
   so.plus_plus = kind == "svdpp";
   so.factors = opt.model.hidden;
@@ -62,23 +74,37 @@ TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream&
   so.lr = opt.adam.lr;
   if (opt.model.lambda >= 0) so.reg = opt.model.lambda;
   so.seed = opt.seed;
+  so.schedule = rc.schedule;
+  so.blocks = rc.blocks;
+  so.cuda = rc.cuda;
 
-  TrainResult res;
+  SvdRun run;
+  TrainResult& res = run.result;
   res.model = kind;
   res.protocol = "ratings";
-  res.device = "cpu";  // serial SGD in Surprise's order (the GPU schedule is future work)
+  res.device = rc.cuda ? "cuda" : "cpu";
   res.dataset = d.name;
+  res.seed = opt.seed;
+  res.batch_size = 1;
   std::vector<RatingsSplit> splits;
   if (opt.folds >= 2) {
     for (int f = 0; f < opt.folds; ++f) splits.push_back(split_ratings_kfold(d, opt.folds, f, opt.seed));
-  } else if (opt.ratings_split == "random") {
-    splits.push_back(split_ratings_random(d, 0.1, opt.seed));
   } else {
-    splits.push_back(split_ratings_ml100k_fold(d, opt.data_dir.empty() ? d.source : opt.data_dir, opt.ratings_split));
+    run.ratings_split = opt.ratings_split;
+    splits.push_back(svd_ratings_split(d, opt.ratings_split, opt.seed, opt.data_dir));
   }
+  std::string schedule = svd_schedule_name(rc.schedule);
+  if (rc.schedule == SvdSchedule::blocked) {
+    const int b = rc.blocks > 0 ? rc.blocks : default_svd_blocks(d.num_users(), d.num_items());
+    schedule += " SGD, B = " + std::to_string(b) + " blocks";
+  } else {
+    schedule += " SGD in Surprise's order";
+  }
+  res.note = schedule;
   if (!opt.quiet)
-    log << "Training " << kind << " on cpu (" << (so.plus_plus ? "SVD++" : "SVD") << ", Surprise defaults unless set): "
-        << d.num_users() << " users x " << d.num_items() << " items, " << splits.size() << " split(s)\n";
+    log << "Training " << kind << " on " << res.device << " (" << (so.plus_plus ? "SVD++" : "SVD") << ", " << schedule
+        << ", Surprise defaults unless set): " << d.num_users() << " users x " << d.num_items() << " items, "
+        << splits.size() << " split(s)\n";
   std::vector<double> rmse, mae, secs;
   for (size_t f = 0; f < splits.size(); ++f) {
     if (!opt.quiet && splits.size() > 1) log << "Fold " << f + 1 << "/" << splits.size() << " (" << splits[f].description << ")\n";
@@ -86,7 +112,11 @@ TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream&
     rmse.push_back(o.err.rmse);
     mae.push_back(o.err.mae);
     secs.push_back(o.seconds);
-    if (f == 0) res.history = o.history;  // metrics.csv: the first fold's curve
+    if (f == 0) {
+      res.history = o.history;  // metrics.csv: the first fold's curve
+      res.num_params = o.model->num_params();
+    }
+    if (splits.size() == 1) run.model = std::move(o.model);
   }
   auto mean = [](const std::vector<double>& v) {
     double s = 0;
@@ -105,10 +135,11 @@ TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream&
     res.metrics.push_back({"rmse_std", stdev(rmse)});
     res.metrics.push_back({"mae_std", stdev(mae)});
     if (!opt.quiet) {
-      log << std::fixed << std::setprecision(4) << kind << " " << splits.size() << "-fold: RMSE " << mean(rmse) << " ± "
-          << stdev(rmse) << ", MAE " << mean(mae) << " ± " << stdev(mae) << std::setprecision(1) << ", " << mean(secs)
-          << " s per fold\n"
-          << std::defaultfloat;
+      std::ostringstream line;
+      line << std::fixed << std::setprecision(4) << kind << " " << splits.size() << "-fold: RMSE " << mean(rmse)
+           << " ± " << stdev(rmse) << ", MAE " << mean(mae) << " ± " << stdev(mae) << std::setprecision(1) << ", "
+           << mean(secs) << " s per fold\n";
+      log << line.str();
     }
     res.eval_set = std::to_string(splits.size()) + "-fold cross-validation";
   } else {
@@ -120,7 +151,35 @@ TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream&
   res.epoch_seconds_median = res.train_seconds / static_cast<double>(splits.size() * static_cast<size_t>(opt.epochs));
   res.train_rows = d.num_users();
   res.eval_rows = d.num_users();
-  return res;
+  return run;
+}
+
+TrainResult evaluate_svd_model(const Dataset& d, const SvdModel& m, const std::string& split, uint64_t seed,
+                               const std::string& data_dir, const std::string& file) {
+  const RatingsSplit s = svd_ratings_split(d, split, seed, data_dir);
+  if (!m.trained_on(s.train))
+    throw DataError(file, 0, "the model's training ratings differ from the '" + split + "' split (seed " +
+                                 std::to_string(seed) + ") of " + d.name + ": cannot evaluate it on that split");
+  TrainResult r;
+  r.model = m.kind();
+  r.protocol = "ratings";
+  r.device = "cpu";
+  r.dataset = d.name;
+  r.seed = seed;
+  r.batch_size = 1;
+  r.best_epoch = m.options().epochs;
+  r.num_params = m.num_params();
+  const RatingErrors e = m.evaluate(s.test);
+  r.metrics = {{"rmse", e.rmse}, {"mae", e.mae}};
+  EpochRecord rec;
+  rec.epoch = 0;
+  rec.test_loss = e.rmse;
+  rec.metrics = r.metrics;
+  r.history.push_back(rec);
+  r.eval_set = s.description + " (" + std::to_string(s.test.nnz()) + " test ratings)";
+  r.train_rows = d.num_users();
+  r.eval_rows = d.num_users();
+  return r;
 }
 
 }  // namespace vae

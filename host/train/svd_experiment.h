@@ -2,15 +2,40 @@
 // k-fold cross-validation reporting mean ± std like Surprise's benchmark table.
 #pragma once
 #include <iosfwd>
+#include <memory>
+#include <string>
 
+#include "models/svd.h"
 #include "train/trainer.h"
 
 namespace vae {
 
-bool is_svd_kind(const std::string& kind);
+// The held-out share of the random ratings split (as the autoencoders' ratings protocol).
+inline constexpr double kSvdTestFraction = 0.1;
+
+struct SvdRunConfig {
+  SvdSchedule schedule = SvdSchedule::serial;
+  int blocks = 0;     // blocked: B (0 = default_svd_blocks)
+  bool cuda = false;  // blocked schedule on the GPU
+};
+
+struct SvdRun {
+  TrainResult result;
+  std::unique_ptr<SvdModel> model;  // the single split's model; null with k-fold (k models)
+  std::string ratings_split;        // "random" or the ml-100k fold, for the model file
+};
 
 // opt.model: hidden = factors (0 = default), lambda = reg (< 0 = 0.02); opt.adam.lr = SGD
 // learning rate (0 = default); opt.folds ≥ 2 runs k-fold cross-validation.
-TrainResult run_svd_experiment(const Dataset& d, TrainOptions opt, std::ostream& log);
+SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig& rc, std::ostream& log);
+
+// The split a model was trained on: "random" (kSvdTestFraction from seed) or an ml-100k fold
+// "1".."5", "a", "b" read from data_dir.
+RatingsSplit svd_ratings_split(const Dataset& d, const std::string& split, uint64_t seed, const std::string& data_dir);
+
+// A stored model evaluated on the split it names (file: for messages). DataError when the split
+// does not reproduce the model's training ratings.
+TrainResult evaluate_svd_model(const Dataset& d, const SvdModel& m, const std::string& split, uint64_t seed,
+                               const std::string& data_dir, const std::string& file);
 
 }  // namespace vae
