@@ -97,6 +97,11 @@ class CudaBackend final : public Backend<float> {
   }
 
   std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return cuda_device_name(); }
+  bool memory_info(size_t& free_bytes, size_t& total_bytes) override {
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return true;
+  }
 
   // ---- memory -------------------------------------------------------------------------
   Buffer alloc_bytes(size_t bytes) override {
@@ -150,7 +155,8 @@ class CudaBackend final : public Backend<float> {
     if (code != cuda::kErrNone) {
       CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), stream_.get()));  // stays usable
       CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
-      throw VaeError(std::string("cuda backend: ") + cuda::device_error_message(code) +
+      const char* what = code == cuda::kErrSparseRowRange ? cuda::sparse_error_message() : cuda::device_error_message(code);
+      throw VaeError(std::string("cuda backend: ") + what +
                      " (found on the device by an earlier op; reported at this synchronisation)");
     }
   }
@@ -282,6 +288,30 @@ class CudaBackend final : public Backend<float> {
     cuda::csr_rows_to_dense(ctx_, csr, rows.data, y.data, y.rows);
   }
 
+  // ---- sparse first layer -------------------------------------------------------------
+  void csr_row_norms(CsrView<float> csr, CMat<int32_t> rows, Mat<float> norms) override {
+    const int64_t n = rows.size();
+    check_index_vector(rows, n, "csr_row_norms");
+    VAE_CHECK(norms.size() == n && (norms.cols == 1 || norms.rows == 1 || n == 0),
+              "csr_row_norms: norms must be n x 1");
+    cuda::csr_row_norms(ctx_, csr, rows.data, n, norms.data);
+  }
+
+  void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {
+    const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_forward");
+    VAE_CHECK(w.cols == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
+    VAE_CHECK(y.rows == a.n && y.cols == w.rows, "csr_linear_forward: y must be n x w.rows");
+    cuda::csr_linear_forward(ctx_, a, w.data, w.rows, y.data);
+  }
+
+  void csr_linear_weight_grad(const CsrBatch<float>& x, CMat<float> dy, Mat<float> dw) override {
+    const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_weight_grad");
+    VAE_CHECK(dy.rows == a.n, "csr_linear_weight_grad: dy must have one row per batch row");
+    VAE_CHECK(dw.rows == dy.cols && dw.cols == x.csr.cols,
+              "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
+    cuda::csr_linear_weight_grad(ctx_, a, dy.data, dy.cols, dw.data);
+  }
+
   // ---- optimiser ----------------------------------------------------------------------
   void adam_step(Mat<float> params, CMat<float> grads, Mat<float> m, Mat<float> v, const AdamConfig& cfg,
                  int64_t step) override {
@@ -342,6 +372,28 @@ class CudaBackend final : public Backend<float> {
   }
 
  private:
+  // The host-side checks of a CsrBatch (the oracle's), and its dropout factor computed as
+  // dropout() computes it.
+  static cuda::CsrBatchArgs batch_args(const CsrBatch<float>& x, const char* what) {
+    const int64_t n = x.n();
+    check_index_vector(x.rows, n, what);
+    VAE_CHECK(x.norms.empty() || (x.norms.size() == n && (x.norms.cols == 1 || x.norms.rows == 1)),
+              std::string(what) + ": norms must be n x 1 or empty");
+    VAE_CHECK(x.dropout >= 0.0f && x.dropout <= 1.0f, std::string(what) + ": dropout rate must lie in [0, 1]");
+    cuda::CsrBatchArgs a;
+    a.csr = x.csr;
+    a.rows = x.rows.data;
+    a.n = n;
+    a.norms = x.norms.empty() ? nullptr : x.norms.data;
+    a.dropout = x.dropout > 0.0f;
+    a.drop_all = x.dropout >= 1.0f;
+    a.q = x.dropout;
+    a.keep_scale = a.drop_all ? 0.0f : 1.0f / (1.0f - x.dropout);
+    a.seed = x.seed;
+    a.stream = x.stream;
+    return a;
+  }
+
   std::unique_ptr<CUstream_st, StreamDeleter> stream_;
   std::unique_ptr<cublasContext, BlasDeleter> blas_;
   Buffer scratch_;

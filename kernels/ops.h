@@ -30,6 +30,7 @@ enum DeviceError : int {
   kErrTopkExcludeRange,
   kErrHeldoutTargetRange,
   kErrRatingTargetRange,
+  kErrSparseRowRange,  // csr_row_norms / csr_linear_forward / csr_linear_weight_grad
 };
 const char* device_error_message(int code);
 
@@ -84,6 +85,26 @@ void multinomial_nll(const OpContext& c, const float* logits, const float* targe
                      int64_t cols, float scale, float* dlogits, float* loss);
 void l2_normalize_rows(const OpContext& c, const float* x, float* y, int64_t rows, int64_t cols);
 void csr_rows_to_dense(const OpContext& c, CsrView<float> csr, const int32_t* rows, float* y, int64_t n);
+
+// ---- sparse first layer (ops_sparse.cu) ------------------------------------------------------
+// A CsrBatch on the device, its dropout factor worked out on the host as dropout() does.
+struct CsrBatchArgs {
+  CsrView<float> csr;
+  const int32_t* rows = nullptr;  // n batch rows
+  int64_t n = 0;
+  const float* norms = nullptr;   // n divisors, or nullptr
+  bool dropout = false;           // q > 0
+  bool drop_all = false;          // q ≥ 1: v · 0
+  float q = 0.0f, keep_scale = 1.0f;
+  uint64_t seed = 0, stream = 0;
+};
+void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, float* norms);
+// y (n × h) = X · Wᵀ, w h × csr.cols.
+void csr_linear_forward(const OpContext& c, const CsrBatchArgs& x, const float* w, int64_t h, float* y);
+// dw (h × csr.cols) = dyᵀ · X, dy n × h; every entry of dw written.
+void csr_linear_weight_grad(const OpContext& c, const CsrBatchArgs& x, const float* dy, int64_t h, float* dw);
+// Message of kErrSparseRowRange (ops_eval.cu's device_error_message covers the older codes).
+const char* sparse_error_message();
 
 // ---- evaluation (ops_eval.cu) --------------------------------------------------------------
 // Throws VaeError when k (or the exclusion bitmap of m columns) needs more shared memory than

@@ -235,7 +235,10 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   const std::string m = " " + kData + " --model-file " + model();
   for (const std::string& args : {"recommend" + m, "recommend --user 1 --all-users" + m, "recommend --all-users" + m,
                                   "recommend --user nosuchuser" + m, "recommend --user 1 --top 0" + m, "embed" + m,
-                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m}) {
+                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m,
+                                  // a stored model is evaluated, never silently replaced by a new one
+                                  "train --model svd" + m, "train --model autorec" + m,
+                                  "train --protocol ratings --folds 3" + m}) {
     const CmdResult r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
   }

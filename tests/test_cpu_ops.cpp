@@ -587,6 +587,149 @@ TEST_F(CpuOps, CsrRowsToDense) {
   EXPECT_THROW(be->csr_rows_to_dense(ct.view(), up_idx({3, 0, 1}).cmat(), y.mat()), VaeError);
 }
 
+// ---- sparse first layer ---------------------------------------------------------------------
+
+// Random CSR (ascending columns, values in [0.5, 5)) with some empty rows and, in row 0, every
+// column (a row longer than any tile or staging chunk).
+Csr random_sparse(int64_t rows, int64_t cols, double density, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Csr m;
+  m.rows = rows;
+  m.cols = cols;
+  m.indptr.assign(1, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool empty = r % 5 == 3, full = r == 0;
+    for (int64_t c = 0; c < cols && !empty; ++c) {
+      if (!full && u(g) >= density) continue;
+      m.indices.push_back(static_cast<int32_t>(c));
+      m.values.push_back(static_cast<float>(0.5 + 4.5 * u(g)));
+    }
+    m.indptr.push_back(static_cast<int64_t>(m.indices.size()));
+  }
+  return m;
+}
+
+struct SparseCase {
+  const char* name;
+  bool norms;
+  double q;
+};
+const SparseCase kSparseCases[] = {{"raw", false, 0.0}, {"l2", true, 0.0}, {"dropout", false, 0.4},
+                                   {"l2+dropout", true, 0.5}, {"drop-all", false, 1.0}};
+
+// The sparse ops against the dense path on the densified, transformed batch: csr_rows_to_dense,
+// l2_normalize_rows, dropout, then gemm — what the models did before. Same mask, same values;
+// only the GEMM's summation order differs.
+TEST_F(CpuOps, CsrLinearMatchesDenseGemmOnTransformedInput) {
+  const int64_t R = 23, I = 70, H = 9;
+  const Csr m = random_sparse(R, I, 0.15, 5);
+  CsrTensor<double> ct = be->upload_csr(m);
+  const std::vector<int32_t> rows = {4, 0, 3, 3, 22, 8, 13, 1, 9, 18, 7};  // repeats, empty rows
+  const int64_t n = static_cast<int64_t>(rows.size());
+  Tensor<int32_t> ri = up_idx(rows);
+  const Vec w = rand_vec(H * I, 11), dy = rand_vec(n * H, 12);
+  Tensor<double> wt = up(w, H, I), dyt = up(dy, n, H);
+  const uint64_t seed = 9, stream = rng_stream(RngStream::dropout, 17);
+  for (const SparseCase& sc : kSparseCases) {
+    SCOPED_TRACE(sc.name);
+    // Dense reference.
+    Tensor<double> x = be->alloc<double>(n, I);
+    be->csr_rows_to_dense(ct.view(), ri.cmat(), x.mat());
+    if (sc.norms) be->l2_normalize_rows(x.cmat(), x.mat());
+    if (sc.q > 0) be->dropout(x.cmat(), sc.q, seed, stream, x.mat());
+    Tensor<double> y_ref = be->alloc<double>(n, H), dw_ref = be->alloc<double>(H, I);
+    be->gemm(false, true, 1.0, x.cmat(), wt.cmat(), 0.0, y_ref.mat());
+    be->gemm(true, false, 1.0, dyt.cmat(), x.cmat(), 0.0, dw_ref.mat());
+    // Sparse.
+    Tensor<double> norms = be->alloc<double>(n, 1);
+    CsrBatch<double> xb{ct.view(), ri.cmat(), {}, sc.q, seed, stream};
+    if (sc.norms) {
+      be->csr_row_norms(ct.view(), ri.cmat(), norms.mat());
+      xb.norms = norms.cmat();
+    }
+    Tensor<double> y = up(Vec(n * H, std::nan("")), n, H), dw = up(Vec(H * I, std::nan("")), H, I);
+    be->csr_linear_forward(xb, wt.cmat(), y.mat());
+    be->csr_linear_weight_grad(xb, dyt.cmat(), dw.mat());
+    EXPECT_TRUE(all_close(down(y), down(y_ref), 1e-14, 1e-12));
+    EXPECT_TRUE(all_close(down(dw), down(dw_ref), 1e-14, 1e-12));
+    if (sc.q >= 1) {
+      EXPECT_EQ(down(y), Vec(n * H, 0.0));
+    }
+  }
+  // Row norms: the L2 norm of each selected row (0 for an empty one).
+  Tensor<double> norms = be->alloc<double>(n, 1);
+  be->csr_row_norms(ct.view(), ri.cmat(), norms.mat());
+  const Vec got = down(norms);
+  for (int64_t r = 0; r < n; ++r) {
+    double sq = 0;
+    for (int64_t e = m.indptr[rows[r]]; e < m.indptr[rows[r] + 1]; ++e) sq += double(m.values[e]) * m.values[e];
+    EXPECT_DOUBLE_EQ(got[r], std::sqrt(sq)) << r;
+  }
+  EXPECT_EQ(got[2], 0.0);  // row 3 is empty
+}
+
+// Float: forward and weight gradient against double loops over the batch entries.
+TEST_F(CpuOps, CsrLinearFloatAgainstNaiveLoops) {
+  const int64_t R = 40, I = 300, H = 33;
+  const Csr m = random_sparse(R, I, 0.05, 8);
+  CsrTensor<float> ct = bf->upload_csr(m);
+  std::vector<int32_t> rows(R);
+  std::iota(rows.rbegin(), rows.rend(), 0);
+  Tensor<int32_t> ri = bf->upload(rows, R, 1);
+  const Vec w = rand_vec(H * I, 21), dy = rand_vec(R * H, 22);
+  Tensor<float> wt = bf->upload(std::vector<float>(w.begin(), w.end()), H, I);
+  Tensor<float> dyt = bf->upload(std::vector<float>(dy.begin(), dy.end()), R, H);
+  Tensor<float> y = bf->alloc<float>(R, H), dw = bf->alloc<float>(H, I);
+  const CsrBatch<float> xb{ct.view(), ri.cmat(), {}, 0.0f, 0, 0};
+  bf->csr_linear_forward(xb, wt.cmat(), y.mat());
+  bf->csr_linear_weight_grad(xb, dyt.cmat(), dw.mat());
+  Vec y_ref(R * H, 0.0), dw_ref(H * I, 0.0);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t e = m.indptr[rows[r]]; e < m.indptr[rows[r] + 1]; ++e) {
+      const int64_t c = m.indices[e];
+      const double v = m.values[e];
+      for (int64_t h = 0; h < H; ++h) {
+        y_ref[r * H + h] += v * static_cast<float>(w[h * I + c]);
+        dw_ref[h * I + c] += v * static_cast<float>(dy[r * H + h]);
+      }
+    }
+  // Float sums of up to 300 terms of either sign: a few ulps of the largest term.
+  EXPECT_TRUE(all_close(bf->download(y.cmat()), y_ref, 1e-4, 1e-5));
+  EXPECT_TRUE(all_close(bf->download(dw.cmat()), dw_ref, 1e-4, 1e-5));
+}
+
+// An empty batch writes an all-zero weight gradient and nothing else; bad input throws.
+TEST_F(CpuOps, CsrLinearEmptyBatchAndErrors) {
+  const Csr m = random_sparse(6, 10, 0.3, 3);
+  CsrTensor<double> ct = be->upload_csr(m);
+  Tensor<int32_t> none = be->alloc<int32_t>(0, 1);
+  Tensor<double> w = up(rand_vec(40, 1), 4, 10), y0 = be->alloc<double>(0, 4);
+  Tensor<double> dw = up(Vec(40, std::nan("")), 4, 10);
+  const CsrBatch<double> empty{ct.view(), none.cmat(), {}, 0.0, 0, 0};
+  be->csr_linear_forward(empty, w.cmat(), y0.mat());
+  be->csr_linear_weight_grad(empty, be->alloc<double>(0, 4).cmat(), dw.mat());
+  EXPECT_EQ(down(dw), Vec(40, 0.0));
+
+  Tensor<int32_t> bad = up_idx({0, 6}), ok = up_idx({0, 5});
+  Tensor<double> y = be->alloc<double>(2, 4), dy = be->zeros(2, 4), nrm = be->alloc<double>(2, 1);
+  EXPECT_THROW(be->csr_linear_forward({ct.view(), bad.cmat(), {}, 0.0, 0, 0}, w.cmat(), y.mat()), VaeError);
+  EXPECT_THROW(be->csr_linear_weight_grad({ct.view(), bad.cmat(), {}, 0.0, 0, 0}, dy.cmat(), dw.mat()), VaeError);
+  EXPECT_THROW(be->csr_row_norms(ct.view(), bad.cmat(), nrm.mat()), VaeError);
+  const CsrBatch<double> good{ct.view(), ok.cmat(), {}, 0.0, 0, 0};
+  EXPECT_THROW(be->csr_linear_forward(good, w.cmat(), be->alloc<double>(2, 3).mat()), VaeError);  // y cols
+  EXPECT_THROW(be->csr_linear_forward(good, up(rand_vec(36, 1), 4, 9).cmat(), y.mat()), VaeError);  // w cols
+  EXPECT_THROW(be->csr_linear_weight_grad(good, be->zeros(3, 4).cmat(), dw.mat()), VaeError);  // dy rows
+  EXPECT_THROW(be->csr_linear_weight_grad(good, dy.cmat(), be->alloc<double>(4, 9).mat()), VaeError);
+  EXPECT_THROW(be->csr_row_norms(ct.view(), ok.cmat(), be->alloc<double>(3, 1).mat()), VaeError);
+  CsrBatch<double> q{ct.view(), ok.cmat(), {}, 1.5, 0, 0};
+  EXPECT_THROW(be->csr_linear_forward(q, w.cmat(), y.mat()), VaeError);
+  q.dropout = 0;
+  Tensor<double> norms3 = be->alloc<double>(3, 1);  // one norm too many
+  q.norms = norms3.cmat();
+  EXPECT_THROW(be->csr_linear_forward(q, w.cmat(), y.mat()), VaeError);
+}
+
 // ---- optimiser ------------------------------------------------------------------------------
 
 TEST_F(CpuOps, AdamStepMatchesHandWrittenTwoSteps) {

@@ -68,6 +68,16 @@ std::vector<ModelCase> model_cases() {
   add("multvae", "multvae", [](ModelConfig& c) { c.hidden = 64; c.latent = 16; c.beta = 0.2; c.anneal_steps = 20; }, true);
   add("cdae", "cdae", [](ModelConfig& c) { c.hidden = 30; }, true);
   add("cdae-mse", "cdae", [](ModelConfig& c) { c.hidden = 30; c.loss = "mse"; }, true);
+  // The sparse first layer (CSR batch input): the same checks, GPU sparse against CPU sparse.
+  const size_t dense_cases = v.size();
+  for (size_t i = 0; i < dense_cases; ++i) {
+    ModelCase c = v[i];
+    c.name += "-sparse";
+    c.cfg.sparse_input = "on";
+    v.push_back(c);
+  }
+  for (ModelCase& c : v)
+    if (c.cfg.sparse_input == "auto") c.cfg.sparse_input = "off";  // 401 items: auto would be dense anyway
   return v;
 }
 
@@ -158,6 +168,25 @@ TEST_F(CudaModels, GradientsMatchCpuFromTheSameInitAndBatch) {
     const double ec = cpu.step(rows, 0, false), eg = gpu.step(rows, 0, false);
     EXPECT_NEAR(eg, ec, 1e-5 * std::fabs(ec)) << "evaluation loss";
     EXPECT_TRUE(rel_close(gpu.predict(rows), cpu.predict(rows), 1e-5));
+  }
+}
+
+// On the GPU the sparse path follows the dense one (same init, batch, dropout mask).
+TEST_F(CudaModels, SparseInputMatchesTheDensePathOnTheGpu) {
+  for (const ModelCase& c : model_cases()) {
+    if (c.cfg.sparse_input != "on") continue;
+    SCOPED_TRACE(c.name);
+    const Csr data = data_for(c);
+    ModelCase d = c;
+    d.cfg.sparse_input = "off";
+    Side sparse(make_cuda_backend(false), data, c.cfg), dense(make_cuda_backend(false), data, d.cfg);
+    ASSERT_TRUE(sparse.model->sparse_input());
+    ASSERT_FALSE(dense.model->sparse_input());
+    const std::vector<int32_t> rows = batch_rows(data.rows, 5);
+    const double ls = sparse.step(rows, 5, true), ld = dense.step(rows, 5, true);
+    EXPECT_NEAR(ls, ld, 1e-5 * std::fabs(ld));
+    EXPECT_TRUE(rel_close(sparse.grads(), dense.grads(), 1e-4));
+    EXPECT_TRUE(rel_close(sparse.predict(rows), dense.predict(rows), 1e-5));
   }
 }
 

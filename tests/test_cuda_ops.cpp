@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/philox.h"
 #include "data/dataset.h"
 
 namespace vae {
@@ -497,6 +498,145 @@ TEST_F(CudaOps, CsrRowsToDense) {
       EXPECT_TRUE(same(y, 0.0));
     }
   }
+}
+
+// ---- sparse first layer ----------------------------------------------------------------------
+
+// m with row r emptied (a batch row without entries).
+Csr with_empty_row(const Csr& m, int64_t r) {
+  Csr o = m;
+  o.indices.clear();
+  o.values.clear();
+  o.indptr.assign(1, 0);
+  for (int64_t i = 0; i < m.rows; ++i) {
+    if (i != r)
+      for (int64_t e = m.indptr[i]; e < m.indptr[i + 1]; ++e) {
+        o.indices.push_back(m.indices[e]);
+        o.values.push_back(m.values[e]);
+      }
+    o.indptr.push_back(static_cast<int64_t>(o.indices.size()));
+  }
+  return o;
+}
+
+TEST_F(CudaOps, CsrRowNorms) {
+  const Csr m = with_empty_row(random_csr(300, 2049, 0.2, 31, false), 5);
+  CsrPair csr = up_csr(m);
+  for (std::vector<int32_t> rows : {std::vector<int32_t>{}, {5}, {0, 5, 299, 5, 17}}) {
+    std::vector<int32_t> big(257);
+    std::iota(big.begin(), big.end(), 7);
+    for (const auto& rv : {rows, big}) {
+      SCOPED_TRACE(std::to_string(rv.size()) + " rows");
+      const int64_t n = static_cast<int64_t>(rv.size());
+      IPair ri = up_idx(rv);
+      Pair nrm = poisoned(n, 1);
+      cpu->csr_row_norms(csr.c.view(), ri.c.cmat(), nrm.cm());
+      gpu->csr_row_norms(csr.g.view(), ri.g.cmat(), nrm.gm());
+      EXPECT_TRUE(same(nrm, 1e-6));
+    }
+  }
+}
+
+// The sparse ops against the oracle on shapes off every tile size: I across the 32-column
+// gradient tiles, H across the 256-wide forward and 128-wide gradient tiles, more batch rows
+// than a gradient chunk, rows longer than a staging chunk (2049 columns at 20 %), column tiles
+// holding more than a staging window (90 % dense), an empty batch, empty rows and repeats; every
+// transform. Outputs start as NaN, so an element the GPU never writes fails. Both sides get
+// the same norms (computed once on the CPU), so the products see identical values.
+TEST_F(CudaOps, CsrLinearForwardAndWeightGrad) {
+  struct Case {
+    int64_t rows, cols, H, n;
+    double density;
+  };
+  const Case cases[] = {{1, 1, 1, 1, 1.0},         {5, 17, 3, 0, 0.3},     {60, 513, 300, 37, 0.05},
+                        {300, 77, 129, 290, 0.9},  {40, 2049, 257, 40, 0.2}, {9, 33, 1, 9, 0.5}};
+  const struct {
+    const char* name;
+    bool norms;
+    float q;
+  } transforms[] = {{"raw", false, 0.0f}, {"l2", true, 0.0f}, {"dropout", false, 0.5f}, {"l2+dropout", true, 0.3f},
+                    {"drop-all", false, 1.0f}};
+  for (const Case& k : cases) {
+    const Csr m = with_empty_row(random_csr(k.rows, k.cols, k.density, static_cast<uint64_t>(k.cols), false), k.rows / 2);
+    CsrPair csr = up_csr(m);
+    std::vector<int32_t> rows(static_cast<size_t>(k.n));
+    for (int64_t i = 0; i < k.n; ++i) rows[i] = static_cast<int32_t>((i * 7 + 3) % k.rows);
+    if (k.n > 2) rows[1] = static_cast<int32_t>(k.rows / 2), rows[2] = rows[0];  // an empty row, a repeat
+    IPair ri = up_idx(rows);
+    Pair w = up(rand_vec(k.H * k.cols, 300), k.H, k.cols), dy = up(rand_vec(k.n * k.H, 301), k.n, k.H);
+    Tensor<float> nc = cpu->alloc<float>(k.n, 1);
+    cpu->csr_row_norms(csr.c.view(), ri.c.cmat(), nc.mat());
+    Pair norms = up(cpu->download(nc.cmat()), k.n, 1);
+    for (const auto& t : transforms) {
+      SCOPED_TRACE(std::to_string(k.rows) + "x" + std::to_string(k.cols) + " H=" + std::to_string(k.H) +
+                   " n=" + std::to_string(k.n) + " " + t.name);
+      CsrBatch<float> xc{csr.c.view(), ri.c.cmat(), {}, t.q, 42, rng_stream(RngStream::dropout, 5)};
+      CsrBatch<float> xg{csr.g.view(), ri.g.cmat(), {}, t.q, 42, rng_stream(RngStream::dropout, 5)};
+      if (t.norms) {
+        xc.norms = norms.c.cmat();
+        xg.norms = norms.g.cmat();
+      }
+      Pair y = poisoned(k.n, k.H), dw = poisoned(k.H, k.cols);
+      cpu->csr_linear_forward(xc, w.cm(), y.cm());
+      gpu->csr_linear_forward(xg, w.gm(), y.gm());
+      EXPECT_TRUE(same(y, 1e-6));
+      cpu->csr_linear_weight_grad(xc, dy.cm(), dw.cm());
+      gpu->csr_linear_weight_grad(xg, dy.gm(), dw.gm());
+      EXPECT_TRUE(same(dw, 1e-6));
+      // No atomics: a second run gives the same bits.
+      Pair y2 = poisoned(k.n, k.H), dw2 = poisoned(k.H, k.cols);
+      gpu->csr_linear_forward(xg, w.gm(), y2.gm());
+      gpu->csr_linear_weight_grad(xg, dy.gm(), dw2.gm());
+      EXPECT_TRUE(all_equal(dg(y2.g), dg(y.g)));
+      EXPECT_TRUE(all_equal(dg(dw2.g), dg(dw.g)));
+    }
+  }
+}
+
+// The sparse ops' dropout mask is dropout()'s: the GPU sparse forward equals the GPU dense
+// path (densify, normalise, dropout, GEMM) on the same batch.
+TEST_F(CudaOps, CsrLinearMatchesTheDensePathOnTheGpu) {
+  const int64_t R = 50, I = 700, H = 70, n = 33;
+  const Csr m = random_csr(R, I, 0.05, 77, false);
+  CsrTensor<float> csr = gpu->upload_csr(m);
+  std::vector<int32_t> rows(n);
+  for (int64_t i = 0; i < n; ++i) rows[i] = static_cast<int32_t>((i * 3) % R);
+  Tensor<int32_t> ri = gpu->upload(rows, n, 1);
+  Tensor<float> w = gpu->upload(rand_vec(H * I, 5), H, I), dy = gpu->upload(rand_vec(n * H, 6), n, H);
+  const uint64_t stream = rng_stream(RngStream::dropout, 9);
+  Tensor<float> x = gpu->alloc<float>(n, I), y_ref = gpu->alloc<float>(n, H), dw_ref = gpu->alloc<float>(H, I);
+  gpu->csr_rows_to_dense(csr.view(), ri.cmat(), x.mat());
+  gpu->l2_normalize_rows(x.cmat(), x.mat());
+  gpu->dropout(x.cmat(), 0.5f, 3, stream, x.mat());
+  gpu->gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, y_ref.mat());
+  gpu->gemm(true, false, 1.0f, dy.cmat(), x.cmat(), 0.0f, dw_ref.mat());
+  Tensor<float> norms = gpu->alloc<float>(n, 1), y = gpu->alloc<float>(n, H), dw = gpu->alloc<float>(H, I);
+  gpu->csr_row_norms(csr.view(), ri.cmat(), norms.mat());
+  const CsrBatch<float> xb{csr.view(), ri.cmat(), norms.cmat(), 0.5f, 3, stream};
+  gpu->csr_linear_forward(xb, w.cmat(), y.mat());
+  gpu->csr_linear_weight_grad(xb, dy.cmat(), dw.mat());
+  EXPECT_TRUE(rel_close(gpu->download(y.cmat()), gpu->download(y_ref.cmat()), 1e-5));
+  EXPECT_TRUE(rel_close(gpu->download(dw.cmat()), gpu->download(dw_ref.cmat()), 1e-5));
+}
+
+TEST_F(CudaOps, CsrLinearBadRowsAreReportedAtTheNextSync) {
+  const Csr m = random_csr(6, 40, 0.3, 3, false);
+  CsrTensor<float> csr = gpu->upload_csr(m);
+  Tensor<int32_t> bad = gpu->upload(std::vector<int32_t>{0, 6}, 2, 1);
+  Tensor<float> w = gpu->upload(rand_vec(4 * 40, 1), 4, 40), y = gpu->alloc<float>(2, 4);
+  Tensor<float> dy = gpu->zeros(2, 4), dw = gpu->alloc<float>(4, 40), nrm = gpu->alloc<float>(2, 1);
+  const CsrBatch<float> xb{csr.view(), bad.cmat(), {}, 0.0f, 0, 0};
+  gpu->csr_linear_forward(xb, w.cmat(), y.mat());
+  EXPECT_THROW(gpu->synchronize(), VaeError);
+  gpu->csr_linear_weight_grad(xb, dy.cmat(), dw.mat());
+  EXPECT_THROW(gpu->synchronize(), VaeError);
+  gpu->csr_row_norms(csr.view(), bad.cmat(), nrm.mat());
+  EXPECT_THROW(gpu->synchronize(), VaeError);
+  EXPECT_NO_THROW(gpu->synchronize());  // the flag was cleared
+  // Shape and rate errors throw at the call.
+  EXPECT_THROW(gpu->csr_linear_forward(xb, w.cmat(), dw.mat()), VaeError);
+  EXPECT_THROW(gpu->csr_linear_weight_grad(xb, dy.cmat(), y.mat()), VaeError);
+  EXPECT_THROW(gpu->csr_linear_forward({csr.view(), bad.cmat(), {}, 2.0f, 0, 0}, w.cmat(), y.mat()), VaeError);
 }
 
 TEST_F(CudaOps, AdamStepAdamAndAdamW) {

@@ -375,6 +375,95 @@ TEST(ModelTraining, AdamReducesTheLoss) {
   }
 }
 
+// The sparse first layer (CSR batch input, sparse_input "on") against the dense one from the
+// same initialisation, batch and step: same dropout mask, same transforms, so the losses,
+// every gradient entry and the predictions agree to double rounding. One batch row is empty.
+TEST(ModelSparseInput, SameLossGradientsAndPredictionsAsDense) {
+  for (const GradCase& gc : grad_cases()) {
+    SCOPED_TRACE(gc.name);
+    Csr full = random_ratings(9, 11, 3);
+    std::vector<int32_t> r, c;
+    std::vector<float> v;
+    for (int64_t i = 0; i < full.rows; ++i)
+      for (int64_t e = full.indptr[i]; e < full.indptr[i + 1]; ++e) {
+        if (i == 4) continue;  // row 4 stays empty (batch row 4 of the reversed order)
+        r.push_back(static_cast<int32_t>(i));
+        c.push_back(full.indices[e]);
+        v.push_back(full.values[e]);
+      }
+    Csr data = Csr::from_triplets(full.rows, full.cols, r, c, v);
+    if (gc.binary_input) data = binary(data);
+    ModelConfig dense_cfg = gc.cfg, sparse_cfg = gc.cfg;
+    dense_cfg.sparse_input = "off";
+    sparse_cfg.sparse_input = "on";
+    Fixture<double> fd(dense_cfg, data, 9), fs(sparse_cfg, data, 9);
+    ASSERT_FALSE(fd.model->sparse_input());
+    ASSERT_TRUE(fs.model->sparse_input());
+    for (int64_t n : {int64_t{7}, int64_t{9}}) {
+      const double ld = fd.loss(fd.batch(n), 3, true), ls = fs.loss(fs.batch(n), 3, true);
+      EXPECT_NEAR(ls, ld, 1e-12 * std::fabs(ld)) << "training loss, batch " << n;
+      const auto gd = fd.be->download(CMat<double>(fd.model->grad_buffer()));
+      const auto gs = fs.be->download(CMat<double>(fs.model->grad_buffer()));
+      ASSERT_EQ(gd.size(), gs.size());
+      double gmax = 0;
+      for (double x : gd) gmax = std::max(gmax, std::fabs(x));
+      for (size_t k = 0; k < gd.size(); ++k)
+        ASSERT_NEAR(gs[k], gd[k], 1e-12 * gmax + 1e-12 * std::fabs(gd[k])) << "gradient entry " << k << ", batch " << n;
+      const double ed = fd.loss(fd.batch(n), 0, false), es = fs.loss(fs.batch(n), 0, false);
+      EXPECT_NEAR(es, ed, 1e-12 * std::fabs(ed)) << "evaluation loss";
+      Tensor<double> pd = fd.be->alloc<double>(n, 11), ps = fs.be->alloc<double>(n, 11);
+      fd.model->predict(fd.batch(n), pd.mat());
+      fs.model->predict(fs.batch(n), ps.mat());
+      const auto a = fd.be->download(pd.cmat()), b = fs.be->download(ps.cmat());
+      for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(b[k], a[k], 1e-12 * (1 + std::fabs(a[k]))) << "prediction " << k;
+    }
+    if (fd.model->latent_dim() > 0) {
+      Tensor<double> md = fd.be->alloc<double>(9, 2 * fd.model->latent_dim());
+      Tensor<double> ms = fs.be->alloc<double>(9, 2 * fs.model->latent_dim());
+      fd.model->encode(fd.batch(9), md.mat());
+      fs.model->encode(fs.batch(9), ms.mat());
+      const auto a = fd.be->download(md.cmat()), b = fs.be->download(ms.cmat());
+      for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(b[k], a[k], 1e-12 * (1 + std::fabs(a[k]))) << "latent " << k;
+    }
+  }
+}
+
+// Float training with sparse input follows the dense trajectory (rounding apart) for 30 steps.
+TEST(ModelSparseInput, FloatTrainingFollowsDense) {
+  for (const char* kind : {"multvae", "cdae", "autorec"}) {
+    Csr data = grouped_ratings(24, 30, 5);
+    if (std::string(kind) != "autorec") data = binary(data);
+    ModelConfig a = config(kind), b = config(kind);
+    a.sparse_input = "off";
+    b.sparse_input = "on";
+    Fixture<float> fd(a, data, 24), fs(b, data, 24);
+    Tensor<float> md = fd.be->zeros(1, fd.model->num_params()), vd = fd.be->zeros(1, fd.model->num_params());
+    Tensor<float> ms = fs.be->zeros(1, fs.model->num_params()), vs = fs.be->zeros(1, fs.model->num_params());
+    AdamConfig ad;
+    ad.lr = 3e-3;
+    for (int s = 1; s <= 30; ++s) {
+      const double ld = fd.loss(fd.batch(24), s, true), ls = fs.loss(fs.batch(24), s, true);
+      ASSERT_NEAR(ls, ld, 1e-4 * std::fabs(ld)) << kind << " step " << s;
+      fd.be->adam_step(fd.model->param_buffer(), fd.model->grad_buffer(), md.mat(), vd.mat(), ad, s);
+      fs.be->adam_step(fs.model->param_buffer(), fs.model->grad_buffer(), ms.mat(), vs.mat(), ad, s);
+    }
+  }
+}
+
+TEST(ModelSparseInput, AutoRule) {
+  EXPECT_FALSE(use_sparse_input("auto", kSparseInputMinColumns - 1));
+  EXPECT_TRUE(use_sparse_input("auto", kSparseInputMinColumns));
+  EXPECT_TRUE(use_sparse_input("", kSparseInputMinColumns));
+  EXPECT_TRUE(use_sparse_input("auto", 1682, kSparseInputMaxDensity / 2));
+  EXPECT_FALSE(use_sparse_input("auto", 1682, 0.063));  // ml-100k
+  EXPECT_TRUE(use_sparse_input("on", 3));
+  EXPECT_FALSE(use_sparse_input("off", 100000, 0.0001));
+  EXPECT_THROW(use_sparse_input("yes", 10), UsageError);
+  Csr data = random_ratings(5, 7, 1);
+  Fixture<float> small(config("multvae"), binary(data), 4);
+  EXPECT_FALSE(small.model->sparse_input());  // 7 items, default "auto"
+}
+
 TEST(ModelInit, SeedDeterminesInitialWeights) {
   Csr data = random_ratings(5, 7, 1);
   for (const char* kind : {"vae", "autorec", "multvae", "cdae"}) {

@@ -37,6 +37,23 @@ struct AdamConfig {
   bool decoupled = false;  // true: AdamW (p -= lr·wd·p); false: L2 (g += wd·p)
 };
 
+// A batch of CSR rows read as a first layer's dense input X (n × csr.cols), without forming
+// it: row r of X is csr row rows[r], every stored value v transformed exactly as the dense
+// path transforms the densified batch:
+//   v ← v / norms[r]                                      when norms is given (n × 1; 0 if norm 0)
+//   v ← v · [u > q] / (1 − q), u = philox_uniform(seed, stream, r·csr.cols + c)  when q > 0
+// (u is the draw dropout() makes for element (r, c) of the dense n × cols batch, so the dense
+// and sparse paths drop the same entries; q ≥ 1 gives v · 0 as dropout() does).
+template <typename T>
+struct CsrBatch {
+  CsrView<T> csr;
+  CMat<int32_t> rows;  // n × 1 (or 1 × n) on the backend
+  CMat<T> norms;       // n × 1 row L2 norms (csr_row_norms), empty = values as stored
+  T dropout = T(0);
+  uint64_t seed = 0, stream = 0;
+  int64_t n() const { return rows.size(); }
+};
+
 template <typename T>
 class Backend {
  public:
@@ -49,6 +66,14 @@ class Backend {
   virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Free and total bytes of the backend's memory when it has a fixed pool (a GPU); false on
+  // the host, whose memory the operating system manages.
+  virtual bool memory_info(size_t& free_bytes, size_t& total_bytes) {
+    free_bytes = total_bytes = 0;
+    return false;
+  }
+  // What the memory plan names: "cpu" or the GPU's name.
+  virtual std::string device_name() const { return name(); }
 
   template <typename U>
   Tensor<U> alloc(int64_t rows, int64_t cols) {
@@ -138,6 +163,16 @@ class Backend {
   virtual void l2_normalize_rows(CMat<T> x, Mat<T> y) = 0;
   // y (n × csr.cols) = dense copy of csr rows rows[0..n).
   virtual void csr_rows_to_dense(CsrView<T> csr, CMat<int32_t> rows, Mat<T> y) = 0;
+
+  // ---- sparse first layer (CsrBatch input; see CsrBatch for the value transforms) ----------
+  // norms (n × 1) = ‖csr row rows[r]‖₂, summed in double (what l2_normalize_rows divides by).
+  virtual void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) = 0;
+  // y (n × H) = X · Wᵀ with w H × csr.cols (nn.Linear's layout); y is overwritten.
+  virtual void csr_linear_forward(const CsrBatch<T>& x, CMat<T> w, Mat<T> y) = 0;
+  // dw (H × csr.cols) = dyᵀ · X with dy n × H; overwritten in full (columns no batch row
+  // holds get 0), as gemm(true, false, 1, dy, X, 0, dw) on the densified X. Each entry sums
+  // its batch rows in ascending order, so the result is deterministic.
+  virtual void csr_linear_weight_grad(const CsrBatch<T>& x, CMat<T> dy, Mat<T> dw) = 0;
 
   // ---- optimiser ----------------------------------------------------------------------
   // One Adam step over flat buffers (all 1 × n or any equal shape); step is 1-based.

@@ -22,6 +22,8 @@
 //    (Mult-VAE's `heldout_batch > 0`); padding indices (−1) never hit.
 //  - Index vectors (rows, exclude_rows, target_rows) may be n × 1 or 1 × n; every index is
 //    range-checked. dropout's element index is the flat row-major index r·cols + c of x.
+//  - csr_row_norms / csr_linear_forward / csr_linear_weight_grad throw on out-of-range row or
+//    column indices (the GPU records a row error and skips a bad column).
 //  - adam_step follows torch.optim.Adam / AdamW exactly: L2 adds wd·p to g before the moments;
 //    decoupled multiplies p by (1 − lr·wd) first; p −= lr/bc1 · m / (√v/√bc2 + eps).
 #include <algorithm>
@@ -498,6 +500,74 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // ---- sparse first layer -------------------------------------------------------------
+  void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) override {
+    const int64_t n = rows.size();
+    check_index_vector(rows, n, "csr_row_norms");
+    VAE_CHECK(norms.size() == n && (norms.cols == 1 || norms.rows == 1 || n == 0),
+              "csr_row_norms: norms must be n x 1");
+    for (int64_t r = 0; r < n; ++r) {
+      const int32_t s = rows.data[r];
+      VAE_CHECK(s >= 0 && s < csr.rows, "csr_row_norms: row index out of range");
+      double sq = 0.0;
+      for (int64_t e = csr.indptr[s]; e < csr.indptr[s + 1]; ++e)
+        sq += static_cast<double>(csr.values[e]) * csr.values[e];
+      norms.data[r] = static_cast<T>(std::sqrt(sq));
+    }
+  }
+
+  void csr_linear_forward(const CsrBatch<T>& x, CMat<T> w, Mat<T> y) override {
+    const int64_t n = x.n(), H = w.rows, I = w.cols;
+    VAE_CHECK(I == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
+    VAE_CHECK(y.rows == n && y.cols == H, "csr_linear_forward: y must be n x w.rows");
+    const BatchEntries b = batch_entries(x, "csr_linear_forward");
+    // Rows of W outermost, a few at a time (row_block: they stay in cache while every batch
+    // entry gathers from them, and each entry is read once per block). Each y[r][h] sums its
+    // entries in column order, product then sum rounded separately (the GPU kernel does the same).
+    const int64_t rb = row_block(I);
+    for (int64_t h = 0; h < H; h += rb) {
+      const int64_t m = std::min(rb, H - h);
+      const T* wr[kMaxRowBlock];
+      for (int64_t j = 0; j < m; ++j) wr[j] = w.data + (h + j) * I;
+      for (int64_t r = 0; r < n; ++r) {
+        T acc[kMaxRowBlock] = {};
+        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
+          const int32_t c = b.col[e];
+          const T v = b.val[e];
+          for (int64_t j = 0; j < m; ++j) acc[j] += v * wr[j][c];
+        }
+        for (int64_t j = 0; j < m; ++j) y.data[r * H + h + j] = acc[j];
+      }
+    }
+  }
+
+  void csr_linear_weight_grad(const CsrBatch<T>& x, CMat<T> dy, Mat<T> dw) override {
+    const int64_t n = x.n(), H = dy.cols, I = x.csr.cols;
+    VAE_CHECK(dy.rows == n, "csr_linear_weight_grad: dy must have one row per batch row");
+    VAE_CHECK(dw.rows == H && dw.cols == I, "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
+    const BatchEntries b = batch_entries(x, "csr_linear_weight_grad");
+    // Rows of dW are zeroed and filled a few at a time while they are in cache; each entry
+    // adds its batch rows in ascending order.
+    const int64_t rb = row_block(I);
+    for (int64_t h = 0; h < H; h += rb) {
+      const int64_t m = std::min(rb, H - h);
+      T* dwr[kMaxRowBlock];
+      for (int64_t j = 0; j < m; ++j) {
+        dwr[j] = dw.data + (h + j) * I;
+        std::fill(dwr[j], dwr[j] + I, T(0));
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        T g[kMaxRowBlock];
+        for (int64_t j = 0; j < m; ++j) g[j] = dy.data[r * H + h + j];
+        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
+          const int32_t c = b.col[e];
+          const T v = b.val[e];
+          for (int64_t j = 0; j < m; ++j) dwr[j][c] += g[j] * v;
+        }
+      }
+    }
+  }
+
   // ---- optimiser ----------------------------------------------------------------------
   void adam_step(Mat<T> params, CMat<T> grads, Mat<T> m, Mat<T> v, const AdamConfig& cfg,
                  int64_t step) override {
@@ -699,6 +769,64 @@ class CpuBackend final : public Backend<T> {
       out.data[r * 3 + 1] = static_cast<T>(sae);
       out.data[r * 3 + 2] = static_cast<T>(e - b);
     }
+  }
+
+ private:
+  // Rows of W / dW the sparse first layer handles per pass over the batch entries: as many as
+  // fit in about 256 KiB (a core's L2 on small parts), at most kMaxRowBlock.
+  static constexpr int64_t kMaxRowBlock = 8;
+  static int64_t row_block(int64_t cols) {
+    const int64_t bytes = std::max<int64_t>(1, cols) * static_cast<int64_t>(sizeof(T));
+    return std::clamp<int64_t>((256 << 10) / bytes, 1, kMaxRowBlock);
+  }
+
+  // A CsrBatch's stored entries with their transformed values, batch row by batch row.
+  struct BatchEntries {
+    std::vector<int64_t> start;  // n + 1
+    std::vector<int32_t> col;
+    std::vector<T> val;
+  };
+
+  static BatchEntries batch_entries(const CsrBatch<T>& x, const char* what) {
+    const int64_t n = x.n(), cols = x.csr.cols;
+    const std::string w(what);
+    check_index_vector(x.rows, n, what);
+    VAE_CHECK(x.norms.empty() || (x.norms.size() == n && (x.norms.cols == 1 || x.norms.rows == 1)),
+              w + ": norms must be n x 1 or empty");
+    VAE_CHECK(x.dropout >= T(0) && x.dropout <= T(1), w + ": dropout rate must lie in [0, 1]");
+    const T q = x.dropout;
+    const bool drop = q > T(0), drop_all = q >= T(1);
+    const T keep_scale = drop_all ? T(0) : T(1) / (T(1) - q);  // dropout()'s factor, in T
+    BatchEntries b;
+    b.start.assign(static_cast<size_t>(n) + 1, 0);
+    for (int64_t r = 0; r < n; ++r) {
+      const int32_t s = x.rows.data[r];
+      VAE_CHECK(s >= 0 && s < x.csr.rows, w + ": row index out of range");
+      b.start[r + 1] = b.start[r] + (x.csr.indptr[s + 1] - x.csr.indptr[s]);
+    }
+    b.col.resize(static_cast<size_t>(b.start[n]));
+    b.val.resize(static_cast<size_t>(b.start[n]));
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t src = x.csr.indptr[x.rows.data[r]];
+      const double nrm = x.norms.empty() ? 1.0 : static_cast<double>(x.norms.data[r]);
+      for (int64_t k = b.start[r]; k < b.start[r + 1]; ++k) {
+        const int64_t e = src + (k - b.start[r]);
+        const int32_t c = x.csr.indices[e];
+        VAE_CHECK(c >= 0 && c < cols, w + ": column index out of range");
+        T v = x.csr.values[e];
+        // The dense path's l2_normalize_rows, then dropout, on this one element.
+        if (!x.norms.empty()) v = nrm > 0 ? static_cast<T>(static_cast<double>(v) / nrm) : T(0);
+        if (drop_all) {
+          v = v * T(0);
+        } else if (drop) {
+          const T u = static_cast<T>(philox_uniform(x.seed, x.stream, static_cast<uint64_t>(r * cols + c)));
+          v = v * (u > q ? keep_scale : T(0));
+        }
+        b.col[k] = c;
+        b.val[k] = v;
+      }
+    }
+    return b;
   }
 };
 

@@ -45,6 +45,10 @@ struct Options {
   std::string ks = "20,50,100";
   TrainOptions train;
   std::string model_file;
+  bool protocol_given = false;
+  // svd / svdpp
+  std::string svd_schedule;  // "" = blocked on a GPU, serial otherwise
+  int svd_blocks = 0;
   // recommend
   std::string user;
   int top = 10;
@@ -146,6 +150,8 @@ int run_info(const Dataset& d) {
 
 // Flags that shape training, resolved before any data is loaded so usage errors come first.
 void prepare_training(Options& o) {
+  // SVD models only predict ratings: their protocol unless another one is asked for.
+  if (is_svd_kind(o.train.model.kind) && !o.protocol_given) o.train.protocol = "ratings";
   o.train.adam.lr = o.lr;
   o.train.adam.weight_decay = o.weight_decay;
   o.train.adam.decoupled = o.adamw;
@@ -180,6 +186,81 @@ LoadedModel obtain_model(Options& o, Backend<float>& be, const Dataset& d) {
   return lm;
 }
 
+// Device and SGD schedule of an SVD run: the GPU (blocked schedule) for --device cuda, and for
+// auto when a GPU is present unless the serial schedule is asked for; the CPU otherwise.
+SvdRunConfig svd_run_config(const Options& o) {
+  SvdRunConfig rc;
+  const bool serial_asked = o.svd_schedule == "serial";
+  if (o.device == "cuda") {
+    if (serial_asked)
+      throw UsageError("--svd-schedule serial (Surprise's order) runs on the CPU only: use --device cpu, or drop it "
+                       "for the blocked schedule on the GPU");
+    if (!cuda_device_available()) throw VaeError("--device cuda: no CUDA device found");
+    rc.cuda = true;
+  } else if (o.device == "auto") {
+    rc.cuda = !serial_asked && cuda_device_available();
+  }
+  rc.schedule = rc.cuda || o.svd_schedule == "blocked" ? SvdSchedule::blocked : SvdSchedule::serial;
+  rc.blocks = o.svd_blocks;
+  return rc;
+}
+
+void print_svd_device(const Options& o, const SvdRunConfig& rc) {
+  if (rc.cuda)
+    std::cerr << "device: cuda (" << cuda_device_name() << "; blocked parallel SGD, deterministic for the seed; "
+              << "--device cpu for Surprise's serial order)\n";
+  else
+    std::cerr << "device: cpu ("
+              << (rc.schedule == SvdSchedule::serial ? "serial SGD in Surprise's order"
+                                                     : "blocked SGD, the GPU schedule's CPU twin")
+              << ")\n";
+  if (rc.schedule == SvdSchedule::blocked && o.train.model.kind == "svdpp")
+    std::cerr << "note: svdpp on the blocked schedule moves the y_j of a user's items once per sub-epoch "
+                 "(Surprise: after every rating); --svd-schedule serial --device cpu for Surprise's exact order\n";
+}
+
+std::unique_ptr<SvdModel> train_svd(Options& o, const Dataset& d, std::ostream& log) {
+  if (o.train.folds >= 2) throw UsageError("--folds trains one model per fold: drop it to analyse one model");
+  const SvdRunConfig rc = svd_run_config(o);
+  print_svd_device(o, rc);
+  return run_svd_experiment(d, o.train, rc, log).model;
+}
+
+LoadedSvd load_svd(const Options& o, const Dataset& d) {
+  if (!o.train.model.kind.empty())
+    throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
+  LoadedSvd ls = load_svd_model_file(o.model_file, d);
+  const SvdOptions& so = ls.info.svd;
+  std::cerr << "loaded " << ls.info.config.kind << " from " << o.model_file << " (trained on " << ls.info.dataset
+            << ", split " << ls.info.ratings_split << ", seed " << ls.info.seed << ", " << so.epochs << " epochs, "
+            << svd_schedule_name(so.schedule) << " schedule)\n";
+  return ls;
+}
+
+// A model for recommend / embed / cluster: an autoencoder on a backend, or an SVD model.
+struct AnalysisModel {
+  std::unique_ptr<Backend<float>> be;
+  LoadedModel ae;
+  std::unique_ptr<SvdModel> svd;
+  std::string kind() const { return svd ? svd->kind() : ae.info.config.kind; }
+};
+
+AnalysisModel obtain_analysis_model(Options& o, const Dataset& d) {
+  AnalysisModel a;
+  if (!o.model_file.empty() && is_svd_kind(peek_model_kind(o.model_file))) {
+    a.svd = std::move(load_svd(o, d).model);
+    return a;
+  }
+  if (o.model_file.empty() && is_svd_kind(o.train.model.kind)) {
+    if (o.train.data_dir.empty()) o.train.data_dir = d.source;
+    a.svd = train_svd(o, d, std::cerr);
+    return a;
+  }
+  a.be = make_backend(o);
+  a.ae = obtain_model(o, *a.be, d);
+  return a;
+}
+
 void ensure_dir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -205,16 +286,17 @@ struct ClusterOptions {
   int64_t tsne_max = 10000;
   double perplexity = 30.0;
   uint64_t seed = 1;
+  bool cuda = false;  // K-Means / t-SNE on the GPU twin
 };
 
-// Encodes every user (μ), K-Means, the profile report, t-SNE when asked; clusters.csv and
-// cluster_lift.csv (and embeddings.npy, user_ids.csv when write_embeddings) into out_dir.
-void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
-                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings) {
-  const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
+// K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
+// when asked; clusters.csv and cluster_lift.csv (and embeddings.npy, user_ids.csv when
+// write_embeddings) into out_dir.
+void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
+                        const std::string& out_dir, bool write_embeddings) {
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
-  auto ops = make_cpu_analysis_ops();
+  auto ops = make_analysis_ops(co.cuda);
   KMeansOptions ko;
   ko.k = co.k;
   ko.n_init = co.n_init;
@@ -223,7 +305,7 @@ void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& in
   const KMeansResult km = kmeans(*ops, e.z, n, e.dim, ko);
   std::vector<int64_t> sizes(static_cast<size_t>(co.k), 0);
   for (int32_t l : km.labels) ++sizes[l];
-  std::cout << "\nK-Means on the latent means of " << n << " users (" << e.dim << " dimensions, k = " << co.k
+  std::cout << "\nK-Means on the " << what << " of " << n << " users (" << e.dim << " dimensions, k = " << co.k
             << ", n_init = " << co.n_init << "): inertia " << km.inertia << " after " << km.iterations
             << " iterations\nCluster sizes:";
   for (int c = 0; c < co.k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
@@ -284,6 +366,15 @@ void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& in
             << (write_embeddings ? ", embeddings.npy, user_ids.csv" : "") << "\n";
 }
 
+// The autoencoders' report: every user's latent mean μ, clustered.
+void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
+                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings) {
+  const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
+  ClusterOptions on_device = co;
+  on_device.cuda = be.name() == "cuda";
+  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings);
+}
+
 ClusterOptions cluster_options(const Options& o) {
   ClusterOptions co;
   co.k = o.k;
@@ -296,24 +387,75 @@ ClusterOptions cluster_options(const Options& o) {
   return co;
 }
 
+// SVD / SVD++ training: metrics, the run files and (one split) model.safetensors; the main job
+// ends with user 1's top 30 like the autoencoders'.
+int run_svd_train(Options& o, const Dataset& d, bool main_job) {
+  const SvdRunConfig rc = svd_run_config(o);
+  print_svd_device(o, rc);
+  SvdRun run = run_svd_experiment(d, o.train, rc, std::cout);
+  const TrainResult& r = run.result;
+  std::cout << "Final metrics on " << r.eval_set << ":";
+  for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << "\n";
+  if (!o.out.empty()) {
+    write_run_files(o.out, r);
+    std::string written = "metrics.csv, summary.json";
+    if (run.model) {
+      save_svd_model_file(o.out + "/" + kModelFileName, *run.model,
+                          svd_model_file_info(*run.model, d, run.ratings_split, o.train.seed), d);
+      written += ", " + std::string(kModelFileName);
+    } else {
+      std::cerr << "note: --folds trains one model per fold; no " << kModelFileName
+                << " written (train without --folds to keep a model)\n";
+    }
+    std::cerr << "wrote " << o.out << "/" << written << "\n";
+  }
+  if (main_job && run.model && d.num_users() > 0) {
+    std::string user = "1";
+    if (d.find_user(user) < 0) user = d.user_ids.front();
+    SvdRecommender rec(*run.model, d);
+    RecommendOptions ro;
+    ro.top = 30;
+    ro.include_rated = true;
+    std::cout << "\n"
+              << format_recommendations(rec.for_user(user, ro), d,
+                                        "Top 30 recommendations for user " + user + " (" + r.model +
+                                            ", rated items included):");
+  }
+  return 0;
+}
+
+// train --model-file with an SVD file: its split again, evaluated without training.
+int run_svd_file(Options& o, const Dataset& d) {
+  LoadedSvd ls = load_svd(o, d);
+  const TrainResult r =
+      evaluate_svd_model(d, *ls.model, ls.info.ratings_split, ls.info.seed, o.train.data_dir, o.model_file);
+  std::cout << "Model file (" << ls.info.svd.epochs << " epochs of training) evaluated; final metrics on " << r.eval_set
+            << ":";
+  for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << "\n";
+  if (!o.out.empty()) {
+    write_run_files(o.out, r);
+    save_svd_model_file(o.out + "/" + kModelFileName, *ls.model, ls.info, d);
+    std::cerr << "wrote " << o.out << "/metrics.csv, summary.json, " << kModelFileName << "\n";
+  }
+  return 0;
+}
+
 int run_train(Options& o, bool main_job) {
   prepare_training(o);
   const Dataset d = load_data(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
-  if (is_svd_kind(o.train.model.kind)) {
-    // SVD / SVD++: SGD over ratings on the host (Surprise's serial order).
-    if (!o.model_file.empty()) throw UsageError("--model-file holds autoencoders; SVD models retrain in seconds");
-    std::cerr << "device: cpu (SVD models train on the host)\n";
-    const TrainResult r = run_svd_experiment(d, o.train, std::cout);
-    std::cout << "Final metrics on " << r.eval_set << ":";
-    for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
-    std::cout << "\n";
-    if (!o.out.empty()) {
-      write_run_files(o.out, r);
-      std::cerr << "wrote " << o.out << "/metrics.csv, summary.json\n";
-    }
-    return 0;
+  if (!o.model_file.empty()) {
+    // A stored model is evaluated as it is: flags that would train another one are refused.
+    const std::string file_kind = peek_model_kind(o.model_file);
+    if (!o.train.model.kind.empty() && o.train.model.kind != file_kind)
+      throw UsageError("--model " + o.train.model.kind + " disagrees with --model-file " + o.model_file + " (a " +
+                       file_kind + " model): drop --model");
+    if (o.train.folds >= 2) throw UsageError("--folds trains one model per fold: drop it to evaluate --model-file");
+    if (is_svd_kind(file_kind)) return run_svd_file(o, d);
   }
+  if (is_svd_kind(o.train.model.kind)) return run_svd_train(o, d, main_job);
   auto be = make_backend(o);
   std::cerr << "device: " << be->name() << "\n";
   TrainResult r;
@@ -384,26 +526,18 @@ int run_train(Options& o, bool main_job) {
   return 0;
 }
 
-int run_recommend(Options& o) {
-  prepare_training(o);
-  const int modes = (!o.user.empty()) + (o.ratings_given ? 1 : 0) + (o.all_users ? 1 : 0);
-  if (modes == 0) throw UsageError("recommend needs --user ID, --ratings \"item:rating,...\" or --all-users");
-  if (modes > 1) throw UsageError("give only one of --user, --ratings and --all-users");
-  if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
-  if (o.top < 1) throw UsageError("--top must be at least 1");
-  const Dataset d = load_data(o);
-  auto be = make_backend(o);
-  LoadedModel lm = obtain_model(o, *be, d);
-  Recommender rec(*be, *lm.model, lm.info, d);
+template <typename Rec>
+int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const std::string& kind,
+                          const std::string& fallback_what) {
   RecommendOptions ro;
   ro.top = o.top;
   ro.include_rated = o.include_rated;
-  const std::string suffix = " (" + lm.info.config.kind + (o.include_rated ? ", rated items included" : "") + "):";
+  const std::string suffix = " (" + kind + (o.include_rated ? ", rated items included" : "") + "):";
   if (o.all_users) {
     const auto s = rec.write_all_users_csv(o.out, ro);
     std::cout << "wrote " << o.out << ": " << s.rows << " recommendations for " << s.users << " users";
     if (s.popularity_fallbacks > 0)
-      std::cout << " (" << s.popularity_fallbacks << " users without usable ratings got the most popular items)";
+      std::cout << " (" << s.popularity_fallbacks << " users without usable ratings " << fallback_what << ")";
     std::cout << "\n";
     return 0;
   }
@@ -413,20 +547,39 @@ int run_recommend(Options& o) {
   return 0;
 }
 
+int run_recommend(Options& o) {
+  prepare_training(o);
+  const int modes = (!o.user.empty()) + (o.ratings_given ? 1 : 0) + (o.all_users ? 1 : 0);
+  if (modes == 0) throw UsageError("recommend needs --user ID, --ratings \"item:rating,...\" or --all-users");
+  if (modes > 1) throw UsageError("give only one of --user, --ratings and --all-users");
+  if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
+  if (o.top < 1) throw UsageError("--top must be at least 1");
+  const Dataset d = load_data(o);
+  AnalysisModel a = obtain_analysis_model(o, d);
+  if (a.svd) {
+    SvdRecommender rec(*a.svd, d);
+    return print_recommendations(rec, o, d, a.kind(), "were ranked by item bias (mu + b_i)");
+  }
+  Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
+  return print_recommendations(rec, o, d, a.kind(), "got the most popular items");
+}
+
 int run_embed(Options& o) {
   prepare_training(o);
   if (o.out.empty()) throw UsageError("embed writes files: give --out DIR");
   const Dataset d = load_data(o);
-  auto be = make_backend(o);
-  LoadedModel lm = obtain_model(o, *be, d);
-  const Embeddings e = encode_users(*be, *lm.model, lm.info, d, o.sample, o.logvar);
+  AnalysisModel a = obtain_analysis_model(o, d);
+  if (a.svd && (o.sample || o.logvar))
+    throw UsageError(a.kind() + " has no posterior to sample from: --sample and --logvar need a VAE-type model (vae, multvae)");
+  const Embeddings e = a.svd ? svd_user_embeddings(*a.svd, d)
+                             : encode_users(*a.be, *a.ae.model, a.ae.info, d, o.sample, o.logvar);
   ensure_dir(o.out);
   const int64_t n = static_cast<int64_t>(e.users.size());
   save_npy_f32(o.out + "/embeddings.npy", e.z, n, e.dim);
   if (o.logvar) save_npy_f32(o.out + "/logvar.npy", e.logvar, n, e.dim);
   write_user_ids(o.out + "/user_ids.csv", d, e.users);
   std::cout << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
-            << (o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
+            << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
   if (e.empty_inputs > 0)
     std::cout << "note: " << e.empty_inputs << " users had no usable ratings and were encoded from an empty row\n";
   return 0;
@@ -436,9 +589,16 @@ int run_cluster(Options& o) {
   prepare_training(o);
   if (o.k < 1) throw UsageError("--k must be at least 1");
   const Dataset d = load_data(o);
-  auto be = make_backend(o);
-  LoadedModel lm = obtain_model(o, *be, d);
-  cluster_report(*be, *lm.model, lm.info, d, cluster_options(o), o.out, /*write_embeddings=*/false);
+  AnalysisModel a = obtain_analysis_model(o, d);
+  if (a.svd) {
+    ClusterOptions co = cluster_options(o);
+    co.cuda = o.device != "cpu" && cuda_device_available();
+    cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
+                           std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"), d, co,
+                       o.out, /*write_embeddings=*/false);
+  }
+  else
+    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false);
   return 0;
 }
 
@@ -448,6 +608,16 @@ int run_info_cmd(const Options& o) {
   if (o.model_file.empty()) return rc;
   const ModelFileInfo i = read_model_file_info(o.model_file, d);
   const ModelConfig& c = i.config;
+  if (is_svd_kind(c.kind)) {
+    const SvdOptions& s = i.svd;
+    std::cout << "model file " << o.model_file << ": " << c.kind << ", " << c.num_rows << " users x " << c.num_inputs
+              << " items, " << s.factors << " factors, trained on " << i.dataset << " (ratings protocol, split "
+              << i.ratings_split << ", seed " << i.seed << ", " << s.epochs << " epochs, lr " << s.lr << ", reg "
+              << s.reg << ", " << svd_schedule_name(s.schedule) << " schedule"
+              << (s.schedule == SvdSchedule::blocked ? ", B = " + std::to_string(s.blocks) : std::string())
+              << ", on " << (s.cuda ? "cuda" : "cpu") << ")\n";
+    return rc;
+  }
   std::cout << "model file " << o.model_file << ": " << c.kind << ", " << c.num_inputs << " "
             << (i.item_based ? "user" : "item") << " columns, hidden " << c.hidden << ", latent " << c.latent
             << ", trained on " << i.dataset << " (" << i.protocol << " protocol, seed " << i.seed
@@ -478,20 +648,20 @@ int main(int argc, char** argv) {
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks), heldout (Mult-VAE), ratings (RMSE)")
       ->check(CLI::IsMember({"seed", "heldout", "ratings"}));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(CLI::Range(0, 1 << 24));
-  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2)")->check(CLI::NonNegativeNumber);
+  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(CLI::NonNegativeNumber);
   app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(CLI::NonNegativeNumber);
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
       ->check(CLI::Range(0, 100000));
   app.add_option("--k", o.train.k, "seed protocol cut-off K")->check(CLI::Range(1, 1000000));
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
-  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default)")->check(CLI::Range(0, 1 << 20));
+  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--beta", o.train.model.beta, "KL weight (final value when annealing)")->check(CLI::NonNegativeNumber);
   app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")->check(CLI::Range(0.0, 0.99));
-  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; default: the model's)")->check(CLI::NonNegativeNumber);
+  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(CLI::NonNegativeNumber);
   app.add_option("--loss,--autorec-loss", o.train.model.loss, "AutoRec: masked (observed ratings) or dense (the notebook); CDAE: bce or mse")
       ->check(CLI::IsMember({"masked", "dense", "bce", "mse"}));
   app.add_option("--act-hidden", o.train.model.act_hidden, "AutoRec hidden activation")
@@ -504,9 +674,19 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
       ->check(CLI::Range(2, 100));
+  app.add_option("--svd-schedule", o.svd_schedule,
+                 "svd/svdpp SGD order: serial (Surprise's order, CPU only) or blocked (DSGD: users and items in B "
+                 "blocks each, B independent blocks at a time, seeded order inside a block; deterministic, and "
+                 "bit-identical between the GPU and the CPU). Default: blocked on a GPU, serial otherwise")
+      ->check(CLI::IsMember({"serial", "blocked"}));
+  app.add_option("--svd-blocks", o.svd_blocks, "blocked schedule: B (0 = min(264, users, items))")
+      ->check(CLI::Range(0, 4096));
   app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--tf32", o.tf32, "allow TF32 tensor-core GEMMs on the GPU");
+  app.add_option("--sparse-input", o.train.sparse_input,
+                 "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
   app.add_flag("--quiet", o.train.quiet, "only the final lines");
 
@@ -521,10 +701,13 @@ int main(int argc, char** argv) {
   recommend->add_option("--user", o.user, "original user id");
   recommend->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
   recommend->add_flag("--include-rated", o.include_rated, "allow items the user already rated");
-  recommend->add_option("--ratings", o.ratings, "fold in a new user's ratings: \"item_id:rating,...\" (original ids)");
+  recommend->add_option("--ratings", o.ratings,
+                        "fold in a new user's ratings: \"item_id:rating,...\" (original ids). svd/svdpp: b_u and p_u "
+                        "from the training SGD updates over these ratings with every item parameter fixed (from 0, "
+                        "the model's epochs, lr and reg; svdpp's implicit term from the given items)");
   recommend->add_flag("--all-users", o.all_users, "every user into the CSV given by --out (user_id,rank,item_id,score)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
-                                              "(--model-file M, or trains first)");
+                                              "(--model-file M, or trains first; svd/svdpp: the user vectors p_u)");
   embed->fallthrough();
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
@@ -553,6 +736,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  o.protocol_given = app.get_option("--protocol")->count() > 0;
   try {
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);

@@ -57,9 +57,15 @@ void AutoRec<T>::forward(const Batch<T>& b, int64_t n) {
   VAE_CHECK(n <= this->max_batch_, "AutoRec: batch larger than max_batch");
   VAE_CHECK(b.input.cols == this->cfg_.num_inputs, "AutoRec: input width differs from the model's");
   Backend<T>& be = this->be_;
-  Mat<T> x = x_.mat().rows_slice(0, n), h = h_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
-  be.csr_rows_to_dense(b.input, b.rows, x);
-  linear_forward<T>(be, {this->param("encoder.weight"), this->param("encoder.bias"), {}, {}}, x, g_, h);
+  Mat<T> h = h_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
+  const LinearView<T> enc{this->param("encoder.weight"), this->param("encoder.bias"), {}, {}};
+  if (this->sparse_) {
+    sparse_linear_forward<T>(be, enc, CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, g_, h);
+  } else {
+    Mat<T> x = x_.mat().rows_slice(0, n);
+    be.csr_rows_to_dense(b.input, b.rows, x);
+    linear_forward<T>(be, enc, x, g_, h);
+  }
   linear_forward<T>(be, {this->param("decoder.weight"), this->param("decoder.bias"), {}, {}}, h, f_, out);
 }
 
@@ -70,6 +76,7 @@ void AutoRec<T>::forward_backward(const Batch<T>& b, int64_t /*step*/, bool trai
   forward(b, n);
   Backend<T>& be = this->be_;
   Mat<T> x = x_.mat().rows_slice(0, n), h = h_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
+  if (this->sparse_) be.csr_rows_to_dense(b.input, b.rows, x);  // the loss's target
   Mat<T> dout = train ? dout_.mat().rows_slice(0, n) : Mat<T>{};
   be.mse_loss(out, x, /*masked=*/!dense_, T(1), dout, loss_acc);
   if (train) {
@@ -79,7 +86,8 @@ void AutoRec<T>::forward_backward(const Batch<T>& b, int64_t /*step*/, bool trai
                       this->grad("encoder.weight"), this->grad("encoder.bias")};
     Mat<T> dh = dh_.mat().rows_slice(0, n);
     linear_backward<T>(be, dec, h, out, f_, dout, dh);
-    linear_backward<T>(be, enc, x, h, g_, dh, Mat<T>{});
+    if (this->sparse_) sparse_linear_backward<T>(be, enc, CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, h, g_, dh);
+    else linear_backward<T>(be, enc, x, h, g_, dh, Mat<T>{});
   }
   const T lam = static_cast<T>(lambda_);
   if (lam == T(0)) return;

@@ -27,7 +27,8 @@ Cdae<T>::Cdae(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) : Model
   this->add_param("decoder.bias", 1, I);
   this->allocate_params();
   auto a = [&](int64_t cols) { return be.template alloc<T>(B, cols); };
-  x_ = a(I), xin_ = a(I), h_ = a(H), out_ = a(I), g_out_ = a(I), g_h_ = a(H);
+  x_ = a(I), h_ = a(H), out_ = a(I), g_out_ = a(I), g_h_ = a(H);
+  if (!this->sparse_) xin_ = a(I);
 }
 
 template <typename T>
@@ -50,18 +51,35 @@ void Cdae<T>::forward(const Batch<T>& b, int64_t n, bool train, int64_t step) {
   VAE_CHECK(b.input.cols == this->cfg_.num_inputs, "CDAE: input width differs from the model's");
   VAE_CHECK(b.users.empty() || b.users.size() == n, "CDAE: one user id per batch row");
   Backend<T>& be = this->be_;
-  Mat<T> x = x_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n);
   Mat<T> h = h_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
-  be.csr_rows_to_dense(b.input, b.rows, x);
-  CMat<T> enc_in = x;
-  if (train && dropout_ > 0) {
-    be.dropout(x, static_cast<T>(dropout_), seed_, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), xin);
-    enc_in = xin;
+  if (this->sparse_) {
+    be.csr_linear_forward(input_batch(b, train, step), this->param("encoder.weight"), h);
+  } else {
+    Mat<T> x = x_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n);
+    be.csr_rows_to_dense(b.input, b.rows, x);
+    CMat<T> enc_in = x;
+    if (train && dropout_ > 0) {
+      be.dropout(x, static_cast<T>(dropout_), seed_, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), xin);
+      enc_in = xin;
+    }
+    be.gemm(false, true, T(1), enc_in, this->param("encoder.weight"), T(0), h);
   }
-  be.gemm(false, true, T(1), enc_in, this->param("encoder.weight"), T(0), h);
   if (!b.users.empty()) be.gather_rows_add(this->param("user.embedding"), b.users, h);
   be.bias_act(h, this->param("encoder.bias"), Act::sigmoid, h);
   linear_forward<T>(be, {this->param("decoder.weight"), this->param("decoder.bias"), {}, {}}, h, Act::identity, out);
+}
+
+template <typename T>
+CsrBatch<T> Cdae<T>::input_batch(const Batch<T>& b, bool train, int64_t step) const {
+  CsrBatch<T> x;
+  x.csr = b.input;
+  x.rows = b.rows;
+  if (train && dropout_ > 0) {
+    x.dropout = static_cast<T>(dropout_);
+    x.seed = seed_;
+    x.stream = rng_stream(RngStream::dropout, static_cast<uint64_t>(step));
+  }
+  return x;
 }
 
 template <typename T>
@@ -70,8 +88,9 @@ void Cdae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<
   if (n == 0) return;
   forward(b, n, train, step);
   Backend<T>& be = this->be_;
-  Mat<T> x = x_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n);
+  Mat<T> x = x_.mat().rows_slice(0, n);
   Mat<T> h = h_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
+  if (this->sparse_) be.csr_rows_to_dense(b.input, b.rows, x);  // the loss's target
   Mat<T> g_out = train ? g_out_.mat().rows_slice(0, n) : Mat<T>{};
   const T inv_n = T(1) / static_cast<T>(n);
   if (bce_) be.bce_logits(out, x, inv_n, g_out, loss_acc);
@@ -81,10 +100,14 @@ void Cdae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<
     linear_backward<T>(be, {this->param("decoder.weight"), this->param("decoder.bias"),
                             this->grad("decoder.weight"), this->grad("decoder.bias")},
                        h, out, Act::identity, g_out, g_h);
-    CMat<T> enc_in = dropout_ > 0 ? CMat<T>(xin) : CMat<T>(x);
-    linear_backward<T>(be, {this->param("encoder.weight"), this->param("encoder.bias"),
-                            this->grad("encoder.weight"), this->grad("encoder.bias")},
-                       enc_in, h, Act::sigmoid, g_h, Mat<T>{});
+    const LinearView<T> enc{this->param("encoder.weight"), this->param("encoder.bias"),
+                            this->grad("encoder.weight"), this->grad("encoder.bias")};
+    if (this->sparse_) {
+      sparse_linear_backward<T>(be, enc, input_batch(b, true, step), h, Act::sigmoid, g_h);
+    } else {
+      CMat<T> enc_in = dropout_ > 0 ? CMat<T>(xin_.mat().rows_slice(0, n)) : CMat<T>(x);
+      linear_backward<T>(be, enc, enc_in, h, Act::sigmoid, g_h, Mat<T>{});
+    }
     Mat<T> g_user = this->grad("user.embedding");
     be.fill(g_user, T(0));
     if (!b.users.empty()) be.scatter_rows_add(g_h, b.users, g_user);

@@ -20,10 +20,12 @@ class Cdae final : public Model<T> {
 
  private:
   void forward(const Batch<T>& b, int64_t n, bool train, int64_t step);
+  // The sparse path's encoder input: the batch's rows, dropout when training.
+  CsrBatch<T> input_batch(const Batch<T>& b, bool train, int64_t step) const;
   bool bce_ = true;
   double dropout_ = 0.5, lambda_ = 0;
   uint64_t seed_ = 0;
-  Tensor<T> x_, xin_, h_, out_, g_out_, g_h_;
+  Tensor<T> x_, xin_, h_, out_, g_out_, g_h_;  // xin_: dense path only
 };
 
 }  // namespace vae

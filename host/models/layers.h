@@ -29,4 +29,20 @@ void linear_backward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, CMat<T> 
   if (!dx.empty()) be.gemm(false, false, T(1), dy, l.w, T(0), dx);
 }
 
+// The first layer on a CsrBatch (the batch's CSR rows, never densified): y = act(X · Wᵀ + b).
+template <typename T>
+void sparse_linear_forward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, Act act, Mat<T> y) {
+  be.csr_linear_forward(x, l.w, y);
+  be.bias_act(y, l.b, act, y);
+}
+
+// Its backward: dy is overwritten with the pre-activation gradient, dW and db are written;
+// the input has no gradient.
+template <typename T>
+void sparse_linear_backward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, CMat<T> y, Act act,
+                            Mat<T> dy) {
+  be.bias_act_backward(dy, y, act, dy, l.db);
+  be.csr_linear_weight_grad(x, dy, l.dw);
+}
+
 }  // namespace vae

@@ -53,6 +53,14 @@ void Model<T>::init_constant(std::vector<T>& host, const std::string& name, doub
   for (int64_t i = 0; i < p.size(); ++i) host[p.offset + i] = static_cast<T>(value);
 }
 
+bool use_sparse_input(const std::string& mode, int64_t num_inputs, double density) {
+  if (mode == "on") return true;
+  if (mode == "off") return false;
+  if (mode != "auto" && !mode.empty())
+    throw UsageError("--sparse-input must be auto, on or off, not '" + mode + "'");
+  return num_inputs >= kSparseInputMinColumns || (density >= 0 && density < kSparseInputMaxDensity);
+}
+
 template <typename T>
 std::unique_ptr<Model<T>> make_model(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) {
   VAE_CHECK(cfg.num_inputs > 0, "model needs at least one input column");

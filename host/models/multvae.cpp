@@ -36,7 +36,9 @@ MultVae<T>::MultVae(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) :
   for (int64_t j = 0; j < L; ++j) sel[j * L + j] = T(1);
   select_mu_ = be.upload(sel, 2 * L, L);
   auto a = [&](int64_t cols) { return be.template alloc<T>(B, cols); };
-  x_ = a(I), xin_ = a(I), e1_ = a(H), ml_ = a(2 * L), eps_ = a(L), z_ = a(L), d1_ = a(H), logits_ = a(I);
+  x_ = a(I), e1_ = a(H), ml_ = a(2 * L), eps_ = a(L), z_ = a(L), d1_ = a(H), logits_ = a(I);
+  if (this->sparse_) norms_ = a(1);
+  else xin_ = a(I);
   g_logits_ = a(I), g_d1_ = a(H), g_z_ = a(L), g_ml_ = a(2 * L), g_e1_ = a(H);
 }
 
@@ -67,14 +69,35 @@ void MultVae<T>::encoder_forward(const Batch<T>& b, int64_t n, bool train, int64
   VAE_CHECK(b.input.cols == this->cfg_.num_inputs, "Mult-VAE: input width differs from the model's");
   Backend<T>& be = this->be_;
   auto P = [&](const char* l, const char* s) { return CMat<T>(this->param(std::string(l) + s)); };
-  Mat<T> x = x_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n), e1 = e1_.mat().rows_slice(0, n);
-  be.csr_rows_to_dense(b.input, b.rows, x);
-  be.l2_normalize_rows(x, xin);
-  if (train && dropout_ > 0)
-    be.dropout(xin, static_cast<T>(dropout_), seed_, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), xin);
-  linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}}, xin, Act::tanh, e1);
+  Mat<T> e1 = e1_.mat().rows_slice(0, n);
+  if (this->sparse_) {
+    be.csr_row_norms(b.input, b.rows, norms_.mat().rows_slice(0, n));
+    sparse_linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}}, input_batch(b, n, train, step),
+                             Act::tanh, e1);
+  } else {
+    Mat<T> x = x_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n);
+    be.csr_rows_to_dense(b.input, b.rows, x);
+    be.l2_normalize_rows(x, xin);
+    if (train && dropout_ > 0)
+      be.dropout(xin, static_cast<T>(dropout_), seed_, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), xin);
+    linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}}, xin, Act::tanh, e1);
+  }
   linear_forward<T>(be, {P("enc2", ".weight"), P("enc2", ".bias"), {}, {}}, e1, Act::identity,
                     ml_.mat().rows_slice(0, n));
+}
+
+template <typename T>
+CsrBatch<T> MultVae<T>::input_batch(const Batch<T>& b, int64_t n, bool train, int64_t step) const {
+  CsrBatch<T> x;
+  x.csr = b.input;
+  x.rows = b.rows;
+  x.norms = norms_.cmat().rows_slice(0, n);
+  if (train && dropout_ > 0) {
+    x.dropout = static_cast<T>(dropout_);
+    x.seed = seed_;
+    x.stream = rng_stream(RngStream::dropout, static_cast<uint64_t>(step));
+  }
+  return x;
 }
 
 template <typename T>
@@ -101,6 +124,7 @@ void MultVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, M
   }
   decoder_forward(n);
   Mat<T> x = x_.mat().rows_slice(0, n), logits = logits_.mat().rows_slice(0, n);
+  if (this->sparse_) be.csr_rows_to_dense(b.input, b.rows, x);  // the loss's target
   const T inv_n = T(1) / static_cast<T>(n);
   const T kl = static_cast<T>((train ? kl_weight(step) : this->cfg_.beta)) * inv_n;
   if (!train) {
@@ -115,13 +139,16 @@ void MultVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, M
   Mat<T> g_logits = g_logits_.mat().rows_slice(0, n), g_d1 = g_d1_.mat().rows_slice(0, n);
   Mat<T> g_z = g_z_.mat().rows_slice(0, n), g_ml = g_ml_.mat().rows_slice(0, n);
   Mat<T> g_e1 = g_e1_.mat().rows_slice(0, n);
-  Mat<T> d1 = d1_.mat().rows_slice(0, n), e1 = e1_.mat().rows_slice(0, n), xin = xin_.mat().rows_slice(0, n);
+  Mat<T> d1 = d1_.mat().rows_slice(0, n), e1 = e1_.mat().rows_slice(0, n);
   be.multinomial_nll(logits, x, inv_n, g_logits, loss_acc);
   linear_backward<T>(be, LV("dec2"), d1, logits, Act::identity, g_logits, g_d1);
   linear_backward<T>(be, LV("dec1"), z, d1, Act::tanh, g_d1, g_z);
   be.reparam_kl_backward(ml, eps, g_z, kl, g_ml, loss_acc);
   linear_backward<T>(be, LV("enc2"), e1, ml, Act::identity, g_ml, g_e1);
-  linear_backward<T>(be, LV("enc1"), xin, e1, Act::tanh, g_e1, Mat<T>{});
+  if (this->sparse_)
+    sparse_linear_backward<T>(be, LV("enc1"), input_batch(b, n, true, step), e1, Act::tanh, g_e1);
+  else
+    linear_backward<T>(be, LV("enc1"), xin_.mat().rows_slice(0, n), e1, Act::tanh, g_e1, Mat<T>{});
 }
 
 template <typename T>

@@ -23,11 +23,14 @@ class MultVae final : public Model<T> {
  private:
   void encoder_forward(const Batch<T>& b, int64_t n, bool train, int64_t step);
   void decoder_forward(int64_t n);
+  // The sparse path's first-layer input: this batch's rows, L2-normalised, dropout when training.
+  CsrBatch<T> input_batch(const Batch<T>& b, int64_t n, bool train, int64_t step) const;
   int64_t hidden_ = 0, latent_ = 0;
   double dropout_ = 0.5;
   uint64_t seed_ = 0;
   Tensor<T> select_mu_;  // 2L × L: [I; 0]
-  Tensor<T> x_, xin_, e1_, ml_, eps_, z_, d1_, logits_;
+  Tensor<T> x_, xin_, e1_, ml_, eps_, z_, d1_, logits_;  // xin_: dense path only
+  Tensor<T> norms_;                                       // sparse path: row norms of the batch
   Tensor<T> g_logits_, g_d1_, g_z_, g_ml_, g_e1_;
 };
 

@@ -60,9 +60,15 @@ void NotebookVae<T>::encoder_forward(const Batch<T>& b, int64_t n) {
   VAE_CHECK(b.input.cols == this->cfg_.num_inputs, "VAE: input width differs from the model's");
   Backend<T>& be = this->be_;
   auto P = [&](const char* l, const char* s) { return CMat<T>(this->param(std::string(l) + s)); };
-  Mat<T> x = x_.mat().rows_slice(0, n), e1 = e1_.mat().rows_slice(0, n), e2 = e2_.mat().rows_slice(0, n);
-  be.csr_rows_to_dense(b.input, b.rows, x);
-  linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}}, x, Act::relu, e1);
+  Mat<T> e1 = e1_.mat().rows_slice(0, n), e2 = e2_.mat().rows_slice(0, n);
+  if (this->sparse_) {
+    sparse_linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}},
+                             CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, Act::relu, e1);
+  } else {
+    Mat<T> x = x_.mat().rows_slice(0, n);
+    be.csr_rows_to_dense(b.input, b.rows, x);
+    linear_forward<T>(be, {P("enc1", ".weight"), P("enc1", ".bias"), {}, {}}, x, Act::relu, e1);
+  }
   linear_forward<T>(be, {P("enc2", ".weight"), P("enc2", ".bias"), {}, {}}, e1, Act::relu, e2);
   linear_forward<T>(be, {P("enc3", ".weight"), P("enc3", ".bias"), {}, {}}, e2, Act::identity,
                     ml_.mat().rows_slice(0, n));
@@ -95,6 +101,7 @@ void NotebookVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool trai
   }
   decoder_forward(n);
   Mat<T> x = x_.mat().rows_slice(0, n), out = out_.mat().rows_slice(0, n);
+  if (this->sparse_) be.csr_rows_to_dense(b.input, b.rows, x);  // the loss's target
   // Evaluation reports the loss at the final β, not the annealing schedule's current value.
   const T kl = static_cast<T>(train ? kl_weight(step) : this->cfg_.beta);
   if (!train) {
@@ -119,7 +126,10 @@ void NotebookVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool trai
   be.reparam_kl_backward(ml, eps, g_z, kl, g_ml, loss_acc);
   linear_backward<T>(be, LV("enc3"), e2, ml, Act::identity, g_ml, g_e2);
   linear_backward<T>(be, LV("enc2"), e1, e2, Act::relu, g_e2, g_e1);
-  linear_backward<T>(be, LV("enc1"), x, e1, Act::relu, g_e1, Mat<T>{});
+  if (this->sparse_)
+    sparse_linear_backward<T>(be, LV("enc1"), CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, e1, Act::relu, g_e1);
+  else
+    linear_backward<T>(be, LV("enc1"), x, e1, Act::relu, g_e1, Mat<T>{});
 }
 
 template <typename T>

@@ -17,6 +17,7 @@
 #include "core/philox.h"
 #include "data/shuffle.h"
 #include "models/baselines.h"
+#include "train/memory_plan.h"
 
 namespace vae {
 
@@ -234,6 +235,7 @@ int64_t resolve_defaults(TrainOptions& opt) {
   // 0.267 vs 0.430 at 1e-2), so its default is larger; every other model uses Adam's 1e-3.
   // (SVD models keep lr 0: their own SGD defaults, 0.005 / 0.007.)
   if (opt.adam.lr <= 0 && m.kind != "svd" && m.kind != "svdpp") opt.adam.lr = m.kind == "cdae" ? 1e-2 : 1e-3;
+  use_sparse_input(opt.sparse_input, 0);  // validates the mode (UsageError)
   return opt.batch_size;
 }
 
@@ -314,8 +316,27 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   mc.rating_min = d.rating_min;
   mc.rating_max = d.rating_max;
 
+  const double density = train.rows > 0 && train.cols > 0
+                             ? static_cast<double>(train.nnz()) / (static_cast<double>(train.rows) * train.cols)
+                             : 1.0;
+  const bool sparse = use_sparse_input(opt.sparse_input, train.cols, density);
+  mc.sparse_input = sparse ? "on" : "off";
+
   std::unique_ptr<Model<float>> model;
   const bool is_pretrained = pretrained != nullptr;
+  if (!is_pretrained && is_autoencoder(kind)) {
+    // Sized from the shapes before anything large is allocated: refuse what cannot fit.
+    int64_t data_bytes = csr_device_bytes(train) + train.rows * 4 + csr_device_bytes(eval_input) +
+                         csr_device_bytes(eval_target) + eval_input.rows * 4;
+    if (have_val) data_bytes += csr_device_bytes(test_input) + csr_device_bytes(test_target) + test_input.rows * 4;
+    const int kmax = std::max(opt.k, *std::max_element(opt.ks.begin(), opt.ks.end()));
+    const MemoryPlan plan = plan_memory(mc, batch, sparse, kmax, static_cast<int>(opt.ks.size()), data_bytes);
+    size_t free_b = 0, total_b = 0;
+    const bool pool = be.memory_info(free_b, total_b);
+    res.memory_plan = format_memory_plan(plan, be.device_name(), pool, free_b);
+    if (!opt.quiet) log << res.memory_plan << "\n";
+    if (pool) check_memory_plan(plan, be.device_name(), free_b);
+  }
   if (is_pretrained) {
     if (pretrained->kind() != kind)
       throw UsageError("the pretrained model is " + pretrained->kind() + ", not " + kind);
@@ -334,6 +355,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   }
   if (!is_pretrained) model->init(opt.seed);
   res.num_params = model->num_params();
+  res.sparse_input = model->sparse_input();
 
   EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_rows_are_train);
   Evaluator evaluator(be, opt, batch, model->num_outputs());
@@ -401,7 +423,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   if (!opt.quiet)
     log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
-        << batches << " steps/epoch\n";
+        << batches << " steps/epoch, " << (model->sparse_input() ? "sparse" : "dense") << " input ("
+        << opt.sparse_input << ")\n";
 
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
     const auto t0 = Clock::now();
@@ -524,6 +547,7 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   j["epoch_seconds_median"] = r.epoch_seconds_median;
   j["eval_set"] = r.eval_set;
   j["num_params"] = r.num_params;
+  j["sparse_input"] = r.sparse_input;
   if (!r.note.empty()) j["note"] = r.note;
   write_text_atomically(dir + "/summary.json", j.dump(2) + "\n");
 }

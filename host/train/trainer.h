@@ -36,6 +36,10 @@ struct TrainOptions {
   double ease_lambda = 0;                // 0 = chosen on validation users (heldout) / 200
   bool progress_bar = false;             // per-batch bar (TTY) instead of only epoch lines
   bool quiet = false;
+  // First layer on the batch's CSR rows (--sparse-input): auto | on | off. auto = on when the
+  // model has ≥ kSparseInputMinColumns inputs or the training matrix is sparser than
+  // kSparseInputMaxDensity (models/model.h). Overrides model.sparse_input.
+  std::string sparse_input = "auto";
   ModelConfig model;                     // model.kind selects the model
   // With a pretrained model (run_experiment's last argument): the column / row maps it was
   // trained with; the split must reproduce them (same data, protocol, seed, threshold).
@@ -71,6 +75,8 @@ struct TrainResult {
   double input_threshold = 0;       // heldout: ratings below this were no input (0 = all kept)
   int64_t batch_size = 0;
   uint64_t seed = 0;
+  bool sparse_input = false;        // the first layer read CSR batches
+  std::string memory_plan;          // the plan line printed before training (autoencoders)
 };
 
 // Fills model defaults for kind (batch size, hidden sizes, Mult-VAE β annealing, …) that the
