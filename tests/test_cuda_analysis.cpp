@@ -78,7 +78,7 @@ double norm2(const float* a, int64_t d) {
     den += static_cast<double>(ref[i]) * ref[i];
   }
   const double rel = std::sqrt(num / std::max(den, 1e-300));
-  if (rel < tol) return ::testing::AssertionSuccess();
+  if (rel <= tol) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "relative error " << rel << " (tol " << tol << ")";
 }
 

@@ -98,7 +98,7 @@ std::vector<ModelCase> model_cases() {
     if (std::fabs(g - r) > 1e-6 + std::fabs(r) * 1e-4 && shown++ < 8) os << "  [" << i << "] gpu " << g << " cpu " << r << "\n";
   }
   const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  if (nonfinite == 0 && rel < tol) return ::testing::AssertionSuccess();
+  if (nonfinite == 0 && rel <= tol) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "relative error " << rel << " (tol " << tol << "), " << nonfinite
                                        << " non-finite values; first mismatches:\n" << os.str();
 }
