@@ -16,6 +16,7 @@
 #   DATA defaults to $MOVIELENS_DIR/ml-100k when that exists, else the synthetic default.
 # Environment: STAGES (all: "build ctest sanitize main bench torch"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
+#   SANITIZER_TOOLS ("memcheck racecheck"),
 #   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3).
 set -uo pipefail
 
@@ -87,11 +88,16 @@ if [[ $build_status != FAILED* ]]; then
   # ---- compute-sanitizer over the CUDA tests ----------------------------------------------
   if want sanitize; then
     if command -v compute-sanitizer >/dev/null; then
-      for tool in memcheck racecheck; do
+      for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
         log="$OUT/sanitizer_$tool.log"
-        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='Cuda*' -> $log"
+        # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
+        # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
+        # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
+        filter='Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'
+        [ "$tool" = racecheck ] && filter="$filter:CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*"
+        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' -> $log"
         timeout "$SAN_TIMEOUT" compute-sanitizer --tool "$tool" --error-exitcode 99 \
-          "$BUILD/vae_tests" --gtest_filter='Cuda*' >"$log" 2>&1
+          "$BUILD/vae_tests" --gtest_filter="$filter" >"$log" 2>&1
         rc=$?
         # memcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY: … (N errors, M warnings)".
         errs=$(grep -oE 'ERROR SUMMARY: [0-9]+|\([0-9]+ errors' "$log" | grep -oE '[0-9]+' | tail -n 1)
@@ -175,8 +181,8 @@ say "summary"
   row "stages" "$(echo $STAGES)"
   row "build" "$build_status"
   row "ctest" "$ctest_line"
-  row "memcheck (Cuda*)" "$memcheck_line"
-  row "racecheck (Cuda*)" "$racecheck_line"
+  row "memcheck" "$memcheck_line"
+  row "racecheck" "$racecheck_line"
   row "data" "$DATA, $EPOCHS epochs"
   row "s/epoch cpu" "$spe_cpu"
   row "s/epoch cuda" "$spe_cuda"

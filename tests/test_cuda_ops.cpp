@@ -360,8 +360,8 @@ TEST_F(CudaOps, MultinomialNllSkipsZeroTargets) {
     for (float& v : ht) v = g() % 5 == 0 ? static_cast<float>(1 + g() % 3) : 0.0f;
     std::vector<float> hx = rand_vec(r * c, 90, -8.0f, 8.0f);
     // log p = −inf where t = 0: skipped, not NaN (a row needs a finite logit for a softmax).
-    if (c > 2) hx[1] = -kInf;
-    if (c > 2) ht[1] = 0.0f;
+    if (r > 0 && c > 2) hx[1] = -kInf;
+    if (r > 0 && c > 2) ht[1] = 0.0f;
     Pair x = up(hx, r, c), t = up(ht, r, c), d = poisoned(r, c), loss = up({0.25f}, 1, 1);
     const float scale = 1.0f / static_cast<float>(std::max<int64_t>(r, 1));
     cpu->multinomial_nll(x.cm(), t.cm(), scale, d.cm(), loss.cm());
