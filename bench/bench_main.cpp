@@ -255,25 +255,35 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   Tensor<int32_t> rows = be.upload<int32_t>(order, train.rows, 1);
   Tensor<float> m = be.zeros(1, model->num_params()), v = be.zeros(1, model->num_params()), loss = be.zeros(1, 1);
   const int64_t steps = (train.rows + batch - 1) / batch;
-  const int64_t full = std::max<int64_t>(1, train.rows / batch);  // full batches only, for a fair median
+  const int64_t full = std::max<int64_t>(1, train.rows / batch);  // evaluation: full batches only
   AdamConfig ad;
   int64_t step = 0;
-  auto one = [&](int r) {
-    const int64_t bi = r % full;
-    Batch<float> bt;
-    bt.input = dev.view();
-    bt.rows = rows.cmat().rows_slice(bi * batch, batch);
-    bt.users = bt.rows;
-    bt.n = batch;
-    model->forward_backward(bt, step, true, loss.mat());
-    ++step;
-    be.adam_step(model->param_buffer(), model->grad_buffer(), m.mat(), v.mat(), ad, step);
+  // One repetition = one epoch: every batch (the last, smaller one too) back to back, as the
+  // trainer runs them, with plain launches or each step as a CUDA Graph.
+  auto epoch = [&](bool graph) {
+    for (int64_t bi = 0; bi < steps; ++bi) {
+      const int64_t n = std::min(batch, train.rows - bi * batch);
+      Batch<float> bt;
+      bt.input = dev.view();
+      bt.rows = rows.cmat().rows_slice(bi * batch, n);
+      bt.users = bt.rows;
+      bt.n = n;
+      if (graph) be.begin_step_capture();
+      model->forward_backward(bt, step, true, loss.mat());
+      be.adam_step(model->param_buffer(), model->grad_buffer(), m.mat(), v.mat(), ad, step + 1);
+      if (graph) be.end_step_capture(n);
+      ++step;
+    }
   };
-  const double t = b.time(one, quick ? 0.2 : 1.0);
-  char note[96];
-  std::snprintf(note, sizeof note, "epoch = %lld steps = %.3f s", static_cast<long long>(steps),
-                static_cast<double>(steps) * t);
-  b.add({"train", kind + " step, batch " + std::to_string(batch) + " (" + tag + ")", t, 0, 0, static_cast<double>(batch), note});
+  for (bool graph : {false, true}) {
+    if (graph && !be.supports_step_capture()) continue;
+    const double t = b.time([&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
+    char note[96];
+    std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
+    b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (graph ? ", CUDA Graph" : ", launches") + " (" +
+                        tag + ")",
+           t, 0, 0, static_cast<double>(train.rows), note});
+  }
   // Evaluation: scores for a batch of users, top-100, heldout metrics against their own rows.
   const int k = static_cast<int>(std::min<int64_t>(100, train.cols));
   Tensor<float> scores = be.alloc<float>(batch, train.cols), val = be.alloc<float>(batch, k);

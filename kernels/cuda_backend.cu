@@ -18,8 +18,10 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "backend/backend.h"
 #include "cuda_check.h"
@@ -62,6 +64,18 @@ struct StreamDeleter {
 struct BlasDeleter {
   void operator()(cublasHandle_t h) const { cublasDestroy(h); }
 };
+struct GraphDeleter {
+  void operator()(cudaGraph_t g) const { cudaGraphDestroy(g); }
+};
+struct GraphExecDeleter {
+  void operator()(cudaGraphExec_t e) const { cudaGraphExecDestroy(e); }
+};
+using GraphPtr = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDeleter>;
+using GraphExecPtr = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
+
+// cuBLAS workspace owned by the backend: cuBLAS then never allocates, also not while a step is
+// being captured (32 MiB is NVIDIA's recommendation for Hopper).
+constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
 
 class CudaBackend final : public Backend<float> {
  public:
@@ -77,6 +91,8 @@ class CudaBackend final : public Backend<float> {
     CUBLAS_CHECK(cublasSetStream(h, s));
     // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5.
     CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    blas_workspace_ = alloc_bytes(kBlasWorkspaceBytes);
+    CUBLAS_CHECK(cublasSetWorkspace(h, blas_workspace_.get(), kBlasWorkspaceBytes));  // after SetStream
 
     // Scratch: [partials | scalars | error flag], allocated once and reused by every op.
     scratch_ = alloc_bytes((cuda::kMaxPartials + cuda::kScratchScalars) * sizeof(double) + sizeof(int));
@@ -94,6 +110,46 @@ class CudaBackend final : public Backend<float> {
 
   ~CudaBackend() override {
     if (stream_) cudaStreamSynchronize(stream_.get());  // no throw from a destructor
+  }
+
+  // ---- step capture -------------------------------------------------------------------
+  bool supports_step_capture() const override { return true; }
+  void begin_step_capture() override {
+    VAE_CHECK(!capturing_, "begin_step_capture: a capture is already open");
+    CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+  void end_step_capture(int64_t key) override {
+    VAE_CHECK(capturing_, "end_step_capture without begin_step_capture");
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &g));
+    GraphPtr graph(g);
+    auto it = step_graphs_.find(key);
+    if (it != step_graphs_.end()) {
+      // Same topology (the same ops on the same shapes): only kernel arguments (batch rows,
+      // noise stream, Adam step, KL weight) differ, which an update patches in place.
+      cudaGraphExecUpdateResultInfo info{};
+      if (cudaGraphExecUpdate(it->second.get(), g, &info) != cudaSuccess) {
+        cudaGetLastError();  // not updatable: instantiate afresh below
+        step_graphs_.erase(it);
+        it = step_graphs_.end();
+      }
+    }
+    if (it == step_graphs_.end()) {
+      cudaGraphExec_t e = nullptr;
+      CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
+      it = step_graphs_.emplace(key, GraphExecPtr(e)).first;
+    }
+    CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
+  }
+  void abort_step_capture() noexcept override {
+    if (!capturing_) return;
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream_.get(), &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();  // an invalidated capture leaves an error behind
   }
 
   std::string name() const override { return "cuda"; }
@@ -396,8 +452,11 @@ class CudaBackend final : public Backend<float> {
 
   std::unique_ptr<CUstream_st, StreamDeleter> stream_;
   std::unique_ptr<cublasContext, BlasDeleter> blas_;
+  Buffer blas_workspace_;
   Buffer scratch_;
   cuda::OpContext ctx_;
+  bool capturing_ = false;
+  std::map<int64_t, GraphExecPtr> step_graphs_;  // by capture key (batch size)
 };
 
 }  // namespace

@@ -7,7 +7,7 @@
 // descending, NaN last, ties by lower index). An MSB-first radix select (4 passes of 8 bits,
 // shared-memory histogram) finds the rank key T of the k-th entry; the entries above T and
 // the first (by index) entries equal to T are gathered into shared memory and bitonic-sorted.
-// Shared memory: next_pow2(min(k, m)) × 8 bytes of keys + an m-bit exclusion bitmap.
+// Shared memory: key_capacity(k, m) × 8 bytes of keys + an m-bit exclusion bitmap.
 #include <cmath>
 #include <string>
 
@@ -51,7 +51,7 @@ __device__ __forceinline__ bool excluded(const uint32_t* bitmap, int64_t j) {
 
 // All threads of the block call this. Leaves the top min(k, #candidates) entries of s[0, m)
 // (candidates: not set in bitmap) in keys[0, kk) in ranking order and returns kk. keys must
-// hold next_pow2(min(k, m)) entries.
+// hold key_capacity(k, m) entries.
 __device__ int block_topk(const float* s, int64_t m, const uint32_t* bitmap, int k, uint64_t* keys,
                           SelectShared& sm) {
   const int tid = threadIdx.x;
@@ -353,6 +353,11 @@ int64_t next_pow2(int64_t v) {
   return p;
 }
 
+// Sort room for the top min(k, m) keys, never fewer than 2: nvcc compiles thread 0's serial loops
+// over keys[0, kk) with paired 16-byte shared loads, and memcheck flagged the one-key (8-byte)
+// allocation of k = 1 as read past its end.
+int64_t key_capacity(int64_t k, int64_t m) { return next_pow2(std::max<int64_t>(2, std::min<int64_t>(k, m))); }
+
 // Raises the kernel's dynamic shared memory limit when needed; throws when the device cannot.
 template <typename K>
 void reserve_smem(const OpContext& c, K kernel, size_t bytes, const std::string& what) {
@@ -376,7 +381,7 @@ void topk(const OpContext& c, const float* scores, int64_t n, int64_t m, CsrView
   if (n == 0 || k == 0) return;
   VAE_CHECK(m < (int64_t{1} << 31) - 1, "topk: too many columns for 32-bit indices");
   const bool excluding = exclude.rows > 0;
-  const int64_t cap = next_pow2(std::max<int64_t>(1, std::min<int64_t>(k, m)));
+  const int64_t cap = key_capacity(k, m);
   const size_t bytes = static_cast<size_t>(cap) * 8 + (excluding ? static_cast<size_t>((m + 31) / 32) * 4 : 0);
   reserve_smem(c, topk_kernel, bytes, "topk (k = " + std::to_string(k) + ", " + std::to_string(m) + " columns)");
   topk_kernel<<<rows_grid(n), kThreads, bytes, c.stream>>>(scores, n, m, exclude, excluding, exclude_rows, k,
@@ -405,7 +410,7 @@ void graded_metrics(const OpContext& c, const float* scores, const float* truth,
                     float* out) {
   if (n == 0) return;
   VAE_CHECK(m < (int64_t{1} << 31) - 1, "graded_metrics: too many columns for 32-bit indices");
-  const int64_t cap = next_pow2(std::max<int64_t>(1, std::min<int64_t>(k, m)));
+  const int64_t cap = key_capacity(k, m);
   const size_t bytes = static_cast<size_t>(cap) * 8;
   reserve_smem(c, graded_metrics_kernel, bytes, "graded_metrics (k = " + std::to_string(k) + ")");
   graded_metrics_kernel<<<rows_grid(n), kThreads, bytes, c.stream>>>(scores, truth, n, m, k, out);

@@ -4,8 +4,9 @@
 #   ctest      the whole suite (real-data tests read MOVIELENS_DIR when set)
 #   sanitize   compute-sanitizer memcheck and racecheck over vae_tests --gtest_filter='Cuda*'
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
-#              metrics must agree to 3 decimals
+#              metrics must agree to 3 decimals; the CUDA run again with --cuda-graph off (timing)
 #   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR)
+#   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
 #   torch      bench/compare_torch.sh on the same GPU: s/epoch and ratios against PyTorch
 # then a summary table, printed last and saved as OUT_DIR/summary.txt. Every selected stage runs
 # even when an earlier one fails (except after a failed build); the exit status is 0 only when
@@ -14,9 +15,9 @@
 #
 # Usage: scripts/gpu_check.sh [OUT_DIR (./gpu_check_out)] [DATA]
 #   DATA defaults to $MOVIELENS_DIR/ml-100k when that exists, else the synthetic default.
-# Environment: STAGES (all: "build ctest sanitize main bench torch"), MOVIELENS_DIR,
+# Environment: STAGES (all: "build ctest sanitize main bench svd torch"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
-#   SANITIZER_TOOLS ("memcheck racecheck"),
+#   SANITIZER_TOOLS ("memcheck racecheck"), SANITIZER_FILTER (gtest filter, default the Cuda* tests),
 #   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3).
 set -uo pipefail
 
@@ -30,7 +31,7 @@ BUILD=${BUILD_DIR:-$ROOT/build-gpu-check}
 EPOCHS=${EPOCHS:-20}
 ARCHS=${CUDA_ARCHS:-90}
 SAN_TIMEOUT=${SANITIZER_TIMEOUT:-3600}
-STAGES=" ${STAGES:-build ctest sanitize main bench torch} "
+STAGES=" ${STAGES:-build ctest sanitize main bench svd torch} "
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 say() { printf '\n== %s\n' "$*"; }
@@ -39,13 +40,14 @@ ok=1
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-bench_line="not run"; torch_line="not run"
+bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; svd_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
 if want build; then
   say "configure + build ($BUILD, sm_$ARCHS) -> $OUT/build.log"
   cmake_args=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
-              -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" -DVAE_BUILD_TESTS=ON -DVAE_BUILD_BENCH=ON)
+              -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" -DVAE_BUILD_TESTS=ON -DVAE_BUILD_BENCH=ON
+              -DCMAKE_CUDA_FLAGS=-lineinfo)  # source lines in sanitizer reports; same code
   [ -d "$ROOT/.devkit" ] && cmake_args+=(-DCMAKE_PREFIX_PATH="$ROOT/.devkit")
   command -v nvcc >/dev/null && cmake_args+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
   t0=$(date +%s)
@@ -72,8 +74,9 @@ if [[ $build_status != FAILED* ]]; then
     say "ctest (MOVIELENS_DIR=${MOVIELENS_DIR:-unset}) -> $OUT/ctest.log"
     ctest --test-dir "$BUILD" --output-on-failure -j8 >"$OUT/ctest.log" 2>&1
     ctest_rc=$?
-    total=$(grep -oE 'tests failed out of [0-9]+' "$OUT/ctest.log" | grep -oE '[0-9]+$' | tail -n 1)
-    failed=$(grep -oE '[0-9]+ tests failed out of' "$OUT/ctest.log" | grep -oE '^[0-9]+' | tail -n 1)
+    # "100% tests passed out of N" or "97% tests passed, 3 tests failed out of N"
+    total=$(grep -oE 'tests? (passed|failed) out of [0-9]+' "$OUT/ctest.log" | grep -oE '[0-9]+$' | tail -n 1)
+    failed=$(grep -oE '[0-9]+ tests? failed out of' "$OUT/ctest.log" | grep -oE '^[0-9]+' | tail -n 1)
     skipped=$(grep -cE '\(Skipped\)' "$OUT/ctest.log")
     total=${total:-0}; failed=${failed:-0}
     passed=$(( total - failed - skipped ))
@@ -93,7 +96,7 @@ if [[ $build_status != FAILED* ]]; then
         # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
         # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
         # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
-        filter='Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'
+        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'}
         [ "$tool" = racecheck ] && filter="$filter:CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*"
         say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' -> $log"
         timeout "$SAN_TIMEOUT" compute-sanitizer --tool "$tool" --error-exitcode 99 \
@@ -128,6 +131,10 @@ if [[ $build_status != FAILED* ]]; then
       if [ "$dev" = cuda ]; then metrics_cuda=$line; spe_cuda="$spe (wall $wall s, rc $rc)"
       else metrics_cpu=$line; spe_cpu="$spe (wall $wall s, rc $rc)"; fi
     done
+    # The same CUDA run with one launch per op instead of one CUDA Graph per training step.
+    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
+      --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
+    spe_nograph=$(python3 -c "import json; print('%.4f' % json.load(open('$OUT/run_cuda_nograph/summary.json'))['epoch_seconds_median'])" 2>/dev/null || echo n/a)
     a=${spe_cpu%% *}; b=${spe_cuda%% *}
     speedup=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "n/a" }')
     # The bar: the same metrics to 3 decimals on both devices.
@@ -159,6 +166,22 @@ EOF
     grep -E '^(ceiling|train)' "$log" | head -n 12
   fi
 
+  # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
+  if want svd; then
+    svd_line=""
+    for model in svd svdpp; do
+      log="$OUT/svd_$model.log"
+      say "vae_gpu train --model $model --folds 5 --device cuda --data $DATA -> $log"
+      t0=$(date +%s.%N)
+      "$BUILD/vae_gpu" train --model "$model" --folds 5 --device cuda --data "$DATA" >"$log" 2>&1
+      rc=$?
+      wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+      [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
+      res=$(grep -m 1 ' 5-fold: ' "$log" | sed 's/^.* 5-fold: //')
+      svd_line="$svd_line$model ${res:-rc $rc}, wall $wall s; "
+    done
+  fi
+
   # ---- PyTorch side by side ---------------------------------------------------------------
   if want torch; then
     log="$OUT/compare_torch.log"
@@ -186,9 +209,11 @@ say "summary"
   row "data" "$DATA, $EPOCHS epochs"
   row "s/epoch cpu" "$spe_cpu"
   row "s/epoch cuda" "$spe_cuda"
+  row "s/epoch cuda, no graph" "$spe_nograph"
   row "cuda speed-up" "$speedup"
   row "metrics agree (3 dp)" "$agree"
   row "bench" "$bench_line"
+  row "svd 5-fold cuda" "$svd_line"
   row "torch" "$torch_line"
   [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
   row "logs" "$OUT"

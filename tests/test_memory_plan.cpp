@@ -151,7 +151,7 @@ TEST(MemoryPlan, MultVaeMl20mShape) {
   EXPECT_EQ(p.dataset, 123456789);
   EXPECT_EQ(p.total(), p.parameters + p.adam + p.batch_sparse + p.dataset);
   const std::string line = format_memory_plan(p, "NVIDIA H200", true, size_t{140} << 30);
-  EXPECT_EQ(line.rfind("memory plan: parameters 280.5 MiB, Adam state 187.0 MiB, batch buffers ", 0), 0u) << line;
+  EXPECT_EQ(line.rfind("memory plan: weights+gradients+best copy 280.5 MiB, Adam state 187.0 MiB, batch buffers ", 0), 0u) << line;
   EXPECT_NE(line.find("of 143360.0 MiB free on NVIDIA H200"), std::string::npos) << line;
   EXPECT_NE(format_memory_plan(p, "cpu", false, 0).find("(host memory, cpu)"), std::string::npos);
 
@@ -210,7 +210,7 @@ TEST(MemoryPlan, TrainerPrintsThePlanAndHonoursSparseInput) {
     std::ostringstream log;
     const TrainResult r = run_experiment(*be, d, o, log);
     EXPECT_EQ(r.sparse_input, i == 1);
-    EXPECT_NE(log.str().find("memory plan: parameters "), std::string::npos) << log.str();
+    EXPECT_NE(log.str().find("memory plan: weights+gradients+best copy "), std::string::npos) << log.str();
     EXPECT_NE(log.str().find("(host memory, cpu)"), std::string::npos) << log.str();
     EXPECT_EQ(r.memory_plan.rfind("memory plan:", 0), 0u);
     EXPECT_NE(log.str().find(i == 0 ? "dense input (off)" : "sparse input (on)"), std::string::npos) << log.str();

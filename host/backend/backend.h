@@ -75,6 +75,19 @@ class Backend {
   // What the memory plan names: "cpu" or the GPU's name.
   virtual std::string device_name() const { return name(); }
 
+  // ---- step capture (CUDA Graphs) -----------------------------------------------------
+  // Ops issued between begin_step_capture() and end_step_capture(key) are recorded, not run;
+  // end_step_capture runs them as one graph launch. The executable graph is kept under key
+  // (the trainer uses the batch size) and only its kernel arguments are updated when the next
+  // capture under that key records the same work, so a step costs one launch instead of one
+  // per op. Nothing inside may wait for the device (no copies to the host, no synchronize()).
+  // abort_step_capture() ends a capture that an exception interrupted, discarding it.
+  // Backends without graphs run every op at once and these do nothing.
+  virtual bool supports_step_capture() const { return false; }
+  virtual void begin_step_capture() {}
+  virtual void end_step_capture(int64_t /*key*/) {}
+  virtual void abort_step_capture() noexcept {}
+
   template <typename U>
   Tensor<U> alloc(int64_t rows, int64_t cols) {
     VAE_CHECK(rows >= 0 && cols >= 0, "negative tensor shape");

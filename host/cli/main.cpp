@@ -687,6 +687,10 @@ int main(int argc, char** argv) {
   app.add_option("--sparse-input", o.train.sparse_input,
                  "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option_function<std::string>(
+         "--cuda-graph", [&o](const std::string& v) { o.train.cuda_graph = v == "on"; },
+         "GPU training step captured and replayed as one CUDA Graph: on (default) or off (one launch per op)")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
   app.add_flag("--quiet", o.train.quiet, "only the final lines");
 

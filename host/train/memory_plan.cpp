@@ -98,7 +98,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int k
 
 std::string format_memory_plan(const MemoryPlan& p, const std::string& device, bool have_free,
                                size_t free_bytes) {
-  std::string s = "memory plan: parameters " + mib(p.parameters) + " MiB, Adam state " + mib(p.adam) +
+  std::string s = "memory plan: weights+gradients+best copy " + mib(p.parameters) + " MiB, Adam state " + mib(p.adam) +
                   " MiB, batch buffers " + mib(p.batch()) + " MiB (dense input " + mib(p.batch_dense) +
                   " / sparse input " + mib(p.batch_sparse) + ", " + (p.sparse ? "sparse" : "dense") +
                   " in use), dataset CSR " + mib(p.dataset) + " MiB, total " + mib(p.total()) + " MiB";

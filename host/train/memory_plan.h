@@ -51,7 +51,7 @@ int64_t csr_device_bytes(const Csr& m);
 MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int kmax, int num_ks,
                        int64_t dataset_bytes);
 
-// "memory plan: parameters X MiB, Adam state Y MiB, batch buffers Z MiB (dense input A / sparse
+// "memory plan: weights+gradients+best copy X MiB, Adam state Y MiB, batch buffers Z MiB (dense input A / sparse
 // input B), dataset CSR W MiB, total T MiB of D MiB free on <device>"; without a fixed pool
 // (have_free false, the CPU) the tail reads "total T MiB (host memory, <device>)".
 std::string format_memory_plan(const MemoryPlan& p, const std::string& device, bool have_free,

@@ -201,7 +201,10 @@ std::string epoch_line(const EpochRecord& r, int epochs, const std::string& test
   os << std::fixed << std::setprecision(4) << "Epoch [" << r.epoch << "/" << epochs << "] train "
      << r.train_loss << " " << test_label << " " << r.test_loss;
   for (const auto& kv : r.metrics) os << " " << fmt_metric_name(kv.first) << " " << kv.second;
-  os << std::setprecision(2) << " (" << r.train_seconds << " s)";
+  if (r.train_seconds < 0.1)  // GPU epochs take milliseconds
+    os << std::setprecision(1) << " (" << 1e3 * r.train_seconds << " ms)";
+  else
+    os << std::setprecision(2) << " (" << r.train_seconds << " s)";
   return os.str();
 }
 
@@ -420,11 +423,12 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   int64_t step = 0;
   std::vector<double> epoch_secs;
   const auto t_train = Clock::now();
+  const bool graph_steps = opt.cuda_graph && be.supports_step_capture();
   if (!opt.quiet)
     log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
         << batches << " steps/epoch, " << (model->sparse_input() ? "sparse" : "dense") << " input ("
-        << opt.sparse_input << ")\n";
+        << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
 
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
     const auto t0 = Clock::now();
@@ -439,9 +443,16 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       b.rows = order.cmat().rows_slice(r0, n);
       b.users = b.rows;
       b.n = n;
-      model->forward_backward(b, step, true, loss_acc.mat());
+      if (graph_steps) be.begin_step_capture();
+      try {
+        model->forward_backward(b, step, true, loss_acc.mat());
+        be.adam_step(model->param_buffer(), model->grad_buffer(), m1.mat(), m2.mat(), opt.adam, step + 1);
+      } catch (...) {
+        if (graph_steps) be.abort_step_capture();
+        throw;
+      }
+      if (graph_steps) be.end_step_capture(n);  // one graph per batch size: the last batch has its own
       ++step;
-      be.adam_step(model->param_buffer(), model->grad_buffer(), m1.mat(), m2.mat(), opt.adam, step);
       if (opt.progress_bar && !opt.quiet) {
         const int width = 30, done = static_cast<int>(width * (bi + 1) / batches);
         log << "\rEpoch [" << epoch << "/" << opt.epochs << "] [" << std::string(done, '#')

@@ -40,6 +40,9 @@ struct TrainOptions {
   // model has ≥ kSparseInputMinColumns inputs or the training matrix is sparser than
   // kSparseInputMaxDensity (models/model.h). Overrides model.sparse_input.
   std::string sparse_input = "auto";
+  // Each training step (forward, loss, backward, Adam) captured and replayed as one CUDA Graph
+  // per batch size on backends that support it (--cuda-graph on|off). Same results either way.
+  bool cuda_graph = true;
   ModelConfig model;                     // model.kind selects the model
   // With a pretrained model (run_experiment's last argument): the column / row maps it was
   // trained with; the split must reproduce them (same data, protocol, seed, threshold).
