@@ -14,7 +14,8 @@
 # torch runs one more warm-up epoch it leaves out), MODELS (default "vae autorec cdae multvae"),
 # VARIANTS (default "eager graph"), VAE_BUILD_DIR (default build), THREADS (CPU threads for
 # both, default nproc), PYTHON (a python with torch), TORCH_ARGS (extra torch_baseline.py flags,
-# e.g. "--tf32" or "--max-steps 50": the torch epoch is then extrapolated from the capped steps).
+# e.g. "--tf32" or "--max-steps 50": the torch epoch is then extrapolated from the capped steps),
+# VAE_ARGS (extra vae_gpu flags, e.g. "--tf32" or "--cuda-graph off").
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 data=${1:-${MOVIELENS_DIR:-../shared/data}/ml-100k}
@@ -66,8 +67,9 @@ for m in $models; do
   extra=()
   [ "$m" = cdae ] && extra=(--lr 0.01)  # explicit, as torch_baseline.py uses it
   echo "compare_torch: $m: vae_gpu ..." >&2
+  # shellcheck disable=SC2086  # VAE_ARGS is a flag list
   if ! OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads "$build/vae_gpu" train --model "$m" --protocol seed \
-       --data "$vae_data" --device "$device" --epochs "$epochs" "${extra[@]}" --quiet --out "$tmp/$m" \
+       --data "$vae_data" --device "$device" --epochs "$epochs" "${extra[@]}" ${VAE_ARGS:-} --quiet --out "$tmp/$m" \
        >"$tmp/$m.vae.log" 2>&1; then
     echo "compare_torch: $m: vae_gpu failed: $(tail -n 2 "$tmp/$m.vae.log" | tr '\n' ' ')" >&2
     failed=$((failed + 1))
