@@ -1,5 +1,6 @@
 // .npy and safetensors writers/readers: round trips, strict refusal of damaged files, and
-// interchange with numpy in both directions when /usr/bin/python3 has numpy.
+// interchange with numpy in both directions when a python with numpy is found ($VAE_PYTHON,
+// python3 on PATH, /usr/bin/python3).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -43,12 +44,24 @@ void write_file(const std::string& path, const std::string& bytes) {
   f << bytes;
 }
 
-bool have_numpy() {
-  return std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
+// The first interpreter that imports numpy; empty when none does.
+const std::string& numpy_python() {
+  static const std::string found = [] {
+    std::vector<std::string> candidates;
+    if (const char* env = std::getenv("VAE_PYTHON"); env && *env) candidates.emplace_back(env);
+    candidates.emplace_back("python3");
+    candidates.emplace_back("/usr/bin/python3");
+    for (const std::string& py : candidates)
+      if (std::system(("'" + py + "' -c 'import numpy' >/dev/null 2>&1").c_str()) == 0) return py;
+    return std::string();
+  }();
+  return found;
 }
 
+bool have_numpy() { return !numpy_python().empty(); }
+
 int run_python(const std::string& script_path, const std::string& arg) {
-  const std::string cmd = "/usr/bin/python3 '" + script_path + "' '" + arg + "'";
+  const std::string cmd = "'" + numpy_python() + "' '" + script_path + "' '" + arg + "'";
   return std::system(cmd.c_str());
 }
 
@@ -216,7 +229,7 @@ TEST(Npy, SaveLoadFilesAtomically) {
 }
 
 TEST(Npy, NumpyReadsOursAndWeReadNumpys) {
-  if (!have_numpy()) GTEST_SKIP() << "/usr/bin/python3 has no numpy";
+  if (!have_numpy()) GTEST_SKIP() << "no python with numpy ($VAE_PYTHON, python3, /usr/bin/python3)";
   TempDir dir("numpy");
   std::vector<float> v(6 * 7);
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) / 7.0f - 2.0f;
@@ -357,7 +370,7 @@ TEST(Safetensors, RefusesCorruptFiles) {
 }
 
 TEST(Safetensors, NumpyParsesOurFile) {
-  if (!have_numpy()) GTEST_SKIP() << "/usr/bin/python3 has no numpy";
+  if (!have_numpy()) GTEST_SKIP() << "no python with numpy ($VAE_PYTHON, python3, /usr/bin/python3)";
   TempDir dir("st_numpy");
   save_safetensors(dir.file("x.safetensors"), sample_tensors(), {{"note", "hi"}});
   const std::string script = dir.file("check.py");
