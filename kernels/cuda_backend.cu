@@ -112,6 +112,26 @@ class CudaBackend final : public Backend<float> {
     if (stream_) cudaStreamSynchronize(stream_.get());  // no throw from a destructor
   }
 
+  double device_seconds(const std::function<void()>& fn) override {
+    struct Events {
+      cudaEvent_t a = nullptr, b = nullptr;
+      ~Events() {
+        if (a) cudaEventDestroy(a);
+        if (b) cudaEventDestroy(b);
+      }
+    } ev;
+    CUDA_CHECK(cudaEventCreate(&ev.a));
+    CUDA_CHECK(cudaEventCreate(&ev.b));
+    CUDA_CHECK(cudaEventRecord(ev.a, stream_.get()));
+    fn();
+    CUDA_CHECK(cudaEventRecord(ev.b, stream_.get()));
+    CUDA_CHECK(cudaEventSynchronize(ev.b));
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, ev.a, ev.b));
+    synchronize();  // reports a device-side error the work recorded, as every wait does
+    return 1e-3 * static_cast<double>(ms);
+  }
+
   // ---- step capture -------------------------------------------------------------------
   bool supports_step_capture() const override { return true; }
   void begin_step_capture() override {

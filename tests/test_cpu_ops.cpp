@@ -101,6 +101,16 @@ TEST_F(CpuOps, MemoryRoundTripAndCopyWithin) {
   EXPECT_EQ(be->read_scalar(s.cmat()), 0.0);
 }
 
+// The host has no device clock: device_seconds runs the work and says so (benchmarks then
+// time it with the wall clock).
+TEST_F(CpuOps, DeviceSecondsRunsTheWorkWithoutADeviceClock) {
+  Tensor<double> t = up({1, 2}, 1, 2);
+  const double s = be->device_seconds([&] { be->fill(t.mat(), 3.0); });
+  EXPECT_LT(s, 0.0);
+  EXPECT_EQ(down(t), (Vec{3, 3}));
+  EXPECT_FALSE(be->supports_step_capture());
+}
+
 TEST_F(CpuOps, UploadCsrConvertsValues) {
   Csr c;
   c.rows = 3;

@@ -175,6 +175,25 @@ TEST_F(CudaOps, MemoryRoundTripAndCopyWithin) {
   EXPECT_FALSE(cuda_device_name().empty());
 }
 
+// CUDA events around the enqueued work: the work has run when it returns, and 200 copies of
+// 64 MiB take measurable device time (at least 1 µs, at most a minute).
+TEST_F(CudaOps, DeviceSecondsTimesTheEnqueuedWork) {
+  const int64_t n = int64_t{16} << 20;
+  Tensor<float> a = gpu->alloc<float>(1, n), b = gpu->alloc<float>(1, n);
+  gpu->fill(a.mat(), 1.0f);
+  const double s = gpu->device_seconds([&] {
+    for (int i = 0; i < 200; ++i) gpu->copy_within(b.data(), a.data(), static_cast<size_t>(n) * sizeof(float));
+    gpu->fill(a.mat(), 2.0f);
+  });
+  EXPECT_GT(s, 1e-6);
+  EXPECT_LT(s, 60.0);
+  // The last 4 096 elements of each (rows_slice of a 4096-column view).
+  const std::vector<float> hb = gpu->download(b.cmat().reshaped(n / 4096, 4096).rows_slice(n / 4096 - 1, 1));
+  const std::vector<float> ha = gpu->download(a.cmat().reshaped(n / 4096, 4096).rows_slice(n / 4096 - 1, 1));
+  EXPECT_EQ(hb, std::vector<float>(4096, 1.0f));
+  EXPECT_EQ(ha, std::vector<float>(4096, 2.0f));
+}
+
 TEST_F(CudaOps, OutOfMemoryNamesTheRequest) {
   try {
     gpu->alloc_bytes(size_t{1} << 50);

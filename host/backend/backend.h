@@ -10,6 +10,7 @@
 //  - an empty Mat (rows * cols == 0) for an optional output means "not wanted".
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -83,6 +84,13 @@ class Backend {
   // per op. Nothing inside may wait for the device (no copies to the host, no synchronize()).
   // abort_step_capture() ends a capture that an exception interrupted, discarding it.
   // Backends without graphs run every op at once and these do nothing.
+  // Device time of the work fn enqueues (CUDA events around it; waits for that work), in
+  // seconds; negative when the backend has no device clock (the CPU: time it on the host).
+  virtual double device_seconds(const std::function<void()>& fn) {
+    fn();
+    return -1.0;
+  }
+
   virtual bool supports_step_capture() const { return false; }
   virtual void begin_step_capture() {}
   virtual void end_step_capture(int64_t /*key*/) {}
