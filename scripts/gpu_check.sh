@@ -7,6 +7,8 @@
 #              metrics must agree to 3 decimals; the CUDA run again with --cuda-graph off (timing)
 #   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR)
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
+#   scale      Mult-VAE on the ml-20m-shaped synthetic set: FP32 vs TF32 accuracy and s/epoch,
+#              and the PyTorch peers on it
 #   torch      bench/compare_torch.sh on the same GPU: s/epoch and ratios against PyTorch
 # then a summary table, printed last and saved as OUT_DIR/summary.txt. Every selected stage runs
 # even when an earlier one fails (except after a failed build); the exit status is 0 only when
@@ -15,10 +17,10 @@
 #
 # Usage: scripts/gpu_check.sh [OUT_DIR (./gpu_check_out)] [DATA]
 #   DATA defaults to $MOVIELENS_DIR/ml-100k when that exists, else the synthetic default.
-# Environment: STAGES (all: "build ctest sanitize main bench svd torch"), MOVIELENS_DIR,
+# Environment: STAGES (all: "build ctest sanitize main bench svd scale torch"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
 #   SANITIZER_TOOLS ("memcheck racecheck"), SANITIZER_FILTER (gtest filter, default the Cuda* tests),
-#   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3).
+#   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3), SCALE_EPOCHS (10).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +33,7 @@ BUILD=${BUILD_DIR:-$ROOT/build-gpu-check}
 EPOCHS=${EPOCHS:-20}
 ARCHS=${CUDA_ARCHS:-90}
 SAN_TIMEOUT=${SANITIZER_TIMEOUT:-3600}
-STAGES=" ${STAGES:-build ctest sanitize main bench svd torch} "
+STAGES=" ${STAGES:-build ctest sanitize main bench svd scale torch} "
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 say() { printf '\n== %s\n' "$*"; }
@@ -40,7 +42,7 @@ ok=1
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; svd_line="not run"
+bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; svd_line="not run"; scale_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
 if want build; then
@@ -135,6 +137,12 @@ if [[ $build_status != FAILED* ]]; then
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
     spe_nograph=$(python3 -c "import json; print('%.4f' % json.load(open('$OUT/run_cuda_nograph/summary.json'))['epoch_seconds_median'])" 2>/dev/null || echo n/a)
+    # Determinism: the second CUDA run (plain launches) must give the very same metrics.
+    same_gpu=$(python3 -c "
+import json
+a, b = (json.load(open('$OUT/' + d + '/summary.json'))['metrics'] for d in ('run_cuda', 'run_cuda_nograph'))
+print('yes, bit-identical metrics' if a == b else 'NO: ' + str(a) + ' vs ' + str(b))" 2>/dev/null || echo "FAILED (no summaries)")
+    [[ $same_gpu == yes* ]] || ok=0
     a=${spe_cpu%% *}; b=${spe_cuda%% *}
     speedup=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "n/a" }')
     # The issue's bar: the same metrics to 3 decimals on both devices.
@@ -182,6 +190,31 @@ EOF
     done
   fi
 
+  # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, FP32 vs TF32 ------------
+  # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
+  # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
+  if want scale; then
+    shape=136677,20108,10000000
+    spec="synthetic:users=136677,items=20108,ratings=10000000"
+    scale_line=""
+    for prec in fp32 tf32; do
+      flag=(); [ "$prec" = tf32 ] && flag=(--tf32)
+      log="$OUT/scale_$prec.log"
+      say "vae_gpu train --model multvae --protocol heldout --data $spec ${flag[*]} -> $log"
+      "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
+        --device cuda "${flag[@]}" --out "$OUT/scale_$prec" >"$log" 2>&1
+      rc=$?
+      [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
+      res=$(python3 -c "import json; j=json.load(open('$OUT/scale_$prec/summary.json')); print('ndcg@100 %.4f, %.3f s/epoch' % (j['metrics']['ndcg@100'], j['epoch_seconds_median']))" 2>/dev/null || echo "rc $rc")
+      scale_line="$scale_line$prec: $res; "
+      say "bench/compare_torch.sh $shape cuda ($prec) -> $OUT/compare_torch_scale_$prec.log"
+      MODELS=multvae EPOCHS=2 VAE_BUILD_DIR="$BUILD" VAE_ARGS="${flag[*]}" TORCH_ARGS="${flag[*]} --max-steps 80" \
+        "$ROOT/bench/compare_torch.sh" "$shape" cuda "$OUT/compare_torch_scale_$prec.json" \
+        >"$OUT/compare_torch_scale_$prec.log" 2>&1 || ok=0
+      grep -A3 '^model' "$OUT/compare_torch_scale_$prec.log"
+    done
+  fi
+
   # ---- PyTorch side by side ---------------------------------------------------------------
   if want torch; then
     log="$OUT/compare_torch.log"
@@ -212,8 +245,10 @@ say "summary"
   row "s/epoch cuda, no graph" "$spe_nograph"
   row "cuda speed-up" "$speedup"
   row "metrics agree (3 dp)" "$agree"
+  row "graph = launches" "$same_gpu"
   row "bench" "$bench_line"
   row "svd 5-fold cuda" "$svd_line"
+  row "ml-20m multvae" "$scale_line"
   row "torch" "$torch_line"
   [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
   row "logs" "$OUT"
