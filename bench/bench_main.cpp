@@ -55,7 +55,7 @@ struct Result {
   double bytes = 0, flops = 0;
   double items = 0;  // users (or rows) per call, for users/s
   std::string note;
-  double wall_seconds = 0;  // median host wall clock of a repetition (launch to sync)
+  double wall_seconds = 0;  // median host wall clock of a repetition (launch to sync); < 0: none
 };
 
 class Bench {
@@ -134,7 +134,8 @@ class Bench {
     j["gemm_ceiling_tflops"] = peak_flops_ / 1e12;
     j["cases"] = nlohmann::json::array();
     for (const Result& r : results_) {
-      nlohmann::json c{{"group", r.group}, {"name", r.name}, {"ms", r.seconds * 1e3}, {"wall_ms", r.wall_seconds * 1e3}};
+      nlohmann::json c{{"group", r.group}, {"name", r.name}, {"ms", r.seconds * 1e3}};
+      if (r.wall_seconds > 0) c["wall_ms"] = r.wall_seconds * 1e3;
       if (r.bytes > 0) c["gbps"] = r.bytes / r.seconds / 1e9, c["floor_ms"] = peak_bw_ > 0 ? 1e3 * r.bytes / peak_bw_ : 0.0;
       if (r.flops > 0) c["tflops"] = r.flops / r.seconds / 1e12, c["floor_ms"] = peak_flops_ > 0 ? 1e3 * r.flops / peak_flops_ : 0.0;
       if (r.items > 0) c["users_per_s"] = r.items / r.seconds;
@@ -296,6 +297,19 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
     b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (graph ? ", CUDA Graph" : ", launches") + " (" +
                         tag + ")",
            t, 0, 0, static_cast<double>(train.rows), note});
+  }
+  // Where an epoch's device time goes: one more epoch with every op bracketed by events.
+  be.set_op_profiling(true);
+  epoch(false);
+  const std::vector<OpTime> prof = be.op_profile();
+  be.set_op_profiling(false);
+  double all = 0;
+  for (const OpTime& o : prof) all += o.seconds;
+  for (size_t i = 0; i < prof.size() && i < 6; ++i) {
+    char note[96];
+    std::snprintf(note, sizeof note, "%lld calls, %.1f%% of the epoch's op time", static_cast<long long>(prof[i].calls),
+                  all > 0 ? 100.0 * prof[i].seconds / all : 0.0);
+    b.add({"profile", kind + " epoch: " + prof[i].op + " (" + tag + ")", prof[i].seconds, 0, 0, 0, note, -1});
   }
   // Evaluation: scores for a batch of users, top-100, heldout metrics against their own rows.
   const int k = static_cast<int>(std::min<int64_t>(100, train.cols));

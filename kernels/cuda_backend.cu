@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "backend/backend.h"
 #include "cuda_check.h"
@@ -110,6 +111,11 @@ class CudaBackend final : public Backend<float> {
 
   ~CudaBackend() override {
     if (stream_) cudaStreamSynchronize(stream_.get());  // no throw from a destructor
+    for (const Timed& t : timed_) {
+      cudaEventDestroy(t.start);
+      cudaEventDestroy(t.end);
+    }
+    for (cudaEvent_t e : free_events_) cudaEventDestroy(e);
   }
 
   double device_seconds(const std::function<void()>& fn) override {
@@ -132,10 +138,36 @@ class CudaBackend final : public Backend<float> {
     return 1e-3 * static_cast<double>(ms);
   }
 
+  // ---- per-op profile ------------------------------------------------------------------
+  void set_op_profiling(bool on) override {
+    VAE_CHECK(!capturing_, "set_op_profiling: not while a step is being captured");
+    profiling_ = on;
+  }
+  std::vector<OpTime> op_profile() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    std::map<std::string, OpTime> by_op;
+    for (const Timed& t : timed_) {
+      float ms = 0.0f;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, t.start, t.end));
+      OpTime& o = by_op[t.op];
+      o.op = t.op;
+      o.calls += 1;
+      o.seconds += 1e-3 * static_cast<double>(ms);
+      free_events_.push_back(t.start);
+      free_events_.push_back(t.end);
+    }
+    timed_.clear();
+    std::vector<OpTime> out;
+    for (auto& kv : by_op) out.push_back(kv.second);
+    std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
+    return out;
+  }
+
   // ---- step capture -------------------------------------------------------------------
   bool supports_step_capture() const override { return true; }
   void begin_step_capture() override {
     VAE_CHECK(!capturing_, "begin_step_capture: a capture is already open");
+    VAE_CHECK(!profiling_, "begin_step_capture: op profiling times plain launches only");
     CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
     capturing_ = true;
   }
@@ -210,6 +242,7 @@ class CudaBackend final : public Backend<float> {
 
   void copy_within(void* dst, const void* src, size_t bytes) override {
     if (!bytes || dst == src) return;
+    const OpScope prof(this, "copy_within");
     const char* d = static_cast<const char*>(dst);
     const char* s = static_cast<const char*>(src);
     if (d < s + bytes && s < d + bytes) {
@@ -238,15 +271,20 @@ class CudaBackend final : public Backend<float> {
   }
 
   // ---- dense algebra ------------------------------------------------------------------
-  void fill(Mat<float> x, float value) override { cuda::fill(ctx_, x.data, x.size(), value); }
+  void fill(Mat<float> x, float value) override {
+    const OpScope prof(this, "fill");
+    cuda::fill(ctx_, x.data, x.size(), value);
+  }
 
   void axpy(float alpha, CMat<float> x, Mat<float> y) override {
+    const OpScope prof(this, "axpy");
     VAE_CHECK(same_shape(x, y), "axpy: x and y differ in shape");
     cuda::axpy(ctx_, alpha, x.data, y.data, x.size());
   }
 
   void gemm(bool trans_a, bool trans_b, float alpha, CMat<float> a, CMat<float> b, float beta,
             Mat<float> c) override {
+    const OpScope prof(this, "gemm");
     const int64_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
     const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
     VAE_CHECK(ka == kb, "gemm: inner dimensions of op(A) and op(B) differ");
@@ -268,12 +306,14 @@ class CudaBackend final : public Backend<float> {
   }
 
   void bias_act(CMat<float> x, CMat<float> bias, Act act, Mat<float> y) override {
+    const OpScope prof(this, "bias_act");
     VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");
     VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols), "bias_act: bias must be 1 x cols");
     cuda::bias_act(ctx_, x.data, bias.empty() ? nullptr : bias.data, act, y.data, x.rows, x.cols);
   }
 
   void bias_act_backward(CMat<float> dy, CMat<float> y, Act act, Mat<float> dx, Mat<float> dbias) override {
+    const OpScope prof(this, "bias_act_backward");
     VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
     VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
               "bias_act_backward: dbias must be 1 x cols");
@@ -281,12 +321,14 @@ class CudaBackend final : public Backend<float> {
   }
 
   void gather_rows_add(CMat<float> table, CMat<int32_t> rows, Mat<float> y) override {
+    const OpScope prof(this, "gather_rows_add");
     check_index_vector(rows, y.rows, "gather_rows_add");
     VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
     cuda::gather_rows_add(ctx_, table.data, table.rows, rows.data, y.data, y.rows, y.cols);
   }
 
   void scatter_rows_add(CMat<float> dy, CMat<int32_t> rows, Mat<float> dtable) override {
+    const OpScope prof(this, "scatter_rows_add");
     check_index_vector(rows, dy.rows, "scatter_rows_add");
     VAE_CHECK(dtable.cols == dy.cols, "scatter_rows_add: dtable and dy differ in columns");
     cuda::scatter_rows_add(ctx_, dy.data, rows.data, dtable.data, dtable.rows, dy.rows, dy.cols);
@@ -295,6 +337,7 @@ class CudaBackend final : public Backend<float> {
   // ---- losses -------------------------------------------------------------------------
   void mse_loss(CMat<float> pred, CMat<float> target, bool masked, float scale, Mat<float> dpred,
                 Mat<float> loss) override {
+    const OpScope prof(this, "mse_loss");
     VAE_CHECK(same_shape(pred, target), "mse_loss: pred and target differ in shape");
     VAE_CHECK(dpred.empty() || same_shape(pred, dpred), "mse_loss: dpred differs in shape");
     check_loss(loss);
@@ -303,6 +346,7 @@ class CudaBackend final : public Backend<float> {
 
   void multinomial_nll(CMat<float> logits, CMat<float> target, float scale, Mat<float> dlogits,
                        Mat<float> loss) override {
+    const OpScope prof(this, "multinomial_nll");
     VAE_CHECK(same_shape(logits, target), "multinomial_nll: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "multinomial_nll: dlogits differs in shape");
     check_loss(loss);
@@ -312,6 +356,7 @@ class CudaBackend final : public Backend<float> {
 
   void bce_logits(CMat<float> logits, CMat<float> target, float scale, Mat<float> dlogits,
                   Mat<float> loss) override {
+    const OpScope prof(this, "bce_logits");
     VAE_CHECK(same_shape(logits, target), "bce_logits: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "bce_logits: dlogits differs in shape");
     check_loss(loss);
@@ -320,6 +365,7 @@ class CudaBackend final : public Backend<float> {
 
   void reparameterize(CMat<float> mu_logvar, uint64_t seed, uint64_t stream, Mat<float> eps,
                       Mat<float> z) override {
+    const OpScope prof(this, "reparameterize");
     VAE_CHECK(mu_logvar.cols % 2 == 0, "reparameterize: mu_logvar must have 2L columns");
     const int64_t L = mu_logvar.cols / 2;
     VAE_CHECK(z.rows == mu_logvar.rows && z.cols == L, "reparameterize: z must be B x L");
@@ -329,6 +375,7 @@ class CudaBackend final : public Backend<float> {
 
   void reparam_kl_backward(CMat<float> mu_logvar, CMat<float> eps, CMat<float> dz, float kl_scale,
                            Mat<float> d_mu_logvar, Mat<float> loss) override {
+    const OpScope prof(this, "reparam_kl_backward");
     VAE_CHECK(mu_logvar.cols % 2 == 0, "reparam_kl_backward: mu_logvar must have 2L columns");
     const int64_t B = mu_logvar.rows, L = mu_logvar.cols / 2;
     VAE_CHECK(dz.empty() || (dz.rows == B && dz.cols == L), "reparam_kl_backward: dz must be B x L");
@@ -341,6 +388,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void regularize(CMat<float> p, float lambda, Reg kind, Mat<float> grad, Mat<float> loss) override {
+    const OpScope prof(this, "regularize");
     VAE_CHECK(grad.empty() || same_shape(p, grad), "regularize: grad differs in shape from p");
     check_loss(loss);
     cuda::regularize(ctx_, p.data, p.size(), lambda, kind, opt(grad), opt(loss));
@@ -348,17 +396,20 @@ class CudaBackend final : public Backend<float> {
 
   // ---- input transforms ---------------------------------------------------------------
   void dropout(CMat<float> x, float q, uint64_t seed, uint64_t stream, Mat<float> y) override {
+    const OpScope prof(this, "dropout");
     VAE_CHECK(same_shape(x, y), "dropout: x and y differ in shape");
     VAE_CHECK(q >= 0.0f && q <= 1.0f, "dropout: rate must lie in [0, 1]");
     cuda::dropout(ctx_, x.data, x.size(), q, seed, stream, y.data);
   }
 
   void l2_normalize_rows(CMat<float> x, Mat<float> y) override {
+    const OpScope prof(this, "l2_normalize_rows");
     VAE_CHECK(same_shape(x, y), "l2_normalize_rows: x and y differ in shape");
     cuda::l2_normalize_rows(ctx_, x.data, y.data, x.rows, x.cols);
   }
 
   void csr_rows_to_dense(CsrView<float> csr, CMat<int32_t> rows, Mat<float> y) override {
+    const OpScope prof(this, "csr_rows_to_dense");
     check_index_vector(rows, y.rows, "csr_rows_to_dense");
     VAE_CHECK(y.cols == csr.cols, "csr_rows_to_dense: y must have csr.cols columns");
     cuda::csr_rows_to_dense(ctx_, csr, rows.data, y.data, y.rows);
@@ -366,6 +417,7 @@ class CudaBackend final : public Backend<float> {
 
   // ---- sparse first layer -------------------------------------------------------------
   void csr_row_norms(CsrView<float> csr, CMat<int32_t> rows, Mat<float> norms) override {
+    const OpScope prof(this, "csr_row_norms");
     const int64_t n = rows.size();
     check_index_vector(rows, n, "csr_row_norms");
     VAE_CHECK(norms.size() == n && (norms.cols == 1 || norms.rows == 1 || n == 0),
@@ -374,6 +426,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {
+    const OpScope prof(this, "csr_linear_forward");
     const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_forward");
     VAE_CHECK(w.cols == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
     VAE_CHECK(y.rows == a.n && y.cols == w.rows, "csr_linear_forward: y must be n x w.rows");
@@ -381,6 +434,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void csr_linear_weight_grad(const CsrBatch<float>& x, CMat<float> dy, Mat<float> dw) override {
+    const OpScope prof(this, "csr_linear_weight_grad");
     const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_weight_grad");
     VAE_CHECK(dy.rows == a.n, "csr_linear_weight_grad: dy must have one row per batch row");
     VAE_CHECK(dw.rows == dy.cols && dw.cols == x.csr.cols,
@@ -391,6 +445,7 @@ class CudaBackend final : public Backend<float> {
   // ---- optimiser ----------------------------------------------------------------------
   void adam_step(Mat<float> params, CMat<float> grads, Mat<float> m, Mat<float> v, const AdamConfig& cfg,
                  int64_t step) override {
+    const OpScope prof(this, "adam_step");
     VAE_CHECK(same_shape(params, grads) && same_shape(params, m) && same_shape(params, v),
               "adam_step: params, grads, m, v differ in shape");
     VAE_CHECK(step >= 1, "adam_step: step is 1-based");
@@ -410,6 +465,7 @@ class CudaBackend final : public Backend<float> {
   // ---- evaluation ---------------------------------------------------------------------
   void topk(CMat<float> scores, CsrView<float> exclude, CMat<int32_t> exclude_rows, int k, Mat<int32_t> idx,
             Mat<float> val) override {
+    const OpScope prof(this, "topk");
     const int64_t n = scores.rows, m = scores.cols;
     VAE_CHECK(k >= 0, "topk: k must be non-negative");
     VAE_CHECK(idx.rows == n && idx.cols == k, "topk: idx must be rows x k");
@@ -423,6 +479,7 @@ class CudaBackend final : public Backend<float> {
 
   void heldout_metrics(CMat<int32_t> idx, CsrView<float> target, CMat<int32_t> target_rows,
                        const std::vector<int>& ks, Mat<float> out) override {
+    const OpScope prof(this, "heldout_metrics");
     const int64_t n = idx.rows;
     check_index_vector(target_rows, n, "heldout_metrics");
     const int64_t nk = static_cast<int64_t>(ks.size());
@@ -432,6 +489,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void graded_metrics(CMat<float> scores, CMat<float> truth, int k, Mat<float> out) override {
+    const OpScope prof(this, "graded_metrics");
     VAE_CHECK(same_shape(scores, truth), "graded_metrics: scores and truth differ in shape");
     VAE_CHECK(k >= 1, "graded_metrics: k must be positive");
     VAE_CHECK(out.rows == scores.rows && out.cols == 2, "graded_metrics: out must be rows x 2");
@@ -440,6 +498,7 @@ class CudaBackend final : public Backend<float> {
 
   void rating_errors(CMat<float> pred, CsrView<float> target, CMat<int32_t> target_rows, float lo, float hi,
                      Mat<float> out) override {
+    const OpScope prof(this, "rating_errors");
     check_index_vector(target_rows, pred.rows, "rating_errors");
     VAE_CHECK(target.cols == pred.cols, "rating_errors: target and pred differ in columns");
     VAE_CHECK(out.rows == pred.rows && out.cols == 3, "rating_errors: out must be rows x 3");
@@ -470,6 +529,46 @@ class CudaBackend final : public Backend<float> {
     return a;
   }
 
+  // Brackets one op with CUDA events while profiling is on (events recycled through a pool).
+  struct OpScope {
+    CudaBackend* be;
+    const char* op;
+    cudaEvent_t start = nullptr;
+    OpScope(CudaBackend* b, const char* name) : be(b), op(name) {
+      if (be->profiling_) start = be->record_event();
+    }
+    ~OpScope() {
+      if (!start) return;
+      cudaEvent_t end = be->record_event_noexcept();
+      if (end) be->timed_.push_back({op, start, end});
+    }
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+  };
+  struct Timed {
+    const char* op;
+    cudaEvent_t start, end;
+  };
+  cudaEvent_t record_event() {
+    cudaEvent_t e = record_event_noexcept();
+    if (!e) CUDA_CHECK(cudaGetLastError());
+    return e;
+  }
+  cudaEvent_t record_event_noexcept() noexcept {
+    cudaEvent_t e = nullptr;
+    if (!free_events_.empty()) {
+      e = free_events_.back();
+      free_events_.pop_back();
+    } else if (cudaEventCreate(&e) != cudaSuccess) {
+      return nullptr;
+    }
+    if (cudaEventRecord(e, stream_.get()) != cudaSuccess) {
+      free_events_.push_back(e);
+      return nullptr;
+    }
+    return e;
+  }
+
   std::unique_ptr<CUstream_st, StreamDeleter> stream_;
   std::unique_ptr<cublasContext, BlasDeleter> blas_;
   Buffer blas_workspace_;
@@ -477,6 +576,9 @@ class CudaBackend final : public Backend<float> {
   cuda::OpContext ctx_;
   bool capturing_ = false;
   std::map<int64_t, GraphExecPtr> step_graphs_;  // by capture key (batch size)
+  bool profiling_ = false;
+  std::vector<Timed> timed_;          // ops bracketed since the last op_profile()
+  std::vector<cudaEvent_t> free_events_;
 };
 
 }  // namespace

@@ -5,7 +5,7 @@
 #   sanitize   compute-sanitizer memcheck and racecheck over vae_tests --gtest_filter='Cuda*'
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
 #              metrics must agree to 3 decimals; the CUDA run again with --cuda-graph off (timing)
-#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR)
+#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
 #   scale      Mult-VAE on the ml-20m-shaped synthetic set: FP32 vs TF32 accuracy and s/epoch,
 #              and the PyTorch peers on it
@@ -42,7 +42,7 @@ ok=1
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; svd_line="not run"; scale_line="not run"
+bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
 if want build; then
@@ -137,6 +137,10 @@ if [[ $build_status != FAILED* ]]; then
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
     spe_nograph=$(python3 -c "import json; print('%.4f' % json.load(open('$OUT/run_cuda_nograph/summary.json'))['epoch_seconds_median'])" 2>/dev/null || echo n/a)
+    # Where the CUDA epoch's device time goes (every op bracketed by CUDA events).
+    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
+      >"$OUT/main_cuda_profile.log" 2>&1
+    grep -A 16 '^Device time per op' "$OUT/main_cuda_profile.log"
     # Determinism: the second CUDA run (plain launches) must give the very same metrics.
     same_gpu=$(python3 -c "
 import json
@@ -169,9 +173,15 @@ EOF
     # shellcheck disable=SC2086  # BENCH_ARGS is a flag list
     "$BUILD/bench/vae_gpu_bench" --device cuda "${bench_data[@]}" --json "$OUT/bench.json" ${BENCH_ARGS:-} >"$log" 2>&1
     rc=$?
-    bench_line="rc $rc, $(grep -cE '^(op|train|eval|ceiling|analysis)' "$log") cases (see bench.log)"
+    bench_line="rc $rc, $(grep -cE '^(op|train|eval|ceiling|analysis|profile)' "$log") cases (see bench.log)"
     [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
-    grep -E '^(ceiling|train)' "$log" | head -n 12
+    grep -E '^(ceiling|train|profile)' "$log" | head -n 24
+    # Kernel variants (bench/variants_*.cu): each timed and checked against the CPU oracle.
+    "$BUILD/bench/vae_kernel_variants" >"$OUT/variants.log" 2>&1
+    rc=$?
+    variants_line="rc $rc, $(tail -n 1 "$OUT/variants.log")"
+    [ "$rc" -eq 0 ] || ok=0
+    grep -E '^(  v[0-9]|[a-z].*shape)' "$OUT/variants.log"
   fi
 
   # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
@@ -247,6 +257,7 @@ say "summary"
   row "metrics agree (3 dp)" "$agree"
   row "graph = launches" "$same_gpu"
   row "bench" "$bench_line"
+  row "kernel variants" "$variants_line"
   row "svd 5-fold cuda" "$svd_line"
   row "ml-20m multvae" "$scale_line"
   row "torch" "$torch_line"

@@ -273,6 +273,35 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
   }
 }
 
+// --profile-ops on the GPU: a table of the model's ops after training, the run unchanged
+// (profiling forces plain launches, which give the same run as graphs).
+TEST_F(CudaModels, ProfileOpsTableAfterTraining) {
+  SyntheticSpec spec;
+  spec.users = 200;
+  spec.items = 300;
+  spec.ratings = 6000;
+  const Dataset d = make_synthetic(spec);
+  std::vector<double> losses;
+  for (bool prof : {false, true}) {
+    TrainOptions o;
+    o.epochs = 2;
+    o.model.kind = "vae";
+    o.profile_ops = prof;
+    auto be = make_cuda_backend(false);
+    std::ostringstream log;
+    const TrainResult r = run_experiment(*be, d, o, log);
+    const std::string out = log.str();
+    if (prof) {
+      EXPECT_NE(out.find("Device time per op over 2 epochs"), std::string::npos) << out;
+      for (const char* op : {"gemm", "adam_step", "reparameterize", "graded_metrics", "all ops"})
+        EXPECT_NE(out.find(op), std::string::npos) << op << "\n" << out;
+      EXPECT_EQ(out.find("CUDA Graph steps"), std::string::npos) << out;
+    }
+    losses.push_back(r.history.back().train_loss);
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+}
+
 // A capture cut short by an exception is discarded and the backend keeps working.
 TEST_F(CudaModels, AnAbortedStepCaptureLeavesTheBackendUsable) {
   auto be = make_cuda_backend(false);

@@ -194,6 +194,33 @@ TEST_F(CudaOps, DeviceSecondsTimesTheEnqueuedWork) {
   EXPECT_EQ(ha, std::vector<float>(4096, 2.0f));
 }
 
+// Per-op profile: each op name with its call count and a positive device time, largest first;
+// read once, then empty; no step capture while profiling.
+TEST_F(CudaOps, OpProfileCountsAndTimesEachOp) {
+  Tensor<float> a = gpu->upload(rand_vec(64 * 96, 301, -1.0f, 1.0f), 64, 96);
+  Tensor<float> b = gpu->upload(rand_vec(96 * 48, 302, -1.0f, 1.0f), 96, 48), c = gpu->alloc<float>(64, 48);
+  EXPECT_TRUE(gpu->op_profile().empty());  // nothing recorded while off
+  gpu->set_op_profiling(true);
+  for (int i = 0; i < 3; ++i) gpu->gemm(false, false, 1.0f, a.cmat(), b.cmat(), 0.0f, c.mat());
+  gpu->fill(c.mat(), 0.5f);
+  gpu->fill(c.mat(), 1.5f);
+  EXPECT_THROW(gpu->begin_step_capture(), VaeError);
+  const std::vector<OpTime> prof = gpu->op_profile();
+  gpu->set_op_profiling(false);
+  ASSERT_EQ(prof.size(), 2u);
+  for (size_t i = 0; i < prof.size(); ++i) {
+    EXPECT_GT(prof[i].seconds, 0.0) << prof[i].op;
+    if (i > 0) {
+      EXPECT_GE(prof[i - 1].seconds, prof[i].seconds);
+    }
+    EXPECT_EQ(prof[i].calls, prof[i].op == "gemm" ? 3 : 2) << prof[i].op;
+    EXPECT_TRUE(prof[i].op == "gemm" || prof[i].op == "fill") << prof[i].op;
+  }
+  EXPECT_TRUE(gpu->op_profile().empty());
+  EXPECT_EQ(gpu->download(c.cmat()), std::vector<float>(64 * 48, 1.5f));
+  EXPECT_TRUE(cpu->op_profile().empty());
+}
+
 TEST_F(CudaOps, OutOfMemoryNamesTheRequest) {
   try {
     gpu->alloc_bytes(size_t{1} << 50);

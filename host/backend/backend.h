@@ -55,6 +55,13 @@ struct CsrBatch {
   int64_t n() const { return rows.size(); }
 };
 
+// Device time of one op name over the calls since the last Backend::op_profile().
+struct OpTime {
+  std::string op;
+  int64_t calls = 0;
+  double seconds = 0;
+};
+
 template <typename T>
 class Backend {
  public:
@@ -90,6 +97,13 @@ class Backend {
     fn();
     return -1.0;
   }
+
+  // Per-op device time: while on, the backend brackets every op with device timers (plain
+  // launches only: no step capture meanwhile). op_profile() waits for the device and returns
+  // the time per op name since the last call, largest first, then forgets it. Backends without
+  // a device clock record nothing.
+  virtual void set_op_profiling(bool /*on*/) {}
+  virtual std::vector<OpTime> op_profile() { return {}; }
 
   virtual bool supports_step_capture() const { return false; }
   virtual void begin_step_capture() {}

@@ -691,6 +691,8 @@ int main(int argc, char** argv) {
          "--cuda-graph", [&o](const std::string& v) { o.train.cuda_graph = v == "on"; },
          "GPU training step captured and replayed as one CUDA Graph: on (default) or off (one launch per op)")
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_flag("--profile-ops", o.train.profile_ops,
+               "after training, print the GPU time of every op (CUDA events; plain launches meanwhile)");
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
   app.add_flag("--quiet", o.train.quiet, "only the final lines");
 

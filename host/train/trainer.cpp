@@ -423,7 +423,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   int64_t step = 0;
   std::vector<double> epoch_secs;
   const auto t_train = Clock::now();
-  const bool graph_steps = opt.cuda_graph && be.supports_step_capture();
+  const bool graph_steps = opt.cuda_graph && be.supports_step_capture() && !opt.profile_ops;
+  if (opt.profile_ops) be.set_op_profiling(true);
   if (!opt.quiet)
     log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
@@ -496,6 +497,15 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     }
   }
   res.train_seconds = seconds_since(t_train);
+  if (opt.profile_ops) {
+    const std::vector<OpTime> prof = be.op_profile();
+    be.set_op_profiling(false);
+    if (prof.empty())
+      log << "op profile: the " << be.name() << " backend has no device clock (nothing recorded)\n";
+    else
+      log << "Device time per op over " << res.history.size() << " epochs (training and evaluation, plain launches):\n"
+          << format_op_profile(prof);
+  }
   std::vector<double> sorted = epoch_secs;
   std::sort(sorted.begin(), sorted.end());
   res.epoch_seconds_median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
@@ -572,6 +582,25 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
        << kv.second << std::setw(12) << b.metric(kv.first) << "\n";
   }
   os.unsetf(std::ios::floatfield);
+}
+
+std::string format_op_profile(const std::vector<OpTime>& prof) {
+  double total = 0;
+  for (const OpTime& o : prof) total += o.seconds;
+  std::ostringstream os;
+  char line[160];
+  std::snprintf(line, sizeof line, "  %-24s %8s %11s %13s %7s\n", "op", "calls", "total ms", "per call us", "share");
+  os << line;
+  for (const OpTime& o : prof) {
+    std::snprintf(line, sizeof line, "  %-24s %8lld %11.3f %13.2f %6.1f%%\n", o.op.c_str(),
+                  static_cast<long long>(o.calls), 1e3 * o.seconds,
+                  o.calls ? 1e6 * o.seconds / static_cast<double>(o.calls) : 0.0,
+                  total > 0 ? 100.0 * o.seconds / total : 0.0);
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "  %-24s %8s %11.3f\n", "all ops", "", 1e3 * total);
+  os << line;
+  return os.str();
 }
 
 }  // namespace vae

@@ -43,6 +43,9 @@ struct TrainOptions {
   // Each training step (forward, loss, backward, Adam) captured and replayed as one CUDA Graph
   // per batch size on backends that support it (--cuda-graph on|off). Same results either way.
   bool cuda_graph = true;
+  // Device time per op over training and its per-epoch evaluation, printed after training
+  // (--profile-ops; plain launches meanwhile). Backends without a device clock say so.
+  bool profile_ops = false;
   ModelConfig model;                     // model.kind selects the model
   // With a pretrained model (run_experiment's last argument): the column / row maps it was
   // trained with; the split must reproduce them (same data, protocol, seed, threshold).
@@ -88,6 +91,9 @@ int64_t resolve_defaults(TrainOptions& opt);
 
 // pretrained (optional): a model already trained on this split (e.g. loaded from a model file);
 // it is evaluated once, as epoch 0, instead of being trained.
+// The --profile-ops table: one line per op, largest device time first, with its share.
+std::string format_op_profile(const std::vector<OpTime>& prof);
+
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained = nullptr);
 
