@@ -294,8 +294,8 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
     const double t = b.time([&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
     char note[96];
     std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
-    b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (graph ? ", CUDA Graph" : ", launches") + " (" +
-                        tag + ")",
+    b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (model->sparse_input() ? ", sparse in" : "") +
+                        (graph ? ", CUDA Graph" : ", launches") + " (" + tag + ")",
            t, 0, 0, static_cast<double>(train.rows), note});
   }
   // Where an epoch's device time goes: one more epoch with every op bracketed by events.
@@ -513,6 +513,11 @@ int main(int argc, char** argv) {
       gemm_cases(b, *be, 500, lb.cols, 600, "ml-20m shape", o.quick);
       adam_case(b, *be, 2 * (20108 * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + 20108, "Mult-VAE ml-20m", o.quick);
       model_case(b, *be, lb, "multvae", 500, "ml-20m shape", o.quick);
+      // AutoRec and CDAE at the same scale (U-AutoRec over 20 108 items, hidden 500; CDAE with
+      // one latent vector per user of the 136 677).
+      Csr lr = large.ratings;
+      model_case(b, *be, lr, "autorec", 500, "ml-20m shape", o.quick);
+      model_case(b, *be, lb, "cdae", 500, "ml-20m shape", o.quick);
     } else {
       std::cout << "(--quick on the CPU: ml-20m-shaped cases skipped)\n";
     }
