@@ -195,6 +195,13 @@ class CudaBackend final : public Backend<float> {
     }
     CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
   }
+  bool replay_step(int64_t key) override {
+    VAE_CHECK(!capturing_, "replay_step: a capture is open");
+    auto it = step_graphs_.find(key);
+    if (it == step_graphs_.end()) return false;
+    CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
+    return true;
+  }
   void abort_step_capture() noexcept override {
     if (!capturing_) return;
     capturing_ = false;

@@ -323,6 +323,10 @@ TEST_F(CudaModels, AnAbortedStepCaptureLeavesTheBackendUsable) {
     be->end_step_capture(2);
   }
   EXPECT_EQ(be->download(y.cmat()), (std::vector<float>{13, 26, 39, 52, 65, 78}));
+  // Replay: the graph under key 2 again, as last updated (alpha 10); no graph under key 99.
+  EXPECT_TRUE(be->replay_step(2));
+  EXPECT_FALSE(be->replay_step(99));
+  EXPECT_EQ(be->download(y.cmat()), (std::vector<float>{23, 46, 69, 92, 115, 138}));
 }
 
 }  // namespace

@@ -109,6 +109,9 @@ class Backend {
   virtual void begin_step_capture() {}
   virtual void end_step_capture(int64_t /*key*/) {}
   virtual void abort_step_capture() noexcept {}
+  // Launches the graph kept under key again, unchanged (the same batch, noise and Adam step):
+  // for timing how fast a step could run with nothing re-captured. False when there is none.
+  virtual bool replay_step(int64_t /*key*/) { return false; }
 
   template <typename U>
   Tensor<U> alloc(int64_t rows, int64_t cols) {
