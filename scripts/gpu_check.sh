@@ -20,7 +20,8 @@
 # Environment: STAGES (all: "build ctest sanitize main bench svd scale torch"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
 #   SANITIZER_TOOLS ("memcheck racecheck"), SANITIZER_FILTER (gtest filter, default the Cuda* tests),
-#   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3), SCALE_EPOCHS (10).
+#   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3), SCALE_EPOCHS (10),
+#   COMMIT (the commit to print, when the tree's git metadata is not its own).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,8 +68,12 @@ fi
 
 gpu_name=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)
 [ -n "$gpu_name" ] || gpu_name="none found by nvidia-smi"
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || commit="$commit (+ uncommitted changes)"
+# COMMIT overrides what git says (a copied tree may carry stale git metadata).
+if [ -n "${COMMIT:-}" ]; then commit="$COMMIT (given)"
+else
+  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || commit="$commit (+ uncommitted changes)"
+fi
 
 if [[ $build_status != FAILED* ]]; then
   # ---- ctest ------------------------------------------------------------------------------
