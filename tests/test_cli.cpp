@@ -10,28 +10,15 @@
 #include <sstream>
 #include <string>
 
+#include "cli_runner.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-CmdResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(VAE_CLI_PATH) + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using cli_test::CmdResult;
+using cli_test::run_cli;
 
 fs::path temp_dir(const std::string& name) {
   fs::path d = fs::path(::testing::TempDir()) / ("vae_cli_" + name + "_" + std::to_string(getpid()));

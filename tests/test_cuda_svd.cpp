@@ -16,6 +16,8 @@
 #include "data/dataset.h"
 #include "models/svd.h"
 
+#include "cli_runner.h"
+
 namespace vae {
 namespace {
 
@@ -110,15 +112,8 @@ TEST(CudaSvd, TwoGpuRunsAreIdenticalAndTrainingConverges) {
 TEST(CudaSvd, CliGpuRunEqualsCpuBlockedRun) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   auto run = [](const std::string& args) {
-    const std::string cmd = std::string(VAE_CLI_PATH) + " " + args + " 2>&1";
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return std::make_pair(-1, out);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+    const cli_test::CmdResult r = cli_test::run_cli(args);
+    return std::make_pair(r.code, r.out);
   };
   const std::string base = "train --data synthetic:users=300,items=200,ratings=8000,groups=3 --epochs 4 --quiet";
   for (const std::string kind : {"svd", "svdpp"}) {
