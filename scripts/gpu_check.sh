@@ -38,6 +38,11 @@ STAGES=" ${STAGES:-build ctest sanitize main bench svd scale torch} "
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 say() { printf '\n== %s\n' "$*"; }
+# Median seconds per epoch from a run directory's summary.json ("n/a" when there is none).
+epoch_median() {
+  python3 -c "import json, sys; print('%.4f' % json.load(open(sys.argv[1] + '/summary.json'))['epoch_seconds_median'])" \
+    "$1" 2>/dev/null || echo n/a
+}
 want() { [[ $STAGES == *" $1 "* ]]; }
 ok=1
 
@@ -132,7 +137,7 @@ if [[ $build_status != FAILED* ]]; then
       rc=$?
       wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$OUT/main_$dev.err"; }
-      spe=$(python3 -c "import json; print('%.4f' % json.load(open('$OUT/run_$dev/summary.json'))['epoch_seconds_median'])" 2>/dev/null || echo n/a)
+      spe=$(epoch_median "$OUT/run_$dev")
       line=$(grep -m 1 'final metrics' "$log" || echo "none (rc $rc)")
       echo "$dev: $line"
       if [ "$dev" = cuda ]; then metrics_cuda=$line; spe_cuda="$spe (wall $wall s, rc $rc)"
@@ -141,7 +146,7 @@ if [[ $build_status != FAILED* ]]; then
     # The same CUDA run with one launch per op instead of one CUDA Graph per training step.
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
-    spe_nograph=$(python3 -c "import json; print('%.4f' % json.load(open('$OUT/run_cuda_nograph/summary.json'))['epoch_seconds_median'])" 2>/dev/null || echo n/a)
+    spe_nograph=$(epoch_median "$OUT/run_cuda_nograph")
     # Where the CUDA epoch's device time goes (every op bracketed by CUDA events).
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
       >"$OUT/main_cuda_profile.log" 2>&1
