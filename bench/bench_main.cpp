@@ -486,7 +486,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<Backend<float>> be;
     std::string device_name = "cpu";
     if (o.device == "cuda") {
-      be = make_cuda_backend(false);
+      be = make_cuda_backend();
       device_name = cuda_device_name();
     } else if (o.device == "cpu") {
       be = make_cpu_backend<float>();
@@ -511,6 +511,12 @@ int main(int argc, char** argv) {
     model_case(b, *be, small.ratings, "autorec", 64, small_tag, o.quick);
     model_case(b, *be, bin, "cdae", 64, small_tag, o.quick);
     model_case(b, *be, bin, "multvae", 500, small_tag, o.quick);
+    // The CLI's default GEMM precision (exact: double accumulation, CPU = GPU); the cases above
+    // use float GEMMs, the precision of the PyTorch peers.
+    std::unique_ptr<Backend<float>> exact =
+        gpu ? make_cuda_backend(GemmPrecision::exact) : make_cpu_backend<float>(GemmPrecision::exact);
+    gemm_cases(b, *exact, 64, small.num_items(), 512, small_tag + ", exact", o.quick);
+    model_case(b, *exact, small.ratings, "vae", 64, small_tag + ", exact GEMMs", o.quick);
 
     // ml-20m shape: 136 677 users × 20 108 items, ~10 M interactions, batch 500.
     if (!o.quick || gpu) {
@@ -524,6 +530,7 @@ int main(int argc, char** argv) {
       std::fill(lb.values.begin(), lb.values.end(), 1.0f);
       op_cases(b, *be, 500, lb.cols, "ml-20m shape", o.quick);
       gemm_cases(b, *be, 500, lb.cols, 600, "ml-20m shape", o.quick);
+      gemm_cases(b, *exact, 500, lb.cols, 600, "ml-20m shape, exact", o.quick);
       adam_case(b, *be, 2 * (20108 * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + 20108, "Mult-VAE ml-20m", o.quick);
       model_case(b, *be, lb, "multvae", 500, "ml-20m shape", o.quick);
       // AutoRec and CDAE at the same scale (U-AutoRec over 20 108 items, hidden 500; CDAE with

@@ -15,7 +15,8 @@
 # VARIANTS (default "eager graph"), VAE_BUILD_DIR (default build), THREADS (CPU threads for
 # both, default nproc), PYTHON (a python with torch), TORCH_ARGS (extra torch_baseline.py flags,
 # e.g. "--tf32" or "--max-steps 50": the torch epoch is then extrapolated from the capped steps),
-# VAE_ARGS (extra vae_gpu flags, e.g. "--tf32" or "--cuda-graph off").
+# VAE_ARGS (extra vae_gpu flags, e.g. "--tf32" or "--cuda-graph off"; without a --precision or
+# --tf32 there, vae_gpu runs with --precision fp32, the precision of torch's matmuls).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 data=${1:-${MOVIELENS_DIR:-../shared/data}/ml-100k}
@@ -66,6 +67,9 @@ echo "compare_torch: data $data, device $device, $epochs epochs, models: $models
 for m in $models; do
   extra=()
   [ "$m" = cdae ] && extra=(--lr 0.01)  # explicit, as torch_baseline.py uses it
+  # Like for like: torch's matmuls are float32 (or TF32 with --tf32), so vae_gpu's GEMMs are
+  # too, unless VAE_ARGS picks a precision (the CLI default is exact: double accumulation).
+  [[ " ${VAE_ARGS:-} " =~ \ --(precision|tf32) ]] || extra+=(--precision fp32)
   echo "compare_torch: $m: vae_gpu ..." >&2
   # shellcheck disable=SC2086  # VAE_ARGS is a flag list
   if ! OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads "$build/vae_gpu" train --model "$m" --protocol seed \

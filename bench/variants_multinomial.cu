@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto cpu = make_cpu_backend<float>();
-  auto gpu = make_cuda_backend(false);
+  auto gpu = make_cuda_backend();
   std::printf("vae_kernel_variants on %s: multinomial NLL + gradient, median of %d\n", cuda_device_name().c_str(), reps);
 
   // Copy ceiling for the floors: a large device-to-device copy.

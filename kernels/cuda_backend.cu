@@ -1,4 +1,5 @@
-// The CUDA backend: Backend<float> on one GPU. GEMMs go to cuBLAS (strict FP32 unless --tf32),
+// The CUDA backend: Backend<float> on one GPU. GEMMs go to gemm_exact (double accumulation, the
+// CLI's default), or to cuBLAS (strict FP32, or TF32 tensor cores),
 // every other op to the hand-written kernels of ops_*.cu (see ops.h). All work is enqueued on
 // one stream owned by the backend; only copies to the host and synchronize() wait for it.
 //
@@ -80,7 +81,8 @@ constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
 
 class CudaBackend final : public Backend<float> {
  public:
-  explicit CudaBackend(bool tf32) {
+  explicit CudaBackend(GemmPrecision precision) : precision_(precision) {
+    const bool tf32 = precision == GemmPrecision::tf32;
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     cudaStream_t s = nullptr;
@@ -106,6 +108,12 @@ class CudaBackend final : public Backend<float> {
     int optin = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     ctx_.smem_optin = static_cast<size_t>(optin);
+    int sms = 1;
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    ctx_.num_sms = sms;
+    // gemm_exact never calls cuBLAS, so the same stream-ordered buffer holds its split-K sums.
+    ctx_.gemm_ws = static_cast<double*>(blas_workspace_.get());
+    ctx_.gemm_ws_doubles = static_cast<int64_t>(kBlasWorkspaceBytes / sizeof(double));
     CUDA_CHECK(cudaStreamSynchronize(s));
   }
 
@@ -212,6 +220,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   std::string name() const override { return "cuda"; }
+  GemmPrecision gemm_precision() const override { return precision_; }
   std::string device_name() const override { return cuda_device_name(); }
   bool memory_info(size_t& free_bytes, size_t& total_bytes) override {
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -299,6 +308,11 @@ class CudaBackend final : public Backend<float> {
     if (m == 0 || n == 0) return;
     if (ka == 0) {  // the product is empty: only C is scaled
       cuda::scale(ctx_, c.data, c.size(), beta);
+      return;
+    }
+    if (precision_ == GemmPrecision::exact) {
+      cuda::gemm_exact(ctx_, trans_a, trans_b, m, n, ka, alpha, a.data, a.cols, b.data, b.cols, beta,
+                       c.data, c.cols);
       return;
     }
     VAE_CHECK(m <= INT_MAX && n <= INT_MAX && ka <= INT_MAX && a.cols <= INT_MAX && b.cols <= INT_MAX,
@@ -581,6 +595,7 @@ class CudaBackend final : public Backend<float> {
   Buffer blas_workspace_;
   Buffer scratch_;
   cuda::OpContext ctx_;
+  GemmPrecision precision_;
   bool capturing_ = false;
   std::map<int64_t, GraphExecPtr> step_graphs_;  // by capture key (batch size)
   bool profiling_ = false;
@@ -590,10 +605,10 @@ class CudaBackend final : public Backend<float> {
 
 }  // namespace
 
-std::unique_ptr<Backend<float>> make_cuda_backend(bool tf32) {
+std::unique_ptr<Backend<float>> make_cuda_backend(GemmPrecision precision) {
   if (!cuda_device_available())
     throw VaeError("--device cuda: no CUDA device is available (use --device cpu or auto)");
-  return std::make_unique<CudaBackend>(tf32);
+  return std::make_unique<CudaBackend>(precision);
 }
 
 bool cuda_backend_built() { return true; }

@@ -42,7 +42,17 @@ struct OpContext {
   double* scalars = nullptr;   // kScratchScalars doubles
   int* error = nullptr;        // one int, DeviceError
   size_t smem_optin = 48 * 1024;  // largest dynamic shared memory per block on this device
+  int num_sms = 1;                // multiprocessors (grid sizing)
+  double* gemm_ws = nullptr;      // gemm_exact's split-K partial sums (may be nullptr: no split)
+  int64_t gemm_ws_doubles = 0;
 };
+
+// ---- GEMM with double accumulation (ops_gemm.cu) -----------------------------------------
+// Row-major C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, products summed in double and
+// rounded once (GemmPrecision::exact); the layout conventions of reference_gemm (cpu_gemm.h).
+void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                float* cm, int64_t ldc);
 
 // ---- elementwise and losses (ops_elementwise.cu) -----------------------------------------
 void fill(const OpContext& c, float* x, int64_t n, float v);

@@ -85,7 +85,7 @@ struct BiasActF {
       case Act::identity: r = v; break;
       case Act::relu: r = v < 0.0f ? 0.0f : v; break;  // NaN propagates
       case Act::sigmoid: r = static_cast<float>(sigmoid_d(v)); break;
-      case Act::tanh: r = tanhf(v); break;
+      case Act::tanh: r = static_cast<float>(tanh(static_cast<double>(v))); break;  // as the CPU: double, one rounding
     }
     y[i] = r;
   }

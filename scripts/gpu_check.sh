@@ -4,10 +4,11 @@
 #   ctest      the whole suite (real-data tests read MOVIELENS_DIR when set)
 #   sanitize   compute-sanitizer memcheck and racecheck over vae_tests --gtest_filter='Cuda*'
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
-#              metrics must agree to 3 decimals; the CUDA run again with --cuda-graph off (timing)
+#              metrics must agree to 3 decimals (default --precision exact on both); the CUDA run
+#              again with --cuda-graph off, and with --precision fp32 (timing)
 #   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
-#   scale      Mult-VAE on the ml-20m-shaped synthetic set: FP32 vs TF32 accuracy and s/epoch,
+#   scale      Mult-VAE on the ml-20m-shaped synthetic set: exact vs FP32 vs TF32 GEMMs, accuracy and s/epoch,
 #              and the PyTorch peers on it
 #   torch      bench/compare_torch.sh on the same GPU: s/epoch and ratios against PyTorch
 # then a summary table, printed last and saved as OUT_DIR/summary.txt. Every selected stage runs
@@ -47,7 +48,7 @@ want() { [[ $STAGES == *" $1 "* ]]; }
 ok=1
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
-spe_cpu="n/a"; spe_cuda="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
+spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
 bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
@@ -147,6 +148,11 @@ if [[ $build_status != FAILED* ]]; then
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
     spe_nograph=$(epoch_median "$OUT/run_cuda_nograph")
+    # The default GEMMs accumulate in double (--precision exact, the CPU/GPU parity mode); what
+    # cuBLAS's float sgemm would give instead.
+    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --precision fp32 --no-baseline --data "$DATA" \
+      --out "$OUT/run_cuda_fp32" >"$OUT/main_cuda_fp32.log" 2>&1
+    spe_fp32=$(epoch_median "$OUT/run_cuda_fp32")
     # Where the CUDA epoch's device time goes (every op bracketed by CUDA events).
     "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
       >"$OUT/main_cuda_profile.log" 2>&1
@@ -168,7 +174,8 @@ except Exception as e:
     print(f"FAILED (no summaries: {e})"); sys.exit()
 bad = [f"{k} {a[k]:.4f} vs {b.get(k, float('nan')):.4f}" for k in sorted(a)
        if not isinstance(a[k], (int, float)) or k not in b or round(a[k], 3) != round(b[k], 3)]
-print("yes, " + ", ".join(f"{k}={a[k]:.3f}" for k in sorted(a)) if not bad else "NO: " + "; ".join(bad))
+diff = max((abs(a[k] - b[k]) for k in a if isinstance(a[k], (int, float)) and isinstance(b.get(k), (int, float))), default=float("nan"))
+print(("yes, " + ", ".join(f"{k}={a[k]:.3f}" for k in sorted(a)) if not bad else "NO: " + "; ".join(bad)) + f" (max |diff| {diff:.2g})")
 EOF
 )
     [[ $agree == yes* ]] || ok=0
@@ -210,15 +217,15 @@ EOF
     done
   fi
 
-  # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, FP32 vs TF32 ------------
+  # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, exact vs FP32 vs TF32 ----
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
   # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
   if want scale; then
     shape=136677,20108,10000000
     spec="synthetic:users=136677,items=20108,ratings=10000000"
     scale_line=""
-    for prec in fp32 tf32; do
-      flag=(); [ "$prec" = tf32 ] && flag=(--tf32)
+    for prec in exact fp32 tf32; do
+      flag=(--precision "$prec"); tflag=(); [ "$prec" = tf32 ] && tflag=(--tf32)
       log="$OUT/scale_$prec.log"
       say "vae_gpu train --model multvae --protocol heldout --data $spec ${flag[*]} -> $log"
       "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
@@ -227,8 +234,9 @@ EOF
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
       res=$(python3 -c "import json; j=json.load(open('$OUT/scale_$prec/summary.json')); print('ndcg@100 %.4f, %.3f s/epoch' % (j['metrics']['ndcg@100'], j['epoch_seconds_median']))" 2>/dev/null || echo "rc $rc")
       scale_line="$scale_line$prec: $res; "
+      [ "$prec" = exact ] && continue  # torch has no double-accumulating float matmul to compare with
       say "bench/compare_torch.sh $shape cuda ($prec) -> $OUT/compare_torch_scale_$prec.log"
-      MODELS=multvae EPOCHS=2 VAE_BUILD_DIR="$BUILD" VAE_ARGS="${flag[*]}" TORCH_ARGS="${flag[*]} --max-steps 80" \
+      MODELS=multvae EPOCHS=2 VAE_BUILD_DIR="$BUILD" VAE_ARGS="${flag[*]}" TORCH_ARGS="${tflag[*]} --max-steps 80" \
         "$ROOT/bench/compare_torch.sh" "$shape" cuda "$OUT/compare_torch_scale_$prec.json" \
         >"$OUT/compare_torch_scale_$prec.log" 2>&1 || ok=0
       grep -A3 '^model' "$OUT/compare_torch_scale_$prec.log"
@@ -263,8 +271,9 @@ say "summary"
   row "s/epoch cpu" "$spe_cpu"
   row "s/epoch cuda" "$spe_cuda"
   row "s/epoch cuda, no graph" "$spe_nograph"
+  row "s/epoch cuda, fp32 GEMM" "$spe_fp32"
   row "cuda speed-up" "$speedup"
-  row "metrics agree (3 dp)" "$agree"
+  row "metrics agree (3 dp)" "$agree"  # default --precision exact on both devices
   row "graph = launches" "$same_gpu"
   row "bench" "$bench_line"
   row "kernel variants" "$variants_line"

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "backend/backend.h"
 #include "cli_runner.h"
 
 namespace {
@@ -134,6 +135,49 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
   if (r.code != 0) {
     EXPECT_EQ(r.code, 1);
     EXPECT_THAT(r.out, HasSubstr("--device cuda"));
+  }
+}
+
+// --precision: exact by default, recorded in summary.json; fp32 and --tf32 (fp32 on the CPU) are
+// other runs of the same model, near but not equal; a bad value is a usage error.
+TEST(Cli, PrecisionIsRecordedAndSelectsTheGemm) {
+  fs::path de = temp_dir("prec_exact"), df = temp_dir("prec_fp32"), dt = temp_dir("prec_tf32");
+  const std::string base = std::string("--epochs 3 --no-baseline --quiet ") + kSmall + " --out ";
+  CmdResult e = run_cli(base + de.string());
+  ASSERT_EQ(e.code, 0) << e.out;
+  CmdResult f = run_cli("--precision fp32 " + base + df.string());
+  ASSERT_EQ(f.code, 0) << f.out;
+  CmdResult t = run_cli("--tf32 " + base + dt.string());
+  ASSERT_EQ(t.code, 0) << t.out;
+  const nlohmann::json se = read_json(de / "summary.json"), sf = read_json(df / "summary.json"),
+                       st = read_json(dt / "summary.json");
+  EXPECT_EQ(se["precision"], "exact");
+  EXPECT_EQ(sf["precision"], "fp32");
+  EXPECT_EQ(st["precision"], "fp32");  // no TF32 on the CPU
+  EXPECT_EQ(st["metrics"], sf["metrics"]);
+  const double ne = se["metrics"]["ndcg@20"].get<double>(), nf = sf["metrics"]["ndcg@20"].get<double>();
+  EXPECT_NEAR(ne, nf, 0.02);
+  CmdResult bad = run_cli("--precision fp16 " + base + de.string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.out, HasSubstr("precision"));
+}
+
+// The bar, end to end on a small set: with the default exact GEMMs the GPU run prints
+// the CPU run's metrics (equal to 6 decimals; a stray last-bit flip may remain).
+TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
+  if (!vae::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  fs::path dc = temp_dir("parity_cpu"), dg = temp_dir("parity_cuda");
+  const std::string base =
+      "--epochs 5 --no-baseline --quiet --data synthetic:users=400,items=900,ratings=30000,groups=4,seed=3 --out ";
+  CmdResult c = run_cli("--device cpu " + base + dc.string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  CmdResult g = run_cli("--device cuda " + base + dg.string());
+  ASSERT_EQ(g.code, 0) << g.out;
+  const nlohmann::json sc = read_json(dc / "summary.json"), sg = read_json(dg / "summary.json");
+  EXPECT_EQ(sg["device"], "cuda");
+  for (auto it = sc["metrics"].begin(); it != sc["metrics"].end(); ++it) {
+    if (!it.value().is_number()) continue;
+    EXPECT_NEAR(sg["metrics"][it.key()].get<double>(), it.value().get<double>(), 1e-6) << it.key();
   }
 }
 

@@ -216,6 +216,68 @@ TEST_F(CpuOps, GemmEmptyInnerDimensionScalesC) {
   EXPECT_EQ(down(c), (Vec{0, 0, 0, 0}));
 }
 
+// GemmPrecision::exact: each output is the double sum of exact float products, alpha and beta
+// applied in double, rounded once. The reference sums in long double in index order; a
+// different summation order may flip the final rounding only where the double sum sits within
+// its own rounding noise of a float boundary, so at most a handful of 1-ulp differences pass.
+TEST_F(CpuOps, ExactGemmRoundsTheDoubleSumOnce) {
+  EXPECT_EQ(parse_precision("exact"), GemmPrecision::exact);
+  EXPECT_EQ(parse_precision("TF32"), GemmPrecision::tf32);
+  EXPECT_STREQ(precision_name(GemmPrecision::fp32), "fp32");
+  EXPECT_THROW(parse_precision("fp16"), UsageError);
+  auto ex = make_cpu_backend<float>(GemmPrecision::exact);
+  EXPECT_EQ(ex->gemm_precision(), GemmPrecision::exact);
+  EXPECT_EQ(make_cpu_backend<float>(GemmPrecision::tf32)->gemm_precision(), GemmPrecision::fp32);
+  struct Shape {
+    int64_t m, n, k;
+  };
+  int64_t fp32_differs = 0;
+  for (Shape s : {Shape{1, 1, 1}, Shape{17, 9, 33}, Shape{37, 53, 1682}, Shape{64, 300, 260}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (float beta : {0.0f, 0.75f}) {
+        SCOPED_TRACE(::testing::Message() << "m=" << s.m << " n=" << s.n << " k=" << s.k << " ta=" << ta
+                                          << " tb=" << tb << " beta=" << beta);
+        const float alpha = beta == 0.0f ? 1.0f : 0.5f;
+        const Vec ad = rand_vec(s.m * s.k, 5 + s.k), bd = rand_vec(s.k * s.n, 6 + s.n), cd = rand_vec(s.m * s.n, 7);
+        const std::vector<float> a(ad.begin(), ad.end()), b(bd.begin(), bd.end()), c(cd.begin(), cd.end());
+        std::vector<float> want(c.size());
+        for (int64_t i = 0; i < s.m; ++i)
+          for (int64_t j = 0; j < s.n; ++j) {
+            long double acc = 0;
+            for (int64_t l = 0; l < s.k; ++l) {
+              const float av = ta ? a[l * s.m + i] : a[i * s.k + l];
+              const float bv = tb ? b[j * s.k + l] : b[l * s.n + j];
+              acc += static_cast<long double>(av) * bv;
+            }
+            double v = static_cast<double>(acc);
+            if (alpha != 1.0f) v = static_cast<double>(alpha) * v;
+            if (beta != 0.0f) v = v + static_cast<double>(beta) * c[i * s.n + j];
+            want[i * s.n + j] = static_cast<float>(v);
+          }
+        auto run = [&](Backend<float>& bk) {
+          Tensor<float> ct = bk.upload(c, s.m, s.n);
+          bk.gemm(ta, tb, alpha, bk.upload(a, ta ? s.k : s.m, ta ? s.m : s.k).cmat(),
+                  bk.upload(b, tb ? s.n : s.k, tb ? s.k : s.n).cmat(), beta, ct.mat());
+          return bk.download(ct.cmat());
+        };
+        const std::vector<float> got = run(*ex), fast = run(*bf);
+        int64_t off = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (got[i] == want[i]) continue;
+          ++off;
+          EXPECT_EQ(got[i], std::nextafter(want[i], got[i])) << "[" << i << "] more than 1 ulp off";
+        }
+        EXPECT_LE(off, std::max<int64_t>(1, static_cast<int64_t>(got.size()) / 10000));
+        for (size_t i = 0; i < fast.size(); ++i) fp32_differs += fast[i] != want[i];
+      }
+    }
+  }
+  // The float BLAS path rounds along the way: the check above would catch an exact path that
+  // quietly fell back to it.
+  EXPECT_GT(fp32_differs, 100);
+}
+
 TEST_F(CpuOps, BiasActForwardValues) {
   const Vec x{-2, 0, 1.5, 3, -0.5, 0.25};
   const Vec bias{0.5, -1, 2};

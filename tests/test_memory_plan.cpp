@@ -21,6 +21,7 @@ class CountingBackend final : public Backend<float> {
   int64_t allocated = 0;
 
   std::string name() const override { return "cpu"; }
+  GemmPrecision gemm_precision() const override { return cpu_->gemm_precision(); }
   Buffer alloc_bytes(size_t bytes) override {
     allocated += static_cast<int64_t>(bytes);
     return cpu_->alloc_bytes(bytes);

@@ -32,6 +32,25 @@ Act parse_act(const std::string& s) {
   throw UsageError("unknown activation '" + s + "' (expected identity, relu, sigmoid or tanh)");
 }
 
+const char* precision_name(GemmPrecision p) {
+  switch (p) {
+    case GemmPrecision::exact: return "exact";
+    case GemmPrecision::fp32: return "fp32";
+    case GemmPrecision::tf32: return "tf32";
+  }
+  return "unknown";
+}
+
+GemmPrecision parse_precision(const std::string& s) {
+  std::string t(s);
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (t == "exact") return GemmPrecision::exact;
+  if (t == "fp32") return GemmPrecision::fp32;
+  if (t == "tf32") return GemmPrecision::tf32;
+  throw UsageError("unknown GEMM precision '" + s + "' (expected exact, fp32 or tf32)");
+}
+
 template <typename T>
 CsrTensor<T> Backend<T>::upload_csr(const Csr& csr) {
   VAE_CHECK(csr.rows >= 0 && csr.cols >= 0, "upload_csr: negative shape");

@@ -29,6 +29,21 @@ enum class Reg { l2_squared, l2_norm };
 const char* act_name(Act a);
 Act parse_act(const std::string& s);  // throws UsageError
 
+// How a float backend's gemm() adds up its products.
+//  exact: in double, rounded once to float (alpha and beta applied in double too). Products of
+//         two floats are exact in double, so the result is the correctly rounded dot product
+//         except when it lies within a few double ulps of a float rounding boundary: the CPU
+//         and the GPU then give the same bits whatever order their BLAS sums in, and a
+//         training run does not drift apart between devices (float GEMMs summed in different
+//         orders differ in the last bits, and hundreds of Adam steps amplify that into the
+//         third decimal of NDCG@100: two CPU BLAS builds disagree as much as CPU and GPU do).
+//  fp32:  the BLAS's float sgemm (OpenBLAS, cuBLAS in pedantic FP32): fastest exact-IEEE path.
+//  tf32:  cuBLAS TF32 tensor cores (10-bit mantissa inputs) on a GPU; fp32 on the CPU.
+// Backends over double ignore it (their GEMM is already double).
+enum class GemmPrecision { exact, fp32, tf32 };
+const char* precision_name(GemmPrecision p);
+GemmPrecision parse_precision(const std::string& s);  // throws UsageError
+
 struct AdamConfig {
   double lr = 1e-3;
   double beta1 = 0.9;
@@ -82,6 +97,8 @@ class Backend {
   }
   // What the memory plan names: "cpu" or the GPU's name.
   virtual std::string device_name() const { return name(); }
+  // How gemm() accumulates (see GemmPrecision).
+  virtual GemmPrecision gemm_precision() const = 0;
 
   // ---- step capture (CUDA Graphs) -----------------------------------------------------
   // Ops issued between begin_step_capture() and end_step_capture(key) are recorded, not run;
@@ -156,7 +173,8 @@ class Backend {
   virtual void fill(Mat<T> x, T value) = 0;
   // y += alpha · x
   virtual void axpy(T alpha, CMat<T> x, Mat<T> y) = 0;
-  // C = alpha · op(A) · op(B) + beta · C, op = transpose when the flag is set.
+  // C = alpha · op(A) · op(B) + beta · C, op = transpose when the flag is set; summed as
+  // gemm_precision() says.
   virtual void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) = 0;
   // y = act(x + bias) with bias 1 × cols broadcast over rows (empty bias = none); y may alias x.
   virtual void bias_act(CMat<T> x, CMat<T> bias, Act act, Mat<T> y) = 0;
@@ -239,10 +257,11 @@ class Backend {
                              T hi, Mat<T> out) = 0;
 };
 
-// Backend factories. make_cuda_backend throws VaeError when no CUDA device is usable.
+// Backend factories. make_cuda_backend throws VaeError when no CUDA device is usable. The
+// library default is fp32 (the ops' tests compare against it); the CLI defaults to exact.
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend();
-std::unique_ptr<Backend<float>> make_cuda_backend(bool tf32 = false);
+std::unique_ptr<Backend<T>> make_cpu_backend(GemmPrecision precision = GemmPrecision::fp32);
+std::unique_ptr<Backend<float>> make_cuda_backend(GemmPrecision precision = GemmPrecision::fp32);
 bool cuda_device_available();
 std::string cuda_device_name();
 

@@ -165,12 +165,40 @@ void gemm_dispatch(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, c
 #endif
 }
 
+// GemmPrecision::exact on floats: the operands widened to double, a double GEMM (whatever
+// order the BLAS sums in), then alpha and beta applied in double and one rounding to float.
+// The GPU's gemm_exact kernel does the same arithmetic, so the two agree bit for bit except
+// where a result lies within double rounding noise of a float rounding boundary.
+void gemm_exact(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                std::vector<double>& wa, std::vector<double>& wb, std::vector<double>& wc) {
+  const int64_t a_rows = ta ? k : m, b_rows = tb ? n : k;
+  wa.assign(a, a + a_rows * lda);
+  wb.assign(b, b + b_rows * ldb);
+  wc.resize(static_cast<size_t>(m * n));
+  gemm_dispatch<double>(ta, tb, m, n, k, 1.0, wa.data(), lda, wb.data(), ldb, 0.0, wc.data(), n);
+  const double al = alpha, be = beta;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double v = wc[static_cast<size_t>(i * n + j)];
+      if (al != 1.0) v = al * v;
+      if (be != 0.0) v = v + be * static_cast<double>(c[i * ldc + j]);  // beta 0: C not read
+      c[i * ldc + j] = static_cast<float>(v);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
+  // tf32 has no CPU counterpart: it runs as fp32 here.
+  explicit CpuBackend(GemmPrecision precision)
+      : precision_(precision == GemmPrecision::tf32 ? GemmPrecision::fp32 : precision) {}
+
   std::string name() const override { return "cpu"; }
+  GemmPrecision gemm_precision() const override { return precision_; }
 
   // ---- memory -------------------------------------------------------------------------
   Buffer alloc_bytes(size_t bytes) override {
@@ -208,6 +236,13 @@ class CpuBackend final : public Backend<T> {
       for (int64_t i = 0; i < c.size(); ++i) c.data[i] = beta == T(0) ? T(0) : beta * c.data[i];
       return;
     }
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == GemmPrecision::exact) {
+        gemm_exact(trans_a, trans_b, m, n, ka, alpha, a.data, a.cols, b.data, b.cols, beta, c.data,
+                   c.cols, wide_a_, wide_b_, wide_c_);
+        return;
+      }
+    }
     gemm_dispatch<T>(trans_a, trans_b, m, n, ka, alpha, a.data, a.cols, b.data, b.cols, beta,
                      c.data, c.cols);
   }
@@ -236,7 +271,7 @@ class CpuBackend final : public Backend<T> {
           for (int64_t j = 0; j < cols; ++j) yr[j] = static_cast<T>(sigmoid(yr[j]));
           break;
         case Act::tanh:
-          for (int64_t j = 0; j < cols; ++j) yr[j] = std::tanh(yr[j]);
+          for (int64_t j = 0; j < cols; ++j) yr[j] = static_cast<T>(std::tanh(static_cast<double>(yr[j])));
           break;
       }
     }
@@ -772,6 +807,9 @@ class CpuBackend final : public Backend<T> {
   }
 
  private:
+  GemmPrecision precision_;
+  std::vector<double> wide_a_, wide_b_, wide_c_;  // exact GEMM's double operands, reused
+
   // Rows of W / dW the sparse first layer handles per pass over the batch entries: as many as
   // fit in about 256 KiB (a core's L2 on small parts), at most kMaxRowBlock.
   static constexpr int64_t kMaxRowBlock = 8;
@@ -831,11 +869,11 @@ class CpuBackend final : public Backend<T> {
 };
 
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend() {
-  return std::make_unique<CpuBackend<T>>();
+std::unique_ptr<Backend<T>> make_cpu_backend(GemmPrecision precision) {
+  return std::make_unique<CpuBackend<T>>(precision);
 }
 
-template std::unique_ptr<Backend<float>> make_cpu_backend<float>();
-template std::unique_ptr<Backend<double>> make_cpu_backend<double>();
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(GemmPrecision);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(GemmPrecision);
 
 }  // namespace vae

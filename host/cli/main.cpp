@@ -38,7 +38,7 @@ struct Options {
   std::string device = "auto";
   std::string out;
   bool no_baseline = false;
-  bool tf32 = false;
+  std::string precision = "exact";
   double lr = 0;  // 0 = the model's default (1e-3; CDAE 1e-2)
   double weight_decay = 0;
   bool adamw = false;
@@ -88,12 +88,13 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
 
 // Picks the backend: --device auto uses a GPU when one is present and the CUDA backend is built.
 std::unique_ptr<Backend<float>> make_backend(const Options& o) {
-  if (o.device == "cpu") return make_cpu_backend<float>();
-  if (o.device == "cuda") return make_cuda_backend(o.tf32);
-  if (cuda_device_available() && cuda_backend_built()) return make_cuda_backend(o.tf32);
+  const GemmPrecision p = parse_precision(o.precision);
+  if (o.device == "cpu") return make_cpu_backend<float>(p);
+  if (o.device == "cuda") return make_cuda_backend(p);
+  if (cuda_device_available() && cuda_backend_built()) return make_cuda_backend(p);
   std::cerr << (cuda_device_available() ? "note: CUDA backend not built yet; running on the CPU\n"
                                         : "note: no CUDA device found; running on the CPU\n");
-  return make_cpu_backend<float>();
+  return make_cpu_backend<float>(p);
 }
 
 Dataset load_data(const Options& o) {
@@ -457,7 +458,7 @@ int run_train(Options& o, bool main_job) {
   }
   if (is_svd_kind(o.train.model.kind)) return run_svd_train(o, d, main_job);
   auto be = make_backend(o);
-  std::cerr << "device: " << be->name() << "\n";
+  std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
   TrainResult r;
   int file_best_epoch = -1;
   if (!o.model_file.empty()) {
@@ -683,7 +684,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096));
   app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
       ->check(CLI::NonNegativeNumber);
-  app.add_flag("--tf32", o.tf32, "allow TF32 tensor-core GEMMs on the GPU");
+  app.add_option("--precision", o.precision,
+                 "GEMM accumulation: exact (default: products summed in double, rounded once, so CPU and GPU "
+                 "runs give the same numbers), fp32 (BLAS sgemm, faster at scale), tf32 (GPU tensor cores; fp32 on the CPU)")
+      ->check(CLI::IsMember({"exact", "fp32", "tf32"}));
+  app.add_flag_callback("--tf32", [&o] { o.precision = "tf32"; }, "same as --precision tf32");
   app.add_option("--sparse-input", o.train.sparse_input,
                  "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));

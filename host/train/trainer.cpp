@@ -250,6 +250,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.model = kind;
   res.protocol = opt.protocol;
   res.device = be.name();
+  res.precision = precision_name(be.gemm_precision());
   res.dataset = d.name;
 
   // ---- the protocol's matrices -----------------------------------------------------------
@@ -559,6 +560,7 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   j["dataset"] = r.dataset;
   j["protocol"] = r.protocol;
   j["device"] = r.device;
+  if (!r.precision.empty()) j["precision"] = r.precision;
   j["epochs"] = r.history.empty() ? 0 : r.history.back().epoch;
   j["best_epoch"] = r.best_epoch;
   nlohmann::ordered_json m = nlohmann::ordered_json::object();

@@ -82,6 +82,7 @@ struct TrainResult {
   int64_t batch_size = 0;
   uint64_t seed = 0;
   bool sparse_input = false;        // the first layer read CSR batches
+  std::string precision;            // the backend's GEMM precision (exact, fp32, tf32)
   std::string memory_plan;          // the plan line printed before training (autoencoders)
 };
 

@@ -1,0 +1,159 @@
+// The pieces of the exact (double-accumulating) GEMM kernel, written once for the device and the
+// host: ops_gemm.cu runs them as a CUDA kernel, and tests/test_gemm_exact_tile.cpp runs the very
+// same code block by block and thread by thread on the CPU, so the tiling, split-K and epilogue
+// are checked against the oracle on machines without a GPU too.
+//
+// Block (x, y, z) of 256 threads owns output tile (y, x) (64 × 64) and the k range
+// [z·kslice, (z + 1)·kslice); thread tid = 16·ty + tx owns rows ty + 16i and columns tx + 16j
+// (i, j < 4) of the tile. Each 16-deep k tile is staged in shared memory widened to double
+// (stage), __syncthreads, multiplied in (accumulate), __syncthreads. With one k slice the
+// epilogue writes C; with several (split-K) it writes double partial sums that finish_split
+// adds in slice order.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define VAE_HD __host__ __device__ __forceinline__
+#else
+#define VAE_HD inline
+#endif
+
+namespace vae::gemm_exact {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
+constexpr int kThreads = 256;
+constexpr int64_t kMaxGridY = 65535, kMaxGridZ = 65535;
+
+struct Args {
+  int64_t m = 0, n = 0, k = 0, kslice = 0;
+  double alpha = 1.0, beta = 0.0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  double* partial = nullptr;  // split-K: splits × m × n doubles; nullptr: one slice
+};
+
+// Shared-memory tiles. +1 column: the staging stores walk down columns; the padding spreads
+// them over the banks.
+using TileA = double[kTileK][kTileM + 1];
+using TileB = double[kTileK][kTileN + 1];
+
+// Unfused double arithmetic on both sides (the device's _rn intrinsics do not contract).
+VAE_HD double dmul(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(x, y);
+#else
+  return x * y;
+#endif
+}
+VAE_HD double dadd(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(x, y);
+#else
+  return x + y;
+#endif
+}
+// x·y + acc for float-valued x and y: their product is exact in double, so the fused and the
+// unfused forms round alike; the device takes the one-instruction fused form.
+VAE_HD double add_product(double x, double y, double acc) {
+#if defined(__CUDA_ARCH__)
+  return fma(x, y, acc);
+#else
+  return x * y + acc;
+#endif
+}
+
+// How many k slices: split when the output tiles alone would leave most SMs idle (a 64 × 600
+// layer output is 10 tiles on a 132-SM GPU), aiming at two blocks per SM, each slice at least
+// four k tiles deep, all partial sums within the workspace. kslice is a multiple of kTileK.
+inline void plan_splits(int64_t m, int64_t n, int64_t k, int num_sms, int64_t ws_doubles, int64_t& splits,
+                        int64_t& kslice) {
+  const int64_t tiles = ((m + kTileM - 1) / kTileM) * ((n + kTileN - 1) / kTileN);
+  const int64_t want_blocks = 2 * static_cast<int64_t>(num_sms);
+  splits = 1;
+  if (tiles < want_blocks && ws_doubles > 0) {
+    splits = std::min<int64_t>((want_blocks + tiles - 1) / tiles, k / (4 * kTileK));
+    splits = std::min<int64_t>(splits, ws_doubles / std::max<int64_t>(1, m * n));
+    splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxGridZ));
+  }
+  kslice = std::max<int64_t>(kTileK, ((k + splits - 1) / splits + kTileK - 1) / kTileK * kTileK);
+  splits = std::max<int64_t>(1, (k + kslice - 1) / kslice);
+}
+
+// Thread tid's share of staging op(A)[row0.., k0..] and op(B)[k0.., col0..]: consecutive threads
+// read consecutive addresses of whichever layout the operand has; outside the matrix or the
+// block's k range, 0.
+template <bool TA, bool TB>
+VAE_HD void stage(const Args& p, int tid, int64_t row0, int64_t col0, int64_t k0, int64_t k_end, TileA& as,
+                  TileB& bs) {
+  for (int e = 0; e < (kTileM * kTileK) / kThreads; ++e) {
+    const int idx = tid + kThreads * e;
+    const int i = TA ? idx % kTileM : idx / kTileK;
+    const int kk = TA ? idx / kTileM : idx % kTileK;
+    const int64_t gi = row0 + i, gk = k0 + kk;
+    float v = 0.0f;
+    if (gi < p.m && gk < k_end) v = TA ? p.a[gk * p.lda + gi] : p.a[gi * p.lda + gk];
+    as[kk][i] = static_cast<double>(v);
+  }
+  for (int e = 0; e < (kTileN * kTileK) / kThreads; ++e) {
+    const int idx = tid + kThreads * e;
+    const int j = TB ? idx / kTileK : idx % kTileN;
+    const int kk = TB ? idx % kTileK : idx / kTileN;
+    const int64_t gj = col0 + j, gk = k0 + kk;
+    float v = 0.0f;
+    if (gj < p.n && gk < k_end) v = TB ? p.b[gj * p.ldb + gk] : p.b[gk * p.ldb + gj];
+    bs[kk][j] = static_cast<double>(v);
+  }
+}
+
+// acc[i][j] += Σ_kk A[ty + 16i][kk] · B[kk][tx + 16j] in kk order.
+VAE_HD void accumulate(int tid, const TileA& as, const TileB& bs, double (&acc)[4][4]) {
+  const int tx = tid % 16, ty = tid / 16;
+  for (int kk = 0; kk < kTileK; ++kk) {
+    double ar[4], br[4];
+    for (int i = 0; i < 4; ++i) ar[i] = as[kk][ty + 16 * i];
+    for (int j = 0; j < 4; ++j) br[j] = bs[kk][tx + 16 * j];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) acc[i][j] = add_product(ar[i], br[j], acc[i][j]);
+  }
+}
+
+// alpha and beta as the oracle applies them: in double, unfused, then one rounding.
+VAE_HD float finish_value(double v, double alpha, double beta, const float* out) {
+  if (alpha != 1.0) v = dmul(alpha, v);
+  if (beta != 0.0) v = dadd(v, dmul(beta, static_cast<double>(*out)));  // beta 0: C not read
+  return static_cast<float>(v);
+}
+
+VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t z, const double (&acc)[4][4]) {
+  const int tx = tid % 16, ty = tid / 16;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t gi = row0 + ty + 16 * i;
+    if (gi >= p.m) continue;
+    for (int j = 0; j < 4; ++j) {
+      const int64_t gj = col0 + tx + 16 * j;
+      if (gj >= p.n) continue;
+      if (p.partial) {
+        p.partial[(z * p.m + gi) * p.n + gj] = acc[i][j];
+      } else {
+        float* out = p.c + gi * p.ldc + gj;
+        *out = finish_value(acc[i][j], p.alpha, p.beta, out);
+      }
+    }
+  }
+}
+
+// Output idx (row-major over m × n) of a split-K GEMM: its slices added in slice order.
+VAE_HD void finish_split(const Args& p, int64_t splits, int64_t idx) {
+  const int64_t mn = p.m * p.n;
+  double v = p.partial[idx];
+  for (int64_t z = 1; z < splits; ++z) v = dadd(v, p.partial[z * mn + idx]);
+  float* out = p.c + (idx / p.n) * p.ldc + idx % p.n;
+  *out = finish_value(v, p.alpha, p.beta, out);
+}
+
+}  // namespace vae::gemm_exact

@@ -1,0 +1,96 @@
+// GemmPrecision::exact on the GPU: float operands, products summed in double, one rounding to
+// float. The CPU oracle widens its operands and calls a double BLAS; the two summation orders
+// differ, but in double that difference sits far below a float ulp, so after the rounding both
+// devices hold the same bits (see GemmPrecision in backend.h). cuBLAS has no float-in,
+// double-accumulate GEMM, hence this kernel.
+//
+// A plain shared-memory tiled kernel (64 × 64 outputs per block of 256 threads, 4 × 4 per
+// thread, 16-deep k tiles widened to double once when staged), split over k for outputs too
+// small to fill the GPU; its pieces live in gemm_exact_tile.h, which the CPU tests also run.
+// FP64 FMA runs at half the FP32 rate on H100/H200; --precision fp32 / tf32 use cuBLAS.
+#include <climits>
+
+#include "gemm_exact_tile.h"
+#include "launch.cuh"
+
+namespace vae::cuda {
+
+namespace {
+
+namespace ge = vae::gemm_exact;
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(ge::kThreads) gemm_exact_kernel(ge::Args p) {
+  __shared__ ge::TileA as;
+  __shared__ ge::TileB bs;
+  const int tid = threadIdx.x;
+  const int64_t col0 = static_cast<int64_t>(blockIdx.x) * ge::kTileN;
+  const int64_t z = blockIdx.z;
+  const int64_t k_begin = z * p.kslice;
+  const int64_t k_end = k_begin + p.kslice < p.k ? k_begin + p.kslice : p.k;
+  const int64_t tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
+  for (int64_t tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
+    const int64_t row0 = tm * ge::kTileM;
+    double acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += ge::kTileK) {
+      ge::stage<TA, TB>(p, tid, row0, col0, k0, k_end, as, bs);
+      __syncthreads();
+      ge::accumulate(tid, as, bs, acc);
+      __syncthreads();
+    }
+    ge::epilogue(p, tid, row0, col0, z, acc);
+  }
+}
+
+struct FinishSplitF {
+  ge::Args p;
+  int64_t splits;
+  __device__ void operator()(int64_t idx) const { ge::finish_split(p, splits, idx); }
+};
+
+template <bool TA, bool TB>
+void launch_gemm_exact(const OpContext& ctx, ge::Args p) {
+  int64_t splits = 1;
+  ge::plan_splits(p.m, p.n, p.k, ctx.num_sms, ctx.gemm_ws ? ctx.gemm_ws_doubles : 0, splits, p.kslice);
+  p.partial = splits > 1 ? ctx.gemm_ws : nullptr;
+  const int64_t tiles_n = (p.n + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
+  const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(std::min<int64_t>(tiles_m, ge::kMaxGridY)),
+                  static_cast<unsigned>(splits));
+  gemm_exact_kernel<TA, TB><<<grid, ge::kThreads, 0, ctx.stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+  if (p.partial) launch_elementwise(ctx.stream, p.m * p.n, FinishSplitF{p, splits});
+}
+
+}  // namespace
+
+void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                float* cm, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  VAE_CHECK((n + ge::kTileN - 1) / ge::kTileN <= INT_MAX, "gemm (exact): too many columns for one grid");
+  ge::Args p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.a = a;
+  p.lda = lda;
+  p.b = b;
+  p.ldb = ldb;
+  p.c = cm;
+  p.ldc = ldc;
+  if (trans_a) {
+    if (trans_b) launch_gemm_exact<true, true>(c, p);
+    else launch_gemm_exact<true, false>(c, p);
+  } else {
+    if (trans_b) launch_gemm_exact<false, true>(c, p);
+    else launch_gemm_exact<false, false>(c, p);
+  }
+}
+
+}  // namespace vae::cuda
