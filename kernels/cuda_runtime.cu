@@ -47,4 +47,17 @@ std::string cuda_device_name() {
   return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
 }
 
+// How many FP32 operations the device does per FP64 one (2 on H100/H200, 32 or 64 on consumer
+// parts); 0 without a device or when the driver does not say. Never throws.
+int cuda_fp32_per_fp64() {
+  if (!cuda_device_available()) return 0;
+  int dev = 0, ratio = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&ratio, cudaDevAttrSingleToDoublePrecisionPerfRatio, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return ratio;
+}
+
 }  // namespace vae

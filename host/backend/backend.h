@@ -264,5 +264,7 @@ std::unique_ptr<Backend<T>> make_cpu_backend(GemmPrecision precision = GemmPreci
 std::unique_ptr<Backend<float>> make_cuda_backend(GemmPrecision precision = GemmPrecision::fp32);
 bool cuda_device_available();
 std::string cuda_device_name();
+// FP32 operations per FP64 operation on the current GPU (0: no device / unknown).
+int cuda_fp32_per_fp64();
 
 }  // namespace vae
