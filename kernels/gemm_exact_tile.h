@@ -13,11 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define VAE_HD __host__ __device__ __forceinline__
-#else
-#define VAE_HD inline
-#endif
+#include "core/hd_math.h"
 
 namespace vae::gemm_exact {
 
@@ -37,26 +33,29 @@ struct Args {
   double* partial = nullptr;  // split-K: splits × m × n doubles; nullptr: one slice
 };
 
+// C (m × n, ldc) = alpha · op(A) · op(B) + beta · C; kslice and partial are the launcher's.
+inline Args make_args(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, float beta, float* c, int64_t ldc) {
+  Args p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.a = a;
+  p.lda = lda;
+  p.b = b;
+  p.ldb = ldb;
+  p.c = c;
+  p.ldc = ldc;
+  return p;
+}
+
 // Shared-memory tiles. +1 column: the staging stores walk down columns; the padding spreads
 // them over the banks.
 using TileA = double[kTileK][kTileM + 1];
 using TileB = double[kTileK][kTileN + 1];
 
-// Unfused double arithmetic on both sides (the device's _rn intrinsics do not contract).
-VAE_HD double dmul(double x, double y) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(x, y);
-#else
-  return x * y;
-#endif
-}
-VAE_HD double dadd(double x, double y) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(x, y);
-#else
-  return x + y;
-#endif
-}
 // x·y + acc for float-valued x and y: their product is exact in double, so the fused and the
 // unfused forms round alike; the device takes the one-instruction fused form.
 VAE_HD double add_product(double x, double y, double acc) {
@@ -124,8 +123,8 @@ VAE_HD void accumulate(int tid, const TileA& as, const TileB& bs, double (&acc)[
 
 // alpha and beta as the oracle applies them: in double, unfused, then one rounding.
 VAE_HD float finish_value(double v, double alpha, double beta, const float* out) {
-  if (alpha != 1.0) v = dmul(alpha, v);
-  if (beta != 0.0) v = dadd(v, dmul(beta, static_cast<double>(*out)));  // beta 0: C not read
+  if (alpha != 1.0) v = hd_mul(alpha, v);
+  if (beta != 0.0) v = hd_add(v, hd_mul(beta, static_cast<double>(*out)));  // beta 0: C not read
   return static_cast<float>(v);
 }
 
@@ -151,7 +150,7 @@ VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t
 VAE_HD void finish_split(const Args& p, int64_t splits, int64_t idx) {
   const int64_t mn = p.m * p.n;
   double v = p.partial[idx];
-  for (int64_t z = 1; z < splits; ++z) v = dadd(v, p.partial[z * mn + idx]);
+  for (int64_t z = 1; z < splits; ++z) v = hd_add(v, p.partial[z * mn + idx]);
   float* out = p.c + (idx / p.n) * p.ldc + idx % p.n;
   *out = finish_value(v, p.alpha, p.beta, out);
 }

@@ -72,18 +72,7 @@ void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64
                 float* cm, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   VAE_CHECK((n + ge::kTileN - 1) / ge::kTileN <= INT_MAX, "gemm (exact): too many columns for one grid");
-  ge::Args p;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.a = a;
-  p.lda = lda;
-  p.b = b;
-  p.ldb = ldb;
-  p.c = cm;
-  p.ldc = ldc;
+  const ge::Args p = ge::make_args(m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
   if (trans_a) {
     if (trans_b) launch_gemm_exact<true, true>(c, p);
     else launch_gemm_exact<true, false>(c, p);

@@ -88,7 +88,7 @@ __global__ void apply_implicit_kernel(int64_t items, int64_t factors, const int6
   for (int64_t k = col_ptr[j]; k < col_ptr[j + 1]; ++k) {
     const int64_t u = col_users[k];
     if (stamp[u] != now) continue;
-    y = svd_add(svd_mul(a[u], y), g[u * factors + f]);
+    y = hd_add(hd_mul(a[u], y), g[u * factors + f]);
   }
   yj[t] = y;
 }
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kThreadsPerCta) subepoch_kernel(Args g, int s)
         for (int64_t f = lane; f < F; f += 32) {
           double acc = 0.0;
           for (int64_t kj = g.row_ptr[u]; kj < g.row_ptr[u + 1]; ++kj)
-            acc = svd_add(acc, svd_mul(g.yj[static_cast<int64_t>(g.row_items[kj]) * F + f], g.inv_sqrt[u]));
+            acc = hd_add(acc, hd_mul(g.yj[static_cast<int64_t>(g.row_items[kj]) * F + f], g.inv_sqrt[u]));
           zu[f] = acc;
           gu[f] = 0.0;
         }
@@ -132,34 +132,34 @@ __global__ void __launch_bounds__(kThreadsPerCta) subepoch_kernel(Args g, int s)
     }
     double acc = 0.0;
     for (int64_t f = lane; f < F; f += 32) {
-      const double b = g.plus_plus ? svd_add(p[f], zu[f]) : p[f];
-      acc = svd_add(acc, svd_mul(q[f], b));
+      const double b = g.plus_plus ? hd_add(p[f], zu[f]) : p[f];
+      acc = hd_add(acc, hd_mul(q[f], b));
     }
-    for (int o = 16; o > 0; o >>= 1) acc = svd_add(acc, __shfl_xor_sync(kFullMask, acc, o));
+    for (int o = 16; o > 0; o >>= 1) acc = hd_add(acc, __shfl_xor_sync(kFullMask, acc, o));
     double err = 0.0;
     if (lane == 0) {
       err = svd_error(static_cast<double>(g.value[idx]), g.mu, g.bu[u], g.bi[i], acc);
-      local = svd_add(local, svd_mul(err, err));
+      local = hd_add(local, hd_mul(err, err));
       g.bu[u] = svd_step(g.bu[u], err, g.lr, g.reg);
       g.bi[i] = svd_step(g.bi[i], err, g.lr, g.reg);
-      if (g.plus_plus) g.a[u] = svd_mul(g.a[u], g.decay);
+      if (g.plus_plus) g.a[u] = hd_mul(g.a[u], g.decay);
     }
     err = __shfl_sync(kFullMask, err, 0);
-    const double lr_err = svd_mul(g.lr, err);
+    const double lr_err = hd_mul(g.lr, err);
     for (int64_t f = lane; f < F; f += 32) {
       const double pf = p[f], qf = q[f];
-      p[f] = svd_step(pf, svd_mul(err, qf), g.lr, g.reg);
+      p[f] = svd_step(pf, hd_mul(err, qf), g.lr, g.reg);
       if (g.plus_plus) {
         const double zf = zu[f];
-        q[f] = svd_step(qf, svd_mul(err, svd_add(pf, zf)), g.lr, g.reg);
-        zu[f] = svd_step(zf, svd_mul(err, qf), g.lr, g.reg);
+        q[f] = svd_step(qf, hd_mul(err, hd_add(pf, zf)), g.lr, g.reg);
+        zu[f] = svd_step(zf, hd_mul(err, qf), g.lr, g.reg);
         gu[f] = svd_implicit_accumulate(gu[f], g.decay, lr_err, qf, g.inv_sqrt[u]);
       } else {
-        q[f] = svd_step(qf, svd_mul(err, pf), g.lr, g.reg);
+        q[f] = svd_step(qf, hd_mul(err, pf), g.lr, g.reg);
       }
     }
   }
-  if (lane == 0) g.sq[warp] = svd_add(g.sq[warp], local);
+  if (lane == 0) g.sq[warp] = hd_add(g.sq[warp], local);
 }
 
 unsigned grid_for(int64_t threads, int per_cta) {
@@ -282,7 +282,7 @@ double SvdSgdCuda::run_epoch(int epoch) {
   m.sq.download(sq, s);
   CUDA_CHECK(cudaStreamSynchronize(s));
   double total = 0.0;
-  for (double v : sq) total = svd_add(total, v);
+  for (double v : sq) total = hd_add(total, v);
   return total;
 }
 

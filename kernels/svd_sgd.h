@@ -10,7 +10,7 @@
 // in the order s = 0 … B−1 every epoch.
 //
 // Bit-identity between the twin and the GPU: everything is double precision; every product and
-// sum below goes through svd_mul / svd_add / svd_sub, which are __dmul_rn / __dadd_rn / __dsub_rn
+// sum below goes through hd_mul / hd_add / hd_sub (core/hd_math.h), which are __dmul_rn / __dadd_rn / __dsub_rn
 // on the device (no FMA contraction) and plain operators on the host (svd.cpp turns contraction
 // off; x86-64's baseline ISA has no FMA anyway). A warp's dot product is 32 lane partials (lane l sums factors f ≡ l mod 32
 // in increasing f) folded by an xor butterfly (16, 8, 4, 2, 1); svd_warp_dot emulates that order
@@ -34,28 +34,6 @@
 
 namespace vae {
 
-VAE_HD double svd_mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-VAE_HD double svd_add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-VAE_HD double svd_sub(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-
 // Philox stream of epoch e's visiting order (apart from the trainer's batch-order streams).
 VAE_HD uint64_t svd_order_stream(int epoch) {
   return rng_stream(RngStream::shuffle, (uint64_t{1} << 40) + static_cast<uint64_t>(epoch));
@@ -74,26 +52,26 @@ VAE_HD void svd_shuffle_block(int32_t* order, int64_t first, int64_t n, uint64_t
 
 // Surprise's prediction error r − (μ + b_u + b_i + dot), in its summation order.
 VAE_HD double svd_error(double r, double mu, double bu, double bi, double dot) {
-  return svd_sub(r, svd_add(svd_add(svd_add(mu, bu), bi), dot));
+  return hd_sub(r, hd_add(hd_add(hd_add(mu, bu), bi), dot));
 }
 // x += lr (g − reg x): the bias, p_u and z_u updates.
 VAE_HD double svd_step(double x, double g, double lr, double reg) {
-  return svd_add(x, svd_mul(lr, svd_sub(g, svd_mul(reg, x))));
+  return hd_add(x, hd_mul(lr, hd_sub(g, hd_mul(reg, x))));
 }
 // g_u ← c·g_u + (lr·err)·q_f·|N(u)|^-1/2 (SVD++ deferred y update).
 VAE_HD double svd_implicit_accumulate(double g, double c, double lr_err, double qf, double inv_sqrt) {
-  return svd_add(svd_mul(g, c), svd_mul(svd_mul(lr_err, qf), inv_sqrt));
+  return hd_add(hd_mul(g, c), hd_mul(hd_mul(lr_err, qf), inv_sqrt));
 }
 
 // Host emulation of the warp's dot product Σ_f a_f·b_f (see the header comment).
 inline double svd_warp_dot(const double* a, const double* b, const double* z, int64_t f) {
   double lane[32] = {};
   for (int64_t k = 0; k < f; ++k) {
-    const double bk = z ? svd_add(b[k], z[k]) : b[k];
-    lane[k & 31] = svd_add(lane[k & 31], svd_mul(a[k], bk));
+    const double bk = z ? hd_add(b[k], z[k]) : b[k];
+    lane[k & 31] = hd_add(lane[k & 31], hd_mul(a[k], bk));
   }
   for (int o = 16; o > 0; o >>= 1)
-    for (int l = 0; l < o; ++l) lane[l] = svd_add(lane[l], lane[l + o]);
+    for (int l = 0; l < o; ++l) lane[l] = hd_add(lane[l], lane[l + o]);
   return lane[0];
 }
 

@@ -107,18 +107,8 @@ TEST(GemmExactTile, KernelPiecesReproduceTheCpuExactGemm) {
           const std::vector<float> want = cpu->download(ct.cmat());
 
           std::vector<float> got = c0;
-          ge::Args p;
-          p.m = m;
-          p.n = n;
-          p.k = k;
-          p.alpha = alpha;
-          p.beta = beta;
-          p.a = a.data();
-          p.lda = ta ? m : k;
-          p.b = b.data();
-          p.ldb = tb ? k : n;
-          p.c = got.data();
-          p.ldc = n;
+          const ge::Args p = ge::make_args(m, n, k, alpha, a.data(), ta ? m : k, b.data(), tb ? k : n, beta,
+                                           got.data(), n);
           int64_t splits = 0;
           const int64_t ws = int64_t{1} << 22;
           if (ta && tb) emulate<true, true>(p, sms, ws, &splits);

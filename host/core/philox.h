@@ -5,11 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define VAE_HD __host__ __device__ __forceinline__
-#else
-#define VAE_HD inline
-#endif
+#include "core/hd_math.h"
 
 namespace vae {
 

@@ -284,7 +284,7 @@ double SvdModel::run_blocked_epoch() {
   const int64_t F = f_;
   const bool pp = opt_.plus_plus;
   const double lr = opt_.lr, reg = opt_.reg;
-  const double c = svd_sub(1.0, svd_mul(lr, reg));
+  const double c = hd_sub(1.0, hd_mul(lr, reg));
   svd_block_order(P, opt_.seed, epoch_, order_);
   std::vector<double> z, g, a;
   std::vector<int64_t> stamp;  // SVD++: the sub-epoch that last touched each user
@@ -311,7 +311,7 @@ double SvdModel::run_blocked_epoch() {
           for (int64_t f = 0; f < F; ++f) {
             double acc = 0.0;
             for (int64_t kj = P.row_ptr[u]; kj < P.row_ptr[u + 1]; ++kj)
-              acc = svd_add(acc, svd_mul(yj_[static_cast<int64_t>(P.row_items[kj]) * F + f], P.inv_sqrt[u]));
+              acc = hd_add(acc, hd_mul(yj_[static_cast<int64_t>(P.row_items[kj]) * F + f], P.inv_sqrt[u]));
             zu[f] = acc;
             gu[f] = 0.0;
           }
@@ -320,25 +320,25 @@ double SvdModel::run_blocked_epoch() {
         }
         const double dot = svd_warp_dot(q, p, zu, F);
         const double err = svd_error(static_cast<double>(P.value[idx]), mu_, bu_[u], bi_[i], dot);
-        local = svd_add(local, svd_mul(err, err));
+        local = hd_add(local, hd_mul(err, err));
         bu_[u] = svd_step(bu_[u], err, lr, reg);
         bi_[i] = svd_step(bi_[i], err, lr, reg);
-        if (pp) a[u] = svd_mul(a[u], c);
-        const double lr_err = svd_mul(lr, err);
+        if (pp) a[u] = hd_mul(a[u], c);
+        const double lr_err = hd_mul(lr, err);
         for (int64_t f = 0; f < F; ++f) {
           const double pf = p[f], qf = q[f];
-          p[f] = svd_step(pf, svd_mul(err, qf), lr, reg);
+          p[f] = svd_step(pf, hd_mul(err, qf), lr, reg);
           if (pp) {
             const double zf = zu[f];
-            q[f] = svd_step(qf, svd_mul(err, svd_add(pf, zf)), lr, reg);
-            zu[f] = svd_step(zf, svd_mul(err, qf), lr, reg);
+            q[f] = svd_step(qf, hd_mul(err, hd_add(pf, zf)), lr, reg);
+            zu[f] = svd_step(zf, hd_mul(err, qf), lr, reg);
             gu[f] = svd_implicit_accumulate(gu[f], c, lr_err, qf, P.inv_sqrt[u]);
           } else {
-            q[f] = svd_step(qf, svd_mul(err, pf), lr, reg);
+            q[f] = svd_step(qf, hd_mul(err, pf), lr, reg);
           }
         }
       }
-      sq[b] = svd_add(sq[b], local);
+      sq[b] = hd_add(sq[b], local);
     }
     // SVD++: this sub-epoch's users' y updates, item by item, users ascending.
     if (pp)
@@ -346,11 +346,11 @@ double SvdModel::run_blocked_epoch() {
         for (int64_t k = P.col_ptr[j]; k < P.col_ptr[j + 1]; ++k) {
           const int64_t u = P.col_users[k];
           if (stamp[u] != now) continue;
-          for (int64_t f = 0; f < F; ++f) yj_[j * F + f] = svd_add(svd_mul(a[u], yj_[j * F + f]), g[u * F + f]);
+          for (int64_t f = 0; f < F; ++f) yj_[j * F + f] = hd_add(hd_mul(a[u], yj_[j * F + f]), g[u * F + f]);
         }
   }
   double total = 0.0;
-  for (int b = 0; b < B; ++b) total = svd_add(total, sq[b]);
+  for (int b = 0; b < B; ++b) total = hd_add(total, sq[b]);
   return std::sqrt(total / static_cast<double>(P.nnz()));
 }
 
@@ -361,7 +361,7 @@ double SvdModel::run_cuda_epoch() {
     c.mu = mu_;
     c.lr = opt_.lr;
     c.reg = opt_.reg;
-    c.decay = svd_sub(1.0, svd_mul(opt_.lr, opt_.reg));
+    c.decay = hd_sub(1.0, hd_mul(opt_.lr, opt_.reg));
     c.factors = f_;
     c.plus_plus = opt_.plus_plus;
     c.seed = opt_.seed;
