@@ -10,6 +10,15 @@
 
 namespace vae {
 
+namespace {
+
+std::string lowercase(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
 const char* act_name(Act a) {
   switch (a) {
     case Act::identity: return "identity";
@@ -22,9 +31,7 @@ const char* act_name(Act a) {
 
 // Case-insensitive; "linear" and "none" are accepted as the usual spellings of identity.
 Act parse_act(const std::string& s) {
-  std::string t(s);
-  std::transform(t.begin(), t.end(), t.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string t = lowercase(s);
   if (t == "identity" || t == "linear" || t == "none") return Act::identity;
   if (t == "relu") return Act::relu;
   if (t == "sigmoid") return Act::sigmoid;
@@ -42,9 +49,7 @@ const char* precision_name(GemmPrecision p) {
 }
 
 GemmPrecision parse_precision(const std::string& s) {
-  std::string t(s);
-  std::transform(t.begin(), t.end(), t.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string t = lowercase(s);
   if (t == "exact") return GemmPrecision::exact;
   if (t == "fp32") return GemmPrecision::fp32;
   if (t == "tf32") return GemmPrecision::tf32;
