@@ -16,13 +16,22 @@
 # all of them pass. Logs go to OUT_DIR. The build directory is reused, so the stages can be split
 # over several calls (STAGES="build ctest sanitize", then STAGES="main bench torch").
 #
+# Order: build, then the sanitizers in the background (SAN_SHARDS gtest shards per tool, all at
+# once) while ctest runs, then main, bench, torch, scale, svd: what the acceptance needs first,
+# timings after the parallel part so that nothing else loads the GPU while they run.
+# BUDGET=S (seconds, 0 = none) bounds the whole script for a machine lent by the minute: every
+# command runs under `timeout` with what is left of S less RESERVE (20 s, for the summary), a
+# stage that would start with less than its minimum is skipped and says so, and the summary is
+# always written. The acceptance call on a 15-minute lease: BUDGET=540 (the default stages).
+#
 # Usage: scripts/gpu_check.sh [OUT_DIR (./gpu_check_out)] [DATA]
 #   DATA defaults to $MOVIELENS_DIR/ml-100k when that exists, else the synthetic default.
 # Environment: STAGES (all: "build ctest sanitize main bench svd scale torch"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
 #   SANITIZER_TOOLS ("memcheck racecheck"), SANITIZER_FILTER (gtest filter, default the Cuda* tests),
 #   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3), SCALE_EPOCHS (10),
-#   COMMIT (the commit to print, when the tree's git metadata is not its own).
+#   COMMIT (the commit to print, when the tree's git metadata is not its own), BUDGET (s, 0),
+#   RESERVE (s, 20), SAN_SHARDS (3), CTEST_JOBS (8).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +44,11 @@ BUILD=${BUILD_DIR:-$ROOT/build-gpu-check}
 EPOCHS=${EPOCHS:-20}
 ARCHS=${CUDA_ARCHS:-90}
 SAN_TIMEOUT=${SANITIZER_TIMEOUT:-3600}
-STAGES=" ${STAGES:-build ctest sanitize main bench svd scale torch} "
+STAGES=" ${STAGES:-build ctest sanitize main bench torch scale svd} "
+BUDGET=${BUDGET:-0}
+RESERVE=${RESERVE:-20}
+SHARDS=${SAN_SHARDS:-3}
+T_START=$(date +%s)
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 
 say() { printf '\n== %s\n' "$*"; }
@@ -45,6 +58,23 @@ epoch_median() {
     "$1" 2>/dev/null || echo n/a
 }
 want() { [[ $STAGES == *" $1 "* ]]; }
+# Seconds the budget still allows (less the reserve for the summary); large without a budget.
+left() {
+  if [ "$BUDGET" -gt 0 ]; then echo $(( BUDGET - RESERVE - ($(date +%s) - T_START) )); else echo 999999; fi
+}
+# enough N: at least N seconds are left.
+enough() { [ "$(left)" -ge "$1" ]; }
+# capped CAP CMD…: CMD under `timeout` with CAP seconds or what the budget leaves, whichever is
+# less (exit 124 when it ran out, 125 when too little was left to start it).
+capped() {
+  local cap=$1 l
+  shift
+  l=$(left)
+  [ "$l" -lt "$cap" ] && cap=$l
+  [ "$cap" -ge 5 ] || return 125
+  timeout "$cap" "$@"
+}
+budget_note() { echo "skipped: budget (${BUDGET} s) spent"; }
 ok=1
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
@@ -60,10 +90,10 @@ if want build; then
   [ -d "$ROOT/.devkit" ] && cmake_args+=(-DCMAKE_PREFIX_PATH="$ROOT/.devkit")
   command -v nvcc >/dev/null && cmake_args+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
   t0=$(date +%s)
-  if cmake "${cmake_args[@]}" >"$OUT/build.log" 2>&1 && ninja -C "$BUILD" >>"$OUT/build.log" 2>&1; then
+  if capped 100000 cmake "${cmake_args[@]}" >"$OUT/build.log" 2>&1 && capped 100000 ninja -C "$BUILD" >>"$OUT/build.log" 2>&1; then
     build_status="ok ($(( $(date +%s) - t0 )) s)"
   else
-    build_status=FAILED; ok=0
+    build_status="FAILED ($(( $(date +%s) - t0 )) s)"; ok=0
     tail -n 30 "$OUT/build.log"
   fi
 elif [ -x "$BUILD/vae_gpu" ]; then
@@ -82,10 +112,40 @@ else
 fi
 
 if [[ $build_status != FAILED* ]]; then
+  # ---- compute-sanitizer over the CUDA tests, in the background ----------------------------
+  # Each tool runs as SHARDS gtest shards (GTEST_TOTAL_SHARDS / GTEST_SHARD_INDEX), all at once
+  # and beside ctest: the instrumented runs are slow and mostly bound by the host, which has
+  # cores to spare, so wall time drops to about the slowest shard.
+  san_pids=()
+  if want sanitize; then
+    if command -v compute-sanitizer >/dev/null; then
+      for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
+        # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
+        # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
+        # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
+        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'}
+        [ "$tool" = racecheck ] && filter="$filter:CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*"
+        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' ($SHARDS shards) -> $OUT/sanitizer_$tool.*.log"
+        for ((s = 0; s < SHARDS; ++s)); do
+          log="$OUT/sanitizer_$tool.$s.log"
+          (
+            GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$s capped "$SAN_TIMEOUT" \
+              compute-sanitizer --tool "$tool" --error-exitcode 99 \
+              "$BUILD/vae_tests" --gtest_filter="$filter" >"$log" 2>&1
+            echo $? >"$log.rc"
+          ) &
+          san_pids+=($!)
+        done
+      done
+    else
+      memcheck_line="compute-sanitizer not found"; racecheck_line=$memcheck_line; ok=0
+    fi
+  fi
+
   # ---- ctest ------------------------------------------------------------------------------
   if want ctest; then
     say "ctest (MOVIELENS_DIR=${MOVIELENS_DIR:-unset}) -> $OUT/ctest.log"
-    ctest --test-dir "$BUILD" --output-on-failure -j8 >"$OUT/ctest.log" 2>&1
+    capped 100000 ctest --test-dir "$BUILD" --output-on-failure -j"${CTEST_JOBS:-8}" >"$OUT/ctest.log" 2>&1
     ctest_rc=$?
     # "100% tests passed out of N" or "97% tests passed, 3 tests failed out of N"
     total=$(grep -oE 'tests? (passed|failed) out of [0-9]+' "$OUT/ctest.log" | grep -oE '[0-9]+$' | tail -n 1)
@@ -94,6 +154,8 @@ if [[ $build_status != FAILED* ]]; then
     total=${total:-0}; failed=${failed:-0}
     passed=$(( total - failed - skipped ))
     ctest_line="run $total, passed $passed, failed $failed, skipped $skipped"
+    [ "$ctest_rc" -eq 124 ] && ctest_line="TIMEOUT (budget); $ctest_line"
+    [ "$ctest_rc" -eq 125 ] && ctest_line=$(budget_note)
     grep -E '\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Exception' "$OUT/ctest.log" | head -n 20
     # Skipped tests on a GPU machine are worth a look: name them.
     grep -E '\(Skipped\)' "$OUT/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+.*//' | head -n 40 \
@@ -101,40 +163,42 @@ if [[ $build_status != FAILED* ]]; then
     [ "$ctest_rc" -eq 0 ] || ok=0
   fi
 
-  # ---- compute-sanitizer over the CUDA tests ----------------------------------------------
-  if want sanitize; then
-    if command -v compute-sanitizer >/dev/null; then
-      for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
-        log="$OUT/sanitizer_$tool.log"
-        # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
-        # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
-        # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
-        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'}
-        [ "$tool" = racecheck ] && filter="$filter:CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*"
-        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' -> $log"
-        timeout "$SAN_TIMEOUT" compute-sanitizer --tool "$tool" --error-exitcode 99 \
-          "$BUILD/vae_tests" --gtest_filter="$filter" >"$log" 2>&1
-        rc=$?
-        # memcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY: … (N errors, M warnings)".
-        errs=$(grep -oE 'ERROR SUMMARY: [0-9]+|\([0-9]+ errors' "$log" | grep -oE '[0-9]+' | tail -n 1)
-        tests=$(grep -oE '\[  PASSED  \] [0-9]+|\[  FAILED  \] [0-9]+ test|\[  SKIPPED \] [0-9]+' "$log" | tr '\n' ' ')
-        line="${errs:-?} errors, rc $rc; $tests"
-        [ "$rc" -eq 124 ] && line="TIMEOUT after $SAN_TIMEOUT s; $line"
-        [ "$rc" -eq 0 ] && [ "${errs:-0}" = 0 ] || { ok=0; grep -m 20 -E '^========= (Invalid|Race|Error|Program hit)' "$log"; }
-        [ "$tool" = memcheck ] && memcheck_line=$line || racecheck_line=$line
+  if [ "${#san_pids[@]}" -gt 0 ]; then
+    say "waiting for the sanitizers"
+    wait "${san_pids[@]}"
+    for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
+      # memcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY: … (N errors, M warnings)".
+      errs=0; passed=0; failed=0; skipped=0; rcs=""; bad=0; budget=0
+      for ((s = 0; s < SHARDS; ++s)); do
+        log="$OUT/sanitizer_$tool.$s.log"
+        rc=$(cat "$log.rc" 2>/dev/null || echo 1)
+        rcs="$rcs$rc "
+        e=$(grep -oE 'ERROR SUMMARY: [0-9]+|\([0-9]+ errors' "$log" | grep -oE '[0-9]+' | tail -n 1)
+        [ -n "$e" ] || bad=1
+        errs=$(( errs + ${e:-0} ))
+        p=$(grep -oE '\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
+        f=$(grep -oE '\[  FAILED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | tail -n 1)
+        k=$(grep -oE '\[  SKIPPED \] [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
+        passed=$(( passed + ${p:-0} )); failed=$(( failed + ${f:-0} )); skipped=$(( skipped + ${k:-0} ))
+        [ "$rc" = 124 ] || [ "$rc" = 125 ] && budget=1
+        [ "$rc" = 0 ] && [ "${e:-0}" = 0 ] || { bad=1; grep -m 20 -E '^========= (Invalid|Race|Error|Program hit)' "$log"; }
       done
-    else
-      memcheck_line="compute-sanitizer not found"; racecheck_line=$memcheck_line; ok=0
-    fi
+      line="$errs errors; tests passed $passed, failed $failed, skipped $skipped; rc per shard: ${rcs% }"
+      [ "$budget" = 1 ] && line="INCOMPLETE (timeout or budget); $line"
+      [ "$bad" = 0 ] || ok=0
+      [ "$tool" = memcheck ] && memcheck_line=$line || racecheck_line=$line
+    done
   fi
 
   # ---- the main job on both devices -------------------------------------------------------
-  if want main; then
+  if want main && ! enough 30; then
+    agree=$(budget_note); ok=0
+  elif want main; then
     for dev in cuda cpu; do
       log="$OUT/main_$dev.log"
       say "vae_gpu --epochs $EPOCHS --device $dev --data $DATA -> $log"
       t0=$(date +%s.%N)
-      "$BUILD/vae_gpu" --epochs "$EPOCHS" --device "$dev" --data "$DATA" --out "$OUT/run_$dev" >"$log" 2>"$OUT/main_$dev.err"
+      capped 300 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device "$dev" --data "$DATA" --out "$OUT/run_$dev" >"$log" 2>"$OUT/main_$dev.err"
       rc=$?
       wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$OUT/main_$dev.err"; }
@@ -145,16 +209,16 @@ if [[ $build_status != FAILED* ]]; then
       else metrics_cpu=$line; spe_cpu="$spe (wall $wall s, rc $rc)"; fi
     done
     # The same CUDA run with one launch per op instead of one CUDA Graph per training step.
-    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
+    capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
     spe_nograph=$(epoch_median "$OUT/run_cuda_nograph")
     # The default GEMMs accumulate in double (--precision exact, the CPU/GPU parity mode); what
     # cuBLAS's float sgemm would give instead.
-    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --precision fp32 --no-baseline --data "$DATA" \
+    capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --precision fp32 --no-baseline --data "$DATA" \
       --out "$OUT/run_cuda_fp32" >"$OUT/main_cuda_fp32.log" 2>&1
     spe_fp32=$(epoch_median "$OUT/run_cuda_fp32")
     # Where the CUDA epoch's device time goes (every op bracketed by CUDA events).
-    "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
+    capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
       >"$OUT/main_cuda_profile.log" 2>&1
     grep -A 16 '^Device time per op' "$OUT/main_cuda_profile.log"
     # Determinism: the second CUDA run (plain launches) must give the very same metrics.
@@ -166,7 +230,7 @@ print('yes, bit-identical metrics' if a == b else 'NO: ' + str(a) + ' vs ' + str
     a=${spe_cpu%% *}; b=${spe_cuda%% *}
     speedup=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "n/a" }')
     # The issue's bar: the same metrics to 3 decimals on both devices.
-    agree=$(python3 - "$OUT/run_cpu/summary.json" "$OUT/run_cuda/summary.json" <<'EOF'
+    agree=$(python3 - "$OUT/run_cpu/summary.json" "$OUT/run_cuda/summary.json" <<'PY'
 import json, sys
 try:
     a, b = (json.load(open(p))["metrics"] for p in sys.argv[1:3])
@@ -176,82 +240,94 @@ bad = [f"{k} {a[k]:.4f} vs {b.get(k, float('nan')):.4f}" for k in sorted(a)
        if not isinstance(a[k], (int, float)) or k not in b or round(a[k], 3) != round(b[k], 3)]
 diff = max((abs(a[k] - b[k]) for k in a if isinstance(a[k], (int, float)) and isinstance(b.get(k), (int, float))), default=float("nan"))
 print(("yes, " + ", ".join(f"{k}={a[k]:.3f}" for k in sorted(a)) if not bad else "NO: " + "; ".join(bad)) + f" (max |diff| {diff:.2g})")
-EOF
+PY
 )
     [[ $agree == yes* ]] || ok=0
   fi
 
   # ---- benchmarks -------------------------------------------------------------------------
-  if want bench; then
+  if want bench && ! enough 40; then
+    bench_line=$(budget_note)
+  elif want bench; then
     log="$OUT/bench.log"
     say "vae_gpu_bench --device cuda ${BENCH_ARGS:-} -> $log, $OUT/bench.json"
     bench_data=()
     [ -n "${MOVIELENS_DIR:-}" ] && [ -d "$MOVIELENS_DIR/ml-100k" ] && bench_data=(--data "$MOVIELENS_DIR/ml-100k")
     # shellcheck disable=SC2086  # BENCH_ARGS is a flag list
-    "$BUILD/bench/vae_gpu_bench" --device cuda "${bench_data[@]}" --json "$OUT/bench.json" ${BENCH_ARGS:-} >"$log" 2>&1
+    capped 100000 "$BUILD/bench/vae_gpu_bench" --device cuda "${bench_data[@]}" --json "$OUT/bench.json" ${BENCH_ARGS:-} >"$log" 2>&1
     rc=$?
     bench_line="rc $rc, $(grep -cE '^(op|train|eval|ceiling|analysis|profile)' "$log") cases (see bench.log)"
+    [ "$rc" -eq 124 ] && bench_line="TIMEOUT (budget); $bench_line"
     [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
     grep -E '^(ceiling|train|profile)' "$log" | head -n 24
     # Kernel variants (bench/variants_*.cu): each timed and checked against the CPU oracle.
-    "$BUILD/bench/vae_kernel_variants" >"$OUT/variants.log" 2>&1
+    capped 120 "$BUILD/bench/vae_kernel_variants" >"$OUT/variants.log" 2>&1
     rc=$?
     variants_line="rc $rc, $(tail -n 1 "$OUT/variants.log")"
     [ "$rc" -eq 0 ] || ok=0
     grep -E '^(  v[0-9]|[a-z].*shape)' "$OUT/variants.log"
   fi
 
-  # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
-  if want svd; then
-    svd_line=""
-    for model in svd svdpp; do
-      log="$OUT/svd_$model.log"
-      say "vae_gpu train --model $model --folds 5 --device cuda --data $DATA -> $log"
-      t0=$(date +%s.%N)
-      "$BUILD/vae_gpu" train --model "$model" --folds 5 --device cuda --data "$DATA" >"$log" 2>&1
-      rc=$?
-      wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-      [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
-      res=$(grep -m 1 ' 5-fold: ' "$log" | sed 's/^.* 5-fold: //')
-      svd_line="$svd_line$model ${res:-rc $rc}, wall $wall s; "
-    done
+  # ---- PyTorch side by side ---------------------------------------------------------------
+  if want torch && ! enough 40; then
+    torch_line=$(budget_note)
+  elif want torch; then
+    log="$OUT/compare_torch.log"
+    say "bench/compare_torch.sh $DATA cuda -> $log"
+    EPOCHS=${TORCH_EPOCHS:-3} VAE_BUILD_DIR="$BUILD" capped 100000 "$ROOT/bench/compare_torch.sh" "$DATA" cuda \
+      "$OUT/compare_torch.json" >"$log" 2>&1
+    rc=$?
+    torch_line="rc $rc (table below)"
+    [ "$rc" -eq 124 ] && torch_line="TIMEOUT (budget); $torch_line"
+    [ "$rc" -eq 0 ] || ok=0
   fi
 
   # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, exact vs FP32 vs TF32 ----
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
   # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
-  if want scale; then
+  if want scale && ! enough 60; then
+    scale_line=$(budget_note)
+  elif want scale; then
     shape=136677,20108,10000000
     spec="synthetic:users=136677,items=20108,ratings=10000000"
     scale_line=""
-    for prec in exact fp32 tf32; do
+    for prec in tf32 fp32 exact; do  # the target's precision first, in case the budget runs out
       flag=(--precision "$prec"); tflag=(); [ "$prec" = tf32 ] && tflag=(--tf32)
       log="$OUT/scale_$prec.log"
+      enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; continue; }
       say "vae_gpu train --model multvae --protocol heldout --data $spec ${flag[*]} -> $log"
-      "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
+      capped 180 "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
         --device cuda "${flag[@]}" --out "$OUT/scale_$prec" >"$log" 2>&1
       rc=$?
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
       res=$(python3 -c "import json; j=json.load(open('$OUT/scale_$prec/summary.json')); print('ndcg@100 %.4f, %.3f s/epoch' % (j['metrics']['ndcg@100'], j['epoch_seconds_median']))" 2>/dev/null || echo "rc $rc")
       scale_line="$scale_line$prec: $res; "
       [ "$prec" = exact ] && continue  # torch has no double-accumulating float matmul to compare with
+      enough 30 || continue
       say "bench/compare_torch.sh $shape cuda ($prec) -> $OUT/compare_torch_scale_$prec.log"
       MODELS=multvae EPOCHS=2 VAE_BUILD_DIR="$BUILD" VAE_ARGS="${flag[*]}" TORCH_ARGS="${tflag[*]} --max-steps 80" \
-        "$ROOT/bench/compare_torch.sh" "$shape" cuda "$OUT/compare_torch_scale_$prec.json" \
+        capped 180 "$ROOT/bench/compare_torch.sh" "$shape" cuda "$OUT/compare_torch_scale_$prec.json" \
         >"$OUT/compare_torch_scale_$prec.log" 2>&1 || ok=0
       grep -A3 '^model' "$OUT/compare_torch_scale_$prec.log"
     done
   fi
 
-  # ---- PyTorch side by side ---------------------------------------------------------------
-  if want torch; then
-    log="$OUT/compare_torch.log"
-    say "bench/compare_torch.sh $DATA cuda -> $log"
-    EPOCHS=${TORCH_EPOCHS:-3} VAE_BUILD_DIR="$BUILD" "$ROOT/bench/compare_torch.sh" "$DATA" cuda \
-      "$OUT/compare_torch.json" >"$log" 2>&1
-    rc=$?
-    torch_line="rc $rc (table below)"
-    [ "$rc" -eq 0 ] || ok=0
+  # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
+  if want svd && ! enough 20; then
+    svd_line=$(budget_note)
+  elif want svd; then
+    svd_line=""
+    for model in svd svdpp; do
+      log="$OUT/svd_$model.log"
+      say "vae_gpu train --model $model --folds 5 --device cuda --data $DATA -> $log"
+      t0=$(date +%s.%N)
+      capped 120 "$BUILD/vae_gpu" train --model "$model" --folds 5 --device cuda --data "$DATA" >"$log" 2>&1
+      rc=$?
+      wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+      [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
+      res=$(grep -m 1 ' 5-fold: ' "$log" | sed 's/^.* 5-fold: //')
+      svd_line="$svd_line$model ${res:-rc $rc}, wall $wall s; "
+    done
   fi
 fi
 
@@ -263,6 +339,7 @@ say "summary"
   row "commit" "$commit"
   row "GPU" "$gpu_name"
   row "stages" "$(echo $STAGES)"
+  row "wall" "$(( $(date +%s) - T_START )) s$([ "$BUDGET" -gt 0 ] && echo " of a $BUDGET s budget")"
   row "build" "$build_status"
   row "ctest" "$ctest_line"
   row "memcheck" "$memcheck_line"
