@@ -62,18 +62,27 @@ class Bench {
  public:
   Bench(Backend<float>& be, const Options& o) : be_(be), o_(o) {}
 
-  // Median seconds of fn over repeats (after one warm-up). On a GPU each repetition is timed
-  // with CUDA events around its work (device time, launch gaps included) and the host wall
-  // clock is kept next to it; on the CPU the wall clock is the time.
-  double time(const std::function<void(int)>& fn, double min_seconds) {
+  // Median seconds of fn over repeats (after one warm-up). `on` is the backend whose stream
+  // runs fn's work (not always the bench's own: the exact-GEMM cases have a second one). On a
+  // GPU each repetition is timed with CUDA events around its work there (device time, launch
+  // gaps included) and the host wall clock is kept next to it; on the CPU, or with no backend
+  // (work that waits for itself, like the analysis ops), the wall clock is the time.
+  double time(Backend<float>* on, const std::function<void(int)>& fn, double min_seconds) {
+    auto sync = [&] {
+      if (on) on->synchronize();
+    };
     fn(0);
-    be_.synchronize();
+    sync();
     std::vector<double> t, wall;
     const auto start = Clock::now();
     for (int r = 1;; ++r) {
       const auto t0 = Clock::now();
-      const double dev = be_.device_seconds([&] { fn(r); });
-      be_.synchronize();
+      double dev = -1.0;
+      if (on)
+        dev = on->device_seconds([&] { fn(r); });
+      else
+        fn(r);
+      sync();
       wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       t.push_back(dev >= 0 ? dev : wall.back());
       const double total = std::chrono::duration<double>(Clock::now() - start).count();
@@ -167,7 +176,7 @@ void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick) {
   Buffer src = be.alloc_bytes(bytes), dst = be.alloc_bytes(bytes);
   std::vector<char> zero(bytes, 1);
   be.copy_to_backend(src.get(), zero.data(), bytes);
-  const double t = b.time([&](int) { be.copy_within(dst.get(), src.get(), bytes); }, quick ? 0.2 : 1.0);
+  const double t = b.time(&be, [&](int) { be.copy_within(dst.get(), src.get(), bytes); }, quick ? 0.2 : 1.0);
   b.peak_bw_ = 2.0 * static_cast<double>(bytes) / t;  // read + write
   Result r{"ceiling", "device copy " + std::to_string(bytes >> 20) + " MiB", t, 2.0 * static_cast<double>(bytes), 0, 0, ""};
   b.add(r);
@@ -175,7 +184,7 @@ void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick) {
   Tensor<float> a = be.upload(random_host(static_cast<size_t>(n * n), 1), n, n);
   Tensor<float> bb = be.upload(random_host(static_cast<size_t>(n * n), 2), n, n);
   Tensor<float> c = be.alloc<float>(n, n);
-  const double tg = b.time([&](int) { be.gemm(false, false, 1.0f, a.cmat(), bb.cmat(), 0.0f, c.mat()); }, quick ? 0.2 : 1.0);
+  const double tg = b.time(&be, [&](int) { be.gemm(false, false, 1.0f, a.cmat(), bb.cmat(), 0.0f, c.mat()); }, quick ? 0.2 : 1.0);
   b.peak_flops_ = 2.0 * static_cast<double>(n) * n * n / tg;
   b.add(Result{"ceiling", "sgemm " + std::to_string(n) + "^3", tg, 0, 2.0 * static_cast<double>(n) * n * n, 0, ""});
 }
@@ -198,23 +207,23 @@ void op_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, const std::str
   auto Y = [&](int r) { return ys[r % copies].cmat(); };
   const std::string shape = " " + std::to_string(B) + "x" + std::to_string(I) + " (" + tag + ")";
   if (b.wanted("bias_act"))
-    b.add({"op", "bias_act relu" + shape, b.time([&](int r) { be.bias_act(X(r), bias.cmat(), Act::relu, out.mat()); }, min_s),
+    b.add({"op", "bias_act relu" + shape, b.time(&be, [&](int r) { be.bias_act(X(r), bias.cmat(), Act::relu, out.mat()); }, min_s),
            2 * mat_bytes, 0, 0, ""});
   if (b.wanted("bias_act_backward"))
     b.add({"op", "bias_act_backward relu+dbias" + shape,
-           b.time([&](int r) { be.bias_act_backward(X(r), Y(r), Act::relu, out.mat(), dbias.mat()); }, min_s),
+           b.time(&be, [&](int r) { be.bias_act_backward(X(r), Y(r), Act::relu, out.mat(), dbias.mat()); }, min_s),
            3 * mat_bytes, 0, 0, ""});
   if (b.wanted("mse"))
     b.add({"op", "mse_loss dense+grad" + shape,
-           b.time([&](int r) { be.mse_loss(X(r), Y(r), false, 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
+           b.time(&be, [&](int r) { be.mse_loss(X(r), Y(r), false, 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
   if (b.wanted("multinomial"))
     b.add({"op", "multinomial_nll+grad" + shape,
-           b.time([&](int r) { be.multinomial_nll(X(r), Y(r), 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
+           b.time(&be, [&](int r) { be.multinomial_nll(X(r), Y(r), 1.0f, out.mat(), loss.mat()); }, min_s), 3 * mat_bytes, 0, 0, ""});
   if (b.wanted("dropout"))
     b.add({"op", "dropout q=0.5" + shape,
-           b.time([&](int r) { be.dropout(X(r), 0.5f, 1, static_cast<uint64_t>(r), out.mat()); }, min_s), 2 * mat_bytes, 0, 0, ""});
+           b.time(&be, [&](int r) { be.dropout(X(r), 0.5f, 1, static_cast<uint64_t>(r), out.mat()); }, min_s), 2 * mat_bytes, 0, 0, ""});
   if (b.wanted("l2_normalize"))
-    b.add({"op", "l2_normalize_rows" + shape, b.time([&](int r) { be.l2_normalize_rows(X(r), out.mat()); }, min_s),
+    b.add({"op", "l2_normalize_rows" + shape, b.time(&be, [&](int r) { be.l2_normalize_rows(X(r), out.mat()); }, min_s),
            2 * mat_bytes, 0, 0, ""});
   if (b.wanted("topk")) {
     const int k = static_cast<int>(std::min<int64_t>(100, I));
@@ -222,7 +231,7 @@ void op_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, const std::str
     Tensor<float> val = be.alloc<float>(B, k);
     Tensor<int32_t> none = be.alloc<int32_t>(0, 0);
     b.add({"op", "topk k=" + std::to_string(k) + shape,
-           b.time([&](int r) { be.topk(X(r), CsrView<float>{}, none.cmat(), k, idx.mat(), val.mat()); }, min_s),
+           b.time(&be, [&](int r) { be.topk(X(r), CsrView<float>{}, none.cmat(), k, idx.mat(), val.mat()); }, min_s),
            mat_bytes, 0, static_cast<double>(B), ""});
   }
 }
@@ -235,8 +244,8 @@ void gemm_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, int64_t H, c
   Tensor<float> h = be.alloc<float>(B, H), dw = be.alloc<float>(H, I);
   const double f = 2.0 * static_cast<double>(B) * I * H;
   const std::string s = " " + std::to_string(B) + "x" + std::to_string(I) + "x" + std::to_string(H) + " (" + tag + ")";
-  b.add({"op", "gemm x.W^T" + s, b.time([&](int) { be.gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, h.mat()); }, min_s), 0, f, 0, ""});
-  b.add({"op", "gemm dY^T.x (dW)" + s, b.time([&](int) { be.gemm(true, false, 1.0f, h.cmat(), x.cmat(), 0.0f, dw.mat()); }, min_s), 0, f, 0, ""});
+  b.add({"op", "gemm x.W^T" + s, b.time(&be, [&](int) { be.gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, h.mat()); }, min_s), 0, f, 0, ""});
+  b.add({"op", "gemm dY^T.x (dW)" + s, b.time(&be, [&](int) { be.gemm(true, false, 1.0f, h.cmat(), x.cmat(), 0.0f, dw.mat()); }, min_s), 0, f, 0, ""});
 }
 
 void adam_case(Bench& b, Backend<float>& be, int64_t n, const std::string& tag, bool quick) {
@@ -246,7 +255,7 @@ void adam_case(Bench& b, Backend<float>& be, int64_t n, const std::string& tag, 
   AdamConfig cfg;
   int64_t step = 0;
   b.add({"op", "adam_step " + std::to_string(n) + " params (" + tag + ")",
-         b.time([&](int) { be.adam_step(p.mat(), g.cmat(), m.mat(), v.mat(), cfg, ++step); }, quick ? 0.1 : 0.5),
+         b.time(&be, [&](int) { be.adam_step(p.mat(), g.cmat(), m.mat(), v.mat(), cfg, ++step); }, quick ? 0.1 : 0.5),
          7.0 * 4.0 * static_cast<double>(n), 0, 0, ""});
 }
 
@@ -291,7 +300,7 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   };
   for (bool graph : {false, true}) {
     if (graph && !be.supports_step_capture()) continue;
-    const double t = b.time([&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
+    const double t = b.time(&be, [&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
     char note[96];
     std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
     b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (model->sparse_input() ? ", sparse in" : "") +
@@ -301,7 +310,7 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   // The bound of graph steps: the epoch's graphs replayed unchanged, nothing re-captured
   // (timing only: each replay repeats its batch's last noise and Adam step).
   if (be.supports_step_capture()) {
-    const double t = b.time(
+    const double t = b.time(&be,
         [&](int) {
           for (int64_t bi = 0; bi < steps; ++bi) be.replay_step(std::min(batch, train.rows - bi * batch));
         },
@@ -329,7 +338,7 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   Tensor<float> scores = be.alloc<float>(batch, train.cols), val = be.alloc<float>(batch, k);
   Tensor<int32_t> idx = be.alloc<int32_t>(batch, k);
   Tensor<float> met = be.alloc<float>(batch, 6);
-  const double te = b.time(
+  const double te = b.time(&be,
       [&](int rr) {
         const int64_t bi = rr % full;
         Batch<float> bt;
@@ -365,7 +374,7 @@ void kmeans_case(Bench& b, AnalysisOps& ops, bool quick) {
     AnalysisOps& ops;
     ~End() { ops.kmeans_end(); }
   } end{ops};
-  const double t = b.time(
+  const double t = b.time(nullptr,
       [&](int) {
         ops.kmeans_step(c.data(), k, sums.data(), counts.data());
         for (int j = 0; j < k; ++j)
@@ -426,7 +435,7 @@ void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick) {
       AnalysisOps& ops;
       ~End() { ops.tsne_end(); }
     } end{ops};
-    const double t = b.time([&](int) { ops.tsne_gradient(p.data(), y.data(), n, 1.0f, grad.data(), false); },
+    const double t = b.time(nullptr, [&](int) { ops.tsne_gradient(p.data(), y.data(), n, 1.0f, grad.data(), false); },
                             quick ? 0.2 : 1.0);
     char note[96];
     std::snprintf(note, sizeof note, "x %d iterations = %.2f s", iterations, t * iterations);
@@ -441,7 +450,7 @@ void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick) {
   o.iterations = iterations;
   o.seed = 1;
   int ran = 0;
-  const double t = b.time([&](int) { ran = tsne_from_probabilities(ops, p, n, o).iterations; }, 0.0);
+  const double t = b.time(nullptr, [&](int) { ran = tsne_from_probabilities(ops, p, n, o).iterations; }, 0.0);
   char note[128];
   std::snprintf(note, sizeof note, "%d iterations run, %.3f ms per iteration (P upload included)", ran,
                 1e3 * t / std::max(ran, 1));

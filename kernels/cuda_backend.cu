@@ -127,6 +127,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   double device_seconds(const std::function<void()>& fn) override {
+    VAE_CHECK(!capturing_, "device_seconds: not while a step is being captured");
     struct Events {
       cudaEvent_t a = nullptr, b = nullptr;
       ~Events() {
@@ -152,21 +153,10 @@ class CudaBackend final : public Backend<float> {
     profiling_ = on;
   }
   std::vector<OpTime> op_profile() override {
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
-    std::map<std::string, OpTime> by_op;
-    for (const Timed& t : timed_) {
-      float ms = 0.0f;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, t.start, t.end));
-      OpTime& o = by_op[t.op];
-      o.op = t.op;
-      o.calls += 1;
-      o.seconds += 1e-3 * static_cast<double>(ms);
-      free_events_.push_back(t.start);
-      free_events_.push_back(t.end);
-    }
-    timed_.clear();
+    fold_timed();
     std::vector<OpTime> out;
-    for (auto& kv : by_op) out.push_back(kv.second);
+    for (auto& kv : op_totals_) out.push_back(kv.second);
+    op_totals_.clear();
     std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
     return out;
   }
@@ -205,6 +195,7 @@ class CudaBackend final : public Backend<float> {
   }
   bool replay_step(int64_t key) override {
     VAE_CHECK(!capturing_, "replay_step: a capture is open");
+    VAE_CHECK(!profiling_, "replay_step: op profiling times plain launches only");
     auto it = step_graphs_.find(key);
     if (it == step_graphs_.end()) return false;
     CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
@@ -561,7 +552,13 @@ class CudaBackend final : public Backend<float> {
     ~OpScope() {
       if (!start) return;
       cudaEvent_t end = be->record_event_noexcept();
-      if (end) be->timed_.push_back({op, start, end});
+      if (!end) {
+        be->free_events_.push_back(start);
+        return;
+      }
+      be->timed_.push_back({op, start, end});
+      // A long profiled run (ml-20m, hundreds of epochs) would otherwise hold millions of events.
+      if (be->timed_.size() >= kFoldEvery) be->fold_timed_noexcept();
     }
     OpScope(const OpScope&) = delete;
     OpScope& operator=(const OpScope&) = delete;
@@ -570,6 +567,37 @@ class CudaBackend final : public Backend<float> {
     const char* op;
     cudaEvent_t start, end;
   };
+  static constexpr size_t kFoldEvery = 4096;  // bracketed ops kept before their times are summed
+  // Adds the bracketed ops' times into op_totals_ (waits for the stream) and recycles the events.
+  void fold_timed() {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    std::vector<Timed> timed;
+    timed.swap(timed_);  // a throw below leaves no event in two lists
+    for (size_t i = 0; i < timed.size(); ++i) {
+      float ms = 0.0f;
+      const cudaError_t err = cudaEventElapsedTime(&ms, timed[i].start, timed[i].end);
+      free_events_.push_back(timed[i].start);
+      free_events_.push_back(timed[i].end);
+      if (err != cudaSuccess) {
+        for (size_t j = i + 1; j < timed.size(); ++j) {
+          free_events_.push_back(timed[j].start);
+          free_events_.push_back(timed[j].end);
+        }
+        CUDA_CHECK(err);
+      }
+      OpTime& o = op_totals_[timed[i].op];
+      o.op = timed[i].op;
+      o.calls += 1;
+      o.seconds += 1e-3 * static_cast<double>(ms);
+    }
+  }
+  // From a destructor: an error stays sticky in the context and the next checked call reports it.
+  void fold_timed_noexcept() noexcept {
+    try {
+      fold_timed();
+    } catch (...) {
+    }
+  }
   cudaEvent_t record_event() {
     cudaEvent_t e = record_event_noexcept();
     if (!e) CUDA_CHECK(cudaGetLastError());
@@ -599,7 +627,8 @@ class CudaBackend final : public Backend<float> {
   bool capturing_ = false;
   std::map<int64_t, GraphExecPtr> step_graphs_;  // by capture key (batch size)
   bool profiling_ = false;
-  std::vector<Timed> timed_;          // ops bracketed since the last op_profile()
+  std::vector<Timed> timed_;          // ops bracketed and not yet folded into op_totals_
+  std::map<std::string, OpTime> op_totals_;  // by op, since the last op_profile()
   std::vector<cudaEvent_t> free_events_;
 };
 

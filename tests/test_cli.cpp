@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -175,10 +178,18 @@ TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
   ASSERT_EQ(g.code, 0) << g.out;
   const nlohmann::json sc = read_json(dc / "summary.json"), sg = read_json(dg / "summary.json");
   EXPECT_EQ(sg["device"], "cuda");
+  // The bar is the "same metrics to 3 decimals" (float GEMMs missed it by 1e-3 to 2e-3
+  // on ml-100k). Exact GEMMs should give the very same numbers, but the GPU's double exp/log
+  // may differ from glibc's in the last double bit and, once in a while, flip a float or a
+  // ranking tie; the largest difference is printed for the record.
+  double worst = 0.0;
   for (auto it = sc["metrics"].begin(); it != sc["metrics"].end(); ++it) {
     if (!it.value().is_number()) continue;
-    EXPECT_NEAR(sg["metrics"][it.key()].get<double>(), it.value().get<double>(), 1e-6) << it.key();
+    const double diff = std::fabs(sg["metrics"][it.key()].get<double>() - it.value().get<double>());
+    worst = std::max(worst, diff);
+    EXPECT_LT(diff, 5e-4) << it.key() << ": cuda " << sg["metrics"][it.key()] << " cpu " << it.value();
   }
+  std::cout << "largest CPU/GPU metric difference: " << worst << "\n";
 }
 
 }  // namespace

@@ -31,9 +31,10 @@ Act parse_act(const std::string& s);  // throws UsageError
 
 // How a float backend's gemm() adds up its products.
 //  exact: in double, rounded once to float (alpha and beta applied in double too). Products of
-//         two floats are exact in double, so the result is the correctly rounded dot product
-//         except when it lies within a few double ulps of a float rounding boundary: the CPU
-//         and the GPU then give the same bits whatever order their BLAS sums in, and a
+//         two floats are exact in double, and sums of them in any order differ only by double
+//         rounding (far below a float ulp unless the sum cancels heavily), so the float results
+//         differ only where the double sum lies within that error of a float rounding
+//         boundary: the CPU and the GPU give the same bits whatever order their BLAS sums in, and a
 //         training run does not drift apart between devices (float GEMMs summed in different
 //         orders differ in the last bits, and hundreds of Adam steps amplify that into the
 //         third decimal of NDCG@100: two CPU BLAS builds disagree as much as CPU and GPU do).
@@ -100,14 +101,7 @@ class Backend {
   // How gemm() accumulates (see GemmPrecision).
   virtual GemmPrecision gemm_precision() const = 0;
 
-  // ---- step capture (CUDA Graphs) -----------------------------------------------------
-  // Ops issued between begin_step_capture() and end_step_capture(key) are recorded, not run;
-  // end_step_capture runs them as one graph launch. The executable graph is kept under key
-  // (the trainer uses the batch size) and only its kernel arguments are updated when the next
-  // capture under that key records the same work, so a step costs one launch instead of one
-  // per op. Nothing inside may wait for the device (no copies to the host, no synchronize()).
-  // abort_step_capture() ends a capture that an exception interrupted, discarding it.
-  // Backends without graphs run every op at once and these do nothing.
+  // ---- timing --------------------------------------------------------------------------
   // Device time of the work fn enqueues (CUDA events around it; waits for that work), in
   // seconds; negative when the backend has no device clock (the CPU: time it on the host).
   virtual double device_seconds(const std::function<void()>& fn) {
@@ -122,12 +116,22 @@ class Backend {
   virtual void set_op_profiling(bool /*on*/) {}
   virtual std::vector<OpTime> op_profile() { return {}; }
 
+  // ---- step capture (CUDA Graphs) -----------------------------------------------------
+  // Ops issued between begin_step_capture() and end_step_capture(key) are recorded, not run;
+  // end_step_capture runs them as one graph launch. The executable graph is kept under key
+  // (the trainer uses the batch size) and only its kernel arguments are updated when the next
+  // capture under that key records the same work, so a step costs one launch instead of one
+  // per op. Nothing inside may wait for the device (no copies to the host, no synchronize()).
+  // abort_step_capture() ends a capture that an exception interrupted, discarding it.
+  // Backends without graphs run every op at once and these do nothing.
   virtual bool supports_step_capture() const { return false; }
   virtual void begin_step_capture() {}
   virtual void end_step_capture(int64_t /*key*/) {}
   virtual void abort_step_capture() noexcept {}
   // Launches the graph kept under key again, unchanged (the same batch, noise and Adam step):
   // for timing how fast a step could run with nothing re-captured. False when there is none.
+  // Graphs outlive the model that captured them: replay only a key captured since the model's
+  // buffers were last allocated.
   virtual bool replay_step(int64_t /*key*/) { return false; }
 
   template <typename U>

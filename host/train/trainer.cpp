@@ -426,6 +426,17 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   const auto t_train = Clock::now();
   const bool graph_steps = opt.cuda_graph && be.supports_step_capture() && !opt.profile_ops;
   if (opt.profile_ops) be.set_op_profiling(true);
+  // Profiling off again however training ends (a throw would leave later graph captures refused).
+  struct ProfilingOff {
+    Backend<float>& be;
+    bool on;
+    ~ProfilingOff() {
+      try {
+        if (on) be.set_op_profiling(false);
+      } catch (...) {  // only refused mid-capture, which profiling rules out
+      }
+    }
+  } profiling_off{be, opt.profile_ops};
   if (!opt.quiet)
     log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "

@@ -90,11 +90,11 @@ struct TrainResult {
 // user left at 0; returns the batch size to use.
 int64_t resolve_defaults(TrainOptions& opt);
 
-// pretrained (optional): a model already trained on this split (e.g. loaded from a model file);
-// it is evaluated once, as epoch 0, instead of being trained.
 // The --profile-ops table: one line per op, largest device time first, with its share.
 std::string format_op_profile(const std::vector<OpTime>& prof);
 
+// pretrained (optional): a model already trained on this split (e.g. loaded from a model file);
+// it is evaluated once, as epoch 0, instead of being trained.
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained = nullptr);
 
