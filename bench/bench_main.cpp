@@ -542,6 +542,12 @@ int main(int argc, char** argv) {
       gemm_cases(b, *exact, 500, lb.cols, 600, "ml-20m shape, exact", o.quick);
       adam_case(b, *be, 2 * (20108 * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + 20108, "Mult-VAE ml-20m", o.quick);
       model_case(b, *be, lb, "multvae", 500, "ml-20m shape", o.quick);
+      if (gpu) {
+        // The ml-20m target's precision (TF32 tensor cores): GEMMs, epochs and where the time goes.
+        std::unique_ptr<Backend<float>> tf32 = make_cuda_backend(GemmPrecision::tf32);
+        gemm_cases(b, *tf32, 500, lb.cols, 600, "ml-20m shape, TF32", o.quick);
+        model_case(b, *tf32, lb, "multvae", 500, "ml-20m shape, TF32", o.quick);
+      }
       // AutoRec and CDAE at the same scale (U-AutoRec over 20 108 items, hidden 500; CDAE with
       // one latent vector per user of the 136 677).
       Csr lr = large.ratings;

@@ -4,7 +4,9 @@
 // so these tests are what make it an oracle.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -204,6 +206,61 @@ TEST_F(CpuOps, GemmAllTransposesMatchNaiveLoops) {
                    bf->upload(bfv, tb ? s.n : s.k, tb ? s.k : s.n).cmat(), float(beta), cft.mat());
           EXPECT_TRUE(all_close(bf->download(cft.cmat()), want, 1e-4, 1e-4));
         }
+  }
+}
+
+// The fallback GEMM's documented summation order (cpu_gemm.h), element by element; the shapes
+// are large enough to be shared out over the thread pool, across panel and task edges.
+template <typename T>
+std::vector<T> panel_order_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const std::vector<T>& a,
+                                const std::vector<T>& b, T beta, std::vector<T> c) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      T& cij = c[static_cast<size_t>(i * n + j)];
+      if (beta == T(0)) cij = T(0);
+      else if (beta != T(1)) cij *= beta;
+      for (int64_t p0 = 0; p0 < k; p0 += kReferenceGemmKc) {
+        T acc = 0;
+        for (int64_t p = p0; p < std::min(k, p0 + kReferenceGemmKc); ++p) {
+          const T av = ta ? a[static_cast<size_t>(p * m + i)] : a[static_cast<size_t>(i * k + p)];
+          const T bv = tb ? b[static_cast<size_t>(j * k + p)] : b[static_cast<size_t>(p * n + j)];
+          const T prod = av * bv;
+          acc += prod;
+        }
+        cij += alpha * acc;
+      }
+    }
+  return c;
+}
+
+template <typename T>
+void expect_reference_gemm_bits(int64_t m, int64_t n, int64_t k, bool ta, bool tb, T alpha, T beta) {
+  SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb
+                                    << " beta=" << beta << " bytes=" << sizeof(T));
+  const Vec ad = rand_vec(m * k, 11 + m), bd = rand_vec(k * n, 12 + n), cd = rand_vec(m * n, 13);
+  const std::vector<T> a(ad.begin(), ad.end()), b(bd.begin(), bd.end()), c0(cd.begin(), cd.end());
+  const std::vector<T> want = panel_order_gemm<T>(ta, tb, m, n, k, alpha, a, b, beta, c0);
+  std::vector<T> got = c0;
+  reference_gemm<T>(ta, tb, m, n, k, alpha, a.data(), ta ? m : k, b.data(), tb ? k : n, beta, got.data(), n);
+  int64_t bad = 0;
+  for (size_t e = 0; e < got.size(); ++e)
+    if (std::memcmp(&got[e], &want[e], sizeof(T)) != 0 && bad++ < 5)
+      ADD_FAILURE() << "element " << e << ": " << got[e] << " vs " << want[e];
+  EXPECT_EQ(bad, 0);
+}
+
+TEST_F(CpuOps, ReferenceGemmSumsInItsDocumentedOrderOnAnyThreadCount) {
+  EXPECT_GE(reference_gemm_threads(), 1);
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (Shape s : {Shape{3, 5, 7}, Shape{64, 700, 300}, Shape{130, 300, 129}, Shape{200, 257, 260}, Shape{1, 2000, 900}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        expect_reference_gemm_bits<float>(s.m, s.n, s.k, ta, tb, 1.0f, 0.0f);
+        expect_reference_gemm_bits<float>(s.m, s.n, s.k, ta, tb, -0.75f, 1.5f);
+        expect_reference_gemm_bits<double>(s.m, s.n, s.k, ta, tb, 1.25, 1.0);
+      }
   }
 }
 

@@ -1,6 +1,15 @@
 #include "backend/cpu_gemm.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace vae {
@@ -8,11 +17,202 @@ namespace vae {
 namespace {
 // Panel sizes: a packed op(B) panel (kKc × kNc) stays in L2 while the rows of A stream past it.
 // The micro-kernel keeps a kMr × kNr block of C in registers across the whole kKc loop.
-constexpr int64_t kKc = 128;
+constexpr int64_t kKc = kReferenceGemmKc;
 constexpr int64_t kNc = 256;
 constexpr int64_t kMr = 4;
 constexpr int64_t kNr = 16;
+// A task is kRowsPerTask rows of C by one kNc-column panel, over all of k in panel order, so
+// every element of C is summed by one thread in one fixed order: the bits do not depend on the
+// number of threads. Below kParallelFlops a GEMM runs on the calling thread (waking the pool
+// costs more than it saves).
+constexpr int64_t kRowsPerTask = 64;
+constexpr int64_t kPanel = kKc * ((kNc + kNr - 1) / kNr * kNr);  // scratch: B panel, then A block
+constexpr double kParallelFlops = 4e6;
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VAE_GEMM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VAE_GEMM_CLONES
+#endif
+
+// Threads that share the tasks of one GEMM (the caller is one of them). VAE_CPU_THREADS sets
+// their number (default: the hardware's, at most 32); 1 keeps every GEMM on the caller.
+class GemmPool {
+ public:
+  static GemmPool& get() {
+    static GemmPool* pool = new GemmPool();  // never destroyed: workers may outlive main()
+    return *pool;
+  }
+  int threads() const { return threads_; }
+
+  // fn(t) for every t in [0, tasks), spread over the pool; returns when all are done.
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
+    // A forked child has no workers (only the forking thread survives a fork).
+    if (threads_ <= 1 || tasks <= 1 || getpid() != pid_) {
+      for (int64_t t = 0; t < tasks; ++t) fn(t);
+      return;
+    }
+    std::lock_guard<std::mutex> serial(run_mu_);  // one GEMM at a time in the pool
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fn_ = &fn;
+      tasks_ = tasks;
+      next_.store(0);
+      busy_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_.wait(lk, [&] { return busy_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  GemmPool() : pid_(getpid()) {
+    int n = static_cast<int>(std::min(32u, std::max(1u, std::thread::hardware_concurrency())));
+    if (const char* e = std::getenv("VAE_CPU_THREADS")) {
+      const int v = std::atoi(e);
+      if (v >= 1) n = std::min(v, 256);
+    }
+    threads_ = n;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    for (std::thread& w : workers_) w.detach();
+  }
+
+  void work() {
+    for (int64_t t; (t = next_.fetch_add(1)) < tasks_;) (*fn_)(t);
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        wake_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--busy_ == 0) done_.notify_one();
+    }
+  }
+
+  const pid_t pid_;
+  int threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  int busy_ = 0;
+  const std::function<void(int64_t)>* fn_ = nullptr;
+  int64_t tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+// 32-byte vectors (one AVX register; two SSE registers in the baseline clone).
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int lanes = 32 / sizeof(T);
+};
+static_assert(kNr % Vec<double>::lanes == 0 && kNr % Vec<float>::lanes == 0, "kNr: whole vectors");
+
+struct GemmArgs {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  void* c;
+  int64_t ldc;
+};
+
+// C[i0 : i1, j0 : j0 + nb] += alpha · op(A) · op(B) over those rows and columns, k panel by
+// k panel; panel (kKc × ld_panel) and apack (kKc × kMr) are the caller's scratch.
+template <typename T>
+__attribute__((always_inline)) inline void gemm_task(const GemmArgs& g, T alpha, int64_t i0_begin,
+                                                     int64_t i0_end, int64_t j0, T* panel, T* apack) {
+  const T* a = static_cast<const T*>(g.a);
+  const T* b = static_cast<const T*>(g.b);
+  T* c = static_cast<T*>(g.c);
+  const int64_t ld_panel = (kNc + kNr - 1) / kNr * kNr;
+  const int64_t nb = std::min(kNc, g.n - j0);
+  // Panel rows are padded to a multiple of kNr with zeros so the micro-kernel never branches.
+  const int64_t nb_pad = (nb + kNr - 1) / kNr * kNr;
+  for (int64_t p0 = 0; p0 < g.k; p0 += kKc) {
+    const int64_t kb = std::min(kKc, g.k - p0);
+    // Pack op(B)[p0 : p0+kb, j0 : j0+nb] row-major (unit stride for both transposes).
+    for (int64_t p = 0; p < kb; ++p) {
+      T* dst = panel + p * ld_panel;
+      if (!g.trans_b) {
+        const T* src = b + (p0 + p) * g.ldb + j0;
+        std::copy(src, src + nb, dst);
+      } else {
+        for (int64_t j = 0; j < nb; ++j) dst[j] = b[(j0 + j) * g.ldb + (p0 + p)];
+      }
+      std::fill(dst + nb, dst + nb_pad, T(0));
+    }
+    for (int64_t i0 = i0_begin; i0 < i0_end; i0 += kMr) {
+      const int64_t mr = std::min(kMr, i0_end - i0);
+      // Pack op(A)[i0 : i0+kMr, p0 : p0+kb] as kb columns of kMr (rows past m are zeros).
+      for (int64_t p = 0; p < kb; ++p)
+        for (int64_t r = 0; r < kMr; ++r) {
+          const int64_t i = i0 + r, q = p0 + p;
+          apack[p * kMr + r] = r < mr ? (g.trans_a ? a[q * g.lda + i] : a[i * g.lda + q]) : T(0);
+        }
+      for (int64_t jj = 0; jj < nb; jj += kNr) {
+        const int64_t nr = std::min(kNr, nb - jj);
+        // acc[r][j] += a[r] · b[j], element by element (a multiply, then an add: no FMA); the
+        // vector types only make the compiler keep the kMr × kNr block in registers.
+        using V = typename Vec<T>::type;
+        constexpr int kL = Vec<T>::lanes, kV = static_cast<int>(kNr) / kL;
+        V acc[kMr][kV];
+#pragma GCC unroll 4
+        for (int r = 0; r < kMr; ++r)
+#pragma GCC unroll 4
+          for (int v = 0; v < kV; ++v) acc[r][v] = V{};
+        for (int64_t p = 0; p < kb; ++p) {
+          const T* av = apack + p * kMr;
+          const T* bp = panel + p * ld_panel + jj;
+          V bv[kV];
+#pragma GCC unroll 4
+          for (int v = 0; v < kV; ++v) std::memcpy(&bv[v], bp + v * kL, sizeof(V));
+#pragma GCC unroll 4
+          for (int r = 0; r < kMr; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < kV; ++v) acc[r][v] += bv[v] * av[r];
+        }
+        for (int64_t r = 0; r < mr; ++r) {
+          T* ci = c + (i0 + r) * g.ldc + j0 + jj;
+          T row[kNr];
+          std::memcpy(row, acc[r], sizeof row);
+          for (int64_t j = 0; j < nr; ++j) ci[j] += alpha * row[j];
+        }
+      }
+    }
+  }
+}
+
+// One instance per type, compiled for AVX2 and for baseline x86-64: wider vectors, the same
+// operations on every element (no FMA: -ffp-contract=off), so both clones give the same bits.
+VAE_GEMM_CLONES void gemm_task_f(const GemmArgs& g, float alpha, int64_t i0, int64_t i1, int64_t j0, float* panel) {
+  gemm_task<float>(g, alpha, i0, i1, j0, panel, panel + kPanel);
+}
+VAE_GEMM_CLONES void gemm_task_d(const GemmArgs& g, double alpha, int64_t i0, int64_t i1, int64_t j0,
+                                 double* panel) {
+  gemm_task<double>(g, alpha, i0, i1, j0, panel, panel + kPanel);
+}
+void run_task(const GemmArgs& g, float alpha, int64_t i0, int64_t i1, int64_t j0, float* panel) {
+  gemm_task_f(g, alpha, i0, i1, j0, panel);
+}
+void run_task(const GemmArgs& g, double alpha, int64_t i0, int64_t i1, int64_t j0, double* panel) {
+  gemm_task_d(g, alpha, i0, i1, j0, panel);
+}
 }  // namespace
+
+int reference_gemm_threads() { return GemmPool::get().threads(); }
 
 template <typename T>
 void reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
@@ -28,47 +228,20 @@ void reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   }
   if (k <= 0 || alpha == T(0)) return;
 
-  // Panel rows are padded to a multiple of kNr with zeros so the micro-kernel never branches.
-  const int64_t ld_panel = (kNc + kNr - 1) / kNr * kNr;
-  std::vector<T> panel(static_cast<size_t>(kKc * ld_panel));
-  for (int64_t j0 = 0; j0 < n; j0 += kNc) {
-    const int64_t nb = std::min(kNc, n - j0);
-    const int64_t nb_pad = (nb + kNr - 1) / kNr * kNr;
-    for (int64_t p0 = 0; p0 < k; p0 += kKc) {
-      const int64_t kb = std::min(kKc, k - p0);
-      // Pack op(B)[p0 : p0+kb, j0 : j0+nb] row-major (unit stride for both transposes).
-      for (int64_t p = 0; p < kb; ++p) {
-        T* dst = panel.data() + p * ld_panel;
-        if (!trans_b) {
-          const T* src = b + (p0 + p) * ldb + j0;
-          std::copy(src, src + nb, dst);
-        } else {
-          for (int64_t j = 0; j < nb; ++j) dst[j] = b[(j0 + j) * ldb + (p0 + p)];
-        }
-        std::fill(dst + nb, dst + nb_pad, T(0));
-      }
-      for (int64_t i0 = 0; i0 < m; i0 += kMr) {
-        const int64_t mr = std::min(kMr, m - i0);
-        for (int64_t jj = 0; jj < nb; jj += kNr) {
-          const int64_t nr = std::min(kNr, nb - jj);
-          T acc[kMr][kNr] = {};
-          for (int64_t p = 0; p < kb; ++p) {
-            T av[kMr];
-            for (int64_t r = 0; r < kMr; ++r) {
-              const int64_t i = i0 + r, q = p0 + p;
-              av[r] = r < mr ? (trans_a ? a[q * lda + i] : a[i * lda + q]) : T(0);
-            }
-            const T* bp = panel.data() + p * ld_panel + jj;
-            for (int64_t r = 0; r < kMr; ++r)
-              for (int64_t j = 0; j < kNr; ++j) acc[r][j] += av[r] * bp[j];
-          }
-          for (int64_t r = 0; r < mr; ++r) {
-            T* ci = c + (i0 + r) * ldc + j0 + jj;
-            for (int64_t j = 0; j < nr; ++j) ci[j] += alpha * acc[r][j];
-          }
-        }
-      }
-    }
+  const GemmArgs g{trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc};
+  const int64_t row_tasks = (m + kRowsPerTask - 1) / kRowsPerTask;
+  const int64_t col_tasks = (n + kNc - 1) / kNc;
+  auto task = [&](int64_t t) {
+    thread_local std::vector<T> panel;
+    panel.resize(static_cast<size_t>(kPanel + kKc * kMr));
+    const int64_t i0 = (t % row_tasks) * kRowsPerTask;
+    run_task(g, alpha, i0, std::min(m, i0 + kRowsPerTask), (t / row_tasks) * kNc, panel.data());
+  };
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  if (flops < kParallelFlops) {
+    for (int64_t t = 0; t < row_tasks * col_tasks; ++t) task(t);
+  } else {
+    GemmPool::get().run(row_tasks * col_tasks, task);
   }
 }
 
