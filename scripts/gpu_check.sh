@@ -76,6 +76,7 @@ capped() {
 }
 budget_note() { echo "skipped: budget (${BUDGET} s) spent"; }
 ok=1
+skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
@@ -102,6 +103,12 @@ else
   build_status="FAILED (no build in $BUILD; add the build stage)"; ok=0
 fi
 
+# Which CPU GEMM the oracle runs there (the CPU figures depend on it).
+cpu_blas=$(grep -m 1 '^OPENBLAS_LIBRARY:FILEPATH=' "$BUILD/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
+case "$cpu_blas" in
+  ""|*NOTFOUND*) cpu_blas="built-in GEMM, $(nproc) threads" ;;
+  *) cpu_blas="OpenBLAS ($cpu_blas)" ;;
+esac
 gpu_name=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)
 [ -n "$gpu_name" ] || gpu_name="none found by nvidia-smi"
 # COMMIT overrides what git says (a copied tree may carry stale git metadata).
@@ -192,7 +199,7 @@ if [[ $build_status != FAILED* ]]; then
 
   # ---- the main job on both devices -------------------------------------------------------
   if want main && ! enough 30; then
-    agree=$(budget_note); ok=0
+    agree=$(budget_note); ok=0; skipped="$skipped main"
   elif want main; then
     for dev in cuda cpu; do
       log="$OUT/main_$dev.log"
@@ -247,7 +254,7 @@ PY
 
   # ---- benchmarks -------------------------------------------------------------------------
   if want bench && ! enough 40; then
-    bench_line=$(budget_note)
+    bench_line=$(budget_note); skipped="$skipped bench"
   elif want bench; then
     log="$OUT/bench.log"
     say "vae_gpu_bench --device cuda ${BENCH_ARGS:-} -> $log, $OUT/bench.json"
@@ -270,7 +277,7 @@ PY
 
   # ---- PyTorch side by side ---------------------------------------------------------------
   if want torch && ! enough 40; then
-    torch_line=$(budget_note)
+    torch_line=$(budget_note); skipped="$skipped torch"
   elif want torch; then
     log="$OUT/compare_torch.log"
     say "bench/compare_torch.sh $DATA cuda -> $log"
@@ -286,7 +293,7 @@ PY
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
   # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
   if want scale && ! enough 60; then
-    scale_line=$(budget_note)
+    scale_line=$(budget_note); skipped="$skipped scale"
   elif want scale; then
     shape=136677,20108,10000000
     spec="synthetic:users=136677,items=20108,ratings=10000000"
@@ -294,7 +301,7 @@ PY
     for prec in tf32 fp32 exact; do  # the target's precision first, in case the budget runs out
       flag=(--precision "$prec"); tflag=(); [ "$prec" = tf32 ] && tflag=(--tf32)
       log="$OUT/scale_$prec.log"
-      enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; continue; }
+      enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; skipped="$skipped scale-$prec"; continue; }
       say "vae_gpu train --model multvae --protocol heldout --data $spec ${flag[*]} -> $log"
       capped 180 "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
         --device cuda "${flag[@]}" --out "$OUT/scale_$prec" >"$log" 2>&1
@@ -314,7 +321,7 @@ PY
 
   # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
   if want svd && ! enough 20; then
-    svd_line=$(budget_note)
+    svd_line=$(budget_note); skipped="$skipped svd"
   elif want svd; then
     svd_line=""
     for model in svd svdpp; do
@@ -345,6 +352,7 @@ say "summary"
   row "memcheck" "$memcheck_line"
   row "racecheck" "$racecheck_line"
   row "data" "$DATA, $EPOCHS epochs"
+  row "cpu GEMM" "$cpu_blas"
   row "s/epoch cpu" "$spe_cpu"
   row "s/epoch cuda" "$spe_cuda"
   row "s/epoch cuda, no graph" "$spe_nograph"
@@ -359,6 +367,6 @@ say "summary"
   row "torch" "$torch_line"
   [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
   row "logs" "$OUT"
-  row "result" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)"
+  row "result" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)${skipped:+ (not run, budget:$skipped)}"
 } | tee "$OUT/summary.txt"
 [ "$ok" = 1 ]
