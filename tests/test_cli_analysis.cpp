@@ -217,6 +217,39 @@ TEST_F(CliAnalysis, CorruptModelFileExitsOneNamingTheFile) {
   EXPECT_THAT(other.out, HasSubstr("model.safetensors"));
 }
 
+// Without --data, a model file's commands read the data recorded in the file (here a synthetic
+// spec that is not the default one); when that data is gone they fall back to the default set,
+// and the fingerprint check refuses it with a message.
+TEST_F(CliAnalysis, ModelFileCommandsReadTheirTrainingDataWithoutData) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult r = run_cli("recommend --device cpu --user 1 --top 5 --model-file " + model());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("reading the model's training data, synthetic:users=200,items=300"));
+  EXPECT_THAT(r.out, HasSubstr("Top 5 recommendations for user 1"));
+
+  fs::create_directories(sub("csv"));
+  const fs::path csv = sub("csv") / "ratings.csv";
+  {
+    std::ofstream f(csv);
+    f << "user,item,rating\n";
+    for (int u = 1; u <= 40; ++u)
+      for (int i = 1; i <= 30; ++i)
+        if ((u * 7 + i * 3) % 5 < 2) f << u << "," << i << "," << 1 + (u + i) % 5 << "\n";
+  }
+  const CmdResult t = run_cli("train --model vae --epochs 1 --device cpu --data " + csv.string() + " --out " +
+                              (sub("csv") / "run").string());
+  ASSERT_EQ(t.code, 0) << t.out;
+  const std::string m = (sub("csv") / "run" / "model.safetensors").string();
+  const CmdResult again = run_cli("embed --device cpu --out " + (sub("csv") / "emb").string() + " --model-file " + m);
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("reading the model's training data, " + csv.string()));
+  fs::remove(csv);
+  const CmdResult gone = run_cli("recommend --device cpu --user 1 --model-file " + m);
+  EXPECT_EQ(gone.code, 1) << gone.out;
+  EXPECT_THAT(gone.out, Not(HasSubstr("reading the model's training data")));
+  EXPECT_THAT(gone.out, HasSubstr("pass the training data with --data"));
+}
+
 TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   ASSERT_EQ(main_->code, 0) << main_->out;
   const std::string m = " " + kData + " --model-file " + model();

@@ -539,10 +539,10 @@ LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d) {
   return ls;
 }
 
-std::string peek_model_kind(const std::string& path) {
+std::string peek_model_metadata(const std::string& path, const std::string& key) {
   std::FILE* fp = std::fopen(path.c_str(), "rb");
   if (!fp) return "";
-  std::string kind;
+  std::string value;
   unsigned char len_bytes[8];
   if (std::fread(len_bytes, 1, 8, fp) == 8) {
     uint64_t n = 0;
@@ -552,15 +552,17 @@ std::string peek_model_kind(const std::string& path) {
       if (std::fread(header.data(), 1, header.size(), fp) == header.size()) {
         try {
           const nlohmann::json j = nlohmann::json::parse(header);
-          kind = j.at("__metadata__").at("model").get<std::string>();
+          value = j.at("__metadata__").at(key).get<std::string>();
         } catch (const std::exception&) {
-          kind.clear();
+          value.clear();
         }
       }
     }
   }
   std::fclose(fp);
-  return kind;
+  return value;
 }
+
+std::string peek_model_kind(const std::string& path) { return peek_model_metadata(path, "model"); }
 
 }  // namespace vae

@@ -107,8 +107,10 @@ void save_svd_model_file(const std::string& path, const SvdModel& m, const Model
 // and tensors that are missing, extra, mis-typed, mis-shaped or non-finite.
 LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d);
 
-// The "model" entry of a model file's metadata, read from the header alone; "" when the file is
-// not a readable safetensors file (the full loaders then say what is wrong).
-std::string peek_model_kind(const std::string& path);
+// An entry of a model file's metadata ("model", "dataset_source", …), read from the header
+// alone; "" when the file is not a readable safetensors file or has no such string entry (the
+// full loaders then say what is wrong).
+std::string peek_model_metadata(const std::string& path, const std::string& key);
+std::string peek_model_kind(const std::string& path);  // the "model" entry
 
 }  // namespace vae

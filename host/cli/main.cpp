@@ -102,9 +102,19 @@ std::unique_ptr<Backend<float>> make_backend(const Options& o) {
   return make_cpu_backend<float>(p);
 }
 
+// Without --data, a command that reads a model file loads the data that model was trained on
+// (recorded in the file) when it is still there, rather than the default data set.
 Dataset load_data(const Options& o) {
-  std::string note;
-  Dataset d = load_dataset(o.data, &note);
+  std::string arg = o.data, note;
+  if (arg.empty() && !o.model_file.empty()) {
+    const std::string src = peek_model_metadata(o.model_file, "dataset_source");
+    std::error_code ec;
+    if (src == "synthetic" || src.rfind("synthetic:", 0) == 0 || (!src.empty() && std::filesystem::exists(src, ec))) {
+      arg = src;
+      std::cerr << "no --data given: reading the model's training data, " << src << "\n";
+    }
+  }
+  Dataset d = load_dataset(arg, &note);
   std::cerr << note << "\n";
   return d;
 }
