@@ -67,6 +67,16 @@ TEST(Cli, UnknownFlagAndBadValuesExitTwo) {
   EXPECT_EQ(g.code, 2);
 }
 
+// Item-based AutoRec and SVD only predict ratings: without --protocol they get the ratings one.
+TEST(Cli, RatingModelsDefaultToTheRatingsProtocol) {
+  for (const char* model : {"i-autorec", "svd"}) {
+    fs::path d = temp_dir(std::string("proto_") + model);
+    CmdResult r = run_cli(std::string("train --model ") + model + " --epochs 1 " + kSmall + " --out " + d.string());
+    ASSERT_EQ(r.code, 0) << model << ": " << r.out;
+    EXPECT_EQ(read_json(d / "summary.json")["protocol"], "ratings") << model;
+  }
+}
+
 TEST(Cli, MissingAndMalformedDataNameFileAndLine) {
   CmdResult a = run_cli("info --data /nonexistent/dir/xyz");
   EXPECT_NE(a.code, 0);

@@ -167,7 +167,9 @@ int run_info(const Dataset& d) {
 // Flags that shape training, resolved before any data is loaded so usage errors come first.
 void prepare_training(Options& o) {
   // SVD models only predict ratings: their protocol unless another one is asked for.
-  if (is_svd_kind(o.train.model.kind) && !o.protocol_given) o.train.protocol = "ratings";
+  // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
+  if ((is_svd_kind(o.train.model.kind) || o.train.model.kind == "i-autorec") && !o.protocol_given)
+    o.train.protocol = "ratings";
   o.train.adam.lr = o.lr;
   o.train.adam.weight_decay = o.weight_decay;
   o.train.adam.decoupled = o.adamw;
@@ -661,7 +663,7 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(CLI::Range(1, 100000));
   app.add_option("--model", o.train.model.kind, "vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
       ->check(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}));
-  app.add_option("--protocol", o.train.protocol, "seed (the notebooks), heldout (Mult-VAE), ratings (RMSE)")
+  app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->check(CLI::IsMember({"seed", "heldout", "ratings"}));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(CLI::Range(0, 1 << 24));
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(CLI::NonNegativeNumber);
