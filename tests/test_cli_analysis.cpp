@@ -77,13 +77,34 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   EXPECT_THAT(out, HasSubstr("Cluster 2 ("));
   EXPECT_THAT(out, HasSubstr("Adjusted Rand index"));
   for (const char* f : {"metrics.csv", "summary.json", "model.safetensors", "embeddings.npy", "clusters.csv",
-                        "cluster_lift.csv", "user_ids.csv"})
+                        "cluster_lift.csv", "user_ids.csv", "tsne.svg"})
     EXPECT_TRUE(fs::exists(run_dir() / f)) << f;
   EXPECT_EQ(count_lines(run_dir() / "clusters.csv"), 201);
+  // With --out the main job also runs t-SNE (the notebooks' picture): every user has x, y.
+  EXPECT_THAT(out, HasSubstr("t-SNE: 200 points (all users)"));
+  EXPECT_THAT(read_file(run_dir() / "clusters.csv"), Not(HasSubstr(",,")));
+  const std::string svg = read_file(run_dir() / "tsne.svg");
+  EXPECT_THAT(svg, HasSubstr("t-SNE of the latent means of 200 users"));
+  size_t circles = 0;
+  for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1)) ++circles;
+  EXPECT_EQ(circles, 200u + 3u);  // the users and the three legend marks
   int64_t rows = 0, cols = 0;
   const std::vector<float> e = vae::load_npy_f32((run_dir() / "embeddings.npy").string(), &rows, &cols);
   EXPECT_EQ(rows, 200);
   EXPECT_EQ(cols, 64);
+}
+
+TEST_F(CliAnalysis, MainJobWithoutTsneLeavesCoordinatesEmpty) {
+  const fs::path d = sub("no_tsne");
+  const CmdResult r = run_cli("--epochs 1 --no-baseline --no-tsne " + kData + " --out " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE:")));
+  EXPECT_FALSE(fs::exists(d / "tsne.svg"));
+  std::ifstream f(d / "clusters.csv");
+  std::string line;
+  std::getline(f, line);
+  std::getline(f, line);
+  EXPECT_EQ(line.substr(line.size() - 2), ",,") << line;
 }
 
 TEST_F(CliAnalysis, RecommendFromModelFileDoesNotRetrain) {
@@ -176,6 +197,7 @@ TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
   EXPECT_EQ(rows, 200);
   EXPECT_EQ(with_xy, 150);
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_lift.csv"));
+  EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("a random subsample of 150"));
 }
 
 TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {

@@ -18,6 +18,7 @@
 #include "analysis/npy.h"
 #include "analysis/profile.h"
 #include "analysis/recommend.h"
+#include "analysis/svg_plot.h"
 #include "analysis/tsne.h"
 #include "backend/backend.h"
 #include "data/dataset.h"
@@ -38,6 +39,7 @@ struct Options {
   std::string device = "auto";
   std::string out;
   bool no_baseline = false;
+  bool no_tsne = false;
   std::string precision = "exact";
   double lr = 0;  // 0 = the model's default (1e-3; CDAE 1e-2)
   double weight_decay = 0;
@@ -341,6 +343,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   std::vector<float> xy;
   std::vector<char> has_xy(static_cast<size_t>(n), 0);
+  std::string tsne_svg;  // the picture, when t-SNE ran
   if (co.tsne) {
     TsneOptions to;
     to.seed = co.seed;
@@ -363,6 +366,28 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     std::cout << "t-SNE: " << t.n << " points"
               << (t.n < n ? " (a random subsample of " + std::to_string(n) + " users; --tsne-max)" : std::string(" (all users)"))
               << ", final KL divergence " << t.kl_divergence << " after " << t.iterations << " iterations\n";
+    ScatterPlot plot;
+    plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
+    std::ostringstream sub;
+    sub << "coloured by K-Means cluster (k = " << co.k << "); perplexity " << to.perplexity << ", KL divergence "
+        << std::setprecision(4) << t.kl_divergence << " after " << t.iterations << " iterations"
+        << (t.n < n ? "; a random subsample of " + std::to_string(t.n) : std::string());
+    plot.subtitle = sub.str();
+    for (int64_t i = 0; i < t.n; ++i) {
+      plot.xy.push_back(t.y[2 * i]);
+      plot.xy.push_back(t.y[2 * i + 1]);
+      plot.group.push_back(km.labels[t.indices[i]]);
+    }
+    for (int c = 0; c < co.k; ++c) {
+      plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
+      std::ostringstream l;  // the cluster's most distinctive genres, as in the report
+      const ClusterProfile& pc = profiles[c];
+      for (size_t j = 0; j < pc.lift_genres.size() && j < 3; ++j)
+        l << (j ? ", " : "") << pc.lift_genres[j].name << " " << std::fixed << std::setprecision(2)
+          << pc.lift_genres[j].lift << "x";
+      plot.detail.push_back(l.str());
+    }
+    tsne_svg = scatter_svg(plot);
   }
   if (out_dir.empty()) return;
   ensure_dir(out_dir);
@@ -376,11 +401,12 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   write_text_atomically(out_dir + "/clusters.csv", csv.str());
   write_text_atomically(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
+  if (!tsne_svg.empty()) write_text_atomically(out_dir + "/tsne.svg", tsne_svg);
   if (write_embeddings) {
     save_npy_f32(out_dir + "/embeddings.npy", e.z, n, e.dim);
     write_user_ids(out_dir + "/user_ids.csv", d, e.users);
   }
-  std::cerr << "wrote " << out_dir << "/clusters.csv, cluster_lift.csv"
+  std::cerr << "wrote " << out_dir << "/clusters.csv, cluster_lift.csv" << (tsne_svg.empty() ? "" : ", tsne.svg")
             << (write_embeddings ? ", embeddings.npy, user_ids.csv" : "") << "\n";
 }
 
@@ -537,6 +563,7 @@ int run_train(Options& o, bool main_job) {
     if (model_has_latent(r.model)) {
       ClusterOptions co;
       co.seed = o.seed;
+      co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
       cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true);
     }
   }
@@ -716,6 +743,7 @@ int main(int argc, char** argv) {
   app.add_flag("--profile-ops", o.train.profile_ops,
                "after training, print the GPU time of every op (CUDA events; plain launches meanwhile)");
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
+  app.add_flag("--no-tsne", o.no_tsne, "skip the main run's t-SNE (done with --out: x, y in clusters.csv, tsne.svg)");
   app.add_flag("--quiet", o.train.quiet, "only the final lines");
 
   app.add_option("--model-file", o.model_file,

@@ -1,0 +1,25 @@
+// The t-SNE picture as a self-contained SVG (the notebooks' scatter of the users' latent space,
+// coloured by K-Means cluster): no plotting library, opens in any browser.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vae {
+
+struct ScatterPlot {
+  std::string title;                  // first line above the plot
+  std::string subtitle;               // second line (method, KL divergence, …)
+  std::vector<float> xy;              // n × 2 coordinates
+  std::vector<int32_t> group;         // n group indices in [0, legend.size())
+  std::vector<std::string> legend;    // one label per group ("cluster 0 (93 users)")
+  std::vector<std::string> detail;    // empty, or a second, smaller line per group ("Comedy 1.20x")
+};
+
+// Points keep their aspect ratio (t-SNE distances mean the same along x and y), scaled into a
+// square plot; group g is drawn in colour g of the matplotlib tab10 cycle (repeating past 10).
+// Throws VaeError when xy and group disagree in length, a group is out of range, detail is
+// neither empty nor one per group, or a coordinate is not finite.
+std::string scatter_svg(const ScatterPlot& p);
+
+}  // namespace vae
