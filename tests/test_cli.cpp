@@ -77,6 +77,21 @@ TEST(Cli, RatingModelsDefaultToTheRatingsProtocol) {
   }
 }
 
+// An --out that cannot be made fails before any training, naming the directory.
+TEST(Cli, UnusableOutDirFailsBeforeTraining) {
+  fs::path d = temp_dir("out_is_file");
+  fs::create_directories(d);
+  {
+    std::ofstream f(d / "file");
+    f << "x";
+  }
+  const std::string out = (d / "file" / "run").string();
+  CmdResult r = run_cli("--epochs 2 " + std::string(kSmall) + " --out " + out);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr(out));
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch [1/2]")));
+}
+
 TEST(Cli, MissingAndMalformedDataNameFileAndLine) {
   CmdResult a = run_cli("info --data /nonexistent/dir/xyz");
   EXPECT_NE(a.code, 0);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -488,8 +489,23 @@ int run_svd_file(Options& o, const Dataset& d) {
   return 0;
 }
 
+// The output directory, made and probed before any training, so an unwritable --out fails in a
+// second instead of after the run.
+void check_out_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  ensure_dir(dir);
+  const std::string probe = dir + "/.vae_gpu_write_test";
+  {
+    std::ofstream f(probe);
+    if (!(f << "ok") || !f.flush()) throw DataError(dir, 0, "output directory is not writable");
+  }
+  std::error_code ec;
+  std::filesystem::remove(probe, ec);
+}
+
 int run_train(Options& o, bool main_job) {
   prepare_training(o);
+  check_out_dir(o.out);
   const Dataset d = load_data(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   if (!o.model_file.empty()) {
