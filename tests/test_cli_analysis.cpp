@@ -77,7 +77,7 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   EXPECT_THAT(out, HasSubstr("Cluster 2 ("));
   EXPECT_THAT(out, HasSubstr("Adjusted Rand index"));
   for (const char* f : {"metrics.csv", "summary.json", "model.safetensors", "embeddings.npy", "clusters.csv",
-                        "cluster_lift.csv", "user_ids.csv", "tsne.svg"})
+                        "cluster_lift.csv", "user_ids.csv", "tsne.svg", "curves.svg"})
     EXPECT_TRUE(fs::exists(run_dir() / f)) << f;
   EXPECT_EQ(count_lines(run_dir() / "clusters.csv"), 201);
   // With --out the main job also runs t-SNE (the notebooks' picture): every user has x, y.
@@ -88,6 +88,12 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   size_t circles = 0;
   for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1)) ++circles;
   EXPECT_EQ(circles, 200u + 3u);  // the users and the three legend marks
+  // Learning curves of the 3 epochs; none for the popularity baseline (nothing trained).
+  const std::string curves = read_file(run_dir() / "curves.svg");
+  EXPECT_THAT(curves, HasSubstr("NDCG@20"));
+  EXPECT_THAT(curves, HasSubstr("<polyline"));
+  EXPECT_TRUE(fs::exists(run_dir() / "popularity" / "summary.json"));
+  EXPECT_FALSE(fs::exists(run_dir() / "popularity" / "curves.svg"));
   int64_t rows = 0, cols = 0;
   const std::vector<float> e = vae::load_npy_f32((run_dir() / "embeddings.npy").string(), &rows, &cols);
   EXPECT_EQ(rows, 200);

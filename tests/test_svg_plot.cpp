@@ -3,9 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -120,6 +123,99 @@ TEST(ScatterSvg, RefusesBadInput) {
   const std::vector<Circle> c = point_circles(scatter_svg(one));
   ASSERT_EQ(c.size(), 1u);
   EXPECT_TRUE(std::isfinite(c[0].x) && std::isfinite(c[0].y));
+}
+
+// The polylines of a lines_svg picture: series index and points, in document order.
+struct Polyline {
+  int series;
+  std::vector<std::pair<double, double>> pts;
+};
+std::vector<Polyline> polylines(const std::string& svg) {
+  std::vector<Polyline> out;
+  const std::regex re("<polyline class=\"series([0-9]+)\"[^>]* points=\"([^\"]*)\"/>");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it) {
+    Polyline pl{std::stoi((*it)[1]), {}};
+    std::istringstream ps((*it)[2]);
+    std::string xy;
+    while (ps >> xy) {
+      const size_t comma = xy.find(',');
+      pl.pts.push_back({std::stod(xy.substr(0, comma)), std::stod(xy.substr(comma + 1))});
+    }
+    out.push_back(pl);
+  }
+  return out;
+}
+
+vae::LinePlot two_panels() {
+  vae::LinePlot p;
+  p.title = "vae on <data>";
+  p.x = {1, 2, 3, 4, 5};
+  p.panels.push_back({"loss", {{"train", {5, 4, 3, 2.5, 2}}, {"test", {6, 5, 4.5, 4.4, 4.6}}}});
+  p.panels.push_back({"metrics", {{"NDCG@20", {0.1, 0.2, NAN, 0.3, 0.35}}}});
+  p.marker_x = 4;
+  p.marker_label = "best epoch 4";
+  return p;
+}
+
+TEST(LinesSvg, OneLinePerSeriesWithGapsAtNaNAndValuesUpwards) {
+  const vae::LinePlot p = two_panels();
+  const std::string svg = vae::lines_svg(p);
+  const std::vector<Polyline> pl = polylines(svg);
+  // train and test in panel 0 (5 points each); NDCG@20 split by its NaN into 2 + 2 points.
+  ASSERT_EQ(pl.size(), 4u);
+  EXPECT_EQ(pl[0].series, 0);
+  EXPECT_EQ(pl[0].pts.size(), 5u);
+  EXPECT_EQ(pl[1].series, 1);
+  EXPECT_EQ(pl[1].pts.size(), 5u);
+  EXPECT_EQ(pl[2].pts.size(), 2u);
+  EXPECT_EQ(pl[3].pts.size(), 2u);
+  // x grows to the right; a larger value is drawn higher (smaller y), train below test.
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_GT(pl[0].pts[i].first, pl[0].pts[i - 1].first);
+    EXPECT_GT(pl[0].pts[i].second, pl[0].pts[i - 1].second);  // train falls
+  }
+  for (size_t i = 0; i < 5; ++i) EXPECT_GT(pl[0].pts[i].second, pl[1].pts[i].second);
+  // The metric panel lies right of the loss panel, and the gap sits at epoch 3.
+  EXPECT_GT(pl[2].pts[0].first, pl[0].pts[4].first);
+  EXPECT_LT(pl[2].pts[1].first, pl[3].pts[0].first);
+  // Every point inside its panel's frame.
+  std::vector<std::array<double, 4>> frames;
+  const std::regex fr("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\" fill=\"none\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), fr); it != std::sregex_iterator(); ++it)
+    frames.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]), std::stod((*it)[4])});
+  ASSERT_EQ(frames.size(), 2u);
+  for (const Polyline& l : pl) {
+    const auto& f = frames[&l - &pl[0] < 2 ? 0 : 1];
+    for (auto [x, y] : l.pts) {
+      EXPECT_GE(x, f[0] - 0.05);
+      EXPECT_LE(x, f[0] + f[2] + 0.05);
+      EXPECT_GE(y, f[1] - 0.05);
+      EXPECT_LE(y, f[1] + f[3] + 0.05);
+    }
+  }
+  EXPECT_THAT(svg, ::testing::HasSubstr("best epoch 4"));
+  EXPECT_THAT(svg, ::testing::HasSubstr("vae on &lt;data&gt;"));
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
+  vae::LinePlot unmarked = p;
+  unmarked.marker_label.clear();
+  EXPECT_THAT(vae::lines_svg(unmarked), ::testing::Not(::testing::HasSubstr("class=\"marker\"")));
+}
+
+TEST(LinesSvg, RefusesBadInput) {
+  vae::LinePlot p = two_panels();
+  p.x[2] = 2;  // not increasing
+  EXPECT_THROW(vae::lines_svg(p), vae::VaeError);
+  p = two_panels();
+  p.panels[1].series[0].y.pop_back();
+  EXPECT_THROW(vae::lines_svg(p), vae::VaeError);
+  p = two_panels();
+  p.panels[1].series.clear();
+  EXPECT_THROW(vae::lines_svg(p), vae::VaeError);
+  p = two_panels();
+  p.x.clear();
+  for (auto& panel : p.panels)
+    for (auto& sr : panel.series) sr.y.clear();
+  EXPECT_THROW(vae::lines_svg(p), vae::VaeError);
 }
 
 }  // namespace

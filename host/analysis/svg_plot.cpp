@@ -102,4 +102,119 @@ std::string scatter_svg(const ScatterPlot& p) {
   return s.str();
 }
 
+namespace {
+
+constexpr double kPanelW = 400, kPanelH = 260;       // plot area of one panel
+constexpr double kPadL = 64, kPadR = 24, kPadT = 64, kPadB = 44;  // around each plot area
+
+// Three significant digits, no exponent for the ranges metrics and losses live in.
+std::string tick(double v) {
+  char b[32];
+  const double a = std::fabs(v);
+  if (a != 0 && (a < 1e-3 || a >= 1e5)) std::snprintf(b, sizeof b, "%.2e", v);
+  else std::snprintf(b, sizeof b, "%.4g", v);
+  return b;
+}
+
+}  // namespace
+
+std::string lines_svg(const LinePlot& p) {
+  const size_t n = p.x.size();
+  VAE_CHECK(n >= 1, "lines_svg: no x values");
+  for (size_t i = 0; i < n; ++i) {
+    VAE_CHECK(std::isfinite(p.x[i]), "lines_svg: x must be finite");
+    VAE_CHECK(i == 0 || p.x[i] > p.x[i - 1], "lines_svg: x must increase");
+  }
+  VAE_CHECK(!p.panels.empty(), "lines_svg: no panels");
+  for (const LinePanel& panel : p.panels) {
+    VAE_CHECK(!panel.series.empty(), "lines_svg: a panel without series");
+    for (const LineSeries& sr : panel.series)
+      VAE_CHECK(sr.y.size() == n, "lines_svg: series '" + sr.name + "' has " + std::to_string(sr.y.size()) +
+                                      " values for " + std::to_string(n) + " x values");
+  }
+  const double cell_w = kPadL + kPanelW + kPadR, cell_h = kPadT + kPanelH + kPadB;
+  const double width = cell_w * static_cast<double>(p.panels.size()), height = 36 + cell_h;
+  const double xa = p.x.front(), xb = n > 1 ? p.x.back() : p.x.front() + 1;
+
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(width) << "\" height=\"" << num(height)
+    << "\" viewBox=\"0 0 " << num(width) << " " << num(height) << "\" font-family=\"sans-serif\">\n";
+  s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s << "<text x=\"" << num(kMargin) << "\" y=\"24\" font-size=\"16\">" << escape(p.title) << "</text>\n";
+  for (size_t pi = 0; pi < p.panels.size(); ++pi) {
+    const LinePanel& panel = p.panels[pi];
+    const double left = cell_w * static_cast<double>(pi) + kPadL, top = 36 + kPadT;
+    double lo = 0, hi = 0;
+    bool any = false;
+    for (const LineSeries& sr : panel.series)
+      for (double v : sr.y)
+        if (std::isfinite(v)) {
+          lo = any ? std::min(lo, v) : v;
+          hi = any ? std::max(hi, v) : v;
+          any = true;
+        }
+    if (!any) lo = 0, hi = 1;
+    if (hi - lo < 1e-12 * std::max(1.0, std::fabs(hi))) lo -= 0.5, hi += 0.5;  // a flat line mid-panel
+    const double pad = 0.05 * (hi - lo);
+    lo -= pad, hi += pad;
+    auto px = [&](double x) { return left + (x - xa) / (xb - xa) * kPanelW; };
+    auto py = [&](double y) { return top + (hi - y) / (hi - lo) * kPanelH; };
+    s << "<g class=\"panel" << pi << "\">\n";
+    s << "<text x=\"" << num(left) << "\" y=\"" << num(top - 40) << "\" font-size=\"13\">" << escape(panel.title)
+      << "</text>\n";
+    s << "<rect x=\"" << num(left) << "\" y=\"" << num(top) << "\" width=\"" << num(kPanelW) << "\" height=\""
+      << num(kPanelH) << "\" fill=\"none\" stroke=\"#999\"/>\n";
+    // y ticks: bottom, middle, top of the data range; x ticks: first, middle, last x.
+    for (double f : {0.0, 0.5, 1.0}) {
+      const double v = lo + pad + f * (hi - lo - 2 * pad), y = py(v);
+      s << "<line x1=\"" << num(left - 4) << "\" y1=\"" << num(y) << "\" x2=\"" << num(left) << "\" y2=\"" << num(y)
+        << "\" stroke=\"#999\"/><text x=\"" << num(left - 6) << "\" y=\"" << num(y + 4)
+        << "\" font-size=\"10\" text-anchor=\"end\">" << tick(v) << "</text>\n";
+    }
+    for (size_t i : {size_t{0}, (n - 1) / 2, n - 1}) {
+      const double x = px(p.x[i]);
+      s << "<line x1=\"" << num(x) << "\" y1=\"" << num(top + kPanelH) << "\" x2=\"" << num(x) << "\" y2=\""
+        << num(top + kPanelH + 4) << "\" stroke=\"#999\"/><text x=\"" << num(x) << "\" y=\"" << num(top + kPanelH + 16)
+        << "\" font-size=\"10\" text-anchor=\"middle\">" << tick(p.x[i]) << "</text>\n";
+    }
+    s << "<text x=\"" << num(left + kPanelW / 2) << "\" y=\"" << num(top + kPanelH + 34)
+      << "\" font-size=\"11\" text-anchor=\"middle\">epoch</text>\n";
+    if (!p.marker_label.empty() && p.marker_x >= xa && p.marker_x <= xb) {
+      const double x = px(p.marker_x);
+      const bool right_half = x > left + 0.6 * kPanelW;  // label on the side with room
+      s << "<line class=\"marker\" x1=\"" << num(x) << "\" y1=\"" << num(top) << "\" x2=\"" << num(x) << "\" y2=\""
+        << num(top + kPanelH) << "\" stroke=\"#555\" stroke-dasharray=\"4 3\"/><text x=\""
+        << num(right_half ? x - 3 : x + 3) << "\" y=\"" << num(top + 12) << "\" font-size=\"10\" fill=\"#555\""
+        << (right_half ? " text-anchor=\"end\"" : "") << ">" << escape(p.marker_label) << "</text>\n";
+    }
+    for (size_t si = 0; si < panel.series.size(); ++si) {
+      const LineSeries& sr = panel.series[si];
+      const char* colour = kColours[si % kNumColours];
+      // One polyline per run of finite values (a NaN epoch leaves a gap).
+      std::string pts;
+      auto flush = [&] {
+        if (!pts.empty()) s << "<polyline class=\"series" << si << "\" fill=\"none\" stroke=\"" << colour
+                            << "\" stroke-width=\"1.8\" points=\"" << pts << "\"/>\n";
+        pts.clear();
+      };
+      for (size_t i = 0; i < n; ++i) {
+        if (!std::isfinite(sr.y[i])) {
+          flush();
+          continue;
+        }
+        pts += (pts.empty() ? "" : " ") + num(px(p.x[i])) + "," + num(py(sr.y[i]));
+      }
+      flush();
+      // Legend: above the plot area, one entry per series.
+      const double lx = left + static_cast<double>(si % 3) * (kPanelW / 3), ly = top - 22 + 14.0 * static_cast<double>(si / 3);
+      s << "<line x1=\"" << num(lx) << "\" y1=\"" << num(ly - 4) << "\" x2=\"" << num(lx + 16) << "\" y2=\"" << num(ly - 4)
+        << "\" stroke=\"" << colour << "\" stroke-width=\"2\"/><text x=\"" << num(lx + 20) << "\" y=\"" << num(ly)
+        << "\" font-size=\"11\">" << escape(sr.name) << "</text>\n";
+    }
+    s << "</g>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
 }  // namespace vae

@@ -22,4 +22,26 @@ struct ScatterPlot {
 // neither empty nor one per group, or a coordinate is not finite.
 std::string scatter_svg(const ScatterPlot& p);
 
+// Learning curves: panels side by side sharing the x axis (epochs), each with its own y range
+// and its series as lines in the tab10 colours; non-finite values leave gaps.
+struct LineSeries {
+  std::string name;
+  std::vector<double> y;  // one value per x
+};
+struct LinePanel {
+  std::string title;
+  std::vector<LineSeries> series;
+};
+struct LinePlot {
+  std::string title;
+  std::vector<double> x;          // increasing
+  std::vector<LinePanel> panels;
+  double marker_x = 0;            // a dashed vertical line (the best epoch) when marker_label is set
+  std::string marker_label;
+};
+
+// Throws VaeError when x is empty or not increasing, a series' length differs from x's, or a
+// panel has no series.
+std::string lines_svg(const LinePlot& p);
+
 }  // namespace vae

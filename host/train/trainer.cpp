@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/svg_plot.h"
 #include "core/philox.h"
 #include "data/shuffle.h"
 #include "models/baselines.h"
@@ -549,10 +550,42 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
 }
 
+std::string learning_curves_svg(const TrainResult& r) {
+  LinePlot p;
+  p.title = r.model + " on " + r.dataset + " (" + r.protocol + " protocol)";
+  const std::string eval = r.protocol == "heldout" ? "validation" : "test";
+  LinePanel loss{"loss per epoch", {{"train", {}}, {eval, {}}}};
+  LinePanel met{"metrics on the " + eval + " users per epoch", {}};
+  if (r.protocol == "ratings") met.title = "metrics on the test ratings per epoch";
+  if (!r.history.empty())
+    for (const auto& kv : r.history.front().metrics) met.series.push_back({fmt_metric_name(kv.first), {}});
+  for (const EpochRecord& e : r.history) {
+    p.x.push_back(e.epoch);
+    loss.series[0].y.push_back(e.train_loss);
+    loss.series[1].y.push_back(e.test_loss);
+    for (size_t j = 0; j < met.series.size(); ++j)
+      met.series[j].y.push_back(j < e.metrics.size() ? e.metrics[j].second : NAN);
+  }
+  // RMSE next to ranking metrics would flatten them: the seed protocol's RMSE stays in metrics.csv.
+  if (r.protocol == "seed")
+    met.series.erase(std::remove_if(met.series.begin(), met.series.end(),
+                                    [](const LineSeries& sr) { return sr.name == "RMSE"; }),
+                     met.series.end());
+  p.panels.push_back(std::move(loss));
+  if (!met.series.empty()) p.panels.push_back(std::move(met));
+  if (r.best_epoch > 0) {
+    p.marker_x = r.best_epoch;
+    p.marker_label = "best epoch " + std::to_string(r.best_epoch);
+  }
+  return lines_svg(p);
+}
+
 void write_run_files(const std::string& dir, const TrainResult& r) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
+  // Learning curves as a picture when there is a curve to draw (trained for two epochs or more).
+  if (r.history.size() >= 2) write_text_atomically(dir + "/curves.svg", learning_curves_svg(r));
 
   std::ostringstream csv;
   csv << std::setprecision(8) << "epoch,train_loss,test_loss";

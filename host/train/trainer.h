@@ -98,12 +98,17 @@ std::string format_op_profile(const std::vector<OpTime>& prof);
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained = nullptr);
 
-// metrics.csv (one row per epoch) and summary.json into dir (created if needed), each written
+// metrics.csv (one row per epoch), summary.json and curves.svg (two epochs or more) into dir
+// (created if needed), each written
 // to a temporary file first and renamed, so an interrupted run never leaves half a file.
 void write_run_files(const std::string& dir, const TrainResult& r);
 
 // Writes text to path via path.tmp + rename; throws DataError naming the file on failure.
 void write_text_atomically(const std::string& path, const std::string& text);
+
+// curves.svg: loss (train and test/validation) and the evaluation metrics per epoch, the best
+// epoch marked. write_run_files writes it for runs of two epochs or more.
+std::string learning_curves_svg(const TrainResult& r);
 
 // The bare `vae_gpu --epochs N` summary: model and popularity side by side.
 void print_comparison(std::ostream& os, const TrainResult& model, const TrainResult& baseline);
