@@ -547,6 +547,8 @@ int main(int argc, char** argv) {
         std::unique_ptr<Backend<float>> tf32 = make_cuda_backend(GemmPrecision::tf32);
         gemm_cases(b, *tf32, 500, lb.cols, 600, "ml-20m shape, TF32", o.quick);
         model_case(b, *tf32, lb, "multvae", 500, "ml-20m shape, TF32", o.quick);
+        std::unique_ptr<Backend<float>> bf16 = make_cuda_backend(GemmPrecision::bf16);
+        gemm_cases(b, *bf16, 500, lb.cols, 600, "ml-20m shape, BF16", o.quick);
       }
       // AutoRec and CDAE at the same scale (U-AutoRec over 20 108 items, hidden 500; CDAE with
       // one latent vector per user of the 136 677).

@@ -92,8 +92,12 @@ class CudaBackend final : public Backend<float> {
     CUBLAS_CHECK(cublasCreate(&h));
     blas_.reset(h);
     CUBLAS_CHECK(cublasSetStream(h, s));
-    // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5.
-    CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5;
+    // bf16 asks for its reduced precision per call (cublasGemmEx's compute type), which the
+    // pedantic mode would forbid.
+    CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                      : precision == GemmPrecision::bf16 ? CUBLAS_DEFAULT_MATH
+                                                                         : CUBLAS_PEDANTIC_MATH));
     blas_workspace_ = alloc_bytes(kBlasWorkspaceBytes);
     CUBLAS_CHECK(cublasSetWorkspace(h, blas_workspace_.get(), kBlasWorkspaceBytes));  // after SetStream
 
@@ -312,6 +316,14 @@ class CudaBackend final : public Backend<float> {
     // its column-major transpose with the same leading dimension: swap the operands.
     const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (precision_ == GemmPrecision::bf16) {
+      // Float in and out; the tensor cores see the operands rounded to BF16.
+      CUBLAS_CHECK(cublasGemmEx(blas_.get(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
+                                static_cast<int>(ka), &alpha, b.data, CUDA_R_32F, static_cast<int>(b.cols), a.data,
+                                CUDA_R_32F, static_cast<int>(a.cols), &beta, c.data, CUDA_R_32F,
+                                static_cast<int>(c.cols), CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     CUBLAS_CHECK(cublasSgemm(blas_.get(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
                              static_cast<int>(ka), &alpha, b.data, static_cast<int>(b.cols), a.data,
                              static_cast<int>(a.cols), &beta, c.data, static_cast<int>(c.cols)));

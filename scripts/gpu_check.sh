@@ -8,7 +8,7 @@
 #              again with --cuda-graph off, and with --precision fp32 (timing)
 #   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
-#   scale      Mult-VAE on the ml-20m-shaped synthetic set: exact vs FP32 vs TF32 GEMMs, accuracy and s/epoch,
+#   scale      Mult-VAE on the ml-20m-shaped synthetic set: TF32, BF16, FP32 and exact GEMMs, accuracy and s/epoch,
 #              and the PyTorch peers on it
 #   torch      bench/compare_torch.sh on the same GPU: s/epoch and ratios against PyTorch
 # then a summary table, printed last and saved as OUT_DIR/summary.txt. Every selected stage runs
@@ -26,7 +26,7 @@
 #
 # Usage: scripts/gpu_check.sh [OUT_DIR (./gpu_check_out)] [DATA]
 #   DATA defaults to $MOVIELENS_DIR/ml-100k when that exists, else the synthetic default.
-# Environment: STAGES (all: "build ctest sanitize main bench svd scale torch"), MOVIELENS_DIR,
+# Environment: STAGES (all: "build ctest sanitize main bench torch scale svd"), MOVIELENS_DIR,
 #   BUILD_DIR (build-gpu-check), EPOCHS (20), CUDA_ARCHS (90), SANITIZER_TIMEOUT (s, 3600),
 #   SANITIZER_TOOLS ("memcheck racecheck"), SANITIZER_FILTER (gtest filter, default the Cuda* tests),
 #   BENCH_ARGS (extra vae_gpu_bench flags, e.g. --quick), TORCH_EPOCHS (3), SCALE_EPOCHS (10),
@@ -289,7 +289,7 @@ PY
     [ "$rc" -eq 0 ] || ok=0
   fi
 
-  # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, exact vs FP32 vs TF32 ----
+  # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, TF32 / BF16 / FP32 / exact --
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
   # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
   if want scale && ! enough 60; then
@@ -298,7 +298,7 @@ PY
     shape=136677,20108,10000000
     spec="synthetic:users=136677,items=20108,ratings=10000000"
     scale_line=""
-    for prec in tf32 fp32 exact; do  # the target's precision first, in case the budget runs out
+    for prec in tf32 bf16 fp32 exact; do  # the target's precision first, in case the budget runs out
       flag=(--precision "$prec"); tflag=(); [ "$prec" = tf32 ] && tflag=(--tf32)
       log="$OUT/scale_$prec.log"
       enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; skipped="$skipped scale-$prec"; continue; }
@@ -309,7 +309,8 @@ PY
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
       res=$(python3 -c "import json; j=json.load(open('$OUT/scale_$prec/summary.json')); print('ndcg@100 %.4f, %.3f s/epoch' % (j['metrics']['ndcg@100'], j['epoch_seconds_median']))" 2>/dev/null || echo "rc $rc")
       scale_line="$scale_line$prec: $res; "
-      [ "$prec" = exact ] && continue  # torch has no double-accumulating float matmul to compare with
+      # torch has no double-accumulating float matmul, and its BF16 peer (autocast) is not written
+      [ "$prec" = exact ] || [ "$prec" = bf16 ] && continue
       enough 30 || continue
       say "bench/compare_torch.sh $shape cuda ($prec) -> $OUT/compare_torch_scale_$prec.log"
       MODELS=multvae EPOCHS=2 VAE_BUILD_DIR="$BUILD" VAE_ARGS="${flag[*]}" TORCH_ARGS="${tflag[*]} --max-steps 80" \

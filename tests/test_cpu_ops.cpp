@@ -285,6 +285,9 @@ TEST_F(CpuOps, ExactGemmRoundsTheDoubleSumOnce) {
   auto ex = make_cpu_backend<float>(GemmPrecision::exact);
   EXPECT_EQ(ex->gemm_precision(), GemmPrecision::exact);
   EXPECT_EQ(make_cpu_backend<float>(GemmPrecision::tf32)->gemm_precision(), GemmPrecision::fp32);
+  EXPECT_EQ(parse_precision("bf16"), GemmPrecision::bf16);
+  EXPECT_STREQ(precision_name(GemmPrecision::bf16), "bf16");
+  EXPECT_EQ(make_cpu_backend<float>(GemmPrecision::bf16)->gemm_precision(), GemmPrecision::fp32);
   struct Shape {
     int64_t m, n, k;
   };

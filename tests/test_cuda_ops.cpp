@@ -287,6 +287,22 @@ TEST_F(CudaOps, GemmTf32WithinLooseTolerance) {
   EXPECT_TRUE(rel_close(tf->download(cg.cmat()), cpu->download(cc.cmat()), 2e-3));
 }
 
+// BF16 tensor cores: inputs rounded to 8 mantissa bits, so about 4e-3 relative error at this
+// size (a 5x margin below), and clearly more than an FP32 GEMM's 1e-7 (the mode is really on).
+TEST_F(CudaOps, GemmBf16WithinItsRoundingAndReallyBf16) {
+  auto bf = make_cuda_backend(GemmPrecision::bf16);
+  EXPECT_EQ(bf->gemm_precision(), GemmPrecision::bf16);
+  const int64_t m = 96, n = 600, k = 1682;
+  const std::vector<float> ha = rand_vec(m * k, 42), hb = rand_vec(n * k, 43);
+  Tensor<float> ac = cpu->upload(ha, m, k), bc = cpu->upload(hb, n, k), cc = cpu->alloc<float>(m, n);
+  Tensor<float> ag = bf->upload(ha, m, k), bg = bf->upload(hb, n, k), cg = bf->alloc<float>(m, n);
+  cpu->gemm(false, true, 1.0f, ac.cmat(), bc.cmat(), 0.0f, cc.mat());
+  bf->gemm(false, true, 1.0f, ag.cmat(), bg.cmat(), 0.0f, cg.mat());
+  const std::vector<float> got = bf->download(cg.cmat()), ref = cpu->download(cc.cmat());
+  EXPECT_TRUE(rel_close(got, ref, 2e-2));
+  EXPECT_FALSE(rel_close(got, ref, 1e-5)) << "BF16 GEMM as accurate as FP32: tensor-core BF16 not in use";
+}
+
 // --precision exact on both devices: double accumulation, one rounding. The GPU kernel and the
 // CPU's double BLAS sum in different orders, which may flip a final rounding only where a
 // result sits within double rounding noise of a float boundary: a few 1-ulp differences at

@@ -44,6 +44,7 @@ const char* precision_name(GemmPrecision p) {
     case GemmPrecision::exact: return "exact";
     case GemmPrecision::fp32: return "fp32";
     case GemmPrecision::tf32: return "tf32";
+    case GemmPrecision::bf16: return "bf16";
   }
   return "unknown";
 }
@@ -53,7 +54,8 @@ GemmPrecision parse_precision(const std::string& s) {
   if (t == "exact") return GemmPrecision::exact;
   if (t == "fp32") return GemmPrecision::fp32;
   if (t == "tf32") return GemmPrecision::tf32;
-  throw UsageError("unknown GEMM precision '" + s + "' (expected exact, fp32 or tf32)");
+  if (t == "bf16") return GemmPrecision::bf16;
+  throw UsageError("unknown GEMM precision '" + s + "' (expected exact, fp32, tf32 or bf16)");
 }
 
 template <typename T>

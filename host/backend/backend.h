@@ -40,8 +40,10 @@ Act parse_act(const std::string& s);  // throws UsageError
 //         third decimal of NDCG@100: two CPU BLAS builds disagree as much as CPU and GPU do).
 //  fp32:  the BLAS's float sgemm (OpenBLAS, cuBLAS in pedantic FP32): fastest exact-IEEE path.
 //  tf32:  cuBLAS TF32 tensor cores (10-bit mantissa inputs) on a GPU; fp32 on the CPU.
+//  bf16:  cuBLAS BF16 tensor cores (inputs rounded to 8-bit mantissas, float accumulation and
+//         output; twice TF32's peak rate on Hopper) on a GPU; fp32 on the CPU.
 // Backends over double ignore it (their GEMM is already double).
-enum class GemmPrecision { exact, fp32, tf32 };
+enum class GemmPrecision { exact, fp32, tf32, bf16 };
 const char* precision_name(GemmPrecision p);
 GemmPrecision parse_precision(const std::string& s);  // throws UsageError
 

@@ -193,9 +193,10 @@ void gemm_exact(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
-  // tf32 has no CPU counterpart: it runs as fp32 here.
+  // tf32 and bf16 (GPU tensor-core formats) have no CPU counterpart: they run as fp32 here.
   explicit CpuBackend(GemmPrecision precision)
-      : precision_(precision == GemmPrecision::tf32 ? GemmPrecision::fp32 : precision) {}
+      : precision_(precision == GemmPrecision::tf32 || precision == GemmPrecision::bf16 ? GemmPrecision::fp32
+                                                                                       : precision) {}
 
   std::string name() const override { return "cpu"; }
   GemmPrecision gemm_precision() const override { return precision_; }

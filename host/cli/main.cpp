@@ -752,8 +752,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--precision", o.precision,
                  "GEMM accumulation: exact (default: products summed in double, rounded once, so CPU and GPU "
-                 "runs give the same numbers), fp32 (BLAS sgemm, faster at scale), tf32 (GPU tensor cores; fp32 on the CPU)")
-      ->check(CLI::IsMember({"exact", "fp32", "tf32"}));
+                 "runs give the same numbers), fp32 (BLAS sgemm, faster at scale), tf32 or bf16 (GPU tensor cores, "
+                 "inputs rounded to 10 or 8 mantissa bits; fp32 on the CPU)")
+      ->check(CLI::IsMember({"exact", "fp32", "tf32", "bf16"}));
   app.add_flag_callback("--tf32", [&o] { o.precision = "tf32"; }, "same as --precision tf32");
   app.add_option("--sparse-input", o.train.sparse_input,
                  "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off")
