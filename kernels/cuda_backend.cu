@@ -154,6 +154,10 @@ class CudaBackend final : public Backend<float> {
   // ---- per-op profile ------------------------------------------------------------------
   void set_op_profiling(bool on) override {
     VAE_CHECK(!capturing_, "set_op_profiling: not while a step is being captured");
+    if (on && !profiling_) {  // a fresh profile: nothing left over from an interrupted one
+      fold_timed();
+      op_totals_.clear();
+    }
     profiling_ = on;
   }
   std::vector<OpTime> op_profile() override {

@@ -15,6 +15,9 @@
 #     (STAGES, BENCH_ARGS, SAN_SHARDS, ...) pass through; BENCH_ARGS defaults to --quick.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${1:-}" ] && [ "$1" != --prepare ]; then  # DEST relative to the caller's directory
+  mkdir -p "$1" && DEST_ABS=$(cd "$1" && pwd) || exit 1
+fi
 cd "$ROOT" || exit 1
 
 if [ "${1:-}" = --prepare ]; then
@@ -29,12 +32,12 @@ if [ "${1:-}" = --prepare ]; then
   for d in ml-100k ml-latest-small; do
     [ -d "$src/$d" ] && cp -r "$src/$d" .mldata/
   done
-  du -sh .devkit .mldata 2>/dev/null
+  du -sh .devkit .mldata 2>/dev/null || true
   exit 0
 fi
 
-dest=${1:?usage: scripts/gpu_accept.sh --prepare | scripts/gpu_accept.sh DEST}
-mkdir -p "$dest" && dest=$(cd "$dest" && pwd)
+[ -n "${1:-}" ] || { echo "usage: scripts/gpu_accept.sh --prepare | scripts/gpu_accept.sh DEST" >&2; exit 2; }
+dest=$DEST_ABS
 work=$(mktemp -d /tmp/gpu_check.XXXXXX)
 [ -d .mldata/ml-100k ] && export MOVIELENS_DIR="$ROOT/.mldata"
 export BUDGET=${BUDGET:-540} BENCH_ARGS=${BENCH_ARGS:---quick}

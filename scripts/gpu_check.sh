@@ -72,11 +72,11 @@ capped() {
   l=$(left)
   [ "$l" -lt "$cap" ] && cap=$l
   [ "$cap" -ge 5 ] || return 125
-  timeout "$cap" "$@"
+  timeout -k 15 "$cap" "$@"  # SIGKILL 15 s after SIGTERM: a process stuck in the driver cannot hold the summary
 }
 budget_note() { echo "skipped: budget (${BUDGET} s) spent"; }
 ok=1
-skipped=""  # stages the budget left out
+budget_skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
@@ -106,10 +106,10 @@ fi
 # Which CPU GEMM the oracle runs there (the CPU figures depend on it).
 cpu_blas=$(grep -m 1 '^OPENBLAS_LIBRARY:FILEPATH=' "$BUILD/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
 case "$cpu_blas" in
-  ""|*NOTFOUND*) cpu_blas="built-in GEMM, $(nproc) threads" ;;
+  ""|*NOTFOUND*) cpu_blas="built-in GEMM (VAE_CPU_THREADS=${VAE_CPU_THREADS:-all cores})" ;;
   *) cpu_blas="OpenBLAS ($cpu_blas)" ;;
 esac
-gpu_name=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)
+gpu_name=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)
 [ -n "$gpu_name" ] || gpu_name="none found by nvidia-smi"
 # COMMIT overrides what git says (a copied tree may carry stale git metadata).
 if [ -n "${COMMIT:-}" ]; then commit="$COMMIT (given)"
@@ -131,12 +131,21 @@ if [[ $build_status != FAILED* ]]; then
         # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
         # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
         filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'}
-        [ "$tool" = racecheck ] && filter="$filter:CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*"
-        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' ($SHARDS shards) -> $OUT/sanitizer_$tool.*.log"
+        if [ "$tool" = racecheck ]; then
+          long="CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*"
+          [[ $filter == *-* ]] && filter="$filter:$long" || filter="$filter:-$long"
+        fi
+        # Under a budget the shards stop early enough for the main job (the parity check) to run.
+        san_cap=$SAN_TIMEOUT
+        if [ "$BUDGET" -gt 0 ] && want main; then
+          l=$(( $(left) - ${MAIN_RESERVE:-120} ))
+          [ "$l" -lt "$san_cap" ] && san_cap=$l
+        fi
+        say "compute-sanitizer --tool $tool vae_tests --gtest_filter='$filter' ($SHARDS shards, at most $san_cap s) -> $OUT/sanitizer_$tool.*.log"
         for ((s = 0; s < SHARDS; ++s)); do
           log="$OUT/sanitizer_$tool.$s.log"
           (
-            GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$s capped "$SAN_TIMEOUT" \
+            GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$s capped "$san_cap" \
               compute-sanitizer --tool "$tool" --error-exitcode 99 \
               "$BUILD/vae_tests" --gtest_filter="$filter" >"$log" 2>&1
             echo $? >"$log.rc"
@@ -199,12 +208,13 @@ if [[ $build_status != FAILED* ]]; then
 
   # ---- the main job on both devices -------------------------------------------------------
   if want main && ! enough 30; then
-    agree=$(budget_note); ok=0; skipped="$skipped main"
+    agree=$(budget_note); ok=0; budget_skipped="$budget_skipped main"
   elif want main; then
     for dev in cuda cpu; do
       log="$OUT/main_$dev.log"
       say "vae_gpu --epochs $EPOCHS --device $dev --data $DATA -> $log"
       t0=$(date +%s.%N)
+      rm -rf "$OUT/run_$dev"  # no stale summary from an earlier call may stand in for this run
       capped 300 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device "$dev" --data "$DATA" --out "$OUT/run_$dev" >"$log" 2>"$OUT/main_$dev.err"
       rc=$?
       wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -216,13 +226,14 @@ if [[ $build_status != FAILED* ]]; then
       else metrics_cpu=$line; spe_cpu="$spe (wall $wall s, rc $rc)"; fi
     done
     # The same CUDA run with one launch per op instead of one CUDA Graph per training step.
+    rm -rf "$OUT/run_cuda_nograph" "$OUT/run_cuda_fp32"
     capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --cuda-graph off --no-baseline --data "$DATA" \
-      --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1
+      --out "$OUT/run_cuda_nograph" >"$OUT/main_cuda_nograph.log" 2>&1 || ok=0
     spe_nograph=$(epoch_median "$OUT/run_cuda_nograph")
     # The default GEMMs accumulate in double (--precision exact, the CPU/GPU parity mode); what
     # cuBLAS's float sgemm would give instead.
     capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --precision fp32 --no-baseline --data "$DATA" \
-      --out "$OUT/run_cuda_fp32" >"$OUT/main_cuda_fp32.log" 2>&1
+      --out "$OUT/run_cuda_fp32" >"$OUT/main_cuda_fp32.log" 2>&1 || ok=0
     spe_fp32=$(epoch_median "$OUT/run_cuda_fp32")
     # Where the CUDA epoch's device time goes (every op bracketed by CUDA events).
     capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
@@ -254,7 +265,7 @@ PY
 
   # ---- benchmarks -------------------------------------------------------------------------
   if want bench && ! enough 40; then
-    bench_line=$(budget_note); skipped="$skipped bench"
+    bench_line=$(budget_note); budget_skipped="$budget_skipped bench"
   elif want bench; then
     log="$OUT/bench.log"
     say "vae_gpu_bench --device cuda ${BENCH_ARGS:-} -> $log, $OUT/bench.json"
@@ -277,7 +288,7 @@ PY
 
   # ---- PyTorch side by side ---------------------------------------------------------------
   if want torch && ! enough 40; then
-    torch_line=$(budget_note); skipped="$skipped torch"
+    torch_line=$(budget_note); budget_skipped="$budget_skipped torch"
   elif want torch; then
     log="$OUT/compare_torch.log"
     say "bench/compare_torch.sh $DATA cuda -> $log"
@@ -293,7 +304,7 @@ PY
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
   # PyTorch peers on the same set (torch extrapolated from 80 steps an epoch).
   if want scale && ! enough 60; then
-    scale_line=$(budget_note); skipped="$skipped scale"
+    scale_line=$(budget_note); budget_skipped="$budget_skipped scale"
   elif want scale; then
     shape=136677,20108,10000000
     spec="synthetic:users=136677,items=20108,ratings=10000000"
@@ -301,7 +312,7 @@ PY
     for prec in tf32 bf16 fp32 exact; do  # the target's precision first, in case the budget runs out
       flag=(--precision "$prec"); tflag=(); [ "$prec" = tf32 ] && tflag=(--tf32)
       log="$OUT/scale_$prec.log"
-      enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; skipped="$skipped scale-$prec"; continue; }
+      enough 30 || { scale_line="$scale_line$prec: $(budget_note); "; budget_skipped="$budget_skipped scale-$prec"; continue; }
       say "vae_gpu train --model multvae --protocol heldout --data $spec ${flag[*]} -> $log"
       capped 180 "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs "${SCALE_EPOCHS:-10}" \
         --device cuda "${flag[@]}" --out "$OUT/scale_$prec" >"$log" 2>&1
@@ -322,7 +333,7 @@ PY
 
   # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
   if want svd && ! enough 20; then
-    svd_line=$(budget_note); skipped="$skipped svd"
+    svd_line=$(budget_note); budget_skipped="$budget_skipped svd"
   elif want svd; then
     svd_line=""
     for model in svd svdpp; do
@@ -368,6 +379,6 @@ say "summary"
   row "torch" "$torch_line"
   [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
   row "logs" "$OUT"
-  row "result" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)${skipped:+ (not run, budget:$skipped)}"
+  row "result" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)${budget_skipped:+ (not run, budget:$budget_skipped)}"
 } | tee "$OUT/summary.txt"
 [ "$ok" = 1 ]

@@ -276,15 +276,23 @@ TEST_F(CudaOps, GemmAllTransposesMatchCpu) {
   EXPECT_THROW(gpu->gemm(false, false, 1.0f, c.gm(), c.gm(), 0.0f, c.gm()), VaeError);
 }
 
+// x·Wᵀ at the VAE's first-layer shape (96 × 1682 by 600 × 1682) on a reduced-precision GPU
+// backend and on the CPU oracle: (gpu result, cpu result).
+std::pair<std::vector<float>, std::vector<float>> gemm_vs_cpu(Backend<float>& gpu_be, Backend<float>& cpu_be,
+                                                              uint64_t seed) {
+  const int64_t m = 96, n = 600, k = 1682;
+  const std::vector<float> ha = rand_vec(m * k, seed), hb = rand_vec(n * k, seed + 1);
+  Tensor<float> ac = cpu_be.upload(ha, m, k), bc = cpu_be.upload(hb, n, k), cc = cpu_be.alloc<float>(m, n);
+  Tensor<float> ag = gpu_be.upload(ha, m, k), bg = gpu_be.upload(hb, n, k), cg = gpu_be.alloc<float>(m, n);
+  cpu_be.gemm(false, true, 1.0f, ac.cmat(), bc.cmat(), 0.0f, cc.mat());
+  gpu_be.gemm(false, true, 1.0f, ag.cmat(), bg.cmat(), 0.0f, cg.mat());
+  return {gpu_be.download(cg.cmat()), cpu_be.download(cc.cmat())};
+}
+
 TEST_F(CudaOps, GemmTf32WithinLooseTolerance) {
   auto tf = make_cuda_backend(GemmPrecision::tf32);
-  const int64_t m = 96, n = 600, k = 1682;
-  const std::vector<float> ha = rand_vec(m * k, 40), hb = rand_vec(n * k, 41);
-  Tensor<float> ac = cpu->upload(ha, m, k), bc = cpu->upload(hb, n, k), cc = cpu->alloc<float>(m, n);
-  Tensor<float> ag = tf->upload(ha, m, k), bg = tf->upload(hb, n, k), cg = tf->alloc<float>(m, n);
-  cpu->gemm(false, true, 1.0f, ac.cmat(), bc.cmat(), 0.0f, cc.mat());
-  tf->gemm(false, true, 1.0f, ag.cmat(), bg.cmat(), 0.0f, cg.mat());
-  EXPECT_TRUE(rel_close(tf->download(cg.cmat()), cpu->download(cc.cmat()), 2e-3));
+  const auto [got, ref] = gemm_vs_cpu(*tf, *cpu, 40);
+  EXPECT_TRUE(rel_close(got, ref, 2e-3));
 }
 
 // BF16 tensor cores: inputs rounded to 8 mantissa bits, so about 4e-3 relative error at this
@@ -292,13 +300,7 @@ TEST_F(CudaOps, GemmTf32WithinLooseTolerance) {
 TEST_F(CudaOps, GemmBf16WithinItsRoundingAndReallyBf16) {
   auto bf = make_cuda_backend(GemmPrecision::bf16);
   EXPECT_EQ(bf->gemm_precision(), GemmPrecision::bf16);
-  const int64_t m = 96, n = 600, k = 1682;
-  const std::vector<float> ha = rand_vec(m * k, 42), hb = rand_vec(n * k, 43);
-  Tensor<float> ac = cpu->upload(ha, m, k), bc = cpu->upload(hb, n, k), cc = cpu->alloc<float>(m, n);
-  Tensor<float> ag = bf->upload(ha, m, k), bg = bf->upload(hb, n, k), cg = bf->alloc<float>(m, n);
-  cpu->gemm(false, true, 1.0f, ac.cmat(), bc.cmat(), 0.0f, cc.mat());
-  bf->gemm(false, true, 1.0f, ag.cmat(), bg.cmat(), 0.0f, cg.mat());
-  const std::vector<float> got = bf->download(cg.cmat()), ref = cpu->download(cc.cmat());
+  const auto [got, ref] = gemm_vs_cpu(*bf, *cpu, 42);
   EXPECT_TRUE(rel_close(got, ref, 2e-2));
   EXPECT_FALSE(rel_close(got, ref, 1e-5)) << "BF16 GEMM as accurate as FP32: tensor-core BF16 not in use";
 }

@@ -115,14 +115,19 @@ TEST(ScatterSvg, RefusesBadInput) {
   p = three_groups();
   p.detail.pop_back();
   EXPECT_THROW(scatter_svg(p), vae::VaeError);
-  // A single point (zero span) still lands in the middle of the plot.
+  // A single point (zero span) lands in the middle of the plot; control characters are dropped.
   ScatterPlot one;
-  one.legend = {"only"};
+  one.legend = {"only\x01"};
   one.xy = {3.0f, -2.0f};
   one.group = {0};
-  const std::vector<Circle> c = point_circles(scatter_svg(one));
+  const std::string svg = scatter_svg(one);
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("\x01")));
+  const std::vector<Circle> c = point_circles(svg);
   ASSERT_EQ(c.size(), 1u);
-  EXPECT_TRUE(std::isfinite(c[0].x) && std::isfinite(c[0].y));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\"")));
+  EXPECT_NEAR(c[0].x, std::stod(m[1]) + std::stod(m[3]) / 2, 0.06);
+  EXPECT_NEAR(c[0].y, std::stod(m[2]) + std::stod(m[4]) / 2, 0.06);
 }
 
 // The polylines of a lines_svg picture: series index and points, in document order.
@@ -196,9 +201,37 @@ TEST(LinesSvg, OneLinePerSeriesWithGapsAtNaNAndValuesUpwards) {
   EXPECT_THAT(svg, ::testing::HasSubstr("best epoch 4"));
   EXPECT_THAT(svg, ::testing::HasSubstr("vae on &lt;data&gt;"));
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
+  // The best-epoch marker stands at epoch 4's x.
+  std::smatch mk;
+  ASSERT_TRUE(std::regex_search(svg, mk, std::regex("<line class=\"marker\" x1=\"([0-9.]+)\"")));
+  EXPECT_NEAR(std::stod(mk[1]), pl[0].pts[3].first, 0.06);
   vae::LinePlot unmarked = p;
   unmarked.marker_label.clear();
   EXPECT_THAT(vae::lines_svg(unmarked), ::testing::Not(::testing::HasSubstr("class=\"marker\"")));
+}
+
+// A metric that never moves (the seed protocol's RMSE of a collapsed VAE) is a line across the
+// middle of its panel, and a run of one epoch is drawn as dots.
+TEST(LinesSvg, FlatSeriesAndASingleEpoch) {
+  vae::LinePlot flat;
+  flat.x = {1, 2, 3};
+  flat.panels.push_back({"rmse", {{"RMSE", {2.7554, 2.7554, 2.7554}}}});
+  const std::string svg = vae::lines_svg(flat);
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
+  const std::vector<Polyline> pl = polylines(svg);
+  ASSERT_EQ(pl.size(), 1u);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\" fill=\"none\"")));
+  for (auto [x, y] : pl[0].pts) EXPECT_NEAR(y, std::stod(m[2]) + std::stod(m[4]) / 2, 0.06);
+
+  vae::LinePlot one;
+  one.x = {1};
+  one.panels.push_back({"loss", {{"train", {0.5}}, {"test", {NAN}}}});
+  const std::string s1 = vae::lines_svg(one);
+  EXPECT_THAT(s1, ::testing::Not(::testing::HasSubstr("nan")));
+  EXPECT_TRUE(polylines(s1).empty());
+  EXPECT_THAT(s1, ::testing::HasSubstr("<circle class=\"series0\""));
+  EXPECT_THAT(s1, ::testing::Not(::testing::HasSubstr("<circle class=\"series1\"")));
 }
 
 TEST(LinesSvg, RefusesBadInput) {

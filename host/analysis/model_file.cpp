@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <nlohmann/json.hpp>
@@ -226,6 +227,15 @@ std::string model_file_checksum(const std::map<std::string, std::string>& metada
   return content_checksum(metadata, ts);
 }
 
+// The data set's source as a model file records it: an absolute path (the file may be read from
+// another directory), a synthetic spec as it is.
+static std::string source_for_file(const std::string& source) {
+  if (source.empty() || source == "synthetic" || source.rfind("synthetic:", 0) == 0) return source;
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(source, ec);
+  return ec ? source : abs.lexically_normal().string();
+}
+
 ModelFileInfo model_file_info(const TrainResult& r, const Dataset& d) {
   VAE_CHECK(r.model_ptr != nullptr, "model_file_info: the run kept no model");
   ModelFileInfo i;
@@ -233,7 +243,7 @@ ModelFileInfo model_file_info(const TrainResult& r, const Dataset& d) {
   if (i.config.kind.empty()) i.config.kind = r.model;
   i.protocol = r.protocol;
   i.dataset = d.name;
-  i.dataset_source = d.source;
+  i.dataset_source = source_for_file(d.source);
   i.fingerprint = d.fingerprint();
   i.column_map = r.column_map;
   if (has_row_state(r.model)) i.row_map = r.row_map;
@@ -354,7 +364,7 @@ ModelFileInfo svd_model_file_info(const SvdModel& m, const Dataset& d, const std
   i.config.rating_max = m.rating_max();
   i.protocol = "ratings";
   i.dataset = d.name;
-  i.dataset_source = d.source;
+  i.dataset_source = source_for_file(d.source);
   i.fingerprint = d.fingerprint();
   i.column_map.resize(static_cast<size_t>(d.num_items()));
   std::iota(i.column_map.begin(), i.column_map.end(), 0);

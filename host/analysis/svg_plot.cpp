@@ -22,9 +22,11 @@ constexpr double kTop = 56;        // title lines
 constexpr double kLegendW = 340;   // legend column right of the plot
 constexpr double kRowH = 18;       // legend line height
 
+// XML text: markup characters as entities; control characters, which XML 1.0 forbids, dropped.
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') continue;
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
@@ -107,7 +109,7 @@ namespace {
 constexpr double kPanelW = 400, kPanelH = 260;       // plot area of one panel
 constexpr double kPadL = 64, kPadR = 24, kPadT = 64, kPadB = 44;  // around each plot area
 
-// Three significant digits, no exponent for the ranges metrics and losses live in.
+// Four significant digits, no exponent for the ranges metrics and losses live in.
 std::string tick(double v) {
   char b[32];
   const double a = std::fabs(v);
@@ -190,12 +192,21 @@ std::string lines_svg(const LinePlot& p) {
     for (size_t si = 0; si < panel.series.size(); ++si) {
       const LineSeries& sr = panel.series[si];
       const char* colour = kColours[si % kNumColours];
-      // One polyline per run of finite values (a NaN epoch leaves a gap).
+      // One polyline per run of finite values (a NaN epoch leaves a gap); a run of one value,
+      // which a line cannot show, is a dot.
       std::string pts;
+      int run = 0;
       auto flush = [&] {
-        if (!pts.empty()) s << "<polyline class=\"series" << si << "\" fill=\"none\" stroke=\"" << colour
-                            << "\" stroke-width=\"1.8\" points=\"" << pts << "\"/>\n";
+        if (run == 1) {
+          const size_t comma = pts.find(',');
+          s << "<circle class=\"series" << si << "\" cx=\"" << pts.substr(0, comma) << "\" cy=\""
+            << pts.substr(comma + 1) << "\" r=\"2.5\" fill=\"" << colour << "\"/>\n";
+        } else if (run > 1) {
+          s << "<polyline class=\"series" << si << "\" fill=\"none\" stroke=\"" << colour
+            << "\" stroke-width=\"1.8\" points=\"" << pts << "\"/>\n";
+        }
         pts.clear();
+        run = 0;
       };
       for (size_t i = 0; i < n; ++i) {
         if (!std::isfinite(sr.y[i])) {
@@ -203,6 +214,7 @@ std::string lines_svg(const LinePlot& p) {
           continue;
         }
         pts += (pts.empty() ? "" : " ") + num(px(p.x[i])) + "," + num(py(sr.y[i]));
+        ++run;
       }
       flush();
       // Legend: above the plot area, one entry per series.

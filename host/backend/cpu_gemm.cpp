@@ -1,15 +1,19 @@
 #include "backend/cpu_gemm.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace vae {
@@ -36,7 +40,8 @@ constexpr double kParallelFlops = 4e6;
 #endif
 
 // Threads that share the tasks of one GEMM (the caller is one of them). VAE_CPU_THREADS sets
-// their number (default: the hardware's, at most 32); 1 keeps every GEMM on the caller.
+// their number (default: the CPUs this process may use, at most 32); 1 keeps every GEMM on the
+// caller.
 class GemmPool {
  public:
   static GemmPool& get() {
@@ -45,10 +50,11 @@ class GemmPool {
   }
   int threads() const { return threads_; }
 
-  // fn(t) for every t in [0, tasks), spread over the pool; returns when all are done.
+  // fn(t) for every t in [0, tasks), spread over the pool; returns when all are done, then
+  // rethrows the first exception a task threw (the other tasks still ran).
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
     // A forked child has no workers (only the forking thread survives a fork).
-    if (threads_ <= 1 || tasks <= 1 || getpid() != pid_) {
+    if (workers_.empty() || tasks <= 1 || getpid() != pid_) {
       for (int64_t t = 0; t < tasks; ++t) fn(t);
       return;
     }
@@ -58,30 +64,56 @@ class GemmPool {
       fn_ = &fn;
       tasks_ = tasks;
       next_.store(0);
+      error_ = nullptr;
       busy_ = static_cast<int>(workers_.size());
       ++generation_;
     }
     wake_.notify_all();
     work();
     std::unique_lock<std::mutex> lk(mu_);
-    done_.wait(lk, [&] { return busy_ == 0; });
+    done_.wait(lk, [&] { return busy_ == 0; });  // fn must outlive every worker's use of it
     fn_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
   GemmPool() : pid_(getpid()) {
-    int n = static_cast<int>(std::min(32u, std::max(1u, std::thread::hardware_concurrency())));
+    int n = usable_cpus();
     if (const char* e = std::getenv("VAE_CPU_THREADS")) {
       const int v = std::atoi(e);
       if (v >= 1) n = std::min(v, 256);
     }
-    threads_ = n;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    for (int i = 1; i < n; ++i) {
+      try {
+        workers_.emplace_back([this] { loop(); });
+      } catch (const std::system_error&) {
+        break;  // as many threads as the system gives
+      }
+    }
     for (std::thread& w : workers_) w.detach();
+    threads_ = 1 + static_cast<int>(workers_.size());
+  }
+
+  // The CPUs this process may run on (its affinity mask, which containers and taskset narrow),
+  // at most 32.
+  static int usable_cpus() {
+    int n = 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+    return std::clamp(n, 1, 32);
   }
 
   void work() {
-    for (int64_t t; (t = next_.fetch_add(1)) < tasks_;) (*fn_)(t);
+    for (int64_t t; (t = next_.fetch_add(1)) < tasks_;) {
+      try {
+        (*fn_)(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
   }
 
   void loop() {
@@ -106,6 +138,7 @@ class GemmPool {
   uint64_t generation_ = 0;
   int busy_ = 0;
   const std::function<void(int64_t)>* fn_ = nullptr;
+  std::exception_ptr error_;  // the first exception a task of the current run threw
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
 };

@@ -585,7 +585,8 @@ int run_train(Options& o, bool main_job) {
       // Exact t-SNE is quadratic: on the CPU a larger set is subsampled so the job stays quick
       // (about 7 s at 2000 points on two cores); `cluster --tsne --tsne-max N` draws more.
       co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 2000);
-      co.tsne_max_flag = "more with cluster --model-file " + o.out + "/" + kModelFileName + " --tsne --tsne-max N";
+      co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
+                         "' --tsne --tsne-max <points>";
       cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true);
     }
   }

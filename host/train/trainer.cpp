@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <limits>
 #include <numeric>
 #include <ostream>
@@ -584,8 +585,6 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
-  // Learning curves as a picture when there is a curve to draw (trained for two epochs or more).
-  if (r.history.size() >= 2) write_text_atomically(dir + "/curves.svg", learning_curves_svg(r));
 
   std::ostringstream csv;
   csv << std::setprecision(8) << "epoch,train_loss,test_loss";
@@ -617,6 +616,16 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   j["sparse_input"] = r.sparse_input;
   if (!r.note.empty()) j["note"] = r.note;
   write_text_atomically(dir + "/summary.json", j.dump(2) + "\n");
+
+  // Learning curves as a picture when there is a curve to draw (trained for two epochs or more);
+  // written last, and a picture that cannot be drawn costs a warning, never the run's files.
+  if (r.history.size() >= 2) {
+    try {
+      write_text_atomically(dir + "/curves.svg", learning_curves_svg(r));
+    } catch (const VaeError& e) {
+      std::cerr << "warning: " << dir << "/curves.svg not written: " << e.what() << "\n";
+    }
+  }
 }
 
 void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {
