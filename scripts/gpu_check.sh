@@ -118,6 +118,11 @@ else
   git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || commit="$commit (+ uncommitted changes)"
 fi
 
+# ctest's jobs and the sanitizer shards run side by side: each process's CPU GEMMs (the built-in
+# GEMM's thread pool, where there is no OpenBLAS) get a share of the cores, not all of them.
+shared_threads=$(( $(nproc) / (${CTEST_JOBS:-8} + 2 * SHARDS) ))
+[ "$shared_threads" -ge 1 ] || shared_threads=1
+
 if [[ $build_status != FAILED* ]]; then
   # ---- compute-sanitizer over the CUDA tests, in the background ----------------------------
   # Each tool runs as SHARDS gtest shards (GTEST_TOTAL_SHARDS / GTEST_SHARD_INDEX), all at once
@@ -145,7 +150,7 @@ if [[ $build_status != FAILED* ]]; then
         for ((s = 0; s < SHARDS; ++s)); do
           log="$OUT/sanitizer_$tool.$s.log"
           (
-            GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$s capped "$san_cap" \
+            VAE_CPU_THREADS=$shared_threads GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$s capped "$san_cap" \
               compute-sanitizer --tool "$tool" --error-exitcode 99 \
               "$BUILD/vae_tests" --gtest_filter="$filter" >"$log" 2>&1
             echo $? >"$log.rc"
@@ -161,7 +166,8 @@ if [[ $build_status != FAILED* ]]; then
   # ---- ctest ------------------------------------------------------------------------------
   if want ctest; then
     say "ctest (MOVIELENS_DIR=${MOVIELENS_DIR:-unset}) -> $OUT/ctest.log"
-    capped 100000 ctest --test-dir "$BUILD" --output-on-failure -j"${CTEST_JOBS:-8}" >"$OUT/ctest.log" 2>&1
+    VAE_CPU_THREADS=$shared_threads capped 100000 ctest --test-dir "$BUILD" --output-on-failure -j"${CTEST_JOBS:-8}" \
+      >"$OUT/ctest.log" 2>&1
     ctest_rc=$?
     # "100% tests passed out of N" or "97% tests passed, 3 tests failed out of N"
     total=$(grep -oE 'tests? (passed|failed) out of [0-9]+' "$OUT/ctest.log" | grep -oE '[0-9]+$' | tail -n 1)
