@@ -92,6 +92,27 @@ TEST(Cli, UnusableOutDirFailsBeforeTraining) {
   EXPECT_THAT(r.out, Not(HasSubstr("Epoch [1/2]")));
 }
 
+// A data set too small for the job's defaults still ends cleanly: the main job skips K-Means
+// (2 users, k = 3) with a note, and SVD with no held-out rating reports no error figure (null),
+// not an error of 0.
+TEST(Cli, TinyDataEndsCleanlyWithoutMadeUpFigures) {
+  fs::path d = temp_dir("tiny");
+  fs::create_directories(d);
+  const fs::path csv = d / "two.csv";
+  {
+    std::ofstream f(csv);
+    f << "user,item,rating\n1,1,5\n1,2,3\n2,2,4\n2,3,1\n";
+  }
+  CmdResult m = run_cli("--epochs 2 --device cpu --data " + csv.string() + " --out " + (d / "main").string());
+  EXPECT_EQ(m.code, 0) << m.out;
+  EXPECT_THAT(m.out, HasSubstr("K-Means skipped: 2 users, fewer than k = 3"));
+  CmdResult s = run_cli("train --model svd --epochs 2 --data " + csv.string() + " --out " + (d / "svd").string());
+  ASSERT_EQ(s.code, 0) << s.out;
+  const nlohmann::json j = read_json(d / "svd" / "summary.json");
+  EXPECT_TRUE(j["metrics"]["rmse"].is_null()) << j.dump();
+  EXPECT_TRUE(j["metrics"]["mae"].is_null()) << j.dump();
+}
+
 TEST(Cli, MissingAndMalformedDataNameFileAndLine) {
   CmdResult a = run_cli("info --data /nonexistent/dir/xyz");
   EXPECT_NE(a.code, 0);

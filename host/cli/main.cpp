@@ -310,6 +310,7 @@ struct ClusterOptions {
   double perplexity = 30.0;
   uint64_t seed = 1;
   bool cuda = false;  // K-Means / t-SNE on the GPU twin
+  bool skip_if_too_few = false;  // fewer users than k: a note instead of an error (the main job)
 };
 
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
@@ -318,6 +319,10 @@ struct ClusterOptions {
 void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
                         const std::string& out_dir, bool write_embeddings) {
   const int64_t n = static_cast<int64_t>(e.users.size());
+  if (co.k > n && co.skip_if_too_few) {
+    std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
+    return;
+  }
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
   auto ops = make_analysis_ops(co.cuda);
   KMeansOptions ko;
@@ -582,6 +587,7 @@ int run_train(Options& o, bool main_job) {
       ClusterOptions co;
       co.seed = o.seed;
       co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
+      co.skip_if_too_few = true;  // a tiny data set still ends the job cleanly
       // Exact t-SNE is quadratic: on the CPU a larger set is subsampled so the job stays quick
       // (about 7 s at 2000 points on two cores); `cluster --tsne --tsne-max N` draws more.
       co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 2000);

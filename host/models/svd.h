@@ -18,6 +18,7 @@
 // Predictions are clipped to the rating range; an unknown user or item drops its terms and
 // both unknown gives μ, as Surprise does.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,7 +77,7 @@ SvdBlockPlan make_svd_block_plan(const Csr& train, int blocks);
 void svd_block_order(const SvdBlockPlan& plan, uint64_t seed, int epoch, std::vector<int32_t>& order);
 
 struct RatingErrors {
-  double rmse = 0, mae = 0;
+  double rmse = NAN, mae = NAN;  // NaN when there was no rating to test (count 0)
   int64_t count = 0;
 };
 
