@@ -68,7 +68,6 @@ struct Options {
   int max_iter = 300;
   bool tsne = false;
   int64_t tsne_max = 10000;
-  std::string tsne_max_flag = "--tsne-max";  // how the user asks for more points
   double perplexity = 30.0;
 };
 
