@@ -44,6 +44,15 @@ std::vector<Circle> point_circles(const std::string& svg) {
   return out;
 }
 
+// The plot areas (x, y, width, height) an SVG declares: its unfilled rectangles, in order.
+std::vector<std::array<double, 4>> frames(const std::string& svg) {
+  std::vector<std::array<double, 4>> out;
+  const std::regex fr("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\" fill=\"none\"");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), fr); it != std::sregex_iterator(); ++it)
+    out.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]), std::stod((*it)[4])});
+  return out;
+}
+
 ScatterPlot three_groups() {
   ScatterPlot p;
   p.title = "t-SNE of <users> & friends";
@@ -76,9 +85,9 @@ TEST(ScatterSvg, EveryPointOnceInItsGroupInsideThePlotWithTheAspectKept) {
   EXPECT_EQ(per_group[1], 5);
   EXPECT_EQ(per_group[2], 6);
   // Inside the plot rectangle, which the SVG declares.
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\"")));
-  const double rx = std::stod(m[1]), ry = std::stod(m[2]), rw = std::stod(m[3]), rh = std::stod(m[4]);
+  const std::vector<std::array<double, 4>> f = frames(svg);
+  ASSERT_EQ(f.size(), 1u);
+  const double rx = f[0][0], ry = f[0][1], rw = f[0][2], rh = f[0][3];
   EXPECT_GE(x0, rx);
   EXPECT_LE(x1, rx + rw);
   EXPECT_GE(y0, ry);
@@ -124,10 +133,10 @@ TEST(ScatterSvg, RefusesBadInput) {
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("\x01")));
   const std::vector<Circle> c = point_circles(svg);
   ASSERT_EQ(c.size(), 1u);
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\"")));
-  EXPECT_NEAR(c[0].x, std::stod(m[1]) + std::stod(m[3]) / 2, 0.06);
-  EXPECT_NEAR(c[0].y, std::stod(m[2]) + std::stod(m[4]) / 2, 0.06);
+  const std::vector<std::array<double, 4>> f = frames(svg);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NEAR(c[0].x, f[0][0] + f[0][2] / 2, 0.06);
+  EXPECT_NEAR(c[0].y, f[0][1] + f[0][3] / 2, 0.06);
 }
 
 // The polylines of a lines_svg picture: series index and points, in document order.
@@ -184,13 +193,10 @@ TEST(LinesSvg, OneLinePerSeriesWithGapsAtNaNAndValuesUpwards) {
   EXPECT_GT(pl[2].pts[0].first, pl[0].pts[4].first);
   EXPECT_LT(pl[2].pts[1].first, pl[3].pts[0].first);
   // Every point inside its panel's frame.
-  std::vector<std::array<double, 4>> frames;
-  const std::regex fr("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\" fill=\"none\"");
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), fr); it != std::sregex_iterator(); ++it)
-    frames.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]), std::stod((*it)[4])});
-  ASSERT_EQ(frames.size(), 2u);
+  const std::vector<std::array<double, 4>> panels = frames(svg);
+  ASSERT_EQ(panels.size(), 2u);
   for (const Polyline& l : pl) {
-    const auto& f = frames[&l - &pl[0] < 2 ? 0 : 1];
+    const auto& f = panels[&l - &pl[0] < 2 ? 0 : 1];
     for (auto [x, y] : l.pts) {
       EXPECT_GE(x, f[0] - 0.05);
       EXPECT_LE(x, f[0] + f[2] + 0.05);
@@ -220,9 +226,9 @@ TEST(LinesSvg, FlatSeriesAndASingleEpoch) {
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
   const std::vector<Polyline> pl = polylines(svg);
   ASSERT_EQ(pl.size(), 1u);
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<rect x=\"([0-9.]+)\" y=\"([0-9.]+)\" width=\"([0-9.]+)\" height=\"([0-9.]+)\" fill=\"none\"")));
-  for (auto [x, y] : pl[0].pts) EXPECT_NEAR(y, std::stod(m[2]) + std::stod(m[4]) / 2, 0.06);
+  const std::vector<std::array<double, 4>> f = frames(svg);
+  ASSERT_EQ(f.size(), 1u);
+  for (auto [x, y] : pl[0].pts) EXPECT_NEAR(y, f[0][1] + f[0][3] / 2, 0.06);
 
   vae::LinePlot one;
   one.x = {1};

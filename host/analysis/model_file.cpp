@@ -230,7 +230,7 @@ std::string model_file_checksum(const std::map<std::string, std::string>& metada
 // The data set's source as a model file records it: an absolute path (the file may be read from
 // another directory), a synthetic spec as it is.
 static std::string source_for_file(const std::string& source) {
-  if (source.empty() || source == "synthetic" || source.rfind("synthetic:", 0) == 0) return source;
+  if (source.empty() || is_synthetic_spec(source)) return source;
   std::error_code ec;
   const std::filesystem::path abs = std::filesystem::absolute(source, ec);
   return ec ? source : abs.lexically_normal().string();

@@ -230,18 +230,11 @@ __attribute__((always_inline)) inline void gemm_task(const GemmArgs& g, T alpha,
 
 // One instance per type, compiled for AVX2 and for baseline x86-64: wider vectors, the same
 // operations on every element (no FMA: -ffp-contract=off), so both clones give the same bits.
-VAE_GEMM_CLONES void gemm_task_f(const GemmArgs& g, float alpha, int64_t i0, int64_t i1, int64_t j0, float* panel) {
+VAE_GEMM_CLONES void run_task(const GemmArgs& g, float alpha, int64_t i0, int64_t i1, int64_t j0, float* panel) {
   gemm_task<float>(g, alpha, i0, i1, j0, panel, panel + kPanel);
 }
-VAE_GEMM_CLONES void gemm_task_d(const GemmArgs& g, double alpha, int64_t i0, int64_t i1, int64_t j0,
-                                 double* panel) {
+VAE_GEMM_CLONES void run_task(const GemmArgs& g, double alpha, int64_t i0, int64_t i1, int64_t j0, double* panel) {
   gemm_task<double>(g, alpha, i0, i1, j0, panel, panel + kPanel);
-}
-void run_task(const GemmArgs& g, float alpha, int64_t i0, int64_t i1, int64_t j0, float* panel) {
-  gemm_task_f(g, alpha, i0, i1, j0, panel);
-}
-void run_task(const GemmArgs& g, double alpha, int64_t i0, int64_t i1, int64_t j0, double* panel) {
-  gemm_task_d(g, alpha, i0, i1, j0, panel);
 }
 }  // namespace
 

@@ -112,7 +112,7 @@ Dataset load_data(const Options& o) {
   if (arg.empty() && !o.model_file.empty()) {
     const std::string src = peek_model_metadata(o.model_file, "dataset_source");
     std::error_code ec;
-    if (src == "synthetic" || src.rfind("synthetic:", 0) == 0 || (!src.empty() && std::filesystem::exists(src, ec))) {
+    if (is_synthetic_spec(src) || (!src.empty() && std::filesystem::exists(src, ec))) {
       arg = src;
       std::cerr << "no --data given: reading the model's training data, " << src << "\n";
     }

@@ -94,6 +94,8 @@ struct SyntheticSpec {
 };
 // Parses "synthetic" or "synthetic:users=943,items=1682,ratings=100000,groups=6,seed=1".
 SyntheticSpec parse_synthetic_spec(const std::string& spec);  // throws UsageError
+// Whether a --data argument (or a recorded data source) names the synthetic generator.
+inline bool is_synthetic_spec(const std::string& arg) { return arg == "synthetic" || arg.rfind("synthetic:", 0) == 0; }
 Dataset make_synthetic(const SyntheticSpec& spec);
 
 // --data argument resolution: "synthetic[:...]", a directory, or a CSV file; "" = default

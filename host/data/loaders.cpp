@@ -949,7 +949,7 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
         "; run data/fetch_movielens.sh ml-100k to fetch MovieLens 100K");
     return d;
   }
-  if (arg == "synthetic" || arg.rfind("synthetic:", 0) == 0) {
+  if (is_synthetic_spec(arg)) {
     Dataset d = make_synthetic(parse_synthetic_spec(arg));
     say("using the synthetic data set " + d.name);
     return d;
