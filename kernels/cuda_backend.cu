@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -101,6 +102,7 @@ class CudaBackend final : public Backend<float> {
     blas_workspace_ = alloc_bytes(kBlasWorkspaceBytes);
     CUBLAS_CHECK(cublasSetWorkspace(h, blas_workspace_.get(), kBlasWorkspaceBytes));  // after SetStream
 
+    live_block_ = alloc_bytes(cuda::kMaxLives * sizeof(uint64_t));
     // Scratch: [partials | scalars | error flag], allocated once and reused by every op.
     scratch_ = alloc_bytes((cuda::kMaxPartials + cuda::kScratchScalars) * sizeof(double) + sizeof(int));
     auto* base = static_cast<double*>(scratch_.get());
@@ -131,7 +133,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   double device_seconds(const std::function<void()>& fn) override {
-    VAE_CHECK(!capturing_, "device_seconds: not while a step is being captured");
+    VAE_CHECK(step_mode_ == StepMode::none, "device_seconds: not inside a training step");
     struct Events {
       cudaEvent_t a = nullptr, b = nullptr;
       ~Events() {
@@ -153,7 +155,7 @@ class CudaBackend final : public Backend<float> {
 
   // ---- per-op profile ------------------------------------------------------------------
   void set_op_profiling(bool on) override {
-    VAE_CHECK(!capturing_, "set_op_profiling: not while a step is being captured");
+    VAE_CHECK(step_mode_ == StepMode::none, "set_op_profiling: not inside a training step");
     if (on && !profiling_) {  // a fresh profile: nothing left over from an interrupted one
       fold_timed();
       op_totals_.clear();
@@ -169,53 +171,80 @@ class CudaBackend final : public Backend<float> {
     return out;
   }
 
-  // ---- step capture -------------------------------------------------------------------
+  // ---- training steps as graphs (see Backend::begin_step) -----------------------------
+  // A step under a new key is captured. Its graph is [prologue → captured ops]: the prologue
+  // copies the step's live values into live_block_, where the captured kernels read them.
+  // Later steps under the key only record what each op was asked to do (step_sig_: op names,
+  // pointers, shapes, fixed scalars) and its live values; when the record equals the
+  // capture's, the prologue's values are replaced and the graph launched. The record holds
+  // every pointer the kernels were given, so a graph never replays over memory that was
+  // reallocated since (new pointers, new record, new capture).
   bool supports_step_capture() const override { return true; }
-  void begin_step_capture() override {
-    VAE_CHECK(!capturing_, "begin_step_capture: a capture is already open");
-    VAE_CHECK(!profiling_, "begin_step_capture: op profiling times plain launches only");
+  void begin_step(int64_t key, bool capture) override {
+    VAE_CHECK(step_mode_ == StepMode::none, "begin_step: a step is already open");
+    VAE_CHECK(!profiling_, "begin_step: op profiling times plain launches only");
+    step_key_ = key;
+    step_sig_.clear();
+    step_lives_.count = 0;
+    if (!capture && step_graphs_.count(key)) {
+      step_mode_ = StepMode::collect;
+      return;
+    }
     CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
-    capturing_ = true;
+    step_mode_ = StepMode::capture;
   }
-  void end_step_capture(int64_t key) override {
-    VAE_CHECK(capturing_, "end_step_capture without begin_step_capture");
-    capturing_ = false;
+  bool end_step() override {
+    VAE_CHECK(step_mode_ != StepMode::none, "end_step without begin_step");
+    const StepMode mode = step_mode_;
+    step_mode_ = StepMode::none;
+    if (mode == StepMode::collect) {
+      StepGraph& sg = step_graphs_.at(step_key_);
+      if (step_lives_.count != sg.lives || step_sig_ != sg.sig) return false;  // capture afresh
+      cuda::set_step_lives(sg.exec.get(), sg.prologue, step_lives_, live_block());
+      CUDA_CHECK(cudaGraphLaunch(sg.exec.get(), stream_.get()));
+      ++stats_.replays;
+      return true;
+    }
     cudaGraph_t g = nullptr;
     CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &g));
-    GraphPtr graph(g);
-    auto it = step_graphs_.find(key);
+    GraphPtr step(g);
+    cudaGraph_t o = nullptr;
+    CUDA_CHECK(cudaGraphCreate(&o, 0));
+    StepGraph sg;
+    sg.graph.reset(o);
+    sg.prologue = cuda::add_step_prologue(o, g, step_lives_, live_block());
+    cudaGraphExec_t e = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&e, o, 0));
+    sg.exec.reset(e);
+    sg.sig = std::move(step_sig_);
+    sg.lives = step_lives_.count;
+    auto it = step_graphs_.find(step_key_);
     if (it != step_graphs_.end()) {
-      // Same topology (the same ops on the same shapes): only kernel arguments (batch rows,
-      // noise stream, Adam step, KL weight) differ, which an update patches in place.
-      cudaGraphExecUpdateResultInfo info{};
-      if (cudaGraphExecUpdate(it->second.get(), g, &info) != cudaSuccess) {
-        cudaGetLastError();  // not updatable: instantiate afresh below
-        step_graphs_.erase(it);
-        it = step_graphs_.end();
-      }
+      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // the old graph may still be running
+      step_graphs_.erase(it);
     }
-    if (it == step_graphs_.end()) {
-      cudaGraphExec_t e = nullptr;
-      CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
-      it = step_graphs_.emplace(key, GraphExecPtr(e)).first;
-    }
-    CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
-  }
-  bool replay_step(int64_t key) override {
-    VAE_CHECK(!capturing_, "replay_step: a capture is open");
-    VAE_CHECK(!profiling_, "replay_step: op profiling times plain launches only");
-    auto it = step_graphs_.find(key);
-    if (it == step_graphs_.end()) return false;
-    CUDA_CHECK(cudaGraphLaunch(it->second.get(), stream_.get()));
+    StepGraph& kept = step_graphs_.emplace(step_key_, std::move(sg)).first->second;
+    CUDA_CHECK(cudaGraphLaunch(kept.exec.get(), stream_.get()));
+    ++stats_.captures;
     return true;
   }
-  void abort_step_capture() noexcept override {
-    if (!capturing_) return;
-    capturing_ = false;
+  void abort_step() noexcept override {
+    const StepMode mode = step_mode_;
+    step_mode_ = StepMode::none;
+    if (mode != StepMode::capture) return;
     cudaGraph_t g = nullptr;
     cudaStreamEndCapture(stream_.get(), &g);
     if (g) cudaGraphDestroy(g);
     cudaGetLastError();  // an invalidated capture leaves an error behind
+  }
+  StepGraphStats step_graph_stats() const override { return stats_; }
+  bool replay_step(int64_t key) override {
+    VAE_CHECK(step_mode_ == StepMode::none, "replay_step: a step is open");
+    VAE_CHECK(!profiling_, "replay_step: op profiling times plain launches only");
+    auto it = step_graphs_.find(key);
+    if (it == step_graphs_.end()) return false;
+    CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), stream_.get()));
+    return true;
   }
 
   std::string name() const override { return "cuda"; }
@@ -244,6 +273,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void copy_to_backend(void* dst, const void* host_src, size_t bytes) override {
+    not_in_step("copy_to_backend");
     if (!bytes) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
     // The caller may free host_src on return.
@@ -251,6 +281,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override {
+    not_in_step("copy_to_host");
     if (bytes) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
     synchronize();
   }
@@ -258,6 +289,7 @@ class CudaBackend final : public Backend<float> {
   void copy_within(void* dst, const void* src, size_t bytes) override {
     if (!bytes || dst == src) return;
     const OpScope prof(this, "copy_within");
+    if (step_skips("copy_within", dst, src, bytes)) return;
     const char* d = static_cast<const char*>(dst);
     const char* s = static_cast<const char*>(src);
     if (d < s + bytes && s < d + bytes) {
@@ -272,6 +304,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   void synchronize() override {
+    not_in_step("synchronize");
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     int code = 0;  // pageable destination: the copy has completed when this returns
     CUDA_CHECK(cudaMemcpyAsync(&code, ctx_.error, sizeof(int), cudaMemcpyDeviceToHost, stream_.get()));
@@ -288,12 +321,14 @@ class CudaBackend final : public Backend<float> {
   // ---- dense algebra ------------------------------------------------------------------
   void fill(Mat<float> x, float value) override {
     const OpScope prof(this, "fill");
+    if (step_skips("fill", x, value)) return;
     cuda::fill(ctx_, x.data, x.size(), value);
   }
 
   void axpy(float alpha, CMat<float> x, Mat<float> y) override {
     const OpScope prof(this, "axpy");
     VAE_CHECK(same_shape(x, y), "axpy: x and y differ in shape");
+    if (step_skips("axpy", alpha, x, y)) return;
     cuda::axpy(ctx_, alpha, x.data, y.data, x.size());
   }
 
@@ -304,6 +339,7 @@ class CudaBackend final : public Backend<float> {
     const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
     VAE_CHECK(ka == kb, "gemm: inner dimensions of op(A) and op(B) differ");
     VAE_CHECK(c.rows == m && c.cols == n, "gemm: C is not op(A).rows x op(B).cols");
+    if (step_skips("gemm", trans_a, trans_b, alpha, a, b, beta, c)) return;
     if (m == 0 || n == 0) return;
     if (ka == 0) {  // the product is empty: only C is scaled
       cuda::scale(ctx_, c.data, c.size(), beta);
@@ -337,6 +373,7 @@ class CudaBackend final : public Backend<float> {
     const OpScope prof(this, "bias_act");
     VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");
     VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols), "bias_act: bias must be 1 x cols");
+    if (step_skips("bias_act", x, bias, act, y)) return;
     cuda::bias_act(ctx_, x.data, bias.empty() ? nullptr : bias.data, act, y.data, x.rows, x.cols);
   }
 
@@ -345,6 +382,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
     VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
               "bias_act_backward: dbias must be 1 x cols");
+    if (step_skips("bias_act_backward", dy, y, act, dx, dbias)) return;
     cuda::bias_act_backward(ctx_, dy.data, y.data, act, dx.data, opt(dbias), dy.rows, dy.cols);
   }
 
@@ -352,6 +390,7 @@ class CudaBackend final : public Backend<float> {
     const OpScope prof(this, "gather_rows_add");
     check_index_vector(rows, y.rows, "gather_rows_add");
     VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
+    if (step_skips("gather_rows_add", table, rows, y)) return;
     cuda::gather_rows_add(ctx_, table.data, table.rows, rows.data, y.data, y.rows, y.cols);
   }
 
@@ -359,6 +398,7 @@ class CudaBackend final : public Backend<float> {
     const OpScope prof(this, "scatter_rows_add");
     check_index_vector(rows, dy.rows, "scatter_rows_add");
     VAE_CHECK(dtable.cols == dy.cols, "scatter_rows_add: dtable and dy differ in columns");
+    if (step_skips("scatter_rows_add", dy, rows, dtable)) return;
     cuda::scatter_rows_add(ctx_, dy.data, rows.data, dtable.data, dtable.rows, dy.rows, dy.cols);
   }
 
@@ -369,6 +409,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(same_shape(pred, target), "mse_loss: pred and target differ in shape");
     VAE_CHECK(dpred.empty() || same_shape(pred, dpred), "mse_loss: dpred differs in shape");
     check_loss(loss);
+    if (step_skips("mse_loss", pred, target, masked, scale, dpred, loss)) return;
     cuda::mse_loss(ctx_, pred.data, target.data, pred.size(), masked, scale, opt(dpred), opt(loss));
   }
 
@@ -378,6 +419,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(same_shape(logits, target), "multinomial_nll: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "multinomial_nll: dlogits differs in shape");
     check_loss(loss);
+    if (step_skips("multinomial_nll", logits, target, scale, dlogits, loss)) return;
     cuda::multinomial_nll(ctx_, logits.data, target.data, logits.rows, logits.cols, scale, opt(dlogits),
                           opt(loss));
   }
@@ -388,6 +430,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(same_shape(logits, target), "bce_logits: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "bce_logits: dlogits differs in shape");
     check_loss(loss);
+    if (step_skips("bce_logits", logits, target, scale, dlogits, loss)) return;
     cuda::bce_logits(ctx_, logits.data, target.data, logits.size(), scale, opt(dlogits), opt(loss));
   }
 
@@ -398,7 +441,9 @@ class CudaBackend final : public Backend<float> {
     const int64_t L = mu_logvar.cols / 2;
     VAE_CHECK(z.rows == mu_logvar.rows && z.cols == L, "reparameterize: z must be B x L");
     VAE_CHECK(eps.empty() || same_shape(eps, z), "reparameterize: eps must be B x L");
-    cuda::reparameterize(ctx_, mu_logvar.data, z.rows, L, seed, stream, opt(eps), z.data);
+    const cuda::Live<uint64_t> live_stream = live(stream);
+    if (step_skips("reparameterize", mu_logvar, seed, eps, z)) return;
+    cuda::reparameterize(ctx_, mu_logvar.data, z.rows, L, seed, live_stream, opt(eps), z.data);
   }
 
   void reparam_kl_backward(CMat<float> mu_logvar, CMat<float> eps, CMat<float> dz, float kl_scale,
@@ -411,14 +456,17 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(d_mu_logvar.empty() || same_shape(d_mu_logvar, mu_logvar),
               "reparam_kl_backward: d_mu_logvar must be B x 2L");
     check_loss(loss);
+    const cuda::Live<double> live_kl = live(static_cast<double>(kl_scale));
+    if (step_skips("reparam_kl_backward", mu_logvar, eps, dz, d_mu_logvar, loss)) return;
     cuda::reparam_kl_backward(ctx_, mu_logvar.data, eps.empty() ? nullptr : eps.data,
-                              dz.empty() ? nullptr : dz.data, B, L, kl_scale, opt(d_mu_logvar), opt(loss));
+                              dz.empty() ? nullptr : dz.data, B, L, live_kl, opt(d_mu_logvar), opt(loss));
   }
 
   void regularize(CMat<float> p, float lambda, Reg kind, Mat<float> grad, Mat<float> loss) override {
     const OpScope prof(this, "regularize");
     VAE_CHECK(grad.empty() || same_shape(p, grad), "regularize: grad differs in shape from p");
     check_loss(loss);
+    if (step_skips("regularize", p, lambda, kind, grad, loss)) return;
     cuda::regularize(ctx_, p.data, p.size(), lambda, kind, opt(grad), opt(loss));
   }
 
@@ -427,12 +475,15 @@ class CudaBackend final : public Backend<float> {
     const OpScope prof(this, "dropout");
     VAE_CHECK(same_shape(x, y), "dropout: x and y differ in shape");
     VAE_CHECK(q >= 0.0f && q <= 1.0f, "dropout: rate must lie in [0, 1]");
-    cuda::dropout(ctx_, x.data, x.size(), q, seed, stream, y.data);
+    const cuda::Live<uint64_t> live_stream = live(stream);
+    if (step_skips("dropout", x, q, seed, y)) return;
+    cuda::dropout(ctx_, x.data, x.size(), q, seed, live_stream, y.data);
   }
 
   void l2_normalize_rows(CMat<float> x, Mat<float> y) override {
     const OpScope prof(this, "l2_normalize_rows");
     VAE_CHECK(same_shape(x, y), "l2_normalize_rows: x and y differ in shape");
+    if (step_skips("l2_normalize_rows", x, y)) return;
     cuda::l2_normalize_rows(ctx_, x.data, y.data, x.rows, x.cols);
   }
 
@@ -440,7 +491,16 @@ class CudaBackend final : public Backend<float> {
     const OpScope prof(this, "csr_rows_to_dense");
     check_index_vector(rows, y.rows, "csr_rows_to_dense");
     VAE_CHECK(y.cols == csr.cols, "csr_rows_to_dense: y must have csr.cols columns");
+    if (step_skips("csr_rows_to_dense", csr, rows, y)) return;
     cuda::csr_rows_to_dense(ctx_, csr, rows.data, y.data, y.rows);
+  }
+
+  void take_rows(CMat<int32_t> src, int64_t offset, Mat<int32_t> dst) override {
+    const OpScope prof(this, "take_rows");
+    VAE_CHECK(offset >= 0 && offset + dst.size() <= src.size(), "take_rows: offset + n exceeds the source");
+    const cuda::Live<int64_t> live_offset = live(offset);
+    if (step_skips("take_rows", src, dst)) return;
+    cuda::take_rows(ctx_, src.data, live_offset, dst.data, dst.size());
   }
 
   // ---- sparse first layer -------------------------------------------------------------
@@ -450,23 +510,28 @@ class CudaBackend final : public Backend<float> {
     check_index_vector(rows, n, "csr_row_norms");
     VAE_CHECK(norms.size() == n && (norms.cols == 1 || norms.rows == 1 || n == 0),
               "csr_row_norms: norms must be n x 1");
+    if (step_skips("csr_row_norms", csr, rows, norms)) return;
     cuda::csr_row_norms(ctx_, csr, rows.data, n, norms.data);
   }
 
   void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {
     const OpScope prof(this, "csr_linear_forward");
-    const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_forward");
+    cuda::CsrBatchArgs a = batch_args(x, "csr_linear_forward");
     VAE_CHECK(w.cols == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
     VAE_CHECK(y.rows == a.n && y.cols == w.rows, "csr_linear_forward: y must be n x w.rows");
+    a.stream = live(x.stream);
+    if (step_skips("csr_linear_forward", x, w, y)) return;
     cuda::csr_linear_forward(ctx_, a, w.data, w.rows, y.data);
   }
 
   void csr_linear_weight_grad(const CsrBatch<float>& x, CMat<float> dy, Mat<float> dw) override {
     const OpScope prof(this, "csr_linear_weight_grad");
-    const cuda::CsrBatchArgs a = batch_args(x, "csr_linear_weight_grad");
+    cuda::CsrBatchArgs a = batch_args(x, "csr_linear_weight_grad");
     VAE_CHECK(dy.rows == a.n, "csr_linear_weight_grad: dy must have one row per batch row");
     VAE_CHECK(dw.rows == dy.cols && dw.cols == x.csr.cols,
               "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
+    a.stream = live(x.stream);
+    if (step_skips("csr_linear_weight_grad", x, dy, dw)) return;
     cuda::csr_linear_weight_grad(ctx_, a, dy.data, dy.cols, dw.data);
   }
 
@@ -483,10 +548,11 @@ class CudaBackend final : public Backend<float> {
     s.beta2 = cfg.beta2;
     s.eps = cfg.eps;
     s.weight_decay = cfg.weight_decay;
-    s.step_size = cfg.lr / (1.0 - std::pow(cfg.beta1, static_cast<double>(step)));
-    s.sqrt_bc2 = std::sqrt(1.0 - std::pow(cfg.beta2, static_cast<double>(step)));
+    s.step_size = live(cfg.lr / (1.0 - std::pow(cfg.beta1, static_cast<double>(step))));
+    s.sqrt_bc2 = live(std::sqrt(1.0 - std::pow(cfg.beta2, static_cast<double>(step))));
     s.shrink = cfg.decoupled ? 1.0 - cfg.lr * cfg.weight_decay : 1.0;
     s.decoupled = cfg.decoupled;
+    if (step_skips("adam_step", params, grads, m, v, cfg)) return;
     cuda::adam_step(ctx_, params.data, grads.data, m.data, v.data, params.size(), s);
   }
 
@@ -502,6 +568,7 @@ class CudaBackend final : public Backend<float> {
       check_index_vector(exclude_rows, n, "topk");
       VAE_CHECK(exclude.cols == m, "topk: exclude must have as many columns as scores");
     }
+    if (step_skips("topk", scores, exclude, exclude_rows, k, idx, val)) return;
     cuda::topk(ctx_, scores.data, n, m, exclude, exclude_rows.data, k, idx.data, opt(val));
   }
 
@@ -513,6 +580,7 @@ class CudaBackend final : public Backend<float> {
     const int64_t nk = static_cast<int64_t>(ks.size());
     VAE_CHECK(out.rows == n && out.cols == 2 * nk, "heldout_metrics: out must be rows x 2|ks|");
     for (int k : ks) VAE_CHECK(k >= 1 && k <= idx.cols, "heldout_metrics: every k must lie in [1, idx.cols]");
+    if (step_skips("heldout_metrics", idx, target, target_rows, ks, out)) return;
     cuda::heldout_metrics(ctx_, idx.data, n, idx.cols, target, target_rows.data, ks, out.data);
   }
 
@@ -521,6 +589,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(same_shape(scores, truth), "graded_metrics: scores and truth differ in shape");
     VAE_CHECK(k >= 1, "graded_metrics: k must be positive");
     VAE_CHECK(out.rows == scores.rows && out.cols == 2, "graded_metrics: out must be rows x 2");
+    if (step_skips("graded_metrics", scores, truth, k, out)) return;
     cuda::graded_metrics(ctx_, scores.data, truth.data, scores.rows, scores.cols, k, out.data);
   }
 
@@ -531,10 +600,71 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(target.cols == pred.cols, "rating_errors: target and pred differ in columns");
     VAE_CHECK(out.rows == pred.rows && out.cols == 3, "rating_errors: out must be rows x 3");
     VAE_CHECK(lo <= hi, "rating_errors: empty clipping range");
+    if (step_skips("rating_errors", pred, target, target_rows, lo, hi, out)) return;
     cuda::rating_errors(ctx_, pred.data, pred.rows, pred.cols, target, target_rows.data, lo, hi, out.data);
   }
 
  private:
+  uint64_t* live_block() { return static_cast<uint64_t*>(live_block_.get()); }
+
+  // A live argument of the op being issued: recorded in the step's live values when a step
+  // is open; while capturing, the kernel is given the slot it will read on every replay.
+  template <typename V>
+  cuda::Live<V> live(V v) {
+    static_assert(sizeof(V) <= sizeof(uint64_t) && std::is_trivially_copyable_v<V>, "a live value fits a slot");
+    if (step_mode_ == StepMode::none) return cuda::Live<V>(v);
+    VAE_CHECK(step_lives_.count < cuda::kMaxLives, "training step: more live arguments than the step graph holds");
+    const int k = step_lives_.count++;
+    uint64_t w = 0;
+    std::memcpy(&w, &v, sizeof(V));  // little-endian: the slot's first bytes are v's
+    step_lives_.v[k] = w;
+    if (step_mode_ == StepMode::collect) return cuda::Live<V>(v);
+    return cuda::Live<V>(v, reinterpret_cast<const V*>(live_block() + k));
+  }
+
+  // The step record of one op (see begin_step); true when the op must launch nothing (a
+  // step that may replay its graph). Every op calls it after its checks, before any launch.
+  template <typename... A>
+  bool step_skips(const char* op, const A&... args) {
+    if (step_mode_ == StepMode::none) return false;
+    step_sig_.push_back(reinterpret_cast<uintptr_t>(op));
+    (record(args), ...);
+    return step_mode_ == StepMode::collect;
+  }
+  template <typename V>
+  void record(const V& v) {
+    if constexpr (std::is_pointer_v<V>) {
+      step_sig_.push_back(reinterpret_cast<uintptr_t>(v));
+    } else {
+      static_assert(std::is_arithmetic_v<V> || std::is_enum_v<V>, "record: no overload for this argument");
+      static_assert(sizeof(V) <= sizeof(uint64_t), "record: scalar wider than a word");
+      uint64_t w = 0;
+      std::memcpy(&w, &v, sizeof(V));
+      step_sig_.push_back(w);
+    }
+  }
+  template <typename V>
+  void record(const Mat<V>& m) {
+    record(m.data), record(m.rows), record(m.cols);
+  }
+  template <typename V>
+  void record(const CsrView<V>& c) {
+    record(c.indptr), record(c.indices), record(c.values), record(c.rows), record(c.cols), record(c.nnz);
+  }
+  void record(const CsrBatch<float>& x) {  // stream is live
+    record(x.csr), record(x.rows), record(x.norms), record(x.dropout), record(x.seed);
+  }
+  void record(const AdamConfig& a) {  // lr enters through the live step size and the fixed shrink
+    record(a.lr), record(a.beta1), record(a.beta2), record(a.eps), record(a.weight_decay), record(a.decoupled);
+  }
+  void record(const std::vector<int>& v) {
+    record(v.size());
+    for (int x : v) record(x);
+  }
+  void not_in_step(const char* what) const {
+    VAE_CHECK(step_mode_ == StepMode::none, std::string(what) + ": not inside a training step (it waits for the device)");
+  }
+
   // The host-side checks of a CsrBatch (the oracle's), and its dropout factor computed as
   // dropout() computes it.
   static cuda::CsrBatchArgs batch_args(const CsrBatch<float>& x, const char* what) {
@@ -640,8 +770,21 @@ class CudaBackend final : public Backend<float> {
   Buffer scratch_;
   cuda::OpContext ctx_;
   GemmPrecision precision_;
-  bool capturing_ = false;
-  std::map<int64_t, GraphExecPtr> step_graphs_;  // by capture key (batch size)
+  enum class StepMode { none, capture, collect };
+  struct StepGraph {
+    GraphPtr graph;  // [prologue → captured step]
+    GraphExecPtr exec;
+    cudaGraphNode_t prologue = nullptr;
+    std::vector<uint64_t> sig;  // the captured step's record (see begin_step)
+    int lives = 0;
+  };
+  StepMode step_mode_ = StepMode::none;
+  int64_t step_key_ = 0;
+  std::vector<uint64_t> step_sig_;
+  cuda::LiveValues step_lives_;
+  Buffer live_block_;                     // kMaxLives 8-byte slots
+  std::map<int64_t, StepGraph> step_graphs_;  // by step key (batch size)
+  StepGraphStats stats_;
   bool profiling_ = false;
   std::vector<Timed> timed_;          // ops bracketed and not yet folded into op_totals_
   std::map<std::string, OpTime> op_totals_;  // by op, since the last op_profile()

@@ -99,7 +99,8 @@ int launch_reduce(cudaStream_t s, int64_t n, const F& f, double* partials) {
 // Second pass of every loss: one block sums the partials in a fixed order, then
 //   total_out (optional) = Σ;  loss (optional) = float(double(loss) + outer · (inner · g(Σ)))
 // with g = sqrt when take_sqrt, else identity — the CPU's add_loss, term for term.
-void finalize_loss(const OpContext& ctx, int nparts, double outer, double inner, bool take_sqrt,
+// outer may be a step's live argument (reparam_kl_backward's kl_scale).
+void finalize_loss(const OpContext& ctx, int nparts, Live<double> outer, double inner, bool take_sqrt,
                    float* loss, double* total_out);
 
 }  // namespace vae::cuda

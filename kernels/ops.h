@@ -34,6 +34,33 @@ enum DeviceError : int {
 };
 const char* device_error_message(int code);
 
+// A training step's live argument (see Backend::begin_step): plain launches pass the value;
+// a step being captured passes where the step graph keeps it (`at`, a slot of the backend's
+// live block that the graph's first node fills), so a replay reads the new step's value.
+template <typename V>
+struct Live {
+  V value{};
+  const V* at = nullptr;
+  Live() = default;
+  Live(V v) : value(v) {}  // NOLINT(google-explicit-constructor): a plain value is a fixed Live
+  Live(V v, const V* slot) : value(v), at(slot) {}
+  __device__ __forceinline__ V get() const { return at ? *at : value; }
+};
+
+// The live values of one step, in the order its ops issued them; passed by value to the
+// prologue kernel that copies them into the live block at the start of a step graph.
+constexpr int kMaxLives = 64;
+struct LiveValues {
+  uint64_t v[kMaxLives];
+  int count = 0;
+};
+// Builds the executable step graph: prologue (lives → block) → the captured step. Returns the
+// prologue's node, whose values set_step_lives() changes before each launch.
+cudaGraphNode_t add_step_prologue(cudaGraph_t outer, cudaGraph_t step, const LiveValues& lives,
+                                  uint64_t* block);
+void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,
+                    uint64_t* block);
+
 // What every launcher needs: the stream and the backend's preallocated scratch (no op
 // allocates device memory).
 struct OpContext {
@@ -69,19 +96,22 @@ void mse_loss(const OpContext& c, const float* pred, const float* target, int64_
 void bce_logits(const OpContext& c, const float* logits, const float* target, int64_t n, float scale,
                 float* dlogits, float* loss);
 void reparameterize(const OpContext& c, const float* mu_logvar, int64_t rows, int64_t latent,
-                    uint64_t seed, uint64_t stream, float* eps, float* z);
+                    uint64_t seed, Live<uint64_t> stream, float* eps, float* z);
+// kl_scale: the op's float kl_scale, widened to double.
 void reparam_kl_backward(const OpContext& c, const float* mu_logvar, const float* eps,
-                         const float* dz, int64_t rows, int64_t latent, float kl_scale,
+                         const float* dz, int64_t rows, int64_t latent, Live<double> kl_scale,
                          float* d_mu_logvar, float* loss);
 void regularize(const OpContext& c, const float* p, int64_t n, float lambda, Reg kind, float* grad,
                 float* loss);
-void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t seed, uint64_t stream,
+void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t seed, Live<uint64_t> stream,
              float* y);
+// dst[i] = src[offset + i], i < n (the range checked by the backend).
+void take_rows(const OpContext& c, const int32_t* src, Live<int64_t> offset, int32_t* dst, int64_t n);
 
 struct AdamScalars {
   double beta1, beta2, eps, weight_decay;
-  double step_size;  // lr / (1 − β1^t)
-  double sqrt_bc2;   // √(1 − β2^t)
+  Live<double> step_size;  // lr / (1 − β1^t)
+  Live<double> sqrt_bc2;   // √(1 − β2^t)
   double shrink;     // 1 − lr·wd (decoupled) or 1
   bool decoupled;
 };
@@ -106,7 +136,8 @@ struct CsrBatchArgs {
   bool dropout = false;           // q > 0
   bool drop_all = false;          // q ≥ 1: v · 0
   float q = 0.0f, keep_scale = 1.0f;
-  uint64_t seed = 0, stream = 0;
+  uint64_t seed = 0;
+  Live<uint64_t> stream;
 };
 void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, float* norms);
 // y (n × h) = X · Wᵀ, w h × csr.cols.

@@ -20,7 +20,7 @@ __device__ __forceinline__ double sigmoid_d(double x) {
 
 __device__ __forceinline__ double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
-__global__ void finalize_kernel(const double* partials, int nparts, double outer, double inner,
+__global__ void finalize_kernel(const double* partials, int nparts, Live<double> outer_live, double inner,
                                 bool take_sqrt, float* loss, double* total_out) {
   __shared__ double sh[kThreads];
   double acc = 0.0;
@@ -30,6 +30,7 @@ __global__ void finalize_kernel(const double* partials, int nparts, double outer
     if (total_out) *total_out = s;
     if (loss) {
       const double g = take_sqrt ? sqrt(s) : s;
+      const double outer = outer_live.get();
       loss[0] = static_cast<float>(static_cast<double>(loss[0]) + outer * (inner * g));
     }
   }
@@ -43,7 +44,7 @@ struct Discard {
 };
 
 template <typename F>
-void run_loss(const OpContext& c, int64_t n, const F& f, float* loss, double outer, double inner) {
+void run_loss(const OpContext& c, int64_t n, const F& f, float* loss, Live<double> outer, double inner) {
   if (loss) {
     const int parts = launch_reduce(c.stream, n, f, c.partials);
     finalize_loss(c, parts, outer, inner, false, loss, nullptr);
@@ -174,12 +175,13 @@ struct BceF {
 struct ReparamF {
   const float* ml;
   int64_t L;
-  uint64_t seed, stream;
+  uint64_t seed;
+  Live<uint64_t> stream;
   float* eps;
   float* z;
   __device__ void operator()(int64_t i) const {
     const int64_t r = i / L, j = i - r * L;
-    const float e = philox_normal(seed, stream, static_cast<uint64_t>(i));  // i = r·L + j
+    const float e = philox_normal(seed, stream.get(), static_cast<uint64_t>(i));  // i = r·L + j
     const float mu = ml[r * 2 * L + j], lv = ml[r * 2 * L + L + j];
     if (eps) eps[i] = e;
     z[i] = static_cast<float>(__dadd_rn(static_cast<double>(mu),
@@ -193,8 +195,9 @@ struct KlF {
   const float* dz;   // nullptr: no reconstruction path
   float* dml;        // nullptr: loss only; may alias ml (each (r, j) reads before it writes)
   int64_t L;
-  double ks;
+  Live<double> kl_scale;
   __device__ double operator()(int64_t i) const {
+    const double ks = kl_scale.get();
     const int64_t r = i / L, j = i - r * L;
     const int64_t im = r * 2 * L + j, il = im + L;
     const double m = ml[im], l = ml[il], el = exp(l);
@@ -248,14 +251,15 @@ struct DropoutF {
   const float* x;
   float* y;  // may alias x
   float q, keep_scale;
-  uint64_t seed, stream;
+  uint64_t seed;
+  Live<uint64_t> stream;
   bool drop_all;
   __device__ void operator()(int64_t i) const {
     if (drop_all) {
       y[i] = __fmul_rn(x[i], 0.0f);  // PyTorch's p = 1: x · 0 (NaN stays NaN)
       return;
     }
-    const float u = philox_uniform(seed, stream, static_cast<uint64_t>(i));
+    const float u = philox_uniform(seed, stream.get(), static_cast<uint64_t>(i));
     y[i] = __fmul_rn(x[i], u > q ? keep_scale : 0.0f);
   }
 };
@@ -276,14 +280,14 @@ struct AdamF {
                                 __dmul_rn(__dmul_rn(1.0 - s.beta2, g), g));
     m[i] = static_cast<float>(mi);
     v[i] = static_cast<float>(vi);
-    p = __dsub_rn(p, __ddiv_rn(__dmul_rn(s.step_size, mi), __dadd_rn(sqrt(vi) / s.sqrt_bc2, s.eps)));
+    p = __dsub_rn(p, __ddiv_rn(__dmul_rn(s.step_size.get(), mi), __dadd_rn(sqrt(vi) / s.sqrt_bc2.get(), s.eps)));
     params[i] = static_cast<float>(p);
   }
 };
 
 }  // namespace
 
-void finalize_loss(const OpContext& c, int nparts, double outer, double inner, bool take_sqrt,
+void finalize_loss(const OpContext& c, int nparts, Live<double> outer, double inner, bool take_sqrt,
                    float* loss, double* total_out) {
   if (!loss && !total_out) return;
   finalize_kernel<<<1, kThreads, 0, c.stream>>>(c.partials, nparts, outer, inner, take_sqrt, loss, total_out);
@@ -331,16 +335,15 @@ void bce_logits(const OpContext& c, const float* logits, const float* target, in
 }
 
 void reparameterize(const OpContext& c, const float* mu_logvar, int64_t rows, int64_t latent,
-                    uint64_t seed, uint64_t stream, float* eps, float* z) {
+                    uint64_t seed, Live<uint64_t> stream, float* eps, float* z) {
   launch_elementwise(c.stream, rows * latent, ReparamF{mu_logvar, latent, seed, stream, eps, z});
 }
 
 void reparam_kl_backward(const OpContext& c, const float* mu_logvar, const float* eps,
-                         const float* dz, int64_t rows, int64_t latent, float kl_scale,
+                         const float* dz, int64_t rows, int64_t latent, Live<double> kl_scale,
                          float* d_mu_logvar, float* loss) {
   if (!d_mu_logvar && !loss) return;
-  const double ks = kl_scale;
-  run_loss(c, rows * latent, KlF{mu_logvar, eps, dz, d_mu_logvar, latent, ks}, loss, ks, -0.5);
+  run_loss(c, rows * latent, KlF{mu_logvar, eps, dz, d_mu_logvar, latent, kl_scale}, loss, kl_scale, -0.5);
 }
 
 void regularize(const OpContext& c, const float* p, int64_t n, float lambda, Reg kind, float* grad,
@@ -361,7 +364,7 @@ void regularize(const OpContext& c, const float* p, int64_t n, float lambda, Reg
   if (grad && n > 0) launch_elementwise(c.stream, n, RegNormGradF{p, grad, c.scalars, 0.5 * lam});
 }
 
-void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t seed, uint64_t stream,
+void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t seed, Live<uint64_t> stream,
              float* y) {
   const bool all = q >= 1.0f;
   const float keep = all ? 0.0f : 1.0f / (1.0f - q);
@@ -371,6 +374,59 @@ void dropout(const OpContext& c, const float* x, int64_t n, float q, uint64_t se
 void adam_step(const OpContext& c, float* params, const float* grads, float* m, float* v, int64_t n,
                const AdamScalars& s) {
   launch_elementwise(c.stream, n, AdamF{params, grads, m, v, s});
+}
+
+namespace {
+
+struct TakeRowsF {
+  const int32_t* src;
+  Live<int64_t> offset;
+  int32_t* dst;
+  __device__ void operator()(int64_t i) const { dst[i] = src[offset.get() + i]; }
+};
+
+// The first node of every step graph: the step's live values into the backend's live block.
+__global__ void step_prologue_kernel(LiveValues lives, uint64_t* block) {
+  for (int i = threadIdx.x; i < lives.count; i += blockDim.x) block[i] = lives.v[i];
+}
+
+cudaKernelNodeParams prologue_params(LiveValues& lives, uint64_t*& block, void* (&args)[2]) {
+  args[0] = &lives;
+  args[1] = &block;
+  cudaKernelNodeParams p{};
+  p.func = reinterpret_cast<void*>(&step_prologue_kernel);
+  p.gridDim = dim3(1);
+  p.blockDim = dim3(kMaxLives);
+  p.sharedMemBytes = 0;
+  p.kernelParams = args;
+  p.extra = nullptr;
+  return p;
+}
+
+}  // namespace
+
+void take_rows(const OpContext& c, const int32_t* src, Live<int64_t> offset, int32_t* dst, int64_t n) {
+  launch_elementwise(c.stream, n, TakeRowsF{src, offset, dst});
+}
+
+cudaGraphNode_t add_step_prologue(cudaGraph_t outer, cudaGraph_t step, const LiveValues& lives,
+                                  uint64_t* block) {
+  LiveValues l = lives;
+  void* args[2];
+  const cudaKernelNodeParams p = prologue_params(l, block, args);
+  cudaGraphNode_t prologue = nullptr, body = nullptr;
+  CUDA_CHECK(cudaGraphAddKernelNode(&prologue, outer, nullptr, 0, &p));
+  // The captured step as a child graph that waits for the prologue (cloned into outer).
+  CUDA_CHECK(cudaGraphAddChildGraphNode(&body, outer, &prologue, 1, step));
+  return prologue;
+}
+
+void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,
+                    uint64_t* block) {
+  LiveValues l = lives;  // the arguments are copied by the call
+  void* args[2];
+  const cudaKernelNodeParams p = prologue_params(l, block, args);
+  CUDA_CHECK(cudaGraphExecKernelNodeSetParams(exec, prologue, &p));
 }
 
 }  // namespace vae::cuda

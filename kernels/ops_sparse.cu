@@ -24,7 +24,7 @@ __device__ __forceinline__ float sparse_value(const CsrBatchArgs& x, int64_t r, 
   if (x.dropout) {
     if (x.drop_all) return __fmul_rn(v, 0.0f);
     const uint64_t i = static_cast<uint64_t>(r) * static_cast<uint64_t>(x.csr.cols) + static_cast<uint64_t>(c);
-    const float u = philox_uniform(x.seed, x.stream, i);
+    const float u = philox_uniform(x.seed, x.stream.get(), i);
     v = __fmul_rn(v, u > x.q ? x.keep_scale : 0.0f);
   }
   return v;

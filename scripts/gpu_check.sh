@@ -80,7 +80,7 @@ budget_skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"
+graph_line="not run"; bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
 if want build; then
@@ -229,6 +229,7 @@ if [[ $build_status != FAILED* ]]; then
       line=$(grep -m 1 'final metrics' "$log" || echo "none (rc $rc)")
       echo "$dev: $line"
       if [ "$dev" = cuda ]; then metrics_cuda=$line; spe_cuda="$spe (wall $wall s, rc $rc)"
+        graph_line=$(grep -m 1 '^CUDA Graph steps:' "$log" | sed 's/^CUDA Graph steps: //' || true)
       else metrics_cpu=$line; spe_cpu="$spe (wall $wall s, rc $rc)"; fi
     done
     # The same CUDA run with one launch per op instead of one CUDA Graph per training step.
@@ -378,6 +379,7 @@ say "summary"
   row "cuda speed-up" "$speedup"
   row "metrics agree (3 dp)" "$agree"  # default --precision exact on both devices
   row "graph = launches" "$same_gpu"
+  row "graph steps" "${graph_line:-none logged}"  # captured once per batch size, the rest replayed
   row "bench" "$bench_line"
   row "kernel variants" "$variants_line"
   row "svd 5-fold cuda" "$svd_line"

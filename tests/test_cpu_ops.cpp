@@ -724,6 +724,19 @@ TEST_F(CpuOps, CsrRowsToDense) {
   EXPECT_THROW(be->csr_rows_to_dense(ct.view(), up_idx({3, 0, 1}).cmat(), y.mat()), VaeError);
 }
 
+// take_rows copies a window of the epoch order, and refuses one that leaves it.
+TEST_F(CpuOps, TakeRowsCopiesAWindowOfTheOrder) {
+  Tensor<int32_t> order = up_idx({4, 9, 1, 7, 0, 3});
+  Tensor<int32_t> dst = be->upload<int32_t>(std::vector<int32_t>(4, -5), 4, 1);
+  be->take_rows(order.cmat(), 2, dst.mat().rows_slice(0, 4));
+  EXPECT_EQ(be->download(dst.cmat()), (std::vector<int32_t>{1, 7, 0, 3}));
+  be->take_rows(order.cmat(), 5, dst.mat().rows_slice(0, 1));  // the last, one-row batch
+  EXPECT_EQ(be->download(dst.cmat()), (std::vector<int32_t>{3, 7, 0, 3}));
+  be->take_rows(order.cmat(), 6, dst.mat().rows_slice(0, 0));  // empty at the end: nothing
+  EXPECT_THROW(be->take_rows(order.cmat(), 3, dst.mat()), VaeError);
+  EXPECT_THROW(be->take_rows(order.cmat(), -1, dst.mat().rows_slice(0, 1)), VaeError);
+}
+
 // ---- sparse first layer ---------------------------------------------------------------------
 
 // Random CSR (ascending columns, values in [0.5, 5)) with some empty rows and, in row 0, every

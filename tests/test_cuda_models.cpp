@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/philox.h"
 #include "data/dataset.h"
 #include "models/model.h"
 #include "train/trainer.h"
@@ -256,9 +257,10 @@ TEST_F(CudaModels, ExactGemmsKeepFiftyStepsOnTheCpuRun) {
   }
 }
 
-// The trainer's CUDA Graph steps replay exactly the kernels that plain launches run, with the
-// arguments of each step patched in (batch rows, noise stream, Adam step, KL weight): the runs
-// are bit-identical, the last, smaller batch (training rows not a multiple of 64) included.
+// The trainer's CUDA Graph steps replay exactly the kernels that plain launches run, with each
+// step's live arguments (batch offset, noise streams, Adam step, KL weight) read from the graph's
+// live block: the runs are bit-identical, the last, smaller batch (training rows not a multiple
+// of 64) included, and no step is captured twice.
 TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
   SyntheticSpec spec;
   spec.users = 300;
@@ -274,6 +276,7 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
                         Case{"multvae", "heldout", "off"}, Case{"multvae", "heldout", "on"}}) {
     SCOPED_TRACE(std::string(c.kind) + " " + c.protocol + " sparse " + c.sparse);
     std::vector<TrainResult> runs;
+    Backend<float>::StepGraphStats graph_stats;
     for (bool graph : {false, true}) {
       TrainOptions o;
       o.protocol = c.protocol;
@@ -288,6 +291,7 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
       auto be = make_cuda_backend();
       std::ostringstream log;
       runs.push_back(run_experiment(*be, d, o, log));
+      if (graph) graph_stats = be->step_graph_stats();
     }
     ASSERT_NE(runs[0].train_rows % 64, 0) << "the case needs a last, smaller batch";
     ASSERT_EQ(runs[1].history.size(), runs[0].history.size());
@@ -296,6 +300,10 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
       EXPECT_EQ(runs[1].history[e].metrics, runs[0].history[e].metrics) << "epoch " << e + 1;
     }
     EXPECT_TRUE(std::isfinite(runs[1].history.back().train_loss));
+    // Captured once per batch size, every other step replayed without capture.
+    const int64_t steps = 3 * ((runs[0].train_rows + 63) / 64);
+    EXPECT_EQ(graph_stats.captures, 2);
+    EXPECT_EQ(graph_stats.replays, steps - 2);
   }
 }
 
@@ -328,31 +336,78 @@ TEST_F(CudaModels, ProfileOpsTableAfterTraining) {
   EXPECT_EQ(losses[0], losses[1]);
 }
 
-// A capture cut short by an exception is discarded and the backend keeps working.
-TEST_F(CudaModels, AnAbortedStepCaptureLeavesTheBackendUsable) {
+// A step cut short by an exception is discarded and the backend keeps working; nothing that
+// waits for the device is allowed inside a step.
+TEST_F(CudaModels, AnAbortedStepLeavesTheBackendUsable) {
   auto be = make_cuda_backend();
   ASSERT_TRUE(be->supports_step_capture());
   Tensor<float> a = be->upload(std::vector<float>{1, 2, 3, 4, 5, 6}, 2, 3), y = be->zeros(2, 3);
   Tensor<float> bad = be->zeros(3, 2);
-  be->begin_step_capture();
+  be->begin_step(2, false);
   be->fill(y.mat(), 7.0f);
   EXPECT_THROW(be->axpy(1.0f, bad.cmat(), y.mat()), VaeError);  // shape check, before any launch
-  be->abort_step_capture();
+  be->abort_step();
   // The recorded fill never ran; plain work runs again.
   EXPECT_EQ(be->download(y.cmat()), std::vector<float>(6, 0.0f));
   be->axpy(2.0f, a.cmat(), y.mat());
   EXPECT_EQ(be->download(y.cmat()), (std::vector<float>{2, 4, 6, 8, 10, 12}));
-  // A captured step runs once per end_step_capture, updated in place on the second capture.
-  for (float alpha : {1.0f, 10.0f}) {
-    be->begin_step_capture();
-    be->axpy(alpha, a.cmat(), y.mat());
-    be->end_step_capture(2);
+  be->begin_step(3, false);
+  EXPECT_THROW(be->download(y.cmat()), VaeError);
+  EXPECT_THROW(be->begin_step(4, false), VaeError);
+  be->abort_step();
+  EXPECT_EQ(be->step_graph_stats().captures, 0);
+  EXPECT_FALSE(be->replay_step(2));
+}
+
+// Steps under one key: captured once, then replayed with each step's live arguments (the
+// batch's offset in the order, the noise stream, Adam's step) and nothing captured again —
+// every step's result equals the CPU's for that step. A changed fixed argument (axpy's alpha)
+// is noticed and the step captured afresh.
+TEST_F(CudaModels, StepGraphsReplayWithEachStepsLiveArguments) {
+  auto gpu = make_cuda_backend();
+  auto cpu = make_cpu_backend<float>();
+  std::vector<int32_t> order(40);
+  std::iota(order.begin(), order.end(), 0);
+  std::reverse(order.begin(), order.end());
+  std::vector<float> x0(40 * 6), w0(8 * 5), p0(6 * 5, 0.5f);
+  for (size_t i = 0; i < x0.size(); ++i) x0[i] = static_cast<float>(i % 11) - 4.0f;
+  for (size_t i = 0; i < w0.size(); ++i) w0[i] = 0.25f * static_cast<float>(i % 7) - 0.5f;
+  struct Side {
+    Backend<float>* be;
+    Tensor<int32_t> order, rows;
+    Tensor<float> x, xb, y, w, p, g, m, v;
+  };
+  auto make_side = [&](Backend<float>& be) {
+    Side s{&be, be.upload(order, 40, 1), be.alloc<int32_t>(8, 1), be.upload(x0, 40, 6), be.alloc<float>(8, 6),
+           be.alloc<float>(8, 6), be.upload(w0, 8, 5), be.upload(p0, 6, 5), be.alloc<float>(6, 5), be.zeros(6, 5), be.zeros(6, 5)};
+    return s;
+  };
+  Side sides[2] = {make_side(*cpu), make_side(*gpu)};
+  AdamConfig ad;
+  auto step_ops = [&](Side& s, int64_t step, float alpha) {
+    Backend<float>& be = *s.be;
+    be.take_rows(s.order.cmat(), 8 * (step % 5), s.rows.mat());
+    be.fill(s.xb.mat(), 0.0f);
+    be.gather_rows_add(s.x.cmat(), s.rows.cmat(), s.xb.mat());
+    be.dropout(s.xb.cmat(), 0.5f, 17, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), s.y.mat());
+    be.axpy(alpha, s.xb.cmat(), s.y.mat());
+    be.gemm(true, false, 1.0f, s.y.cmat(), s.w.cmat(), 0.0f, s.g.mat());
+    be.adam_step(s.p.mat(), s.g.cmat(), s.m.mat(), s.v.mat(), ad, step + 1);
+  };
+  for (int64_t step = 0; step < 7; ++step) {
+    const float alpha = step < 5 ? 1.0f : 10.0f;
+    step_ops(sides[0], step, alpha);
+    gpu->run_step(8, [&] { step_ops(sides[1], step, alpha); });
+    SCOPED_TRACE("step " + std::to_string(step));
+    EXPECT_EQ(gpu->download(sides[1].rows.cmat()), cpu->download(sides[0].rows.cmat()));
+    EXPECT_EQ(gpu->download(sides[1].y.cmat()), cpu->download(sides[0].y.cmat()));
+    EXPECT_EQ(gpu->download(sides[1].p.cmat()), cpu->download(sides[0].p.cmat()));
   }
-  EXPECT_EQ(be->download(y.cmat()), (std::vector<float>{13, 26, 39, 52, 65, 78}));
-  // Replay: the graph under key 2 again, as last updated (alpha 10); no graph under key 99.
-  EXPECT_TRUE(be->replay_step(2));
-  EXPECT_FALSE(be->replay_step(99));
-  EXPECT_EQ(be->download(y.cmat()), (std::vector<float>{23, 46, 69, 92, 115, 138}));
+  // Steps 0 and 5 (alpha changed) captured; the others replayed.
+  EXPECT_EQ(gpu->step_graph_stats().captures, 2);
+  EXPECT_EQ(gpu->step_graph_stats().replays, 5);
+  EXPECT_TRUE(gpu->replay_step(8));
+  EXPECT_FALSE(gpu->replay_step(99));
 }
 
 }  // namespace

@@ -204,7 +204,7 @@ TEST_F(CudaOps, OpProfileCountsAndTimesEachOp) {
   for (int i = 0; i < 3; ++i) gpu->gemm(false, false, 1.0f, a.cmat(), b.cmat(), 0.0f, c.mat());
   gpu->fill(c.mat(), 0.5f);
   gpu->fill(c.mat(), 1.5f);
-  EXPECT_THROW(gpu->begin_step_capture(), VaeError);
+  EXPECT_THROW(gpu->begin_step(1, false), VaeError);
   const std::vector<OpTime> prof = gpu->op_profile();
   gpu->set_op_profiling(false);
   ASSERT_EQ(prof.size(), 2u);
@@ -605,6 +605,22 @@ TEST_F(CudaOps, CsrRowsToDense) {
       EXPECT_TRUE(same(y, 0.0));
     }
   }
+}
+
+TEST_F(CudaOps, TakeRows) {
+  std::vector<int32_t> order(1000);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(5));
+  IPair src = up_idx(order);
+  for (auto [offset, n] : std::vector<std::pair<int64_t, int64_t>>{{0, 64}, {960, 40}, {999, 1}, {1000, 0}, {3, 997}}) {
+    SCOPED_TRACE(std::to_string(offset) + " + " + std::to_string(n));
+    IPair dst = up_idx(std::vector<int32_t>(static_cast<size_t>(n), -1));
+    cpu->take_rows(src.c.cmat(), offset, dst.c.mat());
+    gpu->take_rows(src.g.cmat(), offset, dst.g.mat());
+    EXPECT_TRUE(all_equal(gpu->download(dst.g.cmat()), cpu->download(dst.c.cmat())));
+  }
+  IPair dst = up_idx(std::vector<int32_t>(2, -1));
+  EXPECT_THROW(gpu->take_rows(src.g.cmat(), 999, dst.g.mat()), VaeError);  // checked on the host
 }
 
 // ---- sparse first layer ----------------------------------------------------------------------

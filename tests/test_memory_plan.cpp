@@ -64,6 +64,7 @@ class CountingBackend final : public Backend<float> {
   }
   void l2_normalize_rows(CMat<float> x, Mat<float> y) override { cpu_->l2_normalize_rows(x, y); }
   void csr_rows_to_dense(CsrView<float> c, CMat<int32_t> r, Mat<float> y) override { cpu_->csr_rows_to_dense(c, r, y); }
+  void take_rows(CMat<int32_t> s, int64_t o, Mat<int32_t> d) override { cpu_->take_rows(s, o, d); }
   void csr_row_norms(CsrView<float> c, CMat<int32_t> r, Mat<float> n) override { cpu_->csr_row_norms(c, r, n); }
   void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {
     cpu_->csr_linear_forward(x, w, y);

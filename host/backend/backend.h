@@ -118,23 +118,54 @@ class Backend {
   virtual void set_op_profiling(bool /*on*/) {}
   virtual std::vector<OpTime> op_profile() { return {}; }
 
-  // ---- step capture (CUDA Graphs) -----------------------------------------------------
-  // Ops issued between begin_step_capture() and end_step_capture(key) are recorded, not run;
-  // end_step_capture runs them as one graph launch. The executable graph is kept under key
-  // (the trainer uses the batch size) and only its kernel arguments are updated when the next
-  // capture under that key records the same work, so a step costs one launch instead of one
-  // per op. Nothing inside may wait for the device (no copies to the host, no synchronize()).
-  // abort_step_capture() ends a capture that an exception interrupted, discarding it.
-  // Backends without graphs run every op at once and these do nothing.
+  // ---- training steps as CUDA Graphs ---------------------------------------------------
+  // A step is the ops issued between begin_step(key, …) and end_step(); the trainer keys
+  // steps by batch size. On a backend with graphs (supports_step_capture()):
+  //  - the first step under a key is captured and then run as one graph launch;
+  //  - a later step under that key launches nothing while its ops are issued: each op only
+  //    checks its shapes and records its arguments. If they equal the captured step's in
+  //    everything but the step's *live* arguments — the noise streams of reparameterize,
+  //    dropout and CsrBatch, reparam_kl_backward's kl_scale, adam_step's step and take_rows'
+  //    offset — end_step() replays the graph with the new live values (one launch, nothing
+  //    captured again) and returns true. Otherwise nothing has run and end_step() returns
+  //    false: issue the step's ops again with begin_step(key, true), which captures afresh.
+  //    run_step() below does exactly this.
+  // Inside a step nothing may wait for the device (no copies to the host, no synchronize()).
+  // abort_step() ends a step that an exception interrupted, discarding it.
+  // Backends without graphs run every op at once; begin_step does nothing and end_step
+  // returns true.
   virtual bool supports_step_capture() const { return false; }
-  virtual void begin_step_capture() {}
-  virtual void end_step_capture(int64_t /*key*/) {}
-  virtual void abort_step_capture() noexcept {}
+  virtual void begin_step(int64_t /*key*/, bool /*capture*/) {}
+  virtual bool end_step() { return true; }
+  virtual void abort_step() noexcept {}
+  // Steps captured and steps replayed without capture since the backend was made.
+  struct StepGraphStats {
+    int64_t captures = 0, replays = 0;
+  };
+  virtual StepGraphStats step_graph_stats() const { return {}; }
   // Launches the graph kept under key again, unchanged (the same batch, noise and Adam step):
-  // for timing how fast a step could run with nothing re-captured. False when there is none.
+  // for timing how fast a step could run with no host work at all. False when there is none.
   // Graphs outlive the model that captured them: replay only a key captured since the model's
   // buffers were last allocated.
   virtual bool replay_step(int64_t /*key*/) { return false; }
+
+  // One training step: ops() issued as a step under key (see begin_step), issued a second time
+  // to be captured when the kept graph does not fit. ops() must issue the same ops each time
+  // it is called and may not change host state the step's ops depend on.
+  template <typename F>
+  void run_step(int64_t key, F&& ops) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      begin_step(key, attempt > 0);
+      try {
+        ops();
+      } catch (...) {
+        abort_step();
+        throw;
+      }
+      if (end_step()) return;
+    }
+    throw VaeError("run_step: a freshly captured step did not run");  // end_step runs every capture
+  }
 
   template <typename U>
   Tensor<U> alloc(int64_t rows, int64_t cols) {
@@ -225,6 +256,10 @@ class Backend {
   virtual void l2_normalize_rows(CMat<T> x, Mat<T> y) = 0;
   // y (n × csr.cols) = dense copy of csr rows rows[0..n).
   virtual void csr_rows_to_dense(CsrView<T> csr, CMat<int32_t> rows, Mat<T> y) = 0;
+  // dst[i] = src[offset + i] for i < dst.size(): a batch's row ids taken from the epoch's
+  // order. An op rather than a view at an offset so that a replayed step graph reads the
+  // offset when it runs (a live argument). Throws when the range leaves src.
+  virtual void take_rows(CMat<int32_t> src, int64_t offset, Mat<int32_t> dst) = 0;
 
   // ---- sparse first layer (CsrBatch input; see CsrBatch for the value transforms) ----------
   // norms (n × 1) = ‖csr row rows[r]‖₂, summed in double (what l2_normalize_rows divides by).

@@ -536,6 +536,11 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  void take_rows(CMat<int32_t> src, int64_t offset, Mat<int32_t> dst) override {
+    VAE_CHECK(offset >= 0 && offset + dst.size() <= src.size(), "take_rows: offset + n exceeds the source");
+    std::copy(src.data + offset, src.data + offset + dst.size(), dst.data);
+  }
+
   // ---- sparse first layer -------------------------------------------------------------
   void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) override {
     const int64_t n = rows.size();

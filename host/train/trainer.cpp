@@ -416,6 +416,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   // ---- training ---------------------------------------------------------------------------
   CsrTensor<float> train_dev = be.upload_csr(train);
   Tensor<int32_t> order = be.alloc<int32_t>(train.rows, 1);
+  Tensor<int32_t> batch_rows = be.alloc<int32_t>(std::min<int64_t>(batch, train.rows), 1);
   Tensor<float> m1 = be.zeros(1, model->num_params()), m2 = be.zeros(1, model->num_params());
   Tensor<float> best_theta = be.alloc<float>(1, model->num_params());
   Tensor<float> loss_acc = be.zeros(1, 1);
@@ -425,6 +426,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   int since_best = 0;
   int64_t step = 0;
   std::vector<double> epoch_secs;
+  const auto graphs_before = be.step_graph_stats();
   const auto t_train = Clock::now();
   const bool graph_steps = opt.cuda_graph && be.supports_step_capture() && !opt.profile_ops;
   if (opt.profile_ops) be.set_op_profiling(true);
@@ -455,18 +457,20 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       const int64_t r0 = bi * batch, n = std::min(batch, train.rows - r0);
       Batch<float> b;
       b.input = train_dev.view();
-      b.rows = order.cmat().rows_slice(r0, n);
+      b.rows = batch_rows.cmat().rows_slice(0, n);
       b.users = b.rows;
       b.n = n;
-      if (graph_steps) be.begin_step_capture();
-      try {
+      // The batch's rows are copied out of the epoch order inside the step (offset r0 is one
+      // of the step's live arguments), so every step of a batch size replays one graph.
+      auto ops = [&] {
+        be.take_rows(order.cmat(), r0, batch_rows.mat().rows_slice(0, n));
         model->forward_backward(b, step, true, loss_acc.mat());
         be.adam_step(model->param_buffer(), model->grad_buffer(), m1.mat(), m2.mat(), opt.adam, step + 1);
-      } catch (...) {
-        if (graph_steps) be.abort_step_capture();
-        throw;
-      }
-      if (graph_steps) be.end_step_capture(n);  // one graph per batch size: the last batch has its own
+      };
+      if (graph_steps)
+        be.run_step(n, ops);  // one graph per batch size: the last batch has its own
+      else
+        ops();
       ++step;
       if (opt.progress_bar && !opt.quiet) {
         const int width = 30, done = static_cast<int>(width * (bi + 1) / batches);
@@ -511,6 +515,11 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     }
   }
   res.train_seconds = seconds_since(t_train);
+  if (graph_steps && !opt.quiet) {
+    const auto g = be.step_graph_stats();
+    log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
+        << g.replays - graphs_before.replays << " replayed without capture\n";
+  }
   if (opt.profile_ops) {
     const std::vector<OpTime> prof = be.op_profile();
     be.set_op_profiling(false);
