@@ -65,6 +65,21 @@ TEST(Cli, UnknownFlagAndBadValuesExitTwo) {
   EXPECT_THAT(f.out, HasSubstr("ratings"));
   CmdResult g = run_cli("--data synthetic:users=-5");
   EXPECT_EQ(g.code, 2);
+  CmdResult h = run_cli("--tf32 --precision fp32");  // contradicting precisions
+  EXPECT_EQ(h.code, 2);
+  EXPECT_THAT(h.out, HasSubstr("excludes"));
+}
+
+// Choices are matched whatever their case and recorded in the canonical spelling.
+TEST(Cli, ChoicesIgnoreCase) {
+  fs::path dir = temp_dir("choices_case");
+  CmdResult r = run_cli("train --model VAE --precision FP32 --protocol Seed --epochs 1 --quiet " +
+                        std::string(kSmall) + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_EQ(s["model"], "vae");
+  EXPECT_EQ(s["precision"], "fp32");
+  EXPECT_EQ(s["protocol"], "seed");
 }
 
 // Item-based AutoRec and SVD only predict ratings: without --protocol they get the ratings one.

@@ -713,13 +713,13 @@ int main(int argc, char** argv) {
                  "synthetic[:users=943,items=1682,ratings=100000,groups=6,seed=1]; default "
                  "data/ml-100k if present, else synthetic");
   app.add_option("--seed", o.seed, "random seed for splits, initialisation and noise");
-  app.add_option("--device", o.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device", o.device, "auto, cpu or cuda")->transform(CLI::IsMember({"auto", "cpu", "cuda"}, CLI::ignore_case));
   app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts");
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(CLI::Range(1, 100000));
   app.add_option("--model", o.train.model.kind, "vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
-      ->check(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}));
+      ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
-      ->check(CLI::IsMember({"seed", "heldout", "ratings"}));
+      ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(CLI::Range(0, 1 << 24));
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(CLI::NonNegativeNumber);
   app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(CLI::NonNegativeNumber);
@@ -736,39 +736,40 @@ int main(int argc, char** argv) {
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")->check(CLI::Range(0.0, 0.99));
   app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(CLI::NonNegativeNumber);
   app.add_option("--loss,--autorec-loss", o.train.model.loss, "AutoRec: masked (observed ratings) or dense (the notebook); CDAE: bce or mse")
-      ->check(CLI::IsMember({"masked", "dense", "bce", "mse"}));
+      ->transform(CLI::IsMember({"masked", "dense", "bce", "mse"}, CLI::ignore_case));
   app.add_option("--act-hidden", o.train.model.act_hidden, "AutoRec hidden activation")
-      ->check(CLI::IsMember({"sigmoid", "identity", "relu", "tanh"}));
+      ->transform(CLI::IsMember({"sigmoid", "identity", "relu", "tanh"}, CLI::ignore_case));
   app.add_option("--act-out", o.train.model.act_out, "AutoRec output activation")
-      ->check(CLI::IsMember({"identity", "sigmoid"}));
+      ->transform(CLI::IsMember({"identity", "sigmoid"}, CLI::ignore_case));
   app.add_option("--test-fraction", o.train.test_fraction, "seed protocol test users")->check(CLI::Range(0.01, 0.99));
   app.add_option("--threshold", o.train.heldout.threshold, "heldout protocol: rating >= threshold is positive");
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
-      ->check(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}));
+      ->transform(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}, CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
       ->check(CLI::Range(2, 100));
   app.add_option("--svd-schedule", o.svd_schedule,
                  "svd/svdpp SGD order: serial (Surprise's order, CPU only) or blocked (DSGD: users and items in B "
                  "blocks each, B independent blocks at a time, seeded order inside a block; deterministic, and "
                  "bit-identical between the GPU and the CPU). Default: blocked on a GPU, serial otherwise")
-      ->check(CLI::IsMember({"serial", "blocked"}));
+      ->transform(CLI::IsMember({"serial", "blocked"}, CLI::ignore_case));
   app.add_option("--svd-blocks", o.svd_blocks, "blocked schedule: B (0 = min(264, users, items))")
       ->check(CLI::Range(0, 4096));
   app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--precision", o.precision,
+  CLI::Option* precision_opt = app.add_option("--precision", o.precision,
                  "GEMM accumulation: exact (default: products summed in double, rounded once, so CPU and GPU "
                  "runs give the same numbers), fp32 (BLAS sgemm, faster at scale), tf32 or bf16 (GPU tensor cores, "
                  "inputs rounded to 10 or 8 mantissa bits; fp32 on the CPU)")
-      ->check(CLI::IsMember({"exact", "fp32", "tf32", "bf16"}));
-  app.add_flag_callback("--tf32", [&o] { o.precision = "tf32"; }, "same as --precision tf32");
+      ->transform(CLI::IsMember({"exact", "fp32", "tf32", "bf16"}, CLI::ignore_case));
+  app.add_flag_callback("--tf32", [&o] { o.precision = "tf32"; }, "same as --precision tf32")
+      ->excludes(precision_opt);  // two answers to one question: refuse rather than let the last win
   app.add_option("--sparse-input", o.train.sparse_input,
                  "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off")
-      ->check(CLI::IsMember({"auto", "on", "off"}));
+      ->transform(CLI::IsMember({"auto", "on", "off"}, CLI::ignore_case));
   app.add_option_function<std::string>(
          "--cuda-graph", [&o](const std::string& v) { o.train.cuda_graph = v == "on"; },
          "GPU training step captured and replayed as one CUDA Graph: on (default) or off (one launch per op)")
-      ->check(CLI::IsMember({"on", "off"}));
+      ->transform(CLI::IsMember({"on", "off"}, CLI::ignore_case));
   app.add_flag("--profile-ops", o.train.profile_ops,
                "after training, print the GPU time of every op (CUDA events; plain launches meanwhile)");
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
