@@ -163,6 +163,7 @@ class CudaBackend final : public Backend<float> {
     profiling_ = on;
   }
   std::vector<OpTime> op_profile() override {
+    not_in_step("op_profile");
     fold_timed();
     std::vector<OpTime> out;
     for (auto& kv : op_totals_) out.push_back(kv.second);

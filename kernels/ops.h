@@ -51,7 +51,7 @@ struct Live {
 // prologue kernel that copies them into the live block at the start of a step graph.
 constexpr int kMaxLives = 64;
 struct LiveValues {
-  uint64_t v[kMaxLives];
+  uint64_t v[kMaxLives]{};
   int count = 0;
 };
 // Builds the executable step graph: prologue (lives → block) → the captured step. Returns the

@@ -360,11 +360,14 @@ TEST_F(CudaModels, AnAbortedStepLeavesTheBackendUsable) {
 }
 
 // Steps under one key: captured once, then replayed with each step's live arguments (the
-// batch's offset in the order, the noise stream, Adam's step) and nothing captured again —
-// every step's result equals the CPU's for that step. A changed fixed argument (axpy's alpha)
-// is noticed and the step captured afresh.
+// batch's offset in the order, the noise streams, the KL weight, Adam's step) and nothing
+// captured again — every step's results are bit-identical to the same ops launched one by one
+// on a second backend (and the batch rows to the CPU's). A changed fixed argument (axpy's
+// alpha) is noticed and the step captured afresh; a step aborted while it was only being
+// recorded leaves the graph usable.
 TEST_F(CudaModels, StepGraphsReplayWithEachStepsLiveArguments) {
-  auto gpu = make_cuda_backend();
+  auto graph = make_cuda_backend();
+  auto plain = make_cuda_backend();
   auto cpu = make_cpu_backend<float>();
   std::vector<int32_t> order(40);
   std::iota(order.begin(), order.end(), 0);
@@ -375,14 +378,15 @@ TEST_F(CudaModels, StepGraphsReplayWithEachStepsLiveArguments) {
   struct Side {
     Backend<float>* be;
     Tensor<int32_t> order, rows;
-    Tensor<float> x, xb, y, w, p, g, m, v;
+    Tensor<float> x, xb, y, w, p, g, m, v, z, eps, dml, loss;
   };
   auto make_side = [&](Backend<float>& be) {
     Side s{&be, be.upload(order, 40, 1), be.alloc<int32_t>(8, 1), be.upload(x0, 40, 6), be.alloc<float>(8, 6),
-           be.alloc<float>(8, 6), be.upload(w0, 8, 5), be.upload(p0, 6, 5), be.alloc<float>(6, 5), be.zeros(6, 5), be.zeros(6, 5)};
+           be.alloc<float>(8, 6), be.upload(w0, 8, 5), be.upload(p0, 6, 5), be.alloc<float>(6, 5), be.zeros(6, 5),
+           be.zeros(6, 5), be.alloc<float>(8, 3), be.alloc<float>(8, 3), be.alloc<float>(8, 6), be.zeros(1, 1)};
     return s;
   };
-  Side sides[2] = {make_side(*cpu), make_side(*gpu)};
+  Side sides[3] = {make_side(*cpu), make_side(*plain), make_side(*graph)};
   AdamConfig ad;
   auto step_ops = [&](Side& s, int64_t step, float alpha) {
     Backend<float>& be = *s.be;
@@ -391,23 +395,41 @@ TEST_F(CudaModels, StepGraphsReplayWithEachStepsLiveArguments) {
     be.gather_rows_add(s.x.cmat(), s.rows.cmat(), s.xb.mat());
     be.dropout(s.xb.cmat(), 0.5f, 17, rng_stream(RngStream::dropout, static_cast<uint64_t>(step)), s.y.mat());
     be.axpy(alpha, s.xb.cmat(), s.y.mat());
+    // xb read as μ | log σ² (8 × 2·3): noise and KL weight change every step.
+    be.reparameterize(s.xb.cmat(), 5, rng_stream(RngStream::eps, static_cast<uint64_t>(step)), s.eps.mat(), s.z.mat());
+    be.reparam_kl_backward(s.xb.cmat(), s.eps.cmat(), s.z.cmat(), 0.1f * static_cast<float>(step + 1), s.dml.mat(),
+                           s.loss.mat());
     be.gemm(true, false, 1.0f, s.y.cmat(), s.w.cmat(), 0.0f, s.g.mat());
     be.adam_step(s.p.mat(), s.g.cmat(), s.m.mat(), s.v.mat(), ad, step + 1);
   };
   for (int64_t step = 0; step < 7; ++step) {
     const float alpha = step < 5 ? 1.0f : 10.0f;
     step_ops(sides[0], step, alpha);
-    gpu->run_step(8, [&] { step_ops(sides[1], step, alpha); });
+    step_ops(sides[1], step, alpha);
+    graph->run_step(8, [&] { step_ops(sides[2], step, alpha); });
     SCOPED_TRACE("step " + std::to_string(step));
-    EXPECT_EQ(gpu->download(sides[1].rows.cmat()), cpu->download(sides[0].rows.cmat()));
-    EXPECT_EQ(gpu->download(sides[1].y.cmat()), cpu->download(sides[0].y.cmat()));
-    EXPECT_EQ(gpu->download(sides[1].p.cmat()), cpu->download(sides[0].p.cmat()));
+    EXPECT_EQ(graph->download(sides[2].rows.cmat()), cpu->download(sides[0].rows.cmat()));
+    for (auto t : {&Side::y, &Side::z, &Side::eps, &Side::dml, &Side::loss, &Side::p, &Side::m, &Side::v})
+      EXPECT_EQ(graph->download((sides[2].*t).cmat()), plain->download((sides[1].*t).cmat()));
   }
   // Steps 0 and 5 (alpha changed) captured; the others replayed.
-  EXPECT_EQ(gpu->step_graph_stats().captures, 2);
-  EXPECT_EQ(gpu->step_graph_stats().replays, 5);
-  EXPECT_TRUE(gpu->replay_step(8));
-  EXPECT_FALSE(gpu->replay_step(99));
+  EXPECT_EQ(graph->step_graph_stats().captures, 2);
+  EXPECT_EQ(graph->step_graph_stats().replays, 5);
+  // A step under a kept key that throws while being recorded launches nothing and is
+  // discarded; the next one replays as before.
+  const std::vector<float> p_before = graph->download(sides[2].p.cmat());
+  Tensor<float> bad = graph->zeros(3, 3);
+  graph->begin_step(8, false);
+  graph->fill(sides[2].p.mat(), 0.0f);
+  EXPECT_THROW(graph->axpy(1.0f, bad.cmat(), sides[2].p.mat()), VaeError);
+  graph->abort_step();
+  EXPECT_EQ(graph->download(sides[2].p.cmat()), p_before);
+  step_ops(sides[1], 7, 10.0f);
+  graph->run_step(8, [&] { step_ops(sides[2], 7, 10.0f); });
+  EXPECT_EQ(graph->download(sides[2].p.cmat()), plain->download(sides[1].p.cmat()));
+  EXPECT_EQ(graph->step_graph_stats().replays, 6);
+  EXPECT_TRUE(graph->replay_step(8));
+  EXPECT_FALSE(graph->replay_step(99));
 }
 
 }  // namespace

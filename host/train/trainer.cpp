@@ -332,7 +332,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   const bool is_pretrained = pretrained != nullptr;
   if (!is_pretrained && is_autoencoder(kind)) {
     // Sized from the shapes before anything large is allocated: refuse what cannot fit.
-    int64_t data_bytes = csr_device_bytes(train) + train.rows * 4 + csr_device_bytes(eval_input) +
+    // The training CSR, the epoch order and the batch's rows (take_rows), then the eval sets.
+    int64_t data_bytes = csr_device_bytes(train) + train.rows * 4 + std::min(batch, train.rows) * 4 +
+                         csr_device_bytes(eval_input) +
                          csr_device_bytes(eval_target) + eval_input.rows * 4;
     if (have_val) data_bytes += csr_device_bytes(test_input) + csr_device_bytes(test_target) + test_input.rows * 4;
     const int kmax = std::max(opt.k, *std::max_element(opt.ks.begin(), opt.ks.end()));
