@@ -254,3 +254,59 @@ TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
 }
 
 }  // namespace
+
+namespace {
+
+// Option values that no run can mean: refused while parsing (exit 2), with what was wrong.
+TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
+  for (const char* bad : {"--lr nan", "--beta inf", "--lr -1", "--weight-decay -nan", "--dropout nan",
+                          "--seed -1", "--seed 99999999999999999999999", "--seed 1e3"}) {
+    const CmdResult r = run_cli(std::string(bad) + " --epochs 1 " + kSmall);
+    EXPECT_EQ(r.code, 2) << bad << "\n" << r.out;
+    EXPECT_LT(r.out.size(), 400u) << bad << ": a short message, not a 309-digit bound\n" << r.out;
+  }
+  const CmdResult lr = run_cli(std::string("--lr nan --epochs 1 ") + kSmall);
+  EXPECT_THAT(lr.out, HasSubstr("finite"));
+  const CmdResult h = run_cli(std::string("--hidden 50 --epochs 1 ") + kSmall);  // the notebook VAE
+  EXPECT_EQ(h.code, 2) << h.out;
+  EXPECT_THAT(h.out, HasSubstr("--latent"));
+  const CmdResult ok = run_cli(std::string("--seed 18446744073709551615 --epochs 1 --no-baseline --no-tsne ") + kSmall);
+  EXPECT_EQ(ok.code, 0) << ok.out;
+}
+
+// A model too large for this machine's memory is refused before anything is allocated, naming
+// what to reduce; a batch larger than the data only means "everything at once".
+TEST(Cli, SizesBeyondTheMachineAreRefusedAndHugeBatchesClamped) {
+  const CmdResult big = run_cli(
+      "train --model autorec --hidden 1048576 --epochs 1 --data synthetic:users=50,items=100000,ratings=2000 "
+      "--device cpu");
+  EXPECT_EQ(big.code, 2) << big.out;
+  EXPECT_THAT(big.out, HasSubstr("--hidden"));
+  fs::path dir = temp_dir("huge_batch");
+  const CmdResult all = run_cli(std::string("train --batch-size 16777216 --epochs 1 --quiet ") + kSmall +
+                                " --out " + dir.string());
+  ASSERT_EQ(all.code, 0) << all.out;
+  EXPECT_EQ(read_json(dir / "summary.json")["epochs"], 1);
+}
+
+// A run that fails while writing its model file leaves the earlier run's files as they were
+// (metrics and summary still describe the model beside them) and no temporaries.
+TEST(Cli, AFailedModelWriteKeepsTheEarlierRunFilesWhole) {
+  fs::path dir = temp_dir("staged");
+  const std::string base = std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string();
+  ASSERT_EQ(run_cli(base).code, 0);
+  std::ifstream f(dir / "summary.json");
+  const std::string before((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  fs::remove(dir / "model.safetensors");
+  fs::create_directories(dir / "model.safetensors" / "blocker");  // the model file cannot be written
+  const CmdResult r = run_cli(base + " --seed 7");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("model.safetensors"));
+  std::ifstream g(dir / "summary.json");
+  const std::string after((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, before);
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_NE(e.path().extension(), ".tmp") << e.path();
+}
+
+}  // namespace

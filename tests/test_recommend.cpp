@@ -176,7 +176,7 @@ TEST_F(RecommendVae, UnknownIdsAndMalformedPairsAreReported) {
   EXPECT_THAT(text, HasSubstr("Genre Counts"));
 }
 
-TEST_F(RecommendVae, NoUsableRatingsFallsBackToPopularity) {
+TEST_F(RecommendVae, AnEmptyRatingsListFallsBackToPopularity) {
   Recommender rec = make();
   const Dataset& d = data();
   RecommendOptions o;
@@ -186,7 +186,15 @@ TEST_F(RecommendVae, NoUsableRatingsFallsBackToPopularity) {
   std::vector<int32_t> order(counts.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return counts[a] > counts[b]; });
-  for (const std::string& spec : {std::string(""), std::string("nonsense,99999:3")}) {
+  // Ratings given but none usable: not a cold-start query but a mistake, said as one.
+  try {
+    rec.for_ratings("nonsense,99999:3", o);
+    ADD_FAILURE() << "no error for a --ratings list without one usable pair";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'nonsense'"));
+    EXPECT_THAT(e.what(), HasSubstr("99999"));
+  }
+  for (const std::string& spec : {std::string(""), std::string(" , ")}) {
     const RecommendResult r = rec.for_ratings(spec, o);
     EXPECT_TRUE(r.popularity_fallback) << spec;
     EXPECT_THAT(::testing::PrintToString(r.notes), HasSubstr("popular"));
@@ -219,6 +227,10 @@ TEST_F(RecommendVae, AllUsersCsvMatchesPerUserCalls) {
   EXPECT_EQ(s.users, d.num_users());
   EXPECT_EQ(s.rows, d.num_users() * 7);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
+  // A directory where the CSV should go: an error naming it, and no temporary left behind.
+  fs::create_directories(dir / "taken");
+  EXPECT_THROW(rec.write_all_users_csv((dir / "taken").string(), o), DataError);
+  EXPECT_FALSE(fs::exists((dir / "taken").string() + ".tmp"));
   std::ifstream f(path);
   std::string line;
   std::getline(f, line);

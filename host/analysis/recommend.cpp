@@ -140,6 +140,13 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     seen.push_back(it->second);
     f.ratings.emplace_back(it->second, static_cast<float>(r));
   }
+  // Some pairs unusable: warnings beside the list. None usable although some were given: the
+  // request cannot be what was meant (an empty --ratings "" is the cold-start query instead).
+  if (f.ratings.empty() && !f.warnings.empty()) {
+    std::string msg = "--ratings: no usable item_id:rating pair";
+    for (const std::string& w : f.warnings) msg += "; " + w;
+    throw UsageError(msg);
+  }
   std::sort(f.ratings.begin(), f.ratings.end());
   return f;
 }
@@ -443,6 +450,19 @@ template <typename ForUsers>
 Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Dataset& d, int64_t slice,
                                             const ForUsers& for_users) {
   const std::string tmp = path + ".tmp";
+  {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
+  }
+  // A failed write leaves no partial path.tmp behind.
+  struct RemoveTmp {
+    const std::string& tmp;
+    bool keep = false;
+    ~RemoveTmp() {
+      std::error_code ec;
+      if (!keep) std::filesystem::remove(tmp, ec);
+    }
+  } cleanup{tmp};
   Recommender::AllUsersSummary s;
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -472,6 +492,7 @@ Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Datas
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
+  cleanup.keep = true;
   return s;
 }
 

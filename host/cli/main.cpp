@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <new>
 #include <sstream>
 
 #include "analysis/analysis_ops.h"
@@ -449,7 +450,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
   if (!o.out.empty()) {
-    write_run_files(o.out, r);
+    StagedFiles staged = stage_run_files(o.out, r);  // renamed in only once the model file is written
     std::string written = "metrics.csv, summary.json";
     if (run.model) {
       save_svd_model_file(o.out + "/" + kModelFileName, *run.model,
@@ -459,6 +460,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
       std::cerr << "note: --folds trains one model per fold; no " << kModelFileName
                 << " written (train without --folds to keep a model)\n";
     }
+    staged.commit();
     std::cerr << "wrote " << o.out << "/" << written << "\n";
   }
   if (main_job && run.model && d.num_users() > 0) {
@@ -486,8 +488,9 @@ int run_svd_file(Options& o, const Dataset& d) {
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
   if (!o.out.empty()) {
-    write_run_files(o.out, r);
+    StagedFiles staged = stage_run_files(o.out, r);
     save_svd_model_file(o.out + "/" + kModelFileName, *ls.model, ls.info, d);
+    staged.commit();
     std::cerr << "wrote " << o.out << "/metrics.csv, summary.json, " << kModelFileName << "\n";
   }
   return 0;
@@ -551,10 +554,11 @@ int run_train(Options& o, bool main_job) {
   std::cout << "\n";
   std::string written;
   if (!o.out.empty()) {
-    write_run_files(o.out, r);
+    StagedFiles staged = stage_run_files(o.out, r);  // renamed in only once the model file is written
     written = "metrics.csv, summary.json";
     if (write_model_file(o.out, *be, r, d)) written += ", " + std::string(kModelFileName);
     else std::cerr << "note: " << r.model << " has no trained parameters; no " << kModelFileName << " written\n";
+    staged.commit();
   }
   if (main_job && !o.no_baseline && r.model != "popularity") {
     TrainOptions b = o.train;
@@ -700,6 +704,39 @@ int run_info_cmd(const Options& o) {
 
 }  // namespace
 
+// Real-valued options: NaN and infinities pass CLI11's range checks (every comparison with NaN
+// is false), and its NonNegativeNumber prints DBL_MAX in full; these say what is wanted.
+CLI::Validator finite_at_least(double lo, bool open = false) {
+  return CLI::Validator(
+      [lo, open](std::string& s) -> std::string {
+        double v = 0;
+        size_t pos = 0;
+        try {
+          v = std::stod(s, &pos);
+        } catch (const std::exception&) {
+          return "'" + s + "' is not a number";
+        }
+        if (pos != s.size() || !std::isfinite(v)) return "'" + s + "' is not a finite number";
+        if (open ? !(v > lo) : !(v >= lo)) {
+          std::ostringstream m;
+          m << "must be " << (open ? "> " : ">= ") << lo << ", got " << s;
+          return m.str();
+        }
+        return "";
+      },
+      open ? "NUMBER > 0" : "NUMBER >= 0");
+}
+
+// An unsigned 64-bit integer written in decimal digits (CLI11 would wrap "-1" and saturate overflow).
+const CLI::Validator kUint64Digits(
+    [](std::string& s) -> std::string {
+      if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+        return "'" + s + "' is not a non-negative integer";
+      if (s.size() > 20 || (s.size() == 20 && s > "18446744073709551615")) return "'" + s + "' exceeds 2^64 - 1";
+      return "";
+    },
+    "UINT64");
+
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"vae_gpu: train, evaluate and explain autoencoder recommenders on MovieLens-style "
@@ -712,7 +749,7 @@ int main(int argc, char** argv) {
                  "data directory (ml-100k, ml-1m, ml-latest...), ratings CSV, or "
                  "synthetic[:users=943,items=1682,ratings=100000,groups=6,seed=1]; default "
                  "data/ml-100k if present, else synthetic");
-  app.add_option("--seed", o.seed, "random seed for splits, initialisation and noise");
+  app.add_option("--seed", o.seed, "random seed for splits, initialisation and noise")->check(kUint64Digits);
   app.add_option("--device", o.device, "auto, cpu or cuda")->transform(CLI::IsMember({"auto", "cpu", "cuda"}, CLI::ignore_case));
   app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts");
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(CLI::Range(1, 100000));
@@ -721,8 +758,8 @@ int main(int argc, char** argv) {
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(CLI::Range(0, 1 << 24));
-  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(CLI::NonNegativeNumber);
-  app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(CLI::NonNegativeNumber);
+  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(finite_at_least(0));
+  app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(finite_at_least(0));
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
       ->check(CLI::Range(0, 100000));
@@ -730,19 +767,22 @@ int main(int argc, char** argv) {
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(CLI::Range(0, 1 << 20));
-  app.add_option("--beta", o.train.model.beta, "KL weight (final value when annealing)")->check(CLI::NonNegativeNumber);
+  app.add_option("--beta", o.train.model.beta, "KL weight (final value when annealing)")->check(finite_at_least(0));
   app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")->check(CLI::Range(0.0, 0.99));
-  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(CLI::NonNegativeNumber);
+  app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")
+      ->check(finite_at_least(0) & CLI::Range(0.0, 0.99));
+  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(finite_at_least(0));
   app.add_option("--loss,--autorec-loss", o.train.model.loss, "AutoRec: masked (observed ratings) or dense (the notebook); CDAE: bce or mse")
       ->transform(CLI::IsMember({"masked", "dense", "bce", "mse"}, CLI::ignore_case));
   app.add_option("--act-hidden", o.train.model.act_hidden, "AutoRec hidden activation")
       ->transform(CLI::IsMember({"sigmoid", "identity", "relu", "tanh"}, CLI::ignore_case));
   app.add_option("--act-out", o.train.model.act_out, "AutoRec output activation")
       ->transform(CLI::IsMember({"identity", "sigmoid"}, CLI::ignore_case));
-  app.add_option("--test-fraction", o.train.test_fraction, "seed protocol test users")->check(CLI::Range(0.01, 0.99));
-  app.add_option("--threshold", o.train.heldout.threshold, "heldout protocol: rating >= threshold is positive");
+  app.add_option("--test-fraction", o.train.test_fraction, "seed protocol test users")
+      ->check(finite_at_least(0) & CLI::Range(0.01, 0.99));
+  app.add_option("--threshold", o.train.heldout.threshold, "heldout protocol: rating >= threshold is positive")
+      ->check(finite_at_least(0));
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
       ->transform(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}, CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
@@ -755,7 +795,7 @@ int main(int argc, char** argv) {
   app.add_option("--svd-blocks", o.svd_blocks, "blocked schedule: B (0 = min(264, users, items))")
       ->check(CLI::Range(0, 4096));
   app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_at_least(0));
   CLI::Option* precision_opt = app.add_option("--precision", o.precision,
                  "GEMM accumulation: exact (default: products summed in double, rounded once, so CPU and GPU "
                  "runs give the same numbers), fp32 (BLAS sgemm, faster at scale), tf32 or bf16 (GPU tensor cores, "
@@ -806,7 +846,7 @@ int main(int argc, char** argv) {
   cluster->add_flag("--tsne", o.tsne, "2-D t-SNE of the latent means (x, y in clusters.csv)");
   cluster->add_option("--tsne-max", o.tsne_max, "t-SNE of at most this many users (a random subsample beyond)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
-  cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(CLI::PositiveNumber);
+  cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
   app.require_subcommand(0, 1);
 
   try {
@@ -823,6 +863,12 @@ int main(int argc, char** argv) {
   }
 
   o.protocol_given = app.get_option("--protocol")->count() > 0;
+  if (app.get_option("--hidden")->count() > 0 && o.model_file.empty() &&
+      (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
+    std::cerr << "vae_gpu: --hidden does not apply to the notebook VAE, whose layers are fixed at "
+                 "items-512-256-2*latent (mirrored); set --latent, or use --model multvae for a chosen width\n";
+    return 2;
+  }
   try {
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);
@@ -838,6 +884,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const DataError& e) {
     std::cerr << "vae_gpu: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "vae_gpu: out of host memory: reduce --batch-size, --hidden or --latent (or use a smaller data set)\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "vae_gpu: error: " << e.what() << "\n";

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <string>
 
 #include "core/error.h"
 
@@ -120,6 +122,17 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
   if (!p.sparse && p.batch_sparse < p.batch_dense)
     msg += ", or use --sparse-input on (saves " + mib(p.batch_dense - p.batch_sparse) + " MiB)";
   throw UsageError(msg);
+}
+
+int64_t host_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
 }
 
 }  // namespace vae

@@ -63,4 +63,7 @@ int64_t memory_plan_reserve(const MemoryPlan& p);
 // Throws UsageError naming what to reduce when total + reserve exceeds free_bytes.
 void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t free_bytes);
 
+// Host memory a run may still take (Linux: MemAvailable of /proc/meminfo); 0 when unknown.
+int64_t host_available_bytes();
+
 }  // namespace vae

@@ -77,6 +77,9 @@ class Evaluator {
     truth_ = be.alloc<float>(batch, width);
     const int kmax = std::max(opt.k, *std::max_element(opt.ks.begin(), opt.ks.end()));
     kmax_ = static_cast<int>(std::min<int64_t>(kmax, width));
+    // A cut-off beyond the item count ranks every item: the same metric as k = width (recall's
+    // and NDCG's denominators use min(k, |target|), and |target| <= width).
+    for (int k : opt.ks) ks_ranked_.push_back(std::min(k, kmax_));
     idx_ = be.alloc<int32_t>(batch, kmax_);
     val_ = be.alloc<float>(batch, kmax_);
     out_ = be.alloc<float>(batch, 2 * static_cast<int64_t>(opt.ks.size()) + 3);
@@ -144,7 +147,7 @@ class Evaluator {
         Mat<float> val = val_.mat().rows_slice(0, n);
         be_.topk(scores, e.input.view(), b.rows, kmax_, idx, val);
         Mat<float> out{out_.data(), n, 2 * nk};
-        be_.heldout_metrics(idx, e.target.view(), b.rows, opt_.ks, out);
+        be_.heldout_metrics(idx, e.target.view(), b.rows, ks_ranked_, out);
         std::vector<float> h = be_.download(CMat<float>(out));
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < 2 * nk; ++j) sums[j] += h[i * 2 * nk + j];
@@ -176,6 +179,7 @@ class Evaluator {
   const TrainOptions& opt_;
   int64_t batch_;
   int kmax_ = 0;
+  std::vector<int> ks_ranked_;  // opt.ks, each at most kmax_
   Tensor<float> scores_, truth_, val_, out_, loss_;
   Tensor<int32_t> idx_;
 };
@@ -246,7 +250,7 @@ int64_t resolve_defaults(TrainOptions& opt) {
 
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained) {
-  const int64_t batch = resolve_defaults(opt);
+  int64_t batch = resolve_defaults(opt);
   const std::string kind = opt.model.kind;
   TrainResult res;
   res.model = kind;
@@ -307,12 +311,15 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   // As fed above: the seed protocol binarises for these kinds, heldout is 0/1, ratings keeps values.
   res.binary_input = (opt.protocol == "seed" && wants_binary_input(kind)) || opt.protocol == "heldout";
   res.input_threshold = opt.protocol == "heldout" && opt.heldout.threshold > 0 ? opt.heldout.threshold : 0;
-  res.batch_size = batch;
-  res.seed = opt.seed;
   if (!have_val) {
     test_input = eval_input;
     test_target = eval_target;
   }
+  // A batch larger than every matrix it cuts would only size buffers nothing fills (one batch
+  // per pass either way): clamp it, so --batch-size 16777216 means "everything at once".
+  batch = std::min(batch, std::max<int64_t>({train.rows, eval_input.rows, test_input.rows, 1}));
+  res.batch_size = batch;
+  res.seed = opt.seed;
   res.train_rows = train.rows;
   res.eval_rows = test_input.rows;
 
@@ -343,7 +350,11 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const bool pool = be.memory_info(free_b, total_b);
     res.memory_plan = format_memory_plan(plan, be.device_name(), pool, free_b);
     if (!opt.quiet) log << res.memory_plan << "\n";
-    if (pool) check_memory_plan(plan, be.device_name(), free_b);
+    if (pool) {
+      check_memory_plan(plan, be.device_name(), free_b);
+    } else if (const int64_t avail = host_available_bytes(); avail > 0) {
+      check_memory_plan(plan, "this machine (available memory)", static_cast<size_t>(avail));
+    }
   }
   if (is_pretrained) {
     if (pretrained->kind() != kind)
@@ -369,9 +380,12 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   Evaluator evaluator(be, opt, batch, model->num_outputs());
   const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
   // Lower is better only for rating errors.
-  const std::string monitor = opt.protocol == "heldout" ? "ndcg@100"
-                              : opt.protocol == "seed"  ? "ndcg@" + std::to_string(opt.k)
-                                                        : "rmse";
+  // Heldout: Mult-VAE's NDCG@100, or the largest cut-off asked for when --ks leaves 100 out.
+  const bool has_100 = std::find(opt.ks.begin(), opt.ks.end(), 100) != opt.ks.end();
+  const std::string monitor =
+      opt.protocol == "heldout" ? "ndcg@" + std::to_string(has_100 ? 100 : *std::max_element(opt.ks.begin(), opt.ks.end()))
+      : opt.protocol == "seed"  ? "ndcg@" + std::to_string(opt.k)
+                                : "rmse";
   const bool lower_better = opt.protocol == "ratings";
   if (opt.patience > 0 && !have_val && !opt.quiet)
     log << "note: --patience selects the epoch on the " << (opt.protocol == "seed" ? "test users" : "test ratings")
@@ -501,7 +515,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                      " (loss is not finite): lower --lr");
 
     const double v = lookup(metrics, monitor);
-    const bool better = lower_better ? v < best_value : v > best_value;
+    // The first epoch is always the best so far (also when its metric is NaN: no validation
+    // user with a target), so the kept weights are ones that were trained.
+    const bool better = res.best_epoch == 0 || (std::isnan(best_value) && !std::isnan(v)) ||
+                        (lower_better ? v < best_value : v > best_value);
     const bool keep_best = have_val || opt.patience > 0;
     if (better || !keep_best) {
       best_value = v;
@@ -548,18 +565,71 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   return res;
 }
 
-void write_text_atomically(const std::string& path, const std::string& text) {
+namespace {
+
+// Writes path.tmp; removes it again when the write fails.
+void write_tmp(const std::string& path, const std::string& text) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
   const std::string tmp = path + ".tmp";
+  bool ok = false;
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) throw DataError(tmp, 0, "cannot open for writing");
     f << text;
     f.flush();
-    if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
+    ok = static_cast<bool>(f);
   }
+  if (!ok) {
+    std::filesystem::remove(tmp, ec);
+    throw DataError(tmp, 0, "write failed (disk full?)");
+  }
+}
+
+void rename_tmp(const std::string& path) {
+  const std::string tmp = path + ".tmp";
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
+  if (ec) {
+    std::error_code ignore;
+    std::filesystem::remove(tmp, ignore);
+    throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
+  }
+}
+
+}  // namespace
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  write_tmp(path, text);
+  rename_tmp(path);
+}
+
+StagedFiles::~StagedFiles() {
+  for (const std::string& p : paths_) {
+    std::error_code ec;
+    std::filesystem::remove(p + ".tmp", ec);
+  }
+}
+
+void StagedFiles::add(const std::string& path, const std::string& text) {
+  write_tmp(path, text);
+  paths_.push_back(path);
+}
+
+void StagedFiles::commit() {
+  std::vector<std::string> paths;
+  paths.swap(paths_);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    try {
+      rename_tmp(paths[i]);
+    } catch (...) {
+      for (size_t j = i + 1; j < paths.size(); ++j) {
+        std::error_code ec;
+        std::filesystem::remove(paths[j] + ".tmp", ec);
+      }
+      throw;
+    }
+  }
 }
 
 std::string learning_curves_svg(const TrainResult& r) {
@@ -592,7 +662,10 @@ std::string learning_curves_svg(const TrainResult& r) {
   return lines_svg(p);
 }
 
-void write_run_files(const std::string& dir, const TrainResult& r) {
+void write_run_files(const std::string& dir, const TrainResult& r) { stage_run_files(dir, r).commit(); }
+
+StagedFiles stage_run_files(const std::string& dir, const TrainResult& r) {
+  StagedFiles staged;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
@@ -607,7 +680,7 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
     for (const auto& kv : e.metrics) csv << "," << kv.second;
     csv << "," << e.train_seconds << "," << e.eval_seconds << "\n";
   }
-  write_text_atomically(dir + "/metrics.csv", csv.str());
+  staged.add(dir + "/metrics.csv", csv.str());
 
   nlohmann::ordered_json j;
   j["model"] = r.model;
@@ -626,17 +699,18 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   j["num_params"] = r.num_params;
   j["sparse_input"] = r.sparse_input;
   if (!r.note.empty()) j["note"] = r.note;
-  write_text_atomically(dir + "/summary.json", j.dump(2) + "\n");
+  staged.add(dir + "/summary.json", j.dump(2) + "\n");
 
   // Learning curves as a picture when there is a curve to draw (trained for two epochs or more);
   // written last, and a picture that cannot be drawn costs a warning, never the run's files.
   if (r.history.size() >= 2) {
     try {
-      write_text_atomically(dir + "/curves.svg", learning_curves_svg(r));
+      staged.add(dir + "/curves.svg", learning_curves_svg(r));
     } catch (const VaeError& e) {
       std::cerr << "warning: " << dir << "/curves.svg not written: " << e.what() << "\n";
     }
   }
+  return staged;
 }
 
 void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {

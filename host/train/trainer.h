@@ -98,12 +98,32 @@ std::string format_op_profile(const std::vector<OpTime>& prof);
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained = nullptr);
 
+// Files written as path.tmp and renamed into place together by commit(): until then the old
+// files stand, and a StagedFiles destroyed without commit() removes its temporaries, so a run
+// that fails part-way (a full disk while writing the model file) leaves the earlier results
+// whole and consistent. add() throws DataError naming the file.
+class StagedFiles {
+ public:
+  StagedFiles() = default;
+  StagedFiles(StagedFiles&&) = default;
+  StagedFiles& operator=(StagedFiles&&) = delete;
+  StagedFiles(const StagedFiles&) = delete;
+  ~StagedFiles();
+  void add(const std::string& path, const std::string& text);
+  void commit();
+
+ private:
+  std::vector<std::string> paths_;
+};
+
 // metrics.csv (one row per epoch), summary.json and curves.svg (two epochs or more) into dir
-// (created if needed), each written
-// to a temporary file first and renamed, so an interrupted run never leaves half a file.
+// (created if needed), staged: the caller commits them once everything else of the run (the
+// model file) has been written. write_run_files stages and commits at once.
+StagedFiles stage_run_files(const std::string& dir, const TrainResult& r);
 void write_run_files(const std::string& dir, const TrainResult& r);
 
-// Writes text to path via path.tmp + rename; throws DataError naming the file on failure.
+// Writes text to path via path.tmp + rename; throws DataError naming the file on failure
+// (the temporary removed).
 void write_text_atomically(const std::string& path, const std::string& text);
 
 // curves.svg: loss (train and test/validation) and the evaluation metrics per epoch, the best
