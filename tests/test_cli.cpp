@@ -270,6 +270,11 @@ TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
   const CmdResult h = run_cli(std::string("--hidden 50 --epochs 1 ") + kSmall);  // the notebook VAE
   EXPECT_EQ(h.code, 2) << h.out;
   EXPECT_THAT(h.out, HasSubstr("--latent"));
+  for (const char* empty : {"--data ''", "--out ''"}) {
+    const CmdResult r = run_cli(std::string(empty) + " --epochs 1 --device cpu");
+    EXPECT_EQ(r.code, 2) << empty << "\n" << r.out;
+    EXPECT_THAT(r.out, HasSubstr("empty path"));
+  }
   const CmdResult ok = run_cli(std::string("--seed 18446744073709551615 --epochs 1 --no-baseline --no-tsne ") + kSmall);
   EXPECT_EQ(ok.code, 0) << ok.out;
 }

@@ -863,6 +863,11 @@ int main(int argc, char** argv) {
   }
 
   o.protocol_given = app.get_option("--protocol")->count() > 0;
+  for (const char* opt : {"--data", "--out", "--model-file"})
+    if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {
+      std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
+      return 2;
+    }
   if (app.get_option("--hidden")->count() > 0 && o.model_file.empty() &&
       (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
     std::cerr << "vae_gpu: --hidden does not apply to the notebook VAE, whose layers are fixed at "
