@@ -1,16 +1,20 @@
 // Loader tests on tiny hand-written fixtures for every supported format, plus one test per
 // kind of bad input checking that DataError names the file and the offending line.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/text_reader.h"
 
 namespace fs = std::filesystem;
 using vae::DataError;
@@ -492,7 +496,26 @@ TEST_F(LoaderErrors, UnknownGenreOrBadGenreFlags) {
   msg = data_error([&] {
     vae::load_ml100k(make(kUData, item_line("1", "A", {}) + item_line("2", "B", {}, 18)));
   });
-  EXPECT_HAS(msg, "u.item:2: expected 24");
+  // No u.genre: the standard 19 genres set the count, and the message says so.
+  EXPECT_HAS(msg, "u.item:2: 23 '|'-separated fields");
+  EXPECT_HAS(msg, "expected 5 + 19 = 24 fields");
+}
+
+// A u.genre cut short sets fewer flag columns than u.item has: the message must blame the genre
+// count from u.genre, not just say u.item has the wrong number of fields.
+TEST_F(LoaderErrors, GenreFileShorterThanItemFlagsNamesUGenre) {
+  const std::string dir = make();
+  write("ml-100k/u.genre", "unknown|0\nAction|1\nAdventure|2\nAnimation|3\nChildren's|4\n\n");
+  const std::string msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.item:1: 24 '|'-separated fields");
+  EXPECT_HAS(msg, "u.genre lists 5 genres");
+  EXPECT_HAS(msg, "expected 5 + 5 = 10 fields");
+  // With the matching count of flags the same short u.genre loads.
+  std::string items;
+  for (const char* id : {"1", "2", "3"}) items += item_line(id, "T", {1}, 5);
+  write("ml-100k/u.item", items);
+  const Dataset d = vae::load_ml100k(dir);
+  EXPECT_EQ(d.genre_names.size(), 5u);
 }
 
 TEST_F(LoaderErrors, DuplicateUserItemPairNamesBothLines) {
@@ -566,6 +589,159 @@ TEST_F(LoaderErrors, BadMetadataRows) {
   write("ml-100k/u.user", "1|24|M|technician|85711\n2|53|F|astronaut|94043\n");
   msg = data_error([&] { vae::load_ml100k(dir); });
   EXPECT_HAS(msg, "u.user:2: occupation 'astronaut' is not listed in u.occupation");
+}
+
+// ---- fuzzing finds -------------------------------------------------------------------------
+
+// A NUL byte in a field used to end the message right after the opening quote (what() is a C
+// string). Control bytes are escaped so the message is complete and names the whole field.
+TEST_F(LoaderErrors, ControlBytesInQuotedFieldsAreEscaped) {
+  std::string udata = "1\t1\t5\t1\n2\t1";
+  udata += '\0';
+  udata += "x\t4\t1\n";
+  const std::string msg = data_error([&] { vae::load_ml100k(make(udata)); });
+  EXPECT_HAS(msg, "u.data:2: non-numeric item id '1\\x00x'");
+  EXPECT_EQ(msg.back(), '\'') << msg;
+  // Other control bytes (here ESC and DEL) likewise.
+  const std::string msg2 =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\nu\x1b[31m\x7f\t1\t4\t1\n")); });
+  EXPECT_HAS(msg2, "non-numeric user id 'u\\x1b[31m\\x7f'");
+  // A very long field is cut and marked.
+  const std::string longid(5000, 'z');
+  const std::string msg3 =
+      data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n" + longid + "\t1\t4\t1\n")); });
+  EXPECT_HAS(msg3, "u.data:2: non-numeric user id 'zzzz");
+  EXPECT_HAS(msg3, "\xe2\x80\xa6'");
+  EXPECT_LT(msg3.size(), 300u) << msg3;
+}
+
+TEST(TextQuote, EscapesControlAndInvalidBytesKeepsUtf8AndCutsLongText) {
+  using vae::text::escape;
+  using vae::text::quote;
+  EXPECT_EQ(quote(std::string("a\0b", 3)), "'a\\x00b'");
+  EXPECT_EQ(quote("tab\there\r\n"), "'tab\\x09here\\x0d\\x0a'");
+  EXPECT_EQ(quote("Am\xc3\xa9lie"), "'Am\xc3\xa9lie'");  // valid UTF-8 stays readable
+  EXPECT_EQ(quote("caf\xe9"), "'caf\\xe9'");              // a Latin-1 byte is not UTF-8
+  EXPECT_EQ(quote(std::string(60, 'x')), "'" + std::string(60, 'x') + "'");
+  EXPECT_EQ(quote(std::string(61, 'x')), "'" + std::string(60, 'x') + "\xe2\x80\xa6'");
+  // A cut never splits a UTF-8 character.
+  std::string accents;
+  for (int k = 0; k < 40; ++k) accents += "\xc3\xa9";
+  const std::string q = quote(accents);
+  EXPECT_EQ(vae::text::find_invalid_utf8(q), std::string::npos) << q;
+  EXPECT_EQ(escape("abc", 2), "ab\xe2\x80\xa6");
+}
+
+// MovieLens ids are positive integers. Zero or negative ids used to be accepted wherever no
+// metadata file cross-checked them.
+TEST_F(LoaderErrors, ZeroOrNegativeMovieLensIdsAreRefused) {
+  // ml-100k without u.user: nothing else would notice a user id 0.
+  std::string dir = make();
+  fs::remove(dir + "/u.user");
+  write("ml-100k/u.data", "1\t1\t5\t1\n0\t1\t4\t1\n");
+  std::string msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.data:2: user id '0' is not a positive integer");
+  write("ml-100k/u.data", "1\t1\t5\t1\n-3\t1\t4\t1\n");
+  msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.data:2: user id '-3' is not a positive integer");
+  write("ml-100k/u.data", "1\t1\t5\t1\n2\t-0\t4\t1\n");
+  msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.data:2: item id '-0' is not a positive integer");
+  // u.item with a zero id.
+  write("ml-100k/u.data", kUData);
+  write("ml-100k/u.item", default_uitem() + item_line("0", "Zero", {1}));
+  msg = data_error([&] { vae::load_ml100k(dir); });
+  EXPECT_HAS(msg, "u.item:5: item id '0' is not a positive integer");
+
+  // ml-latest: ratings.csv user and movie ids, movies.csv movie ids.
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n0,1,3.0,1\n");
+  write("latest/movies.csv", "movieId,title,genres\n1,A,Drama\n");
+  msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "ratings.csv:3: user id '0' is not a positive integer");
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n2,-7,3.0,1\n");
+  msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "ratings.csv:3: item id '-7' is not a positive integer");
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n");
+  write("latest/movies.csv", "movieId,title,genres\n1,A,Drama\n-2,B,Drama\n");
+  msg = data_error([&] { vae::load_mllatest(path("latest")); });
+  EXPECT_HAS(msg, "movies.csv:3: movie id '-2' is not a positive integer");
+
+  // ml-1m.
+  write("m1/ratings.dat", "1::1::5::1\n0::1::5::1\n");
+  write("m1/movies.dat", "1::A (1990)::Drama\n");
+  write("m1/users.dat", "1::F::1::10::48067\n0::F::1::10::48067\n");
+  msg = data_error([&] { vae::load_ml1m(path("m1")); });
+  EXPECT_HAS(msg, "ratings.dat:2: user id '0' is not a positive integer");
+
+  // Generic CSV ids are free text: 0 and -1 stay ordinary ids there.
+  const Dataset csv = vae::load_ratings_csv(write("ok.csv", "0,-1,3\n1,2,4\n"));
+  EXPECT_EQ(csv.num_users(), 2);
+}
+
+TEST_F(LoaderMlLatest, LeadingZerosInIdsAreStillAccepted) {
+  const Dataset d = vae::load_mllatest(
+      make("userId,movieId,rating,timestamp\n007,001,4.0,1\n7,5,3.0,1\n",
+           "movieId,title,genres\n1,A (1990),Drama\n05,B (1991),Comedy\n"));
+  EXPECT_EQ(d.num_users(), 1);  // "007" and "7" are the same user
+  EXPECT_EQ(d.num_items(), 2);
+  EXPECT_EQ(d.num_ratings(), 2);
+  EXPECT_EQ(d.titles[1], "B (1991)");
+}
+
+// Process substitution (--data <(cat ratings.csv)) hands over a pipe; /proc files report size
+// 0. Both used to read as "empty file".
+TEST_F(LoaderCsv, ReadsFromANamedPipe) {
+  const std::string fifo = path("ratings.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string content = "user,item,rating\na,x,4\nb,x,2\nb,y,5\n";
+  std::thread writer([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY);
+    if (fd < 0) return;
+    size_t off = 0;
+    while (off < content.size()) {
+      const ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+  std::string error;
+  Dataset d;
+  try {
+    d = vae::load_dataset(fifo);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  // Unblocks the writer if the loader never opened the pipe.
+  const int unblock = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  writer.join();
+  if (unblock >= 0) close(unblock);
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(d.num_users(), 2);
+  EXPECT_EQ(d.num_items(), 2);
+  EXPECT_EQ(d.num_ratings(), 3);
+}
+
+TEST_F(LoaderCsv, NonRegularFilesAreReadNotCalledEmpty) {
+  // /proc/self/status is a "regular" file of size 0 with content.
+  ASSERT_TRUE(fs::exists("/proc/self/status"));
+  const std::string text = vae::text::read_file("/proc/self/status");
+  EXPECT_NE(text.find("Name:"), std::string::npos);
+  const std::string msg = data_error([&] { vae::load_ratings_csv("/proc/self/status"); });
+  EXPECT_EQ(msg.find("empty file"), std::string::npos) << msg;
+  EXPECT_HAS(msg, "/proc/self/status:1:");
+  // A pipe that really is empty is still an empty file.
+  const std::string fifo = path("empty.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY);
+    if (fd >= 0) close(fd);
+  });
+  const std::string msg2 = data_error([&] { vae::load_ratings_csv(fifo); });
+  const int unblock = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  writer.join();
+  if (unblock >= 0) close(unblock);
+  EXPECT_HAS(msg2, "empty.fifo: empty file");
 }
 
 }  // namespace

@@ -305,6 +305,86 @@ TEST_F(ModelFileRefusal, UnknownKindsConfigsAndFormats) {
   expect_refused(other, "not a vae_gpu model file");
 }
 
+// Malformed numbers in the metadata used to say only "malformed metadata: stoll" (or stoi /
+// stoull); the message names the entry and the text, which must be a whole plain integer.
+TEST_F(ModelFileRefusal, MalformedMetadataNumbersNameTheEntryAndText) {
+  auto with = [](const std::string& key, const std::string& value) {
+    return [key, value](StFile& f) { f.metadata[key] = value; };
+  };
+  expect_refused(edited("bs1.st", with("batch_size", "abc")), "metadata 'batch_size' is 'abc', not an integer");
+  expect_refused(edited("bs2.st", with("batch_size", "12abc")), "metadata 'batch_size' is '12abc', not an integer");
+  expect_refused(edited("bs3.st", with("batch_size", "0")), "metadata 'batch_size' is '0', expected an integer from 1");
+  expect_refused(edited("bs4.st", with("batch_size", "99999999999999999999")), "metadata 'batch_size'");
+  expect_refused(edited("seed1.st", with("seed", "-1")), "metadata 'seed' is '-1', not a non-negative integer");
+  expect_refused(edited("seed2.st", with("seed", "99999999999999999999")), "metadata 'seed' is '99999999999999999999'");
+  expect_refused(edited("seed3.st", with("seed", "")), "metadata 'seed' is '', not a non-negative integer");
+  expect_refused(edited("ep1.st", with("best_epoch", "1e3")), "metadata 'best_epoch' is '1e3', not an integer");
+  expect_refused(edited("ep2.st", with("best_epoch", "4294967296")), "metadata 'best_epoch' is '4294967296'");
+  expect_refused(edited("ep3.st", with("best_epoch", std::string("7\0", 2))), "metadata 'best_epoch' is '7\\x00'");
+  // JSON entries name themselves too.
+  expect_refused(edited("in1.st", with("input", "{\"binary\": true}")), "malformed metadata 'input'");
+  expect_refused(edited("in2.st", with("input", "not json")), "malformed metadata 'input' ('not json')");
+  // A well-formed number still loads (leading zeros are harmless).
+  const std::string ok = edited("ok.st", with("batch_size", "0064"));
+  EXPECT_EQ(load_model_file(ok, *be_, small_data()).info.batch_size, 64);
+}
+
+// Each model column stands for one dataset item: an id listed twice (after an edit with a
+// recomputed checksum) used to load and score the wrong items.
+TEST_F(ModelFileRefusal, DuplicateColumnIdsAreRefused) {
+  auto dup = [](int from, int to) {
+    return [from, to](StFile& f) {
+      nlohmann::json cols = nlohmann::json::parse(f.metadata.at("columns"));
+      cols[to] = cols[from];
+      f.metadata["columns"] = cols.dump();
+    };
+  };
+  const std::string first = nlohmann::json::parse(load_safetensors(path_).metadata.at("columns"))[0];
+  expect_refused(edited("dup1.st", dup(0, 1)),
+                 "item id '" + first + "' is listed twice in metadata 'columns' (entries 1 and 2)");
+  expect_refused(edited("dup2.st", dup(0, 7)), "(entries 1 and 8)");
+  // A non-string entry is named as such.
+  expect_refused(edited("num.st",
+                        [](StFile& f) {
+                          nlohmann::json cols = nlohmann::json::parse(f.metadata.at("columns"));
+                          cols[2] = 17;
+                          f.metadata["columns"] = cols.dump();
+                        }),
+                 "metadata 'columns' entry 3 is 17, not an id string");
+  // Swapping two columns is a consistent relabelling and still loads.
+  const std::string swapped = edited("swap.st", [](StFile& f) {
+    nlohmann::json cols = nlohmann::json::parse(f.metadata.at("columns"));
+    std::swap(cols[0], cols[1]);
+    f.metadata["columns"] = cols.dump();
+  });
+  EXPECT_NO_THROW(load_model_file(swapped, *be_, small_data()));
+}
+
+// CDAE keeps per-user rows: a user listed twice in 'rows' is refused the same way.
+TEST(ModelFileRows, DuplicateRowIdsAreRefused) {
+  auto be = make_cpu_backend<float>();
+  TrainResult r = train(*be, small_data(), "cdae", "seed", 8);
+  const fs::path dir = temp_dir("duprows");
+  ASSERT_TRUE(write_model_file(dir.string(), *be, r, small_data()));
+  const std::string path = (dir / kModelFileName).string();
+  StFile f = load_safetensors(path);
+  nlohmann::json rows = nlohmann::json::parse(f.metadata.at("rows"));
+  ASSERT_GE(rows.size(), 4u);
+  rows[3] = rows[1];
+  f.metadata["rows"] = rows.dump();
+  f.metadata.erase("checksum");
+  f.metadata["checksum"] = model_file_checksum(f.metadata, f.tensors);
+  const std::string edited = (dir / "dup_rows.st").string();
+  save_safetensors(edited, f.tensors, f.metadata);
+  try {
+    load_model_file(edited, *be, small_data());
+    ADD_FAILURE() << "a model file with a user listed twice in 'rows' loaded";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("is listed twice in metadata 'rows' (entries 2 and 4)"));
+    EXPECT_THAT(e.what(), HasSubstr(edited));
+  }
+}
+
 TEST_F(ModelFileRefusal, OtherDatasetNamesTheTrainingData) {
   SyntheticSpec s;
   s.users = 120;

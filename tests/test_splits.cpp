@@ -364,13 +364,49 @@ TEST_F(SplitFoldTest, BadFilesNameFileLineAndProblem) {
   write("u2.test", "8\t200\t5\t1\n8\t200\t4\t2\n");
   EXPECT_NE(error_of("2").find("duplicate"), std::string::npos);
 
-  e = error_of("3");  // no u3.* files
-  EXPECT_NE(e.find("u3.base"), std::string::npos) << e;
-  EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
+  e = error_of("3");  // no u3.* files, but other folds are here
+  EXPECT_NE(e.find("u3.base: no such file"), std::string::npos) << e;
+  EXPECT_NE(e.find("lacks fold 3"), std::string::npos) << e;
 
   EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "6"), UsageError);
   EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "c"), UsageError);
   EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "11"), UsageError);
+}
+
+// A non-numeric id in a fold file is not a number, as u.data's loader says, rather than an
+// "unknown" id; fold ids match the data set's by value like u.data's ("007" is user 7).
+TEST_F(SplitFoldTest, NonNumericOrNonPositiveIdsAreNamedAsSuch) {
+  write("u1.base", "7\t100\t4\t1\n");
+  write("u1.test", "8\t200\t5\t1\nabc\t200\t5\t1\n");
+  std::string e = error_of("1");
+  EXPECT_NE(e.find("u1.test:2: non-numeric user id 'abc'"), std::string::npos) << e;
+  EXPECT_EQ(e.find("unknown"), std::string::npos) << e;
+  write("u1.test", "8\t2x0\t5\t1\n");
+  e = error_of("1");
+  EXPECT_NE(e.find("u1.test:1: non-numeric item id '2x0'"), std::string::npos) << e;
+  write("u1.test", "0\t200\t5\t1\n");
+  e = error_of("1");
+  EXPECT_NE(e.find("u1.test:1: user id '0' is not a positive integer"), std::string::npos) << e;
+  write("u1.test", std::string("8\t200\t5\t1\n9\t3") + '\0' + "0\t5\t1\n");
+  e = error_of("1");
+  EXPECT_NE(e.find("u1.test:2: non-numeric item id '3\\x000'"), std::string::npos) << e;
+  write("u1.test", "008\t0200\t5\t1\n");
+  const RatingsSplit s = split_ratings_ml100k_fold(d_, dir(), "1");
+  ASSERT_EQ(s.test.nnz(), 1);
+  EXPECT_EQ(row_of(s.test, 1), (std::vector<int32_t>{1}));
+}
+
+// --fold 1 on a data set without fold files (ml-latest-small, ml-1m, CSV) says the fold files are
+// ml-100k's, not just that u1.base cannot be opened.
+TEST_F(SplitFoldTest, NoFoldFilesSaysTheyExistOnlyInMl100k) {
+  d_.format = "ml-latest";
+  write("ratings.csv", "userId,movieId,rating,timestamp\n");
+  for (const char* fold : {"1", "5", "a", "b"}) {
+    const std::string e = error_of(fold);
+    EXPECT_NE(e.find(dir() + ": no u" + fold + ".base here"), std::string::npos) << e;
+    EXPECT_NE(e.find("exist only in ml-100k"), std::string::npos) << e;
+    EXPECT_NE(e.find("this data directory (ml-latest) has none"), std::string::npos) << e;
+  }
 }
 
 // Real ml-100k when MOVIELENS_DIR points at a directory holding ml-100k/ (never copied here).
@@ -392,6 +428,23 @@ TEST(SplitMovieLensTest, Ml100kFoldOneIs80kPlus20k) {
   }
   const HeldoutSplit h = split_heldout(d, HeldoutOptions{}, 1);
   EXPECT_GT(h.train_users.size(), 500u);
+}
+
+TEST(SplitMovieLensTest, MlLatestSmallHasNoMl100kFolds) {
+  const char* root = std::getenv("MOVIELENS_DIR");
+  if (!root || !*root) GTEST_SKIP() << "MOVIELENS_DIR not set";
+  const std::string dir = std::string(root) + "/ml-latest-small";
+  if (!fs::exists(dir + "/ratings.csv")) GTEST_SKIP() << dir << "/ratings.csv not found";
+  const Dataset d = load_movielens_dir(dir);
+  try {
+    split_ratings_ml100k_fold(d, dir, "1");
+    ADD_FAILURE() << "fold 1 of ml-latest-small loaded";
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("exist only in ml-100k"), std::string::npos) << m;
+    EXPECT_NE(m.find("(ml-latest)"), std::string::npos) << m;
+    EXPECT_EQ(m.find("cannot open"), std::string::npos) << m;
+  }
 }
 
 }  // namespace

@@ -570,9 +570,13 @@ TEST(SvdRecommend, ExcludesRatedItemsAndRanksByTheEstimate) {
   const RecommendResult all = rec.for_user(d.user_ids[u], o);
   EXPECT_EQ(all.items.size(), static_cast<size_t>(d.num_items()));
   EXPECT_THROW(rec.for_user("nosuchuser", o), UsageError);
-  // Fold-in input problems are warnings; nothing usable ranks by the item bias.
-  const RecommendResult e = rec.for_ratings("nosuch:3,bad", o);
-  EXPECT_EQ(e.warnings.size(), 2u);
+  // Fold-in input problems are warnings beside a list; when no pair is usable at all the
+  // request is refused; an empty list ranks by the item bias.
+  const RecommendResult w = rec.for_ratings("nosuch:3,bad," + d.item_ids[0] + ":4", o);
+  EXPECT_EQ(w.warnings.size(), 2u);
+  EXPECT_FALSE(w.popularity_fallback);
+  EXPECT_THROW(rec.for_ratings("nosuch:3,bad", o), UsageError);
+  const RecommendResult e = rec.for_ratings("", o);
   EXPECT_TRUE(e.popularity_fallback);
 }
 

@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <numeric>
 #include <set>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "core/philox.h"
 #include "data/shuffle.h"
 
 namespace vae {
@@ -54,7 +58,7 @@ TEST(SyntheticSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_NE(message("synthetic:colour=5").find("unknown key 'colour'"), std::string::npos);
   EXPECT_NE(message("synthetic:users=abc").find("users"), std::string::npos);
   EXPECT_NE(message("synthetic:users=-5").find("users"), std::string::npos);
-  EXPECT_NE(message("synthetic:items=0").find("items must be positive"), std::string::npos);
+  EXPECT_NE(message("synthetic:items=0").find("items must be a positive integer, got 0"), std::string::npos);
   EXPECT_NE(message("synthetic:ratings=1.5").find("ratings"), std::string::npos);
   EXPECT_NE(message("synthetic:users=10,items=10,ratings=101").find("exceeds users*items"),
             std::string::npos);
@@ -65,6 +69,110 @@ TEST(SyntheticSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_NE(message("synthetics").find("synthetic spec must be"), std::string::npos);
   EXPECT_NE(message("synthetic:users=99999999999999999999").find("users"), std::string::npos);
   EXPECT_THROW(make_synthetic(SyntheticSpec{10, 10, 101, 2, 1}), UsageError);
+}
+
+// Every way a size can miss "positive integer" gets the same message (users=0 used to say "must
+// be positive" and users=-5 "must be a non-negative integer").
+TEST(SyntheticSpecTest, OutOfRangeValuesGetOneConsistentMessage) {
+  auto message = [](const std::string& spec) {
+    try {
+      parse_synthetic_spec(spec);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  for (const char* key : {"users", "items", "ratings", "groups"}) {
+    const std::string k = key;
+    const std::string want = "synthetic spec: " + k + " must be a positive integer, got ";
+    EXPECT_EQ(message("synthetic:" + k + "=0"), want + "0");
+    EXPECT_EQ(message("synthetic:" + k + "=-5"), want + "-5");
+    EXPECT_EQ(message("synthetic:" + k + "=abc"), want + "'abc'");
+    EXPECT_EQ(message("synthetic:" + k + "=1.5"), want + "'1.5'");
+    EXPECT_EQ(message("synthetic:" + k + "="), want + "''");
+  }
+  // seed=0 is a valid seed; the seed's message says non-negative.
+  EXPECT_EQ(message("synthetic:seed=-1"), "synthetic spec: seed must be a non-negative integer, got -1");
+  EXPECT_EQ(message("synthetic:seed=0"), "no error");
+  EXPECT_NE(message("synthetic:users=99999999999999999999").find("users must be a positive integer"),
+            std::string::npos);
+  EXPECT_NE(message("synthetic:users=3000000000").find("users must be an integer from 1 to 2147483647, got 3000000000"),
+            std::string::npos);
+  // Leading zeros are just the number.
+  EXPECT_EQ(parse_synthetic_spec("synthetic:users=0050,ratings=1000").users, 50);
+}
+
+// The title generator as it was before titles were tracked by word indices (a set of title strings
+// and a scan for the first free sequel number): the fast version must give the same titles.
+std::vector<std::string> reference_titles(int64_t n_items, uint64_t seed) {
+  static const char* const adjectives[] = {
+    "Midnight", "Silent", "Broken", "Golden", "Crimson", "Hidden", "Last", "Lonely", "Savage",
+    "Electric", "Frozen", "Burning", "Distant", "Wild", "Secret", "Lost", "Dark", "Bright",
+    "Eternal", "Fallen", "Hollow", "Iron", "Velvet", "Silver", "Scarlet", "Quiet", "Restless",
+    "Wicked", "Endless", "Northern", "Southern", "Little", "Blue", "Desperate", "Final",
+    "Forgotten", "Sudden", "Strange", "Perfect", "Sweet", "Cold", "Deadly", "Brave", "Dancing",
+    "Shattered", "Rising", "Painted", "Twisted"};
+  static const char* const nouns[] = {
+    "Harbor", "River", "Highway", "Garden", "Kingdom", "Shadow", "Summer", "Winter", "Empire",
+    "Island", "Horizon", "Station", "Frontier", "Mirror", "Storm", "Heart", "Valley", "Circus",
+    "Castle", "Canyon", "Desert", "Voyage", "Promise", "Dream", "Planet", "Ocean", "Stranger",
+    "Witness", "Partner", "Angel", "Outlaw", "Detective", "City", "Moon", "Sun", "Road", "Fire",
+    "Rain", "Forest", "Bridge", "Secret", "Mountain", "Legend", "Journey", "Night", "Paradise",
+    "Game", "Orchard"};
+  const uint32_t na = sizeof(adjectives) / sizeof(adjectives[0]), nn = sizeof(nouns) / sizeof(nouns[0]);
+  PhiloxSeq rng(seed, rng_stream(RngStream::synthetic, 3));  // the generator's title stream
+  std::set<std::string> used;
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < n_items; ++i) {
+    rng.uniform();  // the item's quality: one normal draw, two uniforms
+    rng.uniform();
+    const int age = static_cast<int>(std::min(78.0, std::floor(-7.0 * std::log(rng.uniform()))));
+    const std::string year = std::to_string(1998 - age);
+    std::string stem, title;
+    for (int attempt = 0; attempt < 16 && title.empty(); ++attempt) {
+      const char* a = adjectives[rng.below(na)];
+      const char* n1 = nouns[rng.below(nn)];
+      const char* n2 = nouns[rng.below(nn)];
+      switch (rng.below(4)) {
+        case 0: stem = std::string(a) + " " + n1; break;
+        case 1: stem = std::string("The ") + a + " " + n1; break;
+        case 2: stem = std::string(n1) + " of the " + a + " " + n2; break;
+        default: stem = std::string("The ") + n1 + " and the " + n2; break;
+      }
+      if (used.insert(stem + " (" + year + ")").second) title = stem + " (" + year + ")";
+    }
+    for (int part = 2; title.empty(); ++part)
+      if (used.insert(stem + " " + std::to_string(part) + " (" + year + ")").second)
+        title = stem + " " + std::to_string(part) + " (" + year + ")";
+    out.push_back(title);
+  }
+  return out;
+}
+
+TEST(SyntheticTest, TitlesMatchTheReferenceGeneratorIncludingSequels) {
+  for (const auto& [items, seed] : {std::pair<int64_t, uint64_t>{1682, 1}, {250000, 1}, {120000, 7}}) {
+    SyntheticSpec s;
+    s.users = 6;
+    s.items = items;
+    s.ratings = 100;
+    s.seed = seed;
+    const Dataset d = make_synthetic(s);
+    const std::vector<std::string> want = reference_titles(items, seed);
+    ASSERT_EQ(d.titles.size(), want.size());
+    int64_t mismatches = 0, sequels = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (d.titles[i] != want[i] && mismatches++ < 5)
+        ADD_FAILURE() << "item " << i << ": '" << d.titles[i] << "', expected '" << want[i] << "'";
+      const std::string& t = d.titles[i];
+      const size_t cut = t.rfind(" (");
+      const size_t sp = t.rfind(' ', cut - 1);
+      if (sp != std::string::npos && std::isdigit(static_cast<unsigned char>(t[sp + 1]))) ++sequels;
+    }
+    EXPECT_EQ(mismatches, 0) << items << " items, seed " << seed;
+    if (items == 250000) {
+      EXPECT_GT(sequels, 100) << "the sequel path was not exercised";
+    }
+  }
 }
 
 TEST(SyntheticTest, ShapeCountsAndMetadata) {

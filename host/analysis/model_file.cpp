@@ -1,7 +1,11 @@
 #include "analysis/model_file.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +16,7 @@
 
 #include "analysis/safetensors.h"
 #include "core/error.h"
+#include "data/text_reader.h"
 #include "train/trainer.h"
 
 namespace vae {
@@ -117,21 +122,73 @@ std::string ids_json(const std::vector<int32_t>& map, const std::vector<std::str
   return a.dump();
 }
 
-// Original ids → dataset indices; DataError naming the first id the dataset lacks.
+// Metadata text for error messages: control bytes escaped, long text cut.
+std::string shown(const std::string& s) { return text::escape(s, 60); }
+
+// A whole-number metadata entry (batch_size, seed, best_epoch): plain decimal digits, an optional
+// '-' where negatives are allowed, in [lo, hi]. DataError naming the entry and its text otherwise
+// (std::stoll & co. would accept "12abc" and say only "stoll").
+int64_t meta_int(const std::string& path, const std::string& key, const std::string& text, int64_t lo,
+                 int64_t hi) {
+  const size_t digits_at = !text.empty() && text[0] == '-' ? 1 : 0;
+  const bool well_formed = text.size() > digits_at && text.size() <= 19 + digits_at &&
+                           text.find_first_not_of("0123456789", digits_at) == std::string::npos;
+  long long v = 0;
+  if (well_formed) {
+    errno = 0;
+    char* end = nullptr;
+    v = std::strtoll(text.c_str(), &end, 10);
+    if (errno == ERANGE || *end != '\0' || v < lo || v > hi)
+      throw DataError(path, 0, "metadata '" + key + "' is '" + shown(text) + "', expected an integer from " +
+                                   std::to_string(lo) + " to " + std::to_string(hi));
+    return v;
+  }
+  throw DataError(path, 0, "metadata '" + key + "' is '" + shown(text) + "', not an integer");
+}
+
+uint64_t meta_uint64(const std::string& path, const std::string& key, const std::string& text) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw DataError(path, 0, "metadata '" + key + "' is '" + shown(text) + "', not a non-negative integer");
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
+  if (errno == ERANGE)
+    throw DataError(path, 0, "metadata '" + key + "' is '" + shown(text) + "', larger than 2^64 - 1");
+  return v;
+}
+
+// Original ids → dataset indices; DataError naming the first id the dataset lacks, or an id
+// listed twice (each model column / row stands for one distinct dataset item or user: a repeated
+// id would make two columns answer for one item and leave another without its weights).
 std::vector<int32_t> ids_to_indices(const std::string& path, const std::string& json_text,
-                                    const std::vector<std::string>& ids, const char* what) {
-  const nlohmann::json a = nlohmann::json::parse(json_text);
-  if (!a.is_array()) throw DataError(path, 0, std::string("metadata '") + what + "' is not a JSON array");
+                                    const std::vector<std::string>& ids, const char* what,
+                                    const char* key) {
+  nlohmann::json a;
+  try {
+    a = nlohmann::json::parse(json_text);
+  } catch (const std::exception& e) {
+    throw DataError(path, 0, std::string("malformed metadata '") + key + "' ('" + shown(json_text) + "'): " + e.what());
+  }
+  if (!a.is_array()) throw DataError(path, 0, std::string("metadata '") + key + "' is not a JSON array");
   std::unordered_map<std::string, int32_t> index;
   index.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) index.emplace(ids[i], static_cast<int32_t>(i));
   std::vector<int32_t> out;
   out.reserve(a.size());
+  std::vector<int64_t> position(ids.size(), -1);  // dataset index → entry of the list
   for (const auto& e : a) {
+    if (!e.is_string())
+      throw DataError(path, 0, std::string("metadata '") + key + "' entry " + std::to_string(out.size() + 1) +
+                                   " is " + shown(e.dump()) + ", not an id string");
     const std::string id = e.get<std::string>();
     auto it = index.find(id);
     if (it == index.end())
-      throw DataError(path, 0, std::string(what) + " id '" + id + "' of the model is not in the dataset");
+      throw DataError(path, 0, std::string(what) + " id '" + shown(id) + "' of the model is not in the dataset");
+    int64_t& first = position[static_cast<size_t>(it->second)];
+    if (first >= 0)
+      throw DataError(path, 0, std::string(what) + " id '" + shown(id) + "' is listed twice in metadata '" + key +
+                                   "' (entries " + std::to_string(first + 1) + " and " +
+                                   std::to_string(out.size() + 1) + ")");
+    first = static_cast<int64_t>(out.size());
     out.push_back(it->second);
   }
   return out;
@@ -163,26 +220,32 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
     throw DataError(path, 0, "checksum mismatch: the file is corrupt");
 
   ModelFileInfo info;
-  try {
-    info.config = config_from_json(nlohmann::json::parse(meta_at(f, path, "config")));
-    info.protocol = meta_at(f, path, "protocol");
-    info.dataset = meta_at(f, path, "dataset");
-    info.dataset_source = meta_at(f, path, "dataset_source");
-    info.fingerprint = meta_at(f, path, "dataset_fingerprint");
-    const nlohmann::json input = nlohmann::json::parse(meta_at(f, path, "input"));
-    info.binary_input = input.at("binary").get<bool>();
-    info.input_threshold = input.at("threshold").get<double>();
-    info.batch_size = std::stoll(meta_at(f, path, "batch_size"));
-    info.seed = std::stoull(meta_at(f, path, "seed"));
-    info.best_epoch = std::stoi(meta_at(f, path, "best_epoch"));
-    if (is_svd_kind(info.config.kind)) {
-      info.svd = svd_options_from_json(nlohmann::json::parse(meta_at(f, path, "svd")), info.config.kind);
-      info.ratings_split = meta_at(f, path, "ratings_split");
+  // JSON entries: a parse or type error names the entry it came from.
+  auto json_entry = [&](const std::string& key, const auto& use) {
+    const std::string& text = meta_at(f, path, key);
+    try {
+      use(nlohmann::json::parse(text));
+    } catch (const DataError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw DataError(path, 0, "malformed metadata '" + key + "' ('" + shown(text) + "'): " + e.what());
     }
-  } catch (const DataError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DataError(path, 0, std::string("malformed metadata: ") + e.what());
+  };
+  json_entry("config", [&](const nlohmann::json& j) { info.config = config_from_json(j); });
+  info.protocol = meta_at(f, path, "protocol");
+  info.dataset = meta_at(f, path, "dataset");
+  info.dataset_source = meta_at(f, path, "dataset_source");
+  info.fingerprint = meta_at(f, path, "dataset_fingerprint");
+  json_entry("input", [&](const nlohmann::json& j) {
+    info.binary_input = j.at("binary").get<bool>();
+    info.input_threshold = j.at("threshold").get<double>();
+  });
+  info.batch_size = meta_int(path, "batch_size", meta_at(f, path, "batch_size"), 1, INT64_MAX);
+  info.seed = meta_uint64(path, "seed", meta_at(f, path, "seed"));
+  info.best_epoch = static_cast<int>(meta_int(path, "best_epoch", meta_at(f, path, "best_epoch"), 0, INT32_MAX));
+  if (is_svd_kind(info.config.kind)) {
+    json_entry("svd", [&](const nlohmann::json& j) { info.svd = svd_options_from_json(j, info.config.kind); });
+    info.ratings_split = meta_at(f, path, "ratings_split");
   }
   const std::string& kind = info.config.kind;
   if (kind == "popularity" || kind == "ease")
@@ -198,11 +261,11 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   if (column_kind != (info.item_based ? "user" : "item"))
     throw DataError(path, 0, "column_kind '" + column_kind + "' does not fit model " + kind);
   try {
-    info.column_map = ids_to_indices(path, meta_at(f, path, "columns"),
-                                     info.item_based ? d.user_ids : d.item_ids, info.item_based ? "user" : "item");
+    info.column_map = ids_to_indices(path, meta_at(f, path, "columns"), info.item_based ? d.user_ids : d.item_ids,
+                                     info.item_based ? "user" : "item", "columns");
     if (has_row_state(kind))
       info.row_map = ids_to_indices(path, meta_at(f, path, "rows"), info.item_based ? d.item_ids : d.user_ids,
-                                    info.item_based ? "item" : "user");
+                                    info.item_based ? "item" : "user", "rows");
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
@@ -214,7 +277,6 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   if (has_row_state(kind) && static_cast<int64_t>(info.row_map.size()) != info.config.num_rows)
     throw DataError(path, 0, "the config says " + std::to_string(info.config.num_rows) + " rows but the file maps " +
                                  std::to_string(info.row_map.size()));
-  if (info.batch_size < 1) throw DataError(path, 0, "batch_size must be positive");
   return info;
 }
 

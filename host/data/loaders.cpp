@@ -11,6 +11,8 @@
 //   order; generic item files the union over rated items in first-seen order. At most 32
 //   genres (item_genres is a bit mask).
 // - Blank lines are skipped, CRLF is accepted, a duplicate (user, item) pair is an error.
+// - MovieLens user, item and movie ids (ratings and metadata files) are positive integers; "007"
+//   is the id 7, while 0 and negative ids are errors. Generic CSV ids are free text.
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -126,6 +128,9 @@ class IdTable {
       int64_t v = 0;
       if (text::parse_int64(field, &v) != NumParse::kOk)
         throw DataError(file, line, what_ + " id " + quote(field) + " overflows a 64-bit integer");
+      // MovieLens ids are positive integers; a leading zero ("007") is still the id 7.
+      if (integer_only_ && v <= 0)
+        throw DataError(file, line, what_ + " id " + quote(field) + " is not a positive integer");
       if (integer_only_ || text::is_canonical_int(field)) {
         // MovieLens files are grouped by user: most lookups repeat the previous id.
         if (last_tmp_ >= 0 && v == last_value_) return last_tmp_;
@@ -217,11 +222,16 @@ void check_timestamp(std::string_view f, const std::string& file, long line) {
     throw DataError(file, line, "timestamp " + quote(f) + " is not an integer");
 }
 
+// A MovieLens metadata id (u.item, u.user, movies.dat, users.dat, movies.csv): a positive
+// integer, leading zeros allowed.
 int64_t parse_id(std::string_view f, const char* what, const std::string& file, long line) {
   f = trim(f);
   int64_t v = 0;
   switch (text::parse_int64(f, &v)) {
     case NumParse::kOk:
+      if (v <= 0)
+        throw DataError(file, line,
+                        std::string(what) + " " + quote(f) + " is not a positive integer");
       return v;
     case NumParse::kOverflow:
       throw DataError(file, line,
@@ -345,8 +355,9 @@ Csr build_csr(RawRatings& raw, std::vector<std::string>* user_ids,
         (first < 0 ? first : second) = static_cast<int64_t>(q);
       }
       throw DataError(raw.file, raw.line_of(second),
-                      "duplicate rating for user " + (*user_ids)[r] + " and item " +
-                          (*item_ids)[col] + " (first given on line " +
+                      "duplicate rating for user " + text::escape((*user_ids)[r], 60) +
+                          " and item " + text::escape((*item_ids)[col], 60) +
+                          " (first given on line " +
                           std::to_string(raw.line_of(first)) + ")");
     }
   }
@@ -443,7 +454,7 @@ void attach_items(Dataset* d, const RawRatings& raw,
     auto it = meta.find(raw.items.value(k));
     if (it == meta.end())
       throw DataError(raw.file, raw.line_of(raw.items.first_record(k)),
-                      "item " + d->item_ids[k] + " is not listed in " +
+                      "item " + text::escape(d->item_ids[k], 60) + " is not listed in " +
                           fs::path(meta_file).filename().string());
     d->titles[k] = it->second.title;
     if (with_genres) d->item_genres[k] = it->second.genres;
@@ -463,7 +474,7 @@ void attach_users(Dataset* d, const RawRatings& raw,
     auto it = rows.find(raw.users.value(k));
     if (it == rows.end())
       throw DataError(raw.file, raw.line_of(raw.users.first_record(k)),
-                      "user " + d->user_ids[k] + " is not listed in " +
+                      "user " + text::escape(d->user_ids[k], 60) + " is not listed in " +
                           fs::path(user_file).filename().string());
     m.age[k] = it->second.age;
     m.gender[k] = it->second.gender;
@@ -514,7 +525,8 @@ Dataset load_ml100k(const std::string& dir) {
   // u.genre: name|index; optional (the 19 standard names otherwise).
   std::vector<std::string> genres = to_vec(kMl100kGenres);
   const std::string genre_file = join_path(dir, "u.genre");
-  if (fs::exists(genre_file)) {
+  const bool have_genre_file = fs::exists(genre_file);
+  if (have_genre_file) {
     const std::string buf = text::read_file(genre_file);
     std::vector<std::string> names;
     std::vector<long> seen;
@@ -551,13 +563,19 @@ Dataset load_ml100k(const std::string& dir) {
     std::string_view line;
     while (lr.next(&line)) {
       text::split(line, '|', &f);
-      if (f.size() != want)
+      if (f.size() != want) {
+        // Say where the expected count comes from: u.genre, when present, sets the number of
+        // flag columns, so a cut or padded u.genre shows up here.
+        const std::string n = std::to_string(genres.size());
+        const std::string source =
+            have_genre_file ? "u.genre lists " + n + " genres"
+                            : "there is no u.genre, so the " + n + " standard ml-100k genres apply";
         throw DataError(item_file, lr.line_no(),
-                        "expected " + std::to_string(want) +
-                            " '|'-separated fields (id, title, release date, video release date, "
-                            "IMDb URL and " +
-                            std::to_string(genres.size()) + " genre flags), found " +
-                            std::to_string(f.size()));
+                        std::to_string(f.size()) + " '|'-separated fields, but " + source +
+                            " (expected 5 + " + n + " = " + std::to_string(want) +
+                            " fields: id, title, release date, video release date, IMDb URL and "
+                            "one 0/1 flag per genre)");
+      }
       ItemMeta m;
       m.line = lr.line_no();
       m.title = text::latin1_to_utf8(f[1]);
@@ -567,7 +585,8 @@ Dataset load_ml100k(const std::string& dir) {
           m.genres |= 1u << g;
         else if (flag != "0")
           throw DataError(item_file, lr.line_no(),
-                          "genre flag " + std::to_string(g) + " (" + genres[g] + ") is " +
+                          "genre flag " + std::to_string(g) + " (" + text::escape(genres[g], 60) +
+                              ") is " +
                               quote(flag) + ", expected 0 or 1");
       }
       put_unique(&meta, parse_id(f[0], "item id", item_file, lr.line_no()), std::move(m), "item",
@@ -906,7 +925,8 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file)
     for (size_t k = 0; k < seen.size(); ++k)
       if (!seen[k])
         throw DataError(file, raw.line_of(raw.items.first_record(static_cast<int32_t>(k))),
-                        "item " + d.item_ids[k] + " is not listed in " + items_file);
+                        "item " + text::escape(d.item_ids[k], 60) + " is not listed in " +
+                            items_file);
     d.titles = std::move(titles);
     if (!genres.names().empty()) {
       d.genre_names = genres.names();

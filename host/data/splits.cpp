@@ -1,6 +1,7 @@
 // Train/test splits, all deterministic from a seed through Philox stream RngStream::split.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <unordered_map>
@@ -10,6 +11,7 @@
 #include "core/philox.h"
 #include "data/dataset.h"
 #include "data/shuffle.h"
+#include "data/text_reader.h"
 
 namespace vae {
 
@@ -188,16 +190,59 @@ RatingsSplit split_ratings_random(const Dataset& d, double test_fraction, uint64
 
 namespace {
 
+// Original id → dataset index. ml-100k ids are integers, matched by value (so "007" in a fold
+// file is user 7, as in u.data); a data set with other ids is matched by text.
+class FoldIdMap {
+ public:
+  FoldIdMap(const std::vector<std::string>& ids, const char* what) : what_(what) {
+    numeric_ = !ids.empty();
+    for (size_t k = 0; k < ids.size() && numeric_; ++k) {
+      int64_t v = 0;
+      numeric_ = text::parse_int64(text::trim(ids[k]), &v) == text::NumParse::kOk &&
+                 by_value_.emplace(v, static_cast<int32_t>(k)).second;
+    }
+    if (!numeric_) {
+      by_value_.clear();
+      by_text_.reserve(ids.size() * 2);
+      for (size_t k = 0; k < ids.size(); ++k) by_text_.emplace(ids[k], static_cast<int32_t>(k));
+    }
+  }
+  int32_t find(std::string_view field, const std::string& path, long lineno) const {
+    field = text::trim(field);
+    const std::string id = what_ + " id " + text::quote(field);
+    if (field.empty()) throw DataError(path, lineno, "empty " + what_ + " id");
+    if (!numeric_) {
+      const auto it = by_text_.find(std::string(field));
+      if (it == by_text_.end()) throw DataError(path, lineno, "unknown " + id + " (not in the data set)");
+      return it->second;
+    }
+    int64_t v = 0;
+    switch (text::parse_int64(field, &v)) {
+      case text::NumParse::kOk:
+        break;
+      case text::NumParse::kOverflow:
+        throw DataError(path, lineno, id + " overflows a 64-bit integer");
+      default:
+        throw DataError(path, lineno, "non-numeric " + id + " (ml-100k ids are positive integers)");
+    }
+    if (v <= 0) throw DataError(path, lineno, id + " is not a positive integer");
+    const auto it = by_value_.find(v);
+    if (it == by_value_.end()) throw DataError(path, lineno, "unknown " + id + " (not in the data set)");
+    return it->second;
+  }
+
+ private:
+  std::string what_;
+  bool numeric_ = false;
+  std::unordered_map<int64_t, int32_t> by_value_;
+  std::unordered_map<std::string, int32_t> by_text_;
+};
+
 struct FoldReader {
   const Dataset& d;
-  std::unordered_map<std::string, int32_t> user_of, item_of;
+  FoldIdMap users, items;
 
-  explicit FoldReader(const Dataset& ds) : d(ds) {
-    user_of.reserve(d.user_ids.size() * 2);
-    item_of.reserve(d.item_ids.size() * 2);
-    for (size_t u = 0; u < d.user_ids.size(); ++u) user_of.emplace(d.user_ids[u], static_cast<int32_t>(u));
-    for (size_t i = 0; i < d.item_ids.size(); ++i) item_of.emplace(d.item_ids[i], static_cast<int32_t>(i));
-  }
+  explicit FoldReader(const Dataset& ds) : d(ds), users(ds.user_ids, "user"), items(ds.item_ids, "item") {}
 
   // Reads "user\titem\trating\ttimestamp" lines; `exclude` holds pairs of the other file.
   Csr read(const std::string& path, std::unordered_set<uint64_t>& pairs,
@@ -208,48 +253,37 @@ struct FoldReader {
     std::vector<float> vs;
     std::string line;
     long lineno = 0;
-    std::vector<std::string> f;
+    std::vector<std::string_view> f;
     while (std::getline(in, line)) {
       ++lineno;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
-      f.clear();
-      size_t pos = 0;
-      for (;;) {
-        const size_t tab = line.find('\t', pos);
-        f.push_back(line.substr(pos, tab == std::string::npos ? std::string::npos : tab - pos));
-        if (tab == std::string::npos) break;
-        pos = tab + 1;
-      }
+      text::split(line, '\t', &f);
       if (f.size() != 4)
         throw DataError(path, lineno, "expected 4 tab-separated fields (user item rating timestamp), got " +
                                           std::to_string(f.size()));
-      const auto u = user_of.find(f[0]);
-      if (u == user_of.end()) throw DataError(path, lineno, "unknown user id '" + f[0] + "'");
-      const auto it = item_of.find(f[1]);
-      if (it == item_of.end()) throw DataError(path, lineno, "unknown item id '" + f[1] + "'");
-      float rating = 0;
-      try {
-        size_t used = 0;
-        rating = std::stof(f[2], &used);
-        if (used != f[2].size()) throw std::invalid_argument("trailing");
-      } catch (const std::exception&) {
-        throw DataError(path, lineno, "rating '" + f[2] + "' is not a number");
-      }
+      const int32_t u = users.find(f[0], path, lineno);
+      const int32_t i = items.find(f[1], path, lineno);
+      const std::string_view rf = text::trim(f[2]);
+      double rating = 0;
+      if (text::parse_double(rf, &rating) != text::NumParse::kOk)
+        throw DataError(path, lineno, "rating " + text::quote(rf) + " is not a number");
       if (!(rating >= d.rating_min && rating <= d.rating_max))
-        throw DataError(path, lineno, "rating " + f[2] + " outside " + std::to_string(d.rating_min) +
+        throw DataError(path, lineno, "rating " + text::quote(rf) + " outside " + std::to_string(d.rating_min) +
                                           ".." + std::to_string(d.rating_max));
-      if (f[3].empty() || f[3].find_first_not_of("0123456789") != std::string::npos)
-        throw DataError(path, lineno, "timestamp '" + f[3] + "' is not an integer");
-      const uint64_t key = (static_cast<uint64_t>(u->second) << 32) | static_cast<uint32_t>(it->second);
+      const std::string_view tf = text::trim(f[3]);
+      if (tf.empty() || tf.find_first_not_of("0123456789") != std::string_view::npos)
+        throw DataError(path, lineno, "timestamp " + text::quote(tf) + " is not an integer");
+      const uint64_t key = (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(i);
+      auto who = [&] { return "user " + text::escape(d.user_ids[u], 60); };
+      auto what = [&] { return "item " + text::escape(d.item_ids[i], 60); };
       if (!pairs.insert(key).second)
-        throw DataError(path, lineno, "duplicate rating of item " + f[1] + " by user " + f[0]);
+        throw DataError(path, lineno, "duplicate rating of " + what() + " by " + who());
       if (exclude && exclude->count(key))
-        throw DataError(path, lineno, "user " + f[0] + ", item " + f[1] +
-                                          " is in both the base and the test file");
-      rs.push_back(u->second);
-      cs.push_back(it->second);
-      vs.push_back(rating);
+        throw DataError(path, lineno, who() + ", " + what() + " is in both the base and the test file");
+      rs.push_back(u);
+      cs.push_back(i);
+      vs.push_back(static_cast<float>(rating));
     }
     if (in.bad()) throw DataError(path, 0, "read error");
     return Csr::from_triplets(d.num_users(), d.num_items(), std::move(rs), std::move(cs), std::move(vs));
@@ -263,6 +297,25 @@ RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir,
   if (!ok) throw UsageError("ml-100k fold must be 1-5, a or b, got '" + fold + "'");
   const std::string stem = "u" + fold;
   const std::string base = dir + "/" + stem + ".base", test = dir + "/" + stem + ".test";
+  // No fold file at all: this is not ml-100k (ml-latest, ml-1m and CSV data have no fixed folds),
+  // which "u1.base: cannot open file" would not tell.
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(base, ec)) {
+    bool any = false;
+    for (const char* s : {"1", "2", "3", "4", "5", "a", "b"})
+      for (const char* ext : {".base", ".test"})
+        any = any || fs::exists(dir + "/u" + s + ext, ec);
+    if (!any) {
+      const std::string what = fs::is_directory(dir, ec) ? "this data directory" : "this data source";
+      const std::string fmt = d.format.empty() ? "" : " (" + d.format + ")";
+      throw DataError(dir, 0,
+                      "no " + stem + ".base here: the fold files u1.base ... u5.test, ua.base/ua.test and "
+                      "ub.base/ub.test exist only in ml-100k, and " + what + fmt +
+                          " has none (use --fold random for a random 90/10 split)");
+    }
+    throw DataError(base, 0, "no such file (this ml-100k directory lacks fold " + fold + ")");
+  }
   FoldReader reader(d);
   std::unordered_set<uint64_t> base_pairs, test_pairs;
   RatingsSplit s;

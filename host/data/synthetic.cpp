@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/philox.h"
@@ -219,26 +219,89 @@ std::vector<int64_t> allocate_activity(const std::vector<double>& weight, int64_
   return out;
 }
 
-std::string make_title(PhiloxSeq& rng, int year, std::unordered_set<std::string>& used) {
+// Titles handed out so far, as word-index keys rather than strings. Every title is
+// "<stem> (<year>)" or, once the attempts below fail, the sequel "<stem> N (<year>)"; the words
+// hold no digits and no spaces and the four stem forms differ in their fixed words, so a title's
+// text is fixed by (year, form, the words the form uses) and the other way round. Checking a bit
+// instead of hashing a string keeps the 16 attempts per title cheap once a year's combinations
+// run out (at millions of items most titles take all 16). Sequels of one (stem, year) are only
+// ever made below, in order N = 2, 3, …, so `next_part` holding the next N gives exactly the
+// title that scanning N = 2, 3, … for a free one did (a scan that made generation quadratic in
+// items).
+constexpr int kLastYear = 1998;  // titles are from kLastYear - kMaxAge … kLastYear
+constexpr int kMaxAge = 78;
+constexpr int kFirstYear = kLastYear - kMaxAge;
+
+class TitleSet {
+ public:
+  static constexpr uint64_t kKeysPerYear = 4ull * kNumNouns * kNumAdjectives * kNumNouns;
+  // Marks the title as used; false when it already was.
+  bool insert(int year, uint64_t key) {
+    const size_t y = static_cast<size_t>(year - kFirstYear);
+    if (y >= year_bits_.size()) year_bits_.resize(y + 1);
+    std::vector<uint64_t>& bits = year_bits_[y];
+    if (bits.empty()) bits.assign((kKeysPerYear + 63) / 64, 0);
+    const uint64_t mask = uint64_t{1} << (key % 64);
+    if (bits[key / 64] & mask) return false;
+    bits[key / 64] |= mask;
+    return true;
+  }
+  // The next free sequel number of a stem in a year (2 the first time).
+  int next_part(int year, uint64_t key) {
+    return next_part_.try_emplace(key_of(year, key), 2).first->second++;
+  }
+
+ private:
+  static uint64_t key_of(int year, uint64_t key) {
+    return static_cast<uint64_t>(year - kFirstYear) * kKeysPerYear + key;
+  }
+  std::vector<std::vector<uint64_t>> year_bits_;  // by year - kFirstYear
+  std::unordered_map<uint64_t, int> next_part_;
+};
+
+std::string make_title(PhiloxSeq& rng, int year, TitleSet& used) {
+  VAE_CHECK(year >= kFirstYear && year <= kLastYear, "make_title: year out of range");
   std::string stem;
+  uint64_t key = 0;
   for (int attempt = 0; attempt < 16; ++attempt) {
-    const char* a = kAdjectives[rng.below(kNumAdjectives)];
-    const char* n1 = kNouns[rng.below(kNumNouns)];
-    const char* n2 = kNouns[rng.below(kNumNouns)];
-    switch (rng.below(4)) {
+    const uint32_t ai = rng.below(kNumAdjectives);
+    const uint32_t n1i = rng.below(kNumNouns);
+    const uint32_t n2i = rng.below(kNumNouns);
+    const uint32_t form = rng.below(4);
+    // (form, first, second, third word index), unused words 0.
+    auto make_key = [form](uint64_t w1, uint64_t w2, uint64_t w3) {
+      return ((form * kNumNouns + w1) * kNumAdjectives + w2) * kNumNouns + w3;
+    };
+    switch (form) {
+      case 0: key = make_key(n1i, ai, 0); break;
+      case 1: key = make_key(n1i, ai, 0); break;
+      case 2: key = make_key(n1i, ai, n2i); break;
+      default: key = make_key(n1i, 0, n2i); break;
+    }
+    if (!used.insert(year, key)) continue;
+    const char* a = kAdjectives[ai];
+    const char* n1 = kNouns[n1i];
+    const char* n2 = kNouns[n2i];
+    switch (form) {
       case 0: stem = std::string(a) + " " + n1; break;
       case 1: stem = std::string("The ") + a + " " + n1; break;
       case 2: stem = std::string(n1) + " of the " + a + " " + n2; break;
       default: stem = std::string("The ") + n1 + " and the " + n2; break;
     }
-    std::string title = stem + " (" + std::to_string(year) + ")";
-    if (used.insert(title).second) return title;
+    return stem + " (" + std::to_string(year) + ")";
   }
-  // Word combinations exhausted for this year: number it like a sequel.
-  for (int part = 2;; ++part) {
-    std::string title = stem + " " + std::to_string(part) + " (" + std::to_string(year) + ")";
-    if (used.insert(title).second) return title;
+  // Word combinations exhausted for this year: number the last attempt's stem like a sequel.
+  const uint64_t form = key / (uint64_t{kNumNouns} * kNumAdjectives * kNumNouns);
+  const uint64_t n1i = key / (uint64_t{kNumAdjectives} * kNumNouns) % kNumNouns;
+  const uint64_t ai = key / kNumNouns % kNumAdjectives;
+  const uint64_t n2i = key % kNumNouns;
+  switch (form) {
+    case 0: stem = std::string(kAdjectives[ai]) + " " + kNouns[n1i]; break;
+    case 1: stem = std::string("The ") + kAdjectives[ai] + " " + kNouns[n1i]; break;
+    case 2: stem = std::string(kNouns[n1i]) + " of the " + kAdjectives[ai] + " " + kNouns[n2i]; break;
+    default: stem = std::string("The ") + kNouns[n1i] + " and the " + kNouns[n2i]; break;
   }
+  return stem + " " + std::to_string(used.next_part(year, key)) + " (" + std::to_string(year) + ")";
 }
 
 std::string canonical_spec(const SyntheticSpec& s) {
@@ -250,16 +313,20 @@ std::string canonical_spec(const SyntheticSpec& s) {
 void check_spec(const SyntheticSpec& s) {
   constexpr int64_t kMaxDim = INT32_MAX;
   if (s.users < 1 || s.users > kMaxDim)
-    throw UsageError("synthetic: users must be between 1 and " + std::to_string(kMaxDim));
+    throw UsageError("synthetic: users must be an integer from 1 to " + std::to_string(kMaxDim) +
+                     ", got " + std::to_string(s.users));
   if (s.items < 1 || s.items > kMaxDim)
-    throw UsageError("synthetic: items must be between 1 and " + std::to_string(kMaxDim));
-  if (s.ratings < 1) throw UsageError("synthetic: ratings must be positive");
+    throw UsageError("synthetic: items must be an integer from 1 to " + std::to_string(kMaxDim) +
+                     ", got " + std::to_string(s.items));
+  if (s.ratings < 1)
+    throw UsageError("synthetic: ratings must be a positive integer, got " +
+                     std::to_string(s.ratings));
   if (s.ratings > s.users * s.items)
     throw UsageError("synthetic: ratings=" + std::to_string(s.ratings) + " exceeds users*items=" +
                      std::to_string(s.users * s.items));
   if (s.groups < 1 || s.groups > s.users)
-    throw UsageError("synthetic: groups must be between 1 and users (" + std::to_string(s.users) +
-                     ")");
+    throw UsageError("synthetic: groups must be an integer from 1 to users (" +
+                     std::to_string(s.users) + "), got " + std::to_string(s.groups));
 }
 
 }  // namespace
@@ -290,18 +357,27 @@ SyntheticSpec parse_synthetic_spec(const std::string& spec) {
     if (std::find(seen.begin(), seen.end(), key) != seen.end())
       throw UsageError("synthetic spec: key '" + key + "' given twice");
     seen.push_back(key);
-    if (value.empty() || value.size() > 18 ||
-        value.find_first_not_of("0123456789") != std::string::npos)
-      throw UsageError("synthetic spec: " + key + " must be a non-negative integer, got '" + value +
-                       "'");
+    // seed=0 is an ordinary seed; every size must be positive. One message for every way a
+    // value can miss that ("abc", "-5", "0", "1.5", too many digits).
+    const bool is_seed = key == "seed";
+    const std::string wanted = "synthetic spec: " + key + " must be a " +
+                               (is_seed ? "non-negative" : "positive") + " integer";
+    const std::string got = value.size() > 40 ? value.substr(0, 40) + "..." : value;
+    if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
+      const bool negative = value.size() > 1 && value[0] == '-' &&
+                            value.find_first_not_of("0123456789", 1) == std::string::npos;
+      throw UsageError(wanted + ", got " + (negative ? got : "'" + got + "'"));
+    }
+    const size_t digits = value.size() - std::min(value.find_first_not_of('0'), value.size());
+    if (digits > 18)
+      throw UsageError(wanted + " below 10^18, got " + got);
     const int64_t v = std::stoll(value);
-    // seed=0 is an ordinary seed; every size must be positive.
-    if (v == 0 && key != "seed") throw UsageError("synthetic spec: " + key + " must be positive");
+    if (v == 0 && !is_seed) throw UsageError(wanted + ", got " + value);
     if (key == "users") s.users = v;
     if (key == "items") s.items = v;
     if (key == "ratings") s.ratings = v;
     if (key == "groups") {
-      if (v > INT32_MAX) throw UsageError("synthetic spec: groups is too large");
+      if (v > INT32_MAX) throw UsageError("synthetic spec: groups must be an integer from 1 to users, got " + value);
       s.groups = static_cast<int>(v);
     }
     if (key == "seed") s.seed = static_cast<uint64_t>(v);
@@ -358,14 +434,14 @@ Dataset make_synthetic(const SyntheticSpec& spec) {
   d.titles.resize(n_items);
   {
     PhiloxSeq rng(seed, stream_of(kStreamTitles));
-    std::unordered_set<std::string> used;
-    used.reserve(static_cast<size_t>(n_items) * 2);
+    TitleSet used;
     for (int64_t i = 0; i < n_items; ++i) {
       const double top = 1.0 - 2.0 * static_cast<double>(rank[i]) / static_cast<double>(n_items);
       quality[i] = kQualitySigma * normal(rng) + kPopularityQuality * top;
       // Mostly recent films, like ml-100k (median year ~1995).
-      const int age = static_cast<int>(std::min(78.0, std::floor(-7.0 * std::log(rng.uniform()))));
-      d.titles[i] = make_title(rng, 1998 - age, used);
+      const int age = static_cast<int>(
+          std::min(static_cast<double>(kMaxAge), std::floor(-7.0 * std::log(rng.uniform()))));
+      d.titles[i] = make_title(rng, kLastYear - age, used);
     }
   }
 

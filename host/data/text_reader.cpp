@@ -1,5 +1,6 @@
 #include "data/text_reader.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -19,13 +20,33 @@ std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(path, 0, "cannot open file for reading");
   std::string buf;
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
+  // A regular file is read in one go from its size. Pipes (--data <(cat ratings.csv)), FIFOs,
+  // character devices and /proc files report no useful size: those are read until end of
+  // stream instead, so they work like the file they stand for.
+  std::streamoff size = -1;
+  if (fs::is_regular_file(st)) {
+    in.seekg(0, std::ios::end);
+    size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (!in) {
+      in.clear();
+      size = -1;
+    }
+  }
   if (size > 0) {
     buf.resize(static_cast<size_t>(size));
-    in.seekg(0, std::ios::beg);
     in.read(buf.data(), size);
     if (in.gcount() != size) throw DataError(path, 0, "read error (file changed while reading?)");
+  } else {
+    constexpr size_t kChunk = size_t{1} << 20;
+    for (;;) {
+      const size_t old = buf.size();
+      buf.resize(old + kChunk);
+      in.read(buf.data() + old, static_cast<std::streamsize>(kChunk));
+      buf.resize(old + static_cast<size_t>(in.gcount()));
+      if (!in) break;
+    }
+    if (in.bad()) throw DataError(path, 0, "read error");
   }
   if (buf.size() >= 3 && buf.compare(0, 3, "\xEF\xBB\xBF") == 0) buf.erase(0, 3);
   if (buf.find_first_not_of(" \t\r\n") == std::string::npos) throw DataError(path, 0, "empty file");
@@ -223,17 +244,45 @@ std::string latin1_to_utf8(std::string_view s) {
   return out;
 }
 
-std::string quote(std::string_view s) {
-  constexpr size_t kMax = 60;
-  std::string out = "'";
-  if (s.size() > kMax) {
-    out.append(s.substr(0, kMax));
-    out += "...";
-  } else {
-    out.append(s);
+std::string escape(std::string_view s, size_t max_bytes) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(std::min(s.size(), max_bytes) + 8);
+  size_t i = 0;
+  while (i < s.size()) {
+    if (i >= max_bytes) {
+      out += "\xe2\x80\xa6";  // …
+      break;
+    }
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    // Whole valid UTF-8 characters are kept; any other byte is escaped like a control byte.
+    const size_t bad = find_invalid_utf8(s.substr(i, std::min<size_t>(4, s.size() - i)));
+    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    if (bad == 0 || i + len > s.size()) {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, len));
+    i += len;
   }
-  out += "'";
   return out;
 }
+
+std::string quote(std::string_view s) { return "'" + escape(s, 60) + "'"; }
 
 }  // namespace vae::text

@@ -55,7 +55,11 @@ bool is_canonical_int(std::string_view s);
 size_t find_invalid_utf8(std::string_view s);
 std::string latin1_to_utf8(std::string_view s);
 
-// Quotes a field for error messages, cutting very long ones.
+// Field text made safe for an error message: control bytes (NUL included, which would end the
+// message early where it is printed as a C string) and bytes that are not valid UTF-8 become
+// "\xNN"; text past max_bytes is cut and marked with "…".
+std::string escape(std::string_view s, size_t max_bytes = 200);
+// escape(s, 60) in single quotes: how a field is quoted in error messages.
 std::string quote(std::string_view s);
 
 }  // namespace vae::text

@@ -322,6 +322,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.seed = opt.seed;
   res.train_rows = train.rows;
   res.eval_rows = test_input.rows;
+  if (test_target.nnz() == 0 && !opt.quiet)
+    log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
+        << "undefined (nan); use a larger data set" << (opt.protocol == "seed" ? " or --test-fraction" : "") << "\n";
 
   ModelConfig mc = opt.model;
   mc.num_inputs = train.cols;
