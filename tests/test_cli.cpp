@@ -317,3 +317,16 @@ TEST(Cli, AFailedModelWriteKeepsTheEarlierRunFilesWhole) {
 }
 
 }  // namespace
+
+namespace {
+
+// --top beyond the candidates lists them all and says so, rather than titling 24 items "Top 100000".
+TEST(Cli, TopBeyondTheCandidatesIsTitledByWhatItHolds) {
+  const CmdResult r = run_cli(
+      "recommend --user 1 --top 100000 --epochs 1 --quiet --device cpu --data synthetic:users=50,items=40,ratings=800");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("candidates (fewer than --top 100000) for user 1"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Top 100000")));
+}
+
+}  // namespace

@@ -620,7 +620,12 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
   }
   const RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
   const std::string who = o.user.empty() ? "the given ratings" : "user " + o.user;
-  std::cout << format_recommendations(r, d, "Top " + std::to_string(o.top) + " recommendations for " + who + suffix);
+  // The list holds at most the items there are to recommend: title it by what it holds.
+  const std::string title = static_cast<size_t>(o.top) > r.items.size()
+                                ? "All " + std::to_string(r.items.size()) + " candidates (fewer than --top " +
+                                      std::to_string(o.top) + ") for " + who + suffix
+                                : "Top " + std::to_string(o.top) + " recommendations for " + who + suffix;
+  std::cout << format_recommendations(r, d, title);
   return 0;
 }
 
