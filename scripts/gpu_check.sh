@@ -6,7 +6,7 @@
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
 #              metrics must agree to 3 decimals (default --precision exact on both); the CUDA run
 #              again with --cuda-graph off, and with --precision fp32 (timing)
-#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants
+#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants and bench/vae_linear_variants
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
 #   scale      Mult-VAE on the ml-20m-shaped synthetic set: TF32, BF16, FP32 and exact GEMMs, accuracy and s/epoch,
 #              and the PyTorch peers on it
@@ -291,6 +291,12 @@ PY
     variants_line="rc $rc, $(tail -n 1 "$OUT/variants.log")"
     [ "$rc" -eq 0 ] || ok=0
     grep -E '^(  v[0-9]|[a-z].*shape)' "$OUT/variants.log"
+    # Dense layers with cuBLASLt epilogues against the shipped ops (the VAE's kernel count).
+    capped 60 "$BUILD/bench/vae_linear_variants" >"$OUT/variants_linear.log" 2>&1
+    rc=$?
+    variants_line="$variants_line; linear: rc $rc, $(tail -n 1 "$OUT/variants_linear.log")"
+    [ "$rc" -eq 0 ] || ok=0
+    grep -E '^(  v[0-9]|  per|[a-z].*batch)' "$OUT/variants_linear.log"
   fi
 
   # ---- PyTorch side by side ---------------------------------------------------------------
