@@ -294,8 +294,8 @@ PY
     # Dense layers with cuBLASLt epilogues against the shipped ops (the VAE's kernel count).
     capped 60 "$BUILD/bench/vae_linear_variants" >"$OUT/variants_linear.log" 2>&1
     rc=$?
+    # Exploratory (nothing shipped uses it yet): reported, never the run's verdict.
     variants_line="$variants_line; linear: rc $rc, $(tail -n 1 "$OUT/variants_linear.log")"
-    [ "$rc" -eq 0 ] || ok=0
     grep -E '^(  v[0-9]|  per|[a-z].*batch)' "$OUT/variants_linear.log"
   fi
 
