@@ -330,3 +330,60 @@ TEST(Cli, TopBeyondTheCandidatesIsTitledByWhatItHolds) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string slurp_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// The main job renames all its files into --out together at the end: a failure after training
+// (here the t-SNE picture cannot be written) leaves the earlier run's files, all of them, as
+// they were, and no temporaries.
+TEST(Cli, AMainJobFailingLateKeepsEveryEarlierFile) {
+  fs::path dir = temp_dir("late_fail");
+  const std::string base = std::string("--epochs 2 --no-baseline ") + kSmall + " --out " + dir.string();
+  ASSERT_EQ(run_cli(base).code, 0);
+  const std::string summary = slurp_file(dir / "summary.json"), emb = slurp_file(dir / "embeddings.npy");
+  const std::string clusters = slurp_file(dir / "clusters.csv");
+  ASSERT_FALSE(emb.empty());
+  fs::remove(dir / "tsne.svg");
+  fs::create_directories(dir / "tsne.svg" / "blocker");
+  const CmdResult r = run_cli(base + " --seed 9");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("tsne.svg"));
+  EXPECT_EQ(slurp_file(dir / "summary.json"), summary);
+  EXPECT_EQ(slurp_file(dir / "embeddings.npy"), emb);
+  EXPECT_EQ(slurp_file(dir / "clusters.csv"), clusters);
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
+}
+
+// Files an earlier run left that this run does not produce are removed, so nothing stale sits
+// beside the new results: the model after --folds, logvar.npy after embed without --logvar,
+// tsne.svg after cluster without --tsne.
+TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
+  fs::path dir = temp_dir("stale");
+  const std::string data = std::string(" ") + kSmall + " --out " + dir.string();
+  ASSERT_EQ(run_cli("train --model svd --epochs 2" + data).code, 0);
+  ASSERT_TRUE(fs::exists(dir / "model.safetensors"));
+  const CmdResult folds = run_cli("train --model svd --epochs 2 --folds 2" + data);
+  ASSERT_EQ(folds.code, 0) << folds.out;
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+
+  fs::path vdir = temp_dir("stale_vae");
+  ASSERT_EQ(run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + vdir.string()).code, 0);
+  const std::string m = " --model-file " + (vdir / "model.safetensors").string() + " --out " + vdir.string();
+  ASSERT_EQ(run_cli("embed --logvar" + m).code, 0);
+  ASSERT_TRUE(fs::exists(vdir / "logvar.npy"));
+  ASSERT_EQ(run_cli("embed" + m).code, 0);
+  EXPECT_FALSE(fs::exists(vdir / "logvar.npy"));
+  ASSERT_EQ(run_cli("cluster --tsne" + m).code, 0);
+  ASSERT_TRUE(fs::exists(vdir / "tsne.svg"));
+  ASSERT_EQ(run_cli("cluster" + m).code, 0);
+  EXPECT_FALSE(fs::exists(vdir / "tsne.svg"));
+  EXPECT_TRUE(fs::exists(vdir / "clusters.csv"));
+}
+
+}  // namespace

@@ -271,11 +271,15 @@ NpyArray decode_npy(std::string_view bytes, const std::string& path) {
   return a;
 }
 
-void save_npy_f32(const std::string& path, const std::vector<float>& v, int64_t rows, int64_t cols) {
+std::string npy_f32_bytes(const std::vector<float>& v, int64_t rows, int64_t cols) {
   VAE_CHECK(rows >= 0 && cols >= 0 && static_cast<uint64_t>(rows) * cols == v.size(),
             "save_npy_f32: " + std::to_string(v.size()) + " values for shape " +
                 std::to_string(rows) + " x " + std::to_string(cols));
-  write_binary_atomically(path, encode_npy(make_array("<f4", {rows, cols}, v)));
+  return encode_npy(make_array("<f4", {rows, cols}, v));
+}
+
+void save_npy_f32(const std::string& path, const std::vector<float>& v, int64_t rows, int64_t cols) {
+  write_binary_atomically(path, npy_f32_bytes(v, rows, cols));
 }
 
 void save_npy_i32(const std::string& path, const std::vector<int32_t>& v) {

@@ -27,6 +27,8 @@ NpyArray decode_npy(std::string_view bytes, const std::string& path = "<memory>"
 
 // Atomic writes (temp file + rename); DataError on I/O failure.
 void save_npy_f32(const std::string& path, const std::vector<float>& v, int64_t rows, int64_t cols);
+// The file contents save_npy_f32 writes (for writers that stage files and rename them together).
+std::string npy_f32_bytes(const std::vector<float>& v, int64_t rows, int64_t cols);
 void save_npy_i32(const std::string& path, const std::vector<int32_t>& v);
 NpyArray load_npy(const std::string& path);
 // Typed loads: DataError when the file's dtype or rank differs.

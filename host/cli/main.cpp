@@ -296,10 +296,10 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-void write_user_ids(const std::string& path, const Dataset& d, const std::vector<int32_t>& users) {
+std::string user_ids_csv(const Dataset& d, const std::vector<int32_t>& users) {
   std::string csv = "row,user_id\n";
   for (size_t i = 0; i < users.size(); ++i) csv += std::to_string(i) + "," + csv_field(d.user_ids[users[i]]) + "\n";
-  write_text_atomically(path, csv);
+  return csv;
 }
 
 struct ClusterOptions {
@@ -315,12 +315,14 @@ struct ClusterOptions {
 
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
 // when asked; clusters.csv and cluster_lift.csv (and embeddings.npy, user_ids.csv when
-// write_embeddings) into out_dir.
+// write_embeddings) into out_dir, staged with the rest of the command's files.
 void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
-                        const std::string& out_dir, bool write_embeddings) {
+                        const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n && co.skip_if_too_few) {
     std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
+    if (!out_dir.empty())  // an earlier run's clusters would not describe this model
+      for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg"}) staged.remove_on_commit(out_dir + f);
     return;
   }
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
@@ -359,11 +361,21 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     to.perplexity = co.perplexity;
     const int64_t points = std::min<int64_t>(n, co.tsne_max);
     if (points < 2) throw UsageError("t-SNE needs at least 2 users");
-    if (to.perplexity >= static_cast<double>(points)) {
-      to.perplexity = std::max(1.0, (points - 1) / 3.0);
-      std::cout << "note: perplexity lowered to " << to.perplexity << " for " << points << " points\n";
+    // Each point's neighbourhood holds about 3 x perplexity points: beyond (points - 1) / 3 every
+    // point sees all the others and the map degenerates; below 1 it sees none.
+    const double most = std::max(1.0, (points - 1) / 3.0);
+    if (to.perplexity > most || to.perplexity < 1.0) {
+      to.perplexity = std::clamp(to.perplexity, 1.0, most);
+      std::cout << "note: perplexity set to " << to.perplexity << " (it must lie in [1, (points - 1) / 3] for "
+                << points << " points)\n";
     }
-    const TsneResult t = tsne(*ops, e.z, n, e.dim, to);
+    TsneResult t;
+    try {
+      t = tsne(*ops, e.z, n, e.dim, to);
+    } catch (const std::bad_alloc&) {
+      throw UsageError("t-SNE of " + std::to_string(points) + " points holds " + std::to_string(points) + " x " +
+                       std::to_string(points) + " affinities and does not fit in memory: lower --tsne-max");
+    }
     xy.assign(static_cast<size_t>(2 * n), 0.0f);
     for (int64_t i = 0; i < t.n; ++i) {
       const int32_t r = t.indices[i];
@@ -407,12 +419,13 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     else csv << ",";
     csv << "\n";
   }
-  write_text_atomically(out_dir + "/clusters.csv", csv.str());
-  write_text_atomically(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
-  if (!tsne_svg.empty()) write_text_atomically(out_dir + "/tsne.svg", tsne_svg);
+  staged.add(out_dir + "/clusters.csv", csv.str());
+  staged.add(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
+  if (!tsne_svg.empty()) staged.add(out_dir + "/tsne.svg", tsne_svg);
+  else staged.remove_on_commit(out_dir + "/tsne.svg");  // clusters.csv's x, y are empty now
   if (write_embeddings) {
-    save_npy_f32(out_dir + "/embeddings.npy", e.z, n, e.dim);
-    write_user_ids(out_dir + "/user_ids.csv", d, e.users);
+    staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
+    staged.add(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
   }
   std::cerr << "wrote " << out_dir << "/clusters.csv, cluster_lift.csv" << (tsne_svg.empty() ? "" : ", tsne.svg")
             << (write_embeddings ? ", embeddings.npy, user_ids.csv" : "") << "\n";
@@ -420,11 +433,11 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
 
 // The autoencoders' report: every user's latent mean μ, clustered.
 void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
-                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings) {
+                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
   ClusterOptions on_device = co;
   on_device.cuda = be.name() == "cuda";
-  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings);
+  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
 }
 
 ClusterOptions cluster_options(const Options& o) {
@@ -450,15 +463,19 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
   if (!o.out.empty()) {
-    StagedFiles staged = stage_run_files(o.out, r);  // renamed in only once the model file is written
+    StagedFiles staged;  // renamed in together once the model file is written
+    stage_run_files(staged, o.out, r);
     std::string written = "metrics.csv, summary.json";
+    const std::string model_path = o.out + "/" + kModelFileName;
     if (run.model) {
-      save_svd_model_file(o.out + "/" + kModelFileName, *run.model,
+      save_svd_model_file(model_path + ".tmp", *run.model,
                           svd_model_file_info(*run.model, d, run.ratings_split, o.train.seed), d);
+      staged.adopt(model_path);
       written += ", " + std::string(kModelFileName);
     } else {
       std::cerr << "note: --folds trains one model per fold; no " << kModelFileName
                 << " written (train without --folds to keep a model)\n";
+      staged.remove_on_commit(model_path);  // an earlier run's model would not match these metrics
     }
     staged.commit();
     std::cerr << "wrote " << o.out << "/" << written << "\n";
@@ -488,8 +505,10 @@ int run_svd_file(Options& o, const Dataset& d) {
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
   if (!o.out.empty()) {
-    StagedFiles staged = stage_run_files(o.out, r);
-    save_svd_model_file(o.out + "/" + kModelFileName, *ls.model, ls.info, d);
+    StagedFiles staged;
+    stage_run_files(staged, o.out, r);
+    save_svd_model_file(o.out + "/" + kModelFileName + ".tmp", *ls.model, ls.info, d);
+    staged.adopt(o.out + "/" + kModelFileName);
     staged.commit();
     std::cerr << "wrote " << o.out << "/metrics.csv, summary.json, " << kModelFileName << "\n";
   }
@@ -553,12 +572,21 @@ int run_train(Options& o, bool main_job) {
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
   std::string written;
+  // Every file of the command is staged and renamed into --out together at the end, so a
+  // failure part-way (a full disk, t-SNE out of memory) leaves the earlier run's files whole.
+  StagedFiles staged;
   if (!o.out.empty()) {
-    StagedFiles staged = stage_run_files(o.out, r);  // renamed in only once the model file is written
+    stage_run_files(staged, o.out, r);
     written = "metrics.csv, summary.json";
-    if (write_model_file(o.out, *be, r, d)) written += ", " + std::string(kModelFileName);
-    else std::cerr << "note: " << r.model << " has no trained parameters; no " << kModelFileName << " written\n";
-    staged.commit();
+    const std::string model_path = o.out + "/" + kModelFileName;
+    if (r.model_ptr && model_kind_saveable(r.model)) {
+      save_model_file(model_path + ".tmp", *be, *r.model_ptr, model_file_info(r, d), d);
+      staged.adopt(model_path);
+      written += ", " + std::string(kModelFileName);
+    } else {
+      std::cerr << "note: " << r.model << " has no trained parameters; no " << kModelFileName << " written\n";
+      staged.remove_on_commit(model_path);
+    }
   }
   if (main_job && !o.no_baseline && r.model != "popularity") {
     TrainOptions b = o.train;
@@ -569,7 +597,7 @@ int run_train(Options& o, bool main_job) {
     b.pretrained_rows.clear();
     TrainResult pop = run_experiment(*be, d, b, std::cout);
     print_comparison(std::cout, r, pop);
-    if (!o.out.empty()) write_run_files(o.out + "/popularity", pop);
+    if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
   }
   if (main_job && r.model_ptr) {
     // The notebooks end with user 1's top 30 (rated items included) and the K = 3 clusters.
@@ -596,9 +624,10 @@ int run_train(Options& o, bool main_job) {
       co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 2000);
       co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
                          "' --tsne --tsne-max <points>";
-      cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true);
+      cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
     }
   }
+  staged.commit();
   if (!written.empty()) std::cerr << "wrote " << o.out << "/" << written << "\n";
   return 0;
 }
@@ -657,9 +686,12 @@ int run_embed(Options& o) {
                              : encode_users(*a.be, *a.ae.model, a.ae.info, d, o.sample, o.logvar);
   ensure_dir(o.out);
   const int64_t n = static_cast<int64_t>(e.users.size());
-  save_npy_f32(o.out + "/embeddings.npy", e.z, n, e.dim);
-  if (o.logvar) save_npy_f32(o.out + "/logvar.npy", e.logvar, n, e.dim);
-  write_user_ids(o.out + "/user_ids.csv", d, e.users);
+  StagedFiles staged;
+  staged.add(o.out + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
+  if (o.logvar) staged.add(o.out + "/logvar.npy", npy_f32_bytes(e.logvar, n, e.dim));
+  else staged.remove_on_commit(o.out + "/logvar.npy");  // an earlier model's, of another shape
+  staged.add(o.out + "/user_ids.csv", user_ids_csv(d, e.users));
+  staged.commit();
   std::cout << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
             << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
   if (e.empty_inputs > 0)
@@ -672,15 +704,17 @@ int run_cluster(Options& o) {
   if (o.k < 1) throw UsageError("--k must be at least 1");
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
+  StagedFiles staged;
   if (a.svd) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
     cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
                            std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"), d, co,
-                       o.out, /*write_embeddings=*/false);
+                       o.out, /*write_embeddings=*/false, staged);
+  } else {
+    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false, staged);
   }
-  else
-    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false);
+  staged.commit();
   return 0;
 }
 

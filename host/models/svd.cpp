@@ -375,7 +375,7 @@ double SvdModel::run_cuda_epoch() {
 void SvdModel::fit(const std::function<void(int, double)>& on_epoch) {
   for (int e = 1; e <= opt_.epochs; ++e) {
     const double r = run_epoch();
-    if (!std::isfinite(r)) throw VaeError(kind() + " diverged at epoch " + std::to_string(e) + ": lower --lr");
+    if (!std::isfinite(r)) throw VaeError(kind() + " diverged at epoch " + std::to_string(e) + ": lower --lr (or --lambda, if it is large)");
     if (on_epoch) on_epoch(e, r);
   }
 }

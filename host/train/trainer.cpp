@@ -513,7 +513,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       if (opt.progress_bar) log << "\r";
       log << epoch_line(r, opt.epochs, test_label) << "\n" << std::flush;
     }
-    if (!std::isfinite(r.train_loss))
+    // An infinite evaluation loss is divergence too (Mult-VAE's first epoch can end with finite
+    // training loss and overflowing weights); NaN alone may just mean nothing to evaluate.
+    if (!std::isfinite(r.train_loss) || std::isinf(r.test_loss))
       throw VaeError("training diverged at epoch " + std::to_string(epoch) +
                      " (loss is not finite): lower --lr");
 
@@ -619,9 +621,19 @@ void StagedFiles::add(const std::string& path, const std::string& text) {
   paths_.push_back(path);
 }
 
+void StagedFiles::adopt(const std::string& path) { paths_.push_back(path); }
+
+void StagedFiles::remove_on_commit(const std::string& path) { stale_.push_back(path); }
+
 void StagedFiles::commit() {
-  std::vector<std::string> paths;
+  // What would stop a rename part-way is checked before the first one.
+  for (const std::string& p : paths_) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(p, ec)) throw DataError(p, 0, "is a directory, not a file");
+  }
+  std::vector<std::string> paths, stale;
   paths.swap(paths_);
+  stale.swap(stale_);
   for (size_t i = 0; i < paths.size(); ++i) {
     try {
       rename_tmp(paths[i]);
@@ -632,6 +644,10 @@ void StagedFiles::commit() {
       }
       throw;
     }
+  }
+  for (const std::string& p : stale) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(p, ec)) std::filesystem::remove(p, ec);
   }
 }
 
@@ -665,10 +681,13 @@ std::string learning_curves_svg(const TrainResult& r) {
   return lines_svg(p);
 }
 
-void write_run_files(const std::string& dir, const TrainResult& r) { stage_run_files(dir, r).commit(); }
-
-StagedFiles stage_run_files(const std::string& dir, const TrainResult& r) {
+void write_run_files(const std::string& dir, const TrainResult& r) {
   StagedFiles staged;
+  stage_run_files(staged, dir, r);
+  staged.commit();
+}
+
+void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
@@ -712,8 +731,9 @@ StagedFiles stage_run_files(const std::string& dir, const TrainResult& r) {
     } catch (const VaeError& e) {
       std::cerr << "warning: " << dir << "/curves.svg not written: " << e.what() << "\n";
     }
+  } else {
+    staged.remove_on_commit(dir + "/curves.svg");
   }
-  return staged;
 }
 
 void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {

@@ -110,16 +110,21 @@ class StagedFiles {
   StagedFiles(const StagedFiles&) = delete;
   ~StagedFiles();
   void add(const std::string& path, const std::string& text);
+  // path.tmp was written by another writer (the model file): renamed with the rest.
+  void adopt(const std::string& path);
+  // A file of an earlier run that this one does not produce (model.safetensors after --folds,
+  // logvar.npy, tsne.svg): removed at commit, so nothing stale sits beside the new results.
+  void remove_on_commit(const std::string& path);
   void commit();
 
  private:
-  std::vector<std::string> paths_;
+  std::vector<std::string> paths_, stale_;
 };
 
 // metrics.csv (one row per epoch), summary.json and curves.svg (two epochs or more) into dir
 // (created if needed), staged: the caller commits them once everything else of the run (the
 // model file) has been written. write_run_files stages and commits at once.
-StagedFiles stage_run_files(const std::string& dir, const TrainResult& r);
+void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r);
 void write_run_files(const std::string& dir, const TrainResult& r);
 
 // Writes text to path via path.tmp + rename; throws DataError naming the file on failure
