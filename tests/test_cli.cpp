@@ -387,3 +387,63 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
 }
 
 }  // namespace
+
+namespace {
+
+// A flag the run does not read is said to be ignored, never silently dropped; flags it reads
+// get no such note.
+TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
+  const CmdResult r = run_cli(std::string("train --epochs 1 --quiet --dropout 0.3 --ks 5 --lambda 2 ") + kSmall);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: --dropout applies to Mult-VAE and CDAE only; ignored for vae"));
+  EXPECT_THAT(r.out, HasSubstr("note: --ks applies to the heldout protocol only"));
+  EXPECT_THAT(r.out, HasSubstr("note: --lambda applies to"));
+  const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 1 --quiet --dropout 0.3 "
+                                          "--ks 5 --beta 0.1 ") + kSmall);
+  ASSERT_EQ(m.code, 0) << m.out;
+  EXPECT_THAT(m.out, ::testing::Not(HasSubstr("ignored")));
+}
+
+}  // namespace
+
+namespace {
+
+// Second fuzzing pass, small fixes: one metrics.csv column per metric (--k 100 under the seed
+// protocol), a note for cut-offs beyond the items, the --all-users CSV's folder made before
+// training, embed --sample's noise from --seed, and a --threshold no user reaches named as such.
+TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
+  fs::path dir = temp_dir("pass2");
+  const std::string data = " --device cpu --data synthetic:users=60,items=140,ratings=2400";
+  const CmdResult k = run_cli("train --k 100 --epochs 1 --out " + (dir / "k").string() + data);
+  ASSERT_EQ(k.code, 0) << k.out;
+  std::ifstream f(dir / "k" / "metrics.csv");
+  std::string header;
+  std::getline(f, header);
+  EXPECT_EQ(header, "epoch,train_loss,test_loss,ndcg@100,recall@100,rmse,train_seconds,eval_seconds");
+  const CmdResult big = run_cli("train --k 500 --epochs 1" + data);
+  EXPECT_THAT(big.out, HasSubstr("cut-off 500 exceeds the"));
+
+  const fs::path csv = dir / "new" / "folder" / "recs.csv";
+  const CmdResult rec = run_cli("recommend --all-users --top 3 --epochs 1 --quiet --out " + csv.string() + data);
+  ASSERT_EQ(rec.code, 0) << rec.out;
+  EXPECT_TRUE(fs::exists(csv));
+
+  const std::string model = (dir / "k" / "model.safetensors").string();
+  std::string emb[3];
+  int i = 0;
+  for (const char* seed : {"3", "3", "4"}) {
+    const fs::path out = dir / ("emb" + std::to_string(i));
+    const CmdResult e = run_cli("embed --sample --seed " + std::string(seed) + " --model-file " + model + " --out " +
+                                out.string() + data);
+    ASSERT_EQ(e.code, 0) << e.out;
+    emb[i++] = slurp_file(out / "embeddings.npy");
+  }
+  EXPECT_EQ(emb[0], emb[1]);
+  EXPECT_NE(emb[0], emb[2]);
+
+  const CmdResult t = run_cli("train --model multvae --protocol heldout --threshold 1e300 --epochs 1" + data);
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_THAT(t.out, HasSubstr("--threshold 1e+300"));
+}
+
+}  // namespace

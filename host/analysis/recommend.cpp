@@ -644,7 +644,8 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
 Embeddings encode_users(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
                         bool sample, bool want_logvar, std::vector<int32_t> users) {
   if (!model_has_latent(m.kind()) || m.latent_dim() <= 0)
-    throw UsageError(m.kind() + " has no latent space: embeddings and clusters need a VAE-type model (vae, multvae)");
+    throw UsageError(m.kind() + " has no latent space: embeddings and clusters need a VAE-type model (vae, multvae) "
+                     "or an SVD model's user vectors (svd, svdpp)");
   Embeddings e;
   if (users.empty()) users = iota32(d.num_users());
   e.users = users;

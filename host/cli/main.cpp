@@ -50,6 +50,7 @@ struct Options {
   TrainOptions train;
   std::string model_file;
   bool protocol_given = false;
+  bool seed_given = false;  // --seed on the command line (embed --sample's noise; else the model file's)
   // svd / svdpp
   std::string svd_schedule;  // "" = blocked on a GPU, serial otherwise
   int svd_blocks = 0;
@@ -665,6 +666,13 @@ int run_recommend(Options& o) {
   if (modes > 1) throw UsageError("give only one of --user, --ratings and --all-users");
   if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
   if (o.top < 1) throw UsageError("--top must be at least 1");
+  if (o.all_users) {  // the CSV's folder, made and probed before any training
+    std::error_code ec;
+    if (std::filesystem::is_directory(o.out, ec))
+      throw DataError(o.out, 0, "is a directory: --all-users --out names the CSV file to write");
+    const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
+    check_out_dir(parent.empty() ? "." : parent.string());
+  }
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd) {
@@ -675,15 +683,22 @@ int run_recommend(Options& o) {
   return print_recommendations(rec, o, d, a.kind(), "got the most popular items");
 }
 
+// embed --sample draws its noise from --seed when one is given, else from the model's own seed.
+ModelFileInfo sample_info(ModelFileInfo info, const Options& o) {
+  if (o.seed_given) info.seed = o.seed;
+  return info;
+}
+
 int run_embed(Options& o) {
   prepare_training(o);
   if (o.out.empty()) throw UsageError("embed writes files: give --out DIR");
+  check_out_dir(o.out);
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd && (o.sample || o.logvar))
     throw UsageError(a.kind() + " has no posterior to sample from: --sample and --logvar need a VAE-type model (vae, multvae)");
   const Embeddings e = a.svd ? svd_user_embeddings(*a.svd, d)
-                             : encode_users(*a.be, *a.ae.model, a.ae.info, d, o.sample, o.logvar);
+                             : encode_users(*a.be, *a.ae.model, sample_info(a.ae.info, o), d, o.sample, o.logvar);
   ensure_dir(o.out);
   const int64_t n = static_cast<int64_t>(e.users.size());
   StagedFiles staged;
@@ -702,6 +717,7 @@ int run_embed(Options& o) {
 int run_cluster(Options& o) {
   prepare_training(o);
   if (o.k < 1) throw UsageError("--k must be at least 1");
+  check_out_dir(o.out);
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   StagedFiles staged;
@@ -742,6 +758,59 @@ int run_info_cmd(const Options& o) {
 }
 
 }  // namespace
+
+// Options given that the run will not read: a note each (stderr), so nobody believes a flag took
+// effect when it did not. The applicability table follows the options' help texts.
+void note_ignored_options(const CLI::App& app, const Options& o) {
+  auto given = [&](const char* opt) { return app.get_option(opt)->count() > 0; };
+  if (!o.model_file.empty()) {
+    std::string ignored;
+    for (const char* opt : {"--hidden", "--latent", "--epochs", "--lr", "--batch-size", "--beta", "--anneal-steps",
+                            "--dropout", "--lambda", "--loss", "--act-hidden", "--act-out", "--weight-decay",
+                            "--patience", "--protocol", "--fold", "--test-fraction", "--threshold", "--ease-lambda"})
+      if (given(opt)) ignored += std::string(ignored.empty() ? "" : ", ") + opt;
+    if (!ignored.empty())
+      std::cerr << "note: with --model-file the file's own training settings and split apply; ignored: " << ignored
+                << "\n";
+    return;
+  }
+  const std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+  const bool svd = is_svd_kind(kind);
+  const std::string protocol =
+      o.protocol_given ? o.train.protocol : (svd || kind == "i-autorec") ? "ratings" : o.train.protocol;
+  auto among = [&](std::initializer_list<const char*> kinds) {
+    for (const char* k : kinds)
+      if (kind == k) return true;
+    return false;
+  };
+  struct Rule {
+    const char* opt;
+    bool applies;
+    const char* where;
+  };
+  const Rule rules[] = {
+      {"--loss", among({"autorec", "i-autorec", "cdae"}), "AutoRec and CDAE"},
+      {"--act-hidden", among({"autorec", "i-autorec"}), "AutoRec"},
+      {"--act-out", among({"autorec", "i-autorec"}), "AutoRec"},
+      {"--dropout", among({"multvae", "cdae"}), "Mult-VAE and CDAE"},
+      {"--lambda", among({"autorec", "i-autorec", "cdae", "svd", "svdpp"}), "AutoRec, CDAE, SVD and SVD++"},
+      {"--beta", among({"vae", "multvae"}), "the VAEs"},
+      {"--anneal-steps", among({"vae", "multvae"}), "the VAEs"},
+      {"--latent", among({"vae", "multvae"}), "the VAEs"},
+      {"--ease-lambda", kind == "ease", "EASE"},
+      {"--svd-schedule", svd, "SVD and SVD++"},
+      {"--svd-blocks", svd, "SVD and SVD++"},
+      {"--k", protocol == "seed", "the seed protocol"},
+      {"--test-fraction", protocol == "seed", "the seed protocol"},
+      {"--ks", protocol == "heldout", "the heldout protocol"},
+      {"--threshold", protocol == "heldout", "the heldout protocol"},
+      {"--fold", protocol == "ratings", "the ratings protocol"},
+  };
+  for (const Rule& r : rules)
+    if (given(r.opt) && !r.applies)
+      std::cerr << "note: " << r.opt << " applies to " << r.where << " only; ignored for " << kind << " ("
+                << protocol << " protocol)\n";
+}
 
 // Real-valued options: NaN and infinities pass CLI11's range checks (every comparison with NaN
 // is false), and its NonNegativeNumber prints DBL_MAX in full; these say what is wanted.
@@ -902,6 +971,7 @@ int main(int argc, char** argv) {
   }
 
   o.protocol_given = app.get_option("--protocol")->count() > 0;
+  o.seed_given = app.get_option("--seed")->count() > 0;
   for (const char* opt : {"--data", "--out", "--model-file"})
     if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
@@ -914,6 +984,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (!info->parsed()) note_ignored_options(app, o);
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);
     if (recommend->parsed()) {

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <numeric>
+#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -14,6 +16,14 @@
 #include "data/text_reader.h"
 
 namespace vae {
+
+namespace {
+std::string fmt_threshold(double t) {
+  std::ostringstream os;
+  os << std::setprecision(6) << t;  // 3.5, 1e+300: not 300 digits
+  return os.str();
+}
+}  // namespace
 
 namespace {
 
@@ -84,7 +94,7 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
   const int64_t n = static_cast<int64_t>(kept.size());
   if (n == 0)
     throw UsageError("no user has at least " + std::to_string(opt.min_positives) +
-                     " ratings >= threshold " + std::to_string(opt.threshold));
+                     " ratings >= --threshold " + fmt_threshold(opt.threshold) + ": lower --threshold");
   philox_shuffle(kept, seed, stream_of(kStreamHeldoutUsers));
   const int64_t n_val = round_count(opt.val_fraction, n), n_test = round_count(opt.test_fraction, n);
   if (n_val + n_test >= n)

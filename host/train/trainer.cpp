@@ -170,6 +170,12 @@ class Evaluator {
         metrics.emplace_back(names[j], e.n ? sums[j] / static_cast<double>(e.n) : NAN);
       if (protocol == "seed") metrics.back().second = cnt ? std::sqrt(sq / cnt) : NAN;
     }
+    // --k 100 (seed) or a repeated --ks entry names a metric twice: keep one column of each.
+    std::vector<std::pair<std::string, double>> unique;
+    for (auto& kv : metrics)
+      if (std::none_of(unique.begin(), unique.end(), [&](const auto& u) { return u.first == kv.first; }))
+        unique.push_back(std::move(kv));
+    metrics = std::move(unique);
     const double loss = batches && m.num_params() > 0 ? be_.read_scalar(loss_.cmat()) / batches : NAN;
     return {loss, metrics};
   }
@@ -322,6 +328,18 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.seed = opt.seed;
   res.train_rows = train.rows;
   res.eval_rows = test_input.rows;
+  if (!opt.quiet) {
+    int kbig = 0;  // a cut-off beyond the candidates: ranked over every item, said so
+    if (opt.protocol == "seed" && opt.k > train.cols) kbig = opt.k;
+    if (opt.protocol == "heldout")
+      for (int k : opt.ks) kbig = std::max<int>(kbig, k > train.cols ? k : 0);
+    if (kbig > 0)
+      log << "note: cut-off " << kbig << " exceeds the " << train.cols << " items: every item is ranked, so @" << kbig
+          << " metrics equal @" << train.cols << "\n";
+    if (opt.protocol == "ratings" && (kind == "vae" || kind == "multvae" || kind == "cdae"))
+      log << "note: " << kind << " scores items for ranking; its outputs are not ratings, so RMSE and MAE only "
+          << "measure how far those scores lie from the rating scale\n";
+  }
   if (test_target.nnz() == 0 && !opt.quiet)
     log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
         << "undefined (nan); use a larger data set" << (opt.protocol == "seed" ? " or --test-fraction" : "") << "\n";
