@@ -13,6 +13,7 @@
 #include "analysis/profile.h"
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/temp_files.h"
 
 namespace vae {
 
@@ -463,6 +464,7 @@ Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Datas
       if (!keep) std::filesystem::remove(tmp, ec);
     }
   } cleanup{tmp};
+  const TempFileGuard on_signal(tmp);
   Recommender::AllUsersSummary s;
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

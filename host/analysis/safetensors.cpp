@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/temp_files.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors/npy I/O assumes a little-endian host"
@@ -261,6 +262,7 @@ void write_binary_atomically(const std::string& path, std::string_view bytes) {
   // Unique per process and call so two writers of the same file never share a temporary.
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const TempFileGuard guard(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw DataError(path, 0, "cannot create " + tmp + ": " + std::strerror(errno));
   size_t done = 0;

@@ -23,6 +23,7 @@
 #include "analysis/svg_plot.h"
 #include "analysis/tsne.h"
 #include "backend/backend.h"
+#include "core/temp_files.h"
 #include "data/dataset.h"
 #include "train/svd_experiment.h"
 #include "train/trainer.h"
@@ -846,6 +847,7 @@ const CLI::Validator kUint64Digits(
     "UINT64");
 
 int main(int argc, char** argv) {
+  remove_temp_files_on_signals();  // Ctrl-C or `timeout` leave no *.tmp behind
   Options o;
   CLI::App app{"vae_gpu: train, evaluate and explain autoencoder recommenders on MovieLens-style "
                "ratings (GPU when present, CPU otherwise).\nBare `vae_gpu --epochs 20` runs the "

@@ -17,6 +17,7 @@
 
 #include "analysis/svg_plot.h"
 #include "core/philox.h"
+#include "core/temp_files.h"
 #include "data/shuffle.h"
 #include "models/baselines.h"
 #include "train/memory_plan.h"
@@ -623,23 +624,35 @@ void rename_tmp(const std::string& path) {
 }  // namespace
 
 void write_text_atomically(const std::string& path, const std::string& text) {
+  const TempFileGuard guard(path + ".tmp");
   write_tmp(path, text);
   rename_tmp(path);
 }
 
 StagedFiles::~StagedFiles() {
-  for (const std::string& p : paths_) {
+  for (size_t i = 0; i < paths_.size(); ++i) {
     std::error_code ec;
-    std::filesystem::remove(p + ".tmp", ec);
+    std::filesystem::remove(paths_[i] + ".tmp", ec);
+    forget_temp_file(slots_[i]);
   }
 }
 
 void StagedFiles::add(const std::string& path, const std::string& text) {
-  write_tmp(path, text);
+  const int slot = register_temp_file(path + ".tmp");
+  try {
+    write_tmp(path, text);
+  } catch (...) {
+    forget_temp_file(slot);
+    throw;
+  }
   paths_.push_back(path);
+  slots_.push_back(slot);
 }
 
-void StagedFiles::adopt(const std::string& path) { paths_.push_back(path); }
+void StagedFiles::adopt(const std::string& path) {
+  paths_.push_back(path);
+  slots_.push_back(register_temp_file(path + ".tmp"));
+}
 
 void StagedFiles::remove_on_commit(const std::string& path) { stale_.push_back(path); }
 
@@ -650,15 +663,20 @@ void StagedFiles::commit() {
     if (std::filesystem::is_directory(p, ec)) throw DataError(p, 0, "is a directory, not a file");
   }
   std::vector<std::string> paths, stale;
+  std::vector<int> slots;
   paths.swap(paths_);
   stale.swap(stale_);
+  slots.swap(slots_);
   for (size_t i = 0; i < paths.size(); ++i) {
     try {
       rename_tmp(paths[i]);
+      forget_temp_file(slots[i]);
     } catch (...) {
+      forget_temp_file(slots[i]);
       for (size_t j = i + 1; j < paths.size(); ++j) {
         std::error_code ec;
         std::filesystem::remove(paths[j] + ".tmp", ec);
+        forget_temp_file(slots[j]);
       }
       throw;
     }

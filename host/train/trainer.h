@@ -119,6 +119,7 @@ class StagedFiles {
 
  private:
   std::vector<std::string> paths_, stale_;
+  std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
 
 // metrics.csv (one row per epoch), summary.json and curves.svg (two epochs or more) into dir

@@ -1,0 +1,49 @@
+#include "core/temp_files.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+
+namespace vae {
+
+namespace {
+
+// Fixed storage: the signal handler may only read plain memory and call unlink().
+constexpr int kSlots = 128;
+constexpr size_t kPathMax = 4096;
+char g_paths[kSlots][kPathMax];
+std::atomic<int> g_used[kSlots];  // 0 free, 1 being filled, 2 registered
+
+extern "C" void remove_temp_files_and_die(int sig) {
+  for (int i = 0; i < kSlots; ++i)
+    if (g_used[i].load(std::memory_order_acquire) == 2) ::unlink(g_paths[i]);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+}  // namespace
+
+int register_temp_file(const std::string& path) {
+  if (path.size() >= kPathMax) return -1;
+  for (int i = 0; i < kSlots; ++i) {
+    int expected = 0;
+    if (g_used[i].compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
+      g_used[i].store(2, std::memory_order_release);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void forget_temp_file(int slot) {
+  if (slot >= 0 && slot < kSlots) g_used[slot].store(0, std::memory_order_release);
+}
+
+void remove_temp_files_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, remove_temp_files_and_die);
+}
+
+}  // namespace vae

@@ -1,0 +1,30 @@
+// Temporary files of atomic writes (path.tmp, renamed into place when complete) are listed here
+// while they exist, so that a run stopped by Ctrl-C, `timeout` or a closed terminal removes
+// them instead of leaving half-written *.tmp files beside the results.
+#pragma once
+#include <string>
+
+namespace vae {
+
+// Registers a temporary file; returns a slot for forget_temp_file (-1 when the list is full:
+// the file is then simply not cleaned up on a signal).
+int register_temp_file(const std::string& path);
+// The file was renamed into place or removed: no longer the signal handler's business.
+void forget_temp_file(int slot);
+// Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink every registered temporary and
+// then die of the same signal (exit status as without the handler).
+void remove_temp_files_on_signals();
+
+// RAII: registered for the scope of an atomic write.
+class TempFileGuard {
+ public:
+  explicit TempFileGuard(const std::string& path) : slot_(register_temp_file(path)) {}
+  ~TempFileGuard() { forget_temp_file(slot_); }
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+
+ private:
+  int slot_;
+};
+
+}  // namespace vae
