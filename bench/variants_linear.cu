@@ -30,19 +30,11 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "variants_common.cuh"
 
 namespace {
 
 using namespace vae;
-
-#define CK(expr)                                                                                    \
-  do {                                                                                              \
-    const cudaError_t e_ = (expr);                                                                  \
-    if (e_ != cudaSuccess) {                                                                        \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                                 \
-    }                                                                                               \
-  } while (0)
 
 // cuBLASLt refusals are answers here (an epilogue not offered for FP32), so they throw.
 #define LT(expr)                                                                                  \
@@ -69,11 +61,6 @@ std::vector<float> rand_vec(size_t n, uint64_t seed, float scale) {
   std::vector<float> v(n);
   for (float& x : v) x = d(g);
   return v;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // ‖got − ref‖ / ‖ref‖, NaN anywhere failing.

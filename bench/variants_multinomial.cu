@@ -25,19 +25,11 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "variants_common.cuh"
 
 namespace {
 
 using namespace vae;
-
-#define CK(expr)                                                                                    \
-  do {                                                                                              \
-    const cudaError_t e_ = (expr);                                                                  \
-    if (e_ != cudaSuccess) {                                                                        \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                                 \
-    }                                                                                               \
-  } while (0)
 
 // (max, Σ exp(x − max)) pairs merge exactly as the oracle's two passes would sum them; a NaN
 // anywhere in the row (or +inf, whose exp(inf − inf) is NaN in the oracle) makes the sum NaN.
@@ -172,11 +164,6 @@ bool check(const char* what, const std::vector<float>& got, const std::vector<fl
   }
   if (bad > 5) std::printf("    ... %d mismatches in all\n", bad);
   return bad == 0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

@@ -46,15 +46,17 @@ TEST(SyntheticSpecTest, ParsesAnySubsetInAnyOrder) {
   EXPECT_EQ(parse_synthetic_spec("synthetic:seed=0").seed, 0u);  // zero is a valid seed
 }
 
+// The UsageError a spec gets, or "no error".
+std::string message(const std::string& spec) {
+  try {
+    parse_synthetic_spec(spec);
+  } catch (const UsageError& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 TEST(SyntheticSpecTest, RejectsBadSpecsNamingTheProblem) {
-  auto message = [](const std::string& spec) {
-    try {
-      parse_synthetic_spec(spec);
-    } catch (const UsageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_NE(message("synthetic:colour=5").find("unknown key 'colour'"), std::string::npos);
   EXPECT_NE(message("synthetic:users=abc").find("users"), std::string::npos);
   EXPECT_NE(message("synthetic:users=-5").find("users"), std::string::npos);
@@ -74,14 +76,6 @@ TEST(SyntheticSpecTest, RejectsBadSpecsNamingTheProblem) {
 // Every way a size can miss "positive integer" gets the same message (users=0 used to say "must
 // be positive" and users=-5 "must be a non-negative integer").
 TEST(SyntheticSpecTest, OutOfRangeValuesGetOneConsistentMessage) {
-  auto message = [](const std::string& spec) {
-    try {
-      parse_synthetic_spec(spec);
-    } catch (const UsageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   for (const char* key : {"users", "items", "ratings", "groups"}) {
     const std::string k = key;
     const std::string want = "synthetic spec: " + k + " must be a positive integer, got ";
