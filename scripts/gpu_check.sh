@@ -297,6 +297,13 @@ PY
     # Exploratory (nothing shipped uses it yet): reported, never the run's verdict.
     variants_line="$variants_line; linear: rc $rc, $(tail -n 1 "$OUT/variants_linear.log")"
     grep -E '^(  v[0-9]|  per|[a-z].*batch)' "$OUT/variants_linear.log"
+    # Where the K-Means iteration's time goes, when Nsight Systems is installed: kernels and CUDA
+    # API calls (syncs, copies) of the bench case, summed (#6 asks for the profile of a miss).
+    if command -v nsys >/dev/null 2>&1 && enough 90; then
+      capped 60 nsys profile -o /tmp/vae_nsys_kmeans --force-overwrite true --stats=true \
+        "$BUILD/bench/vae_gpu_bench" --device cuda --quick --filter kmeans >"$OUT/nsys_kmeans.log" 2>&1
+      grep -E -A 14 'cuda_gpu_kern_sum|cuda_api_sum' "$OUT/nsys_kmeans.log" | head -n 40
+    fi
   fi
 
   # ---- PyTorch side by side ---------------------------------------------------------------
