@@ -43,6 +43,22 @@ TEST(TempFiles, ASignalRemovesRegisteredTemporariesAndStillKills) {
   fs::remove_all(dir);
 }
 
+// A signal the process inherited as ignored (nohup's SIGHUP) stays ignored.
+TEST(TempFiles, IgnoredSignalsStayIgnored) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGHUP, SIG_IGN);
+    vae::remove_temp_files_on_signals();
+    std::raise(SIGHUP);
+    _exit(7);  // reached: the signal was ignored
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
 TEST(TempFiles, SlotsAreReusedAndOverlongPathsRefused) {
   const int s1 = vae::register_temp_file("/tmp/x.tmp");
   ASSERT_GE(s1, 0);

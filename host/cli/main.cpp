@@ -313,19 +313,25 @@ struct ClusterOptions {
   uint64_t seed = 1;
   bool cuda = false;  // K-Means / t-SNE on the GPU twin
   bool skip_if_too_few = false;  // fewer users than k: a note instead of an error (the main job)
+  bool tsne_optional = false;    // the main job's picture: a failure costs a warning, not the run
 };
 
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
 // when asked; clusters.csv and cluster_lift.csv (and embeddings.npy, user_ids.csv when
 // write_embeddings) into out_dir, staged with the rest of the command's files.
-void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
-                        const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
+// Returns the names of the files staged ("" when none).
+std::string cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d,
+                               const ClusterOptions& co, const std::string& out_dir, bool write_embeddings,
+                               StagedFiles& staged) {
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n && co.skip_if_too_few) {
     std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
-    if (!out_dir.empty())  // an earlier run's clusters would not describe this model
+    if (!out_dir.empty()) {  // an earlier run's clusters would not describe this model
       for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg"}) staged.remove_on_commit(out_dir + f);
-    return;
+      if (write_embeddings)
+        for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
+    }
+    return "";
   }
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
   auto ops = make_analysis_ops(co.cuda);
@@ -372,46 +378,52 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
                 << points << " points)\n";
     }
     TsneResult t;
+    bool drawn = true;
     try {
       t = tsne(*ops, e.z, n, e.dim, to);
     } catch (const std::bad_alloc&) {
-      throw UsageError("t-SNE of " + std::to_string(points) + " points holds " + std::to_string(points) + " x " +
-                       std::to_string(points) + " affinities and does not fit in memory: lower --tsne-max");
+      const std::string msg = "t-SNE of " + std::to_string(points) + " points holds " + std::to_string(points) +
+                              " x " + std::to_string(points) + " affinities and does not fit in memory: lower --tsne-max";
+      if (!co.tsne_optional) throw UsageError(msg);
+      std::cerr << "warning: " << msg << "; the run goes on without the picture\n";
+      drawn = false;
     }
-    xy.assign(static_cast<size_t>(2 * n), 0.0f);
-    for (int64_t i = 0; i < t.n; ++i) {
-      const int32_t r = t.indices[i];
-      xy[2 * r] = t.y[2 * i];
-      xy[2 * r + 1] = t.y[2 * i + 1];
-      has_xy[r] = 1;
+    if (drawn) {
+      xy.assign(static_cast<size_t>(2 * n), 0.0f);
+      for (int64_t i = 0; i < t.n; ++i) {
+        const int32_t r = t.indices[i];
+        xy[2 * r] = t.y[2 * i];
+        xy[2 * r + 1] = t.y[2 * i + 1];
+        has_xy[r] = 1;
+      }
+      std::cout << "t-SNE: " << t.n << " points"
+                << (t.n < n ? " (a random subsample of " + std::to_string(n) + " users; " + co.tsne_max_flag + ")" : std::string(" (all users)"))
+                << ", final KL divergence " << t.kl_divergence << " after " << t.iterations << " iterations\n";
+      ScatterPlot plot;
+      plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
+      std::ostringstream sub;
+      sub << "coloured by K-Means cluster (k = " << co.k << "); perplexity " << to.perplexity << ", KL divergence "
+          << std::setprecision(4) << t.kl_divergence << " after " << t.iterations << " iterations"
+          << (t.n < n ? "; a random subsample of " + std::to_string(t.n) : std::string());
+      plot.subtitle = sub.str();
+      for (int64_t i = 0; i < t.n; ++i) {
+        plot.xy.push_back(t.y[2 * i]);
+        plot.xy.push_back(t.y[2 * i + 1]);
+        plot.group.push_back(km.labels[t.indices[i]]);
+      }
+      for (int c = 0; c < co.k; ++c) {
+        plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
+        std::ostringstream l;  // the cluster's most distinctive genres, as in the report
+        const ClusterProfile& pc = profiles[c];
+        for (size_t j = 0; j < pc.lift_genres.size() && j < 3; ++j)
+          l << (j ? ", " : "") << pc.lift_genres[j].name << " " << std::fixed << std::setprecision(2)
+            << pc.lift_genres[j].lift << "x";
+        plot.detail.push_back(l.str());
+      }
+      tsne_svg = scatter_svg(plot);
     }
-    std::cout << "t-SNE: " << t.n << " points"
-              << (t.n < n ? " (a random subsample of " + std::to_string(n) + " users; " + co.tsne_max_flag + ")" : std::string(" (all users)"))
-              << ", final KL divergence " << t.kl_divergence << " after " << t.iterations << " iterations\n";
-    ScatterPlot plot;
-    plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
-    std::ostringstream sub;
-    sub << "coloured by K-Means cluster (k = " << co.k << "); perplexity " << to.perplexity << ", KL divergence "
-        << std::setprecision(4) << t.kl_divergence << " after " << t.iterations << " iterations"
-        << (t.n < n ? "; a random subsample of " + std::to_string(t.n) : std::string());
-    plot.subtitle = sub.str();
-    for (int64_t i = 0; i < t.n; ++i) {
-      plot.xy.push_back(t.y[2 * i]);
-      plot.xy.push_back(t.y[2 * i + 1]);
-      plot.group.push_back(km.labels[t.indices[i]]);
-    }
-    for (int c = 0; c < co.k; ++c) {
-      plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
-      std::ostringstream l;  // the cluster's most distinctive genres, as in the report
-      const ClusterProfile& pc = profiles[c];
-      for (size_t j = 0; j < pc.lift_genres.size() && j < 3; ++j)
-        l << (j ? ", " : "") << pc.lift_genres[j].name << " " << std::fixed << std::setprecision(2)
-          << pc.lift_genres[j].lift << "x";
-      plot.detail.push_back(l.str());
-    }
-    tsne_svg = scatter_svg(plot);
   }
-  if (out_dir.empty()) return;
+  if (out_dir.empty()) return "";
   ensure_dir(out_dir);
   std::ostringstream csv;
   csv << "user_id,cluster,x,y\n";
@@ -423,23 +435,32 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   staged.add(out_dir + "/clusters.csv", csv.str());
   staged.add(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
-  if (!tsne_svg.empty()) staged.add(out_dir + "/tsne.svg", tsne_svg);
-  else staged.remove_on_commit(out_dir + "/tsne.svg");  // clusters.csv's x, y are empty now
+  if (!tsne_svg.empty()) {
+    try {
+      staged.add(out_dir + "/tsne.svg", tsne_svg);
+    } catch (const DataError& err) {
+      if (!co.tsne_optional) throw;
+      std::cerr << "warning: " << err.what() << "; the run goes on without the picture\n";
+      tsne_svg.clear();
+    }
+  }
+  if (tsne_svg.empty()) staged.remove_on_commit(out_dir + "/tsne.svg");  // clusters.csv's x, y are empty now
   if (write_embeddings) {
     staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
     staged.add(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
   }
-  std::cerr << "wrote " << out_dir << "/clusters.csv, cluster_lift.csv" << (tsne_svg.empty() ? "" : ", tsne.svg")
-            << (write_embeddings ? ", embeddings.npy, user_ids.csv" : "") << "\n";
+  return std::string("clusters.csv, cluster_lift.csv") + (tsne_svg.empty() ? "" : ", tsne.svg") +
+         (write_embeddings ? ", embeddings.npy, user_ids.csv" : "");
 }
 
 // The autoencoders' report: every user's latent mean μ, clustered.
-void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
-                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
+std::string cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
+                           const ClusterOptions& co, const std::string& out_dir, bool write_embeddings,
+                           StagedFiles& staged) {
   const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
   ClusterOptions on_device = co;
   on_device.cuda = be.name() == "cuda";
-  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
+  return cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
 }
 
 ClusterOptions cluster_options(const Options& o) {
@@ -600,6 +621,9 @@ int run_train(Options& o, bool main_job) {
     TrainResult pop = run_experiment(*be, d, b, std::cout);
     print_comparison(std::cout, r, pop);
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
+  } else if (main_job && !o.out.empty()) {  // no baseline this time: none from an earlier run either
+    for (const char* f : {"/popularity/metrics.csv", "/popularity/summary.json", "/popularity/curves.svg"})
+      staged.remove_on_commit(o.out + f);
   }
   if (main_job && r.model_ptr) {
     // The notebooks end with user 1's top 30 (rated items included) and the K = 3 clusters.
@@ -621,12 +645,17 @@ int run_train(Options& o, bool main_job) {
       co.seed = o.seed;
       co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
       co.skip_if_too_few = true;  // a tiny data set still ends the job cleanly
+      co.tsne_optional = true;
       // Exact t-SNE is quadratic: on the CPU a larger set is subsampled so the job stays quick
       // (about 7 s at 2000 points on two cores); `cluster --tsne --tsne-max N` draws more.
       co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 2000);
       co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
                          "' --tsne --tsne-max <points>";
-      cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
+      const std::string files = cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
+      if (!files.empty()) written += ", " + files;
+    } else if (!o.out.empty()) {  // an earlier latent model's analysis would sit beside this one
+      for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg", "/embeddings.npy", "/user_ids.csv"})
+        staged.remove_on_commit(o.out + f);
     }
   }
   staged.commit();
@@ -722,16 +751,19 @@ int run_cluster(Options& o) {
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   StagedFiles staged;
+  std::string files;
   if (a.svd) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
-    cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
-                           std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"), d, co,
-                       o.out, /*write_embeddings=*/false, staged);
+    files = cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
+                                   std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
+                               d, co, o.out, /*write_embeddings=*/false, staged);
   } else {
-    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false, staged);
+    files = cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false,
+                           staged);
   }
   staged.commit();
+  if (!files.empty()) std::cerr << "wrote " << o.out << "/" << files << "\n";
   return 0;
 }
 
@@ -768,7 +800,7 @@ void note_ignored_options(const CLI::App& app, const Options& o) {
     std::string ignored;
     for (const char* opt : {"--hidden", "--latent", "--epochs", "--lr", "--batch-size", "--beta", "--anneal-steps",
                             "--dropout", "--lambda", "--loss", "--act-hidden", "--act-out", "--weight-decay",
-                            "--patience", "--protocol", "--fold", "--test-fraction", "--threshold", "--ease-lambda"})
+                            "--patience", "--protocol", "--ease-lambda"})
       if (given(opt)) ignored += std::string(ignored.empty() ? "" : ", ") + opt;
     if (!ignored.empty())
       std::cerr << "note: with --model-file the file's own training settings and split apply; ignored: " << ignored
@@ -979,8 +1011,8 @@ int main(int argc, char** argv) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
       return 2;
     }
-  if (app.get_option("--hidden")->count() > 0 && o.model_file.empty() &&
-      (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
+  if (app.get_option("--hidden")->count() > 0 && o.train.model.hidden > 0 && o.model_file.empty() &&
+      !info->parsed() && (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
     std::cerr << "vae_gpu: --hidden does not apply to the notebook VAE, whose layers are fixed at "
                  "items-512-256-2*latent (mirrored); set --latent, or use --model multvae for a chosen width\n";
     return 2;
@@ -1003,7 +1035,8 @@ int main(int argc, char** argv) {
     std::cerr << "vae_gpu: " << e.what() << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    std::cerr << "vae_gpu: out of host memory: reduce --batch-size, --hidden or --latent (or use a smaller data set)\n";
+    std::cerr << "vae_gpu: out of host memory: reduce --batch-size or the model (--hidden; --latent for the notebook "
+                 "VAE), or use a smaller data set\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "vae_gpu: error: " << e.what() << "\n";

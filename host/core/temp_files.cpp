@@ -1,5 +1,6 @@
 #include "core/temp_files.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -43,7 +44,15 @@ void forget_temp_file(int slot) {
 }
 
 void remove_temp_files_on_signals() {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, remove_temp_files_and_die);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    // A signal the parent chose to ignore (nohup; background jobs and SIGINT) stays ignored.
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    struct sigaction sa {};
+    sa.sa_handler = remove_temp_files_and_die;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
 }
 
 }  // namespace vae

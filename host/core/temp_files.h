@@ -12,7 +12,8 @@ int register_temp_file(const std::string& path);
 // The file was renamed into place or removed: no longer the signal handler's business.
 void forget_temp_file(int slot);
 // Installs handlers for SIGINT, SIGTERM and SIGHUP that unlink every registered temporary and
-// then die of the same signal (exit status as without the handler).
+// then die of the same signal (exit status as without the handler). Signals the process
+// inherited as ignored (nohup) stay ignored.
 void remove_temp_files_on_signals();
 
 // RAII: registered for the scope of an atomic write.

@@ -84,6 +84,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int k
                        int64_t dataset_bytes) {
   VAE_CHECK(batch > 0 && kmax >= 0 && num_ks >= 0, "plan_memory: bad batch or cut-offs");
   MemoryPlan p;
+  p.fixed_width = cfg.kind == "vae";
   const int64_t n = planned_param_count(cfg), I = cfg.num_inputs;
   p.parameters = 3 * n * kFloat;  // theta, gradient, best-epoch copy
   p.adam = 2 * n * kFloat;
@@ -117,8 +118,11 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
   std::string msg = "memory plan: the run needs " + mib(p.total()) + " MiB (+ " + mib(memory_plan_reserve(p)) +
                     " MiB headroom) but only " + mib(static_cast<int64_t>(free_bytes)) + " MiB are free on " +
                     device + ". Reduce --batch-size (batch buffers, " + mib(p.batch()) +
-                    " MiB, grow with it) or --hidden (parameters and Adam state, " + mib(p.parameters + p.adam) +
-                    " MiB, grow with hidden x items)";
+                    " MiB, grow with it) or " +
+                    (p.fixed_width ? std::string("use --model multvae with a small --hidden (the notebook VAE's "
+                                                 "512-wide layers hold its parameters and Adam state, ")
+                                   : std::string("--hidden (parameters and Adam state, ")) +
+                    mib(p.parameters + p.adam) + " MiB, grow with " + (p.fixed_width ? "items" : "hidden x items") + ")";
   if (!p.sparse && p.batch_sparse < p.batch_dense)
     msg += ", or use --sparse-input on (saves " + mib(p.batch_dense - p.batch_sparse) + " MiB)";
   throw UsageError(msg);

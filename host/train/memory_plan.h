@@ -34,6 +34,7 @@ struct MemoryPlan {
   int64_t batch_sparse = 0;  // the same with the sparse first layer (CSR batch input)
   int64_t dataset = 0;       // CSR matrices on the backend, batch order and evaluation row ids
   bool sparse = false;       // which of the two batch figures this run uses
+  bool fixed_width = false;  // the notebook VAE: its layer widths are fixed (--latent sizes it)
   int64_t batch() const { return sparse ? batch_sparse : batch_dense; }
   int64_t total() const { return parameters + adam + batch() + dataset; }
 };

@@ -766,6 +766,7 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
       staged.add(dir + "/curves.svg", learning_curves_svg(r));
     } catch (const VaeError& e) {
       std::cerr << "warning: " << dir << "/curves.svg not written: " << e.what() << "\n";
+      staged.remove_on_commit(dir + "/curves.svg");  // an earlier run's curves would not be this run's
     }
   } else {
     staged.remove_on_commit(dir + "/curves.svg");
