@@ -458,3 +458,24 @@ TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
 }
 
 }  // namespace
+
+namespace {
+
+// A model file records the split it was trained on (seed protocol: the test fraction), and
+// evaluating it uses that split, whatever --test-fraction says now: the metrics are the
+// training run's own (evaluating on another split would score users the model trained on).
+TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
+  fs::path dir = temp_dir("split");
+  const std::string data = " --device cpu --quiet --data synthetic:users=100,items=140,ratings=2400";
+  ASSERT_EQ(run_cli("train --epochs 2 --test-fraction 0.3 --out " + (dir / "a").string() + data).code, 0);
+  const std::string model = (dir / "a" / "model.safetensors").string();
+  for (const char* extra : {"", " --test-fraction 0.5"}) {
+    const CmdResult r = run_cli("train --model-file " + model + extra + " --out " + (dir / "b").string() + data);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(read_json(dir / "b" / "summary.json")["metrics"], read_json(dir / "a" / "summary.json")["metrics"])
+        << extra;
+    if (*extra) EXPECT_THAT(r.out, HasSubstr("--test-fraction 0.5 ignored"));
+  }
+}
+
+}  // namespace

@@ -246,6 +246,12 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   if (is_svd_kind(info.config.kind)) {
     json_entry("svd", [&](const nlohmann::json& j) { info.svd = svd_options_from_json(j, info.config.kind); });
     info.ratings_split = meta_at(f, path, "ratings_split");
+  } else if (f.metadata.count("split")) {  // absent from files written before 2026-12-06
+    json_entry("split", [&](const nlohmann::json& j) {
+      info.test_fraction = j.at("test_fraction").get<double>();
+      info.ratings_split = j.at("ratings_split").get<std::string>();
+      if (!(info.test_fraction >= 0 && info.test_fraction < 1)) throw std::invalid_argument("test_fraction out of range");
+    });
   }
   const std::string& kind = info.config.kind;
   if (kind == "popularity" || kind == "ease")
@@ -315,6 +321,8 @@ ModelFileInfo model_file_info(const TrainResult& r, const Dataset& d) {
   i.batch_size = r.batch_size > 0 ? r.batch_size : 64;
   i.seed = r.seed;
   i.best_epoch = r.best_epoch;
+  i.test_fraction = r.test_fraction;
+  i.ratings_split = r.ratings_split;
   return i;
 }
 
@@ -347,6 +355,7 @@ void save_model_file(const std::string& path, Backend<float>& be, const Model<fl
   meta["batch_size"] = std::to_string(info.batch_size);
   meta["seed"] = std::to_string(info.seed);
   meta["best_epoch"] = std::to_string(info.best_epoch);
+  meta["split"] = nlohmann::json{{"test_fraction", info.test_fraction}, {"ratings_split", info.ratings_split}}.dump();
   meta["column_kind"] = info.item_based ? "user" : "item";
   meta["columns"] = ids_json(info.column_map, info.item_based ? d.user_ids : d.item_ids);
   if (has_row_state(model.kind())) {

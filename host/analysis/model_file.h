@@ -48,8 +48,11 @@ struct ModelFileInfo {
   int64_t batch_size = 64;
   uint64_t seed = 1;
   int best_epoch = 0;
-  // SVD / SVD++ only: the ratings split trained on and the SGD settings.
+  // The split trained on: the ratings protocol's (every SVD file; autoencoder files from
+  // 2026-12-06 on) and the seed protocol's test fraction (0 = not recorded: older files).
   std::string ratings_split;
+  double test_fraction = 0;
+  // SVD / SVD++ only: the SGD settings.
   SvdOptions svd;
 };
 

@@ -52,6 +52,8 @@ struct Options {
   std::string model_file;
   bool protocol_given = false;
   bool seed_given = false;  // --seed on the command line (embed --sample's noise; else the model file's)
+  std::vector<std::string> given;  // every option on the command line, by long name ("--fold")
+  bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
   // svd / svdpp
   std::string svd_schedule;  // "" = blocked on a GPU, serial otherwise
   int svd_blocks = 0;
@@ -578,7 +580,18 @@ int run_train(Options& o, bool main_job) {
     o.train.model.kind = lm.info.config.kind;
     o.train.protocol = lm.info.protocol;
     o.train.seed = lm.info.seed;
-    if (lm.info.input_threshold > 0) o.train.heldout.threshold = lm.info.input_threshold;
+    // The split the model was trained on, so no evaluation user or rating is one it learned from.
+    auto keep = [&o](const char* flag, auto& ours, const auto& theirs) {
+      if (ours != theirs && o.was_given(flag))
+        std::cerr << "note: " << flag << " " << ours << " ignored: the model file's training split uses " << theirs
+                  << "\n";
+      ours = theirs;
+    };
+    if (lm.info.protocol == "heldout") keep("--threshold", o.train.heldout.threshold, lm.info.input_threshold);
+    if (lm.info.protocol == "seed" && lm.info.test_fraction > 0)
+      keep("--test-fraction", o.train.test_fraction, lm.info.test_fraction);
+    if (lm.info.protocol == "ratings" && !lm.info.ratings_split.empty())
+      keep("--fold", o.train.ratings_split, lm.info.ratings_split);
     o.train.batch_size = lm.info.batch_size;
     o.train.pretrained_columns = lm.info.column_map;
     o.train.pretrained_rows = lm.info.row_map;
@@ -1006,6 +1019,10 @@ int main(int argc, char** argv) {
 
   o.protocol_given = app.get_option("--protocol")->count() > 0;
   o.seed_given = app.get_option("--seed")->count() > 0;
+  for (const CLI::App* a : {static_cast<const CLI::App*>(&app), static_cast<const CLI::App*>(recommend),
+                            static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed)})
+    for (const CLI::Option* opt : a->get_options())
+      if (opt->count() > 0) o.given.push_back(opt->get_name());
   for (const char* opt : {"--data", "--out", "--model-file"})
     if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";

@@ -327,6 +327,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   batch = std::min(batch, std::max<int64_t>({train.rows, eval_input.rows, test_input.rows, 1}));
   res.batch_size = batch;
   res.seed = opt.seed;
+  res.test_fraction = opt.test_fraction;
+  res.ratings_split = opt.ratings_split;
   res.train_rows = train.rows;
   res.eval_rows = test_input.rows;
   if (!opt.quiet) {

@@ -81,6 +81,8 @@ struct TrainResult {
   double input_threshold = 0;       // heldout: ratings below this were no input (0 = all kept)
   int64_t batch_size = 0;
   uint64_t seed = 0;
+  double test_fraction = 0;    // the split trained on (seed protocol)
+  std::string ratings_split;   // the split trained on (ratings protocol)
   bool sparse_input = false;        // the first layer read CSR batches
   std::string precision;            // the backend's GEMM precision (exact, fp32, tf32)
   std::string memory_plan;          // the plan line printed before training (autoencoders)
