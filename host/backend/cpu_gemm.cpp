@@ -1,6 +1,8 @@
 #include "backend/cpu_gemm.h"
 
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,7 +87,15 @@ class GemmPool {
     }
     for (int i = 1; i < n; ++i) {
       try {
-        workers_.emplace_back([this] { loop(); });
+        workers_.emplace_back([this] {
+          // Process signals go to the main thread: the handler that removes temporaries
+          // (core/temp_files.h) then never runs beside the thread that registers them.
+          sigset_t block;
+          sigemptyset(&block);
+          for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&block, sig);
+          pthread_sigmask(SIG_BLOCK, &block, nullptr);
+          loop();
+        });
       } catch (const std::system_error&) {
         break;  // as many threads as the system gives
       }
