@@ -321,6 +321,13 @@ struct ClusterOptions {
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
 // when asked; clusters.csv and cluster_lift.csv (and embeddings.npy, user_ids.csv when
 // write_embeddings) into out_dir, staged with the rest of the command's files.
+// An earlier run's cluster analysis (and embeddings) would not describe this run's model.
+void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {
+  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg"}) staged.remove_on_commit(out_dir + f);
+  if (embeddings)
+    for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
+}
+
 // Returns the names of the files staged ("" when none).
 std::string cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d,
                                const ClusterOptions& co, const std::string& out_dir, bool write_embeddings,
@@ -328,11 +335,7 @@ std::string cluster_embeddings(const Embeddings& e, const std::string& what, con
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n && co.skip_if_too_few) {
     std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
-    if (!out_dir.empty()) {  // an earlier run's clusters would not describe this model
-      for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg"}) staged.remove_on_commit(out_dir + f);
-      if (write_embeddings)
-        for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
-    }
+    if (!out_dir.empty()) drop_analysis_files(staged, out_dir, write_embeddings);
     return "";
   }
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
@@ -666,9 +669,8 @@ int run_train(Options& o, bool main_job) {
                          "' --tsne --tsne-max <points>";
       const std::string files = cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
       if (!files.empty()) written += ", " + files;
-    } else if (!o.out.empty()) {  // an earlier latent model's analysis would sit beside this one
-      for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg", "/embeddings.npy", "/user_ids.csv"})
-        staged.remove_on_commit(o.out + f);
+    } else if (!o.out.empty()) {
+      drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
   }
   staged.commit();
