@@ -406,13 +406,17 @@ namespace {
 TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   const CmdResult r = run_cli(std::string("train --epochs 1 --quiet --dropout 0.3 --ks 5 --lambda 2 ") + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("note: --dropout applies to Mult-VAE and CDAE only; ignored for vae"));
-  EXPECT_THAT(r.out, HasSubstr("note: --ks applies to the heldout protocol only"));
-  EXPECT_THAT(r.out, HasSubstr("note: --lambda applies to"));
+  EXPECT_THAT(r.out, HasSubstr("note: --dropout is ignored by vae (seed protocol); it applies to Mult-VAE and CDAE"));
+  EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout protocol"));
+  EXPECT_THAT(r.out, HasSubstr("note: --lambda is ignored by vae"));
   const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 1 --quiet --dropout 0.3 "
                                           "--ks 5 --beta 0.1 ") + kSmall);
   ASSERT_EQ(m.code, 0) << m.out;
   EXPECT_THAT(m.out, ::testing::Not(HasSubstr("ignored")));
+  const CmdResult s = run_cli(std::string("train --model svd --epochs 1 --quiet --patience 3 --batch-size 32 ") + kSmall);
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_THAT(s.out, HasSubstr("note: --patience is ignored by svd (ratings protocol)"));
+  EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to every model but SVD"));
 }
 
 }  // namespace

@@ -846,6 +846,12 @@ void note_ignored_options(const CLI::App& app, const Options& o) {
       {"--anneal-steps", among({"vae", "multvae"}), "the VAEs"},
       {"--latent", among({"vae", "multvae"}), "the VAEs"},
       {"--ease-lambda", kind == "ease", "EASE"},
+      {"--epochs", !among({"popularity", "ease"}), "trained models (not popularity or EASE)"},
+      {"--lr", !among({"popularity", "ease"}), "trained models (not popularity or EASE)"},
+      {"--patience", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
+      {"--weight-decay", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
+      {"--adamw", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
+      {"--batch-size", !svd, "every model but SVD and SVD++"},
       {"--svd-schedule", svd, "SVD and SVD++"},
       {"--svd-blocks", svd, "SVD and SVD++"},
       {"--k", protocol == "seed", "the seed protocol"},
@@ -856,8 +862,8 @@ void note_ignored_options(const CLI::App& app, const Options& o) {
   };
   for (const Rule& r : rules)
     if (given(r.opt) && !r.applies)
-      std::cerr << "note: " << r.opt << " applies to " << r.where << " only; ignored for " << kind << " ("
-                << protocol << " protocol)\n";
+      std::cerr << "note: " << r.opt << " is ignored by " << kind << " (" << protocol << " protocol); it applies to "
+                << r.where << "\n";
 }
 
 // Real-valued options: NaN and infinities pass CLI11's range checks (every comparison with NaN
