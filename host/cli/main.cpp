@@ -382,6 +382,12 @@ std::string cluster_embeddings(const Embeddings& e, const std::string& what, con
       std::cout << "note: perplexity set to " << to.perplexity << " (it must lie in [1, (points - 1) / 3] for "
                 << points << " points)\n";
     }
+    // Exact t-SNE is quadratic: about 7 s for 2000 points on two CPU cores (README), so say so
+    // before a long CPU run rather than leaving the terminal silent for minutes.
+    if (!co.cuda && points > 4000)
+      std::cerr << "note: exact t-SNE of " << points << " points on the CPU takes minutes (about "
+                << static_cast<int64_t>(7.0 * (static_cast<double>(points) / 2000.0) * (points / 2000.0)) / 60 + 1
+                << " min on two cores); --tsne-max 2000 takes seconds\n";
     TsneResult t;
     bool drawn = true;
     try {
