@@ -255,9 +255,6 @@ TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
   std::cout << "largest CPU/GPU metric difference: " << worst << "\n";
 }
 
-}  // namespace
-
-namespace {
 
 // Option values that no run can mean: refused while parsing (exit 2), with what was wrong.
 TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
@@ -316,9 +313,6 @@ TEST(Cli, AFailedModelWriteKeepsTheEarlierRunFilesWhole) {
     EXPECT_NE(e.path().extension(), ".tmp") << e.path();
 }
 
-}  // namespace
-
-namespace {
 
 // --top beyond the candidates lists them all and says so, rather than titling 24 items "Top 100000".
 TEST(Cli, TopBeyondTheCandidatesIsTitledByWhatItHolds) {
@@ -329,9 +323,6 @@ TEST(Cli, TopBeyondTheCandidatesIsTitledByWhatItHolds) {
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Top 100000")));
 }
 
-}  // namespace
-
-namespace {
 
 std::string slurp_file(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -397,9 +388,6 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   EXPECT_TRUE(fs::exists(vdir / "clusters.csv"));
 }
 
-}  // namespace
-
-namespace {
 
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads
 // get no such note.
@@ -419,9 +407,6 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to every model but SVD"));
 }
 
-}  // namespace
-
-namespace {
 
 // Second fuzzing pass, small fixes: one metrics.csv column per metric (--k 100 under the seed
 // protocol), a note for cut-offs beyond the items, the --all-users CSV's folder made before
@@ -461,9 +446,6 @@ TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
   EXPECT_THAT(t.out, HasSubstr("--threshold 1e+300"));
 }
 
-}  // namespace
-
-namespace {
 
 // A model file records the split it was trained on (seed protocol: the test fraction), and
 // evaluating it uses that split, whatever --test-fraction says now: the metrics are the
