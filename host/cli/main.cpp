@@ -51,7 +51,6 @@ struct Options {
   TrainOptions train;
   std::string model_file;
   bool protocol_given = false;
-  bool seed_given = false;  // --seed on the command line (embed --sample's noise; else the model file's)
   std::vector<std::string> given;  // every option on the command line, by long name ("--fold")
   bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
   // svd / svdpp
@@ -736,7 +735,7 @@ int run_recommend(Options& o) {
 
 // embed --sample draws its noise from --seed when one is given, else from the model's own seed.
 ModelFileInfo sample_info(ModelFileInfo info, const Options& o) {
-  if (o.seed_given) info.seed = o.seed;
+  if (o.was_given("--seed")) info.seed = o.seed;
   return info;
 }
 
@@ -815,8 +814,8 @@ int run_info_cmd(const Options& o) {
 
 // Options given that the run will not read: a note each (stderr), so nobody believes a flag took
 // effect when it did not. The applicability table follows the options' help texts.
-void note_ignored_options(const CLI::App& app, const Options& o) {
-  auto given = [&](const char* opt) { return app.get_option(opt)->count() > 0; };
+void note_ignored_options(const Options& o) {
+  auto given = [&](const char* opt) { return o.was_given(opt); };
   if (!o.model_file.empty()) {
     std::string ignored;
     for (const char* opt : {"--hidden", "--latent", "--epochs", "--lr", "--batch-size", "--beta", "--anneal-steps",
@@ -1031,29 +1030,28 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  o.protocol_given = app.get_option("--protocol")->count() > 0;
-  o.seed_given = app.get_option("--seed")->count() > 0;
   for (const CLI::App* a : {static_cast<const CLI::App*>(&app), static_cast<const CLI::App*>(recommend),
                             static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed)})
     for (const CLI::Option* opt : a->get_options())
       if (opt->count() > 0) o.given.push_back(opt->get_name());
+  o.protocol_given = o.was_given("--protocol");
   for (const char* opt : {"--data", "--out", "--model-file"})
     if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
       return 2;
     }
-  if (app.get_option("--hidden")->count() > 0 && o.train.model.hidden > 0 && o.model_file.empty() &&
+  if (o.was_given("--hidden") && o.train.model.hidden > 0 && o.model_file.empty() &&
       !info->parsed() && (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
     std::cerr << "vae_gpu: --hidden does not apply to the notebook VAE, whose layers are fixed at "
                  "items-512-256-2*latent (mirrored); set --latent, or use --model multvae for a chosen width\n";
     return 2;
   }
   try {
-    if (!info->parsed()) note_ignored_options(app, o);
+    if (!info->parsed()) note_ignored_options(o);
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);
     if (recommend->parsed()) {
-      o.ratings_given = recommend->get_option("--ratings")->count() > 0;
+      o.ratings_given = o.was_given("--ratings");
       return run_recommend(o);
     }
     if (embed->parsed()) return run_embed(o);

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/safetensors.h"
 #include "analysis/svg_plot.h"
 #include "core/philox.h"
 #include "core/temp_files.h"
@@ -594,22 +595,12 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 namespace {
 
 // Writes path.tmp; removes it again when the write fails.
+// path.tmp, complete or not at all (the project's one atomic writer: its own temporary, fsync,
+// rename, a failed write removed).
 void write_tmp(const std::string& path, const std::string& text) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
-  const std::string tmp = path + ".tmp";
-  bool ok = false;
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw DataError(tmp, 0, "cannot open for writing");
-    f << text;
-    f.flush();
-    ok = static_cast<bool>(f);
-  }
-  if (!ok) {
-    std::filesystem::remove(tmp, ec);
-    throw DataError(tmp, 0, "write failed (disk full?)");
-  }
+  write_binary_atomically(path + ".tmp", text);
 }
 
 void rename_tmp(const std::string& path) {
