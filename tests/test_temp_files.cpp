@@ -6,9 +6,12 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
+#include "core/error.h"
 #include "core/temp_files.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -69,4 +72,58 @@ TEST(TempFiles, SlotsAreReusedAndOverlongPathsRefused) {
   vae::forget_temp_file(-1);  // harmless
 }
 
+std::string read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// A rename failing part-way through a commit (here the third file's temporary has vanished)
+// puts back the files already renamed: the earlier run stands whole, a file that did not exist
+// before is gone again, and neither temporaries nor kept copies are left behind.
+TEST(StagedFiles, ARenameFailingPartWayPutsTheEarlierFilesBack) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_staged_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path a = dir / "metrics.csv", b = dir / "summary.json", fresh = dir / "curves.svg",
+                 model = dir / "model.safetensors";
+  for (const fs::path& p : {a, b, model}) std::ofstream(p) << "old " << p.filename().string();
+  {
+    vae::StagedFiles staged;
+    staged.add(a.string(), "new a");
+    staged.add(fresh.string(), "new svg");
+    staged.add(b.string(), "new b");
+    staged.adopt(model.string());  // its writer never produced model.safetensors.tmp
+    try {
+      staged.commit();
+      ADD_FAILURE() << "commit succeeded without the model's temporary";
+    } catch (const vae::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("model.safetensors"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("put back"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(read_all(a), "old metrics.csv");
+  EXPECT_EQ(read_all(b), "old summary.json");
+  EXPECT_EQ(read_all(model), "old model.safetensors");
+  EXPECT_FALSE(fs::exists(fresh));
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    ++entries;
+    EXPECT_EQ(e.path().extension() == ".tmp" || e.path().extension() == ".prev", false) << e.path();
+  }
+  EXPECT_EQ(entries, 3);
+
+  // The same files committed for real replace the old ones and leave no kept copies.
+  {
+    vae::StagedFiles staged;
+    staged.add(a.string(), "new a");
+    staged.add(fresh.string(), "new svg");
+    staged.commit();
+  }
+  EXPECT_EQ(read_all(a), "new a");
+  EXPECT_EQ(read_all(fresh), "new svg");
+  EXPECT_FALSE(fs::exists(a.string() + ".prev"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
+

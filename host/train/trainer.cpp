@@ -660,20 +660,57 @@ void StagedFiles::commit() {
   paths.swap(paths_);
   stale.swap(stale_);
   slots.swap(slots_);
+  // Each earlier file is kept as a hard link path.prev until all renames have succeeded, so a
+  // rename failing part-way (a read-only or vanished file) puts the earlier run back whole
+  // instead of leaving new and old files mixed. Where links are not possible the commit goes
+  // on without that guarantee.
+  enum class Before { absent, kept, unknown };
+  std::vector<Before> before(paths.size(), Before::unknown);
   for (size_t i = 0; i < paths.size(); ++i) {
-    try {
-      rename_tmp(paths[i]);
-      forget_temp_file(slots[i]);
-    } catch (...) {
-      forget_temp_file(slots[i]);
-      for (size_t j = i + 1; j < paths.size(); ++j) {
-        std::error_code ec;
-        std::filesystem::remove(paths[j] + ".tmp", ec);
-        forget_temp_file(slots[j]);
-      }
-      throw;
+    const std::string prev = paths[i] + ".prev";
+    std::error_code ec;
+    std::filesystem::remove(prev, ec);
+    const std::filesystem::file_type type = std::filesystem::symlink_status(paths[i], ec).type();
+    if (type == std::filesystem::file_type::not_found) {  // ec is set too (ENOENT)
+      before[i] = Before::absent;
+    } else if (type == std::filesystem::file_type::none) {
+      before[i] = Before::unknown;
+    } else {
+      std::filesystem::create_hard_link(paths[i], prev, ec);
+      before[i] = ec ? Before::unknown : Before::kept;
     }
+    std::filesystem::rename(paths[i] + ".tmp", paths[i], ec);
+    forget_temp_file(slots[i]);
+    if (!ec) continue;
+    const std::string problem = "cannot rename " + paths[i] + ".tmp: " + ec.message();
+    for (size_t j = i; j < paths.size(); ++j) {
+      std::error_code ignore;
+      std::filesystem::remove(paths[j] + ".tmp", ignore);
+      if (j > i) forget_temp_file(slots[j]);
+    }
+    // Undo the renames already done, newest first.
+    bool restored = true;
+    if (before[i] == Before::kept) std::filesystem::remove(paths[i] + ".prev", ec);  // paths[i] unchanged
+    for (size_t j = i; j-- > 0;) {
+      std::error_code undo;
+      if (before[j] == Before::kept)
+        std::filesystem::rename(paths[j] + ".prev", paths[j], undo);
+      else if (before[j] == Before::absent)
+        std::filesystem::remove(paths[j], undo);
+      else
+        restored = false;
+      if (undo) restored = false;
+    }
+    if (i == 0) throw DataError(paths[i], 0, problem);
+    throw DataError(paths[i], 0,
+                    problem + (restored ? "; the files renamed before it were put back, so the earlier results stand"
+                                        : "; files renamed before it could not all be put back"));
   }
+  for (size_t i = 0; i < paths.size(); ++i)
+    if (before[i] == Before::kept) {
+      std::error_code ec;
+      std::filesystem::remove(paths[i] + ".prev", ec);
+    }
   for (const std::string& p : stale) {
     std::error_code ec;
     if (std::filesystem::is_regular_file(p, ec)) std::filesystem::remove(p, ec);
