@@ -22,23 +22,34 @@ constexpr int kNoProgressIters = 300;    // n_iter_without_progress (after exagg
 constexpr double kMinGradNorm = 1e-7;
 constexpr float kMinGain = 0.01f;
 
-// sklearn's _binary_search_perplexity for one row: fills prow with the conditional Gaussian
-// p_{j|i} whose entropy matches log(perplexity).
-void conditional_row(const std::vector<float>& sqd, int64_t i, double desired_entropy,
-                     std::vector<double>& prow) {
-  const int64_t n = static_cast<int64_t>(sqd.size());
+struct Phase {
+  int last;  // iterations run up to (exclusive); the phase starts after the previous one
+  float momentum;
+  float exaggeration;
+  int no_progress;
+};
+
+void check_schedule(const TsneOptions& o) {
+  if (o.iterations < 1) throw UsageError("t-SNE: iterations must be at least 1");
+  if (o.exaggeration_iterations < 0) throw UsageError("t-SNE: exaggeration iterations must be ≥ 0");
+}
+
+}  // namespace
+
+void tsne_conditional_row(const float* sqd, int64_t len, int64_t skip, double desired_entropy,
+                          double* prow) {
   double beta_min = -std::numeric_limits<double>::infinity();
   double beta_max = std::numeric_limits<double>::infinity();
   double beta = 1.0;
   for (int step = 0; step < kBinarySearchSteps; ++step) {
     double sum_p = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-      prow[j] = j == i ? 0.0 : std::exp(-static_cast<double>(sqd[j]) * beta);
+    for (int64_t j = 0; j < len; ++j) {
+      prow[j] = j == skip ? 0.0 : std::exp(-static_cast<double>(sqd[j]) * beta);
       sum_p += prow[j];
     }
     if (sum_p == 0.0) sum_p = 1e-8;  // sklearn's EPSILON_DBL
     double sum_dp = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = 0; j < len; ++j) {
       prow[j] /= sum_p;
       sum_dp += static_cast<double>(sqd[j]) * prow[j];
     }
@@ -54,15 +65,6 @@ void conditional_row(const std::vector<float>& sqd, int64_t i, double desired_en
     }
   }
 }
-
-struct Phase {
-  int last;  // iterations run up to (exclusive); the phase starts after the previous one
-  float momentum;
-  float exaggeration;
-  int no_progress;
-};
-
-}  // namespace
 
 std::vector<int32_t> tsne_subsample(int64_t n, int64_t max_points, uint64_t seed) {
   VAE_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), "t-SNE: bad number of rows");
@@ -99,7 +101,7 @@ std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t
       }
       sqd[j] = static_cast<float>(s);
     }
-    conditional_row(sqd, i, desired_entropy, prow);
+    tsne_conditional_row(sqd.data(), n, i, desired_entropy, prow.data());
     for (int64_t j = 0; j < n; ++j) p[i * n + j] = static_cast<float>(prow[j]);
   }
   // P = (P_cond + P_condᵀ) / sum, clamped at machine epsilon off the diagonal.
@@ -119,8 +121,8 @@ std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t
   return p;
 }
 
-TsneResult tsne(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
-                const TsneOptions& o) {
+std::vector<int32_t> tsne_checked_rows(const std::vector<float>& x, int64_t n, int64_t d,
+                                       const TsneOptions& o, std::vector<float>& rows) {
   VAE_CHECK(n >= 0 && d >= 1 && static_cast<int64_t>(x.size()) == n * d,
             "t-SNE: " + std::to_string(x.size()) + " values for " + std::to_string(n) + " × " +
                 std::to_string(d));
@@ -128,30 +130,33 @@ TsneResult tsne(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_
     if (!std::isfinite(x[i]))
       throw VaeError("t-SNE: non-finite value at row " + std::to_string(i / d));
   if (!(o.perplexity > 0)) throw UsageError("t-SNE: perplexity must be positive");
-  if (o.iterations < 1) throw UsageError("t-SNE: iterations must be at least 1");
-  if (o.exaggeration_iterations < 0) throw UsageError("t-SNE: exaggeration iterations must be ≥ 0");
+  check_schedule(o);
   if (n < 2) throw UsageError("t-SNE needs at least 2 points (got " + std::to_string(n) + ")");
 
-  TsneResult r;
-  r.indices = tsne_subsample(n, o.max_points, o.seed);
-  const int64_t m = static_cast<int64_t>(r.indices.size());
+  std::vector<int32_t> indices = tsne_subsample(n, o.max_points, o.seed);
+  const int64_t m = static_cast<int64_t>(indices.size());
   if (m < 2) throw UsageError("t-SNE: max_points leaves fewer than 2 points");
   // sklearn refuses this too: the Gaussian cannot spread over more neighbours than exist.
   if (o.perplexity >= static_cast<double>(m))
     throw UsageError("t-SNE: perplexity " + std::to_string(o.perplexity) +
                      " must be less than the number of points (" + std::to_string(m) +
                      "); choose a smaller perplexity (5-50 is usual, at most about n / 3)");
-  std::vector<float> xs;
-  const std::vector<float>* xp = &x;
+  rows.clear();
   if (m != n) {
-    xs.resize(static_cast<size_t>(m) * d);
+    rows.resize(static_cast<size_t>(m) * d);
     for (int64_t i = 0; i < m; ++i)
-      std::copy_n(&x[static_cast<int64_t>(r.indices[i]) * d], d, &xs[i * d]);
-    xp = &xs;
+      std::copy_n(&x[static_cast<int64_t>(indices[i]) * d], d, &rows[i * d]);
   }
-  const std::vector<float> p = tsne_joint_probabilities(*xp, m, d, o.perplexity);
-  std::vector<int32_t> indices = std::move(r.indices);
-  r = tsne_from_probabilities(ops, p, m, o);
+  return indices;
+}
+
+TsneResult tsne(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d,
+                const TsneOptions& o) {
+  std::vector<float> rows;
+  std::vector<int32_t> indices = tsne_checked_rows(x, n, d, o, rows);
+  const int64_t m = static_cast<int64_t>(indices.size());
+  const std::vector<float> p = tsne_joint_probabilities(rows.empty() ? x : rows, m, d, o.perplexity);
+  TsneResult r = tsne_from_probabilities(ops, p, m, o);
   r.indices = std::move(indices);
   return r;
 }
@@ -160,8 +165,21 @@ TsneResult tsne_from_probabilities(AnalysisOps& ops, const std::vector<float>& p
                                    const TsneOptions& o) {
   VAE_CHECK(m >= 2 && static_cast<int64_t>(p.size()) == m * m,
             "t-SNE: P is not an n × n matrix with n ≥ 2");
-  if (o.iterations < 1) throw UsageError("t-SNE: iterations must be at least 1");
-  if (o.exaggeration_iterations < 0) throw UsageError("t-SNE: exaggeration iterations must be ≥ 0");
+  check_schedule(o);  // before tsne_begin: a device twin would upload P for nothing
+  // Lets a device twin keep P resident for the whole optimisation; ended even on a throw.
+  ops.tsne_begin(p.data(), m);
+  struct Session {
+    AnalysisOps& ops;
+    ~Session() { ops.tsne_end(); }
+  } session{ops};
+  return tsne_optimise(m, o, [&](const float* y, float exaggeration, float* grad, bool compute_kl) {
+    return ops.tsne_gradient(p.data(), y, m, exaggeration, grad, compute_kl);
+  });
+}
+
+TsneResult tsne_optimise(int64_t m, const TsneOptions& o, const TsneGradient& gradient) {
+  VAE_CHECK(m >= 2, "t-SNE: fewer than 2 points to embed");
+  check_schedule(o);
   TsneResult r;
   r.indices.resize(static_cast<size_t>(m));
   std::iota(r.indices.begin(), r.indices.end(), 0);
@@ -174,13 +192,6 @@ TsneResult tsne_from_probabilities(AnalysisOps& ops, const std::vector<float>& p
                         ? o.learning_rate
                         : std::max(static_cast<double>(m) / o.early_exaggeration / 4.0, 50.0);
   const float lr = static_cast<float>(r.learning_rate);
-
-  // Lets a device twin keep P resident for the whole optimisation; ended even on a throw.
-  ops.tsne_begin(p.data(), m);
-  struct Session {
-    AnalysisOps& ops;
-    ~Session() { ops.tsne_end(); }
-  } session{ops};
 
   const int explore = std::min(o.exaggeration_iterations, o.iterations);
   std::vector<float> grad(2 * m), update(2 * m), gains(2 * m);
@@ -201,7 +212,7 @@ TsneResult tsne_from_probabilities(AnalysisOps& ops, const std::vector<float>& p
     for (int i = first; i < f.last; ++i) {
       const bool check = (i + 1) % kCheckEvery == 0;
       const bool compute_kl = check || i == f.last - 1;  // as sklearn's compute_error
-      const double kl = ops.tsne_gradient(p.data(), r.y.data(), m, f.exaggeration, grad.data(), compute_kl);
+      const double kl = gradient(r.y.data(), f.exaggeration, grad.data(), compute_kl);
       if (compute_kl) error = kl;
       last = i;
       for (int64_t t = 0; t < 2 * m; ++t) {

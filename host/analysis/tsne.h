@@ -5,9 +5,11 @@
 // 'auto' = max(N / early_exaggeration / 4, 50), delta-bar-delta gains (min gain 0.01), and the
 // same progress checks every 50 iterations (stop after 300 iterations without progress or when
 // the gradient norm falls under 1e-7). Initial Y ~ N(0, (1e-4)²) from Philox RngStream::tsne.
-// The O(n²) gradient runs through AnalysisOps::tsne_gradient.
+// The O(n²) gradient runs through AnalysisOps::tsne_gradient. For large n on the CPU,
+// tsne_barnes_hut (analysis/tsne_bh.h) approximates it in O(n log n) with the same optimiser.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,5 +61,29 @@ std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t
 
 // The sorted random subsample tsne() uses when n > max_points (all rows otherwise).
 std::vector<int32_t> tsne_subsample(int64_t n, int64_t max_points, uint64_t seed);
+
+// The pieces tsne() shares with tsne_barnes_hut() (analysis/tsne_bh.h).
+
+// tsne()'s checks of x and o (throwing as documented there) and its subsample: returns the rows
+// to embed (tsne_subsample); when they are not all of x, `rows` receives a copy of them (m × d),
+// else it is left empty.
+std::vector<int32_t> tsne_checked_rows(const std::vector<float>& x, int64_t n, int64_t d,
+                                       const TsneOptions& o, std::vector<float>& rows);
+
+// sklearn's _binary_search_perplexity for one row of len squared distances: fills prow (len)
+// with the conditional Gaussian whose entropy matches desired_entropy = log(perplexity).
+// skip = the entry to leave out (the point itself, in a full row of distances), or −1.
+void tsne_conditional_row(const float* sqd, int64_t len, int64_t skip, double desired_entropy,
+                          double* prow);
+
+// Writes grad (m × 2) of KL(exaggeration·P || Q) at y (m × 2); returns that KL when compute_kl
+// (the optimiser asks every 50 iterations and at the end of each phase), else anything.
+using TsneGradient =
+    std::function<double(const float* y, float exaggeration, float* grad, bool compute_kl)>;
+
+// The optimisation of tsne_from_probabilities with the gradient left to the caller: Y from
+// o.seed, learning rate, the two phases, gains, checks and stops. Throws UsageError for
+// iterations < 1 or exaggeration_iterations < 0. indices = 0 … m − 1.
+TsneResult tsne_optimise(int64_t m, const TsneOptions& o, const TsneGradient& gradient);
 
 }  // namespace vae

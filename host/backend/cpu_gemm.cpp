@@ -55,8 +55,9 @@ class GemmPool {
   // fn(t) for every t in [0, tasks), spread over the pool; returns when all are done, then
   // rethrows the first exception a task threw (the other tasks still ran).
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
-    // A forked child has no workers (only the forking thread survives a fork).
-    if (workers_.empty() || tasks <= 1 || getpid() != pid_) {
+    // A forked child has no workers (only the forking thread survives a fork). A run from inside
+    // a task stays on its thread: the pool is busy with the outer run (waiting would deadlock).
+    if (workers_.empty() || tasks <= 1 || getpid() != pid_ || in_task_) {
       for (int64_t t = 0; t < tasks; ++t) fn(t);
       return;
     }
@@ -116,6 +117,7 @@ class GemmPool {
   }
 
   void work() {
+    in_task_ = true;
     for (int64_t t; (t = next_.fetch_add(1)) < tasks_;) {
       try {
         (*fn_)(t);
@@ -124,6 +126,7 @@ class GemmPool {
         if (!error_) error_ = std::current_exception();
       }
     }
+    in_task_ = false;
   }
 
   void loop() {
@@ -151,7 +154,9 @@ class GemmPool {
   std::exception_ptr error_;  // the first exception a task of the current run threw
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
+  static thread_local bool in_task_;  // this thread is running a task of the pool
 };
+thread_local bool GemmPool::in_task_ = false;
 
 // 32-byte vectors (one AVX register; two SSE registers in the baseline clone).
 template <typename T>
@@ -249,6 +254,10 @@ VAE_GEMM_CLONES void run_task(const GemmArgs& g, double alpha, int64_t i0, int64
 }  // namespace
 
 int reference_gemm_threads() { return GemmPool::get().threads(); }
+
+void cpu_parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
+  GemmPool::get().run(tasks, fn);
+}
 
 template <typename T>
 void reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,

@@ -2,6 +2,7 @@
 // tests can check it against naive loops whichever path the backend takes.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace vae {
 
@@ -22,5 +23,11 @@ void reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 
 // Threads reference_gemm may use (the caller included).
 int reference_gemm_threads();
+
+// fn(t) for every t in [0, tasks) on reference_gemm's thread pool (the caller included; one run
+// at a time); returns when all are done, then rethrows the first exception a task threw. Tasks
+// run in any order on any thread, so for bits that do not depend on the thread count each task
+// must write only its own outputs. Called from inside a task, it runs on that task's thread.
+void cpu_parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
 
 }  // namespace vae
