@@ -12,7 +12,7 @@
 #
 # Environment: EPOCHS (timed epochs, default 3; vae_gpu runs that many and reports its median,
 # torch runs one more warm-up epoch it leaves out), MODELS (default "vae autorec cdae multvae"),
-# VARIANTS (default "eager graph"), VAE_BUILD_DIR (default build), THREADS (CPU threads for
+# VARIANTS (default "eager graph" on cuda, "eager" on cpu, where CUDA Graphs do not exist), VAE_BUILD_DIR (default build), THREADS (CPU threads for
 # both, default nproc), PYTHON (a python with torch), TORCH_ARGS (extra torch_baseline.py flags,
 # e.g. "--tf32" or "--max-steps 50": the torch epoch is then extrapolated from the capped steps),
 # VAE_ARGS (extra vae_gpu flags, e.g. "--tf32" or "--cuda-graph off"; without a --precision or
@@ -24,7 +24,7 @@ device=${2:-auto}
 json_out=${3:-${OUT:+$OUT/compare_torch.json}}
 epochs=${EPOCHS:-3}
 models=${MODELS:-vae autorec cdae multvae}
-variants=${VARIANTS:-eager graph}
+variants=${VARIANTS:-}
 build=${VAE_BUILD_DIR:-build}
 threads=${THREADS:-$(nproc)}
 
@@ -56,6 +56,11 @@ if [ "$device" = auto ]; then
   if [ -n "$py" ] && "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     device=cuda
   fi
+fi
+
+if [ -z "$variants" ]; then
+  variants="eager graph"
+  [ "$device" = cpu ] && variants=eager
 fi
 
 failed=0
@@ -111,14 +116,18 @@ for m in models:
            "vae_gpu_device": ours and ours.get("device")}
     for v in variants:
         t = load(os.path.join(tmp, f"{m}.{v}.json"), last_line=True)
+        # A variant that fell back to another (graph → eager) is not that variant's time.
+        if t and t.get("variant_run") != v:
+            row.setdefault("notes", []).append(f"{v}: {t.get('note', 'ran ' + str(t.get('variant_run')))}; "
+                                               "its column left empty")
+            row[f"torch_{v}_fallback"] = t
+            t = None
         row[f"torch_{v}_s_per_epoch"] = t and t.get("epoch_seconds_median")
         row[f"ratio_{v}_over_ours"] = (t["epoch_seconds_median"] / row["vae_gpu_s_per_epoch"]
                                        if t and row["vae_gpu_s_per_epoch"] else None)
         if t:
             row[f"torch_{v}"] = t
             torch_version, gpu = t.get("torch"), t.get("gpu") or gpu
-            if t.get("variant_run") != v:
-                row.setdefault("notes", []).append(f"{v}: {t.get('note', 'ran ' + str(t.get('variant_run')))}")
             if t.get("extrapolated"):
                 row.setdefault("notes", []).append(f"{v}: extrapolated from {t['steps_timed']} of "
                                                    f"{t['steps_per_epoch']} steps")
