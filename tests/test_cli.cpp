@@ -10,8 +10,10 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "cli_runner.h"
@@ -460,8 +462,190 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(read_json(dir / "b" / "summary.json")["metrics"], read_json(dir / "a" / "summary.json")["metrics"])
         << extra;
-    if (*extra) EXPECT_THAT(r.out, HasSubstr("--test-fraction 0.5 ignored"));
+    if (*extra) {
+      EXPECT_THAT(r.out, HasSubstr("--test-fraction 0.5 ignored"));
+    }
   }
+}
+
+
+// Flags a CPU run or a k-fold run does not read are noted like the model-specific ones.
+TEST(Cli, CudaGraphOnTheCpuAndFoldWithFoldsAreNoted) {
+  const CmdResult g = run_cli(std::string("--epochs 1 --cuda-graph off --no-baseline --no-tsne --quiet ") + kSmall);
+  ASSERT_EQ(g.code, 0) << g.out;
+  EXPECT_THAT(g.out, HasSubstr("note: --cuda-graph is ignored on the CPU (--device cpu)"));
+  const CmdResult f = run_cli(std::string("train --model svd --epochs 1 --folds 2 --fold 1 --quiet ") + kSmall);
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_THAT(f.out, HasSubstr("note: --fold is ignored with --folds 2"));
+  const CmdResult k = run_cli(std::string("train --model svd --epochs 1 --fold 1 --quiet ") + kSmall);
+  EXPECT_THAT(k.out, ::testing::Not(HasSubstr("--fold is ignored")));
+}
+
+// The files after "wrote DIR/" (comma-separated, relative to DIR).
+std::set<std::string> wrote_files(const std::string& out, const fs::path& dir) {
+  const std::string key = "wrote " + dir.string() + "/";
+  const size_t at = out.find(key);
+  std::set<std::string> files;
+  if (at == std::string::npos) return files;
+  std::stringstream line(out.substr(at + key.size(), out.find('\n', at) - at - key.size()));
+  std::string f;
+  while (std::getline(line, f, ',')) files.insert(f.substr(f.find_first_not_of(' ')));
+  return files;
+}
+
+std::set<std::string> files_under(const fs::path& dir) {
+  std::set<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) files.insert(e.path().lexically_relative(dir).generic_string());
+  return files;
+}
+
+// Every "wrote" line names exactly the files the run put in a fresh --out: the SVD's curves.svg
+// and the main job's popularity/ folder included.
+TEST(Cli, WroteLinesNameExactlyTheFilesWritten) {
+  const fs::path root = temp_dir("wrote");
+  const fs::path main_dir = root / "main", svd = root / "svd", folds = root / "folds", cl = root / "cluster";
+  const std::vector<std::pair<fs::path, std::string>> runs = {
+      {main_dir, "--epochs 2 --quiet"},
+      {svd, "train --model svd --epochs 2 --quiet"},
+      {folds, "train --model svd --epochs 2 --folds 2 --quiet"},
+      {cl, "cluster --n-init 2 --model-file " + (main_dir / "model.safetensors").string()},
+  };
+  for (const auto& [dir, args] : runs) {
+    const CmdResult r = run_cli(args + " " + kSmall + " --out " + dir.string());
+    ASSERT_EQ(r.code, 0) << args << "\n" << r.out;
+    EXPECT_EQ(wrote_files(r.out, dir), files_under(dir)) << args << "\n" << r.out;
+  }
+  EXPECT_TRUE(files_under(svd).count("curves.svg"));
+  EXPECT_TRUE(files_under(main_dir).count("popularity/summary.json"));
+  fs::remove_all(root);
+}
+
+// The epoch the final metrics come from is worded by how it was picked: "Best" only where a
+// validation set chose it; the seed and ratings protocols report the last epoch and say so; the
+// untrained baselines say they have no epochs, EASE with the λ it used (also in summary.json).
+TEST(Cli, TheReportedEpochIsWordedByHowItWasChosen) {
+  const CmdResult seed = run_cli(std::string("train --epochs 2 --quiet ") + kSmall);
+  ASSERT_EQ(seed.code, 0) << seed.out;
+  EXPECT_THAT(seed.out, HasSubstr("Final epoch 2 (the seed protocol has no validation users, so the last epoch is "
+                                  "reported); final metrics on"));
+  EXPECT_THAT(seed.out, ::testing::Not(HasSubstr("Best epoch")));
+  const CmdResult ratings = run_cli(std::string("train --model autorec --protocol ratings --epochs 2 --quiet ") + kSmall);
+  ASSERT_EQ(ratings.code, 0) << ratings.out;
+  EXPECT_THAT(ratings.out, HasSubstr("Final epoch 2 (the ratings protocol has no validation ratings"));
+  const CmdResult held = run_cli(std::string("train --model multvae --protocol heldout --epochs 2 --quiet ") + kSmall);
+  ASSERT_EQ(held.code, 0) << held.out;
+  EXPECT_THAT(held.out, ::testing::ContainsRegex("Best epoch [12] \\(on the validation users\\); final metrics on"));
+  const CmdResult pop = run_cli(std::string("train --model popularity --quiet ") + kSmall);
+  ASSERT_EQ(pop.code, 0) << pop.out;
+  EXPECT_THAT(pop.out, HasSubstr("No training epochs (popularity"));
+  EXPECT_THAT(pop.out, ::testing::Not(HasSubstr("epoch 0")));
+  const fs::path dir = temp_dir("ease_lambda");
+  const CmdResult ease =
+      run_cli(std::string("train --model ease --protocol heldout --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(ease.code, 0) << ease.out;
+  const nlohmann::json s = read_json(dir / "summary.json");
+  ASSERT_TRUE(s.contains("ease_lambda")) << s.dump();
+  std::ostringstream lambda;
+  lambda << s["ease_lambda"].get<double>();
+  EXPECT_THAT(ease.out, HasSubstr("No training epochs: EASE is solved in closed form with lambda " + lambda.str() +
+                                  " (chosen on validation users)"));
+  fs::remove_all(dir);
+}
+
+// A subcommand's help shows the options of the main app that it accepts, not only --help.
+TEST(Cli, SubcommandHelpListsTheSharedOptions) {
+  for (const char* sub : {"train", "info", "cluster"}) {
+    const CmdResult h = run_cli(std::string(sub) + " --help");
+    EXPECT_EQ(h.code, 0) << sub;
+    EXPECT_THAT(h.out, HasSubstr(std::string("given before or after `") + sub + "`")) << sub;
+    for (const char* opt : {"--data", "--epochs", "--device", "--model-file"}) EXPECT_THAT(h.out, HasSubstr(opt)) << sub;
+  }
+}
+
+// The main app's --k is the ranking cut-off: given before `cluster` it is noted, not taken for
+// the number of clusters; cluster's own --k is never noted as ignored by the protocol.
+TEST(Cli, GlobalKBeforeClusterIsNoted) {
+  const CmdResult g = run_cli(std::string("--k 6 cluster --epochs 1 --n-init 2 --quiet ") + kSmall);
+  ASSERT_EQ(g.code, 0) << g.out;
+  EXPECT_THAT(g.out, HasSubstr("note: --k 6 before `cluster` is the seed protocol's ranking cut-off, not the number "
+                               "of clusters; clustering with k = 3"));
+  const CmdResult c = run_cli(std::string("cluster --model multvae --protocol heldout --k 2 --n-init 2 --epochs 1 "
+                                          "--quiet ") + kSmall);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("k = 2"));
+  EXPECT_THAT(c.out, ::testing::Not(HasSubstr("--k is ignored")));
+  EXPECT_THAT(c.out, ::testing::Not(HasSubstr("before `cluster`")));
+}
+
+// Output of `cmd | vae_gpu args` (stdout and stderr).
+std::string run_cli_piped(const std::string& cmd, const std::string& args) {
+  FILE* p = popen((cmd + " | " + VAE_CLI_PATH + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// Wording: --folds names the models it is for; a pipe is named by its path (not "stdin" or
+// /dev/fd/63's "63"); the generated data says what it is; fold lines do not repeat themselves.
+TEST(Cli, MessagesSayWhatTheyMean) {
+  const CmdResult f = run_cli(std::string("train --model i-autorec --folds 3 ") + kSmall);
+  EXPECT_EQ(f.code, 2) << f.out;
+  EXPECT_THAT(f.out, HasSubstr("--folds (k-fold cross-validation) is for svd and svdpp"));
+  EXPECT_THAT(f.out, ::testing::Not(HasSubstr("at least 2 folds")));
+
+  const fs::path dir = temp_dir("pipe");
+  {
+    std::ofstream c(dir / "r.csv");
+    c << "user,item,rating\n1,1,5\n1,2,3\n2,2,4\n2,3,1\n";
+  }
+  const std::string piped = run_cli_piped("cat " + (dir / "r.csv").string(), "info --data /dev/stdin");
+  EXPECT_THAT(piped, HasSubstr("dataset   /dev/stdin (csv)\n")) << piped;
+  EXPECT_THAT(run_cli("info --data " + (dir / "r.csv").string()).out, HasSubstr("dataset   r (csv, "));
+
+  const CmdResult s = run_cli(std::string("info ") + kSmall);
+  EXPECT_THAT(s.out, HasSubstr("using generated data (synthetic:users=200,items=300,ratings=8000,groups=4,seed=3)"));
+  EXPECT_THAT(s.out, ::testing::Not(HasSubstr("data set synthetic")));
+
+  const CmdResult k = run_cli(std::string("train --model svd --epochs 1 --folds 2 ") + kSmall);
+  ASSERT_EQ(k.code, 0) << k.out;
+  EXPECT_THAT(k.out, ::testing::ContainsRegex("Fold 1/2 \\([0-9]+ test ratings\\)"));
+  EXPECT_THAT(k.out, ::testing::Not(HasSubstr("(fold 1/2)")));
+  fs::remove_all(dir);
+}
+
+// SVD's epoch_seconds_median is the median of its epochs' times (metrics.csv's train_seconds),
+// not the run's time divided by the epochs.
+TEST(Cli, SvdEpochSecondsMedianIsTheMedianEpoch) {
+  const fs::path dir = temp_dir("svd_median");
+  const CmdResult r = run_cli(std::string("train --model svd --epochs 5 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream csv(dir / "metrics.csv");
+  std::string line;
+  std::getline(csv, line);
+  std::vector<std::string> header;
+  {
+    std::stringstream h(line);
+    for (std::string c; std::getline(h, c, ',');) header.push_back(c);
+  }
+  const size_t col = std::find(header.begin(), header.end(), "train_seconds") - header.begin();
+  ASSERT_LT(col, header.size()) << line;
+  std::vector<double> secs;
+  while (std::getline(csv, line)) {
+    std::stringstream row(line);
+    std::string c;
+    for (size_t i = 0; i <= col; ++i) std::getline(row, c, ',');
+    secs.push_back(std::stod(c));
+  }
+  ASSERT_EQ(secs.size(), 5u);
+  std::sort(secs.begin(), secs.end());
+  const double median = read_json(dir / "summary.json")["epoch_seconds_median"].get<double>();
+  EXPECT_NEAR(median, secs[2], 1e-6 * secs[2] + 1e-12);
+  fs::remove_all(dir);
 }
 
 }  // namespace

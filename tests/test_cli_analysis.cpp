@@ -232,8 +232,11 @@ TEST_F(CliAnalysis, CorruptModelFileExitsOneNamingTheFile) {
     std::ofstream f(flipped, std::ios::binary);
     f << bytes;
   }
-  for (const char* cmd : {"recommend --user 1", "embed --out x", "cluster", "train", ""}) {
-    const CmdResult r = run_cli(std::string(cmd) + " " + kData + " --model-file " + flipped.string());
+  // embed's --out is made before the model is read: a temporary one, not ./x in the working directory.
+  const std::string embed_out = "embed --out " + sub("bad_embed").string();
+  for (const std::string& cmd : {std::string("recommend --user 1"), embed_out, std::string("cluster"),
+                                 std::string("train"), std::string()}) {
+    const CmdResult r = run_cli(cmd + " " + kData + " --model-file " + flipped.string());
     EXPECT_EQ(r.code, 1) << cmd << ": " << r.out;
     EXPECT_THAT(r.out, HasSubstr("flipped.safetensors")) << cmd;
     EXPECT_THAT(r.out, Not(HasSubstr("terminate"))) << cmd;
@@ -290,6 +293,43 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
     const CmdResult r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
   }
+}
+
+// info prints the notebook VAE's layers as built (512 and 256 wide whatever --hidden held), not
+// the "hidden 0" of its stored config.
+TEST_F(CliAnalysis, InfoPrintsTheLayersAsBuilt) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult i = run_cli("info " + kData + " --model-file " + model());
+  ASSERT_EQ(i.code, 0) << i.out;
+  EXPECT_THAT(i.out, HasSubstr("vae, 300 item columns, encoder 300-512-256-(2 x 64), decoder 64-256-512-300, latent 64"));
+  EXPECT_THAT(i.out, Not(HasSubstr("hidden 0")));
+  // Seed protocol: the file holds the last epoch, not one chosen as best.
+  EXPECT_THAT(i.out, HasSubstr("seed protocol, seed 2, epoch 3)"));
+}
+
+// Without usable ratings the list is the popular-items fallback, and its title says so rather
+// than calling item counts the model's recommendations.
+TEST_F(CliAnalysis, RecommendFallbackIsTitledAsPopularItems) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult e = run_cli("recommend " + kData + " --model-file " + model() + " --ratings \"\" --top 3");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("Top 3 most popular items for the given ratings (no usable ratings for vae to score; "
+                               "score = the item's number of ratings):"));
+  EXPECT_THAT(e.out, Not(HasSubstr("Top 3 recommendations")));
+  const CmdResult u = run_cli("recommend " + kData + " --model-file " + model() + " --user 7 --top 3");
+  ASSERT_EQ(u.code, 0) << u.out;
+  EXPECT_THAT(u.out, HasSubstr("Top 3 recommendations for user 7 (vae):"));
+}
+
+// cluster --tsne without --out has nowhere to put x, y: t-SNE is skipped with a note, not run
+// for minutes and thrown away.
+TEST_F(CliAnalysis, ClusterTsneWithoutOutIsSkippedWithANote) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult r = run_cli("cluster " + kData + " --model-file " + model() + " --n-init 2 --tsne");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: --tsne skipped"));
+  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE:")));
+  EXPECT_THAT(r.out, HasSubstr("Cluster sizes:"));
 }
 
 TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {

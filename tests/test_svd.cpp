@@ -698,8 +698,11 @@ TEST(SvdCli, ModelFileServesTrainInfoRecommendEmbedAndCluster) {
   bytes[bytes.size() / 2] ^= 0x40;
   const std::string bad = (dir / "flipped.safetensors").string();
   std::ofstream(bad, std::ios::binary) << bytes;
-  for (const char* cmd : {"recommend --user 1", "train", "info", "embed --out x", "cluster"}) {
-    const CmdResult r = run_cli(std::string(cmd) + " " + data + " --model-file " + bad);
+  // embed's --out is made before the model is read: inside dir (removed below), not ./x.
+  const std::string embed_out = "embed --out " + (dir / "bad_embed").string();
+  for (const std::string& cmd : {std::string("recommend --user 1"), std::string("train"), std::string("info"),
+                                 embed_out, std::string("cluster")}) {
+    const CmdResult r = run_cli(cmd + " " + data + " --model-file " + bad);
     EXPECT_EQ(r.code, 1) << cmd << ": " << r.out;
     EXPECT_THAT(r.out, HasSubstr("flipped.safetensors")) << cmd;
   }

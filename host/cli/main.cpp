@@ -25,6 +25,7 @@
 #include "backend/backend.h"
 #include "core/temp_files.h"
 #include "data/dataset.h"
+#include "models/vae.h"
 #include "train/svd_experiment.h"
 #include "train/trainer.h"
 
@@ -134,7 +135,7 @@ double quantile(std::vector<int64_t> v, double q) {
 
 int run_info(const Dataset& d) {
   const Csr& r = d.ratings;
-  std::cout << "dataset   " << d.name << " (" << d.format << ", " << d.source << ")\n"
+  std::cout << "dataset   " << d.name << " (" << d.format << (d.source == d.name ? "" : ", " + d.source) << ")\n"
             << "users     " << d.num_users() << "\nitems     " << d.num_items() << "\nratings   "
             << d.num_ratings() << "\n"
             << std::fixed << std::setprecision(4) << "density   "
@@ -186,6 +187,11 @@ void prepare_training(Options& o) {
   if (o.model_file.empty()) resolve_defaults(o.train);
 }
 
+// "epoch N" of a model file or run: "best" only where a validation set chose it (heldout).
+std::string kept_epoch(const std::string& protocol, int epoch) {
+  return (protocol == "heldout" ? "best epoch " : "epoch ") + std::to_string(epoch);
+}
+
 // Analysis commands read models with room for this many rows per batch.
 constexpr int64_t kAnalysisBatch = 256;
 
@@ -194,8 +200,8 @@ LoadedModel load_model(const Options& o, Backend<float>& be, const Dataset& d, i
     throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
   LoadedModel lm = load_model_file(o.model_file, be, d, max_batch);
   std::cerr << "loaded " << lm.info.config.kind << " from " << o.model_file << " (trained on "
-            << lm.info.dataset << ", " << lm.info.protocol << " protocol, best epoch " << lm.info.best_epoch
-            << ")\n";
+            << lm.info.dataset << ", " << lm.info.protocol << " protocol, "
+            << kept_epoch(lm.info.protocol, lm.info.best_epoch) << ")\n";
   return lm;
 }
 
@@ -292,6 +298,17 @@ void ensure_dir(const std::string& dir) {
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
 }
 
+// Commits the staged files and says which were written ("wrote DIR/a, b, sub/c"), taken from
+// what was staged so the line cannot drift from the files.
+void commit_and_report(StagedFiles& staged, const std::string& dir) {
+  const std::vector<std::string> paths = staged.commit();
+  if (paths.empty()) return;
+  std::string names;
+  for (const std::string& p : paths)
+    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
+  std::cerr << "wrote " << dir << (dir.back() == '/' ? "" : "/") << names << "\n";
+}
+
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string q = "\"";
@@ -327,15 +344,13 @@ void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool e
     for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
 }
 
-// Returns the names of the files staged ("" when none).
-std::string cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d,
-                               const ClusterOptions& co, const std::string& out_dir, bool write_embeddings,
-                               StagedFiles& staged) {
+void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
+                        const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n && co.skip_if_too_few) {
     std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
     if (!out_dir.empty()) drop_analysis_files(staged, out_dir, write_embeddings);
-    return "";
+    return;
   }
   if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
   auto ops = make_analysis_ops(co.cuda);
@@ -433,7 +448,7 @@ std::string cluster_embeddings(const Embeddings& e, const std::string& what, con
       tsne_svg = scatter_svg(plot);
     }
   }
-  if (out_dir.empty()) return "";
+  if (out_dir.empty()) return;
   ensure_dir(out_dir);
   std::ostringstream csv;
   csv << "user_id,cluster,x,y\n";
@@ -459,18 +474,15 @@ std::string cluster_embeddings(const Embeddings& e, const std::string& what, con
     staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
     staged.add(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
   }
-  return std::string("clusters.csv, cluster_lift.csv") + (tsne_svg.empty() ? "" : ", tsne.svg") +
-         (write_embeddings ? ", embeddings.npy, user_ids.csv" : "");
 }
 
 // The autoencoders' report: every user's latent mean μ, clustered.
-std::string cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
-                           const ClusterOptions& co, const std::string& out_dir, bool write_embeddings,
-                           StagedFiles& staged) {
+void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
+                    const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
   ClusterOptions on_device = co;
   on_device.cuda = be.name() == "cuda";
-  return cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
+  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
 }
 
 ClusterOptions cluster_options(const Options& o) {
@@ -498,20 +510,17 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   if (!o.out.empty()) {
     StagedFiles staged;  // renamed in together once the model file is written
     stage_run_files(staged, o.out, r);
-    std::string written = "metrics.csv, summary.json";
     const std::string model_path = o.out + "/" + kModelFileName;
     if (run.model) {
       save_svd_model_file(model_path + ".tmp", *run.model,
                           svd_model_file_info(*run.model, d, run.ratings_split, o.train.seed), d);
       staged.adopt(model_path);
-      written += ", " + std::string(kModelFileName);
     } else {
       std::cerr << "note: --folds trains one model per fold; no " << kModelFileName
                 << " written (train without --folds to keep a model)\n";
       staged.remove_on_commit(model_path);  // an earlier run's model would not match these metrics
     }
-    staged.commit();
-    std::cerr << "wrote " << o.out << "/" << written << "\n";
+    commit_and_report(staged, o.out);
   }
   if (main_job && run.model && d.num_users() > 0) {
     std::string user = "1";
@@ -542,10 +551,24 @@ int run_svd_file(Options& o, const Dataset& d) {
     stage_run_files(staged, o.out, r);
     save_svd_model_file(o.out + "/" + kModelFileName + ".tmp", *ls.model, ls.info, d);
     staged.adopt(o.out + "/" + kModelFileName);
-    staged.commit();
-    std::cerr << "wrote " << o.out << "/metrics.csv, summary.json, " << kModelFileName << "\n";
+    commit_and_report(staged, o.out);
   }
   return 0;
+}
+
+// The line before the final metrics: which epoch they are from, and why that one. Only a
+// validation set (heldout) chooses a best epoch; elsewhere choosing on the test data would leak,
+// so the last epoch is reported (or, with --patience, the best on the test data, as asked).
+std::string epoch_report(const TrainResult& r) {
+  if (r.model == "popularity") return "No training epochs (popularity counts the training ratings)";
+  if (r.model == "ease") return "No training epochs: EASE is solved in closed form with " + r.note;
+  const std::string held = r.protocol == "ratings" ? "ratings" : "users";
+  if (r.epoch_selection == "validation") return "Best epoch " + std::to_string(r.best_epoch) + " (on the validation users)";
+  if (r.epoch_selection == "test")
+    return "Best epoch " + std::to_string(r.best_epoch) + " on the test " + held + " (--patience; the " + r.protocol +
+           " protocol has no validation set)";
+  return "Final epoch " + std::to_string(r.best_epoch) + " (the " + r.protocol + " protocol has no validation " + held +
+         ", so the last epoch is reported)";
 }
 
 // The output directory, made and probed before any training, so an unwritable --out fails in a
@@ -609,24 +632,21 @@ int run_train(Options& o, bool main_job) {
     r = run_experiment(*be, d, o.train, std::cout);
   }
   if (file_best_epoch >= 0)
-    std::cout << "Model file (best epoch " << file_best_epoch << " of its training) evaluated; final metrics on "
+    std::cout << "Model file (" << kept_epoch(r.protocol, file_best_epoch) << " of its training) evaluated; final metrics on "
               << r.eval_set << ":";
   else
-    std::cout << "Best epoch " << r.best_epoch << "; final metrics on " << r.eval_set << ":";
+    std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
-  std::string written;
   // Every file of the command is staged and renamed into --out together at the end, so a
   // failure part-way (a full disk, t-SNE out of memory) leaves the earlier run's files whole.
   StagedFiles staged;
   if (!o.out.empty()) {
     stage_run_files(staged, o.out, r);
-    written = "metrics.csv, summary.json";
     const std::string model_path = o.out + "/" + kModelFileName;
     if (r.model_ptr && model_kind_saveable(r.model)) {
       save_model_file(model_path + ".tmp", *be, *r.model_ptr, model_file_info(r, d), d);
       staged.adopt(model_path);
-      written += ", " + std::string(kModelFileName);
     } else {
       std::cerr << "note: " << r.model << " has no trained parameters; no " << kModelFileName << " written\n";
       staged.remove_on_commit(model_path);
@@ -672,20 +692,21 @@ int run_train(Options& o, bool main_job) {
       co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 2000);
       co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
                          "' --tsne --tsne-max <points>";
-      const std::string files = cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
-      if (!files.empty()) written += ", " + files;
+      cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
     } else if (!o.out.empty()) {
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
   }
-  staged.commit();
-  if (!written.empty()) std::cerr << "wrote " << o.out << "/" << written << "\n";
+  commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
 }
 
+// fallback_list / fallback_score: what a list is, and what its scores are, when there was no
+// usable rating to give the model (the list is then not the model's).
 template <typename Rec>
 int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const std::string& kind,
-                          const std::string& fallback_what) {
+                          const std::string& fallback_what, const std::string& fallback_list,
+                          const std::string& fallback_score) {
   RecommendOptions ro;
   ro.top = o.top;
   ro.include_rated = o.include_rated;
@@ -700,11 +721,17 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
   }
   const RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
   const std::string who = o.user.empty() ? "the given ratings" : "user " + o.user;
-  // The list holds at most the items there are to recommend: title it by what it holds.
+  // The list holds at most the items there are to recommend, and without usable ratings it is
+  // the fallback ranking, not the model's: title it by what it holds.
+  const std::string what = r.popularity_fallback ? fallback_list : "recommendations";
+  const std::string why = r.popularity_fallback ? " (no usable ratings for " + kind + " to score; score = " +
+                                                      fallback_score + (o.include_rated ? ", rated items included" : "") +
+                                                      "):"
+                                                : suffix;
   const std::string title = static_cast<size_t>(o.top) > r.items.size()
                                 ? "All " + std::to_string(r.items.size()) + " candidates (fewer than --top " +
-                                      std::to_string(o.top) + ") for " + who + suffix
-                                : "Top " + std::to_string(o.top) + " recommendations for " + who + suffix;
+                                      std::to_string(o.top) + ") for " + who + why
+                                : "Top " + std::to_string(o.top) + " " + what + " for " + who + why;
   std::cout << format_recommendations(r, d, title);
   return 0;
 }
@@ -727,10 +754,12 @@ int run_recommend(Options& o) {
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd) {
     SvdRecommender rec(*a.svd, d);
-    return print_recommendations(rec, o, d, a.kind(), "were ranked by item bias (mu + b_i)");
+    return print_recommendations(rec, o, d, a.kind(), "were ranked by item bias (mu + b_i)", "items by item bias",
+                                 "mu + b_i");
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
-  return print_recommendations(rec, o, d, a.kind(), "got the most popular items");
+  return print_recommendations(rec, o, d, a.kind(), "got the most popular items", "most popular items",
+                               "the item's number of ratings");
 }
 
 // embed --sample draws its noise from --seed when one is given, else from the model's own seed.
@@ -767,24 +796,49 @@ int run_embed(Options& o) {
 int run_cluster(Options& o) {
   prepare_training(o);
   if (o.k < 1) throw UsageError("--k must be at least 1");
+  // The main app's --k (before `cluster`) is the ranking cut-off; the clusters' k is cluster's own.
+  if (o.was_given("--k"))
+    std::cerr << "note: --k " << o.train.k << " before `cluster` is the seed protocol's ranking cut-off, not the "
+              << "number of clusters; clustering with k = " << o.k
+              << (o.was_given("cluster --k") ? "" : " (give the number of clusters after the subcommand: cluster --k N)")
+              << "\n";
+  // Without --out the t-SNE coordinates would go nowhere, and on the CPU it can take minutes.
+  if (o.tsne && o.out.empty()) {
+    std::cerr << "note: --tsne skipped: its x, y go to clusters.csv and tsne.svg under --out, and no --out was given\n";
+    o.tsne = false;
+  }
   check_out_dir(o.out);
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   StagedFiles staged;
-  std::string files;
   if (a.svd) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
-    files = cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
-                                   std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
-                               d, co, o.out, /*write_embeddings=*/false, staged);
+    cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
+                           std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
+                       d, co, o.out, /*write_embeddings=*/false, staged);
   } else {
-    files = cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false,
-                           staged);
+    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false, staged);
   }
-  staged.commit();
-  if (!files.empty()) std::cerr << "wrote " << o.out << "/" << files << "\n";
+  commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
+}
+
+// The layer widths of an autoencoder, as built (the notebook VAE's hidden layers are fixed,
+// whatever ModelConfig::hidden holds).
+std::string layer_sizes(const ModelConfig& c) {
+  const std::string in = std::to_string(c.num_inputs), h = std::to_string(c.hidden), l = std::to_string(c.latent);
+  auto vae_layers = [&](const std::string& hidden_down, const std::string& hidden_up) {
+    return "encoder " + in + "-" + hidden_down + "-(2 x " + l + "), decoder " + l + "-" + hidden_up + "-" + in +
+           ", latent " + l;
+  };
+  if (c.kind == "vae") {
+    const std::string h1 = std::to_string(NotebookVae<float>::kH1), h2 = std::to_string(NotebookVae<float>::kH2);
+    return vae_layers(h1 + "-" + h2, h2 + "-" + h1);
+  }
+  if (c.kind == "multvae") return vae_layers(h, h);
+  if (c.kind == "cdae") return "layers " + in + "-" + h + "-" + in + " (and a " + h + "-wide vector per training user)";
+  return "layers " + in + "-" + h + "-" + in;  // AutoRec
 }
 
 int run_info_cmd(const Options& o) {
@@ -804,9 +858,9 @@ int run_info_cmd(const Options& o) {
     return rc;
   }
   std::cout << "model file " << o.model_file << ": " << c.kind << ", " << c.num_inputs << " "
-            << (i.item_based ? "user" : "item") << " columns, hidden " << c.hidden << ", latent " << c.latent
-            << ", trained on " << i.dataset << " (" << i.protocol << " protocol, seed " << i.seed
-            << ", best epoch " << i.best_epoch << ")\n";
+            << (i.item_based ? "user" : "item") << " columns, " << layer_sizes(c) << ", trained on " << i.dataset
+            << " (" << i.protocol << " protocol, seed " << i.seed << ", " << kept_epoch(i.protocol, i.best_epoch)
+            << ")\n";
   return rc;
 }
 
@@ -816,12 +870,20 @@ int run_info_cmd(const Options& o) {
 // effect when it did not. The applicability table follows the options' help texts.
 void note_ignored_options(const Options& o) {
   auto given = [&](const char* opt) { return o.was_given(opt); };
+  // CUDA Graphs capture GPU training steps: on the CPU there are none to capture.
+  const bool graph_on_cpu =
+      given("--cuda-graph") &&
+      (o.device == "cpu" || (o.device == "auto" && !(cuda_device_available() && cuda_backend_built())));
+  if (graph_on_cpu)
+    std::cerr << "note: --cuda-graph is ignored on the CPU" << (o.device == "cpu" ? " (--device cpu)" : " (no GPU in use)")
+              << "; it applies to training on a GPU\n";
   if (!o.model_file.empty()) {
     std::string ignored;
     for (const char* opt : {"--hidden", "--latent", "--epochs", "--lr", "--batch-size", "--beta", "--anneal-steps",
                             "--dropout", "--lambda", "--loss", "--act-hidden", "--act-out", "--weight-decay",
-                            "--patience", "--protocol", "--ease-lambda"})
-      if (given(opt)) ignored += std::string(ignored.empty() ? "" : ", ") + opt;
+                            "--patience", "--protocol", "--ease-lambda", "--cuda-graph"})
+      if (given(opt) && !(graph_on_cpu && std::string(opt) == "--cuda-graph"))  // that one is noted above
+        ignored += std::string(ignored.empty() ? "" : ", ") + opt;
     if (!ignored.empty())
       std::cerr << "note: with --model-file the file's own training settings and split apply; ignored: " << ignored
                 << "\n";
@@ -864,7 +926,13 @@ void note_ignored_options(const Options& o) {
       {"--ks", protocol == "heldout", "the heldout protocol"},
       {"--threshold", protocol == "heldout", "the heldout protocol"},
       {"--fold", protocol == "ratings", "the ratings protocol"},
+      // graph_on_cpu: already noted above.
+      {"--cuda-graph", graph_on_cpu || (!svd && !among({"popularity", "ease"})), "the Adam-trained models on a GPU"},
   };
+  // k-fold cross-validation draws its own folds: one given split has no place in it.
+  if (svd && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))
+    std::cerr << "note: --fold is ignored with --folds " << o.train.folds << " (cross-validation draws its own "
+              << o.train.folds << " folds); drop --folds to train on --fold " << o.train.ratings_split << "\n";
   for (const Rule& r : rules)
     if (given(r.opt) && !r.applies)
       std::cerr << "note: " << r.opt << " is ignored by " << kind << " (" << protocol << " protocol); it applies to "
@@ -931,7 +999,8 @@ int main(int argc, char** argv) {
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
       ->check(CLI::Range(0, 100000));
-  app.add_option("--k", o.train.k, "seed protocol cut-off K")->check(CLI::Range(1, 1000000));
+  app.add_option("--k", o.train.k, "seed protocol ranking cut-off K (cluster's number of clusters is its own --k, "
+                                   "given after `cluster`)")->check(CLI::Range(1, 1000000));
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(CLI::Range(0, 1 << 20));
@@ -1016,6 +1085,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
   app.require_subcommand(0, 1);
+  // The data, model, training and device options belong to the main app (fallthrough), so a
+  // subcommand's own help would show little more than --help: it lists them too.
+  for (CLI::App* sub : {train, info, recommend, embed, cluster})
+    sub->footer([&app, sub] {
+      std::vector<const CLI::Option*> shared;
+      for (const CLI::Option* opt : app.get_options())
+        if (opt->get_name() != "--help" && opt->get_name() != "--version") shared.push_back(opt);
+      const std::string group = CLI::Formatter().make_group(
+          "Options of vae_gpu, given before or after `" + sub->get_name() + "` (also listed by `vae_gpu --help`)", false,
+          shared);
+      return group.substr(group.find_first_not_of('\n'));
+    });
 
   try {
     app.parse(argc, argv);
@@ -1033,7 +1114,9 @@ int main(int argc, char** argv) {
   for (const CLI::App* a : {static_cast<const CLI::App*>(&app), static_cast<const CLI::App*>(recommend),
                             static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed)})
     for (const CLI::Option* opt : a->get_options())
-      if (opt->count() > 0) o.given.push_back(opt->get_name());
+      if (opt->count() > 0)  // cluster's --k is not the main app's: recorded as "cluster --k"
+        o.given.push_back(a != &app && app.get_option_no_throw(opt->get_name()) ? a->get_name() + " " + opt->get_name()
+                                                                                  : opt->get_name());
   o.protocol_given = o.was_given("--protocol");
   for (const char* opt : {"--data", "--out", "--model-file"})
     if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {

@@ -934,7 +934,10 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file)
     }
   }
 
-  d.name = fs::path(file).stem().string();
+  // A pipe or descriptor (--data <(zcat r.csv.gz) reads /dev/fd/63) has no meaningful file
+  // name: the data set is named by its path instead of "63".
+  std::error_code ec;
+  d.name = fs::is_regular_file(file, ec) ? fs::path(file).stem().string() : file;
   finish_dataset(&d, file, "csv");
   return d;
 }
@@ -965,20 +968,20 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
       return load_movielens_dir(def);
     }
     Dataset d = make_synthetic(SyntheticSpec{});
-    say("no --data given and " + def + " not found: using the synthetic data set " + d.name +
-        "; run data/fetch_movielens.sh ml-100k to fetch MovieLens 100K");
+    say("no --data given and " + def + " not found: using generated data (" + d.source +
+        "); run data/fetch_movielens.sh ml-100k to fetch MovieLens 100K");
     return d;
   }
   if (is_synthetic_spec(arg)) {
     Dataset d = make_synthetic(parse_synthetic_spec(arg));
-    say("using the synthetic data set " + d.name);
+    say("using generated data (" + d.source + ")");
     return d;
   }
   std::error_code ec;
   const auto st = fs::status(arg, ec);
   if (ec || !fs::exists(st)) throw DataError(arg, 0, "no such file or directory");
   Dataset d = fs::is_directory(st) ? load_movielens_dir(arg) : load_ratings_csv(arg);
-  say("using " + d.name + " (" + d.format + ") from " + arg);
+  say(d.name == arg ? "using " + arg + " (" + d.format + ")" : "using " + d.name + " (" + d.format + ") from " + arg);
   return d;
 }
 

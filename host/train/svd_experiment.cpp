@@ -1,5 +1,6 @@
 #include "train/svd_experiment.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
@@ -105,13 +106,15 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     log << "Training " << kind << " on " << res.device << " (" << (so.plus_plus ? "SVD++" : "SVD") << ", " << schedule
         << ", Surprise defaults unless set): " << d.num_users() << " users x " << d.num_items() << " items, "
         << splits.size() << " split(s)\n";
-  std::vector<double> rmse, mae, secs;
+  std::vector<double> rmse, mae, secs, epoch_secs;
   for (size_t f = 0; f < splits.size(); ++f) {
-    if (!opt.quiet && splits.size() > 1) log << "Fold " << f + 1 << "/" << splits.size() << " (" << splits[f].description << ")\n";
+    if (!opt.quiet && splits.size() > 1)
+      log << "Fold " << f + 1 << "/" << splits.size() << " (" << splits[f].test.nnz() << " test ratings)\n";
     FoldOutcome o = run_fold(d, splits[f], so, opt.quiet, log);
     rmse.push_back(o.err.rmse);
     mae.push_back(o.err.mae);
     secs.push_back(o.seconds);
+    for (const EpochRecord& e : o.history) epoch_secs.push_back(e.train_seconds);
     if (f == 0) {
       res.history = o.history;  // metrics.csv: the first fold's curve
       res.num_params = o.model->num_params();
@@ -148,9 +151,13 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
       log << "note: " << splits[0].description << " holds no test ratings: RMSE and MAE are undefined (nan)\n";
   }
   res.best_epoch = opt.epochs;
+  res.epoch_selection = "last";
   res.train_seconds = 0;
   for (double s : secs) res.train_seconds += s;
-  res.epoch_seconds_median = res.train_seconds / static_cast<double>(splits.size() * static_cast<size_t>(opt.epochs));
+  // The median SGD epoch over every fold, as the autoencoders' (train_seconds also holds the
+  // per-epoch evaluation).
+  std::sort(epoch_secs.begin(), epoch_secs.end());
+  res.epoch_seconds_median = epoch_secs.empty() ? 0 : epoch_secs[epoch_secs.size() / 2];
   res.train_rows = d.num_users();
   res.eval_rows = d.num_users();
   return run;

@@ -198,6 +198,13 @@ double lookup(const std::vector<std::pair<std::string, double>>& m, const std::s
   return NAN;
 }
 
+// 500 → "500", 0.5 → "0.5" (std::to_string would give "500.000000").
+std::string fmt_number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
 std::string fmt_metric_name(const std::string& key) {
   // ndcg@20 → NDCG@20, recall@20 → Recall@20, rmse → RMSE (the notebooks' spelling).
   auto at = key.find('@');
@@ -235,8 +242,9 @@ int64_t resolve_defaults(TrainOptions& opt) {
                      "' (choose vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp)");
   if ((m.kind == "svd" || m.kind == "svdpp") && opt.protocol != "ratings")
     throw UsageError(m.kind + " predicts ratings: use --protocol ratings");
-  if (opt.folds != 0 && (opt.folds < 2 || (m.kind != "svd" && m.kind != "svdpp")))
-    throw UsageError("--folds needs at least 2 folds and an SVD model (svd, svdpp)");
+  if (opt.folds != 0 && opt.folds < 2) throw UsageError("--folds needs at least 2 folds");
+  if (opt.folds != 0 && m.kind != "svd" && m.kind != "svdpp")
+    throw UsageError("--folds (k-fold cross-validation) is for svd and svdpp; " + m.kind + " trains on one split");
   if (opt.protocol != "seed" && opt.protocol != "heldout" && opt.protocol != "ratings")
     throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, ratings)");
   if (m.kind == "ease" && opt.protocol == "ratings")
@@ -429,9 +437,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         if (v > best) best = v, best_l = l;
       }
       ease->set_lambda(best_l);
-      res.note = "lambda " + std::to_string(static_cast<int>(best_l)) + " chosen on validation users";
+      res.ease_lambda = best_l;
+      res.note = "lambda " + fmt_number(best_l) + " (chosen on validation users)";
     } else if (kind == "ease") {
-      res.note = "lambda " + std::to_string(static_cast<EaseModel<float>*>(model.get())->lambda());
+      res.ease_lambda = static_cast<EaseModel<float>*>(model.get())->lambda();
+      res.note = "lambda " + fmt_number(res.ease_lambda) +
+                 (opt.ease_lambda > 0 ? " (--ease-lambda)"
+                                      : " (the default; the " + opt.protocol +
+                                            " protocol has no validation users to choose it on)");
     } else if (is_pretrained) {
       res.note = "pretrained model evaluated, not trained";
     }
@@ -488,6 +501,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         << batches << " steps/epoch, " << (model->sparse_input() ? "sparse" : "dense") << " input ("
         << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
 
+  res.epoch_selection = have_val ? "validation" : opt.patience > 0 ? "test" : "last";
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
     const auto t0 = Clock::now();
     perm = iota_rows(train.rows);
@@ -649,7 +663,7 @@ void StagedFiles::adopt(const std::string& path) {
 
 void StagedFiles::remove_on_commit(const std::string& path) { stale_.push_back(path); }
 
-void StagedFiles::commit() {
+std::vector<std::string> StagedFiles::commit() {
   // What would stop a rename part-way is checked before the first one.
   for (const std::string& p : paths_) {
     std::error_code ec;
@@ -715,6 +729,7 @@ void StagedFiles::commit() {
     std::error_code ec;
     if (std::filesystem::is_regular_file(p, ec)) std::filesystem::remove(p, ec);
   }
+  return paths;
 }
 
 std::string learning_curves_svg(const TrainResult& r) {
@@ -740,7 +755,8 @@ std::string learning_curves_svg(const TrainResult& r) {
                      met.series.end());
   p.panels.push_back(std::move(loss));
   if (!met.series.empty()) p.panels.push_back(std::move(met));
-  if (r.best_epoch > 0) {
+  // Only a chosen epoch is marked: without a validation set the last epoch is simply the last.
+  if (r.best_epoch > 0 && (r.epoch_selection == "validation" || r.epoch_selection == "test")) {
     p.marker_x = r.best_epoch;
     p.marker_label = "best epoch " + std::to_string(r.best_epoch);
   }
@@ -778,6 +794,7 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   if (!r.precision.empty()) j["precision"] = r.precision;
   j["epochs"] = r.history.empty() ? 0 : r.history.back().epoch;
   j["best_epoch"] = r.best_epoch;
+  if (!r.epoch_selection.empty()) j["epoch_selection"] = r.epoch_selection;
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
   for (const auto& kv : r.metrics) m[kv.first] = std::isfinite(kv.second) ? nlohmann::ordered_json(kv.second) : nlohmann::ordered_json(nullptr);
   j["metrics"] = m;
@@ -786,6 +803,7 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   j["eval_set"] = r.eval_set;
   j["num_params"] = r.num_params;
   j["sparse_input"] = r.sparse_input;
+  if (r.model == "ease" && r.ease_lambda > 0) j["ease_lambda"] = r.ease_lambda;
   if (!r.note.empty()) j["note"] = r.note;
   staged.add(dir + "/summary.json", j.dump(2) + "\n");
 

@@ -65,6 +65,11 @@ struct TrainResult {
   std::string model, protocol, device, dataset, eval_set;
   std::vector<EpochRecord> history;
   int best_epoch = 0;
+  // How best_epoch was picked, so reports word it truthfully: "validation" (heldout), "test"
+  // (--patience without a validation set), "last" (no selection: the last epoch trained), ""
+  // (nothing trained: popularity, EASE, a pretrained model).
+  std::string epoch_selection;
+  double ease_lambda = 0;  // EASE: the λ used (chosen on the grid or given)
   std::vector<std::pair<std::string, double>> metrics;  // final (best epoch; test users)
   double train_seconds = 0;
   double epoch_seconds_median = 0;
@@ -117,7 +122,8 @@ class StagedFiles {
   // A file of an earlier run that this one does not produce (model.safetensors after --folds,
   // logvar.npy, tsne.svg): removed at commit, so nothing stale sits beside the new results.
   void remove_on_commit(const std::string& path);
-  void commit();
+  // Returns the paths put in place, in staging order (what a "wrote ..." line names).
+  std::vector<std::string> commit();
 
  private:
   std::vector<std::string> paths_, stale_;
