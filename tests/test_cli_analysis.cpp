@@ -81,7 +81,7 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
     EXPECT_TRUE(fs::exists(run_dir() / f)) << f;
   EXPECT_EQ(count_lines(run_dir() / "clusters.csv"), 201);
   // With --out the main job also runs t-SNE (the notebooks' picture): every user has x, y.
-  EXPECT_THAT(out, HasSubstr("t-SNE: 200 points (all users)"));
+  EXPECT_THAT(out, HasSubstr("t-SNE (exact): 200 points (all users)"));
   EXPECT_THAT(read_file(run_dir() / "clusters.csv"), Not(HasSubstr(",,")));
   const std::string svg = read_file(run_dir() / "tsne.svg");
   EXPECT_THAT(svg, HasSubstr("t-SNE of the latent means of 200 users"));
@@ -104,7 +104,7 @@ TEST_F(CliAnalysis, MainJobWithoutTsneLeavesCoordinatesEmpty) {
   const fs::path d = sub("no_tsne");
   const CmdResult r = run_cli("--epochs 1 --no-baseline --no-tsne " + kData + " --out " + d.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE:")));
+  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE (")));
   EXPECT_FALSE(fs::exists(d / "tsne.svg"));
   std::ifstream f(d / "clusters.csv");
   std::string line;
@@ -328,8 +328,35 @@ TEST_F(CliAnalysis, ClusterTsneWithoutOutIsSkippedWithANote) {
   const CmdResult r = run_cli("cluster " + kData + " --model-file " + model() + " --n-init 2 --tsne");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("note: --tsne skipped"));
-  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE:")));
+  EXPECT_THAT(r.out, Not(HasSubstr("t-SNE (")));
   EXPECT_THAT(r.out, HasSubstr("Cluster sizes:"));
+}
+
+// --tsne-method picks the algorithm and the line says which ran; auto is exact up to 1000 points
+// on the CPU and Barnes-Hut beyond; the flag is noted as ignored where no t-SNE runs.
+TEST_F(CliAnalysis, TsneMethodIsChosenAndNamed) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const CmdResult bh = run_cli("cluster " + kData + " --model-file " + model() +
+                               " --n-init 2 --tsne --tsne-method Barnes-Hut --out " + sub("bh").string());
+  ASSERT_EQ(bh.code, 0) << bh.out;
+  EXPECT_THAT(bh.out, HasSubstr("t-SNE (Barnes-Hut, theta 0.5): 200 points (all users)"));
+  EXPECT_THAT(read_file(sub("bh") / "clusters.csv"), Not(HasSubstr(",,")));
+  EXPECT_THAT(read_file(sub("bh") / "tsne.svg"), HasSubstr("Barnes-Hut, perplexity"));
+  // Not the exact map: the two methods ran different optimisations.
+  EXPECT_NE(read_file(sub("bh") / "clusters.csv"), read_file(run_dir() / "clusters.csv"));
+
+  const CmdResult none = run_cli("cluster " + kData + " --model-file " + model() + " --n-init 2 --tsne-method exact");
+  ASSERT_EQ(none.code, 0) << none.out;
+  EXPECT_THAT(none.out, HasSubstr("note: --tsne-method is ignored: no t-SNE runs"));
+  EXPECT_THAT(none.out, Not(HasSubstr("t-SNE (")));
+
+  const std::string big = " --data synthetic:users=1100,items=60,ratings=9000 --device cpu --epochs 1 --n-init 1 --tsne";
+  const CmdResult autob = run_cli("cluster" + big + " --out " + sub("auto_big").string());
+  ASSERT_EQ(autob.code, 0) << autob.out;
+  EXPECT_THAT(autob.out, HasSubstr("t-SNE (Barnes-Hut, theta 0.5): 1100 points"));
+  const CmdResult autos = run_cli("cluster" + big + " --tsne-max 1000 --out " + sub("auto_small").string());
+  ASSERT_EQ(autos.code, 0) << autos.out;
+  EXPECT_THAT(autos.out, HasSubstr("t-SNE (exact): 1000 points (a random subsample of 1100 users"));
 }
 
 TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
