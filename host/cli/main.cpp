@@ -680,6 +680,17 @@ int run_train(Options& o, bool main_job) {
     b.pretrained_rows.clear();
     TrainResult pop = run_experiment(*be, d, b, std::cout);
     print_comparison(std::cout, r, pop);
+    // At the notebook's KL weight the VAE's posterior collapses and its ranking ends level with
+    // popularity (README): say what changes that rather than leave the table unexplained.
+    if (r.model == "vae" && o.model_file.empty() && o.train.model.beta >= 1e-3)
+      for (const auto& kv : r.metrics)
+        if (kv.first.rfind("ndcg@", 0) == 0) {
+          if (kv.second < 1.02 * pop.metric(kv.first))
+            std::cout << "note: the notebook VAE (--beta " << o.train.model.beta << ") ends level with popularity: "
+                      << "its KL term collapses the latent code, so z carries little about the user; "
+                      << "--beta 0.0001 or --model multvae learn user tastes\n";
+          break;
+        }
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
   } else if (main_job && !o.out.empty()) {  // no baseline this time: none from an earlier run either
     for (const char* f : {"/popularity/metrics.csv", "/popularity/summary.json", "/popularity/curves.svg"})
