@@ -562,6 +562,11 @@ TEST(Cli, SubcommandHelpListsTheSharedOptions) {
     EXPECT_THAT(h.out, HasSubstr(std::string("given before or after `") + sub + "`")) << sub;
     for (const char* opt : {"--data", "--epochs", "--device", "--model-file"}) EXPECT_THAT(h.out, HasSubstr(opt)) << sub;
   }
+  // cluster's own --k (the number of clusters) is listed once: after `cluster`, --k is it.
+  const CmdResult c = run_cli("cluster --help");
+  const std::string shared = c.out.substr(c.out.find("given before or after"));
+  EXPECT_THAT(c.out, HasSubstr("clusters"));
+  EXPECT_THAT(shared, ::testing::Not(::testing::HasSubstr("\n  --k ")));
 }
 
 // The main app's --k is the ranking cut-off: given before `cluster` it is noted, not taken for
@@ -659,6 +664,10 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   const CmdResult low = run_cli(base + " --epochs 20 --beta 0.0001");
   ASSERT_EQ(low.code, 0) << low.out;
   EXPECT_THAT(low.out, Not(HasSubstr("ends level with popularity")));
+  // Far below popularity (barely trained) is not the collapse the note explains.
+  const CmdResult under = run_cli("--device cpu --data synthetic:users=300,items=300,ratings=8000 --epochs 3 --lr 0.00001");
+  ASSERT_EQ(under.code, 0) << under.out;
+  EXPECT_THAT(under.out, Not(HasSubstr("ends level with popularity")));
   std::smatch m;
   const std::regex row("NDCG@20 +([0-9.]+) +([0-9.]+)");
   ASSERT_TRUE(std::regex_search(low.out, m, row)) << low.out;

@@ -87,6 +87,8 @@ TEST(StagedFiles, ARenameFailingPartWayPutsTheEarlierFilesBack) {
   const fs::path a = dir / "metrics.csv", b = dir / "summary.json", fresh = dir / "curves.svg",
                  model = dir / "model.safetensors";
   for (const fs::path& p : {a, b, model}) std::ofstream(p) << "old " << p.filename().string();
+  const fs::path users_copy = dir / "model.safetensors.prev";  // the user's own backup
+  std::ofstream(users_copy) << "mine";
   {
     vae::StagedFiles staged;
     staged.add(a.string(), "new a");
@@ -105,12 +107,14 @@ TEST(StagedFiles, ARenameFailingPartWayPutsTheEarlierFilesBack) {
   EXPECT_EQ(read_all(b), "old summary.json");
   EXPECT_EQ(read_all(model), "old model.safetensors");
   EXPECT_FALSE(fs::exists(fresh));
+  EXPECT_EQ(read_all(users_copy), "mine");
   int entries = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
     ++entries;
-    EXPECT_EQ(e.path().extension() == ".tmp" || e.path().extension() == ".prev", false) << e.path();
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
+    EXPECT_TRUE(e.path() == users_copy || e.path().string().find(".prev") == std::string::npos) << e.path();
   }
-  EXPECT_EQ(entries, 3);
+  EXPECT_EQ(entries, 4);
 
   // The same files committed for real replace the old ones and leave no kept copies.
   {
@@ -121,7 +125,9 @@ TEST(StagedFiles, ARenameFailingPartWayPutsTheEarlierFilesBack) {
   }
   EXPECT_EQ(read_all(a), "new a");
   EXPECT_EQ(read_all(fresh), "new svg");
-  EXPECT_FALSE(fs::exists(a.string() + ".prev"));
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_TRUE(e.path() == users_copy || e.path().string().find(".prev") == std::string::npos) << e.path();
+  EXPECT_EQ(read_all(users_copy), "mine");
   fs::remove_all(dir);
 }
 

@@ -220,6 +220,10 @@ TEST(TsneBh, GradientWithThetaZeroIsTheExactGradient) {
     std::vector<float> y = clumped_y(c.n, 34);
     y[2 * 5] = y[2 * 9];  // a duplicate point: a leaf of two, each skipping only itself
     y[2 * 5 + 1] = y[2 * 9 + 1];
+    for (int64_t i = 20; i < 32; ++i) {  // twelve points at one position: a leaf taken in O(1)
+      y[2 * i] = y[2 * 12];
+      y[2 * i + 1] = y[2 * 12 + 1];
+    }
     for (float ex : {1.0f, 12.0f}) {
       std::vector<float> g_bh(2 * c.n), g_ex(2 * c.n);
       const double kl_bh = tsne_bh_gradient(p, y.data(), ex, 0.0, g_bh.data(), true);

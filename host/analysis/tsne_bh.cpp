@@ -31,7 +31,8 @@ class QuadTree {
   // 24 bytes, so the cells a query walks stay in cache; distances are still taken in double.
   struct Cell {
     float cx, cy;    // centre of mass (a one-point leaf: exactly its point)
-    float far2;      // summarised from squared distances above (max side of the box)² / theta²
+    float far2;      // summarised from squared distances above (max side of the box)² / theta²;
+                     // -1: all its points at one position
     int32_t first;   // the run order[first, first + count)
     int32_t count;
     int32_t next;    // the cell after this subtree; next == own index + 1 for a leaf
@@ -88,8 +89,12 @@ class QuadTree {
         fx += cw * w * dx;
         fy += cw * w * dy;
         c = cell.next;
+      } else if (cell.far2 < 0) {
+        // The other points at s's own position: distance 0, w = 1, no force.
+        z += cell.count - 1;
+        c = cell.next;
       } else if (cell.next == c + 1) {
-        // A leaf of several (near-)identical points, or one holding s: point by point.
+        // A leaf of points too close to split further, or one holding s: point by point.
         for (int32_t t = cell.first; t < cell.first + cell.count; ++t) {
           if (t == s) continue;
           const double ex = px - tx_[t], ey = py - ty_[t];
@@ -129,6 +134,10 @@ class QuadTree {
     cells_[id] = {static_cast<float>(sx / count), static_cast<float>(sy / count),
                   static_cast<float>(far2), first, count, 0};
     const bool identical = mnx == mxx && mny == mxy;
+    // Points at one position (duplicate users): the centre of mass is exact for them, so the
+    // cell is always summarised, and a query among them adds w = 1 per other point in O(1)
+    // instead of walking them (c² per iteration for c duplicates).
+    if (count > 1 && identical) cells_[id].far2 = -1.0f;
     if (count > 1 && !identical && depth < kMaxTreeDepth) {
       // Children in sklearn's order: (x low, y low), (x low, y high), (x high, y low), (x high, y high).
       const double mx = (x0 + x1) / 2, my = (y0 + y1) / 2;

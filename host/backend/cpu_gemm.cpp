@@ -53,7 +53,8 @@ class GemmPool {
   int threads() const { return threads_; }
 
   // fn(t) for every t in [0, tasks), spread over the pool; returns when all are done, then
-  // rethrows the first exception a task threw (the other tasks still ran).
+  // rethrows the first exception a task threw (on the pool the other tasks still ran; run inline
+  // on the calling thread, the tasks after the throwing one do not).
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
     // A forked child has no workers (only the forking thread survives a fork). A run from inside
     // a task stays on its thread: the pool is busy with the outer run (waiting would deadlock).

@@ -685,7 +685,8 @@ int run_train(Options& o, bool main_job) {
     if (r.model == "vae" && o.model_file.empty() && o.train.model.beta >= 1e-3)
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
-          if (kv.second < 1.02 * pop.metric(kv.first))
+          // Level, not merely below: an under-trained VAE far below popularity has another cause.
+          if (std::fabs(kv.second / pop.metric(kv.first) - 1.0) < 0.02)
             std::cout << "note: the notebook VAE (--beta " << o.train.model.beta << ") ends level with popularity: "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
@@ -719,7 +720,9 @@ int run_train(Options& o, bool main_job) {
       co.tsne_optional = true;
       // On the CPU a larger set is subsampled so the job stays quick
       // (Barnes-Hut: about 6 s at 5000 points on two cores); `cluster --tsne --tsne-max N` draws more.
-      co.tsne_max = be->name() == "cuda" ? o.tsne_max : std::min<int64_t>(o.tsne_max, 5000);
+      // exact --tsne-method keeps the quadratic method's 2000 (about 7 s).
+      co.tsne_max = be->name() == "cuda" ? o.tsne_max
+                                         : std::min<int64_t>(o.tsne_max, o.tsne_method == "exact" ? 2000 : 5000);
       co.tsne_method = o.tsne_method;
       co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
                          "' --tsne --tsne-max <points>";
@@ -1126,7 +1129,9 @@ int main(int argc, char** argv) {
     sub->footer([&app, sub] {
       std::vector<const CLI::Option*> shared;
       for (const CLI::Option* opt : app.get_options())
-        if (opt->get_name() != "--help" && opt->get_name() != "--version") shared.push_back(opt);
+        // An option the subcommand defines itself (cluster's --k) means its own thing after it.
+        if (opt->get_name() != "--help" && opt->get_name() != "--version" && !sub->get_option_no_throw(opt->get_name()))
+          shared.push_back(opt);
       const std::string group = CLI::Formatter().make_group(
           "Options of vae_gpu, given before or after `" + sub->get_name() + "` (also listed by `vae_gpu --help`)", false,
           shared);

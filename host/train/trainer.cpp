@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -429,16 +431,20 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const auto t0 = Clock::now();
     if (kind == "ease" && opt.ease_lambda <= 0 && have_val) {
       auto* ease = static_cast<EaseModel<float>*>(model.get());
-      double best = -1, best_l = 0;
+      // A validation set with nothing to score gives NaN at every λ: the default λ stays then.
+      double best = 0, best_l = ease->lambda();
+      bool scored = false;
       for (double l : {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0}) {
         ease->set_lambda(l);
         const double v = lookup(evaluator.run(*model, eval_set).second, monitor);
         if (!opt.quiet) log << "EASE lambda " << l << ": validation " << fmt_metric_name(monitor) << " " << v << "\n";
-        if (v > best) best = v, best_l = l;
+        if (std::isfinite(v) && (!scored || v > best)) best = v, best_l = l, scored = true;
       }
       ease->set_lambda(best_l);
       res.ease_lambda = best_l;
-      res.note = "lambda " + fmt_number(best_l) + " (chosen on validation users)";
+      res.note = "lambda " + fmt_number(best_l) +
+                 (scored ? " (chosen on validation users)" : " (the default: no validation user could be scored)");
+      if (!scored) log << "note: EASE: no validation user could be scored, so lambda stays at its default " << best_l << "\n";
     } else if (kind == "ease") {
       res.ease_lambda = static_cast<EaseModel<float>*>(model.get())->lambda();
       res.note = "lambda " + fmt_number(res.ease_lambda) +
@@ -663,6 +669,12 @@ void StagedFiles::adopt(const std::string& path) {
 
 void StagedFiles::remove_on_commit(const std::string& path) { stale_.push_back(path); }
 
+namespace {
+// Where commit() keeps an earlier file while it renames: this process's own name, so a file of
+// the user's (model.safetensors.prev) is never taken for it.
+std::string backup_name(const std::string& path) { return path + ".prev-" + std::to_string(::getpid()); }
+}  // namespace
+
 std::vector<std::string> StagedFiles::commit() {
   // What would stop a rename part-way is checked before the first one.
   for (const std::string& p : paths_) {
@@ -674,16 +686,17 @@ std::vector<std::string> StagedFiles::commit() {
   paths.swap(paths_);
   stale.swap(stale_);
   slots.swap(slots_);
-  // Each earlier file is kept as a hard link path.prev until all renames have succeeded, so a
-  // rename failing part-way (a read-only or vanished file) puts the earlier run back whole
-  // instead of leaving new and old files mixed. Where links are not possible the commit goes
-  // on without that guarantee.
+  // Each earlier file is kept as a hard link path.prev-<pid> until all renames have succeeded,
+  // so a rename failing part-way (a read-only or vanished file) puts the earlier run back whole
+  // instead of leaving new and old files mixed. The link is never made over an existing file (a
+  // user's own copy keeps its name); where one cannot be made the commit goes on without that
+  // guarantee. A signal arriving between two renames is not covered: the few syscalls of a
+  // commit are the only window, and a restore cannot run inside a signal handler.
   enum class Before { absent, kept, unknown };
   std::vector<Before> before(paths.size(), Before::unknown);
   for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string prev = paths[i] + ".prev";
+    const std::string prev = backup_name(paths[i]);
     std::error_code ec;
-    std::filesystem::remove(prev, ec);
     const std::filesystem::file_type type = std::filesystem::symlink_status(paths[i], ec).type();
     if (type == std::filesystem::file_type::not_found) {  // ec is set too (ENOENT)
       before[i] = Before::absent;
@@ -704,26 +717,30 @@ std::vector<std::string> StagedFiles::commit() {
     }
     // Undo the renames already done, newest first.
     bool restored = true;
-    if (before[i] == Before::kept) std::filesystem::remove(paths[i] + ".prev", ec);  // paths[i] unchanged
+    if (before[i] == Before::kept) std::filesystem::remove(backup_name(paths[i]), ec);  // paths[i] unchanged
+    std::string stranded;  // earlier files left under their backup name
     for (size_t j = i; j-- > 0;) {
       std::error_code undo;
-      if (before[j] == Before::kept)
-        std::filesystem::rename(paths[j] + ".prev", paths[j], undo);
-      else if (before[j] == Before::absent)
+      if (before[j] == Before::kept) {
+        std::filesystem::rename(backup_name(paths[j]), paths[j], undo);
+        if (undo) stranded += (stranded.empty() ? "" : ", ") + backup_name(paths[j]);
+      } else if (before[j] == Before::absent) {
         std::filesystem::remove(paths[j], undo);
-      else
+      } else {
         restored = false;
+      }
       if (undo) restored = false;
     }
     if (i == 0) throw DataError(paths[i], 0, problem);
     throw DataError(paths[i], 0,
                     problem + (restored ? "; the files renamed before it were put back, so the earlier results stand"
-                                        : "; files renamed before it could not all be put back"));
+                                        : "; files renamed before it could not all be put back" +
+                                              (stranded.empty() ? std::string() : " (the earlier versions are in " + stranded + ")")));
   }
   for (size_t i = 0; i < paths.size(); ++i)
     if (before[i] == Before::kept) {
       std::error_code ec;
-      std::filesystem::remove(paths[i] + ".prev", ec);
+      std::filesystem::remove(backup_name(paths[i]), ec);
     }
   for (const std::string& p : stale) {
     std::error_code ec;
