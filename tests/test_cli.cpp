@@ -674,4 +674,14 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   EXPECT_GT(std::stod(m[1]), 1.2 * std::stod(m[2]));
 }
 
+// A validation set too small to score (NaN at every lambda) leaves EASE at its default lambda
+// instead of lambda 0 and an internal error.
+TEST(Cli, EaseWithNothingToValidateKeepsItsDefaultLambda) {
+  const CmdResult r =
+      run_cli("train --model ease --protocol heldout --device cpu --data synthetic:users=40,items=30,ratings=200,seed=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("no validation user could be scored, so lambda stays at its default"));
+  EXPECT_THAT(r.out, HasSubstr("final metrics"));
+}
+
 }  // namespace
