@@ -350,6 +350,13 @@ TEST_F(CliAnalysis, TsneMethodIsChosenAndNamed) {
   EXPECT_THAT(none.out, HasSubstr("note: --tsne-method is ignored: no t-SNE runs"));
   EXPECT_THAT(none.out, Not(HasSubstr("t-SNE (")));
 
+  // A model file without a latent space (SVD): the main job draws no t-SNE, and says so.
+  ASSERT_EQ(run_cli("train --model svd --epochs 1 --quiet " + kData + " --out " + sub("svd").string()).code, 0);
+  const CmdResult svd = run_cli("--model-file " + (sub("svd") / "model.safetensors").string() + " " + kData +
+                                " --tsne-method exact --out " + sub("svd_main").string());
+  ASSERT_EQ(svd.code, 0) << svd.out;
+  EXPECT_THAT(svd.out, HasSubstr("note: --tsne-method is ignored: no t-SNE runs"));
+
   const std::string big = " --data synthetic:users=1100,items=60,ratings=9000 --device cpu --epochs 1 --n-init 1 --tsne";
   const CmdResult autob = run_cli("cluster" + big + " --out " + sub("auto_big").string());
   ASSERT_EQ(autob.code, 0) << autob.out;

@@ -1171,10 +1171,17 @@ int main(int argc, char** argv) {
   }
   // t-SNE runs in the main job with --out (not --no-tsne) for a latent model, and in cluster --tsne.
   if (o.was_given("--tsne-method")) {
-    const std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+    std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+    if (!o.model_file.empty()) {
+      try {
+        kind = peek_model_kind(o.model_file);
+      } catch (const std::exception&) {
+        kind = "vae";  // an unreadable file is reported by the command itself
+      }
+    }
     const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || embed->parsed() || cluster->parsed());
     const bool runs = cluster->parsed() ? o.tsne && !o.out.empty()
-                                        : main_job && !o.out.empty() && !o.no_tsne && (!o.model_file.empty() || model_has_latent(kind));
+                                        : main_job && !o.out.empty() && !o.no_tsne && model_has_latent(kind);
     if (!runs)
       std::cerr << "note: --tsne-method is ignored: no t-SNE runs (it applies to cluster --tsne and to the main job "
                    "with --out)\n";
