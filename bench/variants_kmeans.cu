@@ -12,6 +12,7 @@
 //       (the same ‖x‖² + ‖c‖² − 2x·c form in float, ‖·‖² summed in double), and the same tile
 //       feeds the per-cluster sums, kept in registers (k a template parameter); no cross
 //       matrix and no GEMM. The block partials fold as in v1; x is read once instead of twice.
+//       Timed at two register budgets (4 and 5 blocks per SM; see the kernel).
 //
 // Checks, against the CPU oracle (make_cpu_analysis_ops) on the same data: labels equal except
 // where the two nearest centres are within float rounding of each other (then the chosen one
@@ -29,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,9 +52,11 @@ constexpr int kColRows = 64;                      // partial rows folded per red
 
 // One Lloyd step over rows [b·kRowsPerBlock, +kRowsPerBlock) per block. D is the row length
 // (x is n × D), K the number of centres; c holds K × D centres then their K norms. Partial row
-// b (width K·D + K + 1): sums [j·D + t], counts [K·D + j], changed [K·D + K].
-template <int K, int D>
-__global__ void __launch_bounds__(kWarps * kWarp)
+// b (width K·D + K + 1): sums [j·D + t], counts [K·D + j], changed [K·D + K]. MinBlocks per SM
+// bounds the registers: at 4 (114 registers, no spills) 528 blocks fit at once on 132 SMs and the
+// last 6 of 534 run as a second wave; at 5 (96 registers, a few spilled) all fit in one.
+template <int K, int D, int MinBlocks>
+__global__ void __launch_bounds__(kWarps * kWarp, MinBlocks)
 kmeans_step_v2(const float* __restrict__ x, int64_t n, const float* __restrict__ c,
                int32_t* __restrict__ labels, double* __restrict__ partial) {
   static_assert(D % kWarp == 0, "D must be a multiple of the warp size");
@@ -174,7 +178,7 @@ __global__ void column_sum_v2(const double* __restrict__ in, int64_t rows, int64
 }
 
 // v2 with its buffers: centres staged through pinned memory, one stream, one wait per step.
-template <int K, int D>
+template <int K, int D, int MinBlocks>
 class StepV2 {
  public:
   explicit StepV2(const float* x_device, int64_t n) : x_(x_device), n_(n) {
@@ -187,6 +191,9 @@ class StepV2 {
     CK(cudaMalloc(&band_, static_cast<size_t>(((blocks_ + kColRows - 1) / kColRows) * kWidth) * sizeof(double)));
     CK(cudaMallocHost(&c_host_, (K * D + K) * sizeof(float)));
     CK(cudaMallocHost(&result_, kWidth * sizeof(double)));
+    // The memset above and the caller's upload of x ran on the legacy stream, which a
+    // non-blocking stream does not wait for.
+    CK(cudaDeviceSynchronize());
   }
   ~StepV2() {
     cudaFree(labels_);
@@ -209,7 +216,7 @@ class StepV2 {
       c_host_[K * D + j] = static_cast<float>(s);
     }
     CK(cudaMemcpyAsync(c_, c_host_, (K * D + K) * sizeof(float), cudaMemcpyHostToDevice, stream_));
-    kmeans_step_v2<K, D><<<static_cast<unsigned>(blocks_), kWarps * kWarp, 0, stream_>>>(x_, n_, c_, labels_, partial_);
+    kmeans_step_v2<K, D, MinBlocks><<<static_cast<unsigned>(blocks_), kWarps * kWarp, 0, stream_>>>(x_, n_, c_, labels_, partial_);
     CK(cudaGetLastError());
     double* in = partial_;
     double* other = band_;
@@ -228,25 +235,23 @@ class StepV2 {
     return static_cast<int64_t>(result_[K * D + K]);
   }
 
-  // The step kernel alone (CUDA events, median): the part a device-side loop could not hide.
+  // The step kernel alone (CUDA events around back-to-back launches, so launch latency is
+  // hidden): the part a device-side loop could not hide.
   double kernel_seconds(int reps) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int i = 0; i < reps; ++i) {
-      CK(cudaEventRecord(e0, stream_));
-      kmeans_step_v2<K, D><<<static_cast<unsigned>(blocks_), kWarps * kWarp, 0, stream_>>>(x_, n_, c_, labels_, partial_);
-      CK(cudaGetLastError());
-      CK(cudaEventRecord(e1, stream_));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(1e-3 * ms);
-    }
+    CK(cudaEventRecord(e0, stream_));
+    for (int i = 0; i < reps; ++i)
+      kmeans_step_v2<K, D, MinBlocks><<<static_cast<unsigned>(blocks_), kWarps * kWarp, 0, stream_>>>(x_, n_, c_, labels_, partial_);
+    CK(cudaGetLastError());
+    CK(cudaEventRecord(e1, stream_));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
-    return median(t);
+    return 1e-3 * ms / reps;
   }
 
   std::vector<int32_t> labels() const {
@@ -384,8 +389,12 @@ int run(int argc, char** argv) {
     std::vector<int32_t> labels(n);
     gpu->kmeans_step_labels(labels.data());
     bool ok = check_step("v1", x, n, d, c, k, labels, ref_labels, sums, counts) && first == n;
+    if (first != n) std::printf("    v1: first step changed %lld labels, want %lld\n", static_cast<long long>(first), static_cast<long long>(n));
+    for (int i = 0; i < 10; ++i) gpu->kmeans_step(c.data(), k, sums.data(), counts.data());  // clocks up
     const double t = wall_median(reps, [&] { gpu->kmeans_step(c.data(), k, sums.data(), counts.data()); });
-    ok = ok && gpu->kmeans_step(c.data(), k, sums.data(), counts.data()) == 0;
+    const int64_t repeat = gpu->kmeans_step(c.data(), k, sums.data(), counts.data());
+    if (repeat != 0) std::printf("    v1: a repeat with the same centres changed %lld labels\n", static_cast<long long>(repeat));
+    ok = ok && repeat == 0;
     gpu->kmeans_end();
     all_ok = all_ok && ok;
     std::printf("  v1 (shipped: GEMM + step + folds)   %8.1f us  %7.1f GB/s of x  %s\n", 1e6 * t, 4.0 * n * d / t / 1e9,
@@ -396,26 +405,27 @@ int run(int argc, char** argv) {
     float* dx = nullptr;
     CK(cudaMalloc(&dx, x.size() * sizeof(float)));
     CK(cudaMemcpy(dx, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
-    bool ok = true;
-    std::vector<double> again(k * d);
-    {
-      StepV2<k, d> v2(dx, n);
-      const int64_t first = v2.step(c.data(), sums.data(), counts.data());
-      ok = check_step("v2", x, n, d, c, k, v2.labels(), ref_labels, sums, counts) && first == n;
+    auto run_v2 = [&](auto v2, const char* label) {
+      std::vector<double> again(k * d);
+      const int64_t first = v2->step(c.data(), sums.data(), counts.data());
+      bool ok = check_step("v2", x, n, d, c, k, v2->labels(), ref_labels, sums, counts) && first == n;
       if (first != n) std::printf("    v2: first step changed %lld labels, want %lld\n", static_cast<long long>(first), static_cast<long long>(n));
-      const double t = wall_median(reps, [&] { v2.step(c.data(), again.data(), counts.data()); });
-      const int64_t repeat = v2.step(c.data(), again.data(), counts.data());
+      for (int i = 0; i < 10; ++i) v2->step(c.data(), again.data(), counts.data());  // clocks up
+      const double t = wall_median(reps, [&] { v2->step(c.data(), again.data(), counts.data()); });
+      const int64_t repeat = v2->step(c.data(), again.data(), counts.data());
       if (repeat != 0) std::printf("    v2: a repeat with the same centres changed %lld labels\n", static_cast<long long>(repeat));
       if (std::memcmp(again.data(), sums.data(), sums.size() * sizeof(double)) != 0) {
         std::printf("    v2: a repeat gave different sums (not deterministic)\n");
         ok = false;
       }
       ok = ok && repeat == 0;
-      const double tk = v2.kernel_seconds(reps);
+      const double tk = v2->kernel_seconds(reps);
       all_ok = all_ok && ok;
-      std::printf("  v2 (one pass, sums in registers)    %8.1f us  %7.1f GB/s of x  %s  (step kernel alone %.1f us)\n",
-                  1e6 * t, 4.0 * n * d / t / 1e9, ok ? "ok" : "MISMATCH", 1e6 * tk);
-    }
+      std::printf("  %s %8.1f us  %7.1f GB/s of x  %s  (step kernel alone %.1f us)\n", label, 1e6 * t,
+                  4.0 * n * d / t / 1e9, ok ? "ok" : "MISMATCH", 1e6 * tk);
+    };
+    run_v2(std::make_unique<StepV2<k, d, 4>>(dx, n), "v2 (one pass, 4 blocks/SM)          ");
+    run_v2(std::make_unique<StepV2<k, d, 5>>(dx, n), "v2 (one pass, 5 blocks/SM)          ");
     CK(cudaFree(dx));
   }
   std::printf("\n%s\n", all_ok ? "all variants match the oracle" : "MISMATCHES above");
