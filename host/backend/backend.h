@@ -114,7 +114,8 @@ class Backend {
   // Per-op device time: while on, the backend brackets every op with device timers (plain
   // launches only: no step capture meanwhile); switching it on starts an empty profile.
   // op_profile() waits for the device and returns the time per op name since the last call,
-  // largest first, then forgets it. Backends without a device clock record nothing.
+  // largest first, then forgets it. The CPU, whose ops finish before they return, times each
+  // by the wall clock.
   virtual void set_op_profiling(bool /*on*/) {}
   virtual std::vector<OpTime> op_profile() { return {}; }
 

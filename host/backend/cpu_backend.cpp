@@ -27,12 +27,15 @@
 //  - adam_step follows torch.optim.Adam / AdamW exactly: L2 adds wd·p to g before the moments;
 //    decoupled multiplies p by (1 − lr·wd) first; p −= lr/bc1 · m / (√v/√bc2 + eps).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <new>
 #include <numeric>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -201,6 +204,19 @@ class CpuBackend final : public Backend<T> {
   std::string name() const override { return "cpu"; }
   GemmPrecision gemm_precision() const override { return precision_; }
 
+  // ---- per-op profile (wall time; the CPU's ops finish before they return) -------------
+  void set_op_profiling(bool on) override {
+    if (on && !profiling_) op_totals_.clear();
+    profiling_ = on;
+  }
+  std::vector<OpTime> op_profile() override {
+    std::vector<OpTime> v;
+    for (const auto& kv : op_totals_) v.push_back(kv.second);
+    op_totals_.clear();
+    std::sort(v.begin(), v.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
+    return v;
+  }
+
   // ---- memory -------------------------------------------------------------------------
   Buffer alloc_bytes(size_t bytes) override {
     // Never a null pointer, even for 0 bytes, so empty views still point somewhere valid.
@@ -214,13 +230,18 @@ class CpuBackend final : public Backend<T> {
     if (bytes) std::memcpy(host_dst, src, bytes);
   }
   void copy_within(void* dst, const void* src, size_t bytes) override {
+    const OpScope prof(this, "copy_within");
     if (bytes) std::memmove(dst, src, bytes);
   }
 
   // ---- dense algebra ------------------------------------------------------------------
-  void fill(Mat<T> x, T value) override { std::fill(x.data, x.data + x.size(), value); }
+  void fill(Mat<T> x, T value) override {
+    const OpScope prof(this, "fill");
+    std::fill(x.data, x.data + x.size(), value);
+  }
 
   void axpy(T alpha, CMat<T> x, Mat<T> y) override {
+    const OpScope prof(this, "axpy");
     VAE_CHECK(same_shape(x, y), "axpy: x and y differ in shape");
     const int64_t n = x.size();
     for (int64_t i = 0; i < n; ++i) y.data[i] += alpha * x.data[i];
@@ -228,6 +249,7 @@ class CpuBackend final : public Backend<T> {
 
   void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta,
             Mat<T> c) override {
+    const OpScope prof(this, "gemm");
     const int64_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
     const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
     VAE_CHECK(ka == kb, "gemm: inner dimensions of op(A) and op(B) differ");
@@ -249,6 +271,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void bias_act(CMat<T> x, CMat<T> bias, Act act, Mat<T> y) override {
+    const OpScope prof(this, "bias_act");
     VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");
     VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == x.cols),
               "bias_act: bias must be 1 x cols");
@@ -279,6 +302,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) override {
+    const OpScope prof(this, "bias_act_backward");
     VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
     VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
               "bias_act_backward: dbias must be 1 x cols");
@@ -314,6 +338,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) override {
+    const OpScope prof(this, "gather_rows_add");
     check_index_vector(rows, y.rows, "gather_rows_add");
     VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
     for (int64_t r = 0; r < y.rows; ++r) {
@@ -326,6 +351,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void scatter_rows_add(CMat<T> dy, CMat<int32_t> rows, Mat<T> dtable) override {
+    const OpScope prof(this, "scatter_rows_add");
     check_index_vector(rows, dy.rows, "scatter_rows_add");
     VAE_CHECK(dtable.cols == dy.cols, "scatter_rows_add: dtable and dy differ in columns");
     std::vector<int32_t> sorted(rows.data, rows.data + dy.rows);
@@ -344,6 +370,7 @@ class CpuBackend final : public Backend<T> {
   // ---- losses -------------------------------------------------------------------------
   void mse_loss(CMat<T> pred, CMat<T> target, bool masked, T scale, Mat<T> dpred,
                 Mat<T> loss) override {
+    const OpScope prof(this, "mse_loss");
     VAE_CHECK(same_shape(pred, target), "mse_loss: pred and target differ in shape");
     VAE_CHECK(dpred.empty() || same_shape(pred, dpred), "mse_loss: dpred differs in shape");
     check_loss(loss);
@@ -365,6 +392,7 @@ class CpuBackend final : public Backend<T> {
 
   void multinomial_nll(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits,
                        Mat<T> loss) override {
+    const OpScope prof(this, "multinomial_nll");
     VAE_CHECK(same_shape(logits, target), "multinomial_nll: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits),
               "multinomial_nll: dlogits differs in shape");
@@ -404,6 +432,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void bce_logits(CMat<T> logits, CMat<T> target, T scale, Mat<T> dlogits, Mat<T> loss) override {
+    const OpScope prof(this, "bce_logits");
     VAE_CHECK(same_shape(logits, target), "bce_logits: logits and target differ in shape");
     VAE_CHECK(dlogits.empty() || same_shape(logits, dlogits), "bce_logits: dlogits differs in shape");
     check_loss(loss);
@@ -420,6 +449,7 @@ class CpuBackend final : public Backend<T> {
 
   void reparameterize(CMat<T> mu_logvar, uint64_t seed, uint64_t stream, Mat<T> eps,
                       Mat<T> z) override {
+    const OpScope prof(this, "reparameterize");
     VAE_CHECK(mu_logvar.cols % 2 == 0, "reparameterize: mu_logvar must have 2L columns");
     const int64_t L = mu_logvar.cols / 2;
     VAE_CHECK(z.rows == mu_logvar.rows && z.cols == L, "reparameterize: z must be B x L");
@@ -438,6 +468,7 @@ class CpuBackend final : public Backend<T> {
 
   void reparam_kl_backward(CMat<T> mu_logvar, CMat<T> eps, CMat<T> dz, T kl_scale,
                            Mat<T> d_mu_logvar, Mat<T> loss) override {
+    const OpScope prof(this, "reparam_kl_backward");
     VAE_CHECK(mu_logvar.cols % 2 == 0, "reparam_kl_backward: mu_logvar must have 2L columns");
     const int64_t B = mu_logvar.rows, L = mu_logvar.cols / 2;
     VAE_CHECK(dz.empty() || (dz.rows == B && dz.cols == L), "reparam_kl_backward: dz must be B x L");
@@ -469,6 +500,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void regularize(CMat<T> p, T lambda, Reg kind, Mat<T> grad, Mat<T> loss) override {
+    const OpScope prof(this, "regularize");
     VAE_CHECK(grad.empty() || same_shape(p, grad), "regularize: grad differs in shape from p");
     check_loss(loss);
     const double lam = static_cast<double>(lambda);
@@ -491,6 +523,7 @@ class CpuBackend final : public Backend<T> {
 
   // ---- input transforms ---------------------------------------------------------------
   void dropout(CMat<T> x, T q, uint64_t seed, uint64_t stream, Mat<T> y) override {
+    const OpScope prof(this, "dropout");
     VAE_CHECK(same_shape(x, y), "dropout: x and y differ in shape");
     VAE_CHECK(q >= T(0) && q <= T(1), "dropout: rate must lie in [0, 1]");
     const int64_t n = x.size();
@@ -511,6 +544,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void l2_normalize_rows(CMat<T> x, Mat<T> y) override {
+    const OpScope prof(this, "l2_normalize_rows");
     VAE_CHECK(same_shape(x, y), "l2_normalize_rows: x and y differ in shape");
     const int64_t cols = x.cols;
     for (int64_t r = 0; r < x.rows; ++r) {
@@ -525,6 +559,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void csr_rows_to_dense(CsrView<T> csr, CMat<int32_t> rows, Mat<T> y) override {
+    const OpScope prof(this, "csr_rows_to_dense");
     check_index_vector(rows, y.rows, "csr_rows_to_dense");
     VAE_CHECK(y.cols == csr.cols, "csr_rows_to_dense: y must have csr.cols columns");
     std::fill(y.data, y.data + y.size(), T(0));
@@ -537,12 +572,14 @@ class CpuBackend final : public Backend<T> {
   }
 
   void take_rows(CMat<int32_t> src, int64_t offset, Mat<int32_t> dst) override {
+    const OpScope prof(this, "take_rows");
     VAE_CHECK(offset >= 0 && offset + dst.size() <= src.size(), "take_rows: offset + n exceeds the source");
     std::copy(src.data + offset, src.data + offset + dst.size(), dst.data);
   }
 
   // ---- sparse first layer -------------------------------------------------------------
   void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) override {
+    const OpScope prof(this, "csr_row_norms");
     const int64_t n = rows.size();
     check_index_vector(rows, n, "csr_row_norms");
     VAE_CHECK(norms.size() == n && (norms.cols == 1 || norms.rows == 1 || n == 0),
@@ -558,6 +595,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void csr_linear_forward(const CsrBatch<T>& x, CMat<T> w, Mat<T> y) override {
+    const OpScope prof(this, "csr_linear_forward");
     const int64_t n = x.n(), H = w.rows, I = w.cols;
     VAE_CHECK(I == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
     VAE_CHECK(y.rows == n && y.cols == H, "csr_linear_forward: y must be n x w.rows");
@@ -583,6 +621,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   void csr_linear_weight_grad(const CsrBatch<T>& x, CMat<T> dy, Mat<T> dw) override {
+    const OpScope prof(this, "csr_linear_weight_grad");
     const int64_t n = x.n(), H = dy.cols, I = x.csr.cols;
     VAE_CHECK(dy.rows == n, "csr_linear_weight_grad: dy must have one row per batch row");
     VAE_CHECK(dw.rows == H && dw.cols == I, "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
@@ -612,6 +651,7 @@ class CpuBackend final : public Backend<T> {
   // ---- optimiser ----------------------------------------------------------------------
   void adam_step(Mat<T> params, CMat<T> grads, Mat<T> m, Mat<T> v, const AdamConfig& cfg,
                  int64_t step) override {
+    const OpScope prof(this, "adam_step");
     VAE_CHECK(same_shape(params, grads) && same_shape(params, m) && same_shape(params, v),
               "adam_step: params, grads, m, v differ in shape");
     VAE_CHECK(step >= 1, "adam_step: step is 1-based");
@@ -630,6 +670,7 @@ class CpuBackend final : public Backend<T> {
   // ---- evaluation ---------------------------------------------------------------------
   void topk(CMat<T> scores, CsrView<T> exclude, CMat<int32_t> exclude_rows, int k,
             Mat<int32_t> idx, Mat<T> val) override {
+    const OpScope prof(this, "topk");
     const int64_t n = scores.rows, m = scores.cols;
     VAE_CHECK(k >= 0, "topk: k must be non-negative");
     VAE_CHECK(idx.rows == n && idx.cols == k, "topk: idx must be rows x k");
@@ -674,6 +715,7 @@ class CpuBackend final : public Backend<T> {
 
   void heldout_metrics(CMat<int32_t> idx, CsrView<T> target, CMat<int32_t> target_rows,
                        const std::vector<int>& ks, Mat<T> out) override {
+    const OpScope prof(this, "heldout_metrics");
     const int64_t n = idx.rows, kmax_avail = idx.cols;
     check_index_vector(target_rows, n, "heldout_metrics");
     const int64_t nk = static_cast<int64_t>(ks.size());
@@ -726,6 +768,7 @@ class CpuBackend final : public Backend<T> {
   // discounts 1/log2(p + 2) over those of its ranks that are < k. IDCG ranks the true gains
   // themselves (descending, ties irrelevant). IDCG = 0 → 0.
   void graded_metrics(CMat<T> scores, CMat<T> truth, int k, Mat<T> out) override {
+    const OpScope prof(this, "graded_metrics");
     VAE_CHECK(same_shape(scores, truth), "graded_metrics: scores and truth differ in shape");
     VAE_CHECK(k >= 1, "graded_metrics: k must be positive");
     VAE_CHECK(out.rows == scores.rows && out.cols == 2, "graded_metrics: out must be rows x 2");
@@ -790,6 +833,7 @@ class CpuBackend final : public Backend<T> {
 
   void rating_errors(CMat<T> pred, CsrView<T> target, CMat<int32_t> target_rows, T lo, T hi,
                      Mat<T> out) override {
+    const OpScope prof(this, "rating_errors");
     check_index_vector(target_rows, pred.rows, "rating_errors");
     VAE_CHECK(target.cols == pred.cols, "rating_errors: target and pred differ in columns");
     VAE_CHECK(out.rows == pred.rows && out.cols == 3, "rating_errors: out must be rows x 3");
@@ -815,6 +859,27 @@ class CpuBackend final : public Backend<T> {
  private:
   GemmPrecision precision_;
   std::vector<double> wide_a_, wide_b_, wide_c_;  // exact GEMM's double operands, reused
+
+  // --profile-ops on the CPU: every op is synchronous, so the wall time around it is its time.
+  bool profiling_ = false;
+  std::map<std::string, OpTime> op_totals_;  // by op, since the last op_profile()
+  struct OpScope {
+    CpuBackend* be;
+    const char* op;
+    std::chrono::steady_clock::time_point start;
+    OpScope(CpuBackend* b, const char* name) : be(b), op(name) {
+      if (be->profiling_) start = std::chrono::steady_clock::now();
+    }
+    ~OpScope() {
+      if (!be->profiling_) return;
+      OpTime& t = be->op_totals_[op];
+      t.op = op;
+      ++t.calls;
+      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    OpScope(const OpScope&) = delete;
+    OpScope& operator=(const OpScope&) = delete;
+  };
 
   // Rows of W / dW the sparse first layer handles per pass over the batch entries: as many as
   // fit in about 256 KiB (a core's L2 on small parts), at most kMaxRowBlock.

@@ -1082,7 +1082,8 @@ int main(int argc, char** argv) {
          "GPU training step captured and replayed as one CUDA Graph: on (default) or off (one launch per op)")
       ->transform(CLI::IsMember({"on", "off"}, CLI::ignore_case));
   app.add_flag("--profile-ops", o.train.profile_ops,
-               "after training, print the GPU time of every op (CUDA events; plain launches meanwhile)");
+               "after training, print the time of every op: on a GPU its device time (CUDA events; plain "
+               "launches meanwhile), on the CPU its wall time");
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
   app.add_flag("--no-tsne", o.no_tsne, "skip the main run's t-SNE (done with --out: x, y in clusters.csv, tsne.svg)");
   app.add_flag("--quiet", o.train.quiet, "only the final lines");

@@ -590,9 +590,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const std::vector<OpTime> prof = be.op_profile();
     be.set_op_profiling(false);
     if (prof.empty())
-      log << "op profile: the " << be.name() << " backend has no device clock (nothing recorded)\n";
+      log << "op profile: no op ran on the " << be.name() << " backend (nothing recorded)\n";
     else
-      log << "Device time per op over " << res.history.size() << " epochs (training and evaluation, plain launches):\n"
+      log << (be.name() == "cpu" ? "Wall time per op over " : "Device time per op over ") << res.history.size()
+          << " epochs (training and evaluation" << (be.name() == "cpu" ? "" : ", plain launches") << "):\n"
           << format_op_profile(prof);
   }
   std::vector<double> sorted = epoch_secs;

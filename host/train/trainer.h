@@ -43,8 +43,8 @@ struct TrainOptions {
   // Each training step (forward, loss, backward, Adam) captured and replayed as one CUDA Graph
   // per batch size on backends that support it (--cuda-graph on|off). Same results either way.
   bool cuda_graph = true;
-  // Device time per op over training and its per-epoch evaluation, printed after training
-  // (--profile-ops; plain launches meanwhile). Backends without a device clock say so.
+  // Time per op over training and its per-epoch evaluation, printed after training
+  // (--profile-ops): device time on a GPU (plain launches meanwhile), wall time on the CPU.
   bool profile_ops = false;
   ModelConfig model;                     // model.kind selects the model
   // With a pretrained model (run_experiment's last argument): the column / row maps it was
