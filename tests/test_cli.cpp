@@ -471,6 +471,20 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
 
 
 // Flags a CPU run or a k-fold run does not read are noted like the model-specific ones.
+// --profile-ops times the ops of Adam training: SVD's own SGD and the closed-form baselines
+// have none, and say so.
+TEST(Cli, ProfileOpsWithoutAdamTrainingIsNoted) {
+  for (const char* m : {"svd", "ease"}) {
+    const CmdResult r = run_cli(std::string("train --model ") + m + " --epochs 1 --quiet --profile-ops " + kSmall);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr(std::string("note: --profile-ops is ignored by ") + m)) << m;
+  }
+  const CmdResult v = run_cli(std::string("train --epochs 1 --quiet --profile-ops ") + kSmall);
+  ASSERT_EQ(v.code, 0) << v.out;
+  EXPECT_THAT(v.out, Not(HasSubstr("--profile-ops is ignored")));
+  EXPECT_THAT(v.out, HasSubstr("Wall time per op over 1 epoch ("));
+}
+
 TEST(Cli, CudaGraphOnTheCpuAndFoldWithFoldsAreNoted) {
   const CmdResult g = run_cli(std::string("--epochs 1 --cuda-graph off --no-baseline --no-tsne --quiet ") + kSmall);
   ASSERT_EQ(g.code, 0) << g.out;

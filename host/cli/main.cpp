@@ -962,6 +962,7 @@ void note_ignored_options(const Options& o) {
       {"--fold", protocol == "ratings", "the ratings protocol"},
       // graph_on_cpu: already noted above.
       {"--cuda-graph", graph_on_cpu || (!svd && !among({"popularity", "ease"})), "the Adam-trained models on a GPU"},
+      {"--profile-ops", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
   };
   // k-fold cross-validation draws its own folds: one given split has no place in it.
   if (svd && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))

@@ -593,7 +593,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       log << "op profile: no op ran on the " << be.name() << " backend (nothing recorded)\n";
     else
       log << (be.name() == "cpu" ? "Wall time per op over " : "Device time per op over ") << res.history.size()
-          << " epochs (training and evaluation" << (be.name() == "cpu" ? "" : ", plain launches") << "):\n"
+          << (res.history.size() == 1 ? " epoch" : " epochs") << " (training and evaluation" << (be.name() == "cpu" ? "" : ", plain launches") << "):\n"
           << format_op_profile(prof);
   }
   std::vector<double> sorted = epoch_secs;
