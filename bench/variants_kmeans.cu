@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "analysis/analysis_ops.h"
+#include "analysis/kmeans.h"
 #include "backend/backend.h"
 #include "core/philox.h"
 #include "variants_common.cuh"
@@ -273,14 +274,7 @@ class StepV2 {
   double* result_ = nullptr;
 };
 
-double dist2(const float* a, const float* b, int64_t d) {
-  double s = 0.0;
-  for (int64_t t = 0; t < d; ++t) {
-    const double e = static_cast<double>(a[t]) - b[t];
-    s += e * e;
-  }
-  return s;
-}
+const auto dist2 = row_dist2;  // analysis/kmeans.h
 
 double norm2(const float* a, int64_t d) {
   double s = 0.0;

@@ -53,14 +53,7 @@ std::vector<float> normal_vec(size_t n, uint64_t seed, uint64_t stream, float sc
   return v;
 }
 
-double dist2(const float* a, const float* b, int64_t d) {
-  double s = 0;
-  for (int64_t t = 0; t < d; ++t) {
-    const double e = static_cast<double>(a[t]) - b[t];
-    s += e * e;
-  }
-  return s;
-}
+const auto dist2 = row_dist2;  // analysis/kmeans.h
 
 double norm2(const float* a, int64_t d) {
   double s = 0;

@@ -45,15 +45,6 @@ double scaled_tolerance(const std::vector<float>& x, int64_t n, int64_t d, doubl
   return s / static_cast<double>(d) * tol;
 }
 
-double row_dist2(const float* a, const float* b, int64_t d) {
-  double s = 0;
-  for (int64_t t = 0; t < d; ++t) {
-    const double e = static_cast<double>(a[t]) - b[t];
-    s += e * e;
-  }
-  return s;
-}
-
 double inertia_of(const std::vector<float>& x, int64_t n, int64_t d, const std::vector<float>& c,
                   const std::vector<int32_t>& labels) {
   double s = 0;
@@ -202,6 +193,16 @@ std::vector<float> plusplus(AnalysisOps& ops, const std::vector<float>& x, int64
 }
 
 }  // namespace
+
+double row_dist2(const float* a, const float* b, int64_t d) {
+  double s = 0;
+  for (int64_t t = 0; t < d; ++t) {
+    const double e = static_cast<double>(a[t]) - b[t];
+    s += e * e;
+  }
+  return s;
+}
+
 
 std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
                                    int64_t d, int k, uint64_t seed, uint64_t run) {

@@ -47,4 +47,7 @@ KMeansResult kmeans_from_centers(AnalysisOps& ops, const std::vector<float>& x, 
 std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
                                    int64_t d, int k, uint64_t seed, uint64_t run = 0);
 
+// ||a − b||² of two d-vectors, the differences taken in double (the inertia's distance).
+double row_dist2(const float* a, const float* b, int64_t d);
+
 }  // namespace vae
