@@ -258,6 +258,8 @@ class CudaBackend final : public Backend<float> {
 
   // ---- memory -------------------------------------------------------------------------
   Buffer alloc_bytes(size_t bytes) override {
+    // cudaMalloc is illegal while a step is captured; steps use buffers allocated before training.
+    not_in_step("alloc");
     void* p = nullptr;
     // Never a null pointer, even for 0 bytes (as the CPU backend).
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
@@ -290,10 +292,13 @@ class CudaBackend final : public Backend<float> {
   void copy_within(void* dst, const void* src, size_t bytes) override {
     if (!bytes || dst == src) return;
     const OpScope prof(this, "copy_within");
-    if (step_skips("copy_within", dst, src, bytes)) return;
     const char* d = static_cast<const char*>(dst);
     const char* s = static_cast<const char*>(src);
-    if (d < s + bytes && s < d + bytes) {
+    const bool overlap = d < s + bytes && s < d + bytes;
+    // The overlapping case allocates and waits: never inside a step, whose ops become a graph.
+    if (overlap) not_in_step("copy_within of overlapping ranges");
+    if (step_skips("copy_within", dst, src, bytes)) return;
+    if (overlap) {
       // memmove semantics: cudaMemcpy is undefined on overlap, so go through a temporary.
       Buffer tmp = alloc_bytes(bytes);
       CUDA_CHECK(cudaMemcpyAsync(tmp.get(), src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));

@@ -354,6 +354,9 @@ TEST_F(CudaModels, AnAbortedStepLeavesTheBackendUsable) {
   be->begin_step(3, false);
   EXPECT_THROW(be->download(y.cmat()), VaeError);
   EXPECT_THROW(be->begin_step(4, false), VaeError);
+  EXPECT_THROW(be->alloc<float>(2, 2), VaeError);  // cudaMalloc: illegal in a capture
+  EXPECT_THROW(be->copy_within(y.data() + 1, y.data(), 2 * sizeof(float)), VaeError);  // overlapping
+  be->copy_within(a.data(), y.data(), 2 * sizeof(float));  // disjoint: an ordinary op of the step
   be->abort_step();
   EXPECT_EQ(be->step_graph_stats().captures, 0);
   EXPECT_FALSE(be->replay_step(2));
