@@ -27,6 +27,7 @@
 #include "core/temp_files.h"
 #include "data/dataset.h"
 #include "models/vae.h"
+#include "train/compare.h"
 #include "train/svd_experiment.h"
 #include "train/trainer.h"
 
@@ -76,6 +77,8 @@ struct Options {
   int64_t tsne_max = 10000;
   double perplexity = 30.0;
   std::string tsne_method = "auto";
+  // compare
+  std::string models;  // "" = default_compare_models(protocol)
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
@@ -175,17 +178,22 @@ int run_info(const Dataset& d) {
 }
 
 // Flags that shape training, resolved before any data is loaded so usage errors come first.
-void prepare_training(Options& o) {
-  // SVD models only predict ratings: their protocol unless another one is asked for.
-  // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
-  if ((is_svd_kind(o.train.model.kind) || o.train.model.kind == "i-autorec") && !o.protocol_given)
-    o.train.protocol = "ratings";
+// The training options every model shares (compare resolves each model's defaults itself).
+void apply_common_options(Options& o) {
   o.train.adam.lr = o.lr;
   o.train.adam.weight_decay = o.weight_decay;
   o.train.adam.decoupled = o.adamw;
   o.train.ks = parse_int_list(o.ks, "--ks");
   o.train.seed = o.seed;
   o.train.progress_bar = isatty(fileno(stderr)) != 0;
+}
+
+void prepare_training(Options& o) {
+  // SVD models only predict ratings: their protocol unless another one is asked for.
+  // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
+  if ((is_svd_kind(o.train.model.kind) || o.train.model.kind == "i-autorec") && !o.protocol_given)
+    o.train.protocol = "ratings";
+  apply_common_options(o);
   if (o.model_file.empty()) resolve_defaults(o.train);
 }
 
@@ -902,7 +910,8 @@ int run_info_cmd(const Options& o) {
 
 // Options given that the run will not read: a note each (stderr), so nobody believes a flag took
 // effect when it did not. The applicability table follows the options' help texts.
-void note_ignored_options(const Options& o) {
+// kinds: the models the command runs (compare); empty = the one --model (default vae).
+void note_ignored_options(const Options& o, const std::vector<std::string>& compared = {}) {
   auto given = [&](const char* opt) { return o.was_given(opt); };
   // CUDA Graphs capture GPU training steps: on the CPU there are none to capture.
   const bool graph_on_cpu =
@@ -923,21 +932,27 @@ void note_ignored_options(const Options& o) {
                 << "\n";
     return;
   }
-  const std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
-  const bool svd = is_svd_kind(kind);
-  const std::string protocol =
-      o.protocol_given ? o.train.protocol : (svd || kind == "i-autorec") ? "ratings" : o.train.protocol;
-  auto among = [&](std::initializer_list<const char*> kinds) {
-    for (const char* k : kinds)
-      if (kind == k) return true;
-    return false;
-  };
+  const std::vector<std::string> kinds =
+      compared.empty() ? std::vector<std::string>{o.train.model.kind.empty() ? "vae" : o.train.model.kind} : compared;
+  const std::string& kind = kinds.front();
+  bool svd = is_svd_kind(kind);
+  // compare keeps one protocol for all its models; one rating predictor defaults to ratings.
+  const std::string protocol = o.protocol_given || !compared.empty()        ? o.train.protocol
+                               : (svd || kind == "i-autorec") ? "ratings"
+                                                              : o.train.protocol;
   struct Rule {
     const char* opt;
     bool applies;
     const char* where;
   };
-  const Rule rules[] = {
+  auto rules_for = [&](const std::string& kind) {
+    const bool svd = is_svd_kind(kind);
+    auto among = [&](std::initializer_list<const char*> ks) {
+      for (const char* k : ks)
+        if (kind == k) return true;
+      return false;
+    };
+    return std::vector<Rule>{
       {"--loss", among({"autorec", "i-autorec", "cdae"}), "AutoRec and CDAE"},
       {"--act-hidden", among({"autorec", "i-autorec"}), "AutoRec"},
       {"--act-out", among({"autorec", "i-autorec"}), "AutoRec"},
@@ -963,15 +978,104 @@ void note_ignored_options(const Options& o) {
       // graph_on_cpu: already noted above.
       {"--cuda-graph", graph_on_cpu || (!svd && !among({"popularity", "ease"})), "the Adam-trained models on a GPU"},
       {"--profile-ops", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
+    };
   };
+  // A flag is ignored when no model of the command reads it.
+  std::vector<Rule> rules = rules_for(kind);
+  std::string who = kind;
+  for (size_t i = 1; i < kinds.size(); ++i) {
+    const std::vector<Rule> more = rules_for(kinds[i]);
+    for (size_t j = 0; j < rules.size(); ++j) rules[j].applies = rules[j].applies || more[j].applies;
+    svd = svd || is_svd_kind(kinds[i]);
+    who += ", " + kinds[i];
+  }
   // k-fold cross-validation draws its own folds: one given split has no place in it.
   if (svd && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))
     std::cerr << "note: --fold is ignored with --folds " << o.train.folds << " (cross-validation draws its own "
               << o.train.folds << " folds); drop --folds to train on --fold " << o.train.ratings_split << "\n";
   for (const Rule& r : rules)
     if (given(r.opt) && !r.applies)
-      std::cerr << "note: " << r.opt << " is ignored by " << kind << " (" << protocol << " protocol); it applies to "
+      std::cerr << "note: " << r.opt << " is ignored by " << who << " (" << protocol << " protocol); it applies to "
                 << r.where << "\n";
+}
+
+// compare: every model on one split (same data, protocol and seed), one after another on one
+// backend, then a table; --out gets compare.csv and each model's run files in DIR/<model>/.
+int run_compare(Options& o) {
+  if (!o.model_file.empty()) throw UsageError("compare trains each model itself: drop --model-file");
+  if (!o.train.model.kind.empty())
+    throw UsageError("compare takes its models from --models (comma-separated), not --model");
+  if (o.train.folds != 0)
+    throw UsageError("--folds runs svd/svdpp cross-validation on its own folds; compare trains every model on one split");
+  const std::vector<std::string> models =
+      o.models.empty() ? default_compare_models(o.train.protocol) : parse_model_list(o.models);
+  apply_common_options(o);
+  // Every model is checked against the protocol before the first one trains.
+  for (const std::string& m : models) {
+    TrainOptions t = o.train;
+    t.model.kind = m;
+    try {
+      resolve_defaults(t);
+    } catch (const UsageError& e) {
+      throw UsageError(std::string(e.what()) + " (or leave " + m + " out of --models)");
+    }
+  }
+  note_ignored_options(o, models);
+  if (o.was_given("--hidden") && std::find(models.begin(), models.end(), "vae") != models.end())
+    std::cerr << "note: --hidden leaves the notebook VAE at its fixed layers (items-512-256-2*latent); it sets the "
+                 "other models' width\n";
+  check_out_dir(o.out);
+  const Dataset d = load_data(o);
+  if (o.train.data_dir.empty()) o.train.data_dir = d.source;
+  std::unique_ptr<Backend<float>> be;
+  bool svd_device_said = false;
+  std::vector<TrainResult> results;
+  StagedFiles staged;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string& m = models[i];
+    std::cout << (i ? "\n" : "") << "[" << i + 1 << "/" << models.size() << "] " << m << "\n";
+    TrainOptions t = o.train;
+    t.model.kind = m;
+    TrainResult r;
+    if (is_svd_kind(m)) {
+      const SvdRunConfig rc = svd_run_config(o);
+      if (!svd_device_said) print_svd_device(o, rc);
+      svd_device_said = true;
+      r = std::move(run_svd_experiment(d, t, rc, std::cout).result);
+      std::cout << "Final metrics on " << r.eval_set << ":";
+    } else {
+      if (!be) {
+        be = make_backend(o);
+        std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
+      }
+      r = run_experiment(*be, d, t, std::cout);
+      std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
+    }
+    for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+    std::cout << "\n";
+    if (!o.out.empty()) stage_run_files(staged, o.out + "/" + m, r);
+    r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
+    results.push_back(std::move(r));
+  }
+  const TrainResult& first = results.front();
+  std::cout << "\nModels compared on the " << first.protocol << " protocol (" << first.eval_set << "; seed "
+            << o.seed << (be ? "; " + be->name() : "") << "):\n"
+            << format_compare_table(results) << "* best in its column (RMSE, MAE: the lowest); epoch: the one "
+            << "reported (heldout: best on the validation users; elsewhere the last)\n";
+  for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
+    if (r.eval_set != first.eval_set)
+      std::cout << "note: " << r.model << " was evaluated on " << r.eval_set << "\n";
+  if (!o.out.empty()) {
+    staged.add(o.out + "/compare.csv", compare_csv(results));
+    // A model of an earlier compare into this directory that this one leaves out: its files go.
+    for (const char* k : {"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"})
+      if (std::find(models.begin(), models.end(), k) == models.end() &&
+          std::filesystem::exists(o.out + "/" + k + "/summary.json"))
+        for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"})
+          staged.remove_on_commit(o.out + "/" + k + f);
+  }
+  commit_and_report(staged, o.out);
+  return 0;
 }
 
 // Real-valued options: NaN and infinities pass CLI11's range checks (every comparison with NaN
@@ -1120,6 +1224,14 @@ int main(int argc, char** argv) {
   cluster->add_option("--tsne-max", o.tsne_max, "t-SNE of at most this many users (a random subsample beyond)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
+  CLI::App* compare = app.add_subcommand("compare", "several models on one split, side by side (a table; --out DIR gets "
+                                                "compare.csv and each model's metrics.csv, summary.json, curves.svg "
+                                                "in DIR/<model>/)");
+  compare->fallthrough();
+  compare->add_option("--models", o.models,
+                      "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"
+                      "popularity; ratings autorec,i-autorec,svd,svdpp,popularity); each model's own defaults apply "
+                      "unless a flag sets them for all");
   app.add_option("--tsne-method", o.tsne_method,
                  "t-SNE of the main job and cluster --tsne: exact (sklearn's method='exact'), barnes-hut (its default, "
                  "theta 0.5; on the CPU) or auto: exact on a GPU, and on the CPU up to 1000 points, Barnes-Hut beyond")
@@ -1127,7 +1239,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   // The data, model, training and device options belong to the main app (fallthrough), so a
   // subcommand's own help would show little more than --help: it lists them too.
-  for (CLI::App* sub : {train, info, recommend, embed, cluster})
+  for (CLI::App* sub : {train, info, recommend, embed, cluster, compare})
     sub->footer([&app, sub] {
       std::vector<const CLI::Option*> shared;
       for (const CLI::Option* opt : app.get_options())
@@ -1165,8 +1277,8 @@ int main(int argc, char** argv) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
       return 2;
     }
-  if (o.was_given("--hidden") && o.train.model.hidden > 0 && o.model_file.empty() &&
-      !info->parsed() && (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
+  if (o.was_given("--hidden") && o.train.model.hidden > 0 && o.model_file.empty() && !info->parsed() &&
+      !compare->parsed() && (o.train.model.kind.empty() || o.train.model.kind == "vae")) {
     std::cerr << "vae_gpu: --hidden does not apply to the notebook VAE, whose layers are fixed at "
                  "items-512-256-2*latent (mirrored); set --latent, or use --model multvae for a chosen width\n";
     return 2;
@@ -1181,7 +1293,8 @@ int main(int argc, char** argv) {
         kind = "vae";  // an unreadable file is reported by the command itself
       }
     }
-    const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || embed->parsed() || cluster->parsed());
+    const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || embed->parsed() ||
+                            cluster->parsed() || compare->parsed());
     const bool runs = cluster->parsed() ? o.tsne && !o.out.empty()
                                         : main_job && !o.out.empty() && !o.no_tsne && model_has_latent(kind);
     if (!runs)
@@ -1189,6 +1302,7 @@ int main(int argc, char** argv) {
                    "with --out)\n";
   }
   try {
+    if (compare->parsed()) return run_compare(o);  // its notes name the models it runs
     if (!info->parsed()) note_ignored_options(o);
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);

@@ -1,0 +1,256 @@
+// `vae_gpu compare`: the model list, the table and CSV, and end to end that every model is
+// trained on the very split a lone `train` run uses.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "core/error.h"
+#include "train/compare.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using namespace vae;
+
+TrainResult result(const std::string& model, std::vector<std::pair<std::string, double>> metrics, int epoch,
+                   const std::string& selection) {
+  TrainResult r;
+  r.model = model;
+  r.metrics = std::move(metrics);
+  r.best_epoch = epoch;
+  r.epoch_selection = selection;
+  r.epoch_seconds_median = 0.25;
+  r.train_seconds = 1.5;
+  r.num_params = selection.empty() ? 0 : 1234;
+  return r;
+}
+
+// compare.csv as rows of fields keyed by the header.
+std::vector<std::map<std::string, std::string>> parse_csv(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  std::vector<std::string> head;
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string x;
+    while (std::getline(ss, x, ',')) f.push_back(x);
+    if (!line.empty() && line.back() == ',') f.push_back("");
+    if (head.empty()) {
+      head = f;
+      continue;
+    }
+    EXPECT_EQ(f.size(), head.size()) << line;
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < head.size() && i < f.size(); ++i) row[head[i]] = f[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+TEST(Compare, ModelListsAreReadAndCheckedUpFront) {
+  EXPECT_EQ(parse_model_list("vae"), std::vector<std::string>{"vae"});
+  EXPECT_EQ(parse_model_list(" MultVAE, ease ,popularity"), (std::vector<std::string>{"multvae", "ease", "popularity"}));
+  auto refused = [](const std::string& list, const std::string& why) {
+    try {
+      parse_model_list(list);
+      ADD_FAILURE() << "accepted '" << list << "'";
+    } catch (const UsageError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(why)) << list;
+    }
+  };
+  refused("vae,gpt", "unknown model 'gpt'");
+  refused("vae,ease,vae", "vae is named twice");
+  refused("vae,,ease", "empty entry");
+  refused("vae,", "empty entry");
+  refused("", "empty");
+  refused(" , ", "empty entry");
+}
+
+// Each protocol's default list holds only models that run under it.
+TEST(Compare, DefaultListsFitTheirProtocols) {
+  for (const std::string protocol : {"seed", "heldout", "ratings"}) {
+    const std::vector<std::string> models = default_compare_models(protocol);
+    EXPECT_GE(models.size(), 4u) << protocol;
+    for (const std::string& m : models) {
+      TrainOptions t;
+      t.protocol = protocol;
+      t.model.kind = m;
+      EXPECT_NO_THROW(resolve_defaults(t)) << m << " under " << protocol;
+    }
+  }
+  // The rating predictors lead the ratings list; the item rankers are not in it.
+  const auto ratings = default_compare_models("ratings");
+  EXPECT_EQ(std::count(ratings.begin(), ratings.end(), "svd"), 1);
+  EXPECT_EQ(std::count(ratings.begin(), ratings.end(), "ease"), 0);
+}
+
+TEST(Compare, TableMarksTheBestOfEachColumnAndTies) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("vae", {{"ndcg@20", 0.30}, {"rmse", 2.5}}, 20, "last"));
+  rs.push_back(result("multvae", {{"ndcg@20", 0.41}, {"rmse", 2.7}}, 12, "validation"));
+  rs.push_back(result("ease", {{"ndcg@20", 0.41}, {"rmse", 2.4}, {"mae", 1.9}}, 0, ""));
+  EXPECT_EQ(compare_metric_names(rs), (std::vector<std::string>{"ndcg@20", "rmse", "mae"}));
+  EXPECT_TRUE(lower_is_better("rmse"));
+  EXPECT_TRUE(lower_is_better("mae_std"));
+  EXPECT_FALSE(lower_is_better("ndcg@20"));
+  EXPECT_FALSE(lower_is_better("recall@100"));
+  const std::string t = format_compare_table(rs);
+  std::vector<std::string> lines;
+  std::istringstream in(t);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u) << t;
+  EXPECT_THAT(lines[0], HasSubstr("model"));
+  EXPECT_THAT(lines[0], HasSubstr("s/epoch"));
+  // ndcg: the two 0.41 tie and both carry the mark; rmse: the lowest (EASE's 2.4) does.
+  EXPECT_THAT(lines[1], HasSubstr("0.3000 "));
+  EXPECT_THAT(lines[1], HasSubstr("2.5000 "));
+  EXPECT_THAT(lines[2], HasSubstr("0.4100*"));
+  EXPECT_THAT(lines[2], HasSubstr("2.7000 "));
+  EXPECT_THAT(lines[3], HasSubstr("0.4100*"));
+  EXPECT_THAT(lines[3], HasSubstr("2.4000*"));
+  EXPECT_THAT(lines[3], HasSubstr("1.9000*"));
+  // A metric a model lacks, and the epoch columns of a model that has no epochs, read "-".
+  EXPECT_THAT(lines[1], HasSubstr(" - "));
+  EXPECT_THAT(lines[3], HasSubstr("     -        -     1.50"));
+  EXPECT_THAT(lines[2], HasSubstr("   12    0.250     1.50"));
+  // Every line is as wide as the header, so the columns line up.
+  for (const std::string& l : lines) EXPECT_EQ(l.size(), lines[0].size()) << "\n" << t;
+}
+
+TEST(Compare, CsvHoldsEveryDigitAndLeavesAbsentValuesEmpty) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("autorec", {{"rmse", 0.1 + 0.2}}, 3, "last"));
+  rs.push_back(result("popularity", {{"rmse", 1.0 / 3.0}, {"mae", 0.75}}, 0, ""));
+  const auto rows = parse_csv(compare_csv(rs));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("model"), "autorec");
+  EXPECT_EQ(std::strtod(rows[0].at("rmse").c_str(), nullptr), 0.1 + 0.2);  // round-trips exactly
+  EXPECT_EQ(rows[0].at("mae"), "");
+  EXPECT_EQ(rows[0].at("epoch"), "3");
+  EXPECT_EQ(rows[0].at("num_params"), "1234");
+  EXPECT_EQ(std::strtod(rows[1].at("rmse").c_str(), nullptr), 1.0 / 3.0);
+  EXPECT_EQ(rows[1].at("epoch"), "");
+  EXPECT_EQ(rows[1].at("epoch_seconds_median"), "");
+  EXPECT_EQ(rows[1].at("train_seconds"), "1.5");
+  EXPECT_EQ(rows[1].at("num_params"), "");
+}
+
+// ---- end to end ------------------------------------------------------------------------------
+
+using cli_test::CmdResult;
+using cli_test::run_cli;
+
+const char* kData = "--data synthetic:users=160,items=240,ratings=6000,groups=4,seed=5 --device cpu";
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::path(::testing::TempDir()) / ("vae_compare_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Each model of a comparison gets exactly the metrics a lone `train` of it gets: same split,
+// same seed, nothing carried over from the model before it.
+TEST(Compare, EveryModelMatchesItsOwnTrainRun) {
+  const fs::path d = temp_dir("e2e");
+  const CmdResult c = run_cli(std::string("compare --models cdae,popularity,vae --epochs 2 --seed 7 ") + kData +
+                              " --out " + (d / "cmp").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("[1/3] cdae"));
+  EXPECT_THAT(c.out, HasSubstr("[3/3] vae"));
+  EXPECT_THAT(c.out, HasSubstr("Models compared on the seed protocol"));
+  const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].at("model"), "cdae");
+  EXPECT_EQ(rows[1].at("model"), "popularity");
+  EXPECT_EQ(rows[2].at("model"), "vae");
+  for (const auto& row : rows) {
+    const std::string m = row.at("model");
+    const fs::path lone = d / ("train_" + m);
+    const CmdResult t = run_cli("train --model " + m + " --epochs 2 --seed 7 " + kData + " --out " + lone.string());
+    ASSERT_EQ(t.code, 0) << t.out;
+    const nlohmann::json want = read_json(lone / "summary.json");
+    const nlohmann::json got = read_json(d / "cmp" / m / "summary.json");
+    EXPECT_EQ(got["metrics"], want["metrics"]) << m;
+    ASSERT_FALSE(want["metrics"].empty());
+    for (const auto& [key, value] : want["metrics"].items())
+      EXPECT_EQ(std::strtod(row.at(key).c_str(), nullptr), value.get<double>()) << m << " " << key;
+  }
+  EXPECT_EQ(rows[0].at("epoch"), "2");
+  EXPECT_EQ(rows[1].at("epoch"), "");
+}
+
+TEST(Compare, RatingsProtocolComparesTheRatingPredictors) {
+  const CmdResult c = run_cli(std::string("compare --protocol ratings --models svd,autorec,popularity --epochs 2 ") + kData);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("Models compared on the ratings protocol (random 90/10"));
+  EXPECT_THAT(c.out, ::testing::ContainsRegex("svd +[0-9.]+\\*? +[0-9.]+"));
+  EXPECT_THAT(c.out, ::testing::Not(HasSubstr("was evaluated on")));  // one split for all three
+}
+
+TEST(Compare, ModelsThatCannotRunAreRefusedBeforeAnyTraining) {
+  const CmdResult a = run_cli(std::string("compare --models vae,svd --epochs 1 ") + kData);
+  EXPECT_EQ(a.code, 2);
+  EXPECT_THAT(a.out, HasSubstr("svd predicts ratings: use --protocol ratings (or leave svd out of --models)"));
+  EXPECT_THAT(a.out, ::testing::Not(HasSubstr("[1/2]")));
+  const CmdResult b = run_cli(std::string("compare --model vae ") + kData);
+  EXPECT_EQ(b.code, 2);
+  EXPECT_THAT(b.out, HasSubstr("not --model"));
+  const CmdResult e = run_cli(std::string("compare --models vae,nope ") + kData);
+  EXPECT_EQ(e.code, 2);
+  EXPECT_THAT(e.out, HasSubstr("unknown model 'nope'"));
+  const CmdResult f = run_cli(std::string("compare --protocol ratings --models svd --folds 3 ") + kData);
+  EXPECT_EQ(f.code, 2);
+  EXPECT_THAT(f.out, HasSubstr("--folds"));
+}
+
+// A flag no compared model reads is noted; one that some model reads is not.
+TEST(Compare, FlagsNoComparedModelReadsAreNoted) {
+  const CmdResult c =
+      run_cli(std::string("compare --models vae,popularity --epochs 1 --dropout 0.3 --beta 0.5 ") + kData);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --dropout is ignored by vae, popularity"));
+  EXPECT_THAT(c.out, ::testing::Not(HasSubstr("--beta is ignored")));
+}
+
+// Rerun into the same directory with fewer models: the dropped models' files go, the rest stay.
+TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
+  const fs::path d = temp_dir("stale");
+  ASSERT_EQ(run_cli(std::string("compare --models ease,popularity ") + kData + " --out " + d.string()).code, 0);
+  ASSERT_TRUE(fs::exists(d / "ease" / "summary.json"));
+  const CmdResult c = run_cli(std::string("compare --models popularity ") + kData + " --out " + d.string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_FALSE(fs::exists(d / "ease" / "summary.json"));
+  EXPECT_FALSE(fs::exists(d / "ease" / "metrics.csv"));
+  EXPECT_TRUE(fs::exists(d / "popularity" / "summary.json"));
+  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
+}
+
+}  // namespace
