@@ -2,7 +2,6 @@
 // trained on the very split a lone `train` run uses.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -157,24 +156,10 @@ using cli_test::run_cli;
 
 const char* kData = "--data synthetic:users=160,items=240,ratings=6000,groups=4,seed=5 --device cpu";
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::path(::testing::TempDir()) / ("vae_compare_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using cli_test::read_json;
+using cli_test::read_text;
 
-nlohmann::json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return nlohmann::json::parse(f);
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+fs::path temp_dir(const std::string& name) { return cli_test::fresh_dir("compare_" + name); }
 
 // Each model of a comparison gets exactly the metrics a lone `train` of it gets: same split,
 // same seed, nothing carried over from the model before it.
