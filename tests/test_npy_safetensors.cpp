@@ -77,7 +77,7 @@ NpyArray npy_of(const char* descr, std::vector<int64_t> shape, const std::vector
   a.descr = descr;
   a.shape = std::move(shape);
   a.data.resize(v.size() * sizeof(T));
-  std::memcpy(a.data.data(), v.data(), a.data.size());
+  if (!v.empty()) std::memcpy(a.data.data(), v.data(), a.data.size());  // memcpy(nullptr, …, 0) is UB
   return a;
 }
 
