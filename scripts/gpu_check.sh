@@ -81,7 +81,7 @@ budget_skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-graph_line="not run"; bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"
+graph_line="not run"; bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; compare_line="not run"
 
 # ---- build --------------------------------------------------------------------------------
 if want build; then
@@ -247,6 +247,14 @@ if [[ $build_status != FAILED* ]]; then
     capped 120 "$BUILD/vae_gpu" --epochs "$EPOCHS" --device cuda --profile-ops --no-baseline --quiet --data "$DATA" \
       >"$OUT/main_cuda_profile.log" 2>&1
     grep -A 16 '^Device time per op' "$OUT/main_cuda_profile.log"
+    # Every default model on one split on the GPU (a smoke test of `compare` there; reported only).
+    rm -rf "$OUT/compare_cuda"
+    capped 120 "$BUILD/vae_gpu" compare --epochs 2 --device cuda --data "$DATA" --out "$OUT/compare_cuda" \
+      >"$OUT/compare_cuda.log" 2>&1
+    rc=$?
+    n=0; [ -f "$OUT/compare_cuda/compare.csv" ] && n=$(( $(wc -l < "$OUT/compare_cuda/compare.csv") - 1 ))
+    compare_line="rc $rc, $n models in compare.csv (2 epochs; reported only)"
+    grep -A 8 '^Models compared' "$OUT/compare_cuda.log"
     # Determinism: the second CUDA run (plain launches) must give the very same metrics.
     same_gpu=$(python3 -c "
 import json
@@ -399,6 +407,7 @@ say "summary"
   row "metrics agree (3 dp)" "$agree"  # default --precision exact on both devices
   row "graph = launches" "$same_gpu"
   row "graph steps" "${graph_line:-none logged}"  # captured once per batch size, the rest replayed
+  row "compare cuda" "$compare_line"
   row "bench" "$bench_line"
   row "kernel variants" "$variants_line"
   row "svd 5-fold cuda" "$svd_line"

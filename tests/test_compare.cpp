@@ -216,6 +216,19 @@ TEST(Compare, ModelsThatCannotRunAreRefusedBeforeAnyTraining) {
   EXPECT_THAT(f.out, HasSubstr("--folds"));
 }
 
+// Without a GPU, --device cuda is refused before the first model trains (with one, it runs).
+TEST(Compare, AMissingGpuIsRefusedBeforeAnyModelTrains) {
+  const CmdResult c = run_cli("compare --models popularity,vae --epochs 1 --device cuda "
+                              "--data synthetic:users=50,items=60,ratings=900");
+  if (c.code == 0) {
+    EXPECT_THAT(c.out, HasSubstr("; cuda)"));
+    return;
+  }
+  EXPECT_EQ(c.code, 1) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("--device cuda"));
+  EXPECT_THAT(c.out, ::testing::Not(HasSubstr("[1/2]")));
+}
+
 // A flag no compared model reads is noted; one that some model reads is not.
 TEST(Compare, FlagsNoComparedModelReadsAreNoted) {
   const CmdResult c =

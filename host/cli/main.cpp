@@ -246,7 +246,8 @@ SvdRunConfig svd_run_config(const Options& o) {
   return rc;
 }
 
-void print_svd_device(const Options& o, const SvdRunConfig& rc) {
+// svdpp: whether an SVD++ model runs (its blocked schedule differs from Surprise's order).
+void print_svd_device(const SvdRunConfig& rc, bool svdpp) {
   if (rc.cuda)
     std::cerr << "device: cuda (" << cuda_device_name() << "; blocked parallel SGD, deterministic for the seed; "
               << "--device cpu for Surprise's serial order)\n";
@@ -255,7 +256,7 @@ void print_svd_device(const Options& o, const SvdRunConfig& rc) {
               << (rc.schedule == SvdSchedule::serial ? "serial SGD in Surprise's order"
                                                      : "blocked SGD, the GPU schedule's CPU twin")
               << ")\n";
-  if (rc.schedule == SvdSchedule::blocked && o.train.model.kind == "svdpp")
+  if (rc.schedule == SvdSchedule::blocked && svdpp)
     std::cerr << "note: svdpp on the blocked schedule moves the y_j of a user's items once per sub-epoch "
                  "(Surprise: after every rating); --svd-schedule serial --device cpu for Surprise's exact order\n";
 }
@@ -263,7 +264,7 @@ void print_svd_device(const Options& o, const SvdRunConfig& rc) {
 std::unique_ptr<SvdModel> train_svd(Options& o, const Dataset& d, std::ostream& log) {
   if (o.train.folds >= 2) throw UsageError("--folds trains one model per fold: drop it to analyse one model");
   const SvdRunConfig rc = svd_run_config(o);
-  print_svd_device(o, rc);
+  print_svd_device(rc, o.train.model.kind == "svdpp");
   return run_svd_experiment(d, o.train, rc, log).model;
 }
 
@@ -528,7 +529,7 @@ ClusterOptions cluster_options(const Options& o) {
 // ends with user 1's top 30 like the autoencoders'.
 int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   const SvdRunConfig rc = svd_run_config(o);
-  print_svd_device(o, rc);
+  print_svd_device(rc, o.train.model.kind == "svdpp");
   SvdRun run = run_svd_experiment(d, o.train, rc, std::cout);
   const TrainResult& r = run.result;
   std::cout << "Final metrics on " << r.eval_set << ":";
@@ -1027,8 +1028,17 @@ int run_compare(Options& o) {
   check_out_dir(o.out);
   const Dataset d = load_data(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
+  // The devices first, so that a missing GPU is refused before any model trains.
   std::unique_ptr<Backend<float>> be;
-  bool svd_device_said = false;
+  if (std::any_of(models.begin(), models.end(), [](const std::string& m) { return !is_svd_kind(m); })) {
+    be = make_backend(o);
+    std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
+  }
+  SvdRunConfig svd_rc;
+  if (std::any_of(models.begin(), models.end(), [](const std::string& m) { return is_svd_kind(m); })) {
+    svd_rc = svd_run_config(o);
+    print_svd_device(svd_rc, std::find(models.begin(), models.end(), "svdpp") != models.end());
+  }
   std::vector<TrainResult> results;
   StagedFiles staged;
   for (size_t i = 0; i < models.size(); ++i) {
@@ -1038,16 +1048,9 @@ int run_compare(Options& o) {
     t.model.kind = m;
     TrainResult r;
     if (is_svd_kind(m)) {
-      const SvdRunConfig rc = svd_run_config(o);
-      if (!svd_device_said) print_svd_device(o, rc);
-      svd_device_said = true;
-      r = std::move(run_svd_experiment(d, t, rc, std::cout).result);
+      r = std::move(run_svd_experiment(d, t, svd_rc, std::cout).result);
       std::cout << "Final metrics on " << r.eval_set << ":";
     } else {
-      if (!be) {
-        be = make_backend(o);
-        std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
-      }
       r = run_experiment(*be, d, t, std::cout);
       std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
     }
