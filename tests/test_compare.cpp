@@ -214,6 +214,73 @@ TEST(Compare, ModelsThatCannotRunAreRefusedBeforeAnyTraining) {
   const CmdResult f = run_cli(std::string("compare --protocol ratings --models svd --folds 3 ") + kData);
   EXPECT_EQ(f.code, 2);
   EXPECT_THAT(f.out, HasSubstr("--folds"));
+  const CmdResult g = run_cli(std::string("compare --models \"\" ") + kData);  // not "the defaults"
+  EXPECT_EQ(g.code, 2);
+  EXPECT_THAT(g.out, HasSubstr("--models is empty"));
+  const CmdResult h = run_cli(std::string("compare --models cdae,multvae --loss masked ") + kData);
+  EXPECT_EQ(h.code, 2);
+  EXPECT_THAT(h.out, HasSubstr("--loss masked is AutoRec's and no compared model is one"));
+  const CmdResult k = run_cli(std::string("compare --protocol ratings --models autorec,svd --svd-blocks 4 ") + kData);
+  EXPECT_EQ(k.code, 2);
+  EXPECT_THAT(k.out, HasSubstr("--svd-blocks belongs to the blocked schedule"));
+  for (const CmdResult* r : {&a, &b, &e, &f, &g, &h, &k}) EXPECT_THAT(r->out, ::testing::Not(HasSubstr("[1/")));
+}
+
+// --loss goes to the family whose loss it names; the other family keeps its default.
+TEST(Compare, LossGoesToTheFamilyItNames) {
+  const fs::path d = temp_dir("loss");
+  const CmdResult c = run_cli(std::string("compare --models autorec,cdae --loss mse --epochs 1 ") + kData + " --out " +
+                              d.string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --loss mse applies to CDAE; the other AutoRec models keep their default loss"));
+  for (const std::string m : {"autorec", "cdae"}) {
+    const CmdResult t = run_cli("train --model " + m + (m == "cdae" ? " --loss mse" : "") + " --epochs 1 " + kData +
+                                " --out " + (d / ("lone_" + m)).string());
+    ASSERT_EQ(t.code, 0) << t.out;
+    EXPECT_EQ(read_json(d / m / "summary.json")["metrics"], read_json(d / ("lone_" + m) / "summary.json")["metrics"]) << m;
+  }
+}
+
+// Only rating predictors named: the ratings protocol, as train picks it for each of them.
+TEST(Compare, RatingPredictorsAloneDefaultToTheRatingsProtocol) {
+  const CmdResult c = run_cli(std::string("compare --models svd,i-autorec --epochs 1 ") + kData);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("Models compared on the ratings protocol"));
+}
+
+// The footnote says how the shown epochs were picked: --patience picks on the test data.
+TEST(Compare, TheFootnoteSaysHowEachEpochWasPicked) {
+  const CmdResult a = run_cli(std::string("compare --models cdae,popularity --epochs 2 ") + kData);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_THAT(a.out, HasSubstr("; epoch: the last trained\n"));
+  const CmdResult b = run_cli(std::string("compare --models cdae --epochs 3 --patience 1 ") + kData);
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_THAT(b.out, HasSubstr("; epoch: the best on the test users (--patience)\n"));
+  const CmdResult c = run_cli(std::string("compare --protocol heldout --models multvae --epochs 2 ") + kData);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("; epoch: the best on the validation users\n"));
+  const CmdResult e = run_cli(std::string("compare --models ease,popularity ") + kData);
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("(RMSE, MAE: the lowest)\n"));
+}
+
+// A model that fails while being built or trained (here: a memory plan no machine meets) costs
+// its own row only; the run reports it, keeps the others' results and exits 1.
+TEST(Compare, AFailingModelCostsOnlyItsOwnRow) {
+  const fs::path d = temp_dir("fail");
+  const CmdResult c = run_cli("compare --models popularity,multvae --hidden 1048576 --epochs 1 --device cpu "
+                              "--data synthetic:users=100,items=60000,ratings=3000 --out " + d.string());
+  EXPECT_EQ(c.code, 1) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("failed: multvae: memory plan"));
+  EXPECT_THAT(c.out, HasSubstr("going on with the other models"));
+  const auto rows = parse_csv(read_text(d / "compare.csv"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("model"), "popularity");
+  EXPECT_FALSE(fs::exists(d / "multvae" / "summary.json"));
+  const CmdResult all = run_cli("compare --models multvae --hidden 1048576 --epochs 1 --device cpu "
+                                "--data synthetic:users=100,items=60000,ratings=3000");
+  EXPECT_EQ(all.code, 1);
+  EXPECT_THAT(all.out, HasSubstr("every model failed"));
 }
 
 // Without a GPU, --device cuda is refused before the first model trains (with one, it runs).
@@ -238,9 +305,15 @@ TEST(Compare, FlagsNoComparedModelReadsAreNoted) {
   EXPECT_THAT(c.out, ::testing::Not(HasSubstr("--beta is ignored")));
 }
 
-// Rerun into the same directory with fewer models: the dropped models' files go, the rest stay.
+// Rerun into the same directory with fewer models: the dropped models' files go, the rest stay;
+// files no compare wrote (a main job's popularity/) are left alone.
 TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
   const fs::path d = temp_dir("stale");
+  const fs::path other = temp_dir("stale_other");
+  ASSERT_EQ(run_cli(std::string("--epochs 1 --no-tsne ") + kData + " --out " + other.string()).code, 0);
+  ASSERT_TRUE(fs::exists(other / "popularity" / "summary.json"));
+  ASSERT_EQ(run_cli(std::string("compare --models ease ") + kData + " --out " + other.string()).code, 0);
+  EXPECT_TRUE(fs::exists(other / "popularity" / "summary.json"));
   ASSERT_EQ(run_cli(std::string("compare --models ease,popularity ") + kData + " --out " + d.string()).code, 0);
   ASSERT_TRUE(fs::exists(d / "ease" / "summary.json"));
   const CmdResult c = run_cli(std::string("compare --models popularity ") + kData + " --out " + d.string());

@@ -243,6 +243,8 @@ SvdRunConfig svd_run_config(const Options& o) {
   }
   rc.schedule = rc.cuda || o.svd_schedule == "blocked" ? SvdSchedule::blocked : SvdSchedule::serial;
   rc.blocks = o.svd_blocks;
+  if (rc.blocks != 0 && rc.schedule != SvdSchedule::blocked)  // before any data is read or model trained
+    throw UsageError("--svd-blocks belongs to the blocked schedule (--svd-schedule blocked)");
   return rc;
 }
 
@@ -1002,16 +1004,65 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
 
 // compare: every model on one split (same data, protocol and seed), one after another on one
 // backend, then a table; --out gets compare.csv and each model's run files in DIR/<model>/.
+
+// --loss names one family's losses (AutoRec: masked, dense; CDAE: bce, mse): the models of that
+// family get it, the others keep their own default.
+bool loss_fits(const std::string& kind, const std::string& loss) {
+  if (loss.empty()) return true;
+  if (loss == "masked" || loss == "dense") return kind == "autorec" || kind == "i-autorec";
+  return kind == "cdae";
+}
+
+// The models named in DIR/compare.csv (an earlier compare into DIR), empty when there is none.
+std::vector<std::string> earlier_compare_models(const std::string& dir) {
+  std::vector<std::string> out;
+  std::ifstream f(dir + "/compare.csv");
+  std::string line;
+  if (!std::getline(f, line) || line.rfind("model,", 0) != 0) return out;
+  while (std::getline(f, line)) out.push_back(line.substr(0, line.find(',')));
+  return out;
+}
+
+// The table's footnote: how each shown epoch was picked, from the results themselves.
+std::string compare_epoch_wording(const std::vector<TrainResult>& results) {
+  std::vector<std::string> parts;
+  auto add = [&](const std::string& p) {
+    if (std::find(parts.begin(), parts.end(), p) == parts.end()) parts.push_back(p);
+  };
+  for (const TrainResult& r : results) {
+    if (r.epoch_selection == "validation") add("the best on the validation users");
+    if (r.epoch_selection == "test")
+      add(std::string("the best on the test ") + (r.protocol == "ratings" ? "ratings" : "users") + " (--patience)");
+    if (r.epoch_selection == "last") add("the last trained");
+  }
+  std::string w;
+  for (size_t i = 0; i < parts.size(); ++i) w += (i ? "; " : "") + parts[i];
+  return w;
+}
+
+// Options compare refuses (it picks the models and trains each): left out of its help.
+bool refused_by_compare(const std::string& opt) { return opt == "--model" || opt == "--model-file" || opt == "--folds"; }
+
 int run_compare(Options& o) {
   if (!o.model_file.empty()) throw UsageError("compare trains each model itself: drop --model-file");
   if (!o.train.model.kind.empty())
     throw UsageError("compare takes its models from --models (comma-separated), not --model");
   if (o.train.folds != 0)
     throw UsageError("--folds runs svd/svdpp cross-validation on its own folds; compare trains every model on one split");
+  const bool listed = o.was_given("--models");
   const std::vector<std::string> models =
-      o.models.empty() ? default_compare_models(o.train.protocol) : parse_model_list(o.models);
+      listed ? parse_model_list(o.models) : default_compare_models(o.train.protocol);
+  auto has = [&](const char* k) { return std::find(models.begin(), models.end(), k) != models.end(); };
+  // Only rating predictors named: their protocol, as `train` picks it for one of them.
+  if (listed && !o.protocol_given &&
+      std::all_of(models.begin(), models.end(), [](const std::string& m) { return is_svd_kind(m) || m == "i-autorec"; }))
+    o.train.protocol = "ratings";
   apply_common_options(o);
-  // Every model is checked against the protocol before the first one trains.
+  const std::string loss = o.train.model.loss;
+  if (!loss.empty() && std::none_of(models.begin(), models.end(), [&](const std::string& m) { return loss_fits(m, loss); }))
+    throw UsageError("--loss " + loss + " is " + (loss_fits("cdae", loss) ? "CDAE's" : "AutoRec's") +
+                     " and no compared model is one");
+  // Every model is checked against the protocol and the flags before the first one trains.
   for (const std::string& m : models) {
     TrainOptions t = o.train;
     t.model.kind = m;
@@ -1022,63 +1073,96 @@ int run_compare(Options& o) {
     }
   }
   note_ignored_options(o, models);
-  if (o.was_given("--hidden") && std::find(models.begin(), models.end(), "vae") != models.end())
-    std::cerr << "note: --hidden leaves the notebook VAE at its fixed layers (items-512-256-2*latent); it sets the "
-                 "other models' width\n";
-  check_out_dir(o.out);
-  const Dataset d = load_data(o);
-  if (o.train.data_dir.empty()) o.train.data_dir = d.source;
-  // The devices first, so that a missing GPU is refused before any model trains.
+  if (!loss.empty() && std::any_of(models.begin(), models.end(), [&](const std::string& m) {
+        return (m == "autorec" || m == "i-autorec" || m == "cdae") && !loss_fits(m, loss);
+      }))
+    std::cerr << "note: --loss " << loss << " applies to " << (loss_fits("cdae", loss) ? "CDAE" : "AutoRec")
+              << "; the other " << (loss_fits("cdae", loss) ? "AutoRec" : "CDAE") << " models keep their default loss\n";
+  if (o.was_given("--hidden") && has("vae"))
+    std::cerr << "note: --hidden leaves the notebook VAE at its fixed layers (items-512-256-2*latent)"
+              << (models.size() > 1 ? "; it sets the width of the others" : "") << "\n";
+  if ((has("svd") || has("svdpp")) && models.size() > 1)
+    for (const char* f : {"--hidden", "--lr", "--lambda"})
+      if (o.was_given(f))
+        std::cerr << "note: for svd/svdpp " << f << " is "
+                  << (std::string(f) == "--hidden" ? "the number of factors"
+                      : std::string(f) == "--lr"   ? "the SGD learning rate"
+                                                   : "the SGD regularisation")
+                  << "; for the autoencoders it keeps its usual meaning\n";
+  // The devices before the data, so that a missing GPU is refused before anything is loaded or trained.
   std::unique_ptr<Backend<float>> be;
   if (std::any_of(models.begin(), models.end(), [](const std::string& m) { return !is_svd_kind(m); })) {
     be = make_backend(o);
     std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
   }
   SvdRunConfig svd_rc;
-  if (std::any_of(models.begin(), models.end(), [](const std::string& m) { return is_svd_kind(m); })) {
+  if (has("svd") || has("svdpp")) {
     svd_rc = svd_run_config(o);
-    print_svd_device(svd_rc, std::find(models.begin(), models.end(), "svdpp") != models.end());
+    print_svd_device(svd_rc, has("svdpp"));
   }
+  check_out_dir(o.out);
+  if (!o.out.empty())
+    for (const std::string& m : models)
+      if (std::filesystem::exists(o.out + "/" + m) && !std::filesystem::is_directory(o.out + "/" + m))
+        throw DataError(o.out + "/" + m, 0, "exists and is not a directory (compare writes " + m + "'s run files there)");
+  const Dataset d = load_data(o);
+  if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   std::vector<TrainResult> results;
+  std::vector<std::string> failed;  // "model: why"
   StagedFiles staged;
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string& m = models[i];
     std::cout << (i ? "\n" : "") << "[" << i + 1 << "/" << models.size() << "] " << m << "\n";
     TrainOptions t = o.train;
     t.model.kind = m;
-    TrainResult r;
-    if (is_svd_kind(m)) {
-      r = std::move(run_svd_experiment(d, t, svd_rc, std::cout).result);
-      std::cout << "Final metrics on " << r.eval_set << ":";
-    } else {
-      r = run_experiment(*be, d, t, std::cout);
-      std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
+    if (!loss_fits(m, t.model.loss)) t.model.loss.clear();
+    // A model that fails while training (out of memory at its size, say) costs only its own row.
+    try {
+      TrainResult r;
+      if (is_svd_kind(m)) {
+        r = std::move(run_svd_experiment(d, t, svd_rc, std::cout).result);
+        std::cout << "Final metrics on " << r.eval_set << ":";
+      } else {
+        r = run_experiment(*be, d, t, std::cout);
+        std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
+      }
+      for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+      std::cout << "\n";
+      if (!o.out.empty()) stage_run_files(staged, o.out + "/" + m, r);
+      r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
+      results.push_back(std::move(r));
+    } catch (const std::bad_alloc&) {
+      failed.push_back(m + ": out of host memory");
+      std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
+    } catch (const std::exception& e) {
+      failed.push_back(m + ": " + e.what());
+      std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     }
-    for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
-    std::cout << "\n";
-    if (!o.out.empty()) stage_run_files(staged, o.out + "/" + m, r);
-    r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
-    results.push_back(std::move(r));
   }
+  if (results.empty()) throw VaeError("compare: every model failed (" + failed.front() + (failed.size() > 1 ? ", …)" : ")"));
   const TrainResult& first = results.front();
   std::cout << "\nModels compared on the " << first.protocol << " protocol (" << first.eval_set << "; seed "
             << o.seed << (be ? "; " + be->name() : "") << "):\n"
-            << format_compare_table(results) << "* best in its column (RMSE, MAE: the lowest); epoch: the one "
-            << "reported (heldout: best on the validation users; elsewhere the last)\n";
+            << format_compare_table(results) << "* best in its column (RMSE, MAE: the lowest)";
+  const std::string wording = compare_epoch_wording(results);
+  if (!wording.empty()) std::cout << "; epoch: " << wording;
+  std::cout << "\n";
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
       std::cout << "note: " << r.model << " was evaluated on " << r.eval_set << "\n";
+  for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
     staged.add(o.out + "/compare.csv", compare_csv(results));
-    // A model of an earlier compare into this directory that this one leaves out: its files go.
-    for (const char* k : {"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"})
-      if (std::find(models.begin(), models.end(), k) == models.end() &&
-          std::filesystem::exists(o.out + "/" + k + "/summary.json"))
-        for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"})
-          staged.remove_on_commit(o.out + "/" + k + f);
+    // Models of an earlier compare into this directory that are not in this table: their files
+    // go (only those: a directory shared with other runs keeps theirs).
+    for (const std::string& k : earlier_compare_models(o.out))
+      if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return r.model == k; }) ==
+              results.end() &&
+          std::find(std::begin(kModelKinds), std::end(kModelKinds), k) != std::end(kModelKinds))
+        for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"}) staged.remove_on_commit(o.out + "/" + k + f);
   }
   commit_and_report(staged, o.out);
-  return 0;
+  return failed.empty() ? 0 : 1;
 }
 
 // Real-valued options: NaN and infinities pass CLI11's range checks (every comparison with NaN
@@ -1243,11 +1327,12 @@ int main(int argc, char** argv) {
   // The data, model, training and device options belong to the main app (fallthrough), so a
   // subcommand's own help would show little more than --help: it lists them too.
   for (CLI::App* sub : {train, info, recommend, embed, cluster, compare})
-    sub->footer([&app, sub] {
+    sub->footer([&app, sub, compare] {
       std::vector<const CLI::Option*> shared;
       for (const CLI::Option* opt : app.get_options())
         // An option the subcommand defines itself (cluster's --k) means its own thing after it.
-        if (opt->get_name() != "--help" && opt->get_name() != "--version" && !sub->get_option_no_throw(opt->get_name()))
+        if (opt->get_name() != "--help" && opt->get_name() != "--version" && !sub->get_option_no_throw(opt->get_name()) &&
+            !(sub == compare && refused_by_compare(opt->get_name())))
           shared.push_back(opt);
       const std::string group = CLI::Formatter().make_group(
           "Options of vae_gpu, given before or after `" + sub->get_name() + "` (also listed by `vae_gpu --help`)", false,
@@ -1269,7 +1354,8 @@ int main(int argc, char** argv) {
   }
 
   for (const CLI::App* a : {static_cast<const CLI::App*>(&app), static_cast<const CLI::App*>(recommend),
-                            static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed)})
+                            static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed),
+                            static_cast<const CLI::App*>(compare)})
     for (const CLI::Option* opt : a->get_options())
       if (opt->count() > 0)  // cluster's --k is not the main app's: recorded as "cluster --k"
         o.given.push_back(a != &app && app.get_option_no_throw(opt->get_name()) ? a->get_name() + " " + opt->get_name()

@@ -12,8 +12,6 @@ namespace vae {
 
 namespace {
 
-const char* kKinds[] = {"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"};
-
 // Popularity and EASE have no training epochs (TrainResult::epoch_selection is empty for them).
 bool trained(const TrainResult& r) { return !r.epoch_selection.empty(); }
 
@@ -49,7 +47,7 @@ std::vector<std::string> parse_model_list(const std::string& list) {
     std::string m = trim(item);
     std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (m.empty()) throw UsageError("--models '" + list + "': an empty entry (write the names comma-separated)");
-    if (std::find(std::begin(kKinds), std::end(kKinds), m) == std::end(kKinds))
+    if (std::find(std::begin(kModelKinds), std::end(kModelKinds), m) == std::end(kModelKinds))
       throw UsageError("--models: unknown model '" + trim(item) +
                        "' (choose from vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp)");
     if (std::find(out.begin(), out.end(), m) != out.end())

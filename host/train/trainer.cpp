@@ -238,8 +238,7 @@ double TrainResult::metric(const std::string& key) const { return lookup(metrics
 int64_t resolve_defaults(TrainOptions& opt) {
   ModelConfig& m = opt.model;
   if (m.kind.empty()) m.kind = "vae";
-  static const char* kinds[] = {"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"};
-  if (std::find(std::begin(kinds), std::end(kinds), m.kind) == std::end(kinds))
+  if (std::find(std::begin(kModelKinds), std::end(kModelKinds), m.kind) == std::end(kModelKinds))
     throw UsageError("unknown model '" + m.kind +
                      "' (choose vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp)");
   if ((m.kind == "svd" || m.kind == "svdpp") && opt.protocol != "ratings")

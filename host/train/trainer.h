@@ -19,6 +19,10 @@ inline AdamConfig model_default_lr() {
   return a;
 }
 
+// Every model the tool trains (--model), in the order the help lists them.
+inline constexpr const char* kModelKinds[] = {"vae",        "autorec", "i-autorec", "multvae", "cdae",
+                                              "popularity", "ease",    "svd",       "svdpp"};
+
 struct TrainOptions {
   std::string protocol = "seed";  // seed | heldout | ratings
   int epochs = 20;
