@@ -232,7 +232,7 @@ TEST(Compare, LossGoesToTheFamilyItNames) {
   const CmdResult c = run_cli(std::string("compare --models autorec,cdae --loss mse --epochs 1 ") + kData + " --out " +
                               d.string());
   ASSERT_EQ(c.code, 0) << c.out;
-  EXPECT_THAT(c.out, HasSubstr("note: --loss mse applies to CDAE; the other AutoRec models keep their default loss"));
+  EXPECT_THAT(c.out, HasSubstr("note: --loss mse is CDAE's; autorec keeps its default loss"));
   for (const std::string m : {"autorec", "cdae"}) {
     const CmdResult t = run_cli("train --model " + m + (m == "cdae" ? " --loss mse" : "") + " --epochs 1 " + kData +
                                 " --out " + (d / ("lone_" + m)).string());

@@ -1073,11 +1073,13 @@ int run_compare(Options& o) {
     }
   }
   note_ignored_options(o, models);
-  if (!loss.empty() && std::any_of(models.begin(), models.end(), [&](const std::string& m) {
-        return (m == "autorec" || m == "i-autorec" || m == "cdae") && !loss_fits(m, loss);
-      }))
-    std::cerr << "note: --loss " << loss << " applies to " << (loss_fits("cdae", loss) ? "CDAE" : "AutoRec")
-              << "; the other " << (loss_fits("cdae", loss) ? "AutoRec" : "CDAE") << " models keep their default loss\n";
+  std::string keep;  // the models with a loss of their own that --loss does not name
+  for (const std::string& m : models)
+    if (!loss.empty() && (m == "autorec" || m == "i-autorec" || m == "cdae") && !loss_fits(m, loss))
+      keep += (keep.empty() ? "" : ", ") + m;
+  if (!keep.empty())
+    std::cerr << "note: --loss " << loss << " is " << (loss_fits("cdae", loss) ? "CDAE's" : "AutoRec's") << "; " << keep
+              << " keep" << (keep.find(',') == std::string::npos ? "s its" : " their") << " default loss\n";
   if (o.was_given("--hidden") && has("vae"))
     std::cerr << "note: --hidden leaves the notebook VAE at its fixed layers (items-512-256-2*latent)"
               << (models.size() > 1 ? "; it sets the width of the others" : "") << "\n";
