@@ -190,6 +190,14 @@ TEST(Compare, EveryModelMatchesItsOwnTrainRun) {
   }
   EXPECT_EQ(rows[0].at("epoch"), "2");
   EXPECT_EQ(rows[1].at("epoch"), "");
+  // The picture: one bar per model in every metric's panel and in the time panel.
+  const std::string svg = read_text(d / "cmp" / "compare.svg");
+  const size_t metrics = rows[0].size() - 5;  // model, epoch, epoch_seconds_median, train_seconds, num_params
+  size_t bars = 0;
+  for (size_t p = svg.find("<rect class=\"bar"); p != std::string::npos; p = svg.find("<rect class=\"bar", p + 1)) ++bars;
+  EXPECT_EQ(bars, 3 * (metrics + 1));
+  EXPECT_THAT(svg, HasSubstr("ndcg@20 (higher is better)"));
+  EXPECT_THAT(svg, HasSubstr("rmse (lower is better)"));
 }
 
 TEST(Compare, RatingsProtocolComparesTheRatingPredictors) {

@@ -258,3 +258,91 @@ TEST(LinesSvg, RefusesBadInput) {
 }
 
 }  // namespace
+
+namespace {
+
+struct Bar {
+  int panel, group;
+  double y, h;
+  bool outlined;
+};
+
+// The bars of bars_svg with the panel they sit in.
+std::vector<Bar> bars_of(const std::string& svg) {
+  std::vector<Bar> out;
+  const std::regex panel_re("<g class=\"panel([0-9]+)\">"),
+      bar_re("<rect class=\"bar([0-9]+)\" x=\"[-0-9.]+\" y=\"([-0-9.]+)\" width=\"[0-9.]+\" height=\"([0-9.]+)\" fill=\"#[0-9a-f]+\"( stroke)?");
+  int panel = -1;
+  std::istringstream in(svg);
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, panel_re)) panel = std::stoi(m[1]);
+    if (std::regex_search(line, m, bar_re))
+      out.push_back({panel, std::stoi(m[1]), std::stod(m[2]), std::stod(m[3]), m[4].matched});
+  }
+  return out;
+}
+
+vae::BarPlot bar_plot_sample() {
+  vae::BarPlot p;
+  p.title = "Models <compared>";
+  p.groups = {"vae", "multvae", "ease"};
+  p.panels.push_back({"ndcg@20", {0.2, 0.4, std::nan("")}, {false, true, false}});
+  p.panels.push_back({"rmse", {3.0, 1.5, 0.0}, {}});
+  return p;
+}
+
+}  // namespace
+
+TEST(BarsSvg, OneBarPerFiniteValueScaledToItsPanelsMaximum) {
+  const std::string svg = vae::bars_svg(bar_plot_sample());
+  const std::vector<Bar> bars = bars_of(svg);
+  ASSERT_EQ(bars.size(), 5u) << svg;  // the NaN is no bar
+  // Panel 0: heights in proportion to the values, the largest full height; the best outlined.
+  EXPECT_EQ(bars[0].panel, 0);
+  EXPECT_EQ(bars[0].group, 0);
+  EXPECT_EQ(bars[1].group, 1);
+  EXPECT_NEAR(bars[0].h / bars[1].h, 0.5, 1e-3);
+  EXPECT_FALSE(bars[0].outlined);
+  EXPECT_TRUE(bars[1].outlined);
+  EXPECT_NEAR(bars[0].y + bars[0].h, bars[1].y + bars[1].h, 0.11);  // one baseline
+  EXPECT_THAT(svg, ::testing::HasSubstr(">n/a</text>"));
+  // Panel 1 has its own scale: 3.0 there is as tall as 0.4 in panel 0; 0 is a bar of no height.
+  EXPECT_EQ(bars[2].panel, 1);
+  EXPECT_NEAR(bars[2].h, bars[1].h, 0.11);
+  EXPECT_NEAR(bars[3].h / bars[2].h, 0.5, 1e-3);
+  EXPECT_EQ(bars[4].h, 0.0);
+  // Values printed, legend in bar order, markup escaped.
+  EXPECT_THAT(svg, ::testing::HasSubstr(">0.4</text>"));
+  EXPECT_THAT(svg, ::testing::HasSubstr("<title>multvae: 1.5</title>"));
+  EXPECT_THAT(svg, ::testing::HasSubstr("Models &lt;compared&gt;"));
+  EXPECT_LT(svg.find(">vae</text>"), svg.find(">multvae</text>"));
+  EXPECT_LT(svg.find(">multvae</text>"), svg.find(">ease</text>"));
+}
+
+TEST(BarsSvg, RefusesBadInput) {
+  auto refused = [](vae::BarPlot p, const char* what) {
+    EXPECT_THROW(vae::bars_svg(p), vae::VaeError) << what;
+  };
+  vae::BarPlot p = bar_plot_sample();
+  p.groups.clear();
+  refused(p, "no groups");
+  p = bar_plot_sample();
+  p.panels.clear();
+  refused(p, "no panels");
+  p = bar_plot_sample();
+  p.panels[1].values.pop_back();
+  refused(p, "values not one per group");
+  p = bar_plot_sample();
+  p.panels[0].best.pop_back();
+  refused(p, "best flags not one per group");
+  p = bar_plot_sample();
+  p.panels[1].values[0] = -1;
+  refused(p, "negative");
+  p = bar_plot_sample();
+  p.panels[1].values[0] = INFINITY;
+  refused(p, "infinite");
+  p = bar_plot_sample();
+  p.panels[0].values = {0, 0, 0};  // all zero: an empty axis, drawn
+  EXPECT_EQ(bars_of(vae::bars_svg(p)).size(), 6u);
+}

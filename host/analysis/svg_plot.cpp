@@ -229,4 +229,74 @@ std::string lines_svg(const LinePlot& p) {
   return s.str();
 }
 
+std::string bars_svg(const BarPlot& p) {
+  const size_t g = p.groups.size();
+  VAE_CHECK(g >= 1, "bars_svg: no groups");
+  VAE_CHECK(!p.panels.empty(), "bars_svg: no panels");
+  for (const BarPanel& panel : p.panels) {
+    VAE_CHECK(panel.values.size() == g, "bars_svg: panel '" + panel.title + "' has " + std::to_string(panel.values.size()) +
+                                            " values for " + std::to_string(g) + " groups");
+    VAE_CHECK(panel.best.empty() || panel.best.size() == g, "bars_svg: one best flag per group, or none");
+    for (double v : panel.values)
+      VAE_CHECK(std::isnan(v) || (std::isfinite(v) && v >= 0), "bars_svg: values must be finite and >= 0 (or NaN)");
+  }
+  constexpr double kBarW = 26, kGap = 8, kH = 180, kPadX = 20, kTitleH = 30, kLabelH = 16, kPerRow = 4;
+  const double panel_w = std::max(170.0, kPadX * 2 + static_cast<double>(g) * (kBarW + kGap));
+  const double cell_h = kTitleH + kLabelH + kH + 14;
+  const size_t cols = std::min<size_t>(p.panels.size(), static_cast<size_t>(kPerRow));
+  const size_t rows = (p.panels.size() + cols - 1) / cols;
+  const double top0 = 56, legend_h = 18.0 * static_cast<double>((g + 3) / 4) + 8;
+  const double width = std::max(2 * kMargin + panel_w * static_cast<double>(cols), 420.0);
+  const double height = top0 + cell_h * static_cast<double>(rows) + legend_h;
+
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(width) << "\" height=\"" << num(height)
+    << "\" viewBox=\"0 0 " << num(width) << " " << num(height) << "\" font-family=\"sans-serif\">\n";
+  s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s << "<text x=\"" << num(kMargin) << "\" y=\"22\" font-size=\"16\">" << escape(p.title) << "</text>\n";
+  s << "<text x=\"" << num(kMargin) << "\" y=\"42\" font-size=\"12\" fill=\"#555\">" << escape(p.subtitle) << "</text>\n";
+  for (size_t pi = 0; pi < p.panels.size(); ++pi) {
+    const BarPanel& panel = p.panels[pi];
+    const double left = kMargin + panel_w * static_cast<double>(pi % cols);
+    const double top = top0 + cell_h * static_cast<double>(pi / cols);
+    const double base = top + kTitleH + kLabelH + kH;  // the bars' foot
+    double hi = 0;
+    for (double v : panel.values)
+      if (!std::isnan(v)) hi = std::max(hi, v);
+    if (hi <= 0) hi = 1;  // all zero (or n/a): an empty axis, not a division by zero
+    s << "<g class=\"panel" << pi << "\">\n";
+    s << "<text x=\"" << num(left + kPadX) << "\" y=\"" << num(top + 18) << "\" font-size=\"13\">" << escape(panel.title)
+      << "</text>\n";
+    s << "<line x1=\"" << num(left + kPadX - 4) << "\" y1=\"" << num(base) << "\" x2=\""
+      << num(left + panel_w - kPadX + 4) << "\" y2=\"" << num(base) << "\" stroke=\"#999\"/>\n";
+    for (size_t i = 0; i < g; ++i) {
+      const double x = left + kPadX + static_cast<double>(i) * (kBarW + kGap);
+      const double v = panel.values[i];
+      if (std::isnan(v)) {
+        s << "<text x=\"" << num(x + kBarW / 2) << "\" y=\"" << num(base - 4) << "\" font-size=\"9\" fill=\"#777\" "
+          << "text-anchor=\"middle\">n/a</text>\n";
+        continue;
+      }
+      const double h = v / hi * kH;
+      const bool best = !panel.best.empty() && panel.best[i];
+      s << "<rect class=\"bar" << i << "\" x=\"" << num(x) << "\" y=\"" << num(base - h) << "\" width=\"" << num(kBarW)
+        << "\" height=\"" << num(h) << "\" fill=\"" << kColours[i % kNumColours] << "\""
+        << (best ? " stroke=\"black\" stroke-width=\"2\"" : "") << "><title>" << escape(p.groups[i]) << ": "
+        << tick(v) << "</title></rect>\n";
+      s << "<text x=\"" << num(x + kBarW / 2) << "\" y=\"" << num(base - h - 4) << "\" font-size=\"9\" "
+        << "text-anchor=\"middle\"" << (best ? " font-weight=\"bold\"" : "") << ">" << tick(v) << "</text>\n";
+    }
+    s << "</g>\n";
+  }
+  const double ly = top0 + cell_h * static_cast<double>(rows) + 6;
+  for (size_t i = 0; i < g; ++i) {
+    const double x = kMargin + static_cast<double>(i % 4) * 120, y = ly + 18.0 * static_cast<double>(i / 4);
+    s << "<rect x=\"" << num(x) << "\" y=\"" << num(y) << "\" width=\"12\" height=\"12\" fill=\""
+      << kColours[i % kNumColours] << "\"/><text x=\"" << num(x + 16) << "\" y=\"" << num(y + 10)
+      << "\" font-size=\"12\">" << escape(p.groups[i]) << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
 }  // namespace vae

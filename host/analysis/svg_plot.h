@@ -44,4 +44,23 @@ struct LinePlot {
 // panel has no series.
 std::string lines_svg(const LinePlot& p);
 
+// Grouped values side by side (compare's metrics): one panel per metric, one bar per group in
+// the tab10 colours, its value printed above it; each panel's y axis runs from 0 to its largest
+// value. NaN leaves a group's bar out ("n/a"). Panels wrap four to a row.
+struct BarPanel {
+  std::string title;
+  std::vector<double> values;  // one per group, finite and >= 0, or NaN
+  std::vector<bool> best;      // empty, or one per group: the bar drawn with a black outline
+};
+struct BarPlot {
+  std::string title;
+  std::string subtitle;
+  std::vector<std::string> groups;  // the legend, in bar order
+  std::vector<BarPanel> panels;
+};
+
+// Throws VaeError when there are no groups or no panels, a panel's values (or best flags) are not
+// one per group, or a value is negative or infinite.
+std::string bars_svg(const BarPlot& p);
+
 }  // namespace vae

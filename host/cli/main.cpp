@@ -1143,8 +1143,9 @@ int run_compare(Options& o) {
   }
   if (results.empty()) throw VaeError("compare: every model failed (" + failed.front() + (failed.size() > 1 ? ", …)" : ")"));
   const TrainResult& first = results.front();
-  std::cout << "\nModels compared on the " << first.protocol << " protocol (" << first.eval_set << "; seed "
-            << o.seed << (be ? "; " + be->name() : "") << "):\n"
+  const std::string split = first.protocol + " protocol (" + first.eval_set + "; seed " + std::to_string(o.seed) +
+                            (be ? "; " + be->name() : "") + ")";
+  std::cout << "\nModels compared on the " << split << ":\n"
             << format_compare_table(results) << "* best in its column (RMSE, MAE: the lowest)";
   const std::string wording = compare_epoch_wording(results);
   if (!wording.empty()) std::cout << "; epoch: " << wording;
@@ -1155,6 +1156,7 @@ int run_compare(Options& o) {
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
     staged.add(o.out + "/compare.csv", compare_csv(results));
+    staged.add(o.out + "/compare.svg", compare_svg(results, d.name + ", " + split));
     // Models of an earlier compare into this directory that are not in this table: their files
     // go (only those: a directory shared with other runs keeps theirs).
     for (const std::string& k : earlier_compare_models(o.out))
@@ -1314,8 +1316,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
   CLI::App* compare = app.add_subcommand("compare", "several models on one split, side by side (a table; --out DIR gets "
-                                                "compare.csv and each model's metrics.csv, summary.json, curves.svg "
-                                                "in DIR/<model>/)");
+                                                "compare.csv, compare.svg (a bar chart per metric) and each model's "
+                                                "metrics.csv, summary.json, curves.svg in DIR/<model>/)");
   compare->fallthrough();
   compare->add_option("--models", o.models,
                       "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "analysis/svg_plot.h"
 #include "core/error.h"
 
 namespace vae {
@@ -134,6 +135,32 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
     os << "\n";
   }
   return os.str();
+}
+
+std::string compare_svg(const std::vector<TrainResult>& results, const std::string& subtitle) {
+  BarPlot p;
+  p.title = "Models compared";
+  p.subtitle = subtitle;
+  for (const TrainResult& r : results) p.groups.push_back(r.model);
+  for (const std::string& n : compare_metric_names(results)) {
+    BarPanel panel;
+    panel.title = n + (lower_is_better(n) ? " (lower is better)" : " (higher is better)");
+    const double best = best_of(results, n);
+    for (const TrainResult& r : results) {
+      const double v = r.metric(n);
+      panel.values.push_back(std::isfinite(v) && v >= 0 ? v : NAN);  // a diverged run: no bar, "n/a"
+      panel.best.push_back(v == best);
+    }
+    p.panels.push_back(panel);
+  }
+  BarPanel time;
+  time.title = "training seconds";
+  for (const TrainResult& r : results) {
+    time.values.push_back(r.train_seconds >= 0 ? r.train_seconds : NAN);
+    time.best.push_back(false);  // not a quality: no winner marked
+  }
+  p.panels.push_back(time);
+  return bars_svg(p);
 }
 
 }  // namespace vae

@@ -31,4 +31,8 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // empty fields where a model has no such value.
 std::string compare_csv(const std::vector<TrainResult>& results);
 
+// compare.svg: one bar panel per metric and one for the training time, a bar per model, the best
+// of each panel outlined; subtitle: the split and device line of the table.
+std::string compare_svg(const std::vector<TrainResult>& results, const std::string& subtitle);
+
 }  // namespace vae
