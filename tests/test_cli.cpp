@@ -698,4 +698,19 @@ TEST(Cli, EaseWithNothingToValidateKeepsItsDefaultLambda) {
   EXPECT_THAT(r.out, HasSubstr("final metrics"));
 }
 
+// A --test-fraction that draws every user of a small data set for the test leaves nothing to
+// train on: a usage error naming the flag, not "training diverged: lower --lr" (the VAEs), an
+// internal check (CDAE) or popularity's figures of no data with exit code 0.
+TEST(Cli, ATestFractionLeavingNoTrainingUsersIsAUsageError) {
+  for (const char* model : {"vae", "cdae", "popularity"}) {
+    const CmdResult r = run_cli(std::string("train --model ") + model +
+                                " --test-fraction 0.99 --epochs 1 --device cpu "
+                                "--data synthetic:users=3,items=4,ratings=6,groups=1");
+    EXPECT_EQ(r.code, 2) << model << "\n" << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--test-fraction 0.99 makes all 3 users test users")) << model;
+    EXPECT_THAT(r.out, Not(HasSubstr("diverged")));
+    EXPECT_THAT(r.out, Not(HasSubstr(".cpp:")));  // no internal check's source location
+  }
+}
+
 }  // namespace

@@ -329,6 +329,41 @@ TEST_F(ModelFileRefusal, MalformedMetadataNumbersNameTheEntryAndText) {
   EXPECT_EQ(load_model_file(ok, *be_, small_data()).info.batch_size, 64);
 }
 
+// Found by fuzzing edited files (checksum recomputed): a batch_size near 2^63 overflowed the
+// buffer size computation (batch x width), a deeply nested 'columns' entry overflowed the stack
+// while the error message printed it, and an empty or infinite rating range loaded and then
+// failed evaluation with an internal clipping check.
+TEST_F(ModelFileRefusal, HugeBatchDeepIdsAndEmptyRatingRangesAreRefused) {
+  auto with = [](const std::string& key, const std::string& value) {
+    return [key, value](StFile& f) { f.metadata[key] = value; };
+  };
+  expect_refused(edited("bs_huge.st", with("batch_size", "9223372036854775807")),
+                 "metadata 'batch_size' is '9223372036854775807', expected an integer from 1 to 16777216");
+  expect_refused(edited("deep.st",
+                        [](StFile& f) {
+                          nlohmann::json cols = nlohmann::json::parse(f.metadata.at("columns"));
+                          const std::string last = cols.back();
+                          cols.erase(cols.size() - 1);
+                          std::string s = cols.dump();
+                          s.pop_back();  // the closing ']'
+                          s += "," + std::string(100000, '[') + "\"" + last + "\"" + std::string(100000, ']') + "]";
+                          f.metadata["columns"] = s;
+                        }),
+                 "is a JSON array, not an id string");
+  auto range = [](double lo, double hi) {
+    return [lo, hi](StFile& f) {
+      nlohmann::json c = nlohmann::json::parse(f.metadata.at("config"));
+      c["rating_min"] = lo;
+      c["rating_max"] = hi;
+      f.metadata["config"] = c.dump();
+    };
+  };
+  expect_refused(edited("range1.st", range(4, 2)), "malformed metadata 'config'");
+  expect_refused(edited("range2.st", range(1, 1e300)), "not a finite range with rating_min <= rating_max");
+  // A one-value scale (every rating the same) is a range still.
+  EXPECT_NO_THROW(load_model_file(edited("range3.st", range(5, 5)), *be_, small_data()));
+}
+
 // Each model column stands for one dataset item: an id listed twice (after an edit with a
 // recomputed checksum) used to load and score the wrong items.
 TEST_F(ModelFileRefusal, DuplicateColumnIdsAreRefused) {

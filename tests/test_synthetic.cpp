@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "core/philox.h"
 #include "data/shuffle.h"
+#include "train/memory_plan.h"
 
 namespace vae {
 namespace {
@@ -390,6 +391,22 @@ TEST(SyntheticTest, ScalesToMillionsOfRatings) {
   int64_t min_row = d.num_ratings();
   for (int64_t u = 0; u < d.num_users(); ++u) min_row = std::min(min_row, d.ratings.row_nnz(u));
   EXPECT_EQ(min_row, 20);
+}
+
+// Sizes inside the spec's bounds that would need more memory than the machine has are refused
+// before anything is allocated (they were left to the OOM killer, or generated titles for hours).
+TEST(SyntheticTest, SpecsBeyondTheHostMemoryAreRefused) {
+  if (host_available_bytes() == 0) GTEST_SKIP() << "no MemAvailable in /proc/meminfo";
+  // About 340 GiB for the items alone (titles, popularity, alias tables): beyond any test machine.
+  const SyntheticSpec s = parse_synthetic_spec("synthetic:users=2147483647,items=2147483647,ratings=1");
+  try {
+    make_synthetic(s);
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("users=2147483647,items=2147483647,ratings=1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("GiB of host memory"), std::string::npos) << msg;
+  }
 }
 
 TEST(SyntheticShuffleTest, PhiloxShuffleIsAPermutationAndDeterministic) {

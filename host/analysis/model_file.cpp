@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <nlohmann/json.hpp>
@@ -111,8 +112,15 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   c.dropout = j.at("dropout").get<double>();
   c.beta = j.at("beta").get<double>();
   c.anneal_steps = j.at("anneal_steps").get<int64_t>();
-  c.rating_min = j.at("rating_min").get<float>();
-  c.rating_max = j.at("rating_max").get<float>();
+  // Read as double: get<float> of 1e300 is an undefined conversion. Evaluation clips predictions
+  // to [rating_min, rating_max], so an empty or infinite range is refused here, not there.
+  const double lo = j.at("rating_min").get<double>(), hi = j.at("rating_max").get<double>();
+  constexpr double kFloatMax = std::numeric_limits<float>::max();
+  if (!(std::fabs(lo) <= kFloatMax && std::fabs(hi) <= kFloatMax && lo <= hi))
+    throw std::invalid_argument("rating range " + std::to_string(lo) + " to " + std::to_string(hi) +
+                                " is not a finite range with rating_min <= rating_max");
+  c.rating_min = static_cast<float>(lo);
+  c.rating_max = static_cast<float>(hi);
   return c;
 }
 
@@ -176,9 +184,12 @@ std::vector<int32_t> ids_to_indices(const std::string& path, const std::string& 
   out.reserve(a.size());
   std::vector<int64_t> position(ids.size(), -1);  // dataset index → entry of the list
   for (const auto& e : a) {
+    // A nested array or object is named by its type: dump() recurses once per level, and a
+    // deeply nested entry would overflow the stack.
     if (!e.is_string())
       throw DataError(path, 0, std::string("metadata '") + key + "' entry " + std::to_string(out.size() + 1) +
-                                   " is " + shown(e.dump()) + ", not an id string");
+                                   " is " + (e.is_structured() ? std::string("a JSON ") + e.type_name() : shown(e.dump())) +
+                                   ", not an id string");
     const std::string id = e.get<std::string>();
     auto it = index.find(id);
     if (it == index.end())
@@ -240,7 +251,8 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
     info.binary_input = j.at("binary").get<bool>();
     info.input_threshold = j.at("threshold").get<double>();
   });
-  info.batch_size = meta_int(path, "batch_size", meta_at(f, path, "batch_size"), 1, INT64_MAX);
+  // --batch-size's own bound: the model's buffers are batch x width, which a larger one overflows.
+  info.batch_size = meta_int(path, "batch_size", meta_at(f, path, "batch_size"), 1, int64_t{1} << 24);
   info.seed = meta_uint64(path, "seed", meta_at(f, path, "seed"));
   info.best_epoch = static_cast<int>(meta_int(path, "best_epoch", meta_at(f, path, "best_epoch"), 0, INT32_MAX));
   if (is_svd_kind(info.config.kind)) {

@@ -22,6 +22,7 @@
 #include "core/philox.h"
 #include "data/dataset.h"
 #include "data/shuffle.h"
+#include "train/memory_plan.h"
 
 namespace vae {
 
@@ -387,8 +388,32 @@ SyntheticSpec parse_synthetic_spec(const std::string& spec) {
   return s;
 }
 
+namespace {
+
+// Host bytes the generator holds at its peak, roughly (double: the product of two 31-bit sizes
+// overflows nothing here): per user its attributes, activity, bias and row bounds; per item its
+// genres, rank, popularity, quality, title and a share of the title set; per (group, item) an
+// alias table entry at most; per rating an index and a value.
+double synthetic_bytes(const SyntheticSpec& s) {
+  return 64.0 * static_cast<double>(s.users) + 160.0 * static_cast<double>(s.items) +
+         12.0 * static_cast<double>(s.groups) * static_cast<double>(s.items) +
+         8.0 * static_cast<double>(s.ratings);
+}
+
+}  // namespace
+
 Dataset make_synthetic(const SyntheticSpec& spec) {
   check_spec(spec);
+  // Sizes within the spec's bounds can still want terabytes: refused here with a message rather
+  // than left to the kernel's OOM killer (or to hours of generating titles).
+  const int64_t avail = host_available_bytes();
+  const double need = synthetic_bytes(spec);
+  if (avail > 0 && need > static_cast<double>(avail)) {
+    const auto gib = [](double b) { return std::to_string(static_cast<int64_t>(std::ceil(b / (1 << 30)))); };
+    throw UsageError("synthetic: " + canonical_spec(spec) + " needs about " + gib(need) +
+                     " GiB of host memory to generate, more than the " + gib(static_cast<double>(avail)) +
+                     " GiB available: ask for fewer users, items, ratings or groups");
+  }
   const int64_t n_users = spec.users, n_items = spec.items;
   const int n_groups = spec.groups;
   const uint64_t seed = spec.seed;

@@ -284,6 +284,13 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   bool have_val = false;
   if (opt.protocol == "seed") {
     SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
+    // A small data set with a large --test-fraction can draw every user for the test: with
+    // nothing to train on, a model would diverge on empty batches and popularity would report
+    // figures of no data.
+    if (s.train_users.empty())
+      throw UsageError("--test-fraction " + fmt_number(opt.test_fraction) + " makes all " +
+                       std::to_string(d.num_users()) +
+                       " users test users and leaves none to train on: lower it, or use more data");
     train = d.ratings.select_rows(s.train_users);
     res.column_map = iota_rows(d.num_items());
     res.row_map = s.train_users;
