@@ -745,3 +745,27 @@ TEST_F(LoaderCsv, NonRegularFilesAreReadNotCalledEmpty) {
 }
 
 }  // namespace
+
+// An optional file that is a link to nothing is refused, not taken as absent: a broken users.dat
+// used to turn ml-1m into ml-10m (half-star scale, no user attributes) without a word.
+TEST_F(LoaderMl1m, ALinkToAMissingOptionalFileIsRefused) {
+  const std::string dir = make();
+  fs::remove(dir + "/users.dat");
+  fs::create_symlink(dir + "/gone.dat", dir + "/users.dat");
+  std::string msg = data_error([&] { vae::load_movielens_dir(dir); });
+  EXPECT_HAS(msg, "users.dat");
+  EXPECT_HAS(msg, "is a link to a missing file");
+  fs::remove(dir + "/users.dat");  // really absent: ml-10m's half-star scale, as before
+  EXPECT_EQ(vae::load_movielens_dir(dir).rating_min, 0.5f);
+}
+
+TEST_F(LoaderErrors, ALinkToAMissingUUserOrGenreFileIsRefused) {
+  for (const char* f : {"u.user", "u.genre", "u.occupation"}) {
+    const std::string dir = make();
+    fs::remove(dir + "/" + f);
+    fs::create_symlink(dir + "/nowhere", dir + "/" + f);
+    const std::string msg = data_error([&] { vae::load_movielens_dir(dir); });
+    EXPECT_HAS(msg, std::string(f) + ": is a link to a missing file");
+    fs::remove(dir + "/" + f);  // the next make() would write through the link
+  }
+}

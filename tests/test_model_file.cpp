@@ -362,6 +362,16 @@ TEST_F(ModelFileRefusal, HugeBatchDeepIdsAndEmptyRatingRangesAreRefused) {
   expect_refused(edited("range2.st", range(1, 1e300)), "not a finite range with rating_min <= rating_max");
   // A one-value scale (every rating the same) is a range still.
   EXPECT_NO_THROW(load_model_file(edited("range3.st", range(5, 5)), *be_, small_data()));
+  // A width beyond int used to wrap to a negative one, which the models read as their default.
+  auto config = [](const char* key, int64_t v) {
+    return [key, v](StFile& f) {
+      nlohmann::json c = nlohmann::json::parse(f.metadata.at("config"));
+      c[key] = v;
+      f.metadata["config"] = c.dump();
+    };
+  };
+  expect_refused(edited("hidden.st", config("hidden", int64_t{1} << 31)), "hidden 2147483648 is outside 0 .. 2^20");
+  expect_refused(edited("latent.st", config("latent", -3)), "latent -3 is outside 0 .. 2^20");
 }
 
 // Each model column stands for one dataset item: an id listed twice (after an edit with a

@@ -103,8 +103,16 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   c.kind = j.at("kind").get<std::string>();
   c.num_inputs = j.at("num_inputs").get<int64_t>();
   c.num_rows = j.at("num_rows").get<int64_t>();
-  c.hidden = j.at("hidden").get<int>();
-  c.latent = j.at("latent").get<int>();
+  // As wide as --hidden / --latent may ask (get<int> of 2^31 would wrap to a negative width,
+  // which the models read as "the default").
+  const auto width = [&j](const char* key) {
+    const int64_t v = j.at(key).get<int64_t>();
+    if (v < 0 || v > (int64_t{1} << 20))
+      throw std::invalid_argument(std::string(key) + " " + std::to_string(v) + " is outside 0 .. 2^20");
+    return static_cast<int>(v);
+  };
+  c.hidden = width("hidden");
+  c.latent = width("latent");
   c.act_hidden = j.at("act_hidden").get<std::string>();
   c.act_out = j.at("act_out").get<std::string>();
   c.loss = j.at("loss").get<std::string>();

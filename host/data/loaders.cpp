@@ -31,6 +31,15 @@ namespace {
 namespace fs = std::filesystem;
 using text::NumParse;
 using text::quote;
+
+// Whether a file that may be absent is there. A link to a missing file is neither: refused, so
+// that a broken users.dat does not quietly turn ml-1m into ml-10m (half stars, no users).
+bool file_present(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(path, ec)) && !fs::exists(path, ec))
+    throw DataError(path, 0, "is a link to a missing file");
+  return fs::exists(path, ec);
+}
 using text::trim;
 
 std::string join_path(const std::string& dir, const char* name) {
@@ -525,7 +534,7 @@ Dataset load_ml100k(const std::string& dir) {
   // u.genre: name|index; optional (the 19 standard names otherwise).
   std::vector<std::string> genres = to_vec(kMl100kGenres);
   const std::string genre_file = join_path(dir, "u.genre");
-  const bool have_genre_file = fs::exists(genre_file);
+  const bool have_genre_file = file_present(genre_file);
   if (have_genre_file) {
     const std::string buf = text::read_file(genre_file);
     std::vector<std::string> names;
@@ -598,11 +607,11 @@ Dataset load_ml100k(const std::string& dir) {
 
   // u.occupation (optional) and u.user (optional): id|age|gender|occupation|zip.
   const std::string user_file = join_path(dir, "u.user");
-  if (fs::exists(user_file)) {
+  if (file_present(user_file)) {
     std::vector<std::string> occupations;
     std::unordered_map<std::string, int> occ_index;
     const std::string occ_file = join_path(dir, "u.occupation");
-    const bool fixed_occ = fs::exists(occ_file);
+    const bool fixed_occ = file_present(occ_file);
     if (fixed_occ) {
       const std::string buf = text::read_file(occ_file);
       text::LineReader lr(buf);
@@ -655,7 +664,7 @@ Dataset load_ml1m(const std::string& dir) {
   Dataset d;
   const std::string user_file = join_path(dir, "users.dat");
   // ml-10m has no users.dat and half-star ratings; ml-1m whole stars.
-  const bool is_1m = fs::exists(user_file);
+  const bool is_1m = file_present(user_file);
   const Scale scale = is_1m ? Scale::kWhole1to5 : Scale::kHalves;
   RawRatings raw(join_path(dir, "ratings.dat"), true);
   raw.buf = text::read_file(raw.file);
@@ -949,9 +958,9 @@ Dataset load_movielens_dir(const std::string& dir) {
   const auto st = fs::status(dir, ec);
   if (ec || !fs::exists(st)) throw DataError(dir, 0, "no such file or directory");
   if (!fs::is_directory(st)) throw DataError(dir, 0, "not a directory");
-  if (fs::exists(join_path(dir, "u.data"))) return load_ml100k(dir);
-  if (fs::exists(join_path(dir, "ratings.dat"))) return load_ml1m(dir);
-  if (fs::exists(join_path(dir, "ratings.csv"))) return load_mllatest(dir);
+  if (file_present(join_path(dir, "u.data"))) return load_ml100k(dir);
+  if (file_present(join_path(dir, "ratings.dat"))) return load_ml1m(dir);
+  if (file_present(join_path(dir, "ratings.csv"))) return load_mllatest(dir);
   throw DataError(dir, 0,
                   "no MovieLens ratings file here (expected u.data, ratings.dat or ratings.csv; "
                   "fetch one with data/fetch_movielens.sh)");

@@ -566,7 +566,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     // training loss and overflowing weights); NaN alone may just mean nothing to evaluate.
     if (!std::isfinite(r.train_loss) || std::isinf(r.test_loss))
       throw VaeError("training diverged at epoch " + std::to_string(epoch) +
-                     " (loss is not finite): lower --lr");
+                     " (loss is not finite): lower --lr" +
+                     (opt.model.beta > 1e3 ? std::string(" or --beta") : std::string()));
 
     const double v = lookup(metrics, monitor);
     // The first epoch is always the best so far (also when its metric is NaN: no validation
