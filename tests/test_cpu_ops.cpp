@@ -737,6 +737,63 @@ TEST_F(CpuOps, TakeRowsCopiesAWindowOfTheOrder) {
   EXPECT_THROW(be->take_rows(order.cmat(), -1, dst.mat().rows_slice(0, 1)), VaeError);
 }
 
+// The row ops that run in blocks of rows on the pool above a size (multinomial_nll, topk): the
+// whole matrix gives the very bits that one-row calls (always serial) give. ctest runs this again
+// with VAE_CPU_THREADS=1 and 3 (CMakeLists.txt).
+TEST_F(CpuOps, RowOpsOnThePoolEqualTheirRowByRowResults) {
+  const int64_t R = 257, C = 1500;  // 385 500 elements: above the serial cut-off
+  const Vec xv = rand_vec(R * C, 31);
+  std::vector<float> x(xv.begin(), xv.end()), t(R * C, 0.0f);
+  std::mt19937 rng(5);
+  for (int64_t r = 0; r < R; ++r)
+    for (int q = 0; q < 12; ++q) t[r * C + rng() % C] = static_cast<float>(1 + rng() % 5);
+  for (int64_t j = 0; j < C; j += 7) x[3 * C + j] = x[3 * C];  // ties for topk in row 3
+  Tensor<float> xt = bf->upload(x, R, C), tt = bf->upload(t, R, C);
+  Tensor<float> g = bf->alloc<float>(R, C), loss = bf->zeros(1, 1);
+  bf->multinomial_nll(xt.cmat(), tt.cmat(), 1.0f, g.mat(), loss.mat());
+  const std::vector<float> g_all = bf->download(g.cmat());
+  const float loss_all = bf->read_scalar(loss.cmat());
+  // The exclusion CSR: every row excludes its own targets.
+  Csr ex;
+  ex.rows = R;
+  ex.cols = C;
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t j = 0; j < C; ++j)
+      if (t[r * C + j] != 0) ex.indices.push_back(static_cast<int32_t>(j)), ex.values.push_back(1.0f);
+    ex.indptr.push_back(static_cast<int64_t>(ex.indices.size()));
+  }
+  CsrTensor<float> ext = bf->upload_csr(ex);
+  std::vector<int32_t> rows(R);
+  std::iota(rows.begin(), rows.end(), 0);
+  Tensor<int32_t> rt = bf->upload(rows, R, 1);
+  const int k = 100;
+  Tensor<int32_t> idx = bf->alloc<int32_t>(R, k);
+  Tensor<float> val = bf->alloc<float>(R, k);
+  bf->topk(xt.cmat(), ext.view(), rt.cmat(), k, idx.mat(), val.mat());
+  const std::vector<int32_t> idx_all = bf->download(idx.cmat());
+  const std::vector<float> val_all = bf->download(val.cmat());
+
+  double loss_rows = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    Tensor<float> g1 = bf->alloc<float>(1, C), l1 = bf->zeros(1, 1);
+    bf->multinomial_nll(xt.cmat().rows_slice(r, 1), tt.cmat().rows_slice(r, 1), 1.0f, g1.mat(), l1.mat());
+    const std::vector<float> g_row = bf->download(g1.cmat());
+    ASSERT_TRUE(std::equal(g_row.begin(), g_row.end(), g_all.begin() + r * C)) << "gradient row " << r;
+    loss_rows += bf->read_scalar(l1.cmat());
+    Tensor<int32_t> i1 = bf->alloc<int32_t>(1, k);
+    Tensor<float> v1 = bf->alloc<float>(1, k);
+    bf->topk(xt.cmat().rows_slice(r, 1), ext.view(), rt.cmat().rows_slice(r, 1), k, i1.mat(), v1.mat());
+    const std::vector<int32_t> i_row = bf->download(i1.cmat());
+    const std::vector<float> v_row = bf->download(v1.cmat());
+    ASSERT_TRUE(std::equal(i_row.begin(), i_row.end(), idx_all.begin() + r * k)) << "topk row " << r;
+    ASSERT_TRUE(std::equal(v_row.begin(), v_row.end(), val_all.begin() + r * k)) << "topk values row " << r;
+  }
+  EXPECT_NEAR(loss_all, loss_rows, 1e-6 * std::fabs(loss_rows));  // the float total rounds once more
+  // An out-of-range exclusion row is refused before any row runs.
+  Tensor<int32_t> bad = bf->upload(std::vector<int32_t>(R, static_cast<int32_t>(R)), R, 1);
+  EXPECT_THROW(bf->topk(xt.cmat(), ext.view(), bad.cmat(), k, idx.mat(), val.mat()), VaeError);
+}
+
 // ---- sparse first layer ---------------------------------------------------------------------
 
 // Random CSR (ascending columns, values in [0.5, 5)) with some empty rows and, in row 0, every

@@ -53,6 +53,20 @@ namespace {
 
 constexpr std::align_val_t kAlign{64};
 
+// fn(r0, r1) over [0, rows) in blocks of rows on the GEMM pool (cpu_parallel_for), or at once when
+// the matrix is small enough that threads would cost more than they save. fn must write only
+// what belongs to its rows.
+void for_row_blocks(int64_t rows, int64_t cols, const std::function<void(int64_t, int64_t)>& fn) {
+  constexpr int64_t kSerialElements = int64_t{1} << 18;
+  if (rows <= 1 || rows * std::max<int64_t>(cols, 1) < kSerialElements) {
+    fn(0, rows);
+    return;
+  }
+  const int64_t blocks = std::min<int64_t>(rows, 4 * static_cast<int64_t>(reference_gemm_threads()));
+  const int64_t per = (rows + blocks - 1) / blocks;
+  cpu_parallel_for((rows + per - 1) / per, [&](int64_t b) { fn(b * per, std::min(rows, (b + 1) * per)); });
+}
+
 void aligned_free(void* p) { ::operator delete(p, kAlign); }
 
 template <typename A, typename B>
@@ -398,36 +412,42 @@ class CpuBackend final : public Backend<T> {
               "multinomial_nll: dlogits differs in shape");
     check_loss(loss);
     const int64_t cols = logits.cols;
-    double total = 0.0;
-    std::vector<double> ex;
-    for (int64_t r = 0; r < logits.rows; ++r) {
-      const T* x = logits.data + r * cols;
-      const T* t = target.data + r * cols;
-      if (cols == 0) continue;
-      // log-sum-exp with the row maximum subtracted.
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, static_cast<double>(x[j]));
-      double se = 0.0, tsum = 0.0;
-      ex.resize(static_cast<size_t>(cols));  // exp(x − max), reused for the softmax below
-      for (int64_t j = 0; j < cols; ++j) {
-        ex[j] = std::exp(static_cast<double>(x[j]) - mx);
-        se += ex[j];
-        tsum += static_cast<double>(t[j]);
-      }
-      const double lse = mx + std::log(se);
-      double row = 0.0;
-      for (int64_t j = 0; j < cols; ++j)
-        if (t[j] != T(0)) row += static_cast<double>(t[j]) * (static_cast<double>(x[j]) - lse);
-      total -= row;
-      if (!dlogits.empty()) {
-        T* g = dlogits.data + r * cols;  // may alias x: each entry reads x[j] before writing
-        const double inv_se = 1.0 / se;
+    // Rows are independent: they run in blocks on the GEMM pool, each row's loss kept apart and
+    // summed in row order afterwards, so the bits do not depend on the thread count.
+    std::vector<double> row_loss(static_cast<size_t>(logits.rows), 0.0);
+    for_row_blocks(logits.rows, cols, [&](int64_t r0, int64_t r1) {
+      std::vector<double> ex;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* x = logits.data + r * cols;
+        const T* t = target.data + r * cols;
+        if (cols == 0) continue;
+        // log-sum-exp with the row maximum subtracted.
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, static_cast<double>(x[j]));
+        double se = 0.0, tsum = 0.0;
+        ex.resize(static_cast<size_t>(cols));  // exp(x − max), reused for the softmax below
         for (int64_t j = 0; j < cols; ++j) {
-          const double p = ex[j] * inv_se;
-          g[j] = static_cast<T>(static_cast<double>(scale) * (p * tsum - static_cast<double>(t[j])));
+          ex[j] = std::exp(static_cast<double>(x[j]) - mx);
+          se += ex[j];
+          tsum += static_cast<double>(t[j]);
+        }
+        const double lse = mx + std::log(se);
+        double row = 0.0;
+        for (int64_t j = 0; j < cols; ++j)
+          if (t[j] != T(0)) row += static_cast<double>(t[j]) * (static_cast<double>(x[j]) - lse);
+        row_loss[r] = row;
+        if (!dlogits.empty()) {
+          T* g = dlogits.data + r * cols;  // may alias x: each entry reads x[j] before writing
+          const double inv_se = 1.0 / se;
+          for (int64_t j = 0; j < cols; ++j) {
+            const double p = ex[j] * inv_se;
+            g[j] = static_cast<T>(static_cast<double>(scale) * (p * tsum - static_cast<double>(t[j])));
+          }
         }
       }
-    }
+    });
+    double total = 0.0;
+    for (double row : row_loss) total -= row;
     add_loss(loss, static_cast<double>(scale) * total);
   }
 
@@ -680,37 +700,42 @@ class CpuBackend final : public Backend<T> {
       check_index_vector(exclude_rows, n, "topk");
       VAE_CHECK(exclude.cols == m, "topk: exclude must have as many columns as scores");
     }
-    std::vector<int32_t> cand;
-    cand.reserve(static_cast<size_t>(m));
-    for (int64_t r = 0; r < n; ++r) {
-      const T* s = scores.data + r * m;
-      cand.clear();
-      if (excluding) {
-        const int32_t er = exclude_rows.data[r];
-        VAE_CHECK(er >= 0 && er < exclude.rows, "topk: exclude row out of range");
-        // Walk the (ascending) excluded indices alongside the items.
-        int64_t e = exclude.indptr[er];
-        const int64_t e_end = exclude.indptr[er + 1];
-        for (int32_t j = 0; j < m; ++j) {
-          while (e < e_end && exclude.indices[e] < j) ++e;
-          if (e < e_end && exclude.indices[e] == j) continue;
-          cand.push_back(j);
+    if (excluding)  // checked here, before any row runs on the pool
+      for (int64_t r = 0; r < n; ++r)
+        VAE_CHECK(exclude_rows.data[r] >= 0 && exclude_rows.data[r] < exclude.rows, "topk: exclude row out of range");
+    // Rows are independent: blocks of them on the GEMM pool, each writing only its own rows.
+    for_row_blocks(n, m, [&](int64_t r0, int64_t r1) {
+      std::vector<int32_t> cand;
+      cand.reserve(static_cast<size_t>(m));
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* s = scores.data + r * m;
+        cand.clear();
+        if (excluding) {
+          const int32_t er = exclude_rows.data[r];
+          // Walk the (ascending) excluded indices alongside the items.
+          int64_t e = exclude.indptr[er];
+          const int64_t e_end = exclude.indptr[er + 1];
+          for (int32_t j = 0; j < m; ++j) {
+            while (e < e_end && exclude.indices[e] < j) ++e;
+            if (e < e_end && exclude.indices[e] == j) continue;
+            cand.push_back(j);
+          }
+        } else {
+          for (int32_t j = 0; j < m; ++j) cand.push_back(j);
         }
-      } else {
-        for (int32_t j = 0; j < m; ++j) cand.push_back(j);
+        const int64_t kk = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
+        const RankBefore<T> before{s};
+        if (kk < static_cast<int64_t>(cand.size()))
+          std::nth_element(cand.begin(), cand.begin() + kk, cand.end(), before);
+        std::sort(cand.begin(), cand.begin() + kk, before);
+        int32_t* ir = idx.data + r * k;
+        T* vr = val.empty() ? nullptr : val.data + r * k;
+        for (int64_t i = 0; i < k; ++i) {
+          ir[i] = i < kk ? cand[i] : -1;
+          if (vr) vr[i] = i < kk ? s[cand[i]] : -std::numeric_limits<T>::infinity();
+        }
       }
-      const int64_t kk = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
-      const RankBefore<T> before{s};
-      if (kk < static_cast<int64_t>(cand.size()))
-        std::nth_element(cand.begin(), cand.begin() + kk, cand.end(), before);
-      std::sort(cand.begin(), cand.begin() + kk, before);
-      int32_t* ir = idx.data + r * k;
-      T* vr = val.empty() ? nullptr : val.data + r * k;
-      for (int64_t i = 0; i < k; ++i) {
-        ir[i] = i < kk ? cand[i] : -1;
-        if (vr) vr[i] = i < kk ? s[cand[i]] : -std::numeric_limits<T>::infinity();
-      }
-    }
+    });
   }
 
   void heldout_metrics(CMat<int32_t> idx, CsrView<T> target, CMat<int32_t> target_rows,
