@@ -262,13 +262,14 @@ TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
 // Option values that no run can mean: refused while parsing (exit 2), with what was wrong.
 TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
   for (const char* bad : {"--lr nan", "--beta inf", "--lr -1", "--weight-decay -nan", "--dropout nan",
-                          "--seed -1", "--seed 99999999999999999999999", "--seed 1e3"}) {
+                          "--seed -1", "--seed 99999999999999999999999", "--seed 1e3", "--lr 0x10"}) {
     const CmdResult r = run_cli(std::string(bad) + " --epochs 1 " + kSmall);
     EXPECT_EQ(r.code, 2) << bad << "\n" << r.out;
     EXPECT_LT(r.out.size(), 400u) << bad << ": a short message, not a 309-digit bound\n" << r.out;
   }
   const CmdResult lr = run_cli(std::string("--lr nan --epochs 1 ") + kSmall);
   EXPECT_THAT(lr.out, HasSubstr("finite"));
+  EXPECT_THAT(run_cli(std::string("--lr 0x10 --epochs 1 ") + kSmall).out, HasSubstr("'0x10' is not a decimal number"));
   const CmdResult h = run_cli(std::string("--hidden 50 --epochs 1 ") + kSmall);  // the notebook VAE
   EXPECT_EQ(h.code, 2) << h.out;
   EXPECT_THAT(h.out, HasSubstr("--latent"));

@@ -124,10 +124,12 @@ TEST_F(CliAnalysis, RecommendFromModelFileDoesNotRetrain) {
   EXPECT_THAT(r.out, HasSubstr("Genre Counts"));
 
   const CmdResult f = run_cli("recommend " + kData + " --model-file " + model() +
-                              " --ratings \"50:5,181:4,nosuch:3,258\" --top 3");
+                              " --ratings \"50:5,181:4,nosuch:3,258,100:0x1p2,127:inf\" --top 3");
   ASSERT_EQ(f.code, 0) << f.out;
   EXPECT_THAT(f.out, HasSubstr("unknown item id nosuch"));
   EXPECT_THAT(f.out, HasSubstr("malformed pair '258'"));
+  EXPECT_THAT(f.out, HasSubstr("malformed rating '0x1p2' for item 100"));  // decimals only, as in rating files
+  EXPECT_THAT(f.out, HasSubstr("malformed rating 'inf' for item 127"));
 
   const CmdResult e = run_cli("recommend " + kData + " --model-file " + model() + " --ratings \"\" --top 3");
   ASSERT_EQ(e.code, 0) << e.out;

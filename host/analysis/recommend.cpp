@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "core/temp_files.h"
+#include "data/text_reader.h"
 
 namespace vae {
 
@@ -115,11 +116,8 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     }
     const std::string id = trim(tok.substr(0, colon)), rs = trim(tok.substr(colon + 1));
     double r = 0;
-    try {
-      size_t pos = 0;
-      r = std::stod(rs, &pos);
-      if (pos != rs.size() || !std::isfinite(r)) throw std::invalid_argument("");
-    } catch (const std::exception&) {
+    // A plain decimal, as in the rating files (stod would also take hex such as 0x1p2).
+    if (text::parse_double(rs, &r) != text::NumParse::kOk) {
       f.warnings.push_back("malformed rating '" + rs + "' for item " + id);
       continue;
     }

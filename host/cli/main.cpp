@@ -1176,6 +1176,8 @@ CLI::Validator finite_at_least(double lo, bool open = false) {
       [lo, open](std::string& s) -> std::string {
         double v = 0;
         size_t pos = 0;
+        // Decimal only: stod would read 0x10 as sixteen.
+        if (s.find_first_of("xX") != std::string::npos) return "'" + s + "' is not a decimal number";
         try {
           v = std::stod(s, &pos);
         } catch (const std::exception&) {
