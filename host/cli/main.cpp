@@ -940,9 +940,8 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
   const std::string& kind = kinds.front();
   bool svd = is_svd_kind(kind);
   // compare keeps one protocol for all its models; one rating predictor defaults to ratings.
-  const std::string protocol = o.protocol_given || !compared.empty()        ? o.train.protocol
-                               : (svd || kind == "i-autorec") ? "ratings"
-                                                              : o.train.protocol;
+  const bool ratings_default = compared.empty() && !o.protocol_given && (svd || kind == "i-autorec");
+  const std::string protocol = ratings_default ? "ratings" : o.train.protocol;
   struct Rule {
     const char* opt;
     bool applies;
