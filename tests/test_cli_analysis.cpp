@@ -130,6 +130,15 @@ TEST_F(CliAnalysis, RecommendFromModelFileDoesNotRetrain) {
   EXPECT_THAT(f.out, HasSubstr("malformed pair '258'"));
   EXPECT_THAT(f.out, HasSubstr("malformed rating '0x1p2' for item 100"));  // decimals only, as in rating files
   EXPECT_THAT(f.out, HasSubstr("malformed rating 'inf' for item 127"));
+  // Ids and ratings from the command line are escaped in the messages (a control byte as \xNN).
+  const CmdResult q = run_cli("recommend " + kData + " --model-file " + model() +
+                              " --ratings \"181:4,$(printf 'x\\033y'):3,50:$(printf '\\0334')\" --top 3");
+  ASSERT_EQ(q.code, 0) << q.out;
+  EXPECT_THAT(q.out, HasSubstr("unknown item id x\\x1by"));
+  EXPECT_THAT(q.out, HasSubstr("malformed rating '\\x1b4' for item 50"));
+  const CmdResult u = run_cli("recommend " + kData + " --model-file " + model() + " --user \"$(printf 'a\\033b')\"");
+  EXPECT_EQ(u.code, 2) << u.out;
+  EXPECT_THAT(u.out, HasSubstr("no user 'a\\x1bb'"));
 
   const CmdResult e = run_cli("recommend " + kData + " --model-file " + model() + " --ratings \"\" --top 3");
   ASSERT_EQ(e.code, 0) << e.out;

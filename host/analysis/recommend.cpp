@@ -89,7 +89,7 @@ std::string fmt_score(float v) {
 }
 
 UsageError no_such_user(const Dataset& d, const std::string& user_id) {
-  return UsageError("no user '" + user_id + "' in " + d.name + " (user ids run from " +
+  return UsageError("no user " + text::quote(user_id) + " in " + d.name + " (user ids run from " +
                     (d.user_ids.empty() ? std::string("-") : d.user_ids.front()) + " to " +
                     (d.user_ids.empty() ? std::string("-") : d.user_ids.back()) + ")");
 }
@@ -111,19 +111,19 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     if (tok.empty()) continue;
     const auto colon = tok.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == tok.size()) {
-      f.warnings.push_back("malformed pair '" + tok + "' (expected item_id:rating)");
+      f.warnings.push_back("malformed pair " + text::quote(tok) + " (expected item_id:rating)");
       continue;
     }
     const std::string id = trim(tok.substr(0, colon)), rs = trim(tok.substr(colon + 1));
     double r = 0;
     // A plain decimal, as in the rating files (stod would also take hex such as 0x1p2).
     if (text::parse_double(rs, &r) != text::NumParse::kOk) {
-      f.warnings.push_back("malformed rating '" + rs + "' for item " + id);
+      f.warnings.push_back("malformed rating " + text::quote(rs) + " for item " + text::escape(id, 60));
       continue;
     }
     auto it = index.find(id);
     if (it == index.end()) {
-      f.warnings.push_back("unknown item id " + id + " (not in " + d.name + ")");
+      f.warnings.push_back("unknown item id " + text::escape(id, 60) + " (not in " + d.name + ")");
       continue;
     }
     if (r < d.rating_min || r > d.rating_max) {
