@@ -243,8 +243,7 @@ SvdRunConfig svd_run_config(const Options& o) {
   }
   rc.schedule = rc.cuda || o.svd_schedule == "blocked" ? SvdSchedule::blocked : SvdSchedule::serial;
   rc.blocks = o.svd_blocks;
-  if (rc.blocks != 0 && rc.schedule != SvdSchedule::blocked)  // before any data is read or model trained
-    throw UsageError("--svd-blocks belongs to the blocked schedule (--svd-schedule blocked)");
+  check_svd_run_config(rc);  // before any data is read or model trained
   return rc;
 }
 
@@ -705,8 +704,7 @@ int run_train(Options& o, bool main_job) {
         }
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
   } else if (main_job && !o.out.empty()) {  // no baseline this time: none from an earlier run either
-    for (const char* f : {"/popularity/metrics.csv", "/popularity/summary.json", "/popularity/curves.svg"})
-      staged.remove_on_commit(o.out + f);
+    drop_run_files(staged, o.out + "/popularity");
   }
   if (main_job && r.model_ptr) {
     // The notebooks end with user 1's top 30 (rated items included) and the K = 3 clusters.
@@ -1162,7 +1160,7 @@ int run_compare(Options& o) {
       if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return r.model == k; }) ==
               results.end() &&
           std::find(std::begin(kModelKinds), std::end(kModelKinds), k) != std::end(kModelKinds))
-        for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"}) staged.remove_on_commit(o.out + "/" + k + f);
+        drop_run_files(staged, o.out + "/" + k);
   }
   commit_and_report(staged, o.out);
   return failed.empty() ? 0 : 1;

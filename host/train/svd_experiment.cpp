@@ -59,15 +59,19 @@ RatingsSplit svd_ratings_split(const Dataset& d, const std::string& split, uint6
   return split_ratings_ml100k_fold(d, data_dir.empty() ? d.source : data_dir, split);
 }
 
+void check_svd_run_config(const SvdRunConfig& rc) {
+  if (rc.cuda && rc.schedule != SvdSchedule::blocked)
+    throw UsageError("the serial (Surprise-order) SGD runs on the CPU only: drop --svd-schedule serial or use --device cpu");
+  if (rc.blocks != 0 && rc.schedule != SvdSchedule::blocked)
+    throw UsageError("--svd-blocks belongs to the blocked schedule (--svd-schedule blocked)");
+}
+
 SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig& rc, std::ostream& log) {
   const std::string kind = opt.model.kind;
   VAE_CHECK(is_svd_kind(kind), "run_svd_experiment: not an SVD model");
   if (opt.protocol != "ratings") throw UsageError(kind + " predicts ratings: use --protocol ratings");
   if (opt.epochs < 1) throw UsageError("--epochs must be at least 1");
-  if (rc.cuda && rc.schedule != SvdSchedule::blocked)
-    throw UsageError("the serial (Surprise-order) SGD runs on the CPU only: drop --svd-schedule serial or use --device cpu");
-  if (rc.blocks != 0 && rc.schedule != SvdSchedule::blocked)
-    throw UsageError("--svd-blocks belongs to the blocked schedule (--svd-schedule blocked)");
+  check_svd_run_config(rc);
   SvdOptions so;
   so.plus_plus = kind == "svdpp";
   so.factors = opt.model.hidden;

@@ -19,6 +19,10 @@ struct SvdRunConfig {
   bool cuda = false;  // blocked schedule on the GPU
 };
 
+// UsageError for a schedule that cannot run as asked (serial on the GPU; --svd-blocks without
+// the blocked schedule).
+void check_svd_run_config(const SvdRunConfig& rc);
+
 struct SvdRun {
   TrainResult result;
   std::unique_ptr<SvdModel> model;  // the single split's model; null with k-fold (k models)

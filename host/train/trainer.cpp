@@ -795,6 +795,10 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
   staged.commit();
 }
 
+void drop_run_files(StagedFiles& staged, const std::string& dir) {
+  for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"}) staged.remove_on_commit(dir + f);
+}
+
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

@@ -138,6 +138,8 @@ class StagedFiles {
 // (created if needed), staged: the caller commits them once everything else of the run (the
 // model file) has been written. write_run_files stages and commits at once.
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r);
+// The files stage_run_files writes into dir, removed at commit (a model this run leaves out).
+void drop_run_files(StagedFiles& staged, const std::string& dir);
 void write_run_files(const std::string& dir, const TrainResult& r);
 
 // Writes text to path via path.tmp + rename; throws DataError naming the file on failure
