@@ -65,6 +65,8 @@ TEST(SyntheticSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_NE(message("synthetic:ratings=1.5").find("ratings"), std::string::npos);
   EXPECT_NE(message("synthetic:users=10,items=10,ratings=101").find("exceeds users*items"),
             std::string::npos);
+  EXPECT_NE(message("synthetic:users=500,items=100,ratings=300").find("fewer than users=500"),
+            std::string::npos);
   EXPECT_NE(message("synthetic:users=5,users=6").find("twice"), std::string::npos);
   EXPECT_NE(message("synthetic:users").find("key=value"), std::string::npos);
   EXPECT_NE(message("synthetic:users=5,").find("key=value"), std::string::npos);
@@ -398,13 +400,13 @@ TEST(SyntheticTest, ScalesToMillionsOfRatings) {
 TEST(SyntheticTest, SpecsBeyondTheHostMemoryAreRefused) {
   if (host_available_bytes() == 0) GTEST_SKIP() << "no MemAvailable in /proc/meminfo";
   // About 340 GiB for the items alone (titles, popularity, alias tables): beyond any test machine.
-  const SyntheticSpec s = parse_synthetic_spec("synthetic:users=2147483647,items=2147483647,ratings=1");
+  const SyntheticSpec s = parse_synthetic_spec("synthetic:users=2147483647,items=2147483647,ratings=2147483647");
   try {
     make_synthetic(s);
     FAIL() << "expected a UsageError";
   } catch (const UsageError& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("users=2147483647,items=2147483647,ratings=1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("users=2147483647,items=2147483647,ratings=2147483647"), std::string::npos) << msg;
     EXPECT_NE(msg.find("GiB of host memory"), std::string::npos) << msg;
   }
 }

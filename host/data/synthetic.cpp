@@ -322,6 +322,11 @@ void check_spec(const SyntheticSpec& s) {
   if (s.ratings < 1)
     throw UsageError("synthetic: ratings must be a positive integer, got " +
                      std::to_string(s.ratings));
+  // Real MovieLens users have rated at least 20 items; a user with none would be an empty row
+  // every protocol has to skip (and the heldout protocol may be left with no users at all).
+  if (s.ratings < s.users)
+    throw UsageError("synthetic: ratings=" + std::to_string(s.ratings) + " is fewer than users=" +
+                     std::to_string(s.users) + ": every user needs at least one rating");
   if (s.ratings > s.users * s.items)
     throw UsageError("synthetic: ratings=" + std::to_string(s.ratings) + " exceeds users*items=" +
                      std::to_string(s.users * s.items));
