@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <numeric>
 #include <sstream>
 #include <unordered_map>
@@ -219,7 +220,7 @@ struct Recommender::Impl {
   // Scores of n rows into scores[0, n): `in_rows` index rows of `in` (item-based: model user
   // columns); user_rows are CDAE training rows (empty = none).
   void score(int64_t n, Mode mode, CsrView<float> in, const std::vector<int32_t>& in_rows,
-             const std::vector<int32_t>& user_rows) {
+             const std::vector<int32_t>& user_rows, bool raw = false) {
     Mat<float> s = scores.mat().rows_slice(0, n);
     if (mode == Mode::popular) {
       for (int64_t r = 0; r < n; ++r)
@@ -240,7 +241,7 @@ struct Recommender::Impl {
     }
     b.n = n;
     m.predict(b, s);
-    if (sigmoid) be.bias_act(s, CMat<float>{}, Act::sigmoid, s);
+    if (sigmoid && !raw) be.bias_act(s, CMat<float>{}, Act::sigmoid, s);
   }
 
   // Item-based AutoRec: P = predict(item rows) is items × users; the batch's users are the
@@ -441,6 +442,46 @@ RecommendResult Recommender::for_ratings(const std::string& spec, const Recommen
   return r;
 }
 
+std::vector<std::vector<float>> Recommender::fold_in_outputs(const std::vector<FoldInRow>& users) {
+  Impl& p = *impl_;
+  if (p.info.item_based)
+    throw UsageError("item-based AutoRec takes users as its input columns, so it cannot score a new user");
+  const int64_t items = p.d.num_items();
+  std::vector<std::vector<float>> out;
+  out.reserve(users.size());
+  for (size_t i0 = 0; i0 < users.size(); i0 += static_cast<size_t>(p.batch)) {
+    const size_t n = std::min(users.size() - i0, static_cast<size_t>(p.batch));
+    Csr in;
+    in.rows = static_cast<int64_t>(n);
+    in.cols = p.score_cols;
+    in.indptr.assign(1, 0);
+    std::vector<std::pair<int32_t, float>> row;
+    for (size_t r = 0; r < n; ++r) {
+      row.clear();
+      for (const auto& [item, rating] : users[i0 + r]) {
+        VAE_CHECK(item >= 0 && item < items, "fold_in_outputs: item index out of range");
+        const int32_t c = p.col_of_item[item];
+        if (c < 0 || (p.info.input_threshold > 0 && rating < p.info.input_threshold)) continue;
+        row.emplace_back(c, p.info.binary_input ? 1.0f : rating);
+      }
+      std::sort(row.begin(), row.end());
+      for (const auto& [c, v] : row) in.indices.push_back(c), in.values.push_back(v);
+      in.indptr.push_back(static_cast<int64_t>(in.indices.size()));
+    }
+    CsrTensor<float> in_dev = p.be.upload_csr(in);
+    std::vector<int32_t> rows(n);
+    std::iota(rows.begin(), rows.end(), 0);
+    p.score(static_cast<int64_t>(n), Impl::Mode::model, in_dev.view(), rows, {}, true);
+    const std::vector<float> s = p.be.download(p.scores.cmat().rows_slice(0, static_cast<int64_t>(n)));
+    for (size_t r = 0; r < n; ++r) {
+      std::vector<float> o(static_cast<size_t>(items), std::numeric_limits<float>::quiet_NaN());
+      for (int64_t c = 0; c < p.score_cols; ++c) o[p.score_item[c]] = s[r * p.score_cols + c];
+      out.push_back(std::move(o));
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // CSV "user_id,rank,item_id,score" for every dataset user via for_users on slices of users,
@@ -623,15 +664,32 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
   for (const std::string& w : r.warnings) os << "warning: " << w << "\n";
   for (const std::string& n : r.notes) os << "note: " << n << "\n";
   os << heading << "\n";
-  size_t id_w = 4;
-  for (const auto& rec : r.items) id_w = std::max(id_w, rec.item_id.size());
+  size_t id_w = 4, title_w = 5;
+  bool explained = false;
+  auto title = [&](int32_t item, const std::string& t) { return t.empty() ? "item " + d.item_ids[item] : t; };
+  for (const auto& rec : r.items) {
+    id_w = std::max(id_w, rec.item_id.size());
+    title_w = std::max(title_w, text::display_width(title(rec.item, rec.title)));
+    explained = explained || rec.because >= 0;
+  }
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
-     << std::setw(10) << "score" << "  title\n";
+     << std::setw(10) << "score" << "  title";
+  if (explained) os << std::string(title_w - 5, ' ') << "  because you rated";
+  os << "\n";
   std::vector<int32_t> items;
   for (const auto& rec : r.items) {
+    const std::string t = title(rec.item, rec.title);
     os << std::setw(4) << rec.rank << "  " << std::setw(static_cast<int>(id_w)) << rec.item_id << "  "
-       << std::setw(10) << fmt_score(rec.score) << "  " << (rec.title.empty() ? "item " + rec.item_id : rec.title)
-       << "\n";
+       << std::setw(10) << fmt_score(rec.score) << "  " << t;
+    if (explained) {
+      os << std::string(title_w - text::display_width(t), ' ') << "  ";
+      if (rec.because >= 0)
+        os << (d.has_titles() && !d.titles[rec.because].empty() ? d.titles[rec.because] : "item " + d.item_ids[rec.because])
+           << " (" << fmt_score(rec.because_rating) << ")";
+      else
+        os << "-";
+    }
+    os << "\n";
     items.push_back(rec.item);
   }
   if (r.items.empty()) os << "  (no items left to recommend)\n";

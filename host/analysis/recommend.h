@@ -26,6 +26,8 @@ struct Recommendation {
   std::string item_id;    // original id
   std::string title;      // "" without titles
   float score = 0;
+  int32_t because = -1;   // --explain: the rated item that raises this one most (−1: none / not asked)
+  float because_rating = 0;
 };
 
 struct RecommendResult {
@@ -71,6 +73,13 @@ class Recommender {
   // path.tmp and renamed at the end, so an interrupted run leaves no half file.
   AllUsersSummary write_all_users_csv(const std::string& path, const RecommendOptions& o);
 
+  // The model's raw outputs (before the VAE/CDAE sigmoid) for new users given as (dataset item,
+  // rating) lists, the model's input rule applied (threshold, 0/1): one row of d.num_items()
+  // values per user, NaN for items that are not model columns. CDAE scores them without a
+  // learned user vector. UsageError for item-based AutoRec.
+  using FoldInRow = std::vector<std::pair<int32_t, float>>;
+  std::vector<std::vector<float>> fold_in_outputs(const std::vector<FoldInRow>& users);
+
   // Top-k of many dataset users at once (the all-users path), results in the order given.
   std::vector<RecommendResult> for_users(const std::vector<int32_t>& users, const RecommendOptions& o);
 
@@ -79,8 +88,9 @@ class Recommender {
   Impl* impl_;
 };
 
-// "Top N recommendations for user 1 ..." table (rank, item id, score, title), warnings, notes,
-// then the list's "Genre Counts" (format_genre_counts).
+// "Top N recommendations for user 1 ..." table (rank, item id, score, title, and a "because you
+// rated" column when any item has one), warnings, notes, then the list's "Genre Counts"
+// (format_genre_counts).
 std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading);
 
 // Recommendations from an SVD / SVD++ model (host code; the model is in dataset order): scores

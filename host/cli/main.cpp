@@ -1,5 +1,5 @@
 // vae_gpu command line: the notebook run (bare `vae_gpu --epochs 20`), `train`, `info`, and the
-// analysis commands `recommend`, `embed`, `cluster` (each trains first, or loads --model-file).
+// analysis commands `recommend`, `similar`, `embed`, `cluster` (each trains first, or loads --model-file).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +20,7 @@
 #include "analysis/npy.h"
 #include "analysis/profile.h"
 #include "analysis/recommend.h"
+#include "analysis/similar.h"
 #include "analysis/svg_plot.h"
 #include "analysis/tsne.h"
 #include "analysis/tsne_bh.h"
@@ -66,6 +67,9 @@ struct Options {
   std::string ratings;
   bool ratings_given = false;  // --ratings "" is an empty fold-in (popularity), not a missing flag
   bool all_users = false;
+  bool explain = false;
+  // similar
+  std::string item;
   // embed
   bool sample = false;
   bool logvar = false;
@@ -746,10 +750,11 @@ int run_train(Options& o, bool main_job) {
 
 // fallback_list / fallback_score: what a list is, and what its scores are, when there was no
 // usable rating to give the model (the list is then not the model's).
+// explain (may be null): fills each listed item's `because` from the user's ratings.
 template <typename Rec>
 int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const std::string& kind,
                           const std::string& fallback_what, const std::string& fallback_list,
-                          const std::string& fallback_score) {
+                          const std::string& fallback_score, const ItemEffects* explain) {
   RecommendOptions ro;
   ro.top = o.top;
   ro.include_rated = o.include_rated;
@@ -762,7 +767,27 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
     std::cout << "\n";
     return 0;
   }
-  const RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
+  RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
+  if (explain && !r.popularity_fallback) {
+    FoldInRow rated;
+    if (!o.user.empty()) {
+      const int64_t u = d.find_user(o.user);
+      for (int64_t p = d.ratings.indptr[u]; p < d.ratings.indptr[u + 1]; ++p)
+        rated.emplace_back(d.ratings.indices[p], d.ratings.values[p]);
+    } else {
+      rated = parse_foldin_ratings(o.ratings, d).ratings;
+    }
+    std::vector<int32_t> items;
+    for (const Recommendation& x : r.items) items.push_back(x.item);
+    const std::vector<int32_t> because = explain_recommendations(*explain, items, rated, d.num_items());
+    for (size_t t = 0; t < r.items.size(); ++t) {
+      r.items[t].because = because[t];
+      for (const auto& [item, rating] : rated)
+        if (item == because[t]) r.items[t].because_rating = rating;
+    }
+    r.notes.push_back("because you rated: the rated item whose rating alone raises the item's " + explain->unit +
+                      " most (- where none raises it)");
+  }
   const std::string who = o.user.empty() ? "the given ratings" : "user " + o.user;
   // The list holds at most the items there are to recommend, and without usable ratings it is
   // the fallback ranking, not the model's: title it by what it holds.
@@ -785,6 +810,12 @@ int run_recommend(Options& o) {
   if (modes == 0) throw UsageError("recommend needs --user ID, --ratings \"item:rating,...\" or --all-users");
   if (modes > 1) throw UsageError("give only one of --user, --ratings and --all-users");
   if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
+  if (o.explain) {
+    if (o.all_users) throw UsageError("--explain annotates one list (--user or --ratings), not --all-users");
+    std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+    if (!o.model_file.empty()) kind = peek_model_kind(o.model_file);
+    require_item_effects(kind);  // before any training
+  }
   if (o.top < 1) throw UsageError("--top must be at least 1");
   if (o.all_users) {  // the CSV's folder, made and probed before any training
     std::error_code ec;
@@ -797,12 +828,36 @@ int run_recommend(Options& o) {
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd) {
     SvdRecommender rec(*a.svd, d);
+    const ItemEffects e = item_effects(*a.svd);
     return print_recommendations(rec, o, d, a.kind(), "were ranked by item bias (mu + b_i)", "items by item bias",
-                                 "mu + b_i");
+                                 "mu + b_i", o.explain ? &e : nullptr);
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
+  std::unique_ptr<ItemEffects> e;
+  if (o.explain) e = std::make_unique<ItemEffects>(item_effects(rec, a.kind(), a.ae.info.config.loss, d.rating_max));
   return print_recommendations(rec, o, d, a.kind(), "got the most popular items", "most popular items",
-                               "the item's number of ratings");
+                               "the item's number of ratings", e.get());
+}
+
+int run_similar(Options& o) {
+  prepare_training(o);
+  if (o.item.empty()) throw UsageError("similar needs --item ID (or a part of a title)");
+  // Models without item effects are refused before any data is read or model trained.
+  std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+  if (!o.model_file.empty()) kind = peek_model_kind(o.model_file);
+  require_item_effects(kind);
+  const Dataset d = load_data(o);
+  const int32_t item = find_item_by_id_or_title(o.item, d);
+  AnalysisModel a = obtain_analysis_model(o, d);
+  if (a.svd) {
+    const ItemEffects e = item_effects(*a.svd);
+    std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+    return 0;
+  }
+  Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
+  const ItemEffects e = item_effects(rec, a.kind(), a.ae.info.config.loss, d.rating_max);
+  std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+  return 0;
 }
 
 // embed --sample draws its noise from --seed when one is given, else from the model's own seed.
@@ -1299,6 +1354,15 @@ int main(int argc, char** argv) {
                         "from the training SGD updates over these ratings with every item parameter fixed (from 0, "
                         "the model's epochs, lr and reg; svdpp's implicit term from the given items)");
   recommend->add_flag("--all-users", o.all_users, "every user into the CSV given by --out (user_id,rank,item_id,score)");
+  recommend->add_flag("--explain", o.explain,
+                      "add a \"because you rated\" column: for each item, the user's rated item whose rating alone "
+                      "raises its score most (the model's own fold-in; not with --all-users, i-autorec or popularity)");
+  CLI::App* similar = app.add_subcommand("similar", "items most like one item: those whose score a new user's liking of "
+                                                "it alone raises most (the model's own \"people who like X also like\"), "
+                                                "with titles and genre counts (--model-file M, or trains first)");
+  similar->fallthrough();
+  similar->add_option("--item", o.item, "original item id, or a part of a title (case ignored; must pick one item)");
+  similar->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
                                               "(--model-file M, or trains first; svd/svdpp: the user vectors p_u)");
   embed->fallthrough();
@@ -1329,7 +1393,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   // The data, model, training and device options belong to the main app (fallthrough), so a
   // subcommand's own help would show little more than --help: it lists them too.
-  for (CLI::App* sub : {train, info, recommend, embed, cluster, compare})
+  for (CLI::App* sub : {train, info, recommend, similar, embed, cluster, compare})
     sub->footer([&app, sub, compare] {
       std::vector<const CLI::Option*> shared;
       for (const CLI::Option* opt : app.get_options())
@@ -1357,6 +1421,7 @@ int main(int argc, char** argv) {
   }
 
   for (const CLI::App* a : {static_cast<const CLI::App*>(&app), static_cast<const CLI::App*>(recommend),
+                            static_cast<const CLI::App*>(similar),
                             static_cast<const CLI::App*>(cluster), static_cast<const CLI::App*>(embed),
                             static_cast<const CLI::App*>(compare)})
     for (const CLI::Option* opt : a->get_options())
@@ -1385,7 +1450,7 @@ int main(int argc, char** argv) {
         kind = "vae";  // an unreadable file is reported by the command itself
       }
     }
-    const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || embed->parsed() ||
+    const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || similar->parsed() || embed->parsed() ||
                             cluster->parsed() || compare->parsed());
     const bool runs = cluster->parsed() ? o.tsne && !o.out.empty()
                                         : main_job && !o.out.empty() && !o.no_tsne && model_has_latent(kind);
@@ -1402,6 +1467,7 @@ int main(int argc, char** argv) {
       o.ratings_given = o.was_given("--ratings");
       return run_recommend(o);
     }
+    if (similar->parsed()) return run_similar(o);
     if (embed->parsed()) return run_embed(o);
     if (cluster->parsed()) return run_cluster(o);
     return run_train(o, true);

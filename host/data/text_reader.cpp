@@ -285,4 +285,10 @@ std::string escape(std::string_view s, size_t max_bytes) {
 
 std::string quote(std::string_view s) { return "'" + escape(s, 60) + "'"; }
 
+size_t display_width(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0u) != 0x80u;  // continuation bytes add no column
+  return n;
+}
+
 }  // namespace vae::text

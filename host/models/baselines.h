@@ -39,6 +39,8 @@ class EaseModel final : public Model<T> {
   // caller passes binary input rows, as EASE was fitted on.
   void predict(const Batch<T>& b, Mat<T> out) override;
   double lambda() const { return lambda_; }
+  // B, items × items (row i: the weight liking item i gives each item's score).
+  Mat<T> item_item() const { return b_.mat(); }
   // Recomputes B for another λ from the cached eigen/Gram data.
   void set_lambda(double lambda);
 

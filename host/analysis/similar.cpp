@@ -1,0 +1,219 @@
+#include "analysis/similar.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <limits>
+#include <sstream>
+
+#include "analysis/profile.h"
+#include "core/error.h"
+#include "data/text_reader.h"
+
+namespace vae {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string genres_of(const Dataset& d, int32_t item) {
+  if (!d.has_genres() || static_cast<size_t>(item) >= d.item_genres.size()) return "";
+  std::string g;
+  for (size_t k = 0; k < d.genre_names.size(); ++k)
+    if (d.item_genres[item] >> k & 1u) g += (g.empty() ? "" : "|") + d.genre_names[k];
+  return g;
+}
+
+std::string title_of(const Dataset& d, int32_t item) {
+  return d.has_titles() && !d.titles[item].empty() ? d.titles[item] : "item " + d.item_ids[item];
+}
+
+}  // namespace
+
+void require_item_effects(const std::string& kind) {
+  const char* others = "; use vae, multvae, autorec, cdae, ease, svd or svdpp";
+  if (kind == "i-autorec")
+    throw UsageError(std::string("i-autorec cannot score a new user (its input columns are the training users), "
+                                 "so no item's effect on the others can be read from it") + others);
+  if (kind == "popularity")
+    throw UsageError(std::string("popularity ranks every user alike: no item changes another's score") + others);
+}
+
+ItemEffects item_effects(Recommender& rec, const std::string& kind, const std::string& loss, float rating_max) {
+  require_item_effects(kind);
+  ItemEffects e;
+  e.model = kind;
+  e.like = rating_max;
+  if (kind == "vae" || (kind == "cdae" && loss != "mse")) e.unit = "logit";
+  else if (kind == "multvae") e.unit = "log-probability";
+  else if (kind == "ease") e.unit = "score (EASE: B[i][j])";
+  else e.unit = "predicted rating";
+  const bool softmax = kind == "multvae";
+  e.outputs = [&rec, softmax](const std::vector<FoldInRow>& users) {
+    std::vector<std::vector<float>> out = rec.fold_in_outputs(users);
+    // Mult-VAE's logits are defined up to a constant per user (softmax): its log-probabilities
+    // are what compares across users.
+    if (softmax)
+      for (std::vector<float>& row : out) {
+        double mx = -std::numeric_limits<double>::infinity(), se = 0;
+        for (float v : row)
+          if (!std::isnan(v)) mx = std::max(mx, static_cast<double>(v));
+        for (float v : row)
+          if (!std::isnan(v)) se += std::exp(static_cast<double>(v) - mx);
+        const double lse = mx + std::log(se);
+        for (float& v : row)
+          if (!std::isnan(v)) v = static_cast<float>(static_cast<double>(v) - lse);
+      }
+    return out;
+  };
+  return e;
+}
+
+ItemEffects item_effects(const SvdModel& m) {
+  ItemEffects e;
+  e.model = m.kind();
+  e.unit = "predicted rating";
+  e.like = m.rating_max();
+  e.outputs = [&m](const std::vector<FoldInRow>& users) {
+    std::vector<std::vector<float>> out;
+    for (const FoldInRow& row : users) {
+      FoldInRow known;
+      for (const auto& p : row)
+        if (m.item_known(p.first)) known.push_back(p);
+      const auto [bu, v] = m.fold_in(known);
+      std::vector<float> s;
+      m.score_with(bu, v, s);
+      for (int64_t i = 0; i < m.num_items(); ++i)
+        if (!m.item_known(i)) s[i] = std::numeric_limits<float>::quiet_NaN();
+      out.push_back(std::move(s));
+    }
+    return out;
+  };
+  return e;
+}
+
+int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d) {
+  const int64_t by_id = d.find_item(query);
+  if (by_id >= 0) return static_cast<int32_t>(by_id);
+  if (!d.has_titles() || query.empty())
+    throw UsageError("no item " + text::quote(query) + " in " + d.name +
+                     (d.has_titles() ? "" : " (it has no titles to search: give an item id)"));
+  const std::string q = lower(query);
+  std::vector<int32_t> hits;
+  for (size_t i = 0; i < d.titles.size(); ++i)
+    if (lower(d.titles[i]).find(q) != std::string::npos) hits.push_back(static_cast<int32_t>(i));
+  if (hits.empty()) throw UsageError("no item id or title in " + d.name + " matches " + text::quote(query));
+  if (hits.size() == 1) return hits.front();
+  int32_t exact = -1, exact_count = 0;
+  for (int32_t i : hits)
+    if (lower(d.titles[i]) == q) exact = i, ++exact_count;
+  if (exact_count == 1) return exact;
+  std::string list;
+  const size_t shown = std::min<size_t>(hits.size(), 10);
+  for (size_t k = 0; k < shown; ++k)
+    list += "\n  " + text::escape(d.item_ids[hits[k]], 40) + "  " + text::escape(d.titles[hits[k]], 100);
+  if (hits.size() > shown) list += "\n  ... and " + std::to_string(hits.size() - shown) + " more";
+  throw UsageError(std::to_string(hits.size()) + " titles in " + d.name + " match " + text::quote(query) +
+                   "; give the item id of one:" + list);
+}
+
+std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d) {
+  VAE_CHECK(item >= 0 && item < d.num_items(), "most_similar: item index out of range");
+  // Liking any item raises the popular ones: the baseline is the output after a like of the
+  // average item (every model item in turn, averaged), so what is left is this item's own pull.
+  const std::vector<float> liked = e.outputs({FoldInRow{{item, e.like}}}).front();
+  if (std::isnan(liked[item]))
+    throw UsageError("item " + text::escape(d.item_ids[item], 40) + " (" + text::escape(title_of(d, item), 100) +
+                     ") is not one of the " + e.model + " model's items" +
+                     (e.model == "svd" || e.model == "svdpp"
+                          ? " (it has no training ratings)"
+                          : " (under the heldout protocol only items some training user rated at or above the "
+                            "threshold are kept)"));
+  const int64_t n = d.num_items();
+  std::vector<int32_t> model_items;
+  for (int32_t j = 0; j < n; ++j)
+    if (!std::isnan(liked[j])) model_items.push_back(j);
+  std::vector<double> mean(static_cast<size_t>(n), 0.0);
+  const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
+  for (size_t r0 = 0; r0 < model_items.size(); r0 += chunk) {
+    std::vector<FoldInRow> users;
+    for (size_t r = r0; r < std::min(model_items.size(), r0 + chunk); ++r)
+      users.push_back(FoldInRow{{model_items[r], e.like}});
+    for (const std::vector<float>& o : e.outputs(users))
+      for (int32_t j : model_items) mean[j] += static_cast<double>(o[j]);
+  }
+  for (int32_t j : model_items) mean[j] /= static_cast<double>(model_items.size());
+  std::vector<SimilarItem> all;
+  for (int32_t j : model_items)
+    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - mean[j]});
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
+                    [](const SimilarItem& x, const SimilarItem& y) {
+                      return x.effect != y.effect ? x.effect > y.effect : x.item < y.item;
+                    });
+  all.resize(k);
+  for (size_t r = 0; r < k; ++r) all[r].rank = static_cast<int>(r) + 1;
+  return all;
+}
+
+std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
+                           const Dataset& d) {
+  std::vector<int64_t> counts(static_cast<size_t>(d.num_items()), 0);
+  for (int32_t c : d.ratings.indices) ++counts[c];
+  std::ostringstream os;
+  const std::string g = genres_of(d, item);
+  char like[32];
+  std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
+  os << "Items most like " << d.item_ids[item] << " " << title_of(d, item) << (g.empty() ? "" : " [" + g + "]")
+     << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
+     << " of it alone raises each item's " << e.unit << " than such a rating of the average item does):\n";
+  size_t id_w = 4;
+  for (const auto& s : list) id_w = std::max(id_w, d.item_ids[s.item].size());
+  os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
+     << std::setw(10) << "lift" << "  " << std::setw(7) << "ratings" << "  title\n";
+  std::vector<int32_t> items;
+  for (const auto& s : list) {
+    char v[32];
+    std::snprintf(v, sizeof v, "%.4g", s.effect);
+    os << std::setw(4) << s.rank << "  " << std::setw(static_cast<int>(id_w)) << d.item_ids[s.item] << "  "
+       << std::setw(10) << v << "  " << std::setw(7) << counts[s.item] << "  " << title_of(d, s.item) << "\n";
+    items.push_back(s.item);
+  }
+  if (list.empty()) os << "  (the model has no other item)\n";
+  os << format_genre_counts(genre_counts(d, items));
+  return os.str();
+}
+
+std::vector<int32_t> explain_recommendations(const ItemEffects& e, const std::vector<int32_t>& recommended,
+                                             const FoldInRow& rated, int64_t num_items) {
+  for (int32_t j : recommended) VAE_CHECK(j >= 0 && j < num_items, "explain: item index out of range");
+  std::vector<int32_t> best(recommended.size(), -1);
+  std::vector<double> best_effect(recommended.size(), 0.0);
+  if (recommended.empty() || rated.empty()) return best;
+  const std::vector<float> none = e.outputs({FoldInRow{}}).front();
+  const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
+  for (size_t r0 = 0; r0 < rated.size(); r0 += chunk) {
+    std::vector<FoldInRow> users;
+    for (size_t r = r0; r < std::min(rated.size(), r0 + chunk); ++r) users.push_back(FoldInRow{rated[r]});
+    const std::vector<std::vector<float>> o = e.outputs(users);
+    for (size_t r = 0; r < users.size(); ++r) {
+      const int32_t i = users[r].front().first;
+      for (size_t t = 0; t < recommended.size(); ++t) {
+        const int32_t j = recommended[t];
+        if (j == i || std::isnan(none[j])) continue;
+        const double v = static_cast<double>(o[r][j]) - static_cast<double>(none[j]);
+        // Only a rating that raises the item explains it.
+        if (v > 0 && (best[t] < 0 || v > best_effect[t] || (v == best_effect[t] && i < best[t])))
+          best[t] = i, best_effect[t] = v;
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace vae

@@ -1,0 +1,70 @@
+// Items like a given item, and the rated item behind a recommendation, both read from what the
+// trained model itself does: the effect of a liked item is how much a new user's liking that
+// one item (alone, at the top of the rating scale) raises each item's output over a user with no
+// ratings — the model's "people who like X also like". One definition serves every model:
+//   vae, cdae (BCE) — the change in the item's logit (before the sigmoid recommend applies);
+//   multvae — the change in the item's logit (= its log-probability, up to one constant);
+//   autorec, cdae (MSE) — the change in the predicted rating;
+//   ease — exactly B[i][j] (its scores are X·B);
+//   svd, svdpp — the change in r̂ after the fold-in's SGD updates (b_u and p_u from that rating).
+// Item-based AutoRec (it cannot take a new user) and popularity (no item depends on another)
+// have no such effect and are refused.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "analysis/recommend.h"
+#include "data/dataset.h"
+#include "models/svd.h"
+
+namespace vae {
+
+using FoldInRow = Recommender::FoldInRow;  // (dataset item, rating) pairs of one new user
+
+struct ItemEffects {
+  std::string model;  // kind
+  std::string unit;   // what the output is ("logit", "predicted rating", ...)
+  float like = 5.0f;  // the rating that stands for "liked": the data's top rating
+  // Outputs for new users: one row of num_items values each, NaN where the model has no column.
+  std::function<std::vector<std::vector<float>>(const std::vector<FoldInRow>&)> outputs;
+  int64_t chunk = 256;  // users per outputs() call (bounds memory: rows × items floats)
+};
+
+// UsageError for a model kind without item effects (i-autorec, popularity), so that a command
+// refuses it before training.
+void require_item_effects(const std::string& kind);
+
+ItemEffects item_effects(Recommender& rec, const std::string& kind, const std::string& loss, float rating_max);
+ItemEffects item_effects(const SvdModel& model);
+
+// An item named on the command line: its original id, or else a case-insensitive part of one
+// title (an exact title wins over parts). UsageError when nothing matches or several titles do
+// (up to ten are listed with their ids).
+int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d);
+
+struct SimilarItem {
+  int rank = 0;
+  int32_t item = 0;  // dataset item index
+  double effect = 0;
+};
+
+// The top items whose output the given item's like raises most (itself excluded), best first;
+// ties go to the lower dataset item index. UsageError when the model does not take the item
+// as input (not one of its columns).
+std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d);
+
+// Heading, then rank, item id, effect, the item's number of ratings, title; then the list's
+// genre counts.
+std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
+                           const Dataset& d);
+
+// For each recommended item: the rated item (the user's own (item, rating) pairs) whose rating
+// alone raises its output most, or −1 when no rating raises it (below the input threshold,
+// not a model column). Ties go to the lower item index.
+std::vector<int32_t> explain_recommendations(const ItemEffects& e, const std::vector<int32_t>& recommended,
+                                             const FoldInRow& rated, int64_t num_items);
+
+}  // namespace vae

@@ -1,0 +1,329 @@
+// Item effects: `similar` (items a like of one item pulls up most, over the average item's pull)
+// and recommend --explain (the rated item behind each recommendation). Checked against a linear
+// stand-in whose answers are known in closed form, against EASE's B (its outputs are X·B, so
+// every effect is a difference of B entries), and the fold-in outputs against the recommend path.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "analysis/model_file.h"
+#include "analysis/recommend.h"
+#include "analysis/similar.h"
+#include "backend/backend.h"
+#include "data/dataset.h"
+#include "models/baselines.h"
+#include "train/trainer.h"
+
+namespace {
+
+using namespace vae;
+using ::testing::HasSubstr;
+
+const Dataset& data() {
+  static const Dataset d = [] {
+    SyntheticSpec s;
+    s.users = 150;
+    s.items = 120;
+    s.ratings = 4000;
+    s.groups = 3;
+    s.seed = 8;
+    return make_synthetic(s);
+  }();
+  return d;
+}
+
+// A linear "model": out(x) = b + x·M over n items, item `absent` not a column (NaN), and the
+// number of users it was asked for counted (chunking).
+struct Linear {
+  int64_t n = 0;
+  std::vector<double> m, b;
+  int32_t absent = -1;
+  mutable int64_t calls = 0;
+  mutable size_t max_users = 0;
+  ItemEffects effects(int64_t chunk = 256) const {
+    ItemEffects e;
+    e.model = "linear";
+    e.unit = "output";
+    e.like = 5.0f;
+    e.chunk = chunk;
+    e.outputs = [this](const std::vector<FoldInRow>& users) {
+      ++calls;
+      max_users = std::max(max_users, users.size());
+      std::vector<std::vector<float>> out;
+      for (const FoldInRow& row : users) {
+        std::vector<float> o(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) {
+          double v = b[j];
+          for (const auto& [i, r] : row)
+            if (i != absent) v += r * m[i * n + j];
+          o[j] = j == absent ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(v);
+        }
+        out.push_back(std::move(o));
+      }
+      return out;
+    };
+    return e;
+  }
+};
+
+Linear linear(int64_t n, uint64_t seed) {
+  Linear l;
+  l.n = n;
+  l.m.resize(static_cast<size_t>(n * n));
+  l.b.resize(static_cast<size_t>(n));
+  uint64_t s = seed;
+  auto next = [&] {  // small exact binary fractions: float sums stay exact
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(static_cast<int>((s >> 40) % 64) - 32) / 64.0;
+  };
+  for (double& v : l.m) v = next();
+  for (double& v : l.b) v = next();
+  return l;
+}
+
+TEST(ItemEffects, MostSimilarIsTheItemsPullOverTheAverageItems) {
+  const Dataset& d = data();
+  const int64_t n = d.num_items();
+  Linear l = linear(n, 3);
+  l.absent = 7;
+  const ItemEffects e = l.effects(/*chunk=*/16);
+  const int32_t q = 11;
+  const std::vector<SimilarItem> got = most_similar(e, q, 10, d);
+  // Oracle: lift_j = 5·M[q][j] − mean over model items i of 5·M[i][j] (b cancels).
+  std::vector<std::pair<double, int32_t>> want;
+  for (int32_t j = 0; j < n; ++j) {
+    if (j == q || j == l.absent) continue;
+    double mean = 0;
+    for (int32_t i = 0; i < n; ++i)
+      if (i != l.absent) mean += 5 * l.m[i * n + j];
+    mean /= static_cast<double>(n - 1);
+    want.emplace_back(5 * l.m[q * n + j] - mean, j);
+  }
+  std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  ASSERT_EQ(got.size(), 10u);
+  for (size_t r = 0; r < got.size(); ++r) {
+    EXPECT_EQ(got[r].rank, static_cast<int>(r) + 1);
+    EXPECT_EQ(got[r].item, want[r].second) << "rank " << r + 1;
+    EXPECT_NEAR(got[r].effect, want[r].first, 1e-5) << "rank " << r + 1;
+  }
+  EXPECT_LE(l.max_users, 16u);  // the chunk bounds each call
+  // An item the model has no column for is refused by name; --top beyond the items is cut.
+  try {
+    most_similar(e, l.absent, 5, d);
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& err) {
+    EXPECT_THAT(err.what(), HasSubstr("is not one of the linear model's items"));
+    EXPECT_THAT(err.what(), HasSubstr(d.item_ids[l.absent]));
+  }
+  EXPECT_EQ(most_similar(e, q, 100000, d).size(), static_cast<size_t>(n - 2));
+}
+
+TEST(ItemEffects, TiesGoToTheLowerItem) {
+  const Dataset& d = data();
+  Linear l;
+  l.n = d.num_items();
+  l.m.assign(static_cast<size_t>(l.n * l.n), 0.0);
+  l.b.assign(static_cast<size_t>(l.n), 0.0);
+  for (int32_t j : {40, 9, 77}) l.m[3 * l.n + j] = 1.0;  // item 3 pulls three items equally
+  const std::vector<SimilarItem> got = most_similar(l.effects(), 3, 3, d);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].item, 9);
+  EXPECT_EQ(got[1].item, 40);
+  EXPECT_EQ(got[2].item, 77);
+  EXPECT_EQ(got[0].effect, got[2].effect);
+}
+
+TEST(ItemEffects, ExplainPicksTheRatedItemWithTheLargestPositivePull) {
+  const int64_t n = 30;
+  Linear l;
+  l.n = n;
+  l.m.assign(static_cast<size_t>(n * n), 0.0);
+  l.b.assign(static_cast<size_t>(n), 0.5);
+  l.absent = 29;
+  // Rated: 2 (rating 5), 4 (rating 1), 6 (rating 4), 8 (5), 10 (3), 29 (not a column).
+  l.m[2 * n + 20] = 0.1;  // 5 · 0.1 = 0.5
+  l.m[4 * n + 20] = 1.0;  // 1 · 1.0 = 1.0: the rating scales the pull, so 4 wins
+  l.m[6 * n + 21] = -1;   // item 21: only pushed down → none
+  l.m[8 * n + 22] = 0.2;  // 1.0
+  l.m[10 * n + 22] = 1.0 / 3.0;  // 1.0 (rounded in float): a near tie, decided by the values
+  l.m[2 * n + 23] = 0.2;  // 1.0, exact tie with item 8 below → the lower index, 2
+  l.m[8 * n + 23] = 0.2;
+  l.m[6 * n + 6] = 9;     // a rated item recommended again is not its own reason
+  l.m[2 * n + 6] = 0.01;
+  const FoldInRow rated{{2, 5.f}, {4, 1.f}, {6, 4.f}, {8, 5.f}, {10, 3.f}, {29, 5.f}};
+  const ItemEffects e = l.effects(/*chunk=*/2);
+  const std::vector<int32_t> got = explain_recommendations(e, {20, 21, 23, 6, 24}, rated, n);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0], 4);
+  EXPECT_EQ(got[1], -1);
+  EXPECT_EQ(got[2], 2);
+  EXPECT_EQ(got[3], 2);
+  EXPECT_EQ(got[4], -1);  // nothing pulls item 24
+  EXPECT_LE(l.max_users, 2u);
+  // Near tie for item 22: whichever is larger in the outputs' float arithmetic.
+  const std::vector<int32_t> g22 = explain_recommendations(e, {22}, rated, n);
+  const auto o = e.outputs({FoldInRow{{8, 5.f}}, FoldInRow{{10, 3.f}}});
+  EXPECT_EQ(g22[0], o[0][22] >= o[1][22] ? 8 : 10);
+  EXPECT_EQ(explain_recommendations(e, {20}, {}, n), std::vector<int32_t>{-1});
+}
+
+TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
+  Dataset d;
+  d.name = "tiny";
+  d.item_ids = {"1", "2", "3", "4", "50"};
+  d.titles = {"Star Wars (1977)", "Return of the Jedi (1983)", "Star Trek (1979)", "star wars (1977)x", "Fargo (1996)"};
+  d.ratings.rows = 0;
+  d.ratings.cols = 5;
+  d.ratings.indptr = {0};
+  EXPECT_EQ(find_item_by_id_or_title("50", d), 4);  // an id first
+  EXPECT_EQ(find_item_by_id_or_title("JEDI", d), 1);  // case ignored
+  EXPECT_EQ(find_item_by_id_or_title("star wars (1977)", d), 0);  // two parts match, one exactly
+  auto message = [&](const std::string& q) {
+    try {
+      find_item_by_id_or_title(q, d);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string several = message("star");
+  EXPECT_THAT(several, HasSubstr("3 titles in tiny match 'star'; give the item id of one:"));
+  EXPECT_THAT(several, HasSubstr("\n  3  Star Trek (1979)"));
+  EXPECT_THAT(message("casablanca"), HasSubstr("no item id or title in tiny matches 'casablanca'"));
+  d.titles.clear();
+  EXPECT_THAT(message("Jedi"), HasSubstr("it has no titles to search: give an item id"));
+}
+
+// ---- trained models through the recommend path -------------------------------------------
+
+struct Trained {
+  std::unique_ptr<Backend<float>> be;
+  TrainResult r;
+  ModelFileInfo info;
+};
+
+Trained train(const std::string& kind, const std::string& protocol) {
+  Trained t;
+  t.be = make_cpu_backend<float>();
+  TrainOptions o;
+  o.model.kind = kind;
+  o.protocol = protocol;
+  o.epochs = 2;
+  o.quiet = true;
+  if (kind == "vae" || kind == "multvae") o.model.latent = 8;
+  std::ostringstream log;
+  t.r = run_experiment(*t.be, data(), o, log);
+  t.info = model_file_info(t.r, data());
+  return t;
+}
+
+FoldInRow ratings_of(const Dataset& d, int64_t u) {
+  FoldInRow row;
+  for (int64_t p = d.ratings.indptr[u]; p < d.ratings.indptr[u + 1]; ++p)
+    row.emplace_back(d.ratings.indices[p], d.ratings.values[p]);
+  return row;
+}
+
+std::string spec_of(const Dataset& d, const FoldInRow& row) {
+  std::ostringstream s;
+  for (const auto& [i, r] : row) s << (s.tellp() > 0 ? "," : "") << d.item_ids[i] << ":" << r;
+  return s.str();
+}
+
+// The outputs `similar` and --explain read are the model's own scores of a folded-in user: the
+// ones recommend --ratings ranks (before the VAE / CDAE sigmoid), NaN exactly off the columns.
+TEST(ItemEffects, FoldInOutputsAreWhatRecommendScores) {
+  const Dataset& d = data();
+  for (const auto& [kind, protocol] : std::vector<std::pair<std::string, std::string>>{
+           {"vae", "seed"}, {"multvae", "seed"}, {"multvae", "heldout"}, {"cdae", "seed"}, {"autorec", "seed"},
+           {"ease", "heldout"}}) {
+    SCOPED_TRACE(kind + " / " + protocol);
+    Trained t = train(kind, protocol);
+    Recommender rec(*t.be, *t.r.model_ptr, t.info, d);
+    const std::vector<FoldInRow> users{ratings_of(d, 5), ratings_of(d, 17), FoldInRow{{3, 5.f}}};
+    const std::vector<std::vector<float>> out = rec.fold_in_outputs(users);
+    ASSERT_EQ(out.size(), users.size());
+    const bool sigmoid = kind == "vae" || kind == "cdae";
+    int64_t columns = 0;
+    for (float v : out[0]) columns += !std::isnan(v);
+    EXPECT_EQ(columns, static_cast<int64_t>(t.info.column_map.size()));
+    for (size_t u = 0; u < users.size(); ++u) {
+      RecommendOptions o;
+      o.top = static_cast<int>(d.num_items());
+      o.include_rated = true;
+      const RecommendResult r = rec.for_ratings(spec_of(d, users[u]), o);
+      if (r.popularity_fallback) continue;  // nothing above the heldout threshold
+      ASSERT_EQ(static_cast<int64_t>(r.items.size()), columns);
+      for (const Recommendation& x : r.items) {
+        const double raw = out[u][x.item];
+        const double want = sigmoid ? 1.0 / (1.0 + std::exp(-raw)) : raw;
+        EXPECT_NEAR(x.score, want, 1e-6 + 1e-6 * std::fabs(want)) << "user row " << u << ", item " << x.item_id;
+      }
+    }
+  }
+}
+
+// EASE scores are X·B: a like of item q adds B[q][·], so its lift is B[q][j] minus B's column mean,
+// and a user's recommendation is explained by the rated item with the largest B[i][j].
+TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
+  const Dataset& d = data();
+  Trained t = train("ease", "seed");
+  auto* ease = dynamic_cast<EaseModel<float>*>(t.r.model_ptr.get());
+  ASSERT_NE(ease, nullptr);
+  const std::vector<float> b = t.be->download(ease->item_item());
+  const int64_t n = d.num_items();
+  ASSERT_EQ(static_cast<int64_t>(b.size()), n * n);  // seed protocol: every item is a column
+  Recommender rec(*t.be, *t.r.model_ptr, t.info, d);
+  const ItemEffects e = item_effects(rec, "ease", "", d.rating_max);
+  const int32_t q = 12;
+  const std::vector<SimilarItem> got = most_similar(e, q, 8, d);
+  ASSERT_EQ(got.size(), 8u);
+  for (const SimilarItem& s : got) {
+    double mean = 0;
+    for (int64_t i = 0; i < n; ++i) mean += b[i * n + s.item];
+    mean /= static_cast<double>(n);
+    EXPECT_NEAR(s.effect, b[q * n + s.item] - mean, 1e-5) << d.item_ids[s.item];
+  }
+  for (size_t r = 1; r < got.size(); ++r) EXPECT_GE(got[r - 1].effect, got[r].effect);
+
+  const FoldInRow rated = ratings_of(d, 9);
+  std::vector<int32_t> items;
+  for (int32_t j = 0; j < n; j += 7) items.push_back(j);
+  const std::vector<int32_t> why = explain_recommendations(e, items, rated, n);
+  for (size_t k = 0; k < items.size(); ++k) {
+    const int32_t j = items[k];
+    int32_t want = -1;
+    float best = 0;
+    for (const auto& [i, r] : rated) {  // binary input: each rated item adds B[i][j]
+      const float v = b[i * n + j];
+      if (i != j && v > 0 && (want < 0 || v > best)) want = i, best = v;
+    }
+    if (want < 0) {
+      EXPECT_EQ(why[k], -1) << "item " << j;
+    } else {
+      ASSERT_GE(why[k], 0) << "item " << j;
+      EXPECT_NEAR(b[why[k] * n + j], best, 1e-6) << "item " << j;  // the same pull (ties aside)
+    }
+  }
+}
+
+TEST(ItemEffects, ModelsWithoutEffectsAreRefused) {
+  for (const char* kind : {"i-autorec", "popularity"}) {
+    try {
+      require_item_effects(kind);
+      FAIL() << kind;
+    } catch (const UsageError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(kind));
+      EXPECT_THAT(e.what(), HasSubstr("use vae, multvae, autorec, cdae, ease, svd or svdpp"));
+    }
+  }
+  for (const char* kind : {"vae", "multvae", "autorec", "cdae", "ease", "svd", "svdpp"})
+    EXPECT_NO_THROW(require_item_effects(kind)) << kind;
+}
+
+}  // namespace
