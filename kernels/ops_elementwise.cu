@@ -31,7 +31,8 @@ __global__ void finalize_kernel(const double* partials, int nparts, Live<double>
     if (loss) {
       const double g = take_sqrt ? sqrt(s) : s;
       const double outer = outer_live.get();
-      loss[0] = static_cast<float>(static_cast<double>(loss[0]) + outer * (inner * g));
+      // _rn: no FMA contraction, so the sum rounds as the CPU's (built with -ffp-contract=off).
+      loss[0] = static_cast<float>(__dadd_rn(static_cast<double>(loss[0]), __dmul_rn(outer, __dmul_rn(inner, g))));
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -309,12 +310,11 @@ TEST_F(CudaOps, GemmBf16WithinItsRoundingAndReallyBf16) {
 // CPU's double BLAS sum in different orders, which may flip a final rounding only where a
 // result sits within double rounding noise of a float boundary: a few 1-ulp differences at
 // most, against the many a float sgemm shows (GemmTf32WithinLooseTolerance's fp32 twin).
-TEST_F(CudaOps, GemmExactMatchesTheCpuBitForBit) {
+// Every shape class (tails, split-K, one row or column, empty) in both transposes and betas.
+void expect_exact_gemms_match(const std::vector<std::array<int64_t, 3>>& dims) {
   auto cx = make_cpu_backend<float>(GemmPrecision::exact);
   auto gx = make_cuda_backend(GemmPrecision::exact);
   EXPECT_EQ(gx->gemm_precision(), GemmPrecision::exact);
-  const int64_t dims[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 65, 129}, {64, 600, 300}, {1, 257, 1682},
-                             {300, 1, 77}, {130, 700, 1682}, {0, 5, 3}, {5, 0, 3}, {4, 3, 0}};
   for (const auto& d : dims) {
     const int64_t m = d[0], n = d[1], k = d[2];
     for (int t = 0; t < 4; ++t) {
@@ -346,6 +346,16 @@ TEST_F(CudaOps, GemmExactMatchesTheCpuBitForBit) {
     }
   }
 }
+
+TEST_F(CudaOps, GemmExactMatchesTheCpuBitForBit) {
+  expect_exact_gemms_match({{1, 1, 1}, {7, 13, 5}, {33, 65, 129}, {64, 600, 300}, {1, 257, 1682},
+                            {300, 1, 77}, {0, 5, 3}, {5, 0, 3}, {4, 3, 0}});
+}
+
+// A layer-sized GEMM (the VAE's 1682-wide first layer at a batch of 130): about 1.2 G
+// multiply-adds over the eight cases, too slow under racecheck, whose kernel paths the shapes
+// above already cover.
+TEST_F(CudaOps, GemmExactLayerSizedMatchesTheCpu) { expect_exact_gemms_match({{130, 700, 1682}}); }
 
 TEST_F(CudaOps, BiasActAllActivations) {
   for (auto [r, c] : kShapes) {
