@@ -450,7 +450,7 @@ TEST(CliAnalysisTrainFirst, SimilarAndExplainForEveryFamily) {
     const CmdResult s = run_cli("similar " + d + " --model " + model + " --item 5 --top 3");
     ASSERT_EQ(s.code, 0) << model << "\n" << s.out;
     EXPECT_THAT(s.out, HasSubstr("(" + model + "; lift = how much more a new user's rating 5 of it alone raises each item's " +
-                                 unit + " than such a rating of the average item does)"));
+                                 unit + " than such a rating of the average item does, centred over the items)"));
     EXPECT_THAT(s.out, HasSubstr("\n   3  "));
     const CmdResult e = run_cli("recommend " + d + " --model " + model + " --user 3 --top 3 --explain");
     ASSERT_EQ(e.code, 0) << model << "\n" << e.out;

@@ -92,16 +92,23 @@ TEST(ItemEffects, MostSimilarIsTheItemsPullOverTheAverageItems) {
   const ItemEffects e = l.effects(/*chunk=*/16);
   const int32_t q = 11;
   const std::vector<SimilarItem> got = most_similar(e, q, 10, d);
-  // Oracle: lift_j = 5·M[q][j] − mean over model items i of 5·M[i][j] (b cancels).
-  std::vector<std::pair<double, int32_t>> want;
+  // Oracle: raw_j = 5·M[q][j] − mean over model items i of 5·M[i][j] (b cancels), then centred:
+  // lift_j = raw_j − mean over model items j' of raw_j'.
+  std::vector<double> raw(static_cast<size_t>(n), 0.0);
+  double shift = 0;
   for (int32_t j = 0; j < n; ++j) {
-    if (j == q || j == l.absent) continue;
+    if (j == l.absent) continue;
     double mean = 0;
     for (int32_t i = 0; i < n; ++i)
       if (i != l.absent) mean += 5 * l.m[i * n + j];
     mean /= static_cast<double>(n - 1);
-    want.emplace_back(5 * l.m[q * n + j] - mean, j);
+    raw[j] = 5 * l.m[q * n + j] - mean;
+    shift += raw[j];
   }
+  shift /= static_cast<double>(n - 1);
+  std::vector<std::pair<double, int32_t>> want;
+  for (int32_t j = 0; j < n; ++j)
+    if (j != q && j != l.absent) want.emplace_back(raw[j] - shift, j);
   std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
@@ -268,8 +275,9 @@ TEST(ItemEffects, FoldInOutputsAreWhatRecommendScores) {
   }
 }
 
-// EASE scores are X·B: a like of item q adds B[q][·], so its lift is B[q][j] minus B's column mean,
-// and a user's recommendation is explained by the rated item with the largest B[i][j].
+// EASE scores are X·B: a like of item q adds B[q][·], so its lift is B[q][j] minus B's column mean
+// (centred over j), and a user's recommendation is explained by the rated item with the largest
+// B[i][j].
 TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   const Dataset& d = data();
   Trained t = train("ease", "seed");
@@ -283,12 +291,15 @@ TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   const int32_t q = 12;
   const std::vector<SimilarItem> got = most_similar(e, q, 8, d);
   ASSERT_EQ(got.size(), 8u);
-  for (const SimilarItem& s : got) {
+  std::vector<double> raw(static_cast<size_t>(n));
+  double shift = 0;
+  for (int64_t j = 0; j < n; ++j) {
     double mean = 0;
-    for (int64_t i = 0; i < n; ++i) mean += b[i * n + s.item];
-    mean /= static_cast<double>(n);
-    EXPECT_NEAR(s.effect, b[q * n + s.item] - mean, 1e-5) << d.item_ids[s.item];
+    for (int64_t i = 0; i < n; ++i) mean += b[i * n + j];
+    raw[j] = b[q * n + j] - mean / static_cast<double>(n);
+    shift += raw[j] / static_cast<double>(n);
   }
+  for (const SimilarItem& s : got) EXPECT_NEAR(s.effect, raw[s.item] - shift, 1e-5) << d.item_ids[s.item];
   for (size_t r = 1; r < got.size(); ++r) EXPECT_GE(got[r - 1].effect, got[r].effect);
 
   const FoldInRow rated = ratings_of(d, 9);

@@ -148,9 +148,14 @@ std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int to
       for (int32_t j : model_items) mean[j] += static_cast<double>(o[j]);
   }
   for (int32_t j : model_items) mean[j] /= static_cast<double>(model_items.size());
+  // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
+  // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
+  double shift = 0;
+  for (int32_t j : model_items) shift += static_cast<double>(liked[j]) - mean[j];
+  shift /= static_cast<double>(model_items.size());
   std::vector<SimilarItem> all;
   for (int32_t j : model_items)
-    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - mean[j]});
+    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - mean[j] - shift});
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
                     [](const SimilarItem& x, const SimilarItem& y) {
@@ -171,7 +176,8 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
   os << "Items most like " << d.item_ids[item] << " " << title_of(d, item) << (g.empty() ? "" : " [" + g + "]")
      << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
-     << " of it alone raises each item's " << e.unit << " than such a rating of the average item does):\n";
+     << " of it alone raises each item's " << e.unit
+     << " than such a rating of the average item does, centred over the items):\n";
   size_t id_w = 4;
   for (const auto& s : list) id_w = std::max(id_w, d.item_ids[s.item].size());
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "

@@ -51,8 +51,9 @@ struct SimilarItem {
   double effect = 0;
 };
 
-// The top items whose output the given item's like raises most (itself excluded), best first;
-// ties go to the lower dataset item index. UsageError when the model does not take the item
+// The top items whose output the given item's like raises most over the average item's like
+// (lift; itself excluded), best first; ties go to the lower dataset item index. Lifts are
+// centred over the items (a shift common to all of them is taken out), so 0 is a typical pull. UsageError when the model does not take the item
 // as input (not one of its columns).
 std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d);
 
