@@ -171,10 +171,20 @@ TEST_F(CliAnalysis, SimilarAndExplainReadTheModelFile) {
 
   const CmdResult e = run_cli("recommend --user 7 --top 5 --explain" + m);
   ASSERT_EQ(e.code, 0) << e.out;
-  EXPECT_THAT(e.out, HasSubstr("because you rated"));
-  EXPECT_THAT(e.out, HasSubstr("note: because you rated: the rated item whose rating alone raises the item's logit most"));
+  EXPECT_THAT(e.out, HasSubstr("  because you liked\n"));  // the column's header
+  EXPECT_THAT(e.out, HasSubstr("note: because you liked: of your ratings >= 3, the one whose rating alone pulls the item's "
+                               "logit up most"));
   const CmdResult plain = run_cli("recommend --user 7 --top 5" + m);
   EXPECT_THAT(plain.out, Not(HasSubstr("because")));
+  const CmdResult none = run_cli("recommend --ratings \"\" --top 3 --explain" + m);
+  ASSERT_EQ(none.code, 0) << none.out;
+  EXPECT_THAT(none.out, HasSubstr("--explain: no usable ratings, so nothing to explain"));
+  EXPECT_THAT(none.out, Not(HasSubstr("  because you liked\n")));
+  const CmdResult notes = run_cli("similar --item 7 --top 2 --no-tsne --out " + sub("nothing").string() + m);
+  ASSERT_EQ(notes.code, 0) << notes.out;
+  EXPECT_THAT(notes.out, HasSubstr("note: --no-tsne is ignored: it applies to the main job"));
+  EXPECT_THAT(notes.out, HasSubstr("note: --out is ignored: similar prints its list and writes no files"));
+  EXPECT_FALSE(fs::exists(sub("nothing")));
 
   for (const std::string& args : {"similar" + m, "similar --item nosuchtitle" + m, "similar --item 7 --top 0" + m,
                                   "recommend --all-users --explain --out x.csv" + m,
@@ -438,14 +448,12 @@ TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
 
 namespace {
 
-// The whole pipeline finds real structure: a Mult-VAE trained on the default synthetic data,
-// its users' latent means clustered with k = the number of planted taste groups, recovers those
-// groups (the notebook VAE's own weighting collapses the posterior, so it is not used here).
 // Each model family names its own output in the heading, and SVD's fold-in serves --explain.
 TEST(CliAnalysisTrainFirst, SimilarAndExplainForEveryFamily) {
   const std::string d = "--data synthetic:users=80,items=100,ratings=1500,groups=2 --device cpu --epochs 1";
   for (const auto& [model, unit] : std::vector<std::pair<std::string, std::string>>{
-           {"multvae", "log-probability"}, {"autorec", "predicted rating"}, {"ease", "score (EASE: B[i][j])"},
+           {"vae", "logit"}, {"cdae", "logit"}, {"multvae", "log-probability"}, {"autorec", "predicted rating"},
+           {"ease", "score (EASE: B[i][j])"},
            {"svd", "predicted rating"}, {"svdpp", "predicted rating"}}) {
     const CmdResult s = run_cli("similar " + d + " --model " + model + " --item 5 --top 3");
     ASSERT_EQ(s.code, 0) << model << "\n" << s.out;
@@ -454,10 +462,13 @@ TEST(CliAnalysisTrainFirst, SimilarAndExplainForEveryFamily) {
     EXPECT_THAT(s.out, HasSubstr("\n   3  "));
     const CmdResult e = run_cli("recommend " + d + " --model " + model + " --user 3 --top 3 --explain");
     ASSERT_EQ(e.code, 0) << model << "\n" << e.out;
-    EXPECT_THAT(e.out, HasSubstr("because you rated")) << model;
+    EXPECT_THAT(e.out, HasSubstr("  because you liked\n")) << model;
   }
 }
 
+// The whole pipeline finds real structure: a Mult-VAE trained on the default synthetic data,
+// its users' latent means clustered with k = the number of planted taste groups, recovers those
+// groups (the notebook VAE's own weighting collapses the posterior, so it is not used here).
 TEST(CliAnalysisPipeline, ClustersRecoverThePlantedGroupsOfTheSyntheticDefault) {
   const CmdResult r = run_cli("cluster --data synthetic --device cpu --model multvae --epochs 20 --k 6 --quiet");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 #include "analysis/model_file.h"
@@ -145,38 +146,72 @@ TEST(ItemEffects, TiesGoToTheLowerItem) {
   EXPECT_EQ(got[0].effect, got[2].effect);
 }
 
-TEST(ItemEffects, ExplainPicksTheRatedItemWithTheLargestPositivePull) {
+// --explain's oracle, written from its definition over the stand-in's outputs: for each
+// recommended j, the liked i maximising (out_i[j] − none[j]) − mean over columns j' of the same,
+// if positive; ties to the lower i.
+std::vector<int32_t> explain_oracle(const Linear& l, const std::vector<int32_t>& recommended, const FoldInRow& rated,
+                                    float liked) {
+  const ItemEffects e = l.effects();
+  const std::vector<float> none = e.outputs({FoldInRow{}}).front();
+  std::vector<int32_t> best(recommended.size(), -1);
+  std::vector<double> pull(recommended.size(), 0.0);
+  for (const auto& [i, r] : rated) {
+    if (r < liked) continue;
+    const std::vector<float> o = e.outputs({FoldInRow{{i, r}}}).front();
+    double shift = 0;
+    int64_t cols = 0;
+    for (int64_t j = 0; j < l.n; ++j)
+      if (!std::isnan(none[j])) shift += static_cast<double>(o[j]) - none[j], ++cols;
+    shift /= static_cast<double>(cols);
+    for (size_t t = 0; t < recommended.size(); ++t) {
+      const int32_t j = recommended[t];
+      if (j == i || std::isnan(none[j])) continue;
+      const double v = static_cast<double>(o[j]) - none[j] - shift;
+      if (v > 0 && (best[t] < 0 || v > pull[t] || (v == pull[t] && i < best[t]))) best[t] = i, pull[t] = v;
+    }
+  }
+  return best;
+}
+
+TEST(ItemEffects, ExplainPicksTheLikedItemWithTheLargestCentredPull) {
   const int64_t n = 30;
   Linear l;
   l.n = n;
   l.m.assign(static_cast<size_t>(n * n), 0.0);
   l.b.assign(static_cast<size_t>(n), 0.5);
   l.absent = 29;
-  // Rated: 2 (rating 5), 4 (rating 1), 6 (rating 4), 8 (5), 10 (3), 29 (not a column).
-  l.m[2 * n + 20] = 0.1;  // 5 · 0.1 = 0.5
-  l.m[4 * n + 20] = 1.0;  // 1 · 1.0 = 1.0: the rating scales the pull, so 4 wins
-  l.m[6 * n + 21] = -1;   // item 21: only pushed down → none
-  l.m[8 * n + 22] = 0.2;  // 1.0
-  l.m[10 * n + 22] = 1.0 / 3.0;  // 1.0 (rounded in float): a near tie, decided by the values
-  l.m[2 * n + 23] = 0.2;  // 1.0, exact tie with item 8 below → the lower index, 2
-  l.m[8 * n + 23] = 0.2;
-  l.m[6 * n + 6] = 9;     // a rated item recommended again is not its own reason
-  l.m[2 * n + 6] = 0.01;
-  const FoldInRow rated{{2, 5.f}, {4, 1.f}, {6, 4.f}, {8, 5.f}, {10, 3.f}, {29, 5.f}};
+  // Rated: 2 (rating 5), 4 (1), 6 (4), 8 (5), 10 (5), 12 (5), 29 (not a column).
+  l.m[2 * n + 20] = 0.125;  // 0.625
+  l.m[4 * n + 20] = 1.0;    // 1.0, but a rating of 1 is no like at liked = 3
+  l.m[6 * n + 21] = -1;     // item 21 is only pushed down → none
+  l.m[6 * n + 6] = 9;       // a rated item recommended again is not its own reason
+  l.m[2 * n + 6] = 0.015625;
+  // Items 8 and 10 pull item 23 equally, with rows of the same sum (the same centring): the
+  // lower index wins.
+  l.m[8 * n + 23] = 0.25;
+  l.m[10 * n + 23] = 0.25;
+  l.m[8 * n + 3] = 0.125;
+  l.m[10 * n + 4] = 0.125;
+  // Item 12 raises every item alike (a user bias): after centring it pulls none of them.
+  for (int64_t j = 0; j < n; ++j) l.m[12 * n + j] = 2.0;
+  const FoldInRow rated{{2, 5.f}, {4, 1.f}, {6, 4.f}, {8, 5.f}, {10, 5.f}, {12, 5.f}, {29, 5.f}};
   const ItemEffects e = l.effects(/*chunk=*/2);
-  const std::vector<int32_t> got = explain_recommendations(e, {20, 21, 23, 6, 24}, rated, n);
-  ASSERT_EQ(got.size(), 5u);
-  EXPECT_EQ(got[0], 4);
-  EXPECT_EQ(got[1], -1);
-  EXPECT_EQ(got[2], 2);
-  EXPECT_EQ(got[3], 2);
-  EXPECT_EQ(got[4], -1);  // nothing pulls item 24
+  const std::vector<int32_t> recs{20, 21, 23, 6, 24};
+  const std::vector<int32_t> got = explain_recommendations(e, recs, rated, 3.0f, n);
+  EXPECT_EQ(got, (std::vector<int32_t>{2, -1, 8, 2, -1}));
   EXPECT_LE(l.max_users, 2u);
-  // Near tie for item 22: whichever is larger in the outputs' float arithmetic.
-  const std::vector<int32_t> g22 = explain_recommendations(e, {22}, rated, n);
-  const auto o = e.outputs({FoldInRow{{8, 5.f}}, FoldInRow{{10, 3.f}}});
-  EXPECT_EQ(g22[0], o[0][22] >= o[1][22] ? 8 : 10);
-  EXPECT_EQ(explain_recommendations(e, {20}, {}, n), std::vector<int32_t>{-1});
+  EXPECT_EQ(got, explain_oracle(l, recs, rated, 3.0f));
+  // With every rating a like, item 4's larger pull on item 20 wins.
+  EXPECT_EQ(explain_recommendations(e, {20}, rated, 1.0f, n), std::vector<int32_t>{4});
+  EXPECT_EQ(explain_recommendations(e, {20}, {}, 1.0f, n), std::vector<int32_t>{-1});
+  // A random matrix against the oracle.
+  Linear r = linear(n, 11);
+  r.absent = 5;
+  FoldInRow many;
+  for (int32_t i = 0; i < n; i += 2) many.emplace_back(i, static_cast<float>(1 + i % 5));
+  std::vector<int32_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(explain_recommendations(r.effects(4), all, many, 2.5f, n), explain_oracle(r, all, many, 2.5f));
 }
 
 TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
@@ -276,8 +311,8 @@ TEST(ItemEffects, FoldInOutputsAreWhatRecommendScores) {
 }
 
 // EASE scores are X·B: a like of item q adds B[q][·], so its lift is B[q][j] minus B's column mean
-// (centred over j), and a user's recommendation is explained by the rated item with the largest
-// B[i][j].
+// (centred over j), and a user's recommendation is explained by the liked item with the largest
+// B[i][j] less its row's mean.
 TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   const Dataset& d = data();
   Trained t = train("ease", "seed");
@@ -287,7 +322,12 @@ TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   const int64_t n = d.num_items();
   ASSERT_EQ(static_cast<int64_t>(b.size()), n * n);  // seed protocol: every item is a column
   Recommender rec(*t.be, *t.r.model_ptr, t.info, d);
-  const ItemEffects e = item_effects(rec, "ease", "", d.rating_max);
+  const ItemEffects e = item_effects(rec, *t.be, *t.r.model_ptr, t.info, d.rating_min, d.rating_max);
+  // The outputs come from B directly: they are recommend's X·B.
+  const std::vector<FoldInRow> users{ratings_of(d, 2), FoldInRow{{4, 1.f}, {9, 5.f}}, FoldInRow{}};
+  const auto fast = e.outputs(users), slow = rec.fold_in_outputs(users);
+  for (size_t u = 0; u < users.size(); ++u)
+    for (int64_t j = 0; j < n; ++j) EXPECT_NEAR(fast[u][j], slow[u][j], 1e-5) << "row " << u << " item " << j;
   const int32_t q = 12;
   const std::vector<SimilarItem> got = most_similar(e, q, 8, d);
   ASSERT_EQ(got.size(), 8u);
@@ -302,25 +342,35 @@ TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   for (const SimilarItem& s : got) EXPECT_NEAR(s.effect, raw[s.item] - shift, 1e-5) << d.item_ids[s.item];
   for (size_t r = 1; r < got.size(); ++r) EXPECT_GE(got[r - 1].effect, got[r].effect);
 
+  // --explain: each liked item (rating >= 3 on this 1–5 scale) adds its row of B.
+  EXPECT_EQ(e.liked, 3.0f);
   const FoldInRow rated = ratings_of(d, 9);
   std::vector<int32_t> items;
   for (int32_t j = 0; j < n; j += 7) items.push_back(j);
-  const std::vector<int32_t> why = explain_recommendations(e, items, rated, n);
+  const std::vector<int32_t> why = explain_recommendations(e, items, rated, e.liked, n);
+  int explained = 0;
   for (size_t k = 0; k < items.size(); ++k) {
     const int32_t j = items[k];
     int32_t want = -1;
-    float best = 0;
-    for (const auto& [i, r] : rated) {  // binary input: each rated item adds B[i][j]
-      const float v = b[i * n + j];
-      if (i != j && v > 0 && (want < 0 || v > best)) want = i, best = v;
+    double best = 0;
+    for (const auto& [i, r] : rated) {
+      if (r < 3.0f || i == j) continue;
+      double row_mean = 0;
+      for (int64_t c = 0; c < n; ++c) row_mean += b[i * n + c];
+      const double v = b[i * n + j] - row_mean / static_cast<double>(n);
+      if (v > 0 && (want < 0 || v > best)) want = i, best = v;
     }
     if (want < 0) {
       EXPECT_EQ(why[k], -1) << "item " << j;
     } else {
+      ++explained;
       ASSERT_GE(why[k], 0) << "item " << j;
-      EXPECT_NEAR(b[why[k] * n + j], best, 1e-6) << "item " << j;  // the same pull (ties aside)
+      double row_mean = 0;
+      for (int64_t c = 0; c < n; ++c) row_mean += b[why[k] * n + c];
+      EXPECT_NEAR(b[why[k] * n + j] - row_mean / static_cast<double>(n), best, 1e-6) << "item " << j;
     }
   }
+  EXPECT_GT(explained, 0);
 }
 
 TEST(ItemEffects, ModelsWithoutEffectsAreRefused) {

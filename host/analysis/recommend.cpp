@@ -442,6 +442,8 @@ RecommendResult Recommender::for_ratings(const std::string& spec, const Recommen
   return r;
 }
 
+int64_t Recommender::num_items() const { return impl_->d.num_items(); }
+
 std::vector<std::vector<float>> Recommender::fold_in_outputs(const std::vector<FoldInRow>& users) {
   Impl& p = *impl_;
   if (p.info.item_based)
@@ -674,7 +676,7 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
   }
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
      << std::setw(10) << "score" << "  title";
-  if (explained) os << std::string(title_w - 5, ' ') << "  because you rated";
+  if (explained) os << std::string(title_w - 5, ' ') << "  because you liked";
   os << "\n";
   std::vector<int32_t> items;
   for (const auto& rec : r.items) {

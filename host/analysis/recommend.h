@@ -26,7 +26,7 @@ struct Recommendation {
   std::string item_id;    // original id
   std::string title;      // "" without titles
   float score = 0;
-  int32_t because = -1;   // --explain: the rated item that raises this one most (−1: none / not asked)
+  int32_t because = -1;   // --explain: the liked item that pulls this one up most (−1: none / not asked)
   float because_rating = 0;
 };
 
@@ -78,6 +78,7 @@ class Recommender {
   // values per user, NaN for items that are not model columns. CDAE scores them without a
   // learned user vector. UsageError for item-based AutoRec.
   using FoldInRow = std::vector<std::pair<int32_t, float>>;
+  int64_t num_items() const;  // of the dataset it serves
   std::vector<std::vector<float>> fold_in_outputs(const std::vector<FoldInRow>& users);
 
   // Top-k of many dataset users at once (the all-users path), results in the order given.
@@ -89,7 +90,7 @@ class Recommender {
 };
 
 // "Top N recommendations for user 1 ..." table (rank, item id, score, title, and a "because you
-// rated" column when any item has one), warnings, notes, then the list's "Genre Counts"
+// liked" column when any item has one), warnings, notes, then the list's "Genre Counts"
 // (format_genre_counts).
 std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading);
 

@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <iomanip>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include "analysis/profile.h"
 #include "core/error.h"
 #include "data/text_reader.h"
+#include "models/baselines.h"
 
 namespace vae {
 
@@ -44,15 +46,54 @@ void require_item_effects(const std::string& kind) {
     throw UsageError(std::string("popularity ranks every user alike: no item changes another's score") + others);
 }
 
-ItemEffects item_effects(Recommender& rec, const std::string& kind, const std::string& loss, float rating_max) {
-  require_item_effects(kind);
+ItemEffects item_effects(Recommender& rec, Backend<float>& be, Model<float>& model, const ModelFileInfo& info,
+                         float rating_min, float rating_max) {
+  const std::string kind = model.kind();
+  require_item_effects(info.item_based ? "i-autorec" : kind);
   ItemEffects e;
   e.model = kind;
   e.like = rating_max;
-  if (kind == "vae" || (kind == "cdae" && loss != "mse")) e.unit = "logit";
+  e.liked = info.input_threshold > 0 ? static_cast<float>(info.input_threshold) : 0.5f * (rating_min + rating_max);
+  const bool logits = kind == "vae" || (kind == "cdae" && model.config().loss != "mse");
+  if (logits) e.unit = "logit";
   else if (kind == "multvae") e.unit = "log-probability";
   else if (kind == "ease") e.unit = "score (EASE: B[i][j])";
-  else e.unit = "predicted rating";
+  else e.unit = info.binary_input ? "output (its 0/1 reconstruction)" : "predicted rating";
+
+  if (kind == "ease") {
+    // Scores are X·B over 0/1 rows: a user's output row is the sum of B's rows of the items
+    // they rated (at or above the input threshold) — no n × n product per user.
+    auto* ease = dynamic_cast<EaseModel<float>*>(&model);
+    VAE_CHECK(ease != nullptr, "item_effects: ease model of another type");
+    const int64_t n = static_cast<int64_t>(info.column_map.size());
+    auto b = std::make_shared<const std::vector<float>>(be.download(ease->item_item()));
+    VAE_CHECK(static_cast<int64_t>(b->size()) == n * n, "item_effects: EASE's B does not match its columns");
+    std::vector<int32_t> row_of(static_cast<size_t>(rec.num_items()), -1);
+    for (int64_t c = 0; c < n; ++c) row_of[info.column_map[c]] = static_cast<int32_t>(c);
+    const double threshold = info.input_threshold;
+    const std::vector<int32_t> columns = info.column_map;
+    const int64_t items = rec.num_items();
+    e.outputs = [b, row_of, columns, threshold, n, items](const std::vector<FoldInRow>& users) {
+      std::vector<std::vector<float>> out;
+      std::vector<double> acc(static_cast<size_t>(n));
+      for (const FoldInRow& row : users) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (const auto& [i, r] : row) {
+          VAE_CHECK(i >= 0 && i < items, "ease outputs: item index out of range");
+          if (row_of[i] < 0 || (threshold > 0 && r < threshold)) continue;
+          const float* bi = b->data() + static_cast<int64_t>(row_of[i]) * n;
+          for (int64_t c = 0; c < n; ++c) acc[c] += static_cast<double>(bi[c]);
+        }
+        std::vector<float> o(static_cast<size_t>(items), std::numeric_limits<float>::quiet_NaN());
+        for (int64_t c = 0; c < n; ++c) o[columns[c]] = static_cast<float>(acc[c]);
+        out.push_back(std::move(o));
+      }
+      return out;
+    };
+    e.chunk = 64;
+    return e;
+  }
+
   const bool softmax = kind == "multvae";
   e.outputs = [&rec, softmax](const std::vector<FoldInRow>& users) {
     std::vector<std::vector<float>> out = rec.fold_in_outputs(users);
@@ -79,6 +120,7 @@ ItemEffects item_effects(const SvdModel& m) {
   e.model = m.kind();
   e.unit = "predicted rating";
   e.like = m.rating_max();
+  e.liked = 0.5f * (m.rating_min() + m.rating_max());
   e.outputs = [&m](const std::vector<FoldInRow>& users) {
     std::vector<std::vector<float>> out;
     for (const FoldInRow& row : users) {
@@ -174,7 +216,9 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   const std::string g = genres_of(d, item);
   char like[32];
   std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
-  os << "Items most like " << d.item_ids[item] << " " << title_of(d, item) << (g.empty() ? "" : " [" + g + "]")
+  const std::string name = d.has_titles() && !d.titles[item].empty() ? d.item_ids[item] + " " + d.titles[item]
+                                                                      : "item " + d.item_ids[item];
+  os << "Items most like " << name << (g.empty() ? "" : " [" + g + "]")
      << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
      << " of it alone raises each item's " << e.unit
      << " than such a rating of the average item does, centred over the items):\n";
@@ -196,26 +240,34 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
 }
 
 std::vector<int32_t> explain_recommendations(const ItemEffects& e, const std::vector<int32_t>& recommended,
-                                             const FoldInRow& rated, int64_t num_items) {
+                                             const FoldInRow& rated, float liked, int64_t num_items) {
   for (int32_t j : recommended) VAE_CHECK(j >= 0 && j < num_items, "explain: item index out of range");
   std::vector<int32_t> best(recommended.size(), -1);
-  std::vector<double> best_effect(recommended.size(), 0.0);
-  if (recommended.empty() || rated.empty()) return best;
+  std::vector<double> best_pull(recommended.size(), 0.0);
+  FoldInRow likes;
+  for (const auto& p : rated)
+    if (p.second >= liked) likes.push_back(p);
+  if (recommended.empty() || likes.empty()) return best;
   const std::vector<float> none = e.outputs({FoldInRow{}}).front();
   const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
-  for (size_t r0 = 0; r0 < rated.size(); r0 += chunk) {
+  for (size_t r0 = 0; r0 < likes.size(); r0 += chunk) {
     std::vector<FoldInRow> users;
-    for (size_t r = r0; r < std::min(rated.size(), r0 + chunk); ++r) users.push_back(FoldInRow{rated[r]});
+    for (size_t r = r0; r < std::min(likes.size(), r0 + chunk); ++r) users.push_back(FoldInRow{likes[r]});
     const std::vector<std::vector<float>> o = e.outputs(users);
     for (size_t r = 0; r < users.size(); ++r) {
       const int32_t i = users[r].front().first;
+      // The rise this rating gives the average item: a shift every item gets alike.
+      double shift = 0;
+      int64_t cols = 0;
+      for (int64_t j = 0; j < num_items; ++j)
+        if (!std::isnan(none[j])) shift += static_cast<double>(o[r][j]) - none[j], ++cols;
+      if (cols > 0) shift /= static_cast<double>(cols);
       for (size_t t = 0; t < recommended.size(); ++t) {
         const int32_t j = recommended[t];
         if (j == i || std::isnan(none[j])) continue;
-        const double v = static_cast<double>(o[r][j]) - static_cast<double>(none[j]);
-        // Only a rating that raises the item explains it.
-        if (v > 0 && (best[t] < 0 || v > best_effect[t] || (v == best_effect[t] && i < best[t])))
-          best[t] = i, best_effect[t] = v;
+        const double v = static_cast<double>(o[r][j]) - static_cast<double>(none[j]) - shift;
+        if (v > 0 && (best[t] < 0 || v > best_pull[t] || (v == best_pull[t] && i < best[t])))
+          best[t] = i, best_pull[t] = v;
       }
     }
   }

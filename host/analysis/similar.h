@@ -27,7 +27,8 @@ using FoldInRow = Recommender::FoldInRow;  // (dataset item, rating) pairs of on
 struct ItemEffects {
   std::string model;  // kind
   std::string unit;   // what the output is ("logit", "predicted rating", ...)
-  float like = 5.0f;  // the rating that stands for "liked": the data's top rating
+  float like = 5.0f;   // the rating `similar` folds in: the data's top rating
+  float liked = 3.0f;  // --explain's likes: ratings at or above this (the input threshold, else mid-scale)
   // Outputs for new users: one row of num_items values each, NaN where the model has no column.
   std::function<std::vector<std::vector<float>>(const std::vector<FoldInRow>&)> outputs;
   int64_t chunk = 256;  // users per outputs() call (bounds memory: rows × items floats)
@@ -37,7 +38,10 @@ struct ItemEffects {
 // refuses it before training.
 void require_item_effects(const std::string& kind);
 
-ItemEffects item_effects(Recommender& rec, const std::string& kind, const std::string& loss, float rating_max);
+// An autoencoder's or EASE's effects through rec (which must serve model with info). EASE's are
+// read from its B directly (X·B with 0/1 rows: each used rating adds its item's row of B).
+ItemEffects item_effects(Recommender& rec, Backend<float>& be, Model<float>& model, const ModelFileInfo& info,
+                         float rating_min, float rating_max);
 ItemEffects item_effects(const SvdModel& model);
 
 // An item named on the command line: its original id, or else a case-insensitive part of one
@@ -62,10 +66,12 @@ std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int to
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
                            const Dataset& d);
 
-// For each recommended item: the rated item (the user's own (item, rating) pairs) whose rating
-// alone raises its output most, or −1 when no rating raises it (below the input threshold,
-// not a model column). Ties go to the lower item index.
+// For each recommended item: among the user's liked items (rated at least `liked`), the one
+// whose rating alone pulls it up most — the rise in its output, less the rise that rating gives
+// the average item (a shift shared by all items, such as SVD's user bias, explains none of
+// them) — or −1 when no liked item pulls it above that (or none is a model column). Ties go to
+// the lower item index.
 std::vector<int32_t> explain_recommendations(const ItemEffects& e, const std::vector<int32_t>& recommended,
-                                             const FoldInRow& rated, int64_t num_items);
+                                             const FoldInRow& rated, float liked, int64_t num_items);
 
 }  // namespace vae

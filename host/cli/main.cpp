@@ -768,6 +768,7 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
     return 0;
   }
   RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
+  if (explain && r.popularity_fallback) r.notes.push_back("--explain: no usable ratings, so nothing to explain");
   if (explain && !r.popularity_fallback) {
     FoldInRow rated;
     if (!o.user.empty()) {
@@ -779,14 +780,20 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
     }
     std::vector<int32_t> items;
     for (const Recommendation& x : r.items) items.push_back(x.item);
-    const std::vector<int32_t> because = explain_recommendations(*explain, items, rated, d.num_items());
+    const std::vector<int32_t> because = explain_recommendations(*explain, items, rated, explain->liked, d.num_items());
+    bool any = false;
     for (size_t t = 0; t < r.items.size(); ++t) {
       r.items[t].because = because[t];
+      any = any || because[t] >= 0;
       for (const auto& [item, rating] : rated)
         if (item == because[t]) r.items[t].because_rating = rating;
     }
-    r.notes.push_back("because you rated: the rated item whose rating alone raises the item's " + explain->unit +
-                      " most (- where none raises it)");
+    char liked_buf[32];
+    std::snprintf(liked_buf, sizeof liked_buf, "%g", static_cast<double>(explain->liked));
+    const std::string liked = liked_buf;
+    r.notes.push_back(any ? "because you liked: of your ratings >= " + liked + ", the one whose rating alone pulls the item's " +
+                                explain->unit + " up most, beyond what it gives the average item (- where none does)"
+                          : "--explain: none of your ratings >= " + liked + " pulls any of these items up");
   }
   const std::string who = o.user.empty() ? "the given ratings" : "user " + o.user;
   // The list holds at most the items there are to recommend, and without usable ratings it is
@@ -834,7 +841,8 @@ int run_recommend(Options& o) {
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
   std::unique_ptr<ItemEffects> e;
-  if (o.explain) e = std::make_unique<ItemEffects>(item_effects(rec, a.kind(), a.ae.info.config.loss, d.rating_max));
+  if (o.explain)
+    e = std::make_unique<ItemEffects>(item_effects(rec, *a.be, *a.ae.model, a.ae.info, d.rating_min, d.rating_max));
   return print_recommendations(rec, o, d, a.kind(), "got the most popular items", "most popular items",
                                "the item's number of ratings", e.get());
 }
@@ -855,7 +863,7 @@ int run_similar(Options& o) {
     return 0;
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
-  const ItemEffects e = item_effects(rec, a.kind(), a.ae.info.config.loss, d.rating_max);
+  const ItemEffects e = item_effects(rec, *a.be, *a.ae.model, a.ae.info, d.rating_min, d.rating_max);
   std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
   return 0;
 }
@@ -1355,11 +1363,13 @@ int main(int argc, char** argv) {
                         "the model's epochs, lr and reg; svdpp's implicit term from the given items)");
   recommend->add_flag("--all-users", o.all_users, "every user into the CSV given by --out (user_id,rank,item_id,score)");
   recommend->add_flag("--explain", o.explain,
-                      "add a \"because you rated\" column: for each item, the user's rated item whose rating alone "
-                      "raises its score most (the model's own fold-in; not with --all-users, i-autorec or popularity)");
+                      "add a \"because you liked\" column: for each item, the liked item (rated at least mid-scale, or "
+                      "the heldout threshold) whose rating alone pulls its score up most beyond the average item's (the "
+                      "model's own fold-in; not with --all-users, i-autorec or popularity)");
   CLI::App* similar = app.add_subcommand("similar", "items most like one item: those whose score a new user's liking of "
-                                                "it alone raises most (the model's own \"people who like X also like\"), "
-                                                "with titles and genre counts (--model-file M, or trains first)");
+                                                "it alone raises most beyond what liking the average item does (the "
+                                                "model's own \"people who like X also like\"), with titles and genre "
+                                                "counts (--model-file M, or trains first)");
   similar->fallthrough();
   similar->add_option("--item", o.item, "original item id, or a part of a title (case ignored; must pick one item)");
   similar->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
@@ -1440,6 +1450,15 @@ int main(int argc, char** argv) {
                  "items-512-256-2*latent (mirrored); set --latent, or use --model multvae for a chosen width\n";
     return 2;
   }
+  const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || similar->parsed() ||
+                          embed->parsed() || cluster->parsed() || compare->parsed());
+  // The main job's own switches, and --out where a command writes nothing: said, not dropped.
+  if (!main_job)
+    for (const char* flag : {"--no-baseline", "--no-tsne"})
+      if (o.was_given(flag))
+        std::cerr << "note: " << flag << " is ignored: it applies to the main job (vae_gpu without a command)\n";
+  if (similar->parsed() && o.was_given("--out"))
+    std::cerr << "note: --out is ignored: similar prints its list and writes no files\n";
   // t-SNE runs in the main job with --out (not --no-tsne) for a latent model, and in cluster --tsne.
   if (o.was_given("--tsne-method")) {
     std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
@@ -1450,8 +1469,6 @@ int main(int argc, char** argv) {
         kind = "vae";  // an unreadable file is reported by the command itself
       }
     }
-    const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || similar->parsed() || embed->parsed() ||
-                            cluster->parsed() || compare->parsed());
     const bool runs = cluster->parsed() ? o.tsne && !o.out.empty()
                                         : main_job && !o.out.empty() && !o.no_tsne && model_has_latent(kind);
     if (!runs)
