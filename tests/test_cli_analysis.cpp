@@ -183,10 +183,27 @@ TEST_F(CliAnalysis, SimilarAndExplainReadTheModelFile) {
   const CmdResult notes = run_cli("similar --item 7 --top 2 --no-tsne --out " + sub("nothing").string() + m);
   ASSERT_EQ(notes.code, 0) << notes.out;
   EXPECT_THAT(notes.out, HasSubstr("note: --no-tsne is ignored: it applies to the main job"));
-  EXPECT_THAT(notes.out, HasSubstr("note: --out is ignored: similar prints its list and writes no files"));
+  EXPECT_THAT(notes.out, HasSubstr("note: --out is ignored: similar --item prints its list"));
   EXPECT_FALSE(fs::exists(sub("nothing")));
 
+  const fs::path csv = sub("similar.csv");
+  const CmdResult all = run_cli("similar --all-items --top 3 --out " + csv.string() + m);
+  ASSERT_EQ(all.code, 0) << all.out;
+  EXPECT_THAT(all.out, HasSubstr("wrote " + csv.string() + ": "));
+  const std::string table = read_file(csv);
+  EXPECT_EQ(table.rfind("item_id,rank,similar_item_id,lift\n", 0), 0u);
+  EXPECT_EQ(count_lines(csv), 1 + 3 * 300);  // every one of the 300 items is a column of this seed-protocol model
+  // Item 7's rows are its similar list.
+  std::istringstream first(s.out.substr(s.out.find("\n   1  ") + 1));
+  int rank = 0;
+  std::string first_id;
+  first >> rank >> first_id;
+  EXPECT_THAT(table, HasSubstr("\n7,1," + first_id + ","));
+  const CmdResult dir = run_cli("similar --all-items --out " + sub("").string() + m);
+  EXPECT_EQ(dir.code, 1) << dir.out;
+  EXPECT_THAT(dir.out, HasSubstr("is a directory"));
   for (const std::string& args : {"similar" + m, "similar --item nosuchtitle" + m, "similar --item 7 --top 0" + m,
+                                  "similar --all-items" + m, "similar --item 7 --all-items --out x.csv" + m,
                                   "recommend --all-users --explain --out x.csv" + m,
                                   "similar --item 7 --model popularity " + kData,
                                   "recommend --user 7 --explain --model i-autorec " + kData}) {

@@ -5,7 +5,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -129,6 +133,35 @@ TEST(ItemEffects, MostSimilarIsTheItemsPullOverTheAverageItems) {
     EXPECT_THAT(err.what(), HasSubstr(d.item_ids[l.absent]));
   }
   EXPECT_EQ(most_similar(e, q, 100000, d).size(), static_cast<size_t>(n - 2));
+}
+
+// The all-items table holds, for every model item, exactly its most_similar list.
+TEST(ItemEffects, AllItemsCsvHoldsEachItemsList) {
+  const Dataset& d = data();
+  Linear l = linear(d.num_items(), 5);
+  l.absent = 3;
+  const ItemEffects e = l.effects(/*chunk=*/7);
+  const std::string path = ::testing::TempDir() + "/similar_all_" + std::to_string(::getpid()) + ".csv";
+  const int64_t rows = write_similar_csv(e, d, 4, path);
+  EXPECT_EQ(rows, 4 * (d.num_items() - 1));
+  std::ifstream f(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(f, line));
+  EXPECT_EQ(line, "item_id,rank,similar_item_id,lift");
+  std::string want;
+  for (int32_t i = 0; i < d.num_items(); ++i) {
+    if (i == l.absent) continue;
+    for (const SimilarItem& s : most_similar(e, i, 4, d)) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%.6g", s.effect);
+      want += d.item_ids[i] + "," + std::to_string(s.rank) + "," + d.item_ids[s.item] + "," + v + "\n";
+    }
+  }
+  std::string got;
+  while (std::getline(f, line)) got += line + "\n";
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove(path);
 }
 
 TEST(ItemEffects, TiesGoToTheLowerItem) {

@@ -491,25 +491,8 @@ namespace {
 template <typename ForUsers>
 Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Dataset& d, int64_t slice,
                                             const ForUsers& for_users) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
-  }
-  // A failed write leaves no partial path.tmp behind.
-  struct RemoveTmp {
-    const std::string& tmp;
-    bool keep = false;
-    ~RemoveTmp() {
-      std::error_code ec;
-      if (!keep) std::filesystem::remove(tmp, ec);
-    }
-  } cleanup{tmp};
-  const TempFileGuard on_signal(tmp);
   Recommender::AllUsersSummary s;
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw DataError(tmp, 0, "cannot open for writing");
+  write_atomically(path, [&](std::ostream& f) {
     f << "user_id,rank,item_id,score\n";
     // Slices of users keep host memory at slice × top results, whatever the number of users.
     for (int64_t u0 = 0; u0 < d.num_users(); u0 += slice) {
@@ -527,15 +510,9 @@ Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Datas
         }
       }
       f << buf;
-      if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
+      if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
     }
-    f.flush();
-    if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
-  cleanup.keep = true;
+  });
   return s;
 }
 

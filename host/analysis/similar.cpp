@@ -11,6 +11,7 @@
 
 #include "analysis/profile.h"
 #include "core/error.h"
+#include "core/temp_files.h"
 #include "data/text_reader.h"
 #include "models/baselines.h"
 
@@ -29,6 +30,13 @@ std::string genres_of(const Dataset& d, int32_t item) {
   for (size_t k = 0; k < d.genre_names.size(); ++k)
     if (d.item_genres[item] >> k & 1u) g += (g.empty() ? "" : "|") + d.genre_names[k];
   return g;
+}
+
+std::string csv_field(const std::string& v) {
+  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+  std::string q = "\"";
+  for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
 }
 
 std::string title_of(const Dataset& d, int32_t item) {
@@ -164,6 +172,63 @@ int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d) {
                    "; give the item id of one:" + list);
 }
 
+namespace {
+
+// What the lifts of every item are measured against: the model's items (those it scores) and,
+// for each item j, the mean output after a like of each model item in turn.
+struct LiftBase {
+  std::vector<int32_t> items;
+  std::vector<double> mean;  // per dataset item (0 off the model's items)
+};
+
+// outputs() of model items' likes, `chunk` at a time, handed to fn(first row, outputs).
+template <typename Fn>
+void for_item_likes(const ItemEffects& e, const std::vector<int32_t>& items, Fn fn) {
+  const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
+  for (size_t r0 = 0; r0 < items.size(); r0 += chunk) {
+    std::vector<FoldInRow> users;
+    for (size_t r = r0; r < std::min(items.size(), r0 + chunk); ++r) users.push_back(FoldInRow{{items[r], e.like}});
+    fn(r0, e.outputs(users));
+  }
+}
+
+LiftBase lift_base(const ItemEffects& e, int64_t num_items) {
+  LiftBase b;
+  const std::vector<float> none = e.outputs({FoldInRow{}}).front();
+  for (int32_t j = 0; j < num_items; ++j)
+    if (!std::isnan(none[j])) b.items.push_back(j);
+  b.mean.assign(static_cast<size_t>(num_items), 0.0);
+  for_item_likes(e, b.items, [&](size_t, const std::vector<std::vector<float>>& out) {
+    for (const std::vector<float>& o : out)
+      for (int32_t j : b.items) b.mean[j] += static_cast<double>(o[j]);
+  });
+  for (int32_t j : b.items) b.mean[j] /= static_cast<double>(b.items.size());
+  return b;
+}
+
+// The top lifts of `item` from its like's outputs: liked − mean, centred over the items.
+std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item, const LiftBase& b, int top) {
+  // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
+  // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
+  double shift = 0;
+  for (int32_t j : b.items) shift += static_cast<double>(liked[j]) - b.mean[j];
+  shift /= static_cast<double>(b.items.size());
+  std::vector<SimilarItem> all;
+  all.reserve(b.items.size());
+  for (int32_t j : b.items)
+    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - b.mean[j] - shift});
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
+                    [](const SimilarItem& x, const SimilarItem& y) {
+                      return x.effect != y.effect ? x.effect > y.effect : x.item < y.item;
+                    });
+  all.resize(k);
+  for (size_t r = 0; r < k; ++r) all[r].rank = static_cast<int>(r) + 1;
+  return all;
+}
+
+}  // namespace
+
 std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d) {
   VAE_CHECK(item >= 0 && item < d.num_items(), "most_similar: item index out of range");
   // Liking any item raises the popular ones: the baseline is the output after a like of the
@@ -176,36 +241,31 @@ std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int to
                           ? " (it has no training ratings)"
                           : " (under the heldout protocol only items some training user rated at or above the "
                             "threshold are kept)"));
-  const int64_t n = d.num_items();
-  std::vector<int32_t> model_items;
-  for (int32_t j = 0; j < n; ++j)
-    if (!std::isnan(liked[j])) model_items.push_back(j);
-  std::vector<double> mean(static_cast<size_t>(n), 0.0);
-  const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
-  for (size_t r0 = 0; r0 < model_items.size(); r0 += chunk) {
-    std::vector<FoldInRow> users;
-    for (size_t r = r0; r < std::min(model_items.size(), r0 + chunk); ++r)
-      users.push_back(FoldInRow{{model_items[r], e.like}});
-    for (const std::vector<float>& o : e.outputs(users))
-      for (int32_t j : model_items) mean[j] += static_cast<double>(o[j]);
-  }
-  for (int32_t j : model_items) mean[j] /= static_cast<double>(model_items.size());
-  // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
-  // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
-  double shift = 0;
-  for (int32_t j : model_items) shift += static_cast<double>(liked[j]) - mean[j];
-  shift /= static_cast<double>(model_items.size());
-  std::vector<SimilarItem> all;
-  for (int32_t j : model_items)
-    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - mean[j] - shift});
-  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
-                    [](const SimilarItem& x, const SimilarItem& y) {
-                      return x.effect != y.effect ? x.effect > y.effect : x.item < y.item;
-                    });
-  all.resize(k);
-  for (size_t r = 0; r < k; ++r) all[r].rank = static_cast<int>(r) + 1;
-  return all;
+  return top_lifts(liked, item, lift_base(e, d.num_items()), top);
+}
+
+int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path) {
+  const LiftBase b = lift_base(e, d.num_items());
+  int64_t rows = 0;
+  write_atomically(path, [&](std::ostream& f) {
+    f << "item_id,rank,similar_item_id,lift\n";
+    for_item_likes(e, b.items, [&](size_t r0, const std::vector<std::vector<float>>& out) {
+      std::string buf;
+      for (size_t r = 0; r < out.size(); ++r) {
+        const int32_t item = b.items[r0 + r];
+        for (const SimilarItem& s : top_lifts(out[r], item, b, top)) {
+          char v[32];
+          std::snprintf(v, sizeof v, "%.6g", s.effect);
+          buf += csv_field(d.item_ids[item]) + "," + std::to_string(s.rank) + "," + csv_field(d.item_ids[s.item]) +
+                 "," + v + "\n";
+          ++rows;
+        }
+      }
+      f << buf;
+      if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
+    });
+  });
+  return rows;
 }
 
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,

@@ -61,6 +61,11 @@ struct SimilarItem {
 // as input (not one of its columns).
 std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d);
 
+// Every model item's top lifts, streamed to the CSV `path` ("item_id,rank,similar_item_id,lift",
+// model items in dataset order) and renamed into place when complete; returns the rows written.
+// Costs one outputs() row per model item twice (the average, then the lists).
+int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path);
+
 // Heading, then rank, item id, effect, the item's number of ratings, title; then the list's
 // genre counts.
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,

@@ -70,6 +70,7 @@ struct Options {
   bool explain = false;
   // similar
   std::string item;
+  bool all_items = false;
   // embed
   bool sample = false;
   bool logvar = false;
@@ -618,6 +619,16 @@ void check_out_dir(const std::string& dir) {
   std::filesystem::remove(probe, ec);
 }
 
+// The CSV named by --out for a command that writes one file (recommend --all-users, similar
+// --all-items): not a directory, its folder made and probed before any training.
+void check_out_file(const Options& o, const std::string& flags) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(o.out, ec))
+    throw DataError(o.out, 0, "is a directory: " + flags + " --out names the CSV file to write");
+  const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
+  check_out_dir(parent.empty() ? "." : parent.string());
+}
+
 int run_train(Options& o, bool main_job) {
   prepare_training(o);
   check_out_dir(o.out);
@@ -824,13 +835,7 @@ int run_recommend(Options& o) {
     require_item_effects(kind);  // before any training
   }
   if (o.top < 1) throw UsageError("--top must be at least 1");
-  if (o.all_users) {  // the CSV's folder, made and probed before any training
-    std::error_code ec;
-    if (std::filesystem::is_directory(o.out, ec))
-      throw DataError(o.out, 0, "is a directory: --all-users --out names the CSV file to write");
-    const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
-    check_out_dir(parent.empty() ? "." : parent.string());
-  }
+  if (o.all_users) check_out_file(o, "--all-users");  // the CSV's folder, before any training
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd) {
@@ -849,22 +854,34 @@ int run_recommend(Options& o) {
 
 int run_similar(Options& o) {
   prepare_training(o);
-  if (o.item.empty()) throw UsageError("similar needs --item ID (or a part of a title)");
+  if (o.item.empty() && !o.all_items) throw UsageError("similar needs --item ID (or a part of a title) or --all-items");
+  if (!o.item.empty() && o.all_items) throw UsageError("give only one of --item and --all-items");
+  if (o.all_items) {
+    if (o.out.empty()) throw UsageError("--all-items writes a CSV: give --out similar.csv");
+    check_out_file(o, "--all-items");
+  }
   // Models without item effects are refused before any data is read or model trained.
   std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
   if (!o.model_file.empty()) kind = peek_model_kind(o.model_file);
   require_item_effects(kind);
   const Dataset d = load_data(o);
-  const int32_t item = find_item_by_id_or_title(o.item, d);
+  const int32_t item = o.all_items ? -1 : find_item_by_id_or_title(o.item, d);
   AnalysisModel a = obtain_analysis_model(o, d);
+  auto report = [&](const ItemEffects& e) {
+    if (o.all_items) {
+      const int64_t rows = write_similar_csv(e, d, o.top, o.out);
+      std::cout << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by lift for each of the "
+                << e.model << " model's items\n";
+    } else {
+      std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+    }
+  };
   if (a.svd) {
-    const ItemEffects e = item_effects(*a.svd);
-    std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+    report(item_effects(*a.svd));
     return 0;
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
-  const ItemEffects e = item_effects(rec, *a.be, *a.ae.model, a.ae.info, d.rating_min, d.rating_max);
-  std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+  report(item_effects(rec, *a.be, *a.ae.model, a.ae.info, d.rating_min, d.rating_max));
   return 0;
 }
 
@@ -1373,6 +1390,8 @@ int main(int argc, char** argv) {
   similar->fallthrough();
   similar->add_option("--item", o.item, "original item id, or a part of a title (case ignored; must pick one item)");
   similar->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
+  similar->add_flag("--all-items", o.all_items,
+                    "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
                                               "(--model-file M, or trains first; svd/svdpp: the user vectors p_u)");
   embed->fallthrough();
@@ -1457,8 +1476,8 @@ int main(int argc, char** argv) {
     for (const char* flag : {"--no-baseline", "--no-tsne"})
       if (o.was_given(flag))
         std::cerr << "note: " << flag << " is ignored: it applies to the main job (vae_gpu without a command)\n";
-  if (similar->parsed() && o.was_given("--out"))
-    std::cerr << "note: --out is ignored: similar prints its list and writes no files\n";
+  if (similar->parsed() && o.was_given("--out") && !o.all_items)
+    std::cerr << "note: --out is ignored: similar --item prints its list (--all-items writes every item's to --out)\n";
   // t-SNE runs in the main job with --out (not --no-tsne) for a latent model, and in cluster --tsne.
   if (o.was_given("--tsne-method")) {
     std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;

@@ -6,6 +6,10 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
 
 namespace vae {
 
@@ -53,6 +57,34 @@ void remove_temp_files_on_signals() {
     sigemptyset(&sa.sa_mask);
     ::sigaction(sig, &sa, nullptr);
   }
+}
+
+void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& body) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
+  }
+  struct RemoveTmp {  // a failed write leaves no partial path.tmp behind
+    const std::string& tmp;
+    bool keep = false;
+    ~RemoveTmp() {
+      std::error_code ec;
+      if (!keep) std::filesystem::remove(tmp, ec);
+    }
+  } cleanup{tmp};
+  const TempFileGuard on_signal(tmp);
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw DataError(tmp, 0, "cannot open for writing");
+    body(f);
+    f.flush();
+    if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
+  cleanup.keep = true;
 }
 
 }  // namespace vae

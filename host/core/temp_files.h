@@ -2,6 +2,8 @@
 // while they exist, so that a run stopped by Ctrl-C, `timeout` or a closed terminal removes
 // them instead of leaving half-written *.tmp files beside the results.
 #pragma once
+#include <functional>
+#include <ostream>
 #include <string>
 
 namespace vae {
@@ -27,5 +29,11 @@ class TempFileGuard {
  private:
   int slot_;
 };
+
+// Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
+// throws or the write fails), which is renamed into place once complete, so readers see the
+// old file or the whole new one. DataError for a directory at path, a file that cannot be
+// opened, a failed write (disk full) or rename.
+void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& body);
 
 }  // namespace vae
