@@ -465,6 +465,29 @@ TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
 
 namespace {
 
+// Under the heldout protocol an item nobody rated at the threshold cannot be a model column:
+// refused before training rather than after it.
+TEST(CliAnalysisTrainFirst, SimilarRefusesAHeldoutItemWithoutPositivesBeforeTraining) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_sim_heldout_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path csv = dir / "r.csv";
+  {
+    std::ofstream f(csv);
+    f << "user,item,rating\n";
+    for (int u = 1; u <= 40; ++u)
+      for (int i = 1; i <= 12; ++i) f << u << "," << i << "," << 1 + (u + i) % 5 << "\n";
+    for (int u = 1; u <= 10; ++u) f << u << ",99," << 2 + u % 2 << "\n";  // ratings 2 and 3 only
+  }
+  const CmdResult r = run_cli("similar --item 99 --model multvae --protocol heldout --device cpu --data " + csv.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("item 99 has no rating >= --threshold 4, so a heldout-protocol model has no column"));
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch")));
+  const CmdResult ok = run_cli("similar --item 99 --model multvae --protocol heldout --threshold 3 --epochs 1 "
+                               "--device cpu --data " + csv.string());
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  fs::remove_all(dir);
+}
+
 // Each model family names its own output in the heading, and SVD's fold-in serves --explain.
 TEST(CliAnalysisTrainFirst, SimilarAndExplainForEveryFamily) {
   const std::string d = "--data synthetic:users=80,items=100,ratings=1500,groups=2 --device cpu --epochs 1";

@@ -866,6 +866,20 @@ int run_similar(Options& o) {
   require_item_effects(kind);
   const Dataset d = load_data(o);
   const int32_t item = o.all_items ? -1 : find_item_by_id_or_title(o.item, d);
+  // A heldout model keeps only items some training user rated at or above the threshold: one
+  // that nobody did cannot be a column, which is known before training.
+  if (item >= 0 && o.model_file.empty() && o.train.protocol == "heldout" && !is_svd_kind(kind)) {
+    bool positive = false;
+    const Csr& r = d.ratings;
+    for (int64_t p = 0; p < r.nnz() && !positive; ++p)
+      positive = r.indices[p] == item && (o.train.heldout.threshold <= 0 || r.values[p] >= o.train.heldout.threshold);
+    if (!positive) {
+      std::ostringstream t;
+      t << o.train.heldout.threshold;
+      throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() +
+                       ", so a heldout-protocol model has no column for it: lower --threshold, or use --protocol seed");
+    }
+  }
   AnalysisModel a = obtain_analysis_model(o, d);
   auto report = [&](const ItemEffects& e) {
     if (o.all_items) {
