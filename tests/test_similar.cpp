@@ -19,6 +19,7 @@
 #include "analysis/similar.h"
 #include "backend/backend.h"
 #include "data/dataset.h"
+#include "data/text_reader.h"
 #include "models/baselines.h"
 #include "train/trainer.h"
 
@@ -164,6 +165,42 @@ TEST(ItemEffects, AllItemsCsvHoldsEachItemsList) {
   std::filesystem::remove(path);
 }
 
+// Ids and titles come from data files: a control byte in one is shown escaped, never sent to
+// the terminal, and the columns still line up.
+TEST(ItemEffects, TablesEscapeIdsAndTitles) {
+  Dataset d = data();
+  d.item_ids[9] = "x\x1b[31my";
+  d.titles[9] = "Bad\x07Title";
+  Linear l;
+  l.n = d.num_items();
+  l.m.assign(static_cast<size_t>(l.n * l.n), 0.0);
+  l.b.assign(static_cast<size_t>(l.n), 0.0);
+  l.m[3 * l.n + 9] = 1.0;
+  l.m[3 * l.n + 10] = 0.5;
+  const ItemEffects e = l.effects();
+  const std::string t = format_similar(e, 3, most_similar(e, 3, 2, d), d);
+  EXPECT_EQ(t.find('\x1b'), std::string::npos) << t;
+  EXPECT_EQ(t.find('\x07'), std::string::npos) << t;
+  EXPECT_THAT(t, HasSubstr("x\\x1b[31my"));
+  EXPECT_THAT(t, HasSubstr("Bad\\x07Title"));
+  // Both rows put their lift at the same column.
+  const size_t r1 = t.find("\n   1 "), r2 = t.find("\n   2 ");
+  ASSERT_NE(r1, std::string::npos);
+  ASSERT_NE(r2, std::string::npos);
+  const std::string row1 = t.substr(r1 + 1, t.find('\n', r1 + 1) - r1 - 1), row2 = t.substr(r2 + 1, t.find('\n', r2 + 1) - r2 - 1);
+  EXPECT_EQ(row1.find('.'), row2.find('.')) << row1 << "\n" << row2;
+  RecommendResult r;
+  Recommendation x;
+  x.rank = 1;
+  x.item = 9;
+  x.item_id = d.item_ids[9];
+  x.title = d.titles[9];
+  r.items.push_back(x);
+  const std::string rt = format_recommendations(r, d, "Top 1:");
+  EXPECT_EQ(rt.find('\x1b'), std::string::npos) << rt;
+  EXPECT_THAT(rt, HasSubstr("x\\x1b[31my"));
+}
+
 TEST(ItemEffects, TiesGoToTheLowerItem) {
   const Dataset& d = data();
   Linear l;
@@ -255,6 +292,11 @@ TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
   d.ratings.rows = 0;
   d.ratings.cols = 5;
   d.ratings.indptr = {0};
+  d.titles[4] = "Amélie (2001)";
+  EXPECT_EQ(find_item_by_id_or_title("AMÉLIE", d), 4);  // Latin-1 capitals fold too
+  d.titles[4] = "Fargo (1996)";
+  EXPECT_EQ(text::fold_case("ÀÉÎÕÜ Þ × ÿ"), "àéîõü þ × ÿ");
+  EXPECT_EQ(text::display_width("Amélie"), 6u);
   EXPECT_EQ(find_item_by_id_or_title("50", d), 4);  // an id first
   EXPECT_EQ(find_item_by_id_or_title("JEDI", d), 1);  // case ignored
   EXPECT_EQ(find_item_by_id_or_title("star wars (1977)", d), 0);  // two parts match, one exactly

@@ -643,11 +643,15 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
   for (const std::string& w : r.warnings) os << "warning: " << w << "\n";
   for (const std::string& n : r.notes) os << "note: " << n << "\n";
   os << heading << "\n";
+  // Ids and titles come from data files: control bytes are shown escaped, widths in columns.
+  auto id_of = [&](const std::string& id) { return text::escape(id, 40); };
+  auto title = [&](int32_t item, const std::string& t) {
+    return t.empty() ? "item " + id_of(d.item_ids[item]) : text::escape(t, 300);
+  };
   size_t id_w = 4, title_w = 5;
   bool explained = false;
-  auto title = [&](int32_t item, const std::string& t) { return t.empty() ? "item " + d.item_ids[item] : t; };
   for (const auto& rec : r.items) {
-    id_w = std::max(id_w, rec.item_id.size());
+    id_w = std::max(id_w, text::display_width(id_of(rec.item_id)));
     title_w = std::max(title_w, text::display_width(title(rec.item, rec.title)));
     explained = explained || rec.because >= 0;
   }
@@ -657,14 +661,14 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
   os << "\n";
   std::vector<int32_t> items;
   for (const auto& rec : r.items) {
-    const std::string t = title(rec.item, rec.title);
-    os << std::setw(4) << rec.rank << "  " << std::setw(static_cast<int>(id_w)) << rec.item_id << "  "
+    const std::string id = id_of(rec.item_id), t = title(rec.item, rec.title);
+    os << std::setw(4) << rec.rank << "  " << std::string(id_w - text::display_width(id), ' ') << id << "  "
        << std::setw(10) << fmt_score(rec.score) << "  " << t;
     if (explained) {
       os << std::string(title_w - text::display_width(t), ' ') << "  ";
       if (rec.because >= 0)
-        os << (d.has_titles() && !d.titles[rec.because].empty() ? d.titles[rec.because] : "item " + d.item_ids[rec.because])
-           << " (" << fmt_score(rec.because_rating) << ")";
+        os << title(rec.because, d.has_titles() ? d.titles[rec.because] : std::string()) << " ("
+           << fmt_score(rec.because_rating) << ")";
       else
         os << "-";
     }

@@ -19,10 +19,6 @@ namespace vae {
 
 namespace {
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 std::string genres_of(const Dataset& d, int32_t item) {
   if (!d.has_genres() || static_cast<size_t>(item) >= d.item_genres.size()) return "";
@@ -39,8 +35,11 @@ std::string csv_field(const std::string& v) {
   return q + "\"";
 }
 
+// Ids and titles as shown in a table: control bytes escaped (they come from data files).
+std::string shown_id(const Dataset& d, int32_t item) { return text::escape(d.item_ids[item], 40); }
+
 std::string title_of(const Dataset& d, int32_t item) {
-  return d.has_titles() && !d.titles[item].empty() ? d.titles[item] : "item " + d.item_ids[item];
+  return d.has_titles() && !d.titles[item].empty() ? text::escape(d.titles[item], 300) : "item " + shown_id(d, item);
 }
 
 }  // namespace
@@ -153,15 +152,15 @@ int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d) {
   if (!d.has_titles() || query.empty())
     throw UsageError("no item " + text::quote(query) + " in " + d.name +
                      (d.has_titles() ? "" : " (it has no titles to search: give an item id)"));
-  const std::string q = lower(query);
+  const std::string q = text::fold_case(query);
   std::vector<int32_t> hits;
   for (size_t i = 0; i < d.titles.size(); ++i)
-    if (lower(d.titles[i]).find(q) != std::string::npos) hits.push_back(static_cast<int32_t>(i));
+    if (text::fold_case(d.titles[i]).find(q) != std::string::npos) hits.push_back(static_cast<int32_t>(i));
   if (hits.empty()) throw UsageError("no item id or title in " + d.name + " matches " + text::quote(query));
   if (hits.size() == 1) return hits.front();
   int32_t exact = -1, exact_count = 0;
   for (int32_t i : hits)
-    if (lower(d.titles[i]) == q) exact = i, ++exact_count;
+    if (text::fold_case(d.titles[i]) == q) exact = i, ++exact_count;
   if (exact_count == 1) return exact;
   std::string list;
   const size_t shown = std::min<size_t>(hits.size(), 10);
@@ -276,21 +275,22 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   const std::string g = genres_of(d, item);
   char like[32];
   std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
-  const std::string name = d.has_titles() && !d.titles[item].empty() ? d.item_ids[item] + " " + d.titles[item]
-                                                                      : "item " + d.item_ids[item];
+  const std::string name = d.has_titles() && !d.titles[item].empty() ? shown_id(d, item) + " " + title_of(d, item)
+                                                                      : "item " + shown_id(d, item);
   os << "Items most like " << name << (g.empty() ? "" : " [" + g + "]")
      << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
      << " of it alone raises each item's " << e.unit
      << " than such a rating of the average item does, centred over the items):\n";
   size_t id_w = 4;
-  for (const auto& s : list) id_w = std::max(id_w, d.item_ids[s.item].size());
+  for (const auto& s : list) id_w = std::max(id_w, text::display_width(shown_id(d, s.item)));
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
      << std::setw(10) << "lift" << "  " << std::setw(7) << "ratings" << "  title\n";
   std::vector<int32_t> items;
   for (const auto& s : list) {
     char v[32];
     std::snprintf(v, sizeof v, "%.4g", s.effect);
-    os << std::setw(4) << s.rank << "  " << std::setw(static_cast<int>(id_w)) << d.item_ids[s.item] << "  "
+    const std::string id = shown_id(d, s.item);
+    os << std::setw(4) << s.rank << "  " << std::string(id_w - text::display_width(id), ' ') << id << "  "
        << std::setw(10) << v << "  " << std::setw(7) << counts[s.item] << "  " << title_of(d, s.item) << "\n";
     items.push_back(s.item);
   }

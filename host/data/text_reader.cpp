@@ -285,6 +285,22 @@ std::string escape(std::string_view s, size_t max_bytes) {
 
 std::string quote(std::string_view s) { return "'" + escape(s, 60) + "'"; }
 
+std::string fold_case(std::string_view s) {
+  std::string out(s);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto c = static_cast<unsigned char>(out[i]);
+    if (c >= 'A' && c <= 'Z') {
+      out[i] = static_cast<char>(c + 32);
+    } else if (c == 0xC3 && i + 1 < out.size()) {
+      // U+00C0…U+00DE (À…Þ, × aside) are 0xC3 0x80…0x9E; their small letters are 0x20 above.
+      const auto d = static_cast<unsigned char>(out[i + 1]);
+      if (d >= 0x80 && d <= 0x9E && d != 0x97) out[i + 1] = static_cast<char>(d + 0x20);
+      ++i;
+    }
+  }
+  return out;
+}
+
 size_t display_width(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0u) != 0x80u;  // continuation bytes add no column
