@@ -18,6 +18,7 @@
 #include "backend/backend.h"
 #include "data/dataset.h"
 #include "train/trainer.h"
+#include "trained_model.h"
 
 namespace {
 
@@ -38,26 +39,10 @@ const Dataset& data() {
   return d;
 }
 
-struct Trained {
-  std::unique_ptr<Backend<float>> be;
-  TrainResult r;
-  ModelFileInfo info;
-};
+using test::Trained;
 
 Trained train(const std::string& kind, const std::string& protocol, int hidden = 0) {
-  Trained t;
-  t.be = make_cpu_backend<float>();
-  TrainOptions o;
-  o.model.kind = kind;
-  o.protocol = protocol;
-  o.epochs = 2;
-  o.quiet = true;
-  o.model.hidden = hidden;
-  if (kind == "vae" || kind == "multvae") o.model.latent = 8;
-  std::ostringstream log;
-  t.r = run_experiment(*t.be, data(), o, log);
-  t.info = model_file_info(t.r, data());
-  return t;
+  return test::train_small(data(), kind, protocol, hidden);
 }
 
 std::set<std::string> rated_ids(const Dataset& d, int64_t u) {

@@ -22,6 +22,7 @@
 #include "data/text_reader.h"
 #include "models/baselines.h"
 #include "train/trainer.h"
+#include "trained_model.h"
 
 namespace {
 
@@ -318,25 +319,10 @@ TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
 
 // ---- trained models through the recommend path -------------------------------------------
 
-struct Trained {
-  std::unique_ptr<Backend<float>> be;
-  TrainResult r;
-  ModelFileInfo info;
-};
+using test::Trained;
 
-Trained train(const std::string& kind, const std::string& protocol) {
-  Trained t;
-  t.be = make_cpu_backend<float>();
-  TrainOptions o;
-  o.model.kind = kind;
-  o.protocol = protocol;
-  o.epochs = 2;
-  o.quiet = true;
-  if (kind == "vae" || kind == "multvae") o.model.latent = 8;
-  std::ostringstream log;
-  t.r = run_experiment(*t.be, data(), o, log);
-  t.info = model_file_info(t.r, data());
-  return t;
+Trained train(const std::string& kind, const std::string& protocol, int hidden = 0) {
+  return test::train_small(data(), kind, protocol, hidden);
 }
 
 FoldInRow ratings_of(const Dataset& d, int64_t u) {

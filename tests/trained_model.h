@@ -1,0 +1,37 @@
+// A small model trained on the CPU for the analysis tests (recommend, similar): two epochs, the
+// VAEs with an 8-wide latent space, the run's model-file description beside it.
+#pragma once
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "analysis/model_file.h"
+#include "backend/backend.h"
+#include "data/dataset.h"
+#include "train/trainer.h"
+
+namespace vae::test {
+
+struct Trained {
+  std::unique_ptr<Backend<float>> be;
+  TrainResult r;
+  ModelFileInfo info;
+};
+
+inline Trained train_small(const Dataset& d, const std::string& kind, const std::string& protocol, int hidden = 0) {
+  Trained t;
+  t.be = make_cpu_backend<float>();
+  TrainOptions o;
+  o.model.kind = kind;
+  o.protocol = protocol;
+  o.epochs = 2;
+  o.quiet = true;
+  o.model.hidden = hidden;
+  if (kind == "vae" || kind == "multvae") o.model.latent = 8;
+  std::ostringstream log;
+  t.r = run_experiment(*t.be, d, o, log);
+  t.info = model_file_info(t.r, d);
+  return t;
+}
+
+}  // namespace vae::test
