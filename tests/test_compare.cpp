@@ -332,4 +332,116 @@ TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
   EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
 }
 
+// --sweep: parsed and checked like the flag it sweeps, before anything runs.
+TEST(CompareSweep, SpecsAreReadAndCheckedLikeTheirFlags) {
+  Sweep sw = parse_sweep("beta=1, 0.001,1e-4");
+  EXPECT_EQ(sw.name, "beta");
+  EXPECT_EQ(sw.values, (std::vector<std::string>{"1", "0.001", "1e-4"}));
+  EXPECT_EQ(parse_sweep("--latent=8,16").name, "latent");
+  auto message = [](const std::string& spec) {
+    try {
+      parse_sweep(spec);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(message("beta"), HasSubstr("write NAME=V1,V2,..."));
+  EXPECT_THAT(message("colour=1,2"), HasSubstr("unknown option 'colour' (one of beta, lr,"));
+  EXPECT_THAT(message("beta=1"), HasSubstr("give at least two values"));
+  EXPECT_THAT(message("beta=1,1.0"), HasSubstr("1.0 is given twice"));
+  EXPECT_THAT(message("beta=1,,2"), HasSubstr("an empty value"));
+  EXPECT_THAT(message("beta=1,2,"), HasSubstr("an empty value at the end"));
+  EXPECT_THAT(message("beta=1,x"), HasSubstr("'x' is not a decimal number"));
+  EXPECT_THAT(message("beta=1,0x10"), HasSubstr("'0x10' is not a decimal number"));
+  EXPECT_THAT(message("beta=1,nan"), HasSubstr("'nan' is not a decimal number"));
+  EXPECT_THAT(message("beta=1,-2"), HasSubstr("-2 is out of range (must be >= 0)"));
+  EXPECT_THAT(message("lr=0,0.1"), HasSubstr("0 is out of range (must be > 0)"));  // 0 would mean the default
+  EXPECT_THAT(message("latent=8,2.5"), HasSubstr("'2.5' is not a whole number"));
+  EXPECT_THAT(message("dropout=0.5,1"), HasSubstr("1 is out of range (from 0 to 0.99)"));
+  EXPECT_THAT(message("epochs=1,100001"), HasSubstr("100001 is out of range (from 1 to 100000)"));
+}
+
+TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
+  EXPECT_TRUE(sweep_applies("beta", "vae"));
+  EXPECT_TRUE(sweep_applies("beta", "multvae"));
+  EXPECT_FALSE(sweep_applies("beta", "cdae"));
+  EXPECT_TRUE(sweep_applies("dropout", "cdae"));
+  EXPECT_FALSE(sweep_applies("dropout", "vae"));
+  EXPECT_FALSE(sweep_applies("hidden", "vae"));  // fixed layers
+  EXPECT_TRUE(sweep_applies("hidden", "svd"));   // its factors
+  EXPECT_FALSE(sweep_applies("lr", "ease"));
+  EXPECT_TRUE(sweep_applies("ease-lambda", "ease"));
+  EXPECT_FALSE(sweep_applies("batch-size", "svdpp"));
+  for (const std::string& n : sweep_names()) {
+    EXPECT_FALSE(sweep_applies(n, "popularity")) << n;
+    TrainOptions t;
+    apply_sweep(n, "3", t);  // every listed option has a destination
+  }
+  TrainOptions t;
+  apply_sweep("beta", "0.25", t);
+  apply_sweep("batch-size", "32", t);
+  apply_sweep("ease-lambda", "150", t);
+  EXPECT_EQ(t.model.beta, 0.25);
+  EXPECT_EQ(t.batch_size, 32);
+  EXPECT_EQ(t.ease_lambda, 150);
+  EXPECT_EQ(sweep_label("vae", "beta", "0.001"), "vae_beta=0.001");
+  EXPECT_TRUE(is_compare_label("vae_beta=0.001"));
+  EXPECT_TRUE(is_compare_label("ease"));
+  EXPECT_FALSE(is_compare_label("vae_beta=../x"));
+  EXPECT_FALSE(is_compare_label("notes"));
+  EXPECT_FALSE(is_compare_label("vae_colour=1"));
+}
+
+// Each swept row is exactly a lone `train` with that value; a model that does not read the
+// option runs once; a later sweep into the same directory removes the rows it no longer has.
+TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
+  const fs::path d = temp_dir("sweep");
+  const CmdResult c = run_cli(std::string("compare --models vae,popularity --sweep beta=1,0.0001 --epochs 2 --seed 3 ") +
+                              kData + " --out " + (d / "cmp").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --sweep beta: popularity runs once, as a reference (not reading --beta)"));
+  EXPECT_THAT(c.out, HasSubstr("[1/3] vae_beta=1\n"));
+  EXPECT_THAT(c.out, HasSubstr("[2/3] vae_beta=0.0001\n"));
+  EXPECT_THAT(c.out, HasSubstr("\nvae_beta=0.0001 "));
+  const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].at("model"), "vae_beta=1");
+  EXPECT_EQ(rows[1].at("model"), "vae_beta=0.0001");
+  EXPECT_EQ(rows[2].at("model"), "popularity");
+  for (const char* beta : {"1", "0.0001"}) {
+    const fs::path lone = d / (std::string("train_") + beta);
+    const CmdResult t = run_cli(std::string("train --model vae --beta ") + beta + " --epochs 2 --seed 3 " + kData +
+                                " --out " + lone.string());
+    ASSERT_EQ(t.code, 0) << t.out;
+    const nlohmann::json want = read_json(lone / "summary.json");
+    const nlohmann::json got = read_json(d / "cmp" / (std::string("vae_beta=") + beta) / "summary.json");
+    EXPECT_EQ(got["metrics"], want["metrics"]) << beta;
+    EXPECT_EQ(got["model"], "vae");
+  }
+  EXPECT_NE(rows[0].at("ndcg@20"), rows[1].at("ndcg@20"));  // the value was really applied
+  const CmdResult again = run_cli(std::string("compare --models vae,popularity --sweep beta=1,0.5 --epochs 1 ") + kData +
+                                  " --out " + (d / "cmp").string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_FALSE(fs::exists(d / "cmp" / "vae_beta=0.0001" / "summary.json"));
+  EXPECT_TRUE(fs::exists(d / "cmp" / "vae_beta=0.5" / "summary.json"));
+  EXPECT_TRUE(fs::exists(d / "cmp" / "popularity" / "summary.json"));
+}
+
+TEST(CompareSweep, SweepsNoModelCanTakeAreRefusedBeforeAnyTraining) {
+  for (const std::string& args : {std::string("compare --models ease,popularity --sweep beta=1,2 "),
+                                  std::string("compare --sweep beta=1,2 --beta 0.5 "),
+                                  std::string("compare --models vae --sweep latent=8,0 "),
+                                  std::string("compare --models vae --sweep hidden=8,16 ")}) {
+    const CmdResult r = run_cli(args + "--epochs 1 " + kData);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("[1/"))) << args;
+  }
+  // Unlisted, the defaults that read the option.
+  const CmdResult r = run_cli(std::string("compare --sweep dropout=0.2,0.5 --epochs 1 ") + kData);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[1/4] cdae_dropout=0.2"));
+  EXPECT_THAT(r.out, HasSubstr("[4/4] multvae_dropout=0.5"));
+}
+
 }  // namespace

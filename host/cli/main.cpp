@@ -84,6 +84,7 @@ struct Options {
   std::string tsne_method = "auto";
   // compare
   std::string models;  // "" = default_compare_models(protocol)
+  std::string sweep;   // "" = none; "beta=1,0.001"
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
@@ -1141,8 +1142,28 @@ int run_compare(Options& o) {
   if (o.train.folds != 0)
     throw UsageError("--folds runs svd/svdpp cross-validation on its own folds; compare trains every model on one split");
   const bool listed = o.was_given("--models");
-  const std::vector<std::string> models =
-      listed ? parse_model_list(o.models) : default_compare_models(o.train.protocol);
+  Sweep sweep;
+  if (o.was_given("--sweep")) {
+    sweep = parse_sweep(o.sweep);
+    if (o.was_given("--" + sweep.name))
+      throw UsageError("--" + sweep.name + " is also swept (--sweep " + o.sweep + "): give it once");
+  }
+  std::vector<std::string> models = listed ? parse_model_list(o.models) : default_compare_models(o.train.protocol);
+  if (!sweep.name.empty()) {
+    auto reads = [&](const std::string& m) { return sweep_applies(sweep.name, m); };
+    if (std::none_of(models.begin(), models.end(), reads))
+      throw UsageError("--sweep " + sweep.name + ": " + (listed ? "no model in --models" : "no default model") +
+                       " reads --" + sweep.name);
+    // Unlisted, the defaults that read the option; listed, the others run once as references.
+    if (!listed) models.erase(std::remove_if(models.begin(), models.end(), [&](const std::string& m) { return !reads(m); }),
+                              models.end());
+    std::string once;
+    for (const std::string& m : models)
+      if (!reads(m)) once += (once.empty() ? "" : ", ") + m;
+    if (!once.empty())
+      std::cerr << "note: --sweep " << sweep.name << ": " << once << " run" << (once.find(',') == std::string::npos ? "s" : "")
+                << " once, as a reference (not reading --" << sweep.name << ")\n";
+  }
   auto has = [&](const char* k) { return std::find(models.begin(), models.end(), k) != models.end(); };
   // Only rating predictors named: their protocol, as `train` picks it for one of them.
   if (listed && !o.protocol_given &&
@@ -1153,14 +1174,31 @@ int run_compare(Options& o) {
   if (!loss.empty() && std::none_of(models.begin(), models.end(), [&](const std::string& m) { return loss_fits(m, loss); }))
     throw UsageError("--loss " + loss + " is " + (loss_fits("cdae", loss) ? "CDAE's" : "AutoRec's") +
                      " and no compared model is one");
-  // Every model is checked against the protocol and the flags before the first one trains.
+  // The runs: each model once, or once per swept value where it reads the option.
+  struct Run {
+    std::string kind, label, value;  // label "" = the model's own name
+    const std::string& name() const { return label.empty() ? kind : label; }
+  };
+  std::vector<Run> runs;
   for (const std::string& m : models) {
+    if (!sweep.name.empty() && sweep_applies(sweep.name, m))
+      for (const std::string& v : sweep.values) runs.push_back({m, sweep_label(m, sweep.name, v), v});
+    else
+      runs.push_back({m, "", ""});
+  }
+  auto options_of = [&](const Run& run) {
     TrainOptions t = o.train;
-    t.model.kind = m;
+    t.model.kind = run.kind;
+    if (!run.value.empty()) apply_sweep(sweep.name, run.value, t);
+    return t;
+  };
+  // Every run is checked against the protocol and the flags before the first one trains.
+  for (const Run& run : runs) {
+    TrainOptions t = options_of(run);
     try {
       resolve_defaults(t);
     } catch (const UsageError& e) {
-      throw UsageError(std::string(e.what()) + " (or leave " + m + " out of --models)");
+      throw UsageError(std::string(e.what()) + " (or leave " + run.kind + " out of --models)");
     }
   }
   note_ignored_options(o, models);
@@ -1195,19 +1233,21 @@ int run_compare(Options& o) {
   }
   check_out_dir(o.out);
   if (!o.out.empty())
-    for (const std::string& m : models)
-      if (std::filesystem::exists(o.out + "/" + m) && !std::filesystem::is_directory(o.out + "/" + m))
-        throw DataError(o.out + "/" + m, 0, "exists and is not a directory (compare writes " + m + "'s run files there)");
+    for (const Run& run : runs) {
+      const std::string dir = o.out + "/" + run.name();
+      if (std::filesystem::exists(dir) && !std::filesystem::is_directory(dir))
+        throw DataError(dir, 0, "exists and is not a directory (compare writes " + run.name() + "'s run files there)");
+    }
   const Dataset d = load_data(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   std::vector<TrainResult> results;
   std::vector<std::string> failed;  // "model: why"
   StagedFiles staged;
-  for (size_t i = 0; i < models.size(); ++i) {
-    const std::string& m = models[i];
-    std::cout << (i ? "\n" : "") << "[" << i + 1 << "/" << models.size() << "] " << m << "\n";
-    TrainOptions t = o.train;
-    t.model.kind = m;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const std::string& m = runs[i].kind;
+    const std::string& name = runs[i].name();
+    std::cout << (i ? "\n" : "") << "[" << i + 1 << "/" << runs.size() << "] " << name << "\n";
+    TrainOptions t = options_of(runs[i]);
     if (!loss_fits(m, t.model.loss)) t.model.loss.clear();
     // A model that fails while training (out of memory at its size, say) costs only its own row.
     try {
@@ -1221,14 +1261,15 @@ int run_compare(Options& o) {
       }
       for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
       std::cout << "\n";
-      if (!o.out.empty()) stage_run_files(staged, o.out + "/" + m, r);
+      r.label = runs[i].label;
+      if (!o.out.empty()) stage_run_files(staged, o.out + "/" + name, r);
       r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
       results.push_back(std::move(r));
     } catch (const std::bad_alloc&) {
-      failed.push_back(m + ": out of host memory");
+      failed.push_back(name + ": out of host memory");
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     } catch (const std::exception& e) {
-      failed.push_back(m + ": " + e.what());
+      failed.push_back(name + ": " + e.what());
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     }
   }
@@ -1243,7 +1284,7 @@ int run_compare(Options& o) {
   std::cout << "\n";
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
-      std::cout << "note: " << r.model << " was evaluated on " << r.eval_set << "\n";
+      std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
     staged.add(o.out + "/compare.csv", compare_csv(results));
@@ -1251,9 +1292,9 @@ int run_compare(Options& o) {
     // Models of an earlier compare into this directory that are not in this table: their files
     // go (only those: a directory shared with other runs keeps theirs).
     for (const std::string& k : earlier_compare_models(o.out))
-      if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return r.model == k; }) ==
+      if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return row_name(r) == k; }) ==
               results.end() &&
-          std::find(std::begin(kModelKinds), std::end(kModelKinds), k) != std::end(kModelKinds))
+          is_compare_label(k))
         drop_run_files(staged, o.out + "/" + k);
   }
   commit_and_report(staged, o.out);
@@ -1425,6 +1466,10 @@ int main(int argc, char** argv) {
                                                 "compare.csv, compare.svg (a bar chart per metric) and each model's "
                                                 "metrics.csv, summary.json, curves.svg in DIR/<model>/)");
   compare->fallthrough();
+  compare->add_option("--sweep", o.sweep,
+                      "one training option at several values, NAME=V1,V2,... (NAME: beta, lr, latent, hidden, dropout, "
+                      "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda): each model that reads it "
+                      "trains once per value (rows and directories <model>_<NAME>=<value>), the others once");
   compare->add_option("--models", o.models,
                       "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"
                       "popularity; ratings autorec,i-autorec,svd,svdpp,popularity); each model's own defaults apply "

@@ -60,6 +60,136 @@ std::vector<std::string> parse_model_list(const std::string& list) {
   return out;
 }
 
+namespace {
+
+// A swept option: how its values are read and where they go.
+struct SweepOption {
+  const char* name;
+  bool integer;
+  double lo, hi;  // accepted range (the flag's own)
+  bool open_lo;   // lo itself refused
+};
+const SweepOption kSweepOptions[] = {
+    {"beta", false, 0, 1e300, false},        {"lr", false, 0, 1e300, true},
+    {"latent", true, 1, 1 << 20, false},     {"hidden", true, 1, 1 << 20, false},
+    {"dropout", false, 0, 0.99, false},      {"lambda", false, 0, 1e300, false},
+    {"batch-size", true, 1, 1 << 24, false}, {"anneal-steps", true, 0, 1e15, false},
+    {"weight-decay", false, 0, 1e300, false}, {"epochs", true, 1, 100000, false},
+    {"ease-lambda", false, 0, 1e300, true},
+};
+
+const SweepOption* find_sweep_option(const std::string& name) {
+  for (const SweepOption& o : kSweepOptions)
+    if (name == o.name) return &o;
+  return nullptr;
+}
+
+bool among(const std::string& kind, std::initializer_list<const char*> kinds) {
+  for (const char* k : kinds)
+    if (kind == k) return true;
+  return false;
+}
+
+}  // namespace
+
+const std::vector<std::string>& sweep_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const SweepOption& o : kSweepOptions) v.push_back(o.name);
+    return v;
+  }();
+  return names;
+}
+
+Sweep parse_sweep(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  std::string names;
+  for (const std::string& n : sweep_names()) names += (names.empty() ? "" : ", ") + n;
+  if (eq == std::string::npos)
+    throw UsageError("--sweep '" + spec + "': write NAME=V1,V2,... (NAME one of " + names + ")");
+  Sweep sw;
+  sw.name = trim(spec.substr(0, eq));
+  if (sw.name.rfind("--", 0) == 0) sw.name = sw.name.substr(2);
+  const SweepOption* opt = find_sweep_option(sw.name);
+  if (!opt) throw UsageError("--sweep: unknown option '" + sw.name + "' (one of " + names + ")");
+  std::stringstream ss(spec.substr(eq + 1));
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const std::string v = trim(item);
+    if (v.empty()) throw UsageError("--sweep " + sw.name + ": an empty value");
+    double x = 0;
+    size_t pos = 0;
+    bool ok = v.find_first_of("xXnN") == std::string::npos;  // decimal only: no hex, nan, inf
+    try {
+      x = ok ? std::stod(v, &pos) : 0;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    ok = ok && pos == v.size() && std::isfinite(x);
+    if (!ok) throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a decimal number");
+    if (opt->integer && x != std::floor(x))
+      throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a whole number");
+    if (x < opt->lo || (opt->open_lo && x == opt->lo) || x > opt->hi) {
+      std::ostringstream m;
+      m << "--sweep " << sw.name << ": " << v << " is out of range (";
+      if (opt->hi < 1e299) m << "from " << opt->lo << " to " << opt->hi << ")";
+      else m << "must be " << (opt->open_lo ? "> " : ">= ") << opt->lo << ")";
+      throw UsageError(m.str());
+    }
+    for (const std::string& w : sw.values)
+      if (std::stod(w) == x) throw UsageError("--sweep " + sw.name + ": " + v + " is given twice");
+    sw.values.push_back(v);
+  }
+  if (!spec.empty() && spec.back() == ',') throw UsageError("--sweep " + sw.name + ": an empty value at the end");
+  if (sw.values.size() < 2) throw UsageError("--sweep " + sw.name + ": give at least two values (one is --" + sw.name + ")");
+  return sw;
+}
+
+bool sweep_applies(const std::string& name, const std::string& kind) {
+  const bool svd = among(kind, {"svd", "svdpp"}), fitted = among(kind, {"popularity", "ease"});
+  if (name == "beta" || name == "anneal-steps" || name == "latent") return among(kind, {"vae", "multvae"});
+  if (name == "dropout") return among(kind, {"multvae", "cdae"});
+  if (name == "lambda") return among(kind, {"autorec", "i-autorec", "cdae", "svd", "svdpp"});
+  if (name == "hidden") return !fitted && kind != "vae";  // the notebook VAE's layers are fixed
+  if (name == "lr" || name == "epochs") return !fitted;
+  if (name == "weight-decay") return !fitted && !svd;
+  if (name == "batch-size") return !fitted && !svd;
+  if (name == "ease-lambda") return kind == "ease";
+  return false;
+}
+
+void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t) {
+  const double x = std::stod(value);
+  if (name == "beta") t.model.beta = x;
+  else if (name == "lr") t.adam.lr = x;
+  else if (name == "latent") t.model.latent = static_cast<int>(x);
+  else if (name == "hidden") t.model.hidden = static_cast<int>(x);
+  else if (name == "dropout") t.model.dropout = x;
+  else if (name == "lambda") t.model.lambda = x;
+  else if (name == "batch-size") t.batch_size = static_cast<int64_t>(x);
+  else if (name == "anneal-steps") t.model.anneal_steps = static_cast<int64_t>(x);
+  else if (name == "weight-decay") t.adam.weight_decay = x;
+  else if (name == "epochs") t.epochs = static_cast<int>(x);
+  else if (name == "ease-lambda") t.ease_lambda = x;
+  else VAE_CHECK(false, "apply_sweep: unknown option " + name);
+}
+
+std::string sweep_label(const std::string& kind, const std::string& name, const std::string& value) {
+  return kind + "_" + name + "=" + value;
+}
+
+bool is_compare_label(const std::string& label) {
+  if (std::find(std::begin(kModelKinds), std::end(kModelKinds), label) != std::end(kModelKinds)) return true;
+  const size_t us = label.find('_'), eq = label.find('=');
+  if (us == std::string::npos || eq == std::string::npos || eq < us) return false;
+  const std::string kind = label.substr(0, us), name = label.substr(us + 1, eq - us - 1), value = label.substr(eq + 1);
+  if (std::find(std::begin(kModelKinds), std::end(kModelKinds), kind) == std::end(kModelKinds) ||
+      !find_sweep_option(name) || value.empty())
+    return false;
+  // A value as written on a command line: digits, '.', '-', '+', 'e' (no path separators).
+  return value.find_first_not_of("0123456789.eE+-") == std::string::npos;
+}
+
 bool lower_is_better(const std::string& metric) {
   return metric.rfind("rmse", 0) == 0 || metric.rfind("mae", 0) == 0;
 }
@@ -77,7 +207,7 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
   std::vector<double> best;
   for (const std::string& n : names) best.push_back(best_of(results, n));
   size_t wm = 5;  // "model"
-  for (const TrainResult& r : results) wm = std::max(wm, r.model.size());
+  for (const TrainResult& r : results) wm = std::max(wm, row_name(r).size());
   std::ostringstream os;
   char cell[64];
   os << std::string(wm, ' ').replace(0, 5, "model");
@@ -87,7 +217,7 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
   }
   os << "  epoch  s/epoch  train s\n";
   for (const TrainResult& r : results) {
-    os << r.model << std::string(wm - r.model.size(), ' ');
+    os << row_name(r) << std::string(wm - row_name(r).size(), ' ');
     for (size_t i = 0; i < names.size(); ++i) {
       const int w = static_cast<int>(std::max<size_t>(names[i].size(), 7));
       const double v = r.metric(names[i]);
@@ -114,7 +244,7 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
   os << ",epoch,epoch_seconds_median,train_seconds,num_params\n";
   char num[64];
   for (const TrainResult& r : results) {
-    os << r.model;
+    os << row_name(r);
     for (const std::string& n : names) {
       const double v = r.metric(n);
       os << ",";
@@ -141,7 +271,7 @@ std::string compare_svg(const std::vector<TrainResult>& results, const std::stri
   BarPlot p;
   p.title = "Models compared";
   p.subtitle = subtitle;
-  for (const TrainResult& r : results) p.groups.push_back(r.model);
+  for (const TrainResult& r : results) p.groups.push_back(row_name(r));
   for (const std::string& n : compare_metric_names(results)) {
     BarPanel panel;
     panel.title = n + (lower_is_better(n) ? " (lower is better)" : " (higher is better)");

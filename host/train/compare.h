@@ -16,11 +16,36 @@ std::vector<std::string> default_compare_models(const std::string& protocol);
 // UsageError on an empty list or entry, an unknown model, or a model named twice.
 std::vector<std::string> parse_model_list(const std::string& list);
 
+// compare --sweep NAME=V1,V2,…: one training option at several values, each compared model
+// trained once per value (a model that does not read the option runs once, as a reference).
+struct Sweep {
+  std::string name;                 // "" = no sweep
+  std::vector<std::string> values;  // as written (they label the rows and directories)
+};
+// The option names --sweep takes (the long flag without its dashes).
+const std::vector<std::string>& sweep_names();
+// "beta=1,0.001" → {beta, {1, 0.001}}. UsageError for a missing '=', an unknown name, a value
+// the flag itself would refuse (negative, not a number, a fraction where an integer is wanted,
+// out of range) or given twice, and fewer than two values.
+Sweep parse_sweep(const std::string& spec);
+// Whether a model reads the option (svd/svdpp read --hidden, --lr and --lambda as their factors,
+// SGD rate and regularisation).
+bool sweep_applies(const std::string& name, const std::string& kind);
+// Sets the option in t to a value parse_sweep accepted.
+void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t);
+// A swept run's row and directory name: "vae_beta=0.001".
+std::string sweep_label(const std::string& kind, const std::string& name, const std::string& value);
+// A row name compare itself writes: a model kind, or a sweep label of one.
+bool is_compare_label(const std::string& label);
+
 // RMSE and MAE are errors (lower is better); every ranking metric is better higher.
 bool lower_is_better(const std::string& metric);
 
 // The metrics of all results, each once, in the order they first appear.
 std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& results);
+
+// A result's row name: its sweep label, else its model.
+inline const std::string& row_name(const TrainResult& r) { return r.label.empty() ? r.model : r.label; }
 
 // One line per model: its metrics (the best of each column marked '*'), the epoch the metrics are
 // from, the median seconds per training epoch ("-" where a model has no training epochs:

@@ -67,6 +67,7 @@ struct EpochRecord {
 
 struct TrainResult {
   std::string model, protocol, device, dataset, eval_set;
+  std::string label;  // compare --sweep: the row's name ("vae_beta=0.001"); "" = the model's
   std::vector<EpochRecord> history;
   int best_epoch = 0;
   // How best_epoch was picked, so reports word it truthfully: "validation" (heldout), "test"
