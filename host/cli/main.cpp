@@ -1466,14 +1466,14 @@ int main(int argc, char** argv) {
                                                 "compare.csv, compare.svg (a bar chart per metric) and each model's "
                                                 "metrics.csv, summary.json, curves.svg in DIR/<model>/)");
   compare->fallthrough();
-  compare->add_option("--sweep", o.sweep,
-                      "one training option at several values, NAME=V1,V2,... (NAME: beta, lr, latent, hidden, dropout, "
-                      "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda): each model that reads it "
-                      "trains once per value (rows and directories <model>_<NAME>=<value>), the others once");
   compare->add_option("--models", o.models,
                       "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"
                       "popularity; ratings autorec,i-autorec,svd,svdpp,popularity); each model's own defaults apply "
                       "unless a flag sets them for all");
+  compare->add_option("--sweep", o.sweep,
+                      "one training option at several values, NAME=V1,V2,... (NAME: beta, lr, latent, hidden, dropout, "
+                      "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda): each model that reads it "
+                      "trains once per value (rows and directories <model>_<NAME>=<value>), the others once");
   app.add_option("--tsne-method", o.tsne_method,
                  "t-SNE of the main job and cluster --tsne: exact (sklearn's method='exact'), barnes-hut (its default, "
                  "theta 0.5; on the CPU) or auto: exact on a GPU, and on the CPU up to 1000 points, Barnes-Hut beyond")
