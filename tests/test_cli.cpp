@@ -408,7 +408,19 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   const CmdResult s = run_cli(std::string("train --model svd --epochs 1 --quiet --patience 3 --batch-size 32 ") + kSmall);
   ASSERT_EQ(s.code, 0) << s.out;
   EXPECT_THAT(s.out, HasSubstr("note: --patience is ignored by svd (ratings protocol)"));
-  EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to every model but SVD"));
+  EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to the trained autoencoders"));
+  // Flags of the GEMMs and the first layer: said to be ignored where no matrix is multiplied or
+  // there is no first layer; info reads only its data and model file.
+  const CmdResult e = run_cli(std::string("train --model ease --quiet --batch-size 8 --sparse-input on ") + kSmall);
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("note: --batch-size is ignored by ease"));
+  EXPECT_THAT(e.out, HasSubstr("note: --sparse-input is ignored by ease (seed protocol); it applies to the autoencoders' first layer"));
+  const CmdResult p = run_cli(std::string("train --model svd --epochs 1 --quiet --precision fp32 ") + kSmall);
+  EXPECT_THAT(p.out, HasSubstr("note: --precision is ignored by svd"));
+  const CmdResult i = run_cli(std::string("info --epochs 3 --seed 2 ") + kSmall);
+  ASSERT_EQ(i.code, 0) << i.out;
+  EXPECT_THAT(i.out, HasSubstr("note: info reads only --data and --model-file; ignored: --seed, "));
+  EXPECT_THAT(i.out, HasSubstr("--epochs\n"));
 }
 
 

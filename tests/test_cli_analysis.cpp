@@ -459,6 +459,22 @@ TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
   const CmdResult a = run_cli("cluster " + d + " --model autorec");
   EXPECT_EQ(a.code, 2) << a.out;
   EXPECT_THAT(a.out, HasSubstr("latent"));
+  EXPECT_THAT(a.out, Not(HasSubstr("Epoch")));  // refused before training, not after it
+  const fs::path out = fs::path(::testing::TempDir()) / ("vae_embed_cdae_" + std::to_string(getpid()));
+  const CmdResult em = run_cli("embed " + d + " --model cdae --out " + out.string());
+  EXPECT_EQ(em.code, 2) << em.out;
+  EXPECT_THAT(em.out, HasSubstr("cdae has no latent space"));
+  EXPECT_THAT(em.out, Not(HasSubstr("Epoch")));
+  const CmdResult sv = run_cli("embed " + d + " --model svd --sample --out " + out.string());
+  EXPECT_EQ(sv.code, 2) << sv.out;
+  EXPECT_THAT(sv.out, HasSubstr("svd has no posterior to sample from"));
+  EXPECT_THAT(sv.out, Not(HasSubstr("Epoch")));
+  EXPECT_FALSE(fs::exists(out));
+  // recommend --user prints its list: an --out is said to be ignored.
+  const CmdResult ro = run_cli("recommend " + d + " --user 3 --top 2 --out " + out.string());
+  ASSERT_EQ(ro.code, 0) << ro.out;
+  EXPECT_THAT(ro.out, HasSubstr("note: --out is ignored: recommend --user / --ratings prints its list"));
+  EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

@@ -286,6 +286,27 @@ LoadedSvd load_svd(const Options& o, const Dataset& d) {
   return ls;
 }
 
+// The kind of model an analysis command will use, known before any data is read or model trained:
+// the file's (peeked; "" when unreadable, which loading then reports), else --model (default vae).
+std::string analysis_kind(const Options& o) {
+  if (!o.model_file.empty()) return peek_model_kind(o.model_file);
+  return o.train.model.kind.empty() ? "vae" : o.train.model.kind;
+}
+
+// embed and cluster need user codes: a VAE's latent means or an SVD model's user vectors
+// (refused here, before training, rather than after it).
+void require_user_codes(const std::string& kind, bool posterior) {
+  if (kind.empty()) return;
+  if (is_svd_kind(kind)) {
+    if (posterior)
+      throw UsageError(kind + " has no posterior to sample from: --sample and --logvar need a VAE-type model (vae, multvae)");
+    return;
+  }
+  if (!model_has_latent(kind))
+    throw UsageError(kind + " has no latent space: embeddings and clusters need a VAE-type model (vae, multvae) or an SVD "
+                     "model's user vectors (svd, svdpp)");
+}
+
 // A model for recommend / embed / cluster: an autoencoder on a backend, or an SVD model.
 struct AnalysisModel {
   std::unique_ptr<Backend<float>> be;
@@ -693,7 +714,11 @@ int run_train(Options& o, bool main_job) {
       save_model_file(model_path + ".tmp", *be, *r.model_ptr, model_file_info(r, d), d);
       staged.adopt(model_path);
     } else {
-      std::cerr << "note: " << r.model << " has no trained parameters; no " << kModelFileName << " written\n";
+      std::cerr << "note: no " << kModelFileName << " for " << r.model
+                << (r.model == "ease" ? " (its item-item matrix is refit in closed form in seconds: use --model ease "
+                                        "with recommend, similar and the other commands)"
+                                      : " (it has no trained parameters)")
+                << "\n";
       staged.remove_on_commit(model_path);
     }
   }
@@ -831,12 +856,13 @@ int run_recommend(Options& o) {
   if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
   if (o.explain) {
     if (o.all_users) throw UsageError("--explain annotates one list (--user or --ratings), not --all-users");
-    std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
-    if (!o.model_file.empty()) kind = peek_model_kind(o.model_file);
-    require_item_effects(kind);  // before any training
+    require_item_effects(analysis_kind(o));  // before any training
   }
   if (o.top < 1) throw UsageError("--top must be at least 1");
   if (o.all_users) check_out_file(o, "--all-users");  // the CSV's folder, before any training
+  if (!o.all_users && o.was_given("--out"))
+    std::cerr << "note: --out is ignored: recommend --user / --ratings prints its list (--all-users writes every "
+                 "user's to --out)\n";
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   if (a.svd) {
@@ -862,8 +888,7 @@ int run_similar(Options& o) {
     check_out_file(o, "--all-items");
   }
   // Models without item effects are refused before any data is read or model trained.
-  std::string kind = o.train.model.kind.empty() ? "vae" : o.train.model.kind;
-  if (!o.model_file.empty()) kind = peek_model_kind(o.model_file);
+  const std::string kind = analysis_kind(o);
   require_item_effects(kind);
   const Dataset d = load_data(o);
   const int32_t item = o.all_items ? -1 : find_item_by_id_or_title(o.item, d);
@@ -909,6 +934,7 @@ ModelFileInfo sample_info(ModelFileInfo info, const Options& o) {
 int run_embed(Options& o) {
   prepare_training(o);
   if (o.out.empty()) throw UsageError("embed writes files: give --out DIR");
+  require_user_codes(analysis_kind(o), o.sample || o.logvar);
   check_out_dir(o.out);
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
@@ -934,6 +960,7 @@ int run_embed(Options& o) {
 int run_cluster(Options& o) {
   prepare_training(o);
   if (o.k < 1) throw UsageError("--k must be at least 1");
+  require_user_codes(analysis_kind(o), false);
   // The main app's --k (before `cluster`) is the ranking cut-off; the clusters' k is cluster's own.
   if (o.was_given("--k"))
     std::cerr << "note: --k " << o.train.k << " before `cluster` is the seed protocol's ranking cut-off, not the "
@@ -1062,7 +1089,10 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
       {"--patience", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
       {"--weight-decay", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
       {"--adamw", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
-      {"--batch-size", !svd, "every model but SVD and SVD++"},
+      {"--batch-size", !svd && !among({"popularity", "ease"}), "the trained autoencoders"},
+      {"--precision", !svd && kind != "popularity", "the models that multiply matrices (not SVD, SVD++ or popularity)"},
+      {"--tf32", !svd && kind != "popularity", "the models that multiply matrices (not SVD, SVD++ or popularity)"},
+      {"--sparse-input", among({"vae", "autorec", "i-autorec", "multvae", "cdae"}), "the autoencoders' first layer"},
       {"--svd-schedule", svd, "SVD and SVD++"},
       {"--svd-blocks", svd, "SVD and SVD++"},
       {"--k", protocol == "seed", "the seed protocol"},
@@ -1416,10 +1446,10 @@ int main(int argc, char** argv) {
                "launches meanwhile), on the CPU its wall time");
   app.add_flag("--no-baseline", o.no_baseline, "skip the popularity comparison of the main run");
   app.add_flag("--no-tsne", o.no_tsne, "skip the main run's t-SNE (done with --out: x, y in clusters.csv, tsne.svg)");
-  app.add_flag("--quiet", o.train.quiet, "only the final lines");
+  app.add_flag("--quiet", o.train.quiet, "training prints only its final lines (no per-epoch lines)");
 
   app.add_option("--model-file", o.model_file,
-                 "a model.safetensors written by --out: use it instead of training (every command)");
+                 "a model.safetensors written by --out: use it instead of training (every command but compare)");
 
   CLI::App* train = app.add_subcommand("train", "train and evaluate one model (--model-file: evaluate it)");
   CLI::App* info = app.add_subcommand("info", "dataset summary (and the --model-file's metadata)");
@@ -1556,6 +1586,16 @@ int main(int argc, char** argv) {
   try {
     if (compare->parsed()) return run_compare(o);  // its notes name the models it runs
     if (!info->parsed()) note_ignored_options(o);
+    if (info->parsed()) {
+      std::vector<std::string> seen;
+      std::string ignored;
+      for (const std::string& g : o.given)
+        if (g != "--data" && g != "--model-file" && std::find(seen.begin(), seen.end(), g) == seen.end()) {
+          seen.push_back(g);
+          ignored += (ignored.empty() ? "" : ", ") + g;
+        }
+      if (!ignored.empty()) std::cerr << "note: info reads only --data and --model-file; ignored: " << ignored << "\n";
+    }
     if (info->parsed()) return run_info_cmd(o);
     if (train->parsed()) return run_train(o, false);
     if (recommend->parsed()) {
