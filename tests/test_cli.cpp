@@ -726,4 +726,23 @@ TEST(Cli, ATestFractionLeavingNoTrainingUsersIsAUsageError) {
   }
 }
 
+// A mistyped option gets the nearest real ones (a letter off, or two swapped); a subcommand's
+// option given before its subcommand is told where it goes.
+TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
+  CmdResult r = run_cli("--epoch 2");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("hint: --epoch is not an option; did you mean --epochs?"));
+  r = run_cli("train --modle vae");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("did you mean --model?"));
+  r = run_cli("--user 1 recommend");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("hint: --user belongs to `recommend`: give it after the subcommand"));
+  r = run_cli("--top 3");
+  EXPECT_THAT(r.out, HasSubstr("hint: --top belongs to `recommend` or `similar`"));
+  r = run_cli("--qwertyuiop 1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
+}
+
 }  // namespace

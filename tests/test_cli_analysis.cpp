@@ -358,6 +358,8 @@ TEST_F(CliAnalysis, ModelFileCommandsReadTheirTrainingDataWithoutData) {
   EXPECT_EQ(gone.code, 1) << gone.out;
   EXPECT_THAT(gone.out, Not(HasSubstr("reading the model's training data")));
   EXPECT_THAT(gone.out, HasSubstr("pass the training data with --data"));
+  EXPECT_THAT(gone.out, HasSubstr(csv.string() + "', which is no longer there"));  // not another data set's mismatch
+  EXPECT_THAT(gone.out, Not(HasSubstr("using ")));  // no fallback to the default data first
 }
 
 TEST_F(CliAnalysis, UsageErrorsExitTwo) {

@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <iostream>
 #include <new>
+#include <numeric>
 #include <sstream>
 
 #include "analysis/analysis_ops.h"
@@ -27,6 +28,7 @@
 #include "backend/backend.h"
 #include "core/temp_files.h"
 #include "data/dataset.h"
+#include "data/text_reader.h"
 #include "models/vae.h"
 #include "train/compare.h"
 #include "train/svd_experiment.h"
@@ -131,6 +133,11 @@ Dataset load_data(const Options& o) {
     if (is_synthetic_spec(src) || (!src.empty() && std::filesystem::exists(src, ec))) {
       arg = src;
       std::cerr << "no --data given: reading the model's training data, " << src << "\n";
+    } else if (!src.empty()) {
+      // Falling back to the default data would only end in "trained on other data".
+      throw DataError(o.model_file, 0,
+                      "trained on '" + text::escape(src, 300) + "'" +
+                          ", which is no longer there: pass the training data with --data (its new location)");
     }
   }
   Dataset d = load_dataset(arg, &note);
@@ -1366,6 +1373,71 @@ const CLI::Validator kUint64Digits(
     },
     "UINT64");
 
+// Edit distance of two short option names: insertions, deletions, substitutions and swaps of
+// neighbouring letters (the usual typos), one each.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// After a parse error: for each --option on the command line that the tool does not know, the
+// known ones it is probably a typo of; for one that belongs to a subcommand but came before it
+// (or without it), where it goes.
+std::string option_hints(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::pair<std::string, const CLI::App*>> known;  // option name, its (sub)command
+  for (const CLI::Option* opt : app.get_options()) known.emplace_back(opt->get_name(), &app);
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    for (const CLI::Option* opt : sub->get_options()) known.emplace_back(opt->get_name(), sub);
+  std::string hints;
+  const CLI::App* seen_sub = nullptr;  // the subcommand named so far on the command line
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+      if (a == sub->get_name()) seen_sub = sub;
+    if (a.rfind("--", 0) != 0 || a.size() < 3) continue;
+    a = a.substr(0, a.find('='));
+    std::vector<const CLI::App*> owners;
+    for (const auto& [name, owner] : known)
+      if (name == a) owners.push_back(owner);
+    const bool main_has = std::find(owners.begin(), owners.end(), &app) != owners.end();
+    if (main_has) continue;
+    if (!owners.empty()) {
+      if (std::find(owners.begin(), owners.end(), seen_sub) == owners.end()) {
+        std::string where;
+        for (const CLI::App* s : owners) where += (where.empty() ? "" : " or ") + ("`" + s->get_name() + "`");
+        hints += "hint: " + a + " belongs to " + where + ": give it after the subcommand (vae_gpu " +
+                 owners.front()->get_name() + " " + a + " ...)\n";
+      }
+      continue;
+    }
+    // The nearest names within one edit for short options, two for longer ones.
+    const size_t limit = a.size() <= 7 ? 1 : 2;
+    size_t best = limit + 1;
+    std::vector<std::string> close;
+    for (const auto& [name, owner] : known) {
+      if (name.size() <= 2) continue;
+      const size_t dist = edit_distance(a, name);
+      if (dist > limit || dist > best || std::find(close.begin(), close.end(), name) != close.end()) continue;
+      if (dist < best) close.clear();
+      best = dist;
+      close.push_back(name);
+    }
+    if (!close.empty()) {
+      std::string list;
+      for (size_t k = 0; k < close.size() && k < 3; ++k) list += (k ? ", " : "") + close[k];
+      hints += "hint: " + a + " is not an option; did you mean " + list + "?\n";
+    }
+  }
+  return hints;
+}
+
 int main(int argc, char** argv) {
   remove_temp_files_on_signals();  // Ctrl-C or `timeout` leave no *.tmp behind
   Options o;
@@ -1534,7 +1606,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "vae_gpu: " << e.what() << "\nRun with --help for usage.\n";
+    std::cerr << "vae_gpu: " << e.what() << "\n" << option_hints(app, argc, argv) << "Run with --help for usage.\n";
     return 2;
   }
 
