@@ -745,4 +745,25 @@ TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
   EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
 }
 
+// A MovieLens ratings file named on its own: its folder is what --data wants (the titles,
+// genres and users live beside it).
+TEST(Cli, AMovieLensRatingsFileAloneIsPointedAtItsFolder) {
+  const fs::path d = temp_dir("mlfile");
+  {
+    std::ofstream(d / "u.data") << "1\t1\t5\t0\n";
+    std::ofstream(d / "u.item") << "1|Toy Story (1995)|||\n";
+  }
+  const CmdResult r = run_cli("info --data " + (d / "u.data").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("is ml-100k's ratings file, not a CSV: give its folder, --data " + d.string()));
+  const fs::path l = temp_dir("mlcsv");
+  {
+    std::ofstream(l / "ratings.csv") << "userId,movieId,rating,timestamp\n1,1,4.0,0\n2,1,3.5,0\n";
+    std::ofstream(l / "movies.csv") << "movieId,title,genres\n1,Toy Story (1995),Comedy\n";
+  }
+  const CmdResult c = run_cli("info --data " + (l / "ratings.csv").string());
+  EXPECT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("its folder also has titles and genres: --data " + l.string() + " reads them"));
+}
+
 }  // namespace

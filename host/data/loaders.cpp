@@ -989,7 +989,24 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
   std::error_code ec;
   const auto st = fs::status(arg, ec);
   if (ec || !fs::exists(st)) throw DataError(arg, 0, "no such file or directory");
-  Dataset d = fs::is_directory(st) ? load_movielens_dir(arg) : load_ratings_csv(arg);
+  if (!fs::is_directory(st)) {
+    // A MovieLens ratings file named on its own: its folder holds the titles, genres and users.
+    const fs::path file(arg), dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+    const std::string name = file.filename().string();
+    const bool ml100k = name == "u.data" && fs::exists(dir / "u.item", ec);
+    const bool ml1m = name == "ratings.dat" && fs::exists(dir / "movies.dat", ec);
+    if (ml100k || ml1m)
+      throw DataError(arg, 0, std::string("is ") + (ml100k ? "ml-100k" : "ml-1m / ml-10m") +
+                                  "'s ratings file, not a CSV: give its folder, --data " + dir.string());
+    Dataset d = load_ratings_csv(arg);
+    std::string folder_note;
+    if (name == "ratings.csv" && fs::exists(dir / "movies.csv", ec))
+      folder_note = "; its folder also has titles and genres: --data " + dir.string() + " reads them";
+    say((d.name == arg ? "using " + arg + " (" + d.format + ")" : "using " + d.name + " (" + d.format + ") from " + arg) +
+        folder_note);
+    return d;
+  }
+  Dataset d = load_movielens_dir(arg);
   say(d.name == arg ? "using " + arg + " (" + d.format + ")" : "using " + d.name + " (" + d.format + ") from " + arg);
   return d;
 }
