@@ -417,6 +417,9 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   EXPECT_THAT(e.out, HasSubstr("note: --sparse-input is ignored by ease (seed protocol); it applies to the autoencoders' first layer"));
   const CmdResult p = run_cli(std::string("train --model svd --epochs 1 --quiet --precision fp32 ") + kSmall);
   EXPECT_THAT(p.out, HasSubstr("note: --precision is ignored by svd"));
+  const CmdResult tf = run_cli(std::string("train --epochs 1 --quiet --tf32 ") + kSmall);
+  ASSERT_EQ(tf.code, 0) << tf.out;
+  EXPECT_THAT(tf.out, HasSubstr("note: --precision tf32 is a GPU tensor-core format; the CPU runs fp32 GEMMs"));
   const CmdResult i = run_cli(std::string("info --epochs 3 --seed 2 ") + kSmall);
   ASSERT_EQ(i.code, 0) << i.out;
   EXPECT_THAT(i.out, HasSubstr("note: info reads only --data and --model-file; ignored: --seed, "));

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <cstdlib>
@@ -84,8 +85,12 @@ class GemmPool {
   GemmPool() : pid_(getpid()) {
     int n = usable_cpus();
     if (const char* e = std::getenv("VAE_CPU_THREADS")) {
-      const int v = std::atoi(e);
-      if (v >= 1) n = std::min(v, 256);
+      char* end = nullptr;
+      const long v = std::strtol(e, &end, 10);
+      if (end != e && *end == '\0' && v >= 1)
+        n = static_cast<int>(std::min<long>(v, 256));
+      else  // said once, when the pool starts: a typo would otherwise silently use every core
+        std::fprintf(stderr, "note: VAE_CPU_THREADS='%.40s' is not a positive whole number; using %d threads\n", e, n);
     }
     for (int i = 1; i < n; ++i) {
       try {

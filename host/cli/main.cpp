@@ -110,7 +110,13 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
 // Picks the backend: --device auto uses a GPU when one is present and the CUDA backend is built.
 std::unique_ptr<Backend<float>> make_backend(const Options& o) {
   const GemmPrecision p = parse_precision(o.precision);
-  if (o.device == "cpu") return make_cpu_backend<float>(p);
+  // The CPU has no tensor cores: tf32 / bf16 GEMMs run there as fp32 (said, not silently).
+  auto cpu = [&] {
+    if (p == GemmPrecision::tf32 || p == GemmPrecision::bf16)
+      std::cerr << "note: --precision " << precision_name(p) << " is a GPU tensor-core format; the CPU runs fp32 GEMMs\n";
+    return make_cpu_backend<float>(p);
+  };
+  if (o.device == "cpu") return cpu();
   if (o.device == "cuda" || (cuda_device_available() && cuda_backend_built())) {
     const int slow = cuda_fp32_per_fp64();
     if (p == GemmPrecision::exact && slow > 4)
@@ -120,8 +126,9 @@ std::unique_ptr<Backend<float>> make_backend(const Options& o) {
   }
   std::cerr << (cuda_device_available() ? "note: CUDA backend not built yet; running on the CPU\n"
                                         : "note: no CUDA device found; running on the CPU\n");
-  return make_cpu_backend<float>(p);
+  return cpu();
 }
+
 
 // Without --data, a command that reads a model file loads the data that model was trained on
 // (recorded in the file) when it is still there, rather than the default data set.
