@@ -311,9 +311,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     test_input = s.test_foldin;
     test_target = s.test_target;
     have_val = true;
-    res.eval_set = std::to_string(s.val_users.size()) + " validation / " +
-                   std::to_string(s.test_users.size()) + " test users, " +
-                   std::to_string(s.item_map.size()) + " items";
+    // The final metrics are the test users'; the validation users only pick the epoch.
+    res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
+                   " validation users pick the epoch), " + std::to_string(s.item_map.size()) + " items";
   } else {
     RatingsSplit s = opt.ratings_split == "random"
                          ? split_ratings_random(d, 0.1, opt.seed)
