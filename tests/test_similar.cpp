@@ -434,6 +434,31 @@ TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   EXPECT_GT(explained, 0);
 }
 
+// --ratings pairs: parsed by original id; off-scale, unknown, malformed and repeated pairs are
+// warnings, and a rating between the data's steps is kept with a warning.
+TEST(FoldinRatings, PairsAreCheckedAgainstTheDataAndItsSteps) {
+  Dataset d = data();  // whole stars
+  const FoldinRatings f = parse_foldin_ratings(
+      d.item_ids[3] + ":5, " + d.item_ids[1] + ":4.5," + d.item_ids[2] + ":9,nosuch:3," + d.item_ids[3] + ":1,x", d);
+  ASSERT_EQ(f.ratings.size(), 2u);
+  EXPECT_EQ(f.ratings[0], (std::pair<int32_t, float>{1, 4.5f}));  // sorted by item
+  EXPECT_EQ(f.ratings[1], (std::pair<int32_t, float>{3, 5.0f}));
+  std::string all;
+  for (const std::string& w : f.warnings) all += w + "\n";
+  EXPECT_THAT(all, HasSubstr("rating 4.5 for item " + d.item_ids[1] + " is between the data's steps of 1; used as given"));
+  EXPECT_THAT(all, HasSubstr("is outside the scale 1-5"));
+  EXPECT_THAT(all, HasSubstr("unknown item id nosuch"));
+  EXPECT_THAT(all, HasSubstr("given twice; the first rating is kept"));
+  EXPECT_THAT(all, HasSubstr("malformed pair 'x'"));
+  // Half stars on a half-star scale are on its steps.
+  for (float& v : d.ratings.values) v = 0.5f * std::round(2 * v * 0.9f);
+  d.ratings.values[0] = 2.5f;
+  d.rating_min = 0.5f;
+  const FoldinRatings h = parse_foldin_ratings(d.item_ids[1] + ":4.5," + d.item_ids[2] + ":4.7", d);
+  ASSERT_EQ(h.warnings.size(), 1u);
+  EXPECT_THAT(h.warnings[0], HasSubstr("rating 4.7 for item " + d.item_ids[2] + " is between the data's steps of 0.5"));
+}
+
 TEST(ItemEffects, ModelsWithoutEffectsAreRefused) {
   for (const char* kind : {"i-autorec", "popularity"}) {
     try {

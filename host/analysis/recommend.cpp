@@ -95,6 +95,22 @@ UsageError no_such_user(const Dataset& d, const std::string& user_id) {
                     (d.user_ids.empty() ? std::string("-") : d.user_ids.back()) + ")");
 }
 
+// The grid every rating of the data lies on: 1 (whole stars), 0.5 (half stars), 0 (none).
+double rating_step(const Dataset& d) {
+  for (double step : {1.0, 0.5}) {
+    bool on = true;
+    for (float v : d.ratings.values) {
+      const double q = static_cast<double>(v) / step;
+      if (q != std::round(q)) {
+        on = false;
+        break;
+      }
+    }
+    if (on) return step;
+  }
+  return 0;
+}
+
 }  // namespace
 
 bool model_has_latent(const std::string& kind) { return kind == "vae" || kind == "multvae"; }
@@ -107,6 +123,7 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
   std::stringstream ss(spec);
   std::string tok;
   std::vector<int32_t> seen;
+  double step = -1;  // found on first use
   while (std::getline(ss, tok, ',')) {
     tok = trim(tok);
     if (tok.empty()) continue;
@@ -136,6 +153,14 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     if (std::find(seen.begin(), seen.end(), it->second) != seen.end()) {
       f.warnings.push_back("item " + id + " given twice; the first rating is kept");
       continue;
+    }
+    // The data's own step (whole stars, or ml-latest's halves): a rating between steps is kept
+    // as given, and said, since the model never saw such a value.
+    if (step < 0) step = rating_step(d);
+    if (step > 0 && std::fabs(r / step - std::round(r / step)) > 1e-9) {
+      std::ostringstream w;
+      w << "rating " << rs << " for item " << id << " is between the data's steps of " << step << "; used as given";
+      f.warnings.push_back(w.str());
     }
     seen.push_back(it->second);
     f.ratings.emplace_back(it->second, static_cast<float>(r));
