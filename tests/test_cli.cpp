@@ -270,6 +270,13 @@ TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
   const CmdResult lr = run_cli(std::string("--lr nan --epochs 1 ") + kSmall);
   EXPECT_THAT(lr.out, HasSubstr("finite"));
   EXPECT_THAT(run_cli(std::string("--lr 0x10 --epochs 1 ") + kSmall).out, HasSubstr("'0x10' is not a decimal number"));
+  // Whole-number options say which of the two things is wrong.
+  EXPECT_THAT(run_cli("--epochs abc " + std::string(kSmall)).out, HasSubstr("--epochs: 'abc' is not a whole number"));
+  EXPECT_THAT(run_cli("--epochs 2.5 " + std::string(kSmall)).out, HasSubstr("--epochs: '2.5' is not a whole number"));
+  EXPECT_THAT(run_cli("--epochs 0x10 " + std::string(kSmall)).out, HasSubstr("'0x10' is not a whole number"));
+  EXPECT_THAT(run_cli("--epochs 0 " + std::string(kSmall)).out, HasSubstr("--epochs: must be from 1 to 100000, got 0"));
+  EXPECT_THAT(run_cli("--hidden 99999999999999999999 " + std::string(kSmall)).out,
+              HasSubstr("must be from 0 to 1048576, got 99999999999999999999"));
   const CmdResult h = run_cli(std::string("--hidden 50 --epochs 1 ") + kSmall);  // the notebook VAE
   EXPECT_EQ(h.code, 2) << h.out;
   EXPECT_THAT(h.out, HasSubstr("--latent"));

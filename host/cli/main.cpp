@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -1370,6 +1371,22 @@ CLI::Validator finite_at_least(double lo, bool open = false) {
       open ? "NUMBER > 0" : "NUMBER >= 0");
 }
 
+// A whole number from lo to hi, written in decimal digits (CLI11's Range says "Value abc not in
+// range" for a word or a fraction alike).
+CLI::Validator whole_in(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        const size_t digits = s.find_first_not_of("0123456789", s[0] == '-' || s[0] == '+' ? 1 : 0);
+        if (s.empty() || digits != std::string::npos || s == "-" || s == "+") return "'" + s + "' is not a whole number";
+        errno = 0;
+        const long long v = std::strtoll(s.c_str(), nullptr, 10);
+        if (errno == ERANGE || v < lo || v > hi)
+          return "must be from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got " + s;
+        return "";
+      },
+      "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
 // An unsigned 64-bit integer written in decimal digits (CLI11 would wrap "-1" and saturate overflow).
 const CLI::Validator kUint64Digits(
     [](std::string& s) -> std::string {
@@ -1461,25 +1478,25 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "random seed for splits, initialisation and noise")->check(kUint64Digits);
   app.add_option("--device", o.device, "auto, cpu or cuda")->transform(CLI::IsMember({"auto", "cpu", "cuda"}, CLI::ignore_case));
   app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts");
-  app.add_option("--epochs", o.train.epochs, "training epochs")->check(CLI::Range(1, 100000));
+  app.add_option("--epochs", o.train.epochs, "training epochs")->check(whole_in(1, 100000));
   app.add_option("--model", o.train.model.kind, "vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
       ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
-  app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(CLI::Range(0, 1 << 24));
+  app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(whole_in(0, int64_t{1} << 24));
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(finite_at_least(0));
   app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(finite_at_least(0));
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
-      ->check(CLI::Range(0, 100000));
+      ->check(whole_in(0, 100000));
   app.add_option("--k", o.train.k, "seed protocol ranking cut-off K (cluster's number of clusters is its own --k, "
-                                   "given after `cluster`)")->check(CLI::Range(1, 1000000));
+                                   "given after `cluster`)")->check(whole_in(1, 1000000));
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
-  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(CLI::Range(0, 1 << 20));
-  app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(CLI::Range(0, 1 << 20));
+  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
+  app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta, "KL weight (final value when annealing)")->check(finite_at_least(0));
   app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+      ->check(whole_in(0, int64_t{1} << 40));
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")
       ->check(finite_at_least(0) & CLI::Range(0.0, 0.99));
   app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(finite_at_least(0));
@@ -1496,14 +1513,14 @@ int main(int argc, char** argv) {
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
       ->transform(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}, CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
-      ->check(CLI::Range(2, 100));
+      ->check(whole_in(2, 100));
   app.add_option("--svd-schedule", o.svd_schedule,
                  "svd/svdpp SGD order: serial (Surprise's order, CPU only) or blocked (DSGD: users and items in B "
                  "blocks each, B independent blocks at a time, seeded order inside a block; deterministic, and "
                  "bit-identical between the GPU and the CPU). Default: blocked on a GPU, serial otherwise")
       ->transform(CLI::IsMember({"serial", "blocked"}, CLI::ignore_case));
   app.add_option("--svd-blocks", o.svd_blocks, "blocked schedule: B (0 = min(264, users, items))")
-      ->check(CLI::Range(0, 4096));
+      ->check(whole_in(0, 4096));
   app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
       ->check(finite_at_least(0));
   CLI::Option* precision_opt = app.add_option("--precision", o.precision,
@@ -1536,7 +1553,7 @@ int main(int argc, char** argv) {
                                                       "(--model-file M, or trains first with the usual flags)");
   recommend->fallthrough();
   recommend->add_option("--user", o.user, "original user id");
-  recommend->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
+  recommend->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
   recommend->add_flag("--include-rated", o.include_rated, "allow items the user already rated");
   recommend->add_option("--ratings", o.ratings,
                         "fold in a new user's ratings: \"item_id:rating,...\" (original ids). svd/svdpp: b_u and p_u "
@@ -1553,7 +1570,7 @@ int main(int argc, char** argv) {
                                                 "counts (--model-file M, or trains first)");
   similar->fallthrough();
   similar->add_option("--item", o.item, "original item id, or a part of a title (case ignored; must pick one item)");
-  similar->add_option("--top", o.top, "list length")->check(CLI::Range(1, 1000000));
+  similar->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
   similar->add_flag("--all-items", o.all_items,
                     "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
@@ -1564,12 +1581,12 @@ int main(int argc, char** argv) {
   CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
                                                 "gets clusters.csv, cluster_lift.csv (--model-file M, or trains first)");
   cluster->fallthrough();
-  cluster->add_option("--k", o.k, "clusters")->check(CLI::Range(1, 1000000));
-  cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(CLI::Range(1, 100000));
-  cluster->add_option("--max-iter", o.max_iter, "Lloyd iterations per restart")->check(CLI::Range(1, 1000000));
+  cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
+  cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(whole_in(1, 100000));
+  cluster->add_option("--max-iter", o.max_iter, "Lloyd iterations per restart")->check(whole_in(1, 1000000));
   cluster->add_flag("--tsne", o.tsne, "2-D t-SNE of the latent means (x, y in clusters.csv)");
   cluster->add_option("--tsne-max", o.tsne_max, "t-SNE of at most this many users (a random subsample beyond)")
-      ->check(CLI::Range(int64_t{2}, int64_t{1} << 40));
+      ->check(whole_in(2, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
   CLI::App* compare = app.add_subcommand("compare", "several models on one split, side by side (a table; --out DIR gets "
                                                 "compare.csv, compare.svg (a bar chart per metric) and each model's "
