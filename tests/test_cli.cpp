@@ -750,6 +750,9 @@ TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
   EXPECT_THAT(r.out, HasSubstr("hint: --user belongs to `recommend`: give it after the subcommand"));
   r = run_cli("--top 3");
   EXPECT_THAT(r.out, HasSubstr("hint: --top belongs to `recommend` or `similar`"));
+  r = run_cli("similar --item train --top 0");  // "train" is --item's value here, not the subcommand
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("belongs to")));
   r = run_cli("--qwertyuiop 1");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
@@ -765,7 +768,11 @@ TEST(Cli, AMovieLensRatingsFileAloneIsPointedAtItsFolder) {
   }
   const CmdResult r = run_cli("info --data " + (d / "u.data").string());
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("is ml-100k's ratings file, not a CSV: give its folder, --data " + d.string()));
+  EXPECT_THAT(r.out, HasSubstr("is ml-100k's ratings file, not a CSV: give the MovieLens folder it belongs in, --data " +
+                               d.string() + "\n"));
+  fs::remove(d / "u.item");  // a lone copy: the rest of the release is missing too
+  EXPECT_THAT(run_cli("info --data " + (d / "u.data").string()).out,
+              HasSubstr("(with the rest of the release's files beside it)"));
   const fs::path l = temp_dir("mlcsv");
   {
     std::ofstream(l / "ratings.csv") << "userId,movieId,rating,timestamp\n1,1,4.0,0\n2,1,3.5,0\n";
@@ -774,6 +781,8 @@ TEST(Cli, AMovieLensRatingsFileAloneIsPointedAtItsFolder) {
   const CmdResult c = run_cli("info --data " + (l / "ratings.csv").string());
   EXPECT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, HasSubstr("its folder also has titles and genres: --data " + l.string() + " reads them"));
+  std::ofstream(l / "ratings.csv") << "user,item,rating\n1,1,4\n";  // not ml-latest's columns: no such promise
+  EXPECT_THAT(run_cli("info --data " + (l / "ratings.csv").string()).out, Not(HasSubstr("its folder also has")));
 }
 
 }  // namespace

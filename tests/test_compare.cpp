@@ -418,6 +418,7 @@ TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
     const nlohmann::json got = read_json(d / "cmp" / (std::string("vae_beta=") + beta) / "summary.json");
     EXPECT_EQ(got["metrics"], want["metrics"]) << beta;
     EXPECT_EQ(got["model"], "vae");
+    EXPECT_EQ(got["config"]["beta"].get<double>(), std::stod(beta));  // the settings are recorded
   }
   EXPECT_NE(rows[0].at("ndcg@20"), rows[1].at("ndcg@20"));  // the value was really applied
   const CmdResult again = run_cli(std::string("compare --models vae,popularity --sweep beta=1,0.5 --epochs 1 ") + kData +
@@ -426,6 +427,13 @@ TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
   EXPECT_FALSE(fs::exists(d / "cmp" / "vae_beta=0.0001" / "summary.json"));
   EXPECT_TRUE(fs::exists(d / "cmp" / "vae_beta=0.5" / "summary.json"));
   EXPECT_TRUE(fs::exists(d / "cmp" / "popularity" / "summary.json"));
+  // Mult-VAE's row for β = 1 trains with β = 1, not with the default annealed 0.2.
+  const CmdResult mv = run_cli(std::string("compare --models multvae --sweep beta=1,0.5 --epochs 1 ") + kData +
+                               " --out " + (d / "mv").string());
+  ASSERT_EQ(mv.code, 0) << mv.out;
+  const nlohmann::json one = read_json(d / "mv" / "multvae_beta=1" / "summary.json");
+  EXPECT_EQ(one["config"]["beta"].get<double>(), 1.0);
+  EXPECT_EQ(one["config"]["anneal_steps"].get<int64_t>(), 0);
 }
 
 TEST(CompareSweep, SweepsNoModelCanTakeAreRefusedBeforeAnyTraining) {
@@ -440,6 +448,8 @@ TEST(CompareSweep, SweepsNoModelCanTakeAreRefusedBeforeAnyTraining) {
   // Unlisted, the defaults that read the option.
   const CmdResult r = run_cli(std::string("compare --sweep dropout=0.2,0.5 --epochs 1 ") + kData);
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: --sweep dropout without --models: the default models that read --dropout "
+                               "(not vae, autorec, ease, popularity;"));
   EXPECT_THAT(r.out, HasSubstr("[1/4] cdae_dropout=0.2"));
   EXPECT_THAT(r.out, HasSubstr("[4/4] multvae_dropout=0.5"));
 }

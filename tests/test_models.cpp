@@ -276,6 +276,24 @@ TEST(ModelAnnealing, KlWeightSchedules) {
   EXPECT_DOUBLE_EQ(mv.model->kl_weight(20000), 0.1);
   EXPECT_DOUBLE_EQ(mv.model->kl_weight(40000), 0.2);
   EXPECT_DOUBLE_EQ(mv.model->kl_weight(100000), 0.2);
+  // Defaults only where nothing was given: the notebook VAE's β 1; Mult-VAE's 0.2 annealed over
+  // 200 000 steps (or the given steps). A given β — 1 included — is kept, constant.
+  ModelConfig vd = config("vae");
+  vd.beta = -1;
+  EXPECT_DOUBLE_EQ(Fixture<float>(vd, data, 4).model->kl_weight(7), 1.0);
+  ModelConfig md = config("multvae");
+  md.beta = -1;
+  Fixture<float> mdf(md, binary(data), 4);
+  EXPECT_DOUBLE_EQ(mdf.model->config().beta, 0.2);
+  EXPECT_EQ(mdf.model->config().anneal_steps, 200000);
+  md.anneal_steps = 1000;
+  EXPECT_DOUBLE_EQ(Fixture<float>(md, binary(data), 4).model->kl_weight(100), 0.1);  // min(0.2, 100 / 1000)
+  ModelConfig one = config("multvae");
+  one.beta = 1.0;
+  Fixture<float> onef(one, binary(data), 4);
+  EXPECT_DOUBLE_EQ(onef.model->config().beta, 1.0);
+  EXPECT_EQ(onef.model->config().anneal_steps, 0);
+  EXPECT_DOUBLE_EQ(onef.model->kl_weight(3), 1.0);
 }
 
 // Noise is a function of (seed, step): the same step repeats exactly, another step differs,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -43,8 +44,10 @@ constexpr double kParallelFlops = 4e6;
 #endif
 
 // Threads that share the tasks of one GEMM (the caller is one of them). VAE_CPU_THREADS sets
-// their number (default: the CPUs this process may use, at most 32); 1 keeps every GEMM on the
-// caller.
+// their number (default: the CPUs this process may use, at most 32; given, at most
+// kMaxThreads); 1 keeps every GEMM on the caller.
+constexpr int kMaxThreads = 256;
+
 class GemmPool {
  public:
   static GemmPool& get() {
@@ -84,13 +87,20 @@ class GemmPool {
  private:
   GemmPool() : pid_(getpid()) {
     int n = usable_cpus();
-    if (const char* e = std::getenv("VAE_CPU_THREADS")) {
+    if (const char* e = std::getenv("VAE_CPU_THREADS"); e && *e) {
+      // Said once, when the pool starts: a typo would otherwise silently use every core.
+      const char* b = e;
+      while (*b == ' ' || *b == '\t') ++b;
       char* end = nullptr;
-      const long v = std::strtol(e, &end, 10);
-      if (end != e && *end == '\0' && v >= 1)
-        n = static_cast<int>(std::min<long>(v, 256));
-      else  // said once, when the pool starts: a typo would otherwise silently use every core
+      errno = 0;
+      const long v = std::strtol(b, &end, 10);
+      while (end && (*end == ' ' || *end == '\t')) ++end;
+      if (end != b && *end == '\0' && errno == 0 && v >= 1 && *b != '+') {
+        n = static_cast<int>(std::min<long>(v, kMaxThreads));
+        if (v > kMaxThreads) std::fprintf(stderr, "note: VAE_CPU_THREADS=%ld is capped at %d threads\n", v, kMaxThreads);
+      } else {
         std::fprintf(stderr, "note: VAE_CPU_THREADS='%.40s' is not a positive whole number; using %d threads\n", e, n);
+      }
     }
     for (int i = 1; i < n; ++i) {
       try {

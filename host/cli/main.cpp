@@ -731,7 +731,7 @@ int run_train(Options& o, bool main_job) {
     } else {
       std::cerr << "note: no " << kModelFileName << " for " << r.model
                 << (r.model == "ease" ? " (its item-item matrix is refit in closed form in seconds: use --model ease "
-                                        "with recommend, similar and the other commands)"
+                                        "with recommend and similar)"
                                       : " (it has no trained parameters)")
                 << "\n";
       staged.remove_on_commit(model_path);
@@ -748,12 +748,13 @@ int run_train(Options& o, bool main_job) {
     print_comparison(std::cout, r, pop);
     // At the notebook's KL weight the VAE's posterior collapses and its ranking ends level with
     // popularity (README): say what changes that rather than leave the table unexplained.
-    if (r.model == "vae" && o.model_file.empty() && o.train.model.beta >= 1e-3)
+    const double beta = r.model_ptr ? r.model_ptr->config().beta : o.train.model.beta;  // the default resolved
+    if (r.model == "vae" && o.model_file.empty() && beta >= 1e-3)
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
           // Level, not merely below: an under-trained VAE far below popularity has another cause.
           if (std::fabs(kv.second / pop.metric(kv.first) - 1.0) < 0.02)
-            std::cout << "note: the notebook VAE (--beta " << o.train.model.beta << ") ends level with popularity: "
+            std::cout << "note: the notebook VAE (--beta " << beta << ") ends level with popularity: "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
           break;
@@ -1200,8 +1201,16 @@ int run_compare(Options& o) {
       throw UsageError("--sweep " + sweep.name + ": " + (listed ? "no model in --models" : "no default model") +
                        " reads --" + sweep.name);
     // Unlisted, the defaults that read the option; listed, the others run once as references.
-    if (!listed) models.erase(std::remove_if(models.begin(), models.end(), [&](const std::string& m) { return !reads(m); }),
-                              models.end());
+    if (!listed) {
+      std::string left;
+      for (const std::string& m : models)
+        if (!reads(m)) left += (left.empty() ? "" : ", ") + m;
+      models.erase(std::remove_if(models.begin(), models.end(), [&](const std::string& m) { return !reads(m); }),
+                   models.end());
+      if (!left.empty())
+        std::cerr << "note: --sweep " << sweep.name << " without --models: the default models that read --" << sweep.name
+                  << " (not " << left << "; name them in --models to run them once beside)\n";
+    }
     std::string once;
     for (const std::string& m : models)
       if (!reads(m)) once += (once.empty() ? "" : ", ") + m;
@@ -1423,8 +1432,9 @@ std::string option_hints(const CLI::App& app, int argc, char** argv) {
   const CLI::App* seen_sub = nullptr;  // the subcommand named so far on the command line
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    // A subcommand's name counts where it was parsed as one (not as an option's value).
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-      if (a == sub->get_name()) seen_sub = sub;
+      if (a == sub->get_name() && sub->parsed()) seen_sub = sub;
     if (a.rfind("--", 0) != 0 || a.size() < 3) continue;
     a = a.substr(0, a.find('='));
     std::vector<const CLI::App*> owners;
@@ -1494,7 +1504,10 @@ int main(int argc, char** argv) {
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
-  app.add_option("--beta", o.train.model.beta, "KL weight (final value when annealing)")->check(finite_at_least(0));
+  app.add_option("--beta", o.train.model.beta,
+                 "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2 annealed over "
+                 "200 000 steps, or over --anneal-steps; a given --beta is constant unless --anneal-steps is given)")
+      ->check(finite_at_least(0));
   app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
       ->check(whole_in(0, int64_t{1} << 40));
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")
@@ -1686,7 +1699,8 @@ int main(int argc, char** argv) {
       std::vector<std::string> seen;
       std::string ignored;
       for (const std::string& g : o.given)
-        if (g != "--data" && g != "--model-file" && std::find(seen.begin(), seen.end(), g) == seen.end()) {
+        if (g != "--data" && g != "--model-file" && g != "--no-baseline" && g != "--no-tsne" && g != "--tsne-method" &&
+            std::find(seen.begin(), seen.end(), g) == seen.end()) {  // those three have their own note
           seen.push_back(g);
           ignored += (ignored.empty() ? "" : ", ") + g;
         }

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -993,15 +994,22 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
     // A MovieLens ratings file named on its own: its folder holds the titles, genres and users.
     const fs::path file(arg), dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
     const std::string name = file.filename().string();
-    const bool ml100k = name == "u.data" && fs::exists(dir / "u.item", ec);
-    const bool ml1m = name == "ratings.dat" && fs::exists(dir / "movies.dat", ec);
-    if (ml100k || ml1m)
-      throw DataError(arg, 0, std::string("is ") + (ml100k ? "ml-100k" : "ml-1m / ml-10m") +
-                                  "'s ratings file, not a CSV: give its folder, --data " + dir.string());
+    if (name == "u.data" || name == "ratings.dat")
+      throw DataError(arg, 0, std::string("is ") + (name == "u.data" ? "ml-100k" : "ml-1m / ml-10m") +
+                                  "'s ratings file, not a CSV: give the MovieLens folder it belongs in, --data " +
+                                  dir.string() + (fs::exists(dir / (name == "u.data" ? "u.item" : "movies.dat"), ec)
+                                                      ? ""
+                                                      : " (with the rest of the release's files beside it)"));
     Dataset d = load_ratings_csv(arg);
     std::string folder_note;
-    if (name == "ratings.csv" && fs::exists(dir / "movies.csv", ec))
-      folder_note = "; its folder also has titles and genres: --data " + dir.string() + " reads them";
+    if (name == "ratings.csv" && fs::exists(dir / "movies.csv", ec)) {
+      // Only where the folder would load as ml-latest (its header names the ml-latest columns).
+      std::ifstream f(arg);
+      std::string head;
+      std::getline(f, head);
+      if (head.rfind("userId,movieId,rating", 0) == 0)
+        folder_note = "; its folder also has titles and genres: --data " + dir.string() + " reads them";
+    }
     say((d.name == arg ? "using " + arg + " (" + d.format + ")" : "using " + d.name + " (" + d.format + ") from " + arg) +
         folder_note);
     return d;

@@ -42,7 +42,6 @@ PopularityModel<T>::PopularityModel(Backend<T>& be, const Csr& train, bool ratin
   }
   this->allocate_params();
   row_ = be.template upload<T>(std::vector<T>(host_scores_.begin(), host_scores_.end()), 1, train.cols);
-  ones_ = be.template upload<T>(std::vector<T>(static_cast<size_t>(max_batch), T(1)), max_batch, 1);
 }
 
 template <typename T>
@@ -50,8 +49,10 @@ void PopularityModel<T>::predict(const Batch<T>& b, Mat<T> out) {
   VAE_CHECK(b.n <= this->max_batch_ && out.rows == b.n && out.cols == row_.cols(),
             "popularity predict: bad output shape");
   if (b.n == 0) return;
-  // Every row gets the same item scores: a rank-1 product ones · scores.
-  this->be_.gemm(false, false, T(1), ones_.cmat().rows_slice(0, b.n), row_.cmat(), T(0), out);
+  // Every row gets the same item scores: zeros plus the score row as a bias, exact on every
+  // backend (a rank-1 GEMM would round counts and means under --precision tf32 / bf16).
+  this->be_.fill(out, T(0));
+  this->be_.bias_act(out, row_.cmat(), Act::identity, out);
 }
 
 // ---- EASE ------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ class PopularityModel final : public Model<T> {
  private:
   std::vector<float> host_scores_;
   Tensor<T> row_;   // 1 × items
-  Tensor<T> ones_;  // max_batch × 1
 };
 
 template <typename T>

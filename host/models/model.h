@@ -45,7 +45,9 @@ struct ModelConfig {
   std::string loss;        // AutoRec: masked|dense; CDAE: bce|mse
   double lambda = -1.0;    // L2 strength (AutoRec, CDAE); < 0 = the model's default
   double dropout = -1.0;   // input dropout (Mult-VAE 0.5, CDAE 0.5); < 0 = default
-  double beta = 1.0;       // VAE KL weight (final value when annealing)
+  double beta = -1.0;      // VAE KL weight (final value when annealing); < 0 = the model's default
+                           // (notebook VAE 1; Mult-VAE 0.2, annealed over 200 000 steps unless
+                           // anneal_steps says otherwise)
   int64_t anneal_steps = 0;  // linear KL annealing length (0 = constant beta)
   float rating_min = 1.0f, rating_max = 5.0f;
   // First layer on the batch's CSR rows instead of a densified batch: on | off | auto

@@ -18,9 +18,11 @@ MultVae<T>::MultVae(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) :
   if (c.hidden <= 0) c.hidden = 600;
   if (c.latent <= 0) c.latent = 200;
   if (c.dropout < 0) c.dropout = 0.5;
-  if (c.beta == 1.0 && c.anneal_steps == 0) {
-    c.beta = 0.2;  // Liang et al.: β annealed to 0.2, one step of 1/200 000 per update
-    c.anneal_steps = 200000;
+  // Liang et al.: β annealed to 0.2, one step of 1/200 000 per update. A given β (1 included)
+  // is kept, constant unless anneal_steps is given too.
+  if (c.beta < 0) {
+    c.beta = 0.2;
+    if (c.anneal_steps == 0) c.anneal_steps = 200000;
   }
   hidden_ = c.hidden;
   latent_ = c.latent;

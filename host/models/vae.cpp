@@ -17,6 +17,7 @@ NotebookVae<T>::NotebookVae(Backend<T>& be, const ModelConfig& cfg, int64_t max_
     : Model<T>(be, cfg, max_batch) {
   ModelConfig& c = this->cfg_;
   if (c.latent <= 0) c.latent = 64;
+  if (c.beta < 0) c.beta = 1.0;  // the notebook's KL weight
   latent_ = c.latent;
   const int64_t I = c.num_inputs, L = latent_, B = max_batch;
   const int64_t shape[6][2] = {{kH1, I}, {kH2, kH1}, {2 * L, kH2}, {kH2, L}, {kH1, kH2}, {I, kH1}};

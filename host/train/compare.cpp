@@ -73,7 +73,7 @@ const SweepOption kSweepOptions[] = {
     {"beta", false, 0, 1e300, false},        {"lr", false, 0, 1e300, true},
     {"latent", true, 1, 1 << 20, false},     {"hidden", true, 1, 1 << 20, false},
     {"dropout", false, 0, 0.99, false},      {"lambda", false, 0, 1e300, false},
-    {"batch-size", true, 1, 1 << 24, false}, {"anneal-steps", true, 0, 1e15, false},
+    {"batch-size", true, 1, 1 << 24, false}, {"anneal-steps", true, 0, 1099511627776.0, false},
     {"weight-decay", false, 0, 1e300, false}, {"epochs", true, 1, 100000, false},
     {"ease-lambda", false, 0, 1e300, true},
 };

@@ -311,9 +311,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     test_input = s.test_foldin;
     test_target = s.test_target;
     have_val = true;
-    // The final metrics are the test users'; the validation users only pick the epoch.
+    // The final metrics are the test users'; the validation users pick the epoch (or EASE's λ).
     res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
-                   " validation users pick the epoch), " + std::to_string(s.item_map.size()) + " items";
+                   " more for validation), " + std::to_string(s.item_map.size()) + " items";
   } else {
     RatingsSplit s = opt.ratings_split == "random"
                          ? split_ratings_random(d, 0.1, opt.seed)
@@ -343,6 +343,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   // per pass either way): clamp it, so --batch-size 16777216 means "everything at once".
   batch = std::min(batch, std::max<int64_t>({train.rows, eval_input.rows, test_input.rows, 1}));
   res.batch_size = batch;
+  res.adam = opt.adam;
   res.seed = opt.seed;
   res.test_fraction = opt.test_fraction;
   res.ratings_split = opt.ratings_split;
@@ -834,6 +835,26 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   j["num_params"] = r.num_params;
   j["sparse_input"] = r.sparse_input;
   if (r.model == "ease" && r.ease_lambda > 0) j["ease_lambda"] = r.ease_lambda;
+  // The settings trained with, defaults resolved (a sweep's directory name says only its value).
+  if (r.model_ptr && !r.epoch_selection.empty()) {
+    const ModelConfig& c = r.model_ptr->config();
+    nlohmann::ordered_json cfg;
+    if (c.hidden > 0) cfg["hidden"] = c.hidden;
+    if (c.latent > 0) cfg["latent"] = c.latent;
+    if (r.model == "vae" || r.model == "multvae") {
+      cfg["beta"] = c.beta;
+      cfg["anneal_steps"] = c.anneal_steps;
+    }
+    if (c.dropout >= 0 && (r.model == "multvae" || r.model == "cdae")) cfg["dropout"] = c.dropout;
+    if (c.lambda >= 0 && r.model != "vae" && r.model != "multvae") cfg["lambda"] = c.lambda;
+    if (!c.loss.empty()) cfg["loss"] = c.loss;
+    cfg["batch_size"] = r.batch_size;
+    cfg["lr"] = r.adam.lr;
+    cfg["weight_decay"] = r.adam.weight_decay;
+    if (r.adam.decoupled) cfg["adamw"] = true;
+    cfg["seed"] = r.seed;
+    j["config"] = cfg;
+  }
   if (!r.note.empty()) j["note"] = r.note;
   staged.add(dir + "/summary.json", j.dump(2) + "\n");
 

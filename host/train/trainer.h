@@ -90,6 +90,7 @@ struct TrainResult {
   bool binary_input = false;        // the model saw 0/1 rows (seed: multvae, cdae, ease; heldout)
   double input_threshold = 0;       // heldout: ratings below this were no input (0 = all kept)
   int64_t batch_size = 0;
+  AdamConfig adam;  // the optimiser as resolved (the model's default lr filled in)
   uint64_t seed = 0;
   double test_fraction = 0;    // the split trained on (seed protocol)
   std::string ratings_split;   // the split trained on (ratings protocol)
