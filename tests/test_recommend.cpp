@@ -27,15 +27,7 @@ using namespace vae;
 using ::testing::HasSubstr;
 
 const Dataset& data() {
-  static const Dataset d = [] {
-    SyntheticSpec s;
-    s.users = 150;
-    s.items = 200;
-    s.ratings = 4000;
-    s.groups = 3;
-    s.seed = 4;
-    return make_synthetic(s);
-  }();
+  static const Dataset d = test::synthetic_data(150, 200, 4000, 3, 4);
   return d;
 }
 

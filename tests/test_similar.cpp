@@ -30,15 +30,7 @@ using namespace vae;
 using ::testing::HasSubstr;
 
 const Dataset& data() {
-  static const Dataset d = [] {
-    SyntheticSpec s;
-    s.users = 150;
-    s.items = 120;
-    s.ratings = 4000;
-    s.groups = 3;
-    s.seed = 8;
-    return make_synthetic(s);
-  }();
+  static const Dataset d = test::synthetic_data(150, 120, 4000, 3, 8);
   return d;
 }
 

@@ -12,6 +12,17 @@
 
 namespace vae::test {
 
+// A synthetic data set of the given shape (planted taste groups, titles, genres).
+inline Dataset synthetic_data(int64_t users, int64_t items, int64_t ratings, int groups, uint64_t seed) {
+  SyntheticSpec s;
+  s.users = users;
+  s.items = items;
+  s.ratings = ratings;
+  s.groups = groups;
+  s.seed = seed;
+  return make_synthetic(s);
+}
+
 struct Trained {
   std::unique_ptr<Backend<float>> be;
   TrainResult r;
