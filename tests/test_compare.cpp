@@ -328,6 +328,7 @@ TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_FALSE(fs::exists(d / "ease" / "summary.json"));
   EXPECT_FALSE(fs::exists(d / "ease" / "metrics.csv"));
+  EXPECT_FALSE(fs::exists(d / "ease"));  // the folder it emptied goes too
   EXPECT_TRUE(fs::exists(d / "popularity" / "summary.json"));
   EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
 }
@@ -421,10 +422,13 @@ TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
     EXPECT_EQ(got["config"]["beta"].get<double>(), std::stod(beta));  // the settings are recorded
   }
   EXPECT_NE(rows[0].at("ndcg@20"), rows[1].at("ndcg@20"));  // the value was really applied
-  const CmdResult again = run_cli(std::string("compare --models vae,popularity --sweep beta=1,0.5 --epochs 1 ") + kData +
-                                  " --out " + (d / "cmp").string());
+  std::ofstream(d / "cmp" / "vae_beta=1" / "mine.txt") << "a user's own notes\n";
+  const CmdResult again = run_cli(std::string("compare --models vae,popularity --sweep beta=0.5,0.25 --epochs 1 ") +
+                                  kData + " --out " + (d / "cmp").string());
   ASSERT_EQ(again.code, 0) << again.out;
-  EXPECT_FALSE(fs::exists(d / "cmp" / "vae_beta=0.0001" / "summary.json"));
+  EXPECT_FALSE(fs::exists(d / "cmp" / "vae_beta=0.0001"));  // its files and the emptied folder
+  EXPECT_FALSE(fs::exists(d / "cmp" / "vae_beta=1" / "summary.json"));
+  EXPECT_TRUE(fs::exists(d / "cmp" / "vae_beta=1" / "mine.txt"));  // a folder with other files stays
   EXPECT_TRUE(fs::exists(d / "cmp" / "vae_beta=0.5" / "summary.json"));
   EXPECT_TRUE(fs::exists(d / "cmp" / "popularity" / "summary.json"));
   // Mult-VAE's row for β = 1 trains with β = 1, not with the default annealed 0.2.

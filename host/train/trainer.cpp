@@ -691,10 +691,11 @@ std::vector<std::string> StagedFiles::commit() {
     std::error_code ec;
     if (std::filesystem::is_directory(p, ec)) throw DataError(p, 0, "is a directory, not a file");
   }
-  std::vector<std::string> paths, stale;
+  std::vector<std::string> paths, stale, dirs;
   std::vector<int> slots;
   paths.swap(paths_);
   stale.swap(stale_);
+  dirs.swap(dirs_);
   slots.swap(slots_);
   // Each earlier file is kept as a hard link path.prev-<pid> until all renames have succeeded,
   // so a rename failing part-way (a read-only or vanished file) puts the earlier run back whole
@@ -756,6 +757,12 @@ std::vector<std::string> StagedFiles::commit() {
     std::error_code ec;
     if (std::filesystem::is_regular_file(p, ec)) std::filesystem::remove(p, ec);
   }
+  // Folders whose run files went: removed when nothing else is left in them (rmdir of a
+  // non-empty folder fails, and that is fine).
+  for (const std::string& d : dirs) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(d, ec) && std::filesystem::is_empty(d, ec)) std::filesystem::remove(d, ec);
+  }
   return paths;
 }
 
@@ -798,6 +805,7 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
 
 void drop_run_files(StagedFiles& staged, const std::string& dir) {
   for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"}) staged.remove_on_commit(dir + f);
+  staged.remove_dir_if_empty_on_commit(dir);
 }
 
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r) {

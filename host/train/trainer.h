@@ -128,11 +128,13 @@ class StagedFiles {
   // A file of an earlier run that this one does not produce (model.safetensors after --folds,
   // logvar.npy, tsne.svg): removed at commit, so nothing stale sits beside the new results.
   void remove_on_commit(const std::string& path);
+  // A folder emptied by those removals: removed at commit too, when nothing else is left in it.
+  void remove_dir_if_empty_on_commit(const std::string& dir) { dirs_.push_back(dir); }
   // Returns the paths put in place, in staging order (what a "wrote ..." line names).
   std::vector<std::string> commit();
 
  private:
-  std::vector<std::string> paths_, stale_;
+  std::vector<std::string> paths_, stale_, dirs_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
 
