@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "data/text_reader.h"
 
 namespace vae {
 namespace {
@@ -27,12 +28,6 @@ std::string item_title(const Dataset& d, int32_t item) {
   return "item #" + std::to_string(item);
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
 
 template <typename T, typename Less>
 std::vector<T> top(std::vector<T> v, size_t count, Less less) {
@@ -259,7 +254,7 @@ std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const 
     for (const auto& x : g) {
       std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld\n", x.lift, x.share, x.overall_share,
                     static_cast<long long>(x.count));
-      s += std::to_string(p.cluster) + "," + csv_field(x.name) + buf;
+      s += std::to_string(p.cluster) + "," + text::csv_field(x.name) + buf;
     }
   }
   return s;

@@ -28,13 +28,6 @@ std::string genres_of(const Dataset& d, int32_t item) {
   return g;
 }
 
-std::string csv_field(const std::string& v) {
-  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
-  std::string q = "\"";
-  for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
 // Ids and titles as shown in a table: control bytes escaped (they come from data files).
 std::string shown_id(const Dataset& d, int32_t item) { return text::escape(d.item_ids[item], 40); }
 
@@ -255,7 +248,7 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
         for (const SimilarItem& s : top_lifts(out[r], item, b, top)) {
           char v[32];
           std::snprintf(v, sizeof v, "%.6g", s.effect);
-          buf += csv_field(d.item_ids[item]) + "," + std::to_string(s.rank) + "," + csv_field(d.item_ids[s.item]) +
+          buf += text::csv_field(d.item_ids[item]) + "," + std::to_string(s.rank) + "," + text::csv_field(d.item_ids[s.item]) +
                  "," + v + "\n";
           ++rows;
         }

@@ -363,16 +363,10 @@ void commit_and_report(StagedFiles& staged, const std::string& dir) {
   std::cerr << "wrote " << dir << (dir.back() == '/' ? "" : "/") << names << "\n";
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
 
 std::string user_ids_csv(const Dataset& d, const std::vector<int32_t>& users) {
   std::string csv = "row,user_id\n";
-  for (size_t i = 0; i < users.size(); ++i) csv += std::to_string(i) + "," + csv_field(d.user_ids[users[i]]) + "\n";
+  for (size_t i = 0; i < users.size(); ++i) csv += std::to_string(i) + "," + text::csv_field(d.user_ids[users[i]]) + "\n";
   return csv;
 }
 
@@ -523,7 +517,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   std::ostringstream csv;
   csv << "user_id,cluster,x,y\n";
   for (int64_t i = 0; i < n; ++i) {
-    csv << csv_field(d.user_ids[e.users[i]]) << "," << km.labels[i] << ",";
+    csv << text::csv_field(d.user_ids[e.users[i]]) << "," << km.labels[i] << ",";
     if (has_xy[i]) csv << std::setprecision(7) << xy[2 * i] << "," << xy[2 * i + 1];
     else csv << ",";
     csv << "\n";

@@ -285,6 +285,13 @@ std::string escape(std::string_view s, size_t max_bytes) {
 
 std::string quote(std::string_view s) { return "'" + escape(s, 60) + "'"; }
 
+std::string csv_field(std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
 std::string fold_case(std::string_view s) {
   std::string out(s);
   for (size_t i = 0; i < out.size(); ++i) {

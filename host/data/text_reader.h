@@ -61,6 +61,9 @@ std::string latin1_to_utf8(std::string_view s);
 std::string escape(std::string_view s, size_t max_bytes = 200);
 // escape(s, 60) in single quotes: how a field is quoted in error messages.
 std::string quote(std::string_view s);
+// A field for a CSV file we write: as is, or in double quotes (inner quotes doubled) when it holds
+// a comma, a quote or a line break (RFC 4180, what split_csv reads back).
+std::string csv_field(std::string_view s);
 // Case folded for matching: ASCII letters and the Latin-1 capitals (À…Þ) in UTF-8 to small
 // letters, every other byte kept (titles of European films: "MISÉRABLES" finds "Misérables").
 std::string fold_case(std::string_view s);
