@@ -22,6 +22,16 @@ std::string times(double lift) {
   return buf;
 }
 
+}  // namespace
+
+std::string shown_id(const std::string& id) { return text::escape(id, 40); }
+
+std::string shown_title(const Dataset& d, int32_t item, const std::string& title) {
+  return title.empty() ? "item " + shown_id(d.item_ids[item]) : text::escape(title, 300);
+}
+
+namespace {
+
 std::string item_title(const Dataset& d, int32_t item) {
   if (d.has_titles() && static_cast<size_t>(item) < d.titles.size()) return d.titles[item];
   if (static_cast<size_t>(item) < d.item_ids.size()) return "item " + d.item_ids[item];

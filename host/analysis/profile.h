@@ -86,6 +86,11 @@ std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles,
                              const ProfileOptions& o = {});
 
+// An item id and title as a terminal table shows them (recommend, similar): control bytes escaped
+// (they come from data files), long text cut; an empty title shows as "item <id>".
+std::string shown_id(const std::string& id);
+std::string shown_title(const Dataset& d, int32_t item, const std::string& title);
+
 // The notebooks' "Genre Counts" of a top-N list: genres of the given dataset items counted (an
 // item counts once per genre it has), zero counts left out, sorted by count desc then name.
 struct GenreCount {

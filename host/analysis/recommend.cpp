@@ -669,10 +669,8 @@ std::string format_recommendations(const RecommendResult& r, const Dataset& d, c
   for (const std::string& n : r.notes) os << "note: " << n << "\n";
   os << heading << "\n";
   // Ids and titles come from data files: control bytes are shown escaped, widths in columns.
-  auto id_of = [&](const std::string& id) { return text::escape(id, 40); };
-  auto title = [&](int32_t item, const std::string& t) {
-    return t.empty() ? "item " + id_of(d.item_ids[item]) : text::escape(t, 300);
-  };
+  auto id_of = [](const std::string& id) { return shown_id(id); };
+  auto title = [&](int32_t item, const std::string& t) { return shown_title(d, item, t); };
   size_t id_w = 4, title_w = 5;
   bool explained = false;
   for (const auto& rec : r.items) {

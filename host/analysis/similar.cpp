@@ -28,11 +28,10 @@ std::string genres_of(const Dataset& d, int32_t item) {
   return g;
 }
 
-// Ids and titles as shown in a table: control bytes escaped (they come from data files).
-std::string shown_id(const Dataset& d, int32_t item) { return text::escape(d.item_ids[item], 40); }
+std::string id_of(const Dataset& d, int32_t item) { return shown_id(d.item_ids[item]); }
 
 std::string title_of(const Dataset& d, int32_t item) {
-  return d.has_titles() && !d.titles[item].empty() ? text::escape(d.titles[item], 300) : "item " + shown_id(d, item);
+  return shown_title(d, item, d.has_titles() ? d.titles[item] : std::string());
 }
 
 }  // namespace
@@ -268,21 +267,21 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   const std::string g = genres_of(d, item);
   char like[32];
   std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
-  const std::string name = d.has_titles() && !d.titles[item].empty() ? shown_id(d, item) + " " + title_of(d, item)
-                                                                      : "item " + shown_id(d, item);
+  const std::string name = d.has_titles() && !d.titles[item].empty() ? id_of(d, item) + " " + title_of(d, item)
+                                                                      : "item " + id_of(d, item);
   os << "Items most like " << name << (g.empty() ? "" : " [" + g + "]")
      << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
      << " of it alone raises each item's " << e.unit
      << " than such a rating of the average item does, centred over the items):\n";
   size_t id_w = 4;
-  for (const auto& s : list) id_w = std::max(id_w, text::display_width(shown_id(d, s.item)));
+  for (const auto& s : list) id_w = std::max(id_w, text::display_width(id_of(d, s.item)));
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
      << std::setw(10) << "lift" << "  " << std::setw(7) << "ratings" << "  title\n";
   std::vector<int32_t> items;
   for (const auto& s : list) {
     char v[32];
     std::snprintf(v, sizeof v, "%.4g", s.effect);
-    const std::string id = shown_id(d, s.item);
+    const std::string id = id_of(d, s.item);
     os << std::setw(4) << s.rank << "  " << std::string(id_w - text::display_width(id), ' ') << id << "  "
        << std::setw(10) << v << "  " << std::setw(7) << counts[s.item] << "  " << title_of(d, s.item) << "\n";
     items.push_back(s.item);
