@@ -197,6 +197,22 @@ TEST(Profile, ReportText) {
   EXPECT_EQ(csv.find("0,Comedy"), std::string::npos);  // 1 rating: below support
 }
 
+// Names come from the data files: control bytes in them must not reach the terminal raw.
+TEST(Profile, ReportEscapesNamesFromTheData) {
+  Dataset d = tiny();
+  d.titles[0] = "Alpha\x1b[31m (1990)";
+  d.genre_names[0] = "Act\tion";
+  d.users.occupation_names[0] = "stu\x07" "dent";
+  const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  const std::string r = format_cluster_report(p[0]);
+  EXPECT_EQ(r.find('\x1b'), std::string::npos) << r;
+  EXPECT_EQ(r.find('\t'), std::string::npos) << r;
+  EXPECT_EQ(r.find('\x07'), std::string::npos) << r;
+  EXPECT_NE(r.find("Alpha\\x1b[31m (1990) [3]"), std::string::npos) << r;
+  EXPECT_NE(r.find("Act\\x09ion (50.0%)"), std::string::npos) << r;
+  EXPECT_NE(r.find("stu\\x07dent 66.7%"), std::string::npos) << r;
+}
+
 TEST(Profile, WithoutMetadata) {
   Dataset d = tiny();
   d.genre_names.clear();

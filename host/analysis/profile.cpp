@@ -32,12 +32,8 @@ std::string shown_title(const Dataset& d, int32_t item, const std::string& title
 
 namespace {
 
-std::string item_title(const Dataset& d, int32_t item) {
-  if (d.has_titles() && static_cast<size_t>(item) < d.titles.size()) return d.titles[item];
-  if (static_cast<size_t>(item) < d.item_ids.size()) return "item " + d.item_ids[item];
-  return "item #" + std::to_string(item);
-}
-
+// Titles are escaped when profiled; genre and occupation names come from the data files too.
+std::string shown_name(const std::string& n) { return text::escape(n, 100); }
 
 template <typename T, typename Less>
 std::vector<T> top(std::vector<T> v, size_t count, Less less) {
@@ -142,7 +138,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     auto movie = [&](int32_t item) {
       MovieStat m;
       m.item = item;
-      m.title = item_title(d, item);
+      m.title = shown_title(d, item, d.has_titles() && static_cast<size_t>(item) < d.titles.size() ? d.titles[item] : std::string());
       m.count = t.item_count[item];
       m.mean_rating = m.count ? t.item_sum[item] / m.count : 0.0;
       m.share = t.ratings ? static_cast<double>(m.count) / t.ratings : 0.0;
@@ -222,26 +218,26 @@ std::string format_cluster_report(const ClusterProfile& p) {
   auto movie_count = [](const MovieStat& m) { return m.title + " [" + std::to_string(m.count) + "]"; };
   if (!p.top_genres.empty()) {
     s += "  Top genres: " +
-         join(p.top_genres, [](const GenreTopMovies& g) { return g.genre.name + " (" + pct(g.genre.share) + ")"; }) +
+         join(p.top_genres, [](const GenreTopMovies& g) { return shown_name(g.genre.name) + " (" + pct(g.genre.share) + ")"; }) +
          "\n";
-    for (const auto& g : p.top_genres) s += "    " + g.genre.name + ": " + join(g.movies, movie_count) + "\n";
+    for (const auto& g : p.top_genres) s += "    " + shown_name(g.genre.name) + ": " + join(g.movies, movie_count) + "\n";
   } else if (!p.top_movies.empty()) {
     s += "  Top movies: " + join(p.top_movies, movie_count) + "\n";
   }
   if (!p.top_occupations.empty())
     s += "  Top occupations: " +
-         join(p.top_occupations, [](const OccupationStat& o) { return o.name + " " + pct(o.share); }) + "\n";
+         join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + pct(o.share); }) + "\n";
   if (!p.lift_genres.empty() || !p.lift_movies.empty() || !p.lift_occupations.empty()) {
     s += "  Distinctive (lift):";
     if (!p.lift_genres.empty())
-      s += " " + join(p.lift_genres, [](const GenreStat& g) { return g.name + " " + times(g.lift); });
+      s += " " + join(p.lift_genres, [](const GenreStat& g) { return shown_name(g.name) + " " + times(g.lift); });
     s += "\n";
     if (!p.lift_movies.empty())
       s += "    movies: " +
            join(p.lift_movies, [](const MovieStat& m) { return m.title + " " + times(m.lift); }) + "\n";
     if (!p.lift_occupations.empty())
       s += "    occupations: " +
-           join(p.lift_occupations, [](const OccupationStat& o) { return o.name + " " + times(o.lift); }) +
+           join(p.lift_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + times(o.lift); }) +
            "\n";
   }
   return s;
