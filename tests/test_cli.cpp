@@ -721,6 +721,18 @@ TEST(Cli, EaseWithNothingToValidateKeepsItsDefaultLambda) {
   EXPECT_THAT(r.out, HasSubstr("final metrics"));
 }
 
+// The same too-small validation set under a trained model: no epoch can be chosen on it, so the
+// last one is kept and reported as such (it used to keep epoch 1 and call it the best).
+TEST(Cli, AValidationSetThatIsNeverScoredKeepsTheLastEpoch) {
+  const CmdResult r = run_cli(
+      "train --model multvae --protocol heldout --epochs 3 --quiet --device cpu "
+      "--data synthetic:users=40,items=30,ratings=200,seed=2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("Final epoch 3 (no validation user could be scored at any epoch, so the last epoch is "
+                               "reported)"));
+  EXPECT_THAT(r.out, Not(HasSubstr("Best epoch")));
+}
+
 // A --test-fraction that draws every user of a small data set for the test leaves nothing to
 // train on: a usage error naming the flag, not "training diverged: lower --lr" (the VAEs), an
 // internal check (CDAE) or popularity's figures of no data with exit code 0.

@@ -632,6 +632,9 @@ std::string epoch_report(const TrainResult& r) {
   if (r.epoch_selection == "test")
     return "Best epoch " + std::to_string(r.best_epoch) + " on the test " + held + " (--patience; the " + r.protocol +
            " protocol has no validation set)";
+  if (r.protocol == "heldout")
+    return "Final epoch " + std::to_string(r.best_epoch) +
+           " (no validation user could be scored at any epoch, so the last epoch is reported)";
   return "Final epoch " + std::to_string(r.best_epoch) + " (the " + r.protocol + " protocol has no validation " + held +
          ", so the last epoch is reported)";
 }

@@ -571,9 +571,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                      (opt.model.beta > 1e3 ? std::string(" or --beta") : std::string()));
 
     const double v = lookup(metrics, monitor);
-    // The first epoch is always the best so far (also when its metric is NaN: no validation
-    // user with a target), so the kept weights are ones that were trained.
-    const bool better = res.best_epoch == 0 || (std::isnan(best_value) && !std::isnan(v)) ||
+    // The first epoch is always the best so far, so the kept weights are ones that were trained.
+    // While the metric is NaN (no validation user with a target) each epoch replaces the last,
+    // so a set that is never scored ends with the last epoch, not the first.
+    const bool better = res.best_epoch == 0 || std::isnan(best_value) ||
                         (lower_better ? v < best_value : v > best_value);
     const bool keep_best = have_val || opt.patience > 0;
     if (better || !keep_best) {
@@ -590,6 +591,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     }
   }
   res.train_seconds = seconds_since(t_train);
+  if ((have_val || opt.patience > 0) && std::isnan(best_value)) res.epoch_selection = "last";  // nothing scored to choose on
   if (graph_steps && !opt.quiet) {
     const auto g = be.step_graph_stats();
     log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
