@@ -415,12 +415,18 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   const CmdResult s = run_cli(std::string("train --model svd --epochs 1 --quiet --patience 3 --batch-size 32 ") + kSmall);
   ASSERT_EQ(s.code, 0) << s.out;
   EXPECT_THAT(s.out, HasSubstr("note: --patience is ignored by svd (ratings protocol)"));
-  EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to the trained autoencoders"));
+  EXPECT_THAT(s.out, HasSubstr("note: --batch-size is ignored by svd (ratings protocol); it applies to the autoencoders, EASE and popularity"));
   // Flags of the GEMMs and the first layer: said to be ignored where no matrix is multiplied or
   // there is no first layer; info reads only its data and model file.
   const CmdResult e = run_cli(std::string("train --model ease --quiet --batch-size 8 --sparse-input on ") + kSmall);
   ASSERT_EQ(e.code, 0) << e.out;
-  EXPECT_THAT(e.out, HasSubstr("note: --batch-size is ignored by ease"));
+  EXPECT_THAT(e.out, HasSubstr("note: --batch-size only sets how many users ease scores at a time (memory), not the "
+                               "results"));
+  EXPECT_THAT(e.out, Not(HasSubstr("--batch-size is ignored")));
+  const CmdResult e_default = run_cli(std::string("train --model ease --quiet ") + kSmall);
+  ASSERT_EQ(e_default.code, 0) << e_default.out;
+  const auto final_line = [](const std::string& out) { return out.substr(out.find("No training epochs")); };
+  EXPECT_EQ(final_line(e.out), final_line(e_default.out));  // as the note says: the results are the same
   EXPECT_THAT(e.out, HasSubstr("note: --sparse-input is ignored by ease (seed protocol); it applies to the autoencoders' first layer"));
   const CmdResult p = run_cli(std::string("train --model svd --epochs 1 --quiet --precision fp32 ") + kSmall);
   EXPECT_THAT(p.out, HasSubstr("note: --precision is ignored by svd"));

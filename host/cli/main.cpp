@@ -1102,7 +1102,7 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
       {"--patience", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
       {"--weight-decay", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
       {"--adamw", !svd && !among({"popularity", "ease"}), "the Adam-trained models"},
-      {"--batch-size", !svd && !among({"popularity", "ease"}), "the trained autoencoders"},
+      {"--batch-size", !svd, "the autoencoders, EASE and popularity"},
       {"--precision", !svd && kind != "popularity", "the models that multiply matrices (not SVD, SVD++ or popularity)"},
       {"--tf32", !svd && kind != "popularity", "the models that multiply matrices (not SVD, SVD++ or popularity)"},
       {"--sparse-input", among({"vae", "autorec", "i-autorec", "multvae", "cdae"}), "the autoencoders' first layer"},
@@ -1131,6 +1131,13 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
   if (svd && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))
     std::cerr << "note: --fold is ignored with --folds " << o.train.folds << " (cross-validation draws its own "
               << o.train.folds << " folds); drop --folds to train on --fold " << o.train.ratings_split << "\n";
+  // The untrained baselines read --batch-size only as the number of users scored at a time.
+  const bool baselines_only = std::all_of(kinds.begin(), kinds.end(), [](const std::string& k) {
+    return k == "popularity" || k == "ease";
+  });
+  if (given("--batch-size") && baselines_only)
+    std::cerr << "note: --batch-size only sets how many users " << who
+              << " scores at a time (memory), not the results; it is the training batch of the autoencoders\n";
   for (const Rule& r : rules)
     if (given(r.opt) && !r.applies)
       std::cerr << "note: " << r.opt << " is ignored by " << who << " (" << protocol << " protocol); it applies to "
