@@ -287,12 +287,17 @@ TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
   d.ratings.indptr = {0};
   d.titles[4] = "Amélie (2001)";
   EXPECT_EQ(find_item_by_id_or_title("AMÉLIE", d), 4);  // Latin-1 capitals fold too
+  EXPECT_EQ(find_item_by_id_or_title("amelie", d), 4);  // and accents need not be typed
   d.titles[4] = "Fargo (1996)";
-  EXPECT_EQ(text::fold_case("ÀÉÎÕÜ Þ × ÿ"), "àéîõü þ × ÿ");
+  EXPECT_EQ(text::search_key("ÀÉÎÕÜ Þ × ÿ ß Æ"), "aeiou th × y ss ae");
+  EXPECT_EQ(text::search_key("Łódź, Ŝ ŒUVRE İ"), "lodz, s oeuvre i");
+  EXPECT_EQ(text::search_key("Rock \u2018n\u2019 Roll \u2013 1"), "rock 'n' roll - 1");
+  EXPECT_EQ(text::search_key("\xff\xc3 Ωμέγα"), "\xff\xc3 Ωμέγα");  // other bytes as they are
   EXPECT_EQ(text::display_width("Amélie"), 6u);
   EXPECT_EQ(find_item_by_id_or_title("50", d), 4);  // an id first
   EXPECT_EQ(find_item_by_id_or_title("JEDI", d), 1);  // case ignored
   EXPECT_EQ(find_item_by_id_or_title("star wars (1977)", d), 0);  // two parts match, one exactly
+  EXPECT_EQ(find_item_by_id_or_title("  star   WARS (1977) ", d), 0);  // spaces as typed
   auto message = [&](const std::string& q) {
     try {
       find_item_by_id_or_title(q, d);
@@ -307,6 +312,35 @@ TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
   EXPECT_THAT(message("casablanca"), HasSubstr("no item id or title in tiny matches 'casablanca'"));
   d.titles.clear();
   EXPECT_THAT(message("Jedi"), HasSubstr("it has no titles to search: give an item id"));
+}
+
+// MovieLens files leading articles after the title; a search may put them in front, and a title
+// asked for whole (with or without its year) wins over the longer titles that hold it.
+TEST(ItemEffects, TitlesAreFoundWithTheirArticleInFront) {
+  Dataset d;
+  d.name = "tiny";
+  d.item_ids = {"1", "2", "3", "4", "5", "6", "7"};
+  d.titles = {"Matrix, The (1999)",         "Matrix Reloaded, The (2003)", "Dolce Vita, La (1960)",
+              "Age d'or, L' (1930)",        "Hamlet (1990)",               "Hamlet (1996)",
+              "Paris, Texas (1984)"};
+  d.ratings.rows = 0;
+  d.ratings.cols = 7;
+  d.ratings.indptr = {0};
+  EXPECT_EQ(find_item_by_id_or_title("The Matrix", d), 0);
+  EXPECT_EQ(find_item_by_id_or_title("the matrix (1999)", d), 0);
+  EXPECT_EQ(find_item_by_id_or_title("Matrix, The", d), 0);
+  EXPECT_EQ(find_item_by_id_or_title("the matrix reloaded", d), 1);
+  EXPECT_EQ(find_item_by_id_or_title("la dolce vita", d), 2);
+  EXPECT_EQ(find_item_by_id_or_title("l'age d'or", d), 3);
+  EXPECT_EQ(find_item_by_id_or_title("paris, texas", d), 6);  // not an article: as filed
+  EXPECT_EQ(find_item_by_id_or_title("hamlet (1996)", d), 5);
+  try {
+    find_item_by_id_or_title("hamlet", d);
+    ADD_FAILURE() << "two Hamlets are one title each: the query is ambiguous";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("2 titles in tiny match 'hamlet'; give the item id of one:\n  5  Hamlet (1990)\n  6"));
+  }
+  EXPECT_EQ(find_item_by_id_or_title("the matrix re", d), 1);  // part of one title's front form
 }
 
 // ---- trained models through the recommend path -------------------------------------------

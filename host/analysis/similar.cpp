@@ -138,28 +138,71 @@ ItemEffects item_effects(const SvdModel& m) {
   return e;
 }
 
+namespace {
+
+// MovieLens files a title's leading article after it ("Matrix, The (1999)", "Dolce Vita, La
+// (1960)"); people type it in front. The articles of the languages in its titles:
+const char* const kArticles[] = {"the", "a",   "an",  "le",  "la",  "les", "l'",  "il",  "lo",  "gli", "el",
+                                 "los", "las", "der", "die", "das", "det", "den", "de",  "het", "un",  "une",
+                                 "una", "uno", "o",   "os",  "as",  "ein", "eine", "en",  "et"};
+
+// The ways a title can be asked for, as search keys: as filed and with its article in front, each
+// with and without its parenthesised tail (the year, an original title).
+std::vector<std::string> title_forms(const std::string& title) {
+  const std::string key = text::search_key(title);
+  const size_t paren = key.find(" (");
+  const std::string main = key.substr(0, paren), tail = paren == std::string::npos ? "" : key.substr(paren);
+  std::vector<std::string> forms = {key, main};
+  const size_t comma = main.rfind(", ");
+  if (comma != std::string::npos) {
+    const std::string article = main.substr(comma + 2);
+    for (const char* a : kArticles)
+      if (article == a) {
+        const std::string front = article + (article.back() == '\'' ? "" : " ") + main.substr(0, comma);
+        forms.push_back(front + tail);
+        forms.push_back(front);
+        break;
+      }
+  }
+  return forms;
+}
+
+}  // namespace
+
 int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d) {
   const int64_t by_id = d.find_item(query);
   if (by_id >= 0) return static_cast<int32_t>(by_id);
-  if (!d.has_titles() || query.empty())
+  // Spaces as typed: trimmed, runs of them one.
+  std::string q;
+  for (char c : text::search_key(query))
+    if (c != ' ' || (!q.empty() && q.back() != ' ')) q.push_back(c);
+  while (!q.empty() && q.back() == ' ') q.pop_back();
+  if (!d.has_titles() || q.empty())
     throw UsageError("no item " + text::quote(query) + " in " + d.name +
                      (d.has_titles() ? "" : " (it has no titles to search: give an item id)"));
-  const std::string q = text::fold_case(query);
-  std::vector<int32_t> hits;
-  for (size_t i = 0; i < d.titles.size(); ++i)
-    if (text::fold_case(d.titles[i]).find(q) != std::string::npos) hits.push_back(static_cast<int32_t>(i));
+  // A title any form of which holds the query matches; one that some form equals (the whole
+  // title, or it without its year) is taken over the others when it is the only such one.
+  std::vector<int32_t> hits, exact;
+  for (size_t i = 0; i < d.titles.size(); ++i) {
+    const std::vector<std::string> forms = title_forms(d.titles[i]);
+    bool hit = false, equal = false;
+    for (const std::string& f : forms) {
+      hit = hit || f.find(q) != std::string::npos;
+      equal = equal || f == q;
+    }
+    if (hit) hits.push_back(static_cast<int32_t>(i));
+    if (equal) exact.push_back(static_cast<int32_t>(i));
+  }
   if (hits.empty()) throw UsageError("no item id or title in " + d.name + " matches " + text::quote(query));
   if (hits.size() == 1) return hits.front();
-  int32_t exact = -1, exact_count = 0;
-  for (int32_t i : hits)
-    if (text::fold_case(d.titles[i]) == q) exact = i, ++exact_count;
-  if (exact_count == 1) return exact;
+  if (exact.size() == 1) return exact.front();
+  const std::vector<int32_t>& listed = exact.empty() ? hits : exact;
   std::string list;
-  const size_t shown = std::min<size_t>(hits.size(), 10);
+  const size_t shown = std::min<size_t>(listed.size(), 10);
   for (size_t k = 0; k < shown; ++k)
-    list += "\n  " + text::escape(d.item_ids[hits[k]], 40) + "  " + text::escape(d.titles[hits[k]], 100);
-  if (hits.size() > shown) list += "\n  ... and " + std::to_string(hits.size() - shown) + " more";
-  throw UsageError(std::to_string(hits.size()) + " titles in " + d.name + " match " + text::quote(query) +
+    list += "\n  " + text::escape(d.item_ids[listed[k]], 40) + "  " + text::escape(d.titles[listed[k]], 100);
+  if (listed.size() > shown) list += "\n  ... and " + std::to_string(listed.size() - shown) + " more";
+  throw UsageError(std::to_string(listed.size()) + " titles in " + d.name + " match " + text::quote(query) +
                    "; give the item id of one:" + list);
 }
 

@@ -1586,7 +1586,7 @@ int main(int argc, char** argv) {
                                                 "model's own \"people who like X also like\"), with titles and genre "
                                                 "counts (--model-file M, or trains first)");
   similar->fallthrough();
-  similar->add_option("--item", o.item, "original item id, or a part of a title (case ignored; must pick one item)");
+  similar->add_option("--item", o.item, "original item id, or a part of a title (case and accents ignored, a leading article may come first: \"the matrix\"; must pick one item)");
   similar->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
   similar->add_flag("--all-items", o.all_items,
                     "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift)");

@@ -292,18 +292,67 @@ std::string csv_field(std::string_view s) {
   return q + "\"";
 }
 
-std::string fold_case(std::string_view s) {
-  std::string out(s);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const auto c = static_cast<unsigned char>(out[i]);
-    if (c >= 'A' && c <= 'Z') {
-      out[i] = static_cast<char>(c + 32);
-    } else if (c == 0xC3 && i + 1 < out.size()) {
-      // U+00C0…U+00DE (À…Þ, × aside) are 0xC3 0x80…0x9E; their small letters are 0x20 above.
-      const auto d = static_cast<unsigned char>(out[i + 1]);
-      if (d >= 0x80 && d <= 0x9E && d != 0x97) out[i + 1] = static_cast<char>(d + 0x20);
+namespace {
+
+// U+00C0…U+00FF to ASCII: their base letters (ligatures spelled out); × and ÷ are kept.
+const char* const kLatin1Base[64] = {
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
+    "d", "n", "o", "o", "o", "o", "o", nullptr, "o", "u", "u", "u", "u", "y", "th", "ss",
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
+    "d", "n", "o", "o", "o", "o", "o", nullptr, "o", "u", "u", "u", "u", "y", "th", "y"};
+
+// U+0100…U+017F (Latin Extended-A: Polish, Czech, Turkish, Hungarian... letters) by ranges of
+// one base letter; capitals and small letters alternate inside each range.
+const char* latin_ext_a_base(uint32_t cp) {
+  struct Range {
+    uint32_t last;
+    const char* base;
+  };
+  static const Range kRanges[] = {{0x105, "a"}, {0x10D, "c"}, {0x111, "d"},  {0x11B, "e"}, {0x123, "g"},
+                                  {0x127, "h"}, {0x131, "i"}, {0x133, "ij"}, {0x135, "j"}, {0x138, "k"},
+                                  {0x142, "l"}, {0x14B, "n"}, {0x151, "o"},  {0x153, "oe"}, {0x159, "r"},
+                                  {0x161, "s"}, {0x167, "t"}, {0x173, "u"},  {0x175, "w"}, {0x178, "y"},
+                                  {0x17E, "z"}, {0x17F, "s"}};
+  for (const Range& r : kRanges)
+    if (cp <= r.last) return r.base;
+  return nullptr;
+}
+
+}  // namespace
+
+std::string search_key(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c));
       ++i;
+      continue;
     }
+    // Two- and three-byte characters that have a plain spelling; anything else is kept as is.
+    const auto d = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0u;
+    const char* plain = nullptr;
+    size_t len = 1;
+    if (c >= 0xC2 && c <= 0xDF && (d & 0xC0u) == 0x80u) {
+      const uint32_t cp = ((c & 0x1Fu) << 6) | (d & 0x3Fu);
+      len = 2;
+      if (cp >= 0xC0 && cp <= 0xFF) plain = kLatin1Base[cp - 0xC0];
+      else if (cp >= 0x100 && cp <= 0x17F) plain = latin_ext_a_base(cp);
+    } else if (c == 0xE2 && d == 0x80 && i + 2 < s.size()) {
+      // U+2010…U+2015 dashes and U+2018/2019 quotes, as typed on a keyboard.
+      const auto e = static_cast<unsigned char>(s[i + 2]);
+      len = 3;
+      if (e >= 0x90 && e <= 0x95) plain = "-";
+      else if (e == 0x98 || e == 0x99) plain = "'";
+      else if (e == 0x9C || e == 0x9D) plain = "\"";
+    }
+    if (plain)
+      out += plain;
+    else
+      out.append(s.substr(i, len));
+    i += len;
   }
   return out;
 }

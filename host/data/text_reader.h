@@ -64,9 +64,11 @@ std::string quote(std::string_view s);
 // A field for a CSV file we write: as is, or in double quotes (inner quotes doubled) when it holds
 // a comma, a quote or a line break (RFC 4180, what split_csv reads back).
 std::string csv_field(std::string_view s);
-// Case folded for matching: ASCII letters and the Latin-1 capitals (À…Þ) in UTF-8 to small
-// letters, every other byte kept (titles of European films: "MISÉRABLES" finds "Misérables").
-std::string fold_case(std::string_view s);
+// A title as typed into a search box would match it: ASCII letters to small letters, the accented
+// Latin letters of UTF-8 (Latin-1 and Latin Extended-A) to their plain small letters, typographic
+// dashes and quotes to ASCII, every other byte kept ("AMELIE" and "amélie" find "Amélie",
+// "Łódź" finds "Lodz").
+std::string search_key(std::string_view s);
 // Columns a UTF-8 string takes in a terminal table: its code points (titles hold accented Latin
 // letters, one column each).
 size_t display_width(std::string_view s);
