@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "data/dataset.h"
 #include "train/trainer.h"
+#include "trained_model.h"
 
 namespace {
 
@@ -48,18 +49,10 @@ const Dataset& small_data() {
   return d;
 }
 
+// One epoch; heldout users from 2 positives up, so the small set keeps some.
 TrainResult train(Backend<float>& be, const Dataset& d, const std::string& kind, const std::string& protocol,
                   int hidden = 0) {
-  TrainOptions o;
-  o.model.kind = kind;
-  o.protocol = protocol;
-  o.epochs = 1;
-  o.quiet = true;
-  o.model.hidden = hidden;
-  if (kind == "vae" || kind == "multvae") o.model.latent = 8;
-  if (protocol == "heldout") o.heldout.min_positives = 2;
-  std::ostringstream log;
-  return run_experiment(be, d, o, log);
+  return test::run_small(be, d, kind, protocol, hidden, 1, 2);
 }
 
 // Scores of the first n rows of the input the model was trained on (users, or items for

@@ -29,18 +29,26 @@ struct Trained {
   ModelFileInfo info;
 };
 
-inline Trained train_small(const Dataset& d, const std::string& kind, const std::string& protocol, int hidden = 0) {
-  Trained t;
-  t.be = make_cpu_backend<float>();
+// The small run on a given backend: `epochs` epochs, the VAEs 8 latent units, and heldout users
+// kept from `min_positives` positives up (0: the split's default).
+inline TrainResult run_small(Backend<float>& be, const Dataset& d, const std::string& kind, const std::string& protocol,
+                             int hidden = 0, int epochs = 2, int min_positives = 0) {
   TrainOptions o;
   o.model.kind = kind;
   o.protocol = protocol;
-  o.epochs = 2;
+  o.epochs = epochs;
   o.quiet = true;
   o.model.hidden = hidden;
   if (kind == "vae" || kind == "multvae") o.model.latent = 8;
+  if (min_positives > 0) o.heldout.min_positives = min_positives;
   std::ostringstream log;
-  t.r = run_experiment(*t.be, d, o, log);
+  return run_experiment(be, d, o, log);
+}
+
+inline Trained train_small(const Dataset& d, const std::string& kind, const std::string& protocol, int hidden = 0) {
+  Trained t;
+  t.be = make_cpu_backend<float>();
+  t.r = run_small(*t.be, d, kind, protocol, hidden);
   t.info = model_file_info(t.r, d);
   return t;
 }
