@@ -451,7 +451,7 @@ TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
   std::ifstream f(dir / "k" / "metrics.csv");
   std::string header;
   std::getline(f, header);
-  EXPECT_EQ(header, "epoch,train_loss,test_loss,ndcg@100,recall@100,rmse,train_seconds,eval_seconds");
+  EXPECT_EQ(header, "epoch,train_loss,test_loss,ndcg@100,recall@100,rmse,coverage@100,train_seconds,eval_seconds");
   const CmdResult big = run_cli("train --k 500 --epochs 1" + data);
   EXPECT_THAT(big.out, HasSubstr("cut-off 500 exceeds the"));
 

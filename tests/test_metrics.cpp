@@ -8,10 +8,14 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "data/dataset.h"
+#include "train/trainer.h"
+#include "trained_model.h"
 
 namespace vae {
 namespace {
@@ -264,6 +268,62 @@ TEST_F(Metrics, RatingErrorsClipPredictions) {
   EXPECT_THROW(be->rating_errors(be->upload(pred, 2, 4).cmat(), t.view(), up_idx({1, 2}).cmat(),
                                  1.0, 5.0, out.mat()),
                VaeError);
+}
+
+// ---- catalogue coverage through the trainer's evaluation --------------------------------
+
+double metric(const TrainResult& r, const std::string& key) {
+  for (const auto& kv : r.metrics)
+    if (kv.first == key) return kv.second;
+  ADD_FAILURE() << "no metric " << key;
+  return NAN;
+}
+
+TrainResult run_popularity(const Dataset& d, const std::string& protocol, int k) {
+  auto be = make_cpu_backend<float>();
+  TrainOptions o;
+  o.model.kind = "popularity";
+  o.protocol = protocol;
+  o.k = k;
+  o.ks = {k, 50};
+  o.quiet = true;
+  std::ostringstream log;
+  return run_experiment(*be, d, o, log);
+}
+
+// Seed protocol: every item is ranked for every user, so popularity gives each the same list and
+// covers exactly k items.
+TEST(Coverage, PopularityUnderTheSeedProtocolCoversItsOneList) {
+  const Dataset d = test::synthetic_data(200, 300, 6000, 3, 4);
+  for (int k : {7, 20}) {
+    const TrainResult r = run_popularity(d, "seed", k);
+    EXPECT_DOUBLE_EQ(metric(r, "coverage@" + std::to_string(k)), static_cast<double>(k) / 300) << "k " << k;
+  }
+}
+
+// Heldout protocol: each test user's fold-in items are left out of their list, so the lists
+// differ. The oracle ranks the training counts itself (ties to the lower index).
+TEST(Coverage, PopularityUnderTheHeldoutProtocolMatchesAnOracle) {
+  const Dataset d = test::synthetic_data(300, 200, 9000, 3, 5);
+  const int k = 10;
+  const TrainResult r = run_popularity(d, "heldout", k);
+  const HeldoutSplit s = split_heldout(d, HeldoutOptions{}, 1);
+  const int64_t items = static_cast<int64_t>(s.item_map.size());
+  std::vector<int64_t> count(static_cast<size_t>(items), 0);
+  for (int64_t j = 0; j < s.train.nnz(); ++j) ++count[s.train.indices[j]];
+  std::vector<int32_t> order(static_cast<size_t>(items));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return count[a] > count[b]; });
+  std::set<int32_t> covered;
+  for (int64_t u = 0; u < s.test_foldin.rows; ++u) {
+    std::set<int32_t> seen(s.test_foldin.indices.begin() + s.test_foldin.indptr[u],
+                           s.test_foldin.indices.begin() + s.test_foldin.indptr[u + 1]);
+    int taken = 0;
+    for (size_t j = 0; j < order.size() && taken < k; ++j)
+      if (!seen.count(order[j])) covered.insert(order[j]), ++taken;
+  }
+  ASSERT_GT(covered.size(), static_cast<size_t>(k));  // the exclusions really vary the lists
+  EXPECT_DOUBLE_EQ(metric(r, "coverage@" + std::to_string(k)), static_cast<double>(covered.size()) / items);
 }
 
 }  // namespace

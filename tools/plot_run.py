@@ -7,7 +7,7 @@ Inputs (in RUN_DIR; only metrics.csv is required):
 
   metrics.csv       written by `vae_gpu ... --out RUN_DIR`, one row per epoch:
                       epoch,train_loss,test_loss,<metric columns...>,train_seconds,eval_seconds
-                    metric columns are named like ndcg@20, recall@20, ndcg@100, rmse, mae;
+                    metric columns are named like ndcg@20, recall@20, ndcg@100, rmse, mae, coverage@20;
                     empty or "nan" cells are skipped.
   clusters.csv      one row per embedded user:  user_id,cluster,x,y
                     (x, y = the 2-D t-SNE coordinates, cluster = the K-Means label).

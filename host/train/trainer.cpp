@@ -84,6 +84,9 @@ class Evaluator {
     // A cut-off beyond the item count ranks every item: the same metric as k = width (recall's
     // and NDCG's denominators use min(k, |target|), and |target| <= width).
     for (int k : opt.ks) ks_ranked_.push_back(std::min(k, kmax_));
+    // Coverage is measured at the protocol's first cut-off (seed: --k; heldout: the first of --ks).
+    kcov_ = opt.protocol == "seed" ? std::min(opt.k, kmax_) : opt.protocol == "heldout" ? ks_ranked_.front() : 0;
+    width_ = width;
     idx_ = be.alloc<int32_t>(batch, kmax_);
     val_ = be.alloc<float>(batch, kmax_);
     out_ = be.alloc<float>(batch, 2 * static_cast<int64_t>(opt.ks.size()) + 3);
@@ -106,6 +109,14 @@ class Evaluator {
     }
     sums.assign(names.size(), 0.0);
     double sq = 0, ab = 0, cnt = 0;
+    // Catalogue coverage: the items that are in at least one evaluated user's top kcov_.
+    std::vector<uint8_t> covered(kcov_ > 0 ? static_cast<size_t>(width_) : 0, 0);
+    auto cover = [&](CMat<int32_t> idx, int64_t n, int k) {
+      const std::vector<int32_t> h = be_.download(idx);
+      for (int64_t i = 0; i < n; ++i)
+        for (int j = 0; j < k; ++j)
+          if (const int32_t item = h[static_cast<size_t>(i * idx.cols + j)]; item >= 0) covered[item] = 1;
+    };
     be_.fill(loss_.mat(), 0.0f);
     int64_t batches = 0;
     const float lo = m.config().rating_min, hi = m.config().rating_max;
@@ -136,6 +147,10 @@ class Evaluator {
         // saturated scores tie exactly as they do there. Baselines (popularity counts, EASE)
         // are ranked on their raw scores: squashing counts would tie every popular item.
         if (m.num_params() > 0) be_.bias_act(scores, CMat<float>{}, Act::sigmoid, scores);
+        // The ranking the metrics read, as lists: every item (the notebooks exclude none).
+        Mat<int32_t> top{idx_.data(), n, kcov_};
+        be_.topk(scores, CsrView<float>{}, CMat<int32_t>{}, kcov_, top, Mat<float>{val_.data(), n, kcov_});
+        cover(CMat<int32_t>(top), n, kcov_);
         const int kk[2] = {opt_.k, 100};
         for (int j = 0; j < 2; ++j) {
           be_.graded_metrics(scores, truth, kk[j], o2);
@@ -152,6 +167,7 @@ class Evaluator {
         be_.topk(scores, e.input.view(), b.rows, kmax_, idx, val);
         Mat<float> out{out_.data(), n, 2 * nk};
         be_.heldout_metrics(idx, e.target.view(), b.rows, ks_ranked_, out);
+        cover(CMat<int32_t>(idx), n, kcov_);
         std::vector<float> h = be_.download(CMat<float>(out));
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < 2 * nk; ++j) sums[j] += h[i * 2 * nk + j];
@@ -173,6 +189,9 @@ class Evaluator {
       for (size_t j = 0; j < names.size(); ++j)
         metrics.emplace_back(names[j], e.n ? sums[j] / static_cast<double>(e.n) : NAN);
       if (protocol == "seed") metrics.back().second = cnt ? std::sqrt(sq / cnt) : NAN;
+      const auto items = std::count(covered.begin(), covered.end(), uint8_t{1});
+      metrics.emplace_back("coverage@" + std::to_string(kcov_),
+                           e.n ? static_cast<double>(items) / static_cast<double>(width_) : NAN);
     }
     // --k 100 (seed) or a repeated --ks entry names a metric twice: keep one column of each.
     std::vector<std::pair<std::string, double>> unique;
@@ -188,7 +207,8 @@ class Evaluator {
   Backend<float>& be_;
   const TrainOptions& opt_;
   int64_t batch_;
-  int kmax_ = 0;
+  int kmax_ = 0, kcov_ = 0;
+  int64_t width_ = 0;
   std::vector<int> ks_ranked_;  // opt.ks, each at most kmax_
   Tensor<float> scores_, truth_, val_, out_, loss_;
   Tensor<int32_t> idx_;
