@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <iomanip>
 #include <iostream>
 #include <new>
@@ -17,6 +18,7 @@
 
 #include "analysis/analysis_ops.h"
 #include "analysis/cluster_metrics.h"
+#include "analysis/html_report.h"
 #include "analysis/kmeans.h"
 #include "analysis/model_file.h"
 #include "analysis/npy.h"
@@ -27,6 +29,7 @@
 #include "analysis/tsne.h"
 #include "analysis/tsne_bh.h"
 #include "backend/backend.h"
+#include "core/console_capture.h"
 #include "core/temp_files.h"
 #include "data/dataset.h"
 #include "data/text_reader.h"
@@ -355,6 +358,15 @@ void ensure_dir(const std::string& dir) {
 // Commits the staged files and says which were written ("wrote DIR/a, b, sub/c"), taken from
 // what was staged so the line cannot drift from the files.
 void commit_and_report(StagedFiles& staged, const std::string& dir) {
+  // report.html: what the command printed and its pictures, staged last so it is committed with
+  // (and only with) the files it shows.
+  const ConsoleCapture* capture = ConsoleCapture::active();
+  if (capture && !dir.empty()) {
+    std::vector<ReportPicture> pictures;
+    for (const auto& [path, svg] : staged.pictures())
+      pictures.push_back({std::filesystem::path(path).lexically_relative(dir).generic_string(), svg});
+    staged.add(dir + "/report.html", run_report_html(capture->command(), capture->text(), pictures));
+  }
   const std::vector<std::string> paths = staged.commit();
   if (paths.empty()) return;
   std::string names;
@@ -1673,6 +1685,10 @@ int main(int argc, char** argv) {
   }
   const bool main_job = !(train->parsed() || info->parsed() || recommend->parsed() || similar->parsed() ||
                           embed->parsed() || cluster->parsed() || compare->parsed());
+  // The commands that write a run folder leave report.html in it: their output, copied from here on.
+  std::optional<ConsoleCapture> capture;
+  if (!o.out.empty() && (main_job || train->parsed() || compare->parsed() || cluster->parsed()))
+    capture.emplace(shell_command_line(argc, argv));
   // The main job's own switches, and --out where a command writes nothing: said, not dropped.
   if (!main_job)
     for (const char* flag : {"--no-baseline", "--no-tsne"})

@@ -692,6 +692,7 @@ void StagedFiles::add(const std::string& path, const std::string& text) {
   }
   paths_.push_back(path);
   slots_.push_back(slot);
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".svg") == 0) pictures_.emplace_back(path, text);
 }
 
 void StagedFiles::adopt(const std::string& path) {
@@ -719,6 +720,7 @@ std::vector<std::string> StagedFiles::commit() {
   stale.swap(stale_);
   dirs.swap(dirs_);
   slots.swap(slots_);
+  pictures_.clear();
   // Each earlier file is kept as a hard link path.prev-<pid> until all renames have succeeded,
   // so a rename failing part-way (a read-only or vanished file) puts the earlier run back whole
   // instead of leaving new and old files mixed. The link is never made over an existing file (a

@@ -132,9 +132,12 @@ class StagedFiles {
   void remove_dir_if_empty_on_commit(const std::string& dir) { dirs_.push_back(dir); }
   // Returns the paths put in place, in staging order (what a "wrote ..." line names).
   std::vector<std::string> commit();
+  // The staged *.svg files (path, text), for the run's report.
+  const std::vector<std::pair<std::string, std::string>>& pictures() const { return pictures_; }
 
  private:
   std::vector<std::string> paths_, stale_, dirs_;
+  std::vector<std::pair<std::string, std::string>> pictures_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
 
