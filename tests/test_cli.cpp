@@ -85,6 +85,29 @@ TEST(Cli, ChoicesIgnoreCase) {
   EXPECT_EQ(s["protocol"], "seed");
 }
 
+// Every ranking metric is a mean over the evaluated users: summary.json gives its 95 % interval,
+// and the main job's comparison the paired difference from popularity user by user.
+TEST(Cli, MetricsComeWithTheirIntervals) {
+  fs::path dir = temp_dir("intervals");
+  CmdResult r = run_cli("--epochs 2 --no-tsne " + std::string(kSmall) + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("vae - popularity (95% CI)\n"));
+  EXPECT_THAT(r.out, HasSubstr("(per-user differences over the 40 evaluated users, paired t interval"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\nNDCG@20 +[0-9.]+ +[0-9.]+ +[-+][0-9.]+ \xc2\xb1 [0-9.]+"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\nRMSE +[0-9.]+ +[0-9.]+\n"));  // over ratings: no interval
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_EQ(s["users_evaluated"], 40);
+  for (const char* m : {"ndcg@20", "recall@20", "ndcg@100", "recall@100"}) {
+    ASSERT_TRUE(s["metrics_ci95"].contains(m)) << s.dump();
+    EXPECT_GT(s["metrics_ci95"][m].get<double>(), 0.0) << m;
+    EXPECT_LT(s["metrics_ci95"][m].get<double>(), 0.5) << m;
+  }
+  EXPECT_FALSE(s["metrics_ci95"].contains("rmse"));
+  EXPECT_FALSE(s["metrics_ci95"].contains("coverage@20"));
+  const nlohmann::json p = read_json(dir / "popularity" / "summary.json");
+  EXPECT_EQ(p["users_evaluated"], 40);
+}
+
 // Item-based AutoRec and SVD only predict ratings: without --protocol they get the ratings one.
 TEST(Cli, RatingModelsDefaultToTheRatingsProtocol) {
   for (const char* model : {"i-autorec", "svd"}) {

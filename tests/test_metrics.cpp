@@ -291,6 +291,26 @@ TrainResult run_popularity(const Dataset& d, const std::string& protocol, int k)
   return run_experiment(*be, d, o, log);
 }
 
+// The per-user values behind each ranking metric average to it, one per evaluated user (what
+// the confidence intervals and compare's paired differences are computed from).
+TEST(UserMetrics, PerUserValuesAverageToTheReportedMetrics) {
+  const Dataset d = test::synthetic_data(300, 200, 9000, 3, 5);
+  for (const char* protocol : {"seed", "heldout"}) {
+    auto be = make_cpu_backend<float>();
+    const TrainResult r = test::run_small(*be, d, "cdae", protocol, 0, 2);
+    ASSERT_FALSE(r.user_metrics.empty()) << protocol;
+    const size_t users = r.user_metrics.front().second.size();
+    EXPECT_GT(users, 10u) << protocol;
+    for (const auto& [name, values] : r.user_metrics) {
+      EXPECT_EQ(values.size(), users) << protocol << " " << name;
+      const double mean = std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
+      EXPECT_NEAR(mean, metric(r, name), 1e-12) << protocol << " " << name;
+    }
+    for (const char* absent : {"rmse", "coverage@20"})
+      for (const auto& kv : r.user_metrics) EXPECT_NE(kv.first, absent);
+  }
+}
+
 // Seed protocol: every item is ranked for every user, so popularity gives each the same list and
 // covers exactly k items.
 TEST(Coverage, PopularityUnderTheSeedProtocolCoversItsOneList) {

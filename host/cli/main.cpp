@@ -1355,6 +1355,7 @@ int run_compare(Options& o) {
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
       std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
+  std::cout << format_paired_differences(results);
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
     staged.add(o.out + "/compare.csv", compare_csv(results));

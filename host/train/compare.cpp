@@ -8,6 +8,7 @@
 
 #include "analysis/svg_plot.h"
 #include "core/error.h"
+#include "train/stats.h"
 
 namespace vae {
 
@@ -233,6 +234,45 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
       std::snprintf(cell, sizeof cell, "  %5s  %7s  %7.2f", "-", "-", r.train_seconds);  // EASE: its solve
     os << cell << "\n";
   }
+  return os.str();
+}
+
+std::string format_paired_differences(const std::vector<TrainResult>& results) {
+  auto values = [](const TrainResult& r, const std::string& key) -> const std::vector<double>* {
+    for (const auto& kv : r.user_metrics)
+      if (kv.first == key) return &kv.second;
+    return nullptr;
+  };
+  std::string metric;
+  for (const TrainResult& r : results)
+    for (const auto& kv : r.user_metrics)
+      if (metric.empty() && kv.first.rfind("ndcg@", 0) == 0) metric = kv.first;
+  for (const TrainResult& r : results)
+    if (r.protocol == "heldout" && values(r, "ndcg@100")) metric = "ndcg@100";
+  if (metric.empty()) return "";
+  // The best model among those with this metric's per-user values.
+  const TrainResult* best = nullptr;
+  for (const TrainResult& r : results)
+    if (values(r, metric) && (!best || r.metric(metric) > best->metric(metric))) best = &r;
+  const std::vector<double>& ref = *values(*best, metric);
+  std::vector<std::pair<const TrainResult*, MeanCi>> rows;
+  for (const TrainResult& r : results)
+    if (&r != best && values(r, metric) && values(r, metric)->size() == ref.size())
+      rows.emplace_back(&r, paired_difference_ci95(*values(r, metric), ref));
+  if (rows.empty()) return "";
+  size_t w = 5;
+  for (const auto& row : rows) w = std::max(w, row_name(*row.first).size());
+  std::ostringstream os;
+  bool marked = false;
+  os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the "
+     << rows.front().second.n << " evaluated users, mean with its paired 95% interval:\n";
+  for (const auto& [r, d] : rows) {
+    os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
+       << (d.excludes_zero() ? " *" : "") << "\n";
+    marked = marked || d.excludes_zero();
+  }
+  os << (marked ? "* the interval excludes 0: a gap larger than the users' spread explains\n"
+                : "(every interval includes 0: no gap is larger than the users' spread explains)\n");
   return os.str();
 }
 

@@ -52,6 +52,13 @@ inline const std::string& row_name(const TrainResult& r) { return r.label.empty(
 // popularity, EASE) and the whole training (or fitting) time.
 std::string format_compare_table(const std::vector<TrainResult>& results);
 
+// The models against the best of one ranking metric, user by user: each row's mean per-user
+// difference from the best model with its paired 95 % interval, marked where the interval
+// excludes 0. The metric is the protocol's selection metric (heldout: NDCG@100 when reported;
+// seed: the first NDCG). Empty when fewer than two models have per-user values of that metric
+// for the same users (the ratings protocol, SVD).
+std::string format_paired_differences(const std::vector<TrainResult>& results);
+
 // compare.csv: model, every metric, epoch, epoch_seconds_median, train_seconds, num_params;
 // empty fields where a model has no such value.
 std::string compare_csv(const std::vector<TrainResult>& results);

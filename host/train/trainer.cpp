@@ -24,6 +24,7 @@
 #include "data/shuffle.h"
 #include "models/baselines.h"
 #include "train/memory_plan.h"
+#include "train/stats.h"
 
 namespace vae {
 
@@ -93,7 +94,7 @@ class Evaluator {
     loss_ = be.zeros(1, 1);
   }
 
-  // Returns (mean loss per batch, metrics in print order).
+  // Returns (mean loss per batch, metrics in print order); per_user() then holds the users' values.
   std::pair<double, std::vector<std::pair<std::string, double>>> run(Model<float>& m, const EvalSet& e) {
     const std::string& protocol = opt_.protocol;
     std::vector<double> sums;
@@ -108,6 +109,9 @@ class Evaluator {
       names = {"rmse", "mae"};
     }
     sums.assign(names.size(), 0.0);
+    // Each user's value of each per-user metric (all but RMSE and coverage), for paired tests.
+    std::vector<std::vector<double>> users(protocol == "ratings" ? 0 : names.size());
+    for (auto& u : users) u.reserve(static_cast<size_t>(e.n));
     double sq = 0, ab = 0, cnt = 0;
     // Catalogue coverage: the items that are in at least one evaluated user's top kcov_.
     std::vector<uint8_t> covered(kcov_ > 0 ? static_cast<size_t>(width_) : 0, 0);
@@ -158,6 +162,8 @@ class Evaluator {
           for (int64_t i = 0; i < n; ++i) {
             sums[2 * j] += h[i * 2];
             sums[2 * j + 1] += h[i * 2 + 1];
+            users[2 * j].push_back(h[i * 2]);
+            users[2 * j + 1].push_back(h[i * 2 + 1]);
           }
         }
       } else if (protocol == "heldout") {
@@ -170,7 +176,10 @@ class Evaluator {
         cover(CMat<int32_t>(idx), n, kcov_);
         std::vector<float> h = be_.download(CMat<float>(out));
         for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < 2 * nk; ++j) sums[j] += h[i * 2 * nk + j];
+          for (int64_t j = 0; j < 2 * nk; ++j) {
+            sums[j] += h[i * 2 * nk + j];
+            users[j].push_back(h[i * 2 * nk + j]);
+          }
       } else {
         Mat<float> out{out_.data(), n, 3};
         be_.rating_errors(scores, e.target.view(), b.rows, lo, hi, out);
@@ -188,7 +197,10 @@ class Evaluator {
     } else {
       for (size_t j = 0; j < names.size(); ++j)
         metrics.emplace_back(names[j], e.n ? sums[j] / static_cast<double>(e.n) : NAN);
-      if (protocol == "seed") metrics.back().second = cnt ? std::sqrt(sq / cnt) : NAN;
+      if (protocol == "seed") {
+        metrics.back().second = cnt ? std::sqrt(sq / cnt) : NAN;
+        users.pop_back();  // RMSE is over ratings, not users
+      }
       const auto items = std::count(covered.begin(), covered.end(), uint8_t{1});
       metrics.emplace_back("coverage@" + std::to_string(kcov_),
                            e.n ? static_cast<double>(items) / static_cast<double>(width_) : NAN);
@@ -199,13 +211,21 @@ class Evaluator {
       if (std::none_of(unique.begin(), unique.end(), [&](const auto& u) { return u.first == kv.first; }))
         unique.push_back(std::move(kv));
     metrics = std::move(unique);
+    per_user_.clear();
+    for (size_t j = 0; j < users.size(); ++j)
+      if (std::none_of(per_user_.begin(), per_user_.end(), [&](const auto& u) { return u.first == names[j]; }))
+        per_user_.emplace_back(names[j], std::move(users[j]));
     const double loss = batches && m.num_params() > 0 ? be_.read_scalar(loss_.cmat()) / batches : NAN;
     return {loss, metrics};
   }
 
+ // The last run's per-user metrics (names as in its metrics), users in the evaluation set's order.
+  const std::vector<std::pair<std::string, std::vector<double>>>& per_user() const { return per_user_; }
+
  private:
   Backend<float>& be_;
   const TrainOptions& opt_;
+  std::vector<std::pair<std::string, std::vector<double>>> per_user_;
   int64_t batch_;
   int kmax_ = 0, kcov_ = 0;
   int64_t width_ = 0;
@@ -497,6 +517,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     } else {
       res.metrics = metrics;
     }
+    res.user_metrics = evaluator.per_user();
     res.model_ptr = std::move(model);
     return res;
   }
@@ -600,6 +621,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     if (better || !keep_best) {
       best_value = v;
       res.best_epoch = epoch;
+      res.user_metrics = evaluator.per_user();
       since_best = 0;
       if (keep_best)
         be.copy_within(best_theta.data(), model->param_buffer().data,
@@ -637,6 +659,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   if (have_val) {
     EvalSet test_set = make_eval_set(be, test_input, test_target, false);
     res.metrics = evaluator.run(*model, test_set).second;
+    res.user_metrics = evaluator.per_user();
   } else {
     res.metrics = res.history[res.best_epoch - 1].metrics;
   }
@@ -861,6 +884,18 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
   for (const auto& kv : r.metrics) m[kv.first] = std::isfinite(kv.second) ? nlohmann::ordered_json(kv.second) : nlohmann::ordered_json(nullptr);
   j["metrics"] = m;
+  if (!r.user_metrics.empty()) {
+    // Each per-user metric's 95 % interval half-width (mean ± ci95) over the evaluated users.
+    nlohmann::ordered_json ci = nlohmann::ordered_json::object();
+    int64_t users = 0;
+    for (const auto& kv : r.user_metrics) {
+      const MeanCi c = mean_ci95(kv.second);
+      ci[kv.first] = std::isfinite(c.half) ? nlohmann::ordered_json(c.half) : nlohmann::ordered_json(nullptr);
+      users = c.n;
+    }
+    j["metrics_ci95"] = ci;
+    j["users_evaluated"] = users;
+  }
   j["train_seconds"] = r.train_seconds;
   j["epoch_seconds_median"] = r.epoch_seconds_median;
   j["eval_set"] = r.eval_set;
@@ -904,15 +939,35 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   }
 }
 
+const std::vector<double>* user_values(const TrainResult& r, const std::string& key) {
+  for (const auto& kv : r.user_metrics)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
 void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {
+  const std::string diff = a.model + " - " + b.model + " (95% CI)";
   os << "\n" << std::left << std::setw(14) << "metric" << std::right << std::setw(12) << a.model
-     << std::setw(12) << b.model << "\n";
-  os << std::fixed << std::setprecision(4);
+     << std::setw(12) << b.model << "    " << diff << "\n";
+  int64_t users = 0;
+  bool marked = false;
   for (const auto& kv : a.metrics) {
-    os << std::left << std::setw(14) << fmt_metric_name(kv.first) << std::right << std::setw(12)
-       << kv.second << std::setw(12) << b.metric(kv.first) << "\n";
+    char line[160];
+    std::snprintf(line, sizeof line, "%-14s%12.4f%12.4f", fmt_metric_name(kv.first).c_str(), kv.second,
+                  b.metric(kv.first));
+    os << line;
+    const std::vector<double>*ua = user_values(a, kv.first), *ub = user_values(b, kv.first);
+    if (ua && ub && ua->size() == ub->size()) {
+      const MeanCi d = paired_difference_ci95(*ua, *ub);
+      users = d.n;
+      os << "    " << format_ci(d) << (d.excludes_zero() ? " *" : "");
+      marked = marked || d.excludes_zero();
+    }
+    os << "\n";
   }
-  os.unsetf(std::ios::floatfield);
+  if (users > 0)
+    os << "(per-user differences over the " << users << " evaluated users, paired t interval"
+       << (marked ? "; * the interval excludes 0" : "; every interval includes 0") << ")\n";
 }
 
 std::string format_op_profile(const std::vector<OpTime>& prof) {

@@ -76,6 +76,9 @@ struct TrainResult {
   std::string epoch_selection;
   double ease_lambda = 0;  // EASE: the λ used (chosen on the grid or given)
   std::vector<std::pair<std::string, double>> metrics;  // final (best epoch; test users)
+  // The final metrics' per-user values (not RMSE or coverage), users in one fixed order of the
+  // evaluation set, so two models of one split can be compared user by user (paired).
+  std::vector<std::pair<std::string, std::vector<double>>> user_metrics;
   double train_seconds = 0;
   double epoch_seconds_median = 0;
   int64_t train_rows = 0, eval_rows = 0, num_params = 0;

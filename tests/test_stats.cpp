@@ -1,0 +1,102 @@
+// Confidence intervals of the metrics (train/stats) and the paired comparison in compare.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "train/compare.h"
+#include "train/stats.h"
+
+namespace vae {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Stats, StudentQuantiles) {
+  EXPECT_DOUBLE_EQ(student_t975(1), 12.706);
+  EXPECT_DOUBLE_EQ(student_t975(10), 2.228);
+  EXPECT_DOUBLE_EQ(student_t975(30), 2.042);
+  // Beyond the table: published t(0.975) quantiles.
+  EXPECT_NEAR(student_t975(40), 2.0211, 5e-4);
+  EXPECT_NEAR(student_t975(60), 2.0003, 5e-4);
+  EXPECT_NEAR(student_t975(120), 1.9799, 5e-4);
+  EXPECT_NEAR(student_t975(1000000), 1.95996, 1e-4);
+  EXPECT_TRUE(std::isnan(student_t975(0)));
+  for (int64_t v = 31; v < 400; ++v) EXPECT_LT(student_t975(v), student_t975(v - 1)) << v;  // decreasing
+}
+
+TEST(Stats, MeanAndItsInterval) {
+  const MeanCi c = mean_ci95({1, 2, 3, 4, 5});
+  EXPECT_EQ(c.n, 5);
+  EXPECT_DOUBLE_EQ(c.mean, 3.0);
+  EXPECT_NEAR(c.half, 2.776 * std::sqrt(2.5) / std::sqrt(5.0), 1e-12);  // sd² = 2.5, t(4) = 2.776
+  const MeanCi skip = mean_ci95({1, NAN, 2, INFINITY, 3, 4, 5});  // non-finite values are not used
+  EXPECT_EQ(skip.n, 5);
+  EXPECT_DOUBLE_EQ(skip.half, c.half);
+  const MeanCi one = mean_ci95({0.5});
+  EXPECT_DOUBLE_EQ(one.mean, 0.5);
+  EXPECT_TRUE(std::isnan(one.half));
+  EXPECT_FALSE(one.excludes_zero());
+  EXPECT_TRUE(std::isnan(mean_ci95({}).mean));
+}
+
+TEST(Stats, PairedDifferences) {
+  // A constant shift user by user is certain however spread the users are.
+  const std::vector<double> a = {0.1, 0.9, 0.4, 0.7}, b = {0.0, 0.8, 0.3, 0.6};
+  const MeanCi d = paired_difference_ci95(a, b);
+  EXPECT_NEAR(d.mean, 0.1, 1e-15);
+  EXPECT_NEAR(d.half, 0.0, 1e-15);
+  EXPECT_TRUE(d.excludes_zero());
+  // Opposite differences cancel: an interval around 0.
+  const MeanCi z = paired_difference_ci95({1, 0, 1, 0}, {0, 1, 0, 1});
+  EXPECT_DOUBLE_EQ(z.mean, 0.0);
+  EXPECT_FALSE(z.excludes_zero());
+  EXPECT_THROW(paired_difference_ci95({1, 2}, {1}), VaeError);
+  EXPECT_EQ(format_ci(d), "+0.1000 \xc2\xb1 0.0000");
+  EXPECT_EQ(format_ci(mean_ci95({-0.25})), "-0.2500");
+}
+
+TrainResult result(const std::string& model, const std::string& protocol,
+                   const std::vector<std::pair<std::string, std::vector<double>>>& users) {
+  TrainResult r;
+  r.model = model;
+  r.protocol = protocol;
+  r.user_metrics = users;
+  for (const auto& [k, v] : users) r.metrics.emplace_back(k, mean_ci95(v).mean);
+  return r;
+}
+
+TEST(Stats, CompareListsEachModelAgainstTheBest) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("vae", "seed", {{"ndcg@20", {0.1, 0.2, 0.3, 0.4}}, {"recall@20", {1, 1, 1, 1}}}));
+  rs.push_back(result("ease", "seed", {{"ndcg@20", {0.3, 0.4, 0.5, 0.6}}, {"recall@20", {0, 0, 0, 0}}}));
+  rs.push_back(result("cdae", "seed", {{"ndcg@20", {0.5, 0.1, 0.6, 0.2}}, {"recall@20", {0, 0, 0, 0}}}));
+  rs.push_back(result("svd", "seed", {}));  // no per-user values: not listed
+  const std::string t = format_paired_differences(rs);
+  EXPECT_THAT(t, HasSubstr("best ndcg@20 (ease) over the 4 evaluated users"));
+  EXPECT_THAT(t, HasSubstr("\n  vae    -0.2000 \xc2\xb1 0.0000 *\n"));
+  const MeanCi cd = paired_difference_ci95({0.5, 0.1, 0.6, 0.2}, {0.3, 0.4, 0.5, 0.6});
+  EXPECT_FALSE(cd.excludes_zero());
+  EXPECT_THAT(t, HasSubstr("\n  cdae   " + format_ci(cd) + "\n"));
+  EXPECT_THAT(t, ::testing::Not(HasSubstr("svd")));
+  EXPECT_THAT(t, HasSubstr("* the interval excludes 0"));
+
+  // Heldout: its selection metric, NDCG@100, rather than the first NDCG.
+  std::vector<TrainResult> h;
+  h.push_back(result("multvae", "heldout", {{"ndcg@20", {0.9, 0.9}}, {"ndcg@100", {0.1, 0.3}}}));
+  h.push_back(result("ease", "heldout", {{"ndcg@20", {0.1, 0.1}}, {"ndcg@100", {0.2, 0.4}}}));
+  EXPECT_THAT(format_paired_differences(h), HasSubstr("best ndcg@100 (ease)"));
+  // One model, or none with per-user values: nothing to say.
+  h.pop_back();
+  EXPECT_EQ(format_paired_differences(h), "");
+  std::vector<TrainResult> none;
+  none.push_back(result("svd", "ratings", {}));
+  none.push_back(result("svdpp", "ratings", {}));
+  EXPECT_EQ(format_paired_differences(none), "");
+}
+
+}  // namespace
+}  // namespace vae
