@@ -17,6 +17,7 @@
 #include "cli_runner.h"
 #include "core/error.h"
 #include "train/compare.h"
+#include "train/stats.h"
 
 namespace {
 
@@ -147,6 +148,13 @@ TEST(Compare, CsvHoldsEveryDigitAndLeavesAbsentValuesEmpty) {
   EXPECT_EQ(rows[1].at("epoch_seconds_median"), "");
   EXPECT_EQ(rows[1].at("train_seconds"), "1.5");
   EXPECT_EQ(rows[1].at("num_params"), "");
+  EXPECT_EQ(rows[0].count("rmse_ci95"), 0u);  // RMSE is over ratings: no per-user interval
+
+  // Per-user metrics add their interval's half-width beside the other columns.
+  rs[1].user_metrics = {{"mae", {0.5, 1.0}}};
+  const auto with_ci = parse_csv(compare_csv(rs));
+  EXPECT_EQ(with_ci[0].at("mae_ci95"), "");
+  EXPECT_EQ(std::strtod(with_ci[1].at("mae_ci95").c_str(), nullptr), mean_ci95({0.5, 1.0}).half);
 }
 
 // ---- end to end ------------------------------------------------------------------------------
@@ -187,12 +195,17 @@ TEST(Compare, EveryModelMatchesItsOwnTrainRun) {
     ASSERT_FALSE(want["metrics"].empty());
     for (const auto& [key, value] : want["metrics"].items())
       EXPECT_EQ(std::strtod(row.at(key).c_str(), nullptr), value.get<double>()) << m << " " << key;
+    ASSERT_FALSE(want["metrics_ci95"].empty()) << m;
+    for (const auto& [key, value] : want["metrics_ci95"].items())
+      EXPECT_EQ(std::strtod(row.at(key + "_ci95").c_str(), nullptr), value.get<double>()) << m << " " << key;
   }
   EXPECT_EQ(rows[0].at("epoch"), "2");
   EXPECT_EQ(rows[1].at("epoch"), "");
   // The picture: one bar per model in every metric's panel and in the time panel.
   const std::string svg = read_text(d / "cmp" / "compare.svg");
-  const size_t metrics = rows[0].size() - 5;  // model, epoch, epoch_seconds_median, train_seconds, num_params
+  size_t metrics = rows[0].size() - 5;  // model, epoch, epoch_seconds_median, train_seconds, num_params
+  for (const auto& kv : rows[0])
+    if (kv.first.size() > 5 && kv.first.compare(kv.first.size() - 5, 5, "_ci95") == 0) --metrics;  // intervals
   size_t bars = 0;
   for (size_t p = svg.find("<rect class=\"bar"); p != std::string::npos; p = svg.find("<rect class=\"bar", p + 1)) ++bars;
   EXPECT_EQ(bars, 3 * (metrics + 1));

@@ -278,20 +278,35 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
 
 std::string compare_csv(const std::vector<TrainResult>& results) {
   const std::vector<std::string> names = compare_metric_names(results);
+  // The per-user metrics' interval half-widths follow the metrics, as <metric>_ci95.
+  std::vector<std::string> ci_names;
+  for (const std::string& n : names)
+    for (const TrainResult& r : results)
+      if (std::any_of(r.user_metrics.begin(), r.user_metrics.end(), [&](const auto& kv) { return kv.first == n; })) {
+        ci_names.push_back(n);
+        break;
+      }
   std::ostringstream os;
   os << "model";
   for (const std::string& n : names) os << "," << n;
+  for (const std::string& n : ci_names) os << "," << n << "_ci95";
   os << ",epoch,epoch_seconds_median,train_seconds,num_params\n";
   char num[64];
+  auto field = [&](double v) {
+    os << ",";
+    if (std::isfinite(v)) {
+      std::snprintf(num, sizeof num, "%.17g", v);  // every digit: the CSV is read back by programs
+      os << num;
+    }
+  };
   for (const TrainResult& r : results) {
     os << row_name(r);
-    for (const std::string& n : names) {
-      const double v = r.metric(n);
-      os << ",";
-      if (!std::isnan(v)) {
-        std::snprintf(num, sizeof num, "%.17g", v);  // every digit: the CSV is read back by programs
-        os << num;
-      }
+    for (const std::string& n : names) field(r.metric(n));
+    for (const std::string& n : ci_names) {
+      double half = NAN;
+      for (const auto& kv : r.user_metrics)
+        if (kv.first == n) half = mean_ci95(kv.second).half;
+      field(half);
     }
     if (trained(r)) {
       std::snprintf(num, sizeof num, ",%d,%.6g,%.6g", r.best_epoch, r.epoch_seconds_median, r.train_seconds);

@@ -59,8 +59,9 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // for the same users (the ratings protocol, SVD).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
-// compare.csv: model, every metric, epoch, epoch_seconds_median, train_seconds, num_params;
-// empty fields where a model has no such value.
+// compare.csv: model, every metric, the per-user metrics' 95 % interval half-widths
+// (<metric>_ci95), epoch, epoch_seconds_median, train_seconds, num_params; empty fields where a
+// model has no such value.
 std::string compare_csv(const std::vector<TrainResult>& results);
 
 // compare.svg: one bar panel per metric and one for the training time, a bar per model, the best
