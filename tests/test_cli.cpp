@@ -276,7 +276,9 @@ TEST(Cli, DefaultPrecisionGivesTheCpuMetricsOnTheGpu) {
     if (!it.value().is_number()) continue;
     const double diff = std::fabs(sg["metrics"][it.key()].get<double>() - it.value().get<double>());
     worst = std::max(worst, diff);
-    EXPECT_LT(diff, 5e-4) << it.key() << ": cuda " << sg["metrics"][it.key()] << " cpu " << it.value();
+    // Coverage counts items (1/900 each): a flipped tie at one list's end may move it by one.
+    const double tol = it.key().rfind("coverage@", 0) == 0 ? 1.0 / 900 + 1e-12 : 5e-4;
+    EXPECT_LE(diff, tol) << it.key() << ": cuda " << sg["metrics"][it.key()] << " cpu " << it.value();
   }
   std::cout << "largest CPU/GPU metric difference: " << worst << "\n";
 }
