@@ -4,7 +4,7 @@
 # vae_gpu: see data/README.md for the licence terms.
 #
 #   data/fetch_movielens.sh [--md5 SUM] [--dest DIR] NAME
-#   NAME: ml-100k | ml-1m | ml-latest-small | ml-20m | ml-25m
+#   NAME: ml-100k | ml-1m | ml-10m | ml-latest-small | ml-20m | ml-25m
 #
 # Environment:
 #   VAE_MOVIELENS_BASE_URL  base URL instead of https://files.grouplens.org/datasets/movielens
@@ -37,11 +37,14 @@ done
 
 # Checksums of the official zips. Only sums known for certain are embedded; for the others
 # the .md5 file GroupLens publishes next to each zip (NAME.zip.md5) is fetched and used.
+# top: the zip's top-level folder (ml-10m.zip holds ml-10M100K/); it is unpacked as data/NAME.
+top="$name"
 case "$name" in
   ml-100k) known_md5="0e33842e24a9c977be4e0107933c0723" ;;
   ml-1m) known_md5="c4d9eecfca2ab87c1945afe126590906" ;;
+  ml-10m) known_md5=""; top="ml-10M100K" ;;
   ml-latest-small | ml-20m | ml-25m) known_md5="" ;;
-  *) die "unknown data set '$name' (expected ml-100k, ml-1m, ml-latest-small, ml-20m or ml-25m)" ;;
+  *) die "unknown data set '$name' (expected ml-100k, ml-1m, ml-10m, ml-latest-small, ml-20m or ml-25m)" ;;
 esac
 
 base_url="${VAE_MOVIELENS_BASE_URL:-https://files.grouplens.org/datasets/movielens}"
@@ -116,7 +119,7 @@ else
   die "need unzip or python3 to unpack $name.zip"
 fi
 
-# The official zips hold one top-level folder named like the data set.
-[[ -d "$work/unpacked/$name" ]] || die "$name.zip has no top-level folder '$name'"
-mv "$work/unpacked/$name" "$target" || die "cannot move the data set to $target"
+# The official zips hold one top-level folder, named like the data set but for ml-10m's.
+[[ -d "$work/unpacked/$top" ]] || die "$name.zip has no top-level folder '$top'"
+mv "$work/unpacked/$top" "$target" || die "cannot move the data set to $target"
 echo "unpacked $name into $target"

@@ -43,16 +43,18 @@ class FetchScript : public ::testing::Test {
     if (!root_.empty()) fs::remove_all(root_);
   }
 
-  // server/NAME.zip holding NAME/u.data and NAME/u.item (a loadable two-rating ml-100k set).
-  void make_zip(const std::string& name) {
-    const fs::path src = root_ / "src" / name;
+  // server/NAME.zip holding TOP/u.data and TOP/u.item (a loadable two-rating ml-100k set);
+  // TOP is NAME unless given.
+  void make_zip(const std::string& name, std::string top = "") {
+    if (top.empty()) top = name;
+    const fs::path src = root_ / "src" / top;
     fs::create_directories(src);
     std::ofstream(src / "u.data") << "1\t1\t5\t881250949\n2\t1\t3\t881250950\n";
     std::ofstream(src / "u.item")
         << "1|Fake Film "
            "(2000)|01-Jan-2000||http://example.invalid/|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n";
     ASSERT_EQ(sh("cd '" + (root_ / "src").string() + "' && python3 -m zipfile -c '" +
-                 zip(name).string() + "' " + name),
+                 zip(name).string() + "' " + top),
               0);
   }
   fs::path zip(const std::string& name) const { return root_ / "server" / (name + ".zip"); }
@@ -132,6 +134,20 @@ TEST_F(FetchScript, UsesPublishedMd5FileWhenNoSumIsEmbedded) {
       << md5(zip("ml-latest-small")) << "  ml-latest-small.zip\n";
   ASSERT_EQ(fetch("ml-latest-small"), 0) << log();
   EXPECT_TRUE(fs::is_regular_file(out_ / "ml-latest-small" / "u.data"));
+}
+
+// ml-10m.zip unpacks to ml-10M100K/: it lands in data/ml-10m like the others.
+TEST_F(FetchScript, Ml10mIsUnpackedUnderItsOwnName) {
+  make_zip("ml-10m", "ml-10M100K");
+  std::ofstream(root_ / "server" / "ml-10m.zip.md5") << md5(zip("ml-10m")) << "  ml-10m.zip\n";
+  ASSERT_EQ(fetch("ml-10m"), 0) << log();
+  EXPECT_TRUE(fs::is_regular_file(out_ / "ml-10m" / "u.data")) << log();
+  EXPECT_FALSE(fs::exists(out_ / "ml-10M100K"));
+  // A zip with the folder named like the others is not what GroupLens serves: refused.
+  fs::remove_all(out_);
+  make_zip("ml-10m");
+  EXPECT_NE(fetch("ml-10m", "VAE_MOVIELENS_SKIP_MD5=1"), 0);
+  EXPECT_NE(log().find("no top-level folder 'ml-10M100K'"), std::string::npos) << log();
 }
 
 TEST_F(FetchScript, RejectsUnknownNamesMissingDownloadsAndWrongZips) {
