@@ -1516,9 +1516,9 @@ int main(int argc, char** argv) {
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
       ->check(whole_in(0, 100000));
-  app.add_option("--k", o.train.k, "seed protocol ranking cut-off K (cluster's number of clusters is its own --k, "
+  app.add_option("--k", o.train.k, "seed protocol ranking cut-off K of NDCG, Recall and Coverage (cluster's number of clusters is its own --k, "
                                    "given after `cluster`)")->check(whole_in(1, 1000000));
-  app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated");
+  app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated (Coverage at the first)");
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta,
