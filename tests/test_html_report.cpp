@@ -43,9 +43,17 @@ TEST(HtmlReport, PicturesAreInlineWithTheRunsOwnFirst) {
   ASSERT_NE(c, std::string::npos);
   EXPECT_LT(b, a);  // compare.svg before the sub-runs' curves, which keep their order
   EXPECT_LT(a, c);
-  EXPECT_THAT(h, HasSubstr("<a href=\"#fig-compare-svg\">compare.svg</a>"));
-  EXPECT_THAT(h, HasSubstr("<figure id=\"fig-vae-curves-svg\">\n<svg id=\"a\"></svg>\n<figcaption>vae/curves.svg "
+  EXPECT_THAT(h, HasSubstr("<a href=\"#fig1-compare-svg\">compare.svg</a>"));
+  EXPECT_THAT(h, HasSubstr("<figure id=\"fig2-vae-curves-svg\">\n<svg id=\"a\"></svg>\n<figcaption>vae/curves.svg "
                            "(<a href=\"vae/curves.svg\">the file</a>)</figcaption>"));
+}
+
+// Sweep rows like beta=1e-2 and beta=1e+2 differ only in characters an id cannot hold.
+TEST(HtmlReport, EveryPictureHasItsOwnAnchor) {
+  const std::string h = run_report_html("x", "", {{"m_beta=1e-2/curves.svg", "<svg/>"}, {"m_beta=1e+2/curves.svg", "<svg/>"}});
+  EXPECT_THAT(h, HasSubstr("<figure id=\"fig1-m-beta-1e-2-curves-svg\">"));
+  EXPECT_THAT(h, HasSubstr("<figure id=\"fig2-m-beta-1e-2-curves-svg\">"));
+  EXPECT_THAT(h, HasSubstr("<a href=\"#fig2-m-beta-1e-2-curves-svg\">m_beta=1e+2/curves.svg</a>"));
 }
 
 TEST(ConsoleCapture, CopiesCoutAndCerrInOrderAndRestoresThem) {
@@ -108,7 +116,7 @@ TEST(HtmlReport, TheMainJobLeavesOnePageWithItsOutputAndPictures) {
   const std::string h = read_text(dir / "report.html");
   EXPECT_THAT(h, HasSubstr("--epochs 2 --out " + dir.string()));
   for (const char* part : {"Training vae on cpu", "Top 30 recommendations for user", "K-Means on the latent means",
-                           "<figure id=\"fig-curves-svg\">", "<figure id=\"fig-tsne-svg\">"})
+                           "<figure id=\"fig1-curves-svg\">", "<figure id=\"fig2-tsne-svg\">"})
     EXPECT_THAT(h, HasSubstr(part));
   // The pictures are the files' own text.
   EXPECT_THAT(h, HasSubstr(read_text(dir / "curves.svg")));
@@ -122,12 +130,33 @@ TEST(HtmlReport, TheMainJobLeavesOnePageWithItsOutputAndPictures) {
   EXPECT_THAT(h2, Not(HasSubstr("<figure")));  // one epoch draws no curves
 }
 
+// SVD's main job prints its top 30 like the autoencoders' and its page holds it; cluster writes
+// its own page, so a cluster run into the main job's folder leaves that job's page.
+TEST(HtmlReport, SvdMainJobAndClusterPages) {
+  const auto dir = fresh_dir("report_svd");
+  const auto r = run_cli("--model svd --epochs 2 --out " + dir.string() + " " + kSmall);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string page = read_text(dir / "report.html");
+  EXPECT_THAT(page, HasSubstr("Top 30 recommendations for user"));
+
+  const auto m = fresh_dir("report_cluster");
+  ASSERT_EQ(run_cli("--epochs 2 --no-tsne --out " + m.string() + " " + kSmall).code, 0);
+  const std::string main_page = read_text(m / "report.html");
+  const auto c = run_cli("cluster --model-file " + (m / "model.safetensors").string() + " --k 2 --out " + m.string() +
+                         " " + kSmall);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_EQ(read_text(m / "report.html"), main_page);
+  const std::string cluster_page = read_text(m / "cluster_report.html");
+  EXPECT_THAT(cluster_page, HasSubstr("cluster --model-file"));
+  EXPECT_THAT(cluster_page, HasSubstr("K-Means on the latent means"));
+}
+
 TEST(HtmlReport, CompareShowsItsBarsFirst) {
   const auto dir = fresh_dir("report_compare");
   const auto r = run_cli("compare --models cdae,popularity --epochs 2 --quiet --out " + dir.string() + " " + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string h = read_text(dir / "report.html");
-  const size_t bars = h.find("<figure id=\"fig-compare-svg\">"), curves = h.find("<figure id=\"fig-cdae-curves-svg\">");
+  const size_t bars = h.find("<figure id=\"fig1-compare-svg\">"), curves = h.find("<figure id=\"fig2-cdae-curves-svg\">");
   ASSERT_NE(bars, std::string::npos) << h.substr(0, 2000);
   ASSERT_NE(curves, std::string::npos);
   EXPECT_LT(bars, curves);

@@ -319,6 +319,8 @@ TEST(Coverage, PopularityUnderTheSeedProtocolCoversItsOneList) {
     const TrainResult r = run_popularity(d, "seed", k);
     EXPECT_DOUBLE_EQ(metric(r, "coverage@" + std::to_string(k)), static_cast<double>(k) / 300) << "k " << k;
   }
+  // A cut-off beyond the 300 items ranks them all, and keeps the name it was asked by.
+  EXPECT_DOUBLE_EQ(metric(run_popularity(d, "seed", 500), "coverage@500"), 1.0);
 }
 
 // Heldout protocol: each test user's fold-in items are left out of their list, so the lists

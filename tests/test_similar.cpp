@@ -293,6 +293,7 @@ TEST(ItemEffects, ItemsAreFoundByIdOrTitle) {
   EXPECT_EQ(text::search_key("Łódź, Ŝ ŒUVRE İ"), "lodz, s oeuvre i");
   EXPECT_EQ(text::search_key("Rock \u2018n\u2019 Roll \u2013 1"), "rock 'n' roll - 1");
   EXPECT_EQ(text::search_key("\xff\xc3 Ωμέγα"), "\xff\xc3 Ωμέγα");  // other bytes as they are
+  EXPECT_EQ(text::search_key("\xe2\x80" "A\xe2\x80\x99"), "\xe2\x80" "a'");  // a broken sequence takes no letter
   EXPECT_EQ(text::display_width("Amélie"), 6u);
   EXPECT_EQ(find_item_by_id_or_title("50", d), 4);  // an id first
   EXPECT_EQ(find_item_by_id_or_title("JEDI", d), 1);  // case ignored
@@ -341,6 +342,10 @@ TEST(ItemEffects, TitlesAreFoundWithTheirArticleInFront) {
     EXPECT_THAT(e.what(), HasSubstr("2 titles in tiny match 'hamlet'; give the item id of one:\n  5  Hamlet (1990)\n  6"));
   }
   EXPECT_EQ(find_item_by_id_or_title("the matrix re", d), 1);  // part of one title's front form
+  // Titles with double spaces (ml-latest-small has a few) are found as filed and as typed.
+  d.titles[6] = "Blind Side, The  (2009)";
+  EXPECT_EQ(find_item_by_id_or_title("Blind Side, The  (2009)", d), 6);
+  EXPECT_EQ(find_item_by_id_or_title("the blind side", d), 6);
 }
 
 // ---- trained models through the recommend path -------------------------------------------

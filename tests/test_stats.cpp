@@ -84,11 +84,32 @@ TEST(Stats, CompareListsEachModelAgainstTheBest) {
   EXPECT_THAT(t, ::testing::Not(HasSubstr("svd")));
   EXPECT_THAT(t, HasSubstr("* the interval excludes 0"));
 
-  // Heldout: its selection metric, NDCG@100, rather than the first NDCG.
+  // Heldout: its selection metric, NDCG@100, rather than the first NDCG; without 100, the
+  // largest cut-off's.
   std::vector<TrainResult> h;
-  h.push_back(result("multvae", "heldout", {{"ndcg@20", {0.9, 0.9}}, {"ndcg@100", {0.1, 0.3}}}));
-  h.push_back(result("ease", "heldout", {{"ndcg@20", {0.1, 0.1}}, {"ndcg@100", {0.2, 0.4}}}));
+  h.push_back(result("multvae", "heldout", {{"ndcg@20", {0.9, 0.9}}, {"ndcg@100", {0.1, 0.3}}, {"ndcg@200", {0, 0}}}));
+  h.push_back(result("ease", "heldout", {{"ndcg@20", {0.1, 0.1}}, {"ndcg@100", {0.2, 0.4}}, {"ndcg@200", {0, 0}}}));
   EXPECT_THAT(format_paired_differences(h), HasSubstr("best ndcg@100 (ease)"));
+  for (auto& r : h) {
+    r.user_metrics.erase(r.user_metrics.begin() + 1);
+    r.metrics.erase(r.metrics.begin() + 1);
+  }
+  EXPECT_THAT(format_paired_differences(h), HasSubstr("best ndcg@200 ("));
+  // Another evaluation set is other users: not paired.
+  h[1].eval_set = "other users";
+  EXPECT_EQ(format_paired_differences(h), "");
+  h[1].eval_set = h[0].eval_set;
+  // No users (NaN metrics), or one user (no interval).
+  std::vector<TrainResult> empty;
+  empty.push_back(result("a", "heldout", {{"ndcg@100", {}}}));
+  empty.push_back(result("b", "heldout", {{"ndcg@100", {}}}));
+  EXPECT_EQ(format_paired_differences(empty), "");
+  std::vector<TrainResult> one;
+  one.push_back(result("a", "heldout", {{"ndcg@100", {0.5}}}));
+  one.push_back(result("b", "heldout", {{"ndcg@100", {0.25}}}));
+  const std::string t1 = format_paired_differences(one);
+  EXPECT_THAT(t1, HasSubstr("over the 1 evaluated user, mean"));
+  EXPECT_THAT(t1, HasSubstr("  b      -0.2500\n(too few users for an interval)\n"));
   // One model, or none with per-user values: nothing to say.
   h.pop_back();
   EXPECT_EQ(format_paired_differences(h), "");

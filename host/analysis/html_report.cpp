@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <string_view>
 
 namespace vae {
 
@@ -35,8 +36,9 @@ std::string as_terminal_shows(const std::string& s) {
     // A trailing "\r" (before the newline) shows the line as it was; an inner one rewrote it.
     size_t stop = end;
     while (stop > from && s[stop - 1] == '\r') --stop;
-    const size_t cr = s.rfind('\r', stop == 0 ? 0 : stop - 1);
-    if (cr != std::string::npos && cr >= from && cr < stop) from = cr + 1;
+    // Searched within the line only: a search back through the whole text is quadratic.
+    const size_t cr = std::string_view(s).substr(from, stop - from).rfind('\r');
+    if (cr != std::string_view::npos) from += cr + 1;
     out.append(s, from, stop - from);
     if (newline) out += '\n';
     start = end + 1;
@@ -44,9 +46,10 @@ std::string as_terminal_shows(const std::string& s) {
   return out;
 }
 
-// An id for a picture's anchor: its name with anything but letters and digits as '-'.
-std::string anchor(const std::string& name) {
-  std::string a = "fig-";
+// An id for a picture's anchor: its position (names like "a-b" and "a.b" would share an id) and
+// its name with anything but letters and digits as '-'.
+std::string anchor(size_t i, const std::string& name) {
+  std::string a = "fig" + std::to_string(i + 1) + "-";
   for (char c : name) a += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
   return a;
 }
@@ -73,12 +76,14 @@ std::string run_report_html(const std::string& command, const std::string& conso
        "</style>\n</head>\n<body>\n";
   h += "<h1>vae_gpu run</h1>\n<p><code>" + html_escape(command) + "</code></p>\n";
   h += "<p><a href=\"#output\">Output</a>";
-  for (const ReportPicture& p : pics) h += " &middot; <a href=\"#" + anchor(p.name) + "\">" + html_escape(p.name) + "</a>";
+  for (size_t i = 0; i < pics.size(); ++i)
+    h += " &middot; <a href=\"#" + anchor(i, pics[i].name) + "\">" + html_escape(pics[i].name) + "</a>";
   h += "</p>\n";
   h += "<h2 id=\"output\">Output</h2>\n<pre>" + html_escape(as_terminal_shows(console)) + "</pre>\n";
   if (!pics.empty()) h += "<h2>Pictures</h2>\n";
-  for (const ReportPicture& p : pics) {
-    h += "<figure id=\"" + anchor(p.name) + "\">\n" + p.svg;
+  for (size_t i = 0; i < pics.size(); ++i) {
+    const ReportPicture& p = pics[i];
+    h += "<figure id=\"" + anchor(i, p.name) + "\">\n" + p.svg;
     if (!p.svg.empty() && p.svg.back() != '\n') h += "\n";
     h += "<figcaption>" + html_escape(p.name) + " (<a href=\"" + html_escape(p.name) + "\">the file</a>)</figcaption>\n";
     h += "</figure>\n";

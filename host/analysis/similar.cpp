@@ -146,10 +146,20 @@ const char* const kArticles[] = {"the", "a",   "an",  "le",  "la",  "les", "l'",
                                  "los", "las", "der", "die", "das", "det", "den", "de",  "het", "un",  "une",
                                  "una", "uno", "o",   "os",  "as",  "ein", "eine", "en",  "et"};
 
+// A search key with its spaces as typed: trimmed, each run of them one (some MovieLens titles
+// hold double spaces).
+std::string spaced_key(const std::string& s) {
+  std::string out;
+  for (char c : text::search_key(s))
+    if (c != ' ' || (!out.empty() && out.back() != ' ')) out.push_back(c);
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 // The ways a title can be asked for, as search keys: as filed and with its article in front, each
 // with and without its parenthesised tail (the year, an original title).
 std::vector<std::string> title_forms(const std::string& title) {
-  const std::string key = text::search_key(title);
+  const std::string key = spaced_key(title);
   const size_t paren = key.find(" (");
   const std::string main = key.substr(0, paren), tail = paren == std::string::npos ? "" : key.substr(paren);
   std::vector<std::string> forms = {key, main};
@@ -172,11 +182,7 @@ std::vector<std::string> title_forms(const std::string& title) {
 int32_t find_item_by_id_or_title(const std::string& query, const Dataset& d) {
   const int64_t by_id = d.find_item(query);
   if (by_id >= 0) return static_cast<int32_t>(by_id);
-  // Spaces as typed: trimmed, runs of them one.
-  std::string q;
-  for (char c : text::search_key(query))
-    if (c != ' ' || (!q.empty() && q.back() != ' ')) q.push_back(c);
-  while (!q.empty() && q.back() == ' ') q.pop_back();
+  const std::string q = spaced_key(query);
   if (!d.has_titles() || q.empty())
     throw UsageError("no item " + text::quote(query) + " in " + d.name +
                      (d.has_titles() ? "" : " (it has no titles to search: give an item id)"));

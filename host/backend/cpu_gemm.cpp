@@ -14,7 +14,9 @@
 #include <exception>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <mutex>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -97,9 +99,11 @@ class GemmPool {
       while (end && (*end == ' ' || *end == '\t')) ++end;
       if (end != b && *end == '\0' && errno == 0 && v >= 1 && *b != '+') {
         n = static_cast<int>(std::min<long>(v, kMaxThreads));
-        if (v > kMaxThreads) std::fprintf(stderr, "note: VAE_CPU_THREADS=%ld is capped at %d threads\n", v, kMaxThreads);
+        // std::cerr, not stderr: the notes belong in a run's report.html copy of the console.
+        if (v > kMaxThreads) std::cerr << "note: VAE_CPU_THREADS=" << v << " is capped at " << kMaxThreads << " threads\n";
       } else {
-        std::fprintf(stderr, "note: VAE_CPU_THREADS='%.40s' is not a positive whole number; using %d threads\n", e, n);
+        std::cerr << "note: VAE_CPU_THREADS='" << std::string(e).substr(0, 40) << "' is not a positive whole number; using "
+                  << n << " threads\n";
       }
     }
     for (int i = 1; i < n; ++i) {

@@ -357,15 +357,16 @@ void ensure_dir(const std::string& dir) {
 
 // Commits the staged files and says which were written ("wrote DIR/a, b, sub/c"), taken from
 // what was staged so the line cannot drift from the files.
-void commit_and_report(StagedFiles& staged, const std::string& dir) {
-  // report.html: what the command printed and its pictures, staged last so it is committed with
-  // (and only with) the files it shows.
+// report (a file name in dir): what the command printed and its pictures, staged last so it is
+// committed with (and only with) the files it shows. cluster keeps its own page, so that a
+// cluster run into a main job's folder (the README's way) leaves that run's report.html.
+void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report = "report.html") {
   const ConsoleCapture* capture = ConsoleCapture::active();
   if (capture && !dir.empty()) {
     std::vector<ReportPicture> pictures;
     for (const auto& [path, svg] : staged.pictures())
       pictures.push_back({std::filesystem::path(path).lexically_relative(dir).generic_string(), svg});
-    staged.add(dir + "/report.html", run_report_html(capture->command(), capture->text(), pictures));
+    staged.add(dir + "/" + report, run_report_html(capture->command(), capture->text(), pictures));
   }
   const std::vector<std::string> paths = staged.commit();
   if (paths.empty()) return;
@@ -584,8 +585,8 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   std::cout << "Final metrics on " << r.eval_set << ":";
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
+  StagedFiles staged;  // renamed in together at the end (the model file, report.html)
   if (!o.out.empty()) {
-    StagedFiles staged;  // renamed in together once the model file is written
     stage_run_files(staged, o.out, r);
     const std::string model_path = o.out + "/" + kModelFileName;
     if (run.model) {
@@ -597,7 +598,6 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
                 << " written (train without --folds to keep a model)\n";
       staged.remove_on_commit(model_path);  // an earlier run's model would not match these metrics
     }
-    commit_and_report(staged, o.out);
   }
   if (main_job && run.model && d.num_users() > 0) {
     std::string user = "1";
@@ -611,6 +611,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
                                         "Top 30 recommendations for user " + user + " (" + r.model +
                                             ", rated items included):");
   }
+  commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
 }
 
@@ -1010,7 +1011,7 @@ int run_cluster(Options& o) {
   } else {
     cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false, staged);
   }
-  commit_and_report(staged, o.out);  // nothing is staged without --out
+  commit_and_report(staged, o.out, "cluster_report.html");  // nothing is staged without --out
   return 0;
 }
 

@@ -27,27 +27,39 @@ ConsoleCapture::~ConsoleCapture() {
 
 const ConsoleCapture* ConsoleCapture::active() { return g_active; }
 
-void ConsoleCapture::keep(const char* s, size_t n) {
+// Never throws: the copy is a convenience, and the terminal (written first) must not lose a
+// line, least of all the out-of-memory message, because the copy could not grow.
+void ConsoleCapture::keep(const char* s, size_t n) noexcept {
   if (truncated_) return;
-  if (text_.size() + n > kMaxBytes) {
-    text_.append(s, kMaxBytes - text_.size());
-    text_ += "\n[... the rest of the output is not copied here: more than 8 MiB]\n";
+  try {
+    if (text_.size() + n > kMaxBytes) {
+      text_.append(s, kMaxBytes - text_.size());
+      text_ += "\n[... the rest of the output is not copied here: more than 8 MiB]\n";
+      truncated_ = true;
+      return;
+    }
+    text_.append(s, n);
+  } catch (...) {
     truncated_ = true;
-    return;
+    try {
+      text_ += "\n[... the rest of the output is not copied here: out of memory]\n";
+    } catch (...) {
+    }
   }
-  text_.append(s, n);
 }
 
 ConsoleCapture::Tee::int_type ConsoleCapture::Tee::overflow(int_type c) {
   if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
   const char ch = traits_type::to_char_type(c);
+  const int_type r = to_->sputc(ch);
   owner_.keep(&ch, 1);
-  return to_->sputc(ch);
+  return r;
 }
 
 std::streamsize ConsoleCapture::Tee::xsputn(const char* s, std::streamsize n) {
+  const std::streamsize r = to_->sputn(s, n);
   owner_.keep(s, static_cast<size_t>(n));
-  return to_->sputn(s, n);
+  return r;
 }
 
 int ConsoleCapture::Tee::sync() { return to_->pubsync(); }

@@ -39,7 +39,7 @@ class ConsoleCapture {
     std::streambuf* to_;
     ConsoleCapture& owner_;
   };
-  void keep(const char* s, size_t n);
+  void keep(const char* s, size_t n) noexcept;
 
   std::string command_, text_;
   bool truncated_ = false;

@@ -340,7 +340,7 @@ std::string search_key(std::string_view s) {
       len = 2;
       if (cp >= 0xC0 && cp <= 0xFF) plain = kLatin1Base[cp - 0xC0];
       else if (cp >= 0x100 && cp <= 0x17F) plain = latin_ext_a_base(cp);
-    } else if (c == 0xE2 && d == 0x80 && i + 2 < s.size()) {
+    } else if (c == 0xE2 && d == 0x80 && i + 2 < s.size() && (static_cast<unsigned char>(s[i + 2]) & 0xC0u) == 0x80u) {
       // U+2010…U+2015 dashes and U+2018/2019 quotes, as typed on a keyboard.
       const auto e = static_cast<unsigned char>(s[i + 2]);
       len = 3;

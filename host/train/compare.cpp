@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "analysis/svg_plot.h"
@@ -243,36 +244,51 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
       if (kv.first == key) return &kv.second;
     return nullptr;
   };
+  // The trainer's selection metric: seed NDCG@k (the first NDCG), heldout NDCG@100 when reported,
+  // else the NDCG of the largest cut-off.
   std::string metric;
+  int largest = -1;
   for (const TrainResult& r : results)
-    for (const auto& kv : r.user_metrics)
-      if (metric.empty() && kv.first.rfind("ndcg@", 0) == 0) metric = kv.first;
-  for (const TrainResult& r : results)
-    if (r.protocol == "heldout" && values(r, "ndcg@100")) metric = "ndcg@100";
+    for (const auto& kv : r.user_metrics) {
+      if (kv.first.rfind("ndcg@", 0) != 0) continue;
+      if (metric.empty()) metric = kv.first;
+      const int k = std::atoi(kv.first.c_str() + 5);
+      if (r.protocol == "heldout" && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
+    }
   if (metric.empty()) return "";
-  // The best model among those with this metric's per-user values.
+  // The best model among those with users' values of this metric.
   const TrainResult* best = nullptr;
   for (const TrainResult& r : results)
-    if (values(r, metric) && (!best || r.metric(metric) > best->metric(metric))) best = &r;
+    if (values(r, metric) && !values(r, metric)->empty() && std::isfinite(r.metric(metric)) &&
+        (!best || r.metric(metric) > best->metric(metric)))
+      best = &r;
+  if (!best) return "";
   const std::vector<double>& ref = *values(*best, metric);
+  // Pairs are the same users: the same evaluation set, as many values.
   std::vector<std::pair<const TrainResult*, MeanCi>> rows;
   for (const TrainResult& r : results)
-    if (&r != best && values(r, metric) && values(r, metric)->size() == ref.size())
+    if (&r != best && values(r, metric) && values(r, metric)->size() == ref.size() && r.eval_set == best->eval_set)
       rows.emplace_back(&r, paired_difference_ci95(*values(r, metric), ref));
   if (rows.empty()) return "";
   size_t w = 5;
   for (const auto& row : rows) w = std::max(w, row_name(*row.first).size());
   std::ostringstream os;
-  bool marked = false;
+  bool marked = false, any_interval = false;
   os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the "
-     << rows.front().second.n << " evaluated users, mean with its paired 95% interval:\n";
+     << rows.front().second.n << (rows.front().second.n == 1 ? " evaluated user" : " evaluated users")
+     << ", mean with its paired 95% interval:\n";
   for (const auto& [r, d] : rows) {
     os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
        << (d.excludes_zero() ? " *" : "") << "\n";
     marked = marked || d.excludes_zero();
+    any_interval = any_interval || std::isfinite(d.half);
   }
-  os << (marked ? "* the interval excludes 0: a gap larger than the users' spread explains\n"
-                : "(every interval includes 0: no gap is larger than the users' spread explains)\n");
+  if (marked)
+    os << "* the interval excludes 0: a gap larger than the users' spread explains\n";
+  else if (any_interval)
+    os << "(every interval includes 0: no gap is larger than the users' spread explains)\n";
+  else
+    os << "(too few users for an interval)\n";
   return os.str();
 }
 

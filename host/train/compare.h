@@ -54,9 +54,9 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 
 // The models against the best of one ranking metric, user by user: each row's mean per-user
 // difference from the best model with its paired 95 % interval, marked where the interval
-// excludes 0. The metric is the protocol's selection metric (heldout: NDCG@100 when reported;
-// seed: the first NDCG). Empty when fewer than two models have per-user values of that metric
-// for the same users (the ratings protocol, SVD).
+// excludes 0. The metric is the trainer's selection metric (heldout: NDCG@100 when reported,
+// else the largest cut-off's; seed: NDCG@k). Empty when fewer than two models have per-user
+// values of that metric for the same evaluation set (the ratings protocol, SVD, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
 // compare.csv: model, every metric, the per-user metrics' 95 % interval half-widths

@@ -86,7 +86,9 @@ class Evaluator {
     // and NDCG's denominators use min(k, |target|), and |target| <= width).
     for (int k : opt.ks) ks_ranked_.push_back(std::min(k, kmax_));
     // Coverage is measured at the protocol's first cut-off (seed: --k; heldout: the first of --ks).
+    // A cut-off beyond the item count covers what every item ranked covers; it keeps its name.
     kcov_ = opt.protocol == "seed" ? std::min(opt.k, kmax_) : opt.protocol == "heldout" ? ks_ranked_.front() : 0;
+    kcov_name_ = opt.protocol == "seed" ? opt.k : opt.protocol == "heldout" ? opt.ks.front() : 0;
     width_ = width;
     idx_ = be.alloc<int32_t>(batch, kmax_);
     val_ = be.alloc<float>(batch, kmax_);
@@ -202,7 +204,7 @@ class Evaluator {
         users.pop_back();  // RMSE is over ratings, not users
       }
       const auto items = std::count(covered.begin(), covered.end(), uint8_t{1});
-      metrics.emplace_back("coverage@" + std::to_string(kcov_),
+      metrics.emplace_back("coverage@" + std::to_string(kcov_name_),
                            e.n ? static_cast<double>(items) / static_cast<double>(width_) : NAN);
     }
     // --k 100 (seed) or a repeated --ks entry names a metric twice: keep one column of each.
@@ -227,7 +229,7 @@ class Evaluator {
   const TrainOptions& opt_;
   std::vector<std::pair<std::string, std::vector<double>>> per_user_;
   int64_t batch_;
-  int kmax_ = 0, kcov_ = 0;
+  int kmax_ = 0, kcov_ = 0, kcov_name_ = 0;
   int64_t width_ = 0;
   std::vector<int> ks_ranked_;  // opt.ks, each at most kmax_
   Tensor<float> scores_, truth_, val_, out_, loss_;
@@ -957,7 +959,7 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
                   b.metric(kv.first));
     os << line;
     const std::vector<double>*ua = user_values(a, kv.first), *ub = user_values(b, kv.first);
-    if (ua && ub && ua->size() == ub->size()) {
+    if (ua && ub && ua->size() == ub->size() && a.eval_set == b.eval_set) {
       const MeanCi d = paired_difference_ci95(*ua, *ub);
       users = d.n;
       os << "    " << format_ci(d) << (d.excludes_zero() ? " *" : "");
