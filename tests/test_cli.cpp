@@ -106,6 +106,32 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
   EXPECT_FALSE(s["metrics_ci95"].contains("coverage@20"));
   const nlohmann::json p = read_json(dir / "popularity" / "summary.json");
   EXPECT_EQ(p["users_evaluated"], 40);
+
+  // user_metrics.csv: one row per evaluated user, whose columns average to the summary's metrics.
+  std::ifstream f(dir / "user_metrics.csv");
+  std::string header, line;
+  ASSERT_TRUE(std::getline(f, header));
+  EXPECT_EQ(header, "user_id,input_ratings,ndcg@20,recall@20,ndcg@100,recall@100");
+  std::vector<double> sums(4, 0.0);
+  int rows = 0;
+  while (std::getline(f, line)) {
+    std::stringstream ss(line);
+    std::string field;
+    std::getline(ss, field, ',');
+    std::getline(ss, field, ',');
+    EXPECT_GT(std::stoi(field), 0);
+    for (double& sum : sums) {
+      std::getline(ss, field, ',');
+      sum += std::stod(field);
+    }
+    ++rows;
+  }
+  EXPECT_EQ(rows, 40);
+  const char* names[] = {"ndcg@20", "recall@20", "ndcg@100", "recall@100"};
+  for (int j = 0; j < 4; ++j) EXPECT_NEAR(sums[j] / rows, s["metrics"][names[j]].get<double>(), 1e-7) << names[j];
+  // A later run without per-user metrics into the folder takes the file away with the rest.
+  ASSERT_EQ(run_cli("train --model svd --epochs 1 --quiet " + std::string(kSmall) + " --out " + dir.string()).code, 0);
+  EXPECT_FALSE(fs::exists(dir / "user_metrics.csv"));
 }
 
 // Item-based AutoRec and SVD only predict ratings: without --protocol they get the ratings one.

@@ -308,6 +308,19 @@ TEST(UserMetrics, PerUserValuesAverageToTheReportedMetrics) {
     }
     for (const char* absent : {"rmse", "coverage@20"})
       for (const auto& kv : r.user_metrics) EXPECT_NE(kv.first, absent);
+    // Who they are, and how many ratings each gave the model: all of them under seed (full
+    // vectors), about 80 % of the positives under heldout (the fold-in part).
+    ASSERT_EQ(r.eval_user_ids.size(), users) << protocol;
+    ASSERT_EQ(r.user_activity.size(), users) << protocol;
+    for (size_t i = 0; i < users; ++i) {
+      const int64_t u = d.find_user(r.eval_user_ids[i]);
+      ASSERT_GE(u, 0) << r.eval_user_ids[i];
+      const int64_t all = d.ratings.indptr[u + 1] - d.ratings.indptr[u];
+      if (std::string(protocol) == "seed")
+        EXPECT_EQ(r.user_activity[i], all) << r.eval_user_ids[i];
+      else
+        EXPECT_TRUE(r.user_activity[i] >= 1 && r.user_activity[i] < all) << r.eval_user_ids[i];
+    }
   }
 }
 

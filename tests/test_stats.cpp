@@ -119,5 +119,32 @@ TEST(Stats, CompareListsEachModelAgainstTheBest) {
   EXPECT_EQ(format_paired_differences(none), "");
 }
 
+TEST(Stats, ActivityBreakdownGroupsUsersByTheirInputRatings) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("a", "seed", {{"ndcg@20", {1, 2, 3, 4, 5, 6, 7, 8}}}));
+  rs.push_back(result("b", "seed", {{"ndcg@20", {0, 0, 0, 0, 1, 1, 1, 1}}}));
+  rs.push_back(result("c", "seed", {}));  // no per-user values: no row
+  for (auto& r : rs) r.user_activity = {10, 20, 30, 40, 50, 60, 70, 80};
+  std::string t = format_activity_breakdown(rs);
+  EXPECT_THAT(t, HasSubstr("ndcg@20 by the users' number of input ratings (quartiles of the 8 evaluated users"));
+  EXPECT_THAT(t, HasSubstr("model  10-20 (2)  21-40 (2)  41-60 (2)  61-80 (2)\n"));
+  EXPECT_THAT(t, HasSubstr("\na         1.5000     3.5000     5.5000     7.5000\n"));
+  EXPECT_THAT(t, HasSubstr("\nb         0.0000     0.0000     1.0000     1.0000\n"));
+  EXPECT_THAT(t, ::testing::Not(HasSubstr("\nc ")));
+  // Users in any order, equal activities in one group (groups then differ in size).
+  for (auto& r : rs) r.user_activity = {80, 10, 10, 10, 10, 10, 70, 40};
+  t = format_activity_breakdown(rs);
+  // Sorted: 10 10 10 10 10 40 70 80; the quartile bounds 10, 10, 40, 80 merge to three groups.
+  EXPECT_THAT(t, HasSubstr("model     10 (5)  11-40 (1)  41-80 (2)\n"));
+  EXPECT_THAT(t, HasSubstr("\na         4.0000     8.0000     4.0000\n"));  // (2+3+4+5+6)/5, 8, (1+7)/2
+  // One activity for all, or too few users: no table.
+  for (auto& r : rs) r.user_activity.assign(8, 5);
+  EXPECT_EQ(format_activity_breakdown(rs), "");
+  std::vector<TrainResult> few;
+  few.push_back(result("a", "seed", {{"ndcg@20", {1, 2, 3}}}));
+  few.back().user_activity = {1, 2, 3};
+  EXPECT_EQ(format_activity_breakdown(few), "");
+}
+
 }  // namespace
 }  // namespace vae

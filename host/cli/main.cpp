@@ -1357,6 +1357,8 @@ int run_compare(Options& o) {
     if (r.eval_set != first.eval_set)
       std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
   std::cout << format_paired_differences(results);
+  if (const std::string by_activity = format_activity_breakdown(results); !by_activity.empty())
+    std::cout << "\n" << by_activity;
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
     staged.add(o.out + "/compare.csv", compare_csv(results));

@@ -238,14 +238,17 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
   return os.str();
 }
 
-std::string format_paired_differences(const std::vector<TrainResult>& results) {
-  auto values = [](const TrainResult& r, const std::string& key) -> const std::vector<double>* {
-    for (const auto& kv : r.user_metrics)
-      if (kv.first == key) return &kv.second;
-    return nullptr;
-  };
-  // The trainer's selection metric: seed NDCG@k (the first NDCG), heldout NDCG@100 when reported,
-  // else the NDCG of the largest cut-off.
+namespace {
+
+const std::vector<double>* user_values(const TrainResult& r, const std::string& key) {
+  for (const auto& kv : r.user_metrics)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
+// The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
+// NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none.
+std::string selection_metric(const std::vector<TrainResult>& results) {
   std::string metric;
   int largest = -1;
   for (const TrainResult& r : results)
@@ -255,20 +258,27 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
       const int k = std::atoi(kv.first.c_str() + 5);
       if (r.protocol == "heldout" && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
     }
+  return metric;
+}
+
+}  // namespace
+
+std::string format_paired_differences(const std::vector<TrainResult>& results) {
+  const std::string metric = selection_metric(results);
   if (metric.empty()) return "";
   // The best model among those with users' values of this metric.
   const TrainResult* best = nullptr;
   for (const TrainResult& r : results)
-    if (values(r, metric) && !values(r, metric)->empty() && std::isfinite(r.metric(metric)) &&
+    if (user_values(r, metric) && !user_values(r, metric)->empty() && std::isfinite(r.metric(metric)) &&
         (!best || r.metric(metric) > best->metric(metric)))
       best = &r;
   if (!best) return "";
-  const std::vector<double>& ref = *values(*best, metric);
+  const std::vector<double>& ref = *user_values(*best, metric);
   // Pairs are the same users: the same evaluation set, as many values.
   std::vector<std::pair<const TrainResult*, MeanCi>> rows;
   for (const TrainResult& r : results)
-    if (&r != best && values(r, metric) && values(r, metric)->size() == ref.size() && r.eval_set == best->eval_set)
-      rows.emplace_back(&r, paired_difference_ci95(*values(r, metric), ref));
+    if (&r != best && user_values(r, metric) && user_values(r, metric)->size() == ref.size() && r.eval_set == best->eval_set)
+      rows.emplace_back(&r, paired_difference_ci95(*user_values(r, metric), ref));
   if (rows.empty()) return "";
   size_t w = 5;
   for (const auto& row : rows) w = std::max(w, row_name(*row.first).size());
@@ -289,6 +299,67 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
     os << "(every interval includes 0: no gap is larger than the users' spread explains)\n";
   else
     os << "(too few users for an interval)\n";
+  return os.str();
+}
+
+std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
+  const std::string metric = selection_metric(results);
+  if (metric.empty()) return "";
+  // The users: those of the first result that has them; the rows are the results evaluated on
+  // that same set.
+  const TrainResult* base = nullptr;
+  for (const TrainResult& r : results)
+    if (user_values(r, metric) && !r.user_activity.empty() && r.user_activity.size() == user_values(r, metric)->size()) {
+      base = &r;
+      break;
+    }
+  if (!base) return "";
+  const std::vector<int64_t>& act = base->user_activity;
+  const size_t n = act.size();
+  std::vector<int64_t> sorted = act;
+  std::sort(sorted.begin(), sorted.end());
+  // Quartile bounds by value, so users with equal activity share a group (groups may then
+  // differ in size); equal bounds merge.
+  std::vector<int64_t> upper;
+  for (int q = 1; q <= 4; ++q) {
+    const int64_t hi = sorted[std::min(n - 1, (n * static_cast<size_t>(q) + 3) / 4 - 1)];
+    if (upper.empty() || hi > upper.back()) upper.push_back(hi);
+  }
+  if (n < 8 || upper.size() < 2) return "";  // too few users, or one activity for all
+  std::vector<std::string> heads;
+  std::vector<std::vector<size_t>> members(upper.size());
+  for (size_t i = 0; i < n; ++i)
+    members[std::lower_bound(upper.begin(), upper.end(), act[i]) - upper.begin()].push_back(i);
+  for (size_t g = 0; g < upper.size(); ++g) {
+    const int64_t lo = g == 0 ? sorted.front() : upper[g - 1] + 1;
+    heads.push_back((lo == upper[g] ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(upper[g])) + " (" +
+                    std::to_string(members[g].size()) + ")");
+  }
+  size_t wm = 5, wc = 7;
+  for (const std::string& h : heads) wc = std::max(wc, h.size());
+  std::vector<const TrainResult*> rows;
+  for (const TrainResult& r : results)
+    if (user_values(r, metric) && user_values(r, metric)->size() == n && r.eval_set == base->eval_set) {
+      rows.push_back(&r);
+      wm = std::max(wm, row_name(r).size());
+    }
+  std::ostringstream os;
+  os << metric << " by the users' number of input ratings (quartiles of the " << n << " evaluated users; users per group):\n";
+  os << std::string(wm, ' ').replace(0, 5, "model");
+  for (const std::string& h : heads) os << "  " << std::string(wc - h.size(), ' ') << h;
+  os << "\n";
+  char cell[64];
+  for (const TrainResult* r : rows) {
+    os << row_name(*r) << std::string(wm - row_name(*r).size(), ' ');
+    const std::vector<double>& v = *user_values(*r, metric);
+    for (size_t g = 0; g < members.size(); ++g) {
+      double sum = 0;
+      for (size_t i : members[g]) sum += v[i];
+      std::snprintf(cell, sizeof cell, "  %*.4f", static_cast<int>(wc), sum / static_cast<double>(members[g].size()));
+      os << cell;
+    }
+    os << "\n";
+  }
   return os.str();
 }
 

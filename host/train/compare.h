@@ -59,6 +59,12 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // values of that metric for the same evaluation set (the ratings protocol, SVD, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
+// The selection metric (as above) by user activity: the evaluated users cut into quartiles of
+// their number of input ratings, one row per model with its mean in each group (the Mult-VAE
+// paper's view: do the models differ for light and heavy users?). Empty without per-user values
+// or with fewer than 8 users or a single activity level.
+std::string format_activity_breakdown(const std::vector<TrainResult>& results);
+
 // compare.csv: model, every metric, the per-user metrics' 95 % interval half-widths
 // (<metric>_ci95), epoch, epoch_seconds_median, train_seconds, num_params; empty fields where a
 // model has no such value.

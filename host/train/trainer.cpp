@@ -22,6 +22,7 @@
 #include "core/philox.h"
 #include "core/temp_files.h"
 #include "data/shuffle.h"
+#include "data/text_reader.h"
 #include "models/baselines.h"
 #include "train/memory_plan.h"
 #include "train/stats.h"
@@ -343,6 +344,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       eval_input = binarized(std::move(eval_input));
     }
     res.eval_set = std::to_string(s.test_users.size()) + " test users (full vectors)";
+    for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
   } else if (opt.protocol == "heldout") {
     HeldoutSplit s = split_heldout(d, opt.heldout, opt.seed);
     train = s.train;
@@ -354,6 +356,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     test_target = s.test_target;
     have_val = true;
     // The final metrics are the test users'; the validation users pick the epoch (or EASE's λ).
+    for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
     res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
                    " more for validation), " + std::to_string(s.item_map.size()) + " items";
   } else {
@@ -381,6 +384,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     test_input = eval_input;
     test_target = eval_target;
   }
+  if (!res.eval_user_ids.empty())
+    for (int64_t r = 0; r < test_input.rows; ++r) res.user_activity.push_back(test_input.indptr[r + 1] - test_input.indptr[r]);
   // A batch larger than every matrix it cuts would only size buffers nothing fills (one batch
   // per pass either way): clamp it, so --batch-size 16777216 means "everything at once".
   batch = std::min(batch, std::max<int64_t>({train.rows, eval_input.rows, test_input.rows, 1}));
@@ -853,7 +858,8 @@ void write_run_files(const std::string& dir, const TrainResult& r) {
 }
 
 void drop_run_files(StagedFiles& staged, const std::string& dir) {
-  for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg"}) staged.remove_on_commit(dir + f);
+  for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg", "/user_metrics.csv"})
+    staged.remove_on_commit(dir + f);
   staged.remove_dir_if_empty_on_commit(dir);
 }
 
@@ -926,6 +932,29 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   }
   if (!r.note.empty()) j["note"] = r.note;
   staged.add(dir + "/summary.json", j.dump(2) + "\n");
+
+  // Each evaluated user's metrics, for tests and plots of one's own (activity breakdowns,
+  // significance between runs): user_id, input_ratings, then the per-user metrics.
+  const bool per_user = !r.user_metrics.empty() && r.eval_user_ids.size() == r.user_metrics.front().second.size() &&
+                        r.user_activity.size() == r.eval_user_ids.size();
+  if (per_user) {
+    std::ostringstream u;
+    u << "user_id,input_ratings";
+    for (const auto& kv : r.user_metrics) u << "," << kv.first;
+    u << "\n";
+    char num[32];
+    for (size_t i = 0; i < r.eval_user_ids.size(); ++i) {
+      u << text::csv_field(r.eval_user_ids[i]) << "," << r.user_activity[i];
+      for (const auto& kv : r.user_metrics) {
+        std::snprintf(num, sizeof num, ",%.9g", kv.second[i]);
+        u << num;
+      }
+      u << "\n";
+    }
+    staged.add(dir + "/user_metrics.csv", u.str());
+  } else {
+    staged.remove_on_commit(dir + "/user_metrics.csv");  // an earlier run's users would not be this run's
+  }
 
   // Learning curves as a picture when there is a curve to draw (trained for two epochs or more);
   // written last, and a picture that cannot be drawn costs a warning, never the run's files.

@@ -79,6 +79,10 @@ struct TrainResult {
   // The final metrics' per-user values (not RMSE or coverage), users in one fixed order of the
   // evaluation set, so two models of one split can be compared user by user (paired).
   std::vector<std::pair<std::string, std::vector<double>>> user_metrics;
+  // The evaluated users of user_metrics, in its order: their ids and how many input ratings each
+  // gave the model (seed: all their ratings; heldout: the fold-in part).
+  std::vector<std::string> eval_user_ids;
+  std::vector<int64_t> user_activity;
   double train_seconds = 0;
   double epoch_seconds_median = 0;
   int64_t train_rows = 0, eval_rows = 0, num_params = 0;
@@ -144,7 +148,8 @@ class StagedFiles {
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
 
-// metrics.csv (one row per epoch), summary.json and curves.svg (two epochs or more) into dir
+// metrics.csv (one row per epoch), summary.json, curves.svg (two epochs or more) and
+// user_metrics.csv (each evaluated user's ranking metrics, where there are any) into dir
 // (created if needed), staged: the caller commits them once everything else of the run (the
 // model file) has been written. write_run_files stages and commits at once.
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r);
