@@ -405,6 +405,13 @@ TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
   EXPECT_FALSE(is_compare_label("vae_beta=../x"));
   EXPECT_FALSE(is_compare_label("notes"));
   EXPECT_FALSE(is_compare_label("vae_colour=1"));
+  // Grid rows: one _NAME=VALUE part per option.
+  EXPECT_EQ(sweep_label("multvae", {{"beta", "0.2"}, {"dropout", "0.5"}}), "multvae_beta=0.2_dropout=0.5");
+  EXPECT_TRUE(is_compare_label("multvae_beta=0.2_dropout=0.5"));
+  EXPECT_TRUE(is_compare_label("cdae_batch-size=32_weight-decay=1e-5"));
+  EXPECT_FALSE(is_compare_label("multvae_beta=0.2_colour=1"));
+  EXPECT_FALSE(is_compare_label("multvae_beta=0.2_"));
+  EXPECT_FALSE(is_compare_label("multvae_beta=0.2_dropout=../x"));
 }
 
 // Each swept row is exactly a lone `train` with that value; a model that does not read the
@@ -451,6 +458,38 @@ TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
   const nlohmann::json one = read_json(d / "mv" / "multvae_beta=1" / "summary.json");
   EXPECT_EQ(one["config"]["beta"].get<double>(), 1.0);
   EXPECT_EQ(one["config"]["anneal_steps"].get<int64_t>(), 0);
+}
+
+// Two --sweep flags: a grid over the options each model reads, the last varying fastest; every
+// cell is a lone `train` with both values; a model reading one of them varies that one alone.
+TEST(CompareSweep, TwoSweepsMakeAGrid) {
+  const fs::path d = temp_dir("grid");
+  const CmdResult c = run_cli(std::string("compare --models multvae,cdae --sweep dropout=0.2,0.6 --sweep beta=0.1,0.4 "
+                                          "--epochs 2 --seed 4 ") + kData + " --out " + (d / "cmp").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --sweep: cdae reads only dropout; its rows vary that alone"));
+  const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.push_back(r.at("model"));
+  EXPECT_EQ(names, (std::vector<std::string>{"multvae_dropout=0.2_beta=0.1", "multvae_dropout=0.2_beta=0.4",
+                                             "multvae_dropout=0.6_beta=0.1", "multvae_dropout=0.6_beta=0.4",
+                                             "cdae_dropout=0.2", "cdae_dropout=0.6"}));
+  const fs::path lone = d / "lone";
+  const CmdResult t = run_cli(std::string("train --model multvae --dropout 0.6 --beta 0.1 --epochs 2 --seed 4 ") + kData +
+                              " --out " + lone.string());
+  ASSERT_EQ(t.code, 0) << t.out;
+  const nlohmann::json cell = read_json(d / "cmp" / "multvae_dropout=0.6_beta=0.1" / "summary.json");
+  EXPECT_EQ(cell["metrics"], read_json(lone / "summary.json")["metrics"]);
+  EXPECT_EQ(cell["config"]["dropout"].get<double>(), 0.6);
+  EXPECT_EQ(cell["config"]["beta"].get<double>(), 0.1);
+  // One option twice, or swept and set: refused before anything trains.
+  for (const std::string& args : {std::string("compare --models multvae --sweep beta=1,2 --sweep beta=3,4 "),
+                                  std::string("compare --models multvae --sweep beta=1,2 --sweep dropout=0.1,0.2 --dropout 0.3 "),
+                                  std::string("compare --models vae --sweep beta=1,2 --sweep dropout=0.1,0.2 ")}) {
+    const CmdResult r = run_cli(args + "--epochs 1 " + kData);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("[1/"))) << args;
+  }
 }
 
 TEST(CompareSweep, SweepsNoModelCanTakeAreRefusedBeforeAnyTraining) {

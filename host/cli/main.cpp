@@ -90,7 +90,7 @@ struct Options {
   std::string tsne_method = "auto";
   // compare
   std::string models;  // "" = default_compare_models(protocol)
-  std::string sweep;   // "" = none; "beta=1,0.001"
+  std::vector<std::string> sweeps;  // compare --sweep, one entry per flag: "beta=1,0.001"
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
@@ -1205,19 +1205,33 @@ int run_compare(Options& o) {
   if (o.train.folds != 0)
     throw UsageError("--folds runs svd/svdpp cross-validation on its own folds; compare trains every model on one split");
   const bool listed = o.was_given("--models");
-  Sweep sweep;
-  if (o.was_given("--sweep")) {
-    sweep = parse_sweep(o.sweep);
-    if (o.was_given("--" + sweep.name))
-      throw UsageError("--" + sweep.name + " is also swept (--sweep " + o.sweep + "): give it once");
+  // Each --sweep flag one option; several make a grid.
+  std::vector<Sweep> sweeps;
+  for (const std::string& spec : o.sweeps) {
+    Sweep sw = parse_sweep(spec);
+    if (o.was_given("--" + sw.name))
+      throw UsageError("--" + sw.name + " is also swept (--sweep " + spec + "): give it once");
+    for (const Sweep& other : sweeps)
+      if (other.name == sw.name) throw UsageError("--sweep " + sw.name + " is given twice: list its values in one");
+    sweeps.push_back(std::move(sw));
   }
+  std::string swept;  // "beta" or "beta, dropout"
+  for (const Sweep& sw : sweeps) swept += (swept.empty() ? "" : ", ") + sw.name;
   std::vector<std::string> models = listed ? parse_model_list(o.models) : default_compare_models(o.train.protocol);
-  if (!sweep.name.empty()) {
-    auto reads = [&](const std::string& m) { return sweep_applies(sweep.name, m); };
-    if (std::none_of(models.begin(), models.end(), reads))
-      throw UsageError("--sweep " + sweep.name + ": " + (listed ? "no model in --models" : "no default model") +
-                       " reads --" + sweep.name);
-    // Unlisted, the defaults that read the option; listed, the others run once as references.
+  // The swept options a model reads, in the order given.
+  auto swept_by = [&](const std::string& m) {
+    std::vector<const Sweep*> out;
+    for (const Sweep& sw : sweeps)
+      if (sweep_applies(sw.name, m)) out.push_back(&sw);
+    return out;
+  };
+  if (!sweeps.empty()) {
+    auto reads = [&](const std::string& m) { return !swept_by(m).empty(); };
+    for (const Sweep& sw : sweeps)
+      if (std::none_of(models.begin(), models.end(), [&](const std::string& m) { return sweep_applies(sw.name, m); }))
+        throw UsageError("--sweep " + sw.name + ": " + (listed ? "no model in --models" : "no default model") +
+                         " reads --" + sw.name);
+    // Unlisted, the defaults that read an option; listed, the others run once as references.
     if (!listed) {
       std::string left;
       for (const std::string& m : models)
@@ -1225,15 +1239,25 @@ int run_compare(Options& o) {
       models.erase(std::remove_if(models.begin(), models.end(), [&](const std::string& m) { return !reads(m); }),
                    models.end());
       if (!left.empty())
-        std::cerr << "note: --sweep " << sweep.name << " without --models: the default models that read --" << sweep.name
-                  << " (not " << left << "; name them in --models to run them once beside)\n";
+        std::cerr << "note: --sweep " << swept << " without --models: the default models that read "
+                  << (sweeps.size() > 1 ? "one of them" : "--" + swept) << " (not " << left
+                  << "; name them in --models to run them once beside)\n";
     }
     std::string once;
     for (const std::string& m : models)
       if (!reads(m)) once += (once.empty() ? "" : ", ") + m;
     if (!once.empty())
-      std::cerr << "note: --sweep " << sweep.name << ": " << once << " run" << (once.find(',') == std::string::npos ? "s" : "")
-                << " once, as a reference (not reading --" << sweep.name << ")\n";
+      std::cerr << "note: --sweep " << swept << ": " << once << " run" << (once.find(',') == std::string::npos ? "s" : "")
+                << " once, as a reference (not reading " << (sweeps.size() > 1 ? "any of them" : "--" + swept) << ")\n";
+    // On a grid, a model that reads only some of the options varies those.
+    if (sweeps.size() > 1)
+      for (const std::string& m : models) {
+        const auto own = swept_by(m);
+        if (own.empty() || own.size() == sweeps.size()) continue;
+        std::string names;
+        for (const Sweep* sw : own) names += (names.empty() ? "" : ", ") + sw->name;
+        std::cerr << "note: --sweep: " << m << " reads only " << names << "; its rows vary that alone\n";
+      }
   }
   auto has = [&](const char* k) { return std::find(models.begin(), models.end(), k) != models.end(); };
   // Only rating predictors named: their protocol, as `train` picks it for one of them.
@@ -1245,22 +1269,35 @@ int run_compare(Options& o) {
   if (!loss.empty() && std::none_of(models.begin(), models.end(), [&](const std::string& m) { return loss_fits(m, loss); }))
     throw UsageError("--loss " + loss + " is " + (loss_fits("cdae", loss) ? "CDAE's" : "AutoRec's") +
                      " and no compared model is one");
-  // The runs: each model once, or once per swept value where it reads the option.
+  // The runs: each model once, or once per combination of the swept values it reads (the last
+  // option varying fastest).
   struct Run {
-    std::string kind, label, value;  // label "" = the model's own name
+    std::string kind, label;  // label "" = the model's own name
+    std::vector<std::pair<std::string, std::string>> settings;
     const std::string& name() const { return label.empty() ? kind : label; }
   };
   std::vector<Run> runs;
   for (const std::string& m : models) {
-    if (!sweep.name.empty() && sweep_applies(sweep.name, m))
-      for (const std::string& v : sweep.values) runs.push_back({m, sweep_label(m, sweep.name, v), v});
-    else
-      runs.push_back({m, "", ""});
+    const auto own = swept_by(m);
+    if (own.empty()) {
+      runs.push_back({m, "", {}});
+      continue;
+    }
+    std::vector<size_t> at(own.size(), 0);
+    while (true) {
+      Run run{m, "", {}};
+      for (size_t j = 0; j < own.size(); ++j) run.settings.emplace_back(own[j]->name, own[j]->values[at[j]]);
+      run.label = sweep_label(m, run.settings);
+      runs.push_back(std::move(run));
+      size_t j = own.size();
+      while (j > 0 && ++at[j - 1] == own[j - 1]->values.size()) at[--j] = 0;
+      if (j == 0) break;
+    }
   }
   auto options_of = [&](const Run& run) {
     TrainOptions t = o.train;
     t.model.kind = run.kind;
-    if (!run.value.empty()) apply_sweep(sweep.name, run.value, t);
+    for (const auto& [name, value] : run.settings) apply_sweep(name, value, t);
     return t;
   };
   // Every run is checked against the protocol and the flags before the first one trains.
@@ -1629,10 +1666,13 @@ int main(int argc, char** argv) {
                       "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"
                       "popularity; ratings autorec,i-autorec,svd,svdpp,popularity); each model's own defaults apply "
                       "unless a flag sets them for all");
-  compare->add_option("--sweep", o.sweep,
+  compare->add_option("--sweep", o.sweeps,
                       "one training option at several values, NAME=V1,V2,... (NAME: beta, lr, latent, hidden, dropout, "
                       "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda): each model that reads it "
-                      "trains once per value (rows and directories <model>_<NAME>=<value>), the others once");
+                      "trains once per value (rows and directories <model>_<NAME>=<value>), the others once; give it "
+                      "again for a grid (<model>_<NAME>=<v>_<NAME2>=<w>)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--tsne-method", o.tsne_method,
                  "t-SNE of the main job and cluster --tsne: exact (sklearn's method='exact'), barnes-hut (its default, "
                  "theta 0.5; on the CPU) or auto: exact on a GPU, and on the CPU up to 1000 points, Barnes-Hut beyond")

@@ -177,19 +177,32 @@ void apply_sweep(const std::string& name, const std::string& value, TrainOptions
 }
 
 std::string sweep_label(const std::string& kind, const std::string& name, const std::string& value) {
-  return kind + "_" + name + "=" + value;
+  return sweep_label(kind, {{name, value}});
+}
+
+std::string sweep_label(const std::string& kind, const std::vector<std::pair<std::string, std::string>>& settings) {
+  std::string label = kind;
+  for (const auto& [name, value] : settings) label += "_" + name + "=" + value;
+  return label;
 }
 
 bool is_compare_label(const std::string& label) {
   if (std::find(std::begin(kModelKinds), std::end(kModelKinds), label) != std::end(kModelKinds)) return true;
-  const size_t us = label.find('_'), eq = label.find('=');
-  if (us == std::string::npos || eq == std::string::npos || eq < us) return false;
-  const std::string kind = label.substr(0, us), name = label.substr(us + 1, eq - us - 1), value = label.substr(eq + 1);
-  if (std::find(std::begin(kModelKinds), std::end(kModelKinds), kind) == std::end(kModelKinds) ||
-      !find_sweep_option(name) || value.empty())
-    return false;
-  // A value as written on a command line: digits, '.', '-', '+', 'e' (no path separators).
-  return value.find_first_not_of("0123456789.eE+-") == std::string::npos;
+  size_t us = label.find('_');
+  if (us == std::string::npos) return false;
+  if (std::find(std::begin(kModelKinds), std::end(kModelKinds), label.substr(0, us)) == std::end(kModelKinds)) return false;
+  // One or more _NAME=VALUE parts.
+  while (us != std::string::npos) {
+    const size_t next = label.find('_', us + 1);
+    const std::string part = label.substr(us + 1, next == std::string::npos ? std::string::npos : next - us - 1);
+    const size_t eq = part.find('=');
+    if (eq == std::string::npos || !find_sweep_option(part.substr(0, eq))) return false;
+    const std::string value = part.substr(eq + 1);
+    // A value as written on a command line: digits, '.', '-', '+', 'e' (no path separators).
+    if (value.empty() || value.find_first_not_of("0123456789.eE+-") != std::string::npos) return false;
+    us = next;
+  }
+  return true;
 }
 
 bool lower_is_better(const std::string& metric) {

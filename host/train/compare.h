@@ -18,6 +18,8 @@ std::vector<std::string> parse_model_list(const std::string& list);
 
 // compare --sweep NAME=V1,V2,…: one training option at several values, each compared model
 // trained once per value (a model that does not read the option runs once, as a reference).
+// Several --sweep flags make a grid: a model trains once per combination of the values of the
+// options it reads.
 struct Sweep {
   std::string name;                 // "" = no sweep
   std::vector<std::string> values;  // as written (they label the rows and directories)
@@ -33,8 +35,10 @@ Sweep parse_sweep(const std::string& spec);
 bool sweep_applies(const std::string& name, const std::string& kind);
 // Sets the option in t to a value parse_sweep accepted.
 void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t);
-// A swept run's row and directory name: "vae_beta=0.001".
+// A swept run's row and directory name: "vae_beta=0.001", on a grid "multvae_beta=0.2_dropout=0.5"
+// (option names hold no '_', values no '_' either).
 std::string sweep_label(const std::string& kind, const std::string& name, const std::string& value);
+std::string sweep_label(const std::string& kind, const std::vector<std::pair<std::string, std::string>>& settings);
 // A row name compare itself writes: a model kind, or a sweep label of one.
 bool is_compare_label(const std::string& label);
 
