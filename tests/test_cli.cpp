@@ -129,6 +129,13 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
   EXPECT_EQ(rows, 40);
   const char* names[] = {"ndcg@20", "recall@20", "ndcg@100", "recall@100"};
   for (int j = 0; j < 4; ++j) EXPECT_NEAR(sums[j] / rows, s["metrics"][names[j]].get<double>(), 1e-7) << names[j];
+  // No evaluated user (two users, both drawn for training): no file of none.
+  fs::path none = temp_dir("intervals_none");
+  ASSERT_EQ(run_cli("train --epochs 1 --quiet --device cpu --data synthetic:users=2,items=30,ratings=20,groups=1 "
+                    "--out " + none.string()).code,
+            0);
+  EXPECT_TRUE(fs::exists(none / "summary.json"));
+  EXPECT_FALSE(fs::exists(none / "user_metrics.csv"));
   // A later run without per-user metrics into the folder takes the file away with the rest.
   ASSERT_EQ(run_cli("train --model svd --epochs 1 --quiet " + std::string(kSmall) + " --out " + dir.string()).code, 0);
   EXPECT_FALSE(fs::exists(dir / "user_metrics.csv"));

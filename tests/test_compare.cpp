@@ -412,6 +412,9 @@ TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
   EXPECT_FALSE(is_compare_label("multvae_beta=0.2_colour=1"));
   EXPECT_FALSE(is_compare_label("multvae_beta=0.2_"));
   EXPECT_FALSE(is_compare_label("multvae_beta=0.2_dropout=../x"));
+  EXPECT_FALSE(is_compare_label("vae_beta=."));  // not numbers
+  EXPECT_FALSE(is_compare_label("vae_beta=e"));
+  EXPECT_FALSE(is_compare_label("multvae_beta=1_beta=2"));  // an option twice
 }
 
 // Each swept row is exactly a lone `train` with that value; a model that does not read the
@@ -482,8 +485,16 @@ TEST(CompareSweep, TwoSweepsMakeAGrid) {
   EXPECT_EQ(cell["metrics"], read_json(lone / "summary.json")["metrics"]);
   EXPECT_EQ(cell["config"]["dropout"].get<double>(), 0.6);
   EXPECT_EQ(cell["config"]["beta"].get<double>(), 0.1);
-  // One option twice, or swept and set: refused before anything trains.
+  // A later one-option sweep into the folder takes the grid's rows away.
+  const CmdResult after = run_cli(std::string("compare --models multvae --sweep beta=0.1,0.4 --epochs 1 ") + kData +
+                                  " --out " + (d / "cmp").string());
+  ASSERT_EQ(after.code, 0) << after.out;
+  EXPECT_FALSE(fs::exists(d / "cmp" / "multvae_dropout=0.6_beta=0.1"));
+  EXPECT_FALSE(fs::exists(d / "cmp" / "cdae_dropout=0.2"));
+  EXPECT_TRUE(fs::exists(d / "cmp" / "multvae_beta=0.1" / "summary.json"));
+  // One option twice, or swept and set, or two in one flag: refused before anything trains.
   for (const std::string& args : {std::string("compare --models multvae --sweep beta=1,2 --sweep beta=3,4 "),
+                                  std::string("compare --models multvae --sweep beta=1,2 dropout=0.1,0.2 "),
                                   std::string("compare --models multvae --sweep beta=1,2 --sweep dropout=0.1,0.2 --dropout 0.3 "),
                                   std::string("compare --models vae --sweep beta=1,2 --sweep dropout=0.1,0.2 ")}) {
     const CmdResult r = run_cli(args + "--epochs 1 " + kData);

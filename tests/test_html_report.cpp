@@ -134,8 +134,14 @@ TEST(HtmlReport, TheMainJobLeavesOnePageWithItsOutputAndPictures) {
 // its own page, so a cluster run into the main job's folder leaves that job's page.
 TEST(HtmlReport, SvdMainJobAndClusterPages) {
   const auto dir = fresh_dir("report_svd");
+  // Over an autoencoder main job's folder: its popularity row and cluster files go too.
+  ASSERT_EQ(run_cli("--epochs 2 --out " + dir.string() + " " + kSmall).code, 0);
+  ASSERT_TRUE(std::filesystem::exists(dir / "popularity" / "summary.json"));
   const auto r = run_cli("--model svd --epochs 2 --out " + dir.string() + " " + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* gone : {"popularity", "clusters.csv", "cluster_lift.csv", "tsne.svg", "embeddings.npy",
+                           "user_ids.csv", "user_metrics.csv"})
+    EXPECT_FALSE(std::filesystem::exists(dir / gone)) << gone;
   const std::string page = read_text(dir / "report.html");
   EXPECT_THAT(page, HasSubstr("Top 30 recommendations for user"));
 

@@ -598,6 +598,12 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
                 << " written (train without --folds to keep a model)\n";
       staged.remove_on_commit(model_path);  // an earlier run's model would not match these metrics
     }
+    // SVD's main job has no popularity row and no cluster analysis: an earlier autoencoder main
+    // job's would not describe this run.
+    if (main_job) {
+      drop_run_files(staged, o.out + "/popularity");
+      drop_analysis_files(staged, o.out, /*embeddings=*/true);
+    }
   }
   if (main_job && run.model && d.num_users() > 0) {
     std::string user = "1";
@@ -1658,9 +1664,11 @@ int main(int argc, char** argv) {
   cluster->add_option("--tsne-max", o.tsne_max, "t-SNE of at most this many users (a random subsample beyond)")
       ->check(whole_in(2, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
-  CLI::App* compare = app.add_subcommand("compare", "several models on one split, side by side (a table; --out DIR gets "
-                                                "compare.csv, compare.svg (a bar chart per metric) and each model's "
-                                                "metrics.csv, summary.json, curves.svg in DIR/<model>/)");
+  CLI::App* compare = app.add_subcommand("compare", "several models on one split, side by side (a table, paired "
+                                                "differences from the best, NDCG by user activity; --out DIR gets "
+                                                "compare.csv, compare.svg (a bar chart per metric), report.html and each "
+                                                "model's metrics.csv, summary.json, curves.svg, user_metrics.csv in "
+                                                "DIR/<model>/)");
   compare->fallthrough();
   compare->add_option("--models", o.models,
                       "comma-separated models (default: seed and heldout protocols vae,autorec,cdae,multvae,ease,"
@@ -1672,7 +1680,9 @@ int main(int argc, char** argv) {
                       "trains once per value (rows and directories <model>_<NAME>=<value>), the others once; give it "
                       "again for a grid (<model>_<NAME>=<v>_<NAME2>=<w>)")
       ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->allow_extra_args(false)  // one NAME=... per flag: a second needs its own --sweep
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->default_str("");
   app.add_option("--tsne-method", o.tsne_method,
                  "t-SNE of the main job and cluster --tsne: exact (sklearn's method='exact'), barnes-hut (its default, "
                  "theta 0.5; on the CPU) or auto: exact on a GPU, and on the CPU up to 1000 points, Barnes-Hut beyond")

@@ -86,6 +86,18 @@ const SweepOption* find_sweep_option(const std::string& name) {
   return nullptr;
 }
 
+// A decimal number as written on a command line ("0.001", "1e-4"), finite; no hex, nan or inf.
+bool decimal_value(const std::string& v, double& x) {
+  if (v.empty() || v.find_first_not_of("0123456789.eE+-") != std::string::npos) return false;
+  size_t pos = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return pos == v.size() && std::isfinite(x);
+}
+
 bool among(const std::string& kind, std::initializer_list<const char*> kinds) {
   for (const char* k : kinds)
     if (kind == k) return true;
@@ -120,15 +132,7 @@ Sweep parse_sweep(const std::string& spec) {
     const std::string v = trim(item);
     if (v.empty()) throw UsageError("--sweep " + sw.name + ": an empty value");
     double x = 0;
-    size_t pos = 0;
-    bool ok = v.find_first_of("xXnN") == std::string::npos;  // decimal only: no hex, nan, inf
-    try {
-      x = ok ? std::stod(v, &pos) : 0;
-    } catch (const std::exception&) {
-      ok = false;
-    }
-    ok = ok && pos == v.size() && std::isfinite(x);
-    if (!ok) throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a decimal number");
+    if (!decimal_value(v, x)) throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a decimal number");
     if (opt->integer && x != std::floor(x))
       throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a whole number");
     if (x < opt->lo || (opt->open_lo && x == opt->lo) || x > opt->hi) {
@@ -191,15 +195,18 @@ bool is_compare_label(const std::string& label) {
   size_t us = label.find('_');
   if (us == std::string::npos) return false;
   if (std::find(std::begin(kModelKinds), std::end(kModelKinds), label.substr(0, us)) == std::end(kModelKinds)) return false;
-  // One or more _NAME=VALUE parts.
+  // One or more _NAME=VALUE parts, each option once, each value a number as --sweep takes it (so
+  // never a path separator or "..").
+  std::vector<std::string> seen;
   while (us != std::string::npos) {
     const size_t next = label.find('_', us + 1);
     const std::string part = label.substr(us + 1, next == std::string::npos ? std::string::npos : next - us - 1);
     const size_t eq = part.find('=');
     if (eq == std::string::npos || !find_sweep_option(part.substr(0, eq))) return false;
-    const std::string value = part.substr(eq + 1);
-    // A value as written on a command line: digits, '.', '-', '+', 'e' (no path separators).
-    if (value.empty() || value.find_first_not_of("0123456789.eE+-") != std::string::npos) return false;
+    if (std::find(seen.begin(), seen.end(), part.substr(0, eq)) != seen.end()) return false;
+    seen.push_back(part.substr(0, eq));
+    double x = 0;
+    if (!decimal_value(part.substr(eq + 1), x)) return false;
     us = next;
   }
   return true;

@@ -935,7 +935,8 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
 
   // Each evaluated user's metrics, for tests and plots of one's own (activity breakdowns,
   // significance between runs): user_id, input_ratings, then the per-user metrics.
-  const bool per_user = !r.user_metrics.empty() && r.eval_user_ids.size() == r.user_metrics.front().second.size() &&
+  const bool per_user = !r.user_metrics.empty() && !r.eval_user_ids.empty() &&
+                        r.eval_user_ids.size() == r.user_metrics.front().second.size() &&
                         r.user_activity.size() == r.eval_user_ids.size();
   if (per_user) {
     std::ostringstream u;
