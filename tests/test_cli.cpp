@@ -102,6 +102,11 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
     EXPECT_GT(s["metrics_ci95"][m].get<double>(), 0.0) << m;
     EXPECT_LT(s["metrics_ci95"][m].get<double>(), 0.5) << m;
   }
+  // The run prints them under its final metrics, as summary.json has them.
+  char printed[64];
+  std::snprintf(printed, sizeof printed, "ndcg@20 \xc2\xb1%.4f, recall@20 \xc2\xb1%.4f",
+                s["metrics_ci95"]["ndcg@20"].get<double>(), s["metrics_ci95"]["recall@20"].get<double>());
+  EXPECT_THAT(r.out, HasSubstr(std::string("\n95% intervals over the 40 evaluated users: ") + printed));
   EXPECT_FALSE(s["metrics_ci95"].contains("rmse"));
   EXPECT_FALSE(s["metrics_ci95"].contains("coverage@20"));
   const nlohmann::json p = read_json(dir / "popularity" / "summary.json");

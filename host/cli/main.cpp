@@ -734,7 +734,7 @@ int run_train(Options& o, bool main_job) {
   else
     std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
-  std::cout << "\n";
+  std::cout << "\n" << format_intervals(r);
   // Every file of the command is staged and renamed into --out together at the end, so a
   // failure part-way (a full disk, t-SNE out of memory) leaves the earlier run's files whole.
   StagedFiles staged;

@@ -977,6 +977,21 @@ const std::vector<double>* user_values(const TrainResult& r, const std::string& 
   return nullptr;
 }
 
+std::string format_intervals(const TrainResult& r) {
+  std::string out;
+  int64_t users = 0;
+  char cell[64];
+  for (const auto& [name, values] : r.user_metrics) {
+    const MeanCi c = mean_ci95(values);
+    if (!std::isfinite(c.half)) continue;
+    std::snprintf(cell, sizeof cell, "%s \xc2\xb1%.4f", name.c_str(), c.half);
+    out += (out.empty() ? "" : ", ") + std::string(cell);
+    users = c.n;
+  }
+  if (out.empty()) return "";
+  return "95% intervals over the " + std::to_string(users) + " evaluated users: " + out + "\n";
+}
+
 void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult& b) {
   const std::string diff = a.model + " - " + b.model + " (95% CI)";
   os << "\n" << std::left << std::setw(14) << "metric" << std::right << std::setw(12) << a.model

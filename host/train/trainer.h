@@ -165,6 +165,10 @@ void write_text_atomically(const std::string& path, const std::string& text);
 // epoch marked. write_run_files writes it for runs of two epochs or more.
 std::string learning_curves_svg(const TrainResult& r);
 
+// "95% intervals over the N evaluated users: ndcg@20 ±0.0312, …\n" for the per-user metrics of
+// r's final metrics; "" when there are none or fewer than two users.
+std::string format_intervals(const TrainResult& r);
+
 // The bare `vae_gpu --epochs N` summary: model and popularity side by side.
 void print_comparison(std::ostream& os, const TrainResult& model, const TrainResult& baseline);
 
