@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "analysis/html_report.h"
 #include "core/error.h"
 
 namespace vae {
@@ -22,20 +23,13 @@ constexpr double kTop = 56;        // title lines
 constexpr double kLegendW = 340;   // legend column right of the plot
 constexpr double kRowH = 18;       // legend line height
 
-// XML text: markup characters as entities; control characters, which XML 1.0 forbids, dropped.
+// XML text: markup characters as entities (as in HTML); control characters, which XML 1.0
+// forbids, dropped.
 std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') continue;
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
+  std::string kept;
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n' || c == '\r') kept += c;
+  return html_escape(kept);
 }
 
 std::string num(double v) {
