@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -219,6 +220,14 @@ TEST(Compare, RatingsProtocolComparesTheRatingPredictors) {
   EXPECT_THAT(c.out, HasSubstr("Models compared on the ratings protocol (random 90/10"));
   EXPECT_THAT(c.out, ::testing::ContainsRegex("svd +[0-9.]+\\*? +[0-9.]+"));
   EXPECT_THAT(c.out, ::testing::Not(HasSubstr("was evaluated on")));  // one split for all three
+  // RMSE differences paired by user: SVD (its own evaluation) and the autoencoder's evaluator
+  // pair up, so both have rows under whichever is best.
+  EXPECT_THAT(c.out, ::testing::ContainsRegex("Differences in rmse from the best \\((svd|autorec|popularity)\\) over the "
+                                              "[0-9]+ test ratings of [0-9]+ users, with a 95% interval paired by user:"));
+  int listed = 0;
+  for (const char* m : {"svd", "autorec", "popularity"})
+    listed += std::regex_search(c.out, std::regex(std::string("\n  ") + m + " +[-+][0-9.]+ \xc2\xb1 [0-9.]+"));
+  EXPECT_EQ(listed, 2) << c.out;  // everyone but the best
 }
 
 TEST(Compare, ModelsThatCannotRunAreRefusedBeforeAnyTraining) {

@@ -119,6 +119,40 @@ TEST(Stats, CompareListsEachModelAgainstTheBest) {
   EXPECT_EQ(format_paired_differences(none), "");
 }
 
+// Ratings protocol: RMSE differences from the lowest, paired by user over the same test ratings.
+TEST(Stats, RmseDifferencesArePairedByUser) {
+  auto rated = [](const std::string& model, std::vector<std::pair<double, int64_t>> rows) {
+    TrainResult r;
+    r.model = model;
+    r.protocol = "ratings";
+    r.eval_set = "random 90/10";
+    double sse = 0;
+    int64_t n = 0;
+    for (const auto& [e, c] : rows) sse += e, n += c;
+    r.metrics = {{"rmse", std::sqrt(sse / static_cast<double>(n))}};
+    r.row_errors = std::move(rows);
+    return r;
+  };
+  std::vector<TrainResult> rs;
+  rs.push_back(rated("svd", {{2.0, 2}, {3.0, 3}, {0.0, 0}, {1.0, 1}}));
+  rs.push_back(rated("svdpp", {{1.0, 2}, {2.0, 3}, {0.0, 0}, {1.0, 1}}));
+  const std::string t = format_paired_differences(rs);
+  EXPECT_THAT(t, HasSubstr("Differences in rmse from the best (svdpp) over the 6 test ratings of 3 users, with a 95% "
+                           "interval paired by user:"));
+  // x = (1, 1, 0) over the 3 rated users; ΔMSE = 2/6; ΔRMSE exact, its interval scaled.
+  const double a = std::sqrt(6.0 / 6), b = std::sqrt(4.0 / 6);
+  MeanCi want = mean_ci95({1, 1, 0});
+  want.mean = a - b;
+  want.half = want.half * 3.0 / 6.0 / (a + b);
+  EXPECT_THAT(t, HasSubstr("\n  svd    " + format_ci(want)));
+  // Other test ratings (a row's count differs), or items against users: not paired.
+  rs[0].row_errors[3].second = 2;
+  EXPECT_EQ(format_paired_differences(rs), "");
+  rs[0].row_errors[3].second = 1;
+  rs[0].item_based = true;
+  EXPECT_EQ(format_paired_differences(rs), "");
+}
+
 TEST(Stats, ActivityBreakdownGroupsUsersByTheirInputRatings) {
   std::vector<TrainResult> rs;
   rs.push_back(result("a", "seed", {{"ndcg@20", {1, 2, 3, 4, 5, 6, 7, 8}}}));

@@ -449,12 +449,15 @@ RatingErrors SvdModel::evaluate(const Csr& test) const {
   VAE_CHECK(test.rows == users_ && test.cols == items_, "SVD evaluate: test matrix shape differs from training");
   RatingErrors e;
   double sq = 0, ab = 0;
+  e.rows.assign(static_cast<size_t>(test.rows), {0.0, 0});
   for (int64_t u = 0; u < test.rows; ++u)
     for (int64_t k = test.indptr[u]; k < test.indptr[u + 1]; ++k) {
       const double d = predict(u, test.indices[k]) - test.values[k];
       sq += d * d;
       ab += std::fabs(d);
       ++e.count;
+      e.rows[u].first += d * d;
+      ++e.rows[u].second;
     }
   if (e.count) {
     e.rmse = std::sqrt(sq / static_cast<double>(e.count));

@@ -79,6 +79,7 @@ void svd_block_order(const SvdBlockPlan& plan, uint64_t seed, int epoch, std::ve
 struct RatingErrors {
   double rmse = NAN, mae = NAN;  // NaN when there was no rating to test (count 0)
   int64_t count = 0;
+  std::vector<std::pair<double, int64_t>> rows;  // per test row (user): squared-error sum, ratings
 };
 
 // What a model file stores (models/ and analysis/model_file.cpp share it).

@@ -283,9 +283,72 @@ std::string selection_metric(const std::vector<TrainResult>& results) {
 
 }  // namespace
 
+namespace {
+
+// The ratings protocol's version: RMSE differences from the lowest RMSE, paired by evaluated row
+// (user; item for item-based AutoRec). Ratings of one user are not independent, so the row is
+// the unit: with x_u the difference of the two models' squared-error sums on row u's ratings,
+// MSE_a − MSE_b = Σx_u / N over the N test ratings, whose interval is (U / N) times that of the
+// mean of x over the U rows; RMSE_a − RMSE_b = (MSE_a − MSE_b) / (RMSE_a + RMSE_b).
+std::string format_rmse_differences(const std::vector<TrainResult>& results) {
+  const TrainResult* best = nullptr;
+  for (const TrainResult& r : results)
+    if (!r.row_errors.empty() && std::isfinite(r.metric("rmse")) && (!best || r.metric("rmse") < best->metric("rmse")))
+      best = &r;
+  if (!best) return "";
+  int64_t rows = 0, ratings = 0;
+  for (const auto& [sse, count] : best->row_errors)
+    if (count > 0) ++rows, ratings += count;
+  if (ratings == 0) return "";
+  auto pairs_with = [&](const TrainResult& r) {
+    if (&r == best || r.row_errors.size() != best->row_errors.size() || r.eval_set != best->eval_set ||
+        r.item_based != best->item_based || !std::isfinite(r.metric("rmse")))
+      return false;
+    for (size_t i = 0; i < r.row_errors.size(); ++i)
+      if (r.row_errors[i].second != best->row_errors[i].second) return false;  // other test ratings
+    return true;
+  };
+  std::vector<std::pair<const TrainResult*, MeanCi>> out;
+  for (const TrainResult& r : results) {
+    if (!pairs_with(r)) continue;
+    std::vector<double> x;
+    for (size_t i = 0; i < r.row_errors.size(); ++i)
+      if (r.row_errors[i].second > 0) x.push_back(r.row_errors[i].first - best->row_errors[i].first);
+    const MeanCi m = mean_ci95(x);
+    MeanCi d;
+    d.n = m.n;
+    d.mean = r.metric("rmse") - best->metric("rmse");
+    d.half = static_cast<double>(rows) / static_cast<double>(ratings) * m.half / (r.metric("rmse") + best->metric("rmse"));
+    out.emplace_back(&r, d);
+  }
+  if (out.empty()) return "";
+  size_t w = 5;
+  for (const auto& row : out) w = std::max(w, row_name(*row.first).size());
+  const char* unit = best->item_based ? "items" : "users";
+  std::ostringstream os;
+  bool marked = false, any_interval = false;
+  os << "Differences in rmse from the best (" << row_name(*best) << ") over the " << ratings << " test ratings of "
+     << rows << " " << unit << ", with a 95% interval paired by " << (best->item_based ? "item" : "user") << ":\n";
+  for (const auto& [r, d] : out) {
+    os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
+       << (d.excludes_zero() ? " *" : "") << "\n";
+    marked = marked || d.excludes_zero();
+    any_interval = any_interval || std::isfinite(d.half);
+  }
+  if (marked)
+    os << "* the interval excludes 0: a gap larger than the spread over the " << unit << " explains\n";
+  else if (any_interval)
+    os << "(every interval includes 0: no gap is larger than the spread over the " << unit << " explains)\n";
+  else
+    os << "(too few " << unit << " for an interval)\n";
+  return os.str();
+}
+
+}  // namespace
+
 std::string format_paired_differences(const std::vector<TrainResult>& results) {
   const std::string metric = selection_metric(results);
-  if (metric.empty()) return "";
+  if (metric.empty()) return format_rmse_differences(results);
   // The best model among those with users' values of this metric.
   const TrainResult* best = nullptr;
   for (const TrainResult& r : results)

@@ -59,8 +59,9 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // The models against the best of one ranking metric, user by user: each row's mean per-user
 // difference from the best model with its paired 95 % interval, marked where the interval
 // excludes 0. The metric is the trainer's selection metric (heldout: NDCG@100 when reported,
-// else the largest cut-off's; seed: NDCG@k). Empty when fewer than two models have per-user
-// values of that metric for the same evaluation set (the ratings protocol, SVD, no users).
+// else the largest cut-off's; seed: NDCG@k). The ratings protocol compares RMSE instead, paired
+// by evaluated user (item for item-based AutoRec) over the same test ratings. Empty when fewer
+// than two models have such values for the same evaluation set (SVD's --folds, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
 // The selection metric (as above) by user activity: the evaluated users cut into quartiles of

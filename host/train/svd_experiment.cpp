@@ -123,7 +123,10 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
       res.history = o.history;  // metrics.csv: the first fold's curve
       res.num_params = o.model->num_params();
     }
-    if (splits.size() == 1) run.model = std::move(o.model);
+    if (splits.size() == 1) {
+      run.model = std::move(o.model);
+      res.row_errors = std::move(o.err.rows);  // one split: its users can be paired with another model's
+    }
   }
   auto mean = [](const std::vector<double>& v) {
     double s = 0;

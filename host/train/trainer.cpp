@@ -112,6 +112,7 @@ class Evaluator {
       names = {"rmse", "mae"};
     }
     sums.assign(names.size(), 0.0);
+    std::vector<std::pair<double, int64_t>> rows;  // ratings: each row's squared errors and count
     // Each user's value of each per-user metric (all but RMSE and coverage), for paired tests.
     std::vector<std::vector<double>> users(protocol == "ratings" ? 0 : names.size());
     for (auto& u : users) u.reserve(static_cast<size_t>(e.n));
@@ -191,6 +192,7 @@ class Evaluator {
           sq += h[i * 3];
           ab += h[i * 3 + 1];
           cnt += h[i * 3 + 2];
+          rows.emplace_back(h[i * 3], static_cast<int64_t>(h[i * 3 + 2]));
         }
       }
     }
@@ -215,6 +217,7 @@ class Evaluator {
         unique.push_back(std::move(kv));
     metrics = std::move(unique);
     per_user_.clear();
+    row_errors_ = std::move(rows);
     for (size_t j = 0; j < users.size(); ++j)
       if (std::none_of(per_user_.begin(), per_user_.end(), [&](const auto& u) { return u.first == names[j]; }))
         per_user_.emplace_back(names[j], std::move(users[j]));
@@ -224,11 +227,14 @@ class Evaluator {
 
  // The last run's per-user metrics (names as in its metrics), users in the evaluation set's order.
   const std::vector<std::pair<std::string, std::vector<double>>>& per_user() const { return per_user_; }
+  // The last run's per-row squared-error sums and rating counts (ratings protocol).
+  const std::vector<std::pair<double, int64_t>>& row_errors() const { return row_errors_; }
 
  private:
   Backend<float>& be_;
   const TrainOptions& opt_;
   std::vector<std::pair<std::string, std::vector<double>>> per_user_;
+  std::vector<std::pair<double, int64_t>> row_errors_;
   int64_t batch_;
   int kmax_ = 0, kcov_ = 0, kcov_name_ = 0;
   int64_t width_ = 0;
@@ -525,6 +531,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       res.metrics = metrics;
     }
     res.user_metrics = evaluator.per_user();
+    res.row_errors = evaluator.row_errors();
     res.model_ptr = std::move(model);
     return res;
   }
@@ -629,6 +636,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       best_value = v;
       res.best_epoch = epoch;
       res.user_metrics = evaluator.per_user();
+      res.row_errors = evaluator.row_errors();
       since_best = 0;
       if (keep_best)
         be.copy_within(best_theta.data(), model->param_buffer().data,

@@ -83,6 +83,9 @@ struct TrainResult {
   // gave the model (seed: all their ratings; heldout: the fold-in part).
   std::vector<std::string> eval_user_ids;
   std::vector<int64_t> user_activity;
+  // Ratings protocol: per evaluated row (a user; an item for i-autorec) its squared-error sum and
+  // number of test ratings, so RMSEs can be compared row by row.
+  std::vector<std::pair<double, int64_t>> row_errors;
   double train_seconds = 0;
   double epoch_seconds_median = 0;
   int64_t train_rows = 0, eval_rows = 0, num_params = 0;
