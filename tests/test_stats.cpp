@@ -151,6 +151,11 @@ TEST(Stats, RmseDifferencesArePairedByUser) {
   rs[0].row_errors[3].second = 1;
   rs[0].item_based = true;
   EXPECT_EQ(format_paired_differences(rs), "");
+  // Beside a paired model, the unpaired one is named with the reason.
+  rs[0].item_based = false;
+  rs.push_back(rated("i-autorec", {{1.5, 2}, {2.5, 3}}));
+  rs.back().item_based = true;
+  EXPECT_THAT(format_paired_differences(rs), HasSubstr("not paired with svdpp: i-autorec (its rows are items)\n"));
 }
 
 TEST(Stats, ActivityBreakdownGroupsUsersByTheirInputRatings) {

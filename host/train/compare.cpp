@@ -309,7 +309,13 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
     return true;
   };
   std::vector<std::pair<const TrainResult*, MeanCi>> out;
+  std::string unpaired;  // models with an RMSE that cannot be paired with the best's rows
   for (const TrainResult& r : results) {
+    if (&r != best && std::isfinite(r.metric("rmse")) && !pairs_with(r))
+      unpaired += (unpaired.empty() ? "" : ", ") + row_name(r) +
+                  (r.item_based != best->item_based ? (r.item_based ? " (its rows are items)" : " (its rows are users)")
+                   : r.row_errors.empty()           ? " (no per-user errors)"
+                                                    : " (other test ratings)");
     if (!pairs_with(r)) continue;
     std::vector<double> x;
     for (size_t i = 0; i < r.row_errors.size(); ++i)
@@ -341,6 +347,7 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
     os << "(every interval includes 0: no gap is larger than the spread over the " << unit << " explains)\n";
   else
     os << "(too few " << unit << " for an interval)\n";
+  if (!unpaired.empty()) os << "not paired with " << row_name(*best) << ": " << unpaired << "\n";
   return os.str();
 }
 
