@@ -141,8 +141,34 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
             0);
   EXPECT_TRUE(fs::exists(none / "summary.json"));
   EXPECT_FALSE(fs::exists(none / "user_metrics.csv"));
-  // A later run without per-user metrics into the folder takes the file away with the rest.
-  ASSERT_EQ(run_cli("train --model svd --epochs 1 --quiet " + std::string(kSmall) + " --out " + dir.string()).code, 0);
+  // Under the ratings protocol each row's RMSE over its test ratings: SVD (its own evaluation),
+  // AutoRec (the trainer's) by user, item-based AutoRec by item; together they give the RMSE.
+  for (const char* model : {"svd", "autorec", "i-autorec"}) {
+    const fs::path rd = temp_dir(std::string("row_rmse_") + model);
+    ASSERT_EQ(run_cli(std::string("train --model ") + model + " --protocol ratings --epochs 1 --quiet " + kSmall +
+                      " --out " + rd.string()).code,
+              0);
+    std::ifstream rf(rd / "user_metrics.csv");
+    ASSERT_TRUE(std::getline(rf, header)) << model;
+    EXPECT_EQ(header, std::string(model) == "i-autorec" ? "item_id,input_ratings,test_ratings,rmse"
+                                                          : "user_id,input_ratings,test_ratings,rmse");
+    double sse = 0, n = 0;
+    while (std::getline(rf, line)) {
+      std::stringstream ss(line);
+      std::string id, input, count, rmse;
+      std::getline(ss, id, ',');
+      std::getline(ss, input, ',');
+      std::getline(ss, count, ',');
+      std::getline(ss, rmse, ',');
+      EXPECT_GE(std::stoi(input), 0) << model;
+      EXPECT_GT(std::stoi(count), 0) << model;  // rows without a test rating are left out
+      sse += std::stod(count) * std::stod(rmse) * std::stod(rmse);
+      n += std::stod(count);
+    }
+    EXPECT_NEAR(std::sqrt(sse / n), read_json(rd / "summary.json")["metrics"]["rmse"].get<double>(), 1e-6) << model;
+  }
+  // A later run without per-user values into the folder (SVD's --folds) takes the file away.
+  ASSERT_EQ(run_cli("train --model svd --folds 2 --epochs 1 --quiet " + std::string(kSmall) + " --out " + dir.string()).code, 0);
   EXPECT_FALSE(fs::exists(dir / "user_metrics.csv"));
 }
 

@@ -126,6 +126,9 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     if (splits.size() == 1) {
       run.model = std::move(o.model);
       res.row_errors = std::move(o.err.rows);  // one split: its users can be paired with another model's
+      res.eval_user_ids = d.user_ids;
+      for (int64_t u = 0; u < splits[f].train.rows; ++u)
+        res.user_activity.push_back(splits[f].train.indptr[u + 1] - splits[f].train.indptr[u]);
     }
   }
   auto mean = [](const std::vector<double>& v) {

@@ -381,6 +381,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     eval_input = train;
     eval_rows_are_train = true;
     res.eval_set = s.description + " (" + std::to_string(eval_target.nnz()) + " test ratings)";
+    for (int64_t r = 0; r < eval_target.rows; ++r)  // every user (item for i-autorec) is a row
+      res.eval_user_ids.push_back(kind == "i-autorec" ? d.item_ids[r] : d.user_ids[r]);
   }
   res.item_based = kind == "i-autorec";
   // As fed above: the seed protocol binarises for these kinds, heldout is 0/1, ratings keeps values.
@@ -959,6 +961,21 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
         u << num;
       }
       u << "\n";
+    }
+    staged.add(dir + "/user_metrics.csv", u.str());
+  } else if (!r.row_errors.empty() && r.eval_user_ids.size() == r.row_errors.size()) {
+    // The ratings protocol: each row's RMSE over its test ratings (rows without one left out).
+    std::ostringstream u;
+    u << (r.item_based ? "item_id" : "user_id") << ",input_ratings,test_ratings,rmse\n";
+    const bool activity = r.user_activity.size() == r.row_errors.size();
+    char num[32];
+    for (size_t i = 0; i < r.row_errors.size(); ++i) {
+      const auto [sse, count] = r.row_errors[i];
+      if (count == 0) continue;
+      u << text::csv_field(r.eval_user_ids[i]) << ",";
+      if (activity) u << r.user_activity[i];
+      std::snprintf(num, sizeof num, ",%lld,%.9g", static_cast<long long>(count), std::sqrt(sse / static_cast<double>(count)));
+      u << num << "\n";
     }
     staged.add(dir + "/user_metrics.csv", u.str());
   } else {

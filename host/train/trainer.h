@@ -152,7 +152,8 @@ class StagedFiles {
 };
 
 // metrics.csv (one row per epoch), summary.json, curves.svg (two epochs or more) and
-// user_metrics.csv (each evaluated user's ranking metrics, where there are any) into dir
+// user_metrics.csv (each evaluated user's ranking metrics, or under the ratings protocol each
+// row's RMSE over its test ratings) into dir
 // (created if needed), staged: the caller commits them once everything else of the run (the
 // model file) has been written. write_run_files stages and commits at once.
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r);
