@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace cli_test {
 
@@ -50,5 +52,29 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 inline nlohmann::json read_json(const std::filesystem::path& p) { return nlohmann::json::parse(read_text(p)); }
+
+// A CSV we write (no quoted commas in these tests) as rows of fields keyed by its header.
+inline std::vector<std::map<std::string, std::string>> parse_csv(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  std::vector<std::string> head;
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string x;
+    while (std::getline(ss, x, ',')) f.push_back(x);
+    if (!line.empty() && line.back() == ',') f.push_back("");
+    if (head.empty()) {
+      head = f;
+      continue;
+    }
+    EXPECT_EQ(f.size(), head.size()) << line;
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < head.size() && i < f.size(); ++i) row[head[i]] = f[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
 
 }  // namespace cli_test

@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 using cli_test::CmdResult;
+using cli_test::read_text;
 using cli_test::run_cli;
 
 fs::path temp_dir(const std::string& name) {
@@ -113,27 +114,15 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
   EXPECT_EQ(p["users_evaluated"], 40);
 
   // user_metrics.csv: one row per evaluated user, whose columns average to the summary's metrics.
-  std::ifstream f(dir / "user_metrics.csv");
-  std::string header, line;
-  ASSERT_TRUE(std::getline(f, header));
-  EXPECT_EQ(header, "user_id,input_ratings,ndcg@20,recall@20,ndcg@100,recall@100");
-  std::vector<double> sums(4, 0.0);
-  int rows = 0;
-  while (std::getline(f, line)) {
-    std::stringstream ss(line);
-    std::string field;
-    std::getline(ss, field, ',');
-    std::getline(ss, field, ',');
-    EXPECT_GT(std::stoi(field), 0);
-    for (double& sum : sums) {
-      std::getline(ss, field, ',');
-      sum += std::stod(field);
-    }
-    ++rows;
+  EXPECT_EQ(read_text(dir / "user_metrics.csv").rfind("user_id,input_ratings,ndcg@20,recall@20,ndcg@100,recall@100\n", 0), 0u);
+  const auto users = cli_test::parse_csv(read_text(dir / "user_metrics.csv"));
+  EXPECT_EQ(users.size(), 40u);
+  for (const char* name : {"ndcg@20", "recall@20", "ndcg@100", "recall@100"}) {
+    double sum = 0;
+    for (const auto& u : users) sum += std::stod(u.at(name));
+    EXPECT_NEAR(sum / static_cast<double>(users.size()), s["metrics"][name].get<double>(), 1e-7) << name;
   }
-  EXPECT_EQ(rows, 40);
-  const char* names[] = {"ndcg@20", "recall@20", "ndcg@100", "recall@100"};
-  for (int j = 0; j < 4; ++j) EXPECT_NEAR(sums[j] / rows, s["metrics"][names[j]].get<double>(), 1e-7) << names[j];
+  for (const auto& u : users) EXPECT_GT(std::stoi(u.at("input_ratings")), 0);
   // No evaluated user (two users, both drawn for training): no file of none.
   fs::path none = temp_dir("intervals_none");
   ASSERT_EQ(run_cli("train --epochs 1 --quiet --device cpu --data synthetic:users=2,items=30,ratings=20,groups=1 "
@@ -148,22 +137,16 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
     ASSERT_EQ(run_cli(std::string("train --model ") + model + " --protocol ratings --epochs 1 --quiet " + kSmall +
                       " --out " + rd.string()).code,
               0);
-    std::ifstream rf(rd / "user_metrics.csv");
-    ASSERT_TRUE(std::getline(rf, header)) << model;
-    EXPECT_EQ(header, std::string(model) == "i-autorec" ? "item_id,input_ratings,test_ratings,rmse"
-                                                          : "user_id,input_ratings,test_ratings,rmse");
+    const std::string text = read_text(rd / "user_metrics.csv");
+    EXPECT_EQ(text.substr(0, text.find('\n')), std::string(model) == "i-autorec" ? "item_id,input_ratings,test_ratings,rmse"
+                                                                              : "user_id,input_ratings,test_ratings,rmse");
     double sse = 0, n = 0;
-    while (std::getline(rf, line)) {
-      std::stringstream ss(line);
-      std::string id, input, count, rmse;
-      std::getline(ss, id, ',');
-      std::getline(ss, input, ',');
-      std::getline(ss, count, ',');
-      std::getline(ss, rmse, ',');
-      EXPECT_GE(std::stoi(input), 0) << model;
-      EXPECT_GT(std::stoi(count), 0) << model;  // rows without a test rating are left out
-      sse += std::stod(count) * std::stod(rmse) * std::stod(rmse);
-      n += std::stod(count);
+    for (const auto& row : cli_test::parse_csv(text)) {
+      EXPECT_GE(std::stoi(row.at("input_ratings")), 0) << model;
+      const double count = std::stod(row.at("test_ratings")), rmse = std::stod(row.at("rmse"));
+      EXPECT_GT(count, 0) << model;  // rows without a test rating are left out
+      sse += count * rmse * rmse;
+      n += count;
     }
     EXPECT_NEAR(std::sqrt(sse / n), read_json(rd / "summary.json")["metrics"]["rmse"].get<double>(), 1e-6) << model;
   }

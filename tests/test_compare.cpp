@@ -39,29 +39,7 @@ TrainResult result(const std::string& model, std::vector<std::pair<std::string, 
   return r;
 }
 
-// compare.csv as rows of fields keyed by the header.
-std::vector<std::map<std::string, std::string>> parse_csv(const std::string& text) {
-  std::istringstream in(text);
-  std::string line;
-  std::vector<std::string> head;
-  std::vector<std::map<std::string, std::string>> rows;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    std::string x;
-    while (std::getline(ss, x, ',')) f.push_back(x);
-    if (!line.empty() && line.back() == ',') f.push_back("");
-    if (head.empty()) {
-      head = f;
-      continue;
-    }
-    EXPECT_EQ(f.size(), head.size()) << line;
-    std::map<std::string, std::string> row;
-    for (size_t i = 0; i < head.size() && i < f.size(); ++i) row[head[i]] = f[i];
-    rows.push_back(row);
-  }
-  return rows;
-}
+using cli_test::parse_csv;
 
 TEST(Compare, ModelListsAreReadAndCheckedUpFront) {
   EXPECT_EQ(parse_model_list("vae"), std::vector<std::string>{"vae"});
