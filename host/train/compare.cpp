@@ -285,6 +285,28 @@ std::string selection_metric(const std::vector<TrainResult>& results) {
 
 namespace {
 
+// The rows of a differences list ("  name  +0.0123 ± 0.0045 *") and its footer; unit names
+// what the intervals are over ("users", "items").
+std::string difference_rows(const std::vector<std::pair<const TrainResult*, MeanCi>>& rows, const std::string& unit) {
+  size_t w = 5;
+  for (const auto& row : rows) w = std::max(w, row_name(*row.first).size());
+  std::ostringstream os;
+  bool marked = false, any_interval = false;
+  for (const auto& [r, d] : rows) {
+    os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
+       << (d.excludes_zero() ? " *" : "") << "\n";
+    marked = marked || d.excludes_zero();
+    any_interval = any_interval || std::isfinite(d.half);
+  }
+  if (marked)
+    os << "* the interval excludes 0: a gap larger than the spread over the " << unit << " explains\n";
+  else if (any_interval)
+    os << "(every interval includes 0: no gap is larger than the spread over the " << unit << " explains)\n";
+  else
+    os << "(too few " << unit << " for an interval)\n";
+  return os.str();
+}
+
 // The ratings protocol's version: RMSE differences from the lowest RMSE, paired by evaluated row
 // (user; item for item-based AutoRec). Ratings of one user are not independent, so the row is
 // the unit: with x_u the difference of the two models' squared-error sums on row u's ratings,
@@ -328,25 +350,11 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
     out.emplace_back(&r, d);
   }
   if (out.empty()) return "";
-  size_t w = 5;
-  for (const auto& row : out) w = std::max(w, row_name(*row.first).size());
   const char* unit = best->item_based ? "items" : "users";
   std::ostringstream os;
-  bool marked = false, any_interval = false;
   os << "Differences in rmse from the best (" << row_name(*best) << ") over the " << ratings << " test ratings of "
-     << rows << " " << unit << ", with a 95% interval paired by " << (best->item_based ? "item" : "user") << ":\n";
-  for (const auto& [r, d] : out) {
-    os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
-       << (d.excludes_zero() ? " *" : "") << "\n";
-    marked = marked || d.excludes_zero();
-    any_interval = any_interval || std::isfinite(d.half);
-  }
-  if (marked)
-    os << "* the interval excludes 0: a gap larger than the spread over the " << unit << " explains\n";
-  else if (any_interval)
-    os << "(every interval includes 0: no gap is larger than the spread over the " << unit << " explains)\n";
-  else
-    os << "(too few " << unit << " for an interval)\n";
+     << rows << " " << unit << ", with a 95% interval paired by " << (best->item_based ? "item" : "user") << ":\n"
+     << difference_rows(out, unit);
   if (!unpaired.empty()) os << "not paired with " << row_name(*best) << ": " << unpaired << "\n";
   return os.str();
 }
@@ -370,25 +378,11 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
     if (&r != best && user_values(r, metric) && user_values(r, metric)->size() == ref.size() && r.eval_set == best->eval_set)
       rows.emplace_back(&r, paired_difference_ci95(*user_values(r, metric), ref));
   if (rows.empty()) return "";
-  size_t w = 5;
-  for (const auto& row : rows) w = std::max(w, row_name(*row.first).size());
   std::ostringstream os;
-  bool marked = false, any_interval = false;
   os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the "
      << rows.front().second.n << (rows.front().second.n == 1 ? " evaluated user" : " evaluated users")
-     << ", mean with its paired 95% interval:\n";
-  for (const auto& [r, d] : rows) {
-    os << "  " << row_name(*r) << std::string(w - row_name(*r).size(), ' ') << "  " << format_ci(d)
-       << (d.excludes_zero() ? " *" : "") << "\n";
-    marked = marked || d.excludes_zero();
-    any_interval = any_interval || std::isfinite(d.half);
-  }
-  if (marked)
-    os << "* the interval excludes 0: a gap larger than the users' spread explains\n";
-  else if (any_interval)
-    os << "(every interval includes 0: no gap is larger than the users' spread explains)\n";
-  else
-    os << "(too few users for an interval)\n";
+     << ", mean with its paired 95% interval:\n"
+     << difference_rows(rows, "users");
   return os.str();
 }
 
