@@ -260,12 +260,6 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
 
 namespace {
 
-const std::vector<double>* user_values(const TrainResult& r, const std::string& key) {
-  for (const auto& kv : r.user_metrics)
-    if (kv.first == key) return &kv.second;
-  return nullptr;
-}
-
 // The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
 // NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none.
 std::string selection_metric(const std::vector<TrainResult>& results) {
@@ -367,16 +361,16 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
   // The best model among those with users' values of this metric.
   const TrainResult* best = nullptr;
   for (const TrainResult& r : results)
-    if (user_values(r, metric) && !user_values(r, metric)->empty() && std::isfinite(r.metric(metric)) &&
+    if (r.user_values(metric) && !r.user_values(metric)->empty() && std::isfinite(r.metric(metric)) &&
         (!best || r.metric(metric) > best->metric(metric)))
       best = &r;
   if (!best) return "";
-  const std::vector<double>& ref = *user_values(*best, metric);
+  const std::vector<double>& ref = *best->user_values(metric);
   // Pairs are the same users: the same evaluation set, as many values.
   std::vector<std::pair<const TrainResult*, MeanCi>> rows;
   for (const TrainResult& r : results)
-    if (&r != best && user_values(r, metric) && user_values(r, metric)->size() == ref.size() && r.eval_set == best->eval_set)
-      rows.emplace_back(&r, paired_difference_ci95(*user_values(r, metric), ref));
+    if (&r != best && r.user_values(metric) && r.user_values(metric)->size() == ref.size() && r.eval_set == best->eval_set)
+      rows.emplace_back(&r, paired_difference_ci95(*r.user_values(metric), ref));
   if (rows.empty()) return "";
   std::ostringstream os;
   os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the "
@@ -393,7 +387,7 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
   // that same set.
   const TrainResult* base = nullptr;
   for (const TrainResult& r : results)
-    if (user_values(r, metric) && !r.user_activity.empty() && r.user_activity.size() == user_values(r, metric)->size()) {
+    if (r.user_values(metric) && !r.user_activity.empty() && r.user_activity.size() == r.user_values(metric)->size()) {
       base = &r;
       break;
     }
@@ -423,7 +417,7 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
   for (const std::string& h : heads) wc = std::max(wc, h.size());
   std::vector<const TrainResult*> rows;
   for (const TrainResult& r : results)
-    if (user_values(r, metric) && user_values(r, metric)->size() == n && r.eval_set == base->eval_set) {
+    if (r.user_values(metric) && r.user_values(metric)->size() == n && r.eval_set == base->eval_set) {
       rows.push_back(&r);
       wm = std::max(wm, row_name(r).size());
     }
@@ -435,7 +429,7 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
   char cell[64];
   for (const TrainResult* r : rows) {
     os << row_name(*r) << std::string(wm - row_name(*r).size(), ' ');
-    const std::vector<double>& v = *user_values(*r, metric);
+    const std::vector<double>& v = *r->user_values(metric);
     for (size_t g = 0; g < members.size(); ++g) {
       double sum = 0;
       for (size_t i : members[g]) sum += v[i];

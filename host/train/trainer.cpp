@@ -284,6 +284,12 @@ std::string epoch_line(const EpochRecord& r, int epochs, const std::string& test
 
 double TrainResult::metric(const std::string& key) const { return lookup(metrics, key); }
 
+const std::vector<double>* TrainResult::user_values(const std::string& key) const {
+  for (const auto& kv : user_metrics)
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
 int64_t resolve_defaults(TrainOptions& opt) {
   ModelConfig& m = opt.model;
   if (m.kind.empty()) m.kind = "vae";
@@ -996,12 +1002,6 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   }
 }
 
-const std::vector<double>* user_values(const TrainResult& r, const std::string& key) {
-  for (const auto& kv : r.user_metrics)
-    if (kv.first == key) return &kv.second;
-  return nullptr;
-}
-
 std::string format_intervals(const TrainResult& r) {
   std::string out;
   int64_t users = 0;
@@ -1028,7 +1028,7 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
     std::snprintf(line, sizeof line, "%-14s%12.4f%12.4f", fmt_metric_name(kv.first).c_str(), kv.second,
                   b.metric(kv.first));
     os << line;
-    const std::vector<double>*ua = user_values(a, kv.first), *ub = user_values(b, kv.first);
+    const std::vector<double>*ua = a.user_values(kv.first), *ub = b.user_values(kv.first);
     if (ua && ub && ua->size() == ub->size() && a.eval_set == b.eval_set) {
       const MeanCi d = paired_difference_ci95(*ua, *ub);
       users = d.n;

@@ -91,6 +91,8 @@ struct TrainResult {
   int64_t train_rows = 0, eval_rows = 0, num_params = 0;
   std::string note;  // e.g. chosen EASE λ
   double metric(const std::string& key) const;  // NaN when absent
+  // A metric's per-user values (user_metrics), null when absent.
+  const std::vector<double>* user_values(const std::string& key) const;
   std::unique_ptr<Model<float>> model_ptr;       // the trained model (best epoch's weights)
 
   // What the model's rows and columns stand for (model files, recommendations, embeddings).
