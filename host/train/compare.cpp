@@ -446,11 +446,8 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
   // The per-user metrics' interval half-widths follow the metrics, as <metric>_ci95.
   std::vector<std::string> ci_names;
   for (const std::string& n : names)
-    for (const TrainResult& r : results)
-      if (std::any_of(r.user_metrics.begin(), r.user_metrics.end(), [&](const auto& kv) { return kv.first == n; })) {
-        ci_names.push_back(n);
-        break;
-      }
+    if (std::any_of(results.begin(), results.end(), [&](const TrainResult& r) { return r.user_values(n) != nullptr; }))
+      ci_names.push_back(n);
   std::ostringstream os;
   os << "model";
   for (const std::string& n : names) os << "," << n;
@@ -467,12 +464,7 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
   for (const TrainResult& r : results) {
     os << row_name(r);
     for (const std::string& n : names) field(r.metric(n));
-    for (const std::string& n : ci_names) {
-      double half = NAN;
-      for (const auto& kv : r.user_metrics)
-        if (kv.first == n) half = mean_ci95(kv.second).half;
-      field(half);
-    }
+    for (const std::string& n : ci_names) field(r.user_values(n) ? mean_ci95(*r.user_values(n)).half : NAN);
     if (trained(r)) {
       std::snprintf(num, sizeof num, ",%d,%.6g,%.6g", r.best_epoch, r.epoch_seconds_median, r.train_seconds);
       os << num;
