@@ -2,6 +2,7 @@
 // comments, plus the "Genre Counts" of a top-N list.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -54,11 +55,13 @@ Dataset tiny() {
 const std::vector<int32_t> kUsers = {0, 1, 2, 3, 4};
 const std::vector<int32_t> kLabels = {0, 0, 0, 1, 1};
 
+// Six users cannot show significance: every over-represented entry with this support counts.
 ProfileOptions low_support() {
   ProfileOptions o;
   o.min_genre_ratings = 2;
   o.min_movie_ratings = 2;
   o.min_occupation_users = 1;
+  o.min_z = 0;
   return o;
 }
 
@@ -134,44 +137,70 @@ TEST(Profile, OccupationsAndLift) {
   ASSERT_EQ(p[1].top_occupations.size(), 2u);
   EXPECT_EQ(p[1].top_occupations[0].name, "artist");
   EXPECT_EQ(p[1].top_occupations[1].name, "student");
-  // Lift, support ≥ 1 user: engineer (1/3)/(1/5) = 5/3 beats student 10/9.
+  // Distinctive, support ≥ 1 user, ordered by z (log_odds_z against the other clustered users):
+  // engineer 1 of 3 vs 0 of 2, z 0.590, lift (1/3)/(1/5) = 5/3; student 2 of 3 vs 1 of 2, z 0.330,
+  // lift 10/9. Cluster 1: artist 1 of 2 vs 0 of 3 (z 1.023, lift 2.5); its student (lift 5/6) is
+  // under-represented and left out.
   ASSERT_EQ(p[0].lift_occupations.size(), 2u);
   EXPECT_EQ(p[0].lift_occupations[0].name, "engineer");
   EXPECT_DOUBLE_EQ(p[0].lift_occupations[0].lift, 5.0 / 3);
+  EXPECT_NEAR(p[0].lift_occupations[0].z, 0.590049, 1e-6);
+  EXPECT_NEAR(p[0].lift_occupations[1].z, 0.329737, 1e-6);
+  ASSERT_EQ(p[1].lift_occupations.size(), 1u);
   EXPECT_EQ(p[1].lift_occupations[0].name, "artist");
   EXPECT_DOUBLE_EQ(p[1].lift_occupations[0].lift, 2.5);
+  EXPECT_NEAR(p[1].lift_occupations[0].z, 1.022882, 1e-6);
 
-  // Genre lift, support ≥ 2 ratings: cluster 0 Action 19/12, Drama 0.95 (Comedy has 1 rating);
-  // cluster 1 Comedy (4/9)/(5/19) = 76/45, Drama 19/18 (Action has 1).
-  ASSERT_EQ(p[0].lift_genres.size(), 2u);
+  // Genres, support ≥ 2 ratings (genre tags: cluster 0 has 10, the rest 9): cluster 0 Action 5 of
+  // 10 vs 1 of 9, lift 19/12, z 1.619; its Drama (lift 0.95) is under-represented, its Comedy has
+  // 1 rating. Cluster 1: Comedy 4 of 9 vs 1 of 10 (lift 76/45, z 1.517), Drama 4 of 9 vs 4 of 10
+  // (lift 19/18, z 0.189); Action has 1.
+  ASSERT_EQ(p[0].lift_genres.size(), 1u);
   EXPECT_EQ(p[0].lift_genres[0].name, "Action");
   EXPECT_DOUBLE_EQ(p[0].lift_genres[0].lift, 19.0 / 12);
-  EXPECT_EQ(p[0].lift_genres[1].name, "Drama");
-  EXPECT_NEAR(p[0].lift_genres[1].lift, 0.95, 1e-12);
+  EXPECT_NEAR(p[0].lift_genres[0].z, 1.618967, 1e-6);
+  EXPECT_NEAR(p[0].genres[1].lift, 0.95, 1e-12);  // Drama, in the shares but not distinctive
   ASSERT_EQ(p[1].lift_genres.size(), 2u);
   EXPECT_EQ(p[1].lift_genres[0].name, "Comedy");
   EXPECT_NEAR(p[1].lift_genres[0].lift, 76.0 / 45, 1e-12);
-  // Movie lift, support ≥ 2 ratings (15 ratings overall; item 0 has 4, item 1 has 3, others 2):
-  // cluster 0: item 3 (2/8)/(2/15) = 1.875, item 0 (3/8)/(4/15) = 1.40625.
+  EXPECT_NEAR(p[1].lift_genres[0].z, 1.517082, 1e-6);
+  EXPECT_EQ(p[1].lift_genres[1].name, "Drama");
+  EXPECT_NEAR(p[1].lift_genres[1].z, 0.189138, 1e-6);
+  // Movies, support ≥ 2 ratings (8 ratings in cluster 0, 7 in cluster 1): cluster 0 item 3
+  // 2 vs 0 (lift (2/8)/(2/15) = 1.875, z 1.069), item 0 3 vs 1 (lift 1.40625, z 0.894).
   ASSERT_EQ(p[0].lift_movies.size(), 2u);
   EXPECT_EQ(p[0].lift_movies[0].item, 3);
   EXPECT_DOUBLE_EQ(p[0].lift_movies[0].lift, 1.875);
+  EXPECT_NEAR(p[0].lift_movies[0].z, 1.069102, 1e-6);
   EXPECT_DOUBLE_EQ(p[0].lift_movies[1].lift, 1.40625);
-  // cluster 1: item 4 (2/7)/(2/15) = 15/7, item 1 (2/7)/(3/15) = 10/7.
+  EXPECT_NEAR(p[0].lift_movies[1].z, 0.893764, 1e-6);
+  // cluster 1: item 4 2 vs 0 (lift 15/7, z 1.245), item 1 2 vs 1 (lift 10/7, z 0.698).
   ASSERT_EQ(p[1].lift_movies.size(), 2u);
   EXPECT_EQ(p[1].lift_movies[0].item, 4);
   EXPECT_DOUBLE_EQ(p[1].lift_movies[0].lift, 15.0 / 7);
+  EXPECT_NEAR(p[1].lift_movies[0].z, 1.244522, 1e-6);
   EXPECT_EQ(p[1].lift_movies[1].item, 1);
+  EXPECT_NEAR(p[1].lift_movies[1].z, 0.698405, 1e-6);
+  EXPECT_EQ(p[0].other_users, 2);
+  EXPECT_EQ(p[1].other_users, 3);
 }
 
-TEST(Profile, DefaultSupportFiltersRareEntries) {
+TEST(Profile, DefaultSupportAndEvidenceFilterRareEntries) {
   const auto p = profile_clusters(tiny(), kUsers, kLabels, 2);
-  // Defaults: ≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users — only cluster 0's Action passes.
-  ASSERT_EQ(p[0].lift_genres.size(), 1u);
-  EXPECT_EQ(p[0].lift_genres[0].name, "Action");
+  // Defaults: ≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users — only cluster 0's Action has the
+  // support, and its z (1.62, five users) is short of 1.96: nothing is distinctive.
+  EXPECT_TRUE(p[0].lift_genres.empty());
   EXPECT_TRUE(p[0].lift_movies.empty());
   EXPECT_TRUE(p[0].lift_occupations.empty());
   EXPECT_TRUE(p[1].lift_genres.empty());
+  EXPECT_NE(format_cluster_report(p[0]).find("  Distinctive: nothing clearly over-represented against the other users\n"),
+            std::string::npos)
+      << format_cluster_report(p[0]);
+  ProfileOptions weaker;
+  weaker.min_z = 1.6;
+  const auto q = profile_clusters(tiny(), kUsers, kLabels, 2, weaker);
+  ASSERT_EQ(q[0].lift_genres.size(), 1u);
+  EXPECT_EQ(q[0].lift_genres[0].name, "Action");
 }
 
 TEST(Profile, ReportText) {
@@ -182,19 +211,94 @@ TEST(Profile, ReportText) {
                            "    Action: Alpha (1990) [3], Delta (1993) [2]\n",
                            "    Drama: Delta (1993) [2], Charlie (1992) [1], Foxtrot (1995) [1]\n",
                            "  Top occupations: student 66.7%, engineer 33.3%\n",
-                           "  Distinctive (lift): Action 1.58x, Drama 0.95x\n",
-                           "    movies: Delta (1993) 1.88x, Alpha (1990) 1.41x\n",
-                           "    occupations: engineer 1.67x, student 1.11x\n"})
+                           "  Distinctive (lift, strongest evidence first):\n    genres: Action 1.58x\n",
+                           "    movies: Delta (1993) 1.88x [2], Alpha (1990) 1.41x [3]\n",
+                           "    occupations: engineer 1.67x [1], student 1.11x [2]\n"})
     EXPECT_NE(r.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << r;
   const std::string all = format_cluster_report(p);
   EXPECT_NE(all.find("Cluster 1 (2 users)"), std::string::npos);
   EXPECT_LT(all.find("Cluster 0"), all.find("Cluster 1"));
 
   const std::string csv = cluster_lift_csv(p, low_support());
-  EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count\n", 0), 0u);
-  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5\n"), std::string::npos) << csv;
+  EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count,z\n", 0), 0u);
+  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5,1.6190\n"), std::string::npos) << csv;
+  // Every supported genre is a row, the under-represented too (Drama 0.95: 4 of 10 vs 4 of 9).
+  EXPECT_NE(csv.find("\n0,Drama,0.950000,0.400000,0.421053,4,-0.1891\n"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\n1,Comedy,1.688889,"), std::string::npos) << csv;
   EXPECT_EQ(csv.find("0,Comedy"), std::string::npos);  // 1 rating: below support
+}
+
+TEST(Profile, LogOddsZ) {
+  // [[10, 20], [5, 30]] with 0.5 added: OR = 10.5·30.5 / (20.5·5.5) = 2.84035, log 1.04393;
+  // SE = √(1/10.5 + 1/20.5 + 1/5.5 + 1/30.5) = 0.598852; z = 1.74322.
+  EXPECT_NEAR(log_odds_z(10, 30, 5, 35), 1.74322, 1e-5);
+  // Swapping the groups, or the feature and its absence, flips the sign only.
+  EXPECT_DOUBLE_EQ(log_odds_z(5, 35, 10, 30), -log_odds_z(10, 30, 5, 35));
+  EXPECT_DOUBLE_EQ(log_odds_z(20, 30, 30, 35), -log_odds_z(10, 30, 5, 35));
+  EXPECT_EQ(log_odds_z(3, 10, 3, 10), 0.0);                  // the same table twice
+  EXPECT_NEAR(log_odds_z(300, 1000, 600, 2000), 0.0, 0.02);  // equal rates (the 0.5s aside)
+  EXPECT_TRUE(std::isfinite(log_odds_z(0, 10, 7, 7)));  // empty cells stay finite
+  EXPECT_EQ(log_odds_z(4, 10, 0, 0), 0.0);               // no other users to compare with
+  // More data at the same rates is stronger evidence.
+  EXPECT_GT(log_odds_z(100, 300, 50, 350), log_odds_z(10, 30, 5, 35));
+  EXPECT_THROW(log_odds_z(11, 10, 0, 5), VaeError);
+  EXPECT_THROW(log_odds_z(1, 10, 6, 5), VaeError);
+  EXPECT_THROW(log_odds_z(-1, 10, 0, 5), VaeError);
+}
+
+// Forty users in two clusters of twenty, everyone rating the ten filler movies 2..11. "Rare"
+// (item 0) is rated by users 0..4 only, "Broad" (item 1) by 0..17 and 20..25. Cluster 0 then has
+// 223 ratings, cluster 1 206. Rare's lift in cluster 0 is the larger, (5/223)/(5/429) = 1.92 vs
+// (18/223)/(24/429) = 1.44, but five raters are weak evidence: z 1.58 (5 of 223 vs 0 of 206)
+// against Broad's 2.19 (18 of 223 vs 6 of 206). A lift ranking would list Rare first.
+TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
+  Dataset d;
+  d.name = "rare-vs-broad";
+  std::vector<int32_t> r, c, users, labels;
+  std::vector<float> v;
+  for (int u = 0; u < 40; ++u) {
+    d.user_ids.push_back(std::to_string(u + 1));
+    users.push_back(u);
+    labels.push_back(u < 20 ? 0 : 1);
+    auto add = [&](int i) {
+      r.push_back(u);
+      c.push_back(i);
+      v.push_back(4);
+    };
+    for (int i = 2; i < 12; ++i) add(i);
+    if (u < 5) add(0);
+    if (u < 18 || (u >= 20 && u < 26)) add(1);
+  }
+  for (int i = 0; i < 12; ++i) d.item_ids.push_back(std::to_string(i));
+  d.ratings = Csr::from_triplets(40, 12, r, c, v);
+  d.titles.assign(12, "Filler");
+  d.titles[0] = "Rare";
+  d.titles[1] = "Broad";
+
+  const auto p = profile_clusters(d, users, labels, 2);
+  ASSERT_EQ(p[0].ratings, 223);
+  ASSERT_EQ(p[0].lift_movies.size(), 1u);  // Rare has the support (5) but not the evidence
+  EXPECT_EQ(p[0].lift_movies[0].title, "Broad");
+  EXPECT_NEAR(p[0].lift_movies[0].z, 2.188699, 1e-6);
+  EXPECT_NEAR(p[0].lift_movies[0].lift, (18.0 / 223) / (24.0 / 429), 1e-12);
+  EXPECT_TRUE(p[1].lift_movies.empty());  // fillers and Broad are under-represented there
+
+  ProfileOptions any;
+  any.min_z = 0;
+  const auto q = profile_clusters(d, users, labels, 2, any);
+  ASSERT_EQ(q[0].lift_movies.size(), 2u);
+  EXPECT_EQ(q[0].lift_movies[0].title, "Broad");
+  EXPECT_EQ(q[0].lift_movies[1].title, "Rare");
+  EXPECT_GT(q[0].lift_movies[1].lift, q[0].lift_movies[0].lift);
+  EXPECT_NEAR(q[0].lift_movies[1].z, 1.581731, 1e-6);
+  const std::string report = format_cluster_report(q[0]);
+  EXPECT_NE(report.find("    movies: Broad 1.44x [18], Rare 1.92x [5]\n"), std::string::npos) << report;
+
+  // One cluster: nothing to stand out against, so no Distinctive section at all.
+  const auto one = profile_clusters(d, users, std::vector<int32_t>(40, 0), 1, any);
+  EXPECT_EQ(one[0].other_users, 0);
+  EXPECT_TRUE(one[0].lift_movies.empty());
+  EXPECT_EQ(format_cluster_report(one[0]).find("Distinctive"), std::string::npos) << format_cluster_report(one[0]);
 }
 
 // Names come from the data files: control bytes in them must not reach the terminal raw.

@@ -11,11 +11,12 @@ Inputs (in RUN_DIR; only metrics.csv is required):
                     empty or "nan" cells are skipped.
   clusters.csv      one row per embedded user:  user_id,cluster,x,y
                     (x, y = the 2-D t-SNE coordinates, cluster = the K-Means label).
-  cluster_lift.csv  one row per (cluster, genre):  cluster,genre,lift[,share,overall_share,count]
+  cluster_lift.csv  one row per (cluster, genre):  cluster,genre,lift[,share,overall_share,count,z]
                     lift = share of the genre among the cluster's rated items divided by its
                     share among all clustered users' rated items (1 = no different from
-                    everyone); only the first three columns are used, extra columns are
-                    ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
+                    everyone); z = the evidence that it differs from the other users (log
+                    odds ratio over its standard error; |z| < 1.96 is drawn grey). Other
+                    columns are ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
                     genres of tiny support already left out. Genre names containing commas are
                     double-quoted (standard CSV).
 
@@ -146,7 +147,8 @@ def plot_lift(plt, rows, out, top, dpi):
     for r in rows:
         lift = to_float(r["lift"])
         if lift is not None:
-            by_cluster.setdefault(int(r["cluster"]), []).append((r["genre"], lift))
+            z = to_float(r.get("z"))
+            by_cluster.setdefault(int(r["cluster"]), []).append((r["genre"], lift, z))
     clusters = sorted(by_cluster)
     if not clusters:
         die("cluster_lift.csv: no rows with a numeric lift")
@@ -161,7 +163,9 @@ def plot_lift(plt, rows, out, top, dpi):
         items.reverse()  # largest lift at the top of a horizontal bar chart
         names = [g[0] for g in items]
         lifts = [g[1] for g in items]
-        colors = ["tab:green" if v >= 1 else "tab:red" for v in lifts]
+        # Grey: a difference the data cannot tell from chance (files without z: all coloured).
+        colors = ["tab:gray" if g[2] is not None and abs(g[2]) < 1.96 else
+                  "tab:green" if g[1] >= 1 else "tab:red" for g in items]
         ax.barh(range(len(items)), lifts, color=colors)
         ax.set_yticks(range(len(items)))
         ax.set_yticklabels(names, fontsize=8)

@@ -1,6 +1,7 @@
 #include "analysis/profile.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -49,6 +50,14 @@ bool genre_by_lift(const GenreStat& a, const GenreStat& b) {
   if (a.lift != b.lift) return a.lift > b.lift;
   return by_count(a, b);
 }
+// The distinctive rankings: strongest evidence first, then the larger lift.
+template <typename T, typename Then>
+auto by_z(Then then) {
+  return [then](const T& a, const T& b) {
+    if (a.z != b.z) return a.z > b.z;
+    return then(a, b);
+  };
+}
 bool movie_by_count(const MovieStat& a, const MovieStat& b) {
   if (a.count != b.count) return a.count > b.count;
   if (a.mean_rating != b.mean_rating) return a.mean_rating > b.mean_rating;
@@ -64,6 +73,11 @@ bool occ_by_lift(const OccupationStat& a, const OccupationStat& b) {
   return a.lift != b.lift ? a.lift > b.lift : occ_by_users(a, b);
 }
 
+template <typename T>
+bool distinctive(const T& s, int64_t support, int64_t min_support, const ProfileOptions& o) {
+  return support >= min_support && s.lift > 1.0 && s.z >= o.min_z;
+}
+
 // Rating counts of one group of users (a cluster, or all clustered users together).
 struct Tally {
   int64_t users = 0, ratings = 0;
@@ -75,6 +89,15 @@ struct Tally {
 };
 
 }  // namespace
+
+double log_odds_z(int64_t a, int64_t n_in, int64_t c, int64_t n_out) {
+  VAE_CHECK(a >= 0 && a <= n_in && c >= 0 && c <= n_out,
+            "log_odds_z: counts " + std::to_string(a) + " of " + std::to_string(n_in) + " and " +
+                std::to_string(c) + " of " + std::to_string(n_out) + " are not a 2x2 table");
+  if (n_out == 0) return 0.0;
+  const double x = a + 0.5, y = (n_in - a) + 0.5, u = c + 0.5, v = (n_out - c) + 0.5;
+  return std::log((x * v) / (y * u)) / std::sqrt(1 / x + 1 / y + 1 / u + 1 / v);
+}
 
 std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector<int32_t>& users,
                                              const std::vector<int32_t>& labels, int k,
@@ -134,6 +157,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.cluster = c;
     p.size = t.users;
     p.ratings = t.ratings;
+    p.other_users = all.users - t.users;
     if (t.users == 0) continue;
     auto movie = [&](int32_t item) {
       MovieStat m;
@@ -144,6 +168,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
       m.share = t.ratings ? static_cast<double>(m.count) / t.ratings : 0.0;
       m.overall_share = static_cast<double>(all.item_count[item]) / all.ratings;
       m.lift = m.overall_share > 0 ? m.share / m.overall_share : 0.0;
+      m.z = log_odds_z(m.count, t.ratings, all.item_count[item] - m.count, all.ratings - t.ratings);
       return m;
     };
     std::vector<MovieStat> rated;
@@ -152,8 +177,8 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.top_movies = top(rated, o.top_movies, movie_by_count);
     std::vector<MovieStat> supported;
     for (const auto& m : rated)
-      if (m.count >= o.min_movie_ratings) supported.push_back(m);
-    p.lift_movies = top(supported, o.top_lift, movie_by_lift);
+      if (distinctive(m, m.count, o.min_movie_ratings, o)) supported.push_back(m);
+    p.lift_movies = top(supported, o.top_lift, by_z<MovieStat>(movie_by_lift));
 
     if (genres && t.genre_total > 0) {
       for (int g = 0; g < n_genres; ++g) {
@@ -165,6 +190,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.count) / t.genre_total;
         s.overall_share = static_cast<double>(all.genre_count[g]) / all.genre_total;
         s.lift = s.share / s.overall_share;
+        s.z = log_odds_z(s.count, t.genre_total, all.genre_count[g] - s.count, all.genre_total - t.genre_total);
         p.genres.push_back(s);
       }
       std::sort(p.genres.begin(), p.genres.end(), by_count);
@@ -179,8 +205,8 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
       }
       std::vector<GenreStat> sup;
       for (const auto& s : p.genres)
-        if (s.count >= o.min_genre_ratings) sup.push_back(s);
-      p.lift_genres = top(sup, o.top_lift, genre_by_lift);
+        if (distinctive(s, s.count, o.min_genre_ratings, o)) sup.push_back(s);
+      p.lift_genres = top(sup, o.top_lift, by_z<GenreStat>(genre_by_lift));
     }
 
     if (occupations) {
@@ -194,13 +220,14 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.users) / t.users;
         s.overall_share = static_cast<double>(all.occupation[j]) / all.users;
         s.lift = s.share / s.overall_share;
+        s.z = log_odds_z(s.users, t.users, all.occupation[j] - s.users, all.users - t.users);
         occ.push_back(s);
       }
       p.top_occupations = top(occ, o.top_occupations, occ_by_users);
       std::vector<OccupationStat> sup;
       for (const auto& s : occ)
-        if (s.users >= o.min_occupation_users) sup.push_back(s);
-      p.lift_occupations = top(sup, o.top_lift, occ_by_lift);
+        if (distinctive(s, s.users, o.min_occupation_users, o)) sup.push_back(s);
+      p.lift_occupations = top(sup, o.top_lift, by_z<OccupationStat>(occ_by_lift));
     }
   }
   return out;
@@ -227,19 +254,22 @@ std::string format_cluster_report(const ClusterProfile& p) {
   if (!p.top_occupations.empty())
     s += "  Top occupations: " +
          join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + pct(o.share); }) + "\n";
-  if (!p.lift_genres.empty() || !p.lift_movies.empty() || !p.lift_occupations.empty()) {
-    s += "  Distinctive (lift):";
-    if (!p.lift_genres.empty())
-      s += " " + join(p.lift_genres, [](const GenreStat& g) { return shown_name(g.name) + " " + times(g.lift); });
-    s += "\n";
-    if (!p.lift_movies.empty())
-      s += "    movies: " +
-           join(p.lift_movies, [](const MovieStat& m) { return m.title + " " + times(m.lift); }) + "\n";
-    if (!p.lift_occupations.empty())
-      s += "    occupations: " +
-           join(p.lift_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + times(o.lift); }) +
-           "\n";
-  }
+  if (p.other_users == 0) return s;  // one cluster: nothing to stand out against
+  if (p.lift_genres.empty() && p.lift_movies.empty() && p.lift_occupations.empty())
+    return s + "  Distinctive: nothing clearly over-represented against the other users\n";
+  // [n]: the cluster's ratings of the movie, or its users with the occupation (the support).
+  s += "  Distinctive (lift, strongest evidence first):\n";
+  if (!p.lift_genres.empty())
+    s += "    genres: " + join(p.lift_genres, [](const GenreStat& g) { return shown_name(g.name) + " " + times(g.lift); }) + "\n";
+  if (!p.lift_movies.empty())
+    s += "    movies: " +
+         join(p.lift_movies, [](const MovieStat& m) { return m.title + " " + times(m.lift) + " [" + std::to_string(m.count) + "]"; }) +
+         "\n";
+  if (!p.lift_occupations.empty())
+    s += "    occupations: " +
+         join(p.lift_occupations,
+              [](const OccupationStat& o) { return shown_name(o.name) + " " + times(o.lift) + " [" + std::to_string(o.users) + "]"; }) +
+         "\n";
   return s;
 }
 
@@ -250,7 +280,7 @@ std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
 }
 
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const ProfileOptions& o) {
-  std::string s = "cluster,genre,lift,share,overall_share,count\n";
+  std::string s = "cluster,genre,lift,share,overall_share,count,z\n";
   char buf[128];
   for (const auto& p : profiles) {
     std::vector<GenreStat> g;
@@ -258,8 +288,8 @@ std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const 
       if (x.count >= o.min_genre_ratings) g.push_back(x);
     std::sort(g.begin(), g.end(), genre_by_lift);
     for (const auto& x : g) {
-      std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld\n", x.lift, x.share, x.overall_share,
-                    static_cast<long long>(x.count));
+      std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld,%.4f\n", x.lift, x.share, x.overall_share,
+                    static_cast<long long>(x.count), x.z);
       s += std::to_string(p.cluster) + "," + text::csv_field(x.name) + buf;
     }
   }

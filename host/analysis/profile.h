@@ -1,7 +1,11 @@
 // Cluster profiles for the analysis report (the notebooks' "Cluster k" blocks): size, genre
 // shares of the members' ratings, the most-rated movies of the top genres, occupations, and the
-// same rankings by lift (share in the cluster ÷ share over all clustered users) so that clusters
-// dominated by the globally popular Drama/Comedy/Star Wars still show what sets them apart.
+// "distinctive" entries: those over-represented in the cluster, with their lift (share in the
+// cluster ÷ share over all clustered users), so that clusters dominated by the globally popular
+// Drama/Comedy/Star Wars still show what sets them apart. Lift alone would list the rarest
+// entries first (a movie rated by five users, all in one cluster, has the largest lift there,
+// and in a cluster holding most users every such movie ties at the maximum), so the rankings
+// go by the strength of the evidence, z below, and keep only entries that pass it.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,6 +22,7 @@ struct GenreStat {
   double share = 0;           // count ÷ Σ over genres of count (a movie counts once per genre)
   double overall_share = 0;   // the same over all clustered users
   double lift = 0;            // share ÷ overall_share
+  double z = 0;               // over-representation against the other clustered users (log_odds_z)
 };
 
 struct MovieStat {
@@ -28,6 +33,7 @@ struct MovieStat {
   double share = 0;           // count ÷ member ratings
   double overall_share = 0;   // the same over all clustered users
   double lift = 0;
+  double z = 0;               // as GenreStat::z, over ratings
 };
 
 struct OccupationStat {
@@ -37,6 +43,7 @@ struct OccupationStat {
   double share = 0;           // users ÷ cluster size
   double overall_share = 0;   // over all clustered users
   double lift = 0;
+  double z = 0;               // as GenreStat::z, over users
 };
 
 struct GenreTopMovies {
@@ -48,13 +55,15 @@ struct ClusterProfile {
   int cluster = 0;
   int64_t size = 0;                             // users
   int64_t ratings = 0;                          // their ratings
+  int64_t other_users = 0;                      // clustered users outside this cluster
   std::vector<GenreStat> genres;                // every genre with count > 0, by count desc, name
   std::vector<GenreTopMovies> top_genres;       // the first top_genres of `genres`, with movies
   std::vector<MovieStat> top_movies;            // most rated overall (for data without genres)
   std::vector<OccupationStat> top_occupations;  // by users desc, then name (empty without users)
-  std::vector<GenreStat> lift_genres;           // by lift desc; support ≥ min_genre_ratings
-  std::vector<MovieStat> lift_movies;           // by lift desc; support ≥ min_movie_ratings
-  std::vector<OccupationStat> lift_occupations; // by lift desc; support ≥ min_occupation_users
+  // Distinctive entries: lift > 1, z ≥ min_z and the support below; by z desc, then lift desc.
+  std::vector<GenreStat> lift_genres;           // support ≥ min_genre_ratings
+  std::vector<MovieStat> lift_movies;           // support ≥ min_movie_ratings
+  std::vector<OccupationStat> lift_occupations; // support ≥ min_occupation_users
 };
 
 struct ProfileOptions {
@@ -67,7 +76,18 @@ struct ProfileOptions {
   int64_t min_genre_ratings = 5;
   int64_t min_movie_ratings = 5;
   int64_t min_occupation_users = 3;
+  // Evidence an entry needs to be called distinctive: 1.96 is a two-sided 5 % test of one
+  // entry. Many movies are tested at once, so a few of those passing are chance; the strongest
+  // come first, and those are the ones shown.
+  double min_z = 1.96;
 };
+
+// The z statistic of the log odds ratio of a 2×2 table: a of the cluster's n_in cases (ratings,
+// genre tags or users) have the feature, c of the other clustered users' n_out. 0.5 is added to
+// each cell (Haldane–Anscombe, so that empty cells stay finite) and the log odds ratio divided by
+// Woolf's standard error. Positive: more common in the cluster. 0 when n_out is 0 (nobody to
+// compare with). VaeError unless 0 ≤ a ≤ n_in and 0 ≤ c ≤ n_out.
+double log_odds_z(int64_t a, int64_t n_in, int64_t c, int64_t n_out);
 
 // users: dataset user indices that were clustered; labels[i] ∈ [0, k) is the cluster of users[i].
 // Returns k profiles (empty clusters included, size 0). VaeError on size mismatch, a label out of
@@ -76,13 +96,15 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
                                              const std::vector<int32_t>& labels, int k,
                                              const ProfileOptions& o = {});
 
-// "Cluster 0 (312 users)\n  Top genres: Drama (25.1%), ...\n    Drama: Star Wars (1977), ...\n
-//  Top occupations: student 21.3%, ...\n  Distinctive (lift): ...\n"
+// "Cluster 0 (312 users)\n  Top genres: Drama (25.1%), ...\n    Drama: Star Wars (1977) [120], ...\n
+//  Top occupations: student 21.3%, ...\n  Distinctive (lift, strongest evidence first):\n
+//    genres: ...\n    movies: ...\n    occupations: ...\n" (a line each for the kinds that have one)
 std::string format_cluster_report(const ClusterProfile& p);
 std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
 
-// cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count",
-// one row per (cluster, genre) with count ≥ min_genre_ratings, clusters ascending, lift desc.
+// cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count,z",
+// one row per (cluster, genre) with count ≥ min_genre_ratings, clusters ascending, lift desc
+// (every supported genre, over- and under-represented alike; z says which differences are real).
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles,
                              const ProfileOptions& o = {});
 
