@@ -211,6 +211,8 @@ TEST(Profile, ReportText) {
                            "    Action: Alpha (1990) [3], Delta (1993) [2]\n",
                            "    Drama: Delta (1993) [2], Charlie (1992) [1], Foxtrot (1995) [1]\n",
                            "  Top occupations: student 66.7%, engineer 33.3%\n",
+                           // ages 20, 21, 30 (all five: 20, 21, 22, 30, 40); men u0, u2 of 3 (all 3 of 5)
+                           "  Users: 66.7% men (all 60.0%), median age 21 (all 22)\n",
                            "  Distinctive (lift, strongest evidence first):\n    genres: Action 1.58x\n",
                            "    movies: Delta (1993) 1.88x [2], Alpha (1990) 1.41x [3]\n",
                            "    occupations: engineer 1.67x [1], student 1.11x [2]\n"})
@@ -301,6 +303,32 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   EXPECT_EQ(format_cluster_report(one[0]).find("Distinctive"), std::string::npos) << format_cluster_report(one[0]);
 }
 
+TEST(Profile, Demographics) {
+  Dataset d = tiny();
+  auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  // Cluster 1 = u3 (40, F), u4 (22, M): an even count takes the mean of the middle two.
+  EXPECT_DOUBLE_EQ(p[1].median_age, 31.0);
+  EXPECT_DOUBLE_EQ(p[1].male_share, 0.5);
+  EXPECT_DOUBLE_EQ(p[1].overall_male_share, 0.6);
+  EXPECT_NE(format_cluster_report(p[1]).find("  Users: 50.0% men (all 60.0%), median age 31 (all 22)\n"), std::string::npos)
+      << format_cluster_report(p[1]);
+  // ml-1m gives age bands by their lower bound: the median is a band (the lower middle one).
+  d.format = "ml-1m";
+  d.users.age = {18, 25, 25, 35, 56, 1};
+  p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  EXPECT_TRUE(p[1].age_bands);
+  EXPECT_DOUBLE_EQ(p[1].median_age, 35.0);  // 35 and 56
+  EXPECT_NE(format_cluster_report(p[1]).find("median age 35-44 (all 25-34)\n"), std::string::npos)
+      << format_cluster_report(p[1]);
+  // Genders other than M/F count in neither share; without any, no share is printed.
+  d.users.gender = {'M', 'F', 'M', '?', '?', 'F'};
+  p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  EXPECT_DOUBLE_EQ(p[0].male_share, 2.0 / 3);
+  EXPECT_DOUBLE_EQ(p[1].male_share, -1.0);
+  EXPECT_NE(format_cluster_report(p[1]).find("  Users: median age 35-44"), std::string::npos)
+      << format_cluster_report(p[1]);
+}
+
 // Names come from the data files: control bytes in them must not reach the terminal raw.
 TEST(Profile, ReportEscapesNamesFromTheData) {
   Dataset d = tiny();
@@ -331,6 +359,8 @@ TEST(Profile, WithoutMetadata) {
   const std::string r = format_cluster_report(p[0]);
   EXPECT_NE(r.find("Top movies: item 100 [3]"), std::string::npos) << r;
   EXPECT_EQ(r.find("Top genres"), std::string::npos);
+  EXPECT_EQ(r.find("Users:"), std::string::npos);
+  EXPECT_DOUBLE_EQ(p[0].median_age, -1.0);
   EXPECT_TRUE(genre_counts(d, {0, 1}).empty());
 }
 

@@ -78,6 +78,34 @@ bool distinctive(const T& s, int64_t support, int64_t min_support, const Profile
   return support >= min_support && s.lift > 1.0 && s.z >= o.min_z;
 }
 
+// Median of the ages; bands (ml-1m) take the lower middle band so that the result is a band.
+double median(std::vector<int> v, bool bands) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  if (v.size() % 2 == 1) return v[h];
+  return bands ? v[h - 1] : 0.5 * (v[h - 1] + v[h]);
+}
+
+double male_share(int64_t men, int64_t women) {
+  return men + women > 0 ? static_cast<double>(men) / (men + women) : -1.0;
+}
+
+// ml-1m's age codes (its README): each is the lower bound of a band.
+std::string age_band(double code) {
+  const int c = static_cast<int>(code);
+  switch (c) {
+    case 1: return "under 18";
+    case 18: return "18-24";
+    case 25: return "25-34";
+    case 35: return "35-44";
+    case 45: return "45-49";
+    case 50: return "50-55";
+    case 56: return "56+";
+    default: return std::to_string(c);
+  }
+}
+
 // Rating counts of one group of users (a cluster, or all clustered users together).
 struct Tally {
   int64_t users = 0, ratings = 0;
@@ -86,6 +114,8 @@ struct Tally {
   std::vector<int64_t> genre_count;
   int64_t genre_total = 0;
   std::vector<int64_t> occupation;
+  std::vector<int> ages;
+  int64_t men = 0, women = 0;
 };
 
 }  // namespace
@@ -111,6 +141,8 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
   const bool genres = d.has_genres() && static_cast<int64_t>(d.item_genres.size()) == n_items;
   const bool occupations = !d.users.occupation.empty();
   const int n_occ = static_cast<int>(d.users.occupation_names.size());
+  const bool ages = !d.users.age.empty(), genders = !d.users.gender.empty();
+  const bool bands = d.format == "ml-1m";
   auto fresh = [&] {
     Tally t;
     t.item_count.assign(n_items, 0);
@@ -134,6 +166,15 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         const int occ = d.users.occupation[user];
         VAE_CHECK(occ >= 0 && occ < n_occ, "profile_clusters: occupation index out of range");
         ++t->occupation[occ];
+      }
+      if (ages) {
+        VAE_CHECK(static_cast<size_t>(user) < d.users.age.size(), "profile_clusters: user without age");
+        t->ages.push_back(d.users.age[user]);
+      }
+      if (genders) {
+        VAE_CHECK(static_cast<size_t>(user) < d.users.gender.size(), "profile_clusters: user without gender");
+        t->men += d.users.gender[user] == 'M';
+        t->women += d.users.gender[user] == 'F';
       }
       for (int64_t e = d.ratings.indptr[user]; e < d.ratings.indptr[user + 1]; ++e) {
         const int32_t item = d.ratings.indices[e];
@@ -159,6 +200,15 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.ratings = t.ratings;
     p.other_users = all.users - t.users;
     if (t.users == 0) continue;
+    if (ages) {
+      p.median_age = median(t.ages, bands);
+      p.overall_median_age = median(all.ages, bands);
+      p.age_bands = bands;
+    }
+    if (genders) {
+      p.male_share = male_share(t.men, t.women);
+      p.overall_male_share = male_share(all.men, all.women);
+    }
     auto movie = [&](int32_t item) {
       MovieStat m;
       m.item = item;
@@ -254,6 +304,19 @@ std::string format_cluster_report(const ClusterProfile& p) {
   if (!p.top_occupations.empty())
     s += "  Top occupations: " +
          join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + pct(o.share); }) + "\n";
+  if (p.male_share >= 0 || p.median_age >= 0) {
+    auto age = [&](double a) {
+      if (p.age_bands) return age_band(a);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, a == static_cast<int>(a) ? "%.0f" : "%.1f", a);
+      return std::string(buf);
+    };
+    std::string u;
+    if (p.male_share >= 0) u += pct(p.male_share) + " men (all " + pct(p.overall_male_share) + ")";
+    if (p.median_age >= 0)
+      u += std::string(u.empty() ? "" : ", ") + "median age " + age(p.median_age) + " (all " + age(p.overall_median_age) + ")";
+    s += "  Users: " + u + "\n";
+  }
   if (p.other_users == 0) return s;  // one cluster: nothing to stand out against
   if (p.lift_genres.empty() && p.lift_movies.empty() && p.lift_occupations.empty())
     return s + "  Distinctive: nothing clearly over-represented against the other users\n";

@@ -60,6 +60,13 @@ struct ClusterProfile {
   std::vector<GenreTopMovies> top_genres;       // the first top_genres of `genres`, with movies
   std::vector<MovieStat> top_movies;            // most rated overall (for data without genres)
   std::vector<OccupationStat> top_occupations;  // by users desc, then name (empty without users)
+  // Demographics (-1 without user metadata): the share of men among members whose gender is
+  // given, and the members' median age (the mean of the two middle ages of an even count; ml-1m
+  // gives the lower bound of an age band instead, and the median is then the lower middle band,
+  // age_bands true); each next to the same over all clustered users.
+  double male_share = -1, overall_male_share = -1;
+  double median_age = -1, overall_median_age = -1;
+  bool age_bands = false;
   // Distinctive entries: lift > 1, z ≥ min_z and the support below; by z desc, then lift desc.
   std::vector<GenreStat> lift_genres;           // support ≥ min_genre_ratings
   std::vector<MovieStat> lift_movies;           // support ≥ min_movie_ratings
