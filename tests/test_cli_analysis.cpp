@@ -77,7 +77,7 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   EXPECT_THAT(out, HasSubstr("Cluster 2 ("));
   EXPECT_THAT(out, HasSubstr("Adjusted Rand index"));
   for (const char* f : {"metrics.csv", "summary.json", "model.safetensors", "embeddings.npy", "clusters.csv",
-                        "cluster_lift.csv", "user_ids.csv", "tsne.svg", "curves.svg"})
+                        "cluster_lift.csv", "cluster_movies.csv", "user_ids.csv", "tsne.svg", "curves.svg"})
     EXPECT_TRUE(fs::exists(run_dir() / f)) << f;
   EXPECT_EQ(count_lines(run_dir() / "clusters.csv"), 201);
   // With --out the main job also runs t-SNE (the notebooks' picture): every user has x, y.
@@ -282,6 +282,7 @@ TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
   EXPECT_EQ(rows, 200);
   EXPECT_EQ(with_xy, 150);
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_lift.csv"));
+  EXPECT_TRUE(fs::exists(sub("cl") / "cluster_movies.csv"));
   EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("a random subsample of 150"));
 }
 

@@ -329,6 +329,29 @@ TEST(Profile, Demographics) {
       << format_cluster_report(p[1]);
 }
 
+TEST(Profile, ClusterMoviesCsvHoldsEverySupportedMovie) {
+  Dataset d = tiny();
+  d.titles[3] = "Delta, The (1993)";  // a comma: quoted
+  const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  const std::string csv = cluster_movies_csv(d, p);
+  // Cluster 0: items 3 (z 1.069) and 0 (0.894) have ≥ 2 ratings; cluster 1: items 4 (1.245),
+  // 1 (0.698). Item 0 in cluster 0: 3 ratings, mean (5 + 4 + 3) / 3, share 3/8, overall 4/15.
+  EXPECT_EQ(csv,
+            "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z\n"
+            "0,103,\"Delta, The (1993)\",2,4.5000,0.25000000,0.13333333,1.875000,1.0691\n"
+            "0,100,Alpha (1990),3,4.0000,0.37500000,0.26666667,1.406250,0.8938\n"
+            "1,104,Echo (1994),2,4.5000,0.28571429,0.13333333,2.142857,1.2445\n"
+            "1,101,Bravo (1991),2,4.0000,0.28571429,0.20000000,1.428571,0.6984\n");
+  // Under-represented movies with the support are rows too (lift < 1, z < 0), after the others.
+  ProfileOptions one = low_support();
+  one.min_movie_ratings = 1;
+  const auto q = profile_clusters(d, kUsers, kLabels, 2, one);
+  ASSERT_EQ(q[1].supported_movies.size(), 5u);  // items 1, 2, 4, 5, 0
+  EXPECT_EQ(q[1].supported_movies.back().item, 0);  // 1 of 7 vs 3 of 8: the lowest z
+  EXPECT_LT(q[1].supported_movies.back().z, 0.0);
+  EXPECT_LE(q[1].lift_movies.size(), 3u);
+}
+
 // Names come from the data files: control bytes in them must not reach the terminal raw.
 TEST(Profile, ReportEscapesNamesFromTheData) {
   Dataset d = tiny();

@@ -139,7 +139,7 @@ TEST(HtmlReport, SvdMainJobAndClusterPages) {
   ASSERT_TRUE(std::filesystem::exists(dir / "popularity" / "summary.json"));
   const auto r = run_cli("--model svd --epochs 2 --out " + dir.string() + " " + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* gone : {"popularity", "clusters.csv", "cluster_lift.csv", "tsne.svg", "embeddings.npy", "user_ids.csv"})
+  for (const char* gone : {"popularity", "clusters.csv", "cluster_lift.csv", "cluster_movies.csv", "tsne.svg", "embeddings.npy", "user_ids.csv"})
     EXPECT_FALSE(std::filesystem::exists(dir / gone)) << gone;
   EXPECT_EQ(read_text(dir / "user_metrics.csv").rfind("user_id,input_ratings,test_ratings,rmse\n", 0), 0u);  // SVD's own
   const std::string page = read_text(dir / "report.html");

@@ -225,10 +225,12 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     for (int32_t i = 0; i < n_items; ++i)
       if (t.item_count[i] > 0) rated.push_back(movie(i));
     p.top_movies = top(rated, o.top_movies, movie_by_count);
-    std::vector<MovieStat> supported;
     for (const auto& m : rated)
-      if (distinctive(m, m.count, o.min_movie_ratings, o)) supported.push_back(m);
-    p.lift_movies = top(supported, o.top_lift, by_z<MovieStat>(movie_by_lift));
+      if (m.count >= o.min_movie_ratings) p.supported_movies.push_back(m);
+    std::sort(p.supported_movies.begin(), p.supported_movies.end(), by_z<MovieStat>(movie_by_lift));
+    for (const auto& m : p.supported_movies)
+      if (p.lift_movies.size() < static_cast<size_t>(o.top_lift) && distinctive(m, m.count, o.min_movie_ratings, o))
+        p.lift_movies.push_back(m);
 
     if (genres && t.genre_total > 0) {
       for (int g = 0; g < n_genres; ++g) {
@@ -356,6 +358,20 @@ std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const 
       s += std::to_string(p.cluster) + "," + text::csv_field(x.name) + buf;
     }
   }
+  return s;
+}
+
+std::string cluster_movies_csv(const Dataset& d, const std::vector<ClusterProfile>& profiles) {
+  std::string s = "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z\n";
+  char buf[160];
+  for (const auto& p : profiles)
+    for (const auto& m : p.supported_movies) {
+      VAE_CHECK(m.item >= 0 && m.item < d.num_items(), "cluster_movies_csv: item index out of range");
+      const std::string title = d.has_titles() && static_cast<size_t>(m.item) < d.titles.size() ? d.titles[m.item] : "";
+      std::snprintf(buf, sizeof buf, ",%lld,%.4f,%.8f,%.8f,%.6f,%.4f\n", static_cast<long long>(m.count), m.mean_rating,
+                    m.share, m.overall_share, m.lift, m.z);
+      s += std::to_string(p.cluster) + "," + text::csv_field(d.item_ids[m.item]) + "," + text::csv_field(title) + buf;
+    }
   return s;
 }
 

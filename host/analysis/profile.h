@@ -70,6 +70,7 @@ struct ClusterProfile {
   // Distinctive entries: lift > 1, z ≥ min_z and the support below; by z desc, then lift desc.
   std::vector<GenreStat> lift_genres;           // support ≥ min_genre_ratings
   std::vector<MovieStat> lift_movies;           // support ≥ min_movie_ratings
+  std::vector<MovieStat> supported_movies;      // every movie with that support, by z desc (the CSV)
   std::vector<OccupationStat> lift_occupations; // support ≥ min_occupation_users
 };
 
@@ -114,6 +115,12 @@ std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
 // (every supported genre, over- and under-represented alike; z says which differences are real).
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles,
                              const ProfileOptions& o = {});
+
+// cluster_movies.csv: header "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z",
+// one row per (cluster, movie) the cluster rated at least min_movie_ratings times, clusters
+// ascending, z desc (over- and under-represented alike): the whole table behind "Distinctive",
+// for pandas. Titles as the data has them, CSV-quoted.
+std::string cluster_movies_csv(const Dataset& d, const std::vector<ClusterProfile>& profiles);
 
 // An item id and title as a terminal table shows them (recommend, similar): control bytes escaped
 // (they come from data files), long text cut; an empty title shows as "item <id>".

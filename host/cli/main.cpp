@@ -397,11 +397,12 @@ struct ClusterOptions {
 };
 
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
-// when asked; clusters.csv and cluster_lift.csv (and embeddings.npy, user_ids.csv when
+// when asked; clusters.csv, cluster_lift.csv and cluster_movies.csv (and embeddings.npy, user_ids.csv when
 // write_embeddings) into out_dir, staged with the rest of the command's files.
 // An earlier run's cluster analysis (and embeddings) would not describe this run's model.
 void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {
-  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/tsne.svg"}) staged.remove_on_commit(out_dir + f);
+  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/cluster_movies.csv", "/tsne.svg"})
+    staged.remove_on_commit(out_dir + f);
   if (embeddings)
     for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
 }
@@ -537,6 +538,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   staged.add(out_dir + "/clusters.csv", csv.str());
   staged.add(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
+  staged.add(out_dir + "/cluster_movies.csv", cluster_movies_csv(d, profiles));
   if (!tsne_svg.empty()) {
     try {
       staged.add(out_dir + "/tsne.svg", tsne_svg);
@@ -1655,7 +1657,7 @@ int main(int argc, char** argv) {
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
   CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
-                                                "gets clusters.csv, cluster_lift.csv (--model-file M, or trains first)");
+                                                "gets clusters.csv, cluster_lift.csv, cluster_movies.csv (--model-file M, or trains first)");
   cluster->fallthrough();
   cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
   cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(whole_in(1, 100000));
