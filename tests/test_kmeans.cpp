@@ -521,5 +521,107 @@ TEST(ClusterMetrics, TrustworthinessBoundsAndErrors) {
   EXPECT_THROW(trustworthiness(x, 4, std::vector<float>(10), 2, 5), VaeError);
 }
 
+// Silhouettes worked out by hand on the line: {0, 1, 5, 6} in clusters {0, 1} and {5, 6}.
+// Point 0: a = 1, b = (5 + 6) / 2 = 5.5, s = 4.5 / 5.5; point 1: a = 1, b = 4.5, s = 3.5 / 4.5;
+// points 5 and 6 mirror them.
+TEST(Silhouette, HandComputedScores) {
+  const std::vector<float> line = {0, 1, 5, 6};
+  const double want = (2 * (4.5 / 5.5) + 2 * (3.5 / 4.5)) / 4;
+  EXPECT_NEAR(silhouette_score(line, 1, {0, 0, 1, 1}), want, 1e-12);
+  EXPECT_NEAR(silhouette_score(line, 1, {7, 7, -3, -3}), want, 1e-12);  // label values are names only
+  // The same points in 2-D, moved off the axis: distances are Euclidean, not per coordinate.
+  const std::vector<float> plane = {0, 3, 0.6f, 3.8f, 3, 7, 3.6f, 7.8f};  // steps of length 1 and 5
+  EXPECT_NEAR(silhouette_score(plane, 2, {0, 0, 1, 1}), want, 1e-6);
+  // A cluster's only member scores 0: {0, 1, 10} → (0.9 + 8/9 + 0) / 3.
+  EXPECT_NEAR(silhouette_score({0, 1, 10}, 1, {0, 0, 1}), (0.9 + 8.0 / 9) / 3, 1e-12);
+  // Over a sample the rows are compared among themselves: rows 0, 1, 3 of the line →
+  // point 0: a = 1, b = 6; point 1: a = 1, b = 5; point 6 alone in its cluster.
+  EXPECT_NEAR(silhouette_score(line, 1, {0, 0, 1, 1}, {0, 1, 3}), (5.0 / 6 + 0.8 + 0) / 3, 1e-12);
+  // A wrong partition scores below zero: {0, 5} and {1, 6}.
+  EXPECT_LT(silhouette_score(line, 1, {0, 1, 0, 1}), 0.0);
+}
+
+TEST(Silhouette, RefusesWhatSklearnRefuses) {
+  const std::vector<float> line = {0, 1, 5, 6};
+  EXPECT_THROW(silhouette_score(line, 1, {0, 0, 0, 0}), UsageError);   // one cluster
+  EXPECT_THROW(silhouette_score(line, 1, {0, 1, 2, 3}), UsageError);   // every row its own
+  EXPECT_THROW(silhouette_score(line, 1, {0, 0, 1}), VaeError);        // labels ≠ rows
+  EXPECT_THROW(silhouette_score(line, 1, {0, 0, 1, 1}, {0, 4}), VaeError);
+  EXPECT_THROW(silhouette_score({0, 1, NAN, 6}, 1, {0, 0, 1, 1}), VaeError);
+}
+
+// Blocks of rows (4 Mi distances each) give what one pass over every pair gives.
+TEST(Silhouette, BlockedEqualsANaiveDoubleLoop) {
+  const Blobs b = make_blobs({{0, 0, 0}, {4, 0, 0}, {0, 4, 0}}, 1000, 1.5f, 21);  // 3000 rows: 3 blocks
+  double naive = 0;
+  for (int64_t i = 0; i < b.n; ++i) {
+    double sum[3] = {0, 0, 0};
+    int64_t size[3] = {0, 0, 0};
+    for (int64_t j = 0; j < b.n; ++j) {
+      ++size[b.truth[j]];
+      if (j == i) continue;
+      double d2 = 0;
+      for (int64_t t = 0; t < b.d; ++t) {
+        const double diff = static_cast<double>(b.x[i * b.d + t]) - b.x[j * b.d + t];
+        d2 += diff * diff;
+      }
+      sum[b.truth[j]] += std::sqrt(d2);
+    }
+    const int own = b.truth[i];
+    const double a = sum[own] / (size[own] - 1);
+    double nearest = std::numeric_limits<double>::infinity();
+    for (int l = 0; l < 3; ++l)
+      if (l != own) nearest = std::min(nearest, sum[l] / size[l]);
+    naive += (nearest - a) / std::max(a, nearest);
+  }
+  naive /= static_cast<double>(b.n);
+  EXPECT_NEAR(silhouette_score(b.x, b.d, b.truth), naive, 1e-9);
+  EXPECT_GT(naive, 0.2);  // overlapping but real blobs
+}
+
+TEST(Silhouette, SampleIsSeededSortedAndCapped) {
+  const auto s = silhouette_sample(1000, 100, 5);
+  ASSERT_EQ(s.size(), 100u);
+  EXPECT_TRUE(std::is_sorted(s.begin(), s.end()));
+  EXPECT_EQ(std::set<int32_t>(s.begin(), s.end()).size(), 100u);
+  EXPECT_EQ(silhouette_sample(1000, 100, 5), s);
+  EXPECT_NE(silhouette_sample(1000, 100, 6), s);
+  EXPECT_EQ(silhouette_sample(50, 100, 5).size(), 50u);  // all rows
+}
+
+// Four blobs: the scan's silhouette peaks at k = 4, inertia falls with every k, and the kept
+// result is K-Means at that k.
+TEST(KMeansScan, PicksTheNumberOfSeparatedBlobs) {
+  auto ops = make_cpu_analysis_ops();
+  const Blobs b = make_blobs({{0, 0}, {8, 0}, {0, 8}, {8, 8}}, 40, 1.0f, 5);
+  KMeansOptions o;
+  o.n_init = 3;
+  const KScan scan = kmeans_scan(*ops, b.x, b.n, b.d, 2, 6, o);
+  ASSERT_EQ(scan.rows.size(), 5u);
+  EXPECT_EQ(scan.best_k, 4);
+  EXPECT_EQ(scan.silhouette_rows, b.n);
+  for (size_t i = 0; i < scan.rows.size(); ++i) {
+    EXPECT_EQ(scan.rows[i].k, static_cast<int>(i) + 2);
+    if (i) EXPECT_LT(scan.rows[i].inertia, scan.rows[i - 1].inertia);
+    if (scan.rows[i].k != 4) EXPECT_LT(scan.rows[i].silhouette, scan.rows[2].silhouette);
+  }
+  EXPECT_EQ(scan.best.k, 4);
+  EXPECT_DOUBLE_EQ(adjusted_rand_index(scan.best.labels, b.truth), 1.0);
+  o.k = 4;
+  EXPECT_EQ(kmeans(*ops, b.x, b.n, b.d, o).labels, scan.best.labels);
+  EXPECT_DOUBLE_EQ(scan.rows[2].silhouette, silhouette_score(b.x, b.d, scan.best.labels));
+
+  // A sample of 60 rows: the same 60 for every k, and the same scan twice.
+  const KScan part = kmeans_scan(*ops, b.x, b.n, b.d, 2, 5, o, 60);
+  EXPECT_EQ(part.silhouette_rows, 60);
+  EXPECT_EQ(part.best_k, 4);
+  const KScan again = kmeans_scan(*ops, b.x, b.n, b.d, 2, 5, o, 60);
+  for (size_t i = 0; i < part.rows.size(); ++i) EXPECT_EQ(part.rows[i].silhouette, again.rows[i].silhouette);
+
+  EXPECT_THROW(kmeans_scan(*ops, b.x, b.n, b.d, 1, 4, o), UsageError);
+  EXPECT_THROW(kmeans_scan(*ops, b.x, b.n, b.d, 5, 4, o), UsageError);
+  EXPECT_THROW(kmeans_scan(*ops, b.x, b.n, b.d, 2, static_cast<int>(b.n), o), UsageError);
+}
+
 }  // namespace
 }  // namespace vae

@@ -8,7 +8,10 @@
 #include <string>
 #include <utility>
 
+#include "backend/cpu_gemm.h"
 #include "core/error.h"
+#include "core/philox.h"
+#include "data/shuffle.h"
 
 namespace vae {
 
@@ -84,6 +87,72 @@ double trustworthiness(const std::vector<float>& x, int64_t dx, const std::vecto
   }
   const double nn = n_neighbors;
   return 1.0 - t * (2.0 / (n * nn * (2.0 * n - 3.0 * nn - 1.0)));
+}
+
+std::vector<int32_t> silhouette_sample(int64_t n, int64_t max_rows, uint64_t seed) {
+  VAE_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), "silhouette_sample: bad number of rows");
+  return philox_subset(n, max_rows, seed, rng_stream(RngStream::silhouette, 1));
+}
+
+double silhouette_score(const std::vector<float>& x, int64_t d, const std::vector<int32_t>& labels,
+                        const std::vector<int32_t>& sample) {
+  VAE_CHECK(d >= 1 && x.size() % static_cast<size_t>(d) == 0, "silhouette_score: x is not n × d");
+  const int64_t n = static_cast<int64_t>(x.size()) / d;
+  VAE_CHECK(static_cast<int64_t>(labels.size()) == n,
+            "silhouette_score: " + std::to_string(labels.size()) + " labels for " + std::to_string(n) + " rows");
+  std::vector<int32_t> rows = sample;
+  if (rows.empty()) {
+    rows.resize(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), 0);
+  }
+  const int64_t m = static_cast<int64_t>(rows.size());
+  // Dense cluster ids of the sampled rows, and their sizes in the sample.
+  std::map<int32_t, int32_t> dense;
+  std::vector<int32_t> c(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) {
+    VAE_CHECK(rows[i] >= 0 && rows[i] < n, "silhouette_score: sample index out of range");
+    c[i] = dense.emplace(labels[rows[i]], static_cast<int32_t>(dense.size())).first->second;
+  }
+  const int64_t k = static_cast<int64_t>(dense.size());
+  if (k < 2 || k > m - 1)
+    throw UsageError("silhouette score: " + std::to_string(k) + " clusters among " + std::to_string(m) +
+                     " rows (it needs between 2 and rows - 1)");
+  std::vector<int64_t> size(static_cast<size_t>(k), 0);
+  for (int32_t l : c) ++size[l];
+
+  std::vector<double> xs(static_cast<size_t>(m * d)), norm(static_cast<size_t>(m), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < d; ++j) {
+      const double v = x[static_cast<size_t>(rows[i]) * d + j];
+      VAE_CHECK(std::isfinite(v), "silhouette_score: x holds a non-finite value");
+      xs[i * d + j] = v;
+      norm[i] += v * v;
+    }
+  // Row blocks of the m × m distances (‖x‖² + ‖y‖² − 2x·y, as sklearn's euclidean_distances),
+  // summed per cluster; at most 4 Mi distances at a time whatever m.
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t{1} << 22) / std::max<int64_t>(m, 1)));
+  std::vector<double> dots, sums(static_cast<size_t>(k));
+  double total = 0;
+  for (int64_t i0 = 0; i0 < m; i0 += block) {
+    const int64_t r = std::min(block, m - i0);
+    dots.assign(static_cast<size_t>(r * m), 0.0);
+    reference_gemm<double>(false, true, r, m, d, 1.0, &xs[i0 * d], d, xs.data(), d, 0.0, dots.data(), m);
+    for (int64_t q = 0; q < r; ++q) {
+      const int64_t i = i0 + q;
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (int64_t j = 0; j < m; ++j)
+        if (j != i) sums[c[j]] += std::sqrt(std::max(0.0, norm[i] + norm[j] - 2.0 * dots[q * m + j]));
+      const int32_t own = c[i];
+      if (size[own] == 1) continue;  // s = 0
+      const double a = sums[own] / static_cast<double>(size[own] - 1);
+      double b = std::numeric_limits<double>::infinity();
+      for (int64_t l = 0; l < k; ++l)
+        if (l != own) b = std::min(b, sums[l] / static_cast<double>(size[l]));
+      const double top = std::max(a, b);
+      if (top > 0) total += (b - a) / top;
+    }
+  }
+  return total / static_cast<double>(m);
 }
 
 }  // namespace vae

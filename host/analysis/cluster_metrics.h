@@ -17,4 +17,19 @@ double adjusted_rand_index(const std::vector<int32_t>& labels_a, const std::vect
 double trustworthiness(const std::vector<float>& x, int64_t dx, const std::vector<float>& y,
                        int64_t dy, int n_neighbors = 5);
 
+// sklearn.metrics.silhouette_score(X, labels) with Euclidean distances, over the rows in
+// `sample` (all n rows when empty; sklearn's sample_size draws such a subset, and the score then
+// compares the sampled rows with each other only). For row i in cluster A: a = mean distance to
+// the other sampled members of A, b = the smallest mean distance to the sampled members of
+// another cluster, s = (b − a) / max(a, b), 0 when i is A's only sampled member (and when
+// a = b = 0). Distances in double; label values are arbitrary integers. UsageError unless the
+// sample holds 2 ≤ clusters ≤ rows − 1 (as sklearn); VaeError on inconsistent sizes or indices.
+// O(m² d) time for m sampled rows, O(m d) memory.
+double silhouette_score(const std::vector<float>& x, int64_t d, const std::vector<int32_t>& labels,
+                        const std::vector<int32_t>& sample = {});
+
+// The rows silhouette scores of one K-Means scan are taken over: at most max_rows of n,
+// a seeded uniform subset (RngStream::silhouette), sorted; all rows when n ≤ max_rows.
+std::vector<int32_t> silhouette_sample(int64_t n, int64_t max_rows, uint64_t seed);
+
 }  // namespace vae

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 
+#include "analysis/cluster_metrics.h"
 #include "core/error.h"
 #include "core/philox.h"
 #include "data/shuffle.h"
@@ -247,6 +249,43 @@ KMeansResult kmeans_from_centers(AnalysisOps& ops, const std::vector<float>& x, 
   const double tol_abs = scaled_tolerance(x, n, d, o.tol);
   KMeansSession session(ops, x, n, d);
   return lloyd(ops, x, n, d, initial_centers, static_cast<int>(k), o.max_iter, tol_abs);
+}
+
+KScan kmeans_scan(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d, int k_min,
+                  int k_max, const KMeansOptions& o, int64_t max_rows) {
+  if (k_min < 2 || k_max < k_min)
+    throw UsageError("k-means scan: the range of k must run from 2 or more upwards (got " + std::to_string(k_min) +
+                     ".." + std::to_string(k_max) + ")");
+  if (k_max >= n)
+    throw UsageError("k-means scan: k = " + std::to_string(k_max) + " needs more than " + std::to_string(k_max) +
+                     " users, there are " + std::to_string(n));
+  check_data(x, n, d, "k-means");
+  KScan scan;
+  const std::vector<int32_t> sample = silhouette_sample(n, max_rows, o.seed);
+  scan.silhouette_rows = static_cast<int64_t>(sample.size());
+  double best_s = -std::numeric_limits<double>::infinity();
+  for (int k = k_min; k <= k_max; ++k) {
+    KMeansOptions ok = o;
+    ok.k = k;
+    KMeansResult r = kmeans(ops, x, n, d, ok);
+    KScanRow row;
+    row.k = k;
+    row.inertia = r.inertia;
+    row.iterations = r.iterations;
+    try {
+      row.silhouette = silhouette_score(x, d, r.labels, sample);
+    } catch (const UsageError&) {  // the sample missed all clusters but one
+      row.silhouette = std::numeric_limits<double>::quiet_NaN();
+    }
+    if (row.silhouette > best_s) {  // strictly: ties keep the smaller k; NaN never wins
+      best_s = row.silhouette;
+      scan.best_k = k;
+      scan.best = std::move(r);
+    }
+    scan.rows.push_back(row);
+  }
+  if (scan.best_k == 0) throw UsageError("k-means scan: no k gave a silhouette score (too few rows sampled)");
+  return scan;
 }
 
 }  // namespace vae

@@ -47,6 +47,26 @@ KMeansResult kmeans_from_centers(AnalysisOps& ops, const std::vector<float>& x, 
 std::vector<float> kmeans_plusplus(AnalysisOps& ops, const std::vector<float>& x, int64_t n,
                                    int64_t d, int k, uint64_t seed, uint64_t run = 0);
 
+// Choosing k the notebook way: K-Means (the options of o, but k) for every k in [k_min, k_max],
+// each with its inertia (the elbow) and its silhouette score (cluster_metrics.h) over one seeded
+// sample of at most max_rows rows, the same rows for every k so that the scores compare.
+// best_k is the k of the highest silhouette (ties: the smaller k); best its K-Means result.
+struct KScanRow {
+  int k = 0;
+  double inertia = 0;
+  double silhouette = 0;  // NaN when the sampled rows hold fewer than two of the clusters
+  int iterations = 0;
+};
+struct KScan {
+  std::vector<KScanRow> rows;   // k ascending
+  int best_k = 0;
+  int64_t silhouette_rows = 0;  // rows the silhouettes were taken over
+  KMeansResult best;
+};
+// UsageError unless 2 ≤ k_min ≤ k_max < n (a silhouette needs two clusters and a row more than k).
+KScan kmeans_scan(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int64_t d, int k_min,
+                  int k_max, const KMeansOptions& o, int64_t max_rows = 5000);
+
 // ||a − b||² of two d-vectors, the differences taken in double (the inertia's distance).
 double row_dist2(const float* a, const float* b, int64_t d);
 

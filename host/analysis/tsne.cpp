@@ -68,18 +68,7 @@ void tsne_conditional_row(const float* sqd, int64_t len, int64_t skip, double de
 
 std::vector<int32_t> tsne_subsample(int64_t n, int64_t max_points, uint64_t seed) {
   VAE_CHECK(n >= 0 && n <= std::numeric_limits<int32_t>::max(), "t-SNE: bad number of rows");
-  std::vector<int32_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  if (max_points <= 0 || n <= max_points) return idx;
-  // Partial Fisher–Yates: the first max_points slots are a uniform random subset.
-  PhiloxSeq rng(seed, rng_stream(RngStream::tsne, 1));
-  for (int64_t i = 0; i < max_points; ++i) {
-    const int64_t j = i + rng.below(static_cast<uint32_t>(n - i));
-    std::swap(idx[i], idx[j]);
-  }
-  idx.resize(max_points);
-  std::sort(idx.begin(), idx.end());
-  return idx;
+  return philox_subset(n, max_points, seed, rng_stream(RngStream::tsne, 1));
 }
 
 std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t n, int64_t d,

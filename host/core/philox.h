@@ -75,6 +75,7 @@ enum class RngStream : uint64_t {
   synthetic = 6,  // synthetic data generator
   kmeans = 7,
   tsne = 8,
+  silhouette = 9,  // the users a silhouette score is taken over
 };
 
 // Stream id for (purpose, step) so each training step has fresh, reproducible noise.

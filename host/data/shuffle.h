@@ -1,6 +1,7 @@
 // Deterministic shuffles and sequential draws over Philox, so data splits, synthetic data and
 // epoch batch orders are identical on every platform and standard library.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -58,6 +59,22 @@ inline void philox_shuffle(std::vector<int32_t>& v, uint64_t seed, uint64_t stre
     const size_t j = rng.below(static_cast<uint32_t>(i));
     std::swap(v[i - 1], v[j]);
   }
+}
+
+// A uniform random subset of m of the indices 0..n-1 (all of them when m ≤ 0 or m ≥ n), sorted:
+// a partial Fisher–Yates whose draws depend only on (n, m, seed, stream).
+inline std::vector<int32_t> philox_subset(int64_t n, int64_t m, uint64_t seed, uint64_t stream) {
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[i] = static_cast<int32_t>(i);
+  if (m <= 0 || n <= m) return idx;
+  PhiloxSeq rng(seed, stream);
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t j = i + rng.below(static_cast<uint32_t>(n - i));
+    std::swap(idx[i], idx[j]);
+  }
+  idx.resize(static_cast<size_t>(m));
+  std::sort(idx.begin(), idx.end());
+  return idx;
 }
 
 }  // namespace vae
