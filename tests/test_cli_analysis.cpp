@@ -286,6 +286,41 @@ TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
   EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("a random subsample of 150"));
 }
 
+// --k-range: a table of inertia and silhouette per k, the profiles at the best k, k_scan.csv
+// and k_scan.svg; a later run with one k into the same folder removes them (another k's scan).
+TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const std::string base = "cluster " + kData + " --model-file " + model() + " --n-init 3 --out " + sub("ks").string();
+  const CmdResult r = run_cli(base + " --k-range 2-5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("K-Means for k = 2..5 on the latent means of 200 users (n_init = 3); silhouette over all users"));
+  const auto rows = cli_test::parse_csv(read_file(sub("ks") / "k_scan.csv"));
+  ASSERT_EQ(rows.size(), 4u);
+  int best = 0;
+  double best_s = -2;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].at("k"), std::to_string(i + 2));
+    const double sil = std::stod(rows[i].at("silhouette"));
+    EXPECT_GE(sil, -1.0);
+    EXPECT_LE(sil, 1.0);
+    if (sil > best_s) best_s = sil, best = static_cast<int>(i) + 2;
+    if (i) EXPECT_LT(std::stod(rows[i].at("inertia")), std::stod(rows[i - 1].at("inertia")));
+  }
+  EXPECT_THAT(r.out, HasSubstr("best silhouette at k = " + std::to_string(best) + "; the profiles below use it"));
+  EXPECT_THAT(r.out, HasSubstr("  <- best\n"));
+  EXPECT_THAT(r.out, HasSubstr("dimensions, k = " + std::to_string(best) + ", n_init = 3)"));
+  EXPECT_THAT(r.out, HasSubstr("Cluster " + std::to_string(best - 1) + " ("));
+  EXPECT_THAT(r.out, Not(HasSubstr("Cluster " + std::to_string(best) + " (")));
+  EXPECT_THAT(read_file(sub("ks") / "k_scan.svg"), HasSubstr("silhouette score"));
+  // The same k without the scan: the same clusters.
+  const std::string clusters = read_file(sub("ks") / "clusters.csv");
+  const CmdResult one = run_cli(base + " --k " + std::to_string(best));
+  ASSERT_EQ(one.code, 0) << one.out;
+  EXPECT_EQ(read_file(sub("ks") / "clusters.csv"), clusters);
+  EXPECT_FALSE(fs::exists(sub("ks") / "k_scan.csv"));
+  EXPECT_FALSE(fs::exists(sub("ks") / "k_scan.svg"));
+}
+
 TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {
   ASSERT_EQ(main_->code, 0) << main_->out;
   const CmdResult t = run_cli("train " + kData + " --model-file " + model());
@@ -369,6 +404,9 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   for (const std::string& args : {"recommend" + m, "recommend --user 1 --all-users" + m, "recommend --all-users" + m,
                                   "recommend --user nosuchuser" + m, "recommend --user 1 --top 0" + m, "embed" + m,
                                   "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m,
+                                  "cluster --k-range 1..4" + m, "cluster --k-range 4..3" + m, "cluster --k-range 2.." + m,
+                                  "cluster --k-range two..4" + m, "cluster --k-range 2..200" + m,
+                                  "cluster --k 3 --k-range 2..4" + m,
                                   // a stored model is evaluated, never silently replaced by a new one
                                   "train --model svd" + m, "train --model autorec" + m,
                                   "train --protocol ratings --folds 3" + m}) {
@@ -537,6 +575,17 @@ TEST(CliAnalysisPipeline, ClustersRecoverThePlantedGroupsOfTheSyntheticDefault) 
   const double ari = std::stod(r.out.substr(at + key.size()));
   std::cout << "ARI " << ari << "\n";
   EXPECT_GE(ari, 0.8) << r.out;
+}
+
+// The notebook's way of choosing k finds the six planted taste groups by itself.
+TEST(CliAnalysisPipeline, KRangePicksTheSixPlantedGroups) {
+  const CmdResult r = run_cli("cluster --data synthetic --device cpu --model multvae --epochs 20 --k-range 2..9 --quiet");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("best silhouette at k = 6;")) << r.out;
+  const std::string key = "Adjusted Rand index vs the planted groups: ";
+  const size_t at = r.out.find(key);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_GE(std::stod(r.out.substr(at + key.size())), 0.8) << r.out;
 }
 
 }  // namespace

@@ -257,8 +257,8 @@ KScan kmeans_scan(AnalysisOps& ops, const std::vector<float>& x, int64_t n, int6
     throw UsageError("k-means scan: the range of k must run from 2 or more upwards (got " + std::to_string(k_min) +
                      ".." + std::to_string(k_max) + ")");
   if (k_max >= n)
-    throw UsageError("k-means scan: k = " + std::to_string(k_max) + " needs more than " + std::to_string(k_max) +
-                     " users, there are " + std::to_string(n));
+    throw UsageError("k-means scan: k up to " + std::to_string(k_max) + " needs more than " + std::to_string(k_max) +
+                     " rows (users), there are " + std::to_string(n));
   check_data(x, n, d, "k-means");
   KScan scan;
   const std::vector<int32_t> sample = silhouette_sample(n, max_rows, o.seed);

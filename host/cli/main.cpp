@@ -82,6 +82,7 @@ struct Options {
   bool logvar = false;
   // cluster
   int k = 3;
+  std::string k_range;  // "A..B": choose k by silhouette
   int n_init = 10;
   int max_iter = 300;
   bool tsne = false;
@@ -385,6 +386,7 @@ std::string user_ids_csv(const Dataset& d, const std::vector<int32_t>& users) {
 
 struct ClusterOptions {
   int k = 3, n_init = 10, max_iter = 300;
+  int k_min = 0, k_max = 0;  // k_min > 0: scan k_min..k_max and keep the best silhouette's k
   bool tsne = false;
   int64_t tsne_max = 10000;
   std::string tsne_max_flag = "--tsne-max";  // how the user asks for more points
@@ -401,7 +403,8 @@ struct ClusterOptions {
 // write_embeddings) into out_dir, staged with the rest of the command's files.
 // An earlier run's cluster analysis (and embeddings) would not describe this run's model.
 void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {
-  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/cluster_movies.csv", "/tsne.svg"})
+  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/cluster_movies.csv", "/tsne.svg", "/k_scan.csv",
+                        "/k_scan.svg"})
     staged.remove_on_commit(out_dir + f);
   if (embeddings)
     for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
@@ -415,24 +418,65 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     if (!out_dir.empty()) drop_analysis_files(staged, out_dir, write_embeddings);
     return;
   }
-  if (co.k > n) throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
+  if (co.k_min == 0 && co.k > n)
+    throw UsageError("--k " + std::to_string(co.k) + " exceeds the " + std::to_string(n) + " users");
   auto ops = make_analysis_ops(co.cuda);
   KMeansOptions ko;
   ko.k = co.k;
   ko.n_init = co.n_init;
   ko.max_iter = co.max_iter;
   ko.seed = co.seed;
-  const KMeansResult km = kmeans(*ops, e.z, n, e.dim, ko);
-  std::vector<int64_t> sizes(static_cast<size_t>(co.k), 0);
+  KMeansResult km;
+  if (co.k_min > 0) {
+    // The notebook's loop over k: the elbow of the inertia, and the silhouette to pick by.
+    constexpr int64_t kSilhouetteRows = 5000;  // O(rows²): about a second on two cores
+    KScan scan = kmeans_scan(*ops, e.z, n, e.dim, co.k_min, co.k_max, ko, kSilhouetteRows);
+    std::cout << "\nK-Means for k = " << co.k_min << ".." << co.k_max << " on the " << what << " of " << n
+              << " users (n_init = " << co.n_init << "); silhouette over "
+              << (scan.silhouette_rows < n ? "a random sample of " + std::to_string(scan.silhouette_rows) + " users"
+                                           : "all users")
+              << "\n   k        inertia  silhouette\n";
+    std::ostringstream csv;
+    csv << "k,inertia,silhouette,iterations\n";
+    LinePlot plot;
+    plot.title = "Choosing k: K-Means of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
+    LinePanel inertia{"inertia (the elbow)", {{"inertia", {}}}}, sil{"silhouette score (higher is better)", {{"silhouette", {}}}};
+    for (const KScanRow& row : scan.rows) {
+      char line[96];
+      std::snprintf(line, sizeof line, "%4d  %13.6g  %10.4f%s\n", row.k, row.inertia, row.silhouette,
+                    row.k == scan.best_k ? "  <- best" : "");
+      std::cout << line;
+      csv << row.k << "," << std::setprecision(10) << row.inertia << "," << row.silhouette << "," << row.iterations
+          << "\n";
+      plot.x.push_back(row.k);
+      inertia.series[0].y.push_back(row.inertia);
+      sil.series[0].y.push_back(row.silhouette);
+    }
+    std::cout << "best silhouette at k = " << scan.best_k << "; the profiles below use it\n";
+    plot.panels = {inertia, sil};
+    plot.marker_x = scan.best_k;
+    plot.marker_label = "k = " + std::to_string(scan.best_k);
+    if (!out_dir.empty()) {
+      staged.add(out_dir + "/k_scan.csv", csv.str());
+      staged.add(out_dir + "/k_scan.svg", lines_svg(plot));
+    }
+    km = std::move(scan.best);
+  } else {
+    km = kmeans(*ops, e.z, n, e.dim, ko);
+    if (!out_dir.empty())
+      for (const char* f : {"/k_scan.csv", "/k_scan.svg"}) staged.remove_on_commit(out_dir + f);  // another k's
+  }
+  const int k = km.k;
+  std::vector<int64_t> sizes(static_cast<size_t>(k), 0);
   for (int32_t l : km.labels) ++sizes[l];
-  std::cout << "\nK-Means on the " << what << " of " << n << " users (" << e.dim << " dimensions, k = " << co.k
+  std::cout << "\nK-Means on the " << what << " of " << n << " users (" << e.dim << " dimensions, k = " << k
             << ", n_init = " << co.n_init << "): inertia " << km.inertia << " after " << km.iterations
             << " iterations\nCluster sizes:";
-  for (int c = 0; c < co.k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
+  for (int c = 0; c < k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
   std::cout << "\n";
   if (e.empty_inputs > 0)
     std::cout << "note: " << e.empty_inputs << " users had no usable ratings and were encoded from an empty row\n";
-  const std::vector<ClusterProfile> profiles = profile_clusters(d, e.users, km.labels, co.k);
+  const std::vector<ClusterProfile> profiles = profile_clusters(d, e.users, km.labels, k);
   std::cout << "\n" << format_cluster_report(profiles);
   if (!d.planted_group.empty()) {
     std::vector<int32_t> planted;
@@ -504,7 +548,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
       ScatterPlot plot;
       plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
       std::ostringstream sub;
-      sub << "coloured by K-Means cluster (k = " << co.k << "); " << (barnes_hut ? "Barnes-Hut, " : "exact, ")
+      sub << "coloured by K-Means cluster (k = " << k << "); " << (barnes_hut ? "Barnes-Hut, " : "exact, ")
           << "perplexity " << to.perplexity << ", KL divergence "
           << std::setprecision(4) << t.kl_divergence << " after " << t.iterations << " iterations"
           << (t.n < n ? "; a random subsample of " + std::to_string(t.n) : std::string());
@@ -514,7 +558,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
         plot.xy.push_back(t.y[2 * i + 1]);
         plot.group.push_back(km.labels[t.indices[i]]);
       }
-      for (int c = 0; c < co.k; ++c) {
+      for (int c = 0; c < k; ++c) {
         plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
         std::ostringstream l;  // the cluster's most distinctive genres, as in the report
         const ClusterProfile& pc = profiles[c];
@@ -567,6 +611,22 @@ void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& in
 ClusterOptions cluster_options(const Options& o) {
   ClusterOptions co;
   co.k = o.k;
+  if (!o.k_range.empty()) {
+    // "A..B" (or "A-B"): both whole numbers, 2 ≤ A ≤ B.
+    const std::string& r = o.k_range;
+    const size_t dots = r.find(".."), dash = r.find('-');
+    const size_t at = dots != std::string::npos ? dots : dash;
+    const size_t skip = dots != std::string::npos ? 2 : 1;
+    auto whole = [](const std::string& t, int* v) {
+      if (t.empty() || t.size() > 7 || t.find_first_not_of("0123456789") != std::string::npos) return false;
+      *v = std::stoi(t);
+      return true;
+    };
+    if (at == std::string::npos || !whole(r.substr(0, at), &co.k_min) || !whole(r.substr(at + skip), &co.k_max))
+      throw UsageError("--k-range " + text::escape(r, 40) + ": expected two whole numbers as A..B, e.g. 2..10");
+    if (co.k_min < 2 || co.k_max < co.k_min)
+      throw UsageError("--k-range " + text::escape(r, 40) + ": needs 2 <= A <= B (a silhouette compares two clusters or more)");
+  }
   co.n_init = o.n_init;
   co.max_iter = o.max_iter;
   co.tsne = o.tsne;
@@ -994,6 +1054,7 @@ int run_embed(Options& o) {
 int run_cluster(Options& o) {
   prepare_training(o);
   if (o.k < 1) throw UsageError("--k must be at least 1");
+  (void)cluster_options(o);  // a malformed --k-range fails before any training
   require_user_codes(analysis_kind(o), false);
   // The main app's --k (before `cluster`) is the ranking cut-off; the clusters' k is cluster's own.
   if (o.was_given("--k"))
@@ -1659,7 +1720,12 @@ int main(int argc, char** argv) {
   CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
                                                 "gets clusters.csv, cluster_lift.csv, cluster_movies.csv (--model-file M, or trains first)");
   cluster->fallthrough();
-  cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
+  CLI::Option* k_opt = cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
+  cluster->add_option("--k-range", o.k_range,
+                      "choose k: K-Means for every k in A..B (e.g. 2..10), a table of inertia (the elbow) and "
+                      "silhouette score (over at most 5000 users), then the profiles at the k of the highest "
+                      "silhouette; --out adds k_scan.csv and k_scan.svg")
+      ->excludes(k_opt);
   cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(whole_in(1, 100000));
   cluster->add_option("--max-iter", o.max_iter, "Lloyd iterations per restart")->check(whole_in(1, 1000000));
   cluster->add_flag("--tsne", o.tsne, "2-D t-SNE of the latent means (x, y in clusters.csv)");
