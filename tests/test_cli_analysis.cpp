@@ -11,10 +11,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <iomanip>
 #include <string>
 
 #include "analysis/npy.h"
 
+#include "analysis/cluster_metrics.h"
 #include "cli_runner.h"
 
 namespace {
@@ -98,6 +100,13 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   const std::vector<float> e = vae::load_npy_f32((run_dir() / "embeddings.npy").string(), &rows, &cols);
   EXPECT_EQ(rows, 200);
   EXPECT_EQ(cols, 64);
+  // The silhouette printed is that of the written embeddings and labels (200 users: all of them).
+  std::vector<int32_t> labels;
+  for (const auto& row : cli_test::parse_csv(read_file(run_dir() / "clusters.csv"))) labels.push_back(std::stoi(row.at("cluster")));
+  ASSERT_EQ(labels.size(), 200u);
+  std::ostringstream sil;
+  sil << std::fixed << std::setprecision(4) << vae::silhouette_score(e, cols, labels);
+  EXPECT_THAT(out, HasSubstr(" iterations; silhouette " + sil.str() + "\nCluster sizes:"));
 }
 
 TEST_F(CliAnalysis, MainJobWithoutTsneLeavesCoordinatesEmpty) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <new>
 #include <numeric>
 #include <sstream>
@@ -427,9 +428,11 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   ko.max_iter = co.max_iter;
   ko.seed = co.seed;
   KMeansResult km;
+  double silhouette = std::numeric_limits<double>::quiet_NaN();
+  int64_t silhouette_rows = 0;
+  constexpr int64_t kSilhouetteRows = 5000;  // O(rows²): about a second on two cores
   if (co.k_min > 0) {
     // The notebook's loop over k: the elbow of the inertia, and the silhouette to pick by.
-    constexpr int64_t kSilhouetteRows = 5000;  // O(rows²): about a second on two cores
     KScan scan = kmeans_scan(*ops, e.z, n, e.dim, co.k_min, co.k_max, ko, kSilhouetteRows);
     std::cout << "\nK-Means for k = " << co.k_min << ".." << co.k_max << " on the " << what << " of " << n
               << " users (n_init = " << co.n_init << "); silhouette over "
@@ -461,8 +464,18 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
       staged.add(out_dir + "/k_scan.svg", lines_svg(plot));
     }
     km = std::move(scan.best);
+    silhouette_rows = scan.silhouette_rows;
+    for (const KScanRow& row : scan.rows)
+      if (row.k == scan.best_k) silhouette = row.silhouette;
   } else {
     km = kmeans(*ops, e.z, n, e.dim, ko);
+    // How separated the clusters are, on the scale users know from sklearn (−1 to 1).
+    const std::vector<int32_t> sample = silhouette_sample(n, kSilhouetteRows, co.seed);
+    silhouette_rows = static_cast<int64_t>(sample.size());
+    try {
+      silhouette = silhouette_score(e.z, e.dim, km.labels, sample);
+    } catch (const UsageError&) {  // one cluster, or as many as users: no silhouette
+    }
     if (!out_dir.empty())
       for (const char* f : {"/k_scan.csv", "/k_scan.svg"}) staged.remove_on_commit(out_dir + f);  // another k's
   }
@@ -470,8 +483,14 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   std::vector<int64_t> sizes(static_cast<size_t>(k), 0);
   for (int32_t l : km.labels) ++sizes[l];
   std::cout << "\nK-Means on the " << what << " of " << n << " users (" << e.dim << " dimensions, k = " << k
-            << ", n_init = " << co.n_init << "): inertia " << km.inertia << " after " << km.iterations
-            << " iterations\nCluster sizes:";
+            << ", n_init = " << co.n_init << "): inertia " << km.inertia << " after " << km.iterations << " iterations";
+  if (std::isfinite(silhouette)) {
+    std::ostringstream sil;
+    sil << std::fixed << std::setprecision(4) << silhouette;
+    std::cout << "; silhouette " << sil.str()
+              << (silhouette_rows < n ? " (a random sample of " + std::to_string(silhouette_rows) + " users)" : "");
+  }
+  std::cout << "\nCluster sizes:";
   for (int c = 0; c < k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
   std::cout << "\n";
   if (e.empty_inputs > 0)
