@@ -328,6 +328,15 @@ TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {
   EXPECT_EQ(read_file(sub("ks") / "clusters.csv"), clusters);
   EXPECT_FALSE(fs::exists(sub("ks") / "k_scan.csv"));
   EXPECT_FALSE(fs::exists(sub("ks") / "k_scan.svg"));
+  EXPECT_THAT(one.out, HasSubstr(" iterations; silhouette "));
+  // One cluster has no silhouette: the line goes without it.
+  const CmdResult k1 = run_cli(base + " --k 1");
+  ASSERT_EQ(k1.code, 0) << k1.out;
+  EXPECT_THAT(k1.out, HasSubstr(" iterations\nCluster sizes: 0: 200\n"));
+  // The main app's --k (a ranking cut-off) before `cluster` is noted as not the scan's.
+  const CmdResult noted = run_cli("--k 20 " + base + " --k-range 2..3");
+  ASSERT_EQ(noted.code, 0) << noted.out;
+  EXPECT_THAT(noted.out, HasSubstr("not the number of clusters; clustering with --k-range 2..3\n"));
 }
 
 TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {
@@ -415,7 +424,7 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
                                   "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m,
                                   "cluster --k-range 1..4" + m, "cluster --k-range 4..3" + m, "cluster --k-range 2.." + m,
                                   "cluster --k-range two..4" + m, "cluster --k-range 2..200" + m,
-                                  "cluster --k 3 --k-range 2..4" + m,
+                                  "cluster --k 3 --k-range 2..4" + m, "cluster --k-range=" + m, "cluster --k-range 2..52" + m,
                                   // a stored model is evaluated, never silently replaced by a new one
                                   "train --model svd" + m, "train --model autorec" + m,
                                   "train --protocol ratings --folds 3" + m}) {

@@ -55,13 +55,15 @@ Dataset tiny() {
 const std::vector<int32_t> kUsers = {0, 1, 2, 3, 4};
 const std::vector<int32_t> kLabels = {0, 0, 0, 1, 1};
 
-// Six users cannot show significance: every over-represented entry with this support counts.
+// Six users cannot show significance: every over-represented entry with this support counts
+// (a false-discovery rate of 1), and clusters of 2 and 3 users are tested.
 ProfileOptions low_support() {
   ProfileOptions o;
   o.min_genre_ratings = 2;
   o.min_movie_ratings = 2;
   o.min_occupation_users = 1;
-  o.min_z = 0;
+  o.fdr = 1;
+  o.min_test_users = 2;
   return o;
 }
 
@@ -137,70 +139,83 @@ TEST(Profile, OccupationsAndLift) {
   ASSERT_EQ(p[1].top_occupations.size(), 2u);
   EXPECT_EQ(p[1].top_occupations[0].name, "artist");
   EXPECT_EQ(p[1].top_occupations[1].name, "student");
-  // Distinctive, support ≥ 1 user, ordered by z (log_odds_z against the other clustered users):
-  // engineer 1 of 3 vs 0 of 2, z 0.590, lift (1/3)/(1/5) = 5/3; student 2 of 3 vs 1 of 2, z 0.330,
-  // lift 10/9. Cluster 1: artist 1 of 2 vs 0 of 3 (z 1.023, lift 2.5); its student (lift 5/6) is
-  // under-represented and left out.
+  // Distinctive, support ≥ 1 user, ordered by z (share_difference_z: with r_u = 1 the unpooled
+  // two-proportion z, each variance times n / (n − 1)). Engineer 1 of 3 vs 0 of 2: p = 1/3,
+  // V = (2/9 · 2/3 ... ) = (1/3)(2/3)/3 · 3/2 = 1/9, V_out = 0, z = (1/3)/(1/3) = 1; lift 5/3.
+  // Student 2 of 3 vs 1 of 2: V = (2/9)/3 · 3/2 = 1/9 and (1/4)/2 · 2 = 1/4, z = (1/6)/√(13/36)
+  // = 0.277350; lift 10/9. Cluster 1: artist 1 of 2 vs 0 of 3 (z 1, lift 2.5); its student
+  // (lift 5/6) is under-represented and left out.
   ASSERT_EQ(p[0].lift_occupations.size(), 2u);
   EXPECT_EQ(p[0].lift_occupations[0].name, "engineer");
   EXPECT_DOUBLE_EQ(p[0].lift_occupations[0].lift, 5.0 / 3);
-  EXPECT_NEAR(p[0].lift_occupations[0].z, 0.590049, 1e-6);
-  EXPECT_NEAR(p[0].lift_occupations[1].z, 0.329737, 1e-6);
+  EXPECT_NEAR(p[0].lift_occupations[0].z, 1.0, 1e-12);
+  EXPECT_NEAR(p[0].lift_occupations[1].z, 0.277350, 1e-6);
   ASSERT_EQ(p[1].lift_occupations.size(), 1u);
   EXPECT_EQ(p[1].lift_occupations[0].name, "artist");
   EXPECT_DOUBLE_EQ(p[1].lift_occupations[0].lift, 2.5);
-  EXPECT_NEAR(p[1].lift_occupations[0].z, 1.022882, 1e-6);
+  EXPECT_NEAR(p[1].lift_occupations[0].z, 1.0, 1e-12);
 
-  // Genres, support ≥ 2 ratings (genre tags: cluster 0 has 10, the rest 9): cluster 0 Action 5 of
-  // 10 vs 1 of 9, lift 19/12, z 1.619; its Drama (lift 0.95) is under-represented, its Comedy has
-  // 1 rating. Cluster 1: Comedy 4 of 9 vs 1 of 10 (lift 76/45, z 1.517), Drama 4 of 9 vs 4 of 10
-  // (lift 19/18, z 0.189); Action has 1.
+  // Genres, support ≥ 2 ratings (genre tags: cluster 0 has 10, the rest 9): cluster 0 Action
+  // 5 of 10 vs 1 of 9, lift 19/12, z 3.9375 (per user: u0 2 of 4 tags, u1 2 of 4, u2 1 of 2
+  // against u3 0 of 5, u4 1 of 6); its Drama (lift 0.95) is under-represented, its Comedy has 1
+  // rating. Cluster 1: Comedy 4 of 9 vs 1 of 10 (lift 76/45, z 3.309), Drama 4 of 9 vs 4 of 10
+  // (lift 19/18, z 0.427); Action has 1.
   ASSERT_EQ(p[0].lift_genres.size(), 1u);
   EXPECT_EQ(p[0].lift_genres[0].name, "Action");
   EXPECT_DOUBLE_EQ(p[0].lift_genres[0].lift, 19.0 / 12);
-  EXPECT_NEAR(p[0].lift_genres[0].z, 1.618967, 1e-6);
+  EXPECT_NEAR(p[0].lift_genres[0].z, 3.9375, 1e-9);
   EXPECT_NEAR(p[0].genres[1].lift, 0.95, 1e-12);  // Drama, in the shares but not distinctive
+  EXPECT_FALSE(p[0].genres[1].distinctive);
   ASSERT_EQ(p[1].lift_genres.size(), 2u);
   EXPECT_EQ(p[1].lift_genres[0].name, "Comedy");
   EXPECT_NEAR(p[1].lift_genres[0].lift, 76.0 / 45, 1e-12);
-  EXPECT_NEAR(p[1].lift_genres[0].z, 1.517082, 1e-6);
+  EXPECT_NEAR(p[1].lift_genres[0].z, 3.308503, 1e-6);
   EXPECT_EQ(p[1].lift_genres[1].name, "Drama");
-  EXPECT_NEAR(p[1].lift_genres[1].z, 0.189138, 1e-6);
+  EXPECT_NEAR(p[1].lift_genres[1].z, 0.426904, 1e-6);
   // Movies, support ≥ 2 ratings (8 ratings in cluster 0, 7 in cluster 1): cluster 0 item 3
-  // 2 vs 0 (lift (2/8)/(2/15) = 1.875, z 1.069), item 0 3 vs 1 (lift 1.40625, z 0.894).
+  // 2 vs 0 (lift (2/8)/(2/15) = 1.875, z 2.667), item 0 3 vs 1 (lift 1.40625, z 1.771).
   ASSERT_EQ(p[0].lift_movies.size(), 2u);
   EXPECT_EQ(p[0].lift_movies[0].item, 3);
   EXPECT_DOUBLE_EQ(p[0].lift_movies[0].lift, 1.875);
-  EXPECT_NEAR(p[0].lift_movies[0].z, 1.069102, 1e-6);
+  EXPECT_NEAR(p[0].lift_movies[0].z, 8.0 / 3, 1e-9);
   EXPECT_DOUBLE_EQ(p[0].lift_movies[1].lift, 1.40625);
-  EXPECT_NEAR(p[0].lift_movies[1].z, 0.893764, 1e-6);
-  // cluster 1: item 4 2 vs 0 (lift 15/7, z 1.245), item 1 2 vs 1 (lift 10/7, z 0.698).
+  EXPECT_NEAR(p[0].lift_movies[1].z, 1.770535, 1e-6);
+  // cluster 1: item 4 2 vs 0 (lift 15/7, z 7), item 1 2 vs 1 (lift 10/7, z 1.287).
   ASSERT_EQ(p[1].lift_movies.size(), 2u);
   EXPECT_EQ(p[1].lift_movies[0].item, 4);
   EXPECT_DOUBLE_EQ(p[1].lift_movies[0].lift, 15.0 / 7);
-  EXPECT_NEAR(p[1].lift_movies[0].z, 1.244522, 1e-6);
+  EXPECT_NEAR(p[1].lift_movies[0].z, 7.0, 1e-9);
   EXPECT_EQ(p[1].lift_movies[1].item, 1);
-  EXPECT_NEAR(p[1].lift_movies[1].z, 0.698405, 1e-6);
+  EXPECT_NEAR(p[1].lift_movies[1].z, 1.287488, 1e-6);
   EXPECT_EQ(p[0].other_users, 2);
   EXPECT_EQ(p[1].other_users, 3);
 }
 
-TEST(Profile, DefaultSupportAndEvidenceFilterRareEntries) {
+TEST(Profile, DefaultsTestNothingInTinyClusters) {
   const auto p = profile_clusters(tiny(), kUsers, kLabels, 2);
-  // Defaults: ≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users — only cluster 0's Action has the
-  // support, and its z (1.62, five users) is short of 1.96: nothing is distinctive.
+  // Defaults: 30 users on each side before anything is tested.
+  EXPECT_FALSE(p[0].tested);
   EXPECT_TRUE(p[0].lift_genres.empty());
   EXPECT_TRUE(p[0].lift_movies.empty());
   EXPECT_TRUE(p[0].lift_occupations.empty());
-  EXPECT_TRUE(p[1].lift_genres.empty());
-  EXPECT_NE(format_cluster_report(p[0]).find("  Distinctive: nothing clearly over-represented against the other users\n"),
+  EXPECT_NE(format_cluster_report(p[0]).find("  Distinctive: not tested (2 users outside it; the test needs 30 on each side)\n"),
             std::string::npos)
       << format_cluster_report(p[0]);
-  ProfileOptions weaker;
-  weaker.min_z = 1.6;
-  const auto q = profile_clusters(tiny(), kUsers, kLabels, 2, weaker);
+  EXPECT_NE(format_cluster_report(p[1]).find("  Distinctive: not tested (2 users in the cluster;"), std::string::npos)
+      << format_cluster_report(p[1]);
+  // Tested, with the default supports (≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users): only
+  // cluster 0's Action has the support, and as the one genre tested it is a discovery (p = 4e-5).
+  ProfileOptions tested;
+  tested.min_test_users = 2;
+  const auto q = profile_clusters(tiny(), kUsers, kLabels, 2, tested);
   ASSERT_EQ(q[0].lift_genres.size(), 1u);
   EXPECT_EQ(q[0].lift_genres[0].name, "Action");
+  EXPECT_TRUE(q[0].lift_movies.empty());
+  EXPECT_TRUE(q[0].lift_occupations.empty());
+  EXPECT_TRUE(q[1].lift_genres.empty());
+  EXPECT_NE(format_cluster_report(q[1]).find("  Distinctive: nothing clearly over-represented against the other users\n"),
+            std::string::npos)
+      << format_cluster_report(q[1]);
 }
 
 TEST(Profile, ReportText) {
@@ -222,46 +237,88 @@ TEST(Profile, ReportText) {
   EXPECT_LT(all.find("Cluster 0"), all.find("Cluster 1"));
 
   const std::string csv = cluster_lift_csv(p, low_support());
-  EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count,z\n", 0), 0u);
-  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5,1.6190\n"), std::string::npos) << csv;
+  EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count,z,distinctive\n", 0), 0u);
+  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5,3.9375,1\n"), std::string::npos) << csv;
   // Every supported genre is a row, the under-represented too (Drama 0.95: 4 of 10 vs 4 of 9).
-  EXPECT_NE(csv.find("\n0,Drama,0.950000,0.400000,0.421053,4,-0.1891\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n0,Drama,0.950000,0.400000,0.421053,4,-0.4269,0\n"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\n1,Comedy,1.688889,"), std::string::npos) << csv;
   EXPECT_EQ(csv.find("0,Comedy"), std::string::npos);  // 1 rating: below support
 }
 
-TEST(Profile, LogOddsZ) {
-  // [[10, 20], [5, 30]] with 0.5 added: OR = 10.5·30.5 / (20.5·5.5) = 2.84035, log 1.04393;
-  // SE = √(1/10.5 + 1/20.5 + 1/5.5 + 1/30.5) = 0.598852; z = 1.74322.
-  EXPECT_NEAR(log_odds_z(10, 30, 5, 35), 1.74322, 1e-5);
-  // Swapping the groups, or the feature and its absence, flips the sign only.
-  EXPECT_DOUBLE_EQ(log_odds_z(5, 35, 10, 30), -log_odds_z(10, 30, 5, 35));
-  EXPECT_DOUBLE_EQ(log_odds_z(20, 30, 30, 35), -log_odds_z(10, 30, 5, 35));
-  EXPECT_EQ(log_odds_z(3, 10, 3, 10), 0.0);                  // the same table twice
-  EXPECT_NEAR(log_odds_z(300, 1000, 600, 2000), 0.0, 0.02);  // equal rates (the 0.5s aside)
-  EXPECT_TRUE(std::isfinite(log_odds_z(0, 10, 7, 7)));  // empty cells stay finite
-  EXPECT_EQ(log_odds_z(4, 10, 0, 0), 0.0);               // no other users to compare with
-  // More data at the same rates is stronger evidence.
-  EXPECT_GT(log_odds_z(100, 300, 50, 350), log_odds_z(10, 30, 5, 35));
-  EXPECT_THROW(log_odds_z(11, 10, 0, 5), VaeError);
-  EXPECT_THROW(log_odds_z(1, 10, 6, 5), VaeError);
-  EXPECT_THROW(log_odds_z(-1, 10, 0, 5), VaeError);
+// One group's users as (c_u, r_u) pairs, for an independent per-user computation.
+struct UserShares {
+  std::vector<double> c, r;
+  ShareSums sums() const {
+    ShareSums s;
+    for (size_t u = 0; u < c.size(); ++u) {
+      s.n += 1;
+      s.c += c[u];
+      s.r += r[u];
+      s.cc += c[u] * c[u];
+      s.cr += c[u] * r[u];
+      s.rr += r[u] * r[u];
+    }
+    return s;
+  }
+  double share() const {
+    double a = 0, b = 0;
+    for (size_t u = 0; u < c.size(); ++u) a += c[u], b += r[u];
+    return a / b;
+  }
+  // Σ (c_u − p·r_u)² / (Σ r)² · n / (n − 1), term by term.
+  double variance() const {
+    const double p = share();
+    double v = 0, b = 0;
+    for (size_t u = 0; u < c.size(); ++u) v += (c[u] - p * r[u]) * (c[u] - p * r[u]), b += r[u];
+    const double n = static_cast<double>(c.size());
+    return v / (b * b) * n / (n - 1);
+  }
+};
+
+TEST(Profile, ShareDifferenceZ) {
+  // Occupations (r_u = 1): 2 of 3 vs 1 of 2. V_in = (2/3)(1/3)/3 · 3/2 = 1/9, V_out =
+  // (1/2)(1/2)/2 · 2 = 1/4; z = (2/3 − 1/2) / √(13/36) = 0.277350.
+  const UserShares students_in{{1, 1, 0}, {1, 1, 1}}, students_out{{1, 0}, {1, 1}};
+  EXPECT_NEAR(share_difference_z(students_in.sums(), students_out.sums()), 0.277350, 1e-6);
+  // Users of different activity, term by term against the expanded sums.
+  const UserShares a{{3, 0, 5, 1, 2}, {10, 4, 12, 30, 6}}, b{{1, 0, 0, 2}, {8, 20, 5, 40}};
+  const double want = (a.share() - b.share()) / std::sqrt(a.variance() + b.variance());
+  EXPECT_NEAR(share_difference_z(a.sums(), b.sums()), want, 1e-12 * std::fabs(want));
+  EXPECT_GT(want, 0.0);
+  EXPECT_DOUBLE_EQ(share_difference_z(b.sums(), a.sums()), -share_difference_z(a.sums(), b.sums()));
+  // The same shares from heavier raters who rate more of the feature the more they rate: the
+  // users are the units, so this clumping widens the interval and z falls.
+  const UserShares clumped{{0, 0, 0, 0, 11}, {10, 4, 12, 30, 6}};
+  EXPECT_NEAR(clumped.share(), a.share(), 1e-12);
+  EXPECT_LT(share_difference_z(clumped.sums(), b.sums()), share_difference_z(a.sums(), b.sums()));
+  // Degenerate groups: fewer than 2 users, or nothing rated, or no spread anywhere.
+  const UserShares one{{1}, {3}}, none{{0, 0}, {0, 0}}, flat{{1, 1}, {2, 2}}, flat2{{1, 1, 1}, {4, 4, 4}};
+  EXPECT_EQ(share_difference_z(one.sums(), b.sums()), 0.0);
+  EXPECT_EQ(share_difference_z(b.sums(), none.sums()), 0.0);
+  EXPECT_EQ(share_difference_z(flat.sums(), flat2.sums()), 0.0);
+  // Sums subtract: all users minus the cluster's are the other users'.
+  UserShares all = a;
+  all.c.insert(all.c.end(), b.c.begin(), b.c.end());
+  all.r.insert(all.r.end(), b.r.begin(), b.r.end());
+  EXPECT_NEAR(share_difference_z(a.sums(), all.sums() - a.sums()), want, 1e-9 * std::fabs(want));
 }
 
-// Forty users in two clusters of twenty, everyone rating the ten filler movies 2..11. "Rare"
-// (item 0) is rated by users 0..4 only, "Broad" (item 1) by 0..17 and 20..25. Cluster 0 then has
-// 223 ratings, cluster 1 206. Rare's lift in cluster 0 is the larger, (5/223)/(5/429) = 1.92 vs
-// (18/223)/(24/429) = 1.44, but five raters are weak evidence: z 1.58 (5 of 223 vs 0 of 206)
-// against Broad's 2.19 (18 of 223 vs 6 of 206). A lift ranking would list Rare first.
+// Eighty users in two clusters of forty, everyone rating the ten filler movies 2..11. "Rare"
+// (item 0) is rated by users 0..4 only, "Broad" (item 1) by 0..17 and 40..45, "Mild" (item 12)
+// by 5..10 and 46..49. Cluster 0 then has 429 ratings, cluster 1 410. Rare's lift in cluster 0
+// is the largest, (5/429)/(5/839) = 1.96 against Broad's 1.47 and Mild's 1.17, but five raters are
+// weaker evidence: z 2.400 against Broad's 3.087 (Mild 0.605). With the fillers (z −3.14) that
+// makes 13 movies tested; Benjamini–Hochberg at 5 % takes Broad (p 0.0010 ≤ 0.05·1/13) and
+// stops at Rare (p 0.0082 > 0.05·2/13 = 0.0077). A lift ranking would list Rare first.
 TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   Dataset d;
   d.name = "rare-vs-broad";
   std::vector<int32_t> r, c, users, labels;
   std::vector<float> v;
-  for (int u = 0; u < 40; ++u) {
+  for (int u = 0; u < 80; ++u) {
     d.user_ids.push_back(std::to_string(u + 1));
     users.push_back(u);
-    labels.push_back(u < 20 ? 0 : 1);
+    labels.push_back(u < 40 ? 0 : 1);
     auto add = [&](int i) {
       r.push_back(u);
       c.push_back(i);
@@ -269,35 +326,44 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
     };
     for (int i = 2; i < 12; ++i) add(i);
     if (u < 5) add(0);
-    if (u < 18 || (u >= 20 && u < 26)) add(1);
+    if (u < 18 || (u >= 40 && u < 46)) add(1);
+    if ((u >= 5 && u < 11) || (u >= 46 && u < 50)) add(12);
   }
-  for (int i = 0; i < 12; ++i) d.item_ids.push_back(std::to_string(i));
-  d.ratings = Csr::from_triplets(40, 12, r, c, v);
-  d.titles.assign(12, "Filler");
+  for (int i = 0; i < 13; ++i) d.item_ids.push_back(std::to_string(i));
+  d.ratings = Csr::from_triplets(80, 13, r, c, v);
+  d.titles.assign(13, "Filler");
   d.titles[0] = "Rare";
   d.titles[1] = "Broad";
+  d.titles[12] = "Mild";
 
   const auto p = profile_clusters(d, users, labels, 2);
-  ASSERT_EQ(p[0].ratings, 223);
+  ASSERT_TRUE(p[0].tested);
+  ASSERT_EQ(p[0].ratings, 429);
   ASSERT_EQ(p[0].lift_movies.size(), 1u);  // Rare has the support (5) but not the evidence
   EXPECT_EQ(p[0].lift_movies[0].title, "Broad");
-  EXPECT_NEAR(p[0].lift_movies[0].z, 2.188699, 1e-6);
-  EXPECT_NEAR(p[0].lift_movies[0].lift, (18.0 / 223) / (24.0 / 429), 1e-12);
-  EXPECT_TRUE(p[1].lift_movies.empty());  // fillers and Broad are under-represented there
+  EXPECT_NEAR(p[0].lift_movies[0].z, 3.087301, 1e-6);
+  EXPECT_NEAR(p[0].lift_movies[0].lift, (18.0 / 429) / (24.0 / 839), 1e-12);
+  // Cluster 1 rates little besides the fillers, so they take a larger share of its ratings:
+  // (400/410)/(800/839) = 1.023, from every one of its users alike, hence strong evidence.
+  ASSERT_FALSE(p[1].lift_movies.empty());
+  EXPECT_EQ(p[1].lift_movies[0].title, "Filler");
+  EXPECT_NEAR(p[1].lift_movies[0].lift, (400.0 / 410) / (800.0 / 839), 1e-12);
 
   ProfileOptions any;
-  any.min_z = 0;
+  any.fdr = 1;
   const auto q = profile_clusters(d, users, labels, 2, any);
-  ASSERT_EQ(q[0].lift_movies.size(), 2u);
+  ASSERT_EQ(q[0].lift_movies.size(), 3u);
   EXPECT_EQ(q[0].lift_movies[0].title, "Broad");
   EXPECT_EQ(q[0].lift_movies[1].title, "Rare");
+  EXPECT_EQ(q[0].lift_movies[2].title, "Mild");
   EXPECT_GT(q[0].lift_movies[1].lift, q[0].lift_movies[0].lift);
-  EXPECT_NEAR(q[0].lift_movies[1].z, 1.581731, 1e-6);
+  EXPECT_NEAR(q[0].lift_movies[1].z, 2.400369, 1e-6);
+  EXPECT_NEAR(q[0].lift_movies[2].z, 0.605052, 1e-6);
   const std::string report = format_cluster_report(q[0]);
-  EXPECT_NE(report.find("    movies: Broad 1.44x [18], Rare 1.92x [5]\n"), std::string::npos) << report;
+  EXPECT_NE(report.find("    movies: Broad 1.47x [18], Rare 1.96x [5], Mild 1.17x [6]\n"), std::string::npos) << report;
 
   // One cluster: nothing to stand out against, so no Distinctive section at all.
-  const auto one = profile_clusters(d, users, std::vector<int32_t>(40, 0), 1, any);
+  const auto one = profile_clusters(d, users, std::vector<int32_t>(80, 0), 1, any);
   EXPECT_EQ(one[0].other_users, 0);
   EXPECT_TRUE(one[0].lift_movies.empty());
   EXPECT_EQ(format_cluster_report(one[0]).find("Distinctive"), std::string::npos) << format_cluster_report(one[0]);
@@ -334,14 +400,14 @@ TEST(Profile, ClusterMoviesCsvHoldsEverySupportedMovie) {
   d.titles[3] = "Delta, The (1993)";  // a comma: quoted
   const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
   const std::string csv = cluster_movies_csv(d, p);
-  // Cluster 0: items 3 (z 1.069) and 0 (0.894) have ≥ 2 ratings; cluster 1: items 4 (1.245),
-  // 1 (0.698). Item 0 in cluster 0: 3 ratings, mean (5 + 4 + 3) / 3, share 3/8, overall 4/15.
+  // Cluster 0: items 3 (z 2.667) and 0 (1.771) have ≥ 2 ratings; cluster 1: items 4 (7.0),
+  // 1 (1.287). Item 0 in cluster 0: 3 ratings, mean (5 + 4 + 3) / 3, share 3/8, overall 4/15.
   EXPECT_EQ(csv,
-            "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z\n"
-            "0,103,\"Delta, The (1993)\",2,4.5000,0.25000000,0.13333333,1.875000,1.0691\n"
-            "0,100,Alpha (1990),3,4.0000,0.37500000,0.26666667,1.406250,0.8938\n"
-            "1,104,Echo (1994),2,4.5000,0.28571429,0.13333333,2.142857,1.2445\n"
-            "1,101,Bravo (1991),2,4.0000,0.28571429,0.20000000,1.428571,0.6984\n");
+            "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z,distinctive\n"
+            "0,103,\"Delta, The (1993)\",2,4.5000,0.25000000,0.13333333,1.875000,2.6667,1\n"
+            "0,100,Alpha (1990),3,4.0000,0.37500000,0.26666667,1.406250,1.7705,1\n"
+            "1,104,Echo (1994),2,4.5000,0.28571429,0.13333333,2.142857,7.0000,1\n"
+            "1,101,Bravo (1991),2,4.0000,0.28571429,0.20000000,1.428571,1.2875,1\n");
   // Under-represented movies with the support are rows too (lift < 1, z < 0), after the others.
   ProfileOptions one = low_support();
   one.min_movie_ratings = 1;

@@ -617,6 +617,12 @@ TEST(KMeansScan, PicksTheNumberOfSeparatedBlobs) {
   EXPECT_EQ(part.best_k, 4);
   const KScan again = kmeans_scan(*ops, b.x, b.n, b.d, 2, 5, o, 60);
   for (size_t i = 0; i < part.rows.size(); ++i) EXPECT_EQ(part.rows[i].silhouette, again.rows[i].silhouette);
+  const std::vector<int32_t> rows60 = silhouette_sample(b.n, 60, o.seed);
+  for (int k : {2, 5}) {  // each k's score is over those same rows
+    KMeansOptions ok = o;
+    ok.k = k;
+    EXPECT_EQ(part.rows[k - 2].silhouette, silhouette_score(b.x, b.d, kmeans(*ops, b.x, b.n, b.d, ok).labels, rows60)) << k;
+  }
 
   EXPECT_THROW(kmeans_scan(*ops, b.x, b.n, b.d, 1, 4, o), UsageError);
   EXPECT_THROW(kmeans_scan(*ops, b.x, b.n, b.d, 5, 4, o), UsageError);

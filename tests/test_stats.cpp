@@ -185,5 +185,29 @@ TEST(Stats, ActivityBreakdownGroupsUsersByTheirInputRatings) {
   EXPECT_EQ(format_activity_breakdown(few), "");
 }
 
+TEST(Stats, NormalUpperTail) {
+  EXPECT_DOUBLE_EQ(normal_upper_tail(0), 0.5);
+  EXPECT_NEAR(normal_upper_tail(1.959964), 0.025, 1e-7);
+  EXPECT_NEAR(normal_upper_tail(-1.644854), 0.95, 1e-7);
+  EXPECT_NEAR(normal_upper_tail(5), 2.8665157e-7, 1e-13);  // tables: 2.8665e-7
+}
+
+// Benjamini–Hochberg's step-up rule worked by hand: m = 6, q = 0.05, bounds 0.0083·i.
+TEST(Stats, BenjaminiHochberg) {
+  //            rank: 1      3      4     2      6    5
+  const std::vector<double> p = {0.001, 0.020, 0.024, 0.012, 0.9, 0.2};
+  // Sorted 0.001 ≤ .0083, 0.012 ≤ .0167, 0.020 ≤ .025, 0.024 ≤ .0333, 0.2 > .0417, 0.9 > .05:
+  // the largest rank within its bound is 4, so the first four are discoveries.
+  EXPECT_EQ(benjamini_hochberg(p, 0.05), (std::vector<bool>{true, true, true, true, false, false}));
+  // Step-up: a p-value above its own bound still passes when a later rank is within its bound.
+  EXPECT_EQ(benjamini_hochberg({0.03, 0.04}, 0.05), (std::vector<bool>{true, true}));  // 0.03 > 0.025
+  EXPECT_EQ(benjamini_hochberg({0.03, 0.06}, 0.05), (std::vector<bool>{false, false}));
+  // NaN is not tested and does not count in m.
+  EXPECT_EQ(benjamini_hochberg({NAN, 0.03, NAN}, 0.05), (std::vector<bool>{false, true, false}));
+  EXPECT_TRUE(benjamini_hochberg({}, 0.05).empty());
+  // q = 1 takes everything.
+  EXPECT_EQ(benjamini_hochberg({0.9, 1.0}, 1.0), (std::vector<bool>{true, true}));
+}
+
 }  // namespace
 }  // namespace vae

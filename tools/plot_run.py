@@ -11,12 +11,15 @@ Inputs (in RUN_DIR; only metrics.csv is required):
                     empty or "nan" cells are skipped.
   clusters.csv      one row per embedded user:  user_id,cluster,x,y
                     (x, y = the 2-D t-SNE coordinates, cluster = the K-Means label).
-  cluster_lift.csv  one row per (cluster, genre):  cluster,genre,lift[,share,overall_share,count,z]
+  cluster_lift.csv  one row per (cluster, genre):
+                    cluster,genre,lift[,share,overall_share,count,z,distinctive]
                     lift = share of the genre among the cluster's rated items divided by its
                     share among all clustered users' rated items (1 = no different from
-                    everyone); z = the evidence that it differs from the other users (log
-                    odds ratio over its standard error; |z| < 1.96 is drawn grey). Other
-                    columns are ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
+                    everyone); z = the evidence that it differs from the other users (users
+                    as the units); distinctive = 1 where the cluster report lists it. Drawn
+                    green when distinctive (or, without that column, lift > 1 and z >= 1.96),
+                    red when lift < 1 and z <= -1.96, grey otherwise. Other columns are
+                    ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
                     genres of tiny support already left out. Genre names containing commas are
                     double-quoted (standard CSV).
 
@@ -142,13 +145,25 @@ def plot_tsne(plt, rows, out, dpi):
     return path
 
 
+def bar_colour(g):
+    # Grey: a difference the data cannot tell from chance. Files without z: coloured by lift.
+    _, lift, z, dist = g
+    if z is None:
+        return "tab:green" if lift >= 1 else "tab:red"
+    if lift >= 1:
+        strong = dist == 1 if dist is not None else z >= 1.96
+        return "tab:green" if strong else "tab:gray"
+    return "tab:red" if z <= -1.96 else "tab:gray"
+
+
 def plot_lift(plt, rows, out, top, dpi):
     by_cluster = {}
     for r in rows:
         lift = to_float(r["lift"])
         if lift is not None:
             z = to_float(r.get("z"))
-            by_cluster.setdefault(int(r["cluster"]), []).append((r["genre"], lift, z))
+            dist = to_float(r.get("distinctive"))
+            by_cluster.setdefault(int(r["cluster"]), []).append((r["genre"], lift, z, dist))
     clusters = sorted(by_cluster)
     if not clusters:
         die("cluster_lift.csv: no rows with a numeric lift")
@@ -163,9 +178,7 @@ def plot_lift(plt, rows, out, top, dpi):
         items.reverse()  # largest lift at the top of a horizontal bar chart
         names = [g[0] for g in items]
         lifts = [g[1] for g in items]
-        # Grey: a difference the data cannot tell from chance (files without z: all coloured).
-        colors = ["tab:gray" if g[2] is not None and abs(g[2]) < 1.96 else
-                  "tab:green" if g[1] >= 1 else "tab:red" for g in items]
+        colors = [bar_colour(g) for g in items]
         ax.barh(range(len(items)), lifts, color=colors)
         ax.set_yticks(range(len(items)))
         ax.set_yticklabels(names, fontsize=8)

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "data/text_reader.h"
+#include "train/stats.h"
 
 namespace vae {
 namespace {
@@ -73,9 +74,17 @@ bool occ_by_lift(const OccupationStat& a, const OccupationStat& b) {
   return a.lift != b.lift ? a.lift > b.lift : occ_by_users(a, b);
 }
 
-template <typename T>
-bool distinctive(const T& s, int64_t support, int64_t min_support, const ProfileOptions& o) {
-  return support >= min_support && s.lift > 1.0 && s.z >= o.min_z;
+// Marks the distinctive entries of one kind in one cluster: Benjamini–Hochberg over the one-sided
+// p-values of those with the support, then lift > 1 (an entry whose share is lower is not
+// distinctive however strong the evidence).
+template <typename T, typename Support>
+void mark_distinctive(std::vector<T>& v, Support support, int64_t min_support, bool tested, const ProfileOptions& o) {
+  if (!tested) return;
+  std::vector<double> p(v.size(), std::nan(""));
+  for (size_t i = 0; i < v.size(); ++i)
+    if (support(v[i]) >= min_support) p[i] = normal_upper_tail(v[i].z);
+  const std::vector<bool> found = benjamini_hochberg(p, o.fdr);
+  for (size_t i = 0; i < v.size(); ++i) v[i].distinctive = found[i] && v[i].lift > 1.0;
 }
 
 // Median of the ages; bands (ml-1m) take the lower middle band so that the result is a band.
@@ -116,17 +125,35 @@ struct Tally {
   std::vector<int64_t> occupation;
   std::vector<int> ages;
   int64_t men = 0, women = 0;
+  // For share_difference_z: Σ over the raters of each item of their number of ratings; per genre
+  // Σ c_u² and Σ c_u·r_u of the users' tag counts; Σ r_u² of ratings and of tags.
+  std::vector<double> item_cr, genre_cc, genre_cr;
+  double rating_rr = 0, tag_rr = 0;
+  ShareSums movie(int32_t i) const {
+    const double c = static_cast<double>(item_count[i]);
+    return {static_cast<double>(users), c, static_cast<double>(ratings), c, item_cr[i], rating_rr};
+  }
+  ShareSums genre(int g) const {
+    return {static_cast<double>(users), static_cast<double>(genre_count[g]), static_cast<double>(genre_total),
+            genre_cc[g], genre_cr[g], tag_rr};
+  }
+  ShareSums occupation_share(int j) const {
+    const double c = static_cast<double>(occupation[j]), n = static_cast<double>(users);
+    return {n, c, n, c, c, n};
+  }
 };
 
 }  // namespace
 
-double log_odds_z(int64_t a, int64_t n_in, int64_t c, int64_t n_out) {
-  VAE_CHECK(a >= 0 && a <= n_in && c >= 0 && c <= n_out,
-            "log_odds_z: counts " + std::to_string(a) + " of " + std::to_string(n_in) + " and " +
-                std::to_string(c) + " of " + std::to_string(n_out) + " are not a 2x2 table");
-  if (n_out == 0) return 0.0;
-  const double x = a + 0.5, y = (n_in - a) + 0.5, u = c + 0.5, v = (n_out - c) + 0.5;
-  return std::log((x * v) / (y * u)) / std::sqrt(1 / x + 1 / y + 1 / u + 1 / v);
+double share_difference_z(const ShareSums& in, const ShareSums& out) {
+  if (in.n < 2 || out.n < 2 || in.r <= 0 || out.r <= 0) return 0.0;
+  auto variance = [](const ShareSums& s, double p) {
+    // Σ (c − p·r)² expanded; cancellation can leave it a hair below 0.
+    return std::max(0.0, s.cc - 2 * p * s.cr + p * p * s.rr) / (s.r * s.r) * (s.n / (s.n - 1));
+  };
+  const double p_in = in.c / in.r, p_out = out.c / out.r;
+  const double v = variance(in, p_in) + variance(out, p_out);
+  return v > 0 ? (p_in - p_out) / std::sqrt(v) : 0.0;
 }
 
 std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector<int32_t>& users,
@@ -147,10 +174,14 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     Tally t;
     t.item_count.assign(n_items, 0);
     t.item_sum.assign(n_items, 0.0);
+    t.item_cr.assign(n_items, 0.0);
     t.genre_count.assign(n_genres, 0);
+    t.genre_cc.assign(n_genres, 0.0);
+    t.genre_cr.assign(n_genres, 0.0);
     t.occupation.assign(n_occ, 0);
     return t;
   };
+  std::vector<int64_t> user_tags(n_genres);  // one user's tag count per genre
   std::vector<Tally> tally(k, fresh());
   Tally all = fresh();
   for (size_t u = 0; u < users.size(); ++u) {
@@ -158,6 +189,11 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     VAE_CHECK(user >= 0 && user < d.num_users(), "profile_clusters: user index out of range");
     VAE_CHECK(label >= 0 && label < k,
               "profile_clusters: label " + std::to_string(label) + " outside [0, k)");
+    if (genres) {  // the user's genre tags, once for both tallies
+      std::fill(user_tags.begin(), user_tags.end(), 0);
+      for (int64_t e = d.ratings.indptr[user]; e < d.ratings.indptr[user + 1]; ++e)
+        for (int g = 0; g < n_genres; ++g) user_tags[g] += d.item_genres[d.ratings.indices[e]] >> g & 1u;
+    }
     for (Tally* t : {&tally[label], &all}) {
       ++t->users;
       if (occupations) {
@@ -176,17 +212,26 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         t->men += d.users.gender[user] == 'M';
         t->women += d.users.gender[user] == 'F';
       }
+      const double r_u = static_cast<double>(d.ratings.indptr[user + 1] - d.ratings.indptr[user]);
+      t->rating_rr += r_u * r_u;
       for (int64_t e = d.ratings.indptr[user]; e < d.ratings.indptr[user + 1]; ++e) {
         const int32_t item = d.ratings.indices[e];
         ++t->ratings;
         ++t->item_count[item];
         t->item_sum[item] += d.ratings.values[e];
-        if (!genres) continue;
-        for (int g = 0; g < n_genres; ++g)
-          if (d.item_genres[item] >> g & 1u) {
-            ++t->genre_count[g];
-            ++t->genre_total;
-          }
+        t->item_cr[item] += r_u;
+      }
+      if (!genres) continue;
+      int64_t tags_u = 0;
+      for (int g = 0; g < n_genres; ++g) {
+        t->genre_count[g] += user_tags[g];
+        tags_u += user_tags[g];
+      }
+      t->genre_total += tags_u;
+      t->tag_rr += static_cast<double>(tags_u) * tags_u;
+      for (int g = 0; g < n_genres; ++g) {
+        t->genre_cc[g] += static_cast<double>(user_tags[g]) * user_tags[g];
+        t->genre_cr[g] += static_cast<double>(user_tags[g]) * tags_u;
       }
     }
   }
@@ -199,6 +244,8 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.size = t.users;
     p.ratings = t.ratings;
     p.other_users = all.users - t.users;
+    p.min_test_users = std::max<int64_t>(2, o.min_test_users);
+    p.tested = t.users >= p.min_test_users && p.other_users >= p.min_test_users;
     if (t.users == 0) continue;
     if (ages) {
       p.median_age = median(t.ages, bands);
@@ -218,7 +265,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
       m.share = t.ratings ? static_cast<double>(m.count) / t.ratings : 0.0;
       m.overall_share = static_cast<double>(all.item_count[item]) / all.ratings;
       m.lift = m.overall_share > 0 ? m.share / m.overall_share : 0.0;
-      m.z = log_odds_z(m.count, t.ratings, all.item_count[item] - m.count, all.ratings - t.ratings);
+      m.z = share_difference_z(t.movie(item), all.movie(item) - t.movie(item));
       return m;
     };
     std::vector<MovieStat> rated;
@@ -227,10 +274,10 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.top_movies = top(rated, o.top_movies, movie_by_count);
     for (const auto& m : rated)
       if (m.count >= o.min_movie_ratings) p.supported_movies.push_back(m);
+    mark_distinctive(p.supported_movies, [](const MovieStat& m) { return m.count; }, o.min_movie_ratings, p.tested, o);
     std::sort(p.supported_movies.begin(), p.supported_movies.end(), by_z<MovieStat>(movie_by_lift));
     for (const auto& m : p.supported_movies)
-      if (p.lift_movies.size() < static_cast<size_t>(o.top_lift) && distinctive(m, m.count, o.min_movie_ratings, o))
-        p.lift_movies.push_back(m);
+      if (p.lift_movies.size() < static_cast<size_t>(o.top_lift) && m.distinctive) p.lift_movies.push_back(m);
 
     if (genres && t.genre_total > 0) {
       for (int g = 0; g < n_genres; ++g) {
@@ -242,9 +289,10 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.count) / t.genre_total;
         s.overall_share = static_cast<double>(all.genre_count[g]) / all.genre_total;
         s.lift = s.share / s.overall_share;
-        s.z = log_odds_z(s.count, t.genre_total, all.genre_count[g] - s.count, all.genre_total - t.genre_total);
+        s.z = share_difference_z(t.genre(g), all.genre(g) - t.genre(g));
         p.genres.push_back(s);
       }
+      mark_distinctive(p.genres, [](const GenreStat& g) { return g.count; }, o.min_genre_ratings, p.tested, o);
       std::sort(p.genres.begin(), p.genres.end(), by_count);
       for (size_t g = 0; g < p.genres.size() && g < static_cast<size_t>(o.top_genres); ++g) {
         GenreTopMovies gm;
@@ -257,7 +305,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
       }
       std::vector<GenreStat> sup;
       for (const auto& s : p.genres)
-        if (distinctive(s, s.count, o.min_genre_ratings, o)) sup.push_back(s);
+        if (s.distinctive) sup.push_back(s);
       p.lift_genres = top(sup, o.top_lift, by_z<GenreStat>(genre_by_lift));
     }
 
@@ -272,13 +320,14 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.users) / t.users;
         s.overall_share = static_cast<double>(all.occupation[j]) / all.users;
         s.lift = s.share / s.overall_share;
-        s.z = log_odds_z(s.users, t.users, all.occupation[j] - s.users, all.users - t.users);
+        s.z = share_difference_z(t.occupation_share(j), all.occupation_share(j) - t.occupation_share(j));
         occ.push_back(s);
       }
+      mark_distinctive(occ, [](const OccupationStat& s) { return s.users; }, o.min_occupation_users, p.tested, o);
       p.top_occupations = top(occ, o.top_occupations, occ_by_users);
       std::vector<OccupationStat> sup;
       for (const auto& s : occ)
-        if (distinctive(s, s.users, o.min_occupation_users, o)) sup.push_back(s);
+        if (s.distinctive) sup.push_back(s);
       p.lift_occupations = top(sup, o.top_lift, by_z<OccupationStat>(occ_by_lift));
     }
   }
@@ -320,6 +369,11 @@ std::string format_cluster_report(const ClusterProfile& p) {
     s += "  Users: " + u + "\n";
   }
   if (p.other_users == 0) return s;  // one cluster: nothing to stand out against
+  if (!p.tested)
+    return s + "  Distinctive: not tested (" +
+           (p.size < p.other_users ? std::to_string(p.size) + " users in the cluster"
+                                   : std::to_string(p.other_users) + " users outside it") +
+           "; the test needs " + std::to_string(p.min_test_users) + " on each side)\n";
   if (p.lift_genres.empty() && p.lift_movies.empty() && p.lift_occupations.empty())
     return s + "  Distinctive: nothing clearly over-represented against the other users\n";
   // [n]: the cluster's ratings of the movie, or its users with the occupation (the support).
@@ -345,7 +399,7 @@ std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
 }
 
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const ProfileOptions& o) {
-  std::string s = "cluster,genre,lift,share,overall_share,count,z\n";
+  std::string s = "cluster,genre,lift,share,overall_share,count,z,distinctive\n";
   char buf[128];
   for (const auto& p : profiles) {
     std::vector<GenreStat> g;
@@ -353,8 +407,8 @@ std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const 
       if (x.count >= o.min_genre_ratings) g.push_back(x);
     std::sort(g.begin(), g.end(), genre_by_lift);
     for (const auto& x : g) {
-      std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld,%.4f\n", x.lift, x.share, x.overall_share,
-                    static_cast<long long>(x.count), x.z);
+      std::snprintf(buf, sizeof buf, ",%.6f,%.6f,%.6f,%lld,%.4f,%d\n", x.lift, x.share, x.overall_share,
+                    static_cast<long long>(x.count), x.z, x.distinctive ? 1 : 0);
       s += std::to_string(p.cluster) + "," + text::csv_field(x.name) + buf;
     }
   }
@@ -362,14 +416,14 @@ std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles, const 
 }
 
 std::string cluster_movies_csv(const Dataset& d, const std::vector<ClusterProfile>& profiles) {
-  std::string s = "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z\n";
+  std::string s = "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z,distinctive\n";
   char buf[160];
   for (const auto& p : profiles)
     for (const auto& m : p.supported_movies) {
       VAE_CHECK(m.item >= 0 && m.item < d.num_items(), "cluster_movies_csv: item index out of range");
       const std::string title = d.has_titles() && static_cast<size_t>(m.item) < d.titles.size() ? d.titles[m.item] : "";
-      std::snprintf(buf, sizeof buf, ",%lld,%.4f,%.8f,%.8f,%.6f,%.4f\n", static_cast<long long>(m.count), m.mean_rating,
-                    m.share, m.overall_share, m.lift, m.z);
+      std::snprintf(buf, sizeof buf, ",%lld,%.4f,%.8f,%.8f,%.6f,%.4f,%d\n", static_cast<long long>(m.count),
+                    m.mean_rating, m.share, m.overall_share, m.lift, m.z, m.distinctive ? 1 : 0);
       s += std::to_string(p.cluster) + "," + text::csv_field(d.item_ids[m.item]) + "," + text::csv_field(title) + buf;
     }
   return s;

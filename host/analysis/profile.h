@@ -4,8 +4,10 @@
 // cluster ÷ share over all clustered users), so that clusters dominated by the globally popular
 // Drama/Comedy/Star Wars still show what sets them apart. Lift alone would list the rarest
 // entries first (a movie rated by five users, all in one cluster, has the largest lift there,
-// and in a cluster holding most users every such movie ties at the maximum), so the rankings
-// go by the strength of the evidence, z below, and keep only entries that pass it.
+// and in a cluster holding most users every such movie ties at the maximum), so an entry must
+// pass a test against the other clustered users (share_difference_z, with users as the units,
+// and Benjamini–Hochberg over all the entries of its kind tested in the cluster), and the
+// rankings go by the strength of that evidence.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,7 +24,8 @@ struct GenreStat {
   double share = 0;           // count ÷ Σ over genres of count (a movie counts once per genre)
   double overall_share = 0;   // the same over all clustered users
   double lift = 0;            // share ÷ overall_share
-  double z = 0;               // over-representation against the other clustered users (log_odds_z)
+  double z = 0;               // the cluster's share against the other users' (share_difference_z)
+  bool distinctive = false;   // over-represented: lift > 1, enough support, a discovery (see ProfileOptions)
 };
 
 struct MovieStat {
@@ -34,6 +37,7 @@ struct MovieStat {
   double overall_share = 0;   // the same over all clustered users
   double lift = 0;
   double z = 0;               // as GenreStat::z, over ratings
+  bool distinctive = false;
 };
 
 struct OccupationStat {
@@ -44,6 +48,7 @@ struct OccupationStat {
   double overall_share = 0;   // over all clustered users
   double lift = 0;
   double z = 0;               // as GenreStat::z, over users
+  bool distinctive = false;
 };
 
 struct GenreTopMovies {
@@ -56,6 +61,8 @@ struct ClusterProfile {
   int64_t size = 0;                             // users
   int64_t ratings = 0;                          // their ratings
   int64_t other_users = 0;                      // clustered users outside this cluster
+  bool tested = false;                          // both sides had min_test_users (ProfileOptions)
+  int64_t min_test_users = 0;                   // that threshold, for the report
   std::vector<GenreStat> genres;                // every genre with count > 0, by count desc, name
   std::vector<GenreTopMovies> top_genres;       // the first top_genres of `genres`, with movies
   std::vector<MovieStat> top_movies;            // most rated overall (for data without genres)
@@ -67,7 +74,7 @@ struct ClusterProfile {
   double male_share = -1, overall_male_share = -1;
   double median_age = -1, overall_median_age = -1;
   bool age_bands = false;
-  // Distinctive entries: lift > 1, z ≥ min_z and the support below; by z desc, then lift desc.
+  // The distinctive entries (the first top_lift): by z desc, then lift desc.
   std::vector<GenreStat> lift_genres;           // support ≥ min_genre_ratings
   std::vector<MovieStat> lift_movies;           // support ≥ min_movie_ratings
   std::vector<MovieStat> supported_movies;      // every movie with that support, by z desc (the CSV)
@@ -84,18 +91,36 @@ struct ProfileOptions {
   int64_t min_genre_ratings = 5;
   int64_t min_movie_ratings = 5;
   int64_t min_occupation_users = 3;
-  // Evidence an entry needs to be called distinctive: 1.96 is a two-sided 5 % test of one
-  // entry. Many movies are tested at once, so a few of those passing are chance; the strongest
-  // come first, and those are the ones shown.
-  double min_z = 1.96;
+  // False-discovery rate of the distinctive entries: an entry with the support is tested one-sided
+  // (its z), and Benjamini–Hochberg at this rate runs over all the entries of its kind tested in
+  // the cluster (about a thousand movies on ml-100k: without it, random clusters would always
+  // show some). 1 keeps every over-represented entry.
+  double fdr = 0.05;
+  // Users each side (the cluster, the other users) must have before anything is tested: with
+  // fewer the z of a few users is far from normal (random 10-user clusters of ml-100k would show
+  // a "distinctive" movie a third of the time; from 30 users on, under 5 %).
+  int64_t min_test_users = 30;
 };
 
-// The z statistic of the log odds ratio of a 2×2 table: a of the cluster's n_in cases (ratings,
-// genre tags or users) have the feature, c of the other clustered users' n_out. 0.5 is added to
-// each cell (Haldane–Anscombe, so that empty cells stay finite) and the log odds ratio divided by
-// Woolf's standard error. Positive: more common in the cluster. 0 when n_out is 0 (nobody to
-// compare with). VaeError unless 0 ≤ a ≤ n_in and 0 ≤ c ≤ n_out.
-double log_odds_z(int64_t a, int64_t n_in, int64_t c, int64_t n_out);
+// Sums over the users of one group for a share Σc / Σr, where user u contributes c_u of the
+// feature (ratings of a movie, tags of a genre, 1 for an occupation) out of r_u (the user's
+// ratings, tags, or 1).
+struct ShareSums {
+  double n = 0;           // users
+  double c = 0, r = 0;    // Σ c_u, Σ r_u
+  double cc = 0, cr = 0;  // Σ c_u², Σ c_u·r_u
+  double rr = 0;          // Σ r_u²
+  ShareSums operator-(const ShareSums& o) const {
+    return {n - o.n, c - o.c, r - o.r, cc - o.cc, cr - o.cr, rr - o.rr};
+  }
+};
+// z of the difference between two groups' shares p = Σc / Σr, with users as the units: each
+// share's variance is the ratio estimator's, Σ_u (c_u − p·r_u)² / (Σ r)² (a user's ratings are
+// not independent of each other: a heavy rater of comedies raises every comedy's count), times
+// n / (n − 1) for n users (the usual small-sample factor). For occupations (r_u = 1) it is the
+// unpooled two-proportion z. Positive: the first share is larger. 0 when either group has fewer
+// than 2 users or nothing (r = 0), or both variances are 0.
+double share_difference_z(const ShareSums& in, const ShareSums& out);
 
 // users: dataset user indices that were clustered; labels[i] ∈ [0, k) is the cluster of users[i].
 // Returns k profiles (empty clusters included, size 0). VaeError on size mismatch, a label out of
@@ -110,13 +135,14 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
 std::string format_cluster_report(const ClusterProfile& p);
 std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
 
-// cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count,z",
+// cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count,z,distinctive",
 // one row per (cluster, genre) with count ≥ min_genre_ratings, clusters ascending, lift desc
-// (every supported genre, over- and under-represented alike; z says which differences are real).
+// (every supported genre, over- and under-represented alike; distinctive 1 for those the report
+// lists as such, z for the rest).
 std::string cluster_lift_csv(const std::vector<ClusterProfile>& profiles,
                              const ProfileOptions& o = {});
 
-// cluster_movies.csv: header "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z",
+// cluster_movies.csv: header "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z,distinctive",
 // one row per (cluster, movie) the cluster rated at least min_movie_ratings times, clusters
 // ascending, z desc (over- and under-represented alike): the whole table behind "Distinctive",
 // for pandas. Titles as the data has them, CSV-quoted.

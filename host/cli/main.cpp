@@ -630,8 +630,9 @@ void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& in
 ClusterOptions cluster_options(const Options& o) {
   ClusterOptions co;
   co.k = o.k;
-  if (!o.k_range.empty()) {
-    // "A..B" (or "A-B"): both whole numbers, 2 ≤ A ≤ B.
+  if (o.was_given("--k-range")) {
+    // "A..B" (or "A-B"): both whole numbers, 2 ≤ A ≤ B, at most kMaxScan values.
+    constexpr int kMaxScan = 50;
     const std::string& r = o.k_range;
     const size_t dots = r.find(".."), dash = r.find('-');
     const size_t at = dots != std::string::npos ? dots : dash;
@@ -642,9 +643,13 @@ ClusterOptions cluster_options(const Options& o) {
       return true;
     };
     if (at == std::string::npos || !whole(r.substr(0, at), &co.k_min) || !whole(r.substr(at + skip), &co.k_max))
-      throw UsageError("--k-range " + text::escape(r, 40) + ": expected two whole numbers as A..B, e.g. 2..10");
+      throw UsageError("--k-range '" + text::escape(r, 40) + "': expected A..B or A-B, two whole numbers of at most 7 digits, e.g. 2..10");
     if (co.k_min < 2 || co.k_max < co.k_min)
       throw UsageError("--k-range " + text::escape(r, 40) + ": needs 2 <= A <= B (a silhouette compares two clusters or more)");
+    if (co.k_max - co.k_min + 1 > kMaxScan)
+      throw UsageError("--k-range " + text::escape(r, 40) + ": " + std::to_string(co.k_max - co.k_min + 1) +
+                       " values of k, more than the " + std::to_string(kMaxScan) +
+                       " one scan runs (each is a K-Means with --n-init restarts)");
   }
   co.n_init = o.n_init;
   co.max_iter = o.max_iter;
@@ -1078,8 +1083,12 @@ int run_cluster(Options& o) {
   // The main app's --k (before `cluster`) is the ranking cut-off; the clusters' k is cluster's own.
   if (o.was_given("--k"))
     std::cerr << "note: --k " << o.train.k << " before `cluster` is the seed protocol's ranking cut-off, not the "
-              << "number of clusters; clustering with k = " << o.k
-              << (o.was_given("cluster --k") ? "" : " (give the number of clusters after the subcommand: cluster --k N)")
+              << "number of clusters; "
+              << (o.was_given("--k-range") ? "clustering with --k-range " + text::escape(o.k_range, 40)
+                                           : "clustering with k = " + std::to_string(o.k) +
+                                                 (o.was_given("cluster --k")
+                                                      ? std::string()
+                                                      : " (give the number of clusters after the subcommand: cluster --k N)"))
               << "\n";
   // Without --out the t-SNE coordinates would go nowhere, and on the CPU it can take minutes.
   if (o.tsne && o.out.empty()) {
@@ -1741,9 +1750,9 @@ int main(int argc, char** argv) {
   cluster->fallthrough();
   CLI::Option* k_opt = cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
   cluster->add_option("--k-range", o.k_range,
-                      "choose k: K-Means for every k in A..B (e.g. 2..10), a table of inertia (the elbow) and "
-                      "silhouette score (over at most 5000 users), then the profiles at the k of the highest "
-                      "silhouette; --out adds k_scan.csv and k_scan.svg")
+                      "choose k: K-Means for every k in A..B (or A-B; e.g. 2..10, at most 50 values), a table of "
+                      "inertia (the elbow) and silhouette score (over at most 5000 users), then the profiles at the "
+                      "k of the highest silhouette; --out adds k_scan.csv and k_scan.svg")
       ->excludes(k_opt);
   cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(whole_in(1, 100000));
   cluster->add_option("--max-iter", o.max_iter, "Lloyd iterations per restart")->check(whole_in(1, 1000000));

@@ -1,5 +1,6 @@
 #include "train/stats.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/error.h"
@@ -50,6 +51,22 @@ std::string format_ci(const MeanCi& c) {
   else
     std::snprintf(buf, sizeof buf, "%+.4f \xc2\xb1 %.4f", c.mean, c.half);
   return buf;
+}
+
+double normal_upper_tail(double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); }
+
+std::vector<bool> benjamini_hochberg(const std::vector<double>& p, double q) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (!std::isnan(p[i])) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
+  const double m = static_cast<double>(order.size());
+  size_t passed = 0;  // the largest rank whose p-value is within its bound
+  for (size_t r = 0; r < order.size(); ++r)
+    if (p[order[r]] <= q * static_cast<double>(r + 1) / m) passed = r + 1;
+  std::vector<bool> out(p.size(), false);
+  for (size_t r = 0; r < passed; ++r) out[order[r]] = true;
+  return out;
 }
 
 }  // namespace vae

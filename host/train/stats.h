@@ -28,4 +28,10 @@ MeanCi paired_difference_ci95(const std::vector<double>& a, const std::vector<do
 // "+0.0123 ± 0.0045" (4 decimals, the tables' precision).
 std::string format_ci(const MeanCi& c);
 
+// P(Z ≥ z) for a standard normal Z: the one-sided p-value of a z statistic.
+double normal_upper_tail(double z);
+// Benjamini–Hochberg at false-discovery rate q over the p-values p: which of them are
+// discoveries (p_(i) ≤ q·i/m for the largest such rank i, and every smaller p). NaN is never one.
+std::vector<bool> benjamini_hochberg(const std::vector<double>& p, double q);
+
 }  // namespace vae
