@@ -848,6 +848,21 @@ TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
   EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
 }
 
+// info summarises the metadata as one cluster profile would: genre shares, men, age, occupations.
+TEST(Cli, InfoSummarisesGenresAndUsers) {
+  const CmdResult r = run_cli("info --data synthetic:users=300,items=200,ratings=6000");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\ngenres \\(share of the ratings' genre tags\\): [A-Za-z'-]+ [0-9.]+%, "));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\nusers: [0-9.]+% men, median age [0-9.]+; occupations [a-z]+ [0-9.]+%"));
+  // No metadata, no such lines.
+  const fs::path d = temp_dir("info_plain");
+  std::ofstream(d / "r.csv") << "user,item,rating\n1,1,4\n2,1,3\n";
+  const CmdResult plain = run_cli("info --data " + (d / "r.csv").string());
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  EXPECT_THAT(plain.out, Not(HasSubstr("genres (share")));
+  EXPECT_THAT(plain.out, Not(HasSubstr("\nusers:")));
+}
+
 // A MovieLens ratings file named on its own: its folder is what --data wants (the titles,
 // genres and users live beside it).
 TEST(Cli, AMovieLensRatingsFileAloneIsPointedAtItsFolder) {

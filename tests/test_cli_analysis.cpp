@@ -313,7 +313,9 @@ TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {
     EXPECT_GE(sil, -1.0);
     EXPECT_LE(sil, 1.0);
     if (sil > best_s) best_s = sil, best = static_cast<int>(i) + 2;
-    if (i) EXPECT_LT(std::stod(rows[i].at("inertia")), std::stod(rows[i - 1].at("inertia")));
+    if (i) {
+      EXPECT_LT(std::stod(rows[i].at("inertia")), std::stod(rows[i - 1].at("inertia")));
+    }
   }
   EXPECT_THAT(r.out, HasSubstr("best silhouette at k = " + std::to_string(best) + "; the profiles below use it"));
   EXPECT_THAT(r.out, HasSubstr("  <- best\n"));

@@ -547,6 +547,7 @@ TEST(Silhouette, RefusesWhatSklearnRefuses) {
   EXPECT_THROW(silhouette_score(line, 1, {0, 1, 2, 3}), UsageError);   // every row its own
   EXPECT_THROW(silhouette_score(line, 1, {0, 0, 1}), VaeError);        // labels ≠ rows
   EXPECT_THROW(silhouette_score(line, 1, {0, 0, 1, 1}, {0, 4}), VaeError);
+  EXPECT_THROW(silhouette_score(line, 1, {0, 0, 1, 1}, {0, 2, 2}), VaeError);  // a row twice
   EXPECT_THROW(silhouette_score({0, 1, NAN, 6}, 1, {0, 0, 1, 1}), VaeError);
 }
 
@@ -602,8 +603,12 @@ TEST(KMeansScan, PicksTheNumberOfSeparatedBlobs) {
   EXPECT_EQ(scan.silhouette_rows, b.n);
   for (size_t i = 0; i < scan.rows.size(); ++i) {
     EXPECT_EQ(scan.rows[i].k, static_cast<int>(i) + 2);
-    if (i) EXPECT_LT(scan.rows[i].inertia, scan.rows[i - 1].inertia);
-    if (scan.rows[i].k != 4) EXPECT_LT(scan.rows[i].silhouette, scan.rows[2].silhouette);
+    if (i) {
+      EXPECT_LT(scan.rows[i].inertia, scan.rows[i - 1].inertia);
+    }
+    if (scan.rows[i].k != 4) {
+      EXPECT_LT(scan.rows[i].silhouette, scan.rows[2].silhouette);
+    }
   }
   EXPECT_EQ(scan.best.k, 4);
   EXPECT_DOUBLE_EQ(adjusted_rand_index(scan.best.labels, b.truth), 1.0);

@@ -138,4 +138,23 @@ TEST(MovieLensReal, GenderGroupsShowTheirKnownGenres) {
   EXPECT_FALSE(has(women, "Action"));
 }
 
+// The whole of ml-100k as one cluster (what `info` prints): its published user counts, 670 men
+// of 943, median age 31, 196 students; every ratings' genre tag counted.
+TEST(MovieLensReal, Ml100kAsOneClusterGivesItsDemographics) {
+  REQUIRE_MOVIELENS(dir, "ml-100k");
+  const vae::Dataset d = vae::load_movielens_dir(dir);
+  std::vector<int32_t> users(d.num_users());
+  for (int32_t u = 0; u < d.num_users(); ++u) users[u] = u;
+  const auto p = vae::profile_clusters(d, users, std::vector<int32_t>(users.size(), 0), 1)[0];
+  EXPECT_DOUBLE_EQ(p.male_share, 670.0 / 943);
+  EXPECT_DOUBLE_EQ(p.median_age, 31.0);
+  ASSERT_FALSE(p.top_occupations.empty());
+  EXPECT_EQ(p.top_occupations[0].name, "student");
+  EXPECT_EQ(p.top_occupations[0].users, 196);
+  ASSERT_FALSE(p.genres.empty());
+  EXPECT_EQ(p.genres[0].name, "Drama");
+  EXPECT_EQ(p.other_users, 0);
+  EXPECT_EQ(vae::format_cluster_report(p).find("Distinctive"), std::string::npos);
+}
+
 }  // namespace

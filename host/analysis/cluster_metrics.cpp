@@ -109,8 +109,13 @@ double silhouette_score(const std::vector<float>& x, int64_t d, const std::vecto
   // Dense cluster ids of the sampled rows, and their sizes in the sample.
   std::map<int32_t, int32_t> dense;
   std::vector<int32_t> c(static_cast<size_t>(m));
+  std::vector<char> seen(sample.empty() ? 0 : static_cast<size_t>(n), 0);
   for (int64_t i = 0; i < m; ++i) {
     VAE_CHECK(rows[i] >= 0 && rows[i] < n, "silhouette_score: sample index out of range");
+    if (!sample.empty()) {
+      VAE_CHECK(!seen[rows[i]], "silhouette_score: row " + std::to_string(rows[i]) + " twice in the sample");
+      seen[rows[i]] = 1;
+    }
     c[i] = dense.emplace(labels[rows[i]], static_cast<int32_t>(dense.size())).first->second;
   }
   const int64_t k = static_cast<int64_t>(dense.size());

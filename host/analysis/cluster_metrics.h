@@ -23,7 +23,8 @@ double trustworthiness(const std::vector<float>& x, int64_t dx, const std::vecto
 // the other sampled members of A, b = the smallest mean distance to the sampled members of
 // another cluster, s = (b − a) / max(a, b), 0 when i is A's only sampled member (and when
 // a = b = 0). Distances in double; label values are arbitrary integers. UsageError unless the
-// sample holds 2 ≤ clusters ≤ rows − 1 (as sklearn); VaeError on inconsistent sizes or indices.
+// sample holds 2 ≤ clusters ≤ rows − 1 (as sklearn); VaeError on inconsistent sizes, an index
+// out of range or one given twice.
 // O(m² d) time for m sampled rows, O(m d) memory.
 double silhouette_score(const std::vector<float>& x, int64_t d, const std::vector<int32_t>& labels,
                         const std::vector<int32_t>& sample = {});

@@ -32,6 +32,25 @@ std::string shown_title(const Dataset& d, int32_t item, const std::string& title
   return title.empty() ? "item " + shown_id(d.item_ids[item]) : text::escape(title, 300);
 }
 
+std::string age_text(double age, bool bands) {
+  if (!bands) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, age == static_cast<int>(age) ? "%.0f" : "%.1f", age);
+    return buf;
+  }
+  const int c = static_cast<int>(age);
+  switch (c) {
+    case 1: return "under 18";
+    case 18: return "18-24";
+    case 25: return "25-34";
+    case 35: return "35-44";
+    case 45: return "45-49";
+    case 50: return "50-55";
+    case 56: return "56+";
+    default: return std::to_string(c);
+  }
+}
+
 namespace {
 
 // Titles are escaped when profiled; genre and occupation names come from the data files too.
@@ -100,20 +119,6 @@ double male_share(int64_t men, int64_t women) {
   return men + women > 0 ? static_cast<double>(men) / (men + women) : -1.0;
 }
 
-// ml-1m's age codes (its README): each is the lower bound of a band.
-std::string age_band(double code) {
-  const int c = static_cast<int>(code);
-  switch (c) {
-    case 1: return "under 18";
-    case 18: return "18-24";
-    case 25: return "25-34";
-    case 35: return "35-44";
-    case 45: return "45-49";
-    case 50: return "50-55";
-    case 56: return "56+";
-    default: return std::to_string(c);
-  }
-}
 
 // Rating counts of one group of users (a cluster, or all clustered users together).
 struct Tally {
@@ -356,12 +361,7 @@ std::string format_cluster_report(const ClusterProfile& p) {
     s += "  Top occupations: " +
          join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + pct(o.share); }) + "\n";
   if (p.male_share >= 0 || p.median_age >= 0) {
-    auto age = [&](double a) {
-      if (p.age_bands) return age_band(a);
-      char buf[32];
-      std::snprintf(buf, sizeof buf, a == static_cast<int>(a) ? "%.0f" : "%.1f", a);
-      return std::string(buf);
-    };
+    auto age = [&](double a) { return age_text(a, p.age_bands); };
     std::string u;
     if (p.male_share >= 0) u += pct(p.male_share) + " men (all " + pct(p.overall_male_share) + ")";
     if (p.median_age >= 0)
