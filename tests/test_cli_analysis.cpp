@@ -335,6 +335,10 @@ TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {
   const CmdResult k1 = run_cli(base + " --k 1");
   ASSERT_EQ(k1.code, 0) << k1.out;
   EXPECT_THAT(k1.out, HasSubstr(" iterations\nCluster sizes: 0: 200\n"));
+  // An empty range is refused, not ignored (which would also drop the folder's scan files).
+  const CmdResult empty = run_cli(base + " --k-range ''");
+  EXPECT_EQ(empty.code, 2) << empty.out;
+  EXPECT_THAT(empty.out, HasSubstr("--k-range '': expected A..B or A-B"));
   // The main app's --k (a ranking cut-off) before `cluster` is noted as not the scan's.
   const CmdResult noted = run_cli("--k 20 " + base + " --k-range 2..3");
   ASSERT_EQ(noted.code, 0) << noted.out;
@@ -426,7 +430,7 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
                                   "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m,
                                   "cluster --k-range 1..4" + m, "cluster --k-range 4..3" + m, "cluster --k-range 2.." + m,
                                   "cluster --k-range two..4" + m, "cluster --k-range 2..200" + m,
-                                  "cluster --k 3 --k-range 2..4" + m, "cluster --k-range=" + m, "cluster --k-range 2..52" + m,
+                                  "cluster --k 3 --k-range 2..4" + m, "cluster --k-range 2..52" + m,
                                   // a stored model is evaluated, never silently replaced by a new one
                                   "train --model svd" + m, "train --model autorec" + m,
                                   "train --protocol ratings --folds 3" + m}) {

@@ -139,54 +139,56 @@ TEST(Profile, OccupationsAndLift) {
   ASSERT_EQ(p[1].top_occupations.size(), 2u);
   EXPECT_EQ(p[1].top_occupations[0].name, "artist");
   EXPECT_EQ(p[1].top_occupations[1].name, "student");
-  // Distinctive, support ≥ 1 user, ordered by z (share_difference_z: with r_u = 1 the unpooled
-  // two-proportion z, each variance times n / (n − 1)). Engineer 1 of 3 vs 0 of 2: p = 1/3,
-  // V = (2/9 · 2/3 ... ) = (1/3)(2/3)/3 · 3/2 = 1/9, V_out = 0, z = (1/3)/(1/3) = 1; lift 5/3.
-  // Student 2 of 3 vs 1 of 2: V = (2/9)/3 · 3/2 = 1/9 and (1/4)/2 · 2 = 1/4, z = (1/6)/√(13/36)
-  // = 0.277350; lift 10/9. Cluster 1: artist 1 of 2 vs 0 of 3 (z 1, lift 2.5); its student
-  // (lift 5/6) is under-represented and left out.
+  // Distinctive, support ≥ 1 user, ordered by z (share_difference_z, the smaller of the two
+  // estimates; values worked out by an independent per-user computation). Engineer 1 of 3 vs
+  // 0 of 2: lift (1/3)/(1/5) = 5/3, z 0.816 (the randomisation z: the groups' z would be 1, its
+  // other side having no spread); student 2 of 3 vs 1 of 2: lift 10/9, z (1/6)/√(1/9 + 1/4) =
+  // 0.277. Cluster 1: artist 1 of 2 vs 0 of 3 (z 1, lift 2.5); its student (lift 5/6) is
+  // under-represented and left out.
   ASSERT_EQ(p[0].lift_occupations.size(), 2u);
   EXPECT_EQ(p[0].lift_occupations[0].name, "engineer");
   EXPECT_DOUBLE_EQ(p[0].lift_occupations[0].lift, 5.0 / 3);
-  EXPECT_NEAR(p[0].lift_occupations[0].z, 1.0, 1e-12);
+  EXPECT_NEAR(p[0].lift_occupations[0].z, 0.816497, 1e-6);
   EXPECT_NEAR(p[0].lift_occupations[1].z, 0.277350, 1e-6);
   ASSERT_EQ(p[1].lift_occupations.size(), 1u);
   EXPECT_EQ(p[1].lift_occupations[0].name, "artist");
   EXPECT_DOUBLE_EQ(p[1].lift_occupations[0].lift, 2.5);
-  EXPECT_NEAR(p[1].lift_occupations[0].z, 1.0, 1e-12);
+  EXPECT_NEAR(p[1].lift_occupations[0].z, 1.0, 1e-9);
 
   // Genres, support ≥ 2 ratings (genre tags: cluster 0 has 10, the rest 9): cluster 0 Action
-  // 5 of 10 vs 1 of 9, lift 19/12, z 3.9375 (per user: u0 2 of 4 tags, u1 2 of 4, u2 1 of 2
+  // 5 of 10 vs 1 of 9, lift 19/12, z 1.894 (per user: u0 2 of 4 tags, u1 2 of 4, u2 1 of 2
   // against u3 0 of 5, u4 1 of 6); its Drama (lift 0.95) is under-represented, its Comedy has 1
-  // rating. Cluster 1: Comedy 4 of 9 vs 1 of 10 (lift 76/45, z 3.309), Drama 4 of 9 vs 4 of 10
+  // rating. Cluster 1: Comedy 4 of 9 vs 1 of 10 (lift 76/45, z 1.795), Drama 4 of 9 vs 4 of 10
   // (lift 19/18, z 0.427); Action has 1.
   ASSERT_EQ(p[0].lift_genres.size(), 1u);
   EXPECT_EQ(p[0].lift_genres[0].name, "Action");
   EXPECT_DOUBLE_EQ(p[0].lift_genres[0].lift, 19.0 / 12);
-  EXPECT_NEAR(p[0].lift_genres[0].z, 3.9375, 1e-9);
+  EXPECT_NEAR(p[0].lift_genres[0].z, 1.894246, 1e-6);
   EXPECT_NEAR(p[0].genres[1].lift, 0.95, 1e-12);  // Drama, in the shares but not distinctive
   EXPECT_FALSE(p[0].genres[1].distinctive);
   ASSERT_EQ(p[1].lift_genres.size(), 2u);
   EXPECT_EQ(p[1].lift_genres[0].name, "Comedy");
   EXPECT_NEAR(p[1].lift_genres[0].lift, 76.0 / 45, 1e-12);
-  EXPECT_NEAR(p[1].lift_genres[0].z, 3.308503, 1e-6);
+  EXPECT_NEAR(p[1].lift_genres[0].z, 1.795179, 1e-6);
   EXPECT_EQ(p[1].lift_genres[1].name, "Drama");
   EXPECT_NEAR(p[1].lift_genres[1].z, 0.426904, 1e-6);
-  // Movies, support ≥ 2 ratings (8 ratings in cluster 0, 7 in cluster 1): cluster 0 item 3
-  // 2 vs 0 (lift (2/8)/(2/15) = 1.875, z 2.667), item 0 3 vs 1 (lift 1.40625, z 1.771).
+  // Movies, support ≥ 2 ratings (8 ratings in cluster 0, 7 in cluster 1): cluster 0 item 0
+  // 3 vs 1 (lift (3/8)/(4/15) = 1.40625, z 1.630) before item 3 2 vs 0 (lift 1.875, z 1.533):
+  // the larger lift of two raters is the weaker evidence.
   ASSERT_EQ(p[0].lift_movies.size(), 2u);
-  EXPECT_EQ(p[0].lift_movies[0].item, 3);
-  EXPECT_DOUBLE_EQ(p[0].lift_movies[0].lift, 1.875);
-  EXPECT_NEAR(p[0].lift_movies[0].z, 8.0 / 3, 1e-9);
-  EXPECT_DOUBLE_EQ(p[0].lift_movies[1].lift, 1.40625);
-  EXPECT_NEAR(p[0].lift_movies[1].z, 1.770535, 1e-6);
-  // cluster 1: item 4 2 vs 0 (lift 15/7, z 7), item 1 2 vs 1 (lift 10/7, z 1.287).
+  EXPECT_EQ(p[0].lift_movies[0].item, 0);
+  EXPECT_DOUBLE_EQ(p[0].lift_movies[0].lift, 1.40625);
+  EXPECT_NEAR(p[0].lift_movies[0].z, 1.630102, 1e-6);
+  EXPECT_EQ(p[0].lift_movies[1].item, 3);
+  EXPECT_DOUBLE_EQ(p[0].lift_movies[1].lift, 1.875);
+  EXPECT_NEAR(p[0].lift_movies[1].z, 1.533010, 1e-6);
+  // cluster 1: item 4 2 vs 0 (lift 15/7, z 1.978), item 1 2 vs 1 (lift 10/7, z 1.168).
   ASSERT_EQ(p[1].lift_movies.size(), 2u);
   EXPECT_EQ(p[1].lift_movies[0].item, 4);
   EXPECT_DOUBLE_EQ(p[1].lift_movies[0].lift, 15.0 / 7);
-  EXPECT_NEAR(p[1].lift_movies[0].z, 7.0, 1e-9);
+  EXPECT_NEAR(p[1].lift_movies[0].z, 1.978477, 1e-6);
   EXPECT_EQ(p[1].lift_movies[1].item, 1);
-  EXPECT_NEAR(p[1].lift_movies[1].z, 1.287488, 1e-6);
+  EXPECT_NEAR(p[1].lift_movies[1].z, 1.167748, 1e-6);
   EXPECT_EQ(p[0].other_users, 2);
   EXPECT_EQ(p[1].other_users, 3);
 }
@@ -204,7 +206,8 @@ TEST(Profile, DefaultsTestNothingInTinyClusters) {
   EXPECT_NE(format_cluster_report(p[1]).find("  Distinctive: not tested (2 users in the cluster;"), std::string::npos)
       << format_cluster_report(p[1]);
   // Tested, with the default supports (≥ 5 genre ratings, ≥ 5 movie ratings, ≥ 3 users): only
-  // cluster 0's Action has the support, and as the one genre tested it is a discovery (p = 4e-5).
+  // cluster 0's Action has the support, and as the one genre tested it is a discovery (z 1.894,
+  // p = 0.029 ≤ 0.05).
   ProfileOptions tested;
   tested.min_test_users = 2;
   const auto q = profile_clusters(tiny(), kUsers, kLabels, 2, tested);
@@ -229,7 +232,7 @@ TEST(Profile, ReportText) {
                            // ages 20, 21, 30 (all five: 20, 21, 22, 30, 40); men u0, u2 of 3 (all 3 of 5)
                            "  Users: 66.7% men (all 60.0%), median age 21 (all 22)\n",
                            "  Distinctive (lift, strongest evidence first):\n    genres: Action 1.58x\n",
-                           "    movies: Delta (1993) 1.88x [2], Alpha (1990) 1.41x [3]\n",
+                           "    movies: Alpha (1990) 1.41x [3], Delta (1993) 1.88x [2]\n",
                            "    occupations: engineer 1.67x [1], student 1.11x [2]\n"})
     EXPECT_NE(r.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << r;
   const std::string all = format_cluster_report(p);
@@ -238,7 +241,7 @@ TEST(Profile, ReportText) {
 
   const std::string csv = cluster_lift_csv(p, low_support());
   EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count,z,distinctive\n", 0), 0u);
-  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5,3.9375,1\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n0,Action,1.583333,0.500000,0.315789,5,1.8942,1\n"), std::string::npos) << csv;
   // Every supported genre is a row, the under-represented too (Drama 0.95: 4 of 10 vs 4 of 9).
   EXPECT_NE(csv.find("\n0,Drama,0.950000,0.400000,0.421053,4,-0.4269,0\n"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\n1,Comedy,1.688889,"), std::string::npos) << csv;
@@ -260,29 +263,41 @@ struct UserShares {
     }
     return s;
   }
-  double share() const {
-    double a = 0, b = 0;
-    for (size_t u = 0; u < c.size(); ++u) a += c[u], b += r[u];
-    return a / b;
+  double total(const std::vector<double>& v) const {
+    double t = 0;
+    for (double x : v) t += x;
+    return t;
   }
-  // Σ (c_u − p·r_u)² / (Σ r)² · n / (n − 1), term by term.
-  double variance() const {
-    const double p = share();
-    double v = 0, b = 0;
-    for (size_t u = 0; u < c.size(); ++u) v += (c[u] - p * r[u]) * (c[u] - p * r[u]), b += r[u];
-    const double n = static_cast<double>(c.size());
-    return v / (b * b) * n / (n - 1);
+  double share() const { return total(c) / total(r); }
+  // Σ (c_u − p·r_u)², term by term.
+  double spread(double p) const {
+    double v = 0;
+    for (size_t u = 0; u < c.size(); ++u) v += (c[u] - p * r[u]) * (c[u] - p * r[u]);
+    return v;
   }
 };
 
+// The two estimates of share_difference_z's header, term by term; the one nearer 0.
+double naive_z(const UserShares& a, const UserShares& b, double* z_groups = nullptr, double* z_rand = nullptr) {
+  const double na = static_cast<double>(a.c.size()), nb = static_cast<double>(b.c.size()), n = na + nb;
+  const double va = a.spread(a.share()) / (a.total(a.r) * a.total(a.r)) * na / (na - 1);
+  const double vb = b.spread(b.share()) / (b.total(b.r) * b.total(b.r)) * nb / (nb - 1);
+  const double zg = (a.share() - b.share()) / std::sqrt(va + vb);
+  const double p = (a.total(a.c) + b.total(b.c)) / (a.total(a.r) + b.total(b.r));
+  const double zr = (a.total(a.c) - p * a.total(a.r)) / std::sqrt(na * nb / n * (a.spread(p) + b.spread(p)) / (n - 1));
+  if (z_groups) *z_groups = zg;
+  if (z_rand) *z_rand = zr;
+  return std::fabs(zr) < std::fabs(zg) ? zr : zg;
+}
+
 TEST(Profile, ShareDifferenceZ) {
   // Occupations (r_u = 1): 2 of 3 vs 1 of 2. V_in = (2/3)(1/3)/3 · 3/2 = 1/9, V_out =
-  // (1/2)(1/2)/2 · 2 = 1/4; z = (2/3 − 1/2) / √(13/36) = 0.277350.
+  // (1/2)(1/2)/2 · 2 = 1/4; z = (2/3 − 1/2) / √(13/36) = 0.277350 (the randomisation z is 0.289).
   const UserShares students_in{{1, 1, 0}, {1, 1, 1}}, students_out{{1, 0}, {1, 1}};
   EXPECT_NEAR(share_difference_z(students_in.sums(), students_out.sums()), 0.277350, 1e-6);
   // Users of different activity, term by term against the expanded sums.
   const UserShares a{{3, 0, 5, 1, 2}, {10, 4, 12, 30, 6}}, b{{1, 0, 0, 2}, {8, 20, 5, 40}};
-  const double want = (a.share() - b.share()) / std::sqrt(a.variance() + b.variance());
+  const double want = naive_z(a, b);
   EXPECT_NEAR(share_difference_z(a.sums(), b.sums()), want, 1e-12 * std::fabs(want));
   EXPECT_GT(want, 0.0);
   EXPECT_DOUBLE_EQ(share_difference_z(b.sums(), a.sums()), -share_difference_z(a.sums(), b.sums()));
@@ -291,6 +306,17 @@ TEST(Profile, ShareDifferenceZ) {
   const UserShares clumped{{0, 0, 0, 0, 11}, {10, 4, 12, 30, 6}};
   EXPECT_NEAR(clumped.share(), a.share(), 1e-12);
   EXPECT_LT(share_difference_z(clumped.sums(), b.sums()), share_difference_z(a.sums(), b.sums()));
+  // An entry only some members have and nobody else: the other side's variance is 0, and the
+  // groups' z alone (3.6) would call a chance pattern significant; the randomisation z (1.75)
+  // wins: 10 of 40 members is about what 40 users drawn from all 50 would hold.
+  UserShares members{std::vector<double>(40, 0), std::vector<double>(40, 20)}, others{std::vector<double>(10, 0), std::vector<double>(10, 20)};
+  for (int u = 0; u < 10; ++u) members.c[u] = 1;
+  double zg = 0, zr = 0;
+  const double only = naive_z(members, others, &zg, &zr);
+  EXPECT_GT(zg, 3.0);
+  EXPECT_LT(zr, 1.96);
+  EXPECT_NEAR(share_difference_z(members.sums(), others.sums()), only, 1e-12);
+  EXPECT_DOUBLE_EQ(only, zr);
   // Degenerate groups: fewer than 2 users, or nothing rated, or no spread anywhere.
   const UserShares one{{1}, {3}}, none{{0, 0}, {0, 0}}, flat{{1, 1}, {2, 2}}, flat2{{1, 1, 1}, {4, 4, 4}};
   EXPECT_EQ(share_difference_z(one.sums(), b.sums()), 0.0);
@@ -307,9 +333,9 @@ TEST(Profile, ShareDifferenceZ) {
 // (item 0) is rated by users 0..4 only, "Broad" (item 1) by 0..17 and 40..45, "Mild" (item 12)
 // by 5..10 and 46..49. Cluster 0 then has 429 ratings, cluster 1 410. Rare's lift in cluster 0
 // is the largest, (5/429)/(5/839) = 1.96 against Broad's 1.47 and Mild's 1.17, but five raters are
-// weaker evidence: z 2.400 against Broad's 3.087 (Mild 0.605). With the fillers (z −3.14) that
-// makes 13 movies tested; Benjamini–Hochberg at 5 % takes Broad (p 0.0010 ≤ 0.05·1/13) and
-// stops at Rare (p 0.0082 > 0.05·2/13 = 0.0077). A lift ranking would list Rare first.
+// weaker evidence: z 2.265 against Broad's 2.892 (Mild 0.605). With the fillers (z −2.91) that
+// makes 13 movies tested; Benjamini–Hochberg at 5 % takes Broad (p 0.0019 ≤ 0.05·1/13) and
+// stops at Rare (p 0.0118 > 0.05·2/13 = 0.0077). A lift ranking would list Rare first.
 TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   Dataset d;
   d.name = "rare-vs-broad";
@@ -341,7 +367,7 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   ASSERT_EQ(p[0].ratings, 429);
   ASSERT_EQ(p[0].lift_movies.size(), 1u);  // Rare has the support (5) but not the evidence
   EXPECT_EQ(p[0].lift_movies[0].title, "Broad");
-  EXPECT_NEAR(p[0].lift_movies[0].z, 3.087301, 1e-6);
+  EXPECT_NEAR(p[0].lift_movies[0].z, 2.891583, 1e-6);
   EXPECT_NEAR(p[0].lift_movies[0].lift, (18.0 / 429) / (24.0 / 839), 1e-12);
   // Cluster 1 rates little besides the fillers, so they take a larger share of its ratings:
   // (400/410)/(800/839) = 1.023, from every one of its users alike, hence strong evidence.
@@ -357,8 +383,8 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   EXPECT_EQ(q[0].lift_movies[1].title, "Rare");
   EXPECT_EQ(q[0].lift_movies[2].title, "Mild");
   EXPECT_GT(q[0].lift_movies[1].lift, q[0].lift_movies[0].lift);
-  EXPECT_NEAR(q[0].lift_movies[1].z, 2.400369, 1e-6);
-  EXPECT_NEAR(q[0].lift_movies[2].z, 0.605052, 1e-6);
+  EXPECT_NEAR(q[0].lift_movies[1].z, 2.264465, 1e-6);
+  EXPECT_NEAR(q[0].lift_movies[2].z, 0.604834, 1e-6);
   const std::string report = format_cluster_report(q[0]);
   EXPECT_NE(report.find("    movies: Broad 1.47x [18], Rare 1.96x [5], Mild 1.17x [6]\n"), std::string::npos) << report;
 
@@ -400,14 +426,14 @@ TEST(Profile, ClusterMoviesCsvHoldsEverySupportedMovie) {
   d.titles[3] = "Delta, The (1993)";  // a comma: quoted
   const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
   const std::string csv = cluster_movies_csv(d, p);
-  // Cluster 0: items 3 (z 2.667) and 0 (1.771) have ≥ 2 ratings; cluster 1: items 4 (7.0),
-  // 1 (1.287). Item 0 in cluster 0: 3 ratings, mean (5 + 4 + 3) / 3, share 3/8, overall 4/15.
+  // Cluster 0: items 0 (z 1.630) and 3 (1.533) have ≥ 2 ratings; cluster 1: items 4 (1.978),
+  // 1 (1.168). Item 0 in cluster 0: 3 ratings, mean (5 + 4 + 3) / 3, share 3/8, overall 4/15.
   EXPECT_EQ(csv,
             "cluster,item_id,title,ratings,mean_rating,share,overall_share,lift,z,distinctive\n"
-            "0,103,\"Delta, The (1993)\",2,4.5000,0.25000000,0.13333333,1.875000,2.6667,1\n"
-            "0,100,Alpha (1990),3,4.0000,0.37500000,0.26666667,1.406250,1.7705,1\n"
-            "1,104,Echo (1994),2,4.5000,0.28571429,0.13333333,2.142857,7.0000,1\n"
-            "1,101,Bravo (1991),2,4.0000,0.28571429,0.20000000,1.428571,1.2875,1\n");
+            "0,100,Alpha (1990),3,4.0000,0.37500000,0.26666667,1.406250,1.6301,1\n"
+            "0,103,\"Delta, The (1993)\",2,4.5000,0.25000000,0.13333333,1.875000,1.5330,1\n"
+            "1,104,Echo (1994),2,4.5000,0.28571429,0.13333333,2.142857,1.9785,1\n"
+            "1,101,Bravo (1991),2,4.0000,0.28571429,0.20000000,1.428571,1.1677,1\n");
   // Under-represented movies with the support are rows too (lift < 1, z < 0), after the others.
   ProfileOptions one = low_support();
   one.min_movie_ratings = 1;

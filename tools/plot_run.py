@@ -18,8 +18,8 @@ Inputs (in RUN_DIR; only metrics.csv is required):
                     everyone); z = the evidence that it differs from the other users (users
                     as the units); distinctive = 1 where the cluster report lists it. Drawn
                     green when distinctive (or, without that column, lift > 1 and z >= 1.96),
-                    red when lift < 1 and z <= -1.96, grey otherwise. Other columns are
-                    ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
+                    red when lift < 1 and z <= -1.96 (that genre's own test, uncorrected for
+                    the others), grey otherwise. Other columns are ignored. vae::cluster_lift_csv() (host/analysis/profile.h) writes it, with
                     genres of tiny support already left out. Genre names containing commas are
                     double-quoted (standard CSV).
 

@@ -152,13 +152,22 @@ struct Tally {
 
 double share_difference_z(const ShareSums& in, const ShareSums& out) {
   if (in.n < 2 || out.n < 2 || in.r <= 0 || out.r <= 0) return 0.0;
-  auto variance = [](const ShareSums& s, double p) {
-    // Σ (c − p·r)² expanded; cancellation can leave it a hair below 0.
-    return std::max(0.0, s.cc - 2 * p * s.cr + p * p * s.rr) / (s.r * s.r) * (s.n / (s.n - 1));
-  };
+  // Σ (c − p·r)² expanded; cancellation can leave it a hair below 0.
+  auto spread = [](const ShareSums& s, double p) { return std::max(0.0, s.cc - 2 * p * s.cr + p * p * s.rr); };
   const double p_in = in.c / in.r, p_out = out.c / out.r;
-  const double v = variance(in, p_in) + variance(out, p_out);
-  return v > 0 ? (p_in - p_out) / std::sqrt(v) : 0.0;
+  const double v = spread(in, p_in) / (in.r * in.r) * (in.n / (in.n - 1)) +
+                   spread(out, p_out) / (out.r * out.r) * (out.n / (out.n - 1));
+  const double z_groups = v > 0 ? (p_in - p_out) / std::sqrt(v) : 0.0;
+  // The same question as a randomisation test: were the cluster's users drawn at random, Σ over
+  // them of e_u = c_u − p·r_u (p the pooled share) would have mean 0 and the finite-population
+  // variance below. It does not take a side's spread from that side alone, which is 0 when no
+  // one there has the entry (a movie only members rated would otherwise look significant).
+  const ShareSums all{in.n + out.n, in.c + out.c, in.r + out.r, in.cc + out.cc, in.cr + out.cr, in.rr + out.rr};
+  const double p = all.c / all.r;
+  const double v_rand = in.n * out.n / all.n * spread(all, p) / (all.n - 1);
+  const double z_rand = v_rand > 0 ? (in.c - p * in.r) / std::sqrt(v_rand) : 0.0;
+  // Both are approximations; the weaker claim stands.
+  return std::fabs(z_rand) < std::fabs(z_groups) ? z_rand : z_groups;
 }
 
 std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector<int32_t>& users,
@@ -270,7 +279,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
       m.share = t.ratings ? static_cast<double>(m.count) / t.ratings : 0.0;
       m.overall_share = static_cast<double>(all.item_count[item]) / all.ratings;
       m.lift = m.overall_share > 0 ? m.share / m.overall_share : 0.0;
-      m.z = share_difference_z(t.movie(item), all.movie(item) - t.movie(item));
+      m.z = p.tested ? share_difference_z(t.movie(item), all.movie(item) - t.movie(item)) : 0.0;
       return m;
     };
     std::vector<MovieStat> rated;
@@ -294,7 +303,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.count) / t.genre_total;
         s.overall_share = static_cast<double>(all.genre_count[g]) / all.genre_total;
         s.lift = s.share / s.overall_share;
-        s.z = share_difference_z(t.genre(g), all.genre(g) - t.genre(g));
+        s.z = p.tested ? share_difference_z(t.genre(g), all.genre(g) - t.genre(g)) : 0.0;
         p.genres.push_back(s);
       }
       mark_distinctive(p.genres, [](const GenreStat& g) { return g.count; }, o.min_genre_ratings, p.tested, o);
@@ -325,7 +334,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         s.share = static_cast<double>(s.users) / t.users;
         s.overall_share = static_cast<double>(all.occupation[j]) / all.users;
         s.lift = s.share / s.overall_share;
-        s.z = share_difference_z(t.occupation_share(j), all.occupation_share(j) - t.occupation_share(j));
+        s.z = p.tested ? share_difference_z(t.occupation_share(j), all.occupation_share(j) - t.occupation_share(j)) : 0.0;
         occ.push_back(s);
       }
       mark_distinctive(occ, [](const OccupationStat& s) { return s.users; }, o.min_occupation_users, p.tested, o);

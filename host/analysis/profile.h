@@ -24,7 +24,8 @@ struct GenreStat {
   double share = 0;           // count ÷ Σ over genres of count (a movie counts once per genre)
   double overall_share = 0;   // the same over all clustered users
   double lift = 0;            // share ÷ overall_share
-  double z = 0;               // the cluster's share against the other users' (share_difference_z)
+  double z = 0;               // the cluster's share against the other users' (share_difference_z;
+                              // 0 in a cluster not tested)
   bool distinctive = false;   // over-represented: lift > 1, enough support, a discovery (see ProfileOptions)
 };
 
@@ -114,12 +115,17 @@ struct ShareSums {
     return {n - o.n, c - o.c, r - o.r, cc - o.cc, cr - o.cr, rr - o.rr};
   }
 };
-// z of the difference between two groups' shares p = Σc / Σr, with users as the units: each
-// share's variance is the ratio estimator's, Σ_u (c_u − p·r_u)² / (Σ r)² (a user's ratings are
-// not independent of each other: a heavy rater of comedies raises every comedy's count), times
-// n / (n − 1) for n users (the usual small-sample factor). For occupations (r_u = 1) it is the
-// unpooled two-proportion z. Positive: the first share is larger. 0 when either group has fewer
-// than 2 users or nothing (r = 0), or both variances are 0.
+// z of the difference between two groups' shares p = Σc / Σr, with users as the units (a user's
+// ratings are not independent of each other: a heavy rater of comedies raises every comedy's
+// count). Two estimates, and the one nearer 0 is returned:
+//  - each share's variance is the ratio estimator's, Σ_u (c_u − p·r_u)² / (Σ r)², times
+//    n / (n − 1) for n users (for occupations, r_u = 1, the unpooled two-proportion z);
+//  - the randomisation z: Σ over the first group of c_u − p·r_u (p the pooled share), over its
+//    standard deviation were that group's n_in users drawn at random from all N:
+//    n_in·n_out / N · Σ_all (c_u − p·r_u)² / (N − 1). The first alone is overconfident when
+//    nobody in one group has the entry (that group's variance is then 0).
+// Positive: the first share is larger. 0 when either group has fewer than 2 users or nothing
+// (r = 0), or a variance is 0.
 double share_difference_z(const ShareSums& in, const ShareSums& out);
 
 // users: dataset user indices that were clustered; labels[i] ∈ [0, k) is the cluster of users[i].
