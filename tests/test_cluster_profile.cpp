@@ -329,6 +329,25 @@ TEST(Profile, ShareDifferenceZ) {
   EXPECT_NEAR(share_difference_z(a.sums(), all.sums() - a.sums()), want, 1e-9 * std::fabs(want));
 }
 
+// A user whose movies have no genre has no genre tags: no share of anything, so not a unit of
+// the genre tests (ml-latest's "(no genres listed)"). Items 0 and 5 lose their genres, so u2
+// (who rated only those) has none; Drama's test in cluster 0 runs over u0, u1 against u3, u4.
+TEST(Profile, UsersWithoutGenreTagsAreNotUnitsOfTheGenreTests) {
+  Dataset d = tiny();
+  d.item_genres[0] = 0;
+  d.item_genres[5] = 0;
+  const auto p = profile_clusters(d, kUsers, kLabels, 2, low_support());
+  // Per user (Drama tags, all tags): u0 (1, 3) from items 3 A|D and 1 C; u1 (2, 3) from 3 and
+  // 2 D; u3 (2, 4) from 1 C, 4 C|D, 2 D; u4 (1, 3) from 1 and 4.
+  const UserShares in{{1, 2}, {3, 3}}, out{{2, 1}, {4, 3}};
+  const GenreStat* drama = nullptr;
+  for (const auto& g : p[0].genres)
+    if (g.name == "Drama") drama = &g;
+  ASSERT_NE(drama, nullptr);
+  EXPECT_EQ(drama->count, 3);
+  EXPECT_NEAR(drama->z, naive_z(in, out), 1e-12);
+}
+
 // Eighty users in two clusters of forty, everyone rating the ten filler movies 2..11. "Rare"
 // (item 0) is rated by users 0..4 only, "Broad" (item 1) by 0..17 and 40..45, "Mild" (item 12)
 // by 5..10 and 46..49. Cluster 0 then has 429 ratings, cluster 1 410. Rare's lift in cluster 0

@@ -134,12 +134,13 @@ struct Tally {
   // Σ c_u² and Σ c_u·r_u of the users' tag counts; Σ r_u² of ratings and of tags.
   std::vector<double> item_cr, genre_cc, genre_cr;
   double rating_rr = 0, tag_rr = 0;
+  int64_t tag_users = 0;  // users with a genre tag: the units of the genre tests
   ShareSums movie(int32_t i) const {
     const double c = static_cast<double>(item_count[i]);
     return {static_cast<double>(users), c, static_cast<double>(ratings), c, item_cr[i], rating_rr};
   }
   ShareSums genre(int g) const {
-    return {static_cast<double>(users), static_cast<double>(genre_count[g]), static_cast<double>(genre_total),
+    return {static_cast<double>(tag_users), static_cast<double>(genre_count[g]), static_cast<double>(genre_total),
             genre_cc[g], genre_cr[g], tag_rr};
   }
   ShareSums occupation_share(int j) const {
@@ -242,6 +243,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
         tags_u += user_tags[g];
       }
       t->genre_total += tags_u;
+      t->tag_users += tags_u > 0;
       t->tag_rr += static_cast<double>(tags_u) * tags_u;
       for (int g = 0; g < n_genres; ++g) {
         t->genre_cc[g] += static_cast<double>(user_tags[g]) * user_tags[g];
