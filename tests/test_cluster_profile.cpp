@@ -238,6 +238,14 @@ TEST(Profile, ReportText) {
   const std::string all = format_cluster_report(p);
   EXPECT_NE(all.find("Cluster 1 (2 users)"), std::string::npos);
   EXPECT_LT(all.find("Cluster 0"), all.find("Cluster 1"));
+  // One legend under all the clusters, with the rate they were tested at (low_support: 100 %).
+  EXPECT_NE(all.find("\n(Distinctive: a larger share of the cluster's ratings, or users, than of the other users', tested "
+                     "with users as the units at a 100% false-discovery rate;"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(all.find("(Distinctive:"), all.rfind("(Distinctive:"));
+  // Untested clusters (the defaults ask for 30 users) get no legend.
+  EXPECT_EQ(format_cluster_report(profile_clusters(tiny(), kUsers, kLabels, 2)).find("(Distinctive:"), std::string::npos);
 
   const std::string csv = cluster_lift_csv(p, low_support());
   EXPECT_EQ(csv.rfind("cluster,genre,lift,share,overall_share,count,z,distinctive\n", 0), 0u);

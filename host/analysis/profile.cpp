@@ -261,6 +261,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.ratings = t.ratings;
     p.other_users = all.users - t.users;
     p.min_test_users = std::max<int64_t>(2, o.min_test_users);
+    p.fdr = o.fdr;
     p.tested = t.users >= p.min_test_users && p.other_users >= p.min_test_users;
     if (t.users == 0) continue;
     if (ages) {
@@ -405,7 +406,19 @@ std::string format_cluster_report(const ClusterProfile& p) {
 
 std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
   std::string s;
-  for (size_t i = 0; i < profiles.size(); ++i) s += (i ? "\n" : "") + format_cluster_report(profiles[i]);
+  const ClusterProfile* tested = nullptr;
+  for (size_t i = 0; i < profiles.size(); ++i) {
+    s += (i ? "\n" : "") + format_cluster_report(profiles[i]);
+    if (profiles[i].tested && profiles[i].size > 0) tested = &profiles[i];
+  }
+  // Once, under the clusters: what the numbers of the Distinctive lines are.
+  if (tested) {
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%g%%", 100.0 * tested->fdr);
+    s += std::string("\n(Distinctive: a larger share of the cluster's ratings, or users, than of the other users', ") +
+         "tested with users as the units at a " + rate + " false-discovery rate; lift = the cluster's share / " +
+         "everyone's; [n] = the cluster's ratings of the movie, or its users with the occupation)\n";
+  }
   return s;
 }
 

@@ -64,6 +64,7 @@ struct ClusterProfile {
   int64_t other_users = 0;                      // clustered users outside this cluster
   bool tested = false;                          // both sides had min_test_users (ProfileOptions)
   int64_t min_test_users = 0;                   // that threshold, for the report
+  double fdr = 0;                               // the false-discovery rate it was tested at
   std::vector<GenreStat> genres;                // every genre with count > 0, by count desc, name
   std::vector<GenreTopMovies> top_genres;       // the first top_genres of `genres`, with movies
   std::vector<MovieStat> top_movies;            // most rated overall (for data without genres)
@@ -139,6 +140,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
 //  Top occupations: student 21.3%, ...\n  Distinctive (lift, strongest evidence first):\n
 //    genres: ...\n    movies: ...\n    occupations: ...\n" (a line each for the kinds that have one)
 std::string format_cluster_report(const ClusterProfile& p);
+// The clusters one after another, and a line saying what the Distinctive numbers are.
 std::string format_cluster_report(const std::vector<ClusterProfile>& profiles);
 
 // cluster_lift.csv as tools/plot_run.py reads it: header "cluster,genre,lift,share,overall_share,count,z,distinctive",
