@@ -12,12 +12,6 @@
 namespace vae {
 namespace {
 
-std::string pct(double share) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * share);
-  return buf;
-}
-
 std::string times(double lift) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2fx", lift);
@@ -30,6 +24,12 @@ std::string shown_id(const std::string& id) { return text::escape(id, 40); }
 
 std::string shown_title(const Dataset& d, int32_t item, const std::string& title) {
   return title.empty() ? "item " + shown_id(d.item_ids[item]) : text::escape(title, 300);
+}
+
+std::string percent_text(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * share);
+  return buf;
 }
 
 std::string age_text(double age, bool bands) {
@@ -363,7 +363,7 @@ std::string format_cluster_report(const ClusterProfile& p) {
   auto movie_count = [](const MovieStat& m) { return m.title + " [" + std::to_string(m.count) + "]"; };
   if (!p.top_genres.empty()) {
     s += "  Top genres: " +
-         join(p.top_genres, [](const GenreTopMovies& g) { return shown_name(g.genre.name) + " (" + pct(g.genre.share) + ")"; }) +
+         join(p.top_genres, [](const GenreTopMovies& g) { return shown_name(g.genre.name) + " (" + percent_text(g.genre.share) + ")"; }) +
          "\n";
     for (const auto& g : p.top_genres) s += "    " + shown_name(g.genre.name) + ": " + join(g.movies, movie_count) + "\n";
   } else if (!p.top_movies.empty()) {
@@ -371,11 +371,11 @@ std::string format_cluster_report(const ClusterProfile& p) {
   }
   if (!p.top_occupations.empty())
     s += "  Top occupations: " +
-         join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + pct(o.share); }) + "\n";
+         join(p.top_occupations, [](const OccupationStat& o) { return shown_name(o.name) + " " + percent_text(o.share); }) + "\n";
   if (p.male_share >= 0 || p.median_age >= 0) {
     auto age = [&](double a) { return age_text(a, p.age_bands); };
     std::string u;
-    if (p.male_share >= 0) u += pct(p.male_share) + " men (all " + pct(p.overall_male_share) + ")";
+    if (p.male_share >= 0) u += percent_text(p.male_share) + " men (all " + percent_text(p.overall_male_share) + ")";
     if (p.median_age >= 0)
       u += std::string(u.empty() ? "" : ", ") + "median age " + age(p.median_age) + " (all " + age(p.overall_median_age) + ")";
     s += "  Users: " + u + "\n";

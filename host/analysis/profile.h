@@ -161,6 +161,8 @@ std::string cluster_movies_csv(const Dataset& d, const std::vector<ClusterProfil
 std::string shown_id(const std::string& id);
 std::string shown_title(const Dataset& d, int32_t item, const std::string& title);
 
+// A share as the reports print it: 0.2083 → "20.8%".
+std::string percent_text(double share);
 // An age as the reports print it: "31", "31.5", or with bands (ml-1m, whose age codes are band
 // starts as its README lists them) the band, "25-34".
 std::string age_text(double age, bool bands);

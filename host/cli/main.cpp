@@ -208,26 +208,21 @@ int run_info(const Dataset& d) {
     po.top_genres = 0;
     po.top_occupations = 5;
     const ClusterProfile p = profile_clusters(d, everyone, std::vector<int32_t>(everyone.size(), 0), 1, po)[0];
-    auto pct = [](double share) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * share);
-      return std::string(buf);
-    };
     if (!p.genres.empty()) {
       std::cout << "genres (share of the ratings' genre tags):";
       for (size_t g = 0; g < p.genres.size() && g < 8; ++g)
-        std::cout << (g ? ", " : " ") << text::escape(p.genres[g].name, 100) << " " << pct(p.genres[g].share);
+        std::cout << (g ? ", " : " ") << text::escape(p.genres[g].name, 100) << " " << percent_text(p.genres[g].share);
       std::cout << (p.genres.size() > 8 ? ", ...\n" : "\n");
     }
     if (!d.users.empty()) {
       std::cout << "users:";
-      if (p.male_share >= 0) std::cout << " " << pct(p.male_share) << " men,";
+      if (p.male_share >= 0) std::cout << " " << percent_text(p.male_share) << " men,";
       if (p.median_age >= 0)
         std::cout << " median age " << age_text(p.median_age, p.age_bands) << ";";
       std::cout << " occupations";
       for (size_t j = 0; j < p.top_occupations.size(); ++j)
         std::cout << (j ? ", " : " ") << text::escape(p.top_occupations[j].name, 100) << " "
-                  << pct(p.top_occupations[j].share);
+                  << percent_text(p.top_occupations[j].share);
       std::cout << "\n";
     }
   }
