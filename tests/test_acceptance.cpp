@@ -1,12 +1,16 @@
 // Acceptance on real ml-100k (MOVIELENS_DIR): the notebook VAE's metrics, held-out Mult-VAE and
-// EASE against popularity, item-based AutoRec RMSE on u1. Slow-ish (tens of seconds on 2 cores).
+// EASE against popularity, item-based AutoRec RMSE on u1 and its similar items. Slow-ish (tens of seconds on 2 cores).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
+#include "analysis/model_file.h"
+#include "analysis/recommend.h"
+#include "analysis/similar.h"
 #include "backend/backend.h"
 #include "data/dataset.h"
 #include "train/trainer.h"
@@ -77,9 +81,21 @@ TEST(AcceptanceMl100k, ItemAutoRecRmseOnU1) {
   o.data_dir = dir;
   o.model.kind = "i-autorec";
   o.epochs = 60;
-  const TrainResult r = run(d, o);
+  auto be = make_cpu_backend<float>();
+  std::ostringstream log;
+  TrainResult r = run_experiment(*be, d, o, log);
   std::cout << "I-AutoRec u1 RMSE " << r.metric("rmse") << "\n";
   EXPECT_LT(r.metric("rmse"), 0.95);
+  // Its item similarities (the correlation of predicted ratings) know Star Wars' sequels.
+  const ModelFileInfo info = model_file_info(r, d);
+  Recommender rec(*be, *r.model_ptr, info, d);
+  const ItemEffects e = item_effects(rec, *be, *r.model_ptr, info, d.rating_min, d.rating_max);
+  const std::vector<SimilarItem> top = most_similar(e, static_cast<int32_t>(d.find_item("50")), 5, d);
+  std::vector<std::string> ids;
+  for (const SimilarItem& s : top) ids.push_back(d.item_ids[s.item]);
+  std::cout << "most like Star Wars: " << ::testing::PrintToString(ids) << "\n";
+  for (const char* sequel : {"172", "181"})  // The Empire Strikes Back, Return of the Jedi
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), sequel), 1) << sequel;
 }
 
 }  // namespace

@@ -447,7 +447,7 @@ TEST(Cli, AMainJobFailingLateKeepsEveryEarlierFile) {
 
 // Files an earlier run left that this run does not produce are removed, so nothing stale sits
 // beside the new results: the model after --folds, logvar.npy after embed without --logvar,
-// tsne.svg after cluster without --tsne.
+// tsne.svg after cluster without --tsne (unless the folder's embeddings are the model's own).
 TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   fs::path dir = temp_dir("stale");
   const std::string data = std::string(" ") + kSmall + " --out " + dir.string();
@@ -466,6 +466,11 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   EXPECT_FALSE(fs::exists(vdir / "logvar.npy"));
   ASSERT_EQ(run_cli("cluster --tsne" + m).code, 0);
   ASSERT_TRUE(fs::exists(vdir / "tsne.svg"));
+  // The folder's embeddings.npy is this model's: the map is kept, recoloured.
+  ASSERT_EQ(run_cli("cluster --k 2" + m).code, 0);
+  EXPECT_THAT(read_text(vdir / "tsne.svg"), HasSubstr("positions kept from the t-SNE already in this folder"));
+  // Without it nothing says the map's positions are this model's: it goes.
+  fs::remove(vdir / "embeddings.npy");
   ASSERT_EQ(run_cli("cluster" + m).code, 0);
   EXPECT_FALSE(fs::exists(vdir / "tsne.svg"));
   EXPECT_TRUE(fs::exists(vdir / "clusters.csv"));

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <iomanip>
 #include <string>
@@ -215,7 +216,7 @@ TEST_F(CliAnalysis, SimilarAndExplainReadTheModelFile) {
                                   "similar --all-items" + m, "similar --item 7 --all-items --out x.csv" + m,
                                   "recommend --all-users --explain --out x.csv" + m,
                                   "similar --item 7 --model popularity " + kData,
-                                  "recommend --user 7 --explain --model i-autorec " + kData}) {
+                                  "recommend --user 7 --explain --model popularity " + kData}) {
     const CmdResult r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
     EXPECT_THAT(r.out, Not(HasSubstr("Epoch"))) << args;  // refused before any training
@@ -293,6 +294,43 @@ TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_lift.csv"));
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_movies.csv"));
   EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("a random subsample of 150"));
+}
+
+// t-SNE does not depend on the clustering: `cluster` into the main job's folder (the same model,
+// so the same embeddings.npy) keeps the map's positions and recolours it by the new clusters;
+// where the folder's embeddings are not this run's, the old map goes, with a note.
+TEST_F(CliAnalysis, ClusterIntoTheMainJobsFolderRecoloursItsTsne) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const fs::path dir = sub("recolour");
+  fs::copy(run_dir(), dir, fs::copy_options::recursive);
+  const auto before = cli_test::parse_csv(read_file(dir / "clusters.csv"));
+  ASSERT_EQ(before.size(), 200u);
+  ASSERT_FALSE(before[0].at("x").empty());
+  const std::string base = "cluster " + kData + " --model-file " + model() + " --n-init 2 --out " + dir.string();
+  const CmdResult r = run_cli(base + " --k 5");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("t-SNE: kept the positions of the 200 users already in " + dir.string() + "/clusters.csv"));
+  const auto after = cli_test::parse_csv(read_file(dir / "clusters.csv"));
+  ASSERT_EQ(after.size(), before.size());
+  std::set<std::string> labels;
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].at("user_id"), before[i].at("user_id"));
+    EXPECT_EQ(after[i].at("x"), before[i].at("x")) << "row " << i;
+    EXPECT_EQ(after[i].at("y"), before[i].at("y")) << "row " << i;
+    labels.insert(after[i].at("cluster"));
+  }
+  EXPECT_EQ(labels.size(), 5u);  // the new k's labels
+  const std::string svg = read_file(dir / "tsne.svg");
+  EXPECT_THAT(svg, HasSubstr("coloured by K-Means cluster (k = 5); positions kept from the t-SNE already in this folder"));
+  EXPECT_THAT(svg, HasSubstr("cluster 4 ("));
+
+  // Embeddings that are not this model's: nothing to keep.
+  fs::remove(dir / "embeddings.npy");
+  const CmdResult gone = run_cli(base + " --k 2");
+  ASSERT_EQ(gone.code, 0) << gone.out;
+  EXPECT_THAT(gone.out, HasSubstr("note: " + dir.string() + "/tsne.svg of an earlier run is removed"));
+  EXPECT_FALSE(fs::exists(dir / "tsne.svg"));
+  for (const auto& row : cli_test::parse_csv(read_file(dir / "clusters.csv"))) EXPECT_TRUE(row.at("x").empty());
 }
 
 // --k-range: a table of inertia and silhouette per k, the profiles at the best k, k_scan.csv
@@ -585,6 +623,26 @@ TEST(CliAnalysisTrainFirst, SimilarAndExplainForEveryFamily) {
     ASSERT_EQ(e.code, 0) << model << "\n" << e.out;
     EXPECT_THAT(e.out, HasSubstr("  because you liked\n")) << model;
   }
+  // Item-based AutoRec takes no new user: its items are compared by their predicted ratings.
+  const CmdResult s = run_cli("similar " + d + " --model i-autorec --item 5 --top 3");
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_THAT(s.out, HasSubstr("(i-autorec; similarity = the correlation, over its 80 users, of the ratings the model "
+                               "predicts for the two items, each user's and each item's mean prediction taken out)"));
+  EXPECT_THAT(s.out, HasSubstr("rank  item  similarity  ratings  title"));
+  EXPECT_THAT(s.out, HasSubstr("\n   3  "));
+  const CmdResult e = run_cli("recommend " + d + " --model i-autorec --user 3 --top 3 --explain");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("  because you liked\n"));
+  EXPECT_THAT(e.out, HasSubstr("note: because you liked: of your ratings >= 3, the item most similar to it"));
+  const fs::path csv = fs::temp_directory_path() / ("vae_gpu_iautorec_similar_" + std::to_string(::getpid()) + ".csv");
+  const CmdResult all = run_cli("similar " + d + " --model i-autorec --all-items --top 2 --out " + csv.string());
+  ASSERT_EQ(all.code, 0) << all.out;
+  EXPECT_THAT(all.out, HasSubstr("items by similarity for each of the i-autorec model's items"));
+  std::ifstream f(csv);
+  std::string header;
+  std::getline(f, header);
+  EXPECT_EQ(header, "item_id,rank,similar_item_id,similarity");
+  fs::remove(csv);
 }
 
 // The whole pipeline finds real structure: a Mult-VAE trained on the default synthetic data,

@@ -491,17 +491,121 @@ TEST(FoldinRatings, PairsAreCheckedAgainstTheDataAndItsSteps) {
 }
 
 TEST(ItemEffects, ModelsWithoutEffectsAreRefused) {
-  for (const char* kind : {"i-autorec", "popularity"}) {
-    try {
-      require_item_effects(kind);
-      FAIL() << kind;
-    } catch (const UsageError& e) {
-      EXPECT_THAT(e.what(), HasSubstr(kind));
-      EXPECT_THAT(e.what(), HasSubstr("use vae, multvae, autorec, cdae, ease, svd or svdpp"));
+  try {
+    require_item_effects("popularity");
+    FAIL() << "popularity";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("popularity"));
+    EXPECT_THAT(e.what(), HasSubstr("use vae, multvae, autorec, i-autorec, cdae, ease, svd or svdpp"));
+  }
+  for (const char* kind : {"vae", "multvae", "autorec", "i-autorec", "cdae", "ease", "svd", "svdpp"})
+    EXPECT_NO_THROW(require_item_effects(kind)) << kind;
+}
+
+// Pearson's correlation of two equally long rows, the textbook way.
+double pearson(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t u = 0; u < x.size(); ++u) {
+    sxy += (x[u] - mx) * (y[u] - my);
+    sxx += (x[u] - mx) * (x[u] - mx);
+    syy += (y[u] - my) * (y[u] - my);
+  }
+  return sxy / std::sqrt(sxx * syy);
+}
+
+// Item-based AutoRec takes no new user: `similar` compares its items by their predicted ratings
+// over the users — Pearson's correlation of the rows, each user's mean prediction (over the
+// compared items) taken out first. Items without input ratings are not compared; --explain picks
+// the liked item most correlated with each recommendation.
+TEST(ItemEffects, ItemAutoRecComparesItemsByTheCorrelationOfTheirPredictions) {
+  const Dataset& full = data();
+  Trained t = train("i-autorec", "ratings", 16);
+  // The data the model serves lacks every rating of item 7: its input row is empty.
+  const int32_t gone = 7;
+  Dataset d = full;
+  Csr& r = d.ratings;
+  Csr kept;
+  kept.rows = r.rows;
+  kept.cols = r.cols;
+  kept.indptr.assign(1, 0);
+  for (int64_t u = 0; u < r.rows; ++u) {
+    for (int64_t p = r.indptr[u]; p < r.indptr[u + 1]; ++p)
+      if (r.indices[p] != gone) kept.indices.push_back(r.indices[p]), kept.values.push_back(r.values[p]);
+    kept.indptr.push_back(static_cast<int64_t>(kept.indices.size()));
+  }
+  r = kept;
+  Recommender rec(*t.be, *t.r.model_ptr, t.info, d);
+  const Recommender::ItemOutputs o = rec.item_based_outputs();
+  ASSERT_EQ(o.rows, d.num_items());  // the ratings protocol: every item a row, every user a column
+  ASSERT_EQ(o.users, d.num_users());
+  ASSERT_TRUE(o.empty[gone]);
+  const ItemEffects e = item_effects(rec, *t.be, *t.r.model_ptr, t.info, d.rating_min, d.rating_max);
+  ASSERT_TRUE(e.by_similarity());
+  EXPECT_EQ(e.users, d.num_users());
+  ASSERT_EQ(static_cast<int64_t>(e.items.size()), d.num_items() - 1);
+  EXPECT_EQ(std::count(e.items.begin(), e.items.end(), gone), 0);
+
+  // Oracle: user-centred rows (the user's mean over the compared items), then Pearson.
+  const int64_t n = d.num_items(), U = o.users;
+  std::vector<double> user_mean(static_cast<size_t>(U), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    if (i != gone)
+      for (int64_t u = 0; u < U; ++u) user_mean[u] += o.values[i * U + u] / static_cast<double>(n - 1);
+  auto row = [&](int64_t i) {
+    std::vector<double> x(static_cast<size_t>(U));
+    for (int64_t u = 0; u < U; ++u) x[u] = o.values[i * U + u] - user_mean[u];
+    return x;
+  };
+  for (int32_t q : {0, 11, 42}) {
+    const std::vector<SimilarItem> got = most_similar(e, q, 12, d);
+    std::vector<std::pair<double, int32_t>> want;
+    for (int32_t j = 0; j < n; ++j)
+      if (j != q && j != gone) want.emplace_back(pearson(row(q), row(j)), j);
+    std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    ASSERT_EQ(got.size(), 12u);
+    for (size_t k = 0; k < got.size(); ++k) {
+      EXPECT_NEAR(got[k].effect, pearson(row(q), row(got[k].item)), 1e-5) << "item " << q << " rank " << k + 1;
+      EXPECT_NEAR(got[k].effect, want[k].first, 1e-5) << "item " << q << " rank " << k + 1;  // the same ranking
+      EXPECT_LE(got[k].effect, 1.0 + 1e-6);
+    }
+    // Symmetric: the first item's list holds q with the same value.
+    const std::vector<double> back = e.similarity({got[0].item}).front();
+    EXPECT_NEAR(back[q], got[0].effect, 1e-6);
+  }
+  try {
+    most_similar(e, gone, 5, d);
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& err) {
+    EXPECT_THAT(err.what(), HasSubstr("is not one of the i-autorec model's items (it has no ratings the model takes as input)"));
+  }
+
+  // --explain: of the liked items (>= mid-scale, 3), the most correlated one above 0.
+  const FoldInRow rated = ratings_of(d, 4);
+  std::vector<int32_t> items;
+  for (int32_t j = 0; j < n; j += 5) items.push_back(j);
+  EXPECT_EQ(e.liked, 3.0f);
+  const std::vector<int32_t> why = explain_recommendations(e, items, rated, e.liked, n);
+  int explained = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    const int32_t j = items[k];
+    int32_t want = -1;
+    double best = 0;
+    for (const auto& [i, rating] : rated) {
+      if (rating < 3.0f || i == j || i == gone || j == gone) continue;
+      const double c = pearson(row(i), row(j));
+      if (c > 0 && (want < 0 || c > best)) want = i, best = c;
+    }
+    if (want < 0) {
+      EXPECT_EQ(why[k], -1) << "item " << j;
+    } else {
+      ++explained;
+      ASSERT_GE(why[k], 0) << "item " << j;
+      EXPECT_NEAR(pearson(row(why[k]), row(j)), best, 1e-5) << "item " << j;
     }
   }
-  for (const char* kind : {"vae", "multvae", "autorec", "cdae", "ease", "svd", "svdpp"})
-    EXPECT_NO_THROW(require_item_effects(kind)) << kind;
+  EXPECT_GT(explained, 0);
 }
 
 }  // namespace

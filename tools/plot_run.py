@@ -27,7 +27,7 @@ Outputs (in --out, default RUN_DIR):
 
   learning_curves.png   loss (train/test), NDCG@K and Recall@K per epoch (plus RMSE/MAE
                         panels when those columns exist)
-  tsne_clusters.png     t-SNE scatter coloured by cluster      (when clusters.csv exists)
+  tsne_clusters.png     t-SNE scatter coloured by cluster      (when clusters.csv has x, y)
   cluster_lift.png      per-cluster bars of the top genres by lift (when cluster_lift.csv exists)
 
 Needs matplotlib (`pip install matplotlib` or `apt-get install python3-matplotlib`); the
@@ -128,6 +128,12 @@ def plot_tsne(plt, rows, out, dpi):
         if x is None or y is None:
             continue
         by_cluster.setdefault(int(r["cluster"]), []).append((x, y))
+    if not by_cluster:  # a run without t-SNE (--no-tsne, or cluster without --tsne)
+        print("note: clusters.csv has no t-SNE positions (x, y): no tsne_clusters.png", file=sys.stderr)
+        stale = os.path.join(out, "tsne_clusters.png")
+        if os.path.isfile(stale):  # an earlier plot of other clusters
+            os.remove(stale)
+        return None
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     cmap = plt.get_cmap("tab10" if len(by_cluster) <= 10 else "tab20")
     for i, c in enumerate(sorted(by_cluster)):
@@ -209,7 +215,9 @@ def main():
                                     out, a.dpi)]
     clusters = os.path.join(a.run_dir, "clusters.csv")
     if os.path.isfile(clusters):
-        written.append(plot_tsne(plt, read_csv(clusters, ["user_id", "cluster", "x", "y"]), out, a.dpi))
+        picture = plot_tsne(plt, read_csv(clusters, ["user_id", "cluster", "x", "y"]), out, a.dpi)
+        if picture:
+            written.append(picture)
     lift = os.path.join(a.run_dir, "cluster_lift.csv")
     if os.path.isfile(lift):
         written.append(plot_lift(plt, read_csv(lift, ["cluster", "genre", "lift"]), out, a.top, a.dpi))

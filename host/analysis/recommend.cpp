@@ -192,6 +192,7 @@ struct Recommender::Impl {
   std::vector<int32_t> train_row;      // CDAE: dataset user → training row or −1
   std::vector<int32_t> user_col;       // item-based: dataset user → model column or −1
   std::vector<int64_t> usable;         // per dataset user: non-zero input entries
+  std::vector<int64_t> item_inputs;    // item-based: per input row (model item), its input entries
   CsrTensor<float> input, exclude;     // input rows (user-based: per user; item-based: per item)
   Tensor<float> scores, pop, pred, acc;
   Tensor<int32_t> rows, users, all_rows;
@@ -226,6 +227,7 @@ struct Recommender::Impl {
       usable.assign(static_cast<size_t>(d.num_users()), 0);
       for (int64_t u = 0; u < d.num_users(); ++u)
         if (user_col[u] >= 0) usable[u] = per_col[user_col[u]];
+      for (int64_t r = 0; r < in.rows; ++r) item_inputs.push_back(in.row_nnz(r));
       input = be.upload_csr(in);
       all_rows = be.upload<int32_t>(iota32(in.rows), in.rows, 1);
       pred = be.alloc<float>(batch, m.num_outputs());
@@ -468,6 +470,28 @@ RecommendResult Recommender::for_ratings(const std::string& spec, const Recommen
 }
 
 int64_t Recommender::num_items() const { return impl_->d.num_items(); }
+
+Recommender::ItemOutputs Recommender::item_based_outputs() {
+  Impl& p = *impl_;
+  if (!p.info.item_based) throw UsageError("item_based_outputs: the model is user-based");
+  ItemOutputs o;
+  o.rows = p.input.rows;
+  o.users = p.m.num_outputs();
+  o.values.reserve(static_cast<size_t>(o.rows * o.users));
+  for (int64_t r = 0; r < o.rows; ++r) o.empty.push_back(p.item_inputs[r] == 0);
+  for (int64_t r0 = 0; r0 < o.rows; r0 += p.batch) {
+    const int64_t k = std::min(p.batch, o.rows - r0);
+    Batch<float> b;
+    b.input = p.input.view();
+    b.rows = p.all_rows.cmat().rows_slice(r0, k);
+    b.n = k;
+    Mat<float> out = p.pred.mat().rows_slice(0, k);
+    p.m.predict(b, out);
+    const std::vector<float> h = p.be.download(out);
+    o.values.insert(o.values.end(), h.begin(), h.end());
+  }
+  return o;
+}
 
 std::vector<std::vector<float>> Recommender::fold_in_outputs(const std::vector<FoldInRow>& users) {
   Impl& p = *impl_;

@@ -81,6 +81,17 @@ class Recommender {
   int64_t num_items() const;  // of the dataset it serves
   std::vector<std::vector<float>> fold_in_outputs(const std::vector<FoldInRow>& users);
 
+  // Item-based AutoRec: what it predicts of every model item (rows in info.row_map order) for
+  // every model user column, rows × users row-major (users = info.column_map.size()); items with
+  // no input ratings are listed in `empty` (their rows are the bias-only output). UsageError for
+  // a user-based model.
+  struct ItemOutputs {
+    int64_t rows = 0, users = 0;
+    std::vector<float> values;
+    std::vector<bool> empty;
+  };
+  ItemOutputs item_based_outputs();
+
   // Top-k of many dataset users at once (the all-users path), results in the order given.
   std::vector<RecommendResult> for_users(const std::vector<int32_t>& users, const RecommendOptions& o);
 

@@ -37,18 +37,111 @@ std::string title_of(const Dataset& d, int32_t item) {
 }  // namespace
 
 void require_item_effects(const std::string& kind) {
-  const char* others = "; use vae, multvae, autorec, cdae, ease, svd or svdpp";
-  if (kind == "i-autorec")
-    throw UsageError(std::string("i-autorec cannot score a new user (its input columns are the training users), "
-                                 "so no item's effect on the others can be read from it") + others);
+  const char* others = "; use vae, multvae, autorec, i-autorec, cdae, ease, svd or svdpp";
   if (kind == "popularity")
     throw UsageError(std::string("popularity ranks every user alike: no item changes another's score") + others);
 }
 
+namespace {
+
+// Item-based AutoRec's output P[i][u] is what it predicts user u gives item i. Taking out each
+// row's and each column's mean (double centring) leaves the interaction: how much more than u's
+// usual and i's usual the model expects u to like i. The cosine of two items' interaction rows
+// is their correlation over the users; a row that is constant has none (0 with everything).
+ItemEffects item_similarities(Recommender& rec, Backend<float>& be, const ModelFileInfo& info, float rating_min,
+                              float rating_max, int64_t max_values) {
+  ItemEffects e;
+  e.model = "i-autorec";
+  e.unit = "similarity";
+  e.like = rating_max;
+  e.liked = info.input_threshold > 0 ? static_cast<float>(info.input_threshold) : 0.5f * (rating_min + rating_max);
+  const int64_t rows = static_cast<int64_t>(info.row_map.size()), users = static_cast<int64_t>(info.column_map.size());
+  if (rows * users > max_values)
+    throw UsageError("i-autorec compares items through its full items x users predictions: " + std::to_string(rows) +
+                     " x " + std::to_string(users) + " values, over the " + std::to_string(max_values) +
+                     " this command holds; use a user-based model (autorec, multvae) for similar items at this size");
+  const Recommender::ItemOutputs o = rec.item_based_outputs();
+  VAE_CHECK(o.rows == rows && o.users == users, "item similarities: outputs do not match the model's rows and columns");
+  // The compared rows: items with input ratings, ascending by dataset item.
+  std::vector<int64_t> kept;
+  for (int64_t r = 0; r < rows; ++r)
+    if (!o.empty[r]) kept.push_back(r);
+  std::sort(kept.begin(), kept.end(), [&](int64_t a, int64_t b) { return info.row_map[a] < info.row_map[b]; });
+  const int64_t n = static_cast<int64_t>(kept.size());
+  for (int64_t r : kept) e.items.push_back(info.row_map[r]);
+  e.users = users;
+  std::vector<double> row_mean(static_cast<size_t>(n), 0.0), col_mean(static_cast<size_t>(users), 0.0);
+  double grand = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const float* p = o.values.data() + kept[k] * users;
+    for (int64_t u = 0; u < users; ++u) row_mean[k] += p[u], col_mean[u] += p[u];
+    grand += row_mean[k];
+    row_mean[k] /= static_cast<double>(users);
+  }
+  if (n > 0) {
+    for (double& c : col_mean) c /= static_cast<double>(n);
+    grand /= static_cast<double>(n * users);
+  }
+  auto q = std::make_shared<std::vector<float>>(static_cast<size_t>(n * users));
+  std::vector<double> v(static_cast<size_t>(users));
+  for (int64_t k = 0; k < n; ++k) {
+    const float* p = o.values.data() + kept[k] * users;
+    double ss = 0;
+    for (int64_t u = 0; u < users; ++u) {
+      v[u] = static_cast<double>(p[u]) - row_mean[k] - col_mean[u] + grand;
+      ss += v[u] * v[u];
+    }
+    // Below float resolution of the row's own scale the "interaction" is rounding noise.
+    const double scale = std::abs(row_mean[k]) + 1.0;
+    const double norm = std::sqrt(ss);
+    if (norm > 1e-6 * scale * std::sqrt(static_cast<double>(users)))
+      for (int64_t u = 0; u < users; ++u) (*q)[k * users + u] = static_cast<float>(v[u] / norm);
+  }
+  auto qt = std::make_shared<Tensor<float>>(be.upload(*q, n, users));
+  std::vector<int32_t> pos(static_cast<size_t>(rec.num_items()), -1);
+  for (int64_t k = 0; k < n; ++k) pos[e.items[k]] = static_cast<int32_t>(k);
+  const std::vector<int32_t> items = e.items;
+  const int64_t num_items = rec.num_items();
+  e.similarity = [&be, q, qt, pos, items, n, users, num_items](const std::vector<int32_t>& want) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<std::vector<double>> out;
+    out.reserve(want.size());
+    const size_t chunk = 256;
+    for (size_t w0 = 0; w0 < want.size(); w0 += chunk) {
+      const size_t k = std::min(chunk, want.size() - w0);
+      std::vector<float> a(k * static_cast<size_t>(users), 0.0f);
+      for (size_t r = 0; r < k; ++r) {
+        const int32_t i = want[w0 + r];
+        VAE_CHECK(i >= 0 && i < num_items, "item similarity: item index out of range");
+        if (pos[i] >= 0)
+          std::copy_n(q->data() + static_cast<int64_t>(pos[i]) * users, users, a.data() + r * static_cast<size_t>(users));
+      }
+      std::vector<float> c;
+      if (n > 0) {
+        Tensor<float> at = be.upload(a, static_cast<int64_t>(k), users);
+        Tensor<float> ct = be.alloc<float>(static_cast<int64_t>(k), n);
+        be.gemm(false, true, 1.0f, at.cmat(), qt->cmat(), 0.0f, ct.mat());
+        c = be.download(ct.cmat());
+      }
+      for (size_t r = 0; r < k; ++r) {
+        std::vector<double> s(static_cast<size_t>(num_items), nan);
+        if (pos[want[w0 + r]] >= 0)
+          for (int64_t j = 0; j < n; ++j) s[items[j]] = static_cast<double>(c[r * static_cast<size_t>(n) + j]);
+        out.push_back(std::move(s));
+      }
+    }
+    return out;
+  };
+  return e;
+}
+
+}  // namespace
+
 ItemEffects item_effects(Recommender& rec, Backend<float>& be, Model<float>& model, const ModelFileInfo& info,
-                         float rating_min, float rating_max) {
+                         float rating_min, float rating_max, int64_t max_values) {
+  if (info.item_based) return item_similarities(rec, be, info, rating_min, rating_max, max_values);
   const std::string kind = model.kind();
-  require_item_effects(info.item_based ? "i-autorec" : kind);
+  require_item_effects(kind);
   ItemEffects e;
   e.model = kind;
   e.like = rating_max;
@@ -246,17 +339,13 @@ LiftBase lift_base(const ItemEffects& e, int64_t num_items) {
   return b;
 }
 
-// The top lifts of `item` from its like's outputs: liked − mean, centred over the items.
-std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item, const LiftBase& b, int top) {
-  // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
-  // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
-  double shift = 0;
-  for (int32_t j : b.items) shift += static_cast<double>(liked[j]) - b.mean[j];
-  shift /= static_cast<double>(b.items.size());
+// The `top` largest value(j) over `items` but `item`, best first; ties go to the lower item.
+template <typename Value>
+std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t item, int top, Value value) {
   std::vector<SimilarItem> all;
-  all.reserve(b.items.size());
-  for (int32_t j : b.items)
-    if (j != item) all.push_back({0, j, static_cast<double>(liked[j]) - b.mean[j] - shift});
+  all.reserve(items.size());
+  for (int32_t j : items)
+    if (j != item) all.push_back({0, j, value(j)});
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
                     [](const SimilarItem& x, const SimilarItem& y) {
@@ -267,42 +356,80 @@ std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item
   return all;
 }
 
+// The top lifts of `item` from its like's outputs: liked − mean, centred over the items.
+std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item, const LiftBase& b, int top) {
+  // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
+  // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
+  double shift = 0;
+  for (int32_t j : b.items) shift += static_cast<double>(liked[j]) - b.mean[j];
+  shift /= static_cast<double>(b.items.size());
+  return top_items(b.items, item, top,
+                   [&](int32_t j) { return static_cast<double>(liked[j]) - b.mean[j] - shift; });
+}
+
+std::string not_a_model_item(const ItemEffects& e, int32_t item, const Dataset& d) {
+  const char* why = e.model == "svd" || e.model == "svdpp" ? " (it has no training ratings)"
+                    : e.by_similarity() ? " (it has no ratings the model takes as input)"
+                                        : " (under the heldout protocol only items some training user rated at or "
+                                          "above the threshold are kept)";
+  return "item " + text::escape(d.item_ids[item], 40) + " (" + text::escape(title_of(d, item), 100) +
+         ") is not one of the " + e.model + " model's items" + why;
+}
+
 }  // namespace
 
 std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d) {
   VAE_CHECK(item >= 0 && item < d.num_items(), "most_similar: item index out of range");
+  if (e.by_similarity()) {
+    const std::vector<double> s = e.similarity({item}).front();
+    if (std::isnan(s[item])) throw UsageError(not_a_model_item(e, item, d));
+    return top_items(e.items, item, top, [&](int32_t j) { return s[j]; });
+  }
   // Liking any item raises the popular ones: the baseline is the output after a like of the
   // average item (every model item in turn, averaged), so what is left is this item's own pull.
   const std::vector<float> liked = e.outputs({FoldInRow{{item, e.like}}}).front();
-  if (std::isnan(liked[item]))
-    throw UsageError("item " + text::escape(d.item_ids[item], 40) + " (" + text::escape(title_of(d, item), 100) +
-                     ") is not one of the " + e.model + " model's items" +
-                     (e.model == "svd" || e.model == "svdpp"
-                          ? " (it has no training ratings)"
-                          : " (under the heldout protocol only items some training user rated at or above the "
-                            "threshold are kept)"));
+  if (std::isnan(liked[item])) throw UsageError(not_a_model_item(e, item, d));
   return top_lifts(liked, item, lift_base(e, d.num_items()), top);
 }
 
 int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path) {
-  const LiftBase b = lift_base(e, d.num_items());
   int64_t rows = 0;
+  auto add = [&](std::string& buf, int32_t item, const std::vector<SimilarItem>& list) {
+    for (const SimilarItem& s : list) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%.6g", s.effect);
+      buf += text::csv_field(d.item_ids[item]) + "," + std::to_string(s.rank) + "," + text::csv_field(d.item_ids[s.item]) +
+             "," + v + "\n";
+      ++rows;
+    }
+  };
+  auto flush = [&](std::ostream& f, const std::string& buf) {
+    f << buf;
+    if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
+  };
+  if (e.by_similarity()) {
+    write_atomically(path, [&](std::ostream& f) {
+      f << "item_id,rank,similar_item_id,similarity\n";
+      const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
+      for (size_t r0 = 0; r0 < e.items.size(); r0 += chunk) {
+        const std::vector<int32_t> want(e.items.begin() + static_cast<std::ptrdiff_t>(r0),
+                                        e.items.begin() + static_cast<std::ptrdiff_t>(std::min(e.items.size(), r0 + chunk)));
+        const std::vector<std::vector<double>> sims = e.similarity(want);
+        std::string buf;
+        for (size_t r = 0; r < want.size(); ++r)
+          add(buf, want[r], top_items(e.items, want[r], top, [&](int32_t j) { return sims[r][j]; }));
+        flush(f, buf);
+      }
+    });
+    return rows;
+  }
+  const LiftBase b = lift_base(e, d.num_items());
   write_atomically(path, [&](std::ostream& f) {
     f << "item_id,rank,similar_item_id,lift\n";
     for_item_likes(e, b.items, [&](size_t r0, const std::vector<std::vector<float>>& out) {
       std::string buf;
-      for (size_t r = 0; r < out.size(); ++r) {
-        const int32_t item = b.items[r0 + r];
-        for (const SimilarItem& s : top_lifts(out[r], item, b, top)) {
-          char v[32];
-          std::snprintf(v, sizeof v, "%.6g", s.effect);
-          buf += text::csv_field(d.item_ids[item]) + "," + std::to_string(s.rank) + "," + text::csv_field(d.item_ids[s.item]) +
-                 "," + v + "\n";
-          ++rows;
-        }
-      }
-      f << buf;
-      if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
+      for (size_t r = 0; r < out.size(); ++r) add(buf, b.items[r0 + r], top_lifts(out[r], b.items[r0 + r], b, top));
+      flush(f, buf);
     });
   });
   return rows;
@@ -318,14 +445,19 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   std::snprintf(like, sizeof like, "%g", static_cast<double>(e.like));
   const std::string name = d.has_titles() && !d.titles[item].empty() ? id_of(d, item) + " " + title_of(d, item)
                                                                       : "item " + id_of(d, item);
-  os << "Items most like " << name << (g.empty() ? "" : " [" + g + "]")
-     << ", " << counts[item] << " ratings (" << e.model << "; lift = how much more a new user's rating " << like
-     << " of it alone raises each item's " << e.unit
-     << " than such a rating of the average item does, centred over the items):\n";
+  os << "Items most like " << name << (g.empty() ? "" : " [" + g + "]") << ", " << counts[item] << " ratings (" << e.model;
+  if (e.by_similarity())
+    os << "; similarity = the correlation, over its " << e.users
+       << " users, of the ratings the model predicts for the two items, each user's and each item's mean prediction "
+          "taken out):\n";
+  else
+    os << "; lift = how much more a new user's rating " << like << " of it alone raises each item's " << e.unit
+       << " than such a rating of the average item does, centred over the items):\n";
+  const char* measure = e.by_similarity() ? "similarity" : "lift";
   size_t id_w = 4;
   for (const auto& s : list) id_w = std::max(id_w, text::display_width(id_of(d, s.item)));
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "
-     << std::setw(10) << "lift" << "  " << std::setw(7) << "ratings" << "  title\n";
+     << std::setw(10) << measure << "  " << std::setw(7) << "ratings" << "  title\n";
   std::vector<int32_t> items;
   for (const auto& s : list) {
     char v[32];
@@ -349,6 +481,21 @@ std::vector<int32_t> explain_recommendations(const ItemEffects& e, const std::ve
   for (const auto& p : rated)
     if (p.second >= liked) likes.push_back(p);
   if (recommended.empty() || likes.empty()) return best;
+  if (e.by_similarity()) {
+    std::vector<int32_t> liked_items;
+    for (const auto& p : likes) liked_items.push_back(p.first);
+    const std::vector<std::vector<double>> sims = e.similarity(liked_items);
+    for (size_t r = 0; r < liked_items.size(); ++r) {
+      const int32_t i = liked_items[r];
+      for (size_t t = 0; t < recommended.size(); ++t) {
+        const int32_t j = recommended[t];
+        const double v = sims[r][j];
+        if (j == i || std::isnan(v) || v <= 0) continue;
+        if (best[t] < 0 || v > best_pull[t] || (v == best_pull[t] && i < best[t])) best[t] = i, best_pull[t] = v;
+      }
+    }
+    return best;
+  }
   const std::vector<float> none = e.outputs({FoldInRow{}}).front();
   const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, e.chunk));
   for (size_t r0 = 0; r0 < likes.size(); r0 += chunk) {

@@ -437,6 +437,54 @@ void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool e
     for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
 }
 
+// The t-SNE positions already in out_dir, when they were drawn from these very embeddings: the
+// folder's embeddings.npy and user_ids.csv (the main job's) equal this run's, and its clusters.csv
+// lists the same users in the same order. t-SNE does not depend on the clustering, so a new k
+// recolours the map instead of removing it. False (nothing kept) on any doubt.
+bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const Dataset& d, std::vector<float>& xy,
+                         std::vector<char>& has_xy) {
+  namespace fs = std::filesystem;
+  const int64_t n = static_cast<int64_t>(e.users.size());
+  std::error_code ec;
+  for (const char* f : {"/embeddings.npy", "/user_ids.csv", "/clusters.csv"})
+    if (!fs::is_regular_file(out_dir + f, ec)) return false;
+  std::string csv;
+  try {
+    if (text::read_file(out_dir + "/embeddings.npy") != npy_f32_bytes(e.z, n, e.dim) ||
+        text::read_file(out_dir + "/user_ids.csv") != user_ids_csv(d, e.users))
+      return false;
+    csv = text::read_file(out_dir + "/clusters.csv");
+  } catch (const DataError&) {
+    return false;
+  }
+  std::istringstream in(csv);
+  std::string line;
+  if (!std::getline(in, line) || line != "user_id,cluster,x,y") return false;
+  std::vector<float> pos(static_cast<size_t>(2 * n), 0.0f);
+  std::vector<char> has(static_cast<size_t>(n), 0);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::getline(in, line) || line.rfind(text::csv_field(d.user_ids[e.users[i]]) + ",", 0) != 0) return false;
+    const size_t c2 = line.rfind(','), c1 = c2 == std::string::npos || c2 == 0 ? std::string::npos : line.rfind(',', c2 - 1);
+    if (c1 == std::string::npos) return false;
+    const std::string x = line.substr(c1 + 1, c2 - c1 - 1), y = line.substr(c2 + 1);
+    if (x.empty() && y.empty()) continue;  // outside the t-SNE's subsample
+    char* end = nullptr;
+    const double xv = std::strtod(x.c_str(), &end);
+    if (x.empty() || *end != '\0' || !std::isfinite(xv)) return false;
+    const double yv = std::strtod(y.c_str(), &end);
+    if (y.empty() || *end != '\0' || !std::isfinite(yv)) return false;
+    pos[2 * i] = static_cast<float>(xv);
+    pos[2 * i + 1] = static_cast<float>(yv);
+    has[i] = 1;
+    ++kept;
+  }
+  if (std::getline(in, line) || kept == 0) return false;
+  xy = std::move(pos);
+  has_xy = std::move(has);
+  return true;
+}
+
 void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
                         const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const int64_t n = static_cast<int64_t>(e.users.size());
@@ -532,7 +580,29 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   std::vector<float> xy;
   std::vector<char> has_xy(static_cast<size_t>(n), 0);
-  std::string tsne_svg;  // the picture, when t-SNE ran
+  std::string tsne_svg;  // the picture, when t-SNE ran or its positions were kept
+  // The map of the users with positions (xy, has_xy), coloured by cluster.
+  auto draw_tsne = [&](const std::string& subtitle) {
+    ScatterPlot plot;
+    plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
+    plot.subtitle = subtitle;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!has_xy[i]) continue;
+      plot.xy.push_back(xy[2 * i]);
+      plot.xy.push_back(xy[2 * i + 1]);
+      plot.group.push_back(km.labels[i]);
+    }
+    for (int c = 0; c < k; ++c) {
+      plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
+      std::ostringstream l;  // the cluster's most distinctive genres, as in the report
+      const ClusterProfile& pc = profiles[c];
+      for (size_t j = 0; j < pc.lift_genres.size() && j < 3; ++j)
+        l << (j ? ", " : "") << pc.lift_genres[j].name << " " << std::fixed << std::setprecision(2)
+          << pc.lift_genres[j].lift << "x";
+      plot.detail.push_back(l.str());
+    }
+    return scatter_svg(plot);
+  };
   if (co.tsne) {
     TsneOptions to;
     to.seed = co.seed;
@@ -549,7 +619,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
                 << points << " points)\n";
     }
     // Exact t-SNE is quadratic (about 7 s for 2000 points on two CPU cores, minutes for 10 000);
-    // Barnes-Hut, sklearn's default, is O(n log n) per iteration (13 s for 10 000). The GPU
+    // Barnes-Hut, sklearn's default, is O(n log n) per iteration (9-14 s for 10 000). The GPU
     // runs exact t-SNE (0.7 s for 10 000 on an H200); the CPU exact up to kExactCpuPoints, where
     // it still takes seconds and gives the oracle's map.
     constexpr int64_t kExactCpuPoints = 1000;
@@ -590,30 +660,21 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
       std::cout << "t-SNE (" << method << "): " << t.n << " points"
                 << (t.n < n ? " (a random subsample of " + std::to_string(n) + " users; " + co.tsne_max_flag + ")" : std::string(" (all users)"))
                 << ", final KL divergence " << t.kl_divergence << " after " << t.iterations << " iterations\n";
-      ScatterPlot plot;
-      plot.title = "t-SNE of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
       std::ostringstream sub;
       sub << "coloured by K-Means cluster (k = " << k << "); " << (barnes_hut ? "Barnes-Hut, " : "exact, ")
           << "perplexity " << to.perplexity << ", KL divergence "
           << std::setprecision(4) << t.kl_divergence << " after " << t.iterations << " iterations"
           << (t.n < n ? "; a random subsample of " + std::to_string(t.n) : std::string());
-      plot.subtitle = sub.str();
-      for (int64_t i = 0; i < t.n; ++i) {
-        plot.xy.push_back(t.y[2 * i]);
-        plot.xy.push_back(t.y[2 * i + 1]);
-        plot.group.push_back(km.labels[t.indices[i]]);
-      }
-      for (int c = 0; c < k; ++c) {
-        plot.legend.push_back("cluster " + std::to_string(c) + " (" + std::to_string(sizes[c]) + " users)");
-        std::ostringstream l;  // the cluster's most distinctive genres, as in the report
-        const ClusterProfile& pc = profiles[c];
-        for (size_t j = 0; j < pc.lift_genres.size() && j < 3; ++j)
-          l << (j ? ", " : "") << pc.lift_genres[j].name << " " << std::fixed << std::setprecision(2)
-            << pc.lift_genres[j].lift << "x";
-        plot.detail.push_back(l.str());
-      }
-      tsne_svg = scatter_svg(plot);
+      tsne_svg = draw_tsne(sub.str());
     }
+  } else if (!out_dir.empty() && kept_tsne_positions(out_dir, e, d, xy, has_xy)) {
+    const int64_t kept = std::count(has_xy.begin(), has_xy.end(), 1);
+    std::cout << "t-SNE: kept the positions of the " << kept << " users already in " << out_dir
+              << "/clusters.csv (drawn from the same embeddings), coloured by these clusters\n";
+    std::ostringstream sub;
+    sub << "coloured by K-Means cluster (k = " << k << "); positions kept from the t-SNE already in this folder"
+        << (kept < n ? "; a random subsample of " + std::to_string(kept) : std::string());
+    tsne_svg = draw_tsne(sub.str());
   }
   if (out_dir.empty()) return;
   ensure_dir(out_dir);
@@ -637,7 +698,13 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
       tsne_svg.clear();
     }
   }
-  if (tsne_svg.empty()) staged.remove_on_commit(out_dir + "/tsne.svg");  // clusters.csv's x, y are empty now
+  if (tsne_svg.empty()) {  // clusters.csv's x, y are empty now
+    std::error_code ec;
+    if (std::filesystem::exists(out_dir + "/tsne.svg", ec))
+      std::cerr << "note: " << out_dir << "/tsne.svg of an earlier run is removed: it was drawn from other "
+                << "embeddings (or none are in the folder to compare); add --tsne to draw this run's\n";
+    staged.remove_on_commit(out_dir + "/tsne.svg");
+  }
   if (write_embeddings) {
     staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
     staged.add(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
@@ -972,9 +1039,14 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
     char liked_buf[32];
     std::snprintf(liked_buf, sizeof liked_buf, "%g", static_cast<double>(explain->liked));
     const std::string liked = liked_buf;
-    r.notes.push_back(any ? "because you liked: of your ratings >= " + liked + ", the one whose rating alone pulls the item's " +
-                                explain->unit + " up most, beyond what it gives the average item (- where none does)"
-                          : "--explain: none of your ratings >= " + liked + " pulls any of these items up");
+    if (explain->by_similarity())
+      r.notes.push_back(any ? "because you liked: of your ratings >= " + liked +
+                                  ", the item most similar to it (the correlation `similar` lists; - where none is above 0)"
+                            : "--explain: none of your ratings >= " + liked + " is of an item similar to these");
+    else
+      r.notes.push_back(any ? "because you liked: of your ratings >= " + liked + ", the one whose rating alone pulls the item's " +
+                                  explain->unit + " up most, beyond what it gives the average item (- where none does)"
+                            : "--explain: none of your ratings >= " + liked + " pulls any of these items up");
   }
   const std::string who = o.user.empty() ? "the given ratings" : "user " + o.user;
   // The list holds at most the items there are to recommend, and without usable ratings it is
@@ -1054,8 +1126,8 @@ int run_similar(Options& o) {
   auto report = [&](const ItemEffects& e) {
     if (o.all_items) {
       const int64_t rows = write_similar_csv(e, d, o.top, o.out);
-      std::cout << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by lift for each of the "
-                << e.model << " model's items\n";
+      std::cout << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by "
+                << (e.by_similarity() ? "similarity" : "lift") << " for each of the " << e.model << " model's items\n";
     } else {
       std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
     }
@@ -1667,14 +1739,17 @@ int main(int argc, char** argv) {
                  "data/ml-100k if present, else synthetic");
   app.add_option("--seed", o.seed, "random seed for splits, initialisation and noise")->check(kUint64Digits);
   app.add_option("--device", o.device, "auto, cpu or cuda")->transform(CLI::IsMember({"auto", "cpu", "cuda"}, CLI::ignore_case));
-  app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts");
+  app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts (recommend --all-users and "
+                                "similar --all-items: the CSV file to write)");
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(whole_in(1, 100000));
   app.add_option("--model", o.train.model.kind, "vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
       ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(whole_in(0, int64_t{1} << 24));
-  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")->check(finite_at_least(0));
+  app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")
+      ->check(finite_at_least(0))
+      ->default_str("model's");
   app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(finite_at_least(0));
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");
   app.add_option("--patience", o.train.patience, "early stopping patience in epochs (0 = off)")
@@ -1687,12 +1762,16 @@ int main(int argc, char** argv) {
   app.add_option("--beta", o.train.model.beta,
                  "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2 annealed over "
                  "200 000 steps, or over --anneal-steps; a given --beta is constant unless --anneal-steps is given)")
-      ->check(finite_at_least(0));
+      ->check(finite_at_least(0))
+      ->default_str("model's");
   app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
       ->check(whole_in(0, int64_t{1} << 40));
-  app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE)")
-      ->check(finite_at_least(0) & CLI::Range(0.0, 0.99));
-  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")->check(finite_at_least(0));
+  app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE; default 0.5)")
+      ->check(finite_at_least(0) & CLI::Range(0.0, 0.99))
+      ->default_str("model's");
+  app.add_option("--lambda", o.train.model.lambda, "L2 regularisation (AutoRec, CDAE; svd/svdpp: SGD reg, 0.02; default: the model's)")
+      ->check(finite_at_least(0))
+      ->default_str("model's");
   app.add_option("--loss,--autorec-loss", o.train.model.loss, "AutoRec: masked (observed ratings) or dense (the notebook); CDAE: bce or mse")
       ->transform(CLI::IsMember({"masked", "dense", "bce", "mse"}, CLI::ignore_case));
   app.add_option("--act-hidden", o.train.model.act_hidden, "AutoRec hidden activation")
@@ -1706,7 +1785,8 @@ int main(int argc, char** argv) {
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
       ->transform(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}, CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
-      ->check(whole_in(2, 100));
+      ->check(whole_in(2, 100))
+      ->default_str("off");
   app.add_option("--svd-schedule", o.svd_schedule,
                  "svd/svdpp SGD order: serial (Surprise's order, CPU only) or blocked (DSGD: users and items in B "
                  "blocks each, B independent blocks at a time, seeded order inside a block; deterministic, and "
@@ -1714,7 +1794,7 @@ int main(int argc, char** argv) {
       ->transform(CLI::IsMember({"serial", "blocked"}, CLI::ignore_case));
   app.add_option("--svd-blocks", o.svd_blocks, "blocked schedule: B (0 = min(264, users, items))")
       ->check(whole_in(0, 4096));
-  app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = grid on validation users)")
+  app.add_option("--ease-lambda", o.train.ease_lambda, "EASE L2 (0 = picked from a grid 10..2000 on the validation users; 200 where there are none, as under the seed protocol)")
       ->check(finite_at_least(0));
   CLI::Option* precision_opt = app.add_option("--precision", o.precision,
                  "GEMM accumulation: exact (default: products summed in double, rounded once, so CPU and GPU "
@@ -1756,23 +1836,27 @@ int main(int argc, char** argv) {
   recommend->add_flag("--explain", o.explain,
                       "add a \"because you liked\" column: for each item, the liked item (rated at least mid-scale, or "
                       "the heldout threshold) whose rating alone pulls its score up most beyond the average item's (the "
-                      "model's own fold-in; not with --all-users, i-autorec or popularity)");
+                      "model's own fold-in; i-autorec: the liked item most similar to it, as `similar` measures; not "
+                      "with --all-users or popularity)");
   CLI::App* similar = app.add_subcommand("similar", "items most like one item: those whose score a new user's liking of "
                                                 "it alone raises most beyond what liking the average item does (the "
                                                 "model's own \"people who like X also like\"), with titles and genre "
-                                                "counts (--model-file M, or trains first)");
+                                                "counts (--model-file M, or trains first). i-autorec, which takes no new user: the items whose "
+                                                "predicted ratings correlate most with its over the training users");
   similar->fallthrough();
   similar->add_option("--item", o.item, "original item id, or a part of a title (case and accents ignored, a leading article may come first: \"the matrix\"; must pick one item)");
   similar->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
   similar->add_flag("--all-items", o.all_items,
-                    "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift)");
+                    "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift; i-autorec: similarity)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
                                               "(--model-file M, or trains first; svd/svdpp: the user vectors p_u)");
   embed->fallthrough();
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
   CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
-                                                "gets clusters.csv, cluster_lift.csv, cluster_movies.csv (--model-file M, or trains first)");
+                                                "gets clusters.csv, cluster_lift.csv, cluster_movies.csv, cluster_report.html, tsne.svg (with --tsne, or "
+                                                "the folder's own map recoloured) and k_scan.csv, k_scan.svg (with --k-range) "
+                                                "(--model-file M, or trains first)");
   cluster->fallthrough();
   CLI::Option* k_opt = cluster->add_option("--k", o.k, "clusters")->check(whole_in(1, 1000000));
   cluster->add_option("--k-range", o.k_range,
@@ -1782,7 +1866,7 @@ int main(int argc, char** argv) {
       ->excludes(k_opt);
   cluster->add_option("--n-init", o.n_init, "K-Means restarts")->check(whole_in(1, 100000));
   cluster->add_option("--max-iter", o.max_iter, "Lloyd iterations per restart")->check(whole_in(1, 1000000));
-  cluster->add_flag("--tsne", o.tsne, "2-D t-SNE of the latent means (x, y in clusters.csv)");
+  cluster->add_flag("--tsne", o.tsne, "2-D t-SNE of the latent means (x, y in clusters.csv, tsne.svg; needs --out)");
   cluster->add_option("--tsne-max", o.tsne_max, "t-SNE of at most this many users (a random subsample beyond)")
       ->check(whole_in(2, int64_t{1} << 40));
   cluster->add_option("--perplexity", o.perplexity, "t-SNE perplexity")->check(finite_at_least(0, true));
