@@ -447,7 +447,8 @@ TEST(Cli, AMainJobFailingLateKeepsEveryEarlierFile) {
 
 // Files an earlier run left that this run does not produce are removed, so nothing stale sits
 // beside the new results: the model after --folds, logvar.npy after embed without --logvar,
-// tsne.svg after cluster without --tsne (unless the folder's embeddings are the model's own).
+// tsne.svg after cluster without --tsne (unless the folder's embeddings are the model's own),
+// and after a retrain everything earlier runs derived from the old model.
 TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   fs::path dir = temp_dir("stale");
   const std::string data = std::string(" ") + kSmall + " --out " + dir.string();
@@ -474,8 +475,67 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   ASSERT_EQ(run_cli("cluster" + m).code, 0);
   EXPECT_FALSE(fs::exists(vdir / "tsne.svg"));
   EXPECT_TRUE(fs::exists(vdir / "clusters.csv"));
+
+  // A retrain into a folder of analyses: what they derived from the old model goes with it.
+  fs::path mdir = temp_dir("stale_main");
+  const std::string into = " " + std::string(kSmall) + " --out " + mdir.string();
+  ASSERT_EQ(run_cli("--epochs 2 --quiet" + into).code, 0);
+  const std::string mm = " --model-file " + (mdir / "model.safetensors").string();
+  ASSERT_EQ(run_cli("cluster --k 2" + mm + into).code, 0);
+  ASSERT_EQ(run_cli("embed --logvar" + mm + into).code, 0);
+  for (const char* f : {"popularity", "clusters.csv", "embeddings.npy", "logvar.npy", "cluster_report.html"})
+    ASSERT_TRUE(fs::exists(mdir / f)) << f;
+  const CmdResult re = run_cli("train --epochs 1 --seed 2 --quiet" + into);
+  ASSERT_EQ(re.code, 0) << re.out;
+  for (const char* f : {"popularity", "clusters.csv", "cluster_lift.csv", "cluster_movies.csv", "tsne.svg",
+                        "embeddings.npy", "user_ids.csv", "logvar.npy", "cluster_report.html"})
+    EXPECT_FALSE(fs::exists(mdir / f)) << f;
+  for (const char* f : {"model.safetensors", "metrics.csv", "report.html"}) EXPECT_TRUE(fs::exists(mdir / f)) << f;
 }
 
+
+// A rating column far off MovieLens' scale (an id or a count read as the rating) is used as
+// given, with a note naming the file and the range; a divergence it causes says so too.
+TEST(Cli, RatingsFarOffTheScaleAreNoted) {
+  fs::path dir = temp_dir("off_scale");
+  std::ofstream(dir / "big.csv") << "u,i,r\n1,1,1e30\n1,2,4\n2,1,3\n2,2,1\n3,1,2\n3,3,5\n";
+  const CmdResult r = run_cli("train --epochs 1 --device cpu --data " + (dir / "big.csv").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("big.csv: the ratings run from 1 to 1e+30 (MovieLens: 0.5 to 5 stars)"));
+  EXPECT_THAT(r.out, HasSubstr("training diverged at epoch 1 (loss is not finite): lower --lr, or check the data: "
+                               "its ratings run from 1 to 1e+30"));
+  const CmdResult ok = run_cli(std::string("info ") + kSmall);
+  EXPECT_THAT(ok.out, Not(HasSubstr("the ratings run from")));
+}
+
+// --out never harms what is already there: the writability probe is a file of the run's own
+// (a user's file or link under the old probe name is left alone), a one-file --out that is a
+// link writes its target, and one that is a device or pipe (/dev/stdout) is written as it is.
+TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
+  fs::path dir = temp_dir("out_paths");
+  std::ofstream(dir / "precious.txt") << "precious";
+  fs::create_directories(dir / "run");
+  fs::create_symlink("../precious.txt", dir / "run" / ".vae_gpu_write_test");
+  const CmdResult r = run_cli(std::string("train --model popularity ") + kSmall + " --out " + (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_text(dir / "precious.txt"), "precious");
+  EXPECT_TRUE(fs::is_symlink(dir / "run" / ".vae_gpu_write_test"));
+  for (const auto& e : fs::directory_iterator(dir / "run"))  // no probe of the run's left behind
+    EXPECT_EQ(e.path().filename().string().rfind(".vae_gpu_write_test.", 0), std::string::npos) << e.path();
+
+  fs::create_symlink("recs.csv", dir / "latest.csv");
+  const std::string rec = std::string("recommend --model popularity --all-users --top 2 ") + kSmall + " --out ";
+  const CmdResult l = run_cli(rec + (dir / "latest.csv").string());
+  ASSERT_EQ(l.code, 0) << l.out;
+  EXPECT_TRUE(fs::is_symlink(dir / "latest.csv"));
+  EXPECT_EQ(read_text(dir / "recs.csv").rfind("user_id,rank,item_id,score\n", 0), 0u);
+
+  const CmdResult out = run_cli(rec + "/dev/stdout");
+  ASSERT_EQ(out.code, 0) << out.out;
+  EXPECT_THAT(out.out, HasSubstr("user_id,rank,item_id,score\n"));
+  EXPECT_THAT(out.out, HasSubstr("wrote /dev/stdout: 400 recommendations for 200 users"));
+  EXPECT_FALSE(fs::is_regular_file("/dev/stdout"));
+}
 
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads
 // get no such note.

@@ -421,7 +421,10 @@ TEST_F(LoaderErrors, HeaderOnlyRatingsFile) {
   write("ml-latest/ratings.csv", "userId,movieId,rating,timestamp\n");
   write("ml-latest/movies.csv", "movieId,title,genres\n1,A,Drama\n");
   const std::string msg = data_error([&] { vae::load_mllatest(path("ml-latest")); });
-  EXPECT_HAS(msg, "ratings.csv: no ratings");
+  EXPECT_HAS(msg, "ratings.csv:1: no ratings in file (its only line was read as a header");
+  // A one-line CSV whose rating field is not a number is that header: the message says so.
+  EXPECT_HAS(data_error([&] { vae::load_ratings_csv(write("one.csv", "1,2,x,3\n")); }),
+             "one.csv:1: no ratings in file (its only line was read as a header: its rating field is not a number)");
 }
 
 TEST_F(LoaderErrors, WrongColumnCount) {

@@ -289,7 +289,27 @@ TEST_F(ModelFileRefusal, UnknownKindsConfigsAndFormats) {
                           c["loss"] = "hinge";
                           f.metadata["config"] = c.dump();
                         }),
-                 "cannot rebuild");
+                 "loss 'hinge' is not one a run writes");
+  // Every value the metadata can hold is one a run writes, refused by the file's name otherwise.
+  auto config_with = [](const std::string& key, const nlohmann::json& v) {
+    return [key, v](StFile& f) {
+      nlohmann::json c = nlohmann::json::parse(f.metadata.at("config"));
+      c[key] = v;
+      f.metadata["config"] = c.dump();
+    };
+  };
+  expect_refused(edited("act.st", config_with("act_hidden", "bogus")), "act_hidden 'bogus' is not one a run writes");
+  expect_refused(edited("rows.st", config_with("num_rows", -1)), "negative num_inputs or num_rows");
+  expect_refused(edited("drop.st", config_with("dropout", 5.0)), "out of range");
+  expect_refused(edited("proto.st", [](StFile& f) { f.metadata["protocol"] = "zzz"; }),
+                 "unknown protocol 'zzz' in the metadata (seed, heldout or ratings)");
+  expect_refused(edited("split.st",
+                        [](StFile& f) {
+                          nlohmann::json j = nlohmann::json::parse(f.metadata.at("split"));
+                          j["ratings_split"] = "zzz";
+                          f.metadata["split"] = j.dump();
+                        }),
+                 "unknown ratings_split 'zzz'");
   expect_refused(edited("version.st", [](StFile& f) { f.metadata["format_version"] = "99"; }), "version 99");
   expect_refused(edited("cols.st", [](StFile& f) { f.metadata["columns"] = "[\"1\", \"2\"]"; }), "columns");
   // A safetensors file from elsewhere (no vae_gpu metadata).

@@ -1,6 +1,7 @@
 // Temporaries of atomic writes are removed when the process is stopped by a signal.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -128,6 +129,59 @@ TEST(StagedFiles, ARenameFailingPartWayPutsTheEarlierFilesBack) {
   for (const auto& e : fs::directory_iterator(dir))
     EXPECT_TRUE(e.path() == users_copy || e.path().string().find(".prev") == std::string::npos) << e.path();
   EXPECT_EQ(read_all(users_copy), "mine");
+  fs::remove_all(dir);
+}
+
+// write_atomically replaces a regular file, writes through a symbolic link (the link stays, its
+// target is replaced, even a target that does not exist yet), and writes a FIFO as it is: a
+// rename over such a node would replace the node itself (as root, /dev/null).
+TEST(WriteAtomically, LinksAreWrittenThroughAndSpecialFilesWrittenAsTheyAre) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_atomic_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  auto write = [](const fs::path& p, const std::string& text) {
+    vae::write_atomically(p.string(), [&](std::ostream& o) { o << text; });
+  };
+  write(dir / "plain.csv", "one\n");
+  write(dir / "plain.csv", "two\n");
+  EXPECT_EQ(slurp(dir / "plain.csv"), "two\n");
+
+  fs::create_symlink("plain.csv", dir / "link.csv");
+  write(dir / "link.csv", "three\n");
+  EXPECT_TRUE(fs::is_symlink(dir / "link.csv"));
+  EXPECT_EQ(slurp(dir / "plain.csv"), "three\n");
+  fs::create_symlink("later.csv", dir / "dangling.csv");
+  write(dir / "dangling.csv", "four\n");
+  EXPECT_TRUE(fs::is_symlink(dir / "dangling.csv"));
+  EXPECT_EQ(slurp(dir / "later.csv"), "four\n");
+  EXPECT_EQ(vae::link_target((dir / "link.csv").string()), (dir / "plain.csv").string());
+  fs::create_symlink("loop_b", dir / "loop_a");
+  fs::create_symlink("loop_a", dir / "loop_b");
+  EXPECT_THROW(write(dir / "loop_a", "x"), vae::DataError);
+
+  // A FIFO: a child reads it while the parent writes.
+  const fs::path fifo = dir / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const fs::path got = dir / "from_pipe.txt";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::ifstream in(fifo, std::ios::binary);
+    std::ofstream(got, std::ios::binary) << in.rdbuf();
+    _exit(0);
+  }
+  write(fifo, "through the pipe\n");
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(slurp(got), "through the pipe\n");
+  EXPECT_EQ(fs::status(fifo).type(), fs::file_type::fifo);
+  EXPECT_FALSE(fs::exists(dir / "pipe.tmp"));
+
+  EXPECT_THROW(write(dir, "x"), vae::DataError);  // a directory
   fs::remove_all(dir);
 }
 

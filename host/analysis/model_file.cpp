@@ -113,13 +113,25 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   };
   c.hidden = width("hidden");
   c.latent = width("latent");
-  c.act_hidden = j.at("act_hidden").get<std::string>();
-  c.act_out = j.at("act_out").get<std::string>();
-  c.loss = j.at("loss").get<std::string>();
+  if (c.num_inputs < 0 || c.num_rows < 0) throw std::invalid_argument("negative num_inputs or num_rows");
+  // The values a training run can have written ("" = the model's own choice); anything else is
+  // a hand-edited file whose model would be built wrongly or refused later without its name.
+  const auto one_of = [&j](const char* key, std::initializer_list<const char*> allowed) {
+    const std::string v = j.at(key).get<std::string>();
+    for (const char* a : allowed)
+      if (v == a) return v;
+    throw std::invalid_argument(std::string(key) + " '" + v + "' is not one a run writes");
+  };
+  c.act_hidden = one_of("act_hidden", {"", "sigmoid", "identity", "relu", "tanh"});
+  c.act_out = one_of("act_out", {"", "sigmoid", "identity"});
+  c.loss = one_of("loss", {"", "masked", "dense", "bce", "mse"});
   c.lambda = j.at("lambda").get<double>();
   c.dropout = j.at("dropout").get<double>();
   c.beta = j.at("beta").get<double>();
   c.anneal_steps = j.at("anneal_steps").get<int64_t>();
+  // Negative is "the model's default", as the command line's unset options.
+  if (!std::isfinite(c.lambda) || !std::isfinite(c.beta) || !(c.dropout < 1.0) || c.anneal_steps < 0)
+    throw std::invalid_argument("lambda, beta, dropout or anneal_steps out of range");
   // Read as double: get<float> of 1e300 is an undefined conversion. Evaluation clips predictions
   // to [rating_min, rating_max], so an empty or infinite range is refused here, not there.
   const double lo = j.at("rating_min").get<double>(), hi = j.at("rating_max").get<double>();
@@ -130,6 +142,13 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   c.rating_min = static_cast<float>(lo);
   c.rating_max = static_cast<float>(hi);
   return c;
+}
+
+// --fold's values ("" where the protocol has no ratings split).
+void check_ratings_split(const std::string& path, const std::string& split) {
+  for (const char* a : {"", "random", "1", "2", "3", "4", "5", "a", "b"})
+    if (split == a) return;
+  throw DataError(path, 0, "unknown ratings_split '" + text::escape(split, 60) + "' in the metadata (random, 1..5, a or b)");
 }
 
 std::string ids_json(const std::vector<int32_t>& map, const std::vector<std::string>& ids) {
@@ -252,6 +271,8 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   };
   json_entry("config", [&](const nlohmann::json& j) { info.config = config_from_json(j); });
   info.protocol = meta_at(f, path, "protocol");
+  if (info.protocol != "seed" && info.protocol != "heldout" && info.protocol != "ratings")
+    throw DataError(path, 0, "unknown protocol '" + shown(info.protocol) + "' in the metadata (seed, heldout or ratings)");
   info.dataset = meta_at(f, path, "dataset");
   info.dataset_source = meta_at(f, path, "dataset_source");
   info.fingerprint = meta_at(f, path, "dataset_fingerprint");
@@ -266,12 +287,14 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   if (is_svd_kind(info.config.kind)) {
     json_entry("svd", [&](const nlohmann::json& j) { info.svd = svd_options_from_json(j, info.config.kind); });
     info.ratings_split = meta_at(f, path, "ratings_split");
+    check_ratings_split(path, info.ratings_split);
   } else if (f.metadata.count("split")) {  // absent from files written before 2026-12-06
     json_entry("split", [&](const nlohmann::json& j) {
       info.test_fraction = j.at("test_fraction").get<double>();
       info.ratings_split = j.at("ratings_split").get<std::string>();
       if (!(info.test_fraction >= 0 && info.test_fraction < 1)) throw std::invalid_argument("test_fraction out of range");
     });
+    check_ratings_split(path, info.ratings_split);
   }
   const std::string& kind = info.config.kind;
   if (kind == "popularity" || kind == "ease")

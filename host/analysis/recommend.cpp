@@ -559,7 +559,7 @@ Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Datas
         }
       }
       f << buf;
-      if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
+      if (!f) throw DataError(path, 0, "write failed (disk full?)");
     }
   });
   return s;

@@ -405,7 +405,7 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
   };
   auto flush = [&](std::ostream& f, const std::string& buf) {
     f << buf;
-    if (!f) throw DataError(path + ".tmp", 0, "write failed (disk full?)");
+    if (!f) throw DataError(path, 0, "write failed (disk full?)");
   };
   if (e.by_similarity()) {
     write_atomically(path, [&](std::ostream& f) {

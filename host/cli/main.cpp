@@ -1,5 +1,6 @@
 // vae_gpu command line: the notebook run (bare `vae_gpu --epochs 20`), `train`, `info`, and the
 // analysis commands `recommend`, `similar`, `embed`, `cluster` (each trains first, or loads --model-file).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -155,6 +157,11 @@ Dataset load_data(const Options& o) {
   }
   Dataset d = load_dataset(arg, &note);
   std::cerr << note << "\n";
+  // Any finite number is a valid rating, but a scale far from MovieLens' usually means another
+  // column was read as the rating (an id, a timestamp, a count), and can make training diverge.
+  if (d.num_ratings() > 0 && (d.rating_min < 0 || d.rating_max > 10))
+    std::cerr << "note: " << d.source << ": the ratings run from " << d.rating_min << " to " << d.rating_max
+              << " (MovieLens: 0.5 to 5 stars); they are used as given: check the third column is the rating\n";
   return d;
 }
 
@@ -485,6 +492,18 @@ bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const 
   return true;
 }
 
+// A run that trains (or evaluates) a model into out_dir: what earlier runs derived there from
+// their model — embed's files, cluster's, the main job's baseline row and clusters — would not
+// describe this one's. The main job writes its own clusters and embeddings; `train` none.
+void drop_derived_files(StagedFiles& staged, const std::string& out_dir, bool main_job) {
+  if (out_dir.empty()) return;
+  staged.remove_on_commit(out_dir + "/cluster_report.html");
+  staged.remove_on_commit(out_dir + "/logvar.npy");
+  if (main_job) return;
+  drop_analysis_files(staged, out_dir, /*embeddings=*/true);
+  drop_run_files(staged, out_dir + "/popularity");
+}
+
 void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
                         const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const int64_t n = static_cast<int64_t>(e.users.size());
@@ -783,6 +802,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
       drop_run_files(staged, o.out + "/popularity");
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
+    drop_derived_files(staged, o.out, main_job);
   }
   if (main_job && run.model && d.num_users() > 0) {
     std::string user = "1";
@@ -842,22 +862,38 @@ std::string epoch_report(const TrainResult& r) {
 void check_out_dir(const std::string& dir) {
   if (dir.empty()) return;
   ensure_dir(dir);
-  const std::string probe = dir + "/.vae_gpu_write_test";
-  {
-    std::ofstream f(probe);
-    if (!(f << "ok") || !f.flush()) throw DataError(dir, 0, "output directory is not writable");
+  // A probe file of this process's own, created exclusively and never through a link, so that
+  // nothing already there (a user's file, a link to one) is written or removed.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string probe =
+        dir + "/.vae_gpu_write_test." + std::to_string(::getpid()) + (attempt ? "." + std::to_string(attempt) : "");
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      throw DataError(dir, 0, std::string("output directory is not writable: ") + std::strerror(errno));
+    }
+    const bool ok = ::write(fd, "ok", 2) == 2;
+    ::close(fd);
+    ::unlink(probe.c_str());
+    if (!ok) throw DataError(dir, 0, "output directory is not writable (disk full?)");
+    return;
   }
-  std::error_code ec;
-  std::filesystem::remove(probe, ec);
+  throw DataError(dir, 0, "output directory: no free name for a write probe");
 }
 
 // The CSV named by --out for a command that writes one file (recommend --all-users, similar
 // --all-items): not a directory, its folder made and probed before any training.
 void check_out_file(const Options& o, const std::string& flags) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (std::filesystem::is_directory(o.out, ec))
-    throw DataError(o.out, 0, "is a directory: " + flags + " --out names the CSV file to write");
-  const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
+  const fs::file_status st = fs::status(o.out, ec);  // through links
+  if (fs::is_directory(st)) throw DataError(o.out, 0, "is a directory: " + flags + " --out names the CSV file to write");
+  if (fs::exists(st) && !fs::is_regular_file(st)) {  // /dev/stdout, a named pipe: written as it is
+    if (::access(o.out.c_str(), W_OK) != 0) throw DataError(o.out, 0, std::string("not writable: ") + std::strerror(errno));
+    return;
+  }
+  // A link's target is what gets replaced, so its folder is the one to probe.
+  const fs::path parent = fs::path(link_target(o.out)).parent_path();
   check_out_dir(parent.empty() ? "." : parent.string());
 }
 
@@ -992,6 +1028,7 @@ int run_train(Options& o, bool main_job) {
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
   }
+  drop_derived_files(staged, o.out, main_job);
   commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
 }

@@ -59,12 +59,38 @@ void remove_temp_files_on_signals() {
   }
 }
 
-void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& body) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
+std::string link_target(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = path;
+  for (int hops = 0; fs::is_symlink(p, ec); ++hops) {
+    if (hops == 40) throw DataError(path, 0, "too many levels of symbolic links");
+    const fs::path t = fs::read_symlink(p, ec);
+    if (ec) throw DataError(path, 0, "cannot read the symbolic link: " + ec.message());
+    p = t.is_absolute() ? t : p.parent_path() / t;
   }
+  return p.string();
+}
+
+void write_atomically(const std::string& given, const std::function<void(std::ostream&)>& body) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(given, ec);  // through links
+  if (fs::is_directory(st)) throw DataError(given, 0, "is a directory, not a file");
+  if (fs::exists(st) && !fs::is_regular_file(st)) {
+    // A device, FIFO or socket (/dev/stdout, a named pipe) is written as it is: renaming a file
+    // over it would replace the node itself.
+    std::ofstream f(given, std::ios::binary);
+    if (!f) throw DataError(given, 0, "cannot open for writing");
+    body(f);
+    f.flush();
+    if (!f) throw DataError(given, 0, "write failed");
+    return;
+  }
+  // A symlink is written through: its target is replaced and the link kept (renaming over the
+  // link would turn it into a plain file).
+  const std::string path = link_target(given);
+  const std::string tmp = path + ".tmp";
   struct RemoveTmp {  // a failed write leaves no partial path.tmp behind
     const std::string& tmp;
     bool keep = false;
@@ -81,8 +107,7 @@ void write_atomically(const std::string& path, const std::function<void(std::ost
     f.flush();
     if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
+  fs::rename(tmp, path, ec);
   if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
   cleanup.keep = true;
 }

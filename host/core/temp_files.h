@@ -30,10 +30,16 @@ class TempFileGuard {
   int slot_;
 };
 
+// What a chain of symbolic links at path ends at (path itself when it is none; the end need not
+// exist). DataError for a loop or an unreadable link.
+std::string link_target(const std::string& path);
+
 // Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
 // throws or the write fails), which is renamed into place once complete, so readers see the
-// old file or the whole new one. DataError for a directory at path, a file that cannot be
-// opened, a failed write (disk full) or rename.
+// old file or the whole new one. A symbolic link's target is replaced (the link stays); a
+// device, FIFO or socket at path (/dev/stdout, a named pipe) is written directly instead.
+// DataError for a directory at path, a file that cannot be opened, a failed write (disk full)
+// or rename.
 void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& body);
 
 }  // namespace vae

@@ -322,7 +322,11 @@ struct RawRatings {
 // is an error naming both lines.
 Csr build_csr(RawRatings& raw, std::vector<std::string>* user_ids,
               std::vector<std::string>* item_ids) {
-  if (raw.v.empty()) throw DataError(raw.file, 0, "no ratings in file");
+  if (raw.v.empty())
+    throw DataError(raw.file, raw.header ? 1 : 0,
+                    raw.header ? "no ratings in file (its only line was read as a header: its rating field is not "
+                                 "a number)"
+                               : "no ratings in file");
   const std::vector<int32_t> urm = raw.users.finish(user_ids);
   const std::vector<int32_t> irm = raw.items.finish(item_ids);
   for (auto& x : raw.u) x = urm[x];

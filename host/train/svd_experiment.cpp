@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
@@ -40,9 +41,16 @@ FoldOutcome run_fold(const Dataset& d, const RatingsSplit& s, const SvdOptions& 
     r.metrics = {{"rmse", e.rmse}, {"mae", e.mae}};
     if (!quiet) {
       std::ostringstream line;  // its own stream: the log's precision stays as the caller set it
-      line << std::fixed << std::setprecision(4) << "Epoch [" << epoch << "/" << so.epochs << "] train-rmse "
-           << train_rmse << " test-rmse " << e.rmse << " MAE " << e.mae << std::setprecision(2) << " ("
-           << r.train_seconds << " s)\n";
+      // Four decimals, as the autoencoders' lines; a rating scale far off MovieLens' can make an
+      // error astronomically large, which fixed notation would print in a hundred digits.
+      auto num = [](double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, std::fabs(v) < 1e6 ? "%.4f" : "%.4g", v);
+        return std::string(b);
+      };
+      line << "Epoch [" << epoch << "/" << so.epochs << "] train-rmse " << num(train_rmse) << " test-rmse "
+           << num(e.rmse) << " MAE " << num(e.mae) << std::fixed << std::setprecision(2) << " (" << r.train_seconds
+           << " s)\n";
       log << line.str();
     }
     out.history.push_back(r);

@@ -631,7 +631,11 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     if (!std::isfinite(r.train_loss) || std::isinf(r.test_loss))
       throw VaeError("training diverged at epoch " + std::to_string(epoch) +
                      " (loss is not finite): lower --lr" +
-                     (opt.model.beta > 1e3 ? std::string(" or --beta") : std::string()));
+                     (opt.model.beta > 1e3 ? std::string(" or --beta") : std::string()) +
+                     (d.rating_min < 0 || d.rating_max > 10
+                          ? ", or check the data: its ratings run from " + fmt_number(d.rating_min) + " to " +
+                                fmt_number(d.rating_max)
+                          : std::string()));
 
     const double v = lookup(metrics, monitor);
     // The first epoch is always the best so far, so the kept weights are ones that were trained.
