@@ -519,6 +519,9 @@ TEST_F(LoaderErrors, GenreFileShorterThanItemFlagsNamesUGenre) {
   write("ml-100k/u.item", items);
   const Dataset d = vae::load_ml100k(dir);
   EXPECT_EQ(d.genre_names.size(), 5u);
+  // A genre name listed twice is u.genre's fault, named there.
+  write("ml-100k/u.genre", "unknown|0\nAction|1\nAdventure|2\nAnimation|3\nAction|4\n");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(dir); }), "u.genre:5: genre name 'Action' repeated (first on line 2)");
 }
 
 TEST_F(LoaderErrors, DuplicateUserItemPairNamesBothLines) {

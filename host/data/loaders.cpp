@@ -561,6 +561,10 @@ Dataset load_ml100k(const std::string& dir) {
       seen[g] = lr.line_no();
       names[g] = std::string(trim(f[0]));
       if (names[g].empty()) throw DataError(genre_file, lr.line_no(), "empty genre name");
+      for (size_t h = 0; h < names.size(); ++h)
+        if (h != static_cast<size_t>(g) && seen[h] && names[h] == names[g])
+          throw DataError(genre_file, lr.line_no(),
+                          "genre name '" + names[g] + "' repeated (first on line " + std::to_string(seen[h]) + ")");
     }
     for (size_t g = 0; g < names.size(); ++g)
       if (!seen[g]) throw DataError(genre_file, 0, "genre index " + std::to_string(g) + " missing");
