@@ -461,6 +461,8 @@ TEST_F(LoaderErrors, NonNumericFields) {
   EXPECT_HAS(msg, "u.data:2: non-numeric rating 'five'");
   msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\tnoon\n")); });
   EXPECT_HAS(msg, "u.data:2: timestamp 'noon'");
+  msg = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\n2\t1\t4\t99999999999999999999\n")); });
+  EXPECT_HAS(msg, "u.data:2: timestamp '99999999999999999999' overflows a 64-bit integer");
   msg = data_error([&] { vae::load_ratings_csv(write("r.csv", "u,i,rating\na,b,1\nc,d,nan\n")); });
   EXPECT_HAS(msg, "r.csv:3: non-numeric rating 'nan'");
 }
@@ -595,6 +597,9 @@ TEST_F(LoaderErrors, BadMetadataRows) {
   write("ml-100k/u.user", "1|24|M|technician|85711\n2|53|F|astronaut|94043\n");
   msg = data_error([&] { vae::load_ml100k(dir); });
   EXPECT_HAS(msg, "u.user:2: occupation 'astronaut' is not listed in u.occupation");
+  // A number too large for any integer is out of range, not "non-numeric".
+  write("ml-100k/u.user", "1|24|M|technician|85711\n2|99999999999999999999|F|writer|94043\n");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(dir); }), "u.user:2: age '99999999999999999999' is outside 0..200");
 }
 
 // ---- fuzzing finds -------------------------------------------------------------------------

@@ -228,8 +228,9 @@ float parse_rating(std::string_view f, Scale scale, const std::string& file, lon
 void check_timestamp(std::string_view f, const std::string& file, long line) {
   int64_t t = 0;
   f = trim(f);
-  if (text::parse_int64(f, &t) != NumParse::kOk)
-    throw DataError(file, line, "timestamp " + quote(f) + " is not an integer");
+  const NumParse p = text::parse_int64(f, &t);
+  if (p == NumParse::kOverflow) throw DataError(file, line, "timestamp " + quote(f) + " overflows a 64-bit integer");
+  if (p != NumParse::kOk) throw DataError(file, line, "timestamp " + quote(f) + " is not an integer");
 }
 
 // A MovieLens metadata id (u.item, u.user, movies.dat, users.dat, movies.csv): a positive
@@ -255,8 +256,11 @@ int parse_small_int(std::string_view f, const char* what, int lo, int hi, const 
                     long line) {
   f = trim(f);
   int64_t v = 0;
-  if (text::parse_int64(f, &v) != NumParse::kOk)
-    throw DataError(file, line, "non-numeric " + std::string(what) + " " + quote(f));
+  const NumParse p = text::parse_int64(f, &v);
+  if (p == NumParse::kOverflow)
+    throw DataError(file, line,
+                    std::string(what) + " " + quote(f) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  if (p != NumParse::kOk) throw DataError(file, line, "non-numeric " + std::string(what) + " " + quote(f));
   if (v < lo || v > hi)
     throw DataError(file, line,
                     std::string(what) + " " + quote(f) + " is outside " + std::to_string(lo) +
