@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -348,6 +349,34 @@ TEST(ItemEffects, TitlesAreFoundWithTheirArticleInFront) {
   EXPECT_EQ(find_item_by_id_or_title("the blind side", d), 6);
 }
 
+// --explain against an oracle pull(i, j): each item j of `items` is explained by the liked item
+// (rated at least 3, not j itself) with the largest pull above 0 (its pull within tol), or by
+// none when no pull is above 0; at least one item is explained.
+void expect_explained_by(const ItemEffects& e, const FoldInRow& rated, const std::vector<int32_t>& items, int64_t n,
+                         double tol, const std::function<double(int32_t, int32_t)>& pull) {
+  const std::vector<int32_t> why = explain_recommendations(e, items, rated, e.liked, n);
+  ASSERT_EQ(why.size(), items.size());
+  int explained = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    const int32_t j = items[k];
+    int32_t want = -1;
+    double best = 0;
+    for (const auto& [i, r] : rated) {
+      if (r < 3.0f || i == j) continue;
+      const double v = pull(i, j);
+      if (v > 0 && (want < 0 || v > best)) want = i, best = v;
+    }
+    if (want < 0) {
+      EXPECT_EQ(why[k], -1) << "item " << j;
+    } else {
+      ++explained;
+      ASSERT_GE(why[k], 0) << "item " << j;
+      EXPECT_NEAR(pull(why[k], j), best, tol) << "item " << j;
+    }
+  }
+  EXPECT_GT(explained, 0);
+}
+
 // ---- trained models through the recommend path -------------------------------------------
 
 using test::Trained;
@@ -434,35 +463,16 @@ TEST(ItemEffects, EaseEffectsAreItsItemItemWeights) {
   for (const SimilarItem& s : got) EXPECT_NEAR(s.effect, raw[s.item] - shift, 1e-5) << d.item_ids[s.item];
   for (size_t r = 1; r < got.size(); ++r) EXPECT_GE(got[r - 1].effect, got[r].effect);
 
-  // --explain: each liked item (rating >= 3 on this 1–5 scale) adds its row of B.
+  // --explain: each liked item (rating >= 3 on this 1–5 scale) adds its row of B; its pull on j
+  // is B[i][j] less that row's mean.
   EXPECT_EQ(e.liked, 3.0f);
-  const FoldInRow rated = ratings_of(d, 9);
   std::vector<int32_t> items;
   for (int32_t j = 0; j < n; j += 7) items.push_back(j);
-  const std::vector<int32_t> why = explain_recommendations(e, items, rated, e.liked, n);
-  int explained = 0;
-  for (size_t k = 0; k < items.size(); ++k) {
-    const int32_t j = items[k];
-    int32_t want = -1;
-    double best = 0;
-    for (const auto& [i, r] : rated) {
-      if (r < 3.0f || i == j) continue;
-      double row_mean = 0;
-      for (int64_t c = 0; c < n; ++c) row_mean += b[i * n + c];
-      const double v = b[i * n + j] - row_mean / static_cast<double>(n);
-      if (v > 0 && (want < 0 || v > best)) want = i, best = v;
-    }
-    if (want < 0) {
-      EXPECT_EQ(why[k], -1) << "item " << j;
-    } else {
-      ++explained;
-      ASSERT_GE(why[k], 0) << "item " << j;
-      double row_mean = 0;
-      for (int64_t c = 0; c < n; ++c) row_mean += b[why[k] * n + c];
-      EXPECT_NEAR(b[why[k] * n + j] - row_mean / static_cast<double>(n), best, 1e-6) << "item " << j;
-    }
-  }
-  EXPECT_GT(explained, 0);
+  expect_explained_by(e, ratings_of(d, 9), items, n, 1e-6, [&](int32_t i, int32_t j) {
+    double row_mean = 0;
+    for (int64_t c = 0; c < n; ++c) row_mean += b[i * n + c];
+    return b[i * n + j] - row_mean / static_cast<double>(n);
+  });
 }
 
 // --ratings pairs: parsed by original id; off-scale, unknown, malformed and repeated pairs are
@@ -582,30 +592,10 @@ TEST(ItemEffects, ItemAutoRecComparesItemsByTheCorrelationOfTheirPredictions) {
   }
 
   // --explain: of the liked items (>= mid-scale, 3), the most correlated one above 0.
-  const FoldInRow rated = ratings_of(d, 4);
+  EXPECT_EQ(e.liked, 3.0f);
   std::vector<int32_t> items;
   for (int32_t j = 0; j < n; j += 5) items.push_back(j);
-  EXPECT_EQ(e.liked, 3.0f);
-  const std::vector<int32_t> why = explain_recommendations(e, items, rated, e.liked, n);
-  int explained = 0;
-  for (size_t k = 0; k < items.size(); ++k) {
-    const int32_t j = items[k];
-    int32_t want = -1;
-    double best = 0;
-    for (const auto& [i, rating] : rated) {
-      if (rating < 3.0f || i == j || i == gone || j == gone) continue;
-      const double c = pearson(row(i), row(j));
-      if (c > 0 && (want < 0 || c > best)) want = i, best = c;
-    }
-    if (want < 0) {
-      EXPECT_EQ(why[k], -1) << "item " << j;
-    } else {
-      ++explained;
-      ASSERT_GE(why[k], 0) << "item " << j;
-      EXPECT_NEAR(pearson(row(why[k]), row(j)), best, 1e-5) << "item " << j;
-    }
-  }
-  EXPECT_GT(explained, 0);
+  expect_explained_by(e, ratings_of(d, 4), items, n, 1e-5, [&](int32_t i, int32_t j) { return pearson(row(i), row(j)); });
 }
 
 }  // namespace
