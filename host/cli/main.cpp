@@ -492,7 +492,7 @@ bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const 
   return true;
 }
 
-// A run that trains (or evaluates) a model into out_dir: what earlier runs derived there from
+// A run that trains a model into out_dir: what earlier runs derived there from
 // their model — embed's files, cluster's, the main job's baseline row and clusters — would not
 // describe this one's. The main job writes its own clusters and embeddings; `train` none.
 void drop_derived_files(StagedFiles& staged, const std::string& out_dir, bool main_job) {
@@ -802,7 +802,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
       drop_run_files(staged, o.out + "/popularity");
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
-    drop_derived_files(staged, o.out, main_job);
+    if (o.model_file.empty()) drop_derived_files(staged, o.out, main_job);  // a stored model: the same one
   }
   if (main_job && run.model && d.num_users() > 0) {
     std::string user = "1";
@@ -1028,7 +1028,7 @@ int run_train(Options& o, bool main_job) {
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
   }
-  drop_derived_files(staged, o.out, main_job);
+  if (o.model_file.empty()) drop_derived_files(staged, o.out, main_job);  // a stored model: the same one
   commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
 }
