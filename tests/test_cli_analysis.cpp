@@ -294,6 +294,16 @@ TEST_F(CliAnalysis, ClusterWithTsneWritesCoordinates) {
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_lift.csv"));
   EXPECT_TRUE(fs::exists(sub("cl") / "cluster_movies.csv"));
   EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("a random subsample of 150"));
+  // The clustered embeddings are written beside the clusters, so another k into the folder
+  // keeps the map (recoloured) instead of dropping it.
+  EXPECT_TRUE(fs::exists(sub("cl") / "embeddings.npy"));
+  EXPECT_TRUE(fs::exists(sub("cl") / "user_ids.csv"));
+  const CmdResult again = run_cli("cluster " + kData + " --model-file " + model() + " --k-range 2..4 --n-init 2 --out " +
+                                  sub("cl").string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("t-SNE: kept the positions of the 150 users already in"));
+  EXPECT_THAT(read_file(sub("cl") / "tsne.svg"), HasSubstr("positions kept from the t-SNE already in this folder; a "
+                                                           "random subsample of 150"));
 }
 
 // t-SNE does not depend on the clustering: `cluster` into the main job's folder (the same model,
@@ -361,6 +371,7 @@ TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {
   EXPECT_THAT(r.out, HasSubstr("Cluster " + std::to_string(best - 1) + " ("));
   EXPECT_THAT(r.out, Not(HasSubstr("Cluster " + std::to_string(best) + " (")));
   EXPECT_THAT(read_file(sub("ks") / "k_scan.svg"), HasSubstr("silhouette score"));
+  EXPECT_THAT(read_file(sub("ks") / "k_scan.svg"), HasSubstr(">k (clusters)</text>"));
   // The same k without the scan: the same clusters.
   const std::string clusters = read_file(sub("ks") / "clusters.csv");
   const CmdResult one = run_cli(base + " --k " + std::to_string(best));

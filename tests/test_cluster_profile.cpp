@@ -2,6 +2,8 @@
 // comments, plus the "Genre Counts" of a top-N list.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -235,6 +237,13 @@ TEST(Profile, ReportText) {
                            "    movies: Alpha (1990) 1.41x [3], Delta (1993) 1.88x [2]\n",
                            "    occupations: engineer 1.67x [1], student 1.11x [2]\n"})
     EXPECT_NE(r.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << r;
+  // Ratings per member next to all clustered users' (u5 is not clustered).
+  const Dataset& d = tiny();
+  auto nnz = [&](int32_t u) { return static_cast<double>(d.ratings.row_nnz(u)); };
+  char want[80];
+  std::snprintf(want, sizeof want, "  Ratings: %.1f per user (all %.1f)\n", (nnz(0) + nnz(1) + nnz(2)) / 3,
+                (nnz(0) + nnz(1) + nnz(2) + nnz(3) + nnz(4)) / 5);
+  EXPECT_NE(r.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << r;
   const std::string all = format_cluster_report(p);
   EXPECT_NE(all.find("Cluster 1 (2 users)"), std::string::npos);
   EXPECT_LT(all.find("Cluster 0"), all.find("Cluster 1"));

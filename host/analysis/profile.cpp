@@ -259,6 +259,7 @@ std::vector<ClusterProfile> profile_clusters(const Dataset& d, const std::vector
     p.cluster = c;
     p.size = t.users;
     p.ratings = t.ratings;
+    p.all_ratings_per_user = all.users > 0 ? static_cast<double>(all.ratings) / static_cast<double>(all.users) : 0.0;
     p.other_users = all.users - t.users;
     p.min_test_users = std::max<int64_t>(2, o.min_test_users);
     p.fdr = o.fdr;
@@ -380,11 +381,21 @@ std::string format_cluster_report(const ClusterProfile& p) {
       u += std::string(u.empty() ? "" : ", ") + "median age " + age(p.median_age) + " (all " + age(p.overall_median_age) + ")";
     s += "  Users: " + u + "\n";
   }
+  // How much the members rate: shares of ratings (Top genres, Distinctive movies) lean towards
+  // the popular films in a cluster that rates few films each.
+  auto per_user = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, v < 10 ? "%.1f" : "%.0f", v);
+    return std::string(b);
+  };
+  s += "  Ratings: " + per_user(static_cast<double>(p.ratings) / static_cast<double>(p.size)) + " per user (all " +
+       per_user(p.all_ratings_per_user) + ")\n";
   if (p.other_users == 0) return s;  // one cluster: nothing to stand out against
   if (!p.tested)
     return s + "  Distinctive: not tested (" +
-           (p.size < p.other_users ? std::to_string(p.size) + " users in the cluster"
-                                   : std::to_string(p.other_users) + " users outside it") +
+           (p.size < p.other_users ? std::to_string(p.size) + (p.size == 1 ? " user" : " users") + " in the cluster"
+                                   : std::to_string(p.other_users) + (p.other_users == 1 ? " user" : " users") +
+                                         " outside it") +
            "; the test needs " + std::to_string(p.min_test_users) + " on each side)\n";
   if (p.lift_genres.empty() && p.lift_movies.empty() && p.lift_occupations.empty())
     return s + "  Distinctive: nothing clearly over-represented against the other users\n";

@@ -61,6 +61,7 @@ struct ClusterProfile {
   int cluster = 0;
   int64_t size = 0;                             // users
   int64_t ratings = 0;                          // their ratings
+  double all_ratings_per_user = 0;              // the mean over all clustered users (beside ratings / size)
   int64_t other_users = 0;                      // clustered users outside this cluster
   bool tested = false;                          // both sides had min_test_users (ProfileOptions)
   int64_t min_test_users = 0;                   // that threshold, for the report

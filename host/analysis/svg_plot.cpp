@@ -174,7 +174,7 @@ std::string lines_svg(const LinePlot& p) {
         << "\" font-size=\"10\" text-anchor=\"middle\">" << tick(p.x[i]) << "</text>\n";
     }
     s << "<text x=\"" << num(left + kPanelW / 2) << "\" y=\"" << num(top + kPanelH + 34)
-      << "\" font-size=\"11\" text-anchor=\"middle\">epoch</text>\n";
+      << "\" font-size=\"11\" text-anchor=\"middle\">" << escape(p.x_label) << "</text>\n";
     if (!p.marker_label.empty() && p.marker_x >= xa && p.marker_x <= xb) {
       const double x = px(p.marker_x);
       const bool right_half = x > left + 0.6 * kPanelW;  // label on the side with room

@@ -38,6 +38,7 @@ struct LinePlot {
   std::vector<LinePanel> panels;
   double marker_x = 0;            // a dashed vertical line (the best epoch) when marker_label is set
   std::string marker_label;
+  std::string x_label = "epoch";  // under the x axis
 };
 
 // Throws VaeError when x is empty or not increasing, a series' length differs from x's, or a

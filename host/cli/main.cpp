@@ -536,6 +536,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     csv << "k,inertia,silhouette,iterations\n";
     LinePlot plot;
     plot.title = "Choosing k: K-Means of the " + what + " of " + std::to_string(n) + " users (" + d.name + ")";
+    plot.x_label = "k (clusters)";
     LinePanel inertia{"inertia (the elbow)", {{"inertia", {}}}}, sil{"silhouette score (higher is better)", {{"silhouette", {}}}};
     for (const KScanRow& row : scan.rows) {
       char line[96];
@@ -587,7 +588,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   for (int c = 0; c < k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
   std::cout << "\n";
   if (e.empty_inputs > 0)
-    std::cout << "note: " << e.empty_inputs << " users had no usable ratings and were encoded from an empty row\n";
+    std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   const std::vector<ClusterProfile> profiles = profile_clusters(d, e.users, km.labels, k);
   std::cout << "\n" << format_cluster_report(profiles);
   if (!d.planted_group.empty()) {
@@ -1206,7 +1207,7 @@ int run_embed(Options& o) {
   std::cout << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
             << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
   if (e.empty_inputs > 0)
-    std::cout << "note: " << e.empty_inputs << " users had no usable ratings and were encoded from an empty row\n";
+    std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   return 0;
 }
 
@@ -1234,14 +1235,19 @@ int run_cluster(Options& o) {
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   StagedFiles staged;
+  // The clustered embeddings go beside the clusters (so that a later run can tell its t-SNE map
+  // is of the same ones), unless the folder already holds embeddings: the same, or embed's
+  // (sampled z, logvar) that are not this command's to replace.
+  std::error_code ec;
+  const bool write_embeddings = !o.out.empty() && !std::filesystem::exists(o.out + "/embeddings.npy", ec);
   if (a.svd) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
     cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
                            std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
-                       d, co, o.out, /*write_embeddings=*/false, staged);
+                       d, co, o.out, write_embeddings, staged);
   } else {
-    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, /*write_embeddings=*/false, staged);
+    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, write_embeddings, staged);
   }
   commit_and_report(staged, o.out, "cluster_report.html");  // nothing is staged without --out
   return 0;
@@ -1891,7 +1897,8 @@ int main(int argc, char** argv) {
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
   CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
-                                                "gets clusters.csv, cluster_lift.csv, cluster_movies.csv, cluster_report.html, tsne.svg (with --tsne, or "
+                                                "gets clusters.csv, cluster_lift.csv, cluster_movies.csv, cluster_report.html, embeddings.npy and "
+                                                "user_ids.csv (unless it holds embeddings), tsne.svg (with --tsne, or "
                                                 "the folder's own map recoloured) and k_scan.csv, k_scan.svg (with --k-range) "
                                                 "(--model-file M, or trains first)");
   cluster->fallthrough();

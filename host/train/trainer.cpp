@@ -575,7 +575,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   if (!opt.quiet)
     log << "Training " << kind << " on " << be.name() << ": " << train.rows << " rows x " << train.cols
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
-        << batches << " steps/epoch, " << (model->sparse_input() ? "sparse" : "dense") << " input ("
+        << batches << (batches == 1 ? " step/epoch, " : " steps/epoch, ") << (model->sparse_input() ? "sparse" : "dense") << " input ("
         << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
 
   res.epoch_selection = have_val ? "validation" : opt.patience > 0 ? "test" : "last";
