@@ -29,6 +29,7 @@ namespace {
 
 using namespace vae;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const Dataset& data() {
   static const Dataset d = test::synthetic_data(150, 120, 4000, 3, 8);
@@ -128,6 +129,49 @@ TEST(ItemEffects, MostSimilarIsTheItemsPullOverTheAverageItems) {
     EXPECT_THAT(err.what(), HasSubstr(d.item_ids[l.absent]));
   }
   EXPECT_EQ(most_similar(e, q, 100000, d).size(), static_cast<size_t>(n - 2));
+}
+
+// --min-ratings: the list is the unfiltered one with the items of fewer ratings taken out (the
+// lifts themselves unchanged: still centred over every model item), in the CSV too.
+TEST(ItemEffects, MinRatingsListsOnlyItemsWithThatSupport) {
+  const Dataset& d = data();
+  const int64_t n = d.num_items();
+  Linear l = linear(n, 9);
+  const ItemEffects e = l.effects();
+  std::vector<int64_t> counts(static_cast<size_t>(n), 0);
+  for (int32_t c : d.ratings.indices) ++counts[c];
+  std::vector<int64_t> sorted = counts;
+  std::sort(sorted.begin(), sorted.end());
+  const int64_t m = sorted[sorted.size() / 2];  // about half the items fall below
+  const int32_t q = 4;
+  const std::vector<SimilarItem> all = most_similar(e, q, static_cast<int>(n), d);
+  const std::vector<SimilarItem> some = most_similar(e, q, static_cast<int>(n), d, m);
+  std::vector<SimilarItem> want;
+  for (const SimilarItem& s : all)
+    if (counts[s.item] >= m) want.push_back(s);
+  ASSERT_LT(want.size(), all.size());
+  ASSERT_EQ(some.size(), want.size());
+  for (size_t r = 0; r < want.size(); ++r) {
+    EXPECT_EQ(some[r].item, want[r].item) << "rank " << r + 1;
+    EXPECT_EQ(some[r].effect, want[r].effect) << "rank " << r + 1;
+    EXPECT_EQ(some[r].rank, static_cast<int>(r) + 1);
+  }
+  EXPECT_THAT(format_similar(e, q, some, d, m), HasSubstr(" items with fewer than " + std::to_string(m) +
+                                                          " ratings are not listed"));
+  EXPECT_THAT(format_similar(e, q, all, d), Not(HasSubstr("are not listed")));
+  const std::string csv = ::testing::TempDir() + "/vae_similar_min_" + std::to_string(getpid()) + ".csv";
+  write_similar_csv(e, d, 3, csv, m);
+  std::ifstream f(csv);
+  std::string line;
+  std::getline(f, line);
+  int rows = 0;
+  while (std::getline(f, line)) {
+    const std::string similar_id = line.substr(0, line.rfind(',')).substr(line.substr(0, line.rfind(',')).rfind(',') + 1);
+    EXPECT_GE(counts[d.find_item(similar_id)], m) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 3 * n);
+  std::filesystem::remove(csv);
 }
 
 // The all-items table holds, for every model item, exactly its most_similar list.

@@ -339,13 +339,15 @@ LiftBase lift_base(const ItemEffects& e, int64_t num_items) {
   return b;
 }
 
-// The `top` largest value(j) over `items` but `item`, best first; ties go to the lower item.
+// The `top` largest value(j) over `items` but `item` (and those `listed` marks 0, when given),
+// best first; ties go to the lower item.
 template <typename Value>
-std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t item, int top, Value value) {
+std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t item, int top, Value value,
+                                   const std::vector<char>& listed) {
   std::vector<SimilarItem> all;
   all.reserve(items.size());
   for (int32_t j : items)
-    if (j != item) all.push_back({0, j, value(j)});
+    if (j != item && (listed.empty() || listed[j])) all.push_back({0, j, value(j)});
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
                     [](const SimilarItem& x, const SimilarItem& y) {
@@ -357,14 +359,15 @@ std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t it
 }
 
 // The top lifts of `item` from its like's outputs: liked − mean, centred over the items.
-std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item, const LiftBase& b, int top) {
+std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item, const LiftBase& b, int top,
+                                   const std::vector<char>& listed) {
   // Centred over the items too: a shift this one like gives every item alike (SVD's user bias,
   // the softmax's normaliser) says nothing about any one of them, so 0 is a typical pull.
   double shift = 0;
   for (int32_t j : b.items) shift += static_cast<double>(liked[j]) - b.mean[j];
   shift /= static_cast<double>(b.items.size());
-  return top_items(b.items, item, top,
-                   [&](int32_t j) { return static_cast<double>(liked[j]) - b.mean[j] - shift; });
+  return top_items(
+      b.items, item, top, [&](int32_t j) { return static_cast<double>(liked[j]) - b.mean[j] - shift; }, listed);
 }
 
 std::string not_a_model_item(const ItemEffects& e, int32_t item, const Dataset& d) {
@@ -378,22 +381,34 @@ std::string not_a_model_item(const ItemEffects& e, int32_t item, const Dataset& 
 
 }  // namespace
 
-std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d) {
+std::vector<char> listable(const Dataset& d, int64_t min_ratings) {
+  if (min_ratings <= 1) return {};
+  std::vector<int64_t> counts(static_cast<size_t>(d.num_items()), 0);
+  for (int32_t c : d.ratings.indices) ++counts[c];
+  std::vector<char> ok(counts.size());
+  for (size_t j = 0; j < counts.size(); ++j) ok[j] = counts[j] >= min_ratings;
+  return ok;
+}
+
+std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d,
+                                      int64_t min_ratings) {
   VAE_CHECK(item >= 0 && item < d.num_items(), "most_similar: item index out of range");
   if (e.by_similarity()) {
     const std::vector<double> s = e.similarity({item}).front();
     if (std::isnan(s[item])) throw UsageError(not_a_model_item(e, item, d));
-    return top_items(e.items, item, top, [&](int32_t j) { return s[j]; });
+    return top_items(e.items, item, top, [&](int32_t j) { return s[j]; }, listable(d, min_ratings));
   }
   // Liking any item raises the popular ones: the baseline is the output after a like of the
   // average item (every model item in turn, averaged), so what is left is this item's own pull.
   const std::vector<float> liked = e.outputs({FoldInRow{{item, e.like}}}).front();
   if (std::isnan(liked[item])) throw UsageError(not_a_model_item(e, item, d));
-  return top_lifts(liked, item, lift_base(e, d.num_items()), top);
+  return top_lifts(liked, item, lift_base(e, d.num_items()), top, listable(d, min_ratings));
 }
 
-int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path) {
+int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path,
+                          int64_t min_ratings) {
   int64_t rows = 0;
+  const std::vector<char> listed = listable(d, min_ratings);
   auto add = [&](std::string& buf, int32_t item, const std::vector<SimilarItem>& list) {
     for (const SimilarItem& s : list) {
       char v[32];
@@ -417,7 +432,7 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
         const std::vector<std::vector<double>> sims = e.similarity(want);
         std::string buf;
         for (size_t r = 0; r < want.size(); ++r)
-          add(buf, want[r], top_items(e.items, want[r], top, [&](int32_t j) { return sims[r][j]; }));
+          add(buf, want[r], top_items(e.items, want[r], top, [&](int32_t j) { return sims[r][j]; }, listed));
         flush(f, buf);
       }
     });
@@ -428,7 +443,8 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
     f << "item_id,rank,similar_item_id,lift\n";
     for_item_likes(e, b.items, [&](size_t r0, const std::vector<std::vector<float>>& out) {
       std::string buf;
-      for (size_t r = 0; r < out.size(); ++r) add(buf, b.items[r0 + r], top_lifts(out[r], b.items[r0 + r], b, top));
+      for (size_t r = 0; r < out.size(); ++r)
+        add(buf, b.items[r0 + r], top_lifts(out[r], b.items[r0 + r], b, top, listed));
       flush(f, buf);
     });
   });
@@ -436,7 +452,7 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
 }
 
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
-                           const Dataset& d) {
+                           const Dataset& d, int64_t min_ratings) {
   std::vector<int64_t> counts(static_cast<size_t>(d.num_items()), 0);
   for (int32_t c : d.ratings.indices) ++counts[c];
   std::ostringstream os;
@@ -454,6 +470,13 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
     os << "; lift = how much more a new user's rating " << like << " of it alone raises each item's " << e.unit
        << " than such a rating of the average item does, centred over the items):\n";
   const char* measure = e.by_similarity() ? "similarity" : "lift";
+  if (min_ratings > 1) {
+    int64_t below = 0;
+    for (int64_t c : counts) below += c < min_ratings;
+    if (below > 0)
+      os << "(the " << below << " items with fewer than " << min_ratings
+         << " ratings are not listed: their pulls come from a handful of users; --min-ratings 1 lists them)\n";
+  }
   size_t id_w = 4;
   for (const auto& s : list) id_w = std::max(id_w, text::display_width(id_of(d, s.item)));
   os << std::right << std::setw(4) << "rank" << "  " << std::setw(static_cast<int>(id_w)) << "item" << "  "

@@ -68,19 +68,26 @@ struct SimilarItem {
 // The top items whose output the given item's like raises most over the average item's like
 // (lift; itself excluded), best first; ties go to the lower dataset item index. Lifts are
 // centred over the items (a shift common to all of them is taken out), so 0 is a typical pull.
-// By similarity instead when e has one. UsageError when the model does not take the item as
-// input (not one of its columns).
-std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d);
+// By similarity instead when e has one. Only items with at least min_ratings ratings in d are
+// listed (the lifts are still centred over all the model's items): a film of one or two ratings
+// gets an extreme pull from the few users it has. UsageError when the model does not take the
+// item as input (not one of its columns).
+std::vector<SimilarItem> most_similar(const ItemEffects& e, int32_t item, int top, const Dataset& d,
+                                      int64_t min_ratings = 1);
+
+// Per dataset item, whether it has min_ratings ratings in d (empty: every item, min_ratings <= 1).
+std::vector<char> listable(const Dataset& d, int64_t min_ratings);
 
 // Every model item's top lifts, streamed to the CSV `path` ("item_id,rank,similar_item_id,lift",
 // or similarity, model items in dataset order) and renamed into place when complete; returns the
 // rows written. Costs one outputs() row per model item twice (the average, then the lists).
-int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path);
+int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const std::string& path,
+                          int64_t min_ratings = 1);
 
 // Heading, then rank, item id, effect, the item's number of ratings, title; then the list's
-// genre counts.
+// genre counts. min_ratings > 1: a line says that items with fewer ratings were not listed.
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
-                           const Dataset& d);
+                           const Dataset& d, int64_t min_ratings = 1);
 
 // For each recommended item: among the user's liked items (rated at least `liked`), the one
 // whose rating alone pulls it up most — the rise in its output, less the rise that rating gives

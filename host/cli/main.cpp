@@ -72,6 +72,7 @@ struct Options {
   // recommend
   std::string user;
   int top = 10;
+  int64_t min_ratings = 10;  // similar: items listed
   bool include_rated = false;
   std::string ratings;
   bool ratings_given = false;  // --ratings "" is an empty fold-in (popularity), not a missing flag
@@ -1163,11 +1164,11 @@ int run_similar(Options& o) {
   AnalysisModel a = obtain_analysis_model(o, d);
   auto report = [&](const ItemEffects& e) {
     if (o.all_items) {
-      const int64_t rows = write_similar_csv(e, d, o.top, o.out);
+      const int64_t rows = write_similar_csv(e, d, o.top, o.out, o.min_ratings);
       std::cout << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by "
                 << (e.by_similarity() ? "similarity" : "lift") << " for each of the " << e.model << " model's items\n";
     } else {
-      std::cout << format_similar(e, item, most_similar(e, item, o.top, d), d);
+      std::cout << format_similar(e, item, most_similar(e, item, o.top, d, o.min_ratings), d, o.min_ratings);
     }
   };
   if (a.svd) {
@@ -1889,6 +1890,10 @@ int main(int argc, char** argv) {
   similar->fallthrough();
   similar->add_option("--item", o.item, "original item id, or a part of a title (case and accents ignored, a leading article may come first: \"the matrix\"; must pick one item)");
   similar->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
+  similar->add_option("--min-ratings", o.min_ratings,
+                      "list only items with at least this many ratings (a film of a few ratings gets an extreme "
+                      "pull from its few users; 1 lists every item)")
+      ->check(whole_in(1, int64_t{1} << 40));
   similar->add_flag("--all-items", o.all_items,
                     "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift; i-autorec: similarity)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
