@@ -206,6 +206,9 @@ TEST(Compare, RatingsProtocolComparesTheRatingPredictors) {
   for (const char* m : {"svd", "autorec", "popularity"})
     listed += std::regex_search(c.out, std::regex(std::string("\n  ") + m + " +[-+][0-9.]+ \xc2\xb1 [0-9.]+"));
   EXPECT_EQ(listed, 2) << c.out;  // everyone but the best
+  // One --epochs serves every model: where it moves SVD off its 20, a note says so.
+  EXPECT_THAT(c.out, HasSubstr("note: --epochs 2 applies to every model here, svd included (their own default is 20 "
+                               "SGD epochs"));
 }
 
 TEST(Compare, ModelsThatCannotRunAreRefusedBeforeAnyTraining) {

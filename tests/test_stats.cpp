@@ -147,10 +147,12 @@ TEST(Stats, RmseDifferencesArePairedByUser) {
   EXPECT_THAT(t, HasSubstr("\n  svd    " + format_ci(want)));
   // Other test ratings (a row's count differs), or items against users: not paired.
   rs[0].row_errors[3].second = 2;
-  EXPECT_EQ(format_paired_differences(rs), "");
+  EXPECT_EQ(format_paired_differences(rs), "No paired rmse differences: no other model can be paired with the best "
+                                           "(svdpp): svd (other test ratings)\n");
   rs[0].row_errors[3].second = 1;
   rs[0].item_based = true;
-  EXPECT_EQ(format_paired_differences(rs), "");
+  EXPECT_EQ(format_paired_differences(rs), "No paired rmse differences: no other model can be paired with the best "
+                                           "(svdpp): svd (its rows are items)\n");
   // Beside a paired model, the unpaired one is named with the reason.
   rs[0].item_based = false;
   rs.push_back(rated("i-autorec", {{1.5, 2}, {2.5, 3}}));

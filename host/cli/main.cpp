@@ -1457,6 +1457,16 @@ int run_compare(Options& o) {
   std::string swept;  // "beta" or "beta, dropout"
   for (const Sweep& sw : sweeps) swept += (swept.empty() ? "" : ", ") + sw.name;
   std::vector<std::string> models = listed ? parse_model_list(o.models) : default_compare_models(o.train.protocol);
+  // One --epochs serves every trained model: say so where it moves SVD off its own default
+  // (20 SGD epochs; 60 Adam epochs for AutoRec are 3 times too many for it, and it overfits).
+  if (o.was_given("--epochs")) {
+    std::string svds;
+    for (const std::string& m : models)
+      if (is_svd_kind(m)) svds += (svds.empty() ? "" : ", ") + m;
+    if (!svds.empty() && o.train.epochs != 20)
+      std::cerr << "note: --epochs " << o.train.epochs << " applies to every model here, " << svds
+                << " included (their own default is 20 SGD epochs; compare them at it in a run of their own)\n";
+  }
   // The swept options a model reads, in the order given.
   auto swept_by = [&](const std::string& m) {
     std::vector<const Sweep*> out;

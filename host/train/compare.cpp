@@ -343,7 +343,9 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
     d.half = static_cast<double>(rows) / static_cast<double>(ratings) * m.half / (r.metric("rmse") + best->metric("rmse"));
     out.emplace_back(&r, d);
   }
-  if (out.empty()) return "";
+  if (out.empty())  // say why rather than leave the block out
+    return unpaired.empty() ? "" : "No paired rmse differences: no other model can be paired with the best (" +
+                                       row_name(*best) + "): " + unpaired + "\n";
   const char* unit = best->item_based ? "items" : "users";
   std::ostringstream os;
   os << "Differences in rmse from the best (" << row_name(*best) << ") over the " << ratings << " test ratings of "
