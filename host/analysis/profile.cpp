@@ -401,12 +401,19 @@ std::string format_cluster_report(const ClusterProfile& p) {
     return s + "  Distinctive: nothing clearly over-represented against the other users\n";
   // [n]: the cluster's ratings of the movie, or its users with the occupation (the support).
   s += "  Distinctive (lift, strongest evidence first):\n";
+  // The lines show the first few; the rest are in cluster_lift.csv and cluster_movies.csv.
+  auto more = [](const auto& all, size_t shown) {
+    size_t n = 0;
+    for (const auto& x : all) n += x.distinctive;
+    return n > shown ? " (+" + std::to_string(n - shown) + " more)" : std::string();
+  };
   if (!p.lift_genres.empty())
-    s += "    genres: " + join(p.lift_genres, [](const GenreStat& g) { return shown_name(g.name) + " " + times(g.lift); }) + "\n";
+    s += "    genres: " + join(p.lift_genres, [](const GenreStat& g) { return shown_name(g.name) + " " + times(g.lift); }) +
+         more(p.genres, p.lift_genres.size()) + "\n";
   if (!p.lift_movies.empty())
     s += "    movies: " +
          join(p.lift_movies, [](const MovieStat& m) { return m.title + " " + times(m.lift) + " [" + std::to_string(m.count) + "]"; }) +
-         "\n";
+         more(p.supported_movies, p.lift_movies.size()) + "\n";
   if (!p.lift_occupations.empty())
     s += "    occupations: " +
          join(p.lift_occupations,
