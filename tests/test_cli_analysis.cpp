@@ -73,6 +73,11 @@ TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   EXPECT_THAT(out, ::testing::ContainsRegex("Epoch \\[3/3\\] train"));
   EXPECT_THAT(out, HasSubstr("popularity"));
   EXPECT_THAT(out, HasSubstr("Top 30 recommendations for user 1"));
+  EXPECT_THAT(out, HasSubstr("note: the seed protocol (the notebooks') feeds each test user's whole rating vector in "
+                             "and scores the ranking of those same items: a reconstruction score"));
+  const CmdResult heldout = run_cli("train --model popularity --protocol heldout " + kData);
+  ASSERT_EQ(heldout.code, 0) << heldout.out;
+  EXPECT_THAT(heldout.out, Not(HasSubstr("reconstruction score")));
   EXPECT_THAT(out, HasSubstr("\n  30  "));  // rank 30 is printed
   EXPECT_THAT(out, HasSubstr("Genre Counts"));
   EXPECT_THAT(out, HasSubstr("Cluster sizes:"));

@@ -248,6 +248,15 @@ void apply_common_options(Options& o) {
   o.train.progress_bar = isatty(fileno(stderr)) != 0;
 }
 
+// The notebooks' protocol scores reconstruction: say so once, so its figures are not read
+// against the papers' (held-out items of unseen users).
+void note_seed_protocol(const Options& o) {
+  if (o.train.protocol == "seed" && o.model_file.empty())
+    std::cerr << "note: the seed protocol (the notebooks') feeds each test user's whole rating vector in and scores the "
+                 "ranking of those same items: a reconstruction score, higher than the papers' held-out figures "
+                 "(--protocol heldout)\n";
+}
+
 void prepare_training(Options& o) {
   // SVD models only predict ratings: their protocol unless another one is asked for.
   // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
@@ -903,6 +912,7 @@ int run_train(Options& o, bool main_job) {
   prepare_training(o);
   check_out_dir(o.out);
   const Dataset d = load_data(o);
+  note_seed_protocol(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   if (!o.model_file.empty()) {
     // A stored model is evaluated as it is: flags that would train another one are refused.
@@ -1514,6 +1524,7 @@ int run_compare(Options& o) {
       std::all_of(models.begin(), models.end(), [](const std::string& m) { return is_svd_kind(m) || m == "i-autorec"; }))
     o.train.protocol = "ratings";
   apply_common_options(o);
+  note_seed_protocol(o);
   const std::string loss = o.train.model.loss;
   if (!loss.empty() && std::none_of(models.begin(), models.end(), [&](const std::string& m) { return loss_fits(m, loss); }))
     throw UsageError("--loss " + loss + " is " + (loss_fits("cdae", loss) ? "CDAE's" : "AutoRec's") +
