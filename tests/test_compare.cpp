@@ -24,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace vae;
 
 TrainResult result(const std::string& model, std::vector<std::pair<std::string, double>> metrics, int epoch,
@@ -270,6 +271,13 @@ TEST(Compare, TheFootnoteSaysHowEachEpochWasPicked) {
   const CmdResult c = run_cli(std::string("compare --protocol heldout --models multvae --epochs 2 ") + kData);
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, HasSubstr("; epoch: the best on the validation users\n"));
+  EXPECT_THAT(c.out, Not(HasSubstr("(RMSE, MAE: the lowest)")));  // no RMSE column under heldout
+  // The best epoch being the last says that training stopped while validation improved.
+  const bool last = c.out.find("Best epoch 2 (on the validation users") != std::string::npos;
+  EXPECT_NE(last || c.out.find("Best epoch 1 (on the validation users)") != std::string::npos, false) << c.out;
+  EXPECT_EQ(c.out.find("; the last one: validation was still improving, more --epochs may help)") != std::string::npos,
+            last)
+      << c.out;
   const CmdResult e = run_cli(std::string("compare --models ease,popularity ") + kData);
   ASSERT_EQ(e.code, 0) << e.out;
   EXPECT_THAT(e.out, HasSubstr("(RMSE, MAE: the lowest)\n"));

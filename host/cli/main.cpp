@@ -857,7 +857,12 @@ std::string epoch_report(const TrainResult& r) {
   if (r.model == "popularity") return "No training epochs (popularity counts the training ratings)";
   if (r.model == "ease") return "No training epochs: EASE is solved in closed form with " + r.note;
   const std::string held = r.protocol == "ratings" ? "ratings" : "users";
-  if (r.epoch_selection == "validation") return "Best epoch " + std::to_string(r.best_epoch) + " (on the validation users)";
+  if (r.epoch_selection == "validation")
+    return "Best epoch " + std::to_string(r.best_epoch) + " (on the validation users" +
+           // Still improving when training stopped: more epochs may do better.
+           (r.history.size() > 1 && r.best_epoch == static_cast<int>(r.history.size())
+                ? "; the last one: validation was still improving, more --epochs may help)"
+                : ")");
   if (r.epoch_selection == "test")
     return "Best epoch " + std::to_string(r.best_epoch) + " on the test " + held + " (--patience; the " + r.protocol +
            " protocol has no validation set)";
@@ -1646,7 +1651,10 @@ int run_compare(Options& o) {
   const std::string split = first.protocol + " protocol (" + first.eval_set + "; seed " + std::to_string(o.seed) +
                             (be ? "; " + be->name() : "") + ")";
   std::cout << "\nModels compared on the " << split << ":\n"
-            << format_compare_table(results) << "* best in its column (RMSE, MAE: the lowest)";
+            << format_compare_table(results) << "* best in its column"
+            << (std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("rmse")); })
+                    ? " (RMSE, MAE: the lowest)"
+                    : "");
   const std::string wording = compare_epoch_wording(results);
   if (!wording.empty()) std::cout << "; epoch: " << wording;
   std::cout << "\n";

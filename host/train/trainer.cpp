@@ -370,7 +370,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     // The final metrics are the test users'; the validation users pick the epoch (or EASE's λ).
     for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
     res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
-                   " more for validation), " + std::to_string(s.item_map.size()) + " items";
+                   " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
+                   std::to_string(d.num_items()) + ": those a training user rated as positive)";
   } else {
     RatingsSplit s = opt.ratings_split == "random"
                          ? split_ratings_random(d, 0.1, opt.seed)
