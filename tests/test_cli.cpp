@@ -842,9 +842,13 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   const CmdResult level = run_cli(base + " --epochs 4");
   ASSERT_EQ(level.code, 0) << level.out;
   EXPECT_THAT(level.out, HasSubstr("note: the notebook VAE (--beta 1) ends level with popularity"));
+  // Its clusters, however high their silhouette, are of that collapsed code: said under them.
+  EXPECT_THAT(level.out, HasSubstr("note: these clusters are of the collapsed latent code"));
+  EXPECT_LT(level.out.find("Cluster sizes:"), level.out.find("note: these clusters are of the collapsed"));
   const CmdResult low = run_cli(base + " --epochs 20 --beta 0.0001");
   ASSERT_EQ(low.code, 0) << low.out;
   EXPECT_THAT(low.out, Not(HasSubstr("ends level with popularity")));
+  EXPECT_THAT(low.out, Not(HasSubstr("collapsed latent code")));
   // Far below popularity (barely trained) is not the collapse the note explains.
   const CmdResult under = run_cli("--device cpu --data synthetic:users=300,items=300,ratings=8000 --epochs 3 --lr 0.00001");
   ASSERT_EQ(under.code, 0) << under.out;

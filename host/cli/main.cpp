@@ -985,6 +985,7 @@ int run_train(Options& o, bool main_job) {
       staged.remove_on_commit(model_path);
     }
   }
+  bool collapsed = false;  // the VAE's latent code, by the popularity comparison
   if (main_job && !o.no_baseline && r.model != "popularity") {
     TrainOptions b = o.train;
     b.model = ModelConfig{};
@@ -1001,10 +1002,12 @@ int run_train(Options& o, bool main_job) {
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
           // Level, not merely below: an under-trained VAE far below popularity has another cause.
-          if (std::fabs(kv.second / pop.metric(kv.first) - 1.0) < 0.02)
+          if (std::fabs(kv.second / pop.metric(kv.first) - 1.0) < 0.02) {
             std::cout << "note: the notebook VAE (--beta " << beta << ") ends level with popularity: "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
+            collapsed = true;
+          }
           break;
         }
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
@@ -1041,6 +1044,11 @@ int run_train(Options& o, bool main_job) {
       co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
                          "' --tsne --tsne-max <points>";
       cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
+      // A collapsed code clusters into tight, well-separated blobs of noise: a high silhouette
+      // says nothing about tastes there.
+      if (collapsed)
+        std::cout << "note: these clusters are of the collapsed latent code (see the note above): however high "
+                     "their silhouette, they say little about the users; cluster a --beta 0.0001 or multvae model\n";
     } else if (!o.out.empty()) {
       drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
