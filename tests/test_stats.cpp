@@ -14,6 +14,7 @@ namespace vae {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(Stats, StudentQuantiles) {
   EXPECT_DOUBLE_EQ(student_t975(1), 12.706);
@@ -67,6 +68,24 @@ TrainResult result(const std::string& model, const std::string& protocol,
   r.user_metrics = users;
   for (const auto& [k, v] : users) r.metrics.emplace_back(k, mean_ci95(v).mean);
   return r;
+}
+
+// A trained model level with popularity (within 2 %) or far below it (under half) gets a note;
+// one clearly above, EASE (closed form, nothing trained) and a table without popularity none.
+TEST(Stats, ModelsLevelWithOrFarBelowPopularityAreNoted) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("popularity", "heldout", {{"ndcg@100", {0.2, 0.4}}}));  // 0.3
+  rs.push_back(result("multvae", "heldout", {{"ndcg@100", {0.3, 0.305}}}));  // 0.3025: level
+  rs.push_back(result("autorec", "heldout", {{"ndcg@100", {0.1, 0.1}}}));    // far below
+  rs.push_back(result("cdae", "heldout", {{"ndcg@100", {0.4, 0.5}}}));       // above
+  rs.push_back(result("ease", "heldout", {{"ndcg@100", {0.3, 0.3}}}));       // level, but closed form
+  const std::string n = format_popularity_notes(rs);
+  EXPECT_THAT(n, HasSubstr("note: multvae ends level with popularity (ndcg@100 0.3025 vs 0.3)"));
+  EXPECT_THAT(n, HasSubstr("note: autorec ends far below popularity (ndcg@100 0.1 vs 0.3)"));
+  EXPECT_THAT(n, Not(HasSubstr("cdae")));
+  EXPECT_THAT(n, Not(HasSubstr("ease")));
+  rs.erase(rs.begin());
+  EXPECT_EQ(format_popularity_notes(rs), "");
 }
 
 TEST(Stats, CompareListsEachModelAgainstTheBest) {

@@ -1669,7 +1669,7 @@ int run_compare(Options& o) {
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
       std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
-  std::cout << format_paired_differences(results);
+  std::cout << format_paired_differences(results) << format_popularity_notes(results);
   if (const std::string by_activity = format_activity_breakdown(results); !by_activity.empty())
     std::cout << "\n" << by_activity;
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";

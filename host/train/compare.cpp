@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <iomanip>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -356,6 +357,31 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
 }
 
 }  // namespace
+
+std::string format_popularity_notes(const std::vector<TrainResult>& results) {
+  const std::string metric = selection_metric(results);
+  if (metric.empty()) return "";
+  const TrainResult* pop = nullptr;
+  for (const TrainResult& r : results)
+    if (r.model == "popularity") pop = &r;
+  if (!pop) return "";
+  const double p = pop->metric(metric);
+  if (!(p > 0)) return "";
+  std::ostringstream os;
+  os << std::setprecision(4);
+  for (const TrainResult& r : results) {
+    if (&r == pop || r.model == "ease" || r.eval_set != pop->eval_set) continue;
+    const double m = r.metric(metric);
+    if (!std::isfinite(m)) continue;
+    if (std::fabs(m / p - 1.0) < 0.02)
+      os << "note: " << row_name(r) << " ends level with popularity (" << metric << " " << m << " vs " << p
+         << "): it learned little beyond the most popular items here\n";
+    else if (m < 0.5 * p)
+      os << "note: " << row_name(r) << " ends far below popularity (" << metric << " " << m << " vs " << p
+         << "): it learned no useful ranking under this protocol\n";
+  }
+  return os.str();
+}
 
 std::string format_paired_differences(const std::vector<TrainResult>& results) {
   const std::string metric = selection_metric(results);

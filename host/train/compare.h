@@ -64,6 +64,11 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // than two models have such values for the same evaluation set (SVD's --folds, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
+// Notes on trained models that end level with popularity (within 2 % of its NDCG at the
+// selection cut-off) or far below it (under half): a table alone does not say that such a model
+// learned no ranking of its own. Empty without a popularity row or a ranking metric.
+std::string format_popularity_notes(const std::vector<TrainResult>& results);
+
 // The selection metric (as above) by user activity: the evaluated users cut into quartiles of
 // their number of input ratings, one row per model with its mean in each group (the Mult-VAE
 // paper's view: do the models differ for light and heavy users?). Empty without per-user values
