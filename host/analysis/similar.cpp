@@ -97,7 +97,8 @@ ItemEffects item_similarities(Recommender& rec, Backend<float>& be, const ModelF
     if (norm > 1e-6 * scale * std::sqrt(static_cast<double>(users)))
       for (int64_t u = 0; u < users; ++u) (*q)[k * users + u] = static_cast<float>(v[u] / norm);
   }
-  auto qt = std::make_shared<Tensor<float>>(be.upload(*q, n, users));
+  // Nothing to upload when no item has input ratings (every list is then refused).
+  auto qt = n > 0 ? std::make_shared<Tensor<float>>(be.upload(*q, n, users)) : nullptr;
   std::vector<int32_t> pos(static_cast<size_t>(rec.num_items()), -1);
   for (int64_t k = 0; k < n; ++k) pos[e.items[k]] = static_cast<int32_t>(k);
   const std::vector<int32_t> items = e.items;
