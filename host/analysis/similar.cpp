@@ -382,10 +382,19 @@ std::string not_a_model_item(const ItemEffects& e, int32_t item, const Dataset& 
 
 }  // namespace
 
-std::vector<char> listable(const Dataset& d, int64_t min_ratings) {
-  if (min_ratings <= 1) return {};
+namespace {
+
+std::vector<int64_t> ratings_per_item(const Dataset& d) {
   std::vector<int64_t> counts(static_cast<size_t>(d.num_items()), 0);
   for (int32_t c : d.ratings.indices) ++counts[c];
+  return counts;
+}
+
+}  // namespace
+
+std::vector<char> listable(const Dataset& d, int64_t min_ratings) {
+  if (min_ratings <= 1) return {};
+  const std::vector<int64_t> counts = ratings_per_item(d);
   std::vector<char> ok(counts.size());
   for (size_t j = 0; j < counts.size(); ++j) ok[j] = counts[j] >= min_ratings;
   return ok;
@@ -454,8 +463,7 @@ int64_t write_similar_csv(const ItemEffects& e, const Dataset& d, int top, const
 
 std::string format_similar(const ItemEffects& e, int32_t item, const std::vector<SimilarItem>& list,
                            const Dataset& d, int64_t min_ratings) {
-  std::vector<int64_t> counts(static_cast<size_t>(d.num_items()), 0);
-  for (int32_t c : d.ratings.indices) ++counts[c];
+  const std::vector<int64_t> counts = ratings_per_item(d);
   std::ostringstream os;
   const std::string g = genres_of(d, item);
   char like[32];

@@ -480,11 +480,13 @@ bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const 
   std::vector<float> pos(static_cast<size_t>(2 * n), 0.0f);
   std::vector<char> has(static_cast<size_t>(n), 0);
   int64_t kept = 0;
+  std::vector<std::string_view> f;
+  std::vector<std::string> storage;
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::getline(in, line) || line.rfind(text::csv_field(d.user_ids[e.users[i]]) + ",", 0) != 0) return false;
-    const size_t c2 = line.rfind(','), c1 = c2 == std::string::npos || c2 == 0 ? std::string::npos : line.rfind(',', c2 - 1);
-    if (c1 == std::string::npos) return false;
-    const std::string x = line.substr(c1 + 1, c2 - c1 - 1), y = line.substr(c2 + 1);
+    if (!std::getline(in, line) || !text::split_csv(line, &f, &storage).empty() || f.size() != 4 ||
+        f[0] != d.user_ids[e.users[i]])
+      return false;
+    const std::string x(f[2]), y(f[3]);
     if (x.empty() && y.empty()) continue;  // outside the t-SNE's subsample
     char* end = nullptr;
     const double xv = std::strtod(x.c_str(), &end);
