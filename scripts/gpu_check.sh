@@ -354,6 +354,12 @@ PY
       [ "$rc" -eq 0 ] || { ok=0; tail -n 5 "$log"; }
       res=$(python3 -c "import json; j=json.load(open('$OUT/scale_$prec/summary.json')); print('ndcg@100 %.4f, %.3f s/epoch' % (j['metrics']['ndcg@100'], j['epoch_seconds_median']))" 2>/dev/null || echo "rc $rc")
       scale_line="$scale_line$prec: $res; "
+      if [ "$prec" = tf32 ] && enough 60; then
+        # Where the TF32 epoch's device time goes, op by op (the 60 ms target's miss needs it).
+        capped 90 "$BUILD/vae_gpu" train --model multvae --protocol heldout --data "$spec" --epochs 1 --device cuda \
+          --tf32 --profile-ops --quiet >"$OUT/scale_tf32_profile.log" 2>&1
+        grep -A 24 '^Device time per op' "$OUT/scale_tf32_profile.log"
+      fi
       # torch has no double-accumulating float matmul, and its BF16 peer (autocast) is not written
       [ "$prec" = exact ] || [ "$prec" = bf16 ] && continue
       enough 30 || continue
