@@ -1,0 +1,221 @@
+// The helpers more than one vae_gpu command uses (declared in options.h).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "analysis/html_report.h"
+#include "cli/options.h"
+#include "core/console_capture.h"
+#include "data/text_reader.h"
+
+namespace vae::cli {
+
+namespace {
+
+std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
+  std::vector<int> v;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t pos = 0;
+      const int k = std::stoi(tok, &pos);
+      if (pos != tok.size() || k < 1) throw std::invalid_argument("");
+      v.push_back(k);
+    } catch (const std::exception&) {
+      throw UsageError(flag + ": '" + tok + "' is not a positive integer");
+    }
+  }
+  if (v.empty()) throw UsageError(flag + ": empty list");
+  return v;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend<float>> make_backend(const Options& o) {
+  const GemmPrecision p = parse_precision(o.precision);
+  // The CPU has no tensor cores: tf32 / bf16 GEMMs run there as fp32 (said, not silently).
+  auto cpu = [&] {
+    if (p == GemmPrecision::tf32 || p == GemmPrecision::bf16)
+      std::cerr << "note: --precision " << precision_name(p) << " is a GPU tensor-core format; the CPU runs fp32 GEMMs\n";
+    return make_cpu_backend<float>(p);
+  };
+  if (o.device == "cpu") return cpu();
+  if (o.device == "cuda" || (cuda_device_available() && cuda_backend_built())) {
+    const int slow = cuda_fp32_per_fp64();
+    if (p == GemmPrecision::exact && slow > 4)
+      std::cerr << "note: this GPU runs FP64 at 1/" << slow << " of its FP32 rate, and exact GEMMs accumulate in FP64; "
+                << "--precision fp32 (or tf32) is much faster, at the cost of last-bit drift from CPU runs\n";
+    return make_cuda_backend(p);
+  }
+  std::cerr << (cuda_device_available() ? "note: CUDA backend not built yet; running on the CPU\n"
+                                        : "note: no CUDA device found; running on the CPU\n");
+  return cpu();
+}
+
+Dataset load_data(const Options& o) {
+  std::string arg = o.data, note;
+  if (arg.empty() && !o.model_file.empty()) {
+    const std::string src = peek_model_metadata(o.model_file, "dataset_source");
+    std::error_code ec;
+    if (is_synthetic_spec(src) || (!src.empty() && std::filesystem::exists(src, ec))) {
+      arg = src;
+      std::cerr << "no --data given: reading the model's training data, " << src << "\n";
+    } else if (!src.empty()) {
+      // Falling back to the default data would only end in "trained on other data".
+      throw DataError(o.model_file, 0,
+                      "trained on '" + text::escape(src, 300) + "'" +
+                          ", which is no longer there: pass the training data with --data (its new location)");
+    }
+  }
+  Dataset d = load_dataset(arg, &note);
+  std::cerr << note << "\n";
+  // Any finite number is a valid rating, but a scale far from MovieLens' usually means another
+  // column was read as the rating (an id, a timestamp, a count), and can make training diverge.
+  if (d.num_ratings() > 0 && (d.rating_min < 0 || d.rating_max > 10))
+    std::cerr << "note: " << d.source << ": the ratings run from " << d.rating_min << " to " << d.rating_max
+              << " (MovieLens: 0.5 to 5 stars); they are used as given: check the third column is the rating\n";
+  return d;
+}
+
+void apply_common_options(Options& o) {
+  o.train.adam.lr = o.lr;
+  o.train.adam.weight_decay = o.weight_decay;
+  o.train.adam.decoupled = o.adamw;
+  o.train.ks = parse_int_list(o.ks, "--ks");
+  o.train.seed = o.seed;
+  o.train.progress_bar = isatty(fileno(stderr)) != 0;
+}
+
+void note_seed_protocol(const Options& o) {
+  if (o.train.protocol == "seed" && o.model_file.empty())
+    std::cerr << "note: the seed protocol (the notebooks') feeds each test user's whole rating vector in and scores the "
+                 "ranking of those same items: a reconstruction score, higher than the papers' held-out figures "
+                 "(--protocol heldout)\n";
+}
+
+void prepare_training(Options& o) {
+  // SVD models only predict ratings: their protocol unless another one is asked for.
+  // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
+  if ((is_svd_kind(o.train.model.kind) || o.train.model.kind == "i-autorec") && !o.protocol_given)
+    o.train.protocol = "ratings";
+  apply_common_options(o);
+  if (o.model_file.empty()) resolve_defaults(o.train);
+}
+
+std::string kept_epoch(const std::string& protocol, int epoch) {
+  return (protocol == "heldout" ? "best epoch " : "epoch ") + std::to_string(epoch);
+}
+
+LoadedModel load_model(const Options& o, Backend<float>& be, const Dataset& d, int64_t max_batch) {
+  if (!o.train.model.kind.empty())
+    throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
+  LoadedModel lm = load_model_file(o.model_file, be, d, max_batch);
+  std::cerr << "loaded " << lm.info.config.kind << " from " << o.model_file << " (trained on "
+            << lm.info.dataset << ", " << lm.info.protocol << " protocol, "
+            << kept_epoch(lm.info.protocol, lm.info.best_epoch) << ")\n";
+  return lm;
+}
+
+SvdRunConfig svd_run_config(const Options& o) {
+  SvdRunConfig rc;
+  const bool serial_asked = o.svd_schedule == "serial";
+  if (o.device == "cuda") {
+    if (serial_asked)
+      throw UsageError("--svd-schedule serial (Surprise's order) runs on the CPU only: use --device cpu, or drop it "
+                       "for the blocked schedule on the GPU");
+    if (!cuda_device_available()) throw VaeError("--device cuda: no CUDA device found");
+    rc.cuda = true;
+  } else if (o.device == "auto") {
+    rc.cuda = !serial_asked && cuda_device_available();
+  }
+  rc.schedule = rc.cuda || o.svd_schedule == "blocked" ? SvdSchedule::blocked : SvdSchedule::serial;
+  rc.blocks = o.svd_blocks;
+  check_svd_run_config(rc);  // before any data is read or model trained
+  return rc;
+}
+
+void print_svd_device(const SvdRunConfig& rc, bool svdpp) {
+  if (rc.cuda)
+    std::cerr << "device: cuda (" << cuda_device_name() << "; blocked parallel SGD, deterministic for the seed; "
+              << "--device cpu for Surprise's serial order)\n";
+  else
+    std::cerr << "device: cpu ("
+              << (rc.schedule == SvdSchedule::serial ? "serial SGD in Surprise's order"
+                                                     : "blocked SGD, the GPU schedule's CPU twin")
+              << ")\n";
+  if (rc.schedule == SvdSchedule::blocked && svdpp)
+    std::cerr << "note: svdpp on the blocked schedule moves the y_j of a user's items once per sub-epoch "
+                 "(Surprise: after every rating); --svd-schedule serial --device cpu for Surprise's exact order\n";
+}
+
+LoadedSvd load_svd(const Options& o, const Dataset& d) {
+  if (!o.train.model.kind.empty())
+    throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
+  LoadedSvd ls = load_svd_model_file(o.model_file, d);
+  const SvdOptions& so = ls.info.svd;
+  std::cerr << "loaded " << ls.info.config.kind << " from " << o.model_file << " (trained on " << ls.info.dataset
+            << ", split " << ls.info.ratings_split << ", seed " << ls.info.seed << ", " << so.epochs << " epochs, "
+            << svd_schedule_name(so.schedule) << " schedule)\n";
+  return ls;
+}
+
+void ensure_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
+}
+
+void check_out_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  ensure_dir(dir);
+  // A probe file of this process's own, created exclusively and never through a link, so that
+  // nothing already there (a user's file, a link to one) is written or removed.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string probe =
+        dir + "/.vae_gpu_write_test." + std::to_string(::getpid()) + (attempt ? "." + std::to_string(attempt) : "");
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      throw DataError(dir, 0, std::string("output directory is not writable: ") + std::strerror(errno));
+    }
+    const bool ok = ::write(fd, "ok", 2) == 2;
+    ::close(fd);
+    ::unlink(probe.c_str());
+    if (!ok) throw DataError(dir, 0, "output directory is not writable (disk full?)");
+    return;
+  }
+  throw DataError(dir, 0, "output directory: no free name for a write probe");
+}
+
+void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report) {
+  const ConsoleCapture* capture = ConsoleCapture::active();
+  if (capture && !dir.empty()) {
+    std::vector<ReportPicture> pictures;
+    for (const auto& [path, svg] : staged.pictures())
+      pictures.push_back({std::filesystem::path(path).lexically_relative(dir).generic_string(), svg});
+    staged.add(dir + "/" + report, run_report_html(capture->command(), capture->text(), pictures));
+  }
+  const std::vector<std::string> paths = staged.commit();
+  if (paths.empty()) return;
+  std::string names;
+  for (const std::string& p : paths)
+    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
+  std::cerr << "wrote " << dir << (dir.back() == '/' ? "" : "/") << names << "\n";
+}
+
+void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {
+  for (const char* f : {"/clusters.csv", "/cluster_lift.csv", "/cluster_movies.csv", "/tsne.svg", "/k_scan.csv",
+                        "/k_scan.svg"})
+    staged.remove_on_commit(out_dir + f);
+  if (embeddings)
+    for (const char* f : {"/embeddings.npy", "/user_ids.csv"}) staged.remove_on_commit(out_dir + f);
+}
+
+}  // namespace vae::cli
