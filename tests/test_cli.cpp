@@ -18,6 +18,7 @@
 
 #include "backend/backend.h"
 #include "cli_runner.h"
+#include "data/text_reader.h"
 
 namespace {
 
@@ -530,11 +531,61 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   EXPECT_TRUE(fs::is_symlink(dir / "latest.csv"));
   EXPECT_EQ(read_text(dir / "recs.csv").rfind("user_id,rank,item_id,score\n", 0), 0u);
 
-  const CmdResult out = run_cli(rec + "/dev/stdout");
-  ASSERT_EQ(out.code, 0) << out.out;
-  EXPECT_THAT(out.out, HasSubstr("user_id,rank,item_id,score\n"));
-  EXPECT_THAT(out.out, HasSubstr("wrote /dev/stdout: 400 recommendations for 200 users"));
+  // stdout holds the CSV alone; what the run says goes to stderr.
+  const std::string err = (dir / "stderr.txt").string();
+  const std::string cmd = std::string(VAE_CLI_PATH) + " " + rec + "/dev/stdout 2>" + err;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string csv;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) csv.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << read_text(err);
+  EXPECT_EQ(csv.rfind("user_id,rank,item_id,score\n", 0), 0u) << csv.substr(0, 200);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 401) << csv.substr(csv.size() - 200);
+  EXPECT_THAT(csv, ::testing::Not(HasSubstr("wrote")));
+  EXPECT_THAT(read_text(err), HasSubstr("wrote /dev/stdout: 400 recommendations for 200 users"));
   EXPECT_FALSE(fs::is_regular_file("/dev/stdout"));
+}
+
+// Ids holding a comma or a quote, which the generic CSV reader accepts quoted, are written quoted,
+// so the file reads back; users given the popular items instead are named, since their score
+// column holds item counts instead of the model's scores.
+TEST(Cli, AllUsersCsvQuotesIdsAndNamesFallbackUsers) {
+  const fs::path dir = temp_dir("rec_quoted");
+  {
+    std::ofstream f(dir / "q.csv");
+    f << "user,item,rating\n";
+    for (int u = 0; u < 60; ++u)
+      for (int i = 0; i < 40; ++i)
+        if ((u * 7 + i * 3) % 5 < 2) f << "\"u" << u << ", \"\"x\"\"\",item" << i << "," << 3 + (u + i) % 3 << "\n";
+    for (int u = 0; u < 60; u += 3) f << "\"u" << u << ", \"\"x\"\"\",\"sku,A6\",5\n";
+    for (int i = 0; i < 6; ++i) f << "lukewarm," << "item" << i << ",2\n";  // no rating >= 4: nothing to fold in
+  }
+  const std::string csv = (dir / "recs.csv").string();
+  const CmdResult r = run_cli("recommend --model multvae --protocol heldout --epochs 1 --quiet --device cpu --all-users "
+                              "--top 5 --data " + (dir / "q.csv").string() + " --out " + csv);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: 1 user without usable ratings got the most popular items (their score = the "
+                               "item's number of ratings): user lukewarm\n"));
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "user_id,rank,item_id,score");
+  std::set<std::string> users, items;
+  int rows = 0;
+  std::vector<std::string_view> f;
+  std::vector<std::string> storage;
+  while (std::getline(in, line)) {
+    ASSERT_EQ(vae::text::split_csv(line, &f, &storage), "") << line;
+    ASSERT_EQ(f.size(), 4u) << line;
+    users.emplace(f[0]);
+    items.emplace(f[2]);
+    ++rows;
+  }
+  EXPECT_EQ(rows, 61 * 5);
+  EXPECT_EQ(users.size(), 61u);
+  EXPECT_EQ(users.count("u3, \"x\""), 1u);
+  EXPECT_EQ(items.count("sku,A6"), 1u);  // rated by a third of the users: in some lists
 }
 
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads
@@ -624,15 +675,29 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
   const std::string data = " --device cpu --quiet --data synthetic:users=100,items=140,ratings=2400";
   ASSERT_EQ(run_cli("train --epochs 2 --test-fraction 0.3 --out " + (dir / "a").string() + data).code, 0);
   const std::string model = (dir / "a" / "model.safetensors").string();
-  for (const char* extra : {"", " --test-fraction 0.5"}) {
+  for (const char* extra : {"", " --test-fraction 0.5", " --seed 7"}) {
     const CmdResult r = run_cli("train --model-file " + model + extra + " --out " + (dir / "b").string() + data);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(read_json(dir / "b" / "summary.json")["metrics"], read_json(dir / "a" / "summary.json")["metrics"])
         << extra;
-    if (*extra) {
+    if (std::string(extra) == " --test-fraction 0.5") {
       EXPECT_THAT(r.out, HasSubstr("--test-fraction 0.5 ignored"));
     }
+    if (std::string(extra) == " --seed 7") {
+      EXPECT_THAT(r.out, HasSubstr("note: --seed 7 ignored: the model file's training split uses seed 1"));
+    }
+    // The model goes along as it is (saving it again would lose its training record).
+    EXPECT_EQ(read_text(dir / "b" / "model.safetensors"), read_text(dir / "a" / "model.safetensors"));
+    EXPECT_EQ(read_json(dir / "b" / "summary.json")["note"],
+              "model file " + model + " (epoch 2 of its training) evaluated, not trained");
   }
+  // Into the folder it was trained into, an evaluation would replace the training history.
+  const std::string history = read_text(dir / "a" / "metrics.csv");
+  const CmdResult same = run_cli("train --model-file " + model + " --out " + (dir / "a").string() + data);
+  EXPECT_EQ(same.code, 2) << same.out;
+  EXPECT_THAT(same.out, HasSubstr("is the folder --model-file was trained into"));
+  EXPECT_EQ(read_text(dir / "a" / "metrics.csv"), history);
+  EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
 }
 
 

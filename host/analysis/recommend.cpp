@@ -552,9 +552,12 @@ Recommender::AllUsersSummary write_recs_csv(const std::string& path, const Datas
       std::string buf;
       for (const RecommendResult& r : rs) {
         ++s.users;
-        if (r.popularity_fallback) ++s.popularity_fallbacks;
+        if (r.popularity_fallback && ++s.popularity_fallbacks <= Recommender::AllUsersSummary::kNamedFallbacks)
+          s.fallback_users.push_back(r.user_id);
+        // Ids are quoted where they hold a comma or a quote, as the generic CSV reader accepts them.
+        const std::string user = text::csv_field(r.user_id) + ",";
         for (const Recommendation& rec : r.items) {
-          buf += r.user_id + "," + std::to_string(rec.rank) + "," + rec.item_id + "," + fmt_score(rec.score) + "\n";
+          buf += user + std::to_string(rec.rank) + "," + text::csv_field(rec.item_id) + "," + fmt_score(rec.score) + "\n";
           ++s.rows;
         }
       }

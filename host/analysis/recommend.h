@@ -68,6 +68,8 @@ class Recommender {
 
   struct AllUsersSummary {
     int64_t users = 0, rows = 0, popularity_fallbacks = 0;
+    static constexpr int64_t kNamedFallbacks = 5;
+    std::vector<std::string> fallback_users;  // the first kNamedFallbacks of them, to name
   };
   // CSV "user_id,rank,item_id,score" for every dataset user (dataset order), streamed to
   // path.tmp and renamed at the end, so an interrupted run leaves no half file.

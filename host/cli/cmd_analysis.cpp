@@ -460,10 +460,20 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
   const std::string suffix = " (" + kind + (o.include_rated ? ", rated items included" : "") + "):";
   if (o.all_users) {
     const auto s = rec.write_all_users_csv(o.out, ro);
-    std::cout << "wrote " << o.out << ": " << s.rows << " recommendations for " << s.users << " users";
-    if (s.popularity_fallbacks > 0)
-      std::cout << " (" << s.popularity_fallbacks << " users without usable ratings " << fallback_what << ")";
-    std::cout << "\n";
+    // Status on stderr: --out may be /dev/stdout, where the CSV alone should go.
+    std::cerr << "wrote " << o.out << ": " << s.rows << " recommendations for " << s.users << " users";
+    std::cerr << "\n";
+    if (s.popularity_fallbacks > 0) {
+      // Their score column holds another quantity than everyone else's: say whose rows they are.
+      std::string named;
+      for (const std::string& u : s.fallback_users)
+        named += (named.empty() ? "" : ", ") +
+                 (u.find_first_of(", '\"") == std::string::npos ? u : text::quote(u));
+      if (s.popularity_fallbacks > static_cast<int64_t>(s.fallback_users.size())) named += ", ...";
+      std::cerr << "note: " << s.popularity_fallbacks << (s.popularity_fallbacks == 1 ? " user" : " users")
+                << " without usable ratings " << fallback_what << " (their score = " << fallback_score
+                << "): user " << named << "\n";
+    }
     return 0;
   }
   RecommendResult r = !o.user.empty() ? rec.for_user(o.user, ro) : rec.for_ratings(o.ratings, ro);
@@ -579,7 +589,7 @@ int run_similar(Options& o) {
   auto report = [&](const ItemEffects& e) {
     if (o.all_items) {
       const int64_t rows = write_similar_csv(e, d, o.top, o.out, o.min_ratings);
-      std::cout << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by "
+      std::cerr << "wrote " << o.out << ": " << rows << " rows, the top " << o.top << " items by "
                 << (e.by_similarity() ? "similarity" : "lift") << " for each of the " << e.model << " model's items\n";
     } else {
       std::cout << format_similar(e, item, most_similar(e, item, o.top, d, o.min_ratings), d, o.min_ratings);

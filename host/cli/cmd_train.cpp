@@ -2,6 +2,7 @@
 // popularity, recommend, cluster), `train` (SVD models on their own path) and `info`.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <numeric>
@@ -75,6 +76,29 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   return 0;
 }
 
+// train --model-file M --out DIR evaluates M into DIR. The folder M was trained into is refused:
+// the evaluation's one-row metrics.csv would replace that run's history (and its curves).
+void check_evaluation_out(const Options& o) {
+  if (o.model_file.empty() || o.out.empty()) return;
+  std::error_code ec;
+  if (std::filesystem::equivalent(o.model_file, std::filesystem::path(o.out) / kModelFileName, ec))
+    throw UsageError("--out " + o.out + " is the folder --model-file was trained into: evaluating into it would "
+                     "replace that run's metrics.csv, summary.json and curves.svg; give another --out");
+}
+
+// The evaluated model goes into DIR as it is: saving it again would drop its training record
+// (best epoch) and change its bytes.
+void stage_model_copy(StagedFiles& staged, const std::string& model_file, const std::string& out) {
+  const std::string dest = out + "/" + kModelFileName;
+  std::error_code ec;
+  std::filesystem::copy_file(model_file, dest + ".tmp", std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) {
+    std::filesystem::remove(dest + ".tmp", ec);
+    throw DataError(dest + ".tmp", 0, "cannot copy " + model_file + " here");
+  }
+  staged.adopt(dest);
+}
+
 // train --model-file with an SVD file: its split again, evaluated without training.
 int run_svd_file(Options& o, const Dataset& d) {
   LoadedSvd ls = load_svd(o, d);
@@ -87,8 +111,7 @@ int run_svd_file(Options& o, const Dataset& d) {
   if (!o.out.empty()) {
     StagedFiles staged;
     stage_run_files(staged, o.out, r);
-    save_svd_model_file(o.out + "/" + kModelFileName + ".tmp", *ls.model, ls.info, d);
-    staged.adopt(o.out + "/" + kModelFileName);
+    stage_model_copy(staged, o.model_file, o.out);
     commit_and_report(staged, o.out);
   }
   return 0;
@@ -119,6 +142,7 @@ std::string epoch_report(const TrainResult& r) {
 int run_train(Options& o, bool main_job) {
   prepare_training(o);
   check_out_dir(o.out);
+  check_evaluation_out(o);
   const Dataset d = load_data(o);
   note_seed_protocol(o);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
@@ -142,6 +166,9 @@ int run_train(Options& o, bool main_job) {
     o.train.model = ModelConfig{};
     o.train.model.kind = lm.info.config.kind;
     o.train.protocol = lm.info.protocol;
+    if (o.was_given("--seed") && o.train.seed != lm.info.seed)
+      std::cerr << "note: --seed " << o.train.seed << (main_job ? " seeds the clusters' K-Means and t-SNE only" : " ignored")
+                << ": the model file's training split uses seed " << lm.info.seed << "\n";
     o.train.seed = lm.info.seed;
     // The split the model was trained on, so no evaluation user or rating is one it learned from.
     auto keep = [&o](const char* flag, auto& ours, const auto& theirs) {
@@ -160,6 +187,8 @@ int run_train(Options& o, bool main_job) {
     o.train.pretrained_rows = lm.info.row_map;
     file_best_epoch = lm.info.best_epoch;
     r = run_experiment(*be, d, o.train, std::cout, std::move(lm.model));
+    r.note = "model file " + o.model_file + " (" + kept_epoch(r.protocol, file_best_epoch) +
+             " of its training) evaluated, not trained";
   } else {
     r = run_experiment(*be, d, o.train, std::cout);
   }
@@ -176,7 +205,9 @@ int run_train(Options& o, bool main_job) {
   if (!o.out.empty()) {
     stage_run_files(staged, o.out, r);
     const std::string model_path = o.out + "/" + kModelFileName;
-    if (r.model_ptr && model_kind_saveable(r.model)) {
+    if (!o.model_file.empty()) {
+      stage_model_copy(staged, o.model_file, o.out);
+    } else if (r.model_ptr && model_kind_saveable(r.model)) {
       save_model_file(model_path + ".tmp", *be, *r.model_ptr, model_file_info(r, d), d);
       staged.adopt(model_path);
     } else {
