@@ -326,11 +326,19 @@ void for_item_likes(const ItemEffects& e, const std::vector<int32_t>& items, Fn 
   }
 }
 
+// The model's items: those an empty fold-in row scores (the others' outputs are NaN).
+std::vector<int32_t> lift_base_items(const std::vector<float>& none) {
+  std::vector<int32_t> items;
+  for (size_t j = 0; j < none.size(); ++j)
+    if (!std::isnan(none[j])) items.push_back(static_cast<int32_t>(j));
+  return items;
+}
+
 LiftBase lift_base(const ItemEffects& e, int64_t num_items) {
   LiftBase b;
-  const std::vector<float> none = e.outputs({FoldInRow{}}).front();
-  for (int32_t j = 0; j < num_items; ++j)
-    if (!std::isnan(none[j])) b.items.push_back(j);
+  std::vector<float> none = e.outputs({FoldInRow{}}).front();
+  none.resize(static_cast<size_t>(num_items), std::numeric_limits<float>::quiet_NaN());
+  b.items = lift_base_items(none);
   b.mean.assign(static_cast<size_t>(num_items), 0.0);
   for_item_likes(e, b.items, [&](size_t, const std::vector<std::vector<float>>& out) {
     for (const std::vector<float>& o : out)
@@ -480,11 +488,17 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
        << " than such a rating of the average item does, centred over the items):\n";
   const char* measure = e.by_similarity() ? "similarity" : "lift";
   if (min_ratings > 1) {
+    // Counted among the items the model can list (a heldout model has columns only for the items
+    // its training users liked), not the whole catalogue.
+    const std::vector<int32_t> listed_items =
+        e.by_similarity() ? e.items : lift_base_items(e.outputs({FoldInRow{}}).front());
     int64_t below = 0;
-    for (int64_t c : counts) below += c < min_ratings;
+    for (int32_t j : listed_items) below += counts[j] < min_ratings;
     if (below > 0)
-      os << "(the " << below << " items with fewer than " << min_ratings
-         << " ratings are not listed: their pulls come from a handful of users; --min-ratings 1 lists them)\n";
+      os << "(" << below << " of the model's " << listed_items.size() << " items "
+         << (below == 1 ? "has" : "have") << " fewer than " << min_ratings
+         << " ratings and " << (below == 1 ? "is" : "are") << " not listed: their pulls come from a handful of users; "
+         << "--min-ratings 1 lists them)\n";
   }
   size_t id_w = 4;
   for (const auto& s : list) id_w = std::max(id_w, text::display_width(id_of(d, s.item)));

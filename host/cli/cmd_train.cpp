@@ -313,7 +313,7 @@ int run_info(const Dataset& d) {
   std::cout.unsetf(std::ios::floatfield);
   std::map<float, int64_t> hist;
   for (float v : r.values) ++hist[v];
-  std::cout << "rating histogram (scale " << d.rating_min << "-" << d.rating_max << ")\n";
+  std::cout << "rating histogram (scale " << d.rating_min << " to " << d.rating_max << ")\n";
   for (const auto& kv : hist) {
     const int bar = static_cast<int>(std::lround(50.0 * kv.second / std::max<int64_t>(1, r.nnz())));
     std::cout << "  " << std::setw(4) << kv.first << " " << std::setw(9) << kv.second << " "
