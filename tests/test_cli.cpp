@@ -798,6 +798,19 @@ TEST(Cli, TheReportedEpochIsWordedByHowItWasChosen) {
   EXPECT_THAT(ease.out, HasSubstr("No training epochs: EASE is solved in closed form with lambda " + lambda.str() +
                                   " (chosen on validation users)"));
   fs::remove_all(dir);
+  // Each lambda's solve is timed (minutes at tens of thousands of items); a choice at the grid's
+  // edge is said to be one. On this set (few users, many items) the smallest lambda wins.
+  const CmdResult edge = run_cli("train --model ease --protocol heldout --device cpu "
+                                 "--data synthetic:users=150,items=600,ratings=2000,groups=1");
+  ASSERT_EQ(edge.code, 0) << edge.out;
+  EXPECT_THAT(edge.out, ::testing::ContainsRegex("EASE lambda 2000: validation NDCG@100 [0-9.]+ \\([0-9]+\\.[0-9]{2} s\\)"));
+  EXPECT_THAT(edge.out, HasSubstr("note: EASE's best lambda, 10, is at the edge of the grid (10 to 2000)"));
+  EXPECT_THAT(edge.out, HasSubstr("with lambda 10 (chosen on validation users)"));
+  // Refit for an analysis command, EASE says which fit answers.
+  const CmdResult rec = run_cli(std::string("recommend --model ease --user 1 --top 2 ") + kSmall);
+  ASSERT_EQ(rec.code, 0) << rec.out;
+  EXPECT_THAT(rec.out, HasSubstr("ease on the seed protocol's training users: lambda 200 (the default; the seed "
+                                 "protocol has no validation users to choose it on)"));
 }
 
 // A subcommand's help shows the options of the main app that it accepts, not only --help.

@@ -41,6 +41,8 @@ LoadedModel obtain_model(Options& o, Backend<float>& be, const Dataset& d) {
   if (!o.model_file.empty()) return load_model(o, be, d, kAnalysisBatch);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   TrainResult r = run_experiment(be, d, o.train, std::cerr);
+  // Refit now: say which fit answers (its lambda, how it was chosen).
+  if (r.model == "ease") std::cerr << "ease on the " << r.protocol << " protocol's training users: " << r.note << "\n";
   LoadedModel lm;
   lm.info = model_file_info(r, d);
   lm.model = std::move(r.model_ptr);

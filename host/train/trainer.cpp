@@ -250,6 +250,12 @@ double lookup(const std::vector<std::pair<std::string, double>>& m, const std::s
 }
 
 // 500 → "500", 0.5 → "0.5" (std::to_string would give "500.000000").
+std::string fmt_seconds(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f s", s);
+  return b;
+}
+
 std::string fmt_number(double v) {
   std::ostringstream os;
   os << v;
@@ -504,12 +510,20 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       // A validation set with nothing to score gives NaN at every λ: the default λ stays then.
       double best = 0, best_l = ease->lambda();
       bool scored = false;
-      for (double l : {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0}) {
-        ease->set_lambda(l);
+      const std::vector<double> grid = {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0};
+      for (double l : grid) {
+        const auto t_l = Clock::now();
+        ease->set_lambda(l);  // an items × items solve: minutes at tens of thousands of items
         const double v = lookup(evaluator.run(*model, eval_set).second, monitor);
-        if (!opt.quiet) log << "EASE lambda " << l << ": validation " << fmt_metric_name(monitor) << " " << v << "\n";
+        if (!opt.quiet)
+          log << "EASE lambda " << l << ": validation " << fmt_metric_name(monitor) << " " << v << " ("
+              << fmt_seconds(seconds_since(t_l)) << ")\n";
         if (std::isfinite(v) && (!scored || v > best)) best = v, best_l = l, scored = true;
       }
+      if (scored && (best_l == grid.front() || best_l == grid.back()))
+        log << "note: EASE's best lambda, " << best_l << ", is at the edge of the grid (" << grid.front() << " to "
+            << grid.back() << "): a better one may lie beyond it; try --ease-lambda "
+            << (best_l == grid.front() ? "5 or 2" : "5000 or 10000") << "\n";
       ease->set_lambda(best_l);
       res.ease_lambda = best_l;
       res.note = "lambda " + fmt_number(best_l) +
