@@ -458,6 +458,9 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
   const CmdResult folds = run_cli("train --model svd --epochs 2 --folds 2" + data);
   ASSERT_EQ(folds.code, 0) << folds.out;
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  // A trained model going away is said.
+  EXPECT_THAT(folds.out, ::testing::ContainsRegex("\nremoved " + dir.string() + "/[^\n]*model.safetensors \\(an "
+                                                  "earlier run's, which this run does not produce\\)\n"));
 
   fs::path vdir = temp_dir("stale_vae");
   ASSERT_EQ(run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + vdir.string()).code, 0);
@@ -488,6 +491,8 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
     ASSERT_TRUE(fs::exists(mdir / f)) << f;
   const CmdResult re = run_cli("train --epochs 1 --seed 2 --quiet" + into);
   ASSERT_EQ(re.code, 0) << re.out;
+  EXPECT_THAT(re.out, ::testing::ContainsRegex("\nremoved [^\n]*clusters.csv[^\n]*embeddings.npy"));
+  EXPECT_THAT(re.out, ::testing::Not(HasSubstr("model.safetensors (an earlier")));  // replaced, not removed
   for (const char* f : {"popularity", "clusters.csv", "cluster_lift.csv", "cluster_movies.csv", "tsne.svg",
                         "embeddings.npy", "user_ids.csv", "logvar.npy", "cluster_report.html"})
     EXPECT_FALSE(fs::exists(mdir / f)) << f;

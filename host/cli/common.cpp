@@ -203,11 +203,16 @@ void commit_and_report(StagedFiles& staged, const std::string& dir, const char* 
     staged.add(dir + "/" + report, run_report_html(capture->command(), capture->text(), pictures));
   }
   const std::vector<std::string> paths = staged.commit();
-  if (paths.empty()) return;
-  std::string names;
-  for (const std::string& p : paths)
-    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
-  std::cerr << "wrote " << dir << (dir.back() == '/' ? "" : "/") << names << "\n";
+  auto list = [&dir](const std::vector<std::string>& ps) {
+    std::string names;
+    for (const std::string& p : ps)
+      names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
+    return dir + (dir.back() == '/' ? "" : "/") + names;
+  };
+  if (!paths.empty()) std::cerr << "wrote " << list(paths) << "\n";
+  // A trained model or an analysis going away is said, not done silently.
+  if (!staged.removed().empty())
+    std::cerr << "removed " << list(staged.removed()) << " (an earlier run's, which this run does not produce)\n";
 }
 
 void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {

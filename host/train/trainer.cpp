@@ -844,7 +844,7 @@ std::vector<std::string> StagedFiles::commit() {
     }
   for (const std::string& p : stale) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(p, ec)) std::filesystem::remove(p, ec);
+    if (std::filesystem::is_regular_file(p, ec) && std::filesystem::remove(p, ec)) removed_.push_back(p);
   }
   // Folders whose run files went: removed when nothing else is left in them (rmdir of a
   // non-empty folder fails, and that is fine).

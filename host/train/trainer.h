@@ -146,9 +146,11 @@ class StagedFiles {
   std::vector<std::string> commit();
   // The staged *.svg files (path, text), for the run's report.
   const std::vector<std::pair<std::string, std::string>>& pictures() const { return pictures_; }
+  // The earlier runs' files commit() removed (those that were there), to name them.
+  const std::vector<std::string>& removed() const { return removed_; }
 
  private:
-  std::vector<std::string> paths_, stale_, dirs_;
+  std::vector<std::string> paths_, stale_, dirs_, removed_;
   std::vector<std::pair<std::string, std::string>> pictures_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
