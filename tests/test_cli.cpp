@@ -593,6 +593,23 @@ TEST(Cli, AllUsersCsvQuotesIdsAndNamesFallbackUsers) {
   EXPECT_EQ(items.count("sku,A6"), 1u);  // rated by a third of the users: in some lists
 }
 
+// Few optimiser steps are said where they change the outcome: Mult-VAE's KL weight, annealed over
+// 200 000 steps by default, ends near zero on a small set; other models just train little.
+TEST(Cli, FewTrainingStepsAreNoted) {
+  const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet ") + kSmall);
+  ASSERT_EQ(m.code, 0) << m.out;
+  // 200 users, 20 % each for validation and test: 120 training rows, one batch of 500.
+  EXPECT_THAT(m.out, HasSubstr("note: the KL weight anneals over 200000 steps and this run makes 3 (3 epochs of 1 step): "
+                               "it ends at 1.5e-05, not beta 0.2"));
+  const CmdResult given = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet "
+                                              "--anneal-steps 3 ") + kSmall);
+  ASSERT_EQ(given.code, 0) << given.out;
+  EXPECT_THAT(given.out, ::testing::Not(HasSubstr("KL weight")));
+  const CmdResult c = run_cli(std::string("train --model cdae --epochs 2 --quiet ") + kSmall);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, ::testing::ContainsRegex("note: 2 epochs of [0-9]+ steps make only [0-9]+ Adam steps"));
+}
+
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads
 // get no such note.
 TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {

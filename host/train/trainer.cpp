@@ -592,6 +592,22 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
         << batches << (batches == 1 ? " step/epoch, " : " steps/epoch, ") << (model->sparse_input() ? "sparse" : "dense") << " input ("
         << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
+  {
+    // A small data set at a large batch trains few steps: say so where it changes the outcome.
+    const int64_t steps = batches * static_cast<int64_t>(opt.epochs);
+    const ModelConfig& c = model->config();
+    if (kind == "multvae" && c.anneal_steps > 0 && steps < c.anneal_steps && c.beta > 0) {
+      const double end = std::min(c.beta, static_cast<double>(steps) / static_cast<double>(c.anneal_steps));
+      log << "note: the KL weight anneals over " << c.anneal_steps << " steps and this run makes " << steps << " ("
+          << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
+          << (batches == 1 ? " step" : " steps") << "): it ends at " << end << ", not beta " << c.beta
+          << "; --anneal-steps " << steps << ", more --epochs or a smaller --batch-size anneal within the run\n";
+    } else if (steps < 100) {
+      log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
+          << (batches == 1 ? " step" : " steps") << " make only " << steps
+          << " Adam steps; more --epochs or a smaller --batch-size train further\n";
+    }
+  }
 
   res.epoch_selection = have_val ? "validation" : opt.patience > 0 ? "test" : "last";
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
