@@ -137,6 +137,126 @@ TEST(Compare, CsvHoldsEveryDigitAndLeavesAbsentValuesEmpty) {
   EXPECT_EQ(std::strtod(with_ci[1].at("mae_ci95").c_str(), nullptr), mean_ci95({0.5, 1.0}).half);
 }
 
+// A heldout row as the trainer leaves it: history holds the validation figures per epoch, metrics
+// the test users' at the kept epoch.
+TrainResult heldout_result(const std::string& label, std::vector<double> val_per_epoch, int best_epoch, double test,
+                           std::vector<double> test_per_user) {
+  TrainResult r = result("multvae", {{"ndcg@100", test}, {"recall@20", test / 2}}, best_epoch,
+                         best_epoch > 0 ? "validation" : "");
+  r.label = label;
+  r.protocol = "heldout";
+  r.selection_metric = "ndcg@100";
+  r.eval_set = "4 test users (2 more for validation)";
+  for (size_t e = 0; e < val_per_epoch.size(); ++e) {
+    EpochRecord rec;
+    rec.epoch = best_epoch > 0 ? static_cast<int>(e) + 1 : 0;
+    rec.metrics = {{"recall@20", 0.01}, {"ndcg@100", val_per_epoch[e]}};
+    r.history.push_back(rec);
+  }
+  r.user_metrics = {{"ndcg@100", std::move(test_per_user)}};
+  return r;
+}
+
+// Under heldout the selected row is the best on the VALIDATION users, whatever the test columns
+// say; the text says so, and the paired differences are taken from it.
+TEST(Compare, HeldoutSelectsTheRowOnValidationNotTest) {
+  std::vector<TrainResult> rs;
+  // beta=0.1: the best validation figure at its kept epoch (0.40 at epoch 2), the lower test figure.
+  rs.push_back(heldout_result("multvae_beta=0.1", {0.30, 0.40, 0.35}, 2, 0.20, {0.1, 0.2, 0.3, 0.2}));
+  rs.back().sweep_settings = {{"beta", "0.1"}};
+  // beta=0.4: its best epoch's validation figure is lower, its test figure higher.
+  rs.push_back(heldout_result("multvae_beta=0.4", {0.38, 0.37}, 1, 0.30, {0.2, 0.3, 0.4, 0.3}));
+  rs.back().sweep_settings = {{"beta", "0.4"}};
+  // EASE: one evaluation at epoch 0 (its chosen λ).
+  TrainResult ease = heldout_result("", {0.25}, 0, 0.25, {0.2, 0.2, 0.3, 0.3});
+  ease.model = "ease";
+  rs.push_back(std::move(ease));
+
+  EXPECT_EQ(validation_metric(rs), "ndcg@100");
+  EXPECT_EQ(validation_value(rs[0], "ndcg@100"), 0.40);
+  EXPECT_EQ(validation_value(rs[1], "ndcg@100"), 0.38);
+  EXPECT_EQ(validation_value(rs[2], "ndcg@100"), 0.25);
+  ASSERT_NE(selected_row(rs), nullptr);
+  EXPECT_EQ(row_name(*selected_row(rs)), "multvae_beta=0.1");
+
+  const std::string t = format_compare_table(rs);
+  std::vector<std::string> lines;
+  std::istringstream in(t);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u) << t;
+  EXPECT_THAT(lines[0], HasSubstr("val ndcg@100"));
+  EXPECT_LT(lines[0].find("val ndcg@100"), lines[0].find(" ndcg@100 ", lines[0].find("val ndcg@100") + 4)) << t;
+  EXPECT_THAT(lines[1], HasSubstr("0.4000 "));
+  EXPECT_THAT(lines[1], HasSubstr("\xe2\x97\x80 selected"));  // the validation-best row
+  EXPECT_THAT(lines[1], HasSubstr("0.2000 "));               // its test figure, not marked
+  EXPECT_THAT(lines[2], Not(HasSubstr("selected")));
+  EXPECT_THAT(lines[2], HasSubstr("0.3000*"));  // the test column's best is another row
+  EXPECT_THAT(lines[3], Not(HasSubstr("selected")));
+  EXPECT_THAT(lines[3], HasSubstr("0.2500 "));
+
+  const std::string note = format_selection_note(rs);
+  EXPECT_THAT(note, HasSubstr("selected: multvae_beta=0.1, the best val ndcg@100 (0.4000), chosen on the validation "
+                              "users; the test figures are reported, not used to choose"));
+  EXPECT_THAT(note, HasSubstr("the test ndcg@100 column's * is on multvae_beta=0.4"));
+
+  // The differences are from the selected row, in test figures.
+  const std::string diff = format_paired_differences(rs);
+  EXPECT_THAT(diff, HasSubstr("Per-user differences in test ndcg@100 from the selected row (multvae_beta=0.1, the best "
+                              "val ndcg@100) over the 4 evaluated users"));
+  EXPECT_THAT(diff, ::testing::ContainsRegex("\n  multvae_beta=0.4 +\\+0\\.1000"));
+
+  // compare.csv: the old columns first, then val_ndcg@100, selected and the swept option.
+  const std::string csv = compare_csv(rs, {"beta"});
+  EXPECT_THAT(csv.substr(0, csv.find('\n')),
+              HasSubstr(",epoch,epoch_seconds_median,train_seconds,num_params,val_ndcg@100,selected,beta"));
+  const auto rows = parse_csv(csv);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(std::strtod(rows[0].at("val_ndcg@100").c_str(), nullptr), 0.40);
+  EXPECT_EQ(std::strtod(rows[1].at("val_ndcg@100").c_str(), nullptr), 0.38);
+  EXPECT_EQ(std::strtod(rows[2].at("val_ndcg@100").c_str(), nullptr), 0.25);
+  EXPECT_EQ(rows[0].at("selected"), "1");
+  EXPECT_EQ(rows[1].at("selected"), "");
+  EXPECT_EQ(rows[0].at("beta"), "0.1");
+  EXPECT_EQ(rows[1].at("beta"), "0.4");
+  EXPECT_EQ(rows[2].at("beta"), "");  // EASE does not read --beta
+  EXPECT_EQ(std::strtod(rows[1].at("ndcg@100").c_str(), nullptr), 0.30);  // the test figures stay
+
+  // Swapped validation figures move the selection with them, not with the test columns.
+  rs[1].history[0].metrics[1].second = 0.45;
+  EXPECT_EQ(row_name(*selected_row(rs)), "multvae_beta=0.4");
+  EXPECT_THAT(format_selection_note(rs), Not(HasSubstr("column's *")));  // test agrees now
+}
+
+// Without validation users (seed, ratings) there is no val column and no selection: one line
+// says the marks are on the test users.
+TEST(Compare, SeedAndRatingsMarksAreSaidToBeOnTheTestUsers) {
+  std::vector<TrainResult> rs;
+  rs.push_back(result("vae", {{"ndcg@20", 0.30}}, 20, "last"));
+  rs.push_back(result("ease", {{"ndcg@20", 0.41}}, 0, ""));
+  for (TrainResult& r : rs) {
+    r.protocol = "seed";
+    r.selection_metric = "ndcg@20";
+    EpochRecord rec;
+    rec.epoch = r.best_epoch;
+    rec.metrics = {{"ndcg@20", 0.5}};
+    r.history.push_back(rec);
+  }
+  EXPECT_EQ(validation_metric(rs), "");
+  EXPECT_EQ(selected_row(rs), nullptr);
+  EXPECT_TRUE(std::isnan(validation_value(rs[0], "ndcg@20")));
+  EXPECT_THAT(format_compare_table(rs), Not(HasSubstr("val ")));
+  EXPECT_THAT(format_compare_table(rs), Not(HasSubstr("selected")));
+  EXPECT_EQ(format_selection_note(rs),
+            "the * marks are the best on the test users (the seed protocol has no validation set): they describe this "
+            "split, they select nothing\n");
+  const std::string csv = compare_csv(rs);
+  EXPECT_THAT(csv, Not(HasSubstr("val_")));
+  EXPECT_THAT(csv, Not(HasSubstr("selected")));
+  EXPECT_THAT(csv.substr(0, csv.find('\n')), ::testing::EndsWith(",num_params"));
+  for (TrainResult& r : rs) r.protocol = "ratings";
+  EXPECT_THAT(format_selection_note(rs), HasSubstr("best on the test ratings (the ratings protocol has no validation set)"));
+}
+
 // ---- end to end ------------------------------------------------------------------------------
 
 using cli_test::CmdResult;
@@ -413,6 +533,10 @@ TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
   EXPECT_FALSE(is_compare_label("vae_beta=."));  // not numbers
   EXPECT_FALSE(is_compare_label("vae_beta=e"));
   EXPECT_FALSE(is_compare_label("multvae_beta=1_beta=2"));  // an option twice
+  // An option named after its model is not named twice in the row.
+  EXPECT_EQ(sweep_label("ease", "ease-lambda", "10"), "ease_lambda=10");
+  EXPECT_TRUE(is_compare_label("ease_lambda=10"));
+  EXPECT_TRUE(is_compare_label("ease_ease-lambda=10"));  // an earlier compare's row: still cleaned up
 }
 
 // Each swept row is exactly a lone `train` with that value; a model that does not read the
@@ -499,6 +623,91 @@ TEST(CompareSweep, TwoSweepsMakeAGrid) {
     EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
     EXPECT_THAT(r.out, ::testing::Not(HasSubstr("[1/"))) << args;
   }
+}
+
+// Heldout: every row carries its validation figure at the epoch (EASE: the λ) it was kept for,
+// the same figure its own metrics.csv holds at summary.json's best_epoch; the selected row is the
+// best of them; compare.csv has a column per swept option; report.html shows the same table.
+TEST(CompareSweep, HeldoutRowsCarryTheirValidationFigureAndTheSelection) {
+  const fs::path d = temp_dir("heldout_val");
+  const CmdResult c = run_cli(std::string("compare --protocol heldout --models multvae,ease,popularity --sweep "
+                                          "beta=0.1,0.4 --sweep ease-lambda=10,500 --epochs 3 --seed 2 --quiet ") +
+                              kData + " --out " + (d / "cmp").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.push_back(r.at("model"));
+  ASSERT_EQ(names, (std::vector<std::string>{"multvae_beta=0.1", "multvae_beta=0.4", "ease_lambda=10",
+                                             "ease_lambda=500", "popularity"}));
+  double best = -1;
+  std::string best_row, selected;
+  for (const auto& row : rows) {
+    const std::string m = row.at("model");
+    const nlohmann::json summary = read_json(d / "cmp" / m / "summary.json");
+    const int epoch = summary["best_epoch"].get<int>();
+    std::string want;
+    for (const auto& e : parse_csv(read_text(d / "cmp" / m / "metrics.csv")))
+      if (std::stoi(e.at("epoch")) == epoch) want = e.at("ndcg@100");
+    ASSERT_FALSE(want.empty()) << m << " has no metrics.csv row for epoch " << epoch;
+    ASSERT_FALSE(row.at("val_ndcg@100").empty()) << m;
+    const double got = std::strtod(row.at("val_ndcg@100").c_str(), nullptr);
+    EXPECT_NEAR(got, std::stod(want), 1e-7 * std::max(1.0, std::fabs(got))) << m;  // metrics.csv has 8 digits
+    EXPECT_NE(got, std::strtod(row.at("ndcg@100").c_str(), nullptr)) << m << ": the test figure, not validation";
+    if (got > best) best = got, best_row = m;
+    if (row.at("selected") == "1") {
+      EXPECT_TRUE(selected.empty()) << "two rows selected";
+      selected = m;
+    } else {
+      EXPECT_EQ(row.at("selected"), "") << m;
+    }
+  }
+  EXPECT_EQ(selected, best_row);
+  // The swept options, each in its own column, empty where a model does not read it.
+  EXPECT_EQ(rows[0].at("beta"), "0.1");
+  EXPECT_EQ(rows[1].at("beta"), "0.4");
+  EXPECT_EQ(rows[2].at("beta"), "");
+  EXPECT_EQ(rows[2].at("ease-lambda"), "10");
+  EXPECT_EQ(rows[3].at("ease-lambda"), "500");
+  EXPECT_EQ(rows[0].at("ease-lambda"), "");
+  EXPECT_EQ(rows[4].at("beta"), "");
+  EXPECT_EQ(read_json(d / "cmp" / "ease_lambda=500" / "summary.json")["ease_lambda"].get<double>(), 500.0);
+  // The console (and report.html, its copy): the column, the marked row and the wording.
+  EXPECT_THAT(c.out, HasSubstr("val ndcg@100"));
+  const size_t at = c.out.find("\n" + selected + " ", c.out.find("val ndcg@100"));  // its table row
+  ASSERT_NE(at, std::string::npos) << c.out;
+  EXPECT_THAT(c.out.substr(at + 1, c.out.find('\n', at + 1) - at - 1), ::testing::EndsWith("\xe2\x97\x80 selected"));
+  EXPECT_EQ(c.out.find("\xe2\x97\x80 selected"), c.out.rfind("\xe2\x97\x80 selected"));  // one row only
+  EXPECT_THAT(c.out, HasSubstr("* best test figure in its column; epoch: the best on the validation users\n"));
+  EXPECT_THAT(c.out, HasSubstr("selected: " + selected + ", the best val ndcg@100 ("));
+  EXPECT_THAT(c.out, HasSubstr("chosen on the validation users; the test figures are reported, not used to choose"));
+  EXPECT_THAT(c.out, HasSubstr("Per-user differences in test ndcg@100 from the selected row (" + selected));
+  EXPECT_THAT(c.out, Not(HasSubstr("they select nothing")));
+  const std::string html = read_text(d / "cmp" / "report.html");
+  EXPECT_THAT(html, HasSubstr("val ndcg@100"));
+  EXPECT_THAT(html, HasSubstr("selected: " + selected + ", the best val ndcg@100"));
+  EXPECT_THAT(read_text(d / "cmp" / "compare.svg"), HasSubstr("val ndcg@100 (the selection"));
+}
+
+// Seed protocol: no validation users, so no val column and no selection; one line says the marks
+// are on the test users. The swept option still gets its column.
+TEST(CompareSweep, SeedMarksAreSaidToBeOnTheTestUsers) {
+  const fs::path d = temp_dir("seed_marks");
+  const CmdResult c = run_cli(std::string("compare --models cdae,popularity --sweep dropout=0.2,0.5 --epochs 1 --quiet ") +
+                              kData + " --out " + d.string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("\nthe * marks are the best on the test users (the seed protocol has no validation set): "
+                               "they describe this split, they select nothing\n"));
+  EXPECT_THAT(c.out, Not(HasSubstr("val ndcg")));
+  EXPECT_THAT(c.out, Not(HasSubstr("selected")));
+  const std::string csv = read_text(d / "compare.csv");
+  EXPECT_THAT(csv, Not(HasSubstr("val_")));
+  EXPECT_THAT(csv.substr(0, csv.find('\n')), ::testing::EndsWith(",num_params,dropout"));
+  const auto rows = parse_csv(csv);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].at("dropout"), "0.2");
+  EXPECT_EQ(rows[1].at("dropout"), "0.5");
+  EXPECT_EQ(rows[2].at("dropout"), "");
+  EXPECT_THAT(read_text(d / "report.html"), HasSubstr("they select nothing"));
 }
 
 TEST(CompareSweep, SweepsNoModelCanTakeAreRefusedBeforeAnyTraining) {

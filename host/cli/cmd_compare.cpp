@@ -23,6 +23,7 @@ bool loss_fits(const std::string& kind, const std::string& loss) {
 }
 
 // The models named in DIR/compare.csv (an earlier compare into DIR), empty when there is none.
+// Only the first column is read: later versions append columns, never move it.
 std::vector<std::string> earlier_compare_models(const std::string& dir) {
   std::vector<std::string> out;
   std::ifstream f(dir + "/compare.csv");
@@ -234,6 +235,7 @@ int run_compare(Options& o) {
       for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
       std::cout << "\n";
       r.label = runs[i].label;
+      r.sweep_settings = runs[i].settings;
       if (!o.out.empty()) stage_run_files(staged, o.out + "/" + name, r);
       r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
       results.push_back(std::move(r));
@@ -250,13 +252,14 @@ int run_compare(Options& o) {
   const std::string split = first.protocol + " protocol (" + first.eval_set + "; seed " + std::to_string(o.seed) +
                             (be ? "; " + be->name() : "") + ")";
   std::cout << "\nModels compared on the " << split << ":\n"
-            << format_compare_table(results) << "* best in its column"
+            << format_compare_table(results)
+            << (validation_metric(results).empty() ? "* best in its column" : "* best test figure in its column")
             << (std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("rmse")); })
                     ? " (RMSE, MAE: the lowest)"
                     : "");
   const std::string wording = compare_epoch_wording(results);
   if (!wording.empty()) std::cout << "; epoch: " << wording;
-  std::cout << "\n";
+  std::cout << "\n" << format_selection_note(results);
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
       std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
@@ -265,7 +268,9 @@ int run_compare(Options& o) {
     std::cout << "\n" << by_activity;
   for (const std::string& f : failed) std::cout << "failed: " << f << "\n";
   if (!o.out.empty()) {
-    staged.add(o.out + "/compare.csv", compare_csv(results));
+    std::vector<std::string> swept_names;
+    for (const Sweep& sw : sweeps) swept_names.push_back(sw.name);
+    staged.add(o.out + "/compare.csv", compare_csv(results, swept_names));
     staged.add(o.out + "/compare.svg", compare_svg(results, d.name + ", " + split));
     // Models of an earlier compare into this directory that are not in this table: their files
     // go (only those: a directory shared with other runs keeps theirs).

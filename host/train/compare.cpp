@@ -187,7 +187,11 @@ std::string sweep_label(const std::string& kind, const std::string& name, const 
 
 std::string sweep_label(const std::string& kind, const std::vector<std::pair<std::string, std::string>>& settings) {
   std::string label = kind;
-  for (const auto& [name, value] : settings) label += "_" + name + "=" + value;
+  for (const auto& [name, value] : settings) {
+    // "ease-lambda" on an EASE row: "ease_lambda=10" (the model's name once is enough)
+    const bool own = name.size() > kind.size() + 1 && name.compare(0, kind.size() + 1, kind + "-") == 0;
+    label += "_" + (own ? name.substr(kind.size() + 1) : name) + "=" + value;
+  }
   return label;
 }
 
@@ -225,15 +229,93 @@ std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& re
   return names;
 }
 
+std::string validation_metric(const std::vector<TrainResult>& results) {
+  for (const TrainResult& r : results)
+    if (r.protocol == "heldout" && !r.selection_metric.empty()) return r.selection_metric;
+  return "";
+}
+
+double validation_value(const TrainResult& r, const std::string& metric) {
+  if (r.protocol != "heldout" || metric.empty()) return NAN;
+  // History holds the validation users' figures under heldout; the kept epoch's record (epoch 0:
+  // EASE at its chosen λ, popularity).
+  for (const EpochRecord& e : r.history)
+    if (e.epoch == r.best_epoch)
+      for (const auto& kv : e.metrics)
+        if (kv.first == metric) return kv.second;
+  return NAN;
+}
+
+const TrainResult* selected_row(const std::vector<TrainResult>& results) {
+  const std::string metric = validation_metric(results);
+  if (metric.empty()) return nullptr;
+  const bool lower = lower_is_better(metric);
+  const TrainResult* best = nullptr;
+  for (const TrainResult& r : results) {
+    const double v = validation_value(r, metric);
+    if (!std::isfinite(v)) continue;
+    const double b = best ? validation_value(*best, metric) : NAN;
+    if (!best || (lower ? v < b : v > b)) best = &r;
+  }
+  return best;
+}
+
+std::string format_selection_note(const std::vector<TrainResult>& results) {
+  if (results.empty()) return "";
+  const std::string metric = validation_metric(results);
+  std::ostringstream os;
+  if (metric.empty()) {
+    const std::string& protocol = results.front().protocol;
+    os << "the * marks are the best on the test " << (protocol == "ratings" ? "ratings" : "users") << " (the "
+       << protocol << " protocol has no validation set): they describe this split, they select nothing\n";
+    return os.str();
+  }
+  const TrainResult* sel = selected_row(results);
+  if (!sel) {
+    os << "no row selected: no model has a validation " << metric
+       << " (no validation user could be scored); the * marks are the best on the test users, reported, not a "
+          "selection\n";
+    return os.str();
+  }
+  const double v = validation_value(*sel, metric);
+  std::string ties;
+  for (const TrainResult& r : results)
+    if (&r != sel && validation_value(r, metric) == v) ties += (ties.empty() ? "" : ", ") + row_name(r);
+  char num[32];
+  std::snprintf(num, sizeof num, "%.4f", v);
+  os << "selected: " << row_name(*sel) << ", the best val " << metric << " (" << num << ")"
+     << (ties.empty() ? "" : ", tied with " + ties + " (the first is kept)")
+     << ", chosen on the validation users; the test figures are reported, not used to choose";
+  // Say so where the test columns would have picked another row.
+  const double t = sel->metric(metric), best_test = best_of(results, metric);
+  if (std::isfinite(t) && std::isfinite(best_test) && t != best_test) {
+    for (const TrainResult& r : results)
+      if (r.metric(metric) == best_test) {
+        os << " (the test " << metric << " column's * is on " << row_name(r)
+           << ": a reported figure, not a reason to switch)";
+        break;
+      }
+  }
+  os << "\n";
+  return os.str();
+}
+
 std::string format_compare_table(const std::vector<TrainResult>& results) {
   const std::vector<std::string> names = compare_metric_names(results);
   std::vector<double> best;
   for (const std::string& n : names) best.push_back(best_of(results, n));
+  const std::string vmetric = validation_metric(results);
+  const std::string vhead = vmetric.empty() ? "" : "val " + vmetric;
+  const TrainResult* selected = selected_row(results);
   size_t wm = 5;  // "model"
   for (const TrainResult& r : results) wm = std::max(wm, row_name(r).size());
   std::ostringstream os;
   char cell[64];
   os << std::string(wm, ' ').replace(0, 5, "model");
+  if (!vhead.empty()) {
+    std::snprintf(cell, sizeof cell, " %*s ", static_cast<int>(vhead.size()), vhead.c_str());
+    os << cell;
+  }
   for (const std::string& n : names) {
     std::snprintf(cell, sizeof cell, " %*s ", static_cast<int>(std::max<size_t>(n.size(), 7)), n.c_str());
     os << cell;
@@ -241,6 +323,14 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
   os << "  epoch  s/epoch  train s\n";
   for (const TrainResult& r : results) {
     os << row_name(r) << std::string(wm - row_name(r).size(), ' ');
+    if (!vhead.empty()) {
+      const double v = validation_value(r, vmetric);
+      if (std::isnan(v))
+        std::snprintf(cell, sizeof cell, " %*s ", static_cast<int>(vhead.size()), "-");
+      else
+        std::snprintf(cell, sizeof cell, " %*.4f ", static_cast<int>(vhead.size()), v);
+      os << cell;
+    }
     for (size_t i = 0; i < names.size(); ++i) {
       const int w = static_cast<int>(std::max<size_t>(names[i].size(), 7));
       const double v = r.metric(names[i]);
@@ -254,7 +344,7 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
       std::snprintf(cell, sizeof cell, "  %5d  %7.3f  %7.2f", r.best_epoch, r.epoch_seconds_median, r.train_seconds);
     else
       std::snprintf(cell, sizeof cell, "  %5s  %7s  %7.2f", "-", "-", r.train_seconds);  // EASE: its solve
-    os << cell << "\n";
+    os << cell << (&r == selected ? "  \xe2\x97\x80 selected" : "") << "\n";
   }
   return os.str();
 }
@@ -386,10 +476,13 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
 std::string format_paired_differences(const std::vector<TrainResult>& results) {
   const std::string metric = selection_metric(results);
   if (metric.empty()) return format_rmse_differences(results);
-  // The best model among those with users' values of this metric.
-  const TrainResult* best = nullptr;
+  // Heldout: the row selected on the validation users. Otherwise (or where it has no users'
+  // values) the best model among those with users' values of this metric.
+  const TrainResult* best = selected_row(results);
+  const bool selected = best && best->user_values(metric) && !best->user_values(metric)->empty();
+  if (!selected) best = nullptr;
   for (const TrainResult& r : results)
-    if (r.user_values(metric) && !r.user_values(metric)->empty() && std::isfinite(r.metric(metric)) &&
+    if (!selected && r.user_values(metric) && !r.user_values(metric)->empty() && std::isfinite(r.metric(metric)) &&
         (!best || r.metric(metric) > best->metric(metric)))
       best = &r;
   if (!best) return "";
@@ -401,8 +494,12 @@ std::string format_paired_differences(const std::vector<TrainResult>& results) {
       rows.emplace_back(&r, paired_difference_ci95(*r.user_values(metric), ref));
   if (rows.empty()) return "";
   std::ostringstream os;
-  os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the "
-     << rows.front().second.n << (rows.front().second.n == 1 ? " evaluated user" : " evaluated users")
+  if (selected)
+    os << "Per-user differences in test " << metric << " from the selected row (" << row_name(*best)
+       << ", the best val " << validation_metric(results) << ") over the ";
+  else
+    os << "Per-user differences from the best " << metric << " (" << row_name(*best) << ") over the ";
+  os << rows.front().second.n << (rows.front().second.n == 1 ? " evaluated user" : " evaluated users")
      << ", mean with its paired 95% interval:\n"
      << difference_rows(rows, "users");
   return os.str();
@@ -469,7 +566,7 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
   return os.str();
 }
 
-std::string compare_csv(const std::vector<TrainResult>& results) {
+std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept) {
   const std::vector<std::string> names = compare_metric_names(results);
   // The per-user metrics' interval half-widths follow the metrics, as <metric>_ci95.
   std::vector<std::string> ci_names;
@@ -480,7 +577,14 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
   os << "model";
   for (const std::string& n : names) os << "," << n;
   for (const std::string& n : ci_names) os << "," << n << "_ci95";
-  os << ",epoch,epoch_seconds_median,train_seconds,num_params\n";
+  os << ",epoch,epoch_seconds_median,train_seconds,num_params";
+  // Appended after the columns older readers know: the validation figure and the selection
+  // (heldout), then the swept options' values.
+  const std::string vmetric = validation_metric(results);
+  const TrainResult* selected = selected_row(results);
+  if (!vmetric.empty()) os << ",val_" << vmetric << ",selected";
+  for (const std::string& n : swept) os << "," << n;
+  os << "\n";
   char num[64];
   auto field = [&](double v) {
     os << ",";
@@ -502,6 +606,15 @@ std::string compare_csv(const std::vector<TrainResult>& results) {
     }
     os << ",";
     if (r.num_params > 0) os << r.num_params;
+    if (!vmetric.empty()) {
+      field(validation_value(r, vmetric));
+      os << "," << (&r == selected ? "1" : "");
+    }
+    for (const std::string& n : swept) {
+      os << ",";
+      for (const auto& [name, value] : r.sweep_settings)
+        if (name == n) os << value;  // a number as --sweep took it: no quoting needed
+    }
     os << "\n";
   }
   return os.str();
@@ -512,6 +625,17 @@ std::string compare_svg(const std::vector<TrainResult>& results, const std::stri
   p.title = "Models compared";
   p.subtitle = subtitle;
   for (const TrainResult& r : results) p.groups.push_back(row_name(r));
+  if (const std::string vmetric = validation_metric(results); !vmetric.empty()) {
+    BarPanel val;
+    val.title = "val " + vmetric + " (the selection; the selected row outlined)";
+    const TrainResult* selected = selected_row(results);
+    for (const TrainResult& r : results) {
+      const double v = validation_value(r, vmetric);
+      val.values.push_back(std::isfinite(v) && v >= 0 ? v : NAN);
+      val.best.push_back(&r == selected);
+    }
+    p.panels.push_back(val);
+  }
   for (const std::string& n : compare_metric_names(results)) {
     BarPanel panel;
     panel.title = n + (lower_is_better(n) ? " (lower is better)" : " (higher is better)");

@@ -36,7 +36,8 @@ bool sweep_applies(const std::string& name, const std::string& kind);
 // Sets the option in t to a value parse_sweep accepted.
 void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t);
 // A swept run's row and directory name: "vae_beta=0.001", on a grid "multvae_beta=0.2_dropout=0.5"
-// (option names hold no '_', values no '_' either).
+// (option names hold no '_', values no '_' either). An option named after the model loses that
+// prefix: EASE's ease-lambda gives "ease_lambda=10", not "ease_ease-lambda=10".
 std::string sweep_label(const std::string& kind, const std::string& name, const std::string& value);
 std::string sweep_label(const std::string& kind, const std::vector<std::pair<std::string, std::string>>& settings);
 // A row name compare itself writes: a model kind, or a sweep label of one.
@@ -51,15 +52,37 @@ std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& re
 // A result's row name: its sweep label, else its model.
 inline const std::string& row_name(const TrainResult& r) { return r.label.empty() ? r.model : r.label; }
 
+// ---- selection on the validation users (heldout protocol) ----------------------------------
+// The metric the rows are selected on: the trainer's selection metric (TrainResult::
+// selection_metric: NDCG@100, or the largest --ks cut-off) of the first heldout result; "" when no
+// result has validation users (seed, ratings).
+std::string validation_metric(const std::vector<TrainResult>& results);
+// A heldout result's value of metric on the validation users at its kept epoch (trained models:
+// best_epoch; EASE: the chosen λ; popularity: its one evaluation); NaN under the other protocols
+// or when nothing was scored.
+double validation_value(const TrainResult& r, const std::string& metric);
+// The row selected on the validation users: the highest validation_value of validation_metric
+// (the first of exact ties); null without validation figures.
+const TrainResult* selected_row(const std::vector<TrainResult>& results);
+// What the marks of the table mean, for the text under it. Heldout: which row is selected, that
+// it was chosen on the validation users, and that the test figures are reported, not used to
+// choose. Seed and ratings: one line saying the '*' marks are on the test users (no validation
+// set exists in that protocol), so they select nothing.
+std::string format_selection_note(const std::vector<TrainResult>& results);
+
 // One line per model: its metrics (the best of each column marked '*'), the epoch the metrics are
 // from, the median seconds per training epoch ("-" where a model has no training epochs:
-// popularity, EASE) and the whole training (or fitting) time.
+// popularity, EASE) and the whole training (or fitting) time. Under the heldout protocol a
+// "val <metric>" column follows the model's name, and the selected row ends in "◀ selected".
 std::string format_compare_table(const std::vector<TrainResult>& results);
 
 // The models against the best of one ranking metric, user by user: each row's mean per-user
 // difference from the best model with its paired 95 % interval, marked where the interval
 // excludes 0. The metric is the trainer's selection metric (heldout: NDCG@100 when reported,
-// else the largest cut-off's; seed: NDCG@k). The ratings protocol compares RMSE instead, paired
+// else the largest cut-off's; seed: NDCG@k). Under heldout the reference is the selected row
+// (selected_row: the best on the validation users), its test values compared with the others';
+// the best test figure is the reference only where no row has a validation figure. The ratings
+// protocol compares RMSE instead, paired
 // by evaluated user (item for item-based AutoRec) over the same test ratings. Empty when fewer
 // than two models have such values for the same evaluation set (SVD's --folds, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
@@ -76,12 +99,16 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results);
 std::string format_activity_breakdown(const std::vector<TrainResult>& results);
 
 // compare.csv: model, every metric, the per-user metrics' 95 % interval half-widths
-// (<metric>_ci95), epoch, epoch_seconds_median, train_seconds, num_params; empty fields where a
-// model has no such value.
-std::string compare_csv(const std::vector<TrainResult>& results);
+// (<metric>_ci95), epoch, epoch_seconds_median, train_seconds, num_params; then, under the
+// heldout protocol, val_<metric> (validation_value) and selected (1 on the selected row); then
+// one column per swept option (swept, in --sweep order) with the row's value of it (its
+// TrainResult::sweep_settings). Empty fields where a model has no such value (an option it does
+// not read).
+std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept = {});
 
 // compare.svg: one bar panel per metric and one for the training time, a bar per model, the best
-// of each panel outlined; subtitle: the split and device line of the table.
+// of each panel outlined; under heldout first a panel of the validation figure, the selected row
+// outlined; subtitle: the split and device line of the table.
 std::string compare_svg(const std::vector<TrainResult>& results, const std::string& subtitle);
 
 }  // namespace vae

@@ -498,6 +498,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       : opt.protocol == "seed"  ? "ndcg@" + std::to_string(opt.k)
                                 : "rmse";
   const bool lower_better = opt.protocol == "ratings";
+  res.selection_metric = monitor;
   if (opt.patience > 0 && !have_val && !opt.quiet)
     log << "note: --patience selects the epoch on the " << (opt.protocol == "seed" ? "test users" : "test ratings")
         << " (this protocol has no validation set)\n";

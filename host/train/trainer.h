@@ -68,12 +68,18 @@ struct EpochRecord {
 struct TrainResult {
   std::string model, protocol, device, dataset, eval_set;
   std::string label;  // compare --sweep: the row's name ("vae_beta=0.001"); "" = the model's
+  // compare --sweep: the swept options this row reads, with its values ({"beta", "0.001"}).
+  std::vector<std::pair<std::string, std::string>> sweep_settings;
   std::vector<EpochRecord> history;
   int best_epoch = 0;
   // How best_epoch was picked, so reports word it truthfully: "validation" (heldout), "test"
   // (--patience without a validation set), "last" (no selection: the last epoch trained), ""
   // (nothing trained: popularity, EASE, a pretrained model).
   std::string epoch_selection;
+  // The metric the trainer selects on (the epoch; EASE's λ): heldout NDCG@100 (or the largest
+  // --ks cut-off), seed NDCG@k, ratings RMSE. Under heldout, history holds its value on the
+  // validation users, so history's record of best_epoch is the figure the row was kept for.
+  std::string selection_metric;
   double ease_lambda = 0;  // EASE: the λ used (chosen on the grid or given)
   std::vector<std::pair<std::string, double>> metrics;  // final (best epoch; test users)
   // The final metrics' per-user values (not RMSE or coverage), users in one fixed order of the
