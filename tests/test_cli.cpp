@@ -1033,6 +1033,32 @@ TEST(Cli, InfoSummarisesGenresAndUsers) {
   EXPECT_THAT(plain.out, Not(HasSubstr("\nusers:")));
 }
 
+// A CSV header maps the columns by name, and the run says so; names it does not know keep the
+// positional order with a note; a header contradicting that order is refused at line 1.
+TEST(Cli, CsvHeaderNamesTheColumns) {
+  const fs::path d = temp_dir("csv_header");
+  std::ofstream(d / "sw.csv") << "item,user,rating\nsku1,u1,5\nsku2,u1,4\nsku3,u1,2\nsku1,u2,3\n";
+  const CmdResult r = run_cli("info --data " + (d / "sw.csv").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\nnote: " + (d / "sw.csv").string() +
+                               ": columns by header: user=user, item=item, rating=rating\n"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\nusers +2\n"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\nitems +3\n"));
+  std::ofstream(d / "p.csv") << "a,b,c\nx,y,1\n";
+  const CmdResult p = run_cli("info --data " + (d / "p.csv").string());
+  ASSERT_EQ(p.code, 0) << p.out;
+  EXPECT_THAT(p.out, HasSubstr("note: " + (d / "p.csv").string() +
+                               ": header names 'a', 'b', 'c' not recognised: columns taken in the order user, item, "
+                               "rating[, timestamp] (user=a, item=b, rating=c)\n"));
+  std::ofstream(d / "nr.csv") << "user,item,time\nx,y,1\n";
+  const CmdResult n = run_cli("info --data " + (d / "nr.csv").string());
+  EXPECT_EQ(n.code, 1) << n.out;
+  EXPECT_THAT(n.out, HasSubstr((d / "nr.csv").string() + ":1: the header names no rating column"));
+  // The plain order, header or not, adds no note.
+  std::ofstream(d / "plain.csv") << "userId,movieId,rating,timestamp\n1,1,4,0\n";
+  EXPECT_THAT(run_cli("info --data " + (d / "plain.csv").string()).out, Not(HasSubstr("note:")));
+}
+
 // A MovieLens ratings file named on its own: its folder is what --data wants (the titles,
 // genres and users live beside it).
 TEST(Cli, AMovieLensRatingsFileAloneIsPointedAtItsFolder) {

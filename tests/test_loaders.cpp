@@ -371,6 +371,95 @@ TEST_F(LoaderCsv, LoadDatasetTakesFilesDirectoriesAndSynthetic) {
   EXPECT_HAS(msg, missing + ": no such file or directory");
 }
 
+// A header maps the columns by name, whatever their order; a rating lands at its own
+// (user, item) cell.
+TEST_F(LoaderCsv, HeaderNamesMapTheColumns) {
+  const std::string f = write("sw.csv",
+                              "item,user,rating\n"
+                              "sku1,u1,5\n"
+                              "sku2,u1,4\n"
+                              "sku1,u2,3\n");
+  std::string note = "unset";
+  const Dataset d = vae::load_ratings_csv(f, "", &note);
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"sku1", "sku2"}));
+  EXPECT_EQ(d.num_users(), 2);
+  EXPECT_EQ(d.num_items(), 2);
+  // u2 rated sku1 3: row 1, column 0.
+  EXPECT_EQ(d.ratings.indptr, (std::vector<int64_t>{0, 2, 3}));
+  EXPECT_EQ(d.ratings.indices, (std::vector<int32_t>{0, 1, 0}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{5, 4, 3}));
+  EXPECT_EQ(note, "note: " + f + ": columns by header: user=user, item=item, rating=rating");
+
+  // The timestamp before the rating (and names in other spellings, extra columns ignored).
+  const std::string g = write("ts.csv",
+                              "User_ID, Movie-Id ,timestamp,comment,Rating\n"
+                              "7,100,964982703,\"great, really\",4.5\n"
+                              "7,200,964981247,meh,2\n"
+                              "8,100,964982224,,1\n");
+  const Dataset e = vae::load_ratings_csv(g, "", &note);
+  EXPECT_EQ(e.user_ids, (std::vector<std::string>{"7", "8"}));
+  EXPECT_EQ(e.item_ids, (std::vector<std::string>{"100", "200"}));
+  EXPECT_EQ(e.ratings.values, (std::vector<float>{4.5f, 2, 1}));
+  EXPECT_EQ(e.rating_min, 1.0f);
+  EXPECT_EQ(e.rating_max, 4.5f);
+  EXPECT_EQ(e.rating_column, "Rating");
+  EXPECT_EQ(note, "note: " + g +
+                      ": columns by header: user=User_ID, item=Movie-Id, rating=Rating, timestamp=timestamp; "
+                      "ignored: 'comment'");
+  // A line must reach the rating column.
+  EXPECT_HAS(data_error([&] { vae::load_ratings_csv(write("short.csv", "user,item,time,rating\na,b,1,5\nc,d,2\n")); }),
+             "short.csv:3: expected 4 fields (the columns of the header on line 1), found 3");
+
+  // load_dataset passes the note on, after its "using" line.
+  const Dataset h = vae::load_dataset(f, &note);
+  EXPECT_EQ(h.num_users(), 2);
+  EXPECT_EQ(note, "using sw (csv) from " + f + "\nnote: " + f + ": columns by header: user=user, item=item, rating=rating");
+}
+
+// The plain order says nothing, with or without a header (MovieLens' ratings.csv is one).
+TEST_F(LoaderCsv, PlainOrderNeedsNoNote) {
+  std::string note = "unset";
+  vae::load_ratings_csv(write("a.csv", "userId,movieId,rating,timestamp\n1,1,4.0,0\n"), "", &note);
+  EXPECT_EQ(note, "");
+  note = "unset";
+  vae::load_ratings_csv(write("b.csv", "1,1,4.0,0\n"), "", &note);
+  EXPECT_EQ(note, "");
+  const std::string c = write("c.csv", "user,item,rating\n1,1,4\n");
+  vae::load_dataset(c, &note);
+  EXPECT_EQ(note, "using c (csv) from " + c);
+}
+
+// Names it does not know keep the positional order, and the note says which column is which.
+TEST_F(LoaderCsv, UnknownHeaderNamesAreReadByPosition) {
+  std::string note;
+  const std::string f = write("p.csv", "who,what,how much\nann,x,2\nbob,x,3\n");
+  const Dataset d = vae::load_ratings_csv(f, "", &note);
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"ann", "bob"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"x"}));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{2, 3}));
+  EXPECT_EQ(note, "note: " + f + ": header names 'who', 'what', 'how much' not recognised: columns taken in the "
+                  "order user, item, rating[, timestamp] (user=who, item=what, rating=how much)");
+  // Known names where the positional reading puts them anyway: the same, naming the others.
+  const std::string g = write("q.csv", "user,song name,plays,when\nann,x,2,yesterday\n");
+  const Dataset e = vae::load_ratings_csv(g, "", &note);
+  EXPECT_EQ(e.user_ids, (std::vector<std::string>{"ann"}));
+  EXPECT_EQ(e.ratings.values, (std::vector<float>{2}));
+  EXPECT_EQ(e.rating_column, "");
+  EXPECT_EQ(note, "note: " + g + ": header names 'song name', 'plays', 'when' not recognised: columns taken in the "
+                  "order user, item, rating[, timestamp] (user=user, item=song name, rating=plays, timestamp=when)");
+}
+
+// The timestamp is never used: a date or any other text there is accepted, as is none.
+TEST_F(LoaderCsv, TimestampColumnMayHoldDates) {
+  const Dataset d = vae::load_ratings_csv(
+      write("t.csv", "user,item,rating,date\na,x,4,2005-09-06\nb,x,3,\nc,x,5\n"));
+  EXPECT_EQ(d.num_ratings(), 3);
+  const Dataset e = vae::load_ratings_csv(write("t2.csv", "date,rating,item,user\n2005-09-06,4,x,a\n"));
+  EXPECT_EQ(e.user_ids, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(e.ratings.values, (std::vector<float>{4}));
+}
+
 TEST_F(LoaderCsv, DefaultDataIsMl100kUnderWorkingDirectoryElseSynthetic) {
   const fs::path old = fs::current_path();
   struct Restore {
@@ -438,6 +527,37 @@ TEST_F(LoaderErrors, WrongColumnCount) {
   write("ml-1m-bad/movies.dat", "1::A::Drama\n2::B::Drama\n");
   msg = data_error([&] { vae::load_ml1m(path("ml-1m-bad")); });
   EXPECT_HAS(msg, "ratings.dat:2:");
+}
+
+// A header that names columns must name a user, an item and a rating column, each once.
+TEST_F(LoaderErrors, HeaderNamingColumnsWrongly) {
+  std::string msg = data_error([&] { vae::load_ratings_csv(write("dup.csv", "userId,user_id,movieId,rating\n1,1,1,4\n")); });
+  EXPECT_HAS(msg, "dup.csv:1: the header names the user column twice: 'userId' (column 1) and 'user_id' (column 2)");
+  msg = data_error([&] { vae::load_ratings_csv(write("dup2.csv", "user,item,score,rating\na,b,1,4\n")); });
+  EXPECT_HAS(msg, "dup2.csv:1: the header names the rating column twice: 'score' (column 3) and 'rating' (column 4)");
+  // No rating column: a timestamp third is not read as the rating.
+  msg = data_error([&] { vae::load_ratings_csv(write("nr.csv", "user,item,timestamp\na,b,964982703\n")); });
+  EXPECT_HAS(msg, "nr.csv:1: the header names no rating column (it names user=user, item=item, timestamp=timestamp); "
+                  "a rating column is called rating, score, stars, value, ratingvalue, overall, bookrating "
+                  "(case, spaces, '_' and '-' ignored); a file without ratings is not read: add a rating column");
+  // Two columns, user and item only (implicit feedback): the same refusal.
+  msg = data_error([&] { vae::load_ratings_csv(write("two.csv", "user,item\na,b\n")); });
+  EXPECT_HAS(msg, "two.csv:1: the header names no rating column (it names user=user, item=item)");
+  // Known names out of the positional order, one missing: refused, naming what it found.
+  msg = data_error([&] { vae::load_ratings_csv(write("ni.csv", "title,user,stars\nx,a,4\n")); });
+  EXPECT_HAS(msg, "ni.csv:1: the header names no item column (it names user=user, rating=stars; not recognised: 'title'); "
+                  "an item column is called item, itemid,");
+  EXPECT_HAS(msg, "(case, spaces, '_' and '-' ignored)");
+  EXPECT_EQ(msg.find("without ratings"), std::string::npos) << msg;
+  // Five columns, none named: too many to take by position.
+  msg = data_error([&] { vae::load_ratings_csv(write("five.csv", "a,b,c,d,e\nx,y,1,2,3\n")); });
+  EXPECT_HAS(msg, "five.csv:1: expected 3 or 4 fields (user, item, rating[, timestamp]), found 5 (a header naming "
+                  "its user, item and rating columns may have others)");
+  // Five columns that name the needed ones: the others are ignored.
+  const Dataset d = vae::load_ratings_csv(write("five2.csv", "reviewerID,asin,overall,summary,unixReviewTime\n"
+                                                            "r1,B00,5,good,1400000000\n"));
+  EXPECT_EQ(d.user_ids, (std::vector<std::string>{"r1"}));
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"B00"}));
 }
 
 TEST_F(LoaderErrors, LineNumbersCountBlankLines) {

@@ -80,7 +80,9 @@ Dataset load_data(const Options& o) {
   // column was read as the rating (an id, a timestamp, a count), and can make training diverge.
   if (d.num_ratings() > 0 && (d.rating_min < 0 || d.rating_max > 10))
     std::cerr << "note: " << d.source << ": the ratings run from " << d.rating_min << " to " << d.rating_max
-              << " (MovieLens: 0.5 to 5 stars); they are used as given: check the third column is the rating\n";
+              << " (MovieLens: 0.5 to 5 stars); they are used as given: check "
+              << (d.rating_column.empty() ? std::string("the third column") : "column " + text::quote(d.rating_column))
+              << " is the rating\n";
   return d;
 }
 

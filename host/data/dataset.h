@@ -48,6 +48,8 @@ struct Dataset {
   Csr ratings;                        // users × items
   float rating_min = 1.0f;            // the format's rating scale
   float rating_max = 5.0f;
+  std::string rating_column;  // generic CSV: the header's name of the rating column when the
+                              // header chose it ("" = the third column)
 
   // Item metadata (empty vectors when the format has none).
   std::vector<std::string> titles;          // per item
@@ -81,8 +83,12 @@ Dataset load_ml100k(const std::string& dir);
 Dataset load_ml1m(const std::string& dir);      // also ml-10m (ratings 0.5–5, no users.dat)
 Dataset load_mllatest(const std::string& dir);  // ml-latest-small, ml-20m, ml-25m
 // Generic CSV: user,item,rating[,timestamp], optional header, integer or string ids;
-// items_file (optional): item,title[,genres with '|'].
-Dataset load_ratings_csv(const std::string& file, const std::string& items_file = "");
+// items_file (optional): item,title[,genres with '|']. A header line maps the columns by name
+// (userId, movieId, score, ...; other columns ignored); one whose names it does not know keeps
+// the positional order. `note` (optional) gets a line saying how the columns were read when that
+// is not plainly user, item, rating[, timestamp], else "".
+Dataset load_ratings_csv(const std::string& file, const std::string& items_file = "",
+                         std::string* note = nullptr);
 
 // ---- synthetic data --------------------------------------------------------------------
 struct SyntheticSpec {

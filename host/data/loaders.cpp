@@ -13,6 +13,8 @@
 // - Blank lines are skipped, CRLF is accepted, a duplicate (user, item) pair is an error.
 // - MovieLens user, item and movie ids (ratings and metadata files) are positive integers; "007"
 //   is the id 7, while 0 and negative ids are errors. Generic CSV ids are free text.
+// - Generic CSV columns: by the header's names when line 1 is a header that names them, else by
+//   position (user, item, rating[, timestamp]); see csv_columns.
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -511,6 +513,123 @@ bool is_header(std::string_view field) {
   return text::parse_double(trim(field), &x) == NumParse::kNotNumber;
 }
 
+// ---- generic CSV columns -------------------------------------------------------------------
+// A header line maps the columns by name; without one (or with names it does not know, in an
+// order that fits) they are taken by position: user, item, rating[, timestamp].
+
+enum CsvRole { kUserCol, kItemCol, kRatingCol, kTimeCol, kNumCsvRoles };
+constexpr const char* kCsvRoleName[kNumCsvRoles] = {"user", "item", "rating", "timestamp"};
+// Accepted header names, compared without case, spaces, '_' and '-' ("User_ID" is "userid").
+// Kept short on purpose: two names of one role in a header are refused, so a broad list would
+// refuse files with, say, both a movie id and a title column.
+const std::vector<std::vector<std::string>>& csv_role_names() {
+  static const std::vector<std::vector<std::string>> names = {
+      {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid"},
+      {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "book",
+       "bookid", "isbn", "track", "trackid", "song", "songid"},
+      {"rating", "score", "stars", "value", "ratingvalue", "overall", "bookrating"},
+      {"timestamp", "time", "ts", "date", "datetime", "unixtime", "unixreviewtime"}};
+  return names;
+}
+
+int csv_role(std::string_view name) {
+  std::string n;
+  for (char c : name) {
+    if (c == ' ' || c == '\t' || c == '_' || c == '-') continue;
+    n += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  const auto& all = csv_role_names();
+  for (int r = 0; r < kNumCsvRoles; ++r)
+    if (std::find(all[r].begin(), all[r].end(), n) != all[r].end()) return r;
+  return -1;
+}
+
+std::string join(const std::vector<std::string>& xs, const char* sep) {
+  std::string s;
+  for (size_t k = 0; k < xs.size(); ++k) s += (k ? sep : "") + xs[k];
+  return s;
+}
+
+// Which field holds each role, and how many fields a line may have.
+struct CsvColumns {
+  int col[kNumCsvRoles] = {0, 1, 2, 3};  // col[kTimeCol] = -1: no timestamp column
+  size_t min_fields = 3, max_fields = 4;
+  bool by_header = false;  // mapped by the header's names (else by position)
+  std::string rating_name;  // the header's name of the rating column when by_header
+  std::string note;         // one line for the user; "" for the plain positional order
+};
+
+// Reads header line 1 (its fields `names`) of `file`. Throws DataError for a header that names
+// one role twice, or names some columns but not a user, an item and a rating column in an order
+// that the positional reading would also give.
+CsvColumns csv_columns(const std::vector<std::string_view>& names, const std::string& file) {
+  const int n = static_cast<int>(names.size());
+  int found[kNumCsvRoles] = {-1, -1, -1, -1};
+  std::vector<std::string> unknown;
+  for (int k = 0; k < n; ++k) {
+    const int r = csv_role(names[k]);
+    if (r < 0) {
+      unknown.push_back(quote(trim(names[k])));
+      continue;
+    }
+    if (found[r] >= 0)
+      throw DataError(file, 1,
+                      "the header names the " + std::string(kCsvRoleName[r]) + " column twice: " +
+                          quote(trim(names[found[r]])) + " (column " + std::to_string(found[r] + 1) + ") and " +
+                          quote(trim(names[k])) + " (column " + std::to_string(k + 1) + ")");
+    found[r] = k;
+  }
+  auto named = [&](int r) { return std::string(kCsvRoleName[r]) + "=" + text::escape(trim(names[found[r]]), 60); };
+  CsvColumns c;
+  // user, item, rating first (then a timestamp or any one column) reads as it always did.
+  if ((n == 3 || n == 4) && found[kUserCol] == 0 && found[kItemCol] == 1 && found[kRatingCol] == 2) return c;
+  if (found[kUserCol] >= 0 && found[kItemCol] >= 0 && found[kRatingCol] >= 0) {
+    c.by_header = true;
+    for (int r = 0; r < kNumCsvRoles; ++r) c.col[r] = found[r];
+    c.rating_name = std::string(trim(names[found[kRatingCol]]));
+    c.min_fields = static_cast<size_t>(std::max({3, found[kUserCol] + 1, found[kItemCol] + 1, found[kRatingCol] + 1}));
+    c.max_fields = static_cast<size_t>(std::max(4, n));
+    std::vector<std::string> m;
+    for (int r = 0; r < kNumCsvRoles; ++r)
+      if (found[r] >= 0) m.push_back(named(r));
+    c.note = "note: " + file + ": columns by header: " + join(m, ", ") +
+             (unknown.empty() ? "" : "; ignored: " + join(unknown, ", "));
+    return c;
+  }
+  // Not every needed name is there: the positional reading, when the names it knows sit where
+  // it would put them anyway ("user,song,plays"); otherwise the header contradicts it.
+  bool fits = n == 3 || n == 4;
+  for (int r = 0; r < kNumCsvRoles; ++r)
+    if (found[r] >= 0 && found[r] != r) fits = false;
+  if (fits) {
+    std::vector<std::string> m;
+    for (int r = 0; r < n; ++r) m.push_back(std::string(kCsvRoleName[r]) + "=" + text::escape(trim(names[r]), 60));
+    c.note = "note: " + file + ": header names " + join(unknown, ", ") +
+             " not recognised: columns taken in the order user, item, rating[, timestamp] (" + join(m, ", ") + ")";
+    return c;
+  }
+  if (unknown.size() == names.size())  // no name known, and too many columns to take by position
+    throw DataError(file, 1,
+                    "expected 3 or 4 fields (user, item, rating[, timestamp]), found " + std::to_string(n) +
+                        " (a header naming its user, item and rating columns may have others)");
+  std::vector<std::string> have, missing, accepted;
+  for (int r = 0; r < kNumCsvRoles; ++r) {
+    if (found[r] >= 0) {
+      have.push_back(named(r));
+    } else if (r != kTimeCol) {
+      missing.push_back(kCsvRoleName[r]);
+      accepted.push_back(std::string(r == kItemCol ? "an " : "a ") + kCsvRoleName[r] + " column is called " +
+                         join(csv_role_names()[r], ", "));
+    }
+  }
+  throw DataError(file, 1,
+                  "the header names no " + join(missing, " or ") + " column (it names " + join(have, ", ") +
+                      (unknown.empty() ? "" : "; not recognised: " + join(unknown, ", ")) + "); " +
+                      join(accepted, "; ") + " (case, spaces, '_' and '-' ignored)" +
+                      (found[kRatingCol] < 0 ? "; a file without ratings is not read: add a rating column (1 on every line, say)"
+                                             : ""));
+}
+
 void finish_dataset(Dataset* d, const std::string& source, const std::string& format) {
   d->source = source;
   d->format = format;
@@ -858,7 +977,7 @@ Dataset load_mllatest(const std::string& dir) {
 
 // ---- generic CSV --------------------------------------------------------------------------
 
-Dataset load_ratings_csv(const std::string& file, const std::string& items_file) {
+Dataset load_ratings_csv(const std::string& file, const std::string& items_file, std::string* note) {
   Dataset d;
   RawRatings raw(file, false);
   raw.buf = text::read_file(file);
@@ -867,6 +986,7 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file)
   std::vector<std::string> storage;
   double vmin = std::numeric_limits<double>::infinity();
   double vmax = -vmin;
+  CsvColumns cols;
   {
     text::LineReader lr(raw.buf);
     std::string_view line;
@@ -875,26 +995,43 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file)
       check_utf8(line, file, lr.line_no());
       const std::string err = text::split_csv(line, &f, &storage);
       if (!err.empty()) throw DataError(file, lr.line_no(), err);
-      if (f.size() != 3 && f.size() != 4)
-        throw DataError(file, lr.line_no(),
-                        "expected 3 or 4 fields (user, item, rating[, timestamp]), found " +
-                            std::to_string(f.size()));
-      if (first && is_header(f[2])) {
+      if (first) {
         first = false;
-        raw.header = true;
-        continue;
+        // A header: its rating field (the third) is not a number. Too short a line is one when
+        // it names a column, so that "user,item" is told what is missing.
+        bool names_one = false;
+        for (std::string_view x : f) names_one = names_one || csv_role(x) >= 0;
+        if (f.size() >= 3 ? is_header(f[2]) : names_one) {
+          raw.header = true;
+          cols = csv_columns(f, file);
+          continue;
+        }
       }
-      first = false;
-      // The optional 4th column (timestamp) is not used, so any text is accepted there.
-      const float r = parse_rating(f[2], Scale::kAny, file, lr.line_no());
+      if (f.size() < cols.min_fields || f.size() > cols.max_fields) {
+        if (!cols.by_header)
+          throw DataError(file, lr.line_no(),
+                          "expected 3 or 4 fields (user, item, rating[, timestamp]), found " +
+                              std::to_string(f.size()));
+        throw DataError(file, lr.line_no(),
+                        "expected " +
+                            (cols.min_fields == cols.max_fields
+                                 ? std::to_string(cols.min_fields)
+                                 : std::to_string(cols.min_fields) + " to " + std::to_string(cols.max_fields)) +
+                            " fields (the columns of the header on line 1), found " + std::to_string(f.size()));
+      }
+      // The timestamp column is not used, so any text is accepted there (a "date" column holds
+      // dates); a line may leave it out.
+      const float r = parse_rating(f[cols.col[kRatingCol]], Scale::kAny, file, lr.line_no());
       vmin = std::min<double>(vmin, r);
       vmax = std::max<double>(vmax, r);
-      raw.add(f[0], f[1], r, lr.line_no());
+      raw.add(f[cols.col[kUserCol]], f[cols.col[kItemCol]], r, lr.line_no());
     }
   }
+  if (note) *note = cols.note;
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids);
   d.rating_min = static_cast<float>(vmin);
   d.rating_max = static_cast<float>(vmax);
+  if (cols.by_header) d.rating_column = cols.rating_name;
 
   if (!items_file.empty()) {
     const std::string buf = text::read_file(items_file);
@@ -1012,7 +1149,8 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
                                   dir.string() + (fs::exists(dir / (name == "u.data" ? "u.item" : "movies.dat"), ec)
                                                       ? ""
                                                       : " (with the rest of the release's files beside it)"));
-    Dataset d = load_ratings_csv(arg);
+    std::string columns_note;
+    Dataset d = load_ratings_csv(arg, "", &columns_note);
     std::string folder_note;
     if (name == "ratings.csv" && fs::exists(dir / "movies.csv", ec)) {
       // Only where the folder would load as ml-latest (its header names the ml-latest columns).
@@ -1023,7 +1161,7 @@ Dataset load_dataset(const std::string& arg, std::string* note) {
         folder_note = "; its folder also has titles and genres: --data " + dir.string() + " reads them";
     }
     say((d.name == arg ? "using " + arg + " (" + d.format + ")" : "using " + d.name + " (" + d.format + ") from " + arg) +
-        folder_note);
+        folder_note + (columns_note.empty() ? "" : "\n" + columns_note));
     return d;
   }
   Dataset d = load_movielens_dir(arg);
