@@ -593,6 +593,22 @@ TEST(Cli, AllUsersCsvQuotesIdsAndNamesFallbackUsers) {
   EXPECT_EQ(items.count("sku,A6"), 1u);  // rated by a third of the users: in some lists
 }
 
+// Under heldout metrics.csv's epochs are scored on the validation users, and its columns say so;
+// the test users' figures are summary.json's.
+TEST(Cli, HeldoutMetricsCsvNamesItsValidationColumns) {
+  const fs::path dir = temp_dir("heldout_csv");
+  const CmdResult r = run_cli(std::string("train --model multvae --protocol heldout --epochs 2 --quiet ") + kSmall +
+                              " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string text = read_text(dir / "metrics.csv");
+  EXPECT_EQ(text.substr(0, text.find('\n')),
+            "epoch,train_loss,val_loss,val_recall@20,val_recall@50,val_recall@100,val_ndcg@20,val_ndcg@50,"
+            "val_ndcg@100,val_coverage@20,train_seconds,eval_seconds");
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_TRUE(s["metrics"].contains("ndcg@100")) << s.dump();
+  fs::remove_all(dir);
+}
+
 // Few optimiser steps are said where they change the outcome: Mult-VAE's KL weight, annealed over
 // 200 000 steps by default, ends near zero on a small set; other models just train little.
 TEST(Cli, FewTrainingStepsAreNoted) {

@@ -647,7 +647,7 @@ TEST(CompareSweep, HeldoutRowsCarryTheirValidationFigureAndTheSelection) {
     const int epoch = summary["best_epoch"].get<int>();
     std::string want;
     for (const auto& e : parse_csv(read_text(d / "cmp" / m / "metrics.csv")))
-      if (std::stoi(e.at("epoch")) == epoch) want = e.at("ndcg@100");
+      if (std::stoi(e.at("epoch")) == epoch) want = e.at("val_ndcg@100");  // heldout: the validation users
     ASSERT_FALSE(want.empty()) << m << " has no metrics.csv row for epoch " << epoch;
     ASSERT_FALSE(row.at("val_ndcg@100").empty()) << m;
     const double got = std::strtod(row.at("val_ndcg@100").c_str(), nullptr);

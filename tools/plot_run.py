@@ -8,7 +8,8 @@ Inputs (in RUN_DIR; only metrics.csv is required):
   metrics.csv       written by `vae_gpu ... --out RUN_DIR`, one row per epoch:
                       epoch,train_loss,test_loss,<metric columns...>,train_seconds,eval_seconds
                     metric columns are named like ndcg@20, recall@20, ndcg@100, rmse, mae, coverage@20;
-                    empty or "nan" cells are skipped.
+                    under the heldout protocol the epochs are scored on the validation users and
+                    the columns say so: val_loss, val_ndcg@20, ...; empty or "nan" cells are skipped.
   clusters.csv      one row per embedded user:  user_id,cluster,x,y
                     (x, y = the 2-D t-SNE coordinates, cluster = the K-Means label).
   cluster_lift.csv  one row per (cluster, genre):
@@ -85,18 +86,20 @@ def metric_key(name):
 def plot_learning_curves(plt, rows, out, dpi):
     cols = list(rows[0].keys())
     epochs = [to_float(r["epoch"]) for r in rows]
-    skip = {"epoch", "train_loss", "test_loss", "train_seconds", "eval_seconds"}
+    held = "val_loss" in cols  # heldout: the epochs are scored on the validation users
+    on = "val_" if held else ""
+    skip = {"epoch", "train_loss", "test_loss", "val_loss", "train_seconds", "eval_seconds"}
     metrics = [c for c in cols if c not in skip]
-    ndcg = sorted((c for c in metrics if c.lower().startswith("ndcg@")), key=metric_key)
-    recall = sorted((c for c in metrics if c.lower().startswith("recall@")), key=metric_key)
+    ndcg = sorted((c for c in metrics if c.lower().startswith(on + "ndcg@")), key=metric_key)
+    recall = sorted((c for c in metrics if c.lower().startswith(on + "recall@")), key=metric_key)
     other = [c for c in metrics if c not in ndcg and c not in recall]
-    panels = [("Loss", ["train_loss", "test_loss"])]
+    panels = [("Loss", ["train_loss", on + "loss" if held else "test_loss"])]
     if ndcg:
-        panels.append(("NDCG@K", ndcg))
+        panels.append(("NDCG@K" + (" (validation)" if held else ""), ndcg))
     if recall:
-        panels.append(("Recall@K", recall))
+        panels.append(("Recall@K" + (" (validation)" if held else ""), recall))
     for c in other:
-        panels.append((c.upper(), [c]))
+        panels.append((c[len(on):].upper() + (" (validation)" if held and c.startswith(on) else ""), [c]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     for ax, (title, series) in zip(axes[0], panels):
         drawn = 0
@@ -211,8 +214,10 @@ def main():
     out = a.out or a.run_dir
     os.makedirs(out, exist_ok=True)
     plt = import_pyplot()
-    written = [plot_learning_curves(plt, read_csv(metrics, ["epoch", "train_loss", "test_loss"]),
-                                    out, a.dpi)]
+    rows = read_csv(metrics, ["epoch", "train_loss"])
+    if "test_loss" not in rows[0] and "val_loss" not in rows[0]:
+        die(metrics + ": missing column test_loss (or val_loss)")
+    written = [plot_learning_curves(plt, rows, out, a.dpi)]
     clusters = os.path.join(a.run_dir, "clusters.csv")
     if os.path.isfile(clusters):
         picture = plot_tsne(plt, read_csv(clusters, ["user_id", "cluster", "x", "y"]), out, a.dpi)

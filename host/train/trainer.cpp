@@ -921,9 +921,12 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
 
   std::ostringstream csv;
-  csv << std::setprecision(8) << "epoch,train_loss,test_loss";
+  // Under heldout each epoch is scored on the validation users (the test users' figures are
+  // summary.json's): the columns say so, so nobody reads the last row as the test result.
+  const std::string on = r.protocol == "heldout" ? "val_" : "";
+  csv << std::setprecision(8) << "epoch,train_loss," << (on.empty() ? "test_" : on) << "loss";
   if (!r.history.empty())
-    for (const auto& kv : r.history.front().metrics) csv << "," << kv.first;
+    for (const auto& kv : r.history.front().metrics) csv << "," << on << kv.first;
   csv << ",train_seconds,eval_seconds\n";
   for (const auto& e : r.history) {
     csv << e.epoch << "," << e.train_loss << "," << e.test_loss;
