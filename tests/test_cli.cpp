@@ -552,6 +552,36 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   EXPECT_FALSE(fs::is_regular_file("/dev/stdout"));
 }
 
+// --ratings from a file: item_id,rating lines (or a header's movieId and rating columns, as in
+// a user's rows of ratings.csv) give the list the same pairs inline give; problems are named by
+// file and line; a value that is neither a file nor a list is refused before anything trains.
+TEST(Cli, RatingsFromAFileFoldInLikeTheInlineList) {
+  const fs::path dir = temp_dir("ratings_file");
+  const std::string rec = std::string("recommend --model ease --top 5 ") + kSmall + " --ratings ";
+  const CmdResult inline_list = run_cli(rec + "\"5:5,17:4,42:2\"");
+  ASSERT_EQ(inline_list.code, 0) << inline_list.out;
+  const auto list_of = [](const std::string& out) { return out.substr(out.find("Top 5 recommendations")); };
+  std::ofstream(dir / "plain.csv") << "5,5\n17,4\r\n\n42,2\n";
+  std::ofstream(dir / "cut.csv") << "userId,movieId,rating,timestamp\n9,5,5,1\n9,17,4,1\n9,42,2,1\n9,99999,4,1\n9,3\n";
+  std::ofstream(dir / "colon.txt") << "5:5\n17:4\n42:2\n";
+  for (const char* f : {"plain.csv", "cut.csv", "colon.txt"}) {
+    for (const std::string& how : {std::string(""), std::string("@")}) {
+      const CmdResult r = run_cli(rec + how + (dir / f).string());
+      ASSERT_EQ(r.code, 0) << f << "\n" << r.out;
+      EXPECT_EQ(list_of(r.out), list_of(inline_list.out)) << f;
+    }
+  }
+  const CmdResult cut = run_cli(rec + (dir / "cut.csv").string());
+  EXPECT_THAT(cut.out, HasSubstr("warning: " + (dir / "cut.csv").string() + ":5: unknown item id 99999"));
+  EXPECT_THAT(cut.out, HasSubstr("warning: " + (dir / "cut.csv").string() + ":6: expected item_id,rating in the "
+                                 "header's columns"));
+  const CmdResult none = run_cli("recommend --epochs 1 " + std::string(kSmall) + " --ratings " + (dir / "nope.csv").string());
+  EXPECT_EQ(none.code, 2) << none.out;
+  EXPECT_THAT(none.out, HasSubstr("--ratings " + (dir / "nope.csv").string() + ": no such file, and no item_id:rating list"));
+  EXPECT_THAT(none.out, ::testing::Not(HasSubstr("Epoch")));  // refused before training
+  fs::remove_all(dir);
+}
+
 // Ids holding a comma or a quote, which the generic CSV reader accepts quoted, are written quoted,
 // so the file reads back; users given the popular items instead are named, since their score
 // column holds item counts instead of the model's scores.
@@ -591,6 +621,19 @@ TEST(Cli, AllUsersCsvQuotesIdsAndNamesFallbackUsers) {
   EXPECT_EQ(users.size(), 61u);
   EXPECT_EQ(users.count("u3, \"x\""), 1u);
   EXPECT_EQ(items.count("sku,A6"), 1u);  // rated by a third of the users: in some lists
+
+  // Several such users: named as the CSV writes them, the first five.
+  {
+    std::ofstream f(dir / "q.csv", std::ios::app);
+    for (int u = 0; u < 6; ++u)
+      for (int i = 0; i < 3; ++i) f << "\"cold," << u << "\",item" << i << ",1\n";
+  }
+  const CmdResult many = run_cli("recommend --model multvae --protocol heldout --epochs 1 --quiet --device cpu "
+                                 "--all-users --top 5 --data " + (dir / "q.csv").string() + " --out " + csv);
+  ASSERT_EQ(many.code, 0) << many.out;
+  EXPECT_THAT(many.out, HasSubstr("note: 7 users without usable ratings got the most popular items (their score = the "
+                                  "item's number of ratings): users lukewarm, \"cold,0\", \"cold,1\", \"cold,2\", "
+                                  "\"cold,3\", ...\n"));
 }
 
 // Under heldout metrics.csv's epochs are scored on the validation users, and its columns say so;
@@ -615,12 +658,19 @@ TEST(Cli, FewTrainingStepsAreNoted) {
   const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet ") + kSmall);
   ASSERT_EQ(m.code, 0) << m.out;
   // 200 users, 20 % each for validation and test: 120 training rows, one batch of 500.
-  EXPECT_THAT(m.out, HasSubstr("note: the KL weight anneals over 200000 steps and this run makes 3 (3 epochs of 1 step): "
-                               "it ends at 1.5e-05, not beta 0.2"));
+  // Weights min(0.2, step / 200000) at steps 0, 1, 2.
+  EXPECT_THAT(m.out, HasSubstr("note: the KL weight anneals to beta 0.2 over 200000 steps and this run makes 3 (3 epochs "
+                               "of 1 step): its last step's weight is 1e-05; --anneal-steps 10 or less, more --epochs "
+                               "or a smaller --batch-size reach beta"));
+  // Step 2's weight min(0.2, 2 / 10) is beta: reached, although before the anneal's end.
   const CmdResult given = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet "
-                                              "--anneal-steps 3 ") + kSmall);
+                                              "--anneal-steps 10 ") + kSmall);
   ASSERT_EQ(given.code, 0) << given.out;
   EXPECT_THAT(given.out, ::testing::Not(HasSubstr("KL weight")));
+  const CmdResult short_of = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet "
+                                                 "--anneal-steps 11 ") + kSmall);
+  ASSERT_EQ(short_of.code, 0) << short_of.out;
+  EXPECT_THAT(short_of.out, HasSubstr("its last step's weight is 0.181818"));
   const CmdResult c = run_cli(std::string("train --model cdae --epochs 2 --quiet ") + kSmall);
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, ::testing::ContainsRegex("note: 2 epochs of [0-9]+ steps make only [0-9]+ Adam steps"));
@@ -733,8 +783,18 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
   const std::string history = read_text(dir / "a" / "metrics.csv");
   const CmdResult same = run_cli("train --model-file " + model + " --out " + (dir / "a").string() + data);
   EXPECT_EQ(same.code, 2) << same.out;
-  EXPECT_THAT(same.out, HasSubstr("is the folder --model-file was trained into"));
+  EXPECT_THAT(same.out, HasSubstr("holds --model-file's training run"));
   EXPECT_EQ(read_text(dir / "a" / "metrics.csv"), history);
+  fs::copy_file(dir / "a" / "model.safetensors", dir / "a" / "old.safetensors");  // under another name too
+  const CmdResult other = run_cli("train --model-file " + (dir / "a" / "old.safetensors").string() + " --out " +
+                                  (dir / "a").string() + data);
+  EXPECT_EQ(other.code, 2) << other.out;
+  EXPECT_EQ(read_text(dir / "a" / "metrics.csv"), history);
+  // An SVD file's split stands as well, and says so.
+  ASSERT_EQ(run_cli("train --model svd --epochs 1 --out " + (dir / "s").string() + data).code, 0);
+  const CmdResult svd = run_cli("train --model-file " + (dir / "s" / "model.safetensors").string() + " --seed 7" + data);
+  ASSERT_EQ(svd.code, 0) << svd.out;
+  EXPECT_THAT(svd.out, HasSubstr("note: --seed 7 ignored: the model file's training split uses seed 1"));
   EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
 }
 

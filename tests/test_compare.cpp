@@ -215,7 +215,7 @@ TEST(Compare, HeldoutSelectsTheRowOnValidationNotTest) {
   EXPECT_EQ(std::strtod(rows[1].at("val_ndcg@100").c_str(), nullptr), 0.38);
   EXPECT_EQ(std::strtod(rows[2].at("val_ndcg@100").c_str(), nullptr), 0.25);
   EXPECT_EQ(rows[0].at("selected"), "1");
-  EXPECT_EQ(rows[1].at("selected"), "");
+  EXPECT_EQ(rows[1].at("selected"), "0");
   EXPECT_EQ(rows[0].at("beta"), "0.1");
   EXPECT_EQ(rows[1].at("beta"), "0.4");
   EXPECT_EQ(rows[2].at("beta"), "");  // EASE does not read --beta
@@ -658,7 +658,7 @@ TEST(CompareSweep, HeldoutRowsCarryTheirValidationFigureAndTheSelection) {
       EXPECT_TRUE(selected.empty()) << "two rows selected";
       selected = m;
     } else {
-      EXPECT_EQ(row.at("selected"), "") << m;
+      EXPECT_EQ(row.at("selected"), "0") << m;
     }
   }
   EXPECT_EQ(selected, best_row);

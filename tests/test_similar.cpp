@@ -162,10 +162,10 @@ TEST(ItemEffects, MinRatingsListsOnlyItemsWithThatSupport) {
   }
   // Counted among the model's items (l.absent has no column): the catalogue's count would be off.
   int64_t below = 0;
-  for (int32_t j = 0; j < n; ++j) below += j != l.absent && counts[j] < m;
+  for (int32_t j = 0; j < n; ++j) below += j != l.absent && j != q && counts[j] < m;
   ASSERT_NE(below, 0);
   EXPECT_THAT(format_similar(e, q, some, d, m),
-              HasSubstr("(" + std::to_string(below) + " of the model's " + std::to_string(n - 1) +
+              HasSubstr("(" + std::to_string(below) + " of the model's other " + std::to_string(n - 2) +
                         " items have fewer than " + std::to_string(m) + " ratings and are not listed"));
   EXPECT_THAT(format_similar(e, q, all, d), Not(HasSubstr("are not listed")));
   const std::string csv = ::testing::TempDir() + "/vae_similar_min_" + std::to_string(getpid()) + ".csv";

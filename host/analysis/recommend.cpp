@@ -115,43 +115,116 @@ double rating_step(const Dataset& d) {
 
 bool model_has_latent(const std::string& kind) { return kind == "vae" || kind == "multvae"; }
 
-FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
-  FoldinRatings f;
-  std::unordered_map<std::string, int32_t> index;
-  index.reserve(d.item_ids.size());
-  for (size_t i = 0; i < d.item_ids.size(); ++i) index.emplace(d.item_ids[i], static_cast<int32_t>(i));
+namespace {
+
+// One given rating before it is checked: item id and rating as written, and where it was
+// written ("path:line: " in a file, "" in an inline list), for the warnings.
+struct GivenRating {
+  std::string id, rating, where;
+};
+
+// The inline list "50:5,181:4".
+std::vector<GivenRating> given_in_list(const std::string& spec, std::vector<std::string>& warnings) {
+  std::vector<GivenRating> out;
   std::stringstream ss(spec);
   std::string tok;
-  std::vector<int32_t> seen;
-  double step = -1;  // found on first use
   while (std::getline(ss, tok, ',')) {
     tok = trim(tok);
     if (tok.empty()) continue;
     const auto colon = tok.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == tok.size()) {
-      f.warnings.push_back("malformed pair " + text::quote(tok) + " (expected item_id:rating)");
+      warnings.push_back("malformed pair " + text::quote(tok) + " (expected item_id:rating)");
       continue;
     }
-    const std::string id = trim(tok.substr(0, colon)), rs = trim(tok.substr(colon + 1));
+    out.push_back({trim(tok.substr(0, colon)), trim(tok.substr(colon + 1)), ""});
+  }
+  return out;
+}
+
+// A ratings file: CSV lines item_id,rating, or item_id:rating lines. A first line whose rating
+// field is not a number is a header; one that names an item and a rating column (movieId,
+// rating, ...) picks them, so a user's rows cut from a ratings.csv read as they are.
+std::vector<GivenRating> given_in_file(const std::string& path, std::vector<std::string>& warnings) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path, 0, "cannot read the --ratings file");
+  std::vector<GivenRating> out;
+  std::vector<std::string_view> fields;
+  std::vector<std::string> storage;
+  size_t item_col = 0, rating_col = 1;
+  std::string line;
+  for (int64_t no = 1; std::getline(f, line); ++no) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (trim(line).empty()) continue;
+    const std::string where = path + ":" + std::to_string(no) + ": ";
+    const auto colon = line.rfind(':');
+    if (line.find(',') == std::string::npos && colon != std::string::npos) {
+      out.push_back({trim(line.substr(0, colon)), trim(line.substr(colon + 1)), where});
+      continue;
+    }
+    const std::string err = text::split_csv(line, &fields, &storage);
+    if (!err.empty()) {
+      warnings.push_back(where + err);
+      continue;
+    }
+    if (no == 1) {
+      int item = -1, rating = -1;
+      for (size_t k = 0; k < fields.size(); ++k) {
+        const int role = csv_header_role(fields[k]);
+        if (role == 1 && item < 0) item = static_cast<int>(k);
+        if (role == 2 && rating < 0) rating = static_cast<int>(k);
+      }
+      if (item >= 0 && rating >= 0) {
+        item_col = static_cast<size_t>(item);
+        rating_col = static_cast<size_t>(rating);
+        continue;
+      }
+      double v = 0;
+      if (fields.size() >= 2 && text::parse_double(trim(std::string(fields[1])), &v) != text::NumParse::kOk) continue;
+    }
+    if (fields.size() <= std::max(item_col, rating_col)) {
+      warnings.push_back(where + "expected item_id,rating" +
+                         (item_col == 0 && rating_col == 1 ? std::string() : " in the header's columns"));
+      continue;
+    }
+    out.push_back({trim(std::string(fields[item_col])), trim(std::string(fields[rating_col])), where});
+  }
+  if (f.bad()) throw DataError(path, 0, "read error");
+  return out;
+}
+
+}  // namespace
+
+FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
+  FoldinRatings f;
+  std::unordered_map<std::string, int32_t> index;
+  index.reserve(d.item_ids.size());
+  for (size_t i = 0; i < d.item_ids.size(); ++i) index.emplace(d.item_ids[i], static_cast<int32_t>(i));
+  const std::vector<GivenRating> given =
+      spec.rfind('@', 0) == 0 ? given_in_file(spec.substr(1), f.warnings) : given_in_list(spec, f.warnings);
+  std::vector<int32_t> seen;
+  double step = -1;  // found on first use
+  for (const GivenRating& g : given) {
+    const std::string& id = g.id;
+    const std::string& rs = g.rating;
     double r = 0;
     // A plain decimal, as in the rating files (stod would also take hex such as 0x1p2).
     if (text::parse_double(rs, &r) != text::NumParse::kOk) {
-      f.warnings.push_back("malformed rating " + text::quote(rs) + " for item " + text::escape(id, 60));
+      f.warnings.push_back(g.where + "malformed rating " + text::quote(rs) + " for item " + text::escape(id, 60));
       continue;
     }
     auto it = index.find(id);
     if (it == index.end()) {
-      f.warnings.push_back("unknown item id " + text::escape(id, 60) + " (not in " + d.name + ")");
+      f.warnings.push_back(g.where + "unknown item id " + text::escape(id, 60) + " (not in " + d.name + ")");
       continue;
     }
     if (r < d.rating_min || r > d.rating_max) {
       std::ostringstream w;
-      w << "rating " << rs << " for item " << id << " is outside the scale " << d.rating_min << "-" << d.rating_max;
+      w << g.where << "rating " << rs << " for item " << id << " is outside the scale " << d.rating_min << "-" << d.rating_max;
       f.warnings.push_back(w.str());
       continue;
     }
     if (std::find(seen.begin(), seen.end(), it->second) != seen.end()) {
-      f.warnings.push_back("item " + id + " given twice; the first rating is kept");
+      f.warnings.push_back(g.where + "item " + id + " given twice; the first rating is kept");
       continue;
     }
     // The data's own step (whole stars, or ml-latest's halves): a rating between steps is kept
@@ -159,7 +232,7 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     if (step < 0) step = rating_step(d);
     if (step > 0 && std::fabs(r / step - std::round(r / step)) > 1e-9) {
       std::ostringstream w;
-      w << "rating " << rs << " for item " << id << " is between the data's steps of " << step << "; used as given";
+      w << g.where << "rating " << rs << " for item " << id << " is between the data's steps of " << step << "; used as given";
       f.warnings.push_back(w.str());
     }
     seen.push_back(it->second);

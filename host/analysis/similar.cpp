@@ -326,8 +326,12 @@ void for_item_likes(const ItemEffects& e, const std::vector<int32_t>& items, Fn 
   }
 }
 
-// The model's items: those an empty fold-in row scores (the others' outputs are NaN).
-std::vector<int32_t> lift_base_items(const std::vector<float>& none) {
+// The model's items, ascending: item-based AutoRec's own list, else those an empty fold-in row
+// scores (a heldout model's outputs are NaN for items no training user liked).
+std::vector<int32_t> model_items(const ItemEffects& e, int64_t num_items) {
+  if (e.by_similarity()) return e.items;
+  std::vector<float> none = e.outputs({FoldInRow{}}).front();
+  none.resize(static_cast<size_t>(num_items), std::numeric_limits<float>::quiet_NaN());
   std::vector<int32_t> items;
   for (size_t j = 0; j < none.size(); ++j)
     if (!std::isnan(none[j])) items.push_back(static_cast<int32_t>(j));
@@ -336,9 +340,7 @@ std::vector<int32_t> lift_base_items(const std::vector<float>& none) {
 
 LiftBase lift_base(const ItemEffects& e, int64_t num_items) {
   LiftBase b;
-  std::vector<float> none = e.outputs({FoldInRow{}}).front();
-  none.resize(static_cast<size_t>(num_items), std::numeric_limits<float>::quiet_NaN());
-  b.items = lift_base_items(none);
+  b.items = model_items(e, num_items);
   b.mean.assign(static_cast<size_t>(num_items), 0.0);
   for_item_likes(e, b.items, [&](size_t, const std::vector<std::vector<float>>& out) {
     for (const std::vector<float>& o : out)
@@ -490,12 +492,11 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
   if (min_ratings > 1) {
     // Counted among the items the model can list (a heldout model has columns only for the items
     // its training users liked), not the whole catalogue.
-    const std::vector<int32_t> listed_items =
-        e.by_similarity() ? e.items : lift_base_items(e.outputs({FoldInRow{}}).front());
+    const std::vector<int32_t> listed_items = model_items(e, d.num_items());
     int64_t below = 0;
-    for (int32_t j : listed_items) below += counts[j] < min_ratings;
+    for (int32_t j : listed_items) below += j != item && counts[j] < min_ratings;
     if (below > 0)
-      os << "(" << below << " of the model's " << listed_items.size() << " items "
+      os << "(" << below << " of the model's other " << listed_items.size() - 1 << " items "
          << (below == 1 ? "has" : "have") << " fewer than " << min_ratings
          << " ratings and " << (below == 1 ? "is" : "are") << " not listed: their pulls come from a handful of users; "
          << "--min-ratings 1 lists them)\n";

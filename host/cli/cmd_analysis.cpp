@@ -454,8 +454,8 @@ void check_out_file(const Options& o, const std::string& flags) {
 // explain (may be null): fills each listed item's `because` from the user's ratings.
 template <typename Rec>
 int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const std::string& kind,
-                          const std::string& fallback_what, const std::string& fallback_list,
-                          const std::string& fallback_score, const ItemEffects* explain) {
+                          const std::string& fallback_list, const std::string& fallback_score,
+                          const ItemEffects* explain) {
   RecommendOptions ro;
   ro.top = o.top;
   ro.include_rated = o.include_rated;
@@ -463,18 +463,17 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
   if (o.all_users) {
     const auto s = rec.write_all_users_csv(o.out, ro);
     // Status on stderr: --out may be /dev/stdout, where the CSV alone should go.
-    std::cerr << "wrote " << o.out << ": " << s.rows << " recommendations for " << s.users << " users";
-    std::cerr << "\n";
+    std::cerr << "wrote " << o.out << ": " << s.rows << " recommendations for " << s.users << " users\n";
     if (s.popularity_fallbacks > 0) {
-      // Their score column holds another quantity than everyone else's: say whose rows they are.
+      // Their score column holds another quantity than everyone else's: say whose rows they are,
+      // with the ids as the CSV writes them.
+      const bool one = s.popularity_fallbacks == 1;
       std::string named;
-      for (const std::string& u : s.fallback_users)
-        named += (named.empty() ? "" : ", ") +
-                 (u.find_first_of(", '\"") == std::string::npos ? u : text::quote(u));
+      for (const std::string& u : s.fallback_users) named += (named.empty() ? "" : ", ") + text::csv_field(u);
       if (s.popularity_fallbacks > static_cast<int64_t>(s.fallback_users.size())) named += ", ...";
-      std::cerr << "note: " << s.popularity_fallbacks << (s.popularity_fallbacks == 1 ? " user" : " users")
-                << " without usable ratings " << fallback_what << " (their score = " << fallback_score
-                << "): user " << named << "\n";
+      std::cerr << "note: " << s.popularity_fallbacks << (one ? " user" : " users")
+                << " without usable ratings got the " << fallback_list << " (their score = " << fallback_score
+                << "): " << (one ? "user " : "users ") << named << "\n";
     }
     return 0;
   }
@@ -532,6 +531,16 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
 int run_recommend(Options& o) {
   prepare_training(o);
   const int modes = (!o.user.empty()) + (o.ratings_given ? 1 : 0) + (o.all_users ? 1 : 0);
+  // A --ratings value that names a file (and is no id:rating list) is read as one; checked here,
+  // before any training, like --out.
+  if (o.ratings_given && o.ratings.find(':') == std::string::npos &&
+      o.ratings.find_first_not_of(" ,") != std::string::npos) {
+    const std::string path = o.ratings.rfind('@', 0) == 0 ? o.ratings.substr(1) : o.ratings;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec))
+      throw UsageError("--ratings " + o.ratings + ": no such file, and no item_id:rating list");
+    o.ratings = "@" + path;
+  }
   if (modes == 0) throw UsageError("recommend needs --user ID, --ratings \"item:rating,...\" or --all-users");
   if (modes > 1) throw UsageError("give only one of --user, --ratings and --all-users");
   if (o.all_users && o.out.empty()) throw UsageError("--all-users writes a CSV: give --out recs.csv");
@@ -549,15 +558,13 @@ int run_recommend(Options& o) {
   if (a.svd) {
     SvdRecommender rec(*a.svd, d);
     const ItemEffects e = item_effects(*a.svd);
-    return print_recommendations(rec, o, d, a.kind(), "were ranked by item bias (mu + b_i)", "items by item bias",
-                                 "mu + b_i", o.explain ? &e : nullptr);
+    return print_recommendations(rec, o, d, a.kind(), "items by item bias", "mu + b_i", o.explain ? &e : nullptr);
   }
   Recommender rec(*a.be, *a.ae.model, a.ae.info, d);
   std::unique_ptr<ItemEffects> e;
   if (o.explain)
     e = std::make_unique<ItemEffects>(item_effects(rec, *a.be, *a.ae.model, a.ae.info, d.rating_min, d.rating_max));
-  return print_recommendations(rec, o, d, a.kind(), "got the most popular items", "most popular items",
-                               "the item's number of ratings", e.get());
+  return print_recommendations(rec, o, d, a.kind(), "most popular items", "the item's number of ratings", e.get());
 }
 
 int run_similar(Options& o) {
@@ -635,8 +642,11 @@ int run_embed(Options& o) {
   else staged.remove_on_commit(o.out + "/logvar.npy");  // an earlier model's, of another shape
   staged.add(o.out + "/user_ids.csv", user_ids_csv(d, e.users));
   staged.commit();
-  std::cout << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
+  // What it wrote and removed on stderr, as every command's run files.
+  std::cerr << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
             << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
+  for (const std::string& p : staged.removed())
+    std::cerr << "removed " << p << " (an earlier run's, which this run does not produce)\n";
   if (e.empty_inputs > 0)
     std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   return 0;

@@ -80,10 +80,13 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
 // the evaluation's one-row metrics.csv would replace that run's history (and its curves).
 void check_evaluation_out(const Options& o) {
   if (o.model_file.empty() || o.out.empty()) return;
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (std::filesystem::equivalent(o.model_file, std::filesystem::path(o.out) / kModelFileName, ec))
-    throw UsageError("--out " + o.out + " is the folder --model-file was trained into: evaluating into it would "
-                     "replace that run's metrics.csv, summary.json and curves.svg; give another --out");
+  const fs::path folder = fs::absolute(o.model_file, ec).parent_path();
+  if (fs::equivalent(folder, o.out, ec) && fs::exists(fs::path(o.out) / "metrics.csv", ec))
+    throw UsageError("--out " + o.out + " holds --model-file's training run: evaluating into it would replace that "
+                     "run's metrics.csv, summary.json and curves.svg; give another --out (`cluster --model-file " +
+                     o.model_file + " --out " + o.out + "` redoes its clusters there)");
 }
 
 // The evaluated model goes into DIR as it is: saving it again would drop its training record
@@ -93,15 +96,24 @@ void stage_model_copy(StagedFiles& staged, const std::string& model_file, const 
   std::error_code ec;
   std::filesystem::copy_file(model_file, dest + ".tmp", std::filesystem::copy_options::overwrite_existing, ec);
   if (ec) {
+    const std::string why = ec.message();
     std::filesystem::remove(dest + ".tmp", ec);
-    throw DataError(dest + ".tmp", 0, "cannot copy " + model_file + " here");
+    throw DataError(dest + ".tmp", 0, "cannot copy " + model_file + " here: " + why);
   }
   staged.adopt(dest);
+}
+
+// --seed given with --model-file: the file's split stands (its own seed).
+void note_file_seed(const Options& o, uint64_t file_seed, bool seeds_clusters) {
+  if (o.was_given("--seed") && o.train.seed != file_seed)
+    std::cerr << "note: --seed " << o.train.seed << (seeds_clusters ? " seeds the clusters' K-Means and t-SNE only" : " ignored")
+              << ": the model file's training split uses seed " << file_seed << "\n";
 }
 
 // train --model-file with an SVD file: its split again, evaluated without training.
 int run_svd_file(Options& o, const Dataset& d) {
   LoadedSvd ls = load_svd(o, d);
+  note_file_seed(o, ls.info.seed, false);
   const TrainResult r =
       evaluate_svd_model(d, *ls.model, ls.info.ratings_split, ls.info.seed, o.train.data_dir, o.model_file);
   std::cout << "Model file (" << ls.info.svd.epochs << " epochs of training) evaluated; final metrics on " << r.eval_set
@@ -166,9 +178,7 @@ int run_train(Options& o, bool main_job) {
     o.train.model = ModelConfig{};
     o.train.model.kind = lm.info.config.kind;
     o.train.protocol = lm.info.protocol;
-    if (o.was_given("--seed") && o.train.seed != lm.info.seed)
-      std::cerr << "note: --seed " << o.train.seed << (main_job ? " seeds the clusters' K-Means and t-SNE only" : " ignored")
-                << ": the model file's training split uses seed " << lm.info.seed << "\n";
+    note_file_seed(o, lm.info.seed, main_job && model_has_latent(lm.info.config.kind));
     o.train.seed = lm.info.seed;
     // The split the model was trained on, so no evaluation user or rating is one it learned from.
     auto keep = [&o](const char* flag, auto& ours, const auto& theirs) {

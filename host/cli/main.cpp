@@ -348,7 +348,9 @@ int main(int argc, char** argv) {
   recommend->add_option("--top", o.top, "list length")->check(whole_in(1, 1000000));
   recommend->add_flag("--include-rated", o.include_rated, "allow items the user already rated");
   recommend->add_option("--ratings", o.ratings,
-                        "fold in a new user's ratings: \"item_id:rating,...\" (original ids). svd/svdpp: b_u and p_u "
+                        "fold in a new user's ratings: \"item_id:rating,...\" (original ids), or a file of them "
+                        "(@FILE, or a FILE that exists: CSV lines item_id,rating, a header allowed, whose movieId and "
+                        "rating columns are used when it names them). svd/svdpp: b_u and p_u "
                         "from the training SGD updates over these ratings with every item parameter fixed (from 0, "
                         "the model's epochs, lr and reg; svdpp's implicit term from the given items)");
   recommend->add_flag("--all-users", o.all_users, "every user into the CSV given by --out (user_id,rank,item_id,score)");

@@ -638,6 +638,8 @@ void finish_dataset(Dataset* d, const std::string& source, const std::string& fo
 
 }  // namespace
 
+int csv_header_role(std::string_view name) { return csv_role(name); }
+
 // ---- ml-100k ------------------------------------------------------------------------------
 
 Dataset load_ml100k(const std::string& dir) {

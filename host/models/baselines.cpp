@@ -129,6 +129,8 @@ EaseModel<T>::EaseModel(Backend<T>& be, const Csr& train, double lambda, int64_t
 template <typename T>
 void EaseModel<T>::set_lambda(double lambda) {
   VAE_CHECK(lambda > 0, "EASE lambda must be positive");
+  if (solved_ && lambda == lambda_) return;  // an items × items solve: never twice for one lambda
+  solved_ = true;
   lambda_ = lambda;
   const int64_t n = train_bin_.cols;
   std::vector<double> p = gram_;

@@ -47,6 +47,7 @@ class EaseModel final : public Model<T> {
   Csr train_bin_;
   std::vector<double> gram_;  // XᵀX, items × items
   double lambda_ = 0;
+  bool solved_ = false;
   Tensor<T> b_;    // items × items
   Tensor<T> x_;    // max_batch × items work buffer
 };

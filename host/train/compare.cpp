@@ -207,7 +207,10 @@ bool is_compare_label(const std::string& label) {
     const size_t next = label.find('_', us + 1);
     const std::string part = label.substr(us + 1, next == std::string::npos ? std::string::npos : next - us - 1);
     const size_t eq = part.find('=');
-    if (eq == std::string::npos || !find_sweep_option(part.substr(0, eq))) return false;
+    // An option's name, or the part after the model's own prefix ("lambda" of EASE's "ease-lambda"):
+    // the inverse of the labels written above.
+    const std::string name = part.substr(0, eq), kind = label.substr(0, label.find('_'));
+    if (eq == std::string::npos || (!find_sweep_option(name) && !find_sweep_option(kind + "-" + name))) return false;
     if (std::find(seen.begin(), seen.end(), part.substr(0, eq)) != seen.end()) return false;
     seen.push_back(part.substr(0, eq));
     double x = 0;
@@ -352,8 +355,13 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
 namespace {
 
 // The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
-// NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none.
+// NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none. The
+// trainer's own record of it (TrainResult::selection_metric) decides where a row has one.
 std::string selection_metric(const std::vector<TrainResult>& results) {
+  for (const TrainResult& r : results)
+    if (r.selection_metric.rfind("ndcg@", 0) == 0)
+      for (const auto& kv : r.user_metrics)
+        if (kv.first == r.selection_metric) return kv.first;
   std::string metric;
   int largest = -1;
   for (const TrainResult& r : results)
@@ -608,7 +616,7 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
     if (r.num_params > 0) os << r.num_params;
     if (!vmetric.empty()) {
       field(validation_value(r, vmetric));
-      os << "," << (&r == selected ? "1" : "");
+      os << "," << (&r == selected ? "1" : "0");
     }
     for (const std::string& n : swept) {
       os << ",";

@@ -32,6 +32,10 @@ namespace vae {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// EASE's lambda: the grid tried on validation users, and the value without them.
+const std::vector<double> kEaseGrid = {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0};
+constexpr double kEaseDefaultLambda = 200.0;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -249,13 +253,13 @@ double lookup(const std::vector<std::pair<std::string, double>>& m, const std::s
   return NAN;
 }
 
-// 500 → "500", 0.5 → "0.5" (std::to_string would give "500.000000").
 std::string fmt_seconds(double s) {
   char b[32];
   std::snprintf(b, sizeof b, "%.2f s", s);
   return b;
 }
 
+// 500 → "500", 0.5 → "0.5" (std::to_string would give "500.000000").
 std::string fmt_number(double v) {
   std::ostringstream os;
   os << v;
@@ -479,7 +483,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   } else if (kind == "popularity") {
     model = std::make_unique<PopularityModel<float>>(be, train, opt.protocol == "ratings", batch);
   } else if (kind == "ease") {
-    model = std::make_unique<EaseModel<float>>(be, train, opt.ease_lambda > 0 ? opt.ease_lambda : 200.0, batch);
+    // Built at the first lambda the validation grid tries, when it runs: that solve is its first.
+    model = std::make_unique<EaseModel<float>>(
+        be, train, opt.ease_lambda > 0 ? opt.ease_lambda : have_val ? kEaseGrid.front() : kEaseDefaultLambda, batch);
   } else {
     model = make_model<float>(be, mc, batch);
   }
@@ -509,11 +515,12 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     if (kind == "ease" && opt.ease_lambda <= 0 && have_val) {
       auto* ease = static_cast<EaseModel<float>*>(model.get());
       // A validation set with nothing to score gives NaN at every λ: the default λ stays then.
-      double best = 0, best_l = ease->lambda();
+      double best = 0, best_l = kEaseDefaultLambda;
       bool scored = false;
-      const std::vector<double> grid = {10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0};
+      const std::vector<double>& grid = kEaseGrid;
       for (double l : grid) {
-        const auto t_l = Clock::now();
+        // The first lambda was solved as the model was built (with XᵀX): timed from there.
+        const auto t_l = l == grid.front() ? t_fit : Clock::now();
         ease->set_lambda(l);  // an items × items solve: minutes at tens of thousands of items
         const double v = lookup(evaluator.run(*model, eval_set).second, monitor);
         if (!opt.quiet)
@@ -597,12 +604,15 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     // A small data set at a large batch trains few steps: say so where it changes the outcome.
     const int64_t steps = batches * static_cast<int64_t>(opt.epochs);
     const ModelConfig& c = model->config();
-    if (kind == "multvae" && c.anneal_steps > 0 && steps < c.anneal_steps && c.beta > 0) {
-      const double end = std::min(c.beta, static_cast<double>(steps) / static_cast<double>(c.anneal_steps));
-      log << "note: the KL weight anneals over " << c.anneal_steps << " steps and this run makes " << steps << " ("
-          << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
-          << (batches == 1 ? " step" : " steps") << "): it ends at " << end << ", not beta " << c.beta
-          << "; --anneal-steps " << steps << ", more --epochs or a smaller --batch-size anneal within the run\n";
+    // The weight is min(beta, step / anneal_steps), steps counted from 0: the last one's.
+    const double last = c.anneal_steps > 0 ? static_cast<double>(steps - 1) / static_cast<double>(c.anneal_steps) : 0;
+    if (kind == "multvae" && c.anneal_steps > 0 && c.beta > 0 && last < c.beta) {
+      const int64_t fits = static_cast<int64_t>(std::floor(static_cast<double>(steps - 1) / c.beta));
+      log << "note: the KL weight anneals to beta " << c.beta << " over " << c.anneal_steps
+          << " steps and this run makes " << steps << " (" << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs")
+          << " of " << batches << (batches == 1 ? " step" : " steps") << "): its last step's weight is " << last
+          << "; " << (fits >= 1 ? "--anneal-steps " + std::to_string(fits) + " or less, " : std::string())
+          << "more --epochs or a smaller --batch-size reach beta\n";
     } else if (steps < 100) {
       log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
           << (batches == 1 ? " step" : " steps") << " make only " << steps
