@@ -904,6 +904,13 @@ TEST(Cli, TheReportedEpochIsWordedByHowItWasChosen) {
   EXPECT_THAT(edge.out, ::testing::ContainsRegex("EASE lambda 2000: validation NDCG@100 [0-9.]+ \\([0-9]+\\.[0-9]{2} s\\)"));
   EXPECT_THAT(edge.out, HasSubstr("note: EASE's best lambda, 10, is at the edge of the grid (10 to 2000)"));
   EXPECT_THAT(edge.out, HasSubstr("with lambda 10 (chosen on validation users)"));
+  EXPECT_THAT(edge.out, ::testing::ContainsRegex("memory plan \\(EASE, 160 items\\): the items x items solve [0-9.]+ MiB"));
+  // Its items x items solve is planned: too large for any machine here, it is refused before XᵀX is
+  // built (0.9 TB at 200 000 items), naming the cause.
+  const CmdResult huge = run_cli("train --model ease --device cpu --data synthetic:users=50,items=200000,ratings=500");
+  EXPECT_EQ(huge.code, 2) << huge.out;
+  EXPECT_THAT(huge.out, ::testing::ContainsRegex("memory plan: EASE at 200000 items needs 91[0-9]{4}\\.[0-9] MiB"));
+  EXPECT_THAT(huge.out, HasSubstr("grows with the square of the items"));
   // Refit for an analysis command, EASE says which fit answers.
   const CmdResult rec = run_cli(std::string("recommend --model ease --user 1 --top 2 ") + kSmall);
   ASSERT_EQ(rec.code, 0) << rec.out;

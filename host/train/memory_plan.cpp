@@ -139,4 +139,36 @@ int64_t host_available_bytes() {
   return 0;
 }
 
+EasePlan plan_ease(int64_t items, int64_t batch, int64_t dataset_bytes) {
+  EasePlan p;
+  p.items = items;
+  const int64_t sq = items * items;
+#ifdef VAE_HAVE_OPENBLAS
+  constexpr int64_t kFactor = 0;  // LAPACK inverts in place
+#else
+  constexpr int64_t kFactor = 8;
+#endif
+  p.host = (8 + 8 + kFactor + kFloat) * sq;
+  p.backend = kFloat * sq + 3 * batch * items * kFloat + dataset_bytes;
+  return p;
+}
+
+std::string format_ease_plan(const EasePlan& p, const std::string& device) {
+  return "memory plan (EASE, " + std::to_string(p.items) + " items): the items x items solve " + mib(p.host) +
+         " MiB of host memory at its peak, then B and the batch buffers " + mib(p.backend) + " MiB on " + device;
+}
+
+void check_ease_plan(const EasePlan& p, const std::string& device, int64_t host_free, int64_t backend_free) {
+  const bool shared = backend_free <= 0;  // the backend is the host (the CPU)
+  const int64_t host_need = p.host + (shared ? p.backend : 0);
+  auto refuse = [&](int64_t need, int64_t free, const std::string& where) {
+    throw UsageError("memory plan: EASE at " + std::to_string(p.items) + " items needs " + mib(need) +
+                     " MiB but only " + mib(free) + " MiB are free on " + where +
+                     ": its items x items solve grows with the square of the items; a model that grows with "
+                     "them (--model multvae) or fewer items fit");
+  };
+  if (host_free > 0 && host_need > host_free) refuse(host_need, host_free, "this machine (available memory)");
+  if (!shared && p.backend > backend_free) refuse(p.backend, backend_free, device);
+}
+
 }  // namespace vae

@@ -67,4 +67,20 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
 // Host memory a run may still take (Linux: MemAvailable of /proc/meminfo); 0 when unknown.
 int64_t host_available_bytes();
 
+// EASE's closed form grows with items², not items: XᵀX and its inverse in double on the host
+// (8·I² each; without LAPACK the Cholesky factor takes 8·I² more) and B as floats (4·I²) before
+// it goes to the backend, where B (4·I²) and a batch's scores, truth and work rows (3·B·I floats)
+// stay. 10 000 items: 1.9 GiB on the host at its peak.
+struct EasePlan {
+  int64_t items = 0;
+  int64_t host = 0;     // the solve's peak, host memory
+  int64_t backend = 0;  // B and the batch buffers, on the backend
+};
+EasePlan plan_ease(int64_t items, int64_t batch, int64_t dataset_bytes);
+// "memory plan (EASE): ..." for the run's log.
+std::string format_ease_plan(const EasePlan& p, const std::string& device);
+// Throws UsageError when the solve cannot fit: host_free the host's available memory (0 =
+// unknown: no check), backend_free the backend's free memory (0 = it is the host).
+void check_ease_plan(const EasePlan& p, const std::string& device, int64_t host_free, int64_t backend_free);
+
 }  // namespace vae

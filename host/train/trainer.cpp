@@ -483,6 +483,13 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   } else if (kind == "popularity") {
     model = std::make_unique<PopularityModel<float>>(be, train, opt.protocol == "ratings", batch);
   } else if (kind == "ease") {
+    // Its solve grows with items²: planned and checked before XᵀX is built.
+    const EasePlan plan = plan_ease(train.cols, batch, csr_device_bytes(train) + csr_device_bytes(eval_input) +
+                                                           csr_device_bytes(eval_target));
+    if (!opt.quiet) log << format_ease_plan(plan, be.device_name()) << "\n";
+    size_t free_b = 0, total_b = 0;
+    const bool pool = be.memory_info(free_b, total_b);
+    check_ease_plan(plan, be.device_name(), host_available_bytes(), pool ? static_cast<int64_t>(free_b) : 0);
     // Built at the first lambda the validation grid tries, when it runs: that solve is its first.
     model = std::make_unique<EaseModel<float>>(
         be, train, opt.ease_lambda > 0 ? opt.ease_lambda : have_val ? kEaseGrid.front() : kEaseDefaultLambda, batch);
