@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -99,6 +100,17 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int k
   return p;
 }
 
+namespace {
+
+// What the process holds before the plan's buffers (its libraries, the loaded data), so the
+// plan reconciles with the resident size a user measures.
+std::string host_baseline() {
+  const int64_t rss = process_resident_bytes();
+  return rss > 0 ? "; the process holds " + mib(rss) + " MiB besides: its libraries and the loaded data" : "";
+}
+
+}  // namespace
+
 std::string format_memory_plan(const MemoryPlan& p, const std::string& device, bool have_free,
                                size_t free_bytes) {
   std::string s = "memory plan: weights+gradients+best copy " + mib(p.parameters) + " MiB, Adam state " + mib(p.adam) +
@@ -106,7 +118,7 @@ std::string format_memory_plan(const MemoryPlan& p, const std::string& device, b
                   " / sparse input " + mib(p.batch_sparse) + ", " + (p.sparse ? "sparse" : "dense") +
                   " in use), dataset CSR " + mib(p.dataset) + " MiB, total " + mib(p.total()) + " MiB";
   if (have_free) s += " of " + mib(static_cast<int64_t>(free_bytes)) + " MiB free on " + device;
-  else s += " (host memory, " + device + ")";
+  else s += " (host memory, " + device + host_baseline() + ")";
   return s;
 }
 
@@ -139,6 +151,13 @@ int64_t host_available_bytes() {
   return 0;
 }
 
+int64_t process_resident_bytes() {
+  std::ifstream in("/proc/self/status");  // "Name:\tvae_gpu" lines too: read line by line
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;  // "VmRSS:  231024 kB"
+  return 0;
+}
+
 EasePlan plan_ease(int64_t items, int64_t batch, int64_t dataset_bytes) {
   EasePlan p;
   p.items = items;
@@ -154,8 +173,10 @@ EasePlan plan_ease(int64_t items, int64_t batch, int64_t dataset_bytes) {
 }
 
 std::string format_ease_plan(const EasePlan& p, const std::string& device) {
+  const std::string base = device == "cpu" ? host_baseline() : "";  // "; the process holds ..."
   return "memory plan (EASE, " + std::to_string(p.items) + " items): the items x items solve " + mib(p.host) +
-         " MiB of host memory at its peak, then B and the batch buffers " + mib(p.backend) + " MiB on " + device;
+         " MiB of host memory at its peak, then B and the batch buffers " + mib(p.backend) + " MiB on " + device +
+         (base.empty() ? std::string() : " (" + base.substr(2) + ")");
 }
 
 void check_ease_plan(const EasePlan& p, const std::string& device, int64_t host_free, int64_t backend_free) {

@@ -66,6 +66,8 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
 
 // Host memory a run may still take (Linux: MemAvailable of /proc/meminfo); 0 when unknown.
 int64_t host_available_bytes();
+// This process's resident memory now (Linux: VmRSS of /proc/self/status); 0 when unknown.
+int64_t process_resident_bytes();
 
 // EASE's closed form grows with items², not items: XᵀX and its inverse in double on the host
 // (8·I² each; without LAPACK the Cholesky factor takes 8·I² more) and B as floats (4·I²) before
