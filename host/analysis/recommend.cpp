@@ -170,8 +170,8 @@ std::vector<GivenRating> given_in_file(const std::string& path, std::vector<std:
       int item = -1, rating = -1;
       for (size_t k = 0; k < fields.size(); ++k) {
         const int role = csv_header_role(fields[k]);
-        if (role == 1 && item < 0) item = static_cast<int>(k);
-        if (role == 2 && rating < 0) rating = static_cast<int>(k);
+        if (role == kItemCol && item < 0) item = static_cast<int>(k);
+        if (role == kRatingCol && rating < 0) rating = static_cast<int>(k);
       }
       if (item >= 0 && rating >= 0) {
         item_col = static_cast<size_t>(item);

@@ -90,8 +90,10 @@ Dataset load_mllatest(const std::string& dir);  // ml-latest-small, ml-20m, ml-2
 // is not plainly user, item, rating[, timestamp], else "".
 Dataset load_ratings_csv(const std::string& file, const std::string& items_file = "",
                          std::string* note = nullptr);
-// What a generic-CSV header name stands for (compared without case, spaces, '_' and '-'):
-// 0 user, 1 item, 2 rating, 3 timestamp, -1 none of them.
+// The columns a generic-CSV header can name.
+enum CsvRole { kUserCol, kItemCol, kRatingCol, kTimeCol, kNumCsvRoles };
+// What a generic-CSV header name stands for (compared without case, spaces, '_' and '-'): a
+// CsvRole, or -1 for none of them.
 int csv_header_role(std::string_view name);
 
 // ---- synthetic data --------------------------------------------------------------------

@@ -517,7 +517,6 @@ bool is_header(std::string_view field) {
 // A header line maps the columns by name; without one (or with names it does not know, in an
 // order that fits) they are taken by position: user, item, rating[, timestamp].
 
-enum CsvRole { kUserCol, kItemCol, kRatingCol, kTimeCol, kNumCsvRoles };
 constexpr const char* kCsvRoleName[kNumCsvRoles] = {"user", "item", "rating", "timestamp"};
 // Accepted header names, compared without case, spaces, '_' and '-' ("User_ID" is "userid").
 // Kept short on purpose: two names of one role in a header are refused, so a broad list would
