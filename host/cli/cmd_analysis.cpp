@@ -376,10 +376,11 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   }
   if (tsne_svg.empty()) {  // clusters.csv's x, y are empty now
     std::error_code ec;
-    if (std::filesystem::exists(out_dir + "/tsne.svg", ec))
+    const bool earlier = std::filesystem::exists(out_dir + "/tsne.svg", ec);
+    if (earlier)
       std::cerr << "note: " << out_dir << "/tsne.svg of an earlier run is removed: it was drawn from other "
                 << "embeddings (or none are in the folder to compare); add --tsne to draw this run's\n";
-    staged.remove_on_commit(out_dir + "/tsne.svg");
+    staged.remove_on_commit(out_dir + "/tsne.svg", /*explained=*/earlier);
   }
   if (write_embeddings) {
     staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));

@@ -799,7 +799,10 @@ void StagedFiles::adopt(const std::string& path) {
   slots_.push_back(register_temp_file(path + ".tmp"));
 }
 
-void StagedFiles::remove_on_commit(const std::string& path) { stale_.push_back(path); }
+void StagedFiles::remove_on_commit(const std::string& path, bool explained) {
+  stale_.push_back(path);
+  if (explained) explained_.push_back(path);
+}
 
 namespace {
 // Where commit() keeps an earlier file while it renames: this process's own name, so a file of
@@ -813,10 +816,11 @@ std::vector<std::string> StagedFiles::commit() {
     std::error_code ec;
     if (std::filesystem::is_directory(p, ec)) throw DataError(p, 0, "is a directory, not a file");
   }
-  std::vector<std::string> paths, stale, dirs;
+  std::vector<std::string> paths, stale, dirs, explained;
   std::vector<int> slots;
   paths.swap(paths_);
   stale.swap(stale_);
+  explained.swap(explained_);
   dirs.swap(dirs_);
   slots.swap(slots_);
   pictures_.clear();
@@ -878,7 +882,9 @@ std::vector<std::string> StagedFiles::commit() {
     }
   for (const std::string& p : stale) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(p, ec) && std::filesystem::remove(p, ec)) removed_.push_back(p);
+    if (std::filesystem::is_regular_file(p, ec) && std::filesystem::remove(p, ec) &&
+        std::find(explained.begin(), explained.end(), p) == explained.end())
+      removed_.push_back(p);
   }
   // Folders whose run files went: removed when nothing else is left in them (rmdir of a
   // non-empty folder fails, and that is fine).

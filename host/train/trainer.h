@@ -145,7 +145,8 @@ class StagedFiles {
   void adopt(const std::string& path);
   // A file of an earlier run that this one does not produce (model.safetensors after --folds,
   // logvar.npy, tsne.svg): removed at commit, so nothing stale sits beside the new results.
-  void remove_on_commit(const std::string& path);
+  // explained: a note has already said why it goes, so removed() does not list it again.
+  void remove_on_commit(const std::string& path, bool explained = false);
   // A folder emptied by those removals: removed at commit too, when nothing else is left in it.
   void remove_dir_if_empty_on_commit(const std::string& dir) { dirs_.push_back(dir); }
   // Returns the paths put in place, in staging order (what a "wrote ..." line names).
@@ -157,6 +158,7 @@ class StagedFiles {
 
  private:
   std::vector<std::string> paths_, stale_, dirs_, removed_;
+  std::vector<std::string> explained_;  // stale paths a note already named
   std::vector<std::pair<std::string, std::string>> pictures_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
