@@ -146,8 +146,7 @@ ModelConfig config_from_json(const nlohmann::json& j) {
 
 // --fold's values ("" where the protocol has no ratings split).
 void check_ratings_split(const std::string& path, const std::string& split) {
-  for (const char* a : {"", "random", "1", "2", "3", "4", "5", "a", "b"})
-    if (split == a) return;
+  if (split.empty() || split == "random" || is_ml100k_fold(split)) return;
   throw DataError(path, 0, "unknown ratings_split '" + text::escape(split, 60) + "' in the metadata (random, 1..5, a or b)");
 }
 

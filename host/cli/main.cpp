@@ -302,7 +302,7 @@ int main(int argc, char** argv) {
   app.add_option("--threshold", o.train.heldout.threshold, "heldout protocol: rating >= threshold is positive")
       ->check(finite_at_least(0));
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
-      ->transform(CLI::IsMember({"random", "1", "2", "3", "4", "5", "a", "b"}, CLI::ignore_case));
+      ->transform(CLI::IsMember(ratings_split_names(), CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
       ->check(whole_in(2, 100))
       ->default_str("off");

@@ -150,7 +150,19 @@ RatingsSplit split_ratings_random(const Dataset& d, double test_fraction, uint64
 // k-fold cross-validation (Surprise's KFold): the ratings are shuffled once from seed and cut
 // into k equal parts; fold f (0-based) tests on part f and trains on the rest.
 RatingsSplit split_ratings_kfold(const Dataset& d, int k, int fold, uint64_t seed);
-// ml-100k's given folds: fold 1–5 → uN.base/uN.test, fold 'a'/'b' → ua/ub.
+// ml-100k's given folds: fold 1–5 → uN.base/uN.test, fold 'a'/'b' → ua/ub. ratings_split_names()
+// lists what --fold (and a model file's ratings_split) may name: "random" and those folds.
+inline const std::vector<std::string> kMl100kFolds = {"1", "2", "3", "4", "5", "a", "b"};
+inline bool is_ml100k_fold(const std::string& s) {
+  for (const std::string& f : kMl100kFolds)
+    if (s == f) return true;
+  return false;
+}
+inline std::vector<std::string> ratings_split_names() {
+  std::vector<std::string> v{"random"};
+  v.insert(v.end(), kMl100kFolds.begin(), kMl100kFolds.end());
+  return v;
+}
 RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir, const std::string& fold);
 
 }  // namespace vae

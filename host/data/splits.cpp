@@ -303,8 +303,7 @@ struct FoldReader {
 }  // namespace
 
 RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir, const std::string& fold) {
-  const bool ok = fold.size() == 1 && ((fold[0] >= '1' && fold[0] <= '5') || fold == "a" || fold == "b");
-  if (!ok) throw UsageError("ml-100k fold must be 1-5, a or b, got '" + fold + "'");
+  if (!is_ml100k_fold(fold)) throw UsageError("ml-100k fold must be 1-5, a or b, got '" + fold + "'");
   const std::string stem = "u" + fold;
   const std::string base = dir + "/" + stem + ".base", test = dir + "/" + stem + ".test";
   // No fold file at all: this is not ml-100k (ml-latest, ml-1m and CSV data have no fixed folds),
@@ -313,7 +312,7 @@ RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir,
   std::error_code ec;
   if (!fs::exists(base, ec)) {
     bool any = false;
-    for (const char* s : {"1", "2", "3", "4", "5", "a", "b"})
+    for (const std::string& s : kMl100kFolds)
       for (const char* ext : {".base", ".test"})
         any = any || fs::exists(dir + "/u" + s + ext, ec);
     if (!any) {
