@@ -78,6 +78,33 @@ std::string read_all(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+// A run folder's files are the run's own: one that is a symbolic link (a folder made with
+// `cp -rs` from another run) is replaced by the new file, and a stale one is unlinked; neither
+// writes or removes the file the link points at, so the other run is never changed.
+TEST(StagedFiles, LinksInARunFolderAreReplacedNotWrittenThrough) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_staged_links_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "run1");
+  fs::create_directories(dir / "run2");
+  std::ofstream(dir / "run1" / "metrics.csv") << "run1 metrics";
+  std::ofstream(dir / "run1" / "logvar.npy") << "run1 logvar";
+  fs::create_symlink("../run1/metrics.csv", dir / "run2" / "metrics.csv");
+  fs::create_symlink("../run1/logvar.npy", dir / "run2" / "logvar.npy");
+  {
+    vae::StagedFiles staged;
+    staged.add((dir / "run2" / "metrics.csv").string(), "run2 metrics");
+    staged.remove_on_commit((dir / "run2" / "logvar.npy").string());
+    staged.commit();
+    ASSERT_EQ(staged.removed().size(), 1u);
+  }
+  EXPECT_FALSE(fs::is_symlink(dir / "run2" / "metrics.csv"));
+  EXPECT_EQ(read_all(dir / "run2" / "metrics.csv"), "run2 metrics");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dir / "run2" / "logvar.npy")));
+  EXPECT_EQ(read_all(dir / "run1" / "metrics.csv"), "run1 metrics");
+  EXPECT_EQ(read_all(dir / "run1" / "logvar.npy"), "run1 logvar");
+  fs::remove_all(dir);
+}
+
 // A rename failing part-way through a commit (here the third file's temporary has vanished)
 // puts back the files already renamed: the earlier run stands whole, a file that did not exist
 // before is gone again, and neither temporaries nor kept copies are left behind.

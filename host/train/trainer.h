@@ -132,7 +132,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 // Files written as path.tmp and renamed into place together by commit(): until then the old
 // files stand, and a StagedFiles destroyed without commit() removes its temporaries, so a run
 // that fails part-way (a full disk while writing the model file) leaves the earlier results
-// whole and consistent. add() throws DataError naming the file.
+// whole and consistent. add() throws DataError naming the file. A run folder's files are the
+// run's own: a symbolic link among them is replaced (or, stale, unlinked), never written through,
+// so a folder of links into another run (`cp -rs`) cannot change that run. One-file outputs
+// (write_atomically) do write through a link: there the link is the user's name for the file.
 class StagedFiles {
  public:
   StagedFiles() = default;
