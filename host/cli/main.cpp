@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"vae_gpu: train, evaluate and explain autoencoder recommenders on MovieLens-style "
                "ratings (GPU when present, CPU otherwise).\nBare `vae_gpu --epochs 20` runs the "
-               "notebook VAE and compares it with popularity."};
+               "notebook VAE, compares it with popularity, lists user 1's top 30 and clusters the users (k = 3)."};
   app.set_version_flag("--version", std::string("vae_gpu ") + VAE_VERSION);
   app.fallthrough();
   app.option_defaults()->always_capture_default();
@@ -261,7 +261,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "directory for metrics.csv, summary.json and artefacts (recommend --all-users and "
                                 "similar --all-items: the CSV file to write)");
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(whole_in(1, 100000));
-  app.add_option("--model", o.train.model.kind, "vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
+  app.add_option("--model", o.train.model.kind, "vae (the default), autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
       ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
   app.add_option("--k", o.train.k, "seed protocol ranking cut-off K of NDCG, Recall and Coverage (cluster's number of clusters is its own --k, "
                                    "given after `cluster`)")->check(whole_in(1, 1000000));
   app.add_option("--ks", o.ks, "heldout protocol cut-offs, comma-separated (Coverage at the first)");
-  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
+  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default; not the notebook VAE, whose layers are fixed); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta,
                  "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2 annealed over "
@@ -340,7 +340,8 @@ int main(int argc, char** argv) {
                  "a model.safetensors written by --out: use it instead of training (every command but compare)");
 
   CLI::App* train = app.add_subcommand("train", "train and evaluate one model (--model-file: evaluate it)");
-  CLI::App* info = app.add_subcommand("info", "dataset summary (and the --model-file's metadata)");
+  CLI::App* info = app.add_subcommand("info", "dataset summary (and the --model-file's metadata); reads only --data and "
+                                                "--model-file: other options are ignored, with a note");
   CLI::App* recommend = app.add_subcommand("recommend", "top-N recommendations for a user, new ratings or every user "
                                                       "(--model-file M, or trains first with the usual flags)");
   recommend->fallthrough();
@@ -374,11 +375,11 @@ int main(int argc, char** argv) {
   similar->add_flag("--all-items", o.all_items,
                     "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift; i-autorec: similarity)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
-                                              "(--model-file M, or trains first; svd/svdpp: the user vectors p_u)");
+                                              "(vae, multvae; svd/svdpp: the user vectors p_u; --model-file M, or trains first)");
   embed->fallthrough();
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
-  CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means, cluster profiles, t-SNE; --out DIR "
+  CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means (vae, multvae; svd/svdpp: the user vectors p_u), cluster profiles, t-SNE; --out DIR "
                                                 "gets clusters.csv, cluster_lift.csv, cluster_movies.csv, cluster_report.html, embeddings.npy and "
                                                 "user_ids.csv (unless it holds embeddings), tsne.svg (with --tsne, or "
                                                 "the folder's own map recoloured) and k_scan.csv, k_scan.svg (with --k-range) "
