@@ -539,6 +539,7 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   // stdout holds the CSV alone; what the run says goes to stderr.
   const std::string err = (dir / "stderr.txt").string();
   const std::string cmd = std::string(VAE_CLI_PATH) + " " + rec + "/dev/stdout 2>" + err;
+  const fs::file_type dev_stdout = fs::symlink_status("/dev/stdout").type();  // a link to /proc/self/fd/1
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string csv;
@@ -549,7 +550,8 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 401) << csv.substr(csv.size() - 200);
   EXPECT_THAT(csv, ::testing::Not(HasSubstr("wrote")));
   EXPECT_THAT(read_text(err), HasSubstr("wrote /dev/stdout: 400 recommendations for 200 users"));
-  EXPECT_FALSE(fs::is_regular_file("/dev/stdout"));
+  // The node itself is untouched (what this process's stdout is, a file or a pipe, is not at issue).
+  EXPECT_EQ(fs::symlink_status("/dev/stdout").type(), dev_stdout);
 }
 
 // --ratings from a file: item_id,rating lines (or a header's movieId and rating columns, as in
@@ -671,9 +673,21 @@ TEST(Cli, FewTrainingStepsAreNoted) {
                                                  "--anneal-steps 11 ") + kSmall);
   ASSERT_EQ(short_of.code, 0) << short_of.out;
   EXPECT_THAT(short_of.out, HasSubstr("its last step's weight is 0.181818"));
+  // --anneal-steps 0 is no annealing: beta 0.2 from the first step, as summary.json records.
+  const fs::path off = temp_dir("anneal_off");
+  const CmdResult zero = run_cli(std::string("train --model multvae --protocol heldout --epochs 3 --quiet "
+                                             "--anneal-steps 0 ") + kSmall + " --out " + off.string());
+  ASSERT_EQ(zero.code, 0) << zero.out;
+  EXPECT_THAT(zero.out, ::testing::Not(HasSubstr("KL weight")));
+  const nlohmann::json zs = read_json(off / "summary.json");
+  EXPECT_EQ(zs["config"]["anneal_steps"].get<int64_t>(), 0);
+  EXPECT_EQ(zs["config"]["beta"].get<double>(), 0.2);
   const CmdResult c = run_cli(std::string("train --model cdae --epochs 2 --quiet ") + kSmall);
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, ::testing::ContainsRegex("note: 2 epochs of [0-9]+ steps make only [0-9]+ Adam steps"));
+  const CmdResult c1 = run_cli(std::string("train --model cdae --epochs 1 --quiet ") + kSmall);
+  ASSERT_EQ(c1.code, 0) << c1.out;
+  EXPECT_THAT(c1.out, ::testing::ContainsRegex("note: 1 epoch of [0-9]+ steps? makes only [0-9]+ Adam steps"));
 }
 
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads

@@ -288,6 +288,11 @@ TEST(ModelAnnealing, KlWeightSchedules) {
   EXPECT_EQ(mdf.model->config().anneal_steps, 200000);
   md.anneal_steps = 1000;
   EXPECT_DOUBLE_EQ(Fixture<float>(md, binary(data), 4).model->kl_weight(100), 0.1);  // min(0.2, 100 / 1000)
+  md.anneal_steps = 0;  // given as 0: no annealing, the default beta from the first step
+  Fixture<float> off(md, binary(data), 4);
+  EXPECT_EQ(off.model->config().anneal_steps, 0);
+  EXPECT_DOUBLE_EQ(off.model->kl_weight(0), 0.2);
+  EXPECT_DOUBLE_EQ(off.model->kl_weight(5), 0.2);
   ModelConfig one = config("multvae");
   one.beta = 1.0;
   Fixture<float> onef(one, binary(data), 4);

@@ -94,7 +94,8 @@ nlohmann::json config_to_json(const ModelConfig& c) {
                         {"latent", c.latent},     {"act_hidden", c.act_hidden},
                         {"act_out", c.act_out},   {"loss", c.loss},
                         {"lambda", c.lambda},     {"dropout", c.dropout},
-                        {"beta", c.beta},         {"anneal_steps", c.anneal_steps},
+                        // < 0 (the model's default) only in a config no model resolved (SVD's): off
+                        {"beta", c.beta},         {"anneal_steps", std::max<int64_t>(c.anneal_steps, 0)},
                         {"rating_min", c.rating_min}, {"rating_max", c.rating_max}};
 }
 

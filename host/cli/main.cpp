@@ -283,8 +283,11 @@ int main(int argc, char** argv) {
                  "200 000 steps, or over --anneal-steps; a given --beta is constant unless --anneal-steps is given)")
       ->check(finite_at_least(0))
       ->default_str("model's");
-  app.add_option("--anneal-steps", o.train.model.anneal_steps, "linear KL annealing steps (0 = off)")
-      ->check(whole_in(0, int64_t{1} << 40));
+  app.add_option("--anneal-steps", o.train.model.anneal_steps,
+                 "linear KL annealing steps (0 = off, a constant beta; default: Mult-VAE 200 000 with its default beta, "
+                 "otherwise off)")
+      ->check(whole_in(0, int64_t{1} << 40))
+      ->default_str("model's");
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE; default 0.5)")
       ->check(finite_at_least(0) & CLI::Range(0.0, 0.99))
       ->default_str("model's");

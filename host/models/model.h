@@ -48,7 +48,8 @@ struct ModelConfig {
   double beta = -1.0;      // VAE KL weight (final value when annealing); < 0 = the model's default
                            // (notebook VAE 1; Mult-VAE 0.2, annealed over 200 000 steps unless
                            // anneal_steps says otherwise)
-  int64_t anneal_steps = 0;  // linear KL annealing length (0 = constant beta)
+  int64_t anneal_steps = -1;  // linear KL annealing length: 0 = off (constant beta); < 0 = the
+                              // model's default (Mult-VAE with its default beta: 200 000; else off)
   float rating_min = 1.0f, rating_max = 5.0f;
   // First layer on the batch's CSR rows instead of a densified batch: on | off | auto
   // (use_sparse_input). Results agree with the dense path to rounding.
@@ -110,7 +111,10 @@ class Model {
  protected:
   Model(Backend<T>& be, ModelConfig cfg, int64_t max_batch)
       : be_(be), cfg_(std::move(cfg)), max_batch_(max_batch),
-        sparse_(use_sparse_input(cfg_.sparse_input, cfg_.num_inputs)) {}
+        sparse_(use_sparse_input(cfg_.sparse_input, cfg_.num_inputs)),
+        anneal_steps_given_(cfg_.anneal_steps >= 0) {
+    if (cfg_.anneal_steps < 0) cfg_.anneal_steps = 0;  // off unless the model's own default says otherwise
+  }
   // Registers parameters (call in the constructor), then allocate_params().
   void add_param(const std::string& name, int64_t rows, int64_t cols) {
     ParamInfo p{name, rows, cols, next_offset_};
@@ -135,6 +139,7 @@ class Model {
   ModelConfig cfg_;
   int64_t max_batch_;
   bool sparse_ = false;
+  bool anneal_steps_given_ = false;  // cfg.anneal_steps was set (0 included) rather than left < 0
   std::vector<ParamInfo> params_;
   int64_t next_offset_ = 0;
   Tensor<T> theta_, grad_;

@@ -19,10 +19,10 @@ MultVae<T>::MultVae(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) :
   if (c.latent <= 0) c.latent = 200;
   if (c.dropout < 0) c.dropout = 0.5;
   // Liang et al.: β annealed to 0.2, one step of 1/200 000 per update. A given β (1 included)
-  // is kept, constant unless anneal_steps is given too.
+  // is kept, constant unless anneal_steps is given too; a given anneal_steps of 0 is no annealing.
   if (c.beta < 0) {
     c.beta = 0.2;
-    if (c.anneal_steps == 0) c.anneal_steps = 200000;
+    if (!this->anneal_steps_given_) c.anneal_steps = 200000;
   }
   hidden_ = c.hidden;
   latent_ = c.latent;

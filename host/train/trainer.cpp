@@ -622,7 +622,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
           << "more --epochs or a smaller --batch-size reach beta\n";
     } else if (steps < 100) {
       log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
-          << (batches == 1 ? " step" : " steps") << " make only " << steps
+          << (batches == 1 ? " step" : " steps") << (opt.epochs == 1 ? " makes" : " make") << " only " << steps
           << " Adam steps; more --epochs or a smaller --batch-size train further\n";
     }
   }
