@@ -690,6 +690,25 @@ TEST(Cli, FewTrainingStepsAreNoted) {
   EXPECT_THAT(c1.out, ::testing::ContainsRegex("note: 1 epoch of [0-9]+ steps? makes only [0-9]+ Adam steps"));
 }
 
+// --patience stops a run whose monitored metric has not improved for that many epochs and keeps
+// the best epoch's weights. A learning rate far below a float weight's last bit leaves the model
+// (and so every validation figure) unchanged: epoch 1 stays best, and epoch 1 + patience stops.
+TEST(Cli, PatienceStopsEarlyAndKeepsTheBestEpoch) {
+  const fs::path dir = temp_dir("patience");
+  const CmdResult r = run_cli(std::string("train --model multvae --protocol heldout --epochs 10 --patience 2 "
+                                          "--lr 1e-30 ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("Early stop: no improvement in NDCG@100 for 2 epochs; best epoch 1\n"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Epoch [4/10]")));
+  const auto rows = cli_test::parse_csv(read_text(dir / "metrics.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_EQ(s["epochs"].get<int>(), 3);
+  EXPECT_EQ(s["best_epoch"].get<int>(), 1);
+  EXPECT_EQ(s["epoch_selection"], "validation");
+  EXPECT_EQ(rows[2].at("val_ndcg@100"), rows[0].at("val_ndcg@100"));
+}
+
 // A flag the run does not read is said to be ignored, never silently dropped; flags it reads
 // get no such note.
 TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {

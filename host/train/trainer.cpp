@@ -745,33 +745,15 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 
 namespace {
 
-// Writes path.tmp; removes it again when the write fails.
-// path.tmp, complete or not at all (the project's one atomic writer: its own temporary, fsync,
-// rename, a failed write removed).
+// Writes path.tmp, complete or not at all (the project's one atomic writer: its own temporary,
+// fsync, rename, a failed write removed); StagedFiles renames it into place.
 void write_tmp(const std::string& path, const std::string& text) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
   write_binary_atomically(path + ".tmp", text);
 }
 
-void rename_tmp(const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignore;
-    std::filesystem::remove(tmp, ignore);
-    throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());
-  }
-}
-
 }  // namespace
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const TempFileGuard guard(path + ".tmp");
-  write_tmp(path, text);
-  rename_tmp(path);
-}
 
 StagedFiles::~StagedFiles() {
   for (size_t i = 0; i < paths_.size(); ++i) {
@@ -926,11 +908,6 @@ std::string learning_curves_svg(const TrainResult& r) {
   return lines_svg(p);
 }
 
-void write_run_files(const std::string& dir, const TrainResult& r) {
-  StagedFiles staged;
-  stage_run_files(staged, dir, r);
-  staged.commit();
-}
 
 void drop_run_files(StagedFiles& staged, const std::string& dir) {
   for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg", "/user_metrics.csv"})

@@ -170,18 +170,13 @@ class StagedFiles {
 // user_metrics.csv (each evaluated user's ranking metrics, or under the ratings protocol each
 // row's RMSE over its test ratings) into dir
 // (created if needed), staged: the caller commits them once everything else of the run (the
-// model file) has been written. write_run_files stages and commits at once.
+// model file) has been written.
 void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainResult& r);
 // The files stage_run_files writes into dir, removed at commit (a model this run leaves out).
 void drop_run_files(StagedFiles& staged, const std::string& dir);
-void write_run_files(const std::string& dir, const TrainResult& r);
-
-// Writes text to path via path.tmp + rename; throws DataError naming the file on failure
-// (the temporary removed).
-void write_text_atomically(const std::string& path, const std::string& text);
 
 // curves.svg: loss (train and test/validation) and the evaluation metrics per epoch, the best
-// epoch marked. write_run_files writes it for runs of two epochs or more.
+// epoch marked. stage_run_files writes it for runs of two epochs or more.
 std::string learning_curves_svg(const TrainResult& r);
 
 // "95% intervals over the N evaluated users: ndcg@20 ±0.0312, …\n" for the per-user metrics of
