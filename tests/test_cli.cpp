@@ -829,6 +829,13 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
   ASSERT_EQ(svd.code, 0) << svd.out;
   EXPECT_THAT(svd.out, HasSubstr("note: --seed 7 ignored: the model file's training split uses seed 1"));
   EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
+  // A ratings-protocol autoencoder keeps its ratings split (here the random one) over --fold.
+  ASSERT_EQ(run_cli("train --model i-autorec --epochs 2 --out " + (dir / "i").string() + data).code, 0);
+  const CmdResult fold = run_cli("train --model-file " + (dir / "i" / "model.safetensors").string() + " --fold 2 --out " +
+                                 (dir / "i2").string() + data);
+  ASSERT_EQ(fold.code, 0) << fold.out;
+  EXPECT_THAT(fold.out, HasSubstr("note: --fold 2 ignored: the model file's training split uses random"));
+  EXPECT_EQ(read_json(dir / "i2" / "summary.json")["metrics"], read_json(dir / "i" / "summary.json")["metrics"]);
 }
 
 
