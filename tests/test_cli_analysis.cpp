@@ -505,6 +505,21 @@ TEST_F(CliAnalysis, InfoPrintsTheLayersAsBuilt) {
   EXPECT_THAT(i.out, Not(HasSubstr("hidden 0")));
   // Seed protocol: the file holds the last epoch, not one chosen as best.
   EXPECT_THAT(i.out, HasSubstr("seed protocol, seed 2, epoch 3)"));
+  // The other families' layers, from their stored widths.
+  const std::vector<std::pair<std::string, std::string>> families = {
+      {"multvae", "multvae, 300 item columns, encoder 300-16-(2 x 8), decoder 8-16-300, latent 8"},
+      {"cdae", "cdae, 300 item columns, layers 300-16-300 (and a 16-wide vector per training user)"},
+      {"autorec", "autorec, 300 item columns, layers 300-16-300"},
+      {"i-autorec", "i-autorec, 200 user columns, layers 200-16-200"}};
+  for (const auto& [model, layers] : families) {
+    const fs::path dir = *dir_ / ("info_" + model.substr(0, model.find(' ')));
+    const CmdResult t = run_cli("train --model " + model + " --epochs 1 --hidden 16 --latent 8 --quiet " + kData +
+                                " --out " + dir.string());
+    ASSERT_EQ(t.code, 0) << model << ": " << t.out;
+    const CmdResult f = run_cli("info " + kData + " --model-file " + (dir / "model.safetensors").string());
+    ASSERT_EQ(f.code, 0) << f.out;
+    EXPECT_THAT(f.out, HasSubstr(layers)) << f.out;
+  }
 }
 
 // Without usable ratings the list is the popular-items fallback, and its title says so rather
