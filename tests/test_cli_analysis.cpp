@@ -495,6 +495,25 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   }
 }
 
+// Few users: t-SNE's perplexity (30) must stay below (points - 1) / 3, and is lowered, with a
+// note, instead of failing; an SVD model has no posterior for embed --sample.
+TEST(CliAnalysisSmall, FewUsersLowerThePerplexityAndSvdHasNoPosterior) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_few_users_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const std::string few = " --data synthetic:users=40,items=60,ratings=800 --device cpu";
+  const CmdResult c = run_cli("cluster --tsne --k 2 --epochs 1" + few + " --out " + (dir / "c").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: perplexity set to 13 (it must lie in [1, (points - 1) / 3] for 40 points)"));
+  EXPECT_THAT(c.out, HasSubstr("1 epoch of 1 step makes only 1 Adam step;"));
+  const auto rows = cli_test::parse_csv(read_file(dir / "c" / "clusters.csv"));
+  ASSERT_EQ(rows.size(), 40u);
+  for (const auto& row : rows) EXPECT_FALSE(row.at("x").empty());
+  const CmdResult s = run_cli("embed --model svd --sample --epochs 1" + few + " --out " + (dir / "s").string());
+  EXPECT_EQ(s.code, 2) << s.out;
+  EXPECT_THAT(s.out, HasSubstr("svd has no posterior to sample from"));
+  fs::remove_all(dir);
+}
+
 // info prints the notebook VAE's layers as built (512 and 256 wide whatever --hidden held), not
 // the "hidden 0" of its stored config.
 TEST_F(CliAnalysis, InfoPrintsTheLayersAsBuilt) {

@@ -623,7 +623,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     } else if (steps < 100) {
       log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
           << (batches == 1 ? " step" : " steps") << (opt.epochs == 1 ? " makes" : " make") << " only " << steps
-          << " Adam steps; more --epochs or a smaller --batch-size train further\n";
+          << (steps == 1 ? " Adam step" : " Adam steps") << "; more --epochs or a smaller --batch-size train further\n";
     }
   }
 
