@@ -722,6 +722,47 @@ TEST_F(LoaderErrors, BadMetadataRows) {
   EXPECT_HAS(data_error([&] { vae::load_ml100k(dir); }), "u.user:2: age '99999999999999999999' is outside 0..200");
 }
 
+// The rarer metadata faults, each named by file and line: a rating no float holds, item ids
+// that are not numbers or overflow, a repeated u.genre index or u.occupation name, too many
+// genres, a movies.dat row of the wrong shape, and an items file (generic CSV) row of the
+// wrong shape or repeating an id.
+TEST_F(LoaderErrors, RarerMetadataFaults) {
+  EXPECT_HAS(data_error([&] { vae::load_ratings_csv(write("big.csv", "u,i,4\nu,j,1e40\n")); }),
+             "big.csv:2: rating '1e40' is out of range");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(kUData, default_uitem() + item_line("x5", "E", {1}))); }),
+             "u.item:5: non-numeric item id 'x5'");
+  EXPECT_HAS(data_error([&] {
+               vae::load_ml100k(make(kUData, default_uitem() + item_line("99999999999999999999", "E", {1})));
+             }),
+             "u.item:5: item id '99999999999999999999' overflows a 64-bit integer");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(kUData, default_uitem() + item_line("3", "Again", {1}))); }),
+             "u.item:5: duplicate item id 3 (first on line 3)");
+
+  const std::string dir = make();
+  const std::string genres = genre_file_100k();
+  write("ml-100k/u.genre", genres.substr(0, genres.find('\n') + 1) + "Action|0\n" + genres.substr(genres.find('\n') + 1));
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(dir); }), "u.genre:2: genre index 0 repeated (first on line 1)");
+  write("ml-100k/u.genre", genres);
+  write("ml-100k/u.occupation", "administrator\nlawyer\nother\nlawyer\ntechnician\nwriter\n");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(dir); }), "u.occupation:4: duplicate occupation 'lawyer'");
+
+  std::string many = "movieId,title,genres\n1,A,";
+  for (int g = 0; g < 33; ++g) many += (g ? "|" : "") + std::string("G") + std::to_string(g);
+  write("latest/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,1\n");
+  write("latest/movies.csv", many + "\n");
+  EXPECT_HAS(data_error([&] { vae::load_mllatest(path("latest")); }), "movies.csv:2: more than 32 distinct genres");
+
+  write("m1/ratings.dat", "1::1::5::1\n");
+  write("m1/movies.dat", "1::A (1990)\n");
+  write("m1/users.dat", "1::F::1::10::48067\n");
+  EXPECT_HAS(data_error([&] { vae::load_ml1m(path("m1")); }), "movies.dat:1: expected 3 fields ('::'-separated id, title, genres), found 2");
+
+  const std::string r = write("r.csv", "u,a,1\nu,b,2\n");
+  EXPECT_HAS(data_error([&] { vae::load_ratings_csv(r, write("items.csv", "a,A\nb\n")); }), "items.csv:2: expected 2 or 3 fields");
+  EXPECT_HAS(data_error([&] { vae::load_ratings_csv(r, write("items.csv", "a,A\nb,B\na,C\n")); }),
+             "items.csv:3: duplicate item id 'a' (first on line 1)");
+}
+
 // ---- fuzzing finds -------------------------------------------------------------------------
 
 // A NUL byte in a field used to end the message right after the opening quote (what() is a C
