@@ -495,6 +495,28 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   }
 }
 
+// A user whose ratings all lie below the heldout threshold gives the model no input: the list is
+// the popular items, and the note says why (the threshold it was trained with).
+TEST(CliAnalysisSmall, AUserWithNoInputGetsThePopularItemsAndWhy) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_no_input_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream f(dir / "r.csv");
+    f << "user,item,rating\n";
+    for (int u = 0; u < 40; ++u)
+      for (int k = 0; k < 15; ++k) f << "u" << u << ",i" << (u * 7 + k * 3) % 50 << "," << 1 + (u + k) % 5 << "\n";
+    for (int i = 0; i < 5; ++i) f << "low,i" << i << "," << 1 + i % 2 << "\n";
+  }
+  const CmdResult r = run_cli("recommend --model multvae --protocol heldout --user low --top 3 --epochs 1 --device cpu "
+                              "--data " + (dir / "r.csv").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: user low has no ratings the model takes as input (it was trained on ratings >= 4): "
+                               "showing the most popular items instead"));
+  EXPECT_THAT(r.out, HasSubstr("Top 3 most popular items for user low (no usable ratings for multvae to score"));
+  fs::remove_all(dir);
+}
+
 // Few users: t-SNE's perplexity (30) must stay below (points - 1) / 3, and is lowered, with a
 // note, instead of failing; an SVD model has no posterior for embed --sample.
 TEST(CliAnalysisSmall, FewUsersLowerThePerplexityAndSvdHasNoPosterior) {
