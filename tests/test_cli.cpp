@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -552,6 +553,25 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   EXPECT_THAT(read_text(err), HasSubstr("wrote /dev/stdout: 400 recommendations for 200 users"));
   // The node itself is untouched (what this process's stdout is, a file or a pipe, is not at issue).
   EXPECT_EQ(fs::symlink_status("/dev/stdout").type(), dev_stdout);
+
+  // Where stdout is a file the shell appends to, the CSV is appended: /dev/stdout is written
+  // through the open descriptor, not reopened (which truncates) nor renamed over (which unlinks
+  // the log under the shell).
+  const fs::path log = dir / "log.txt";
+  std::ofstream(log) << "earlier line\n";
+  const std::string append = "echo before >> " + log.string() + "; " + VAE_CLI_PATH + " " + rec + "/dev/stdout >> " +
+                             log.string() + " 2>" + err + "; echo after >> " + log.string();
+  ASSERT_EQ(std::system(append.c_str()), 0) << read_text(err);
+  const std::string logged = read_text(log);
+  EXPECT_EQ(logged.rfind("earlier line\nbefore\nuser_id,rank,item_id,score\n", 0), 0u) << logged.substr(0, 200);
+  EXPECT_EQ(std::count(logged.begin(), logged.end(), '\n'), 404);
+  EXPECT_EQ(logged.substr(logged.size() - 6), "after\n");
+  for (const char* fd_path : {"/dev/fd/1", "/proc/self/fd/1"}) {
+    const std::string through = std::string(VAE_CLI_PATH) + " " + rec + fd_path + " >> " + log.string() + " 2>" + err;
+    ASSERT_EQ(std::system(through.c_str()), 0) << read_text(err);
+  }
+  const std::string all = read_text(log);
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 404 + 2 * 401);
 }
 
 // --ratings from a file: item_id,rating lines (or a header's movieId and rating columns, as in
@@ -838,6 +858,19 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
   EXPECT_EQ(read_json(dir / "i2" / "summary.json")["metrics"], read_json(dir / "i" / "summary.json")["metrics"]);
 }
 
+
+// Ranking models under the ratings protocol: their RMSE is said to measure scores, not ratings;
+// AutoRec, which predicts ratings, gets no such note.
+TEST(Cli, RankingModelsUnderTheRatingsProtocolAreNoted) {
+  for (const char* m : {"cdae", "multvae", "autorec"}) {
+    const CmdResult r = run_cli(std::string("train --protocol ratings --epochs 1 --model ") + m + " " + kSmall);
+    ASSERT_EQ(r.code, 0) << m << ": " << r.out;
+    const std::string note = std::string("note: ") + m + " scores items for ranking; its outputs are not ratings";
+    if (std::string(m) == "autorec") EXPECT_THAT(r.out, Not(HasSubstr("scores items for ranking"))) << r.out;
+    else EXPECT_THAT(r.out, HasSubstr(note)) << r.out;
+    EXPECT_THAT(r.out, ::testing::ContainsRegex("final metrics on random 90/10 \\([0-9]+ test ratings\\): rmse=")) << m;
+  }
+}
 
 // Flags a CPU run or a k-fold run does not read are noted like the model-specific ones.
 // --profile-ops times the ops of Adam training: SVD's own SGD and the closed-form baselines

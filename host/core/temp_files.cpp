@@ -5,9 +5,13 @@
 
 #include <atomic>
 #include <csignal>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -72,9 +76,45 @@ std::string link_target(const std::string& path) {
   return p.string();
 }
 
+namespace {
+
+// The descriptor a path names the process's own stream by (/dev/stdout 1, /dev/stderr 2,
+// /dev/fd/N and /proc/self/fd/N: N), or -1.
+int own_stream_fd(const std::string& path) {
+  if (path == "/dev/stdout") return 1;
+  if (path == "/dev/stderr") return 2;
+  for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+    const size_t n = std::strlen(prefix);
+    if (path.size() > n && path.size() <= n + 6 && path.compare(0, n, prefix) == 0 &&
+        path.find_first_not_of("0123456789", n) == std::string::npos)
+      return std::stoi(path.substr(n));
+  }
+  return -1;
+}
+
+}  // namespace
+
 void write_atomically(const std::string& given, const std::function<void(std::ostream&)>& body) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (const int fd = own_stream_fd(given); fd >= 0) {
+    // Opening the path anew would truncate a file the shell appends to (>>) and start at its
+    // offset 0; renaming over the file it leads to would unlink it under the shell. The open
+    // descriptor keeps both: what is written lands where the stream's next write would.
+    std::ostringstream text;
+    body(text);
+    const std::string s = text.str();
+    std::cout.flush();  // what the program printed before goes first
+    std::cerr.flush();
+    std::fflush(nullptr);
+    for (size_t done = 0; done < s.size();) {
+      const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) throw DataError(given, 0, std::string("write failed: ") + std::strerror(errno));
+      done += static_cast<size_t>(w);
+    }
+    return;
+  }
   const fs::file_status st = fs::status(given, ec);  // through links
   if (fs::is_directory(st)) throw DataError(given, 0, "is a directory, not a file");
   if (fs::exists(st) && !fs::is_regular_file(st)) {

@@ -37,7 +37,9 @@ std::string link_target(const std::string& path);
 // Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
 // throws or the write fails), which is renamed into place once complete, so readers see the
 // old file or the whole new one. A symbolic link's target is replaced (the link stays); a
-// device, FIFO or socket at path (/dev/stdout, a named pipe) is written directly instead.
+// device, FIFO or socket at path (a named pipe, a terminal) is written directly instead. The
+// process's own streams (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N) are written
+// through their open descriptor, whatever they lead to: `--out /dev/stdout >> log` appends.
 // DataError for a directory at path, a file that cannot be opened, a failed write (disk full)
 // or rename.
 void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& body);
