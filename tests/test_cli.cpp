@@ -572,6 +572,12 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   }
   const std::string all = read_text(log);
   EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 404 + 2 * 401);
+  // A closed stdout is refused before anything trains.
+  const std::string closed = std::string(VAE_CLI_PATH) + " " + rec + "/dev/stdout >&- 2>" + err;
+  const int status = std::system(closed.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << read_text(err);
+  EXPECT_THAT(read_text(err), HasSubstr("/dev/stdout: descriptor 1 is not open for writing"));
+  EXPECT_THAT(read_text(err), Not(HasSubstr("wrote")));
 }
 
 // --ratings from a file: item_id,rating lines (or a header's movieId and rating columns, as in

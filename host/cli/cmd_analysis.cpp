@@ -1,5 +1,6 @@
 // vae_gpu's analysis commands `recommend`, `similar`, `embed` and `cluster` (each trains first, or
 // loads --model-file), and the K-Means / t-SNE report the main job shares with `cluster`.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -438,6 +439,12 @@ ClusterOptions cluster_options(const Options& o) {
 // --all-items): not a directory, its folder made and probed before any training.
 void check_out_file(const Options& o, const std::string& flags) {
   namespace fs = std::filesystem;
+  if (const int fd = own_stream_fd(o.out); fd >= 0) {  // /dev/stdout & co.: written through the descriptor
+    const int flags_of_fd = ::fcntl(fd, F_GETFL);
+    if (flags_of_fd < 0 || (flags_of_fd & O_ACCMODE) == O_RDONLY)
+      throw DataError(o.out, 0, "descriptor " + std::to_string(fd) + " is not open for writing");
+    return;
+  }
   std::error_code ec;
   const fs::file_status st = fs::status(o.out, ec);  // through links
   if (fs::is_directory(st)) throw DataError(o.out, 0, "is a directory: " + flags + " --out names the CSV file to write");

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -76,10 +76,6 @@ std::string link_target(const std::string& path) {
   return p.string();
 }
 
-namespace {
-
-// The descriptor a path names the process's own stream by (/dev/stdout 1, /dev/stderr 2,
-// /dev/fd/N and /proc/self/fd/N: N), or -1.
 int own_stream_fd(const std::string& path) {
   if (path == "/dev/stdout") return 1;
   if (path == "/dev/stderr") return 2;
@@ -91,8 +87,6 @@ int own_stream_fd(const std::string& path) {
   }
   return -1;
 }
-
-}  // namespace
 
 void write_atomically(const std::string& given, const std::function<void(std::ostream&)>& body) {
   namespace fs = std::filesystem;

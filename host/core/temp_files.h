@@ -34,6 +34,10 @@ class TempFileGuard {
 // exist). DataError for a loop or an unreadable link.
 std::string link_target(const std::string& path);
 
+// The descriptor a path names the process's own stream by (/dev/stdout 1, /dev/stderr 2,
+// /dev/fd/N and /proc/self/fd/N: N), or -1.
+int own_stream_fd(const std::string& path);
+
 // Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
 // throws or the write fails), which is renamed into place once complete, so readers see the
 // old file or the whole new one. A symbolic link's target is replaced (the link stays); a

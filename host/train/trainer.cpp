@@ -908,7 +908,6 @@ std::string learning_curves_svg(const TrainResult& r) {
   return lines_svg(p);
 }
 
-
 void drop_run_files(StagedFiles& staged, const std::string& dir) {
   for (const char* f : {"/metrics.csv", "/summary.json", "/curves.svg", "/user_metrics.csv"})
     staged.remove_on_commit(dir + f);
