@@ -71,13 +71,14 @@ enough() { [ "$(left)" -ge "$1" ]; }
 # capped CAP CMD…: CMD under `timeout` with CAP seconds or what the budget leaves, whichever is
 # less (exit 124 when it ran out, 137 when it had to be killed, 125 when too little was left to
 # start it). capped_by_budget says whether the budget, not CAP, set the limit of the last call.
-capped_by_budget=0
+capped_by_budget=0; capped_limit=0; capped_start=0
 capped() {
   local cap=$1 l
   shift
   l=$(left)
   capped_by_budget=0
   if [ "$l" -lt "$cap" ]; then cap=$l; capped_by_budget=1; fi
+  capped_limit=$cap; capped_start=$SECONDS
   [ "$cap" -ge 5 ] || return 125
   timeout -k 15 "$cap" "$@"  # SIGKILL 15 s after SIGTERM: a process stuck in the driver cannot hold the summary
 }
@@ -85,8 +86,15 @@ capped() {
 # the budget ran out. For the timing stages after the acceptance (main's extra runs, bench,
 # torch, scale, svd) that is noted like a stage the budget skipped, not counted as a failure;
 # the build, ctest, the sanitizers and the main job's cuda/cpu runs must still finish.
+# Only when the budget set the limit, and a 124/137 came when that limit was reached (a command
+# killed earlier, by the OOM killer say, failed; timeout's own 125 too).
 cut_by_budget() {
-  [ "$1" -eq 125 ] || { [ "$capped_by_budget" = 1 ] && { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }; }
+  [ "$capped_by_budget" = 1 ] || return 1
+  case "$1" in
+    125) [ "$capped_limit" -lt 5 ] ;;
+    124|137) [ $(( SECONDS - capped_start )) -ge $(( capped_limit - 1 )) ] ;;
+    *) return 1 ;;
+  esac
 }
 budget_note() { echo "skipped: budget (${BUDGET} s) spent"; }
 ok=1

@@ -1,7 +1,9 @@
 // End-to-end tests of the vae_gpu binary: exit codes, messages, run files, determinism.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -498,6 +500,15 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
                         "embeddings.npy", "user_ids.csv", "logvar.npy", "cluster_report.html"})
     EXPECT_FALSE(fs::exists(mdir / f)) << f;
   for (const char* f : {"model.safetensors", "metrics.csv", "report.html"}) EXPECT_TRUE(fs::exists(mdir / f)) << f;
+  // A main job with --no-tsne into a folder holding an earlier map: the note says why it goes
+  // and how the main job draws one (not cluster's --tsne, which the main job refuses).
+  ASSERT_EQ(run_cli("--epochs 1 --quiet" + into).code, 0);
+  ASSERT_TRUE(fs::exists(mdir / "tsne.svg"));
+  const CmdResult no_map = run_cli("--epochs 1 --quiet --no-tsne --seed 5" + into);
+  ASSERT_EQ(no_map.code, 0) << no_map.out;
+  EXPECT_THAT(no_map.out, HasSubstr("tsne.svg of an earlier run is removed: it was drawn from other embeddings (or none "
+                                    "are in the folder to compare); leave out --no-tsne to draw this run's\n"));
+  EXPECT_FALSE(fs::exists(mdir / "tsne.svg"));
 }
 
 
@@ -566,18 +577,63 @@ TEST(Cli, OutputPathsAreWrittenThroughNotReplaced) {
   EXPECT_EQ(logged.rfind("earlier line\nbefore\nuser_id,rank,item_id,score\n", 0), 0u) << logged.substr(0, 200);
   EXPECT_EQ(std::count(logged.begin(), logged.end(), '\n'), 404);
   EXPECT_EQ(logged.substr(logged.size() - 6), "after\n");
-  for (const char* fd_path : {"/dev/fd/1", "/proc/self/fd/1"}) {
+  // Every spelling of the stream, and a link of the user's to it, appends the same way.
+  fs::create_symlink("/dev/stdout", dir / "mylink");
+  const std::vector<std::string> spellings = {"/dev/fd/1", "/proc/self/fd/1", "//dev/./stdout", (dir / "mylink").string()};
+  for (const std::string& fd_path : spellings) {
     const std::string through = std::string(VAE_CLI_PATH) + " " + rec + fd_path + " >> " + log.string() + " 2>" + err;
     ASSERT_EQ(std::system(through.c_str()), 0) << read_text(err);
   }
   const std::string all = read_text(log);
-  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 404 + 2 * 401);
-  // A closed stdout is refused before anything trains.
+  EXPECT_EQ(all.rfind("earlier line\nbefore\n", 0), 0u);
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 404 + 4 * 401);
+  EXPECT_TRUE(fs::is_symlink(dir / "mylink"));
+  // A closed stdout is refused before anything trains (its number is not lent to a file the
+  // program opens later), and so is stdin: it is open for reading, and its file stays as it was.
   const std::string closed = std::string(VAE_CLI_PATH) + " " + rec + "/dev/stdout >&- 2>" + err;
-  const int status = std::system(closed.c_str());
+  int status = std::system(closed.c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << read_text(err);
-  EXPECT_THAT(read_text(err), HasSubstr("/dev/stdout: descriptor 1 is not open for writing"));
+  EXPECT_THAT(read_text(err), HasSubstr("/dev/stdout: descriptor 1 was closed when the program started"));
   EXPECT_THAT(read_text(err), Not(HasSubstr("wrote")));
+  const std::string in = (dir / "in.txt").string();
+  std::ofstream(in) << "input\n";
+  const std::string from_stdin = std::string(VAE_CLI_PATH) + " " + rec + "/dev/stdin < " + in + " 2>" + err;
+  status = std::system(from_stdin.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << read_text(err);
+  EXPECT_THAT(read_text(err), HasSubstr("/dev/stdin: descriptor 0 is open for reading only"));
+  EXPECT_EQ(read_text(in), "input\n");
+}
+
+// A non-blocking stdout pipe (some launchers leave O_NONBLOCK set) whose reader starts late still
+// gets the whole CSV: a full pipe is waited for, not taken for a failed write.
+TEST(Cli, ANonBlockingStdoutPipeGetsTheWholeCsv) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, 2);
+    ::execl(VAE_CLI_PATH, VAE_CLI_PATH, "recommend", "--model", "popularity", "--all-users", "--top", "50", "--data",
+            "synthetic:users=2000,items=300,ratings=40000", "--device", "cpu", "--out", "/dev/stdout",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ::sleep(1);  // the pipe's 64 KiB fill long before this reader starts
+  std::string csv;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) csv.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2000 * 50);
+  EXPECT_EQ(csv.rfind("user_id,rank,item_id,score\n", 0), 0u);
 }
 
 // --ratings from a file: item_id,rating lines (or a header's movieId and rating columns, as in
@@ -713,7 +769,7 @@ TEST(Cli, FewTrainingStepsAreNoted) {
   EXPECT_THAT(c.out, ::testing::ContainsRegex("note: 2 epochs of [0-9]+ steps make only [0-9]+ Adam steps"));
   const CmdResult c1 = run_cli(std::string("train --model cdae --epochs 1 --quiet ") + kSmall);
   ASSERT_EQ(c1.code, 0) << c1.out;
-  EXPECT_THAT(c1.out, ::testing::ContainsRegex("note: 1 epoch of [0-9]+ steps? makes only [0-9]+ Adam steps"));
+  EXPECT_THAT(c1.out, ::testing::ContainsRegex("note: 1 epoch of [0-9]+ steps? makes only [0-9]+ Adam steps?;"));
 }
 
 // --patience stops a run whose monitored metric has not improved for that many epochs and keeps

@@ -553,7 +553,7 @@ TEST_F(CliAnalysis, InfoPrintsTheLayersAsBuilt) {
       {"autorec", "autorec, 300 item columns, layers 300-16-300"},
       {"i-autorec", "i-autorec, 200 user columns, layers 200-16-200"}};
   for (const auto& [model, layers] : families) {
-    const fs::path dir = *dir_ / ("info_" + model.substr(0, model.find(' ')));
+    const fs::path dir = *dir_ / ("info_" + model);
     const CmdResult t = run_cli("train --model " + model + " --epochs 1 --hidden 16 --latent 8 --quiet " + kData +
                                 " --out " + dir.string());
     ASSERT_EQ(t.code, 0) << model << ": " << t.out;

@@ -583,6 +583,15 @@ TEST(CompareSweep, EachSweptRowIsItsOwnTrainRun) {
   const nlohmann::json one = read_json(d / "mv" / "multvae_beta=1" / "summary.json");
   EXPECT_EQ(one["config"]["beta"].get<double>(), 1.0);
   EXPECT_EQ(one["config"]["anneal_steps"].get<int64_t>(), 0);
+  // anneal-steps=0 is no annealing (the default beta from the first step), 1000 anneals to it.
+  const CmdResult an = run_cli(std::string("compare --models multvae --sweep anneal-steps=0,1000 --epochs 1 ") + kData +
+                               " --out " + (d / "an").string());
+  ASSERT_EQ(an.code, 0) << an.out;
+  const nlohmann::json off = read_json(d / "an" / "multvae_anneal-steps=0" / "summary.json");
+  EXPECT_EQ(off["config"]["anneal_steps"].get<int64_t>(), 0);
+  EXPECT_EQ(off["config"]["beta"].get<double>(), 0.2);
+  EXPECT_EQ(read_json(d / "an" / "multvae_anneal-steps=1000" / "summary.json")["config"]["anneal_steps"].get<int64_t>(),
+            1000);
 }
 
 // Two --sweep flags: a grid over the options each model reads, the last varying fastest; every

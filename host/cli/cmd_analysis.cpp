@@ -1,6 +1,5 @@
 // vae_gpu's analysis commands `recommend`, `similar`, `embed` and `cluster` (each trains first, or
 // loads --model-file), and the K-Means / t-SNE report the main job shares with `cluster`.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -366,6 +365,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   staged.add(out_dir + "/clusters.csv", csv.str());
   staged.add(out_dir + "/cluster_lift.csv", cluster_lift_csv(profiles));
   staged.add(out_dir + "/cluster_movies.csv", cluster_movies_csv(d, profiles));
+  bool picture_failed = false;  // the warning says why there is none
   if (!tsne_svg.empty()) {
     try {
       staged.add(out_dir + "/tsne.svg", tsne_svg);
@@ -373,15 +373,17 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
       if (!co.tsne_optional) throw;
       std::cerr << "warning: " << err.what() << "; the run goes on without the picture\n";
       tsne_svg.clear();
+      picture_failed = true;
     }
   }
   if (tsne_svg.empty()) {  // clusters.csv's x, y are empty now
     std::error_code ec;
-    const bool earlier = std::filesystem::exists(out_dir + "/tsne.svg", ec);
-    if (earlier)
+    const bool explain = !picture_failed && std::filesystem::is_regular_file(out_dir + "/tsne.svg", ec);
+    if (explain)  // the main job draws its map unless --no-tsne; cluster only with --tsne
       std::cerr << "note: " << out_dir << "/tsne.svg of an earlier run is removed: it was drawn from other "
-                << "embeddings (or none are in the folder to compare); add --tsne to draw this run's\n";
-    staged.remove_on_commit(out_dir + "/tsne.svg", /*explained=*/earlier);
+                << "embeddings (or none are in the folder to compare); "
+                << (co.tsne_optional ? "leave out --no-tsne" : "add --tsne") << " to draw this run's\n";
+    staged.remove_on_commit(out_dir + "/tsne.svg", explain);
   }
   if (write_embeddings) {
     staged.add(out_dir + "/embeddings.npy", npy_f32_bytes(e.z, n, e.dim));
@@ -440,9 +442,7 @@ ClusterOptions cluster_options(const Options& o) {
 void check_out_file(const Options& o, const std::string& flags) {
   namespace fs = std::filesystem;
   if (const int fd = own_stream_fd(o.out); fd >= 0) {  // /dev/stdout & co.: written through the descriptor
-    const int flags_of_fd = ::fcntl(fd, F_GETFL);
-    if (flags_of_fd < 0 || (flags_of_fd & O_ACCMODE) == O_RDONLY)
-      throw DataError(o.out, 0, "descriptor " + std::to_string(fd) + " is not open for writing");
+    if (const std::string why = check_own_stream(fd); !why.empty()) throw DataError(o.out, 0, why);
     return;
   }
   std::error_code ec;

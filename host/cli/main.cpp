@@ -244,6 +244,7 @@ using namespace vae;
 using namespace vae::cli;
 
 int main(int argc, char** argv) {
+  note_standard_streams();         // before anything opens a file: a closed stdout stays closed
   remove_temp_files_on_signals();  // Ctrl-C or `timeout` leave no *.tmp behind
   Options o;
   CLI::App app{"vae_gpu: train, evaluate and explain autoencoder recommenders on MovieLens-style "

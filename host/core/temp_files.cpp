@@ -1,5 +1,7 @@
 #include "core/temp_files.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,7 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
+#include <vector>
 
 #include "core/error.h"
 
@@ -76,17 +78,121 @@ std::string link_target(const std::string& path) {
   return p.string();
 }
 
-int own_stream_fd(const std::string& path) {
-  if (path == "/dev/stdout") return 1;
-  if (path == "/dev/stderr") return 2;
-  for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
-    const size_t n = std::strlen(prefix);
-    if (path.size() > n && path.size() <= n + 6 && path.compare(0, n, prefix) == 0 &&
-        path.find_first_not_of("0123456789", n) == std::string::npos)
-      return std::stoi(path.substr(n));
+namespace {
+
+bool g_closed_at_start[3] = {false, false, false};
+
+// The descriptor one normalised absolute path names as the process's own stream, or -1.
+int stream_name_fd(const std::string& s) {
+  if (s == "/dev/stdin") return 0;
+  if (s == "/dev/stdout") return 1;
+  if (s == "/dev/stderr") return 2;
+  const std::string pid = "/proc/" + std::to_string(::getpid()) + "/fd/";
+  for (const std::string& prefix : {std::string("/dev/fd/"), std::string("/proc/self/fd/"),
+                                    std::string("/proc/thread-self/fd/"), pid}) {
+    const size_t n = prefix.size();
+    if (s.size() <= n || s.size() > n + 9 || s.compare(0, n, prefix) != 0) continue;
+    // As the kernel lists them: digits, no leading zero (fd 01 does not exist).
+    if (s.find_first_not_of("0123456789", n) != std::string::npos || (s[n] == '0' && s.size() > n + 1)) return -1;
+    return std::stoi(s.substr(n));
   }
   return -1;
 }
+
+// Slashes collapsed and dot segments resolved ("//dev/./stdout" is /dev/stdout).
+std::filesystem::path normal(const std::filesystem::path& p) {
+  std::string s = p.lexically_normal().string();
+  std::string out;
+  for (char c : s)
+    if (!(c == '/' && !out.empty() && out.back() == '/')) out += c;
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+void note_standard_streams() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::fcntl(fd, F_GETFL) >= 0) continue;
+    g_closed_at_start[fd] = true;
+    // Holds the number, so no file opened later (a library, a device) becomes "stdout".
+    const int got = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (got >= 0 && got != fd) ::close(got);
+  }
+}
+
+int own_stream_fd(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = normal(fs::absolute(path, ec));
+  if (ec) return -1;
+  // Every hop of a chain of links: /dev/stdout, a user's link to it, /proc/self/fd/1.
+  for (int hops = 0; hops < 40; ++hops) {
+    if (const int fd = stream_name_fd(p.string()); fd >= 0) return fd;
+    if (!fs::is_symlink(p, ec)) return -1;
+    const fs::path t = fs::read_symlink(p, ec);
+    if (ec) return -1;
+    p = normal(t.is_absolute() ? t : p.parent_path() / t);
+  }
+  return -1;
+}
+
+std::string check_own_stream(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (fd < 3 && g_closed_at_start[fd]) return "descriptor " + std::to_string(fd) + " was closed when the program started";
+  if (flags < 0) return "descriptor " + std::to_string(fd) + " is not open";
+  if ((flags & O_ACCMODE) == O_RDONLY) return "descriptor " + std::to_string(fd) + " is open for reading only";
+  return "";
+}
+
+namespace {
+
+// Writes all of [data, data + n) to fd, waiting where a non-blocking descriptor is full.
+void write_all(int fd, const char* data, size_t n, const std::string& name) {
+  for (size_t done = 0; done < n;) {
+    const ssize_t w = ::write(fd, data + done, n - done);
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd pfd{fd, POLLOUT, 0};
+      ::poll(&pfd, 1, -1);
+      continue;
+    }
+    throw DataError(name, 0, w < 0 ? std::string("write failed: ") + std::strerror(errno) : "write failed: nothing written");
+  }
+}
+
+// Streams into a descriptor through a 64 KiB buffer (a CSV of gigabytes is never held whole).
+class FdBuf : public std::streambuf {
+ public:
+  FdBuf(int fd, std::string name) : fd_(fd), name_(std::move(name)), buf_(1 << 16) {
+    setp(buf_.data(), buf_.data() + buf_.size());
+  }
+  void flush_all() {
+    write_all(fd_, pbase(), static_cast<size_t>(pptr() - pbase()), name_);
+    setp(buf_.data(), buf_.data() + buf_.size());
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    flush_all();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+
+ private:
+  int fd_;
+  std::string name_;
+  std::vector<char> buf_;
+};
+
+}  // namespace
 
 void write_atomically(const std::string& given, const std::function<void(std::ostream&)>& body) {
   namespace fs = std::filesystem;
@@ -95,18 +201,15 @@ void write_atomically(const std::string& given, const std::function<void(std::os
     // Opening the path anew would truncate a file the shell appends to (>>) and start at its
     // offset 0; renaming over the file it leads to would unlink it under the shell. The open
     // descriptor keeps both: what is written lands where the stream's next write would.
-    std::ostringstream text;
-    body(text);
-    const std::string s = text.str();
+    if (const std::string why = check_own_stream(fd); !why.empty()) throw DataError(given, 0, why);
     std::cout.flush();  // what the program printed before goes first
     std::cerr.flush();
     std::fflush(nullptr);
-    for (size_t done = 0; done < s.size();) {
-      const ssize_t w = ::write(fd, s.data() + done, s.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) throw DataError(given, 0, std::string("write failed: ") + std::strerror(errno));
-      done += static_cast<size_t>(w);
-    }
+    FdBuf buf(fd, given);
+    std::ostream out(&buf);
+    out.exceptions(std::ios::badbit);  // the buffer's DataError is rethrown, not swallowed
+    body(out);
+    buf.flush_all();
     return;
   }
   const fs::file_status st = fs::status(given, ec);  // through links

@@ -34,9 +34,16 @@ class TempFileGuard {
 // exist). DataError for a loop or an unreadable link.
 std::string link_target(const std::string& path);
 
-// The descriptor a path names the process's own stream by (/dev/stdout 1, /dev/stderr 2,
-// /dev/fd/N and /proc/self/fd/N: N), or -1.
+// Call first in main: notes which of descriptors 0-2 were closed at start and holds their
+// numbers with /dev/null, so that no file opened later is taken for a standard stream.
+void note_standard_streams();
+
+// The descriptor a path names the process's own stream by, or -1: /dev/stdin 0, /dev/stdout 1,
+// /dev/stderr 2, /dev/fd/N, /proc/self/fd/N (also /proc/thread-self and /proc/<pid>), at any
+// hop of a chain of links (a user's link to /dev/stdout) and however spelt (//dev/./stdout).
 int own_stream_fd(const std::string& path);
+// Why fd cannot take the output ("" when it can): closed (or closed at start), or read-only.
+std::string check_own_stream(int fd);
 
 // Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
 // throws or the write fails), which is renamed into place once complete, so readers see the

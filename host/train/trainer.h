@@ -133,7 +133,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 // files stand, and a StagedFiles destroyed without commit() removes its temporaries, so a run
 // that fails part-way (a full disk while writing the model file) leaves the earlier results
 // whole and consistent. add() throws DataError naming the file. A run folder's files are the
-// run's own: a symbolic link among them is replaced (or, stale, unlinked), never written through,
+// run's own: a symbolic link among them is replaced (a stale link to a file is unlinked, its
+// target kept), never written through,
 // so a folder of links into another run (`cp -rs`) cannot change that run. One-file outputs
 // (write_atomically) do write through a link: there the link is the user's name for the file.
 class StagedFiles {
