@@ -616,6 +616,45 @@ TEST(SvdRecommend, FoldInOfAUsersOwnRatingsRanksLikeTheStoredUser) {
   }
 }
 
+// A user or an item without training ratings: the user's list is Surprise's estimate for an
+// unknown user (mu + b_i, so the largest item biases first), said in a note; a folded-in rating
+// of the item is left out with a warning and the rest still fold in.
+TEST(SvdRecommend, UsersAndItemsWithoutTrainingRatingsAreSaid) {
+  const Dataset d = make_synthetic(SyntheticSpec{200, 300, 6000, 4, 5});
+  const int64_t gone_user = 0;
+  const int32_t gone_item = d.ratings.indices[d.ratings.indptr[1]];  // one user 1 rated
+  std::vector<int32_t> rows, cols;
+  std::vector<float> vals;
+  for (int64_t u = 0; u < d.ratings.rows; ++u)
+    for (int64_t p = d.ratings.indptr[u]; p < d.ratings.indptr[u + 1]; ++p) {
+      if (u == gone_user || d.ratings.indices[p] == gone_item) continue;
+      rows.push_back(static_cast<int32_t>(u));
+      cols.push_back(d.ratings.indices[p]);
+      vals.push_back(d.ratings.values[p]);
+    }
+  const Csr train = Csr::from_triplets(d.ratings.rows, d.ratings.cols, rows, cols, vals);
+  SvdModel m(train, d.rating_min, d.rating_max, SvdOptions{});
+  m.fit();
+  SvdRecommender rec(m, d);
+  RecommendOptions ro;
+  ro.top = 5;
+  ro.include_rated = true;
+  const RecommendResult unknown = rec.for_user(d.user_ids[gone_user], ro);
+  ASSERT_EQ(unknown.notes.size(), 1u);
+  EXPECT_NE(unknown.notes[0].find("has no training ratings: ranked by mu + b_i"), std::string::npos) << unknown.notes[0];
+  ASSERT_EQ(unknown.items.size(), 5u);
+  std::vector<double> bi = m.item_bias();
+  std::sort(bi.begin(), bi.end(), std::greater<double>());
+  EXPECT_NEAR(unknown.items[0].score, m.global_mean() + bi[0], 1e-4);
+
+  const std::string other_item = d.item_ids[d.ratings.indices[d.ratings.indptr[2]]];
+  const RecommendResult r = rec.for_ratings(d.item_ids[gone_item] + ":5," + other_item + ":4", ro);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0], "item " + d.item_ids[gone_item] + " has no training ratings in the model; ignored");
+  EXPECT_EQ(r.input_ratings, 1);
+  EXPECT_FALSE(r.popularity_fallback);
+}
+
 // ---- through the CLI ----------------------------------------------------------------------------
 
 using cli_test::CmdResult;
