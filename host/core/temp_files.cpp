@@ -99,14 +99,12 @@ int stream_name_fd(const std::string& s) {
   return -1;
 }
 
-// Slashes collapsed and dot segments resolved ("//dev/./stdout" is /dev/stdout).
+// Slashes collapsed and dot segments resolved ("//dev/./stdout" is /dev/stdout; lexically_normal
+// keeps only a trailing slash).
 std::filesystem::path normal(const std::filesystem::path& p) {
   std::string s = p.lexically_normal().string();
-  std::string out;
-  for (char c : s)
-    if (!(c == '/' && !out.empty() && out.back() == '/')) out += c;
-  if (out.size() > 1 && out.back() == '/') out.pop_back();
-  return out;
+  if (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
 }
 
 }  // namespace
