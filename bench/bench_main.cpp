@@ -315,6 +315,9 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
     const auto g0 = be.step_graph_stats();
     const double t = b.time(&be, [&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
     const auto g1 = be.step_graph_stats();
+    if (graph && !be.step_capture_failure().empty())  // then these "graph" epochs were plain launches
+      std::fprintf(stderr, "warning: %s: the device refused a CUDA Graph step: %s\n", kind.c_str(),
+                   be.step_capture_failure().c_str());
     char note[128];
     if (graph)  // replays without capture are what make graph steps cheap: show how many there were
       std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed", 1e3 * t,

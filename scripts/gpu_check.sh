@@ -252,6 +252,9 @@ if [[ $build_status != FAILED* ]]; then
       echo "$dev: $line"
       if [ "$dev" = cuda ]; then metrics_cuda=$line; spe_cuda="$spe (wall $wall s, rc $rc)"
         graph_line=$(grep -m 1 '^CUDA Graph steps:' "$log" | sed 's/^CUDA Graph steps: //' || true)
+        # A refused capture falls back to plain launches: the same metrics, but no graphs to claim.
+        refused=$(cat "$log" "$OUT/main_$dev.err" 2>/dev/null | grep -m 1 'refused a CUDA Graph step' || true)
+        [ -z "$refused" ] || { ok=0; graph_line="FAILED: $refused | $graph_line"; }
       else metrics_cpu=$line; spe_cpu="$spe (wall $wall s, rc $rc)"; fi
     done
     # The same CUDA run with one launch per op instead of one CUDA Graph per training step.

@@ -153,20 +153,37 @@ class Backend {
   // One training step: ops() issued as a step under key (see begin_step), issued a second time
   // to be captured when the kept graph does not fit. ops() must issue the same ops each time
   // it is called and may not change host state the step's ops depend on.
+  // A step whose capture, instantiation or launch the device refuses (a DeviceError) has run
+  // none of its ops: they are issued again as plain launches, and so is every later step
+  // (step_capture_failure() then says why). An error that was not the graph's fails that plain
+  // run too and is thrown from it; any other exception is thrown at once.
   template <typename F>
   void run_step(int64_t key, F&& ops) {
+    if (!step_capture_failure_.empty()) {
+      ops();
+      return;
+    }
     for (int attempt = 0; attempt < 2; ++attempt) {
-      begin_step(key, attempt > 0);
+      bool ran = false;
       try {
+        begin_step(key, attempt > 0);
         ops();
+        ran = end_step();
+      } catch (const DeviceError& e) {
+        abort_step();
+        step_capture_failure_ = e.what();
+        ops();
+        return;
       } catch (...) {
         abort_step();
         throw;
       }
-      if (end_step()) return;
+      if (ran) return;
     }
     throw VaeError("run_step: a freshly captured step did not run");  // end_step runs every capture
   }
+  // Why run_step stopped using graphs ("" while it uses them).
+  const std::string& step_capture_failure() const { return step_capture_failure_; }
 
   template <typename U>
   Tensor<U> alloc(int64_t rows, int64_t cols) {
@@ -297,6 +314,9 @@ class Backend {
   // [lo, hi]: out (n × 3) = [Σ squared error, Σ absolute error, count].
   virtual void rating_errors(CMat<T> pred, CsrView<T> target, CMat<int32_t> target_rows, T lo,
                              T hi, Mat<T> out) = 0;
+
+ private:
+  std::string step_capture_failure_;
 };
 
 // Backend factories. make_cuda_backend throws VaeError when no CUDA device is usable. The

@@ -34,6 +34,14 @@ class VaeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failure the CUDA runtime or one of its libraries reported (CUDA_CHECK and its kin). Kept
+// apart from the other VaeErrors so that a training step whose graph capture fails can be
+// retried as plain launches (Backend::run_step).
+class DeviceError : public VaeError {
+ public:
+  using VaeError::VaeError;
+};
+
 }  // namespace vae
 
 #define VAE_STR2(x) #x

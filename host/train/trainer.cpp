@@ -648,10 +648,16 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         model->forward_backward(b, step, true, loss_acc.mat());
         be.adam_step(model->param_buffer(), model->grad_buffer(), m1.mat(), m2.mat(), opt.adam, step + 1);
       };
-      if (graph_steps)
+      if (graph_steps) {
+        const bool had_failed = !be.step_capture_failure().empty();
         be.run_step(n, ops);  // one graph per batch size: the last batch has its own
-      else
+        if (!had_failed && !be.step_capture_failure().empty())
+          log << (opt.progress_bar && !opt.quiet ? "\n" : "") << "warning: the device refused a CUDA Graph step ("
+              << be.step_capture_failure() << "); this and every later step run as plain launches (the same "
+              << "results; --cuda-graph off skips the attempt)\n";
+      } else {
         ops();
+      }
       ++step;
       if (opt.progress_bar && !opt.quiet) {
         const int width = 30, done = static_cast<int>(width * (bi + 1) / batches);
@@ -713,7 +719,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   if (graph_steps && !opt.quiet) {
     const auto g = be.step_graph_stats();
     log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
-        << g.replays - graphs_before.replays << " replayed without capture\n";
+        << g.replays - graphs_before.replays << " replayed without capture"
+        << (be.step_capture_failure().empty() ? "" : "; then off: the device refused a capture (see the warning)")
+        << "\n";
   }
   if (opt.profile_ops) {
     const std::vector<OpTime> prof = be.op_profile();
