@@ -894,6 +894,18 @@ TEST(Cli, AModelFileIsEvaluatedOnTheSplitItWasTrainedOn) {
     EXPECT_EQ(read_json(dir / "b" / "summary.json")["note"],
               "model file " + model + " (epoch 2 of its training) evaluated, not trained");
   }
+  // A model file that cannot be copied into --out fails the command before anything there is
+  // replaced: the earlier evaluation stands, and no temporary of this run is left.
+  const std::string summary_b = read_text(dir / "b" / "summary.json");
+  fs::create_directories(dir / "b" / "model.safetensors.tmp");
+  { std::ofstream(dir / "b" / "model.safetensors.tmp" / "keep") << "x"; }
+  const CmdResult blocked = run_cli("train --model-file " + model + " --out " + (dir / "b").string() + data);
+  EXPECT_EQ(blocked.code, 1) << blocked.out;
+  EXPECT_THAT(blocked.out, HasSubstr("model.safetensors.tmp: cannot copy " + model + " here: "));
+  EXPECT_EQ(read_text(dir / "b" / "summary.json"), summary_b);
+  for (const auto& e : fs::directory_iterator(dir / "b"))
+    EXPECT_TRUE(e.path().extension() != ".tmp" || e.path().filename() == "model.safetensors.tmp") << e.path();
+  fs::remove_all(dir / "b" / "model.safetensors.tmp");
   // Into the folder it was trained into, an evaluation would replace the training history.
   const std::string history = read_text(dir / "a" / "metrics.csv");
   const CmdResult same = run_cli("train --model-file " + model + " --out " + (dir / "a").string() + data);
