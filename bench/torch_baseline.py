@@ -24,7 +24,8 @@ Variants:
   eager    the notebooks' loop: zero_grad / forward / backward / Adam.step, and (by default)
            loss.item() after every step as the notebooks print/accumulate it
   graph    the stronger peer: the whole train step (batch densify, forward, backward,
-           capturable Adam, loss accumulation, KL step counter) captured once into a CUDA
+           capturable Adam, fused where this torch can capture it, else foreach; loss
+           accumulation, KL step counter) captured once into a CUDA
            Graph with static input buffers and replayed per batch (one more graph for the
            epoch's last, smaller batch); the loss is read once per epoch. CUDA only: on CPU it
            falls back to eager with a note.
@@ -311,8 +312,10 @@ class EagerRunner(Runner):
             kw["fused"] = True
         try:
             self.opt = torch.optim.Adam(model.parameters(), lr=args.lr, **kw)
+            self.adam = "fused" if fused else "default"
         except (TypeError, RuntimeError):
             self.opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+            self.adam = "default"
         self.loss_fn = loss_fn or self._loss
         self.loss_acc = torch.zeros((), device=device)
         self.step_t = torch.zeros((), device=device) if loss_fn is not None else None
@@ -346,9 +349,13 @@ class EagerRunner(Runner):
 class GraphRunner(Runner):
     """The whole train step captured into CUDA Graphs (full batch, and the last partial one)."""
 
-    def __init__(self, args, data, model, device):
+    def __init__(self, args, data, model, device, fused=True):
         super().__init__(args, data, model, device)
-        self.opt = torch.optim.Adam(model.parameters(), lr=args.lr, capturable=True)
+        # The fused kernel is the fastest Adam torch has (one launch over all parameters); a
+        # torch whose fused Adam cannot be captured gets the multi-tensor (foreach) one.
+        self.adam = "fused" if fused else "foreach"
+        kw = {"fused": True} if fused else {}
+        self.opt = torch.optim.Adam(model.parameters(), lr=args.lr, capturable=True, **kw)
         self.loss_acc = torch.zeros((), device=device)
         self.step_t = torch.zeros((), device=device)
         self.graphs = {}
@@ -401,7 +408,13 @@ def build_runner(args, data, model, device):
         if device.type != "cuda":
             return EagerRunner(args, data, model, device), "eager", "CUDA Graphs need --device cuda: ran eager"
         try:
-            return GraphRunner(args, data, model, device), "graph", ""
+            try:
+                return GraphRunner(args, data, model, device, fused=True), "graph", ""
+            except Exception as e:  # this torch's fused Adam is not capturable: the foreach one
+                fused_why = f"fused capturable Adam failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+                torch.cuda.synchronize()
+                model.zero_grad(set_to_none=True)
+            return GraphRunner(args, data, model, device, fused=False), "graph", fused_why + ": foreach Adam"
         except Exception as e:  # e.g. an op that cannot be captured on this torch
             try:
                 torch.cuda.synchronize()
@@ -527,6 +540,7 @@ def main():
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "tf32": bool(args.tf32),
+        "adam": runner.adam,  # the optimiser implementation: default (the notebooks'), foreach or fused
         "dataset": name,
         "users": n_train,
         "users_total": users,
