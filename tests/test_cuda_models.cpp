@@ -291,7 +291,10 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
       auto be = make_cuda_backend();
       std::ostringstream log;
       runs.push_back(run_experiment(*be, d, o, log));
-      if (graph) graph_stats = be->step_graph_stats();
+      if (graph) {
+        graph_stats = be->step_graph_stats();
+        EXPECT_EQ(be->step_capture_failure(), "") << "the device refused a step graph";
+      }
     }
     ASSERT_NE(runs[0].train_rows % 64, 0) << "the case needs a last, smaller batch";
     ASSERT_EQ(runs[1].history.size(), runs[0].history.size());
