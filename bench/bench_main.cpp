@@ -310,14 +310,20 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
       ++step;
     }
   };
+  // Graph rows only while the device takes graph steps: after a refusal run_step makes plain
+  // launches (one warning, for the model whose step was refused) and no graph is kept to replay.
+  auto graphs_refused = [&] { return !be.step_capture_failure().empty(); };
+  const bool refused_before = graphs_refused();
   for (bool graph : {false, true}) {
-    if (graph && !be.supports_step_capture()) continue;
+    if (graph && (!be.supports_step_capture() || refused_before)) continue;
     const auto g0 = be.step_graph_stats();
     const double t = b.time(&be, [&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
     const auto g1 = be.step_graph_stats();
-    if (graph && !be.step_capture_failure().empty())  // then these "graph" epochs were plain launches
-      std::fprintf(stderr, "warning: %s: the device refused a CUDA Graph step: %s\n", kind.c_str(),
+    if (graph && graphs_refused()) {
+      std::fprintf(stderr, "warning: %s: the device refused a CUDA Graph step (%s); no graph rows\n", kind.c_str(),
                    be.step_capture_failure().c_str());
+      continue;
+    }
     char note[128];
     if (graph)  // replays without capture are what make graph steps cheap: show how many there were
       std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed", 1e3 * t,
@@ -331,10 +337,11 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   }
   // The bound of graph steps: the epoch's graphs replayed unchanged, nothing re-captured
   // (timing only: each replay repeats its batch's last noise and Adam step).
-  if (be.supports_step_capture()) {
+  if (be.supports_step_capture() && !graphs_refused()) {
     const double t = b.time(&be,
         [&](int) {
-          for (int64_t bi = 0; bi < steps; ++bi) be.replay_step(std::min(batch, train.rows - bi * batch));
+          for (int64_t bi = 0; bi < steps; ++bi)
+            VAE_CHECK(be.replay_step(std::min(batch, train.rows - bi * batch)), "bench: no graph kept to replay");
         },
         quick ? 0.2 : 1.0);
     char note[96];

@@ -230,13 +230,22 @@ class CudaBackend final : public Backend<float> {
     return true;
   }
   void abort_step() noexcept override {
-    const StepMode mode = step_mode_;
     step_mode_ = StepMode::none;
-    if (mode != StepMode::capture) return;
-    cudaGraph_t g = nullptr;
-    cudaStreamEndCapture(stream_.get(), &g);
-    if (g) cudaGraphDestroy(g);
-    cudaGetLastError();  // an invalidated capture leaves an error behind
+    // Asks the stream, not step_mode_: end_step resets the mode before its calls can fail.
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream_.get(), &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(stream_.get(), &g);
+      if (g) cudaGraphDestroy(g);
+    }
+    // A failed call's error stays behind for cudaGetLastError, where the next launch check would
+    // take it for its own.
+    cudaGetLastError();
+  }
+  void drop_step_graphs() noexcept override {
+    cudaStreamSynchronize(stream_.get());  // a graph may still run (an error here is the next op's)
+    step_graphs_.clear();
+    cudaGetLastError();
   }
   StepGraphStats step_graph_stats() const override { return stats_; }
   bool replay_step(int64_t key) override {
@@ -619,7 +628,9 @@ class CudaBackend final : public Backend<float> {
   cuda::Live<V> live(V v) {
     static_assert(sizeof(V) <= sizeof(uint64_t) && std::is_trivially_copyable_v<V>, "a live value fits a slot");
     if (step_mode_ == StepMode::none) return cuda::Live<V>(v);
-    VAE_CHECK(step_lives_.count < cuda::kMaxLives, "training step: more live arguments than the step graph holds");
+    if (step_lives_.count >= cuda::kMaxLives)  // a limit of graph steps only: run_step falls back to launches
+      throw DeviceError("training step: more live arguments than the step graph holds (" +
+                        std::to_string(cuda::kMaxLives) + ")");
     const int k = step_lives_.count++;
     uint64_t w = 0;
     std::memcpy(&w, &v, sizeof(V));  // little-endian: the slot's first bytes are v's

@@ -2,7 +2,8 @@
 # The GPU acceptance check, for a machine with an NVIDIA GPU (sm_90 by default). Stages:
 #   build      configure (sm_90, the .devkit prefix when present) and build with Ninja
 #   ctest      the whole suite (real-data tests read MOVIELENS_DIR when set)
-#   sanitize   compute-sanitizer memcheck and racecheck over vae_tests --gtest_filter='Cuda*'
+#   sanitize   compute-sanitizer memcheck and racecheck over vae_tests --gtest_filter='Cuda*' (less
+#              the two tests whose API calls fail on purpose)
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
 #              metrics must agree to 3 decimals (default --precision exact on both); the CUDA run
 #              again with --cuda-graph off, and with --precision fp32 (timing)
@@ -155,9 +156,10 @@ if [[ $build_status != FAILED* ]]; then
     if command -v compute-sanitizer >/dev/null; then
       for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
         # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
-        # sanitizer counts every failed API call as an error. Racecheck (shared-memory hazards)
-        # also leaves out the long end-to-end runs, whose kernels the op tests already cover.
-        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest'}
+        # step-fallback test makes a cudaMalloc a capture refuses: the sanitizer counts every
+        # failed API call as an error. Racecheck (shared-memory hazards) also leaves out the long
+        # end-to-end runs, whose kernels the op tests already cover.
+        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest:CudaStepFallback.*'}
         if [ "$tool" = racecheck ]; then
           long="CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*:CudaOps.GemmExactLayerSized*"
           [[ $filter == *-* ]] && filter="$filter:$long" || filter="$filter:-$long"

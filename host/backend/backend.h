@@ -139,6 +139,8 @@ class Backend {
   virtual void begin_step(int64_t /*key*/, bool /*capture*/) {}
   virtual bool end_step() { return true; }
   virtual void abort_step() noexcept {}
+  // Discards every kept step graph (run_step's fallback: none is replayed after a refusal).
+  virtual void drop_step_graphs() noexcept {}
   // Steps captured and steps replayed without capture since the backend was made.
   struct StepGraphStats {
     int64_t captures = 0, replays = 0;
@@ -155,7 +157,7 @@ class Backend {
   // it is called and may not change host state the step's ops depend on.
   // A step whose capture, instantiation or launch the device refuses (a DeviceError) has run
   // none of its ops: they are issued again as plain launches, and so is every later step
-  // (step_capture_failure() then says why). An error that was not the graph's fails that plain
+  // (step_capture_failure() then says why; the kept graphs are dropped, so replay_step finds none). An error that was not the graph's fails that plain
   // run too and is thrown from it; any other exception is thrown at once.
   template <typename F>
   void run_step(int64_t key, F&& ops) {
@@ -171,6 +173,7 @@ class Backend {
         ran = end_step();
       } catch (const DeviceError& e) {
         abort_step();
+        drop_step_graphs();
         step_capture_failure_ = e.what();
         ops();
         return;

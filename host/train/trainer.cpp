@@ -607,6 +607,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         << " columns, " << model->num_params() << " parameters, batch " << batch << ", "
         << batches << (batches == 1 ? " step/epoch, " : " steps/epoch, ") << (model->sparse_input() ? "sparse" : "dense") << " input ("
         << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
+  // An earlier run on this backend (compare's models share one) had a step refused.
+  if (graph_steps && !be.step_capture_failure().empty())
+    log << "note: CUDA Graph steps are off on this device since a step was refused ("
+        << be.step_capture_failure() << "); this run makes plain launches\n";
   {
     // A small data set at a large batch trains few steps: say so where it changes the outcome.
     const int64_t steps = batches * static_cast<int64_t>(opt.epochs);
@@ -652,7 +656,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         const bool had_failed = !be.step_capture_failure().empty();
         be.run_step(n, ops);  // one graph per batch size: the last batch has its own
         if (!had_failed && !be.step_capture_failure().empty())
-          log << (opt.progress_bar && !opt.quiet ? "\n" : "") << "warning: the device refused a CUDA Graph step ("
+          log << (opt.progress_bar && !opt.quiet && bi > 0 ? "\n" : "") << "warning: the device refused a CUDA Graph step ("
               << be.step_capture_failure() << "); this and every later step run as plain launches (the same "
               << "results; --cuda-graph off skips the attempt)\n";
       } else {
@@ -720,7 +724,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const auto g = be.step_graph_stats();
     log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
         << g.replays - graphs_before.replays << " replayed without capture"
-        << (be.step_capture_failure().empty() ? "" : "; then off: the device refused a capture (see the warning)")
+        << (be.step_capture_failure().empty() ? "" : "; off after the device refused a step (see above)")
         << "\n";
   }
   if (opt.profile_ops) {
