@@ -173,8 +173,8 @@ class CudaBackend final : public Backend<float> {
   }
 
   // ---- training steps as graphs (see Backend::begin_step) -----------------------------
-  // A step under a new key is captured. Its graph is [prologue → captured ops]: the prologue
-  // copies the step's live values into live_block_, where the captured kernels read them.
+  // A step under a new key is captured. Its first op is the prologue, which copies the step's
+  // live values into live_block_, where the captured kernels read them.
   // Later steps under the key only record what each op was asked to do (step_sig_: op names,
   // pointers, shapes, fixed scalars) and its live values; when the record equals the
   // capture's, the prologue's values are replaced and the graph launched. The record holds
@@ -193,6 +193,7 @@ class CudaBackend final : public Backend<float> {
     }
     CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
     step_mode_ = StepMode::capture;
+    cuda::launch_step_prologue(stream_.get(), live_block());
   }
   bool end_step() override {
     VAE_CHECK(step_mode_ != StepMode::none, "end_step without begin_step");
@@ -208,15 +209,13 @@ class CudaBackend final : public Backend<float> {
     }
     cudaGraph_t g = nullptr;
     CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &g));
-    GraphPtr step(g);
-    cudaGraph_t o = nullptr;
-    CUDA_CHECK(cudaGraphCreate(&o, 0));
     StepGraph sg;
-    sg.graph.reset(o);
-    sg.prologue = cuda::add_step_prologue(o, g, step_lives_, live_block());
+    sg.graph.reset(g);
+    sg.prologue = cuda::find_step_prologue(g);
     cudaGraphExec_t e = nullptr;
-    CUDA_CHECK(cudaGraphInstantiate(&e, o, 0));
+    CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     sg.exec.reset(e);
+    cuda::set_step_lives(sg.exec.get(), sg.prologue, step_lives_, live_block());
     sg.sig = std::move(step_sig_);
     sg.lives = step_lives_.count;
     auto it = step_graphs_.find(step_key_);
@@ -629,7 +628,7 @@ class CudaBackend final : public Backend<float> {
     static_assert(sizeof(V) <= sizeof(uint64_t) && std::is_trivially_copyable_v<V>, "a live value fits a slot");
     if (step_mode_ == StepMode::none) return cuda::Live<V>(v);
     if (step_lives_.count >= cuda::kMaxLives)  // a limit of graph steps only: run_step falls back to launches
-      throw DeviceError("training step: more live arguments than the step graph holds (" +
+      throw CudaError("training step: more live arguments than the step graph holds (" +
                         std::to_string(cuda::kMaxLives) + ")");
     const int k = step_lives_.count++;
     uint64_t w = 0;
@@ -789,7 +788,7 @@ class CudaBackend final : public Backend<float> {
   GemmPrecision precision_;
   enum class StepMode { none, capture, collect };
   struct StepGraph {
-    GraphPtr graph;  // [prologue → captured step]
+    GraphPtr graph;  // the captured step, the prologue its root
     GraphExecPtr exec;
     cudaGraphNode_t prologue = nullptr;
     std::vector<uint64_t> sig;  // the captured step's record (see begin_step)

@@ -1,4 +1,4 @@
-// Error checks for CUDA runtime, cuBLAS and cuRAND calls: each throws DeviceError naming the
+// Error checks for CUDA runtime, cuBLAS and cuRAND calls: each throws CudaError naming the
 // file, line, expression and the library's error string.
 #pragma once
 #include <cublas_v2.h>

@@ -7,7 +7,7 @@
 namespace vae {
 
 void throw_cuda_error(const char* expr, const char* file, int line, const std::string& what) {
-  throw DeviceError(std::string(file) + ":" + std::to_string(line) + ": " + expr + " failed: " + what);
+  throw CudaError(std::string(file) + ":" + std::to_string(line) + ": " + expr + " failed: " + what);
 }
 
 const char* cublas_status_name(cublasStatus_t s) {

@@ -54,10 +54,12 @@ struct LiveValues {
   uint64_t v[kMaxLives]{};
   int count = 0;
 };
-// Builds the executable step graph: prologue (lives → block) → the captured step. Returns the
-// prologue's node, whose values set_step_lives() changes before each launch.
-cudaGraphNode_t add_step_prologue(cudaGraph_t outer, cudaGraph_t step, const LiveValues& lives,
-                                  uint64_t* block);
+// The prologue is the first op of every captured step (launched right after the capture
+// begins), so it is the root of the captured graph and every other node runs after it: no
+// second graph around the capture is needed. Its values are set before each launch.
+void launch_step_prologue(cudaStream_t s, uint64_t* block);
+// The prologue's node in a captured step graph; CudaError when it is not the graph's one root.
+cudaGraphNode_t find_step_prologue(cudaGraph_t step);
 void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,
                     uint64_t* block);
 

@@ -410,16 +410,21 @@ void take_rows(const OpContext& c, const int32_t* src, Live<int64_t> offset, int
   launch_elementwise(c.stream, n, TakeRowsF{src, offset, dst});
 }
 
-cudaGraphNode_t add_step_prologue(cudaGraph_t outer, cudaGraph_t step, const LiveValues& lives,
-                                  uint64_t* block) {
-  LiveValues l = lives;
-  void* args[2];
-  const cudaKernelNodeParams p = prologue_params(l, block, args);
-  cudaGraphNode_t prologue = nullptr, body = nullptr;
-  CUDA_CHECK(cudaGraphAddKernelNode(&prologue, outer, nullptr, 0, &p));
-  // The captured step as a child graph that waits for the prologue (cloned into outer).
-  CUDA_CHECK(cudaGraphAddChildGraphNode(&body, outer, &prologue, 1, step));
-  return prologue;
+void launch_step_prologue(cudaStream_t s, uint64_t* block) {
+  step_prologue_kernel<<<1, kMaxLives, 0, s>>>(LiveValues{}, block);  // values set before each launch
+  CUDA_CHECK_LAUNCH();
+}
+
+cudaGraphNode_t find_step_prologue(cudaGraph_t step) {
+  size_t n = 0;
+  CUDA_CHECK(cudaGraphGetRootNodes(step, nullptr, &n));
+  if (n != 1) throw ::vae::CudaError("step graph: " + std::to_string(n) + " root nodes where the prologue should be the one");
+  cudaGraphNode_t root = nullptr;
+  CUDA_CHECK(cudaGraphGetRootNodes(step, &root, &n));
+  cudaGraphNodeType type{};
+  CUDA_CHECK(cudaGraphNodeGetType(root, &type));
+  if (type != cudaGraphNodeTypeKernel) throw ::vae::CudaError("step graph: its root is not the prologue kernel");
+  return root;
 }
 
 void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,

@@ -43,7 +43,7 @@ TEST(CudaStepFallback, ARefusedCaptureRunsTheStepAsPlainLaunches) {
       if (step == 1 && refusal.empty()) {
         const cudaError_t e = cudaMalloc(&leaked, 256);  // a prohibited call: it invalidates the capture
         refusal = e == cudaSuccess ? "cudaMalloc allowed" : cudaGetErrorString(e);
-        throw DeviceError("test: cudaMalloc inside a capture: " + refusal);
+        throw CudaError("test: cudaMalloc inside a capture: " + refusal);
       }
     });
     SCOPED_TRACE("step " + std::to_string(step));

@@ -57,7 +57,7 @@ class CapturingCpuBackend final : public Backend<float> {
     std::vector<std::function<void()>> held;
     held.swap(held_);
     if (refuse_ == Refuse::at_end && captures_begun_ >= refuse_from_)
-      throw DeviceError("test.cu:1: cudaGraphInstantiate(&e, o, 0) failed: operation not supported");
+      throw CudaError("test.cu:1: cudaGraphInstantiate(&e, o, 0) failed: operation not supported");
     for (auto& f : held) f();
     ++stats_.captures;
     return true;
@@ -79,7 +79,7 @@ class CapturingCpuBackend final : public Backend<float> {
   void gemm(bool ta, bool tb, float alpha, CMat<float> a, CMat<float> b, float beta, Mat<float> c) override {
     // A library call the device refuses inside a capture (or everywhere: a real fault).
     if (refuse_ == Refuse::always_in_op || (refuse_ == Refuse::in_op && capturing_ && captures_begun_ >= refuse_from_))
-      throw DeviceError("test.cu:2: cublasSgemm(...) failed: CUBLAS_STATUS_NOT_SUPPORTED");
+      throw CudaError("test.cu:2: cublasSgemm(...) failed: CUBLAS_STATUS_NOT_SUPPORTED");
     op([=] { cpu_->gemm(ta, tb, alpha, a, b, beta, c); });
   }
   void bias_act(CMat<float> x, CMat<float> b, Act act, Mat<float> y) override {
@@ -323,7 +323,7 @@ TEST(StepCapture, OtherErrorsAreNotSwallowed) {
   try {
     train_on(faulty, d, o);
     FAIL() << "a device fault outside captures was swallowed";
-  } catch (const DeviceError& e) {
+  } catch (const CudaError& e) {
     EXPECT_NE(std::string(e.what()).find("CUBLAS_STATUS_NOT_SUPPORTED"), std::string::npos) << e.what();
   }
 

@@ -155,7 +155,7 @@ class Backend {
   // One training step: ops() issued as a step under key (see begin_step), issued a second time
   // to be captured when the kept graph does not fit. ops() must issue the same ops each time
   // it is called and may not change host state the step's ops depend on.
-  // A step whose capture, instantiation or launch the device refuses (a DeviceError) has run
+  // A step whose capture, instantiation or launch the device refuses (a CudaError) has run
   // none of its ops: they are issued again as plain launches, and so is every later step
   // (step_capture_failure() then says why; the kept graphs are dropped, so replay_step finds none). An error that was not the graph's fails that plain
   // run too and is thrown from it; any other exception is thrown at once.
@@ -171,7 +171,7 @@ class Backend {
         begin_step(key, attempt > 0);
         ops();
         ran = end_step();
-      } catch (const DeviceError& e) {
+      } catch (const CudaError& e) {
         abort_step();
         drop_step_graphs();
         step_capture_failure_ = e.what();

@@ -37,7 +37,7 @@ class VaeError : public std::runtime_error {
 // A failure the CUDA runtime or one of its libraries reported (CUDA_CHECK and its kin), or a
 // limit of the device's graph steps. Kept apart from the other VaeErrors so that a training
 // step whose graph capture fails can be retried as plain launches (Backend::run_step).
-class DeviceError : public VaeError {
+class CudaError : public VaeError {
  public:
   using VaeError::VaeError;
 };
