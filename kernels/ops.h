@@ -56,7 +56,8 @@ struct LiveValues {
 };
 // The prologue is the first op of every captured step (launched right after the capture
 // begins), so it is the root of the captured graph and every other node runs after it: no
-// second graph around the capture is needed. Its values are set before each launch.
+// second graph around the capture is needed. Its values are set before each launch of a
+// step (Backend::replay_step alone relaunches the last step's values unchanged).
 void launch_step_prologue(cudaStream_t s, uint64_t* block);
 // The prologue's node in a captured step graph; CudaError when it is not the graph's one root.
 cudaGraphNode_t find_step_prologue(cudaGraph_t step);

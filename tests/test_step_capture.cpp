@@ -57,7 +57,7 @@ class CapturingCpuBackend final : public Backend<float> {
     std::vector<std::function<void()>> held;
     held.swap(held_);
     if (refuse_ == Refuse::at_end && captures_begun_ >= refuse_from_)
-      throw CudaError("test.cu:1: cudaGraphInstantiate(&e, o, 0) failed: operation not supported");
+      throw CudaError("test.cu:1: cudaGraphInstantiate(&e, g, 0) failed: operation not supported");
     for (auto& f : held) f();
     ++stats_.captures;
     return true;
