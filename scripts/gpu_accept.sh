@@ -11,7 +11,8 @@
 #   COMMIT=<sha> scripts/gpu_accept.sh DEST
 #     runs scripts/gpu_check.sh (all stages) under BUDGET seconds (default 540) with MOVIELENS_DIR
 #     pointing at .mldata, then leaves two files in DEST: summary.txt (the table) and
-#     gpu_check_logs.tgz (every log, the bench JSON, run summaries). Other gpu_check variables
+#     gpu_check_logs.tgz (every log, the bench JSON, run summaries), both also written after every
+#     stage (result INCOMPLETE until the end). Other gpu_check variables
 #     (STAGES, BENCH_ARGS, SAN_SHARDS, ...) pass through; BENCH_ARGS defaults to --quick.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +42,9 @@ dest=$DEST_ABS
 work=$(mktemp -d /tmp/gpu_check.XXXXXX)
 [ -d .mldata/ml-100k ] && export MOVIELENS_DIR="$ROOT/.mldata"
 export BUDGET=${BUDGET:-540} BENCH_ARGS=${BENCH_ARGS:---quick}
+# The table and logs so far land in DEST after every stage: a call stopped from outside (a lease
+# shorter than the budget) still brings them back.
+export PARTIAL_DEST=$dest
 scripts/gpu_check.sh "$work/out"
 rc=$?
 cp "$work/out/summary.txt" "$dest/" 2>/dev/null

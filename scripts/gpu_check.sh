@@ -105,6 +105,49 @@ build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
 graph_line="not run"; bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; compare_line="not run"
 
+# The table, one row per figure; $1 is its result row. checkpoint writes it after every stage
+# (result INCOMPLETE), so a call stopped from outside, past the budget, still leaves the table
+# so far, and with PARTIAL_DEST set (gpu_accept.sh) a copy of it and of the logs so far there.
+summary_table() {
+  row() { printf '%-22s %s\n' "$1" "$2"; }
+  row "date" "$(date -u +%Y-%m-%dT%H:%MZ)"
+  row "commit" "$commit"
+  row "GPU" "$gpu_name"
+  row "stages" "$(echo $STAGES)"
+  row "wall" "$(( $(date +%s) - T_START )) s$([ "$BUDGET" -gt 0 ] && echo " of a $BUDGET s budget")"
+  row "build" "$build_status"
+  row "ctest" "$ctest_line"
+  row "memcheck" "$memcheck_line"
+  row "racecheck" "$racecheck_line"
+  row "data" "$DATA, $EPOCHS epochs"
+  row "cpu GEMM" "$cpu_blas"
+  row "s/epoch cpu" "$spe_cpu"
+  row "s/epoch cuda" "$spe_cuda"
+  row "s/epoch cuda, no graph" "$spe_nograph"
+  row "s/epoch cuda, fp32 GEMM" "$spe_fp32"
+  row "cuda speed-up" "$speedup"
+  row "metrics agree (3 dp)" "$agree"  # default --precision exact on both devices
+  row "graph = launches" "$same_gpu"
+  row "graph steps" "${graph_line:-none logged}"  # captured once per batch size, the rest replayed
+  row "compare cuda" "$compare_line"
+  row "bench" "$bench_line"
+  row "kernel variants" "$variants_line"
+  row "svd 5-fold cuda" "$svd_line"
+  row "ml-20m multvae" "$scale_line"
+  row "torch" "$torch_line"
+  [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
+  row "logs" "$OUT"
+  row "result" "$1"
+}
+checkpoint() {
+  summary_table "INCOMPLETE: still running after $1${budget_skipped:+ (budget:$budget_skipped)}" >"$OUT/summary.txt"
+  [ -n "${PARTIAL_DEST:-}" ] || return 0
+  cp "$OUT/summary.txt" "$PARTIAL_DEST/summary.txt" 2>/dev/null
+  tar -czf "$PARTIAL_DEST/gpu_check_logs.tgz.part" -C "$(dirname "$OUT")" --exclude='*.safetensors' --exclude='*.npy' \
+    "$(basename "$OUT")" 2>/dev/null && mv -f "$PARTIAL_DEST/gpu_check_logs.tgz.part" "$PARTIAL_DEST/gpu_check_logs.tgz"
+  rm -f "$PARTIAL_DEST/gpu_check_logs.tgz.part"
+}
+
 # ---- build --------------------------------------------------------------------------------
 if want build; then
   say "configure + build ($BUILD, sm_$ARCHS) -> $OUT/build.log"
@@ -145,6 +188,7 @@ fi
 # GEMM's thread pool, where there is no OpenBLAS) get a share of the cores, not all of them.
 shared_threads=$(( $(nproc) / (${CTEST_JOBS:-8} + 2 * SHARDS) ))
 [ "$shared_threads" -ge 1 ] || shared_threads=1
+want build && checkpoint build
 
 if [[ $build_status != FAILED* ]]; then
   # ---- compute-sanitizer over the CUDA tests, in the background ----------------------------
@@ -235,6 +279,7 @@ if [[ $build_status != FAILED* ]]; then
       [ "$tool" = memcheck ] && memcheck_line=$line || racecheck_line=$line
     done
   fi
+  { want ctest || want sanitize; } && checkpoint "ctest and the sanitizers"
 
   # ---- the main job on both devices -------------------------------------------------------
   if want main && ! enough 30; then
@@ -316,6 +361,7 @@ PY
 )
     [[ $agree == yes* ]] || ok=0
   fi
+  want main && checkpoint "the main job"
 
   # ---- benchmarks -------------------------------------------------------------------------
   if want bench && ! enough 40; then
@@ -358,6 +404,7 @@ PY
       grep -E -A 14 'cuda_gpu_kern_sum|cuda_api_sum' "$OUT/nsys_kmeans.log" | head -n 40
     fi
   fi
+  want bench && checkpoint bench
 
   # ---- PyTorch side by side ---------------------------------------------------------------
   if want torch && ! enough 40; then
@@ -372,6 +419,7 @@ PY
     if cut_by_budget "$rc"; then torch_line="CUT (budget); $torch_line"; budget_skipped="$budget_skipped torch"
     elif [ "$rc" -ne 0 ]; then ok=0; fi
   fi
+  want torch && checkpoint torch
 
   # ---- ml-20m scale: Mult-VAE on the ml-20m-shaped synthetic set, TF32 / BF16 / FP32 / exact --
   # Accuracy (heldout NDCG@100 after SCALE_EPOCHS) and s/epoch of each precision, then the
@@ -413,6 +461,7 @@ PY
       grep -A3 '^model' "$OUT/compare_torch_scale_$prec.log"
     done
   fi
+  want scale && checkpoint scale
 
   # ---- SVD / SVD++ five-fold cross-validation on the GPU (the Surprise write-up's table) ---
   if want svd && ! enough 20; then
@@ -432,39 +481,11 @@ PY
       svd_line="$svd_line$model ${res:-rc $rc}, wall $wall s; "
     done
   fi
+  want svd && checkpoint svd
 fi
 
 # ---- summary (last) -------------------------------------------------------------------------
 say "summary"
-{
-  row() { printf '%-22s %s\n' "$1" "$2"; }
-  row "date" "$(date -u +%Y-%m-%dT%H:%MZ)"
-  row "commit" "$commit"
-  row "GPU" "$gpu_name"
-  row "stages" "$(echo $STAGES)"
-  row "wall" "$(( $(date +%s) - T_START )) s$([ "$BUDGET" -gt 0 ] && echo " of a $BUDGET s budget")"
-  row "build" "$build_status"
-  row "ctest" "$ctest_line"
-  row "memcheck" "$memcheck_line"
-  row "racecheck" "$racecheck_line"
-  row "data" "$DATA, $EPOCHS epochs"
-  row "cpu GEMM" "$cpu_blas"
-  row "s/epoch cpu" "$spe_cpu"
-  row "s/epoch cuda" "$spe_cuda"
-  row "s/epoch cuda, no graph" "$spe_nograph"
-  row "s/epoch cuda, fp32 GEMM" "$spe_fp32"
-  row "cuda speed-up" "$speedup"
-  row "metrics agree (3 dp)" "$agree"  # default --precision exact on both devices
-  row "graph = launches" "$same_gpu"
-  row "graph steps" "${graph_line:-none logged}"  # captured once per batch size, the rest replayed
-  row "compare cuda" "$compare_line"
-  row "bench" "$bench_line"
-  row "kernel variants" "$variants_line"
-  row "svd 5-fold cuda" "$svd_line"
-  row "ml-20m multvae" "$scale_line"
-  row "torch" "$torch_line"
-  [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
-  row "logs" "$OUT"
-  row "result" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)${budget_skipped:+ (not run or cut short, budget:$budget_skipped)}"
-} | tee "$OUT/summary.txt"
+summary_table "$([ "$ok" = 1 ] && echo PASS || echo FAIL)${budget_skipped:+ (not run or cut short, budget:$budget_skipped)}" \
+  | tee "$OUT/summary.txt"
 [ "$ok" = 1 ]
