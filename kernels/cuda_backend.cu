@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/step_signature.h"
 #include "cuda_check.h"
 #include "ops.h"
 
@@ -643,39 +644,8 @@ class CudaBackend final : public Backend<float> {
   template <typename... A>
   bool step_skips(const char* op, const A&... args) {
     if (step_mode_ == StepMode::none) return false;
-    step_sig_.push_back(reinterpret_cast<uintptr_t>(op));
-    (record(args), ...);
+    step_sig_.add_op(op, args...);
     return step_mode_ == StepMode::collect;
-  }
-  template <typename V>
-  void record(const V& v) {
-    if constexpr (std::is_pointer_v<V>) {
-      step_sig_.push_back(reinterpret_cast<uintptr_t>(v));
-    } else {
-      static_assert(std::is_arithmetic_v<V> || std::is_enum_v<V>, "record: no overload for this argument");
-      static_assert(sizeof(V) <= sizeof(uint64_t), "record: scalar wider than a word");
-      uint64_t w = 0;
-      std::memcpy(&w, &v, sizeof(V));
-      step_sig_.push_back(w);
-    }
-  }
-  template <typename V>
-  void record(const Mat<V>& m) {
-    record(m.data), record(m.rows), record(m.cols);
-  }
-  template <typename V>
-  void record(const CsrView<V>& c) {
-    record(c.indptr), record(c.indices), record(c.values), record(c.rows), record(c.cols), record(c.nnz);
-  }
-  void record(const CsrBatch<float>& x) {  // stream is live
-    record(x.csr), record(x.rows), record(x.norms), record(x.dropout), record(x.seed);
-  }
-  void record(const AdamConfig& a) {  // lr enters through the live step size and the fixed shrink
-    record(a.lr), record(a.beta1), record(a.beta2), record(a.eps), record(a.weight_decay), record(a.decoupled);
-  }
-  void record(const std::vector<int>& v) {
-    record(v.size());
-    for (int x : v) record(x);
   }
   void not_in_step(const char* what) const {
     VAE_CHECK(step_mode_ == StepMode::none, std::string(what) + ": not inside a training step (it waits for the device)");
@@ -791,12 +761,12 @@ class CudaBackend final : public Backend<float> {
     GraphPtr graph;  // the captured step, the prologue its root
     GraphExecPtr exec;
     cudaGraphNode_t prologue = nullptr;
-    std::vector<uint64_t> sig;  // the captured step's record (see begin_step)
+    StepSignature sig;  // the captured step's record (see begin_step)
     int lives = 0;
   };
   StepMode step_mode_ = StepMode::none;
   int64_t step_key_ = 0;
-  std::vector<uint64_t> step_sig_;
+  StepSignature step_sig_;
   cuda::LiveValues step_lives_;
   Buffer live_block_;                     // kMaxLives 8-byte slots
   std::map<int64_t, StepGraph> step_graphs_;  // by step key (batch size)

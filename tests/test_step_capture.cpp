@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/step_signature.h"
 #include "data/dataset.h"
 #include "train/trainer.h"
 
@@ -211,7 +212,7 @@ class CapturingCpuBackend final : public Backend<float> {
  private:
   enum class Mode { none, capture, record };
   struct Graph {
-    std::vector<uint64_t> sig;
+    StepSignature sig;
     size_t lives = 0;
     std::vector<std::function<void(const Lives&)>> ops;
   };
@@ -237,45 +238,16 @@ class CapturingCpuBackend final : public Backend<float> {
       lives_.clear();
       return;
     }
-    sig_.push_back(reinterpret_cast<uintptr_t>(name));
-    (record(fixed), ...);
+    sig_.add_op(name, fixed...);
     if (mode_ == Mode::capture) held_.push_back(std::move(f));
   }
-  template <typename V>
-  void record(const V& v) {
-    if constexpr (std::is_pointer_v<V>) {
-      sig_.push_back(reinterpret_cast<uintptr_t>(v));
-    } else {
-      static_assert(std::is_arithmetic_v<V> || std::is_enum_v<V>, "record: no overload for this argument");
-      sig_.push_back(bits(v));
-    }
-  }
-  template <typename V>
-  void record(const Mat<V>& m) {
-    record(m.data), record(m.rows), record(m.cols);
-  }
-  template <typename V>
-  void record(const CsrView<V>& c) {
-    record(c.indptr), record(c.indices), record(c.values), record(c.rows), record(c.cols), record(c.nnz);
-  }
-  void record(const CsrBatch<float>& x) {  // stream is live
-    record(x.csr), record(x.rows), record(x.norms), record(x.dropout), record(x.seed);
-  }
-  void record(const AdamConfig& a) {
-    record(a.lr), record(a.beta1), record(a.beta2), record(a.eps), record(a.weight_decay), record(a.decoupled);
-  }
-  void record(const std::vector<int>& v) {
-    record(v.size());
-    for (int x : v) record(x);
-  }
-
   std::unique_ptr<Backend<float>> cpu_;
   Refuse refuse_;
   int64_t refuse_from_;
   Mode mode_ = Mode::none;
   int64_t key_ = 0;
   int64_t captures_begun_ = 0;
-  std::vector<uint64_t> sig_;
+  StepSignature sig_;  // the CUDA backend's record of a step
   Lives lives_;
   std::vector<std::function<void(const Lives&)>> held_;
   std::map<int64_t, Graph> graphs_;
