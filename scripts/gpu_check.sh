@@ -153,6 +153,7 @@ if want build; then
   say "configure + build ($BUILD, sm_$ARCHS) -> $OUT/build.log"
   cmake_args=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
               -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" -DVAE_BUILD_TESTS=ON -DVAE_BUILD_BENCH=ON
+              -DVAE_BUILD_EMU=OFF  # the CPU CUDA emulator: for machines without the real thing
               -DCMAKE_CUDA_FLAGS=-lineinfo)  # source lines in sanitizer reports; same code
   [ -d "$ROOT/.devkit" ] && cmake_args+=(-DCMAKE_PREFIX_PATH="$ROOT/.devkit")
   command -v nvcc >/dev/null && cmake_args+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")

@@ -1,0 +1,605 @@
+// The CPU CUDA emulator's runtime (see cuda_emu.h): blocks run one after another, a block's
+// threads as ucontext fibers that the scheduler below switches at barriers; streams run their
+// work at once, or record it while captured; graphs replay what was recorded.
+#include "cuda_emu.h"
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+struct CUstream_st {
+  bool capturing = false;
+  bool invalidated = false;
+  CUgraph_st* graph = nullptr;
+};
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+};
+struct CUgraphNode_st {
+  cudaGraphNodeType type = cudaGraphNodeTypeKernel;
+  emu::KernelLaunch kernel;     // kernel nodes
+  std::function<void()> host;   // copies, memsets, GEMMs
+};
+struct CUgraph_st {
+  std::vector<std::unique_ptr<CUgraphNode_st>> nodes;  // in capture order: a chain
+};
+struct CUgraphExec_st {
+  std::vector<CUgraphNode_st> nodes;           // own copies (parameters too)
+  std::map<const CUgraphNode_st*, size_t> of;  // the graph's node → its copy here
+};
+struct cublasContext {
+  cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+namespace emu {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr size_t kStack = 64 * 1024;
+constexpr size_t kDeviceBytes = size_t{80} << 30;  // what the emulated card reports (an H100's)
+
+cudaError_t g_last = cudaSuccess;
+CUstream_st g_default_stream;
+int g_capturing = 0;  // streams capturing now (cudaMalloc and synchronisation invalidate them)
+
+cudaError_t fail(cudaError_t e) {
+  g_last = e;
+  return e;
+}
+CUstream_st* stream_of(cudaStream_t s) { return s ? s : &g_default_stream; }
+
+// ---- context switches -------------------------------------------------------------------------
+// On x86-64 a fiber switch saves the callee-saved registers on the old stack and pops them from
+// the new one (no system call, unlike swapcontext's signal-mask calls: a block of 256 threads
+// switches thousands of times). Elsewhere, ucontext.
+#if defined(__x86_64__)
+struct Context {
+  void* sp = nullptr;
+};
+extern "C" void emu_switch_stack(void** save_sp, void* new_sp);
+asm(R"(
+  .text
+  .globl emu_switch_stack
+  .type emu_switch_stack, @function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch_stack, .-emu_switch_stack
+)");
+void switch_to(Context& from, Context& to) { emu_switch_stack(&from.sp, to.sp); }
+// A fresh context that enters fn (which must never return) on the stack [base, base + size).
+void make_context(Context& c, char* base, size_t size, void (*fn)()) {
+  auto top = reinterpret_cast<uintptr_t>(base + size) & ~uintptr_t{15};
+  auto* sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                            // fn's return address: none (rsp ≡ 8 mod 16 at entry)
+  *--sp = reinterpret_cast<void*>(fn);        // where emu_switch_stack's ret goes
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp, rbx, r12–r15
+  c.sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+void switch_to(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void make_context(Context& c, char* base, size_t size, void (*fn)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = base;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, fn, 0);
+}
+#endif
+
+// ---- the fiber scheduler of one block --------------------------------------------------------
+enum class State { ready, block_barrier, warp_barrier, done };
+struct Fiber {
+  Context ctx;
+  dim3 tid;
+  int linear = 0;
+  State state = State::ready;
+};
+struct Block {
+  std::vector<Fiber> fibers;
+  Context sched;
+  dim3 bid, bdim, gdim;
+  const KernelLaunch* launch = nullptr;
+  void* params = nullptr;
+  std::vector<uint64_t> slots;  // one per thread: warp exchanges
+  std::vector<char> smem;
+};
+Block* g_block = nullptr;
+Fiber* g_fiber = nullptr;
+std::vector<std::unique_ptr<char[]>> g_stacks;
+std::vector<CUstream_st*> g_capture_streams;
+
+void yield_to_scheduler() { switch_to(g_fiber->ctx, g_block->sched); }
+
+[[noreturn]] void fiber_entry() {
+  g_block->launch->body(g_block->params);
+  g_fiber->state = State::done;
+  yield_to_scheduler();
+  std::abort();  // a finished fiber is never resumed
+}
+
+void run_block(Block& b) {
+  const int n = static_cast<int>(b.bdim.x * b.bdim.y * b.bdim.z);
+  while (g_stacks.size() < static_cast<size_t>(n)) g_stacks.emplace_back(new char[kStack]);
+  b.fibers.assign(n, Fiber{});
+  b.slots.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = b.fibers[i];
+    f.linear = i;
+    f.tid = dim3(i % b.bdim.x, (i / b.bdim.x) % b.bdim.y, i / (b.bdim.x * b.bdim.y));
+    make_context(f.ctx, g_stacks[i].get(), kStack, fiber_entry);
+  }
+  g_block = &b;
+  for (;;) {
+    for (Fiber& f : b.fibers) {
+      if (f.state != State::ready) continue;
+      g_fiber = &f;
+      switch_to(b.sched, f.ctx);
+    }
+    int done = 0;
+    for (const Fiber& f : b.fibers) done += f.state == State::done;
+    if (done == n) break;
+    // Warps whose every live lane waits at a warp barrier go on first (a block reduction's
+    // shuffles run while the other warps wait at __syncthreads).
+    bool released = false;
+    for (int w = 0; w * kWarp < n; ++w) {
+      bool all = true, any = false;
+      for (int i = w * kWarp; i < std::min(n, (w + 1) * kWarp); ++i) {
+        if (b.fibers[i].state == State::done) continue;
+        any = true;
+        all = all && b.fibers[i].state == State::warp_barrier;
+      }
+      if (any && all) {
+        for (int i = w * kWarp; i < std::min(n, (w + 1) * kWarp); ++i)
+          if (b.fibers[i].state == State::warp_barrier) b.fibers[i].state = State::ready;
+        released = true;
+      }
+    }
+    if (released) continue;
+    bool all_block = true;
+    for (const Fiber& f : b.fibers) all_block = all_block && (f.state == State::done || f.state == State::block_barrier);
+    if (all_block) {
+      for (Fiber& f : b.fibers)
+        if (f.state == State::block_barrier) f.state = State::ready;
+      continue;
+    }
+    std::fprintf(stderr, "cuda emulator: block (%u,%u,%u) of the kernel at %p deadlocked: threads wait at "
+                 "different barriers (a __syncthreads or a full-mask shuffle not reached by all)\n",
+                 b.bid.x, b.bid.y, b.bid.z, b.launch->func);
+    std::abort();
+  }
+  g_block = nullptr;
+  g_fiber = nullptr;
+}
+
+void execute(const KernelLaunch& l, void* params) {
+  Block b;
+  b.bdim = l.block;
+  b.gdim = l.grid;
+  b.launch = &l;
+  b.params = params;
+  b.smem.assign(std::max<size_t>(l.smem, 16), 0);
+  for (unsigned z = 0; z < l.grid.z; ++z)
+    for (unsigned y = 0; y < l.grid.y; ++y)
+      for (unsigned x = 0; x < l.grid.x; ++x) {
+        b.bid = dim3(x, y, z);
+        run_block(b);
+      }
+}
+
+cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
+  CUstream_st* st = stream_of(s);
+  if (st->capturing) {
+    if (!st->invalidated) st->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(std::move(node)));
+    return cudaSuccess;
+  }
+  if (node.type == cudaGraphNodeTypeKernel)
+    execute(node.kernel, node.kernel.params.get());
+  else
+    node.host();
+  return cudaSuccess;
+}
+
+// A call that must not happen while the calling thread captures (ThreadLocal mode: the backend
+// captures on its own thread, and the tests run on one).
+bool capture_forbids() {
+  if (g_capturing == 0) return false;
+  for (CUstream_st* s : g_capture_streams) s->invalidated = true;
+  g_last = cudaErrorStreamCaptureUnsupported;
+  return true;
+}
+
+}  // namespace
+
+const dim3& thread_idx() { return g_fiber->tid; }
+const dim3& block_idx() { return g_block->bid; }
+const dim3& block_dim() { return g_block->bdim; }
+const dim3& grid_dim() { return g_block->gdim; }
+int lane_id() { return g_fiber->linear % kWarp; }
+void* dynamic_smem() { return g_block->smem.data(); }
+
+void syncthreads() {
+  g_fiber->state = State::block_barrier;
+  yield_to_scheduler();
+}
+
+static void warp_barrier() {
+  g_fiber->state = State::warp_barrier;
+  yield_to_scheduler();
+}
+
+uint64_t warp_exchange(uint64_t mine, int src) {
+  Block& b = *g_block;
+  const int me = g_fiber->linear, base = me - me % kWarp, n = static_cast<int>(b.slots.size());
+  b.slots[me] = mine;
+  warp_barrier();
+  const int from = base + src;
+  const uint64_t got = src >= 0 && src < kWarp && from < n ? b.slots[from] : mine;
+  warp_barrier();  // every lane has read before any lane offers again
+  return got;
+}
+
+cudaError_t submit(cudaStream_t s, KernelLaunch l) {
+  const unsigned threads = l.block.x * l.block.y * l.block.z;
+  if (threads == 0 || threads > 1024 || l.grid.x == 0 || l.grid.y == 0 || l.grid.z == 0 || l.grid.y > 65535 ||
+      l.grid.z > 65535)
+    return fail(cudaErrorInvalidConfiguration);
+  if (l.smem > 227 * 1024) return fail(cudaErrorInvalidValue);
+  CUgraphNode_st node;
+  node.type = cudaGraphNodeTypeKernel;
+  node.kernel = std::move(l);
+  return run_or_record(s, std::move(node));
+}
+
+cudaError_t submit_host(cudaStream_t s, std::function<void()> op, cudaGraphNodeType type) {
+  CUgraphNode_st node;
+  node.type = type;
+  node.host = std::move(op);
+  return run_or_record(s, std::move(node));
+}
+
+}  // namespace emu
+
+unsigned __ballot_sync(unsigned, int pred) {
+  using namespace emu;
+  Block& b = *g_block;
+  const int me = g_fiber->linear, base = me - me % 32, n = static_cast<int>(b.slots.size());
+  b.slots[me] = pred != 0;
+  warp_barrier();
+  unsigned bits = 0;
+  for (int i = 0; i < 32 && base + i < n; ++i)
+    if (b.slots[base + i]) bits |= 1u << i;
+  warp_barrier();
+  return bits;
+}
+
+// ---- runtime API -----------------------------------------------------------------------------
+using emu::fail;
+using emu::g_last;
+
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+  }
+  return "unknown error";
+}
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = g_last;
+  g_last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return g_last; }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+  std::memset(p, 0, sizeof *p);
+  std::snprintf(p->name, sizeof p->name, "CUDA emulator on the CPU");
+  p->totalGlobalMem = emu::kDeviceBytes;
+  p->sharedMemPerBlock = 48 * 1024;
+  p->sharedMemPerBlockOptin = 227 * 1024;
+  p->multiProcessorCount = 132;  // an H100's, so grids and splits are sized as there
+  p->major = 9;
+  p->minor = 0;
+  p->maxThreadsPerBlock = 1024;
+  p->warpSize = 32;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  switch (a) {
+    case cudaDevAttrMultiProcessorCount: *v = 132; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = 227 * 1024; break;
+    case cudaDevAttrSingleToDoublePrecisionPerfRatio: *v = 2; break;
+    default: return fail(cudaErrorInvalidValue);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return emu::capture_forbids() ? cudaErrorStreamCaptureUnsupported : cudaSuccess; }
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = nullptr;
+  if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+  if (bytes > emu::kDeviceBytes) return fail(cudaErrorMemoryAllocation);
+  *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
+  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFree(void* p) {
+  if (p) ::operator delete(p, std::align_val_t{256});
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFreeHost(void* p) { return cudaFree(p); }
+cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
+  *free_b = emu::kDeviceBytes;
+  *total_b = emu::kDeviceBytes;
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  if (emu::stream_of(s)->capturing && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost)) {
+    // Legal in a capture on a GPU, but the backend never does it inside a step: say so loudly.
+    std::fprintf(stderr, "cuda emulator: a host copy inside a stream capture\n");
+  }
+  return emu::submit_host(s, [=] { if (bytes) std::memmove(dst, src, bytes); }, cudaGraphNodeTypeMemcpy);
+}
+cudaError_t cudaMemset(void* p, int v, size_t bytes) {
+  std::memset(p, v, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t s) {
+  return emu::submit_host(s, [=] { std::memset(p, v, bytes); }, cudaGraphNodeTypeMemset);
+}
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  *s = new CUstream_st;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (emu::stream_of(s)->capturing) {
+    emu::stream_of(s)->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (emu::stream_of(s)->capturing) return fail(cudaErrorNotSupported);  // the backend never does
+  e->t = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void*) {
+  *a = cudaFuncAttributes{};
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int value) {
+  return value <= 227 * 1024 ? cudaSuccess : fail(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  CUstream_st* st = emu::stream_of(s);
+  if (st->capturing) return fail(cudaErrorIllegalState);
+  st->capturing = true;
+  st->invalidated = false;
+  st->graph = new CUgraph_st;
+  ++emu::g_capturing;
+  emu::g_capture_streams.push_back(st);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  CUstream_st* st = emu::stream_of(s);
+  *g = nullptr;
+  if (!st->capturing) return fail(cudaErrorIllegalState);
+  st->capturing = false;
+  --emu::g_capturing;
+  auto& v = emu::g_capture_streams;
+  v.erase(std::remove(v.begin(), v.end(), st), v.end());
+  if (st->invalidated) {
+    delete st->graph;
+    st->graph = nullptr;
+    return fail(cudaErrorStreamCaptureInvalidated);
+  }
+  *g = st->graph;
+  st->graph = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
+  const CUstream_st* st = emu::stream_of(s);
+  *status = !st->capturing ? cudaStreamCaptureStatusNone
+            : st->invalidated ? cudaStreamCaptureStatusInvalidated
+                              : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphCreate(cudaGraph_t* g, unsigned) {
+  *g = new CUgraph_st;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphGetRootNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n) {
+  // Captured from one stream, the graph is a chain: its first node is the one root.
+  const size_t roots = g->nodes.empty() ? 0 : 1;
+  if (nodes && *n >= 1 && roots) nodes[0] = g->nodes[0].get();
+  *n = roots;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType* t) {
+  *t = node->type;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) {
+  auto* x = new CUgraphExec_st;
+  for (const auto& node : g->nodes) {
+    CUgraphNode_st copy = *node;
+    if (copy.type == cudaGraphNodeTypeKernel) copy.kernel.params = copy.kernel.copy(node->kernel.params.get());
+    x->of[node.get()] = x->nodes.size();
+    x->nodes.push_back(std::move(copy));
+  }
+  *e = x;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+  if (emu::stream_of(s)->capturing) return fail(cudaErrorNotSupported);  // the backend never nests
+  for (CUgraphNode_st& node : e->nodes) {
+    if (node.type == cudaGraphNodeTypeKernel)
+      emu::execute(node.kernel, node.kernel.params.get());
+    else
+      node.host();
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t e, cudaGraphNode_t node, const cudaKernelNodeParams* p) {
+  auto it = e->of.find(node);
+  if (it == e->of.end()) return fail(cudaErrorInvalidValue);
+  CUgraphNode_st& n = e->nodes[it->second];
+  if (n.type != cudaGraphNodeTypeKernel || p->func != n.kernel.func) return fail(cudaErrorInvalidValue);
+  const unsigned threads = p->blockDim.x * p->blockDim.y * p->blockDim.z;
+  if (threads == 0 || threads > 1024) return fail(cudaErrorInvalidConfiguration);
+  n.kernel.grid = p->gridDim;
+  n.kernel.block = p->blockDim;
+  n.kernel.smem = p->sharedMemBytes;
+  n.kernel.set_params(n.kernel.params.get(), p->kernelParams);
+  return cudaSuccess;
+}
+
+// ---- cuBLAS ----------------------------------------------------------------------------------
+cublasStatus_t cublasCreate(cublasHandle_t* h) {
+  *h = new cublasContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+  delete h;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+  h->stream = s;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void*, size_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
+  h->math = m;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+// A float with its mantissa rounded to `bits` bits (nearest, ties to even), as tensor cores
+// take their inputs: 10 for TF32, 7 for BF16 (23 = unchanged).
+float round_mantissa(float x, int bits) {
+  if (bits >= 23 || !std::isfinite(x)) return x;
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const int drop = 23 - bits;
+  const uint32_t half = 1u << (drop - 1), lsb = (u >> drop) & 1u;
+  u = (u + half - 1 + lsb) & ~((1u << drop) - 1);
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// Column-major C = alpha·op(A)·op(B) + beta·C, inputs rounded to `bits` mantissa bits, summed in
+// double (cuBLAS's own order and rounding are not imitated: tests compare with tolerances).
+void gemm_cm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* a, int lda,
+             const float* b, int ldb, float beta, float* c, int ldc, int bits) {
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double s = 0;
+      for (int p = 0; p < k; ++p) {
+        const float x = ta == CUBLAS_OP_N ? a[i + static_cast<int64_t>(p) * lda] : a[p + static_cast<int64_t>(i) * lda];
+        const float y = tb == CUBLAS_OP_N ? b[p + static_cast<int64_t>(j) * ldb] : b[j + static_cast<int64_t>(p) * ldb];
+        s += static_cast<double>(round_mantissa(x, bits)) * round_mantissa(y, bits);
+      }
+      float& out = c[i + static_cast<int64_t>(j) * ldc];
+      out = static_cast<float>(alpha * s + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * out));
+    }
+}
+}  // namespace
+
+static cublasStatus_t gemm_submit(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                  const float* alpha, const float* a, int lda, const float* b, int ldb,
+                                  const float* beta, float* c, int ldc, int bits) {
+  if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const float al = *alpha, be = *beta;  // host pointers: read at the call, as cuBLAS does
+  emu::submit_host(h->stream, [=] { gemm_cm(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc, bits); },
+                   cudaGraphNodeTypeHost);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* a, int lda, const float* b, int ldb, const float* beta,
+                           float* c, int ldc) {
+  return gemm_submit(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, h->math == CUBLAS_TF32_TENSOR_OP_MATH ? 10 : 23);
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void* alpha, const void* a, cudaDataType at, int lda, const void* b, cudaDataType bt,
+                            int ldb, const void* beta, void* c, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+  if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+  const int bits = compute == CUBLAS_COMPUTE_32F_FAST_16BF ? 7
+                   : compute == CUBLAS_COMPUTE_32F_FAST_TF32 || h->math == CUBLAS_TF32_TENSOR_OP_MATH ? 10
+                                                                                                     : 23;
+  return gemm_submit(h, ta, tb, m, n, k, static_cast<const float*>(alpha), static_cast<const float*>(a), lda,
+                     static_cast<const float*>(b), ldb, static_cast<const float*>(beta), static_cast<float*>(c), ldc, bits);
+}

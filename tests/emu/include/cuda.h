@@ -1,0 +1,3 @@
+// The CPU CUDA emulator stands in for this CUDA header (tests/emu/cuda_emu.h).
+#pragma once
+#include "cuda_emu.h"
