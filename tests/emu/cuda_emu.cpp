@@ -254,6 +254,8 @@ static void warp_barrier() {
   yield_to_scheduler();
 }
 
+void syncwarp() { warp_barrier(); }
+
 uint64_t warp_exchange(uint64_t mine, int src) {
   Block& b = *g_block;
   const int me = g_fiber->linear, base = me - me % kWarp, n = static_cast<int>(b.slots.size());

@@ -30,6 +30,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static  // a block's threads share it; blocks run one after another
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -169,6 +170,7 @@ const dim3& block_idx();
 const dim3& block_dim();
 const dim3& grid_dim();
 void syncthreads();
+void syncwarp();
 // Each lane of the calling warp offers `mine`; returns lane src's offer (its own when src is
 // outside the warp or the block).
 uint64_t warp_exchange(uint64_t mine, int src);
@@ -187,6 +189,7 @@ T from_word(uint64_t w) {
 }  // namespace emu
 
 inline void __syncthreads() { emu::syncthreads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
 template <typename T>
 T __shfl_sync(unsigned, T v, int src, int width = 32) {
   const int lane = emu::lane_id();
@@ -227,6 +230,8 @@ inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.0f / a; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) { return std::fmaf(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 inline float __saturatef(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }
 
 // Atomics: a block's threads are fibers of one host thread, switched only at barriers, so a
