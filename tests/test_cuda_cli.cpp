@@ -1,0 +1,50 @@
+// The main job through the command line on the GPU: the same figures and clusters as on the CPU
+// (the default exact GEMMs), its training steps as CUDA Graphs that replay. Skips without
+// a device; the CPU CUDA emulator runs it too (vae_tests_emu).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "backend/backend.h"
+#include "cli_runner.h"
+
+namespace vae {
+namespace {
+
+TEST(CudaCli, MainJobGivesTheCpuRunsFigures) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const std::filesystem::path dir = cli_test::fresh_dir("cuda_cli_main");
+  const std::string base = "--epochs 3 --data synthetic:users=300,items=400,ratings=12000 --no-tsne";
+  const cli_test::CmdResult gpu = cli_test::run_cli(base + " --device cuda --out " + (dir / "gpu").string());
+  const cli_test::CmdResult cpu = cli_test::run_cli(base + " --device cpu --out " + (dir / "cpu").string());
+  ASSERT_EQ(gpu.code, 0) << gpu.out;
+  ASSERT_EQ(cpu.code, 0) << cpu.out;
+  EXPECT_NE(gpu.out.find("device: cuda"), std::string::npos) << gpu.out;
+  // 240 users train in 4 steps an epoch (3 of 64 and one of 48): two graphs, the rest replayed.
+  EXPECT_NE(gpu.out.find("CUDA Graph steps: 2 captured, 10 replayed without capture"), std::string::npos) << gpu.out;
+  EXPECT_EQ(gpu.out.find("warning:"), std::string::npos) << gpu.out;
+  const auto g = cli_test::read_json(dir / "gpu" / "summary.json"), c = cli_test::read_json(dir / "cpu" / "summary.json");
+  ASSERT_EQ(g["metrics"].size(), c["metrics"].size());
+  ASSERT_FALSE(c["metrics"].empty());
+  for (const auto& [key, value] : c["metrics"].items()) {
+    ASSERT_TRUE(g["metrics"].contains(key)) << key;
+    // The device's exp/log may differ from glibc's in a last bit: the bar is 3 decimals.
+    EXPECT_NEAR(g["metrics"][key].get<double>(), value.get<double>(), 5e-4) << key;
+  }
+  // The K-Means of the users' latent means (on the GPU too): the same clusters, but for a user
+  // whose z sits on a boundary.
+  const auto gc = cli_test::parse_csv(cli_test::read_text(dir / "gpu" / "clusters.csv"));
+  const auto cc = cli_test::parse_csv(cli_test::read_text(dir / "cpu" / "clusters.csv"));
+  ASSERT_EQ(gc.size(), 300u);
+  ASSERT_EQ(cc.size(), gc.size());
+  size_t same = 0;
+  for (size_t i = 0; i < gc.size(); ++i) {
+    ASSERT_EQ(gc[i].at("user_id"), cc[i].at("user_id"));
+    same += gc[i].at("cluster") == cc[i].at("cluster");
+  }
+  EXPECT_GE(same, gc.size() * 98 / 100);
+}
+
+}  // namespace
+}  // namespace vae
