@@ -202,9 +202,10 @@ if [[ $build_status != FAILED* ]]; then
       for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
         # The out-of-memory test asks cudaMalloc for more than the card has on purpose, and the
         # step-fallback test makes a cudaMalloc a capture refuses: the sanitizer counts every
-        # failed API call as an error. Racecheck (shared-memory hazards) also leaves out the long
-        # end-to-end runs, whose kernels the op tests already cover.
-        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest:CudaStepFallback.*'}
+        # failed API call as an error. CudaCli runs the CLI twice (ctest and the main stage run
+        # it anyway). Racecheck (shared-memory hazards) also leaves out the long end-to-end runs,
+        # whose kernels the op tests already cover.
+        filter=${SANITIZER_FILTER:-'Cuda*:-CudaOps.OutOfMemoryNamesTheRequest:CudaStepFallback.*:CudaCli.*'}
         if [ "$tool" = racecheck ]; then
           long="CudaAnalysis.TsneOnSeparatedBlobs*:CudaModels.FiftyAdamSteps*:CudaModels.ExactGemmsKeepFiftySteps*:CudaModels.GraphSteps*:CudaOps.GemmExactLayerSized*"
           [[ $filter == *-* ]] && filter="$filter:$long" || filter="$filter:-$long"
