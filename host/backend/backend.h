@@ -157,8 +157,9 @@ class Backend {
   // it is called and may not change host state the step's ops depend on.
   // A step whose capture, instantiation or launch the device refuses (a CudaError) has run
   // none of its ops: they are issued again as plain launches, and so is every later step
-  // (step_capture_failure() then says why; the kept graphs are dropped, so replay_step finds none). An error that was not the graph's fails that plain
-  // run too and is thrown from it; any other exception is thrown at once.
+  // (step_capture_failure() then says why; the kept graphs are dropped, so replay_step finds
+  // none). An error that was not the graph's fails that plain run too and is thrown from it;
+  // any other exception is thrown at once.
   template <typename F>
   void run_step(int64_t key, F&& ops) {
     if (!step_capture_failure_.empty()) {
