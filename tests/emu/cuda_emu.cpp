@@ -11,9 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <new>
-#include <stdexcept>
 #include <string>
 
 struct CUstream_st {
@@ -50,7 +48,6 @@ constexpr size_t kDeviceBytes = size_t{80} << 30;  // what the emulated card rep
 
 cudaError_t g_last = cudaSuccess;
 CUstream_st g_default_stream;
-int g_capturing = 0;  // streams capturing now (cudaMalloc and synchronisation invalidate them)
 
 cudaError_t fail(cudaError_t e) {
   g_last = e;
@@ -133,7 +130,7 @@ struct Block {
 Block* g_block = nullptr;
 Fiber* g_fiber = nullptr;
 std::vector<std::unique_ptr<char[]>> g_stacks;
-std::vector<CUstream_st*> g_capture_streams;
+std::vector<CUstream_st*> g_capture_streams;  // capturing now (cudaMalloc and synchronisation invalidate them)
 
 void yield_to_scheduler() { switch_to(g_fiber->ctx, g_block->sched); }
 
@@ -229,7 +226,7 @@ cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
 // A call that must not happen while the calling thread captures (ThreadLocal mode: the backend
 // captures on its own thread, and the tests run on one).
 bool capture_forbids() {
-  if (g_capturing == 0) return false;
+  if (g_capture_streams.empty()) return false;
   for (CUstream_st* s : g_capture_streams) s->invalidated = true;
   g_last = cudaErrorStreamCaptureUnsupported;
   return true;
@@ -442,7 +439,6 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   st->capturing = true;
   st->invalidated = false;
   st->graph = new CUgraph_st;
-  ++emu::g_capturing;
   emu::g_capture_streams.push_back(st);
   return cudaSuccess;
 }
@@ -451,7 +447,6 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
   *g = nullptr;
   if (!st->capturing) return fail(cudaErrorIllegalState);
   st->capturing = false;
-  --emu::g_capturing;
   auto& v = emu::g_capture_streams;
   v.erase(std::remove(v.begin(), v.end(), st), v.end());
   if (st->invalidated) {
