@@ -6,6 +6,17 @@
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_ASAN 1
+#endif
+#endif
+#if defined(EMU_ASAN)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -43,7 +54,11 @@ namespace emu {
 namespace {
 
 constexpr int kWarp = 32;
+#if defined(EMU_ASAN)
+constexpr size_t kStack = 512 * 1024;  // AddressSanitizer's redzones make frames several times larger
+#else
 constexpr size_t kStack = 64 * 1024;
+#endif
 constexpr size_t kDeviceBytes = size_t{80} << 30;  // what the emulated card reports (an H100's)
 
 cudaError_t g_last = cudaSuccess;
@@ -58,10 +73,34 @@ CUstream_st* stream_of(cudaStream_t s) { return s ? s : &g_default_stream; }
 // ---- context switches -------------------------------------------------------------------------
 // On x86-64 a fiber switch saves the callee-saved registers on the old stack and pops them from
 // the new one (no system call, unlike swapcontext's signal-mask calls: a block of 256 threads
-// switches thousands of times). Elsewhere, ucontext.
+// switches thousands of times). Elsewhere, ucontext. Under AddressSanitizer every switch tells it
+// which stack is live (its fiber interface), so the kernels can run in the sanitized build.
+struct StackBounds {
+  const void* bottom = nullptr;  // the scheduler's: learnt at its first switch into a fiber
+  size_t size = 0;
+  bool dying = false;  // a finished fiber's last switch: its fake stack can go
+};
+#if defined(EMU_ASAN)
+void before_switch(void** fake, const StackBounds& to) {
+  __sanitizer_start_switch_fiber(fake, to.bottom, to.size);
+}
+void after_switch(void* fake, StackBounds* from) {
+  const void* bottom = nullptr;
+  size_t size = 0;
+  __sanitizer_finish_switch_fiber(fake, &bottom, &size);
+  if (from && !from->bottom) {
+    from->bottom = bottom;
+    from->size = size;
+  }
+}
+#else
+void before_switch(void**, const StackBounds&) {}
+void after_switch(void*, StackBounds*) {}
+#endif
 #if defined(__x86_64__)
 struct Context {
   void* sp = nullptr;
+  StackBounds stack;
 };
 extern "C" void emu_switch_stack(void** save_sp, void* new_sp);
 asm(R"(
@@ -86,9 +125,18 @@ emu_switch_stack:
   ret
   .size emu_switch_stack, .-emu_switch_stack
 )");
-void switch_to(Context& from, Context& to) { emu_switch_stack(&from.sp, to.sp); }
+void switch_to(Context& from, Context& to) {
+  void* fake = nullptr;
+  before_switch(from.stack.dying ? nullptr : &fake, to.stack);
+  emu_switch_stack(&from.sp, to.sp);
+  after_switch(fake, nullptr);
+}
 // A fresh context that enters fn (which must never return) on the stack [base, base + size).
 void make_context(Context& c, char* base, size_t size, void (*fn)()) {
+  c.stack = StackBounds{base, size, false};
+#if defined(EMU_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(base, size);  // the redzones of the last fiber's frames on it
+#endif
   auto top = reinterpret_cast<uintptr_t>(base + size) & ~uintptr_t{15};
   auto* sp = reinterpret_cast<void**>(top);
   *--sp = nullptr;                            // fn's return address: none (rsp ≡ 8 mod 16 at entry)
@@ -99,9 +147,19 @@ void make_context(Context& c, char* base, size_t size, void (*fn)()) {
 #else
 struct Context {
   ucontext_t uc;
+  StackBounds stack;
 };
-void switch_to(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void switch_to(Context& from, Context& to) {
+  void* fake = nullptr;
+  before_switch(from.stack.dying ? nullptr : &fake, to.stack);
+  swapcontext(&from.uc, &to.uc);
+  after_switch(fake, nullptr);
+}
 void make_context(Context& c, char* base, size_t size, void (*fn)()) {
+  c.stack = StackBounds{base, size, false};
+#if defined(EMU_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(base, size);
+#endif
   getcontext(&c.uc);
   c.uc.uc_stack.ss_sp = base;
   c.uc.uc_stack.ss_size = size;
@@ -126,17 +184,66 @@ struct Block {
   void* params = nullptr;
   std::vector<uint64_t> slots;  // one per thread: warp exchanges
   std::vector<char> smem;
+  uint64_t salt = 0;  // the launch's, for shuffled schedules
 };
 Block* g_block = nullptr;
 Fiber* g_fiber = nullptr;
+std::vector<void*> g_shared_seen;  // the static __shared__ variables the running block has poisoned
 std::vector<std::unique_ptr<char[]>> g_stacks;
 std::vector<CUstream_st*> g_capture_streams;  // capturing now (cudaMalloc and synchronisation invalidate them)
+
+// ---- schedules ----------------------------------------------------------------------------
+bool g_schedule_set = false;
+Schedule g_schedule = Schedule::forward;
+uint64_t g_seed = 1;
+uint64_t g_launch_serial = 0;  // shuffle salt: every launch, block and turn gets its own order
+
+uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+void read_schedule_env() {
+  if (g_schedule_set) return;
+  g_schedule_set = true;
+  const char* e = std::getenv("EMU_SCHEDULE");
+  if (!e || !*e) return;
+  const std::string v(e);
+  const std::string mode = v.substr(0, v.find(':'));
+  if (mode == "forward") g_schedule = Schedule::forward;
+  else if (mode == "reverse") g_schedule = Schedule::reverse;
+  else if (mode == "shuffle") g_schedule = Schedule::shuffle;
+  else {
+    std::fprintf(stderr, "cuda emulator: EMU_SCHEDULE='%s': expected forward, reverse or shuffle[:SEED]\n", e);
+    std::exit(2);
+  }
+  if (v.find(':') != std::string::npos) g_seed = std::strtoull(v.c_str() + v.find(':') + 1, nullptr, 10);
+}
+
+// 0, 1, …, n − 1 in the schedule's order; salt picks the shuffle.
+void schedule_order(std::vector<int>& order, int n, uint64_t salt) {
+  order.resize(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  if (g_schedule == Schedule::reverse) {
+    std::reverse(order.begin(), order.end());
+  } else if (g_schedule == Schedule::shuffle) {
+    uint64_t r = mix(g_seed ^ mix(salt));
+    for (int i = n - 1; i > 0; --i) {
+      r = mix(r);
+      std::swap(order[i], order[static_cast<int>(r % static_cast<uint64_t>(i + 1))]);
+    }
+  }
+}
 
 void yield_to_scheduler() { switch_to(g_fiber->ctx, g_block->sched); }
 
 [[noreturn]] void fiber_entry() {
+  after_switch(nullptr, &g_block->sched.stack);  // first entry: from the scheduler's stack
   g_block->launch->body(g_block->params);
   g_fiber->state = State::done;
+  g_fiber->ctx.stack.dying = true;
   yield_to_scheduler();
   std::abort();  // a finished fiber is never resumed
 }
@@ -152,9 +259,15 @@ void run_block(Block& b) {
     f.tid = dim3(i % b.bdim.x, (i / b.bdim.x) % b.bdim.y, i / (b.bdim.x * b.bdim.y));
     make_context(f.ctx, g_stacks[i].get(), kStack, fiber_entry);
   }
+  std::fill(b.smem.begin(), b.smem.end(), kPoison);  // a block's shared memory starts undefined
+  g_shared_seen.clear();
   g_block = &b;
-  for (;;) {
-    for (Fiber& f : b.fibers) {
+  std::vector<int> order;
+  const uint64_t block_salt = mix(b.salt ^ (uint64_t{b.bid.x} | uint64_t{b.bid.y} << 32) ^ mix(b.bid.z));
+  for (uint64_t turn = 0;; ++turn) {
+    schedule_order(order, n, block_salt ^ mix(turn));
+    for (const int i : order) {
+      Fiber& f = b.fibers[i];
       if (f.state != State::ready) continue;
       g_fiber = &f;
       switch_to(b.sched, f.ctx);
@@ -201,13 +314,28 @@ void execute(const KernelLaunch& l, void* params) {
   b.gdim = l.grid;
   b.launch = &l;
   b.params = params;
-  b.smem.assign(std::max<size_t>(l.smem, 16), 0);
-  for (unsigned z = 0; z < l.grid.z; ++z)
-    for (unsigned y = 0; y < l.grid.y; ++y)
-      for (unsigned x = 0; x < l.grid.x; ++x) {
-        b.bid = dim3(x, y, z);
-        run_block(b);
-      }
+  b.smem.resize(std::max<size_t>(l.smem, 16));
+  read_schedule_env();
+  b.salt = mix(++g_launch_serial);
+  // Blocks in the schedule's order: x fastest, then y, then z (the forward order).
+  const uint64_t nxy = uint64_t{l.grid.x} * l.grid.y, blocks = nxy * l.grid.z;
+  if (g_schedule == Schedule::forward || blocks > uint64_t{1} << 30) {
+    for (unsigned z = 0; z < l.grid.z; ++z)
+      for (unsigned y = 0; y < l.grid.y; ++y)
+        for (unsigned x = 0; x < l.grid.x; ++x) {
+          b.bid = dim3(x, y, z);
+          run_block(b);
+        }
+    return;
+  }
+  std::vector<int> order;
+  schedule_order(order, static_cast<int>(blocks), b.salt);
+  for (const int i : order) {
+    const uint64_t u = static_cast<uint64_t>(i);
+    b.bid = dim3(static_cast<unsigned>(u % l.grid.x), static_cast<unsigned>(u / l.grid.x % l.grid.y),
+                 static_cast<unsigned>(u / nxy));
+    run_block(b);
+  }
 }
 
 cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
@@ -240,6 +368,26 @@ const dim3& block_dim() { return g_block->bdim; }
 const dim3& grid_dim() { return g_block->gdim; }
 int lane_id() { return g_fiber->linear % kWarp; }
 void* dynamic_smem() { return g_block->smem.data(); }
+
+void set_schedule(Schedule s, uint64_t seed) {
+  g_schedule_set = true;
+  g_schedule = s;
+  g_seed = seed;
+}
+Schedule schedule() {
+  read_schedule_env();
+  return g_schedule;
+}
+uint64_t schedule_seed() {
+  read_schedule_env();
+  return g_seed;
+}
+
+void shared_here(void* p, size_t bytes) {
+  if (!g_block || std::find(g_shared_seen.begin(), g_shared_seen.end(), p) != g_shared_seen.end()) return;
+  g_shared_seen.push_back(p);
+  std::memset(p, kPoison, bytes);
+}
 
 void syncthreads() {
   g_fiber->state = State::block_barrier;
@@ -359,7 +507,9 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
   if (bytes > emu::kDeviceBytes) return fail(cudaErrorMemoryAllocation);
   *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
-  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
+  std::memset(*p, emu::kPoison, bytes);  // undefined on a GPU: a read before any write shows
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
   if (p) ::operator delete(p, std::align_val_t{256});

@@ -4,8 +4,10 @@
 // streams, events, stream capture and graphs with kernel-node updates) and the two cuBLAS GEMMs
 // are imitated; "device" memory is host memory. What it checks: the kernels' and the backend's
 // logic (indexing, tiling, reductions, graph capture and replay) against the CPU oracle on a
-// machine without a GPU. What it cannot: timing, races, memory-model or warp-scheduling effects
-// (its warps are always converged), real cuBLAS rounding (its GEMMs sum in double).
+// machine without a GPU. Races that change a result show when the same test runs under another
+// schedule (EMU_SCHEDULE, below), reads of memory no one wrote as poison (NaN). What it cannot:
+// timing, races that a reordering of whole turns between barriers does not expose, memory-model
+// effects, real cuBLAS rounding (its GEMMs sum in double).
 //
 // tests/emu/rewrite_kernels.py rewrites the kernel sources for it (kernel launches, dynamic
 // shared memory, the built-in index variables); CMake target vae_tests_emu.
@@ -176,6 +178,23 @@ void syncwarp();
 uint64_t warp_exchange(uint64_t mine, int src);
 int lane_id();
 void* dynamic_smem();
+
+// Checking modes, for the bugs a fixed order hides. The schedule is the order in which a grid's
+// blocks run and a block's threads take their turns between barriers: forward (the default),
+// reverse, or a seeded shuffle (a new order every turn). A result that changes with it comes from
+// a race: a missing __syncthreads or __syncwarp, or blocks that read each other's output. Read
+// from EMU_SCHEDULE=forward|reverse|shuffle[:SEED] at the first launch; set_schedule overrides.
+enum class Schedule { forward, reverse, shuffle };
+void set_schedule(Schedule s, uint64_t seed = 1);
+Schedule schedule();
+uint64_t schedule_seed();
+// Fresh memory is poisoned with 0xFF bytes (NaN floats, -1 integers), as a GPU's is undefined:
+// cudaMalloc's, and a block's shared memory when the block starts. Static __shared__ variables
+// call shared_here (rewrite_kernels.py adds the call after the declaration): the block's first
+// thread to get there poisons it, so a read of what no thread wrote does not see the last
+// block's leftovers.
+constexpr unsigned char kPoison = 0xFF;
+void shared_here(void* p, size_t bytes);
 inline uint64_t to_word(double v) { uint64_t w; std::memcpy(&w, &v, 8); return w; }
 inline uint64_t to_word(float v) { uint32_t w; std::memcpy(&w, &v, 4); return w; }
 template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>

@@ -5,6 +5,8 @@ OUT_DIR (a .cu becomes a .cpp) with
   extern __shared__ T name[];                      ->  T* name = static_cast<T*>(::emu::dynamic_smem());
   threadIdx / blockIdx / blockDim / gridDim        ->  ::emu::thread_idx() / ... (not after '.' or '->')
   warpSize                                         ->  32
+  __shared__ T a[N], b;                            ->  the same, then ::emu::shared_here(&a, sizeof a); ...
+                                                       (the emulator poisons it when the block starts)
 Everything else is left as written; the emulator's header supplies the rest.
 
   rewrite_kernels.py OUT_DIR FILE...
@@ -16,6 +18,7 @@ import sys
 LAUNCH = re.compile(r"(?P<k>[A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*<<<(?P<cfg>.*?)>>>\s*\(", re.S)
 DYN_SMEM = re.compile(r"extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?(?P<t>[\w:]+)\s+"
                       r"(?:__align__\(\s*\d+\s*\)\s+)?(?P<n>\w+)\s*\[\s*\]\s*;")
+STATIC_SMEM = re.compile(r"(?<![\w])(?<!extern )__shared__\s+(?P<decl>[^;{}()]*(?:\(\s*\d+\s*\)[^;{}()]*)?);")
 BUILTIN = re.compile(r"(?<![.\w>])(threadIdx|blockIdx|blockDim|gridDim)\b")
 NAMES = {"threadIdx": "::emu::thread_idx()", "blockIdx": "::emu::block_idx()",
          "blockDim": "::emu::block_dim()", "gridDim": "::emu::grid_dim()"}
@@ -25,6 +28,29 @@ def launch(m, text):
     rest = text[m.end():]
     sep = "" if rest.lstrip().startswith(")") else ", "
     return "::emu::LaunchConfig(%s).run(%s%s" % (m.group("cfg").strip(), m.group("k"), sep)
+
+
+def declared_names(decl):
+    """The variable names of a declaration's declarators: 'double a[N][M + 1], b' -> a, b."""
+    depth, flat = 0, []
+    for ch in decl:  # drop array bounds, which may hold commas inside parentheses
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif depth == 0:
+            flat.append(ch)
+    names = []
+    for part in "".join(flat).split(","):
+        words = re.findall(r"[A-Za-z_]\w*", part)
+        if words:
+            names.append(words[-1])
+    return names
+
+
+def static_smem(m):
+    calls = "".join(" ::emu::shared_here(&%s, sizeof %s);" % (n, n) for n in declared_names(m.group("decl")))
+    return m.group(0) + calls
 
 
 def rewrite(text):
@@ -37,6 +63,7 @@ def rewrite(text):
     text = "".join(out)
     text = DYN_SMEM.sub(lambda m: "%s* %s = static_cast<%s*>(::emu::dynamic_smem());"
                         % (m.group("t"), m.group("n"), m.group("t")), text)
+    text = STATIC_SMEM.sub(static_smem, text)
     text = BUILTIN.sub(lambda m: NAMES[m.group(1)], text)
     text = re.sub(r"(?<![.\w])warpSize\b", "32", text)
     return text

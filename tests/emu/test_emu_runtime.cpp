@@ -5,6 +5,8 @@
 // rewritten launch syntax): only vae_tests_emu builds it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -33,6 +35,65 @@ __global__ void warp_kernel(const double* in, double* sums, int* downs, unsigned
   downs[t] += __shfl_sync(0xffffffffu, lane == 5 ? 7 : 0, 5) - 7;  // lane 5's offer, in every lane
 }
 
+// Reads its left neighbour's slot; with sync = false there is no barrier in between (a race).
+__global__ void left_kernel(const int* in, int* out, bool sync) {
+  __shared__ int s[256];
+  ::emu::shared_here(&s, sizeof s);  // what rewrite_kernels.py adds after a static __shared__
+  const unsigned t = ::emu::thread_idx().x, n = ::emu::block_dim().x, b = ::emu::block_idx().x;
+  s[t] = in[b * n + t];
+  if (sync) __syncthreads();
+  out[b * n + t] = s[(t + n - 1) % n];
+}
+
+// Block b copies what block b − 1 wrote: an order between blocks that CUDA never promises.
+__global__ void chain_kernel(int* x) {
+  const unsigned b = ::emu::block_idx().x;
+  if (::emu::thread_idx().x == 0 && b > 0) x[b] = x[b - 1] + 1;
+}
+
+// Each thread's turns, in the order they run.
+__global__ void order_kernel(int* log, int* next) {
+  const int t = static_cast<int>(::emu::thread_idx().x);
+  log[(*next)++] = t;
+  __syncthreads();
+  log[(*next)++] = t;
+}
+
+// Reads the shared variable before any thread of the block writes it, then writes it.
+__global__ void stale_kernel(int* out) {
+  __shared__ int v;
+  ::emu::shared_here(&v, sizeof v);
+  int* dyn = static_cast<int*>(::emu::dynamic_smem());
+  if (::emu::thread_idx().x == 0) {
+    out[2 * ::emu::block_idx().x] = v;
+    out[2 * ::emu::block_idx().x + 1] = dyn[3];
+    v = 7;
+    dyn[3] = 7;
+  }
+}
+
+// Thread t reads x[t] and the shared slot t: past the end of both for the last thread when the
+// block has one thread more than x and the slots (out of bounds on purpose).
+__global__ void overrun_kernel(const float* x, float* out, bool shared) {
+  __shared__ float s[32];
+  ::emu::shared_here(&s, sizeof s);
+  const unsigned t = ::emu::thread_idx().x;
+  if (shared) {
+    s[t] = 1.0f;
+    out[0] = s[t];
+  } else {
+    out[0] = x[t];
+  }
+}
+
+// Sets a schedule for one test and puts the previous one back.
+struct ScheduleScope {
+  ::emu::Schedule old = ::emu::schedule();
+  uint64_t old_seed = ::emu::schedule_seed();
+  ScheduleScope(::emu::Schedule s, uint64_t seed = 1) { ::emu::set_schedule(s, seed); }
+  ~ScheduleScope() { ::emu::set_schedule(old, old_seed); }
+};
+
 __global__ void add_kernel(float* x, float v, int n) {
   const int i = static_cast<int>(::emu::block_idx().x * ::emu::block_dim().x + ::emu::thread_idx().x);
   if (i < n) x[i] += v;
@@ -60,6 +121,112 @@ TEST(EmuRuntime, WarpShufflesAndBallotsSeeTheWholeWarp) {
     EXPECT_EQ(downs[i], i % 32 + 3 < 32 ? i + 3 : i) << i;      // past the warp: its own value
     EXPECT_EQ(ballots[i], 0xAAAAAAAAu) << i;
   }
+}
+
+// A missing barrier changes the result with the schedule: forward order hides a read of the
+// left neighbour (it has run), reverse order shows it (poison, as nothing was written yet).
+TEST(EmuRuntime, SchedulesExposeAMissingBarrier) {
+  const int n = 64;
+  std::vector<int> in(2 * n), out(in.size());
+  std::iota(in.begin(), in.end(), 100);
+  auto expect_left = [&](const char* what) {
+    for (int b = 0; b < 2; ++b)
+      for (int t = 0; t < n; ++t) EXPECT_EQ(out[b * n + t], in[b * n + (t + n - 1) % n]) << what << " " << b << " " << t;
+  };
+  for (auto s : {::emu::Schedule::forward, ::emu::Schedule::reverse, ::emu::Schedule::shuffle}) {
+    ScheduleScope scope(s, 5);
+    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), true);
+    expect_left("with the barrier");
+  }
+  {
+    ScheduleScope scope(::emu::Schedule::forward);
+    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    for (int t = 1; t < n; ++t) EXPECT_EQ(out[t], in[t - 1]) << t;
+    EXPECT_EQ(out[0], -1);  // thread n − 1 has not run yet
+  }
+  {
+    ScheduleScope scope(::emu::Schedule::reverse);
+    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    for (int t = 1; t < n; ++t) EXPECT_EQ(out[t], -1) << t;
+    EXPECT_EQ(out[0], in[n - 1]);
+  }
+  {
+    ScheduleScope scope(::emu::Schedule::shuffle, 3);
+    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    EXPECT_GT(std::count(out.begin(), out.end(), -1), 10);
+  }
+}
+
+TEST(EmuRuntime, ReverseOrShuffledBlocksExposeAnOrderBetweenBlocks) {
+  const int blocks = 50;
+  for (auto s : {::emu::Schedule::forward, ::emu::Schedule::reverse, ::emu::Schedule::shuffle}) {
+    ScheduleScope scope(s, 9);
+    std::vector<int> x(blocks, 0);
+    ::emu::LaunchConfig(blocks, 32).run(chain_kernel, x.data());
+    if (s == ::emu::Schedule::forward) EXPECT_EQ(x[blocks - 1], blocks - 1);
+    else EXPECT_LT(x[blocks - 1], blocks - 1) << static_cast<int>(s);
+  }
+}
+
+TEST(EmuRuntime, TurnOrdersFollowTheScheduleAndItsSeed) {
+  const int n = 40;
+  auto run = [&](::emu::Schedule s, uint64_t seed) {
+    ScheduleScope scope(s, seed);
+    std::vector<int> log(2 * n, -1);
+    int next = 0;
+    ::emu::LaunchConfig(1, n).run(order_kernel, log.data(), &next);
+    EXPECT_EQ(next, 2 * n);
+    return log;
+  };
+  std::vector<int> fwd(n), one_turn(n);
+  std::iota(fwd.begin(), fwd.end(), 0);
+  const std::vector<int> f = run(::emu::Schedule::forward, 1);
+  EXPECT_EQ(std::vector<int>(f.begin(), f.begin() + n), fwd);
+  const std::vector<int> r = run(::emu::Schedule::reverse, 1);
+  EXPECT_EQ(std::vector<int>(r.begin(), r.begin() + n), std::vector<int>(fwd.rbegin(), fwd.rend()));
+  const std::vector<int> s1 = run(::emu::Schedule::shuffle, 1), s1b = run(::emu::Schedule::shuffle, 1),
+                         s2 = run(::emu::Schedule::shuffle, 2);
+  EXPECT_NE(s1, s2);
+  // Every turn is a permutation of the threads, each turn its own (a new launch: new orders).
+  for (const auto* v : {&s1, &s1b, &s2}) {
+    for (int turn = 0; turn < 2; ++turn) {
+      one_turn.assign(v->begin() + turn * n, v->begin() + (turn + 1) * n);
+      EXPECT_NE(one_turn, fwd);
+      std::sort(one_turn.begin(), one_turn.end());
+      EXPECT_EQ(one_turn, fwd);
+    }
+    EXPECT_FALSE(std::equal(v->begin(), v->begin() + n, v->begin() + n));
+  }
+}
+
+TEST(EmuRuntime, FreshMemoryAndEachBlocksSharedMemoryArePoisoned) {
+  float* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 5 * sizeof(float)), cudaSuccess);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(std::isnan(d[i])) << i;
+  cudaFree(d);
+  std::vector<int> out(6, 0);
+  ::emu::LaunchConfig(3, 32, 16 * sizeof(int)).run(stale_kernel, out.data());
+  EXPECT_EQ(out, std::vector<int>(6, -1));  // not the 7s of the block before
+}
+
+// Built with AddressSanitizer (scripts/sanitize_cpu.sh), the emulator is a memcheck for the
+// kernels: device memory is heap memory and a static __shared__ array a global, both with redzones.
+TEST(EmuRuntimeDeathTest, AddressSanitizerReportsKernelOverruns) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  float* x = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, 32 * sizeof(float)), cudaSuccess);
+  cudaMemset(x, 0, 32 * sizeof(float));
+  float out = 0.0f;
+  ::emu::LaunchConfig(1, 32).run(overrun_kernel, x, &out, false);  // in bounds
+  EXPECT_EQ(out, 0.0f);
+  EXPECT_DEATH(::emu::LaunchConfig(1, 33).run(overrun_kernel, x, &out, false), "heap-buffer-overflow");
+  EXPECT_DEATH(::emu::LaunchConfig(1, 33).run(overrun_kernel, x, &out, true),
+               "global-buffer-overflow|out of bounds for type");  // UBSan sees the array bound first
+  cudaFree(x);
+#else
+  GTEST_SKIP() << "built without AddressSanitizer";
+#endif
 }
 
 TEST(EmuRuntime, BadLaunchConfigurationsAreErrors) {
