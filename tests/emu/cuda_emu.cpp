@@ -1,6 +1,7 @@
 // The CPU CUDA emulator's runtime (see cuda_emu.h): blocks run one after another, a block's
-// threads as ucontext fibers that the scheduler below switches at barriers; streams run their
-// work at once, or record it while captured; graphs replay what was recorded.
+// threads as fibers that the scheduler below switches at barriers; streams queue their work
+// until the host waits (or run it at once), or record it while captured; graphs replay what was
+// recorded.
 #include "cuda_emu.h"
 
 #if !defined(__x86_64__)
@@ -19,6 +20,7 @@
 #endif
 
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -29,9 +31,12 @@ struct CUstream_st {
   bool capturing = false;
   bool invalidated = false;
   CUgraph_st* graph = nullptr;
+  uint64_t last = 0;  // the serial of its last queued operation (deferred streams)
 };
 struct CUevent_st {
   std::chrono::steady_clock::time_point t;
+  bool done = false;    // its record has run
+  uint64_t serial = 0;  // its record's place in the queue
 };
 struct CUgraphNode_st {
   cudaGraphNodeType type = cudaGraphNodeTypeKernel;
@@ -69,6 +74,63 @@ cudaError_t fail(cudaError_t e) {
   return e;
 }
 CUstream_st* stream_of(cudaStream_t s) { return s ? s : &g_default_stream; }
+
+// ---- asynchronous streams -------------------------------------------------------------------
+// One queue for all streams, in issue order (an order a GPU may run them in: streams never
+// wait for one another here, so no stream's wait can be missing); the host's waits drain it.
+struct Pending {
+  uint64_t serial;
+  std::function<void()> run;
+};
+std::deque<Pending> g_pending;
+uint64_t g_serial = 0;
+bool g_deferred_set = false, g_deferred = true;
+
+bool deferred_now() {
+  if (!g_deferred_set) {
+    g_deferred_set = true;
+    const char* e = std::getenv("EMU_STREAMS");
+    const std::string v = e ? e : "";
+    if (v == "immediate") g_deferred = false;
+    else if (!v.empty() && v != "deferred") {
+      std::fprintf(stderr, "cuda emulator: EMU_STREAMS='%s': expected deferred or immediate\n", e);
+      std::exit(2);
+    }
+  }
+  return g_deferred;
+}
+// Runs everything issued up to serial (inclusive).
+void drain_to(uint64_t serial) {
+  while (!g_pending.empty() && g_pending.front().serial <= serial) {
+    Pending p = std::move(g_pending.front());
+    g_pending.pop_front();
+    p.run();
+  }
+}
+void drain_all() { drain_to(UINT64_MAX); }
+// Queues fn on the stream (or runs it, when streams are immediate); returns its serial.
+uint64_t enqueue(CUstream_st* st, std::function<void()> fn) {
+  const uint64_t serial = ++g_serial;
+  st->last = serial;
+  if (!deferred_now()) {
+    drain_all();
+    fn();
+  } else {
+    g_pending.push_back({serial, std::move(fn)});
+  }
+  return serial;
+}
+
+// Which allocation a pointer falls in: device memory (cudaMalloc) or pinned host memory
+// (cudaMallocHost); anything else is pageable host memory.
+std::map<const char*, size_t> g_device_ranges, g_pinned_ranges;
+bool in_ranges(const std::map<const char*, size_t>& m, const void* p) {
+  const char* c = static_cast<const char*>(p);
+  auto it = m.upper_bound(c);
+  if (it == m.begin()) return false;
+  --it;
+  return c < it->first + std::max<size_t>(it->second, 1);
+}
 
 // ---- context switches -------------------------------------------------------------------------
 // On x86-64 a fiber switch saves the callee-saved registers on the old stack and pops them from
@@ -344,10 +406,12 @@ cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
     if (!st->invalidated) st->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(std::move(node)));
     return cudaSuccess;
   }
-  if (node.type == cudaGraphNodeTypeKernel)
-    execute(node.kernel, node.kernel.params.get());
-  else
-    node.host();
+  enqueue(st, [node = std::move(node)] {
+    if (node.type == cudaGraphNodeTypeKernel)
+      execute(node.kernel, node.kernel.params.get());
+    else
+      node.host();
+  });
   return cudaSuccess;
 }
 
@@ -382,6 +446,13 @@ uint64_t schedule_seed() {
   read_schedule_env();
   return g_seed;
 }
+
+void set_deferred(bool on) {
+  drain_all();
+  g_deferred_set = true;
+  g_deferred = on;
+}
+bool deferred() { return deferred_now(); }
 
 void shared_here(void* p, size_t bytes) {
   if (!g_block || std::find(g_shared_seen.begin(), g_shared_seen.end(), p) != g_shared_seen.end()) return;
@@ -500,7 +571,11 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   }
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return emu::capture_forbids() ? cudaErrorStreamCaptureUnsupported : cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+  emu::drain_all();
+  return cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = nullptr;
@@ -509,14 +584,34 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
   if (!*p) return fail(cudaErrorMemoryAllocation);
   std::memset(*p, emu::kPoison, bytes);  // undefined on a GPU: a read before any write shows
+  emu::g_device_ranges[static_cast<const char*>(*p)] = bytes;
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
-  if (p) ::operator delete(p, std::align_val_t{256});
+  emu::drain_all();  // cudaFree waits for the device
+  if (p) {
+    emu::g_device_ranges.erase(static_cast<const char*>(p));
+    ::operator delete(p, std::align_val_t{256});
+  }
   return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
-cudaError_t cudaFreeHost(void* p) { return cudaFree(p); }
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+  *p = nullptr;
+  if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+  *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
+  std::memset(*p, emu::kPoison, bytes);
+  emu::g_pinned_ranges[static_cast<const char*>(*p)] = bytes;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* p) {
+  emu::drain_all();
+  if (p) {
+    emu::g_pinned_ranges.erase(static_cast<const char*>(p));
+    ::operator delete(p, std::align_val_t{256});
+  }
+  return cudaSuccess;
+}
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
   *free_b = emu::kDeviceBytes;
   *total_b = emu::kDeviceBytes;
@@ -524,17 +619,39 @@ cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
+  emu::drain_all();  // on the legacy default stream, and synchronous
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
-  if (emu::stream_of(s)->capturing && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost)) {
-    // Legal in a capture on a GPU, but the backend never does it inside a step: say so loudly.
-    std::fprintf(stderr, "cuda emulator: a host copy inside a stream capture\n");
+  CUstream_st* st = emu::stream_of(s);
+  const bool dst_host = !emu::in_ranges(emu::g_device_ranges, dst), src_host = !emu::in_ranges(emu::g_device_ranges, src);
+  if (st->capturing) {
+    if (dst_host || src_host || kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost) {
+      // Legal in a capture on a GPU, but the backend never does it inside a step: say so loudly.
+      std::fprintf(stderr, "cuda emulator: a host copy inside a stream capture\n");
+    }
+    return emu::submit_host(s, [=] { if (bytes) std::memmove(dst, src, bytes); }, cudaGraphNodeTypeMemcpy);
   }
-  return emu::submit_host(s, [=] { if (bytes) std::memmove(dst, src, bytes); }, cudaGraphNodeTypeMemcpy);
+  if (!bytes) return cudaSuccess;
+  if (dst_host && src_host) {  // host to host: synchronous
+    emu::drain_to(st->last);
+    std::memmove(dst, src, bytes);
+    return cudaSuccess;
+  }
+  if (src_host && !emu::in_ranges(emu::g_pinned_ranges, src)) {
+    // From pageable memory the runtime stages the source at the call: the caller may reuse it.
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    emu::enqueue(st, [=] { std::memmove(dst, staged->data(), bytes); });
+    return cudaSuccess;
+  }
+  const uint64_t serial = emu::enqueue(st, [=] { std::memmove(dst, src, bytes); });
+  // To pageable memory the call returns once the copy is done.
+  if (dst_host && !emu::in_ranges(emu::g_pinned_ranges, dst)) emu::drain_to(serial);
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t bytes) {
+  emu::drain_all();
   std::memset(p, v, bytes);
   return cudaSuccess;
 }
@@ -547,6 +664,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* s) {
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return cudaStreamCreate(s); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (s) emu::drain_to(s->last);  // its queued work still runs
   delete s;
   return cudaSuccess;
 }
@@ -555,6 +673,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     emu::stream_of(s)->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
+  emu::drain_to(emu::stream_of(s)->last);
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
@@ -562,16 +681,25 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  if (e) emu::drain_to(e->serial);  // a pending record still runs
   delete e;
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (emu::stream_of(s)->capturing) return fail(cudaErrorNotSupported);  // the backend never does
-  e->t = std::chrono::steady_clock::now();
+  e->done = false;
+  e->serial = emu::enqueue(emu::stream_of(s), [e] {
+    e->t = std::chrono::steady_clock::now();
+    e->done = true;
+  });
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  emu::drain_to(e->serial);
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!a->done || !b->done) return cudaErrorNotReady;  // a record that has not run yet
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
   return cudaSuccess;
 }
@@ -651,12 +779,18 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
   if (emu::stream_of(s)->capturing) return fail(cudaErrorNotSupported);  // the backend never nests
-  for (CUgraphNode_st& node : e->nodes) {
-    if (node.type == cudaGraphNodeTypeKernel)
-      emu::execute(node.kernel, node.kernel.params.get());
-    else
-      node.host();
-  }
+  // The launch runs the graph as it is now: later node updates are for later launches.
+  auto nodes = std::make_shared<std::vector<CUgraphNode_st>>(e->nodes);
+  for (CUgraphNode_st& node : *nodes)
+    if (node.type == cudaGraphNodeTypeKernel) node.kernel.params = node.kernel.copy(node.kernel.params.get());
+  emu::enqueue(emu::stream_of(s), [nodes] {
+    for (CUgraphNode_st& node : *nodes) {
+      if (node.type == cudaGraphNodeTypeKernel)
+        emu::execute(node.kernel, node.kernel.params.get());
+      else
+        node.host();
+    }
+  });
   return cudaSuccess;
 }
 cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t e, cudaGraphNode_t node, const cudaKernelNodeParams* p) {

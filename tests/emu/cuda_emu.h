@@ -5,7 +5,8 @@
 // are imitated; "device" memory is host memory. What it checks: the kernels' and the backend's
 // logic (indexing, tiling, reductions, graph capture and replay) against the CPU oracle on a
 // machine without a GPU. Races that change a result show when the same test runs under another
-// schedule (EMU_SCHEDULE, below), reads of memory no one wrote as poison (NaN). What it cannot:
+// schedule (EMU_SCHEDULE, below), reads of memory no one wrote as poison (NaN), a host read
+// before the wait for its copy as stale data (streams are asynchronous). What it cannot:
 // timing, races that a reordering of whole turns between barriers does not expose, memory-model
 // effects, real cuBLAS rounding (its GEMMs sum in double).
 //
@@ -58,6 +59,7 @@ enum cudaError_t {
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
   cudaErrorIllegalState = 401,
+  cudaErrorNotReady = 600,
 };
 using cudaError = cudaError_t;
 struct CUstream_st;
@@ -195,6 +197,17 @@ uint64_t schedule_seed();
 // block's leftovers.
 constexpr unsigned char kPoison = 0xFF;
 void shared_here(void* p, size_t bytes);
+// Streams are asynchronous, as on a GPU: a stream's work (kernels, copies, memsets, GEMMs, graph
+// launches, event records) runs when the host waits for it (cudaStreamSynchronize,
+// cudaEventSynchronize, cudaDeviceSynchronize, and the calls that synchronise: cudaMemcpy,
+// cudaMemset, cudaFree, cudaFreeHost, a copy to pageable host memory), all streams' work in the
+// order it was issued. Copies follow the runtime's documented behaviour: from pageable host
+// memory staged at the call, to pageable host memory complete on return, to and from pinned
+// memory (cudaMallocHost) truly asynchronous. So a host read of a pinned result before the wait,
+// a pinned source rewritten before its copy ran, or an event timed before it completed shows.
+// EMU_STREAMS=immediate (or set_deferred(false)) runs every call at once instead.
+void set_deferred(bool on);
+bool deferred();
 inline uint64_t to_word(double v) { uint64_t w; std::memcpy(&w, &v, 8); return w; }
 inline uint64_t to_word(float v) { uint32_t w; std::memcpy(&w, &v, 4); return w; }
 template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "cuda_emu.h"
@@ -86,6 +87,20 @@ __global__ void overrun_kernel(const float* x, float* out, bool shared) {
   }
 }
 
+// Deferred streams for one test (whatever EMU_STREAMS says), then the previous mode.
+struct DeferredScope {
+  bool old = ::emu::deferred();
+  DeferredScope() { ::emu::set_deferred(true); }
+  ~DeferredScope() { ::emu::set_deferred(old); }
+};
+
+// Launches and waits for it (the emulator's streams are asynchronous, as a GPU's).
+template <typename... P, typename... A>
+void launch_and_wait(const ::emu::LaunchConfig& cfg, void (*kernel)(P...), A&&... args) {
+  cfg.run(kernel, std::forward<A>(args)...);
+  cudaDeviceSynchronize();
+}
+
 // Sets a schedule for one test and puts the previous one back.
 struct ScheduleScope {
   ::emu::Schedule old = ::emu::schedule();
@@ -102,7 +117,7 @@ __global__ void add_kernel(float* x, float v, int n) {
 TEST(EmuRuntime, SyncthreadsOrdersTheBlocksSharedMemory) {
   std::vector<int> in(3 * 256), out(in.size(), -1);
   std::iota(in.begin(), in.end(), 0);
-  ::emu::LaunchConfig(3, 256).run(rotate_kernel, in.data(), out.data());
+  launch_and_wait(::emu::LaunchConfig(3, 256), rotate_kernel, in.data(), out.data());
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   for (int b = 0; b < 3; ++b)
     for (int t = 0; t < 256; ++t) EXPECT_EQ(out[b * 256 + t], b * 256 + (t + 1) % 256) << b << " " << t;
@@ -114,7 +129,7 @@ TEST(EmuRuntime, WarpShufflesAndBallotsSeeTheWholeWarp) {
   std::vector<int> downs(n);
   std::vector<unsigned> ballots(n);
   for (int i = 0; i < n; ++i) in[i] = i + 1;
-  ::emu::LaunchConfig(1, n).run(warp_kernel, in.data(), sums.data(), downs.data(), ballots.data());
+  launch_and_wait(::emu::LaunchConfig(1, n), warp_kernel, in.data(), sums.data(), downs.data(), ballots.data());
   for (int i = 0; i < n; ++i) {
     const int w = i / 32;
     EXPECT_EQ(sums[i], 32.0 * (32 * w) + 528.0) << i;          // Σ of the warp's 32 values
@@ -135,24 +150,24 @@ TEST(EmuRuntime, SchedulesExposeAMissingBarrier) {
   };
   for (auto s : {::emu::Schedule::forward, ::emu::Schedule::reverse, ::emu::Schedule::shuffle}) {
     ScheduleScope scope(s, 5);
-    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), true);
+    launch_and_wait(::emu::LaunchConfig(2, n), left_kernel, in.data(), out.data(), true);
     expect_left("with the barrier");
   }
   {
     ScheduleScope scope(::emu::Schedule::forward);
-    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    launch_and_wait(::emu::LaunchConfig(2, n), left_kernel, in.data(), out.data(), false);
     for (int t = 1; t < n; ++t) EXPECT_EQ(out[t], in[t - 1]) << t;
     EXPECT_EQ(out[0], -1);  // thread n − 1 has not run yet
   }
   {
     ScheduleScope scope(::emu::Schedule::reverse);
-    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    launch_and_wait(::emu::LaunchConfig(2, n), left_kernel, in.data(), out.data(), false);
     for (int t = 1; t < n; ++t) EXPECT_EQ(out[t], -1) << t;
     EXPECT_EQ(out[0], in[n - 1]);
   }
   {
     ScheduleScope scope(::emu::Schedule::shuffle, 3);
-    ::emu::LaunchConfig(2, n).run(left_kernel, in.data(), out.data(), false);
+    launch_and_wait(::emu::LaunchConfig(2, n), left_kernel, in.data(), out.data(), false);
     EXPECT_GT(std::count(out.begin(), out.end(), -1), 10);
   }
 }
@@ -162,7 +177,7 @@ TEST(EmuRuntime, ReverseOrShuffledBlocksExposeAnOrderBetweenBlocks) {
   for (auto s : {::emu::Schedule::forward, ::emu::Schedule::reverse, ::emu::Schedule::shuffle}) {
     ScheduleScope scope(s, 9);
     std::vector<int> x(blocks, 0);
-    ::emu::LaunchConfig(blocks, 32).run(chain_kernel, x.data());
+    launch_and_wait(::emu::LaunchConfig(blocks, 32), chain_kernel, x.data());
     if (s == ::emu::Schedule::forward) EXPECT_EQ(x[blocks - 1], blocks - 1);
     else EXPECT_LT(x[blocks - 1], blocks - 1) << static_cast<int>(s);
   }
@@ -174,7 +189,7 @@ TEST(EmuRuntime, TurnOrdersFollowTheScheduleAndItsSeed) {
     ScheduleScope scope(s, seed);
     std::vector<int> log(2 * n, -1);
     int next = 0;
-    ::emu::LaunchConfig(1, n).run(order_kernel, log.data(), &next);
+    launch_and_wait(::emu::LaunchConfig(1, n), order_kernel, log.data(), &next);
     EXPECT_EQ(next, 2 * n);
     return log;
   };
@@ -205,7 +220,7 @@ TEST(EmuRuntime, FreshMemoryAndEachBlocksSharedMemoryArePoisoned) {
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(std::isnan(d[i])) << i;
   cudaFree(d);
   std::vector<int> out(6, 0);
-  ::emu::LaunchConfig(3, 32, 16 * sizeof(int)).run(stale_kernel, out.data());
+  launch_and_wait(::emu::LaunchConfig(3, 32, 16 * sizeof(int)), stale_kernel, out.data());
   EXPECT_EQ(out, std::vector<int>(6, -1));  // not the 7s of the block before
 }
 
@@ -218,10 +233,11 @@ TEST(EmuRuntimeDeathTest, AddressSanitizerReportsKernelOverruns) {
   ASSERT_EQ(cudaMalloc(&x, 32 * sizeof(float)), cudaSuccess);
   cudaMemset(x, 0, 32 * sizeof(float));
   float out = 0.0f;
-  ::emu::LaunchConfig(1, 32).run(overrun_kernel, x, &out, false);  // in bounds
+  launch_and_wait(::emu::LaunchConfig(1, 32), overrun_kernel, x, &out, false);  // in bounds
   EXPECT_EQ(out, 0.0f);
-  EXPECT_DEATH(::emu::LaunchConfig(1, 33).run(overrun_kernel, x, &out, false), "heap-buffer-overflow");
-  EXPECT_DEATH(::emu::LaunchConfig(1, 33).run(overrun_kernel, x, &out, true),
+  EXPECT_DEATH(launch_and_wait(::emu::LaunchConfig(1, 33), overrun_kernel, x, &out, false),
+               "heap-buffer-overflow");
+  EXPECT_DEATH(launch_and_wait(::emu::LaunchConfig(1, 33), overrun_kernel, x, &out, true),
                "global-buffer-overflow|out of bounds for type");  // UBSan sees the array bound first
   cudaFree(x);
 #else
@@ -237,7 +253,54 @@ TEST(EmuRuntime, BadLaunchConfigurationsAreErrors) {
   EXPECT_EQ(x, std::vector<float>(4, 0.0f));
 }
 
+// Copies follow the runtime's documented rules: from pageable memory staged at the call, to
+// pageable memory complete on return, to and from pinned memory whenever the stream runs them;
+// the stream's work runs when the host waits, and an event not yet reached cannot be timed.
+TEST(EmuRuntime, StreamsRunWhenTheHostWaitsAndCopiesFollowTheRuntimesRules) {
+  const DeferredScope deferred;
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  float* d = nullptr;
+  float* h = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 4 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMallocHost(&h, 4 * sizeof(float)), cudaSuccess);
+  std::vector<float> v{1, 2, 3, 4};
+  ASSERT_EQ(cudaMemcpyAsync(d, v.data(), 4 * sizeof(float), cudaMemcpyHostToDevice, s), cudaSuccess);
+  v[0] = 9;
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(d[0], 1.0f);  // staged at the call
+  for (int i = 0; i < 4; ++i) h[i] = 5.0f + i;
+  ASSERT_EQ(cudaMemcpyAsync(d, h, 4 * sizeof(float), cudaMemcpyHostToDevice, s), cudaSuccess);
+  h[0] = 9;
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(d[0], 9.0f);  // pinned: read when the copy ran
+  cudaEvent_t a = nullptr, b = nullptr;
+  ASSERT_EQ(cudaEventCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&b), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(a, s), cudaSuccess);
+  ::emu::LaunchConfig(1, 4, 0, s).run(add_kernel, d, 1.0f, 4);
+  ASSERT_EQ(cudaEventRecord(b, s), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(h, d, 4 * sizeof(float), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(std::vector<float>(h, h + 4), (std::vector<float>{9, 6, 7, 8}));  // not yet
+  float ms = -1.0f;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaErrorNotReady);
+  ASSERT_EQ(cudaEventSynchronize(b), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaSuccess);
+  EXPECT_GE(ms, 0.0f);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(std::vector<float>(h, h + 4), (std::vector<float>{10, 7, 8, 9}));
+  ::emu::LaunchConfig(1, 4, 0, s).run(add_kernel, d, 1.0f, 4);
+  ASSERT_EQ(cudaMemcpyAsync(v.data(), d, 4 * sizeof(float), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(v, (std::vector<float>{11, 8, 9, 10}));  // pageable: complete on return
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaFreeHost(h);
+  cudaFree(d);
+  cudaStreamDestroy(s);
+}
+
 TEST(EmuRuntime, CapturedLaunchesReplayWithUpdatedKernelParameters) {
+  const DeferredScope deferred;
   cudaStream_t s = nullptr;
   ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
   std::vector<float> x(10, 0.0f);
@@ -254,8 +317,8 @@ TEST(EmuRuntime, CapturedLaunchesReplayWithUpdatedKernelParameters) {
   cudaGraphExec_t e = nullptr;
   ASSERT_EQ(cudaGraphInstantiate(&e, g, 0), cudaSuccess);
   ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
-  EXPECT_EQ(x, std::vector<float>(10, 11.0f));
-  // The first node adds 100 from now on; the graph it came from is unchanged.
+  // The first node adds 100 from now on: in launches after the update, not in the one queued;
+  // the graph it came from is unchanged.
   float* px = x.data();
   float v = 100.0f;
   int n = 10;
@@ -266,11 +329,16 @@ TEST(EmuRuntime, CapturedLaunchesReplayWithUpdatedKernelParameters) {
   p.blockDim = dim3(16);
   p.kernelParams = args;
   ASSERT_EQ(cudaGraphExecKernelNodeSetParams(e, root, &p), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(x, std::vector<float>(10, 11.0f));
   ASSERT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+  EXPECT_EQ(x, std::vector<float>(10, 11.0f));  // queued until the host waits
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
   EXPECT_EQ(x, std::vector<float>(10, 121.0f));
   cudaGraphExec_t e2 = nullptr;
   ASSERT_EQ(cudaGraphInstantiate(&e2, g, 0), cudaSuccess);
   ASSERT_EQ(cudaGraphLaunch(e2, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
   EXPECT_EQ(x, std::vector<float>(10, 132.0f));
   // A prohibited call invalidates a capture.
   ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
