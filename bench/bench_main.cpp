@@ -2,7 +2,7 @@
 // GPU backend, next to the machine's measured ceilings (a large device copy for bandwidth, a
 // large GEMM for FLOP/s). One aligned line per case, and the same figures as JSON.
 //
-//   vae_gpu_bench [--device cpu|cuda] [--quick] [--json FILE] [--data DIR] [--filter SUBSTR]
+//   vae_gpu_bench [--device cpu|cuda] [--quick | --smoke] [--json FILE] [--data DIR] [--filter SUBSTR]
 // On a GPU the times are CUDA-event times of each repetition's work (median), the host wall
 // clock printed next to them; on the CPU they are wall-clock times.
 //
@@ -13,6 +13,10 @@
 // Timing: one warm-up call, then repeats until ~min_seconds have passed (at least 3), each
 // bracketed by Backend::synchronize(); the median is reported. Inputs of small cases are
 // rotated over enough copies to exceed the last-level cache, so each repeat reads from memory.
+//
+// --smoke runs every case once at small sizes (a few hundred users and items, 1 MiB copies,
+// 64³ GEMMs, 3000 K-Means rows, 300 t-SNE points): a check that the bench itself works, which
+// ctest runs on the CPU and on the CPU CUDA emulator. Its figures mean nothing.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,6 +49,7 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string device = "cpu";
   bool quick = false;
+  bool smoke = false;
   std::string json;
   std::string data;
   std::string filter;
@@ -87,7 +92,7 @@ class Bench {
       wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       t.push_back(dev >= 0 ? dev : wall.back());
       const double total = std::chrono::duration<double>(Clock::now() - start).count();
-      if (t.size() >= 3 && total >= min_seconds) break;
+      if (o_.smoke || (t.size() >= 3 && total >= min_seconds)) break;
       if (t.size() >= 1000) break;
     }
     std::sort(t.begin(), t.end());
@@ -177,8 +182,8 @@ std::vector<float> random_host(size_t n, uint64_t stream, float scale = 1.0f) {
 }
 
 // ---- ceilings ----------------------------------------------------------------------------
-void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick) {
-  const size_t bytes = gpu ? (size_t{1} << 30) : (size_t{256} << 20);
+void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick, bool smoke) {
+  const size_t bytes = smoke ? (size_t{1} << 20) : gpu ? (size_t{1} << 30) : (size_t{256} << 20);
   Buffer src = be.alloc_bytes(bytes), dst = be.alloc_bytes(bytes);
   std::vector<char> zero(bytes, 1);
   be.copy_to_backend(src.get(), zero.data(), bytes);
@@ -186,7 +191,7 @@ void ceilings(Bench& b, Backend<float>& be, bool gpu, bool quick) {
   b.peak_bw_ = 2.0 * static_cast<double>(bytes) / t;  // read + write
   Result r{"ceiling", "device copy " + std::to_string(bytes >> 20) + " MiB", t, 2.0 * static_cast<double>(bytes), 0, 0, ""};
   b.add(r);
-  const int64_t n = gpu ? 8192 : (quick ? 1024 : 2048);
+  const int64_t n = smoke ? 64 : gpu ? 8192 : (quick ? 1024 : 2048);
   Tensor<float> a = be.upload(random_host(static_cast<size_t>(n * n), 1), n, n);
   Tensor<float> bb = be.upload(random_host(static_cast<size_t>(n * n), 2), n, n);
   Tensor<float> c = be.alloc<float>(n, n);
@@ -268,11 +273,13 @@ void adam_case(Bench& b, Backend<float>& be, int64_t n, const std::string& tag, 
 // ---- whole training steps and evaluation -------------------------------------------------
 // Times one Adam training step (forward, loss, backward, Adam) of a model on real batches of
 // the matrix; an epoch's time is steps_per_epoch × the median step.
+// sparse: the first layer's input (auto, on, off; auto picks CSR input from 10 000 items on).
 void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::string& kind, int64_t batch,
-                const std::string& tag, bool quick) {
+                const std::string& tag, bool quick, const std::string& sparse = "auto") {
   if (!b.wanted(kind)) return;
   ModelConfig cfg;
   cfg.kind = kind;
+  cfg.sparse_input = sparse;
   cfg.num_inputs = train.cols;
   cfg.num_rows = train.rows;
   auto model = make_model<float>(be, cfg, batch);
@@ -285,7 +292,8 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   Tensor<int32_t> batch_rows = be.alloc<int32_t>(std::min<int64_t>(batch, train.rows), 1);
   Tensor<float> m = be.zeros(1, model->num_params()), v = be.zeros(1, model->num_params()), loss = be.zeros(1, 1);
   const int64_t steps = (train.rows + batch - 1) / batch;
-  const int64_t full = std::max<int64_t>(1, train.rows / batch);  // evaluation: full batches only
+  const int64_t eb = std::min(batch, train.rows);               // evaluation batch: at most every row
+  const int64_t full = std::max<int64_t>(1, train.rows / eb);     // evaluation: full batches only
   AdamConfig ad;
   int64_t step = 0;
   // One repetition = one epoch: every batch (the last, smaller one too) back to back, as the
@@ -364,32 +372,32 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   }
   // Evaluation: scores for a batch of users, top-100, heldout metrics against their own rows.
   const int k = static_cast<int>(std::min<int64_t>(100, train.cols));
-  Tensor<float> scores = be.alloc<float>(batch, train.cols), val = be.alloc<float>(batch, k);
-  Tensor<int32_t> idx = be.alloc<int32_t>(batch, k);
-  Tensor<float> met = be.alloc<float>(batch, 6);
+  Tensor<float> scores = be.alloc<float>(eb, train.cols), val = be.alloc<float>(eb, k);
+  Tensor<int32_t> idx = be.alloc<int32_t>(eb, k);
+  Tensor<float> met = be.alloc<float>(eb, 6);
   const double te = b.time(&be,
       [&](int rr) {
         const int64_t bi = rr % full;
         Batch<float> bt;
         bt.input = dev.view();
-        bt.rows = rows.cmat().rows_slice(bi * batch, batch);
-        bt.n = batch;
+        bt.rows = rows.cmat().rows_slice(bi * eb, eb);
+        bt.n = eb;
         model->predict(bt, scores.mat());
         be.topk(scores.cmat(), dev.view(), bt.rows, k, idx.mat(), val.mat());  // rated items excluded
         be.heldout_metrics(idx.cmat(), dev.view(), bt.rows, {20, 50, 100}, met.mat());
       },
       quick ? 0.2 : 1.0);
-  b.add({"eval", kind + " score+top-100+metrics, batch " + std::to_string(batch) + " (" + tag + ")", te, 0, 0,
-         static_cast<double>(batch), ""});
+  b.add({"eval", kind + " score+top-100+metrics, batch " + std::to_string(eb) + " (" + tag + ")", te, 0, 0,
+         static_cast<double>(eb), ""});
 }
 
 // ---- latent-space analysis ----------------------------------------------------------------
 // One Lloyd iteration of K-Means on ml-20m's user count in a 64-d latent space, k = 10: the
 // fused assignment + per-cluster sums (AnalysisOps::kmeans_step, x resident) and the k × d centre
 // update on the host, as kmeans() runs it. Floor: x read once.
-void kmeans_case(Bench& b, AnalysisOps& ops, bool quick) {
+void kmeans_case(Bench& b, AnalysisOps& ops, bool quick, bool smoke) {
   if (!b.wanted("kmeans")) return;
-  const int64_t n = 136677, d = 64;
+  const int64_t n = smoke ? 3000 : 136677, d = 64;
   const int k = 10;
   std::vector<float> x(static_cast<size_t>(n * d));
   for (int64_t i = 0; i < n; ++i)  // ten blobs, interleaved
@@ -413,7 +421,7 @@ void kmeans_case(Bench& b, AnalysisOps& ops, bool quick) {
       quick ? 0.2 : 1.0);
   char note[96];
   std::snprintf(note, sizeof note, "%.1f us per Lloyd iteration (assign + centre update, x resident)", t * 1e6);
-  b.add({"analysis", "kmeans iteration 136677x64 k=10", t, 4.0 * static_cast<double>(n * d), 0, static_cast<double>(n), note});
+  b.add({"analysis", "kmeans iteration " + std::to_string(n) + "x64 k=10", t, 4.0 * static_cast<double>(n * d), 0, static_cast<double>(n), note});
 }
 
 // A joint-probability matrix for timing t-SNE without the host's perplexity search (O(n²)
@@ -450,10 +458,10 @@ std::vector<float> gaussian_joint_p(int64_t n) {
 // per iteration). The CPU gets 2000 points under --quick and skips the whole run (one gradient
 // takes ~0.2 s at 10 000 points, so 1000 iterations would be minutes); the per-iteration line
 // then says what 1000 would cost.
-void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick) {
+void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick, bool smoke) {
   if (!b.wanted("tsne")) return;
-  const int64_t n = gpu || !quick ? 10000 : 2000;
-  const int iterations = 1000;
+  const int64_t n = smoke ? 300 : gpu || !quick ? 10000 : 2000;
+  const int iterations = smoke ? 20 : 1000;
   const std::vector<float> p = gaussian_joint_p(n);
   const double p_bytes = 4.0 * static_cast<double>(n) * static_cast<double>(n);
   std::vector<float> y(static_cast<size_t>(2 * n)), grad(static_cast<size_t>(2 * n));
@@ -504,11 +512,11 @@ void tsne_cases(Bench& b, AnalysisOps& ops, bool gpu, bool quick) {
          p_bytes * ran, 0, 0, note});
 }
 
-void analysis_cases(Bench& b, bool gpu, bool quick) {
+void analysis_cases(Bench& b, bool gpu, bool quick, bool smoke) {
   if (!b.wanted("kmeans") && !b.wanted("tsne")) return;
   std::unique_ptr<AnalysisOps> ops = make_analysis_ops(gpu);
-  kmeans_case(b, *ops, quick);
-  tsne_cases(b, *ops, gpu, quick);
+  kmeans_case(b, *ops, quick, smoke);
+  tsne_cases(b, *ops, gpu, quick, smoke);
 }
 
 }  // namespace
@@ -526,11 +534,14 @@ int main(int argc, char** argv) {
     };
     if (a == "--device") o.device = next();
     else if (a == "--quick") o.quick = true;
+    else if (a == "--smoke") o.smoke = true;
     else if (a == "--json") o.json = next();
     else if (a == "--data") o.data = next();
     else if (a == "--filter") o.filter = next();
     else if (a == "-h" || a == "--help") {
-      std::cout << "usage: vae_gpu_bench [--device cpu|cuda] [--quick] [--json FILE] [--data ML100K_DIR] [--filter SUBSTR]\n";
+      std::cout << "usage: vae_gpu_bench [--device cpu|cuda] [--quick | --smoke] [--json FILE] [--data ML100K_DIR] [--filter SUBSTR]\n"
+                   "  --quick  shorter timings; the CPU skips the ml-20m-shaped cases\n"
+                   "  --smoke  every case once at small sizes: checks the bench runs (figures mean nothing)\n";
       return 0;
     } else {
       std::cerr << "vae_gpu_bench: unknown argument " << a << " (see --help)\n";
@@ -551,15 +562,21 @@ int main(int argc, char** argv) {
     }
     const bool gpu = o.device == "cuda";
     Bench b(*be, o);
-    std::cout << "vae_gpu_bench on " << device_name << (o.quick ? " (quick)" : "") << "\n";
-    ceilings(b, *be, gpu, o.quick);
+    std::cout << "vae_gpu_bench on " << device_name << (o.smoke ? " (smoke: small sizes, figures mean nothing)" : o.quick ? " (quick)" : "") << "\n";
+    ceilings(b, *be, gpu, o.quick, o.smoke);
 
     // ml-100k: the real files when given, else the synthetic set of the same shape.
-    Dataset small = o.data.empty() ? make_synthetic(SyntheticSpec{}) : load_movielens_dir(o.data);
-    const std::string small_tag = o.data.empty() ? "synthetic ml-100k shape" : small.name;
+    SyntheticSpec small_spec;
+    if (o.smoke) {
+      small_spec.users = 200;
+      small_spec.items = 300;
+      small_spec.ratings = 6000;
+    }
+    Dataset small = o.data.empty() ? make_synthetic(small_spec) : load_movielens_dir(o.data);
+    const std::string small_tag = o.data.empty() ? (o.smoke ? "synthetic 200x300" : "synthetic ml-100k shape") : small.name;
     op_cases(b, *be, 64, small.num_items(), small_tag, o.quick);
     gemm_cases(b, *be, 64, small.num_items(), 512, small_tag, o.quick);
-    adam_case(b, *be, 2037010, "notebook VAE size", o.quick);
+    adam_case(b, *be, o.smoke ? 20000 : 2037010, o.smoke ? "smoke" : "notebook VAE size", o.quick);
     Csr bin = small.ratings;
     std::fill(bin.values.begin(), bin.values.end(), 1.0f);
     model_case(b, *be, small.ratings, "vae", 64, small_tag, o.quick);
@@ -574,37 +591,40 @@ int main(int argc, char** argv) {
     model_case(b, *exact, small.ratings, "vae", 64, small_tag + ", exact GEMMs", o.quick);
 
     // ml-20m shape: 136 677 users × 20 108 items, ~10 M interactions, batch 500.
-    if (!o.quick || gpu) {
+    if (!o.quick || gpu || o.smoke) {
       SyntheticSpec big;
-      big.users = 136677;
-      big.items = 20108;
-      big.ratings = 10000000;
+      big.users = o.smoke ? 700 : 136677;
+      big.items = o.smoke ? 500 : 20108;
+      big.ratings = o.smoke ? 10000 : 10000000;
       big.groups = 20;
       Dataset large = make_synthetic(big);
       Csr lb = large.ratings;
       std::fill(lb.values.begin(), lb.values.end(), 1.0f);
-      op_cases(b, *be, 500, lb.cols, "ml-20m shape", o.quick);
-      gemm_cases(b, *be, 500, lb.cols, 600, "ml-20m shape", o.quick);
-      gemm_cases(b, *exact, 500, lb.cols, 600, "ml-20m shape, exact", o.quick);
-      adam_case(b, *be, 2 * (20108 * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + 20108, "Mult-VAE ml-20m", o.quick);
-      model_case(b, *be, lb, "multvae", 500, "ml-20m shape", o.quick);
+      const std::string lt = o.smoke ? "ml-20m cases at 700x500" : "ml-20m shape";
+      // The real shape's 20 108 items pick the sparse first layer; the smoke's few, not by themselves.
+      const std::string sparse = o.smoke ? "on" : "auto";
+      op_cases(b, *be, 500, lb.cols, lt, o.quick);
+      gemm_cases(b, *be, 500, lb.cols, 600, lt, o.quick);
+      gemm_cases(b, *exact, 500, lb.cols, 600, lt + ", exact", o.quick);
+      adam_case(b, *be, 2 * (lb.cols * 600) + 600 * 400 + 200 * 600 + 600 + 400 + 600 + lb.cols, "Mult-VAE " + lt, o.quick);
+      model_case(b, *be, lb, "multvae", 500, lt, o.quick, sparse);
       if (gpu) {
         // The ml-20m target's precision (TF32 tensor cores): GEMMs, epochs and where the time goes.
         std::unique_ptr<Backend<float>> tf32 = make_cuda_backend(GemmPrecision::tf32);
-        gemm_cases(b, *tf32, 500, lb.cols, 600, "ml-20m shape, TF32", o.quick);
-        model_case(b, *tf32, lb, "multvae", 500, "ml-20m shape, TF32", o.quick);
+        gemm_cases(b, *tf32, 500, lb.cols, 600, lt + ", TF32", o.quick);
+        model_case(b, *tf32, lb, "multvae", 500, lt + ", TF32", o.quick, sparse);
         std::unique_ptr<Backend<float>> bf16 = make_cuda_backend(GemmPrecision::bf16);
-        gemm_cases(b, *bf16, 500, lb.cols, 600, "ml-20m shape, BF16", o.quick);
+        gemm_cases(b, *bf16, 500, lb.cols, 600, lt + ", BF16", o.quick);
       }
       // AutoRec and CDAE at the same scale (U-AutoRec over 20 108 items, hidden 500; CDAE with
       // one latent vector per user of the 136 677).
       Csr lr = large.ratings;
-      model_case(b, *be, lr, "autorec", 500, "ml-20m shape", o.quick);
-      model_case(b, *be, lb, "cdae", 500, "ml-20m shape", o.quick);
+      model_case(b, *be, lr, "autorec", 500, lt, o.quick, sparse);
+      model_case(b, *be, lb, "cdae", 500, lt, o.quick, sparse);
     } else {
       std::cout << "(--quick on the CPU: ml-20m-shaped cases skipped)\n";
     }
-    analysis_cases(b, gpu, o.quick);
+    analysis_cases(b, gpu, o.quick, o.smoke);
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << b.to_json(device_name).dump(2) << "\n";

@@ -844,14 +844,22 @@ float round_mantissa(float x, int bits) {
 // double (cuBLAS's own order and rounding are not imitated: tests compare with tolerances).
 void gemm_cm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* a, int lda,
              const float* b, int ldb, float beta, float* c, int ldc, int bits) {
+  // op(A) by rows and op(B) by columns, rounded once and widened: contiguous dot products.
+  std::vector<double> ar(static_cast<size_t>(m) * k), bc(static_cast<size_t>(n) * k);
+  for (int i = 0; i < m; ++i)
+    for (int p = 0; p < k; ++p)
+      ar[static_cast<size_t>(i) * k + p] = round_mantissa(
+          ta == CUBLAS_OP_N ? a[i + static_cast<int64_t>(p) * lda] : a[p + static_cast<int64_t>(i) * lda], bits);
+  for (int j = 0; j < n; ++j)
+    for (int p = 0; p < k; ++p)
+      bc[static_cast<size_t>(j) * k + p] = round_mantissa(
+          tb == CUBLAS_OP_N ? b[p + static_cast<int64_t>(j) * ldb] : b[j + static_cast<int64_t>(p) * ldb], bits);
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
+      const double* x = ar.data() + static_cast<size_t>(i) * k;
+      const double* y = bc.data() + static_cast<size_t>(j) * k;
       double s = 0;
-      for (int p = 0; p < k; ++p) {
-        const float x = ta == CUBLAS_OP_N ? a[i + static_cast<int64_t>(p) * lda] : a[p + static_cast<int64_t>(i) * lda];
-        const float y = tb == CUBLAS_OP_N ? b[p + static_cast<int64_t>(j) * ldb] : b[j + static_cast<int64_t>(p) * ldb];
-        s += static_cast<double>(round_mantissa(x, bits)) * round_mantissa(y, bits);
-      }
+      for (int p = 0; p < k; ++p) s += x[p] * y[p];
       float& out = c[i + static_cast<int64_t>(j) * ldc];
       out = static_cast<float>(alpha * s + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * out));
     }
