@@ -478,7 +478,10 @@ uint64_t warp_exchange(uint64_t mine, int src) {
   b.slots[me] = mine;
   warp_barrier();
   const int from = base + src;
-  const uint64_t got = src >= 0 && src < kWarp && from < n ? b.slots[from] : mine;
+  // An exited lane takes no part: what it would offer is undefined on a GPU, so poison.
+  const uint64_t got = !(src >= 0 && src < kWarp && from < n) ? mine
+                       : b.fibers[from].state == State::done ? ~uint64_t{0}
+                                                             : b.slots[from];
   warp_barrier();  // every lane has read before any lane offers again
   return got;
 }
@@ -511,8 +514,8 @@ unsigned __ballot_sync(unsigned, int pred) {
   b.slots[me] = pred != 0;
   warp_barrier();
   unsigned bits = 0;
-  for (int i = 0; i < 32 && base + i < n; ++i)
-    if (b.slots[base + i]) bits |= 1u << i;
+  for (int i = 0; i < 32 && base + i < n; ++i)  // exited lanes vote 0
+    if (b.fibers[base + i].state != State::done && b.slots[base + i]) bits |= 1u << i;
   warp_barrier();
   return bits;
 }

@@ -176,7 +176,7 @@ const dim3& grid_dim();
 void syncthreads();
 void syncwarp();
 // Each lane of the calling warp offers `mine`; returns lane src's offer (its own when src is
-// outside the warp or the block).
+// outside the warp or the block; all one bits, a poison, when lane src has exited).
 uint64_t warp_exchange(uint64_t mine, int src);
 int lane_id();
 void* dynamic_smem();

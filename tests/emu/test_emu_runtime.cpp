@@ -36,6 +36,14 @@ __global__ void warp_kernel(const double* in, double* sums, int* downs, unsigned
   downs[t] += __shfl_sync(0xffffffffu, lane == 5 ? 7 : 0, 5) - 7;  // lane 5's offer, in every lane
 }
 
+// Lanes 16–31 exit; the rest shuffle down by 16 (reading exited lanes) and vote.
+__global__ void exited_lanes_kernel(float* got, unsigned* votes) {
+  const int t = static_cast<int>(::emu::thread_idx().x);
+  if (t >= 16) return;
+  got[t] = __shfl_down_sync(0xffffffffu, static_cast<float>(t), 16);
+  votes[t] = __ballot_sync(0xffffffffu, 1);
+}
+
 // Reads its left neighbour's slot; with sync = false there is no barrier in between (a race).
 __global__ void left_kernel(const int* in, int* out, bool sync) {
   __shared__ int s[256];
@@ -243,6 +251,18 @@ TEST(EmuRuntimeDeathTest, AddressSanitizerReportsKernelOverruns) {
 #else
   GTEST_SKIP() << "built without AddressSanitizer";
 #endif
+}
+
+// An exited lane takes no part in a shuffle or a vote: reading it is undefined (poison here)
+// and it votes 0.
+TEST(EmuRuntime, ExitedLanesGivePoisonInShufflesAndNoVote) {
+  std::vector<float> got(16, 0.0f);
+  std::vector<unsigned> votes(16, 0);
+  launch_and_wait(::emu::LaunchConfig(1, 32), exited_lanes_kernel, got.data(), votes.data());
+  for (int t = 0; t < 16; ++t) {
+    EXPECT_TRUE(std::isnan(got[t])) << t;
+    EXPECT_EQ(votes[t], 0xFFFFu) << t;
+  }
 }
 
 TEST(EmuRuntime, BadLaunchConfigurationsAreErrors) {
