@@ -486,12 +486,20 @@ uint64_t warp_exchange(uint64_t mine, int src) {
   return got;
 }
 
+// Dynamic shared memory a kernel may take: 48 KiB unless cudaFuncSetAttribute raised it (up to
+// the 227 KiB an sm_90 block can opt in to), as on a GPU, which refuses a launch beyond it.
+std::map<const void*, size_t> g_smem_limits;
+size_t dynamic_smem_limit(const void* func) {
+  auto it = g_smem_limits.find(func);
+  return it == g_smem_limits.end() ? size_t{48} * 1024 : it->second;
+}
+
 cudaError_t submit(cudaStream_t s, KernelLaunch l) {
   const unsigned threads = l.block.x * l.block.y * l.block.z;
   if (threads == 0 || threads > 1024 || l.grid.x == 0 || l.grid.y == 0 || l.grid.z == 0 || l.grid.y > 65535 ||
       l.grid.z > 65535)
     return fail(cudaErrorInvalidConfiguration);
-  if (l.smem > 227 * 1024) return fail(cudaErrorInvalidValue);
+  if (l.smem > dynamic_smem_limit(l.func)) return fail(cudaErrorInvalidValue);
   CUgraphNode_st node;
   node.type = cudaGraphNodeTypeKernel;
   node.kernel = std::move(l);
@@ -706,12 +714,16 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
   return cudaSuccess;
 }
-cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void*) {
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void* f) {
   *a = cudaFuncAttributes{};
+  a->maxDynamicSharedSizeBytes = static_cast<int>(emu::dynamic_smem_limit(f));
   return cudaSuccess;
 }
-cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int value) {
-  return value <= 227 * 1024 ? cudaSuccess : fail(cudaErrorInvalidValue);
+cudaError_t cudaFuncSetAttribute(const void* f, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+    return fail(cudaErrorInvalidValue);
+  emu::g_smem_limits[f] = static_cast<size_t>(value);
+  return cudaSuccess;
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
@@ -805,6 +817,7 @@ cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t e, cudaGraphNode_t 
   if (threads == 0 || threads > 1024) return fail(cudaErrorInvalidConfiguration);
   n.kernel.grid = p->gridDim;
   n.kernel.block = p->blockDim;
+  if (p->sharedMemBytes > emu::dynamic_smem_limit(p->func)) return fail(cudaErrorInvalidValue);
   n.kernel.smem = p->sharedMemBytes;
   n.kernel.set_params(n.kernel.params.get(), p->kernelParams);
   return cudaSuccess;

@@ -273,6 +273,25 @@ TEST(EmuRuntime, BadLaunchConfigurationsAreErrors) {
   EXPECT_EQ(x, std::vector<float>(4, 0.0f));
 }
 
+// More than 48 KiB of dynamic shared memory needs the kernel's opt-in first, as on a GPU.
+TEST(EmuRuntime, LargeDynamicSharedMemoryNeedsTheKernelsOptIn) {
+  std::vector<int> out(2, 0);
+  const size_t big = 64 * 1024;
+  ::emu::LaunchConfig(1, 32, big).run(stale_kernel, out.data());
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  cudaFuncAttributes a{};
+  ASSERT_EQ(cudaFuncGetAttributes(&a, stale_kernel), cudaSuccess);
+  EXPECT_EQ(a.maxDynamicSharedSizeBytes, 48 * 1024);
+  EXPECT_EQ(cudaFuncSetAttribute(stale_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
+            cudaErrorInvalidValue);
+  cudaGetLastError();
+  ASSERT_EQ(cudaFuncSetAttribute(stale_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(big)),
+            cudaSuccess);
+  launch_and_wait(::emu::LaunchConfig(1, 32, big), stale_kernel, out.data());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(out, std::vector<int>(2, -1));
+}
+
 // Copies follow the runtime's documented rules: from pageable memory staged at the call, to
 // pageable memory complete on return, to and from pinned memory whenever the stream runs them;
 // the stream's work runs when the host waits, and an event not yet reached cannot be timed.
