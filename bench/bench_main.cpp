@@ -334,9 +334,9 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
     }
     char note[128];
     if (graph)  // replays without capture are what make graph steps cheap: show how many there were
-      std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed", 1e3 * t,
-                    static_cast<long long>(steps), static_cast<long long>(g1.captures - g0.captures),
-                    static_cast<long long>(g1.replays - g0.replays));
+      std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed; %lld nodes per step",
+                    1e3 * t, static_cast<long long>(steps), static_cast<long long>(g1.captures - g0.captures),
+                    static_cast<long long>(g1.replays - g0.replays), static_cast<long long>(g1.nodes));
     else
       std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
     b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (model->sparse_input() ? ", sparse in" : "") +

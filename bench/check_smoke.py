@@ -75,9 +75,9 @@ def main():
             if not graph:
                 fail("no CUDA Graph epoch for %s" % m, out)
             for c in graph:
-                note = re.search(r"(\d+) captured, (\d+) replayed", c.get("note", ""))
-                if not note or int(note.group(1)) + int(note.group(2)) == 0:
-                    fail("%r: no steps captured or replayed (%r)" % (c["name"], c.get("note")), out)
+                note = re.search(r"(\d+) captured, (\d+) replayed; (\d+) nodes per step", c.get("note", ""))
+                if not note or int(note.group(1)) + int(note.group(2)) == 0 or int(note.group(3)) == 0:
+                    fail("%r: no steps captured or replayed, or no nodes (%r)" % (c["name"], c.get("note")), out)
             if not having(m + " epoch", "graph replay only"):
                 fail("no graph replay row for %s" % m, out)
         for prec in ("exact", "TF32", "BF16"):

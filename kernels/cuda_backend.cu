@@ -213,6 +213,9 @@ class CudaBackend final : public Backend<float> {
     StepGraph sg;
     sg.graph.reset(g);
     sg.prologue = cuda::find_step_prologue(g);
+    size_t nodes = 0;
+    CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &nodes));
+    stats_.nodes = std::max(stats_.nodes, static_cast<int64_t>(nodes));
     cudaGraphExec_t e = nullptr;
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     sg.exec.reset(e);

@@ -773,6 +773,12 @@ cudaError_t cudaGraphGetRootNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t*
   *n = roots;
   return cudaSuccess;
 }
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n) {
+  if (nodes)
+    for (size_t i = 0; i < std::min(*n, g->nodes.size()); ++i) nodes[i] = g->nodes[i].get();
+  *n = g->nodes.size();
+  return cudaSuccess;
+}
 cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType* t) {
   *t = node->type;
   return cudaSuccess;

@@ -161,6 +161,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* st);
 cudaError_t cudaGraphCreate(cudaGraph_t* g, unsigned flags);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphGetRootNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n);
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n);
 cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType* t);
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long flags = 0);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
