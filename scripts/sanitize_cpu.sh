@@ -8,7 +8,7 @@
 # slower sanitized, so the long ones (their kernels are the short ones' too), the kernel variant
 # programs and the reverse/shuffle schedule repeats are left out (EMU_EXCLUDE, a ctest -E regex;
 # empty runs them all). Extra arguments go to ctest, e.g. scripts/sanitize_cpu.sh -R 'Loaders|Cli'.
-# About 10 min to build and 10 min to test on 2 cores.
+# About 20 min to build and 10 min to test on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvcc >/dev/null 2>&1; then
