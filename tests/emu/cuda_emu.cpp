@@ -486,6 +486,7 @@ uint64_t warp_exchange(uint64_t mine, int src) {
   return got;
 }
 
+namespace {
 // Dynamic shared memory a kernel may take: 48 KiB unless cudaFuncSetAttribute raised it (up to
 // the 227 KiB an sm_90 block can opt in to), as on a GPU, which refuses a launch beyond it.
 std::map<const void*, size_t> g_smem_limits;
@@ -493,6 +494,7 @@ size_t dynamic_smem_limit(const void* func) {
   auto it = g_smem_limits.find(func);
   return it == g_smem_limits.end() ? size_t{48} * 1024 : it->second;
 }
+}  // namespace
 
 cudaError_t submit(cudaStream_t s, KernelLaunch l) {
   const unsigned threads = l.block.x * l.block.y * l.block.z;
