@@ -590,41 +590,33 @@ cudaError_t cudaDeviceSynchronize() {
   return cudaSuccess;
 }
 
-cudaError_t cudaMalloc(void** p, size_t bytes) {
+namespace {
+// Device and pinned memory alike: poisoned (undefined on a GPU: a read before any write shows)
+// and recorded in its range table, which tells copies what kind of memory they touch.
+cudaError_t allocate(void** p, size_t bytes, std::map<const char*, size_t>& ranges) {
   *p = nullptr;
   if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
   if (bytes > emu::kDeviceBytes) return fail(cudaErrorMemoryAllocation);
   *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
   if (!*p) return fail(cudaErrorMemoryAllocation);
-  std::memset(*p, emu::kPoison, bytes);  // undefined on a GPU: a read before any write shows
-  emu::g_device_ranges[static_cast<const char*>(*p)] = bytes;
-  return cudaSuccess;
-}
-cudaError_t cudaFree(void* p) {
-  emu::drain_all();  // cudaFree waits for the device
-  if (p) {
-    emu::g_device_ranges.erase(static_cast<const char*>(p));
-    ::operator delete(p, std::align_val_t{256});
-  }
-  return cudaSuccess;
-}
-cudaError_t cudaMallocHost(void** p, size_t bytes) {
-  *p = nullptr;
-  if (emu::capture_forbids()) return cudaErrorStreamCaptureUnsupported;
-  *p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{256}, std::nothrow);
-  if (!*p) return fail(cudaErrorMemoryAllocation);
   std::memset(*p, emu::kPoison, bytes);
-  emu::g_pinned_ranges[static_cast<const char*>(*p)] = bytes;
+  ranges[static_cast<const char*>(*p)] = bytes;
   return cudaSuccess;
 }
-cudaError_t cudaFreeHost(void* p) {
-  emu::drain_all();
+cudaError_t release(void* p, std::map<const char*, size_t>& ranges) {
+  emu::drain_all();  // cudaFree and cudaFreeHost wait for the device
   if (p) {
-    emu::g_pinned_ranges.erase(static_cast<const char*>(p));
+    ranges.erase(static_cast<const char*>(p));
     ::operator delete(p, std::align_val_t{256});
   }
   return cudaSuccess;
 }
+}  // namespace
+
+cudaError_t cudaMalloc(void** p, size_t bytes) { return allocate(p, bytes, emu::g_device_ranges); }
+cudaError_t cudaFree(void* p) { return release(p, emu::g_device_ranges); }
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return allocate(p, bytes, emu::g_pinned_ranges); }
+cudaError_t cudaFreeHost(void* p) { return release(p, emu::g_pinned_ranges); }
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
   *free_b = emu::kDeviceBytes;
   *total_b = emu::kDeviceBytes;
