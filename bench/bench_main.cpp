@@ -322,11 +322,17 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
   // launches (one warning, for the model whose step was refused) and no graph is kept to replay.
   auto graphs_refused = [&] { return !be.step_capture_failure().empty(); };
   const bool refused_before = graphs_refused();
-  for (bool graph : {false, true}) {
+  // Plain launches; graph steps with every op on one stream; graph steps whose weight gradients
+  // are branches beside the backward pass (the default, last: its graphs are the ones replayed
+  // below).
+  for (int mode = 0; mode < 3; ++mode) {
+    const bool graph = mode > 0, one_stream = mode == 1;
     if (graph && (!be.supports_step_capture() || refused_before)) continue;
+    be.set_side_branches(!one_stream);
     const auto g0 = be.step_graph_stats();
     const double t = b.time(&be, [&](int) { epoch(graph); }, quick ? 0.2 : 1.0);
     const auto g1 = be.step_graph_stats();
+    be.set_side_branches(true);
     if (graph && graphs_refused()) {
       std::fprintf(stderr, "warning: %s: the device refused a CUDA Graph step (%s); no graph rows\n", kind.c_str(),
                    be.step_capture_failure().c_str());
@@ -340,7 +346,7 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
     else
       std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
     b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (model->sparse_input() ? ", sparse in" : "") +
-                        (graph ? ", CUDA Graph" : ", launches") + " (" + tag + ")",
+                        (graph ? ", CUDA Graph" : ", launches") + (one_stream ? ", one stream" : "") + " (" + tag + ")",
            t, 0, 0, static_cast<double>(train.rows), note});
   }
   // The bound of graph steps: the epoch's graphs replayed unchanged, nothing re-captured

@@ -78,6 +78,8 @@ def main():
                 note = re.search(r"(\d+) captured, (\d+) replayed; (\d+) nodes per step", c.get("note", ""))
                 if not note or int(note.group(1)) + int(note.group(2)) == 0 or int(note.group(3)) == 0:
                     fail("%r: no steps captured or replayed, or no nodes (%r)" % (c["name"], c.get("note")), out)
+            if not having(m + " epoch", "CUDA Graph, one stream"):
+                fail("no one-stream graph epoch for %s" % m, out)
             if not having(m + " epoch", "graph replay only"):
                 fail("no graph replay row for %s" % m, out)
         for prec in ("exact", "TF32", "BF16"):

@@ -1,7 +1,8 @@
 // The CUDA backend: Backend<float> on one GPU. GEMMs go to gemm_exact (double accumulation, the
 // CLI's default), or to cuBLAS (strict FP32, or TF32 tensor cores),
 // every other op to the hand-written kernels of ops_*.cu (see ops.h). All work is enqueued on
-// one stream owned by the backend; only copies to the host and synchronize() wait for it.
+// one stream owned by the backend, side branches (weight gradients, Backend::begin_side) on a
+// second one; only copies to the host and synchronize() wait for them.
 //
 // Semantics are the CPU oracle's (host/backend/cpu_backend.cpp, whose header lists them); the
 // shape checks below are the oracle's, made on the host before anything is launched. Two
@@ -77,6 +78,11 @@ struct GraphExecDeleter {
 using GraphPtr = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDeleter>;
 using GraphExecPtr = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
 
+// A byte range of device memory an op reads or writes.
+struct Span {
+  const char *lo, *hi;
+};
+
 // cuBLAS workspace owned by the backend: cuBLAS then never allocates, also not while a step is
 // being captured (32 MiB is NVIDIA's recommendation for Hopper).
 constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
@@ -84,48 +90,32 @@ constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
 class CudaBackend final : public Backend<float> {
  public:
   explicit CudaBackend(GemmPrecision precision) : precision_(precision) {
-    const bool tf32 = precision == GemmPrecision::tf32;
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
-    cudaStream_t s = nullptr;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    stream_.reset(s);
-    cublasHandle_t h = nullptr;
-    CUBLAS_CHECK(cublasCreate(&h));
-    blas_.reset(h);
-    CUBLAS_CHECK(cublasSetStream(h, s));
-    // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5;
-    // bf16 asks for its reduced precision per call (cublasGemmEx's compute type), which the
-    // pedantic mode would forbid.
-    CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                      : precision == GemmPrecision::bf16 ? CUBLAS_DEFAULT_MATH
-                                                                         : CUBLAS_PEDANTIC_MATH));
-    blas_workspace_ = alloc_bytes(kBlasWorkspaceBytes);
-    CUBLAS_CHECK(cublasSetWorkspace(h, blas_workspace_.get(), kBlasWorkspaceBytes));  // after SetStream
-
-    live_block_ = alloc_bytes(cuda::kMaxLives * sizeof(uint64_t));
-    // Scratch: [partials | scalars | error flag], allocated once and reused by every op.
-    scratch_ = alloc_bytes((cuda::kMaxPartials + cuda::kScratchScalars) * sizeof(double) + sizeof(int));
-    auto* base = static_cast<double*>(scratch_.get());
-    ctx_.stream = s;
-    ctx_.partials = base;
-    ctx_.scalars = base + cuda::kMaxPartials;
-    ctx_.error = reinterpret_cast<int*>(base + cuda::kMaxPartials + cuda::kScratchScalars);
-    CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), s));
     int optin = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    ctx_.smem_optin = static_cast<size_t>(optin);
     int sms = 1;
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    ctx_.num_sms = sms;
-    // gemm_exact never calls cuBLAS, so the same stream-ordered buffer holds its split-K sums.
-    ctx_.gemm_ws = static_cast<double*>(blas_workspace_.get());
-    ctx_.gemm_ws_doubles = static_cast<int64_t>(kBlasWorkspaceBytes / sizeof(double));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    main_ = make_lane(static_cast<size_t>(optin), sms);
+    // The side branch's lane: its own stream, cuBLAS handle, workspace and scratch, so that it
+    // shares nothing it writes with the ops beside it but the error flag (set by any, never
+    // cleared inside a step).
+    side_ = make_lane(static_cast<size_t>(optin), sms);
+    side_.ctx.error = main_.ctx.error;
+    ctx_ = main_.ctx;
+    CUDA_CHECK(cudaEventCreateWithFlags(&fork_event_, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&join_event_, cudaEventDisableTiming));
+    live_block_ = alloc_bytes(cuda::kMaxLives * sizeof(uint64_t));
+    CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), ctx_.stream));
+    CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
 
   ~CudaBackend() override {
-    if (stream_) cudaStreamSynchronize(stream_.get());  // no throw from a destructor
+    // No throw from a destructor; the side stream first, whose work the main stream may await.
+    if (side_.stream) cudaStreamSynchronize(side_.stream.get());
+    if (main_.stream) cudaStreamSynchronize(main_.stream.get());
+    if (fork_event_) cudaEventDestroy(fork_event_);
+    if (join_event_) cudaEventDestroy(join_event_);
     for (const Timed& t : timed_) {
       cudaEventDestroy(t.start);
       cudaEventDestroy(t.end);
@@ -144,9 +134,11 @@ class CudaBackend final : public Backend<float> {
     } ev;
     CUDA_CHECK(cudaEventCreate(&ev.a));
     CUDA_CHECK(cudaEventCreate(&ev.b));
-    CUDA_CHECK(cudaEventRecord(ev.a, stream_.get()));
+    join_side();
+    CUDA_CHECK(cudaEventRecord(ev.a, main_.stream.get()));
     fn();
-    CUDA_CHECK(cudaEventRecord(ev.b, stream_.get()));
+    join_side();  // the branches fn issued count too
+    CUDA_CHECK(cudaEventRecord(ev.b, main_.stream.get()));
     CUDA_CHECK(cudaEventSynchronize(ev.b));
     float ms = 0.0f;
     CUDA_CHECK(cudaEventElapsedTime(&ms, ev.a, ev.b));
@@ -185,6 +177,8 @@ class CudaBackend final : public Backend<float> {
   void begin_step(int64_t key, bool capture) override {
     VAE_CHECK(step_mode_ == StepMode::none, "begin_step: a step is already open");
     VAE_CHECK(!profiling_, "begin_step: op profiling times plain launches only");
+    VAE_CHECK(!side_open_, "begin_step: inside a side branch");
+    join_side();  // branches issued before the step are not part of its graph
     step_key_ = key;
     step_sig_.clear();
     step_lives_.count = 0;
@@ -192,24 +186,26 @@ class CudaBackend final : public Backend<float> {
       step_mode_ = StepMode::collect;
       return;
     }
-    CUDA_CHECK(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
+    CUDA_CHECK(cudaStreamBeginCapture(main_.stream.get(), cudaStreamCaptureModeThreadLocal));
     step_mode_ = StepMode::capture;
-    cuda::launch_step_prologue(stream_.get(), live_block());
+    cuda::launch_step_prologue(main_.stream.get(), live_block());
   }
   bool end_step() override {
     VAE_CHECK(step_mode_ != StepMode::none, "end_step without begin_step");
+    VAE_CHECK(!side_open_, "end_step: inside a side branch");
+    join_side();  // a captured graph has no loose branch; a replayed one waits for its own
     const StepMode mode = step_mode_;
     step_mode_ = StepMode::none;
     if (mode == StepMode::collect) {
       StepGraph& sg = step_graphs_.at(step_key_);
       if (step_lives_.count != sg.lives || step_sig_ != sg.sig) return false;  // capture afresh
       cuda::set_step_lives(sg.exec.get(), sg.prologue, step_lives_, live_block());
-      CUDA_CHECK(cudaGraphLaunch(sg.exec.get(), stream_.get()));
+      CUDA_CHECK(cudaGraphLaunch(sg.exec.get(), main_.stream.get()));
       ++stats_.replays;
       return true;
     }
     cudaGraph_t g = nullptr;
-    CUDA_CHECK(cudaStreamEndCapture(stream_.get(), &g));
+    CUDA_CHECK(cudaStreamEndCapture(main_.stream.get(), &g));
     StepGraph sg;
     sg.graph.reset(g);
     sg.prologue = cuda::find_step_prologue(g);
@@ -224,21 +220,30 @@ class CudaBackend final : public Backend<float> {
     sg.lives = step_lives_.count;
     auto it = step_graphs_.find(step_key_);
     if (it != step_graphs_.end()) {
-      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // the old graph may still be running
+      CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));  // the old graph may still be running
       step_graphs_.erase(it);
     }
     StepGraph& kept = step_graphs_.emplace(step_key_, std::move(sg)).first->second;
-    CUDA_CHECK(cudaGraphLaunch(kept.exec.get(), stream_.get()));
+    CUDA_CHECK(cudaGraphLaunch(kept.exec.get(), main_.stream.get()));
     ++stats_.captures;
     return true;
   }
   void abort_step() noexcept override {
     step_mode_ = StepMode::none;
+    side_open_ = in_side_ = side_pending_ = false;
+    ctx_ = main_.ctx;
+    side_reads_.clear();
+    side_writes_.clear();
     // Asks the stream, not step_mode_: end_step resets the mode before its calls can fail.
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream_.get(), &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+    if (cudaStreamIsCapturing(main_.stream.get(), &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+      // A branch the capture forked to is joined first: the capture then ends whole.
+      cudaStreamCaptureStatus side_st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(side_.stream.get(), &side_st) == cudaSuccess && side_st != cudaStreamCaptureStatusNone &&
+          cudaEventRecord(join_event_, side_.stream.get()) == cudaSuccess)
+        cudaStreamWaitEvent(main_.stream.get(), join_event_, 0);
       cudaGraph_t g = nullptr;
-      cudaStreamEndCapture(stream_.get(), &g);
+      cudaStreamEndCapture(main_.stream.get(), &g);
       if (g) cudaGraphDestroy(g);
     }
     // A failed call's error stays behind for cudaGetLastError, where the next launch check would
@@ -246,7 +251,9 @@ class CudaBackend final : public Backend<float> {
     cudaGetLastError();
   }
   void drop_step_graphs() noexcept override {
-    cudaStreamSynchronize(stream_.get());  // a graph may still run (an error here is the next op's)
+    // A graph may still run (an error here is the next op's).
+    cudaStreamSynchronize(side_.stream.get());
+    cudaStreamSynchronize(main_.stream.get());
     step_graphs_.clear();
     cudaGetLastError();
   }
@@ -256,8 +263,106 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(!profiling_, "replay_step: op profiling times plain launches only");
     auto it = step_graphs_.find(key);
     if (it == step_graphs_.end()) return false;
-    CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), stream_.get()));
+    CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), main_.stream.get()));
     return true;
+  }
+
+  // ---- side branches (see Backend::begin_side) ----------------------------------------
+  // A branch forks from the main stream through fork_event_ and runs on the side lane; the
+  // main stream waits for join_event_ (recorded after the last branch) only where an op needs
+  // it (side_order), before the host waits, and at the end of a step: a captured step is then a
+  // graph whose weight-gradient GEMMs are branches beside the rest of the backward pass.
+  void set_side_branches(bool on) override {
+    VAE_CHECK(step_mode_ == StepMode::none && !side_open_, "set_side_branches: not inside a step");
+    join_side();
+    side_on_ = on;
+  }
+  void begin_side() override {
+    VAE_CHECK(!side_open_, "begin_side: a side branch is already open");
+    side_open_ = true;
+    // Profiled ops are timed by events on the main stream: they run there, one after another.
+    if (!side_on_ || profiling_) return;
+    if (step_mode_ != StepMode::none) step_sig_.add_op("begin_side");
+    if (step_mode_ != StepMode::collect) {
+      CUDA_CHECK(cudaEventRecord(fork_event_, main_.ctx.stream));
+      CUDA_CHECK(cudaStreamWaitEvent(side_.ctx.stream, fork_event_, 0));
+    }
+    in_side_ = true;
+    ctx_ = side_.ctx;
+  }
+  void end_side() noexcept override {
+    const bool was_in = in_side_;
+    side_open_ = in_side_ = false;
+    ctx_ = main_.ctx;
+    if (!was_in) return;
+    side_pending_ = true;
+    try {
+      if (step_mode_ != StepMode::none) step_sig_.add_op("end_side");
+    } catch (...) {  // out of host memory: the step's record differs, so it is captured afresh
+    }
+    // A failed record leaves its error for the next launch's check.
+    if (step_mode_ != StepMode::collect) cudaEventRecord(join_event_, side_.ctx.stream);
+  }
+  // The main stream waits for the branches issued so far.
+  void join_side() {
+    if (!side_pending_) return;
+    side_pending_ = false;
+    side_reads_.clear();
+    side_writes_.clear();
+    if (step_mode_ != StepMode::none) step_sig_.add_op("join_side");
+    if (step_mode_ != StepMode::collect) CUDA_CHECK(cudaStreamWaitEvent(main_.ctx.stream, join_event_, 0));
+  }
+  // What an op's arguments read (read-only views) and write (mutable views).
+  struct Access {
+    std::vector<Span> reads, writes;
+  };
+  template <typename V>
+  static void note(Access& a, const Mat<V>& m) {
+    if (m.empty()) return;
+    const char* lo = reinterpret_cast<const char*>(m.data);
+    const Span sp{lo, lo + static_cast<size_t>(m.size()) * sizeof(V)};
+    (std::is_const_v<V> ? a.reads : a.writes).push_back(sp);
+  }
+  static void note(Access& a, const CsrView<float>& c) {
+    const auto span = [](const void* p, int64_t n, size_t elem) {
+      const char* lo = static_cast<const char*>(p);
+      return Span{lo, lo + static_cast<size_t>(std::max<int64_t>(n, 0)) * elem};
+    };
+    if (c.indptr) a.reads.push_back(span(c.indptr, c.rows + 1, sizeof(*c.indptr)));
+    if (c.indices) a.reads.push_back(span(c.indices, c.nnz, sizeof(*c.indices)));
+    if (c.values) a.reads.push_back(span(c.values, c.nnz, sizeof(*c.values)));
+  }
+  static void note(Access& a, const CsrBatch<float>& b) {
+    note(a, b.csr);
+    note(a, b.rows);
+    note(a, b.norms);
+  }
+  template <typename X>
+  static void note(Access&, const X&) {}  // scalars, flags, names
+  static bool overlaps(const std::vector<Span>& xs, const std::vector<Span>& ys) {
+    for (const Span& x : xs)
+      for (const Span& y : ys)
+        if (x.lo < y.hi && y.lo < x.hi) return true;
+    return false;
+  }
+  // Records a branch op's memory, or orders a main-stream op after the branches it conflicts
+  // with (read after write, write after read or write).
+  void side_order(const Access& a) {
+    if (in_side_) {
+      side_reads_.insert(side_reads_.end(), a.reads.begin(), a.reads.end());
+      side_writes_.insert(side_writes_.end(), a.writes.begin(), a.writes.end());
+      return;
+    }
+    if (side_pending_ && (overlaps(a.reads, side_writes_) || overlaps(a.writes, side_writes_) ||
+                          overlaps(a.writes, side_reads_)))
+      join_side();
+  }
+  template <typename... A>
+  void side_order_args(const A&... args) {
+    if (!in_side_ && !side_pending_) return;
+    Access a;
+    (note(a, args), ...);
+    side_order(a);
   }
 
   std::string name() const override { return "cuda"; }
@@ -290,14 +395,16 @@ class CudaBackend final : public Backend<float> {
   void copy_to_backend(void* dst, const void* host_src, size_t bytes) override {
     not_in_step("copy_to_backend");
     if (!bytes) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    join_side();
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, main_.stream.get()));
     // The caller may free host_src on return.
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));
   }
 
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override {
     not_in_step("copy_to_host");
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+    join_side();
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, main_.stream.get()));
     synchronize();
   }
 
@@ -309,27 +416,29 @@ class CudaBackend final : public Backend<float> {
     const bool overlap = d < s + bytes && s < d + bytes;
     // The overlapping case allocates and waits: never inside a step, whose ops become a graph.
     if (overlap) not_in_step("copy_within of overlapping ranges");
+    side_order(Access{{{s, s + bytes}}, {{d, d + bytes}}});
     if (step_skips("copy_within", dst, src, bytes)) return;
     if (overlap) {
       // memmove semantics: cudaMemcpy is undefined on overlap, so go through a temporary.
       Buffer tmp = alloc_bytes(bytes);
-      CUDA_CHECK(cudaMemcpyAsync(tmp.get(), src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
-      CUDA_CHECK(cudaMemcpyAsync(dst, tmp.get(), bytes, cudaMemcpyDeviceToDevice, stream_.get()));
-      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // before tmp is freed
+      CUDA_CHECK(cudaMemcpyAsync(tmp.get(), src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
+      CUDA_CHECK(cudaMemcpyAsync(dst, tmp.get(), bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
+      CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));  // before tmp is freed
       return;
     }
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_.stream));
   }
 
   void synchronize() override {
     not_in_step("synchronize");
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    join_side();
+    CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));
     int code = 0;  // pageable destination: the copy has completed when this returns
-    CUDA_CHECK(cudaMemcpyAsync(&code, ctx_.error, sizeof(int), cudaMemcpyDeviceToHost, stream_.get()));
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    CUDA_CHECK(cudaMemcpyAsync(&code, ctx_.error, sizeof(int), cudaMemcpyDeviceToHost, main_.stream.get()));
+    CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));
     if (code != cuda::kErrNone) {
-      CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), stream_.get()));  // stays usable
-      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+      CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), main_.stream.get()));  // stays usable
+      CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));
       const char* what = code == cuda::kErrSparseRowRange ? cuda::sparse_error_message() : cuda::device_error_message(code);
       throw VaeError(std::string("cuda backend: ") + what +
                      " (found on the device by an earlier op; reported at this synchronisation)");
@@ -376,13 +485,13 @@ class CudaBackend final : public Backend<float> {
     const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (precision_ == GemmPrecision::bf16) {
       // Float in and out; the tensor cores see the operands rounded to BF16.
-      CUBLAS_CHECK(cublasGemmEx(blas_.get(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
+      CUBLAS_CHECK(cublasGemmEx(blas(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
                                 static_cast<int>(ka), &alpha, b.data, CUDA_R_32F, static_cast<int>(b.cols), a.data,
                                 CUDA_R_32F, static_cast<int>(a.cols), &beta, c.data, CUDA_R_32F,
                                 static_cast<int>(c.cols), CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
       return;
     }
-    CUBLAS_CHECK(cublasSgemm(blas_.get(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
+    CUBLAS_CHECK(cublasSgemm(blas(), op_b, op_a, static_cast<int>(n), static_cast<int>(m),
                              static_cast<int>(ka), &alpha, b.data, static_cast<int>(b.cols), a.data,
                              static_cast<int>(a.cols), &beta, c.data, static_cast<int>(c.cols)));
   }
@@ -643,9 +752,11 @@ class CudaBackend final : public Backend<float> {
   }
 
   // The step record of one op (see begin_step); true when the op must launch nothing (a
-  // step that may replay its graph). Every op calls it after its checks, before any launch.
+  // step that may replay its graph). Every op calls it after its checks, before any launch;
+  // it also orders the op after the side branches it conflicts with.
   template <typename... A>
   bool step_skips(const char* op, const A&... args) {
+    side_order_args(args...);
     if (step_mode_ == StepMode::none) return false;
     step_sig_.add_op(op, args...);
     return step_mode_ == StepMode::collect;
@@ -705,7 +816,8 @@ class CudaBackend final : public Backend<float> {
   static constexpr size_t kFoldEvery = 4096;  // bracketed ops kept before their times are summed
   // Adds the bracketed ops' times into op_totals_ (waits for the stream) and recycles the events.
   void fold_timed() {
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    join_side();
+    CUDA_CHECK(cudaStreamSynchronize(main_.stream.get()));
     std::vector<Timed> timed;
     timed.swap(timed_);  // a throw below leaves no event in two lists
     for (size_t i = 0; i < timed.size(); ++i) {
@@ -746,18 +858,62 @@ class CudaBackend final : public Backend<float> {
     } else if (cudaEventCreate(&e) != cudaSuccess) {
       return nullptr;
     }
-    if (cudaEventRecord(e, stream_.get()) != cudaSuccess) {
+    if (cudaEventRecord(e, main_.stream.get()) != cudaSuccess) {
       free_events_.push_back(e);
       return nullptr;
     }
     return e;
   }
 
-  std::unique_ptr<CUstream_st, StreamDeleter> stream_;
-  std::unique_ptr<cublasContext, BlasDeleter> blas_;
-  Buffer blas_workspace_;
-  Buffer scratch_;
-  cuda::OpContext ctx_;
+  // A stream with what its ops write besides their outputs: the cuBLAS handle and workspace
+  // (also gemm_exact's split-K sums) and the reduction scratch.
+  struct Lane {
+    std::unique_ptr<CUstream_st, StreamDeleter> stream;
+    std::unique_ptr<cublasContext, BlasDeleter> blas;
+    Buffer workspace, scratch;
+    cuda::OpContext ctx;
+  };
+  Lane make_lane(size_t smem_optin, int sms) {
+    Lane l;
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    l.stream.reset(s);
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    l.blas.reset(h);
+    CUBLAS_CHECK(cublasSetStream(h, s));
+    // Pedantic = plain FP32 even under NVIDIA_TF32_OVERRIDE, so results track the CPU to 1e-5;
+    // bf16 asks for its reduced precision per call (cublasGemmEx's compute type), which the
+    // pedantic mode would forbid.
+    CUBLAS_CHECK(cublasSetMathMode(h, precision_ == GemmPrecision::tf32   ? CUBLAS_TF32_TENSOR_OP_MATH
+                                      : precision_ == GemmPrecision::bf16 ? CUBLAS_DEFAULT_MATH
+                                                                          : CUBLAS_PEDANTIC_MATH));
+    l.workspace = alloc_bytes(kBlasWorkspaceBytes);
+    CUBLAS_CHECK(cublasSetWorkspace(h, l.workspace.get(), kBlasWorkspaceBytes));  // after SetStream
+    // Scratch: [partials | scalars | error flag], allocated once and reused by every op.
+    l.scratch = alloc_bytes((cuda::kMaxPartials + cuda::kScratchScalars) * sizeof(double) + sizeof(int));
+    auto* base = static_cast<double*>(l.scratch.get());
+    l.ctx.stream = s;
+    l.ctx.partials = base;
+    l.ctx.scalars = base + cuda::kMaxPartials;
+    l.ctx.error = reinterpret_cast<int*>(base + cuda::kMaxPartials + cuda::kScratchScalars);
+    l.ctx.smem_optin = smem_optin;
+    l.ctx.num_sms = sms;
+    // gemm_exact never calls cuBLAS, so the same stream-ordered buffer holds its split-K sums.
+    l.ctx.gemm_ws = static_cast<double*>(l.workspace.get());
+    l.ctx.gemm_ws_doubles = static_cast<int64_t>(kBlasWorkspaceBytes / sizeof(double));
+    return l;
+  }
+  cublasHandle_t blas() const { return in_side_ ? side_.blas.get() : main_.blas.get(); }
+
+  Lane main_, side_;
+  cuda::OpContext ctx_;  // the lane the next op is issued to: main_'s, or side_'s in a branch
+  cudaEvent_t fork_event_ = nullptr, join_event_ = nullptr;
+  bool side_on_ = true;       // set_side_branches
+  bool side_open_ = false;    // between begin_side and end_side
+  bool in_side_ = false;      // ... and issuing to the side lane
+  bool side_pending_ = false; // side work the main stream has not waited for yet
+  std::vector<Span> side_reads_, side_writes_;  // of the branches since the last join
   GemmPrecision precision_;
   enum class StepMode { none, capture, collect };
   struct StepGraph {

@@ -154,6 +154,19 @@ class Backend {
   // buffers were last allocated.
   virtual bool replay_step(int64_t /*key*/) { return false; }
 
+  // ---- side branches ----
+  // A layer's weight gradient feeds nothing else in its step's backward pass, so a backend may
+  // compute it beside the ops that follow. The ops issued between begin_side() and end_side()
+  // form such a branch (the CUDA backend: a second stream, a branch of the step's graph; every
+  // other backend runs them in place). The backend orders an op after the open branches itself
+  // wherever it must: before an op that reads what a branch writes, or writes what a branch
+  // reads or writes (by the views each op is given: CMat read, Mat written), and before any
+  // wait of the host. So results never depend on it; only the time does.
+  // set_side_branches(false) runs branches in place (a benchmark's comparison).
+  virtual void begin_side() {}
+  virtual void end_side() noexcept {}
+  virtual void set_side_branches(bool /*on*/) {}
+
   // One training step: ops() issued as a step under key (see begin_step), issued a second time
   // to be captured when the kept graph does not fit. ops() must issue the same ops each time
   // it is called and may not change host state the step's ops depend on.

@@ -6,6 +6,19 @@
 
 namespace vae {
 
+// Ops issued while one lives form a side branch (Backend::begin_side): the weight gradients.
+template <typename T>
+class SideBranch {
+ public:
+  explicit SideBranch(Backend<T>& be) : be_(be) { be_.begin_side(); }
+  ~SideBranch() { be_.end_side(); }
+  SideBranch(const SideBranch&) = delete;
+  SideBranch& operator=(const SideBranch&) = delete;
+
+ private:
+  Backend<T>& be_;
+};
+
 template <typename T>
 struct LinearView {
   CMat<T> w, b;    // out × in, 1 × out
@@ -25,7 +38,10 @@ template <typename T>
 void linear_backward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, CMat<T> y, Act act, Mat<T> dy,
                      Mat<T> dx) {
   be.bias_act_backward(dy, y, act, dy, l.db);
-  be.gemm(true, false, T(1), dy, x, T(0), l.dw);
+  {
+    const SideBranch<T> side(be);  // dW is needed only by the optimizer
+    be.gemm(true, false, T(1), dy, x, T(0), l.dw);
+  }
   if (!dx.empty()) be.gemm(false, false, T(1), dy, l.w, T(0), dx);
 }
 
@@ -42,6 +58,7 @@ template <typename T>
 void sparse_linear_backward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, CMat<T> y, Act act,
                             Mat<T> dy) {
   be.bias_act_backward(dy, y, act, dy, l.db);
+  const SideBranch<T> side(be);
   be.csr_linear_weight_grad(x, dy, l.dw);
 }
 

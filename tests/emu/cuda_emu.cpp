@@ -30,21 +30,31 @@
 struct CUstream_st {
   bool capturing = false;
   bool invalidated = false;
+  bool origin = false;      // capturing since its own BeginCapture (not joined through an event)
+  bool blocking = true;     // cudaStreamCreate's: ordered with the legacy default stream
   CUgraph_st* graph = nullptr;
+  std::vector<size_t> tail;  // capturing: the nodes its next node will depend on
   uint64_t last = 0;  // the serial of its last queued operation (deferred streams)
 };
 struct CUevent_st {
   std::chrono::steady_clock::time_point t;
   bool done = false;    // its record has run
   uint64_t serial = 0;  // its record's place in the queue
+  CUstream_st* stream = nullptr;  // ... on that stream
+  CUgraph_st* capture_graph = nullptr;  // recorded in a capture: that graph, and the
+  std::vector<size_t> capture_tail;     // recording stream's tail then
 };
 struct CUgraphNode_st {
   cudaGraphNodeType type = cudaGraphNodeTypeKernel;
   emu::KernelLaunch kernel;     // kernel nodes
   std::function<void()> host;   // copies, memsets, GEMMs
+  std::vector<size_t> deps;     // indices of the nodes it depends on (all earlier)
+  bool side = false;            // captured on a stream the capture forked to
 };
 struct CUgraph_st {
-  std::vector<std::unique_ptr<CUgraphNode_st>> nodes;  // in capture order: a chain
+  // In capture order, which is one topological order: a chain when one stream captured it,
+  // branches where the capture forked to other streams through events.
+  std::vector<std::unique_ptr<CUgraphNode_st>> nodes;
 };
 struct CUgraphExec_st {
   std::vector<CUgraphNode_st> nodes;           // own copies (parameters too)
@@ -76,10 +86,15 @@ cudaError_t fail(cudaError_t e) {
 CUstream_st* stream_of(cudaStream_t s) { return s ? s : &g_default_stream; }
 
 // ---- asynchronous streams -------------------------------------------------------------------
-// One queue for all streams, in issue order (an order a GPU may run them in: streams never
-// wait for one another here, so no stream's wait can be missing); the host's waits drain it.
+// One queue for all streams, in issue order. A wait of the host runs only what it waits for:
+// the stream's (or event's) work up to that point and what that work depends on, namely the
+// earlier work of its own stream, the legacy default stream's rules (its work follows all
+// earlier work of blocking streams, and theirs follows its), and the records of the events its
+// streams wait for (cudaStreamWaitEvent). Other streams' work stays queued, so a stream that
+// reads what another stream writes without waiting for it reads it unwritten.
 struct Pending {
   uint64_t serial;
+  CUstream_st* st;
   std::function<void()> run;
 };
 std::deque<Pending> g_pending;
@@ -108,6 +123,39 @@ void drain_to(uint64_t serial) {
   }
 }
 void drain_all() { drain_to(UINT64_MAX); }
+// Whether work issued to st must follow earlier work of `earlier`'s stream.
+bool follows(const CUstream_st* st, const CUstream_st* earlier) {
+  if (st == earlier) return true;
+  if (st == &g_default_stream) return earlier->blocking;
+  return st->blocking && earlier == &g_default_stream;
+}
+// Runs the queued operation `serial` (if it has not run) after what it depends on.
+void run_queued(uint64_t serial) {
+  auto at = [](uint64_t s) {
+    return std::find_if(g_pending.begin(), g_pending.end(), [s](const Pending& p) { return p.serial == s; });
+  };
+  auto it = at(serial);
+  if (it == g_pending.end()) return;
+  const CUstream_st* st = it->st;
+  for (;;) {  // the oldest earlier operation it follows, until none is left
+    auto dep = std::find_if(g_pending.begin(), g_pending.end(),
+                            [&](const Pending& p) { return p.serial < serial && follows(st, p.st); });
+    if (dep == g_pending.end()) break;
+    run_queued(dep->serial);
+  }
+  it = at(serial);
+  if (it == g_pending.end()) return;
+  Pending p = std::move(*it);
+  g_pending.erase(it);
+  p.run();
+}
+// Runs st's work issued up to serial (inclusive), with what it depends on.
+void drain_stream(const CUstream_st* st, uint64_t serial) {
+  uint64_t last = 0;
+  for (const Pending& p : g_pending)
+    if (p.st == st && p.serial <= serial) last = p.serial;
+  if (last) run_queued(last);
+}
 // Queues fn on the stream (or runs it, when streams are immediate); returns its serial.
 uint64_t enqueue(CUstream_st* st, std::function<void()> fn) {
   const uint64_t serial = ++g_serial;
@@ -116,7 +164,7 @@ uint64_t enqueue(CUstream_st* st, std::function<void()> fn) {
     drain_all();
     fn();
   } else {
-    g_pending.push_back({serial, std::move(fn)});
+    g_pending.push_back({serial, st, std::move(fn)});
   }
   return serial;
 }
@@ -403,7 +451,12 @@ void execute(const KernelLaunch& l, void* params) {
 cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
   CUstream_st* st = stream_of(s);
   if (st->capturing) {
-    if (!st->invalidated) st->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(std::move(node)));
+    if (!st->invalidated) {
+      node.deps = st->tail;
+      node.side = !st->origin;
+      st->tail = {st->graph->nodes.size()};
+      st->graph->nodes.push_back(std::make_unique<CUgraphNode_st>(std::move(node)));
+    }
     return cudaSuccess;
   }
   enqueue(st, [node = std::move(node)] {
@@ -413,6 +466,67 @@ cudaError_t run_or_record(cudaStream_t s, CUgraphNode_st node) {
       node.host();
   });
   return cudaSuccess;
+}
+
+// The order a graph launch runs its nodes in, one of the orders its dependencies allow: forward,
+// the capture order (branches run as soon as they were forked); reversed, each branch as late as
+// possible (just before the first node that depends on it), so that a node of the main chain
+// that writes what a branch still reads, or reads what it has not written yet, shows; shuffled,
+// a seeded random topological order.
+std::vector<size_t> graph_order(const std::vector<CUgraphNode_st>& nodes) {
+  read_schedule_env();
+  const size_t n = nodes.size();
+  std::vector<size_t> order;
+  order.reserve(n);
+  if (g_schedule == Schedule::forward) {
+    for (size_t i = 0; i < n; ++i) order.push_back(i);
+    return order;
+  }
+  std::vector<char> done(n, 0);
+  if (g_schedule == Schedule::reverse) {
+    // Depth first from each main-chain node, dependencies in capture order.
+    std::vector<std::pair<size_t, size_t>> stack;  // node, next dependency to look at
+    auto run_with_deps = [&](size_t root) {
+      if (done[root]) return;
+      stack.push_back({root, 0});
+      while (!stack.empty()) {
+        auto& [i, d] = stack.back();
+        if (d < nodes[i].deps.size()) {
+          const size_t dep = nodes[i].deps[d++];
+          if (!done[dep]) stack.push_back({dep, 0});
+          continue;
+        }
+        if (!done[i]) {
+          done[i] = 1;
+          order.push_back(i);
+        }
+        stack.pop_back();
+      }
+    };
+    for (size_t i = 0; i < n; ++i)
+      if (!nodes[i].side) run_with_deps(i);
+    for (size_t i = 0; i < n; ++i) run_with_deps(i);
+    return order;
+  }
+  std::vector<size_t> waiting(n), ready;
+  std::vector<std::vector<size_t>> users(n);
+  for (size_t i = 0; i < n; ++i) {
+    waiting[i] = nodes[i].deps.size();
+    for (const size_t d : nodes[i].deps) users[d].push_back(i);
+    if (!waiting[i]) ready.push_back(i);
+  }
+  uint64_t r = mix(g_seed ^ mix(++g_launch_serial));
+  while (!ready.empty()) {
+    r = mix(r);
+    const size_t pick = static_cast<size_t>(r % ready.size());
+    const size_t i = ready[pick];
+    ready[pick] = ready.back();
+    ready.pop_back();
+    order.push_back(i);
+    for (const size_t u : users[i])
+      if (--waiting[u] == 0) ready.push_back(u);
+  }
+  return order;
 }
 
 // A call that must not happen while the calling thread captures (ThreadLocal mode: the backend
@@ -640,7 +754,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   }
   if (!bytes) return cudaSuccess;
   if (dst_host && src_host) {  // host to host: synchronous
-    emu::drain_to(st->last);
+    emu::drain_stream(st, st->last);
     std::memmove(dst, src, bytes);
     return cudaSuccess;
   }
@@ -652,7 +766,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   }
   const uint64_t serial = emu::enqueue(st, [=] { std::memmove(dst, src, bytes); });
   // To pageable memory the call returns once the copy is done.
-  if (dst_host && !emu::in_ranges(emu::g_pinned_ranges, dst)) emu::drain_to(serial);
+  if (dst_host && !emu::in_ranges(emu::g_pinned_ranges, dst)) emu::drain_stream(st, serial);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t bytes) {
@@ -667,9 +781,13 @@ cudaError_t cudaStreamCreate(cudaStream_t* s) {
   *s = new CUstream_st;
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  const cudaError_t e = cudaStreamCreate(s);
+  if (e == cudaSuccess) (*s)->blocking = (flags & cudaStreamNonBlocking) == 0;
+  return e;
+}
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  if (s) emu::drain_to(s->last);  // its queued work still runs
+  if (s) emu::drain_stream(s, s->last);  // its queued work still runs
   delete s;
   return cudaSuccess;
 }
@@ -678,7 +796,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     emu::stream_of(s)->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
-  emu::drain_to(emu::stream_of(s)->last);
+  emu::drain_stream(emu::stream_of(s), emu::stream_of(s)->last);
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
@@ -686,12 +804,20 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  if (e) emu::drain_to(e->serial);  // a pending record still runs
+  if (e && e->stream) emu::drain_stream(e->stream, e->serial);  // a pending record still runs
   delete e;
   return cudaSuccess;
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-  if (emu::stream_of(s)->capturing) return fail(cudaErrorNotSupported);  // the backend never does
+  CUstream_st* st = emu::stream_of(s);
+  if (st->capturing) {  // a node of the capture: what a stream waiting on it will depend on
+    e->capture_graph = st->graph;
+    e->capture_tail = st->tail;
+    return cudaSuccess;
+  }
+  e->capture_graph = nullptr;
+  e->stream = st;
   e->done = false;
   e->serial = emu::enqueue(emu::stream_of(s), [e] {
     e->t = std::chrono::steady_clock::now();
@@ -699,8 +825,38 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   });
   return cudaSuccess;
 }
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+  CUstream_st* st = emu::stream_of(s);
+  CUgraph_st* g = nullptr;  // the event's capture, if it is still going on
+  for (CUstream_st* c : emu::g_capture_streams)
+    if (c->graph == e->capture_graph) g = e->capture_graph;
+  if (g) {
+    if (st->capturing && st->graph != g) return fail(cudaErrorStreamCaptureIsolation);
+    if (!st->capturing) {  // the stream joins the capture (a fork)
+      st->capturing = true;
+      st->invalidated = false;
+      st->origin = false;
+      st->graph = g;
+      st->tail.clear();
+      emu::g_capture_streams.push_back(st);
+    }
+    for (const size_t i : e->capture_tail)
+      if (std::find(st->tail.begin(), st->tail.end(), i) == st->tail.end()) st->tail.push_back(i);
+    return cudaSuccess;
+  }
+  if (st->capturing) {  // an event from outside the capture
+    st->invalidated = true;
+    return fail(cudaErrorStreamCaptureIsolation);
+  }
+  // The stream's later work follows the record (as it stands now: a later record is not waited for).
+  if (e->stream && !e->done) {
+    const uint64_t record = e->serial;
+    emu::enqueue(st, [record] { emu::run_queued(record); });
+  }
+  return cudaSuccess;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-  emu::drain_to(e->serial);
+  if (e->stream) emu::drain_stream(e->stream, e->serial);
   return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
@@ -725,24 +881,45 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   if (st->capturing) return fail(cudaErrorIllegalState);
   st->capturing = true;
   st->invalidated = false;
+  st->origin = true;
   st->graph = new CUgraph_st;
+  st->tail.clear();
   emu::g_capture_streams.push_back(st);
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
   CUstream_st* st = emu::stream_of(s);
   *g = nullptr;
-  if (!st->capturing) return fail(cudaErrorIllegalState);
-  st->capturing = false;
-  auto& v = emu::g_capture_streams;
-  v.erase(std::remove(v.begin(), v.end(), st), v.end());
-  if (st->invalidated) {
-    delete st->graph;
-    st->graph = nullptr;
-    return fail(cudaErrorStreamCaptureInvalidated);
+  if (!st->capturing || !st->origin) return fail(cudaErrorIllegalState);
+  CUgraph_st* graph = st->graph;
+  // Every stream the capture forked to must have been joined back: each node must lead to the
+  // origin stream's last ones.
+  std::vector<char> reach(graph->nodes.size(), 0);
+  std::vector<size_t> todo = st->tail;
+  while (!todo.empty()) {
+    const size_t i = todo.back();
+    todo.pop_back();
+    if (reach[i]) continue;
+    reach[i] = 1;
+    for (const size_t d : graph->nodes[i]->deps) todo.push_back(d);
   }
-  *g = st->graph;
-  st->graph = nullptr;
+  const bool joined = std::find(reach.begin(), reach.end(), 0) == reach.end();
+  bool invalidated = false;
+  auto& v = emu::g_capture_streams;
+  for (CUstream_st* c : v)
+    if (c->graph == graph) {
+      invalidated = invalidated || c->invalidated;
+      c->capturing = false;
+      c->origin = false;
+      c->graph = nullptr;
+      c->tail.clear();
+    }
+  v.erase(std::remove_if(v.begin(), v.end(), [](CUstream_st* c) { return !c->capturing; }), v.end());
+  if (invalidated || !joined) {
+    delete graph;
+    return fail(invalidated ? cudaErrorStreamCaptureInvalidated : cudaErrorStreamCaptureUnjoined);
+  }
+  *g = graph;
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
@@ -761,9 +938,12 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g) {
   return cudaSuccess;
 }
 cudaError_t cudaGraphGetRootNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n) {
-  // Captured from one stream, the graph is a chain: its first node is the one root.
-  const size_t roots = g->nodes.empty() ? 0 : 1;
-  if (nodes && *n >= 1 && roots) nodes[0] = g->nodes[0].get();
+  size_t roots = 0;
+  for (const auto& node : g->nodes)
+    if (node->deps.empty()) {
+      if (nodes && roots < *n) nodes[roots] = node.get();
+      ++roots;
+    }
   *n = roots;
   return cudaSuccess;
 }
@@ -799,7 +979,8 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
   for (CUgraphNode_st& node : *nodes)
     if (node.type == cudaGraphNodeTypeKernel) node.kernel.params = node.kernel.copy(node.kernel.params.get());
   emu::enqueue(emu::stream_of(s), [nodes] {
-    for (CUgraphNode_st& node : *nodes) {
+    for (const size_t i : emu::graph_order(*nodes)) {
+      CUgraphNode_st& node = (*nodes)[i];
       if (node.type == cudaGraphNodeTypeKernel)
         emu::execute(node.kernel, node.kernel.params.get());
       else

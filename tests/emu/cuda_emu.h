@@ -58,6 +58,8 @@ enum cudaError_t {
   cudaErrorNotSupported = 801,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnjoined = 904,
+  cudaErrorStreamCaptureIsolation = 905,
   cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
 };
@@ -85,6 +87,8 @@ enum cudaDeviceAttr {
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 constexpr unsigned cudaStreamNonBlocking = 1;
 constexpr unsigned cudaStreamDefault = 0;
+constexpr unsigned cudaEventDefault = 0;
+constexpr unsigned cudaEventDisableTiming = 2;
 
 struct cudaDeviceProp {
   char name[256];
@@ -141,6 +145,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaEventCreate(cudaEvent_t* e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
@@ -201,12 +207,20 @@ void shared_here(void* p, size_t bytes);
 // Streams are asynchronous, as on a GPU: a stream's work (kernels, copies, memsets, GEMMs, graph
 // launches, event records) runs when the host waits for it (cudaStreamSynchronize,
 // cudaEventSynchronize, cudaDeviceSynchronize, and the calls that synchronise: cudaMemcpy,
-// cudaMemset, cudaFree, cudaFreeHost, a copy to pageable host memory), all streams' work in the
-// order it was issued. Copies follow the runtime's documented behaviour: from pageable host
+// cudaMemset, cudaFree, cudaFreeHost, a copy to pageable host memory). A wait on one stream or
+// event runs only that stream's work and what it depends on: the stream's earlier work, the
+// legacy default stream's ordering with blocking streams, and the event records its
+// cudaStreamWaitEvent calls name; other streams' work stays queued, so a missing wait between
+// two streams shows as a read of unwritten memory. Copies follow the runtime's documented behaviour: from pageable host
 // memory staged at the call, to pageable host memory complete on return, to and from pinned
 // memory (cudaMallocHost) truly asynchronous. So a host read of a pinned result before the wait,
 // a pinned source rewritten before its copy ran, or an event timed before it completed shows.
 // EMU_STREAMS=immediate (or set_deferred(false)) runs every call at once instead.
+// A capture forks to other streams through events (cudaEventRecord in the capture,
+// cudaStreamWaitEvent on another stream) and must be joined back before it ends
+// (cudaErrorStreamCaptureUnjoined); the graph then has branches. A graph launch runs its nodes
+// in an order the schedule picks among those the dependencies allow: forward, the capture
+// order; reverse, every branch as late as possible; shuffle, a seeded random topological order.
 void set_deferred(bool on);
 bool deferred();
 inline uint64_t to_word(double v) { uint64_t w; std::memcpy(&w, &v, 8); return w; }

@@ -396,4 +396,100 @@ TEST(EmuRuntime, CapturedLaunchesReplayWithUpdatedKernelParameters) {
   cudaStreamDestroy(s);
 }
 
+__global__ void copy_kernel(const float* in, float* out, int n) {
+  const int i = static_cast<int>(::emu::thread_idx().x);
+  if (i < n) out[i] = in[i];
+}
+
+// A capture forked to a second stream through events becomes a graph with a branch, which a
+// launch may run as soon as it is forked (forward) or as late as its dependencies allow
+// (reversed): a main-stream node that writes what the branch reads shows as a changed result.
+// A fork not joined back fails the capture.
+TEST(EmuRuntime, ForkedCapturesBranchAndRunInAnyOrderTheirDependenciesAllow) {
+  const DeferredScope deferred;
+  cudaStream_t s = nullptr, t = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking), cudaSuccess);
+  cudaEvent_t fork = nullptr, join = nullptr;
+  ASSERT_EQ(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
+  std::vector<float> a(8, 0.0f), b(8, 0.0f), c(8, 0.0f);
+  const int n = 8;
+  // a += 1; fork: b = a on the branch; a += 10 beside it (racing with the branch's read);
+  // join; c = b after it.
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ::emu::LaunchConfig(1, 8, 0, s).run(add_kernel, a.data(), 1.0f, n);
+  ASSERT_EQ(cudaEventRecord(fork, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(t, fork, 0), cudaSuccess);
+  cudaStreamCaptureStatus st{};
+  ASSERT_EQ(cudaStreamIsCapturing(t, &st), cudaSuccess);
+  EXPECT_EQ(st, cudaStreamCaptureStatusActive);  // joined the capture
+  ::emu::LaunchConfig(1, 8, 0, t).run(copy_kernel, static_cast<const float*>(a.data()), b.data(), n);
+  ::emu::LaunchConfig(1, 8, 0, s).run(add_kernel, a.data(), 10.0f, n);
+  ASSERT_EQ(cudaEventRecord(join, t), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+  ::emu::LaunchConfig(1, 8, 0, s).run(copy_kernel, static_cast<const float*>(b.data()), c.data(), n);
+  cudaGraph_t g = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+  ASSERT_EQ(cudaStreamIsCapturing(t, &st), cudaSuccess);
+  EXPECT_EQ(st, cudaStreamCaptureStatusNone);
+  size_t nodes = 0, roots = 0;
+  ASSERT_EQ(cudaGraphGetNodes(g, nullptr, &nodes), cudaSuccess);
+  ASSERT_EQ(cudaGraphGetRootNodes(g, nullptr, &roots), cudaSuccess);
+  EXPECT_EQ(nodes, 4u);  // events add dependencies, not nodes
+  EXPECT_EQ(roots, 1u);
+  cudaGraphExec_t e = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&e, g, 0), cudaSuccess);
+  auto run = [&](::emu::Schedule sched) {
+    const ScheduleScope scope(sched, 7);
+    std::fill(a.begin(), a.end(), 0.0f);
+    std::fill(b.begin(), b.end(), 0.0f);
+    EXPECT_EQ(cudaGraphLaunch(e, s), cudaSuccess);
+    EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    EXPECT_EQ(a, std::vector<float>(8, 11.0f));
+    EXPECT_EQ(c, b);  // the join orders the last node after the branch in every order
+    return b[0];
+  };
+  EXPECT_EQ(run(::emu::Schedule::forward), 1.0f);   // the branch read a before the += 10
+  EXPECT_EQ(run(::emu::Schedule::reverse), 11.0f);  // ... and after it
+  const float shuffled = run(::emu::Schedule::shuffle);
+  EXPECT_TRUE(shuffled == 1.0f || shuffled == 11.0f) << shuffled;
+
+  // A fork never joined: the capture fails, and both streams stop capturing.
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(fork, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(t, fork, 0), cudaSuccess);
+  ::emu::LaunchConfig(1, 8, 0, t).run(add_kernel, a.data(), 1.0f, n);
+  cudaGraph_t bad = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &bad), cudaErrorStreamCaptureUnjoined);
+  EXPECT_EQ(bad, nullptr);
+  ASSERT_EQ(cudaStreamIsCapturing(t, &st), cudaSuccess);
+  EXPECT_EQ(st, cudaStreamCaptureStatusNone);
+  // Only the stream that began a capture ends it; an event from outside a capture cannot be
+  // waited for inside one.
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(fork, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(t, fork, 0), cudaSuccess);
+  EXPECT_EQ(cudaStreamEndCapture(t, &bad), cudaErrorIllegalState);
+  ASSERT_EQ(cudaEventRecord(join, t), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+  ASSERT_EQ(cudaStreamEndCapture(s, &bad), cudaSuccess);
+  cudaGraphDestroy(bad);
+  cudaEvent_t outside = nullptr;
+  ASSERT_EQ(cudaEventCreate(&outside), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(outside, t), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  EXPECT_EQ(cudaStreamWaitEvent(s, outside, 0), cudaErrorStreamCaptureIsolation);
+  EXPECT_EQ(cudaStreamEndCapture(s, &bad), cudaErrorStreamCaptureInvalidated);
+  cudaGetLastError();
+  cudaEventDestroy(outside);
+  cudaGraphExecDestroy(e);
+  cudaGraphDestroy(g);
+  cudaEventDestroy(fork);
+  cudaEventDestroy(join);
+  cudaStreamDestroy(t);
+  cudaStreamDestroy(s);
+}
+
+
 }  // namespace
