@@ -496,6 +496,20 @@ class CudaBackend final : public Backend<float> {
                              static_cast<int>(a.cols), &beta, c.data, static_cast<int>(c.cols)));
   }
 
+  void linear(CMat<float> x, CMat<float> w, CMat<float> bias, Act act, Mat<float> y) override {
+    if (precision_ != GemmPrecision::exact) {  // cuBLAS, then the bias and activation kernel
+      Backend<float>::linear(x, w, bias, act, y);
+      return;
+    }
+    const OpScope prof(this, "linear");
+    VAE_CHECK(x.cols == w.cols, "linear: x and w differ in the input width");
+    VAE_CHECK(y.rows == x.rows && y.cols == w.rows, "linear: y is not x.rows x w.rows");
+    VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == y.cols), "linear: bias must be 1 x cols");
+    if (step_skips("linear", x, w, bias, act, y)) return;
+    cuda::gemm_exact(ctx_, false, true, y.rows, y.cols, x.cols, 1.0f, x.data, x.cols, w.data, w.cols, 0.0f, y.data,
+                     y.cols, true, bias.empty() ? nullptr : bias.data, act);
+  }
+
   void bias_act(CMat<float> x, CMat<float> bias, Act act, Mat<float> y) override {
     const OpScope prof(this, "bias_act");
     VAE_CHECK(same_shape(x, y), "bias_act: x and y differ in shape");

@@ -8,11 +8,13 @@
 // (i, j < 4) of the tile. Each 16-deep k tile is staged in shared memory widened to double
 // (stage), __syncthreads, multiplied in (accumulate), __syncthreads. With one k slice the
 // epilogue writes C; with several (split-K) it writes double partial sums that finish_split
-// adds in slice order.
+// adds in slice order. A fused layer (Args::act_on) then adds the bias and applies the
+// activation to each rounded output, as bias_act would after the GEMM.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
+#include "activation.h"
 #include "core/hd_math.h"
 
 namespace vae::gemm_exact {
@@ -31,6 +33,9 @@ struct Args {
   float* c = nullptr;
   int64_t ldc = 0;
   double* partial = nullptr;  // split-K: splits × m × n doubles; nullptr: one slice
+  bool act_on = false;        // C = act(C + bias) after the rounding (a layer's forward)
+  const float* bias = nullptr;  // 1 × n, or nullptr
+  Act act = Act::identity;
 };
 
 // C (m × n, ldc) = alpha · op(A) · op(B) + beta · C; kslice and partial are the launcher's.
@@ -121,11 +126,13 @@ VAE_HD void accumulate(int tid, const TileA& as, const TileB& bs, double (&acc)[
   }
 }
 
-// alpha and beta as the oracle applies them: in double, unfused, then one rounding.
-VAE_HD float finish_value(double v, double alpha, double beta, const float* out) {
-  if (alpha != 1.0) v = hd_mul(alpha, v);
-  if (beta != 0.0) v = hd_add(v, hd_mul(beta, static_cast<double>(*out)));  // beta 0: C not read
-  return static_cast<float>(v);
+// alpha and beta as the oracle applies them: in double, unfused, then one rounding; then a fused
+// layer's bias and activation (column col).
+VAE_HD float finish_value(const Args& p, double v, int64_t col, const float* out) {
+  if (p.alpha != 1.0) v = hd_mul(p.alpha, v);
+  if (p.beta != 0.0) v = hd_add(v, hd_mul(p.beta, static_cast<double>(*out)));  // beta 0: C not read
+  const float c = static_cast<float>(v);
+  return p.act_on ? bias_activate(c, p.bias != nullptr, p.bias ? p.bias[col] : 0.0f, p.act) : c;
 }
 
 VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t z, const double (&acc)[4][4]) {
@@ -140,7 +147,7 @@ VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t
         p.partial[(z * p.m + gi) * p.n + gj] = acc[i][j];
       } else {
         float* out = p.c + gi * p.ldc + gj;
-        *out = finish_value(acc[i][j], p.alpha, p.beta, out);
+        *out = finish_value(p, acc[i][j], gj, out);
       }
     }
   }
@@ -152,7 +159,7 @@ VAE_HD void finish_split(const Args& p, int64_t splits, int64_t idx) {
   double v = p.partial[idx];
   for (int64_t z = 1; z < splits; ++z) v = hd_add(v, p.partial[z * mn + idx]);
   float* out = p.c + (idx / p.n) * p.ldc + idx % p.n;
-  *out = finish_value(v, p.alpha, p.beta, out);
+  *out = finish_value(p, v, idx % p.n, out);
 }
 
 }  // namespace vae::gemm_exact

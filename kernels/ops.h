@@ -80,9 +80,11 @@ struct OpContext {
 // ---- GEMM with double accumulation (ops_gemm.cu) -----------------------------------------
 // Row-major C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, products summed in double and
 // rounded once (GemmPrecision::exact); the layout conventions of reference_gemm (cpu_gemm.h).
+// act_on: then C = act(C + bias) in the same kernel (bias 1 × n, or nullptr), as bias_act would.
 void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* cm, int64_t ldc);
+                float* cm, int64_t ldc, bool act_on = false, const float* bias = nullptr,
+                Act act = Act::identity);
 
 // ---- elementwise and losses (ops_elementwise.cu) -----------------------------------------
 void fill(const OpContext& c, float* x, int64_t n, float v);

@@ -5,6 +5,7 @@
 // where the oracle rounds twice, so most outputs agree with it to the last bit.
 #include <cmath>
 
+#include "activation.h"
 #include "core/philox.h"
 #include "launch.cuh"
 
@@ -12,11 +13,7 @@ namespace vae::cuda {
 
 namespace {
 
-__device__ __forceinline__ double sigmoid_d(double x) {
-  if (x >= 0) return 1.0 / (1.0 + exp(-x));
-  const double e = exp(x);
-  return e / (1.0 + e);
-}
+__device__ __forceinline__ double sigmoid_d(double x) { return hd_sigmoid(x); }
 
 __device__ __forceinline__ double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
@@ -80,16 +77,7 @@ struct BiasActF {
   int64_t cols;
   Act act;
   __device__ void operator()(int64_t i) const {
-    float v = x[i];
-    if (bias) v = __fadd_rn(v, bias[i % cols]);
-    float r = v;
-    switch (act) {
-      case Act::identity: r = v; break;
-      case Act::relu: r = v < 0.0f ? 0.0f : v; break;  // NaN propagates
-      case Act::sigmoid: r = static_cast<float>(sigmoid_d(v)); break;
-      case Act::tanh: r = static_cast<float>(tanh(static_cast<double>(v))); break;  // as the CPU: double, one rounding
-    }
-    y[i] = r;
+    y[i] = bias_activate(x[i], bias != nullptr, bias ? bias[i % cols] : 0.0f, act);
   }
 };
 

@@ -4,6 +4,9 @@
 // devices hold the same bits (see GemmPrecision in backend.h). cuBLAS has no float-in,
 // double-accumulate GEMM, hence this kernel.
 //
+// A layer's forward (Backend::linear) runs as one such GEMM with its bias and activation applied
+// to each output after the rounding: one kernel (or GEMM + split-K sum) instead of two.
+//
 // A plain shared-memory tiled kernel (64 × 64 outputs per block of 256 threads, 4 × 4 per
 // thread, 16-deep k tiles widened to double once when staged), split over k for outputs too
 // small to fill the GPU; its pieces live in gemm_exact_tile.h, which the CPU tests also run.
@@ -69,10 +72,13 @@ void launch_gemm_exact(const OpContext& ctx, ge::Args p) {
 
 void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* cm, int64_t ldc) {
+                float* cm, int64_t ldc, bool act_on, const float* bias, Act act) {
   if (m <= 0 || n <= 0) return;
   VAE_CHECK((n + ge::kTileN - 1) / ge::kTileN <= INT_MAX, "gemm (exact): too many columns for one grid");
-  const ge::Args p = ge::make_args(m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+  ge::Args p = ge::make_args(m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+  p.act_on = act_on;
+  p.bias = bias;
+  p.act = act;
   if (trans_a) {
     if (trans_b) launch_gemm_exact<true, true>(c, p);
     else launch_gemm_exact<true, false>(c, p);

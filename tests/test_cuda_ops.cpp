@@ -357,6 +357,45 @@ TEST_F(CudaOps, GemmExactMatchesTheCpuBitForBit) {
 // above already cover.
 TEST_F(CudaOps, GemmExactLayerSizedMatchesTheCpu) { expect_exact_gemms_match({{130, 700, 1682}}); }
 
+// Backend::linear (a layer's forward): with exact GEMMs the GPU fuses the bias and activation
+// into the GEMM's epilogue (and into the split-K sum), which must give the bits of its own
+// gemm then bias_act, and the CPU oracle's linear within the exact GEMM's rounding; with float
+// GEMMs it is cuBLAS then bias_act. Outputs start as NaN, so an unwritten one fails.
+TEST_F(CudaOps, LinearFusesBiasAndActivationIntoTheExactGemm) {
+  auto cx = make_cpu_backend<float>(GemmPrecision::exact);
+  auto gx = make_cuda_backend(GemmPrecision::exact);
+  // (rows, out, in): split-K (few output tiles, deep k), one slice (k < 64), one row, k = 0, empty.
+  const std::vector<std::array<int64_t, 3>> dims = {{64, 600, 1682}, {33, 65, 100}, {7, 13, 5}, {1, 257, 300},
+                                                    {130, 77, 129},  {5, 3, 0},     {0, 5, 3}};
+  for (const auto& d : dims) {
+    const int64_t m = d[0], n = d[1], k = d[2];
+    const std::vector<float> hx = rand_vec(m * k, 90), hw = rand_vec(n * k, 91), hb = rand_vec(n, 92);
+    for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+      for (bool with_bias : {true, false}) {
+        SCOPED_TRACE("m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " " +
+                     act_name(act) + (with_bias ? " bias" : ""));
+        auto fused = [&](Backend<float>& be) {
+          Tensor<float> y = be.upload(std::vector<float>(static_cast<size_t>(m * n), kNaN), m, n);
+          Tensor<float> b = with_bias ? be.upload(hb, 1, n) : be.alloc<float>(0, 0);
+          be.linear(be.upload(hx, m, k).cmat(), be.upload(hw, n, k).cmat(), b.cmat(), act, y.mat());
+          return be.download(y.cmat());
+        };
+        auto composed = [&](Backend<float>& be) {
+          Tensor<float> y = be.upload(std::vector<float>(static_cast<size_t>(m * n), kNaN), m, n);
+          Tensor<float> b = with_bias ? be.upload(hb, 1, n) : be.alloc<float>(0, 0);
+          be.gemm(false, true, 1.0f, be.upload(hx, m, k).cmat(), be.upload(hw, n, k).cmat(), 0.0f, y.mat());
+          be.bias_act(y.cmat(), b.cmat(), act, y.mat());
+          return be.download(y.cmat());
+        };
+        const std::vector<float> got = fused(*gx);
+        EXPECT_TRUE(all_equal(got, composed(*gx)));
+        EXPECT_TRUE(rel_close(got, fused(*cx), 1e-6));
+        if (d == dims.front() && with_bias) EXPECT_TRUE(rel_close(fused(*gpu), fused(*cpu), 1e-5));  // float GEMMs
+      }
+    }
+  }
+}
+
 TEST_F(CudaOps, BiasActAllActivations) {
   for (auto [r, c] : kShapes) {
     for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {

@@ -133,5 +133,40 @@ TEST(GemmExactTile, KernelPiecesReproduceTheCpuExactGemm) {
   EXPECT_TRUE(single_seen);
 }
 
+// The fused layer epilogue (Backend::linear on the GPU): the pieces with act_on give the CPU
+// oracle's gemm then bias_act, through the one-slice epilogue and the split-K sum alike.
+TEST(GemmExactTile, FusedBiasAndActivationEqualGemmThenBiasAct) {
+  auto cpu = make_cpu_backend<float>(GemmPrecision::exact);
+  const int64_t dims[][3] = {{33, 65, 129}, {64, 600, 300}, {7, 13, 5}};
+  for (const auto& d : dims) {
+    const int64_t m = d[0], n = d[1], k = d[2];
+    const std::vector<float> x = rand_floats(m * k, 31), w = rand_floats(n * k, 32), bias = rand_floats(n, 33);
+    for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+      for (int sms : {1, 132}) {
+        SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " k=" << k << " act " << static_cast<int>(act)
+                                          << " sms=" << sms);
+        Tensor<float> yt = cpu->alloc<float>(m, n);
+        cpu->gemm(false, true, 1.0f, cpu->upload(x, m, k).cmat(), cpu->upload(w, n, k).cmat(), 0.0f, yt.mat());
+        cpu->bias_act(yt.cmat(), cpu->upload(bias, 1, n).cmat(), act, yt.mat());
+        const std::vector<float> want = cpu->download(yt.cmat());
+        std::vector<float> got(static_cast<size_t>(m * n), std::nanf(""));
+        ge::Args p = ge::make_args(m, n, k, 1.0f, x.data(), k, w.data(), k, 0.0f, got.data(), n);
+        p.act_on = true;
+        p.bias = bias.data();
+        p.act = act;
+        int64_t splits = 0;
+        emulate<false, true>(p, sms, int64_t{1} << 22, &splits);
+        int64_t off = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (got[i] == want[i]) continue;
+          ++off;
+          EXPECT_LE(std::fabs(got[i] - want[i]), 4e-7f * std::max(1.0f, std::fabs(want[i]))) << "[" << i << "]";
+        }
+        EXPECT_LE(off, std::max<int64_t>(1, static_cast<int64_t>(got.size()) / 10000));
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace vae

@@ -252,6 +252,14 @@ class Backend {
   virtual void gemm(bool trans_a, bool trans_b, T alpha, CMat<T> a, CMat<T> b, T beta, Mat<T> c) = 0;
   // y = act(x + bias) with bias 1 × cols broadcast over rows (empty bias = none); y may alias x.
   virtual void bias_act(CMat<T> x, CMat<T> bias, Act act, Mat<T> y) = 0;
+  // A fully connected layer's forward, y = act(x · wᵀ + bias) (w out × in, bias 1 × out or
+  // empty): by definition gemm then bias_act, which is what it does here (the CPU backend's
+  // oracle); a backend may fuse the two (the CUDA backend's exact GEMM applies the bias and
+  // activation in its epilogue), with the same result.
+  virtual void linear(CMat<T> x, CMat<T> w, CMat<T> bias, Act act, Mat<T> y) {
+    gemm(false, true, T(1), x, w, T(0), y);
+    bias_act(y, bias, act, y);
+  }
   // Backward of bias_act written with the forward *output* y: dx = dy ⊙ act'(y);
   // dbias (1 × cols, optional) = Σ_rows dx. dx may alias dy.
   virtual void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) = 0;

@@ -28,8 +28,7 @@ struct LinearView {
 // y = act(x · Wᵀ + b)
 template <typename T>
 void linear_forward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, Act act, Mat<T> y) {
-  be.gemm(false, true, T(1), x, l.w, T(0), y);
-  be.bias_act(y, l.b, act, y);
+  be.linear(x, l.w, l.b, act, y);
 }
 
 // Given dy (gradient w.r.t. the layer's output y, overwritten with the pre-activation

@@ -1,0 +1,40 @@
+// A layer's bias and activation on one value, written once for the elementwise bias_act kernel
+// and for the exact GEMM's fused epilogue (gemm_exact_tile.h), so that the fused and the unfused
+// layer give the same bits, and for the host, where tests/test_gemm_exact_tile.cpp runs the
+// GEMM's pieces. The arithmetic is the CPU oracle's: the bias added in float, sigmoid and tanh
+// computed in double and rounded once.
+#pragma once
+#include <cmath>
+
+#include "backend/backend.h"  // Act
+#include "core/hd_math.h"
+
+namespace vae {
+
+VAE_HD double hd_sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  const double e = exp(x);
+  return e / (1.0 + e);
+}
+
+VAE_HD float hd_addf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// act(v + bias); has_bias false: act(v).
+VAE_HD float bias_activate(float v, bool has_bias, float bias, Act act) {
+  if (has_bias) v = hd_addf(v, bias);
+  switch (act) {
+    case Act::identity: return v;
+    case Act::relu: return v < 0.0f ? 0.0f : v;  // NaN propagates
+    case Act::sigmoid: return static_cast<float>(hd_sigmoid(v));
+    case Act::tanh: return static_cast<float>(tanh(static_cast<double>(v)));
+  }
+  return v;
+}
+
+}  // namespace vae
