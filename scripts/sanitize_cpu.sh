@@ -25,5 +25,7 @@ fi
 # protect_shadow_gap=0: the CUDA runtime maps memory where ASan keeps its shadow gap.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-exclude=${EMU_EXCLUDE-'^emu_(reverse|shuffle)\.|^emu\.KernelVariants\.|^emu\..*(TsneOnSeparatedBlobs|GraphStepsGiveExactly|ExactGemmsKeepFifty|FiftyAdamSteps|TwoGpuRunsAreIdentical)'}
+# The long emulated tests: the list CMakeLists.txt keeps for the schedule repeats.
+long=$(cat "$dir/emu_long_tests.txt")
+exclude=${EMU_EXCLUDE-"^emu_(reverse|shuffle)\.|^emu\.KernelVariants\.|^emu\..*($long)"}
 ctest --test-dir "$dir" --output-on-failure -j2 ${exclude:+-E "$exclude"} "$@"
