@@ -103,7 +103,7 @@ budget_skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-graph_line="not run"; bench_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; compare_line="not run"
+graph_line="not run"; bench_line="not run"; branches_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; compare_line="not run"
 
 # The table, one row per figure; $1 is its result row. checkpoint writes it after every stage
 # (result INCOMPLETE), so a call stopped from outside, past the budget, still leaves the table
@@ -131,6 +131,7 @@ summary_table() {
   row "graph steps" "${graph_line:-none logged}"  # captured once per batch size, the rest replayed
   row "compare cuda" "$compare_line"
   row "bench" "$bench_line"
+  row "graph branches" "$branches_line"  # weight gradients beside the backward pass vs one stream
   row "kernel variants" "$variants_line"
   row "svd 5-fold cuda" "$svd_line"
   row "ml-20m multvae" "$scale_line"
@@ -380,6 +381,18 @@ PY
     if cut_by_budget "$rc"; then bench_line="CUT (budget); $bench_line"; budget_skipped="$budget_skipped bench"
     elif [ "$rc" -ne 0 ]; then ok=0; tail -n 5 "$log"; fi
     grep -E '^(ceiling|train|profile)' "$log" | head -n 24
+    # Graph steps with the weight-gradient branches against the same steps on one stream.
+    branches_line=$(python3 - "$OUT/bench.json" 2>/dev/null <<'PY' || echo "n/a (no bench.json)"
+import json, sys
+ms = {c["name"]: c["ms"] for c in json.load(open(sys.argv[1]))["cases"]}
+pairs = []
+for name, t in ms.items():
+    one = name.replace(", CUDA Graph (", ", CUDA Graph, one stream (")
+    if one != name and one in ms:
+        pairs.append("%s %s: %.3f vs %.3f ms one stream" % (name.split(",")[0], name[name.rfind("("):], t, ms[one]))
+print("; ".join(pairs) if pairs else "no pairs in bench.json")
+PY
+)
     # Kernel variants (bench/variants_*.cu): each timed and checked against the CPU oracle.
     capped 120 "$BUILD/bench/vae_kernel_variants" >"$OUT/variants.log" 2>&1
     rc=$?
