@@ -884,7 +884,7 @@ class CudaBackend final : public Backend<float> {
   struct Lane {
     std::unique_ptr<CUstream_st, StreamDeleter> stream;
     std::unique_ptr<cublasContext, BlasDeleter> blas;
-    Buffer workspace, scratch;
+    Buffer workspace, scratch, counters;
     cuda::OpContext ctx;
   };
   Lane make_lane(size_t smem_optin, int sms) {
@@ -916,6 +916,9 @@ class CudaBackend final : public Backend<float> {
     // gemm_exact never calls cuBLAS, so the same stream-ordered buffer holds its split-K sums.
     l.ctx.gemm_ws = static_cast<double*>(l.workspace.get());
     l.ctx.gemm_ws_doubles = static_cast<int64_t>(kBlasWorkspaceBytes / sizeof(double));
+    l.counters = alloc_bytes(cuda::kGemmTileCounters * sizeof(int));
+    CUDA_CHECK(cudaMemsetAsync(l.counters.get(), 0, cuda::kGemmTileCounters * sizeof(int), s));
+    l.ctx.gemm_counters = static_cast<int*>(l.counters.get());
     return l;
   }
   cublasHandle_t blas() const { return in_side_ ? side_.blas.get() : main_.blas.get(); }

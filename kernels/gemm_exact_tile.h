@@ -7,8 +7,9 @@
 // [z·kslice, (z + 1)·kslice); thread tid = 16·ty + tx owns rows ty + 16i and columns tx + 16j
 // (i, j < 4) of the tile. Each 16-deep k tile is staged in shared memory widened to double
 // (stage), __syncthreads, multiplied in (accumulate), __syncthreads. With one k slice the
-// epilogue writes C; with several (split-K) it writes double partial sums that finish_split
-// adds in slice order. A fused layer (Args::act_on) then adds the bias and applies the
+// epilogue writes C; with several (split-K) it writes double partial sums, and the last block of
+// an output tile to finish (a counter per tile) adds them in slice order (finish_tile): the same
+// sums whichever block that is, and no second kernel. A fused layer (Args::act_on) then adds the bias and applies the
 // activation to each rounded output, as bias_act would after the GEMM.
 #pragma once
 #include <algorithm>
@@ -33,6 +34,7 @@ struct Args {
   float* c = nullptr;
   int64_t ldc = 0;
   double* partial = nullptr;  // split-K: splits × m × n doubles; nullptr: one slice
+  int* tile_counters = nullptr;  // split-K: one per output tile (y · tiles_n + x), 0 between launches
   bool act_on = false;        // C = act(C + bias) after the rounding (a layer's forward)
   const float* bias = nullptr;  // 1 × n, or nullptr
   Act act = Act::identity;
@@ -73,13 +75,14 @@ VAE_HD double add_product(double x, double y, double acc) {
 
 // How many k slices: split when the output tiles alone would leave most SMs idle (a 64 × 600
 // layer output is 10 tiles on a 132-SM GPU), aiming at two blocks per SM, each slice at least
-// four k tiles deep, all partial sums within the workspace. kslice is a multiple of kTileK.
-inline void plan_splits(int64_t m, int64_t n, int64_t k, int num_sms, int64_t ws_doubles, int64_t& splits,
-                        int64_t& kslice) {
+// four k tiles deep, all partial sums within the workspace and a counter for every tile.
+// kslice is a multiple of kTileK.
+inline void plan_splits(int64_t m, int64_t n, int64_t k, int num_sms, int64_t ws_doubles, int64_t counters,
+                        int64_t& splits, int64_t& kslice) {
   const int64_t tiles = ((m + kTileM - 1) / kTileM) * ((n + kTileN - 1) / kTileN);
   const int64_t want_blocks = 2 * static_cast<int64_t>(num_sms);
   splits = 1;
-  if (tiles < want_blocks && ws_doubles > 0) {
+  if (tiles < want_blocks && ws_doubles > 0 && tiles <= counters) {
     splits = std::min<int64_t>((want_blocks + tiles - 1) / tiles, k / (4 * kTileK));
     splits = std::min<int64_t>(splits, ws_doubles / std::max<int64_t>(1, m * n));
     splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxGridZ));
@@ -153,13 +156,32 @@ VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t
   }
 }
 
-// Output idx (row-major over m × n) of a split-K GEMM: its slices added in slice order.
-VAE_HD void finish_split(const Args& p, int64_t splits, int64_t idx) {
+// Another block's partial sum: read past the L1 cache, which is not coherent across SMs.
+VAE_HD double load_partial(const double* q) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(q);
+#else
+  return *q;
+#endif
+}
+// Thread tid's outputs of the tile at (row0, col0) of a split-K GEMM: its slices added in slice
+// order, then finished as the one-slice epilogue finishes them.
+VAE_HD void finish_tile(const Args& p, int64_t splits, int tid, int64_t row0, int64_t col0) {
+  const int tx = tid % 16, ty = tid / 16;
   const int64_t mn = p.m * p.n;
-  double v = p.partial[idx];
-  for (int64_t z = 1; z < splits; ++z) v = hd_add(v, p.partial[z * mn + idx]);
-  float* out = p.c + (idx / p.n) * p.ldc + idx % p.n;
-  *out = finish_value(p, v, idx % p.n, out);
+  for (int i = 0; i < 4; ++i) {
+    const int64_t gi = row0 + ty + 16 * i;
+    if (gi >= p.m) continue;
+    for (int j = 0; j < 4; ++j) {
+      const int64_t gj = col0 + tx + 16 * j;
+      if (gj >= p.n) continue;
+      const int64_t idx = gi * p.n + gj;
+      double v = load_partial(p.partial + idx);
+      for (int64_t z = 1; z < splits; ++z) v = hd_add(v, load_partial(p.partial + z * mn + idx));
+      float* out = p.c + gi * p.ldc + gj;
+      *out = finish_value(p, v, gj, out);
+    }
+  }
 }
 
 }  // namespace vae::gemm_exact

@@ -16,6 +16,8 @@ namespace vae::cuda {
 constexpr int kMaxPartials = 1024;
 // Device-side scalars of the scratch area (e.g. a regulariser's ‖p‖² between two kernels).
 constexpr int kScratchScalars = 8;
+// Output tiles a split-K exact GEMM may have (it splits only below 2 blocks per SM).
+constexpr int64_t kGemmTileCounters = 4096;
 // Most entries of heldout_metrics' ks list (passed by value to the kernel).
 constexpr int kMaxKs = 32;
 
@@ -75,6 +77,7 @@ struct OpContext {
   int num_sms = 1;                // multiprocessors (grid sizing)
   double* gemm_ws = nullptr;      // gemm_exact's split-K partial sums (may be nullptr: no split)
   int64_t gemm_ws_doubles = 0;
+  int* gemm_counters = nullptr;   // kGemmTileCounters zeros: gemm_exact's split-K tile counters
 };
 
 // ---- GEMM with double accumulation (ops_gemm.cu) -----------------------------------------

@@ -9,7 +9,7 @@
 //
 // A plain shared-memory tiled kernel (64 × 64 outputs per block of 256 threads, 4 × 4 per
 // thread, 16-deep k tiles widened to double once when staged), split over k for outputs too
-// small to fill the GPU; its pieces live in gemm_exact_tile.h, which the CPU tests also run.
+// small to fill the GPU (the last block of each tile adds the slices: one kernel either way); its pieces live in gemm_exact_tile.h, which the CPU tests also run.
 // FP64 FMA runs at half the FP32 rate on H100/H200; --precision fp32 / tf32 use cuBLAS.
 #include <climits>
 
@@ -23,9 +23,10 @@ namespace {
 namespace ge = vae::gemm_exact;
 
 template <bool TA, bool TB>
-__global__ void __launch_bounds__(ge::kThreads) gemm_exact_kernel(ge::Args p) {
+__global__ void __launch_bounds__(ge::kThreads) gemm_exact_kernel(ge::Args p, int64_t splits) {
   __shared__ ge::TileA as;
   __shared__ ge::TileB bs;
+  __shared__ int last;  // this block finishes its tile's split-K sums
   const int tid = threadIdx.x;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * ge::kTileN;
   const int64_t z = blockIdx.z;
@@ -46,26 +47,36 @@ __global__ void __launch_bounds__(ge::kThreads) gemm_exact_kernel(ge::Args p) {
       __syncthreads();
     }
     ge::epilogue(p, tid, row0, col0, z, acc);
+    if (p.partial) {
+      // The threadFenceReduction pattern: partial sums visible device-wide before the count.
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) {
+        int* count = p.tile_counters + tm * gridDim.x + blockIdx.x;
+        last = atomicAdd(count, 1) == static_cast<int>(splits) - 1;
+        if (last) *count = 0;  // every slice has counted: ready for the next launch
+      }
+      __syncthreads();
+      if (last) {
+        __threadfence();
+        ge::finish_tile(p, splits, tid, row0, col0);
+      }
+    }
   }
 }
-
-struct FinishSplitF {
-  ge::Args p;
-  int64_t splits;
-  __device__ void operator()(int64_t idx) const { ge::finish_split(p, splits, idx); }
-};
 
 template <bool TA, bool TB>
 void launch_gemm_exact(const OpContext& ctx, ge::Args p) {
   int64_t splits = 1;
-  ge::plan_splits(p.m, p.n, p.k, ctx.num_sms, ctx.gemm_ws ? ctx.gemm_ws_doubles : 0, splits, p.kslice);
+  ge::plan_splits(p.m, p.n, p.k, ctx.num_sms, ctx.gemm_ws ? ctx.gemm_ws_doubles : 0,
+                  ctx.gemm_counters ? kGemmTileCounters : 0, splits, p.kslice);
   p.partial = splits > 1 ? ctx.gemm_ws : nullptr;
+  p.tile_counters = ctx.gemm_counters;
   const int64_t tiles_n = (p.n + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
   const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(std::min<int64_t>(tiles_m, ge::kMaxGridY)),
                   static_cast<unsigned>(splits));
-  gemm_exact_kernel<TA, TB><<<grid, ge::kThreads, 0, ctx.stream>>>(p);
+  gemm_exact_kernel<TA, TB><<<grid, ge::kThreads, 0, ctx.stream>>>(p, splits);
   CUDA_CHECK_LAUNCH();
-  if (p.partial) launch_elementwise(ctx.stream, p.m * p.n, FinishSplitF{p, splits});
 }
 
 }  // namespace

@@ -25,13 +25,17 @@ std::vector<float> rand_floats(int64_t n, uint64_t seed) {
   return v;
 }
 
-// What one launch computes, emulated: grid (tiles_n, tiles_m, splits) of 256-thread blocks.
+// What one launch computes, emulated: grid (tiles_n, tiles_m, splits) of 256-thread blocks, the
+// k slices in increasing or (reversed) decreasing order; a tile's last block to finish adds its
+// slices, as the kernel's counter has it.
 template <bool TA, bool TB>
-void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out) {
+void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out, bool reversed = false) {
   int64_t splits = 1;
-  ge::plan_splits(p.m, p.n, p.k, num_sms, ws_doubles, splits, p.kslice);
+  ge::plan_splits(p.m, p.n, p.k, num_sms, ws_doubles, 4096, splits, p.kslice);
   std::vector<double> ws(splits > 1 ? static_cast<size_t>(splits * p.m * p.n) : 0, std::nan(""));
   p.partial = splits > 1 ? ws.data() : nullptr;
+  std::vector<int> counters(4096, 0);
+  p.tile_counters = counters.data();
   const int64_t tiles_n = (p.n + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
   static ge::TileA as;
   static ge::TileB bs;
@@ -39,7 +43,8 @@ void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out) {
   auto acc_of = [&](int tid) -> double(&)[4][4] {
     return *reinterpret_cast<double(*)[4][4]>(acc_store.data() + 16 * tid);
   };
-  for (int64_t z = 0; z < splits; ++z) {
+  for (int64_t zi = 0; zi < splits; ++zi) {
+    const int64_t z = reversed ? splits - 1 - zi : zi;
     const int64_t k_begin = z * p.kslice, k_end = std::min(p.k, k_begin + p.kslice);
     for (int64_t tm = 0; tm < tiles_m; ++tm) {
       for (int64_t tn = 0; tn < tiles_n; ++tn) {
@@ -50,11 +55,14 @@ void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out) {
           for (int tid = 0; tid < ge::kThreads; ++tid) ge::accumulate(tid, as, bs, acc_of(tid));
         }
         for (int tid = 0; tid < ge::kThreads; ++tid) ge::epilogue(p, tid, row0, col0, z, acc_of(tid));
+        if (p.partial && ++p.tile_counters[tm * tiles_n + tn] == splits) {
+          for (int tid = 0; tid < ge::kThreads; ++tid) ge::finish_tile(p, splits, tid, row0, col0);
+          p.tile_counters[tm * tiles_n + tn] = 0;
+        }
       }
     }
   }
-  if (p.partial)
-    for (int64_t idx = 0; idx < p.m * p.n; ++idx) ge::finish_split(p, splits, idx);
+  for (int c : counters) ASSERT_EQ(c, 0) << "a tile counter left for the next launch";
   *splits_out = splits;
 }
 
@@ -65,7 +73,7 @@ TEST(GemmExactTile, SplitPlanCoversKOnce) {
       for (int64_t ws : {int64_t{0}, int64_t{1} << 22}) {
         const int64_t m = s[0], n = s[1];
         int64_t splits = 0, kslice = 0;
-        ge::plan_splits(m, n, k, 132, ws, splits, kslice);
+        ge::plan_splits(m, n, k, 132, ws, 4096, splits, kslice);
         SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " k=" << k << " ws=" << ws);
         EXPECT_EQ(kslice % ge::kTileK, 0);
         EXPECT_GE(splits * kslice, k);
@@ -78,8 +86,10 @@ TEST(GemmExactTile, SplitPlanCoversKOnce) {
     }
   }
   int64_t splits = 0, kslice = 0;
-  ge::plan_splits(64, 600, 1682, 132, int64_t{1} << 22, splits, kslice);  // the VAE's dX GEMM
+  ge::plan_splits(64, 600, 1682, 132, int64_t{1} << 22, 4096, splits, kslice);  // the VAE's dX GEMM
   EXPECT_GT(splits, 8);
+  ge::plan_splits(64, 600, 1682, 132, int64_t{1} << 22, 9, splits, kslice);  // 10 tiles, 9 counters
+  EXPECT_EQ(splits, 1);
 }
 
 // Same tolerance rule as the GPU-vs-CPU test: equal bits, but for at most a handful of 1-ulp
@@ -111,10 +121,11 @@ TEST(GemmExactTile, KernelPiecesReproduceTheCpuExactGemm) {
                                            got.data(), n);
           int64_t splits = 0;
           const int64_t ws = int64_t{1} << 22;
-          if (ta && tb) emulate<true, true>(p, sms, ws, &splits);
-          else if (ta) emulate<true, false>(p, sms, ws, &splits);
-          else if (tb) emulate<false, true>(p, sms, ws, &splits);
-          else emulate<false, false>(p, sms, ws, &splits);
+          const bool rev = (t + static_cast<int>(beta != 0.0f)) % 2 == 1;  // half the cases: last slice first
+          if (ta && tb) emulate<true, true>(p, sms, ws, &splits, rev);
+          else if (ta) emulate<true, false>(p, sms, ws, &splits, rev);
+          else if (tb) emulate<false, true>(p, sms, ws, &splits, rev);
+          else emulate<false, false>(p, sms, ws, &splits, rev);
           (splits > 1 ? split_seen : single_seen) = true;
 
           int64_t off = 0, shown = 0;

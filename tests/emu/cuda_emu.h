@@ -236,6 +236,8 @@ T from_word(uint64_t w) {
 }  // namespace emu
 
 inline void __syncthreads() { emu::syncthreads(); }
+// Blocks run one after another on one host thread: every write is visible to the next block.
+inline void __threadfence() {}
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
 template <typename T>
 T __shfl_sync(unsigned, T v, int src, int width = 32) {
