@@ -138,22 +138,30 @@ VAE_HD float finish_value(const Args& p, double v, int64_t col, const float* out
   return p.act_on ? bias_activate(c, p.bias != nullptr, p.bias ? p.bias[col] : 0.0f, p.act) : c;
 }
 
-VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t z, const double (&acc)[4][4]) {
+// f(i, j, gi, gj) for each of thread tid's outputs (acc[i][j], C[gi][gj]) of the tile at
+// (row0, col0) that lies inside C.
+template <typename F>
+VAE_HD void for_each_output(const Args& p, int tid, int64_t row0, int64_t col0, F&& f) {
   const int tx = tid % 16, ty = tid / 16;
   for (int i = 0; i < 4; ++i) {
     const int64_t gi = row0 + ty + 16 * i;
     if (gi >= p.m) continue;
     for (int j = 0; j < 4; ++j) {
       const int64_t gj = col0 + tx + 16 * j;
-      if (gj >= p.n) continue;
-      if (p.partial) {
-        p.partial[(z * p.m + gi) * p.n + gj] = acc[i][j];
-      } else {
-        float* out = p.c + gi * p.ldc + gj;
-        *out = finish_value(p, acc[i][j], gj, out);
-      }
+      if (gj < p.n) f(i, j, gi, gj);
     }
   }
+}
+
+VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t z, const double (&acc)[4][4]) {
+  for_each_output(p, tid, row0, col0, [&](int i, int j, int64_t gi, int64_t gj) {
+    if (p.partial) {
+      p.partial[(z * p.m + gi) * p.n + gj] = acc[i][j];
+    } else {
+      float* out = p.c + gi * p.ldc + gj;
+      *out = finish_value(p, acc[i][j], gj, out);
+    }
+  });
 }
 
 // Another block's partial sum: read past the L1 cache, which is not coherent across SMs.
@@ -167,21 +175,14 @@ VAE_HD double load_partial(const double* q) {
 // Thread tid's outputs of the tile at (row0, col0) of a split-K GEMM: its slices added in slice
 // order, then finished as the one-slice epilogue finishes them.
 VAE_HD void finish_tile(const Args& p, int64_t splits, int tid, int64_t row0, int64_t col0) {
-  const int tx = tid % 16, ty = tid / 16;
   const int64_t mn = p.m * p.n;
-  for (int i = 0; i < 4; ++i) {
-    const int64_t gi = row0 + ty + 16 * i;
-    if (gi >= p.m) continue;
-    for (int j = 0; j < 4; ++j) {
-      const int64_t gj = col0 + tx + 16 * j;
-      if (gj >= p.n) continue;
-      const int64_t idx = gi * p.n + gj;
-      double v = load_partial(p.partial + idx);
-      for (int64_t z = 1; z < splits; ++z) v = hd_add(v, load_partial(p.partial + z * mn + idx));
-      float* out = p.c + gi * p.ldc + gj;
-      *out = finish_value(p, v, gj, out);
-    }
-  }
+  for_each_output(p, tid, row0, col0, [&](int, int, int64_t gi, int64_t gj) {
+    const int64_t idx = gi * p.n + gj;
+    double v = load_partial(p.partial + idx);
+    for (int64_t z = 1; z < splits; ++z) v = hd_add(v, load_partial(p.partial + z * mn + idx));
+    float* out = p.c + gi * p.ldc + gj;
+    *out = finish_value(p, v, gj, out);
+  });
 }
 
 }  // namespace vae::gemm_exact
