@@ -17,14 +17,6 @@ VAE_HD double hd_sigmoid(double x) {
   return e / (1.0 + e);
 }
 
-VAE_HD float hd_addf(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
 // act(v + bias); has_bias false: act(v).
 VAE_HD float bias_activate(float v, bool has_bias, float bias, Act act) {
   if (has_bias) v = hd_addf(v, bias);

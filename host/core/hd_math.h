@@ -33,5 +33,12 @@ VAE_HD double hd_sub(double a, double b) {
   return a - b;
 #endif
 }
+VAE_HD float hd_addf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
 
 }  // namespace vae
