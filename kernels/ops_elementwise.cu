@@ -13,7 +13,6 @@ namespace vae::cuda {
 
 namespace {
 
-__device__ __forceinline__ double sigmoid_d(double x) { return hd_sigmoid(x); }
 
 __device__ __forceinline__ double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
@@ -156,7 +155,7 @@ struct BceF {
   double s;
   __device__ double operator()(int64_t i) const {
     const double x = logits[i], t = target[i];
-    if (dlogits) dlogits[i] = static_cast<float>(s * (sigmoid_d(x) - t));
+    if (dlogits) dlogits[i] = static_cast<float>(s * (hd_sigmoid(x) - t));
     return softplus_d(x) - __dmul_rn(t, x);
   }
 };

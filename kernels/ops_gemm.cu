@@ -5,11 +5,12 @@
 // double-accumulate GEMM, hence this kernel.
 //
 // A layer's forward (Backend::linear) runs as one such GEMM with its bias and activation applied
-// to each output after the rounding: one kernel (or GEMM + split-K sum) instead of two.
+// to each output after the rounding: one kernel instead of two.
 //
 // A plain shared-memory tiled kernel (64 × 64 outputs per block of 256 threads, 4 × 4 per
 // thread, 16-deep k tiles widened to double once when staged), split over k for outputs too
-// small to fill the GPU (the last block of each tile adds the slices: one kernel either way); its pieces live in gemm_exact_tile.h, which the CPU tests also run.
+// small to fill the GPU (the last block of each tile adds the slices: one kernel either way);
+// its pieces live in gemm_exact_tile.h, which the CPU tests also run.
 // FP64 FMA runs at half the FP32 rate on H100/H200; --precision fp32 / tf32 use cuBLAS.
 #include <climits>
 
