@@ -338,11 +338,13 @@ void model_case(Bench& b, Backend<float>& be, const Csr& train, const std::strin
                    be.step_capture_failure().c_str());
       continue;
     }
-    char note[128];
+    char note[160];
     if (graph)  // replays without capture are what make graph steps cheap: show how many there were
-      std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed; %lld nodes per step",
+      std::snprintf(note, sizeof note,
+                    "%.3f ms/epoch, %lld steps; %lld captured, %lld replayed; %lld nodes per step, longest chain %lld",
                     1e3 * t, static_cast<long long>(steps), static_cast<long long>(g1.captures - g0.captures),
-                    static_cast<long long>(g1.replays - g0.replays), static_cast<long long>(g1.nodes));
+                    static_cast<long long>(g1.replays - g0.replays), static_cast<long long>(g1.nodes),
+                    static_cast<long long>(g1.longest_chain));
     else
       std::snprintf(note, sizeof note, "%.3f ms/epoch, %lld steps", 1e3 * t, static_cast<long long>(steps));
     b.add({"train", kind + " epoch, batch " + std::to_string(batch) + (model->sparse_input() ? ", sparse in" : "") +

@@ -212,6 +212,7 @@ class CudaBackend final : public Backend<float> {
     size_t nodes = 0;
     CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &nodes));
     stats_.nodes = std::max(stats_.nodes, static_cast<int64_t>(nodes));
+    stats_.longest_chain = std::max(stats_.longest_chain, cuda::graph_longest_chain(g));
     cudaGraphExec_t e = nullptr;
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     sg.exec.reset(e);
@@ -506,8 +507,48 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(y.rows == x.rows && y.cols == w.rows, "linear: y is not x.rows x w.rows");
     VAE_CHECK(bias.empty() || (bias.rows == 1 && bias.cols == y.cols), "linear: bias must be 1 x cols");
     if (step_skips("linear", x, w, bias, act, y)) return;
+    cuda::GemmEpilogue epi;
+    epi.act_on = true;
+    epi.bias = bias.empty() ? nullptr : bias.data;
+    epi.act = act;
     cuda::gemm_exact(ctx_, false, true, y.rows, y.cols, x.cols, 1.0f, x.data, x.cols, w.data, w.cols, 0.0f, y.data,
-                     y.cols, true, bias.empty() ? nullptr : bias.data, act);
+                     y.cols, epi);
+  }
+
+  void linear_backward_input(CMat<float> dz, CMat<float> w, CMat<float> y, Act act, Mat<float> dx) override {
+    if (precision_ != GemmPrecision::exact || dz.cols == 0 || dx.size() == 0) {
+      Backend<float>::linear_backward_input(dz, w, y, act, dx);  // cuBLAS (or an empty product), then act'
+      return;
+    }
+    const OpScope prof(this, "linear_backward_input");
+    VAE_CHECK(dz.cols == w.rows, "linear_backward_input: dz and w differ in the output width");
+    VAE_CHECK(dx.rows == dz.rows && dx.cols == w.cols, "linear_backward_input: dx is not dz.rows x w.cols");
+    VAE_CHECK(act == Act::identity || same_shape(y, dx), "linear_backward_input: y and dx differ in shape");
+    const CMat<float> y_used = act == Act::identity ? CMat<float>{} : y;
+    if (step_skips("linear_backward_input", dz, w, y_used, act, dx)) return;
+    cuda::GemmEpilogue epi;
+    epi.act = act;
+    epi.act_y = y_used.empty() ? nullptr : y_used.data;
+    epi.ldy = y_used.cols;
+    cuda::gemm_exact(ctx_, false, false, dx.rows, dx.cols, dz.cols, 1.0f, dz.data, dz.cols, w.data, w.cols, 0.0f,
+                     dx.data, dx.cols, epi);
+  }
+
+  void linear_backward_weight(CMat<float> dz, CMat<float> x, Mat<float> dw, Mat<float> dbias) override {
+    if (precision_ != GemmPrecision::exact || dz.rows == 0 || dz.cols == 0 || x.cols == 0) {
+      Backend<float>::linear_backward_weight(dz, x, dw, dbias);  // cuBLAS (or empty shapes), then Σ dz
+      return;
+    }
+    const OpScope prof(this, "linear_backward_weight");
+    VAE_CHECK(dz.rows == x.rows, "linear_backward_weight: dz and x differ in rows");
+    VAE_CHECK(dw.rows == dz.cols && dw.cols == x.cols, "linear_backward_weight: dw is not dz.cols x x.cols");
+    VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dz.cols),
+              "linear_backward_weight: dbias must be 1 x dz.cols");
+    if (step_skips("linear_backward_weight", dz, x, dw, dbias)) return;
+    cuda::GemmEpilogue epi;
+    epi.a_row_sums = opt(dbias);
+    cuda::gemm_exact(ctx_, true, false, dw.rows, dw.cols, dz.rows, 1.0f, dz.data, dz.cols, x.data, x.cols, 0.0f,
+                     dw.data, dw.cols, epi);
   }
 
   void bias_act(CMat<float> x, CMat<float> bias, Act act, Mat<float> y) override {
@@ -520,11 +561,11 @@ class CudaBackend final : public Backend<float> {
 
   void bias_act_backward(CMat<float> dy, CMat<float> y, Act act, Mat<float> dx, Mat<float> dbias) override {
     const OpScope prof(this, "bias_act_backward");
-    VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
+    VAE_CHECK(same_shape(dy, y) && (dx.empty() || same_shape(dy, dx)), "bias_act_backward: dy, y, dx differ in shape");
     VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
               "bias_act_backward: dbias must be 1 x cols");
     if (step_skips("bias_act_backward", dy, y, act, dx, dbias)) return;
-    cuda::bias_act_backward(ctx_, dy.data, y.data, act, dx.data, opt(dbias), dy.rows, dy.cols);
+    cuda::bias_act_backward(ctx_, dy.data, y.data, act, opt(dx), opt(dbias), dy.rows, dy.cols);
   }
 
   void gather_rows_add(CMat<float> table, CMat<int32_t> rows, Mat<float> y) override {

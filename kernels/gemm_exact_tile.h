@@ -9,8 +9,12 @@
 // (stage), __syncthreads, multiplied in (accumulate), __syncthreads. With one k slice the
 // epilogue writes C; with several (split-K) it writes double partial sums, and the last block of
 // an output tile to finish (a counter per tile) adds them in slice order (finish_tile): the same
-// sums whichever block that is, and no second kernel. A fused layer (Args::act_on) then adds the bias and applies the
-// activation to each rounded output, as bias_act would after the GEMM.
+// sums whichever block that is, and no second kernel. Fused epilogues, each applied to the
+// rounded output as the op it replaces would after the GEMM: a layer's forward (Args::act_on)
+// adds the bias and applies the activation (bias_act); a layer's input gradient (Args::act_y)
+// multiplies by the activation's derivative at act_y (bias_act_backward). Args::a_row_sums widens
+// op(B) by a column of ones, whose output column, the row sums of op(A), goes there instead of C:
+// a layer's bias gradient beside its weight gradient, in the same kernel.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -38,7 +42,13 @@ struct Args {
   bool act_on = false;        // C = act(C + bias) after the rounding (a layer's forward)
   const float* bias = nullptr;  // 1 × n, or nullptr
   Act act = Act::identity;
+  const float* act_y = nullptr;  // C = C ⊙ act'(Y), Y m × n (ldy) an activation's output
+  int64_t ldy = 0;
+  float* a_row_sums = nullptr;  // m floats: Σ_k op(A)[i][k] (beta 0), or nullptr
 };
+
+// Output columns: C's, plus the row-sum column.
+VAE_HD int64_t out_cols(const Args& p) { return p.a_row_sums ? p.n + 1 : p.n; }
 
 // C (m × n, ldc) = alpha · op(A) · op(B) + beta · C; kslice and partial are the launcher's.
 inline Args make_args(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
@@ -113,6 +123,7 @@ VAE_HD void stage(const Args& p, int tid, int64_t row0, int64_t col0, int64_t k0
     const int64_t gj = col0 + j, gk = k0 + kk;
     float v = 0.0f;
     if (gj < p.n && gk < k_end) v = TB ? p.b[gj * p.ldb + gk] : p.b[gk * p.ldb + gj];
+    else if (gj == p.n && p.a_row_sums && gk < k_end) v = 1.0f;
     bs[kk][j] = static_cast<double>(v);
   }
 }
@@ -129,26 +140,35 @@ VAE_HD void accumulate(int tid, const TileA& as, const TileB& bs, double (&acc)[
   }
 }
 
+// Where output (gi, gj) goes: C, or the row-sum column's entry.
+VAE_HD float* out_ptr(const Args& p, int64_t gi, int64_t gj) {
+  return gj < p.n ? p.c + gi * p.ldc + gj : p.a_row_sums + gi;
+}
+
 // alpha and beta as the oracle applies them: in double, unfused, then one rounding; then a fused
-// layer's bias and activation (column col).
-VAE_HD float finish_value(const Args& p, double v, int64_t col, const float* out) {
+// epilogue on C's entries (the row sums are plain sums).
+VAE_HD float finish_value(const Args& p, double v, int64_t gi, int64_t gj, const float* out) {
   if (p.alpha != 1.0) v = hd_mul(p.alpha, v);
   if (p.beta != 0.0) v = hd_add(v, hd_mul(p.beta, static_cast<double>(*out)));  // beta 0: C not read
   const float c = static_cast<float>(v);
-  return p.act_on ? bias_activate(c, p.bias != nullptr, p.bias ? p.bias[col] : 0.0f, p.act) : c;
+  if (gj >= p.n) return c;
+  if (p.act_on) return bias_activate(c, p.bias != nullptr, p.bias ? p.bias[gj] : 0.0f, p.act);
+  if (p.act_y) return act_backward(p.act, c, p.act_y[gi * p.ldy + gj]);
+  return c;
 }
 
-// f(i, j, gi, gj) for each of thread tid's outputs (acc[i][j], C[gi][gj]) of the tile at
-// (row0, col0) that lies inside C.
+// f(i, j, gi, gj) for each of thread tid's outputs (acc[i][j], output (gi, gj)) of the tile at
+// (row0, col0) that lies inside the output (C and the row-sum column).
 template <typename F>
 VAE_HD void for_each_output(const Args& p, int tid, int64_t row0, int64_t col0, F&& f) {
   const int tx = tid % 16, ty = tid / 16;
+  const int64_t nc = out_cols(p);
   for (int i = 0; i < 4; ++i) {
     const int64_t gi = row0 + ty + 16 * i;
     if (gi >= p.m) continue;
     for (int j = 0; j < 4; ++j) {
       const int64_t gj = col0 + tx + 16 * j;
-      if (gj < p.n) f(i, j, gi, gj);
+      if (gj < nc) f(i, j, gi, gj);
     }
   }
 }
@@ -156,10 +176,10 @@ VAE_HD void for_each_output(const Args& p, int tid, int64_t row0, int64_t col0, 
 VAE_HD void epilogue(const Args& p, int tid, int64_t row0, int64_t col0, int64_t z, const double (&acc)[4][4]) {
   for_each_output(p, tid, row0, col0, [&](int i, int j, int64_t gi, int64_t gj) {
     if (p.partial) {
-      p.partial[(z * p.m + gi) * p.n + gj] = acc[i][j];
+      p.partial[(z * p.m + gi) * out_cols(p) + gj] = acc[i][j];
     } else {
-      float* out = p.c + gi * p.ldc + gj;
-      *out = finish_value(p, acc[i][j], gj, out);
+      float* out = out_ptr(p, gi, gj);
+      *out = finish_value(p, acc[i][j], gi, gj, out);
     }
   });
 }
@@ -175,13 +195,13 @@ VAE_HD double load_partial(const double* q) {
 // Thread tid's outputs of the tile at (row0, col0) of a split-K GEMM: its slices added in slice
 // order, then finished as the one-slice epilogue finishes them.
 VAE_HD void finish_tile(const Args& p, int64_t splits, int tid, int64_t row0, int64_t col0) {
-  const int64_t mn = p.m * p.n;
+  const int64_t nc = out_cols(p), mn = p.m * nc;
   for_each_output(p, tid, row0, col0, [&](int, int, int64_t gi, int64_t gj) {
-    const int64_t idx = gi * p.n + gj;
+    const int64_t idx = gi * nc + gj;
     double v = load_partial(p.partial + idx);
     for (int64_t z = 1; z < splits; ++z) v = hd_add(v, load_partial(p.partial + z * mn + idx));
-    float* out = p.c + gi * p.ldc + gj;
-    *out = finish_value(p, v, gj, out);
+    float* out = out_ptr(p, gi, gj);
+    *out = finish_value(p, v, gi, gj, out);
   });
 }
 

@@ -63,6 +63,8 @@ struct LiveValues {
 void launch_step_prologue(cudaStream_t s, uint64_t* block);
 // The prologue's node in a captured step graph; CudaError when it is not the graph's one root.
 cudaGraphNode_t find_step_prologue(cudaGraph_t step);
+// Nodes on the graph's longest dependency chain: the launches a replay waits for one after another.
+int64_t graph_longest_chain(cudaGraph_t g);
 void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,
                     uint64_t* block);
 
@@ -83,11 +85,22 @@ struct OpContext {
 // ---- GEMM with double accumulation (ops_gemm.cu) -----------------------------------------
 // Row-major C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, products summed in double and
 // rounded once (GemmPrecision::exact); the layout conventions of reference_gemm (cpu_gemm.h).
-// act_on: then C = act(C + bias) in the same kernel (bias 1 × n, or nullptr), as bias_act would.
+// What the same kernel does to each rounded output (gemm_exact_tile.h): nothing, a layer's
+// bias and activation (act_on: C = act(C + bias), bias 1 × n or nullptr, as bias_act), or an
+// activation's derivative (act_y: C = C ⊙ act'(Y), Y m × n with leading dimension ldy, as
+// bias_act_backward). a_row_sums (m floats, beta 0): also Σ_k op(A)[i][k], as op(B) had one
+// more column of ones.
+struct GemmEpilogue {
+  bool act_on = false;
+  const float* bias = nullptr;
+  Act act = Act::identity;
+  const float* act_y = nullptr;
+  int64_t ldy = 0;
+  float* a_row_sums = nullptr;
+};
 void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* cm, int64_t ldc, bool act_on = false, const float* bias = nullptr,
-                Act act = Act::identity);
+                float* cm, int64_t ldc, const GemmEpilogue& epi = {});
 
 // ---- elementwise and losses (ops_elementwise.cu) -----------------------------------------
 void fill(const OpContext& c, float* x, int64_t n, float v);
@@ -127,6 +140,7 @@ void adam_step(const OpContext& c, float* params, const float* grads, float* m, 
                const AdamScalars& s);
 
 // ---- row kernels (ops_rows.cu) -------------------------------------------------------------
+// dx nullptr: the bias gradient alone (dx == dy with identity stores nothing either).
 void bias_act_backward(const OpContext& c, const float* dy, const float* y, Act act, float* dx,
                        float* dbias, int64_t rows, int64_t cols);
 void multinomial_nll(const OpContext& c, const float* logits, const float* target, int64_t rows,

@@ -3,7 +3,10 @@
 // Arithmetic mirrors the CPU oracle operation for operation (float where it uses T, double
 // where it uses double); the _rn intrinsics stop nvcc from contracting a·b + c into an FMA
 // where the oracle rounds twice, so most outputs agree with it to the last bit.
+#include <algorithm>
 #include <cmath>
+#include <unordered_map>
+#include <vector>
 
 #include "activation.h"
 #include "core/philox.h"
@@ -412,6 +415,56 @@ cudaGraphNode_t find_step_prologue(cudaGraph_t step) {
   CUDA_CHECK(cudaGraphNodeGetType(root, &type));
   if (type != cudaGraphNodeTypeKernel) throw ::vae::CudaError("step graph: its root is not the prologue kernel");
   return root;
+}
+
+int64_t graph_longest_chain(cudaGraph_t g) {
+  size_t n = 0;
+  CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &n));
+  std::vector<cudaGraphNode_t> nodes(n);
+  if (n > 0) CUDA_CHECK(cudaGraphGetNodes(g, nodes.data(), &n));
+  size_t e = 0;
+#if CUDART_VERSION >= 12030
+  auto get_edges = [&](cudaGraphNode_t* from, cudaGraphNode_t* to, cudaGraphEdgeData* data) {
+#if CUDART_VERSION >= 13000
+    CUDA_CHECK(cudaGraphGetEdges(g, from, to, data, &e));
+#else
+    CUDA_CHECK(cudaGraphGetEdges_v2(g, from, to, data, &e));
+#endif
+  };
+  get_edges(nullptr, nullptr, nullptr);
+  std::vector<cudaGraphNode_t> from(e), to(e);
+  std::vector<cudaGraphEdgeData> data(e);  // asked for, so that no edge kind makes the query lossy
+  if (e > 0) get_edges(from.data(), to.data(), data.data());
+#else
+  CUDA_CHECK(cudaGraphGetEdges(g, nullptr, nullptr, &e));
+  std::vector<cudaGraphNode_t> from(e), to(e);
+  if (e > 0) CUDA_CHECK(cudaGraphGetEdges(g, from.data(), to.data(), &e));
+#endif
+  // Longest path in nodes, over a topological order (Kahn's).
+  std::unordered_map<cudaGraphNode_t, size_t> index;
+  for (size_t i = 0; i < n; ++i) index[nodes[i]] = i;
+  std::vector<std::vector<size_t>> next(n);
+  std::vector<size_t> waiting(n, 0);
+  for (size_t i = 0; i < e; ++i) {
+    const size_t f = index.at(from[i]), t = index.at(to[i]);
+    next[f].push_back(t);
+    ++waiting[t];
+  }
+  std::vector<int64_t> depth(n, 1);
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < n; ++i)
+    if (waiting[i] == 0) ready.push_back(i);
+  int64_t longest = 0;
+  while (!ready.empty()) {
+    const size_t i = ready.back();
+    ready.pop_back();
+    longest = std::max(longest, depth[i]);
+    for (const size_t t : next[i]) {
+      depth[t] = std::max(depth[t], depth[i] + 1);
+      if (--waiting[t] == 0) ready.push_back(t);
+    }
+  }
+  return longest;
 }
 
 void set_step_lives(cudaGraphExec_t exec, cudaGraphNode_t prologue, const LiveValues& lives,

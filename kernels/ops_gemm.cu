@@ -5,7 +5,9 @@
 // double-accumulate GEMM, hence this kernel.
 //
 // A layer's forward (Backend::linear) runs as one such GEMM with its bias and activation applied
-// to each output after the rounding: one kernel instead of two.
+// to each output after the rounding, its input gradient (linear_backward_input) as one with the
+// activation's derivative applied, and its weight gradient (linear_backward_weight) as one that
+// also sums the bias gradient: one kernel instead of two each time.
 //
 // A plain shared-memory tiled kernel (64 × 64 outputs per block of 256 threads, 4 × 4 per
 // thread, 16-deep k tiles widened to double once when staged), split over k for outputs too
@@ -68,12 +70,13 @@ __global__ void __launch_bounds__(ge::kThreads) gemm_exact_kernel(ge::Args p, in
 
 template <bool TA, bool TB>
 void launch_gemm_exact(const OpContext& ctx, ge::Args p) {
+  const int64_t nc = ge::out_cols(p);
   int64_t splits = 1;
-  ge::plan_splits(p.m, p.n, p.k, ctx.num_sms, ctx.gemm_ws ? ctx.gemm_ws_doubles : 0,
+  ge::plan_splits(p.m, nc, p.k, ctx.num_sms, ctx.gemm_ws ? ctx.gemm_ws_doubles : 0,
                   ctx.gemm_counters ? kGemmTileCounters : 0, splits, p.kslice);
   p.partial = splits > 1 ? ctx.gemm_ws : nullptr;
   p.tile_counters = ctx.gemm_counters;
-  const int64_t tiles_n = (p.n + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
+  const int64_t tiles_n = (nc + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
   const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(std::min<int64_t>(tiles_m, ge::kMaxGridY)),
                   static_cast<unsigned>(splits));
   gemm_exact_kernel<TA, TB><<<grid, ge::kThreads, 0, ctx.stream>>>(p, splits);
@@ -84,13 +87,19 @@ void launch_gemm_exact(const OpContext& ctx, ge::Args p) {
 
 void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                float* cm, int64_t ldc, bool act_on, const float* bias, Act act) {
+                float* cm, int64_t ldc, const GemmEpilogue& epi) {
   if (m <= 0 || n <= 0) return;
-  VAE_CHECK((n + ge::kTileN - 1) / ge::kTileN <= INT_MAX, "gemm (exact): too many columns for one grid");
+  VAE_CHECK((n + ge::kTileN) / ge::kTileN <= INT_MAX, "gemm (exact): too many columns for one grid");
+  VAE_CHECK(!(epi.act_on && epi.act_y), "gemm (exact): two output epilogues asked for");
+  VAE_CHECK(!epi.a_row_sums || (beta == 0.0f && !epi.act_on && !epi.act_y),
+            "gemm (exact): row sums go with a plain beta-0 GEMM");
   ge::Args p = ge::make_args(m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
-  p.act_on = act_on;
-  p.bias = bias;
-  p.act = act;
+  p.act_on = epi.act_on;
+  p.bias = epi.bias;
+  p.act = epi.act;
+  p.act_y = epi.act_y;
+  p.ldy = epi.ldy;
+  p.a_row_sums = epi.a_row_sums;
   if (trans_a) {
     if (trans_b) launch_gemm_exact<true, true>(c, p);
     else launch_gemm_exact<true, false>(c, p);

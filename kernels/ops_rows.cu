@@ -2,29 +2,19 @@
 // bias gradient): everything whose reduction runs along one axis of a matrix.
 #include <cmath>
 
+#include "activation.h"
 #include "launch.cuh"
 
 namespace vae::cuda {
 
 namespace {
 
-// act'(·) expressed through the forward output y, as the oracle: relu'(0) = 0.
-__device__ __forceinline__ float act_grad(Act act, float dy, float y) {
-  switch (act) {
-    case Act::identity: return dy;
-    case Act::relu: return y > 0.0f ? dy : 0.0f;
-    case Act::sigmoid: return __fmul_rn(__fmul_rn(dy, y), __fsub_rn(1.0f, y));
-    case Act::tanh: return __fmul_rn(dy, __fsub_rn(1.0f, __fmul_rn(y, y)));
-  }
-  return dy;
-}
-
 struct ActGradF {
   const float* dy;
   const float* y;
   float* dx;  // may alias dy
   Act act;
-  __device__ void operator()(int64_t i) const { dx[i] = act_grad(act, dy[i], y[i]); }
+  __device__ void operator()(int64_t i) const { dx[i] = act_backward(act, dy[i], y[i]); }
 };
 
 // Fused backward + bias gradient: a block owns kColTile columns and every row, so each column
@@ -41,8 +31,8 @@ __global__ void __launch_bounds__(kColTile * kRowThreads) bias_act_backward_kern
   if (c < cols) {
     for (int64_t r = threadIdx.y; r < rows; r += kRowThreads) {
       const int64_t i = r * cols + c;
-      const float d = act_grad(act, dy[i], y[i]);
-      dx[i] = d;
+      const float d = act == Act::identity ? dy[i] : act_backward(act, dy[i], y[i]);
+      if (dx) dx[i] = d;
       acc += d;
     }
   }
@@ -134,7 +124,9 @@ int row_grid(int64_t rows, int64_t cap) { return static_cast<int>(std::min<int64
 
 void bias_act_backward(const OpContext& c, const float* dy, const float* y, Act act, float* dx,
                        float* dbias, int64_t rows, int64_t cols) {
+  if (act == Act::identity && dx == dy) dx = nullptr;  // dx already holds dy
   if (!dbias) {
+    if (!dx) return;
     launch_elementwise(c.stream, rows * cols, ActGradF{dy, y, dx, act});
     return;
   }

@@ -404,6 +404,53 @@ TEST_F(CpuOps, BiasActBackwardMatchesFiniteDifferences) {
     Tensor<double> d = up(w, R, C);
     be->bias_act_backward(d.cmat(), y.cmat(), act, d.mat(), Mat<double>{});
     EXPECT_TRUE(all_close(down(d), down(dx), 0, 0));
+
+    // dbias alone (no dx).
+    Tensor<double> db2 = up(Vec(C, 99.0), 1, C);
+    be->bias_act_backward(up(w, R, C).cmat(), y.cmat(), act, Mat<double>{}, db2.mat());
+    EXPECT_TRUE(all_close(down(db2), down(db), 0, 0));
+  }
+}
+
+// A layer's backward halves, by what they are the gradients of: dx of Σ dz ⊙ (act(p) · Wᵀ)
+// w.r.t. the lower layer's pre-activation p (the layer's input is x = act(p)); dW and db of
+// Σ dz ⊙ (x · Wᵀ + b). Both outputs are overwritten.
+TEST_F(CpuOps, LinearBackwardHalvesMatchFiniteDifferences) {
+  const int64_t R = 3, I = 4, O = 5;
+  for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+    SCOPED_TRACE(act_name(act));
+    Vec p = rand_vec(R * I, 21, -2, 2);
+    for (double& v : p)
+      if (std::fabs(v) < 0.05) v += 0.2;  // keep relu away from its kink
+    const Vec w = rand_vec(O * I, 22), b = rand_vec(O, 23), dz = rand_vec(R * O, 24);
+    auto act_of = [&](const Vec& pv) {
+      Tensor<double> x = be->alloc<double>(R, I);
+      be->bias_act(up(pv, R, I).cmat(), CMat<double>{}, act, x.mat());
+      return x;
+    };
+    auto layer_loss = [&](const Vec& pv, const Vec& wv, const Vec& bv) {
+      Tensor<double> z = be->alloc<double>(R, O);
+      be->linear(act_of(pv).cmat(), up(wv, O, I).cmat(), up(bv, 1, O).cmat(), Act::identity, z.mat());
+      return dot(down(z), dz);
+    };
+    const Tensor<double> x = act_of(p);
+
+    Tensor<double> dx = up(Vec(R * I, 99.0), R, I);
+    be->linear_backward_input(up(dz, R, O).cmat(), up(w, O, I).cmat(), x.cmat(), act, dx.mat());
+    EXPECT_TRUE(all_close(down(dx), numeric_grad([&](const Vec& pv) { return layer_loss(pv, w, b); }, p), kFdAtol,
+                          kFdRtol));
+
+    Tensor<double> dw = up(Vec(O * I, 99.0), O, I), db = up(Vec(O, 99.0), 1, O);
+    be->linear_backward_weight(up(dz, R, O).cmat(), x.cmat(), dw.mat(), db.mat());
+    Vec wb = w;
+    wb.insert(wb.end(), b.begin(), b.end());
+    const Vec num = numeric_grad([&](const Vec& v) { return layer_loss(p, slice(v, 0, O * I), slice(v, O * I, O)); }, wb);
+    EXPECT_TRUE(all_close(down(dw), slice(num, 0, O * I), kFdAtol, kFdRtol));
+    EXPECT_TRUE(all_close(down(db), slice(num, O * I, O), kFdAtol, kFdRtol));
+    // The bias gradient is optional.
+    Tensor<double> dw2 = be->alloc<double>(O, I);
+    be->linear_backward_weight(up(dz, R, O).cmat(), x.cmat(), dw2.mat(), Mat<double>{});
+    EXPECT_TRUE(all_close(down(dw2), down(dw), 0, 0));
   }
 }
 

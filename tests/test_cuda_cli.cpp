@@ -23,7 +23,7 @@ TEST(CudaCli, MainJobGivesTheCpuRunsFigures) {
   EXPECT_NE(gpu.out.find("device: cuda"), std::string::npos) << gpu.out;
   // 240 users train in 4 steps an epoch (3 of 64 and one of 48): two graphs, the rest replayed.
   EXPECT_NE(gpu.out.find("CUDA Graph steps: 2 captured, 10 replayed without capture ("), std::string::npos) << gpu.out;
-  EXPECT_NE(gpu.out.find(" graph nodes per step)"), std::string::npos) << gpu.out;
+  EXPECT_NE(gpu.out.find(" graph nodes per step, "), std::string::npos) << gpu.out;
   EXPECT_EQ(gpu.out.find("warning:"), std::string::npos) << gpu.out;
   const auto g = cli_test::read_json(dir / "gpu" / "summary.json"), c = cli_test::read_json(dir / "cpu" / "summary.json");
   ASSERT_EQ(g["metrics"].size(), c["metrics"].size());

@@ -299,6 +299,10 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
         graph_stats = be->step_graph_stats();
         EXPECT_EQ(be->step_capture_failure(), "") << "the device refused a step graph";
       }
+      if (run == 2) {  // one stream: the graph is one chain
+        const Backend<float>::StepGraphStats one = be->step_graph_stats();
+        EXPECT_EQ(one.longest_chain, one.nodes);
+      }
     }
     ASSERT_NE(runs[0].train_rows % 64, 0) << "the case needs a last, smaller batch";
     for (int run : {1, 2}) {
@@ -314,6 +318,9 @@ TEST_F(CudaModels, GraphStepsGiveExactlyThePlainLaunchRun) {
     EXPECT_EQ(graph_stats.captures, 2);
     EXPECT_EQ(graph_stats.replays, steps - 2);
     EXPECT_GT(graph_stats.nodes, 10);  // a step's kernels: every layer's GEMMs, activations, losses, Adam
+    // The weight gradients branch off the backward pass: fewer nodes on its longest chain.
+    EXPECT_GT(graph_stats.longest_chain, 5);
+    EXPECT_LT(graph_stats.longest_chain, graph_stats.nodes);
   }
 }
 

@@ -390,7 +390,84 @@ TEST_F(CudaOps, LinearFusesBiasAndActivationIntoTheExactGemm) {
         const std::vector<float> got = fused(*gx);
         EXPECT_TRUE(all_equal(got, composed(*gx)));
         EXPECT_TRUE(rel_close(got, fused(*cx), 1e-6));
-        if (d == dims.front() && with_bias) EXPECT_TRUE(rel_close(fused(*gpu), fused(*cpu), 1e-5));  // float GEMMs
+        if (d == dims.front() && with_bias) {
+          EXPECT_TRUE(rel_close(fused(*gpu), fused(*cpu), 1e-5));  // float GEMMs
+        }
+      }
+    }
+  }
+}
+
+// A layer's backward halves with exact GEMMs: one kernel each (act' in the input gradient's
+// epilogue, the bias gradient as an extra column of the weight gradient), equal to their
+// definition (gemm, then bias_act_backward) on the GPU and to the CPU oracle; with float GEMMs
+// the definition itself runs (cuBLAS, then the kernels).
+TEST_F(CudaOps, LinearBackwardFusesTheActivationAndBiasGradientsIntoTheExactGemm) {
+  auto cx = make_cpu_backend<float>(GemmPrecision::exact);
+  auto gx = make_cuda_backend(GemmPrecision::exact);
+  // (rows, out, in): a VAE layer at batch 64 (split-K both ways), one slice, one row, a column
+  // count that is a multiple of the tile (the row sums then start a tile of their own), an empty
+  // batch, no inputs, no outputs.
+  const std::vector<std::array<int64_t, 3>> dims = {{64, 600, 1682}, {33, 65, 100}, {7, 13, 5}, {1, 257, 300},
+                                                    {130, 77, 128},  {0, 5, 3},     {5, 3, 0},  {5, 0, 3}};
+  for (const auto& d : dims) {
+    const int64_t rows = d[0], out = d[1], in = d[2];
+    const std::vector<float> hdz = rand_vec(rows * out, 93), hw = rand_vec(out * in, 94), hx = rand_vec(rows * in, 95);
+    for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " out=" + std::to_string(out) + " in=" + std::to_string(in) + " " +
+                   act_name(act));
+      // x as the output of `act` (relu gives exact zeros: relu'(0) = 0).
+      std::vector<float> hy = hx;
+      {
+        Tensor<float> t = cx->upload(hx, rows, in);
+        cx->bias_act(t.cmat(), CMat<float>{}, act, t.mat());
+        hy = cx->download(t.cmat());
+      }
+      auto input_half = [&](Backend<float>& be, bool fused) {
+        Tensor<float> dx = be.upload(std::vector<float>(static_cast<size_t>(rows * in), kNaN), rows, in);
+        Tensor<float> dz = be.upload(hdz, rows, out), w = be.upload(hw, out, in), y = be.upload(hy, rows, in);
+        if (fused) {
+          be.linear_backward_input(dz.cmat(), w.cmat(), y.cmat(), act, dx.mat());
+        } else {
+          be.gemm(false, false, 1.0f, dz.cmat(), w.cmat(), 0.0f, dx.mat());
+          be.bias_act_backward(dx.cmat(), y.cmat(), act, dx.mat(), Mat<float>{});
+        }
+        return be.download(dx.cmat());
+      };
+      const std::vector<float> got = input_half(*gx, true);
+      EXPECT_TRUE(all_equal(got, input_half(*gx, false)));
+      EXPECT_TRUE(rel_close(got, input_half(*cx, true), 1e-6));
+      if (act == Act::tanh) {
+        EXPECT_TRUE(rel_close(input_half(*gpu, true), input_half(*cpu, true), 1e-5));  // float GEMMs
+      }
+    }
+    auto weight_half = [&](Backend<float>& be, bool fused, bool with_bias) {
+      Tensor<float> dw = be.upload(std::vector<float>(static_cast<size_t>(out * in), kNaN), out, in);
+      Tensor<float> db = be.upload(std::vector<float>(static_cast<size_t>(with_bias ? out : 0), kNaN), 1,
+                                   with_bias ? out : 0);
+      Tensor<float> dz = be.upload(hdz, rows, out), x = be.upload(hx, rows, in);
+      Mat<float> dbm = with_bias ? db.mat() : Mat<float>{};
+      if (fused) {
+        be.linear_backward_weight(dz.cmat(), x.cmat(), dw.mat(), dbm);
+      } else {
+        be.gemm(true, false, 1.0f, dz.cmat(), x.cmat(), 0.0f, dw.mat());
+        if (with_bias) be.bias_act_backward(dz.cmat(), dz.cmat(), Act::identity, Mat<float>{}, dbm);
+      }
+      std::vector<float> v = be.download(dw.cmat());
+      const std::vector<float> b = be.download(db.cmat());
+      v.insert(v.end(), b.begin(), b.end());
+      return v;
+    };
+    for (bool with_bias : {true, false}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " out=" + std::to_string(out) + " in=" + std::to_string(in) +
+                   (with_bias ? " dw, db" : " dw"));
+      const std::vector<float> got = weight_half(*gx, true, with_bias);
+      // dw is the same GEMM; db is summed in another order than the column-sum kernel's (double
+      // sums, one rounding): equal up to a rare 1-ulp flip.
+      EXPECT_TRUE(rel_close(got, weight_half(*gx, false, with_bias), 1e-7));
+      EXPECT_TRUE(rel_close(got, weight_half(*cx, true, with_bias), 1e-6));
+      if (with_bias) {
+        EXPECT_TRUE(rel_close(weight_half(*gpu, true, true), weight_half(*cpu, true, true), 1e-5));  // float GEMMs
       }
     }
   }
@@ -434,6 +511,12 @@ TEST_F(CudaOps, BiasActBackwardWithFusedBiasGradient) {
       gpu->bias_act_backward(dy.gm(), y.gm(), act, dx.gm(), db.gm());
       EXPECT_TRUE(same(dx));
       EXPECT_TRUE(same(db));  // overwritten, even for an empty batch (zeros)
+      // The bias gradient alone (no dx).
+      Pair db2 = poisoned(1, c);
+      cpu->bias_act_backward(dy.cm(), y.cm(), act, Mat<float>{}, db2.cm());
+      gpu->bias_act_backward(dy.gm(), y.gm(), act, Mat<float>{}, db2.gm());
+      EXPECT_TRUE(same(db2));
+      EXPECT_TRUE(all_equal(dg(db2.g), dg(db.g)));
       // No dbias, dx aliasing dy.
       cpu->bias_act_backward(dy.cm(), y.cm(), act, dy.cm(), Mat<float>{});
       gpu->bias_act_backward(dy.gm(), y.gm(), act, dy.gm(), Mat<float>{});

@@ -30,13 +30,14 @@ std::vector<float> rand_floats(int64_t n, uint64_t seed) {
 // slices, as the kernel's counter has it.
 template <bool TA, bool TB>
 void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out, bool reversed = false) {
+  const int64_t nc = ge::out_cols(p);
   int64_t splits = 1;
-  ge::plan_splits(p.m, p.n, p.k, num_sms, ws_doubles, 4096, splits, p.kslice);
-  std::vector<double> ws(splits > 1 ? static_cast<size_t>(splits * p.m * p.n) : 0, std::nan(""));
+  ge::plan_splits(p.m, nc, p.k, num_sms, ws_doubles, 4096, splits, p.kslice);
+  std::vector<double> ws(splits > 1 ? static_cast<size_t>(splits * p.m * nc) : 0, std::nan(""));
   p.partial = splits > 1 ? ws.data() : nullptr;
   std::vector<int> counters(4096, 0);
   p.tile_counters = counters.data();
-  const int64_t tiles_n = (p.n + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
+  const int64_t tiles_n = (nc + ge::kTileN - 1) / ge::kTileN, tiles_m = (p.m + ge::kTileM - 1) / ge::kTileM;
   static ge::TileA as;
   static ge::TileB bs;
   std::vector<double> acc_store(static_cast<size_t>(ge::kThreads) * 16);
@@ -64,6 +65,21 @@ void emulate(ge::Args p, int num_sms, int64_t ws_doubles, int64_t* splits_out, b
   }
   for (int c : counters) ASSERT_EQ(c, 0) << "a tile counter left for the next launch";
   *splits_out = splits;
+}
+
+// Equal bits, but for at most a handful of 1-ulp flips where double rounding noise meets a float
+// rounding boundary (the GPU-vs-CPU tests' rule); max_ulps 2 where a float product follows.
+void expect_equal_but_rare_flips(const std::vector<float>& got, const std::vector<float>& want, int max_ulps = 1) {
+  ASSERT_EQ(got.size(), want.size());
+  int64_t off = 0, shown = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] == want[i]) continue;
+    ++off;
+    float near = want[i];
+    for (int u = 0; u < max_ulps && near != got[i]; ++u) near = std::nextafter(near, got[i]);
+    if (near != got[i] && shown++ < 6) ADD_FAILURE() << "[" << i << "] tiles " << got[i] << " cpu " << want[i];
+  }
+  EXPECT_LE(off, std::max<int64_t>(1, static_cast<int64_t>(got.size()) / 10000));
 }
 
 TEST(GemmExactTile, SplitPlanCoversKOnce) {
@@ -128,14 +144,7 @@ TEST(GemmExactTile, KernelPiecesReproduceTheCpuExactGemm) {
           else emulate<false, false>(p, sms, ws, &splits, rev);
           (splits > 1 ? split_seen : single_seen) = true;
 
-          int64_t off = 0, shown = 0;
-          for (size_t i = 0; i < got.size(); ++i) {
-            if (got[i] == want[i]) continue;
-            ++off;
-            if (got[i] != std::nextafter(want[i], got[i]) && shown++ < 6)
-              ADD_FAILURE() << "[" << i << "] tiles " << got[i] << " cpu " << want[i];
-          }
-          EXPECT_LE(off, std::max<int64_t>(1, static_cast<int64_t>(got.size()) / 10000));
+          expect_equal_but_rare_flips(got, want);
         }
       }
     }
@@ -167,6 +176,7 @@ TEST(GemmExactTile, FusedBiasAndActivationEqualGemmThenBiasAct) {
         p.act = act;
         int64_t splits = 0;
         emulate<false, true>(p, sms, int64_t{1} << 22, &splits);
+        // A 1-ulp flip before the bias can be a few ulps after it (cancellation): absolute rule.
         int64_t off = 0;
         for (size_t i = 0; i < got.size(); ++i) {
           if (got[i] == want[i]) continue;
@@ -177,6 +187,56 @@ TEST(GemmExactTile, FusedBiasAndActivationEqualGemmThenBiasAct) {
       }
     }
   }
+}
+
+// A layer's backward halves (Backend::linear_backward_input / _weight on the GPU): the pieces
+// with act_y give the oracle's gemm then bias_act_backward, and with a_row_sums the oracle's
+// dW = dzᵀ·x and db = Σ_rows dz, through the one-slice epilogue and the split-K sum alike.
+TEST(GemmExactTile, BackwardEpiloguesEqualGemmThenBiasActBackward) {
+  auto cpu = make_cpu_backend<float>(GemmPrecision::exact);
+  // (rows, out, in); 64 inputs: the row sums are a tile column of their own.
+  const int64_t dims[][3] = {{64, 600, 300}, {33, 65, 129}, {7, 13, 5}, {130, 77, 64}};
+  bool split_seen = false, single_seen = false;
+  for (const auto& d : dims) {
+    const int64_t rows = d[0], out = d[1], in = d[2];
+    const std::vector<float> dz = rand_floats(rows * out, 41), w = rand_floats(out * in, 42),
+                             x = rand_floats(rows * in, 43);
+    for (int sms : {1, 132}) {
+      for (Act act : {Act::identity, Act::relu, Act::sigmoid, Act::tanh}) {
+        SCOPED_TRACE(::testing::Message() << "rows=" << rows << " out=" << out << " in=" << in << " act "
+                                          << static_cast<int>(act) << " sms=" << sms);
+        Tensor<float> yt = cpu->upload(x, rows, in);  // x as the output of act
+        cpu->bias_act(yt.cmat(), CMat<float>{}, act, yt.mat());
+        const std::vector<float> y = cpu->download(yt.cmat());
+        Tensor<float> dxt = cpu->alloc<float>(rows, in);
+        cpu->gemm(false, false, 1.0f, cpu->upload(dz, rows, out).cmat(), cpu->upload(w, out, in).cmat(), 0.0f,
+                  dxt.mat());
+        cpu->bias_act_backward(dxt.cmat(), yt.cmat(), act, dxt.mat(), Mat<float>{});
+        std::vector<float> got(static_cast<size_t>(rows * in), std::nanf(""));
+        ge::Args p = ge::make_args(rows, in, out, 1.0f, dz.data(), out, w.data(), in, 0.0f, got.data(), in);
+        p.act = act;
+        p.act_y = y.data();
+        p.ldy = in;
+        int64_t splits = 0;
+        emulate<false, false>(p, sms, int64_t{1} << 22, &splits);
+        (splits > 1 ? split_seen : single_seen) = true;
+        expect_equal_but_rare_flips(got, cpu->download(dxt.cmat()), 2);
+      }
+      SCOPED_TRACE(::testing::Message() << "rows=" << rows << " out=" << out << " in=" << in << " dw, db sms=" << sms);
+      Tensor<float> dzt = cpu->upload(dz, rows, out), dwt = cpu->alloc<float>(out, in), dbt = cpu->alloc<float>(1, out);
+      cpu->gemm(true, false, 1.0f, dzt.cmat(), cpu->upload(x, rows, in).cmat(), 0.0f, dwt.mat());
+      cpu->bias_act_backward(dzt.cmat(), dzt.cmat(), Act::identity, Mat<float>{}, dbt.mat());
+      std::vector<float> gw(static_cast<size_t>(out * in), std::nanf("")), gb(static_cast<size_t>(out), std::nanf(""));
+      ge::Args p = ge::make_args(out, in, rows, 1.0f, dz.data(), out, x.data(), in, 0.0f, gw.data(), in);
+      p.a_row_sums = gb.data();
+      int64_t splits = 0;
+      emulate<true, false>(p, sms, int64_t{1} << 22, &splits, sms == 132);
+      expect_equal_but_rare_flips(gw, cpu->download(dwt.cmat()));
+      expect_equal_but_rare_flips(gb, cpu->download(dbt.cmat()));
+    }
+  }
+  EXPECT_TRUE(split_seen);
+  EXPECT_TRUE(single_seen);
 }
 
 }  // namespace

@@ -146,6 +146,7 @@ class Backend {
   // step costs, each a few microseconds of a small batch's step on a GPU (0 where not known).
   struct StepGraphStats {
     int64_t captures = 0, replays = 0, nodes = 0;
+    int64_t longest_chain = 0;  // nodes on a step graph's longest dependency chain
   };
   virtual StepGraphStats step_graph_stats() const { return {}; }
   // Launches the graph kept under key again, unchanged (the same batch, noise and Adam step):
@@ -261,8 +262,24 @@ class Backend {
     bias_act(y, bias, act, y);
   }
   // Backward of bias_act written with the forward *output* y: dx = dy ⊙ act'(y);
-  // dbias (1 × cols, optional) = Σ_rows dx. dx may alias dy.
+  // dbias (1 × cols, optional) = Σ_rows dx. dx may alias dy; dx empty: dbias alone.
   virtual void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) = 0;
+  // A layer's backward, in two halves, from dz: the gradient w.r.t. its pre-activation
+  // x · wᵀ + bias. The gradient passed down, already through the activation below:
+  // dx = (dz · w) ⊙ act'(y), where y is the layer's input as the output of activation act
+  // (act identity: dx = dz · w, y unused and may be empty). By definition gemm then
+  // bias_act_backward; the CUDA backend's exact GEMM applies act' in its epilogue.
+  virtual void linear_backward_input(CMat<T> dz, CMat<T> w, CMat<T> y, Act act, Mat<T> dx) {
+    gemm(false, false, T(1), dz, w, T(0), dx);
+    if (act != Act::identity) bias_act_backward(dx, y, act, dx, Mat<T>{});
+  }
+  // The parameter gradients: dw = dzᵀ · x; dbias (1 × out, optional) = Σ_rows dz. By
+  // definition gemm and bias_act_backward's bias gradient; the CUDA backend's exact GEMM sums
+  // dbias as one more output column (x widened by a column of ones).
+  virtual void linear_backward_weight(CMat<T> dz, CMat<T> x, Mat<T> dw, Mat<T> dbias) {
+    gemm(true, false, T(1), dz, x, T(0), dw);
+    if (!dbias.empty()) bias_act_backward(dz, dz, Act::identity, Mat<T>{}, dbias);
+  }
   // y[r] += table[rows[r]] (CDAE's per-user vector). rows: n × 1 int32 on this backend.
   virtual void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) = 0;
   // dtable[rows[r]] += dy[r]; rows must be distinct.

@@ -13,7 +13,8 @@
 //  - regularize l2_norm at ‖p‖ = 0 adds no gradient (PyTorch's norm backward gives 0 there).
 //  - relu'(y) = [y > 0] (PyTorch's threshold_backward: 0 at the kink).
 //  - dropout with q ≥ 1 gives y = x · 0 (PyTorch's p = 1 special case); q outside [0, 1] throws.
-//  - bias_act_backward's dbias is overwritten (a gradient output), not accumulated.
+//  - bias_act_backward's dbias is overwritten (a gradient output), not accumulated; an empty dx
+//    asks for dbias alone.
 //  - scatter_rows_add throws on repeated or out-of-range rows (the contract the GPU's
 //    non-atomic scatter relies on).
 //  - topk / graded_metrics order NaN scores after every number (−inf included); NaNs stay
@@ -317,18 +318,19 @@ class CpuBackend final : public Backend<T> {
 
   void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) override {
     const OpScope prof(this, "bias_act_backward");
-    VAE_CHECK(same_shape(dy, y) && same_shape(dy, dx), "bias_act_backward: dy, y, dx differ in shape");
+    VAE_CHECK(same_shape(dy, y) && (dx.empty() || same_shape(dy, dx)), "bias_act_backward: dy, y, dx differ in shape");
     VAE_CHECK(dbias.empty() || (dbias.rows == 1 && dbias.cols == dy.cols),
               "bias_act_backward: dbias must be 1 x cols");
     const int64_t cols = dy.cols;
     std::vector<double> colsum(dbias.empty() ? 0 : static_cast<size_t>(cols), 0.0);
+    std::vector<T> row(dx.empty() && act != Act::identity ? static_cast<size_t>(cols) : 0);  // dx empty: one row at a time
     for (int64_t r = 0; r < dy.rows; ++r) {
       const T* dyr = dy.data + r * cols;
       const T* yr = y.data + r * cols;
-      T* dxr = dx.data + r * cols;  // may alias dy: each entry reads dy[j] before writing
+      T* dxr = dx.empty() ? row.data() : dx.data + r * cols;  // may alias dy: each entry reads dy[j] before writing
       switch (act) {
         case Act::identity:
-          if (dxr != dyr) std::copy(dyr, dyr + cols, dxr);
+          if (!dx.empty() && dxr != dyr) std::copy(dyr, dyr + cols, dxr);
           break;
         case Act::relu:
           for (int64_t j = 0; j < cols; ++j) {
@@ -344,8 +346,9 @@ class CpuBackend final : public Backend<T> {
           break;
       }
       if (!colsum.empty()) {
+        const T* d = act == Act::identity ? dyr : dxr;
         double* cs = colsum.data();
-        for (int64_t j = 0; j < cols; ++j) cs[j] += dxr[j];
+        for (int64_t j = 0; j < cols; ++j) cs[j] += d[j];
       }
     }
     for (size_t j = 0; j < colsum.size(); ++j) dbias.data[j] = static_cast<T>(colsum[j]);

@@ -40,5 +40,19 @@ VAE_HD float hd_addf(float a, float b) {
   return a + b;
 #endif
 }
+VAE_HD float hd_subf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+VAE_HD float hd_mulf(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 
 }  // namespace vae

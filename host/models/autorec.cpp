@@ -85,9 +85,10 @@ void AutoRec<T>::forward_backward(const Batch<T>& b, int64_t /*step*/, bool trai
     LinearView<T> enc{this->param("encoder.weight"), this->param("encoder.bias"),
                       this->grad("encoder.weight"), this->grad("encoder.bias")};
     Mat<T> dh = dh_.mat().rows_slice(0, n);
-    linear_backward<T>(be, dec, h, out, f_, dout, dh);
-    if (this->sparse_) sparse_linear_backward<T>(be, enc, CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, h, g_, dh);
-    else linear_backward<T>(be, enc, x, h, g_, dh, Mat<T>{});
+    activation_backward<T>(be, out, f_, dout);  // dout becomes the decoder's dz
+    linear_backward<T>(be, dec, h, g_, dout, dh);  // dh: the encoder's dz
+    if (this->sparse_) sparse_linear_backward<T>(be, enc, CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, dh);
+    else linear_backward<T>(be, enc, x, Act::identity, dh, Mat<T>{});
   }
   const T lam = static_cast<T>(lambda_);
   if (lam == T(0)) return;

@@ -97,16 +97,17 @@ void Cdae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<
   else be.mse_loss(out, x, false, inv_n, g_out, loss_acc);
   if (train) {
     Mat<T> g_h = g_h_.mat().rows_slice(0, n);
+    // The output is linear (logits): g_out is the decoder's dz; g_h the encoder's (through sigmoid).
     linear_backward<T>(be, {this->param("decoder.weight"), this->param("decoder.bias"),
                             this->grad("decoder.weight"), this->grad("decoder.bias")},
-                       h, out, Act::identity, g_out, g_h);
+                       h, Act::sigmoid, g_out, g_h);
     const LinearView<T> enc{this->param("encoder.weight"), this->param("encoder.bias"),
                             this->grad("encoder.weight"), this->grad("encoder.bias")};
     if (this->sparse_) {
-      sparse_linear_backward<T>(be, enc, input_batch(b, true, step), h, Act::sigmoid, g_h);
+      sparse_linear_backward<T>(be, enc, input_batch(b, true, step), g_h);
     } else {
       CMat<T> enc_in = dropout_ > 0 ? CMat<T>(xin_.mat().rows_slice(0, n)) : CMat<T>(x);
-      linear_backward<T>(be, enc, enc_in, h, Act::sigmoid, g_h, Mat<T>{});
+      linear_backward<T>(be, enc, enc_in, Act::identity, g_h, Mat<T>{});
     }
     Mat<T> g_user = this->grad("user.embedding");
     be.fill(g_user, T(0));

@@ -31,17 +31,27 @@ void linear_forward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, Act act, 
   be.linear(x, l.w, l.b, act, y);
 }
 
-// Given dy (gradient w.r.t. the layer's output y, overwritten with the pre-activation
-// gradient), writes dW, db and, when dx is non-empty, dx = dpre · W.
+// The backward pass runs on dz, each layer's gradient w.r.t. its pre-activation x · Wᵀ + b:
+// the layer above hands it down already through this layer's activation (linear_backward's
+// x_act), and a loss's gradient w.r.t. a network output is turned into it by
+// activation_backward (nothing to do for an identity output).
+
+// dy → dz in place for the output y = act(·) of a layer.
 template <typename T>
-void linear_backward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, CMat<T> y, Act act, Mat<T> dy,
-                     Mat<T> dx) {
-  be.bias_act_backward(dy, y, act, dy, l.db);
+void activation_backward(Backend<T>& be, CMat<T> y, Act act, Mat<T> dy) {
+  if (act != Act::identity) be.bias_act_backward(dy, y, act, dy, Mat<T>{});
+}
+
+// Given dz, writes dW and db and, when dx is non-empty, the gradient for the layer below:
+// dx = (dz · W) ⊙ x_act'(x), x_act being the activation whose output x is (identity when x is
+// not one), so dx is the lower layer's dz.
+template <typename T>
+void linear_backward(Backend<T>& be, const LinearView<T>& l, CMat<T> x, Act x_act, CMat<T> dz, Mat<T> dx) {
   {
-    const SideBranch<T> side(be);  // dW is needed only by the optimizer
-    be.gemm(true, false, T(1), dy, x, T(0), l.dw);
+    const SideBranch<T> side(be);  // dW and db are needed only by the optimizer
+    be.linear_backward_weight(dz, x, l.dw, l.db);
   }
-  if (!dx.empty()) be.gemm(false, false, T(1), dy, l.w, T(0), dx);
+  if (!dx.empty()) be.linear_backward_input(dz, l.w, x, x_act, dx);
 }
 
 // The first layer on a CsrBatch (the batch's CSR rows, never densified): y = act(X · Wᵀ + b).
@@ -51,14 +61,12 @@ void sparse_linear_forward(Backend<T>& be, const LinearView<T>& l, const CsrBatc
   be.bias_act(y, l.b, act, y);
 }
 
-// Its backward: dy is overwritten with the pre-activation gradient, dW and db are written;
-// the input has no gradient.
+// Its backward from dz: dW and db (the input has no gradient).
 template <typename T>
-void sparse_linear_backward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, CMat<T> y, Act act,
-                            Mat<T> dy) {
-  be.bias_act_backward(dy, y, act, dy, l.db);
+void sparse_linear_backward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, CMat<T> dz) {
   const SideBranch<T> side(be);
-  be.csr_linear_weight_grad(x, dy, l.dw);
+  be.csr_linear_weight_grad(x, dz, l.dw);
+  if (!l.db.empty()) be.bias_act_backward(dz, dz, Act::identity, Mat<T>{}, l.db);
 }
 
 }  // namespace vae

@@ -143,14 +143,15 @@ void MultVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool train, M
   Mat<T> g_e1 = g_e1_.mat().rows_slice(0, n);
   Mat<T> d1 = d1_.mat().rows_slice(0, n), e1 = e1_.mat().rows_slice(0, n);
   be.multinomial_nll(logits, x, inv_n, g_logits, loss_acc);
-  linear_backward<T>(be, LV("dec2"), d1, logits, Act::identity, g_logits, g_d1);
-  linear_backward<T>(be, LV("dec1"), z, d1, Act::tanh, g_d1, g_z);
+  // Logits are linear: g_logits is dec2's dz. Each g_* below is its layer's dz (through tanh).
+  linear_backward<T>(be, LV("dec2"), d1, Act::tanh, g_logits, g_d1);
+  linear_backward<T>(be, LV("dec1"), z, Act::identity, g_d1, g_z);
   be.reparam_kl_backward(ml, eps, g_z, kl, g_ml, loss_acc);
-  linear_backward<T>(be, LV("enc2"), e1, ml, Act::identity, g_ml, g_e1);
+  linear_backward<T>(be, LV("enc2"), e1, Act::tanh, g_ml, g_e1);
   if (this->sparse_)
-    sparse_linear_backward<T>(be, LV("enc1"), input_batch(b, n, true, step), e1, Act::tanh, g_e1);
+    sparse_linear_backward<T>(be, LV("enc1"), input_batch(b, n, true, step), g_e1);
   else
-    linear_backward<T>(be, LV("enc1"), xin_.mat().rows_slice(0, n), e1, Act::tanh, g_e1, Mat<T>{});
+    linear_backward<T>(be, LV("enc1"), xin_.mat().rows_slice(0, n), Act::identity, g_e1, Mat<T>{});
 }
 
 template <typename T>

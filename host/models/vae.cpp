@@ -121,16 +121,17 @@ void NotebookVae<T>::forward_backward(const Batch<T>& b, int64_t step, bool trai
   Mat<T> d1 = d1_.mat().rows_slice(0, n), d2 = d2_.mat().rows_slice(0, n);
   Mat<T> e1 = e1_.mat().rows_slice(0, n), e2 = e2_.mat().rows_slice(0, n);
   be.mse_loss(out, x, false, T(1) / static_cast<T>(n * I), g_out, loss_acc);
-  linear_backward<T>(be, LV("dec3"), d2, out, Act::identity, g_out, g_d2);
-  linear_backward<T>(be, LV("dec2"), d1, d2, Act::relu, g_d2, g_d1);
-  linear_backward<T>(be, LV("dec1"), z, d1, Act::relu, g_d1, g_z);
+  // The output is linear: g_out is dec3's dz. Each g_* below is its layer's dz (through relu).
+  linear_backward<T>(be, LV("dec3"), d2, Act::relu, g_out, g_d2);
+  linear_backward<T>(be, LV("dec2"), d1, Act::relu, g_d2, g_d1);
+  linear_backward<T>(be, LV("dec1"), z, Act::identity, g_d1, g_z);
   be.reparam_kl_backward(ml, eps, g_z, kl, g_ml, loss_acc);
-  linear_backward<T>(be, LV("enc3"), e2, ml, Act::identity, g_ml, g_e2);
-  linear_backward<T>(be, LV("enc2"), e1, e2, Act::relu, g_e2, g_e1);
+  linear_backward<T>(be, LV("enc3"), e2, Act::relu, g_ml, g_e2);
+  linear_backward<T>(be, LV("enc2"), e1, Act::relu, g_e2, g_e1);
   if (this->sparse_)
-    sparse_linear_backward<T>(be, LV("enc1"), CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, e1, Act::relu, g_e1);
+    sparse_linear_backward<T>(be, LV("enc1"), CsrBatch<T>{b.input, b.rows, {}, T(0), 0, 0}, g_e1);
   else
-    linear_backward<T>(be, LV("enc1"), x, e1, Act::relu, g_e1, Mat<T>{});
+    linear_backward<T>(be, LV("enc1"), x, Act::identity, g_e1, Mat<T>{});
 }
 
 template <typename T>

@@ -724,7 +724,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const auto g = be.step_graph_stats();
     log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
         << g.replays - graphs_before.replays << " replayed without capture"
-        << (g.nodes > 0 ? " (" + std::to_string(g.nodes) + " graph nodes per step)" : std::string())
+        << (g.nodes > 0 ? " (" + std::to_string(g.nodes) + " graph nodes per step, " + std::to_string(g.longest_chain) +
+                              " on the longest chain)"
+                        : std::string())
         << (be.step_capture_failure().empty() ? "" : "; off after the device refused a step (see above)")
         << "\n";
   }

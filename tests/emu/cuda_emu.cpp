@@ -953,6 +953,25 @@ cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n) 
   *n = g->nodes.size();
   return cudaSuccess;
 }
+// CUDA 13's form (edge data included). An edge d → i for each dependency of node i.
+cudaError_t cudaGraphGetEdges(cudaGraph_t g, cudaGraphNode_t* from, cudaGraphNode_t* to, cudaGraphEdgeData* data,
+                              size_t* n) {
+  if (!g || !n || (from == nullptr) != (to == nullptr) || (data && !from)) return fail(cudaErrorInvalidValue);
+  size_t e = 0;
+  for (const auto& node : g->nodes)
+    for (const size_t d : node->deps) {
+      if (from && e < *n) {
+        from[e] = g->nodes[d].get();
+        to[e] = node.get();
+        if (data) data[e] = cudaGraphEdgeData{};
+      }
+      ++e;
+    }
+  if (from)
+    for (size_t i = e; i < *n; ++i) from[i] = to[i] = nullptr;
+  *n = from ? std::min(*n, e) : e;
+  return cudaSuccess;
+}
 cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType* t) {
   *t = node->type;
   return cudaSuccess;

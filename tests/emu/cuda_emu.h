@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#define CUDART_VERSION 13000  // the runtime API it follows (cudaGraphGetEdges with edge data)
 #define __global__
 #define __device__
 #define __host__
@@ -168,6 +169,11 @@ cudaError_t cudaGraphCreate(cudaGraph_t* g, unsigned flags);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphGetRootNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n);
 cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t* nodes, size_t* n);
+struct cudaGraphEdgeData {  // CUDA 12.3+: all zero for the plain dependencies stream capture makes
+  unsigned char from_port = 0, to_port = 0, type = 0, reserved[5] = {};
+};
+cudaError_t cudaGraphGetEdges(cudaGraph_t g, cudaGraphNode_t* from, cudaGraphNode_t* to, cudaGraphEdgeData* data,
+                              size_t* n);
 cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType* t);
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long flags = 0);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
+#include "ops.h"  // graph_longest_chain
 
 namespace {
 
@@ -438,6 +439,20 @@ TEST(EmuRuntime, ForkedCapturesBranchAndRunInAnyOrderTheirDependenciesAllow) {
   ASSERT_EQ(cudaGraphGetRootNodes(g, nullptr, &roots), cudaSuccess);
   EXPECT_EQ(nodes, 4u);  // events add dependencies, not nodes
   EXPECT_EQ(roots, 1u);
+  // Edges: a += 1 → the branch's copy and a += 10; both → the last copy.
+  size_t edges = 0;
+  ASSERT_EQ(cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &edges), cudaSuccess);
+  ASSERT_EQ(edges, 4u);
+  std::vector<cudaGraphNode_t> from(edges + 1), to(edges + 1), all(nodes);
+  std::vector<cudaGraphEdgeData> data(edges + 1);
+  ASSERT_EQ(cudaGraphGetEdges(g, from.data(), to.data(), data.data(), &edges), cudaSuccess);
+  EXPECT_EQ(edges, 4u);
+  EXPECT_EQ(from[4], nullptr);  // past the edges: cleared
+  ASSERT_EQ(cudaGraphGetNodes(g, all.data(), &nodes), cudaSuccess);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NE(from[i], to[i]);
+  EXPECT_EQ(std::count(from.begin(), from.begin() + 4, all[0]), 2);
+  EXPECT_EQ(std::count(to.begin(), to.begin() + 4, all[3]), 2);
+  EXPECT_EQ(vae::cuda::graph_longest_chain(g), 3);  // a += 1, a += 10, the last copy
   cudaGraphExec_t e = nullptr;
   ASSERT_EQ(cudaGraphInstantiate(&e, g, 0), cudaSuccess);
   auto run = [&](::emu::Schedule sched) {
