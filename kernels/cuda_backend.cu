@@ -23,6 +23,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -313,9 +314,21 @@ class CudaBackend final : public Backend<float> {
     if (step_mode_ != StepMode::none) step_sig_.add_op("join_side");
     if (step_mode_ != StepMode::collect) CUDA_CHECK(cudaStreamWaitEvent(main_.ctx.stream, join_event_, 0));
   }
-  // What an op's arguments read (read-only views) and write (mutable views).
+  // What an op's arguments read (read-only views) and write (mutable views). Fixed arrays: this
+  // runs for every op while a branch is open or pending, replayed steps included.
+  struct Spans {
+    static constexpr int kMax = 16;  // an op names at most a few views (a CsrBatch is 5)
+    Span s[kMax];
+    int n = 0;
+    void push_back(const Span& sp) {
+      if (n == kMax) throw std::logic_error("side_order: an op names more than 16 memory ranges");
+      s[n++] = sp;
+    }
+    const Span* begin() const { return s; }
+    const Span* end() const { return s + n; }
+  };
   struct Access {
-    std::vector<Span> reads, writes;
+    Spans reads, writes;
   };
   template <typename V>
   static void note(Access& a, const Mat<V>& m) {
@@ -340,7 +353,7 @@ class CudaBackend final : public Backend<float> {
   }
   template <typename X>
   static void note(Access&, const X&) {}  // scalars, flags, names
-  static bool overlaps(const std::vector<Span>& xs, const std::vector<Span>& ys) {
+  static bool overlaps(const Spans& xs, const std::vector<Span>& ys) {
     for (const Span& x : xs)
       for (const Span& y : ys)
         if (x.lo < y.hi && y.lo < x.hi) return true;
@@ -417,7 +430,10 @@ class CudaBackend final : public Backend<float> {
     const bool overlap = d < s + bytes && s < d + bytes;
     // The overlapping case allocates and waits: never inside a step, whose ops become a graph.
     if (overlap) not_in_step("copy_within of overlapping ranges");
-    side_order(Access{{{s, s + bytes}}, {{d, d + bytes}}});
+    Access a;
+    a.reads.push_back({s, s + bytes});
+    a.writes.push_back({d, d + bytes});
+    side_order(a);
     if (step_skips("copy_within", dst, src, bytes)) return;
     if (overlap) {
       // memmove semantics: cudaMemcpy is undefined on overlap, so go through a temporary.
