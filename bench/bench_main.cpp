@@ -257,6 +257,14 @@ void gemm_cases(Bench& b, Backend<float>& be, int64_t B, int64_t I, int64_t H, c
   const std::string s = " " + std::to_string(B) + "x" + std::to_string(I) + "x" + std::to_string(H) + " (" + tag + ")";
   b.add({"op", "gemm x.W^T" + s, b.time(&be, [&](int) { be.gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, h.mat()); }, min_s), 0, f, 0, ""});
   b.add({"op", "gemm dY^T.x (dW)" + s, b.time(&be, [&](int) { be.gemm(true, false, 1.0f, h.cmat(), x.cmat(), 0.0f, dw.mat()); }, min_s), 0, f, 0, ""});
+  // A layer's backward halves, h as dz: one kernel each with exact GEMMs, a GEMM and a kernel otherwise.
+  Tensor<float> dx = be.alloc<float>(B, I), db = be.alloc<float>(1, H);
+  b.add({"op", "layer backward dz.W * relu'" + s,
+         b.time(&be, [&](int) { be.linear_backward_input(h.cmat(), w.cmat(), x.cmat(), Act::relu, dx.mat()); }, min_s), 0,
+         f, 0, ""});
+  b.add({"op", "layer backward dW, db" + s,
+         b.time(&be, [&](int) { be.linear_backward_weight(h.cmat(), x.cmat(), dw.mat(), db.mat()); }, min_s), 0, f, 0,
+         ""});
 }
 
 void adam_case(Bench& b, Backend<float>& be, int64_t n, const std::string& tag, bool quick) {
