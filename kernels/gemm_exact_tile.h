@@ -10,9 +10,9 @@
 // epilogue writes C; with several (split-K) it writes double partial sums, and the last block of
 // an output tile to finish (a counter per tile) adds them in slice order (finish_tile): the same
 // sums whichever block that is, and no second kernel. Fused epilogues, each applied to the
-// rounded output as the op it replaces would after the GEMM: a layer's forward (Args::act_on)
-// adds the bias and applies the activation (bias_act); a layer's input gradient (Args::act_y)
-// multiplies by the activation's derivative at act_y (bias_act_backward). Args::a_row_sums widens
+// rounded output as the op it replaces would after the GEMM: a layer's forward (Epilogue::act_on)
+// adds the bias and applies the activation (bias_act); a layer's input gradient (Epilogue::act_y)
+// multiplies by the activation's derivative at act_y (bias_act_backward). Epilogue::a_row_sums widens
 // op(B) by a column of ones, whose output column, the row sums of op(A), goes there instead of C:
 // a layer's bias gradient beside its weight gradient, in the same kernel.
 #pragma once
@@ -28,6 +28,16 @@ constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGridY = 65535, kMaxGridZ = 65535;
 
+// What the kernel does to each rounded output besides storing it (one at most), and the row sums.
+struct Epilogue {
+  bool act_on = false;           // C = act(C + bias): a layer's forward, as bias_act
+  const float* bias = nullptr;   // 1 × n, or nullptr
+  Act act = Act::identity;
+  const float* act_y = nullptr;  // C = C ⊙ act'(Y), Y m × n (ldy) an activation's output, as bias_act_backward
+  int64_t ldy = 0;
+  float* a_row_sums = nullptr;   // m floats: Σ_k op(A)[i][k] (beta 0), or nullptr
+};
+
 struct Args {
   int64_t m = 0, n = 0, k = 0, kslice = 0;
   double alpha = 1.0, beta = 0.0;
@@ -39,16 +49,11 @@ struct Args {
   int64_t ldc = 0;
   double* partial = nullptr;  // split-K: splits × m × n doubles; nullptr: one slice
   int* tile_counters = nullptr;  // split-K: one per output tile (y · tiles_n + x), 0 between launches
-  bool act_on = false;        // C = act(C + bias) after the rounding (a layer's forward)
-  const float* bias = nullptr;  // 1 × n, or nullptr
-  Act act = Act::identity;
-  const float* act_y = nullptr;  // C = C ⊙ act'(Y), Y m × n (ldy) an activation's output
-  int64_t ldy = 0;
-  float* a_row_sums = nullptr;  // m floats: Σ_k op(A)[i][k] (beta 0), or nullptr
+  Epilogue epi;
 };
 
 // Output columns: C's, plus the row-sum column.
-VAE_HD int64_t out_cols(const Args& p) { return p.a_row_sums ? p.n + 1 : p.n; }
+VAE_HD int64_t out_cols(const Args& p) { return p.epi.a_row_sums ? p.n + 1 : p.n; }
 
 // C (m × n, ldc) = alpha · op(A) · op(B) + beta · C; kslice and partial are the launcher's.
 inline Args make_args(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
@@ -123,7 +128,7 @@ VAE_HD void stage(const Args& p, int tid, int64_t row0, int64_t col0, int64_t k0
     const int64_t gj = col0 + j, gk = k0 + kk;
     float v = 0.0f;
     if (gj < p.n && gk < k_end) v = TB ? p.b[gj * p.ldb + gk] : p.b[gk * p.ldb + gj];
-    else if (gj == p.n && p.a_row_sums && gk < k_end) v = 1.0f;
+    else if (gj == p.n && p.epi.a_row_sums && gk < k_end) v = 1.0f;
     bs[kk][j] = static_cast<double>(v);
   }
 }
@@ -142,7 +147,7 @@ VAE_HD void accumulate(int tid, const TileA& as, const TileB& bs, double (&acc)[
 
 // Where output (gi, gj) goes: C, or the row-sum column's entry.
 VAE_HD float* out_ptr(const Args& p, int64_t gi, int64_t gj) {
-  return gj < p.n ? p.c + gi * p.ldc + gj : p.a_row_sums + gi;
+  return gj < p.n ? p.c + gi * p.ldc + gj : p.epi.a_row_sums + gi;
 }
 
 // alpha and beta as the oracle applies them: in double, unfused, then one rounding; then a fused
@@ -152,8 +157,8 @@ VAE_HD float finish_value(const Args& p, double v, int64_t gi, int64_t gj, const
   if (p.beta != 0.0) v = hd_add(v, hd_mul(p.beta, static_cast<double>(*out)));  // beta 0: C not read
   const float c = static_cast<float>(v);
   if (gj >= p.n) return c;
-  if (p.act_on) return bias_activate(c, p.bias != nullptr, p.bias ? p.bias[gj] : 0.0f, p.act);
-  if (p.act_y) return act_backward(p.act, c, p.act_y[gi * p.ldy + gj]);
+  if (p.epi.act_on) return bias_activate(c, p.epi.bias != nullptr, p.epi.bias ? p.epi.bias[gj] : 0.0f, p.epi.act);
+  if (p.epi.act_y) return act_backward(p.epi.act, c, p.epi.act_y[gi * p.epi.ldy + gj]);
   return c;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "gemm_exact_tile.h"  // gemm_exact::Epilogue
 
 namespace vae::cuda {
 
@@ -85,19 +86,9 @@ struct OpContext {
 // ---- GEMM with double accumulation (ops_gemm.cu) -----------------------------------------
 // Row-major C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, products summed in double and
 // rounded once (GemmPrecision::exact); the layout conventions of reference_gemm (cpu_gemm.h).
-// What the same kernel does to each rounded output (gemm_exact_tile.h): nothing, a layer's
-// bias and activation (act_on: C = act(C + bias), bias 1 × n or nullptr, as bias_act), or an
-// activation's derivative (act_y: C = C ⊙ act'(Y), Y m × n with leading dimension ldy, as
-// bias_act_backward). a_row_sums (m floats, beta 0): also Σ_k op(A)[i][k], as op(B) had one
-// more column of ones.
-struct GemmEpilogue {
-  bool act_on = false;
-  const float* bias = nullptr;
-  Act act = Act::identity;
-  const float* act_y = nullptr;
-  int64_t ldy = 0;
-  float* a_row_sums = nullptr;
-};
+// epi: what the same kernel also does (gemm_exact_tile.h): a layer's bias and activation, an
+// activation's derivative, or the row sums of op(A) (a layer's bias gradient).
+using GemmEpilogue = gemm_exact::Epilogue;
 void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                 float* cm, int64_t ldc, const GemmEpilogue& epi = {});

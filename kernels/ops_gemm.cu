@@ -94,12 +94,7 @@ void gemm_exact(const OpContext& c, bool trans_a, bool trans_b, int64_t m, int64
   VAE_CHECK(!epi.a_row_sums || (beta == 0.0f && !epi.act_on && !epi.act_y),
             "gemm (exact): row sums go with a plain beta-0 GEMM");
   ge::Args p = ge::make_args(m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
-  p.act_on = epi.act_on;
-  p.bias = epi.bias;
-  p.act = epi.act;
-  p.act_y = epi.act_y;
-  p.ldy = epi.ldy;
-  p.a_row_sums = epi.a_row_sums;
+  p.epi = epi;
   if (trans_a) {
     if (trans_b) launch_gemm_exact<true, true>(c, p);
     else launch_gemm_exact<true, false>(c, p);

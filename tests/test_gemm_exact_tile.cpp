@@ -171,9 +171,9 @@ TEST(GemmExactTile, FusedBiasAndActivationEqualGemmThenBiasAct) {
         const std::vector<float> want = cpu->download(yt.cmat());
         std::vector<float> got(static_cast<size_t>(m * n), std::nanf(""));
         ge::Args p = ge::make_args(m, n, k, 1.0f, x.data(), k, w.data(), k, 0.0f, got.data(), n);
-        p.act_on = true;
-        p.bias = bias.data();
-        p.act = act;
+        p.epi.act_on = true;
+        p.epi.bias = bias.data();
+        p.epi.act = act;
         int64_t splits = 0;
         emulate<false, true>(p, sms, int64_t{1} << 22, &splits);
         // A 1-ulp flip before the bias can be a few ulps after it (cancellation): absolute rule.
@@ -214,9 +214,9 @@ TEST(GemmExactTile, BackwardEpiloguesEqualGemmThenBiasActBackward) {
         cpu->bias_act_backward(dxt.cmat(), yt.cmat(), act, dxt.mat(), Mat<float>{});
         std::vector<float> got(static_cast<size_t>(rows * in), std::nanf(""));
         ge::Args p = ge::make_args(rows, in, out, 1.0f, dz.data(), out, w.data(), in, 0.0f, got.data(), in);
-        p.act = act;
-        p.act_y = y.data();
-        p.ldy = in;
+        p.epi.act = act;
+        p.epi.act_y = y.data();
+        p.epi.ldy = in;
         int64_t splits = 0;
         emulate<false, false>(p, sms, int64_t{1} << 22, &splits);
         (splits > 1 ? split_seen : single_seen) = true;
@@ -228,7 +228,7 @@ TEST(GemmExactTile, BackwardEpiloguesEqualGemmThenBiasActBackward) {
       cpu->bias_act_backward(dzt.cmat(), dzt.cmat(), Act::identity, Mat<float>{}, dbt.mat());
       std::vector<float> gw(static_cast<size_t>(out * in), std::nanf("")), gb(static_cast<size_t>(out), std::nanf(""));
       ge::Args p = ge::make_args(out, in, rows, 1.0f, dz.data(), out, x.data(), in, 0.0f, gw.data(), in);
-      p.a_row_sums = gb.data();
+      p.epi.a_row_sums = gb.data();
       int64_t splits = 0;
       emulate<true, false>(p, sms, int64_t{1} << 22, &splits, sms == 132);
       expect_equal_but_rare_flips(gw, cpu->download(dwt.cmat()));
