@@ -168,9 +168,11 @@ template <typename F>
 VAE_HD void for_each_output(const Args& p, int tid, int64_t row0, int64_t col0, F&& f) {
   const int tx = tid % 16, ty = tid / 16;
   const int64_t nc = out_cols(p);
+  VAE_UNROLL
   for (int i = 0; i < 4; ++i) {
     const int64_t gi = row0 + ty + 16 * i;
     if (gi >= p.m) continue;
+    VAE_UNROLL
     for (int j = 0; j < 4; ++j) {
       const int64_t gj = col0 + tx + 16 * j;
       if (gj < nc) f(i, j, gi, gj);

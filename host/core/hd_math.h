@@ -9,6 +9,13 @@
 #else
 #define VAE_HD inline
 #endif
+// A loop the device code must unroll, e.g. one indexing a register array (else it lives in
+// local memory).
+#if defined(__CUDA_ARCH__)
+#define VAE_UNROLL _Pragma("unroll")
+#else
+#define VAE_UNROLL
+#endif
 
 namespace vae {
 
