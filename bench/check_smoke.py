@@ -64,7 +64,7 @@ def main():
             fail("no profile rows for %s" % m, out)
     if not having("sparse in"):
         fail("no sparse first-layer epoch", out)
-    for op in ("bias_act", "multinomial_nll", "topk", "gemm", "adam_step", "kmeans", "tsne"):
+    for op in ("bias_act", "multinomial_nll", "topk", "gemm", "layer backward", "adam_step", "kmeans", "tsne"):
         if not any(op in n for n in names):
             fail("no %s case" % op, out)
     if device == "cuda":
@@ -80,6 +80,8 @@ def main():
                     fail("%r: no steps captured or replayed, or no nodes (%r)" % (c["name"], c.get("note")), out)
             if not having(m + " epoch", "CUDA Graph, one stream"):
                 fail("no one-stream graph epoch for %s" % m, out)
+            if not having(m + " epoch", "launches, one stream"):
+                fail("no one-stream launches epoch for %s" % m, out)
             if not having(m + " epoch", "graph replay only"):
                 fail("no graph replay row for %s" % m, out)
         for prec in ("exact", "TF32", "BF16"):

@@ -212,8 +212,8 @@ class CudaBackend final : public Backend<float> {
     sg.prologue = cuda::find_step_prologue(g);
     size_t nodes = 0;
     CUDA_CHECK(cudaGraphGetNodes(g, nullptr, &nodes));
-    stats_.nodes = std::max(stats_.nodes, static_cast<int64_t>(nodes));
-    stats_.longest_chain = std::max(stats_.longest_chain, cuda::graph_longest_chain(g));
+    stats_.nodes = static_cast<int64_t>(nodes);  // the latest capture's: a bench row's own graphs
+    stats_.longest_chain = cuda::graph_longest_chain(g);
     cudaGraphExec_t e = nullptr;
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     sg.exec.reset(e);

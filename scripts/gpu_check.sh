@@ -387,9 +387,10 @@ import json, sys
 ms = {c["name"]: c["ms"] for c in json.load(open(sys.argv[1]))["cases"]}
 pairs = []
 for name, t in ms.items():
-    one = name.replace(", CUDA Graph (", ", CUDA Graph, one stream (")
-    if one != name and one in ms:
-        pairs.append("%s %s: %.3f vs %.3f ms one stream" % (name.split(",")[0], name[name.rfind("("):], t, ms[one]))
+    for kind in (", CUDA Graph", ", launches"):
+        one = name.replace(kind + " (", kind + ", one stream (")
+        if one != name and one in ms:
+            pairs.append("%s%s %s: %.3f vs %.3f ms one stream" % (name.split(",")[0], kind, name[name.rfind("("):], t, ms[one]))
 print("; ".join(pairs) if pairs else "no pairs in bench.json")
 PY
 )

@@ -141,12 +141,13 @@ class Backend {
   virtual void abort_step() noexcept {}
   // Discards every kept step graph (run_step's fallback: none is replayed after a refusal).
   virtual void drop_step_graphs() noexcept {}
-  // Steps captured and steps replayed without capture since the backend was made, and the most
-  // nodes (kernels, copies, library GEMMs' kernels) one captured step graph held: the launches a
-  // step costs, each a few microseconds of a small batch's step on a GPU (0 where not known).
+  // Steps captured and steps replayed without capture since the backend was made; the nodes
+  // (kernels, copies, library GEMMs' kernels) of the latest captured step graph, the launches a
+  // step costs, each a few microseconds of a small batch's step on a GPU, and how many of them
+  // lie on its longest dependency chain, which a replay runs one after another (0 where not known).
   struct StepGraphStats {
     int64_t captures = 0, replays = 0, nodes = 0;
-    int64_t longest_chain = 0;  // nodes on a step graph's longest dependency chain
+    int64_t longest_chain = 0;
   };
   virtual StepGraphStats step_graph_stats() const { return {}; }
   // Launches the graph kept under key again, unchanged (the same batch, noise and Adam step):
