@@ -7,30 +7,12 @@
 // sum in the last bit).
 #include <cmath>
 
-#include "core/philox.h"
 #include "launch.cuh"
+#include "sparse_entry.cuh"
 
 namespace vae::cuda {
 
 namespace {
-
-// The transformed value of a stored entry (row scaling, then dropout with dropout()'s draw for
-// flat index r·cols + c) — cpu_backend.cpp's batch_entries, operation for operation.
-__device__ __forceinline__ float sparse_value(const CsrBatchArgs& x, int64_t r, int32_t c, float v) {
-  if (x.norms) {
-    const double nrm = static_cast<double>(x.norms[r]);
-    v = nrm > 0 ? static_cast<float>(static_cast<double>(v) / nrm) : 0.0f;
-  }
-  if (x.dropout) {
-    if (x.drop_all) return __fmul_rn(v, 0.0f);
-    const uint64_t i = static_cast<uint64_t>(r) * static_cast<uint64_t>(x.csr.cols) + static_cast<uint64_t>(c);
-    const float u = philox_uniform(x.seed, x.stream.get(), i);
-    v = __fmul_rn(v, u > x.q ? x.keep_scale : 0.0f);
-  }
-  return v;
-}
-
-__device__ __forceinline__ bool row_ok(const CsrBatchArgs& x, int32_t s) { return s >= 0 && s < x.csr.rows; }
 
 // First position in a[lo, hi) whose value is ≥ key (a ascending).
 __device__ __forceinline__ int64_t lower_bound_col(const int32_t* a, int64_t lo, int64_t hi, int64_t key) {

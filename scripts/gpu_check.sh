@@ -7,8 +7,8 @@
 #   main       the main job (vae_gpu --epochs 20) on --device cuda and --device cpu; their final
 #              metrics must agree to 3 decimals (default --precision exact on both); the CUDA run
 #              again with --cuda-graph off, and with --precision fp32 (timing)
-#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants, bench/vae_linear_variants
-#              and bench/vae_kmeans_variants
+#   bench      vae_gpu_bench --device cuda (JSON in OUT_DIR), then bench/vae_kernel_variants, bench/vae_linear_variants,
+#              bench/vae_kmeans_variants and bench/vae_sparse_variants
 #   svd        SVD and SVD++ five-fold cross-validation on the GPU, RMSE and wall time
 #   scale      Mult-VAE on the ml-20m-shaped synthetic set: TF32, BF16, FP32 and exact GEMMs, accuracy and s/epoch,
 #              and the PyTorch peers on it
@@ -412,6 +412,12 @@ PY
     rc=$?
     variants_line="$variants_line; kmeans: rc $rc, $(tail -n 1 "$OUT/variants_kmeans.log")"
     grep -E '^(  v[0-9]|    v[0-9])' "$OUT/variants_kmeans.log" | head -n 12
+    # The sparse first layer's forward with W read item-major (transposed per step, or kept so)
+    # against the shipped strided walk (the ml-20m Mult-VAE epoch); reported only.
+    capped 60 "$BUILD/bench/vae_sparse_variants" >"$OUT/variants_sparse.log" 2>&1
+    rc=$?
+    variants_line="$variants_line; sparse: rc $rc, $(tail -n 1 "$OUT/variants_sparse.log")"
+    grep -E '^(  v[0-9]|  weight|  \(|[a-z].*shape)' "$OUT/variants_sparse.log"
     # Where the K-Means iteration's time goes, when Nsight Systems is installed: kernels and CUDA
     # API calls (syncs, copies) of the bench case, summed (#6 asks for the profile of a miss).
     if command -v nsys >/dev/null 2>&1 && enough 90; then
