@@ -338,14 +338,7 @@ double wall_median(int reps, F&& f) {
 
 int run(int argc, char** argv) {
   int reps = 200;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-      reps = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::printf("usage: vae_kmeans_variants [--reps N]\n");
-      return 2;
-    }
-  }
+  if (const int rc = parse_reps(argc, argv, "vae_kmeans_variants", 1, reps)) return rc < 0 ? 0 : rc;
   if (!cuda_device_available()) {
     std::printf("vae_kmeans_variants: no CUDA device: nothing to time\n");
     return 0;

@@ -139,14 +139,7 @@ struct LtGemm {
 
 int run(int argc, char** argv) {
   int reps = 50;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::max(3, std::atoi(argv[++i]));
-    } else {
-      std::printf("usage: vae_linear_variants [--reps N]\n");
-      return std::strcmp(argv[i], "--help") ? 2 : 0;
-    }
-  }
+  if (const int rc = parse_reps(argc, argv, "vae_linear_variants", 3, reps)) return rc < 0 ? 0 : rc;
   if (!cuda_device_available()) {
     std::printf("vae_linear_variants: no CUDA device: nothing to time\n");
     return 0;

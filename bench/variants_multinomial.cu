@@ -153,30 +153,11 @@ std::vector<float> targets(int64_t n, double density, uint64_t seed) {
   return v;
 }
 
-// Elementwise check, tolerance atol + |ref|·eps; prints the first mismatches.
-bool check(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double atol, double eps) {
-  int bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double tol = atol + std::fabs(ref[i]) * eps;
-    if (!(std::fabs(static_cast<double>(got[i]) - ref[i]) <= tol)) {
-      if (++bad <= 5) std::printf("    mismatch %s[%zu]: got %.9g ref %.9g\n", what, i, got[i], ref[i]);
-    }
-  }
-  if (bad > 5) std::printf("    ... %d mismatches in all\n", bad);
-  return bad == 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   int reps = 50;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(3, std::atoi(argv[++i]));
-    else {
-      std::printf("usage: vae_kernel_variants [--reps N]\n");
-      return std::strcmp(argv[i], "--help") ? 2 : 0;
-    }
-  }
+  if (const int rc = parse_reps(argc, argv, "vae_kernel_variants", 3, reps)) return rc < 0 ? 0 : rc;
   if (!cuda_device_available()) {
     std::printf("vae_kernel_variants: no CUDA device: nothing to time\n");
     return 0;
@@ -186,30 +167,8 @@ int main(int argc, char** argv) {
   std::printf("vae_kernel_variants on %s: multinomial NLL + gradient, median of %d\n", cuda_device_name().c_str(), reps);
 
   // Copy ceiling for the floors: a large device-to-device copy.
-  double ceiling = 0;
-  {
-    const size_t bytes = size_t{512} << 20;
-    void *a = nullptr, *b = nullptr;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int i = 0; i < 10; ++i) {
-      CK(cudaEventRecord(e0));
-      CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(1e-3 * ms);
-    }
-    ceiling = 2.0 * static_cast<double>(bytes) / median(t);
-    CK(cudaFree(a));
-    CK(cudaFree(b));
-    std::printf("copy ceiling %.1f GB/s\n", ceiling / 1e9);
-  }
+  const double ceiling = copy_ceiling(size_t{512} << 20);
+  std::printf("copy ceiling %.1f GB/s\n", ceiling / 1e9);
 
   bool all_ok = true;
   for (const Case& c : {Case{"ml-100k shape, VAE batch", 64, 1682, 0.06}, Case{"ml-20m shape, Mult-VAE batch", 500, 20108, 0.005},
@@ -238,7 +197,7 @@ int main(int argc, char** argv) {
           gpu->fill(gloss.mat(), 0.0f);
           gpu->multinomial_nll(gx.cmat(), gt.cmat(), scale, gg.mat(), gloss.mat());
         }));
-      const bool ok = check("grad", gpu->download(gg.cmat()), ref_g, 1e-7, 1e-5) &&
+      const bool ok = check_close("grad", gpu->download(gg.cmat()), ref_g, 1e-7, 1e-5) &&
                       std::fabs(gpu->read_scalar(gloss.cmat()) - ref_loss) <= 1e-5 * std::fabs(ref_loss);
       all_ok = all_ok && ok;
       std::printf("  v1 (shipped)      %9.4f ms  %7.1f GB/s  %s\n", 1e3 * median(t),
@@ -256,23 +215,11 @@ int main(int argc, char** argv) {
       if (b == 1024) multinomial_v2<1024><<<grid, 1024>>>(gx.data(), gt.data(), c.rows, c.cols, scale, out, rl);
       CK(cudaGetLastError());
     };
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     for (int b : {256, 512, 1024}) {
       CK(cudaMemset(out, 0xff, static_cast<size_t>(n) * sizeof(float)));  // poisoned: NaN
       run_v2(b);
       CK(cudaDeviceSynchronize());
-      std::vector<double> t;
-      for (int i = 0; i < reps; ++i) {
-        CK(cudaEventRecord(e0));
-        run_v2(b);
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(1e-3 * ms);
-      }
+      const double t = event_median(reps, [&] { run_v2(b); });
       std::vector<float> got(static_cast<size_t>(n));
       std::vector<double> rows_loss(static_cast<size_t>(c.rows));
       CK(cudaMemcpy(got.data(), out, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
@@ -280,13 +227,11 @@ int main(int argc, char** argv) {
       double loss = 0;
       for (double v : rows_loss) loss += v;
       loss *= scale;
-      const bool ok = check("grad", got, ref_g, 1e-7, 1e-5) && std::fabs(loss - ref_loss) <= 1e-5 * std::fabs(ref_loss);
+      const bool ok = check_close("grad", got, ref_g, 1e-7, 1e-5) && std::fabs(loss - ref_loss) <= 1e-5 * std::fabs(ref_loss);
       all_ok = all_ok && ok;
-      std::printf("  v2 (%4d threads) %9.4f ms  %7.1f GB/s  %s\n", b, 1e3 * median(t),
-                  4.0 * static_cast<double>(n) * 5 / median(t) / 1e9, ok ? "ok" : "MISMATCH");
+      std::printf("  v2 (%4d threads) %9.4f ms  %7.1f GB/s  %s\n", b, 1e3 * t,
+                  4.0 * static_cast<double>(n) * 5 / t / 1e9, ok ? "ok" : "MISMATCH");
     }
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
     CK(cudaFree(rl));
   }
   std::printf("\n%s\n", all_ok ? "all variants match the oracle" : "MISMATCHES above");

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -138,19 +139,6 @@ Csr make_csr(int64_t rows, int64_t cols, int per_row, uint64_t seed) {
   return csr;
 }
 
-// Elementwise check, tolerance atol + |ref|·eps; prints the first mismatches.
-bool check(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double atol, double eps) {
-  int bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double tol = atol + std::fabs(ref[i]) * eps;
-    if (!(std::fabs(static_cast<double>(got[i]) - ref[i]) <= tol)) {
-      if (++bad <= 5) std::printf("    mismatch %s[%zu]: got %.9g ref %.9g\n", what, i, got[i], ref[i]);
-    }
-  }
-  if (bad > 5) std::printf("    ... %d mismatches in all\n", bad);
-  return bad == 0;
-}
-
 bool same_bits(const char* what, const std::vector<float>& got, const std::vector<float>& want) {
   for (size_t i = 0; i < want.size(); ++i)
     if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0) {
@@ -170,13 +158,7 @@ struct Case {
 
 int main(int argc, char** argv) {
   int reps = 50;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
-    else {
-      std::printf("usage: vae_sparse_variants [--reps N]\n");
-      return std::strcmp(argv[i], "--help") ? 2 : 0;
-    }
-  }
+  if (const int rc = parse_reps(argc, argv, "vae_sparse_variants", 1, reps)) return rc < 0 ? 0 : rc;
   if (!cuda_device_available()) {
     std::printf("vae_sparse_variants: no CUDA device: nothing to time\n");
     return 0;
@@ -186,34 +168,13 @@ int main(int argc, char** argv) {
   std::printf("vae_sparse_variants on %s: sparse first layer y = X * W^T (dropout 0.5, row norms), median of %d\n",
               cuda_device_name().c_str(), reps);
 
-  // Copy ceiling for the floors: a large device-to-device copy.
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  auto event_seconds = [&](auto&& fn) {
+  const double ceiling = copy_ceiling(size_t{256} << 20);
+  std::printf("copy ceiling %.1f GB/s\n", ceiling / 1e9);
+  const auto backend_seconds = [&](const std::function<void()>& fn) {  // an op on the backend's stream
     std::vector<double> t;
-    for (int i = 0; i < reps; ++i) {
-      CK(cudaEventRecord(e0));
-      fn();
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(1e-3 * ms);
-    }
+    for (int i = 0; i < reps; ++i) t.push_back(gpu->device_seconds(fn));
     return median(t);
   };
-  double ceiling = 0;
-  {
-    const size_t bytes = size_t{256} << 20;
-    void *a = nullptr, *b = nullptr;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    ceiling = 2.0 * static_cast<double>(bytes) / event_seconds([&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
-    CK(cudaFree(a));
-    CK(cudaFree(b));
-    std::printf("copy ceiling %.1f GB/s\n", ceiling / 1e9);
-  }
 
   bool all_ok = true;
   for (const Case& c : {Case{"ml-100k shape, VAE batch", 64, 1682, 600, 106},
@@ -274,12 +235,11 @@ int main(int argc, char** argv) {
     std::vector<float> v1_y;
     {
       gpu->fill(gy.mat(), std::nanf(""));
-      std::vector<double> t;
-      for (int i = 0; i < reps; ++i) t.push_back(gpu->device_seconds([&] { gpu->csr_linear_forward(gx, gw.cmat(), gy.mat()); }));
+      const double t = backend_seconds([&] { gpu->csr_linear_forward(gx, gw.cmat(), gy.mat()); });
       v1_y = gpu->download(gy.cmat());
-      const bool ok = check("y", v1_y, ref_y, 1e-6, 1e-5);
+      const bool ok = check_close("y", v1_y, ref_y, 1e-6, 1e-5);
       all_ok = all_ok && ok;
-      std::printf("  %-34s %9.4f ms  %s\n", "v1 (shipped, W[h][c] strided)", 1e3 * median(t), ok ? "ok" : "MISMATCH");
+      std::printf("  %-34s %9.4f ms  %s\n", "v1 (shipped, W[h][c] strided)", 1e3 * t, ok ? "ok" : "MISMATCH");
     }
     // The kernels' own arguments, as the backend builds them.
     cuda::CsrBatchArgs a;
@@ -298,34 +258,30 @@ int main(int argc, char** argv) {
       CK(cudaMemset(gy.data(), 0xff, static_cast<size_t>(c.rows * c.hidden) * sizeof(float)));  // poisoned: NaN
       CK(cudaMemset(gwt.data(), 0xff, static_cast<size_t>(c.cols * c.hidden) * sizeof(float)));
       launch_transpose(gw.data(), c.hidden, c.cols, gwt.data());
-      const double t = event_seconds([&] {
+      const double t = event_median(reps, [&] {
         if (with_transpose) launch_transpose(gw.data(), c.hidden, c.cols, gwt.data());
         launch_gather(a, gwt.data(), c.hidden, gy.data());
       });
       std::vector<float> got(static_cast<size_t>(c.rows * c.hidden));
       CK(cudaMemcpy(got.data(), gy.data(), got.size() * sizeof(float), cudaMemcpyDeviceToHost));
-      const bool ok = check("y", got, ref_y, 1e-6, 1e-5) && same_bits("y", got, v1_y);
+      const bool ok = check_close("y", got, ref_y, 1e-6, 1e-5) && same_bits("y", got, v1_y);
       all_ok = all_ok && ok;
       std::printf("  %-34s %9.4f ms  %s\n", with_transpose ? "v2 (transpose + gather)" : "v2g (gather alone, W item-major)",
                   1e3 * t, ok ? "ok" : "MISMATCH");
     }
     {
-      const double t = event_seconds([&] { launch_transpose(gw.data(), c.hidden, c.cols, gwt.data()); });
+      const double t = event_median(reps, [&] { launch_transpose(gw.data(), c.hidden, c.cols, gwt.data()); });
       std::printf("  (transpose alone %.4f ms, %.1f GB/s)\n", 1e3 * t, 8.0 * H * I / t / 1e9);
     }
     // Reference: the shipped weight gradient.
     {
       gpu->fill(gdw.mat(), std::nanf(""));
-      std::vector<double> t;
-      for (int i = 0; i < reps; ++i)
-        t.push_back(gpu->device_seconds([&] { gpu->csr_linear_weight_grad(gx, gdy.cmat(), gdw.mat()); }));
-      const bool ok = check("dW", gpu->download(gdw.cmat()), ref_dw, 1e-6, 1e-5);
+      const double t = backend_seconds([&] { gpu->csr_linear_weight_grad(gx, gdy.cmat(), gdw.mat()); });
+      const bool ok = check_close("dW", gpu->download(gdw.cmat()), ref_dw, 1e-6, 1e-5);
       all_ok = all_ok && ok;
-      std::printf("  %-34s %9.4f ms  %s\n", "weight gradient (shipped)", 1e3 * median(t), ok ? "ok" : "MISMATCH");
+      std::printf("  %-34s %9.4f ms  %s\n", "weight gradient (shipped)", 1e3 * t, ok ? "ok" : "MISMATCH");
     }
   }
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
   std::printf("\n%s\n", all_ok ? "all variants match the oracle" : "MISMATCHES above");
   return all_ok ? 0 : 1;
 }
