@@ -265,6 +265,9 @@ class Backend {
   // Backward of bias_act written with the forward *output* y: dx = dy ⊙ act'(y);
   // dbias (1 × cols, optional) = Σ_rows dx. dx may alias dy; dx empty: dbias alone.
   virtual void bias_act_backward(CMat<T> dy, CMat<T> y, Act act, Mat<T> dx, Mat<T> dbias) = 0;
+  // dbias (1 × cols) = Σ_rows dz: a bias's gradient from its layer's dz (bias_act_backward's
+  // bias gradient alone).
+  void bias_gradient(CMat<T> dz, Mat<T> dbias) { bias_act_backward(dz, dz, Act::identity, Mat<T>{}, dbias); }
   // A layer's backward, in two halves, from dz: the gradient w.r.t. its pre-activation
   // x · wᵀ + bias. The gradient passed down, already through the activation below:
   // dx = (dz · w) ⊙ act'(y), where y is the layer's input as the output of activation act
@@ -279,7 +282,7 @@ class Backend {
   // dbias as one more output column (x widened by a column of ones).
   virtual void linear_backward_weight(CMat<T> dz, CMat<T> x, Mat<T> dw, Mat<T> dbias) {
     gemm(true, false, T(1), dz, x, T(0), dw);
-    if (!dbias.empty()) bias_act_backward(dz, dz, Act::identity, Mat<T>{}, dbias);
+    if (!dbias.empty()) bias_gradient(dz, dbias);
   }
   // y[r] += table[rows[r]] (CDAE's per-user vector). rows: n × 1 int32 on this backend.
   virtual void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) = 0;

@@ -66,7 +66,7 @@ template <typename T>
 void sparse_linear_backward(Backend<T>& be, const LinearView<T>& l, const CsrBatch<T>& x, CMat<T> dz) {
   const SideBranch<T> side(be);
   be.csr_linear_weight_grad(x, dz, l.dw);
-  if (!l.db.empty()) be.bias_act_backward(dz, dz, Act::identity, Mat<T>{}, l.db);
+  if (!l.db.empty()) be.bias_gradient(dz, l.db);
 }
 
 }  // namespace vae
