@@ -154,6 +154,25 @@ struct Case {
   int per_row;
 };
 
+// Training's transform of the batch: dropout 0.5 (fixed draws), then the row norms.
+constexpr float kDropout = 0.5f;
+constexpr uint64_t kSeed = 5, kStream = 17;
+
+// One backend's copy of a case's inputs: the CSR, the batch rows, their norms (computed there),
+// W (H × I) and dy (n × H).
+struct Inputs {
+  CsrTensor<float> csr;
+  Tensor<int32_t> rows;
+  Tensor<float> norms, w, dy;
+  Inputs(Backend<float>& be, const Csr& host, const std::vector<int32_t>& pick, const std::vector<float>& hw,
+         const std::vector<float>& hdy, const Case& c)
+      : csr(be.upload_csr(host)), rows(be.upload(pick, c.rows, 1)), norms(be.alloc<float>(c.rows, 1)),
+        w(be.upload(hw, c.hidden, c.cols)), dy(be.upload(hdy, c.rows, c.hidden)) {
+    be.csr_row_norms(csr.view(), rows.cmat(), norms.mat());
+  }
+  CsrBatch<float> batch() const { return {csr.view(), rows.cmat(), norms.cmat(), kDropout, kSeed, kStream}; }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -208,34 +227,21 @@ int main(int argc, char** argv) {
                 static_cast<long long>(nnz), static_cast<long long>(distinct), 32.0 * nnz * H / 1e6, 1e3 * floor_fwd,
                 1e3 * floor_t, 1e3 * floor_grad);
 
-    // Oracle, with its own norms.
-    const float q = 0.5f;
-    const uint64_t seed = 5, stream = 17;
-    CsrTensor<float> ccsr = cpu->upload_csr(host);
-    Tensor<int32_t> crows = cpu->upload(pick, c.rows, 1);
-    Tensor<float> cnorms = cpu->alloc<float>(c.rows, 1);
-    cpu->csr_row_norms(ccsr.view(), crows.cmat(), cnorms.mat());
-    const CsrBatch<float> cx{ccsr.view(), crows.cmat(), cnorms.cmat(), q, seed, stream};
-    Tensor<float> cw = cpu->upload(hw, c.hidden, c.cols), cy = cpu->alloc<float>(c.rows, c.hidden);
-    Tensor<float> cdy = cpu->upload(hdy, c.rows, c.hidden), cdw = cpu->alloc<float>(c.hidden, c.cols);
-    cpu->csr_linear_forward(cx, cw.cmat(), cy.mat());
-    cpu->csr_linear_weight_grad(cx, cdy.cmat(), cdw.mat());
+    // The same inputs on the oracle and on the GPU, each with its own row norms.
+    const Inputs cin(*cpu, host, pick, hw, hdy, c), gin(*gpu, host, pick, hw, hdy, c);
+    const CsrBatch<float> cx = cin.batch(), gx = gin.batch();
+    Tensor<float> cy = cpu->alloc<float>(c.rows, c.hidden), cdw = cpu->alloc<float>(c.hidden, c.cols);
+    cpu->csr_linear_forward(cx, cin.w.cmat(), cy.mat());
+    cpu->csr_linear_weight_grad(cx, cin.dy.cmat(), cdw.mat());
     const std::vector<float> ref_y = cpu->download(cy.cmat()), ref_dw = cpu->download(cdw.cmat());
-
-    CsrTensor<float> gcsr = gpu->upload_csr(host);
-    Tensor<int32_t> grows = gpu->upload(pick, c.rows, 1);
-    Tensor<float> gnorms = gpu->alloc<float>(c.rows, 1);
-    gpu->csr_row_norms(gcsr.view(), grows.cmat(), gnorms.mat());
-    const CsrBatch<float> gx{gcsr.view(), grows.cmat(), gnorms.cmat(), q, seed, stream};
-    Tensor<float> gw = gpu->upload(hw, c.hidden, c.cols), gy = gpu->alloc<float>(c.rows, c.hidden);
-    Tensor<float> gdy = gpu->upload(hdy, c.rows, c.hidden), gdw = gpu->alloc<float>(c.hidden, c.cols);
+    Tensor<float> gy = gpu->alloc<float>(c.rows, c.hidden), gdw = gpu->alloc<float>(c.hidden, c.cols);
     Tensor<float> gwt = gpu->alloc<float>(c.cols, c.hidden);
 
     // v1: the shipped op.
     std::vector<float> v1_y;
     {
       gpu->fill(gy.mat(), std::nanf(""));
-      const double t = backend_seconds([&] { gpu->csr_linear_forward(gx, gw.cmat(), gy.mat()); });
+      const double t = backend_seconds([&] { gpu->csr_linear_forward(gx, gin.w.cmat(), gy.mat()); });
       v1_y = gpu->download(gy.cmat());
       const bool ok = check_close("y", v1_y, ref_y, 1e-6, 1e-5);
       all_ok = all_ok && ok;
@@ -243,23 +249,23 @@ int main(int argc, char** argv) {
     }
     // The kernels' own arguments, as the backend builds them.
     cuda::CsrBatchArgs a;
-    a.csr = gcsr.view();
-    a.rows = grows.data();
+    a.csr = gin.csr.view();
+    a.rows = gin.rows.data();
     a.n = c.rows;
-    a.norms = gnorms.data();
+    a.norms = gin.norms.data();
     a.dropout = true;
-    a.q = q;
-    a.keep_scale = 1.0f / (1.0f - q);
-    a.seed = seed;
-    a.stream = stream;
+    a.q = kDropout;
+    a.keep_scale = 1.0f / (1.0f - kDropout);
+    a.seed = kSeed;
+    a.stream = kStream;
     gpu->synchronize();
     // v2: transpose then gather; v2g: the gather alone (wt already item-major).
     for (const bool with_transpose : {true, false}) {
       CK(cudaMemset(gy.data(), 0xff, static_cast<size_t>(c.rows * c.hidden) * sizeof(float)));  // poisoned: NaN
       CK(cudaMemset(gwt.data(), 0xff, static_cast<size_t>(c.cols * c.hidden) * sizeof(float)));
-      launch_transpose(gw.data(), c.hidden, c.cols, gwt.data());
+      launch_transpose(gin.w.data(), c.hidden, c.cols, gwt.data());
       const double t = event_median(reps, [&] {
-        if (with_transpose) launch_transpose(gw.data(), c.hidden, c.cols, gwt.data());
+        if (with_transpose) launch_transpose(gin.w.data(), c.hidden, c.cols, gwt.data());
         launch_gather(a, gwt.data(), c.hidden, gy.data());
       });
       std::vector<float> got(static_cast<size_t>(c.rows * c.hidden));
@@ -270,13 +276,13 @@ int main(int argc, char** argv) {
                   1e3 * t, ok ? "ok" : "MISMATCH");
     }
     {
-      const double t = event_median(reps, [&] { launch_transpose(gw.data(), c.hidden, c.cols, gwt.data()); });
+      const double t = event_median(reps, [&] { launch_transpose(gin.w.data(), c.hidden, c.cols, gwt.data()); });
       std::printf("  (transpose alone %.4f ms, %.1f GB/s)\n", 1e3 * t, 8.0 * H * I / t / 1e9);
     }
     // Reference: the shipped weight gradient.
     {
       gpu->fill(gdw.mat(), std::nanf(""));
-      const double t = backend_seconds([&] { gpu->csr_linear_weight_grad(gx, gdy.cmat(), gdw.mat()); });
+      const double t = backend_seconds([&] { gpu->csr_linear_weight_grad(gx, gin.dy.cmat(), gdw.mat()); });
       const bool ok = check_close("dW", gpu->download(gdw.cmat()), ref_dw, 1e-6, 1e-5);
       all_ok = all_ok && ok;
       std::printf("  %-34s %9.4f ms  %s\n", "weight gradient (shipped)", 1e3 * t, ok ? "ok" : "MISMATCH");
