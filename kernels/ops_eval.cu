@@ -367,7 +367,9 @@ void reserve_smem(const OpContext& c, K kernel, size_t bytes, const std::string&
   if (bytes > limit)
     throw VaeError(what + " needs " + std::to_string(bytes) + " bytes of shared memory per block; the device allows " +
                    std::to_string(limit) + " (use a smaller k)");
-  if (bytes > 48 * 1024)
+  // Without the opt-in a block's static and dynamic shared memory together get 48 KiB: top-k's
+  // own ~1 KB of static counters leaves a window just under 48 KiB of dynamic bytes that fails.
+  if (bytes > static_cast<size_t>(attr.maxDynamicSharedSizeBytes) || bytes + attr.sharedSizeBytes > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 

@@ -1007,6 +1007,27 @@ TEST_F(CudaOps, TopkDistinctRandomScores) {
   }
 }
 
+// Top-k's dynamic shared memory (sort keys + the row's exclusion bits) exactly 48 KiB: within
+// the limit alone, over it with the kernel's own static counters, so the opt-in must be asked.
+TEST_F(CudaOps, TopkWhoseSharedMemoryFillsTheDefaultBlockBudget) {
+  const int64_t n = 2, m = 131072;
+  const int k = 4096;  // 4096 keys · 8 B + 131072 bits = 49152 B
+  const std::vector<float> hs = tied_scores(n, m, 77, true);
+  Pair s = up(hs, n, m);
+  const Csr ex = random_csr(n, m, 0.01, 78);
+  CsrPair exc = up_csr(ex);
+  IPair exr = up_idx({1, 0});
+  // A small launch first: the CPU emulator learns a kernel's static shared memory as it runs
+  // (a GPU reads it from the binary), and reports it from then on.
+  Tensor<int32_t> i1 = gpu->alloc<int32_t>(n, 1);
+  gpu->topk(s.gm(), exc.g.view(), exr.g.cmat(), 1, i1.mat(), Mat<float>{});
+  Tensor<int32_t> ic = cpu->alloc<int32_t>(n, k), ig = gpu->alloc<int32_t>(n, k);
+  Pair v = poisoned(n, k);
+  cpu->topk(s.cm(), exc.c.view(), exr.c.cmat(), k, ic.mat(), v.cm());
+  gpu->topk(s.gm(), exc.g.view(), exr.g.cmat(), k, ig.mat(), v.gm());
+  expect_topk_matches(hs, m, k, gpu->download(ig.cmat()), dg(v.g), cpu->download(ic.cmat()), dc(v.c));
+}
+
 TEST_F(CudaOps, HeldoutMetrics) {
   const int64_t n = 41, m = 700;
   const int kmax = 100;

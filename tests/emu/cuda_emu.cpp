@@ -294,6 +294,7 @@ struct Block {
   void* params = nullptr;
   std::vector<uint64_t> slots;  // one per thread: warp exchanges
   std::vector<char> smem;
+  size_t static_smem = 0;  // the static __shared__ bytes its threads have declared so far
   uint64_t salt = 0;  // the launch's, for shuffled schedules
 };
 Block* g_block = nullptr;
@@ -371,6 +372,7 @@ void run_block(Block& b) {
   }
   std::fill(b.smem.begin(), b.smem.end(), kPoison);  // a block's shared memory starts undefined
   g_shared_seen.clear();
+  b.static_smem = 0;
   g_block = &b;
   std::vector<int> order;
   const uint64_t block_salt = mix(b.salt ^ (uint64_t{b.bid.x} | uint64_t{b.bid.y} << 32) ^ mix(b.bid.z));
@@ -568,10 +570,46 @@ void set_deferred(bool on) {
 }
 bool deferred() { return deferred_now(); }
 
+namespace {
+constexpr size_t kSmemDefault = size_t{48} * 1024, kSmemOptin = size_t{227} * 1024;  // sm_90
+// Dynamic shared memory a kernel may take once cudaFuncSetAttribute raised it (up to what an
+// sm_90 block can opt in to, less its static shared memory), as on a GPU, which refuses a launch
+// beyond it. A kernel not raised may take 48 KiB less its static shared memory.
+std::map<const void*, size_t> g_smem_limits;
+// The most static __shared__ bytes a block of the kernel has declared so far. A GPU knows this
+// from the binary; the emulator learns it as blocks run (a declaration on a path no block took
+// is not counted), so cudaFuncGetAttributes reports it from the kernel's second launch on.
+std::map<const void*, size_t> g_static_smem;
+size_t static_smem_of(const void* func) {
+  const auto it = g_static_smem.find(func);
+  return it == g_static_smem.end() ? 0 : it->second;
+}
+size_t dynamic_smem_limit(const void* func) {
+  const auto it = g_smem_limits.find(func);
+  return it != g_smem_limits.end() ? it->second : kSmemDefault - std::min(kSmemDefault, static_smem_of(func));
+}
+}  // namespace
+
 void shared_here(void* p, size_t bytes) {
   if (!g_block || std::find(g_shared_seen.begin(), g_shared_seen.end(), p) != g_shared_seen.end()) return;
   g_shared_seen.push_back(p);
   std::memset(p, kPoison, bytes);
+  // Static and dynamic shared memory share the block's budget: a launch whose sum is over it
+  // fails on a GPU (cudaErrorInvalidValue) however small each part is, so stop here, loudly.
+  Block& b = *g_block;
+  b.static_smem += bytes;
+  const void* f = b.launch->func;
+  size_t& seen = g_static_smem[f];
+  seen = std::max(seen, b.static_smem);
+  const bool raised = g_smem_limits.count(f) != 0;
+  const size_t dynamic = raised ? g_smem_limits[f] : b.launch->smem;
+  const size_t cap = raised ? kSmemOptin : kSmemDefault;
+  if (b.static_smem + dynamic > cap) {
+    std::fprintf(stderr, "cuda emulator: the kernel at %p declares %zu bytes of static shared memory beside %zu "
+                 "dynamic (%s): over the %zu a block may have; a GPU refuses this launch\n",
+                 f, b.static_smem, dynamic, raised ? "its raised limit" : "this launch's", cap);
+    std::abort();
+  }
 }
 
 void syncthreads() {
@@ -600,15 +638,6 @@ uint64_t warp_exchange(uint64_t mine, int src) {
   return got;
 }
 
-namespace {
-// Dynamic shared memory a kernel may take: 48 KiB unless cudaFuncSetAttribute raised it (up to
-// the 227 KiB an sm_90 block can opt in to), as on a GPU, which refuses a launch beyond it.
-std::map<const void*, size_t> g_smem_limits;
-size_t dynamic_smem_limit(const void* func) {
-  auto it = g_smem_limits.find(func);
-  return it == g_smem_limits.end() ? size_t{48} * 1024 : it->second;
-}
-}  // namespace
 
 cudaError_t submit(cudaStream_t s, KernelLaunch l) {
   const unsigned threads = l.block.x * l.block.y * l.block.z;
@@ -866,11 +895,13 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
 }
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void* f) {
   *a = cudaFuncAttributes{};
+  a->sharedSizeBytes = emu::static_smem_of(f);
   a->maxDynamicSharedSizeBytes = static_cast<int>(emu::dynamic_smem_limit(f));
   return cudaSuccess;
 }
 cudaError_t cudaFuncSetAttribute(const void* f, cudaFuncAttribute attr, int value) {
-  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+      static_cast<size_t>(value) + emu::static_smem_of(f) > emu::kSmemOptin)
     return fail(cudaErrorInvalidValue);
   emu::g_smem_limits[f] = static_cast<size_t>(value);
   return cudaSuccess;

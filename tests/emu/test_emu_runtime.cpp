@@ -96,6 +96,16 @@ __global__ void overrun_kernel(const float* x, float* out, bool shared) {
   }
 }
 
+// 1 KiB of static shared memory beside whatever dynamic shared memory the launch gives.
+__global__ void static_and_dynamic_kernel(int* out) {
+  __shared__ int s[256];
+  ::emu::shared_here(&s, sizeof s);
+  const unsigned t = ::emu::thread_idx().x;
+  s[t] = static_cast<int>(t);
+  __syncthreads();
+  out[t] = s[255 - t];
+}
+
 // Deferred streams for one test (whatever EMU_STREAMS says), then the previous mode.
 struct DeferredScope {
   bool old = ::emu::deferred();
@@ -282,7 +292,7 @@ TEST(EmuRuntime, LargeDynamicSharedMemoryNeedsTheKernelsOptIn) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
   cudaFuncAttributes a{};
   ASSERT_EQ(cudaFuncGetAttributes(&a, stale_kernel), cudaSuccess);
-  EXPECT_EQ(a.maxDynamicSharedSizeBytes, 48 * 1024);
+  EXPECT_EQ(a.maxDynamicSharedSizeBytes, 48 * 1024 - static_cast<int>(a.sharedSizeBytes));  // 4 once it has run
   EXPECT_EQ(cudaFuncSetAttribute(stale_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024),
             cudaErrorInvalidValue);
   cudaGetLastError();
@@ -291,6 +301,33 @@ TEST(EmuRuntime, LargeDynamicSharedMemoryNeedsTheKernelsOptIn) {
   launch_and_wait(::emu::LaunchConfig(1, 32, big), stale_kernel, out.data());
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_EQ(out, std::vector<int>(2, -1));
+}
+
+// Static and dynamic shared memory share the block's 48 KiB: a launch that fits alone but not
+// beside the kernel's static variables is refused on a GPU, so the emulator stops there; once it
+// has seen the kernel's static bytes it reports them and the smaller limit, as a GPU does.
+TEST(EmuRuntime, StaticSharedMemoryCountsAgainstTheDynamicLimit) {
+  std::vector<int> out(256, -1);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the child runs the test alone, not a fork of this one
+  EXPECT_DEATH(launch_and_wait(::emu::LaunchConfig(1, 256, 48 * 1024 - 512), static_and_dynamic_kernel, out.data()),
+               "1024 bytes of static shared memory beside 48640 dynamic");
+  launch_and_wait(::emu::LaunchConfig(1, 256, 47 * 1024), static_and_dynamic_kernel, out.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(out[0], 255);
+  cudaFuncAttributes a{};
+  ASSERT_EQ(cudaFuncGetAttributes(&a, static_and_dynamic_kernel), cudaSuccess);
+  EXPECT_EQ(a.sharedSizeBytes, 1024u);
+  EXPECT_EQ(a.maxDynamicSharedSizeBytes, 47 * 1024);
+  ::emu::LaunchConfig(1, 256, 47 * 1024 + 4).run(static_and_dynamic_kernel, out.data());
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  // The opt-in: up to 227 KiB for both together.
+  EXPECT_EQ(cudaFuncSetAttribute(static_and_dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024),
+            cudaErrorInvalidValue);
+  cudaGetLastError();
+  ASSERT_EQ(cudaFuncSetAttribute(static_and_dynamic_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 226 * 1024),
+            cudaSuccess);
+  launch_and_wait(::emu::LaunchConfig(1, 256, 226 * 1024), static_and_dynamic_kernel, out.data());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
 // Copies follow the runtime's documented rules: from pageable memory staged at the call, to
