@@ -109,6 +109,9 @@ class CudaBackend final : public Backend<float> {
     live_block_ = alloc_bytes(cuda::kMaxLives * sizeof(uint64_t));
     CUDA_CHECK(cudaMemsetAsync(ctx_.error, 0, sizeof(int), ctx_.stream));
     CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+    // The side lane's split-K counters were zeroed on its own stream, which a captured step's
+    // branches (launched on the main stream) are not ordered after.
+    CUDA_CHECK(cudaStreamSynchronize(side_.ctx.stream));
   }
 
   ~CudaBackend() override {
@@ -281,16 +284,18 @@ class CudaBackend final : public Backend<float> {
   }
   void begin_side() override {
     VAE_CHECK(!side_open_, "begin_side: a side branch is already open");
-    side_open_ = true;
+    // Open only once the fork is issued: a call that throws leaves no branch open behind it.
     // Profiled ops are timed by events on the main stream: they run there, one after another.
-    if (!side_on_ || profiling_) return;
-    if (step_mode_ != StepMode::none) step_sig_.add_op("begin_side");
-    if (step_mode_ != StepMode::collect) {
-      CUDA_CHECK(cudaEventRecord(fork_event_, main_.ctx.stream));
-      CUDA_CHECK(cudaStreamWaitEvent(side_.ctx.stream, fork_event_, 0));
+    if (side_on_ && !profiling_) {
+      if (step_mode_ != StepMode::none) step_sig_.add_op("begin_side");
+      if (step_mode_ != StepMode::collect) {
+        CUDA_CHECK(cudaEventRecord(fork_event_, main_.ctx.stream));
+        CUDA_CHECK(cudaStreamWaitEvent(side_.ctx.stream, fork_event_, 0));
+      }
+      in_side_ = true;
+      ctx_ = side_.ctx;
     }
-    in_side_ = true;
-    ctx_ = side_.ctx;
+    side_open_ = true;
   }
   void end_side() noexcept override {
     const bool was_in = in_side_;
@@ -308,11 +313,11 @@ class CudaBackend final : public Backend<float> {
   // The main stream waits for the branches issued so far.
   void join_side() {
     if (!side_pending_) return;
-    side_pending_ = false;
-    side_reads_.clear();
-    side_writes_.clear();
     if (step_mode_ != StepMode::none) step_sig_.add_op("join_side");
     if (step_mode_ != StepMode::collect) CUDA_CHECK(cudaStreamWaitEvent(main_.ctx.stream, join_event_, 0));
+    side_pending_ = false;  // only once the wait is issued: a failed one is tried again
+    side_reads_.clear();
+    side_writes_.clear();
   }
   // What an op's arguments read (read-only views) and write (mutable views). Fixed arrays: this
   // runs for every op while a branch is open or pending, replayed steps included.
