@@ -13,6 +13,8 @@
 #   scale      Mult-VAE on the ml-20m-shaped synthetic set: TF32, BF16, FP32 and exact GEMMs, accuracy and s/epoch,
 #              and the PyTorch peers on it
 #   torch      bench/compare_torch.sh on the same GPU: s/epoch and ratios against PyTorch
+#   precision  (opt-in, STAGES="precision": not among the default stages) bench/precision_accuracy.sh on
+#              DATA: each model with fp32, tf32 and bf16 GEMMs against exact and the seed spread
 # then a summary table, printed last and saved as OUT_DIR/summary.txt. Every selected stage runs
 # even when an earlier one fails (except after a failed build); the exit status is 0 only when
 # all of them pass. Logs go to OUT_DIR. The build directory is reused, so the stages can be split
@@ -103,7 +105,7 @@ budget_skipped=""  # stages the budget left out
 
 build_status="not run"; ctest_line="not run"; memcheck_line="not run"; racecheck_line="not run"
 spe_cpu="n/a"; spe_cuda="n/a"; spe_fp32="n/a"; speedup="n/a"; metrics_cpu="n/a"; metrics_cuda="n/a"; agree="not run"
-graph_line="not run"; bench_line="not run"; branches_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; compare_line="not run"
+graph_line="not run"; bench_line="not run"; branches_line="not run"; torch_line="not run"; spe_nograph="n/a"; same_gpu="not run"; variants_line="not run"; svd_line="not run"; scale_line="not run"; precision_line="not run"; compare_line="not run"
 
 # The table, one row per figure; $1 is its result row. checkpoint writes it after every stage
 # (result INCOMPLETE), so a call stopped from outside, past the budget, still leaves the table
@@ -135,6 +137,7 @@ summary_table() {
   row "kernel variants" "$variants_line"
   row "svd 5-fold cuda" "$svd_line"
   row "ml-20m multvae" "$scale_line"
+  want precision && row "precision accuracy" "$precision_line"
   row "torch" "$torch_line"
   [ -f "$OUT/compare_torch.log" ] && grep -A8 '^# data' "$OUT/compare_torch.log"
   row "logs" "$OUT"
@@ -504,6 +507,35 @@ PY
     done
   fi
   want svd && checkpoint svd
+
+  # ---- what TF32 / BF16 / FP32 GEMMs cost in accuracy (opt-in: not in the default stages) ----
+  if want precision && ! enough 60; then
+    precision_line=$(budget_note); budget_skipped="$budget_skipped precision"
+  elif want precision; then
+    log="$OUT/precision_accuracy.md"
+    say "bench/precision_accuracy.sh $DATA -> $log"
+    BIN="${PRECISION_BIN:-$BUILD/vae_gpu}" CPU_BIN="$BUILD/vae_gpu" JOBS=${PRECISION_JOBS:-4} \
+      capped 400 "$ROOT/bench/precision_accuracy.sh" "$DATA" >"$log" 2>"$OUT/precision_accuracy.err"
+    rc=$?
+    if cut_by_budget "$rc"; then precision_line="CUT (budget)"; budget_skipped="$budget_skipped precision"
+    elif [ "$rc" -ne 0 ]; then precision_line="FAILED (rc $rc)"; ok=0; tail -n 5 "$OUT/precision_accuracy.err"
+    else
+      # The largest change of a metric and its ratio to that metric's seed spread, per precision.
+      precision_line=$(python3 - "$log" <<'PY'
+import re, sys
+rows = [l.strip().strip("|").split("|") for l in open(sys.argv[1]) if l.startswith("|")]
+head, body = [c.strip() for c in rows[0]], rows[2:]
+out = []
+for j in range(4, len(head)):
+    d = [(abs(float(re.search(r"\(([-+][0-9.]+)\)", r[j]).group(1))), float(r[3])) for r in body]
+    out.append("%s: max |change| %.4f, at most %.2f seed sd" % (
+        head[j].split()[0], max(a for a, _ in d), max(a / sd if sd > 0 else float("inf") for a, sd in d)))
+print("; ".join(out) + "; table in precision_accuracy.md")
+PY
+)
+    fi
+  fi
+  want precision && checkpoint precision
 fi
 
 # ---- summary (last) -------------------------------------------------------------------------
