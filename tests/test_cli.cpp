@@ -205,6 +205,13 @@ TEST(Cli, TinyDataEndsCleanlyWithoutMadeUpFigures) {
   const nlohmann::json j = read_json(d / "svd" / "summary.json");
   EXPECT_TRUE(j["metrics"]["rmse"].is_null()) << j.dump();
   EXPECT_TRUE(j["metrics"]["mae"].is_null()) << j.dump();
+  // --quiet keeps the note: it explains the final line's nan.
+  const CmdResult q = run_cli("train --epochs 1 --quiet --device cpu --data " + csv.string());
+  EXPECT_EQ(q.code, 0) << q.out;
+  EXPECT_THAT(q.out, HasSubstr("holds no ratings to predict"));
+  const CmdResult qs = run_cli("train --model svd --epochs 1 --quiet --data " + csv.string());
+  EXPECT_EQ(qs.code, 0) << qs.out;
+  EXPECT_THAT(qs.out, HasSubstr("holds no test ratings"));
 }
 
 TEST(Cli, MissingAndMalformedDataNameFileAndLine) {
@@ -869,6 +876,40 @@ TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
   EXPECT_THAT(t.out, HasSubstr("--threshold 1e+300"));
 }
 
+// Third fuzzing pass: messages that named the wrong cause, and inputs taken silently.
+TEST(Cli, FixesFromTheThirdFuzzingPass) {
+  fs::path dir = temp_dir("pass3");
+  const std::string data = " --device cpu --data synthetic:users=60,items=140,ratings=2400";
+  // --lr 0 used to mean the model's default rate without a word.
+  const CmdResult lr = run_cli("train --lr 0 --epochs 1" + data);
+  EXPECT_EQ(lr.code, 2) << lr.out;
+  EXPECT_THAT(lr.out, HasSubstr("--lr: must be > 0, got 0"));
+  // The CSV of --all-users would replace the model it is computed from.
+  ASSERT_EQ(run_cli("train --epochs 1 --quiet --out " + (dir / "m").string() + data).code, 0);
+  const fs::path model = dir / "m" / "model.safetensors";
+  const std::string before = slurp_file(model);
+  const CmdResult self = run_cli("recommend --all-users --model-file " + model.string() + " --out " + model.string() + data);
+  EXPECT_NE(self.code, 0) << self.out;
+  EXPECT_THAT(self.out, HasSubstr("is the --model-file being read"));
+  EXPECT_EQ(slurp_file(model), before);
+  // EASE with a tiny lambda: the option to raise, not a LAPACK code.
+  const CmdResult ease = run_cli("train --model ease --ease-lambda 1e-30" + data);
+  EXPECT_NE(ease.code, 0) << ease.out;
+  EXPECT_THAT(ease.out, HasSubstr("raise --ease-lambda"));
+  EXPECT_THAT(ease.out, Not(HasSubstr("dpotrf")));
+  // A latent size that does not fit: the memory plan names --latent.
+  const CmdResult latent = run_cli("train --latent 1048576 --epochs 1" + data);
+  EXPECT_EQ(latent.code, 2) << latent.out;
+  EXPECT_THAT(latent.out, HasSubstr("or --latent (now 1048576"));
+  // Divergence from a huge weight decay names it beside --lr.
+  const CmdResult wd = run_cli("train --weight-decay 1e10 --adamw --epochs 1" + data);
+  EXPECT_NE(wd.code, 0) << wd.out;
+  EXPECT_THAT(wd.out, HasSubstr("lower --lr or --weight-decay (1e+10)"));
+  // Whole-number bounds print whole.
+  const CmdResult sw = run_cli("compare --models multvae --sweep hidden=8,2000000 --epochs 1" + data);
+  EXPECT_EQ(sw.code, 2) << sw.out;
+  EXPECT_THAT(sw.out, HasSubstr("(from 1 to 1048576)"));
+}
 
 // A model file records the split it was trained on (seed protocol: the test fraction), and
 // evaluating it uses that split, whatever --test-fraction says now: the metrics are the

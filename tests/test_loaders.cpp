@@ -941,3 +941,65 @@ TEST_F(LoaderErrors, ALinkToAMissingUUserOrGenreFileIsRefused) {
     fs::remove(dir + "/" + f);  // the next make() would write through the link
   }
 }
+
+// ml-latest's ratings.csv is read by position: a header with its columns in another order used
+// to load with users and movies swapped (or fail on a movie "missing" from movies.csv).
+TEST_F(LoaderMlLatest, AHeaderWithItsColumnsInAnotherOrderIsRefused) {
+  std::string msg = data_error([&] {
+    vae::load_movielens_dir(make("movieId,userId,rating,timestamp\n1,1,4.0,1\n11,2,3.0,2\n"));
+  });
+  EXPECT_HAS(msg, "ratings.csv:1: header 'movieId,userId,rating,timestamp' is not ml-latest's "
+                  "userId,movieId,rating,timestamp in that order");
+  EXPECT_HAS(msg, "--data ");
+  msg = data_error([&] { vae::load_movielens_dir(make("a,b,c,d\n1,1,4.0,1\n")); });
+  EXPECT_HAS(msg, "ratings.csv:1: header 'a,b,c,d' is not ml-latest's");
+  // Names differing only in case or separators are the same columns.
+  EXPECT_EQ(vae::load_movielens_dir(make("UserId,movie_id,Rating,timestamp\n1,1,4.0,1\n")).num_ratings(), 1);
+}
+
+// A nonzero rating that a float holds as 0 would read as "not rated" in a generic CSV.
+TEST_F(LoaderCsv, ARatingTooSmallForAFloatIsRefused) {
+  const std::string msg = data_error([&] { vae::load_ratings_csv(write("tiny.csv", "a,x,4\nb,x,1e-300\n")); });
+  EXPECT_HAS(msg, "tiny.csv:2: rating '1e-300' is too close to 0 for a float");
+  EXPECT_EQ(vae::load_ratings_csv(write("zero.csv", "a,x,4\nb,x,0\n")).num_ratings(), 2);
+}
+
+// A stream with NUL bytes (--data /dev/zero would be one without end) is refused as it is read,
+// before it fills memory.
+TEST_F(LoaderCsv, AStreamHoldingNulBytesIsRefusedAsItIsRead) {
+  const std::string fifo = path("nul.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string content = "user,item,rating\n" + std::string(1000, '\0');  // fits a pipe's buffer
+  std::thread writer([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY);
+    if (fd < 0) return;
+    if (::write(fd, content.data(), content.size()) < 0) {
+    }
+    close(fd);
+  });
+  const std::string msg = data_error([&] { vae::load_ratings_csv(fifo); });
+  const int unblock = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  writer.join();
+  if (unblock >= 0) close(unblock);
+  EXPECT_HAS(msg, "nul.fifo: holds a NUL byte (at byte 17): not a text file");
+}
+
+// A folder the user may not look into is not "a folder without a ratings file". Root reads
+// everything, so the check runs in a child that drops to an unprivileged user.
+TEST_F(LoaderErrors, AFolderThatCannotBeSearchedSaysSo) {
+  const std::string dir = make();
+  ASSERT_EQ(chmod(dir.c_str(), 0), 0);
+  EXPECT_EXIT(
+      {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) std::exit(3);
+        try {
+          vae::load_movielens_dir(dir);
+        } catch (const DataError& e) {
+          std::cerr << e.what() << "\n";
+          std::exit(0);
+        }
+        std::exit(2);
+      },
+      ::testing::ExitedWithCode(0), "u.data: cannot be looked up: Permission denied");
+  chmod(dir.c_str(), 0755);
+}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -551,6 +552,54 @@ TEST(FoldinRatings, PairsAreCheckedAgainstTheDataAndItsSteps) {
   const FoldinRatings h = parse_foldin_ratings(d.item_ids[1] + ":4.5," + d.item_ids[2] + ":4.7", d);
   ASSERT_EQ(h.warnings.size(), 1u);
   EXPECT_THAT(h.warnings[0], HasSubstr("rating 4.7 for item " + d.item_ids[2] + " is between the data's steps of 0.5"));
+}
+
+// "1:5:3" and "1:5;2:4" split at their last colon into an id no item has: said to be malformed
+// pairs, not unknown items. A file whose one line is a bad pair is not a silent cold start.
+TEST(FoldinRatings, MalformedListsAndHeaderLikeLinesAreSaid) {
+  const Dataset& d = data();
+  const std::string a = d.item_ids[1], b = d.item_ids[2];
+  const FoldinRatings f = parse_foldin_ratings(a + ":5:3," + a + ":5;" + b + ":4," + b + ":4", d);
+  ASSERT_EQ(f.ratings.size(), 1u);
+  std::string all;
+  for (const std::string& w : f.warnings) all += w + "\n";
+  EXPECT_THAT(all, HasSubstr("malformed pair '" + a + ":5:3' (expected item_id:rating, pairs separated by commas)"));
+  EXPECT_THAT(all, HasSubstr("malformed pair '" + a + ":5;" + b + ":4'"));
+  EXPECT_THAT(all, Not(HasSubstr("unknown item id")));
+  const std::string file = ::testing::TempDir() + "/vae_foldin_nan_" + std::to_string(getpid()) + ".csv";
+  std::ofstream(file) << a << ",nan\n";
+  try {
+    parse_foldin_ratings("@" + file, d);
+    ADD_FAILURE() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(":1: read as a header: its rating field 'nan' is not a number"));
+  }
+  // A header that names its columns is read as one, without a word.
+  std::ofstream(file) << "movieId,rating\n" << a << ",4\n";
+  const FoldinRatings h = parse_foldin_ratings("@" + file, d);
+  EXPECT_EQ(h.ratings.size(), 1u);
+  EXPECT_TRUE(h.warnings.empty()) << h.warnings.front();
+  std::remove(file.c_str());
+}
+
+// Outputs that overflow (extreme weights) are refused, not ranked.
+TEST(ItemEffects, OutputsThatOverflowAreRefused) {
+  const Dataset& d = data();
+  Linear l = linear(d.num_items(), 3);
+  for (int64_t j = 0; j < l.n; ++j) l.m[4 * l.n + j] = 1e300;  // item 4's like: inf in float
+  try {
+    most_similar(l.effects(), 4, 5, d);
+    ADD_FAILURE() << "no error";
+  } catch (const VaeError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("the model's outputs are not finite (nan or inf)"));
+  }
+  // An empty list under --min-ratings says why it is empty.
+  const Linear ok = linear(d.num_items(), 3);
+  const ItemEffects e = ok.effects();
+  const std::vector<SimilarItem> none = most_similar(e, 4, 5, d, int64_t{1} << 40);
+  EXPECT_TRUE(none.empty());
+  EXPECT_THAT(format_similar(e, 4, none, d, int64_t{1} << 40),
+              HasSubstr("(no other item has 1099511627776 ratings or more)"));
 }
 
 TEST(ItemEffects, ModelsWithoutEffectsAreRefused) {

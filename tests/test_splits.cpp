@@ -373,6 +373,19 @@ TEST_F(SplitFoldTest, BadFilesNameFileLineAndProblem) {
   EXPECT_THROW(split_ratings_ml100k_fold(d_, dir(), "11"), UsageError);
 }
 
+// An empty fold file is a broken copy of ml-100k: training on nothing, or an RMSE over no
+// ratings, would be figures of no data.
+TEST_F(SplitFoldTest, AnEmptyFoldFileIsRefused) {
+  write("u4.base", "");
+  write("u4.test", "8\t200\t5\t1\n");
+  std::string e = error_of("4");
+  EXPECT_NE(e.find("u4.base: no ratings (the fold's training file is empty)"), std::string::npos) << e;
+  write("u4.base", "7\t100\t4\t1\n");
+  write("u4.test", "\n");
+  e = error_of("4");
+  EXPECT_NE(e.find("u4.test: no ratings (the fold's test file is empty)"), std::string::npos) << e;
+}
+
 // A non-numeric id in a fold file is not a number, as u.data's loader says, rather than an
 // "unknown" id; fold ids match the data set's by value like u.data's ("007" is user 7).
 TEST_F(SplitFoldTest, NonNumericOrNonPositiveIdsAreNamedAsSuch) {

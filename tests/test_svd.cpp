@@ -524,6 +524,14 @@ TEST(SvdModelFile, DamagedOrForeignFilesAreRefusedNamingTheFile) {
       }
   });
   EXPECT_THAT(error_of([&] { load_svd_model_file(f6, d); }), HasSubstr("out of range"));
+  // Fold-in runs the stored epochs: a billion would hang recommend and similar.
+  const std::string f7 = resigned("epochs.safetensors", [](StFile& f) {
+    nlohmann::json j = nlohmann::json::parse(f.metadata["svd"]);
+    j["epochs"] = 1000000000;
+    f.metadata["svd"] = j.dump();
+  });
+  EXPECT_THAT(error_of([&] { load_svd_model_file(f7, d); }),
+              HasSubstr("implausible SGD settings in the 'svd' metadata (epochs 1000000000"));
   EXPECT_EQ(peek_model_kind((dir / "nosuch").string()), "");
   std::filesystem::remove_all(dir);
 }
@@ -613,6 +621,28 @@ TEST(SvdRecommend, FoldInOfAUsersOwnRatingsRanksLikeTheStoredUser) {
     const double bar = 6.5;
     EXPECT_GE(own, bar);
     EXPECT_LT(other, bar);
+  }
+}
+
+// Item factors that overflow the float scores (a damaged file passes the finiteness check on
+// its doubles): refused, rather than a list ranked by inf and nan.
+TEST(SvdRecommend, ScoresThatOverflowAreRefusedNotListed) {
+  const Dataset d = make_synthetic(SyntheticSpec{200, 300, 6000, 4, 5});
+  SvdModel fitted(d.ratings, d.rating_min, d.rating_max, SvdOptions{});
+  fitted.fit();
+  SvdState st = fitted.state();
+  SvdModel good(st);
+  RecommendOptions ro;
+  ro.top = 5;
+  EXPECT_EQ(SvdRecommender(good, d).for_user(d.user_ids[3], ro).items.size(), 5u);
+  for (double& q : st.qi) q = 1e300;
+  SvdModel bad(std::move(st));
+  SvdRecommender rec(bad, d);
+  try {
+    rec.for_user(d.user_ids[3], ro);
+    ADD_FAILURE() << "no error";
+  } catch (const VaeError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("the model's scores are not finite (nan or inf)"));
   }
 }
 

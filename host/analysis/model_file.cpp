@@ -549,8 +549,12 @@ LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d) {
   const bool pp = kind == "svdpp";
   const int64_t U = d.num_users(), I = d.num_items(), F = info.svd.factors;
   if (F < 1 || F != info.config.hidden) throw DataError(path, 0, "the factor count in 'svd' and 'config' disagree");
-  if (info.svd.epochs < 1 || !(info.svd.lr > 0) || info.svd.reg < 0)
-    throw DataError(path, 0, "implausible SGD settings in the 'svd' metadata");
+  // The epochs also drive a new user's fold-in: more than --epochs accepts would run for hours.
+  if (info.svd.epochs < 1 || info.svd.epochs > 100000 || !(info.svd.lr > 0) || !std::isfinite(info.svd.lr) ||
+      !(info.svd.reg >= 0) || !std::isfinite(info.svd.reg))
+    throw DataError(path, 0, "implausible SGD settings in the 'svd' metadata (epochs " + std::to_string(info.svd.epochs) +
+                                 ", lr " + std::to_string(info.svd.lr) + ", reg " + std::to_string(info.svd.reg) +
+                                 "; --epochs takes 1 to 100000)");
   if (static_cast<int64_t>(info.column_map.size()) != I || static_cast<int64_t>(info.row_map.size()) != U)
     throw DataError(path, 0, "the model covers " + std::to_string(info.row_map.size()) + " users x " +
                                  std::to_string(info.column_map.size()) + " items, the dataset " + std::to_string(U) +

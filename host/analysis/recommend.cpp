@@ -83,6 +83,14 @@ std::string trim(const std::string& s) {
   return s.substr(a, b - a + 1);
 }
 
+// A listed score that is not finite is overflow (extreme weights, or a new user's fit that
+// diverged): a list ranked by it would be noise.
+void check_finite_score(float v) {
+  if (!std::isfinite(v))
+    throw VaeError("the model's scores are not finite (nan or inf): its weights overflow float arithmetic "
+                   "(a damaged model file, or a diverged fit); retrain it, with a lower --lr");
+}
+
 std::string fmt_score(float v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(v));
@@ -179,7 +187,12 @@ std::vector<GivenRating> given_in_file(const std::string& path, std::vector<std:
         continue;
       }
       double v = 0;
-      if (fields.size() >= 2 && text::parse_double(trim(std::string(fields[1])), &v) != text::NumParse::kOk) continue;
+      if (fields.size() >= 2 && text::parse_double(trim(std::string(fields[1])), &v) != text::NumParse::kOk) {
+        // Said, so that a file whose one line is a bad pair ("50,nan") is not a silent cold start.
+        warnings.push_back(where + "read as a header: its rating field " + text::quote(trim(std::string(fields[1]))) +
+                           " is not a number, and it names no item and rating columns");
+        continue;
+      }
     }
     if (fields.size() <= std::max(item_col, rating_col)) {
       warnings.push_back(where + "expected item_id,rating" +
@@ -214,7 +227,12 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     }
     auto it = index.find(id);
     if (it == index.end()) {
-      f.warnings.push_back(g.where + "unknown item id " + text::escape(id, 60) + " (not in " + d.name + ")");
+      // "1:5:3" or "1:5;2:4" split at their last colon: a malformed list, not an odd item id.
+      if (id.find_first_of(":;") != std::string::npos)
+        f.warnings.push_back(g.where + "malformed pair " + text::quote(id + ":" + rs) +
+                             " (expected item_id:rating, pairs separated by commas)");
+      else
+        f.warnings.push_back(g.where + "unknown item id " + text::escape(id, 60) + " (not in " + d.name + ")");
       continue;
     }
     if (r < d.rating_min || r > d.rating_max) {
@@ -399,6 +417,7 @@ struct Recommender::Impl {
   void fill_items(RecommendResult& r, const int32_t* idx, const float* val, int k) const {
     for (int j = 0; j < k; ++j) {
       if (idx[j] < 0) break;  // fewer candidates than k
+      check_finite_score(val[j]);
       Recommendation rec;
       rec.rank = static_cast<int>(r.items.size()) + 1;
       rec.item = score_item[static_cast<size_t>(idx[j])];
@@ -663,7 +682,10 @@ RecommendResult SvdRecommender::top_of(const std::vector<float>& scores, const s
   std::vector<int32_t> cand;
   cand.reserve(scores.size());
   for (size_t i = 0; i < scores.size(); ++i)
-    if (!skip[i]) cand.push_back(static_cast<int32_t>(i));
+    if (!skip[i]) {
+      check_finite_score(scores[i]);  // before the sort: NaN breaks its ordering
+      cand.push_back(static_cast<int32_t>(i));
+    }
   const size_t n = std::min(cand.size(), static_cast<size_t>(k));
   std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(n), cand.end(), [&](int32_t a, int32_t b) {
     return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);

@@ -242,6 +242,27 @@ StFile decode_safetensors(std::string_view bytes, const std::string& path) {
 }
 
 StFile load_safetensors(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+      !std::filesystem::is_directory(st)) {
+    // A pipe or a device is read to its end, so an endless one (--model-file /dev/zero) would
+    // fill memory: its first 8 bytes, a header length no model file has, end the read there.
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw DataError(path, 0, "cannot open for reading");
+    std::string bytes(8, '\0');
+    f.read(bytes.data(), 8);
+    bytes.resize(static_cast<size_t>(f.gcount()));
+    uint64_t n = 0;
+    for (size_t i = 0; i < bytes.size(); ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+    if (bytes.size() == 8 && n > 0 && n <= kMaxHeader) {
+      std::ostringstream rest;
+      rest << f.rdbuf();
+      if (f.bad()) throw DataError(path, 0, "read failed");
+      bytes += rest.str();
+    }
+    return decode_safetensors(bytes, path);
+  }
   const std::string bytes = read_binary_file(path);
   return decode_safetensors(bytes, path);
 }

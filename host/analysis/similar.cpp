@@ -358,7 +358,14 @@ std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t it
   std::vector<SimilarItem> all;
   all.reserve(items.size());
   for (int32_t j : items)
-    if (j != item && (listed.empty() || listed[j])) all.push_back({0, j, value(j)});
+    if (j != item && (listed.empty() || listed[j])) {
+      const double v = value(j);
+      // Every model item has a finite effect; anything else is overflow, and would sort anywhere.
+      if (!std::isfinite(v))
+        throw VaeError("the model's outputs are not finite (nan or inf): its weights overflow float arithmetic "
+                       "(a damaged model file, or a diverged fit); retrain it, with a lower --lr");
+      all.push_back({0, j, v});
+    }
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
                     [](const SimilarItem& x, const SimilarItem& y) {
@@ -514,7 +521,9 @@ std::string format_similar(const ItemEffects& e, int32_t item, const std::vector
        << std::setw(10) << v << "  " << std::setw(7) << counts[s.item] << "  " << title_of(d, s.item) << "\n";
     items.push_back(s.item);
   }
-  if (list.empty()) os << "  (the model has no other item)\n";
+  if (list.empty())
+    os << (min_ratings > 1 ? "  (no other item has " + std::to_string(min_ratings) + " ratings or more)\n"
+                           : std::string("  (the model has no other item)\n"));
   os << format_genre_counts(genre_counts(d, items));
   return os.str();
 }

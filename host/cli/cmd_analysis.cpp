@@ -448,6 +448,9 @@ void check_out_file(const Options& o, const std::string& flags) {
   std::error_code ec;
   const fs::file_status st = fs::status(o.out, ec);  // through links
   if (fs::is_directory(st)) throw DataError(o.out, 0, "is a directory: " + flags + " --out names the CSV file to write");
+  // The CSV would replace the model it is computed from.
+  if (!o.model_file.empty() && fs::exists(st) && fs::equivalent(o.out, o.model_file, ec))
+    throw DataError(o.out, 0, "is the --model-file being read: " + flags + " --out names another file (recs.csv, say)");
   if (fs::exists(st) && !fs::is_regular_file(st)) {  // /dev/stdout, a named pipe: written as it is
     if (::access(o.out.c_str(), W_OK) != 0) throw DataError(o.out, 0, std::string("not writable: ") + std::strerror(errno));
     return;

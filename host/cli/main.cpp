@@ -267,8 +267,9 @@ int main(int argc, char** argv) {
   app.add_option("--protocol", o.train.protocol, "seed (the notebooks; the default), heldout (Mult-VAE), ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "ratings"}, CLI::ignore_case));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(whole_in(0, int64_t{1} << 24));
+  // > 0: a rate of 0 would not train (and 0 stands for "the model's default" inside).
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")
-      ->check(finite_at_least(0))
+      ->check(finite_at_least(0, true))
       ->default_str("model's");
   app.add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(finite_at_least(0));
   app.add_flag("--adamw", o.adamw, "decoupled weight decay (AdamW) instead of L2");

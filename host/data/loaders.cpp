@@ -41,7 +41,11 @@ bool file_present(const std::string& path) {
   std::error_code ec;
   if (fs::is_symlink(fs::symlink_status(path, ec)) && !fs::exists(path, ec))
     throw DataError(path, 0, "is a link to a missing file");
-  return fs::exists(path, ec);
+  // exists() clears ec for "not there"; what is left (permission denied on the folder, say) is
+  // not absence, and reporting it as "no ratings file here" would send the user looking for one.
+  const bool there = fs::exists(path, ec);
+  if (ec) throw DataError(path, 0, "cannot be looked up: " + ec.message());
+  return there;
 }
 using text::trim;
 
@@ -219,6 +223,9 @@ float parse_rating(std::string_view f, Scale scale, const std::string& file, lon
   if (p == NumParse::kNotNumber) throw DataError(file, line, "non-numeric rating " + quote(f));
   if (p == NumParse::kOverflow || std::fabs(x) > std::numeric_limits<float>::max())
     throw DataError(file, line, "rating " + quote(f) + " is out of range");
+  // A nonzero rating that a float holds as 0 (or a denormal) would silently become "not rated".
+  if (x != 0 && std::fabs(x) < std::numeric_limits<float>::min())
+    throw DataError(file, line, "rating " + quote(f) + " is too close to 0 for a float (use 0, or rescale the ratings)");
   if (scale == Scale::kWhole1to5 && !(x >= 1 && x <= 5 && x == std::floor(x)))
     throw DataError(file, line, "rating " + quote(f) + " is not a whole number from 1 to 5");
   if (scale == Scale::kHalves && !(x >= 0.5 && x <= 5 && 2 * x == std::floor(2 * x)))
@@ -896,6 +903,20 @@ Dataset load_ml1m(const std::string& dir) {
 
 // ---- ml-latest / ml-20m / ml-25m ---------------------------------------------------------
 
+// ml-latest's ratings.csv is read by position, so a header naming its columns in another order
+// (an edited or re-exported file) is refused rather than read with users and movies swapped.
+void check_mllatest_header(const std::vector<std::string_view>& names, const std::string& file) {
+  bool in_order = true;
+  for (int r = 0; r < kNumCsvRoles; ++r) in_order = in_order && csv_role(names[r]) == r;
+  if (in_order) return;
+  std::string got;
+  for (std::string_view n : names) got += (got.empty() ? "" : ",") + std::string(trim(n));
+  throw DataError(file, 1,
+                  "header " + quote(got) + " is not ml-latest's userId,movieId,rating,timestamp in that order; "
+                  "to read a CSV whose header names its columns in another order, give the file itself: --data " +
+                      file + " (titles and genres are then not read)");
+}
+
 Dataset load_mllatest(const std::string& dir) {
   Dataset d;
   RawRatings raw(join_path(dir, "ratings.csv"), true);
@@ -913,6 +934,7 @@ Dataset load_mllatest(const std::string& dir) {
       if (first && is_header(f[2])) {
         first = false;
         raw.header = true;
+        check_mllatest_header(f, raw.file);
         continue;
       }
       first = false;

@@ -330,6 +330,9 @@ RatingsSplit split_ratings_ml100k_fold(const Dataset& d, const std::string& dir,
   RatingsSplit s;
   s.train = reader.read(base, base_pairs, nullptr);
   s.test = reader.read(test, test_pairs, &base_pairs);
+  // An empty fold file would train on nothing, or report RMSE over no ratings (NaN).
+  if (s.train.nnz() == 0) throw DataError(base, 0, "no ratings (the fold's training file is empty)");
+  if (s.test.nnz() == 0) throw DataError(test, 0, "no ratings (the fold's test file is empty)");
   s.description = stem + ".base/" + stem + ".test";
   return s;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
@@ -44,6 +45,12 @@ std::string read_file(const std::string& path) {
       buf.resize(old + kChunk);
       in.read(buf.data() + old, static_cast<std::streamsize>(kChunk));
       buf.resize(old + static_cast<size_t>(in.gcount()));
+      // An endless binary stream (--data /dev/zero, /dev/urandom) would fill memory before any
+      // line is parsed; text never holds a NUL byte, so stop at the first chunk that does.
+      if (const void* nul = std::memchr(buf.data() + old, 0, buf.size() - old))
+        throw DataError(path, 0,
+                        "holds a NUL byte (at byte " +
+                            std::to_string(static_cast<const char*>(nul) - buf.data()) + "): not a text file");
       if (!in) break;
     }
     if (in.bad()) throw DataError(path, 0, "read error");

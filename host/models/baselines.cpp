@@ -1,6 +1,7 @@
 #include "models/baselines.h"
 
 #include <cmath>
+#include <sstream>
 
 #ifdef VAE_HAVE_OPENBLAS
 extern "C" {
@@ -135,7 +136,15 @@ void EaseModel<T>::set_lambda(double lambda) {
   const int64_t n = train_bin_.cols;
   std::vector<double> p = gram_;
   for (int64_t i = 0; i < n; ++i) p[i * n + i] += lambda;
-  spd_inverse(p, n);
+  try {
+    spd_inverse(p, n);
+  } catch (const VaeError&) {
+    // G + λI is positive definite in exact arithmetic; in doubles a tiny λ leaves it singular.
+    std::ostringstream m;
+    m << "EASE: the item Gram matrix plus lambda " << lambda
+      << " on its diagonal is numerically singular (not positive definite): raise --ease-lambda (its grid runs 10 to 2000)";
+    throw UsageError(m.str());
+  }
   // B_ij = −P_ij / P_jj off the diagonal, 0 on it.
   std::vector<T> bh(static_cast<size_t>(n * n));
   for (int64_t i = 0; i < n; ++i)

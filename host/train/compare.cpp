@@ -139,7 +139,14 @@ Sweep parse_sweep(const std::string& spec) {
     if (x < opt->lo || (opt->open_lo && x == opt->lo) || x > opt->hi) {
       std::ostringstream m;
       m << "--sweep " << sw.name << ": " << v << " is out of range (";
-      if (opt->hi < 1e299) m << "from " << opt->lo << " to " << opt->hi << ")";
+      // 1048576, not 1.04858e+06: the bounds are whole numbers or the flag's own decimals.
+      auto bound = [](double b) {
+        std::ostringstream o;
+        if (b == std::floor(b) && std::fabs(b) < 1e15) o << static_cast<int64_t>(b);
+        else o << b;
+        return o.str();
+      };
+      if (opt->hi < 1e299) m << "from " << bound(opt->lo) << " to " << bound(opt->hi) << ")";
       else m << "must be " << (opt->open_lo ? "> " : ">= ") << opt->lo << ")";
       throw UsageError(m.str());
     }

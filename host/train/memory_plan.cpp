@@ -86,6 +86,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int k
   VAE_CHECK(batch > 0 && kmax >= 0 && num_ks >= 0, "plan_memory: bad batch or cut-offs");
   MemoryPlan p;
   p.fixed_width = cfg.kind == "vae";
+  if (cfg.kind == "vae" || cfg.kind == "multvae") p.latent = resolved_shape(cfg).latent;
   const int64_t n = planned_param_count(cfg), I = cfg.num_inputs;
   p.parameters = 3 * n * kFloat;  // theta, gradient, best-epoch copy
   p.adam = 2 * n * kFloat;
@@ -134,7 +135,8 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
                     (p.fixed_width ? std::string("use --model multvae with a small --hidden (the notebook VAE's "
                                                  "512-wide layers hold its parameters and Adam state, ")
                                    : std::string("--hidden (parameters and Adam state, ")) +
-                    mib(p.parameters + p.adam) + " MiB, grow with " + (p.fixed_width ? "items" : "hidden x items") + ")";
+                    mib(p.parameters + p.adam) + " MiB, grow with " + (p.fixed_width ? "items" : "hidden x items") + ")" +
+                    (p.latent > 0 ? ", or --latent (now " + std::to_string(p.latent) + "; both terms grow with it)" : "");
   if (!p.sparse && p.batch_sparse < p.batch_dense)
     msg += ", or use --sparse-input on (saves " + mib(p.batch_dense - p.batch_sparse) + " MiB)";
   throw UsageError(msg);

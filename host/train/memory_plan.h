@@ -35,6 +35,7 @@ struct MemoryPlan {
   int64_t dataset = 0;       // CSR matrices on the backend, batch order and evaluation row ids
   bool sparse = false;       // which of the two batch figures this run uses
   bool fixed_width = false;  // the notebook VAE: its layer widths are fixed (--latent sizes it)
+  int64_t latent = 0;        // the resolved latent size of a VAE (0: the model has none)
   int64_t batch() const { return sparse ? batch_sparse : batch_dense; }
   int64_t total() const { return parameters + adam + batch() + dataset; }
 };

@@ -433,7 +433,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       log << "note: " << kind << " scores items for ranking; its outputs are not ratings, so RMSE and MAE only "
           << "measure how far those scores lie from the rating scale\n";
   }
-  if (test_target.nnz() == 0 && !opt.quiet)
+  // Kept under --quiet: it explains the final line's nan.
+  if (test_target.nnz() == 0)
     log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
         << "undefined (nan); use a larger data set" << (opt.protocol == "seed" ? " or --test-fraction" : "") << "\n";
 
@@ -691,6 +692,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       throw VaeError("training diverged at epoch " + std::to_string(epoch) +
                      " (loss is not finite): lower --lr" +
                      (opt.model.beta > 1e3 ? std::string(" or --beta") : std::string()) +
+                     (opt.adam.weight_decay > 1 ? " or --weight-decay (" + fmt_number(opt.adam.weight_decay) + ")"
+                                                : std::string()) +
                      (d.rating_min < 0 || d.rating_max > 10
                           ? ", or check the data: its ratings run from " + fmt_number(d.rating_min) + " to " +
                                 fmt_number(d.rating_max)
