@@ -83,14 +83,6 @@ std::string trim(const std::string& s) {
   return s.substr(a, b - a + 1);
 }
 
-// A listed score that is not finite is overflow (extreme weights, or a new user's fit that
-// diverged): a list ranked by it would be noise.
-void check_finite_score(float v) {
-  if (!std::isfinite(v))
-    throw VaeError("the model's scores are not finite (nan or inf): its weights overflow float arithmetic "
-                   "(a damaged model file, or a diverged fit); retrain it, with a lower --lr");
-}
-
 std::string fmt_score(float v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(v));
@@ -122,6 +114,13 @@ double rating_step(const Dataset& d) {
 }  // namespace
 
 bool model_has_latent(const std::string& kind) { return kind == "vae" || kind == "multvae"; }
+
+void check_finite_score(double v, const char* what) {
+  if (!std::isfinite(v))
+    throw VaeError(std::string("the model's ") + what +
+                   " are not finite (nan or inf): its weights overflow float arithmetic "
+                   "(a damaged model file, or a diverged fit); retrain it, with a lower --lr");
+}
 
 namespace {
 
@@ -417,7 +416,7 @@ struct Recommender::Impl {
   void fill_items(RecommendResult& r, const int32_t* idx, const float* val, int k) const {
     for (int j = 0; j < k; ++j) {
       if (idx[j] < 0) break;  // fewer candidates than k
-      check_finite_score(val[j]);
+      check_finite_score(val[j], "scores");
       Recommendation rec;
       rec.rank = static_cast<int>(r.items.size()) + 1;
       rec.item = score_item[static_cast<size_t>(idx[j])];
@@ -683,7 +682,7 @@ RecommendResult SvdRecommender::top_of(const std::vector<float>& scores, const s
   cand.reserve(scores.size());
   for (size_t i = 0; i < scores.size(); ++i)
     if (!skip[i]) {
-      check_finite_score(scores[i]);  // before the sort: NaN breaks its ordering
+      check_finite_score(scores[i], "scores");  // before the sort: NaN breaks its ordering
       cand.push_back(static_cast<int32_t>(i));
     }
   const size_t n = std::min(cand.size(), static_cast<size_t>(k));

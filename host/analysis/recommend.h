@@ -145,5 +145,8 @@ Embeddings encode_users(Backend<float>& be, Model<float>& model, const ModelFile
 Embeddings svd_user_embeddings(const SvdModel& model, const Dataset& d);
 
 bool model_has_latent(const std::string& kind);
+// Throws VaeError when a score (what: "scores", "outputs") is not finite: overflow from extreme
+// weights or a diverged fold-in, which a ranked list would hide.
+void check_finite_score(double v, const char* what);
 
 }  // namespace vae

@@ -360,10 +360,7 @@ std::vector<SimilarItem> top_items(const std::vector<int32_t>& items, int32_t it
   for (int32_t j : items)
     if (j != item && (listed.empty() || listed[j])) {
       const double v = value(j);
-      // Every model item has a finite effect; anything else is overflow, and would sort anywhere.
-      if (!std::isfinite(v))
-        throw VaeError("the model's outputs are not finite (nan or inf): its weights overflow float arithmetic "
-                       "(a damaged model file, or a diverged fit); retrain it, with a lower --lr");
+      check_finite_score(v, "outputs");  // every model item has a finite effect; NaN would sort anywhere
       all.push_back({0, j, v});
     }
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top, 0)), all.size());
