@@ -128,14 +128,22 @@ void save_safetensors(const std::string& path, const std::vector<StTensor>& tens
   write_binary_atomically(path, encode_safetensors(tensors, metadata));
 }
 
+namespace {
+// The little-endian u64 header length that opens a safetensors file (bytes holds at least 8).
+uint64_t header_length(std::string_view bytes) {
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  return n;
+}
+}  // namespace
+
 StFile decode_safetensors(std::string_view bytes, const std::string& path) {
   auto fail = [&](const std::string& problem) -> DataError {
     return DataError(path, 0, "not a valid safetensors file: " + problem);
   };
   if (bytes.size() < 8)
     throw fail("truncated (" + std::to_string(bytes.size()) + " bytes, the header length alone is 8)");
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  const uint64_t n = header_length(bytes);
   if (n > kMaxHeader) throw fail("header length " + std::to_string(n) + " is implausibly large");
   if (n > bytes.size() - 8)
     throw fail("header length " + std::to_string(n) + " runs past the end of the file (" +
@@ -253,9 +261,7 @@ StFile load_safetensors(const std::string& path) {
     std::string bytes(8, '\0');
     f.read(bytes.data(), 8);
     bytes.resize(static_cast<size_t>(f.gcount()));
-    uint64_t n = 0;
-    for (size_t i = 0; i < bytes.size(); ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
-    if (bytes.size() == 8 && n > 0 && n <= kMaxHeader) {
+    if (bytes.size() == 8 && header_length(bytes) > 0 && header_length(bytes) <= kMaxHeader) {
       std::ostringstream rest;
       rest << f.rdbuf();
       if (f.bad()) throw DataError(path, 0, "read failed");
