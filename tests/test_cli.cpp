@@ -1289,6 +1289,21 @@ TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
   EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
 }
 
+// An option given twice is named with its count, not CLI11's "At Most 1 required" wording; the
+// run stops before anything is read or trained.
+TEST(Cli, AnOptionGivenTwiceIsNamed) {
+  CmdResult r = run_cli("cluster --k 3 --k 4 --data synthetic:users=60,items=40,ratings=600");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("vae_gpu: --k was given 2 times; give it once"));
+  EXPECT_THAT(r.out, Not(HasSubstr("At Most")));
+  r = run_cli("--epochs=2 --epochs 3 --epochs 4");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--epochs was given 3 times; give it once"));
+  r = run_cli("--ks 1 2");  // another parse error keeps CLI11's words
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("not expected"));
+}
+
 // info summarises the metadata as one cluster profile would: genre shares, men, age, occupations.
 TEST(Cli, InfoSummarisesGenresAndUsers) {
   const CmdResult r = run_cli("info --data synthetic:users=300,items=200,ratings=6000");

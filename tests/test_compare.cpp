@@ -492,6 +492,14 @@ TEST(CompareSweep, SpecsAreReadAndCheckedLikeTheirFlags) {
   EXPECT_THAT(message("latent=8,2.5"), HasSubstr("'2.5' is not a whole number"));
   EXPECT_THAT(message("dropout=0.5,1"), HasSubstr("1 is out of range (from 0 to 0.99)"));
   EXPECT_THAT(message("epochs=1,100001"), HasSubstr("100001 is out of range (from 1 to 100000)"));
+  // precision takes words, the --precision flag's.
+  sw = parse_sweep("precision=exact, fp32,bf16");
+  EXPECT_EQ(sw.values, (std::vector<std::string>{"exact", "fp32", "bf16"}));
+  EXPECT_THAT(message("precision=exact,fp16"), HasSubstr("'fp16' is not one of exact, fp32, tf32, bf16"));
+  EXPECT_THAT(message("precision=exact,1"), HasSubstr("'1' is not one of"));
+  EXPECT_THAT(message("precision=tf32,tf32"), HasSubstr("tf32 is given twice"));
+  EXPECT_THAT(message("precision=tf32"), HasSubstr("give at least two values"));
+  EXPECT_THAT(message("beta=1,exact"), HasSubstr("'exact' is not a decimal number"));
 }
 
 TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
@@ -505,10 +513,13 @@ TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
   EXPECT_FALSE(sweep_applies("lr", "ease"));
   EXPECT_TRUE(sweep_applies("ease-lambda", "ease"));
   EXPECT_FALSE(sweep_applies("batch-size", "svdpp"));
+  EXPECT_TRUE(sweep_applies("precision", "ease"));  // its Gram matrix is a GEMM
+  EXPECT_TRUE(sweep_applies("precision", "cdae"));
+  EXPECT_FALSE(sweep_applies("precision", "svd"));
   for (const std::string& n : sweep_names()) {
     EXPECT_FALSE(sweep_applies(n, "popularity")) << n;
     TrainOptions t;
-    apply_sweep(n, "3", t);  // every listed option has a destination
+    if (n != "precision") apply_sweep(n, "3", t);  // every listed option has a destination
   }
   TrainOptions t;
   apply_sweep("beta", "0.25", t);
@@ -537,6 +548,55 @@ TEST(CompareSweep, EachOptionGoesToTheModelsThatReadIt) {
   EXPECT_EQ(sweep_label("ease", "ease-lambda", "10"), "ease_lambda=10");
   EXPECT_TRUE(is_compare_label("ease_lambda=10"));
   EXPECT_TRUE(is_compare_label("ease_ease-lambda=10"));  // an earlier compare's row: still cleaned up
+  // precision's values are words: those, and no others.
+  EXPECT_EQ(sweep_label("multvae", {{"beta", "0.2"}, {"precision", "tf32"}}), "multvae_beta=0.2_precision=tf32");
+  EXPECT_TRUE(is_compare_label("multvae_beta=0.2_precision=tf32"));
+  EXPECT_TRUE(is_compare_label("vae_precision=exact"));
+  EXPECT_FALSE(is_compare_label("vae_precision=fp16"));
+  EXPECT_FALSE(is_compare_label("vae_precision=0.5"));
+  EXPECT_FALSE(is_compare_label("vae_beta=exact"));
+}
+
+// --sweep precision: each row on a backend of its own precision (recorded in its summary.json),
+// the others on --precision's; tf32 / bf16 on the CPU are fp32 and said to be; the flag and the
+// sweep together are refused.
+TEST(CompareSweep, PrecisionRowsRunOnABackendOfTheirOwn) {
+  const fs::path d = temp_dir("sweep_precision");
+  const CmdResult c = run_cli(std::string("compare --models vae,popularity,ease --sweep precision=exact,fp32,bf16 "
+                                          "--epochs 2 ") + kData + " --out " + (d / "cmp").string());
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --sweep precision: each row multiplies at its own precision, on a cpu backend "
+                               "made for it; the CPU has no tensor cores, so bf16 run as fp32 (the same figures)"));
+  const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
+  std::vector<std::string> names, column;
+  for (const auto& r : rows) names.push_back(r.at("model")), column.push_back(r.at("precision"));
+  EXPECT_EQ(names, (std::vector<std::string>{"vae_precision=exact", "vae_precision=fp32", "vae_precision=bf16",
+                                             "popularity", "ease_precision=exact", "ease_precision=fp32",
+                                             "ease_precision=bf16"}));
+  EXPECT_EQ(column, (std::vector<std::string>{"exact", "fp32", "bf16", "", "exact", "fp32", "bf16"}));
+  // What the backend that trained each row says of its GEMMs.
+  for (const auto& [row, gemm] : std::vector<std::pair<std::string, std::string>>{
+           {"vae_precision=exact", "exact"}, {"vae_precision=fp32", "fp32"}, {"vae_precision=bf16", "fp32"},
+           {"ease_precision=exact", "exact"}, {"ease_precision=fp32", "fp32"}})
+    EXPECT_EQ(read_json(d / "cmp" / row / "summary.json")["precision"], gemm) << row;
+  // The exact row is the lone default run; the fp32 row a lone --precision fp32 run.
+  for (const std::string p : {"exact", "fp32"}) {
+    const fs::path lone = d / ("train_" + p);
+    const CmdResult t = run_cli("train --model vae --precision " + p + " --epochs 2 " + kData +
+                                " --out " + lone.string());
+    ASSERT_EQ(t.code, 0) << t.out;
+    EXPECT_EQ(read_json(d / "cmp" / ("vae_precision=" + p) / "summary.json")["metrics"],
+              read_json(lone / "summary.json")["metrics"]) << p;
+  }
+  for (const std::string& args : {std::string("compare --models vae --sweep precision=exact,fp32 --precision fp32 "),
+                                  std::string("compare --models vae --sweep precision=exact,fp32 --tf32 "),
+                                  std::string("compare --models popularity,svd --sweep precision=exact,fp32 ")}) {
+    const CmdResult r = run_cli(args + "--epochs 1 " + kData);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("[1/"))) << args;
+  }
+  EXPECT_THAT(run_cli(std::string("compare --models vae --sweep precision=exact,fp32 --tf32 --epochs 1 ") + kData).out,
+              HasSubstr("--tf32 is also swept (--sweep precision=exact,fp32): give it once"));
 }
 
 // Each swept row is exactly a lone `train` with that value; a model that does not read the

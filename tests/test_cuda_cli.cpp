@@ -47,5 +47,27 @@ TEST(CudaCli, MainJobGivesTheCpuRunsFigures) {
   EXPECT_GE(same, gc.size() * 98 / 100);
 }
 
+// compare --sweep precision on the GPU: a CUDA backend per row, one at a time; the exact row gives
+// the CPU's exact figures, the fp32 row is cuBLAS's (its summary says so).
+TEST(CudaCli, PrecisionSweepMakesABackendPerRow) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const std::filesystem::path dir = cli_test::fresh_dir("cuda_cli_precision");
+  const std::string base = "compare --models vae,popularity --epochs 2 --data synthetic:users=200,items=300,ratings=8000";
+  const cli_test::CmdResult gpu =
+      cli_test::run_cli(base + " --sweep precision=exact,fp32,tf32 --device cuda --out " + (dir / "gpu").string());
+  ASSERT_EQ(gpu.code, 0) << gpu.out;
+  EXPECT_NE(gpu.out.find("note: --sweep precision: each row multiplies at its own precision, on a cuda backend made for it\n"),
+            std::string::npos) << gpu.out;
+  const cli_test::CmdResult cpu = cli_test::run_cli(base + " --device cpu --out " + (dir / "cpu").string());
+  ASSERT_EQ(cpu.code, 0) << cpu.out;
+  for (const char* p : {"exact", "fp32", "tf32"})
+    EXPECT_EQ(cli_test::read_json(dir / "gpu" / (std::string("vae_precision=") + p) / "summary.json")["precision"], p) << p;
+  const auto g = cli_test::read_json(dir / "gpu" / "vae_precision=exact" / "summary.json");
+  const auto c = cli_test::read_json(dir / "cpu" / "vae" / "summary.json");
+  ASSERT_FALSE(c["metrics"].empty());
+  for (const auto& [key, value] : c["metrics"].items())
+    EXPECT_NEAR(g["metrics"][key].get<double>(), value.get<double>(), 5e-4) << key;
+}
+
 }  // namespace
 }  // namespace vae

@@ -63,8 +63,9 @@ int run_compare(Options& o) {
   std::vector<Sweep> sweeps;
   for (const std::string& spec : o.sweeps) {
     Sweep sw = parse_sweep(spec);
-    if (o.was_given("--" + sw.name))
-      throw UsageError("--" + sw.name + " is also swept (--sweep " + spec + "): give it once");
+    if (o.was_given("--" + sw.name) || (sw.name == "precision" && o.was_given("--tf32")))
+      throw UsageError((o.was_given("--" + sw.name) ? "--" + sw.name : std::string("--tf32")) + " is also swept (--sweep " +
+                       spec + "): give it once");
     for (const Sweep& other : sweeps)
       if (other.name == sw.name) throw UsageError("--sweep " + sw.name + " is given twice: list its values in one");
     sweeps.push_back(std::move(sw));
@@ -195,9 +196,29 @@ int run_compare(Options& o) {
                   << "; for the autoencoders it keeps its usual meaning\n";
   // The devices before the data, so that a missing GPU is refused before anything is loaded or trained.
   std::unique_ptr<Backend<float>> be;
+  std::string be_precision = o.precision;  // as asked: the CPU runs tf32 and bf16 as fp32
   if (std::any_of(models.begin(), models.end(), [](const std::string& m) { return !is_svd_kind(m); })) {
     be = make_backend(o);
     std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
+  }
+  const std::string device = be ? be->name() : "";
+  // A row's GEMM precision: its swept value, else --precision.
+  auto precision_of = [&](const Run& run) {
+    for (const auto& [name, value] : run.settings)
+      if (name == "precision") return value;
+    return o.precision;
+  };
+  if (be && std::any_of(sweeps.begin(), sweeps.end(), [](const Sweep& sw) { return sw.name == "precision"; })) {
+    std::cerr << "note: --sweep precision: each row multiplies at its own precision, on a " << be->name()
+              << " backend made for it";
+    if (be->name() == "cpu") {
+      std::string same;
+      for (const Run& run : runs)
+        if (const std::string p = precision_of(run); (p == "tf32" || p == "bf16") && same.find(p) == std::string::npos)
+          same += (same.empty() ? "" : " and ") + p;
+      if (!same.empty()) std::cerr << "; the CPU has no tensor cores, so " << same << " run as fp32 (the same figures)";
+    }
+    std::cerr << "\n";
   }
   SvdRunConfig svd_rc;
   if (has("svd") || has("svdpp")) {
@@ -229,6 +250,11 @@ int run_compare(Options& o) {
         r = std::move(run_svd_experiment(d, t, svd_rc, std::cout).result);
         std::cout << "Final metrics on " << r.eval_set << ":";
       } else {
+        if (const std::string p = precision_of(runs[i]); p != be_precision || !be) {
+          be.reset();  // one backend at a time: the row gets the GPU's memory
+          be_precision = p;
+          be = device == "cpu" ? make_cpu_backend<float>(parse_precision(p)) : make_cuda_backend(parse_precision(p));
+        }
         r = run_experiment(*be, d, t, std::cout);
         std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
       }
@@ -250,7 +276,7 @@ int run_compare(Options& o) {
   if (results.empty()) throw VaeError("compare: every model failed (" + failed.front() + (failed.size() > 1 ? ", …)" : ")"));
   const TrainResult& first = results.front();
   const std::string split = first.protocol + " protocol (" + first.eval_set + "; seed " + std::to_string(o.seed) +
-                            (be ? "; " + be->name() : "") + ")";
+                            (device.empty() ? "" : "; " + device) + ")";
   std::cout << "\nModels compared on the " << split << ":\n"
             << format_compare_table(results)
             << (validation_metric(results).empty() ? "* best in its column" : "* best test figure in its column")

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <regex>
 #include <sstream>
 
 #include "analysis/model_file.h"
@@ -187,6 +188,17 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 // After a parse error: for each --option on the command line that the tool does not know, the
 // known ones it is probably a typo of; for one that belongs to a subcommand but came before it
 // (or without it), where it goes.
+// CLI11's words for an option given twice ("--k: At Most 1 required but received 2") read as a
+// count of required values; say what happened instead. Other parse errors keep CLI11's text.
+std::string parse_error_text(const CLI::ParseError& e) {
+  static const std::regex repeated(R"(^(-[^:]*): At Most 1 required but received ([0-9]+)$)");
+  const std::string what = e.what();
+  std::smatch m;
+  if (std::regex_match(what, m, repeated))
+    return m[1].str() + " was given " + m[2].str() + " times; give it once";
+  return what;
+}
+
 std::string option_hints(const CLI::App& app, int argc, char** argv) {
   std::vector<std::pair<std::string, const CLI::App*>> known;  // option name, its (sub)command
   for (const CLI::Option* opt : app.get_options()) known.emplace_back(opt->get_name(), &app);
@@ -414,7 +426,8 @@ int main(int argc, char** argv) {
                       "unless a flag sets them for all");
   compare->add_option("--sweep", o.sweeps,
                       "one training option at several values, NAME=V1,V2,... (NAME: beta, lr, latent, hidden, dropout, "
-                      "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda): each model that reads it "
+                      "lambda, batch-size, anneal-steps, weight-decay, epochs, ease-lambda; or precision=exact,fp32,tf32,bf16): "
+                      "each model that reads it "
                       "trains once per value (rows and directories <model>_<NAME>=<value>), the others once; give it "
                       "again for a grid (<model>_<NAME>=<v>_<NAME2>=<w>)")
       ->expected(1)
@@ -451,7 +464,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "vae_gpu: " << e.what() << "\n" << option_hints(app, argc, argv) << "Run with --help for usage.\n";
+    std::cerr << "vae_gpu: " << parse_error_text(e) << "\n" << option_hints(app, argc, argv) << "Run with --help for usage.\n";
     return 2;
   }
 

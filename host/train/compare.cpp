@@ -71,6 +71,7 @@ struct SweepOption {
   bool integer;
   double lo, hi;  // accepted range (the flag's own)
   bool open_lo;   // lo itself refused
+  std::vector<std::string> words = {};  // a word option's values (then no number is read)
 };
 const SweepOption kSweepOptions[] = {
     {"beta", false, 0, 1e300, false},        {"lr", false, 0, 1e300, true},
@@ -79,7 +80,13 @@ const SweepOption kSweepOptions[] = {
     {"batch-size", true, 1, 1 << 24, false}, {"anneal-steps", true, 0, 1099511627776.0, false},
     {"weight-decay", false, 0, 1e300, false}, {"epochs", true, 1, 100000, false},
     {"ease-lambda", false, 0, 1e300, true},
+    // The GEMM precision (one backend per value; on the CPU tf32 and bf16 run as fp32).
+    {"precision", false, 0, 0, false, {"exact", "fp32", "tf32", "bf16"}},
 };
+
+bool is_word(const SweepOption& o, const std::string& v) {
+  return std::find(o.words.begin(), o.words.end(), v) != o.words.end();
+}
 
 const SweepOption* find_sweep_option(const std::string& name) {
   for (const SweepOption& o : kSweepOptions)
@@ -132,6 +139,17 @@ Sweep parse_sweep(const std::string& spec) {
   while (std::getline(ss, item, ',')) {
     const std::string v = trim(item);
     if (v.empty()) throw UsageError("--sweep " + sw.name + ": an empty value");
+    if (!opt->words.empty()) {
+      if (!is_word(*opt, v)) {
+        std::string list;
+        for (const std::string& w : opt->words) list += (list.empty() ? "" : ", ") + w;
+        throw UsageError("--sweep " + sw.name + ": '" + v + "' is not one of " + list);
+      }
+      if (std::find(sw.values.begin(), sw.values.end(), v) != sw.values.end())
+        throw UsageError("--sweep " + sw.name + ": " + v + " is given twice");
+      sw.values.push_back(v);
+      continue;
+    }
     double x = 0;
     if (!decimal_value(v, x)) throw UsageError("--sweep " + sw.name + ": '" + v + "' is not a decimal number");
     if (opt->integer && x != std::floor(x))
@@ -169,10 +187,13 @@ bool sweep_applies(const std::string& name, const std::string& kind) {
   if (name == "weight-decay") return !fitted && !svd;
   if (name == "batch-size") return !fitted && !svd;
   if (name == "ease-lambda") return kind == "ease";
+  if (name == "precision") return !svd && kind != "popularity";  // the models that multiply matrices
   return false;
 }
 
 void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t) {
+  // Not a training option but the backend's: compare hands the run a backend of that precision.
+  if (name == "precision") return;
   const double x = std::stod(value);
   if (name == "beta") t.model.beta = x;
   else if (name == "lr") t.adam.lr = x;
@@ -217,11 +238,14 @@ bool is_compare_label(const std::string& label) {
     // An option's name, or the part after the model's own prefix ("lambda" of EASE's "ease-lambda"):
     // the inverse of the labels written above.
     const std::string name = part.substr(0, eq), kind = label.substr(0, label.find('_'));
-    if (eq == std::string::npos || (!find_sweep_option(name) && !find_sweep_option(kind + "-" + name))) return false;
+    if (eq == std::string::npos) return false;
+    const SweepOption* opt = find_sweep_option(name);
+    if (!opt) opt = find_sweep_option(kind + "-" + name);
+    if (!opt) return false;
     if (std::find(seen.begin(), seen.end(), part.substr(0, eq)) != seen.end()) return false;
     seen.push_back(part.substr(0, eq));
     double x = 0;
-    if (!decimal_value(part.substr(eq + 1), x)) return false;
+    if (opt->words.empty() ? !decimal_value(part.substr(eq + 1), x) : !is_word(*opt, part.substr(eq + 1))) return false;
     us = next;
   }
   return true;
@@ -628,7 +652,7 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
     for (const std::string& n : swept) {
       os << ",";
       for (const auto& [name, value] : r.sweep_settings)
-        if (name == n) os << value;  // a number as --sweep took it: no quoting needed
+        if (name == n) os << value;  // a number or a word as --sweep took it: no quoting needed
     }
     os << "\n";
   }

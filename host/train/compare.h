@@ -26,14 +26,16 @@ struct Sweep {
 };
 // The option names --sweep takes (the long flag without its dashes).
 const std::vector<std::string>& sweep_names();
-// "beta=1,0.001" → {beta, {1, 0.001}}. UsageError for a missing '=', an unknown name, a value
+// "beta=1,0.001" → {beta, {1, 0.001}}; "precision=exact,fp32" (the one option of words: exact,
+// fp32, tf32, bf16). UsageError for a missing '=', an unknown name, a value
 // the flag itself would refuse (negative, not a number, a fraction where an integer is wanted,
 // out of range) or given twice, and fewer than two values.
 Sweep parse_sweep(const std::string& spec);
 // Whether a model reads the option (svd/svdpp read --hidden, --lr and --lambda as their factors,
 // SGD rate and regularisation).
 bool sweep_applies(const std::string& name, const std::string& kind);
-// Sets the option in t to a value parse_sweep accepted.
+// Sets the option in t to a value parse_sweep accepted ("precision" is the backend's, not t's:
+// the caller runs the row on a backend of that precision).
 void apply_sweep(const std::string& name, const std::string& value, TrainOptions& t);
 // A swept run's row and directory name: "vae_beta=0.001", on a grid "multvae_beta=0.2_dropout=0.5"
 // (option names hold no '_', values no '_' either). An option named after the model loses that
