@@ -1289,8 +1289,8 @@ TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
   EXPECT_THAT(r.out, Not(HasSubstr("hint:")));
 }
 
-// An option given twice is named with its count, not CLI11's "At Most 1 required" wording; the
-// run stops before anything is read or trained.
+// An option given twice is named with its count, one without its value is said to need one (not
+// CLI11's "At Most 1 required" / "1 required ... missing"); the run stops before anything runs.
 TEST(Cli, AnOptionGivenTwiceIsNamed) {
   CmdResult r = run_cli("cluster --k 3 --k 4 --data synthetic:users=60,items=40,ratings=600");
   EXPECT_EQ(r.code, 2) << r.out;
@@ -1299,6 +1299,10 @@ TEST(Cli, AnOptionGivenTwiceIsNamed) {
   r = run_cli("--epochs=2 --epochs 3 --epochs 4");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("--epochs was given 3 times; give it once"));
+  r = run_cli("cluster --data synthetic:users=60,items=40,ratings=600 --k");  // the value left out
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("vae_gpu: --k needs a value (INT in [1 - 1000000])"));
+  EXPECT_THAT(r.out, Not(HasSubstr("required")));
   r = run_cli("--ks 1 2");  // another parse error keeps CLI11's words
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("not expected"));

@@ -188,14 +188,21 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 // After a parse error: for each --option on the command line that the tool does not know, the
 // known ones it is probably a typo of; for one that belongs to a subcommand but came before it
 // (or without it), where it goes.
-// CLI11's words for an option given twice ("--k: At Most 1 required but received 2") read as a
-// count of required values; say what happened instead. Other parse errors keep CLI11's text.
+// CLI11's words for an option given twice ("--k: At Most 1 required but received 2") or without
+// its value ("--k: 1 required INT:INT in [1 - 1000000] missing") read as counts of required
+// values; say what happened instead. Other parse errors keep CLI11's text.
 std::string parse_error_text(const CLI::ParseError& e) {
   static const std::regex repeated(R"(^(-[^:]*): At Most 1 required but received ([0-9]+)$)");
   const std::string what = e.what();
   std::smatch m;
   if (std::regex_match(what, m, repeated))
     return m[1].str() + " was given " + m[2].str() + " times; give it once";
+  // "--k: 1 required INT:INT in [1 - 1000000] missing": the option came last, without its value.
+  static const std::regex missing(R"(^(-[^:]*): [0-9]+ required (.*) missing$)");
+  if (std::regex_match(what, m, missing)) {
+    const std::string type = m[2].str();
+    return m[1].str() + " needs a value (" + type.substr(type.find(':') == std::string::npos ? 0 : type.find(':') + 1) + ")";
+  }
   return what;
 }
 
