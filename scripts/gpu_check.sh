@@ -347,7 +347,7 @@ print('yes, bit-identical metrics' if a == b else 'NO: ' + str(a) + ' vs ' + str
     if [ "$nograph_cut" = 1 ] && [[ $same_gpu != yes* ]]; then same_gpu="not run: the budget stopped the no-graph run"
     else [[ $same_gpu == yes* ]] || ok=0; fi
     a=${spe_cpu%% *}; b=${spe_cuda%% *}
-    speedup=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1fx", a / b; else print "n/a" }')
+    speedup=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3gx", a / b; else print "n/a" }')
     # The issue's bar: the same metrics to 3 decimals on both devices.
     agree=$(python3 - "$OUT/run_cpu/summary.json" "$OUT/run_cuda/summary.json" <<'PY'
 import json, sys
