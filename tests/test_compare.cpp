@@ -566,7 +566,7 @@ TEST(CompareSweep, PrecisionRowsRunOnABackendOfTheirOwn) {
                                           "--epochs 2 ") + kData + " --out " + (d / "cmp").string());
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, HasSubstr("note: --sweep precision: each row multiplies at its own precision, on a cpu backend "
-                               "made for it; the CPU has no tensor cores, so bf16 run as fp32 (the same figures)"));
+                               "made for it; the CPU has no tensor cores, so bf16 rows run fp32 GEMMs"));
   const auto rows = parse_csv(read_text(d / "cmp" / "compare.csv"));
   std::vector<std::string> names, column;
   for (const auto& r : rows) names.push_back(r.at("model")), column.push_back(r.at("precision"));

@@ -216,7 +216,7 @@ int run_compare(Options& o) {
       for (const Run& run : runs)
         if (const std::string p = precision_of(run); (p == "tf32" || p == "bf16") && same.find(p) == std::string::npos)
           same += (same.empty() ? "" : " and ") + p;
-      if (!same.empty()) std::cerr << "; the CPU has no tensor cores, so " << same << " run as fp32 (the same figures)";
+      if (!same.empty()) std::cerr << "; the CPU has no tensor cores, so " << same << " rows run fp32 GEMMs";
     }
     std::cerr << "\n";
   }
