@@ -63,9 +63,11 @@ int run_compare(Options& o) {
   std::vector<Sweep> sweeps;
   for (const std::string& spec : o.sweeps) {
     Sweep sw = parse_sweep(spec);
-    if (o.was_given("--" + sw.name) || (sw.name == "precision" && o.was_given("--tf32")))
-      throw UsageError((o.was_given("--" + sw.name) ? "--" + sw.name : std::string("--tf32")) + " is also swept (--sweep " +
-                       spec + "): give it once");
+    // The flag it sweeps, or --tf32 (--precision tf32 by another name), set beside it.
+    const std::string set = o.was_given("--" + sw.name)                            ? "--" + sw.name
+                            : sw.name == "precision" && o.was_given("--tf32") ? "--tf32"
+                                                                                     : "";
+    if (!set.empty()) throw UsageError(set + " is also swept (--sweep " + spec + "): give it once");
     for (const Sweep& other : sweeps)
       if (other.name == sw.name) throw UsageError("--sweep " + sw.name + " is given twice: list its values in one");
     sweeps.push_back(std::move(sw));

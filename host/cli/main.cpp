@@ -185,9 +185,6 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return d[a.size()][b.size()];
 }
 
-// After a parse error: for each --option on the command line that the tool does not know, the
-// known ones it is probably a typo of; for one that belongs to a subcommand but came before it
-// (or without it), where it goes.
 // CLI11's words for an option given twice ("--k: At Most 1 required but received 2") or without
 // its value ("--k: 1 required INT:INT in [1 - 1000000] missing") read as counts of required
 // values; say what happened instead. Other parse errors keep CLI11's text.
@@ -206,6 +203,9 @@ std::string parse_error_text(const CLI::ParseError& e) {
   return what;
 }
 
+// After a parse error: for each --option on the command line that the tool does not know, the
+// known ones it is probably a typo of; for one that belongs to a subcommand but came before it
+// (or without it), where it goes.
 std::string option_hints(const CLI::App& app, int argc, char** argv) {
   std::vector<std::pair<std::string, const CLI::App*>> known;  // option name, its (sub)command
   for (const CLI::Option* opt : app.get_options()) known.emplace_back(opt->get_name(), &app);
