@@ -1148,12 +1148,75 @@ std::string run_cli_piped(const std::string& cmd, const std::string& args) {
   return out;
 }
 
+// AutoRec's --folds: one model per fold of the ratings (the folds SVD's --folds draws, covering
+// every rating once), RMSE and MAE as mean ± population std over the folds; no model file and no
+// per-user file (K models, K test sets); the same seed gives the same figures.
+TEST(Cli, AutoRecFoldsCrossValidateTheRatings) {
+  const fs::path dir = temp_dir("autorec_folds");
+  const std::string out = " --out " + (dir / "run").string();
+  fs::create_directories(dir / "run");
+  std::ofstream(dir / "run" / "model.safetensors") << "an earlier run's model";
+  const CmdResult r = run_cli(std::string("train --model i-autorec --folds 3 --epochs 2 ") + kSmall + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::regex line(R"(Fold ([1-3])/3: RMSE ([0-9.]+), MAE ([0-9.]+) \(([0-9]+) test ratings\))");
+  std::vector<double> rmse, mae;
+  int64_t tested = 0;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), line); it != std::sregex_iterator(); ++it) {
+    EXPECT_EQ(std::stoi((*it)[1]), static_cast<int>(rmse.size()) + 1);
+    rmse.push_back(std::stod((*it)[2]));
+    mae.push_back(std::stod((*it)[3]));
+    tested += std::stoll((*it)[4]);
+  }
+  ASSERT_EQ(rmse.size(), 3u) << r.out;
+  EXPECT_EQ(tested, 8000);  // each rating is tested once
+  EXPECT_THAT(r.out, HasSubstr("i-autorec 3-fold: RMSE "));
+  EXPECT_THAT(r.out, HasSubstr("no model.safetensors written"));
+  const nlohmann::json j = read_json(dir / "run" / "summary.json");
+  EXPECT_EQ(j["eval_set"], "3-fold cross-validation");
+  EXPECT_EQ(j["protocol"], "ratings");
+  const double m = (rmse[0] + rmse[1] + rmse[2]) / 3;
+  EXPECT_NEAR(j["metrics"]["rmse"].get<double>(), m, 1e-4);  // the fold lines have 4 decimals
+  EXPECT_NEAR(j["metrics"]["mae"].get<double>(), (mae[0] + mae[1] + mae[2]) / 3, 1e-4);
+  double ss = 0;
+  for (double v : rmse) ss += (v - m) * (v - m);
+  EXPECT_NEAR(j["metrics"]["rmse_std"].get<double>(), std::sqrt(ss / 3), 2e-4);
+  EXPECT_GT(j["metrics"]["rmse_std"].get<double>(), 0);
+  EXPECT_FALSE(fs::exists(dir / "run" / "model.safetensors"));  // the earlier model would not match
+  EXPECT_FALSE(fs::exists(dir / "run" / "user_metrics.csv"));
+  EXPECT_EQ(cli_test::parse_csv(read_text(dir / "run" / "metrics.csv")).size(), 2u);  // the first fold's curve
+  // SVD's --folds holds out the very same ratings.
+  const CmdResult svd = run_cli(std::string("train --model svd --folds 3 --epochs 1 ") + kSmall);
+  ASSERT_EQ(svd.code, 0) << svd.out;
+  const std::regex svd_line(R"(Fold ([1-3])/3 \(([0-9]+) test ratings\))");
+  std::vector<std::string> a, b;
+  for (auto it = std::sregex_iterator(svd.out.begin(), svd.out.end(), svd_line); it != std::sregex_iterator(); ++it)
+    a.push_back((*it)[2]);
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), line); it != std::sregex_iterator(); ++it)
+    b.push_back((*it)[4]);
+  EXPECT_EQ(a, b);
+  // User-based AutoRec: --folds picks the ratings protocol; the same seed, the same figures.
+  const CmdResult u1 = run_cli(std::string("train --model autorec --folds 2 --epochs 1 --quiet ") + kSmall + out);
+  ASSERT_EQ(u1.code, 0) << u1.out;
+  const nlohmann::json first = read_json(dir / "run" / "summary.json");
+  EXPECT_EQ(first["model"], "autorec");
+  EXPECT_EQ(first["protocol"], "ratings");
+  ASSERT_EQ(run_cli(std::string("train --model autorec --folds 2 --epochs 1 --quiet ") + kSmall + out).code, 0);
+  EXPECT_EQ(read_json(dir / "run" / "summary.json")["metrics"], first["metrics"]);
+  EXPECT_THAT(u1.out, ::testing::Not(HasSubstr("Fold 1/2")));  // --quiet: the final line only
+  // Another protocol, named, is refused before anything trains.
+  const CmdResult seed = run_cli(std::string("train --model autorec --folds 2 --protocol seed ") + kSmall);
+  EXPECT_EQ(seed.code, 2) << seed.out;
+  EXPECT_THAT(seed.out, HasSubstr("--folds cross-validates the ratings protocol's RMSE: use --protocol ratings, not seed"));
+  fs::remove_all(dir);
+}
+
 // Wording: --folds names the models it is for; a pipe is named by its path (not "stdin" or
 // /dev/fd/63's "63"); the generated data says what it is; fold lines do not repeat themselves.
 TEST(Cli, MessagesSayWhatTheyMean) {
-  const CmdResult f = run_cli(std::string("train --model i-autorec --folds 3 ") + kSmall);
+  const CmdResult f = run_cli(std::string("train --model vae --folds 3 ") + kSmall);
   EXPECT_EQ(f.code, 2) << f.out;
-  EXPECT_THAT(f.out, HasSubstr("--folds (k-fold cross-validation) is for svd and svdpp"));
+  EXPECT_THAT(f.out, HasSubstr("--folds (k-fold cross-validation of the ratings) is for the rating predictors svd, "
+                               "svdpp, autorec and i-autorec; vae trains on one split"));
   EXPECT_THAT(f.out, ::testing::Not(HasSubstr("at least 2 folds")));
 
   const fs::path dir = temp_dir("pipe");

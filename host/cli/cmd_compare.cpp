@@ -57,7 +57,7 @@ int run_compare(Options& o) {
   if (!o.train.model.kind.empty())
     throw UsageError("compare takes its models from --models (comma-separated), not --model");
   if (o.train.folds != 0)
-    throw UsageError("--folds runs svd/svdpp cross-validation on its own folds; compare trains every model on one split");
+    throw UsageError("--folds cross-validates one model (train --folds: svd, svdpp, autorec, i-autorec); compare trains every model on one split");
   const bool listed = o.was_given("--models");
   // Each --sweep flag one option; several make a grid.
   std::vector<Sweep> sweeps;

@@ -6,12 +6,14 @@
 #include <iomanip>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 
 #include "analysis/profile.h"
 #include "analysis/recommend.h"
 #include "cli/options.h"
 #include "data/text_reader.h"
 #include "models/vae.h"
+#include "train/stats.h"
 
 namespace vae::cli {
 
@@ -73,6 +75,77 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
                                             ", rated items included):");
   }
   commit_and_report(staged, o.out);  // nothing is staged without --out
+  return 0;
+}
+
+// AutoRec / I-AutoRec k-fold cross-validation of the ratings (--folds K): one model per fold, each
+// trained and scored as a lone ratings-protocol run on that fold, then RMSE and MAE as mean ±
+// population std over the folds (Surprise's table, as SVD's --folds). No model file is written
+// (K models, none of them "the" model); metrics.csv and curves.svg are the first fold's curve.
+int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_job) {
+  const int k = o.train.folds;
+  const std::string kind = o.train.model.kind;
+  std::vector<double> rmse, mae, secs, epoch_secs;
+  TrainResult all;
+  for (int f = 0; f < k; ++f) {
+    TrainOptions t = o.train;
+    t.fold = f;
+    const bool quiet = o.train.quiet;
+    if (!quiet) std::cout << "Fold " << f + 1 << "/" << k << "\n";
+    TrainResult r = run_experiment(be, d, t, std::cout);
+    rmse.push_back(r.metric("rmse"));
+    mae.push_back(r.metric("mae"));
+    secs.push_back(r.train_seconds);
+    for (const EpochRecord& e : r.history) epoch_secs.push_back(e.train_seconds);
+    if (!quiet) {
+      std::ostringstream line;  // "(2666 test ratings)" from the fold's description
+      const size_t paren = r.eval_set.find('(');
+      line << std::fixed << std::setprecision(4) << "Fold " << f + 1 << "/" << k << ": RMSE " << rmse.back() << ", MAE "
+           << mae.back() << (paren == std::string::npos ? "" : " " + r.eval_set.substr(paren)) << "\n";
+      std::cout << line.str();
+    }
+    if (f == 0) {
+      all = std::move(r);
+    } else {
+      all.model_ptr = std::move(r.model_ptr);  // one model alive at a time; summary.json's config is any fold's
+    }
+  }
+  const auto [rmse_mean, rmse_std] = mean_pstd(rmse);
+  const auto [mae_mean, mae_std] = mean_pstd(mae);
+  double total = 0;
+  for (double s : secs) total += s;
+  std::sort(epoch_secs.begin(), epoch_secs.end());
+  all.metrics = {{"rmse", rmse_mean}, {"mae", mae_mean}, {"rmse_std", rmse_std}, {"mae_std", mae_std}};
+  all.eval_set = std::to_string(k) + "-fold cross-validation";
+  all.train_seconds = total;
+  all.epoch_seconds_median = epoch_secs.empty() ? 0 : epoch_secs[epoch_secs.size() / 2];
+  // Per-user figures belong to one fold's test ratings: none for the whole.
+  all.user_metrics.clear();
+  all.row_errors.clear();
+  all.eval_user_ids.clear();
+  all.user_activity.clear();
+  if (!o.train.quiet) {
+    std::ostringstream line;
+    line << std::fixed << std::setprecision(4) << kind << " " << k << "-fold: RMSE " << rmse_mean << " ± " << rmse_std
+         << ", MAE " << mae_mean << " ± " << mae_std << std::setprecision(1) << ", " << total / k << " s per fold\n";
+    std::cout << line.str();
+  }
+  std::cout << "Final metrics on " << all.eval_set << ":";
+  for (const auto& kv : all.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << "\n";
+  StagedFiles staged;
+  if (!o.out.empty()) {
+    stage_run_files(staged, o.out, all);
+    std::cerr << "note: --folds trains one model per fold; no " << kModelFileName
+              << " written (train without --folds to keep a model)\n";
+    staged.remove_on_commit(o.out + "/" + kModelFileName);  // an earlier run's model would not match these metrics
+    if (main_job) {  // no baseline row, recommendations or clusters without one model
+      drop_run_files(staged, o.out + "/popularity");
+      drop_analysis_files(staged, o.out, /*embeddings=*/true);
+    }
+    drop_derived_files(staged, o.out, main_job);
+  }
+  commit_and_report(staged, o.out);
   return 0;
 }
 
@@ -170,6 +243,7 @@ int run_train(Options& o, bool main_job) {
   if (is_svd_kind(o.train.model.kind)) return run_svd_train(o, d, main_job);
   auto be = make_backend(o);
   std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
+  if (o.train.folds >= 2) return run_train_folds(o, *be, d, main_job);
   TrainResult r;
   int file_best_epoch = -1;
   if (!o.model_file.empty()) {

@@ -44,7 +44,8 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
   const std::string& kind = kinds.front();
   bool svd = is_svd_kind(kind);
   // compare keeps one protocol for all its models; one rating predictor defaults to ratings.
-  const bool ratings_default = compared.empty() && !o.protocol_given && (svd || kind == "i-autorec");
+  const bool ratings_default = compared.empty() && !o.protocol_given &&
+                               (svd || kind == "i-autorec" || (kind == "autorec" && o.train.folds >= 2));
   const std::string protocol = ratings_default ? "ratings" : o.train.protocol;
   struct Rule {
     const char* opt;
@@ -99,7 +100,7 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
     who += ", " + kinds[i];
   }
   // k-fold cross-validation draws its own folds: one given split has no place in it.
-  if (svd && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))
+  if ((svd || kind == "autorec" || kind == "i-autorec") && protocol == "ratings" && o.train.folds >= 2 && given("--fold"))
     std::cerr << "note: --fold is ignored with --folds " << o.train.folds << " (cross-validation draws its own "
               << o.train.folds << " folds); drop --folds to train on --fold " << o.train.ratings_split << "\n";
   // The untrained baselines read --batch-size only as the number of users scored at a time.
@@ -327,7 +328,7 @@ int main(int argc, char** argv) {
       ->check(finite_at_least(0));
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
       ->transform(CLI::IsMember(ratings_split_names(), CLI::ignore_case));
-  app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, mean ± std (svd, svdpp)")
+  app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, RMSE and MAE mean ± std (svd, svdpp, autorec, i-autorec)")
       ->check(whole_in(2, 100))
       ->default_str("off");
   app.add_option("--svd-schedule", o.svd_schedule,

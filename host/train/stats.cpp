@@ -69,4 +69,16 @@ std::vector<bool> benjamini_hochberg(const std::vector<double>& p, double q) {
   return out;
 }
 
+MeanStd mean_pstd(const std::vector<double>& x) {
+  MeanStd r;
+  if (x.empty()) return r;
+  double s = 0;
+  for (double v : x) s += v;
+  r.mean = s / static_cast<double>(x.size());
+  double ss = 0;
+  for (double v : x) ss += (v - r.mean) * (v - r.mean);
+  r.std = std::sqrt(ss / static_cast<double>(x.size()));
+  return r;
+}
+
 }  // namespace vae

@@ -25,6 +25,13 @@ MeanCi mean_ci95(const std::vector<double>& x);
 // a − b user by user (the same users in the same order: a paired t interval). Throws VaeError
 // when the sizes differ.
 MeanCi paired_difference_ci95(const std::vector<double>& a, const std::vector<double>& b);
+// The mean of x and its population standard deviation (numpy's std, ddof 0: what Surprise's
+// cross-validation table reports over folds). NaN for an empty x.
+struct MeanStd {
+  double mean = NAN;
+  double std = NAN;
+};
+MeanStd mean_pstd(const std::vector<double>& x);
 // "+0.0123 ± 0.0045" (4 decimals, the tables' precision).
 std::string format_ci(const MeanCi& c);
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "train/stats.h"
 
 namespace vae {
 
@@ -139,27 +140,17 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
         res.user_activity.push_back(splits[f].train.indptr[u + 1] - splits[f].train.indptr[u]);
     }
   }
-  auto mean = [](const std::vector<double>& v) {
-    double s = 0;
-    for (double x : v) s += x;
-    return s / static_cast<double>(v.size());
-  };
   // Surprise's table reports the population standard deviation over folds (numpy's std).
-  auto stdev = [&](const std::vector<double>& v) {
-    const double m = mean(v);
-    double s = 0;
-    for (double x : v) s += (x - m) * (x - m);
-    return std::sqrt(s / static_cast<double>(v.size()));
-  };
-  res.metrics = {{"rmse", mean(rmse)}, {"mae", mean(mae)}};
+  const MeanStd r = mean_pstd(rmse), a = mean_pstd(mae);
+  res.metrics = {{"rmse", r.mean}, {"mae", a.mean}};
   if (splits.size() > 1) {
-    res.metrics.push_back({"rmse_std", stdev(rmse)});
-    res.metrics.push_back({"mae_std", stdev(mae)});
+    res.metrics.push_back({"rmse_std", r.std});
+    res.metrics.push_back({"mae_std", a.std});
     if (!opt.quiet) {
       std::ostringstream line;
-      line << std::fixed << std::setprecision(4) << kind << " " << splits.size() << "-fold: RMSE " << mean(rmse)
-           << " ± " << stdev(rmse) << ", MAE " << mean(mae) << " ± " << stdev(mae) << std::setprecision(1) << ", "
-           << mean(secs) << " s per fold\n";
+      line << std::fixed << std::setprecision(4) << kind << " " << splits.size() << "-fold: RMSE " << r.mean << " ± "
+           << r.std << ", MAE " << a.mean << " ± " << a.std << std::setprecision(1) << ", " << mean_pstd(secs).mean
+           << " s per fold\n";
       log << line.str();
     }
     res.eval_set = std::to_string(splits.size()) + "-fold cross-validation";

@@ -309,8 +309,13 @@ int64_t resolve_defaults(TrainOptions& opt) {
   if ((m.kind == "svd" || m.kind == "svdpp") && opt.protocol != "ratings")
     throw UsageError(m.kind + " predicts ratings: use --protocol ratings");
   if (opt.folds != 0 && opt.folds < 2) throw UsageError("--folds needs at least 2 folds");
-  if (opt.folds != 0 && m.kind != "svd" && m.kind != "svdpp")
-    throw UsageError("--folds (k-fold cross-validation) is for svd and svdpp; " + m.kind + " trains on one split");
+  if (opt.folds != 0 && m.kind != "svd" && m.kind != "svdpp" && m.kind != "autorec" && m.kind != "i-autorec")
+    throw UsageError("--folds (k-fold cross-validation of the ratings) is for the rating predictors svd, svdpp, "
+                     "autorec and i-autorec; " + m.kind + " trains on one split");
+  if (opt.folds != 0 && opt.protocol != "ratings")
+    throw UsageError("--folds cross-validates the ratings protocol's RMSE: use --protocol ratings, not " + opt.protocol);
+  if (opt.folds != 0 && (opt.fold < 0 || opt.fold >= opt.folds))
+    throw UsageError("fold " + std::to_string(opt.fold) + " of --folds " + std::to_string(opt.folds) + " does not exist");
   if (opt.protocol != "seed" && opt.protocol != "heldout" && opt.protocol != "ratings")
     throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, ratings)");
   if (m.kind == "ease" && opt.protocol == "ratings")
@@ -383,9 +388,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                    " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
                    std::to_string(d.num_items()) + ": those a training user rated as positive)";
   } else {
-    RatingsSplit s = opt.ratings_split == "random"
-                         ? split_ratings_random(d, 0.1, opt.seed)
-                         : split_ratings_ml100k_fold(d, opt.data_dir, opt.ratings_split);
+    RatingsSplit s = opt.folds >= 2                  ? split_ratings_kfold(d, opt.folds, opt.fold, opt.seed)
+                     : opt.ratings_split == "random" ? split_ratings_random(d, 0.1, opt.seed)
+                                                     : split_ratings_ml100k_fold(d, opt.data_dir, opt.ratings_split);
     train = s.train;
     eval_target = s.test;
     res.column_map = iota_rows(d.num_items());

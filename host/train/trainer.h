@@ -36,7 +36,8 @@ struct TrainOptions {
   HeldoutOptions heldout;
   std::string ratings_split = "random";  // random | 1..5 | a | b (ml-100k's given folds)
   std::string data_dir;                  // where uN.base/uN.test live for fold splits
-  int folds = 0;                         // ≥ 2: k-fold cross-validation (SVD / SVD++)
+  int folds = 0;                         // ≥ 2: k-fold cross-validation (SVD, SVD++, AutoRec, I-AutoRec)
+  int fold = 0;                          // with folds ≥ 2: the fold run_experiment holds out (0-based)
   double ease_lambda = 0;                // 0 = chosen on validation users (heldout) / 200
   bool progress_bar = false;             // per-batch bar (TTY) instead of only epoch lines
   bool quiet = false;
