@@ -69,5 +69,22 @@ TEST(CudaCli, PrecisionSweepMakesABackendPerRow) {
     EXPECT_NEAR(g["metrics"][key].get<double>(), value.get<double>(), 5e-4) << key;
 }
 
+// train --folds on the GPU: one model per fold on one backend (each fold's step graphs captured
+// for its own model), the CPU's figures.
+TEST(CudaCli, AutoRecFoldsGiveTheCpuFigures) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const std::filesystem::path dir = cli_test::fresh_dir("cuda_cli_folds");
+  const std::string base = "train --model autorec --folds 3 --epochs 2 --quiet --data synthetic:users=200,items=300,ratings=8000";
+  const cli_test::CmdResult gpu = cli_test::run_cli(base + " --device cuda --out " + (dir / "gpu").string());
+  const cli_test::CmdResult cpu = cli_test::run_cli(base + " --device cpu --out " + (dir / "cpu").string());
+  ASSERT_EQ(gpu.code, 0) << gpu.out;
+  ASSERT_EQ(cpu.code, 0) << cpu.out;
+  const auto g = cli_test::read_json(dir / "gpu" / "summary.json"), c = cli_test::read_json(dir / "cpu" / "summary.json");
+  EXPECT_EQ(g["eval_set"], "3-fold cross-validation");
+  ASSERT_EQ(c["metrics"].size(), 4u);
+  for (const auto& [key, value] : c["metrics"].items())
+    EXPECT_NEAR(g["metrics"][key].get<double>(), value.get<double>(), 5e-4) << key;
+}
+
 }  // namespace
 }  // namespace vae
