@@ -92,6 +92,7 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
     t.fold = f;
     const bool quiet = o.train.quiet;
     if (!quiet) std::cout << "Fold " << f + 1 << "/" << k << "\n";
+    all.model_ptr.reset();  // one model alive at a time (a GPU's memory goes to the fold training)
     TrainResult r = run_experiment(be, d, t, std::cout);
     rmse.push_back(r.metric("rmse"));
     mae.push_back(r.metric("mae"));
@@ -104,11 +105,8 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
            << mae.back() << (paren == std::string::npos ? "" : " " + r.eval_set.substr(paren)) << "\n";
       std::cout << line.str();
     }
-    if (f == 0) {
-      all = std::move(r);
-    } else {
-      all.model_ptr = std::move(r.model_ptr);  // one model alive at a time; summary.json's config is any fold's
-    }
+    if (f == 0) all = std::move(r);
+    else all.model_ptr = std::move(r.model_ptr);  // summary.json's config: every fold's is the same
   }
   const auto [rmse_mean, rmse_std] = mean_pstd(rmse);
   const auto [mae_mean, mae_std] = mean_pstd(mae);
