@@ -13,7 +13,6 @@
 #include "cli/options.h"
 #include "data/text_reader.h"
 #include "models/vae.h"
-#include "train/stats.h"
 
 namespace vae::cli {
 
@@ -108,12 +107,11 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
     if (f == 0) all = std::move(r);
     else all.model_ptr = std::move(r.model_ptr);  // summary.json's config: every fold's is the same
   }
-  const auto [rmse_mean, rmse_std] = mean_pstd(rmse);
-  const auto [mae_mean, mae_std] = mean_pstd(mae);
+  const CrossValidation cv = cross_validation(kind, rmse, mae, secs);
   double total = 0;
   for (double s : secs) total += s;
   std::sort(epoch_secs.begin(), epoch_secs.end());
-  all.metrics = {{"rmse", rmse_mean}, {"mae", mae_mean}, {"rmse_std", rmse_std}, {"mae_std", mae_std}};
+  all.metrics = cv.metrics;
   all.eval_set = std::to_string(k) + "-fold cross-validation";
   all.train_seconds = total;
   all.epoch_seconds_median = epoch_secs.empty() ? 0 : epoch_secs[epoch_secs.size() / 2];
@@ -122,12 +120,7 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
   all.row_errors.clear();
   all.eval_user_ids.clear();
   all.user_activity.clear();
-  if (!o.train.quiet) {
-    std::ostringstream line;
-    line << std::fixed << std::setprecision(4) << kind << " " << k << "-fold: RMSE " << rmse_mean << " ± " << rmse_std
-         << ", MAE " << mae_mean << " ± " << mae_std << std::setprecision(1) << ", " << total / k << " s per fold\n";
-    std::cout << line.str();
-  }
+  if (!o.train.quiet) std::cout << cv.line;
   std::cout << "Final metrics on " << all.eval_set << ":";
   for (const auto& kv : all.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";

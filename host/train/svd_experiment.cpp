@@ -140,19 +140,11 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
         res.user_activity.push_back(splits[f].train.indptr[u + 1] - splits[f].train.indptr[u]);
     }
   }
-  // Surprise's table reports the population standard deviation over folds (numpy's std).
-  const MeanStd r = mean_pstd(rmse), a = mean_pstd(mae);
-  res.metrics = {{"rmse", r.mean}, {"mae", a.mean}};
+  res.metrics = {{"rmse", rmse.front()}, {"mae", mae.front()}};
   if (splits.size() > 1) {
-    res.metrics.push_back({"rmse_std", r.std});
-    res.metrics.push_back({"mae_std", a.std});
-    if (!opt.quiet) {
-      std::ostringstream line;
-      line << std::fixed << std::setprecision(4) << kind << " " << splits.size() << "-fold: RMSE " << r.mean << " ± "
-           << r.std << ", MAE " << a.mean << " ± " << a.std << std::setprecision(1) << ", " << mean_pstd(secs).mean
-           << " s per fold\n";
-      log << line.str();
-    }
+    const CrossValidation cv = cross_validation(kind, rmse, mae, secs);
+    res.metrics = cv.metrics;
+    if (!opt.quiet) log << cv.line;
     res.eval_set = std::to_string(splits.size()) + "-fold cross-validation";
   } else {
     res.eval_set = splits[0].description + " (" + std::to_string(splits[0].test.nnz()) + " test ratings)";
@@ -170,6 +162,20 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
   res.train_rows = d.num_users();
   res.eval_rows = d.num_users();
   return run;
+}
+
+CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,
+                                 const std::vector<double>& mae, const std::vector<double>& seconds) {
+  // Surprise's table reports the population standard deviation over folds (numpy's std).
+  const MeanStd r = mean_pstd(rmse), a = mean_pstd(mae);
+  CrossValidation cv;
+  cv.metrics = {{"rmse", r.mean}, {"mae", a.mean}, {"rmse_std", r.std}, {"mae_std", a.std}};
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(4) << kind << " " << rmse.size() << "-fold: RMSE " << r.mean << " ± " << r.std
+       << ", MAE " << a.mean << " ± " << a.std << std::setprecision(1) << ", " << mean_pstd(seconds).mean
+       << " s per fold\n";
+  cv.line = line.str();
+  return cv;
 }
 
 TrainResult evaluate_svd_model(const Dataset& d, const SvdModel& m, const std::string& split, uint64_t seed,

@@ -29,6 +29,16 @@ struct SvdRun {
   std::string ratings_split;        // "random" or the ml-100k fold, for the model file
 };
 
+// k-fold cross-validation's figures from each fold's RMSE and MAE (Surprise's table: mean and
+// population std): the metrics rmse, mae, rmse_std, mae_std, and the line
+// "KIND K-fold: RMSE m ± s, MAE m ± s, T s per fold" (seconds: each fold's training).
+struct CrossValidation {
+  std::vector<std::pair<std::string, double>> metrics;
+  std::string line;
+};
+CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,
+                                 const std::vector<double>& mae, const std::vector<double>& seconds);
+
 // opt.model: hidden = factors (0 = default), lambda = reg (< 0 = 0.02); opt.adam.lr = SGD
 // learning rate (0 = default); opt.folds ≥ 2 runs k-fold cross-validation.
 SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig& rc, std::ostream& log);
