@@ -103,13 +103,8 @@ void note_seed_protocol(const Options& o) {
 }
 
 void prepare_training(Options& o) {
-  // SVD models only predict ratings: their protocol unless another one is asked for.
-  // Rating predictors (SVD, item-based AutoRec) have one protocol that fits: the default there.
-  // So is --folds (cross-validation of the ratings) for AutoRec.
-  if ((is_svd_kind(o.train.model.kind) || o.train.model.kind == "i-autorec" ||
-       (o.train.model.kind == "autorec" && o.train.folds >= 2)) &&
-      !o.protocol_given)
-    o.train.protocol = "ratings";
+  // Where only the ratings protocol fits (ratings_by_default), it is the default.
+  if (ratings_by_default(o.train.model.kind, o.train.folds) && !o.protocol_given) o.train.protocol = "ratings";
   apply_common_options(o);
   if (o.model_file.empty()) resolve_defaults(o.train);
 }

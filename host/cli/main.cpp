@@ -44,8 +44,7 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
   const std::string& kind = kinds.front();
   bool svd = is_svd_kind(kind);
   // compare keeps one protocol for all its models; one rating predictor defaults to ratings.
-  const bool ratings_default = compared.empty() && !o.protocol_given &&
-                               (svd || kind == "i-autorec" || (kind == "autorec" && o.train.folds >= 2));
+  const bool ratings_default = compared.empty() && !o.protocol_given && ratings_by_default(kind, o.train.folds);
   const std::string protocol = ratings_default ? "ratings" : o.train.protocol;
   struct Rule {
     const char* opt;

@@ -83,6 +83,12 @@ void apply_common_options(Options& o);
 // against the papers' (held-out items of unseen users).
 void note_seed_protocol(const Options& o);
 
+// The ratings protocol is the default where it is the only one that fits: the rating predictors
+// (SVD, SVD++, item-based AutoRec) and AutoRec under --folds (cross-validation of the ratings).
+inline bool ratings_by_default(const std::string& kind, int folds) {
+  return is_svd_kind(kind) || kind == "i-autorec" || (kind == "autorec" && folds >= 2);
+}
+
 void prepare_training(Options& o);
 
 // "epoch N" of a model file or run: "best" only where a validation set chose it (heldout).
