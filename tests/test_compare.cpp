@@ -416,6 +416,19 @@ TEST(Compare, AFailingModelCostsOnlyItsOwnRow) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].at("model"), "popularity");
   EXPECT_FALSE(fs::exists(d / "multvae" / "summary.json"));
+  // A model that trained into the folder before and fails now keeps its earlier files.
+  const std::string small = "--epochs 1 --device cpu --data synthetic:users=100,items=60000,ratings=3000 --out " + d.string();
+  ASSERT_EQ(run_cli("compare --models popularity,multvae --hidden 4 --latent 2 " + small).code, 0);
+  const std::string before = read_text(d / "multvae" / "summary.json");
+  const CmdResult again = run_cli("compare --models popularity,multvae --hidden 1048576 " + small);
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("note: multvae failed; " + d.string() + "/multvae/ keeps its earlier compare's files"));
+  EXPECT_EQ(read_text(d / "multvae" / "summary.json"), before);
+  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
+  // A compare that trains it again replaces them.
+  ASSERT_EQ(run_cli("compare --models popularity,multvae --hidden 3 --latent 2 " + small).code, 0);
+  EXPECT_THAT(read_text(d / "multvae" / "summary.json"), HasSubstr("\"hidden\": 3"));
+  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 2u);
   const CmdResult all = run_cli("compare --models multvae --hidden 1048576 --epochs 1 --device cpu "
                                 "--data synthetic:users=100,items=60000,ratings=3000");
   EXPECT_EQ(all.code, 1);

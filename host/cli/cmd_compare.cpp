@@ -238,6 +238,7 @@ int run_compare(Options& o) {
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   std::vector<TrainResult> results;
   std::vector<std::string> failed;  // "model: why"
+  std::vector<std::string> failed_names;
   StagedFiles staged;
   for (size_t i = 0; i < runs.size(); ++i) {
     const std::string& m = runs[i].kind;
@@ -268,9 +269,11 @@ int run_compare(Options& o) {
       r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
       results.push_back(std::move(r));
     } catch (const std::bad_alloc&) {
+      failed_names.push_back(name);
       failed.push_back(name + ": out of host memory");
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     } catch (const std::exception& e) {
+      failed_names.push_back(name);
       failed.push_back(name + ": " + e.what());
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     }
@@ -301,12 +304,22 @@ int run_compare(Options& o) {
     staged.add(o.out + "/compare.csv", compare_csv(results, swept_names));
     staged.add(o.out + "/compare.svg", compare_svg(results, d.name + ", " + split));
     // Models of an earlier compare into this directory that are not in this table: their files
-    // go (only those: a directory shared with other runs keeps theirs).
-    for (const std::string& k : earlier_compare_models(o.out))
-      if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return row_name(r) == k; }) ==
-              results.end() &&
-          is_compare_label(k))
-        drop_run_files(staged, o.out + "/" + k);
+    // go (only those: a directory shared with other runs keeps theirs). A model that failed this
+    // time keeps the files of its earlier run: a failure loses nothing already written.
+    for (const std::string& k : earlier_compare_models(o.out)) {
+      if (std::find_if(results.begin(), results.end(), [&](const TrainResult& r) { return row_name(r) == k; }) !=
+              results.end() ||
+          !is_compare_label(k))
+        continue;
+      if (std::find(failed_names.begin(), failed_names.end(), k) != failed_names.end()) {
+        if (std::filesystem::exists(o.out + "/" + k + "/summary.json"))
+          std::cout << "note: " << k << " failed; " << o.out << "/" << k
+                    << "/ keeps its earlier compare's files (not in this compare.csv; a compare that trains "
+                    << k << " replaces them)\n";
+        continue;
+      }
+      drop_run_files(staged, o.out + "/" + k);
+    }
   }
   commit_and_report(staged, o.out);
   return failed.empty() ? 0 : 1;
