@@ -876,6 +876,32 @@ TEST(Cli, SmallOutputFixesFromTheSecondFuzzingPass) {
   EXPECT_THAT(t.out, HasSubstr("--threshold 1e+300"));
 }
 
+// metrics.csv leaves a field empty where there is no figure: popularity and EASE are fitted, not
+// trained (no train or test loss), while a trained model's row has both; evaluation is timed.
+TEST(Cli, MetricsCsvLeavesFiguresAModelLacksEmpty) {
+  const fs::path dir = temp_dir("csvempty");
+  const std::string data = " --device cpu --data synthetic:users=60,items=140,ratings=2400";
+  for (const char* m : {"popularity", "ease", "multvae"}) {
+    const fs::path out = dir / m;
+    const CmdResult c = run_cli(std::string("train --epochs 1 --model ") + m + " --out " + out.string() + data);
+    ASSERT_EQ(c.code, 0) << c.out;
+    const auto rows = cli_test::parse_csv(cli_test::read_text(out / "metrics.csv"));
+    ASSERT_EQ(rows.size(), 1u) << m;
+    const auto& r = rows[0];
+    const bool trained = std::string(m) == "multvae";
+    EXPECT_EQ(r.at("epoch"), trained ? "1" : "0") << m;
+    EXPECT_EQ(r.at("train_loss").empty(), !trained) << m;
+    EXPECT_EQ(r.at("test_loss").empty(), !trained) << m;
+    if (trained) {
+      EXPECT_GT(std::stod(r.at("train_loss")), 0.0) << m;
+    }
+    for (const auto& kv : r)
+      EXPECT_EQ(kv.second.find("nan"), std::string::npos) << m << " " << kv.first;
+    EXPECT_GT(std::stod(r.at("ndcg@20")), 0.0) << m;
+    EXPECT_GT(std::stod(r.at("eval_seconds")), 0.0) << m;
+  }
+}
+
 // Third fuzzing pass: messages that named the wrong cause, and inputs taken silently.
 TEST(Cli, FixesFromTheThirdFuzzingPass) {
   fs::path dir = temp_dir("pass3");

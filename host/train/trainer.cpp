@@ -562,7 +562,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     EpochRecord r;
     r.epoch = 0;
     r.train_seconds = seconds_since(t0);
+    const auto t_eval = Clock::now();
     auto [loss, metrics] = evaluator.run(*model, eval_set);
+    r.eval_seconds = seconds_since(t_eval);
     r.test_loss = loss;
     r.metrics = metrics;
     res.history.push_back(r);
@@ -950,9 +952,17 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   if (!r.history.empty())
     for (const auto& kv : r.history.front().metrics) csv << "," << on << kv.first;
   csv << ",train_seconds,eval_seconds\n";
+  // Empty where there is no figure (epoch 0: fitted in closed form or loaded, not trained; a
+  // loss the model does not define): every CSV reader takes that as missing, not all take "nan".
+  auto num = [&csv](double v) {
+    csv << ",";
+    if (std::isfinite(v)) csv << v;
+  };
   for (const auto& e : r.history) {
-    csv << e.epoch << "," << e.train_loss << "," << e.test_loss;
-    for (const auto& kv : e.metrics) csv << "," << kv.second;
+    csv << e.epoch;
+    num(e.epoch == 0 ? std::nan("") : e.train_loss);
+    num(e.test_loss);
+    for (const auto& kv : e.metrics) num(kv.second);
     csv << "," << e.train_seconds << "," << e.eval_seconds << "\n";
   }
   staged.add(dir + "/metrics.csv", csv.str());
