@@ -47,6 +47,16 @@ TEST(SyntheticSpecTest, ParsesAnySubsetInAnyOrder) {
   EXPECT_EQ(parse_synthetic_spec("synthetic:seed=0").seed, 0u);  // zero is a valid seed
 }
 
+// Fewer users than the default 6 groups: the default follows the users (a given value is checked).
+TEST(SyntheticSpecTest, DefaultGroupsFollowAFewUsers) {
+  EXPECT_EQ(parse_synthetic_spec("synthetic:users=3,items=4,ratings=10").groups, 3);
+  EXPECT_EQ(parse_synthetic_spec("synthetic:users=6,items=4,ratings=10").groups, 6);
+  EXPECT_THROW(parse_synthetic_spec("synthetic:users=3,items=4,ratings=10,groups=6"), UsageError);
+  const Dataset d = make_synthetic(parse_synthetic_spec("synthetic:users=3,items=4,ratings=10"));
+  EXPECT_EQ(d.source, "synthetic:users=3,items=4,ratings=10,groups=3,seed=1");
+  EXPECT_EQ(d.num_users(), 3);
+}
+
 // The UsageError a spec gets, or "no error".
 std::string message(const std::string& spec) {
   try {

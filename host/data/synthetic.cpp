@@ -389,6 +389,9 @@ SyntheticSpec parse_synthetic_spec(const std::string& spec) {
     if (key == "seed") s.seed = static_cast<uint64_t>(v);
     if (end == body.size()) break;
   }
+  // The default of 6 groups adapts to fewer users (each group needs one); a given value does not.
+  if (std::find(seen.begin(), seen.end(), "groups") == seen.end() && s.users < s.groups)
+    s.groups = static_cast<int>(s.users);
   check_spec(s);
   return s;
 }
