@@ -64,6 +64,9 @@ std::string quote(std::string_view s);
 // A field for a CSV file we write: as is, or in double quotes (inner quotes doubled) when it holds
 // a comma, a quote or a line break (RFC 4180, what split_csv reads back).
 std::string csv_field(std::string_view s);
+// A number for a CSV file we write, with `digits` significant digits (printf's %.*g); empty where
+// there is no figure (NaN, ±inf): every CSV reader takes an empty field as missing, not all "nan".
+std::string csv_number(double v, int digits);
 // A title as typed into a search box would match it: ASCII letters to small letters, the accented
 // Latin letters of UTF-8 (Latin-1 and Latin Extended-A) to their plain small letters, typographic
 // dashes and quotes to ASCII, every other byte kept ("AMELIE" and "amélie" find "Amélie",

@@ -10,6 +10,7 @@
 
 #include "analysis/svg_plot.h"
 #include "core/error.h"
+#include "data/text_reader.h"
 #include "train/stats.h"
 
 namespace vae {
@@ -625,13 +626,7 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
   for (const std::string& n : swept) os << "," << n;
   os << "\n";
   char num[64];
-  auto field = [&](double v) {
-    os << ",";
-    if (std::isfinite(v)) {
-      std::snprintf(num, sizeof num, "%.17g", v);  // every digit: the CSV is read back by programs
-      os << num;
-    }
-  };
+  auto field = [&](double v) { os << "," << text::csv_number(v, 17); };  // every digit: read back by programs
   for (const TrainResult& r : results) {
     os << row_name(r);
     for (const std::string& n : names) field(r.metric(n));

@@ -953,11 +953,8 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
     for (const auto& kv : r.history.front().metrics) csv << "," << on << kv.first;
   csv << ",train_seconds,eval_seconds\n";
   // Empty where there is no figure (epoch 0: fitted in closed form or loaded, not trained; a
-  // loss the model does not define): every CSV reader takes that as missing, not all take "nan".
-  auto num = [&csv](double v) {
-    csv << ",";
-    if (std::isfinite(v)) csv << v;
-  };
+  // loss the model does not define).
+  auto num = [&csv](double v) { csv << "," << text::csv_number(v, 8); };
   for (const auto& e : r.history) {
     csv << e.epoch;
     num(e.epoch == 0 ? std::nan("") : e.train_loss);
