@@ -221,6 +221,15 @@ TEST(Compare, HeldoutSelectsTheRowOnValidationNotTest) {
   EXPECT_EQ(rows[2].at("beta"), "");  // EASE does not read --beta
   EXPECT_EQ(std::strtod(rows[1].at("ndcg@100").c_str(), nullptr), 0.30);  // the test figures stay
 
+  // A swept run that failed: its name and swept value, every figure empty, the same column count.
+  const auto with_failed = parse_csv(compare_csv(rs, {"beta"}, {{"multvae_beta=9", {{"beta", "9"}}}}));
+  ASSERT_EQ(with_failed.size(), 4u);
+  EXPECT_EQ(with_failed[3].size(), with_failed[0].size());
+  EXPECT_EQ(with_failed[3].at("model"), "multvae_beta=9");
+  EXPECT_EQ(with_failed[3].at("beta"), "9");
+  for (const std::string c : {"ndcg@100", "val_ndcg@100", "selected", "epoch", "train_seconds", "num_params"})
+    EXPECT_EQ(with_failed[3].at(c), "") << c;
+
   // Swapped validation figures move the selection with them, not with the test columns.
   rs[1].history[0].metrics[1].second = 0.45;
   EXPECT_EQ(row_name(*selected_row(rs)), "multvae_beta=0.4");
@@ -412,9 +421,18 @@ TEST(Compare, AFailingModelCostsOnlyItsOwnRow) {
   EXPECT_EQ(c.code, 1) << c.out;
   EXPECT_THAT(c.out, HasSubstr("failed: multvae: memory plan"));
   EXPECT_THAT(c.out, HasSubstr("going on with the other models"));
+  // compare.csv names the failed model too, on a row without figures.
   const auto rows = parse_csv(read_text(d / "compare.csv"));
-  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].at("model"), "popularity");
+  EXPECT_FALSE(rows[0].at("ndcg@100").empty());
+  EXPECT_EQ(rows[1].at("model"), "multvae");
+  EXPECT_EQ(rows[1].size(), rows[0].size());
+  for (const auto& [column, value] : rows[1]) {
+    if (column != "model") {
+      EXPECT_EQ(value, "") << column;
+    }
+  }
   EXPECT_FALSE(fs::exists(d / "multvae" / "summary.json"));
   // A model that trained into the folder before and fails now keeps its earlier files.
   const std::string small = "--epochs 1 --device cpu --data synthetic:users=100,items=60000,ratings=3000 --out " + d.string();
@@ -424,11 +442,20 @@ TEST(Compare, AFailingModelCostsOnlyItsOwnRow) {
   EXPECT_EQ(again.code, 1) << again.out;
   EXPECT_THAT(again.out, HasSubstr("note: multvae failed; " + d.string() + "/multvae/ keeps its earlier compare's files"));
   EXPECT_EQ(read_text(d / "multvae" / "summary.json"), before);
-  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
+  const auto kept = parse_csv(read_text(d / "compare.csv"));
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[1].at("model"), "multvae");
+  EXPECT_EQ(kept[1].at("ndcg@100"), "");
   // A compare that trains it again replaces them.
   ASSERT_EQ(run_cli("compare --models popularity,multvae --hidden 3 --latent 2 " + small).code, 0);
   EXPECT_THAT(read_text(d / "multvae" / "summary.json"), HasSubstr("\"hidden\": 3"));
   EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 2u);
+  // Its row in compare.csv is what lets a later compare without it remove the kept folder.
+  ASSERT_EQ(run_cli("compare --models popularity,multvae --hidden 1048576 " + small).code, 1);
+  ASSERT_TRUE(fs::exists(d / "multvae" / "summary.json"));
+  ASSERT_EQ(run_cli("compare --models popularity " + small).code, 0);
+  EXPECT_FALSE(fs::exists(d / "multvae"));
+  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
   const CmdResult all = run_cli("compare --models multvae --hidden 1048576 --epochs 1 --device cpu "
                                 "--data synthetic:users=100,items=60000,ratings=3000");
   EXPECT_EQ(all.code, 1);

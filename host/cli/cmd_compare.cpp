@@ -239,6 +239,7 @@ int run_compare(Options& o) {
   std::vector<TrainResult> results;
   std::vector<std::string> failed;  // "model: why"
   std::vector<std::string> failed_names;
+  std::vector<FailedRow> failed_rows;  // compare.csv's rows without figures
   StagedFiles staged;
   for (size_t i = 0; i < runs.size(); ++i) {
     const std::string& m = runs[i].kind;
@@ -270,10 +271,12 @@ int run_compare(Options& o) {
       results.push_back(std::move(r));
     } catch (const std::bad_alloc&) {
       failed_names.push_back(name);
+      failed_rows.push_back({name, runs[i].settings});
       failed.push_back(name + ": out of host memory");
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     } catch (const std::exception& e) {
       failed_names.push_back(name);
+      failed_rows.push_back({name, runs[i].settings});
       failed.push_back(name + ": " + e.what());
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     }
@@ -301,7 +304,7 @@ int run_compare(Options& o) {
   if (!o.out.empty()) {
     std::vector<std::string> swept_names;
     for (const Sweep& sw : sweeps) swept_names.push_back(sw.name);
-    staged.add(o.out + "/compare.csv", compare_csv(results, swept_names));
+    staged.add(o.out + "/compare.csv", compare_csv(results, swept_names, failed_rows));
     staged.add(o.out + "/compare.svg", compare_svg(results, d.name + ", " + split));
     // Models of an earlier compare into this directory that are not in this table: their files
     // go (only those: a directory shared with other runs keeps theirs). A model that failed this
@@ -314,7 +317,7 @@ int run_compare(Options& o) {
       if (std::find(failed_names.begin(), failed_names.end(), k) != failed_names.end()) {
         if (std::filesystem::exists(o.out + "/" + k + "/summary.json"))
           std::cout << "note: " << k << " failed; " << o.out << "/" << k
-                    << "/ keeps its earlier compare's files (not in this compare.csv; a compare that trains "
+                    << "/ keeps its earlier compare's files (its compare.csv row is empty; a compare that trains "
                     << k << " replaces them)\n";
         continue;
       }

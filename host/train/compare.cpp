@@ -606,7 +606,8 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results) {
   return os.str();
 }
 
-std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept) {
+std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept,
+                        const std::vector<FailedRow>& failed) {
   const std::vector<std::string> names = compare_metric_names(results);
   // The per-user metrics' interval half-widths follow the metrics, as <metric>_ci95.
   std::vector<std::string> ci_names;
@@ -625,6 +626,14 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
   if (!vmetric.empty()) os << ",val_" << vmetric << ",selected";
   for (const std::string& n : swept) os << "," << n;
   os << "\n";
+  const size_t figure_fields = names.size() + ci_names.size() + 4 + (vmetric.empty() ? 0 : 2);
+  auto swept_fields = [&](const std::vector<std::pair<std::string, std::string>>& settings) {
+    for (const std::string& n : swept) {
+      os << ",";
+      for (const auto& [name, value] : settings)
+        if (name == n) os << value;  // a number or a word as --sweep took it: no quoting needed
+    }
+  };
   char num[64];
   auto field = [&](double v) { os << "," << text::csv_number(v, 17); };  // every digit: read back by programs
   for (const TrainResult& r : results) {
@@ -644,11 +653,12 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
       field(validation_value(r, vmetric));
       os << "," << (&r == selected ? "1" : "0");
     }
-    for (const std::string& n : swept) {
-      os << ",";
-      for (const auto& [name, value] : r.sweep_settings)
-        if (name == n) os << value;  // a number or a word as --sweep took it: no quoting needed
-    }
+    swept_fields(r.sweep_settings);
+    os << "\n";
+  }
+  for (const FailedRow& f : failed) {
+    os << f.name << std::string(figure_fields, ',');
+    swept_fields(f.sweep_settings);
     os << "\n";
   }
   return os.str();

@@ -105,8 +105,16 @@ std::string format_activity_breakdown(const std::vector<TrainResult>& results);
 // heldout protocol, val_<metric> (validation_value) and selected (1 on the selected row); then
 // one column per swept option (swept, in --sweep order) with the row's value of it (its
 // TrainResult::sweep_settings). Empty fields where a model has no such value (an option it does
-// not read).
-std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept = {});
+// not read). Each run in `failed` (a model that failed to train, by its row name and sweep
+// settings) follows as a row with its name and swept values only: compare.csv names every row
+// the compare was asked for, so a later compare into the same folder knows which run folders
+// are its own.
+struct FailedRow {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> sweep_settings;
+};
+std::string compare_csv(const std::vector<TrainResult>& results, const std::vector<std::string>& swept = {},
+                        const std::vector<FailedRow>& failed = {});
 
 // compare.svg: one bar panel per metric and one for the training time, a bar per model, the best
 // of each panel outlined; under heldout first a panel of the validation figure, the selected row
