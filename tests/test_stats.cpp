@@ -70,20 +70,52 @@ TrainResult result(const std::string& model, const std::string& protocol,
   return r;
 }
 
-// A trained model level with popularity (within 2 %) or far below it (under half) gets a note;
-// one clearly above, EASE (closed form, nothing trained) and a table without popularity none.
-TEST(Stats, ModelsLevelWithOrFarBelowPopularityAreNoted) {
+// A trained model level with popularity (within 2 %), below it or far below it (under half)
+// gets a note with the updates behind it and the likeliest cause; one clearly above, EASE
+// (closed form, nothing trained) and a table without popularity none.
+TEST(Stats, ModelsLevelWithOrBelowPopularityAreNoted) {
+  auto trained = [](TrainResult r, int epochs, int64_t steps) {
+    r.best_epoch = epochs;
+    r.steps_per_epoch = steps;
+    return r;
+  };
   std::vector<TrainResult> rs;
-  rs.push_back(result("popularity", "heldout", {{"ndcg@100", {0.2, 0.4}}}));  // 0.3
-  rs.push_back(result("multvae", "heldout", {{"ndcg@100", {0.3, 0.305}}}));  // 0.3025: level
-  rs.push_back(result("autorec", "heldout", {{"ndcg@100", {0.1, 0.1}}}));    // far below
-  rs.push_back(result("cdae", "heldout", {{"ndcg@100", {0.4, 0.5}}}));       // above
-  rs.push_back(result("ease", "heldout", {{"ndcg@100", {0.3, 0.3}}}));       // level, but closed form
-  const std::string n = format_popularity_notes(rs);
-  EXPECT_THAT(n, HasSubstr("note: multvae ends level with popularity (ndcg@100 0.3025 vs 0.3)"));
-  EXPECT_THAT(n, HasSubstr("note: autorec ends far below popularity (ndcg@100 0.1 vs 0.3)"));
+  rs.push_back(result("popularity", "heldout", {{"ndcg@100", {0.2, 0.4}}}));                     // 0.3
+  rs.push_back(trained(result("multvae", "heldout", {{"ndcg@100", {0.3, 0.305}}}), 50, 8));      // level
+  rs.push_back(trained(result("autorec", "heldout", {{"ndcg@100", {0.1, 0.1}}}), 50, 8));        // far below
+  rs.push_back(trained(result("cdae", "heldout", {{"ndcg@100", {0.4, 0.5}}}), 50, 8));           // above
+  rs.push_back(result("ease", "heldout", {{"ndcg@100", {0.3, 0.3}}}));                           // level, closed form
+  rs.push_back(trained(result("i-autorec", "heldout", {{"ndcg@100", {0.25, 0.25}}}), 30, 10));   // below
+  std::string n = format_popularity_notes(rs);
+  EXPECT_THAT(n, HasSubstr("note: multvae ends level with popularity (ndcg@100 0.3025 vs 0.3) after 400 updates "
+                           "(50 epochs of 8 batches): it learned little beyond the most popular items here\n"));
+  EXPECT_THAT(n, HasSubstr("note: autorec ends far below popularity (ndcg@100 0.1 vs 0.3) after 400 updates (50 "
+                           "epochs of 8 batches): it learned no useful ranking under this protocol\n"));
+  EXPECT_THAT(n, HasSubstr("note: i-autorec ends below popularity (ndcg@100 0.25 vs 0.3) after 300 updates (30 "
+                           "epochs of 10 batches): counting ratings ranks better here\n"));
   EXPECT_THAT(n, Not(HasSubstr("cdae")));
   EXPECT_THAT(n, Not(HasSubstr("ease")));
+
+  // Fewer than kFewUpdates steps (Mult-VAE's one batch of 500 an epoch on a small set): the
+  // steps are the cause to try first.
+  rs[1] = trained(result("multvae", "heldout", {{"ndcg@100", {0.27, 0.27}}}), 20, 1);
+  n = format_popularity_notes(rs);
+  EXPECT_THAT(n, HasSubstr("note: multvae ends below popularity (ndcg@100 0.27 vs 0.3) after 20 updates (20 epochs "
+                           "of 1 batch): few for a network; more --epochs or a smaller --batch-size give it more\n"));
+  rs[1] = trained(result("multvae", "heldout", {{"ndcg@100", {0.27, 0.27}}}), 1, 1);
+  EXPECT_THAT(format_popularity_notes(rs), HasSubstr("after 1 update (1 epoch of 1 batch): few"));
+
+  // The notebook VAE level with popularity at a KL weight of 1: its collapse, whatever the steps.
+  TrainResult vae = trained(result("vae", "heldout", {{"ndcg@100", {0.3, 0.3}}}), 20, 12);
+  vae.config.beta = 1;
+  rs.push_back(std::move(vae));
+  EXPECT_THAT(format_popularity_notes(rs),
+              HasSubstr("note: vae ends level with popularity (ndcg@100 0.3 vs 0.3) after 240 updates (20 epochs of "
+                        "12 batches): its KL term (--beta 1) collapses the latent code"));
+  rs.back().config.beta = 1e-4;  // not collapsed: the plain wording
+  EXPECT_THAT(format_popularity_notes(rs), HasSubstr("note: vae ends level with popularity (ndcg@100 0.3 vs 0.3) after "
+                                                     "240 updates (20 epochs of 12 batches): it learned little"));
+
   rs.erase(rs.begin());
   EXPECT_EQ(format_popularity_notes(rs), "");
 }

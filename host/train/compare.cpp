@@ -503,12 +503,30 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
     if (&r == pop || r.model == "ease" || r.eval_set != pop->eval_set) continue;
     const double m = r.metric(metric);
     if (!std::isfinite(m)) continue;
-    if (std::fabs(m / p - 1.0) < 0.02)
-      os << "note: " << row_name(r) << " ends level with popularity (" << metric << " " << m << " vs " << p
-         << "): it learned little beyond the most popular items here\n";
-    else if (m < 0.5 * p)
-      os << "note: " << row_name(r) << " ends far below popularity (" << metric << " " << m << " vs " << p
-         << "): it learned no useful ranking under this protocol\n";
+    const bool level = std::fabs(m / p - 1.0) < 0.02, far = m < 0.5 * p;
+    if (!level && !(m < p)) continue;
+    os << "note: " << row_name(r) << " ends " << (level ? "level with" : far ? "far below" : "below") << " popularity ("
+       << metric << " " << m << " vs " << p << ")";
+    // How much training the figure had: few optimiser steps (Mult-VAE's batch of 500 on a few
+    // hundred users is one step an epoch) explain a model short of popularity better than
+    // the model does.
+    const int64_t updates = r.steps_per_epoch * r.best_epoch;
+    if (updates > 0)
+      os << " after " << updates << (updates == 1 ? " update" : " updates") << " (" << r.best_epoch
+         << (r.best_epoch == 1 ? " epoch of " : " epochs of ") << r.steps_per_epoch
+         << (r.steps_per_epoch == 1 ? " batch" : " batches") << ")";
+    const double beta = r.config.beta;
+    if (level && r.model == "vae" && beta >= 1e-3)  // the notebook VAE's posterior collapse (README)
+      os << ": its KL term (--beta " << beta << ") collapses the latent code, so z carries little about the user; "
+         << "--beta 0.0001 or multvae learn user tastes\n";
+    else if (updates > 0 && updates < kFewUpdates)
+      os << ": few for a network; more --epochs or a smaller --batch-size give it more\n";
+    else if (level)
+      os << ": it learned little beyond the most popular items here\n";
+    else if (far)
+      os << ": it learned no useful ranking under this protocol\n";
+    else
+      os << ": counting ratings ranks better here\n";
   }
   return os.str();
 }

@@ -578,6 +578,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     }
     res.user_metrics = evaluator.per_user();
     res.row_errors = evaluator.row_errors();
+    res.config = model->config();
     res.model_ptr = std::move(model);
     return res;
   }
@@ -764,6 +765,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   } else {
     res.metrics = res.history[res.best_epoch - 1].metrics;
   }
+  res.config = model->config();
+  res.steps_per_epoch = batches;
   res.model_ptr = std::move(model);
   return res;
 }

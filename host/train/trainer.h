@@ -101,6 +101,8 @@ struct TrainResult {
   // A metric's per-user values (user_metrics), null when absent.
   const std::vector<double>* user_values(const std::string& key) const;
   std::unique_ptr<Model<float>> model_ptr;       // the trained model (best epoch's weights)
+  ModelConfig config;  // its settings, defaults resolved (kept after model_ptr is released)
+  int64_t steps_per_epoch = 0;  // optimiser steps (batches) per training epoch; 0 = not trained
 
   // What the model's rows and columns stand for (model files, recommendations, embeddings).
   std::vector<int32_t> column_map;  // model column → dataset item index (i-autorec: user index)
