@@ -324,6 +324,26 @@ TEST(UserMetrics, PerUserValuesAverageToTheReportedMetrics) {
   }
 }
 
+// What compare's popularity notes read from a result: the steps per epoch (ceil of the training
+// rows over the batch), and the model's settings with their defaults resolved, kept after the
+// model itself is released.
+TEST(UserMetrics, ResultsKeepTheirStepsAndResolvedSettings) {
+  const Dataset d = test::synthetic_data(300, 200, 9000, 3, 5);
+  auto be = make_cpu_backend<float>();
+  TrainResult vae = test::run_small(*be, d, "vae", "seed", 0, 3);
+  ASSERT_EQ(vae.batch_size, 64);
+  EXPECT_EQ(vae.steps_per_epoch, (vae.train_rows + 63) / 64);
+  EXPECT_GT(vae.steps_per_epoch, 1);
+  EXPECT_EQ(vae.best_epoch, 3);
+  EXPECT_EQ(vae.config.beta, 1.0);  // the notebook VAE's default, resolved from "unset"
+  vae.model_ptr.reset();
+  EXPECT_EQ(vae.config.kind, "vae");
+  const TrainResult mult = test::run_small(*be, d, "multvae", "seed", 0, 1);
+  EXPECT_EQ(mult.steps_per_epoch, 1);  // batch 500 over 240 training users
+  EXPECT_DOUBLE_EQ(mult.config.beta, 0.2);
+  EXPECT_EQ(run_popularity(d, "seed", 20).steps_per_epoch, 0);  // nothing trained
+}
+
 // Seed protocol: every item is ranked for every user, so popularity gives each the same list and
 // covers exactly k items.
 TEST(Coverage, PopularityUnderTheSeedProtocolCoversItsOneList) {

@@ -519,7 +519,7 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
     if (level && r.model == "vae" && beta >= 1e-3)  // the notebook VAE's posterior collapse (README)
       os << ": its KL term (--beta " << beta << ") collapses the latent code, so z carries little about the user; "
          << "--beta 0.0001 or multvae learn user tastes\n";
-    else if (updates > 0 && updates < kFewUpdates)
+    else if (updates > 0 && updates < kFewSteps)
       os << ": few for a network; more --epochs or a smaller --batch-size give it more\n";
     else if (level)
       os << ": it learned little beyond the most popular items here\n";

@@ -92,9 +92,8 @@ std::string format_paired_differences(const std::vector<TrainResult>& results);
 // Notes on trained models that end level with popularity (within 2 % of its NDCG at the
 // selection cut-off), below it or far below it (under half): a table alone does not say that
 // such a model learned no ranking of its own. Each note gives the optimiser steps behind the
-// figure and the likeliest cause: the notebook VAE's collapsed KL term, fewer than kFewUpdates
+// figure and the likeliest cause: the notebook VAE's collapsed KL term, fewer than kFewSteps
 // steps, or the model itself. Empty without a popularity row or a ranking metric.
-constexpr int64_t kFewUpdates = 100;
 std::string format_popularity_notes(const std::vector<TrainResult>& results);
 
 // The selection metric (as above) by user activity: the evaluated users cut into quartiles of

@@ -633,7 +633,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
           << " of " << batches << (batches == 1 ? " step" : " steps") << "): its last step's weight is " << last
           << "; " << (fits >= 1 ? "--anneal-steps " + std::to_string(fits) + " or less, " : std::string())
           << "more --epochs or a smaller --batch-size reach beta\n";
-    } else if (steps < 100) {
+    } else if (steps < kFewSteps) {
       log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
           << (batches == 1 ? " step" : " steps") << (opt.epochs == 1 ? " makes" : " make") << " only " << steps
           << (steps == 1 ? " Adam step" : " Adam steps") << "; more --epochs or a smaller --batch-size train further\n";

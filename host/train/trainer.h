@@ -124,6 +124,10 @@ struct TrainResult {
 // user left at 0; returns the batch size to use.
 int64_t resolve_defaults(TrainOptions& opt);
 
+// Fewer optimiser steps than this train a network too little to judge it: a run that makes
+// fewer says so (and compare's notes name it as the cause of a model short of popularity).
+constexpr int64_t kFewSteps = 100;
+
 // The --profile-ops table: one line per op, largest device time first, with its share.
 std::string format_op_profile(const std::vector<OpTime>& prof);
 
