@@ -1,5 +1,6 @@
-// The notebook VAE and AutoRec against PyTorch: the same initial weights, the same batch and
-// the same ε give the same loss and gradients (tests/torch_parity.py is the PyTorch side).
+// Every neural model against PyTorch: the same initial weights, the same batch, the same ε and
+// the same dropout mask give the same loss and gradients (tests/torch_parity.py is the PyTorch
+// side, written the way the papers' PyTorch ports write each model).
 // Skipped when no Python with torch is found (Debian's python3-torch works; VAE_PYTHON picks
 // an interpreter).
 #include <gtest/gtest.h>
@@ -77,7 +78,9 @@ TEST_P(TorchParity, LossAndGradientsMatchPyTorch) {
   if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy (install python3-torch or set VAE_PYTHON)";
   const ParityCase& pc = GetParam();
   const int64_t n = 16, items = 50;
-  const Csr data = batch_ratings(n, items);
+  Csr data = batch_ratings(n, items);
+  const bool binary = pc.cfg.kind == "multvae" || pc.cfg.kind == "cdae";  // as the trainer feeds them
+  if (binary) std::fill(data.values.begin(), data.values.end(), 1.0f);
   auto be = make_cpu_backend<float>();
   ModelConfig cfg = pc.cfg;
   cfg.num_inputs = items;
@@ -102,14 +105,14 @@ TEST_P(TorchParity, LossAndGradientsMatchPyTorch) {
   const fs::path dir = fs::temp_directory_path() / ("vae_torch_parity_" + pc.name + "_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   nlohmann::json m;
-  m["kind"] = cfg.kind == "vae" ? "vae" : "autorec";
+  m["kind"] = cfg.kind;
   m["x_shape"] = {n, items};
   std::vector<double> x(static_cast<size_t>(n * items), 0.0);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t k = data.indptr[r]; k < data.indptr[r + 1]; ++k) x[r * items + data.indices[k]] = data.values[k];
   write_f64(dir / "x.bin", x);
   const ModelConfig& mc = model->config();  // defaults filled in by the model
-  if (cfg.kind == "vae") {
+  if (cfg.kind == "vae" || cfg.kind == "multvae") {
     const int64_t L = model->latent_dim();
     std::vector<double> eps(static_cast<size_t>(n * L));
     for (size_t i = 0; i < eps.size(); ++i)
@@ -118,10 +121,26 @@ TEST_P(TorchParity, LossAndGradientsMatchPyTorch) {
     m["latent"] = L;
     m["eps_shape"] = {n, L};
     m["beta"] = model->kl_weight(step);
-  } else {
+  }
+  if (cfg.kind != "vae") {
     m["hidden"] = mc.hidden;
     m["lambda"] = mc.lambda;
     m["loss"] = mc.loss;
+  }
+  if (binary) {
+    // Element (r, c) of the batch is kept when its uniform draw exceeds the rate (the dropout
+    // contract, dense and sparse paths alike); PyTorch then scales the kept ones by 1/(1 - q).
+    const float q = static_cast<float>(mc.dropout);
+    std::vector<double> keep(static_cast<size_t>(n * items));
+    for (size_t i = 0; i < keep.size(); ++i)
+      keep[i] = q <= 0.0f || philox_uniform(seed, rng_stream(RngStream::dropout, step), i) > q ? 1.0 : 0.0;
+    write_f64(dir / "keep.bin", keep);
+    m["dropout"] = mc.dropout;
+    int64_t kept = 0;
+    for (const double k : keep) kept += k > 0;
+    if (q > 0) {
+      EXPECT_TRUE(kept > 0 && kept < n * items) << "a mask that drops nothing or everything tests little";
+    }
   }
   m["params"] = nlohmann::json::array();
   for (const ParamInfo& p : model->params()) {
@@ -168,7 +187,32 @@ std::vector<ParityCase> parity_cases() {
   ard.cfg.kind = "autorec";
   ard.cfg.loss = "dense";
   ard.cfg.lambda = 0.1;
-  return {vae, vae_beta, ar, ard};
+  // Mult-VAE with a constant KL weight large enough to matter in the gradients; the sparse
+  // first layer (CSR batch, fused normalisation and dropout) must give the dense one's.
+  ParityCase mv{"multvae", {}};
+  mv.cfg.kind = "multvae";
+  mv.cfg.hidden = 24;
+  mv.cfg.latent = 6;
+  mv.cfg.beta = 0.5;
+  mv.cfg.sparse_input = "off";
+  ParityCase mvs = mv;
+  mvs.name = "multvae_sparse";
+  mvs.cfg.sparse_input = "on";
+  ParityCase mv0 = mv;  // no dropout: the mask path is not what makes it agree
+  mv0.name = "multvae_no_dropout";
+  mv0.cfg.dropout = 0;
+  ParityCase cd{"cdae", {}};
+  cd.cfg.kind = "cdae";
+  cd.cfg.hidden = 12;
+  cd.cfg.lambda = 0.05;
+  cd.cfg.sparse_input = "off";
+  ParityCase cds = cd;
+  cds.name = "cdae_sparse";
+  cds.cfg.sparse_input = "on";
+  ParityCase cdm = cd;
+  cdm.name = "cdae_mse";
+  cdm.cfg.loss = "mse";
+  return {vae, vae_beta, ar, ard, mv, mvs, mv0, cd, cds, cdm};
 }
 
 INSTANTIATE_TEST_SUITE_P(Notebook, TorchParity, ::testing::ValuesIn(parity_cases()),
