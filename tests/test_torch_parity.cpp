@@ -215,6 +215,57 @@ std::vector<ParityCase> parity_cases() {
   return {vae, vae_beta, ar, ard, mv, mvs, mv0, cd, cds, cdm};
 }
 
+// Adam as torch.optim.Adam / AdamW take it, step by step: the same gradients give the same
+// parameters (in double, so only the formula can differ), default settings and others.
+TEST(TorchParityAdam, StepsMatchTorchOptim) {
+  const std::string py = python_with_torch();
+  if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy (install python3-torch or set VAE_PYTHON)";
+  const int64_t n = 257, steps = 6;
+  auto be = make_cpu_backend<double>();
+  auto draws = [](uint64_t stream, double scale) {
+    std::vector<double> v(static_cast<size_t>(n));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = scale * philox_normal(23, stream, i);
+    return v;
+  };
+  struct Case {
+    const char* name;
+    AdamConfig cfg;
+  };
+  std::vector<Case> cases(4);
+  cases[0].name = "defaults";
+  cases[1] = {"l2", {0.01, 0.8, 0.95, 1e-6, 0.1, false}};
+  cases[2] = {"adamw", {0.01, 0.8, 0.95, 1e-6, 0.1, true}};
+  cases[3] = {"large_eps", {0.05, 0.9, 0.999, 0.5, 0.0, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path dir = fs::temp_directory_path() / ("vae_torch_adam_" + std::string(c.name) + "_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::vector<double> p0 = draws(1, 1.0);
+    write_f64(dir / "p0.bin", p0);
+    Tensor<double> p = be->upload(p0, 1, n), m = be->zeros(1, n), v = be->zeros(1, n);
+    for (int64_t t = 1; t <= steps; ++t) {
+      // Gradients of changing scale and sign, some exactly 0 (a parameter no batch touched).
+      std::vector<double> g = draws(static_cast<uint64_t>(1 + t), t % 2 ? 1.0 : 1e-3);
+      for (size_t i = 0; i < g.size(); i += 7) g[i] = 0.0;
+      write_f64(dir / ("g" + std::to_string(t) + ".bin"), g);
+      be->adam_step(p.mat(), be->upload(g, 1, n).cmat(), m.mat(), v.mat(), c.cfg, t);
+    }
+    nlohmann::json j = {{"kind", "adam"}, {"n", n}, {"steps", steps}, {"lr", c.cfg.lr}, {"beta1", c.cfg.beta1},
+                        {"beta2", c.cfg.beta2}, {"eps", c.cfg.eps}, {"weight_decay", c.cfg.weight_decay},
+                        {"decoupled", c.cfg.decoupled}};
+    std::ofstream(dir / "manifest.json") << j.dump(1);
+    const std::string cmd = py + " " + VAE_SOURCE_DIR "/tests/torch_parity.py " + dir.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    const std::vector<double> ours = be->download(p.cmat()), ref = read_f64(dir / "p.bin", static_cast<size_t>(n));
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (!(std::fabs(ours[i] - ref[i]) <= 1e-13 + 1e-12 * std::fabs(ref[i])) && ++bad <= 5)
+        ADD_FAILURE() << "p[" << i << "] " << ours[i] << " vs torch " << ref[i];
+    EXPECT_EQ(bad, 0);
+    fs::remove_all(dir);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Notebook, TorchParity, ::testing::ValuesIn(parity_cases()),
                          [](const auto& info) { return info.param.name; });
 

@@ -84,10 +84,25 @@ class CDAE(nn.Module):
         return self.decoder(torch.sigmoid(self.encoder(x_tilde) + self.user(users)))
 
 
+def adam(d, m):
+    """Steps torch.optim.Adam (or AdamW) over p0.bin with the gradients g1.bin, g2.bin, ..."""
+    p = torch.nn.Parameter(load(d, "p0.bin", [m["n"]]))
+    opt_class = torch.optim.AdamW if m["decoupled"] else torch.optim.Adam
+    opt = opt_class([p], lr=m["lr"], betas=(m["beta1"], m["beta2"]), eps=m["eps"],
+                    weight_decay=m["weight_decay"])
+    for t in range(1, m["steps"] + 1):
+        p.grad = load(d, "g%d.bin" % t, [m["n"]])
+        opt.step()
+    p.detach().numpy().astype("<f8").tofile(os.path.join(d, "p.bin"))
+
+
 def main(d):
     with open(os.path.join(d, "manifest.json")) as f:
         m = json.load(f)
     kind = m["kind"]
+    if kind == "adam":
+        adam(d, m)
+        return
     x = load(d, "x.bin", m["x_shape"])
     # Our parameter names -> the torch modules' state_dict keys.
     if kind == "vae":
