@@ -336,8 +336,13 @@ if [[ $build_status != FAILED* ]]; then
     capped 120 "$BUILD/vae_gpu" compare --epochs 2 --device cuda --data "$DATA" --out "$OUT/compare_cuda" \
       >"$OUT/compare_cuda.log" 2>&1
     rc=$?
-    n=0; [ -f "$OUT/compare_cuda/compare.csv" ] && n=$(( $(wc -l < "$OUT/compare_cuda/compare.csv") - 1 ))
-    compare_line="rc $rc, $n models in compare.csv (2 epochs; reported only)"
+    # A model that failed has a row of its name alone: counted apart.
+    n=0; nf=0
+    if [ -f "$OUT/compare_cuda/compare.csv" ]; then
+      n=$(awk -F, 'NR > 1 && $2 != ""' "$OUT/compare_cuda/compare.csv" | wc -l)
+      nf=$(awk -F, 'NR > 1 && $2 == ""' "$OUT/compare_cuda/compare.csv" | wc -l)
+    fi
+    compare_line="rc $rc, $n models in compare.csv$([ "$nf" -gt 0 ] && echo ", $nf failed") (2 epochs; reported only)"
     grep -A 8 '^Models compared' "$OUT/compare_cuda.log"
     # Determinism: the second CUDA run (plain launches) must give the very same metrics.
     same_gpu=$(python3 -c "
