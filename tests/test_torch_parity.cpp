@@ -195,23 +195,22 @@ std::vector<ParityCase> parity_cases() {
   mv.cfg.latent = 6;
   mv.cfg.beta = 0.5;
   mv.cfg.sparse_input = "off";
-  ParityCase mvs = mv;
-  mvs.name = "multvae_sparse";
-  mvs.cfg.sparse_input = "on";
-  ParityCase mv0 = mv;  // no dropout: the mask path is not what makes it agree
-  mv0.name = "multvae_no_dropout";
-  mv0.cfg.dropout = 0;
+  // A case's variant: another name, one setting changed.
+  auto variant = [](ParityCase c, const char* name, auto&& edit) {
+    c.name = name;
+    edit(c.cfg);
+    return c;
+  };
+  const ParityCase mvs = variant(mv, "multvae_sparse", [](ModelConfig& c) { c.sparse_input = "on"; });
+  // No dropout: the mask path is not what makes it agree.
+  const ParityCase mv0 = variant(mv, "multvae_no_dropout", [](ModelConfig& c) { c.dropout = 0; });
   ParityCase cd{"cdae", {}};
   cd.cfg.kind = "cdae";
   cd.cfg.hidden = 12;
   cd.cfg.lambda = 0.05;
   cd.cfg.sparse_input = "off";
-  ParityCase cds = cd;
-  cds.name = "cdae_sparse";
-  cds.cfg.sparse_input = "on";
-  ParityCase cdm = cd;
-  cdm.name = "cdae_mse";
-  cdm.cfg.loss = "mse";
+  const ParityCase cds = variant(cd, "cdae_sparse", [](ModelConfig& c) { c.sparse_input = "on"; });
+  const ParityCase cdm = variant(cd, "cdae_mse", [](ModelConfig& c) { c.loss = "mse"; });
   return {vae, vae_beta, ar, ard, mv, mvs, mv0, cd, cds, cdm};
 }
 
