@@ -105,6 +105,18 @@ TEST(Stats, ModelsLevelWithOrBelowPopularityAreNoted) {
   rs[1] = trained(result("multvae", "heldout", {{"ndcg@100", {0.27, 0.27}}}), 1, 1);
   EXPECT_THAT(format_popularity_notes(rs), HasSubstr("after 1 update (1 epoch of 1 batch): few"));
 
+  // An early epoch kept on the validation users out of many trained: not a lack of steps.
+  TrainResult early = trained(result("autorec", "heldout", {{"ndcg@100", {0.06, 0.06}}}), 1, 7);
+  for (int e = 1; e <= 50; ++e) {
+    EpochRecord rec;
+    rec.epoch = e;
+    early.history.push_back(rec);
+  }
+  rs[2] = std::move(early);
+  EXPECT_THAT(format_popularity_notes(rs),
+              HasSubstr("note: autorec ends far below popularity (ndcg@100 0.06 vs 0.3) at epoch 1 of 50 trained (7 of "
+                        "350 updates, 7 batches an epoch): it learned no useful ranking under this protocol\n"));
+
   // The notebook VAE level with popularity at a KL weight of 1: its collapse, whatever the steps.
   TrainResult vae = trained(result("vae", "heldout", {{"ndcg@100", {0.3, 0.3}}}), 20, 12);
   vae.config.beta = 1;

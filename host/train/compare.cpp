@@ -509,17 +509,23 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
        << metric << " " << m << " vs " << p << ")";
     // How much training the figure had: few optimiser steps (Mult-VAE's batch of 500 on a few
     // hundred users is one step an epoch) explain a model short of popularity better than
-    // the model does.
+    // the model does. An earlier epoch kept on the validation users is not a lack of steps.
     const int64_t updates = r.steps_per_epoch * r.best_epoch;
-    if (updates > 0)
-      os << " after " << updates << (updates == 1 ? " update" : " updates") << " (" << r.best_epoch
-         << (r.best_epoch == 1 ? " epoch of " : " epochs of ") << r.steps_per_epoch
-         << (r.steps_per_epoch == 1 ? " batch" : " batches") << ")";
+    const int trained_epochs = r.history.empty() ? r.best_epoch : std::max(r.best_epoch, r.history.back().epoch);
+    const int64_t trained_updates = r.steps_per_epoch * trained_epochs;
+    auto plural = [](int64_t n, const char* one, const char* many) { return std::to_string(n) + (n == 1 ? one : many); };
+    if (updates > 0 && trained_epochs == r.best_epoch)
+      os << " after " << plural(updates, " update", " updates") << " (" << plural(r.best_epoch, " epoch", " epochs")
+         << " of " << plural(r.steps_per_epoch, " batch", " batches") << ")";
+    else if (updates > 0)
+      os << " at epoch " << r.best_epoch << " of " << trained_epochs << " trained (" << updates << " of "
+         << plural(trained_updates, " update", " updates") << ", " << plural(r.steps_per_epoch, " batch", " batches")
+         << " an epoch)";
     const double beta = r.config.beta;
     if (level && r.model == "vae" && beta >= 1e-3)  // the notebook VAE's posterior collapse (README)
       os << ": its KL term (--beta " << beta << ") collapses the latent code, so z carries little about the user; "
          << "--beta 0.0001 or multvae learn user tastes\n";
-    else if (updates > 0 && updates < kFewSteps)
+    else if (trained_updates > 0 && trained_updates < kFewSteps)
       os << ": few for a network; more --epochs or a smaller --batch-size give it more\n";
     else if (level)
       os << ": it learned little beyond the most popular items here\n";
