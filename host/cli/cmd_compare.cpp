@@ -238,7 +238,6 @@ int run_compare(Options& o) {
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
   std::vector<TrainResult> results;
   std::vector<std::string> failed;  // "model: why"
-  std::vector<std::string> failed_names;
   std::vector<FailedRow> failed_rows;  // compare.csv's rows without figures
   StagedFiles staged;
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -270,12 +269,10 @@ int run_compare(Options& o) {
       r.model_ptr.reset();  // the next model gets the memory (a GPU's, at ml-20m scale)
       results.push_back(std::move(r));
     } catch (const std::bad_alloc&) {
-      failed_names.push_back(name);
       failed_rows.push_back({name, runs[i].settings});
       failed.push_back(name + ": out of host memory");
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
     } catch (const std::exception& e) {
-      failed_names.push_back(name);
       failed_rows.push_back({name, runs[i].settings});
       failed.push_back(name + ": " + e.what());
       std::cerr << "vae_gpu: " << failed.back() << "; going on with the other models\n";
@@ -314,7 +311,7 @@ int run_compare(Options& o) {
               results.end() ||
           !is_compare_label(k))
         continue;
-      if (std::find(failed_names.begin(), failed_names.end(), k) != failed_names.end()) {
+      if (std::any_of(failed_rows.begin(), failed_rows.end(), [&](const FailedRow& f) { return f.name == k; })) {
         if (std::filesystem::exists(o.out + "/" + k + "/summary.json"))
           std::cout << "note: " << k << " failed; " << o.out << "/" << k
                     << "/ keeps its earlier compare's files (its compare.csv row is empty; a compare that trains "

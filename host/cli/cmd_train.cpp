@@ -13,6 +13,7 @@
 #include "cli/options.h"
 #include "data/text_reader.h"
 #include "models/vae.h"
+#include "train/compare.h"
 
 namespace vae::cli {
 
@@ -306,13 +307,11 @@ int run_train(Options& o, bool main_job) {
     print_comparison(std::cout, r, pop);
     // At the notebook's KL weight the VAE's posterior collapses and its ranking ends level with
     // popularity (README): say what changes that rather than leave the table unexplained.
-    const double beta = r.model_ptr ? r.model_ptr->config().beta : o.train.model.beta;  // the default resolved
-    if (r.model == "vae" && o.model_file.empty() && beta >= 1e-3)
+    if (o.model_file.empty())
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
-          // Level, not merely below: an under-trained VAE far below popularity has another cause.
-          if (std::fabs(kv.second / pop.metric(kv.first) - 1.0) < 0.02) {
-            std::cout << "note: the notebook VAE (--beta " << beta << ") ends level with popularity: "
+          if (vae_collapsed(r, kv.second, pop.metric(kv.first))) {
+            std::cout << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity: "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
             collapsed = true;

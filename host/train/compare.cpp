@@ -488,6 +488,12 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
 
 }  // namespace
 
+bool level_with_popularity(double m, double p) { return std::fabs(m / p - 1.0) < 0.02; }
+
+bool vae_collapsed(const TrainResult& r, double m, double p) {
+  return r.model == "vae" && r.config.beta >= 1e-3 && level_with_popularity(m, p);
+}
+
 std::string format_popularity_notes(const std::vector<TrainResult>& results) {
   const std::string metric = selection_metric(results);
   if (metric.empty()) return "";
@@ -503,7 +509,7 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
     if (&r == pop || r.model == "ease" || r.eval_set != pop->eval_set) continue;
     const double m = r.metric(metric);
     if (!std::isfinite(m)) continue;
-    const bool level = std::fabs(m / p - 1.0) < 0.02, far = m < 0.5 * p;
+    const bool level = level_with_popularity(m, p), far = m < 0.5 * p;
     if (!level && !(m < p)) continue;
     os << "note: " << row_name(r) << " ends " << (level ? "level with" : far ? "far below" : "below") << " popularity ("
        << metric << " " << m << " vs " << p << ")";
@@ -521,9 +527,8 @@ std::string format_popularity_notes(const std::vector<TrainResult>& results) {
       os << " at epoch " << r.best_epoch << " of " << trained_epochs << " trained (" << updates << " of "
          << plural(trained_updates, " update", " updates") << ", " << plural(r.steps_per_epoch, " batch", " batches")
          << " an epoch)";
-    const double beta = r.config.beta;
-    if (level && r.model == "vae" && beta >= 1e-3)  // the notebook VAE's posterior collapse (README)
-      os << ": its KL term (--beta " << beta << ") collapses the latent code, so z carries little about the user; "
+    if (vae_collapsed(r, m, p))
+      os << ": its KL term (--beta " << r.config.beta << ") collapses the latent code, so z carries little about the user; "
          << "--beta 0.0001 or multvae learn user tastes\n";
     else if (trained_updates > 0 && trained_updates < kFewSteps)
       os << ": few for a network; more --epochs or a smaller --batch-size give it more\n";
@@ -648,9 +653,10 @@ std::string compare_csv(const std::vector<TrainResult>& results, const std::vect
   const std::string vmetric = validation_metric(results);
   const TrainResult* selected = selected_row(results);
   if (!vmetric.empty()) os << ",val_" << vmetric << ",selected";
+  const std::string head = os.str();
+  const size_t figure_fields = static_cast<size_t>(std::count(head.begin(), head.end(), ','));  // after "model"
   for (const std::string& n : swept) os << "," << n;
   os << "\n";
-  const size_t figure_fields = names.size() + ci_names.size() + 4 + (vmetric.empty() ? 0 : 2);
   auto swept_fields = [&](const std::vector<std::pair<std::string, std::string>>& settings) {
     for (const std::string& n : swept) {
       os << ",";

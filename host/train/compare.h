@@ -95,6 +95,12 @@ std::string format_paired_differences(const std::vector<TrainResult>& results);
 // figure and the likeliest cause: the notebook VAE's collapsed KL term, fewer than kFewSteps
 // steps, or the model itself. Empty without a popularity row or a ranking metric.
 std::string format_popularity_notes(const std::vector<TrainResult>& results);
+// A figure m within 2 % of popularity's p: the model ranks as counting ratings does.
+bool level_with_popularity(double m, double p);
+// The notebook VAE's posterior collapse as its figures show it (README): model "vae" at a KL
+// weight (r.config.beta) of 1e-3 or more whose figure m ends level with popularity's p. Level,
+// not merely below: an under-trained VAE far below popularity has another cause.
+bool vae_collapsed(const TrainResult& r, double m, double p);
 
 // The selection metric (as above) by user activity: the evaluated users cut into quartiles of
 // their number of input ratings, one row per model with its mean in each group (the Mult-VAE
