@@ -271,8 +271,9 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   };
   json_entry("config", [&](const nlohmann::json& j) { info.config = config_from_json(j); });
   info.protocol = meta_at(f, path, "protocol");
-  if (info.protocol != "seed" && info.protocol != "heldout" && info.protocol != "ratings")
-    throw DataError(path, 0, "unknown protocol '" + shown(info.protocol) + "' in the metadata (seed, heldout or ratings)");
+  if (info.protocol != "seed" && !is_foldin_protocol(info.protocol) && info.protocol != "ratings")
+    throw DataError(path, 0, "unknown protocol '" + shown(info.protocol) +
+                                 "' in the metadata (seed, heldout, temporal or ratings)");
   info.dataset = meta_at(f, path, "dataset");
   info.dataset_source = meta_at(f, path, "dataset_source");
   info.fingerprint = meta_at(f, path, "dataset_fingerprint");
@@ -293,9 +294,13 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
       info.test_fraction = j.at("test_fraction").get<double>();
       info.ratings_split = j.at("ratings_split").get<std::string>();
       if (!(info.test_fraction >= 0 && info.test_fraction < 1)) throw std::invalid_argument("test_fraction out of range");
+      if (j.contains("leave_last")) info.leave_last = j.at("leave_last").get<int>();
+      if (info.leave_last < 0 || info.leave_last > 1000000) throw std::invalid_argument("leave_last out of range");
     });
     check_ratings_split(path, info.ratings_split);
   }
+  if (info.protocol == "temporal" && info.leave_last < 1)
+    throw DataError(path, 0, "a temporal-protocol model without its split's leave_last in the metadata");
   const std::string& kind = info.config.kind;
   if (kind == "popularity" || kind == "ease")
     throw DataError(path, 0, kind + " has no trained parameters to load: use --model " + kind + " instead of --model-file");
@@ -366,6 +371,7 @@ ModelFileInfo model_file_info(const TrainResult& r, const Dataset& d) {
   i.best_epoch = r.best_epoch;
   i.test_fraction = r.test_fraction;
   i.ratings_split = r.ratings_split;
+  i.leave_last = r.leave_last;
   return i;
 }
 
@@ -398,7 +404,9 @@ void save_model_file(const std::string& path, Backend<float>& be, const Model<fl
   meta["batch_size"] = std::to_string(info.batch_size);
   meta["seed"] = std::to_string(info.seed);
   meta["best_epoch"] = std::to_string(info.best_epoch);
-  meta["split"] = nlohmann::json{{"test_fraction", info.test_fraction}, {"ratings_split", info.ratings_split}}.dump();
+  nlohmann::json split{{"test_fraction", info.test_fraction}, {"ratings_split", info.ratings_split}};
+  if (info.leave_last > 0) split["leave_last"] = info.leave_last;
+  meta["split"] = split.dump();
   meta["column_kind"] = info.item_based ? "user" : "item";
   meta["columns"] = ids_json(info.column_map, info.item_based ? d.user_ids : d.item_ids);
   if (has_row_state(model.kind())) {

@@ -52,6 +52,7 @@ struct ModelFileInfo {
   // 2026-12-06 on) and the seed protocol's test fraction (0 = not recorded: older files).
   std::string ratings_split;
   double test_fraction = 0;
+  int leave_last = 0;  // temporal protocol: latest positives held out per user
   // SVD / SVD++ only: the SGD settings.
   SvdOptions svd;
 };

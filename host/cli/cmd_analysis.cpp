@@ -605,6 +605,16 @@ int run_similar(Options& o) {
                        ", so a heldout-protocol model has no column for it: lower --threshold, or use --protocol seed");
     }
   }
+  if (item >= 0 && o.model_file.empty() && o.train.protocol == "temporal" && !is_svd_kind(kind)) {
+    const TemporalSplit s = split_temporal(d, o.train.heldout, o.train.leave_last, o.train.seed);
+    if (!std::binary_search(s.item_map.begin(), s.item_map.end(), item)) {
+      std::ostringstream t;
+      t << o.train.heldout.threshold;
+      throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() +
+                       " before its users' held-out latest ones, so a temporal-protocol model has no column for it: "
+                       "lower --threshold, or use --protocol seed");
+    }
+  }
   AnalysisModel a = obtain_analysis_model(o, d);
   auto report = [&](const ItemEffects& e) {
     if (o.all_items) {

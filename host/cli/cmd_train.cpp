@@ -209,7 +209,7 @@ std::string epoch_report(const TrainResult& r) {
   if (r.epoch_selection == "test")
     return "Best epoch " + std::to_string(r.best_epoch) + " on the test " + held + " (--patience; the " + r.protocol +
            " protocol has no validation set)";
-  if (r.protocol == "heldout")
+  if (is_foldin_protocol(r.protocol))
     return "Final epoch " + std::to_string(r.best_epoch) +
            " (no validation user could be scored at any epoch, so the last epoch is reported)";
   return "Final epoch " + std::to_string(r.best_epoch) + " (the " + r.protocol + " protocol has no validation " + held +
@@ -253,7 +253,8 @@ int run_train(Options& o, bool main_job) {
                   << "\n";
       ours = theirs;
     };
-    if (lm.info.protocol == "heldout") keep("--threshold", o.train.heldout.threshold, lm.info.input_threshold);
+    if (is_foldin_protocol(lm.info.protocol)) keep("--threshold", o.train.heldout.threshold, lm.info.input_threshold);
+    if (lm.info.protocol == "temporal") keep("--leave-last", o.train.leave_last, lm.info.leave_last);
     if (lm.info.protocol == "seed" && lm.info.test_fraction > 0)
       keep("--test-fraction", o.train.test_fraction, lm.info.test_fraction);
     if (lm.info.protocol == "ratings" && !lm.info.ratings_split.empty())

@@ -110,7 +110,7 @@ void prepare_training(Options& o) {
 }
 
 std::string kept_epoch(const std::string& protocol, int epoch) {
-  return (protocol == "heldout" ? "best epoch " : "epoch ") + std::to_string(epoch);
+  return (is_foldin_protocol(protocol) ? "best epoch " : "epoch ") + std::to_string(epoch);
 }
 
 LoadedModel load_model(const Options& o, Backend<float>& be, const Dataset& d, int64_t max_batch) {

@@ -51,6 +51,11 @@ struct Dataset {
   float rating_max = 5.0f;
   std::string rating_column;  // generic CSV: the header's name of the rating column when the
                               // header chose it ("" = the third column)
+  // When each rating was given (seconds since 1970, UTC), parallel to ratings.indices; empty when
+  // the data has no usable timestamps, and then no_times says why (naming the file and line).
+  std::vector<int64_t> rating_times;
+  std::string no_times;
+  bool has_times() const { return !rating_times.empty() && rating_times.size() == ratings.indices.size(); }
 
   // Item metadata (empty vectors when the format has none).
   std::vector<std::string> titles;          // per item
@@ -139,6 +144,24 @@ struct HeldoutOptions {
   double foldin_fraction = 0.8;
 };
 HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t seed);
+
+// Temporal leave-last-out (weak generalisation): every user with at least
+// max(min_positives, 2·last + 1) positives has their `last` latest positives as the test
+// target and the `last` before them as the validation target; everything earlier is training.
+// Every user trains (the evaluated ones on their earlier positives only), so the val and test
+// users are training users: *_rows gives each one's row in `train`. Validation folds in the
+// training positives, the test those plus the validation ones. Ties in time are ordered by a
+// seeded shuffle. Targets on items no one trained on are dropped (the model has no column for
+// them); dropped counts how many. Throws UsageError when the data has no timestamps.
+struct TemporalSplit : HeldoutSplit {
+  std::vector<int32_t> val_rows, test_rows;  // row in train of each val / test user
+  int64_t dropped = 0;                       // held-out positives on items absent from training
+  int last = 1;
+};
+TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed);
+// The protocols whose evaluated users split into fold-in input and held-out target items, with
+// validation users choosing the epoch: heldout (other users) and temporal (the same users, later).
+inline bool is_foldin_protocol(const std::string& p) { return p == "heldout" || p == "temporal"; }
 
 // Rating prediction: train/test over the same users × items shape.
 struct RatingsSplit {

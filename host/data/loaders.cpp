@@ -234,12 +234,62 @@ float parse_rating(std::string_view f, Scale scale, const std::string& file, lon
   return static_cast<float>(x);
 }
 
-void check_timestamp(std::string_view f, const std::string& file, long line) {
+int64_t parse_timestamp(std::string_view f, const std::string& file, long line) {
   int64_t t = 0;
   f = trim(f);
   const NumParse p = text::parse_int64(f, &t);
   if (p == NumParse::kOverflow) throw DataError(file, line, "timestamp " + quote(f) + " overflows a 64-bit integer");
   if (p != NumParse::kOk) throw DataError(file, line, "timestamp " + quote(f) + " is not an integer");
+  return t;
+}
+
+// Days from 1970-01-01 to the proleptic Gregorian date (Howard Hinnant's days_from_civil).
+int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+// A generic CSV's time field: integer seconds since 1970, or an ISO date
+// "YYYY-MM-DD[(T| )HH:MM[:SS]][Z]" read as UTC. false for anything else.
+bool parse_time_field(std::string_view f, int64_t* out) {
+  f = trim(f);
+  if (text::parse_int64(f, out) == NumParse::kOk) return true;
+  auto num = [&](size_t at, size_t len, int64_t lo, int64_t hi, int64_t* v) {
+    if (at + len > f.size()) return false;
+    int64_t x = 0;
+    for (size_t k = at; k < at + len; ++k) {
+      if (f[k] < '0' || f[k] > '9') return false;
+      x = 10 * x + (f[k] - '0');
+    }
+    *v = x;
+    return x >= lo && x <= hi;
+  };
+  int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!num(0, 4, 0, 9999, &y) || f.size() < 10 || f[4] != '-' || !num(5, 2, 1, 12, &mo) || f[7] != '-' ||
+      !num(8, 2, 1, 31, &d))
+    return false;
+  static const int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return false;
+  size_t at = 10;
+  if (at < f.size()) {
+    if ((f[at] != 'T' && f[at] != ' ') || !num(at + 1, 2, 0, 23, &h) || at + 3 >= f.size() || f[at + 3] != ':' ||
+        !num(at + 4, 2, 0, 59, &mi))
+      return false;
+    at += 6;
+    if (at < f.size() && f[at] == ':') {
+      if (!num(at + 1, 2, 0, 60, &sec)) return false;
+      at += 3;
+    }
+    if (at < f.size() && f[at] == 'Z') ++at;
+    if (at != f.size()) return false;
+  }
+  *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  return true;
 }
 
 // A MovieLens metadata id (u.item, u.user, movies.dat, users.dat, movies.csv): a positive
@@ -302,6 +352,14 @@ struct RawRatings {
   IdTable users, items;
   std::vector<int32_t> u, i;
   std::vector<float> v;
+  std::vector<int64_t> t;  // each rating's time while every line gives one (see no_times)
+  std::string no_times;    // why t was given up ("" while it is whole)
+
+  void drop_times(std::string why) {
+    if (!no_times.empty()) return;
+    no_times = std::move(why);
+    t = {};
+  }
 
   // Sizes the arrays from the line count: growing them by doubling costs copies and page
   // faults on 25M ratings.
@@ -310,6 +368,7 @@ struct RawRatings {
     u.reserve(n);
     i.reserve(n);
     v.reserve(n);
+    t.reserve(n);
   }
   void add(std::string_view uf, std::string_view itf, float r, long line) {
     const auto k = static_cast<int64_t>(v.size());
@@ -334,7 +393,7 @@ struct RawRatings {
 // Dense CSR from the parsed ratings; fills the dense id lists. A repeated (user, item) pair
 // is an error naming both lines.
 Csr build_csr(RawRatings& raw, std::vector<std::string>* user_ids,
-              std::vector<std::string>* item_ids) {
+              std::vector<std::string>* item_ids, std::vector<int64_t>* times) {
   if (raw.v.empty())
     throw DataError(raw.file, raw.header ? 1 : 0,
                     raw.header ? "no ratings in file (its only line was read as a header: its rating field is not "
@@ -352,25 +411,33 @@ Csr build_csr(RawRatings& raw, std::vector<std::string>* user_ids,
   for (int64_t r = 0; r < m.rows; ++r) m.indptr[r + 1] += m.indptr[r];
   m.indices.resize(raw.v.size());
   m.values.resize(raw.v.size());
+  const bool timed = raw.no_times.empty() && raw.t.size() == raw.v.size();
+  times->assign(timed ? raw.v.size() : 0, 0);
   {
     std::vector<int64_t> next(m.indptr.begin(), m.indptr.end() - 1);
     for (size_t k = 0; k < raw.v.size(); ++k) {
       const int64_t pos = next[raw.u[k]]++;
       m.indices[pos] = raw.i[k];
       m.values[pos] = raw.v[k];
+      if (timed) (*times)[pos] = raw.t[k];
     }
   }
-  std::vector<std::pair<int32_t, float>> tmp;
+  struct Entry {
+    int32_t col;
+    float value;
+    int64_t time;
+  };
+  std::vector<Entry> tmp;
   for (int64_t r = 0; r < m.rows; ++r) {
     const int64_t b = m.indptr[r], e = m.indptr[r + 1];
     if (!std::is_sorted(m.indices.begin() + b, m.indices.begin() + e)) {
       tmp.clear();
-      for (int64_t k = b; k < e; ++k) tmp.emplace_back(m.indices[k], m.values[k]);
-      std::stable_sort(tmp.begin(), tmp.end(),
-                       [](const auto& x, const auto& y) { return x.first < y.first; });
+      for (int64_t k = b; k < e; ++k) tmp.push_back({m.indices[k], m.values[k], timed ? (*times)[k] : 0});
+      std::stable_sort(tmp.begin(), tmp.end(), [](const Entry& x, const Entry& y) { return x.col < y.col; });
       for (int64_t k = b; k < e; ++k) {
-        m.indices[k] = tmp[k - b].first;
-        m.values[k] = tmp[k - b].second;
+        m.indices[k] = tmp[k - b].col;
+        m.values[k] = tmp[k - b].value;
+        if (timed) (*times)[k] = tmp[k - b].time;
       }
     }
     for (int64_t k = b + 1; k < e; ++k) {
@@ -661,11 +728,13 @@ Dataset load_ml100k(const std::string& dir) {
       text::split(line, '\t', &f);
       check_fields(f, 4, "tab-separated user, item, rating, timestamp", raw.file, lr.line_no());
       const float r = parse_rating(f[2], Scale::kWhole1to5, raw.file, lr.line_no());
-      check_timestamp(f[3], raw.file, lr.line_no());
+      const int64_t ts = parse_timestamp(f[3], raw.file, lr.line_no());
       raw.add(f[0], f[1], r, lr.line_no());
+      raw.t.push_back(ts);
     }
   }
-  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids);
+  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
+  d.no_times = raw.no_times;
 
   // u.genre: name|index; optional (the 19 standard names otherwise).
   std::vector<std::string> genres = to_vec(kMl100kGenres);
@@ -817,11 +886,13 @@ Dataset load_ml1m(const std::string& dir) {
       text::split(line, "::", &f);
       check_fields(f, 4, "'::'-separated user, item, rating, timestamp", raw.file, lr.line_no());
       const float r = parse_rating(f[2], scale, raw.file, lr.line_no());
-      check_timestamp(f[3], raw.file, lr.line_no());
+      const int64_t ts = parse_timestamp(f[3], raw.file, lr.line_no());
       raw.add(f[0], f[1], r, lr.line_no());
+      raw.t.push_back(ts);
     }
   }
-  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids);
+  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
+  d.no_times = raw.no_times;
 
   // movies.dat: id::title::Genre1|Genre2. ml-1m is Latin-1; a file that is already valid UTF-8
   // is kept as is (Latin-1 accents essentially never form valid UTF-8).
@@ -939,11 +1010,13 @@ Dataset load_mllatest(const std::string& dir) {
       }
       first = false;
       const float r = parse_rating(f[2], Scale::kHalves, raw.file, lr.line_no());
-      check_timestamp(f[3], raw.file, lr.line_no());
+      const int64_t ts = parse_timestamp(f[3], raw.file, lr.line_no());
       raw.add(f[0], f[1], r, lr.line_no());
+      raw.t.push_back(ts);
     }
   }
-  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids);
+  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
+  d.no_times = raw.no_times;
 
   // movies.csv: movieId,title,genres; UTF-8, titles quoted when they hold commas or quotes.
   const std::string movie_file = join_path(dir, "movies.csv");
@@ -1042,16 +1115,30 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file,
                                  : std::to_string(cols.min_fields) + " to " + std::to_string(cols.max_fields)) +
                             " fields (the columns of the header on line 1), found " + std::to_string(f.size()));
       }
-      // The timestamp column is not used, so any text is accepted there (a "date" column holds
-      // dates); a line may leave it out.
       const float r = parse_rating(f[cols.col[kRatingCol]], Scale::kAny, file, lr.line_no());
       vmin = std::min<double>(vmin, r);
       vmax = std::max<double>(vmax, r);
       raw.add(f[cols.col[kUserCol]], f[cols.col[kItemCol]], r, lr.line_no());
+      // Times are only needed by the temporal protocol, so a line without a readable one is no
+      // error here: the times are given up, and the reason kept for that protocol to report.
+      if (raw.no_times.empty()) {
+        const int tc = cols.col[kTimeCol];
+        int64_t ts = 0;
+        if (tc < 0)
+          raw.drop_times(file + ": the header names no timestamp column");
+        else if (static_cast<size_t>(tc) >= f.size())
+          raw.drop_times(file + ":" + std::to_string(lr.line_no()) + ": the line has no timestamp");
+        else if (!parse_time_field(f[tc], &ts))
+          raw.drop_times(file + ":" + std::to_string(lr.line_no()) + ": timestamp " + quote(trim(f[tc])) +
+                         " is neither an integer (seconds since 1970) nor a date (YYYY-MM-DD[ HH:MM[:SS]])");
+        else
+          raw.t.push_back(ts);
+      }
     }
   }
   if (note) *note = cols.note;
-  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids);
+  d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
+  d.no_times = raw.no_times;
   d.rating_min = static_cast<float>(vmin);
   d.rating_max = static_cast<float>(vmax);
   if (cols.by_header) d.rating_column = cols.rating_name;

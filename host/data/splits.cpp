@@ -33,6 +33,7 @@ enum : uint64_t {
   kStreamHeldoutUsers = 1,
   kStreamRatings = 2,
   kUserStreamBase = uint64_t{1} << 40,
+  kTemporalStreamBase = uint64_t{2} << 40,  // per-user tie order of the temporal split
 };
 
 uint64_t stream_of(uint64_t sub) { return rng_stream(RngStream::split, sub); }
@@ -158,6 +159,93 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
   };
   split_users(val, s.val_users, s.val_foldin, s.val_target);
   split_users(test, s.test_users, s.test_foldin, s.test_target);
+  return s;
+}
+
+TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed) {
+  if (last < 1) throw UsageError("--leave-last must be at least 1, got " + std::to_string(last));
+  if (!d.has_times())
+    throw UsageError("the temporal protocol holds out each user's latest ratings, and " + d.name +
+                     " has no rating times" + (d.no_times.empty() ? "" : " (" + d.no_times + ")") +
+                     ": use --protocol heldout or seed, or give the data a timestamp column");
+  const Csr& r = d.ratings;
+  auto positive = [&](int64_t k) { return opt.threshold <= 0 || r.values[k] >= opt.threshold; };
+  const int64_t need = std::max<int64_t>({opt.min_positives, 2 * static_cast<int64_t>(last) + 1, 1});
+
+  // Each user's positives in time order (CSR positions); a seeded shuffle first, so ratings given
+  // in the same second fall in an order that favours no item id. part[k]: 0 train, 1 val, 2 test.
+  std::vector<uint8_t> part(static_cast<size_t>(r.nnz()), 0);
+  std::vector<uint8_t> evaluated(static_cast<size_t>(r.rows), 0);
+  std::vector<int32_t> pos;  // offsets into the user's row
+  for (int64_t u = 0; u < r.rows; ++u) {
+    const int64_t b = r.indptr[u];
+    pos.clear();
+    for (int64_t k = b; k < r.indptr[u + 1]; ++k)
+      if (positive(k)) pos.push_back(static_cast<int32_t>(k - b));
+    if (static_cast<int64_t>(pos.size()) < need) continue;
+    philox_shuffle(pos, seed, stream_of(kTemporalStreamBase + static_cast<uint64_t>(u)));
+    std::stable_sort(pos.begin(), pos.end(),
+                     [&](int32_t x, int32_t y) { return d.rating_times[b + x] < d.rating_times[b + y]; });
+    const size_t n = pos.size();
+    for (size_t j = n - 2 * last; j < n; ++j) part[b + pos[j]] = j < n - last ? 1 : 2;
+    evaluated[u] = 1;
+  }
+
+  TemporalSplit s;
+  s.last = last;
+  // Columns: the items some user likes within the training part.
+  std::vector<int32_t> column(r.cols, -1);
+  for (int64_t k = 0; k < r.nnz(); ++k)
+    if (part[k] == 0 && positive(k)) column[r.indices[k]] = 0;
+  for (int64_t i = 0; i < r.cols; ++i) {
+    if (column[i] < 0) continue;
+    column[i] = static_cast<int32_t>(s.item_map.size());
+    s.item_map.push_back(static_cast<int32_t>(i));
+  }
+  if (s.item_map.empty())
+    throw UsageError("no rating is >= --threshold " + fmt_threshold(opt.threshold) + ": lower --threshold");
+  const int64_t n_cols = static_cast<int64_t>(s.item_map.size());
+  // A user's positives of the given parts as kept columns (ascending, since item_map is).
+  auto columns_of = [&](int64_t u, int max_part, int only_part) {
+    std::vector<int32_t> cols;
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k) {
+      const int p = part[k];
+      if (!positive(k) || p > max_part || (only_part >= 0 && p != only_part)) continue;
+      if (column[r.indices[k]] >= 0)
+        cols.push_back(column[r.indices[k]]);
+      else if (only_part > 0)  // counted once, as a target
+        ++s.dropped;
+    }
+    return cols;
+  };
+  std::vector<std::vector<int32_t>> train_rows, val_in, val_tg, test_in, test_tg;
+  for (int64_t u = 0; u < r.rows; ++u) {
+    std::vector<int32_t> tr = columns_of(u, 0, -1);
+    if (tr.empty()) continue;  // nothing liked: no row to learn from
+    const auto row = static_cast<int32_t>(s.train_users.size());
+    s.train_users.push_back(static_cast<int32_t>(u));
+    if (evaluated[u]) {
+      std::vector<int32_t> vt = columns_of(u, 1, 1), tt = columns_of(u, 2, 2);
+      if (!vt.empty()) {
+        s.val_users.push_back(static_cast<int32_t>(u));
+        s.val_rows.push_back(row);
+        val_in.push_back(tr);
+        val_tg.push_back(std::move(vt));
+      }
+      if (!tt.empty()) {
+        s.test_users.push_back(static_cast<int32_t>(u));
+        s.test_rows.push_back(row);
+        test_in.push_back(columns_of(u, 1, -1));
+        test_tg.push_back(std::move(tt));
+      }
+    }
+    train_rows.push_back(std::move(tr));
+  }
+  s.train = binary_csr(train_rows, n_cols);
+  s.val_foldin = binary_csr(val_in, n_cols);
+  s.val_target = binary_csr(val_tg, n_cols);
+  s.test_foldin = binary_csr(test_in, n_cols);
+  s.test_target = binary_csr(test_tg, n_cols);
   return s;
 }
 

@@ -91,6 +91,7 @@ enum : uint64_t {
   kStreamTitles = 3,
   kStreamUsers = 4,
   kUserStreamBase = uint64_t{1} << 40,
+  kTimeStreamBase = uint64_t{2} << 40,  // per-user rating times, apart so ratings stay as they were
 };
 
 uint64_t stream_of(uint64_t sub) { return rng_stream(RngStream::synthetic, sub); }
@@ -610,6 +611,26 @@ Dataset make_synthetic(const SyntheticSpec& spec) {
       const double pref = kRatingBase + kAffinityWeight * affinity + quality[i] + user_bias[u] +
                           kNoiseSigma * normal(rng);
       val[k] = static_cast<float>(std::clamp(std::lround(pref), 1L, 5L));
+    }
+  }
+
+  // Rating times, for the temporal protocol: each user starts on a day within ml-100k's seven
+  // months (from 1997-09-20) and rates their items in a random order, minutes apart. Their own
+  // stream, so the ratings above are the same with or without them.
+  d.rating_times.resize(m.indices.size());
+  {
+    constexpr int64_t kStart = 874724710, kSpanDays = 214;
+    std::vector<std::pair<uint32_t, int64_t>> order;
+    for (int64_t u = 0; u < n_users; ++u) {
+      PhiloxSeq rng(seed, stream_of(kTimeStreamBase + static_cast<uint64_t>(u)));
+      int64_t t = kStart + static_cast<int64_t>(rng.u32() % kSpanDays) * 86400 + rng.u32() % 86400;
+      order.clear();
+      for (int64_t k = m.indptr[u]; k < m.indptr[u + 1]; ++k) order.emplace_back(rng.u32(), k);
+      std::sort(order.begin(), order.end());  // ties (1 in 2^32) fall back to the CSR position
+      for (const auto& o : order) {
+        t += 30 + rng.u32() % 600;
+        d.rating_times[o.second] = t;
+      }
     }
   }
 

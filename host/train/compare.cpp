@@ -266,12 +266,12 @@ std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& re
 
 std::string validation_metric(const std::vector<TrainResult>& results) {
   for (const TrainResult& r : results)
-    if (r.protocol == "heldout" && !r.selection_metric.empty()) return r.selection_metric;
+    if (is_foldin_protocol(r.protocol) && !r.selection_metric.empty()) return r.selection_metric;
   return "";
 }
 
 double validation_value(const TrainResult& r, const std::string& metric) {
-  if (r.protocol != "heldout" || metric.empty()) return NAN;
+  if (!is_foldin_protocol(r.protocol) || metric.empty()) return NAN;
   // History holds the validation users' figures under heldout; the kept epoch's record (epoch 0:
   // EASE at its chosen λ, popularity).
   for (const EpochRecord& e : r.history)
@@ -401,7 +401,7 @@ std::string selection_metric(const std::vector<TrainResult>& results) {
       if (kv.first.rfind("ndcg@", 0) != 0) continue;
       if (metric.empty()) metric = kv.first;
       const int k = std::atoi(kv.first.c_str() + 5);
-      if (r.protocol == "heldout" && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
+      if (is_foldin_protocol(r.protocol) && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
     }
   return metric;
 }

@@ -64,17 +64,23 @@ struct EvalSet {
   CsrTensor<float> input, target;
   Tensor<int32_t> rows;
   int64_t n = 0;
-  bool rows_are_train_rows = false;  // CDAE may use its per-user vectors
+  // Each row's training row, when the evaluated users are training users (CDAE may then use its
+  // per-user vectors): the rows themselves (ratings protocol) or a map (temporal); empty: none.
+  Tensor<int32_t> users;
 };
 
-EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target, bool train_rows) {
+EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target, bool train_rows,
+                      const std::vector<int32_t>& user_rows = {}) {
   VAE_CHECK(input.rows == target.rows, "eval input and target differ in rows");
+  VAE_CHECK(user_rows.empty() || static_cast<int64_t>(user_rows.size()) == input.rows,
+            "eval set: one training row per evaluated row");
   EvalSet e;
   e.input = be.upload_csr(input);
   e.target = be.upload_csr(target);
   e.n = input.rows;
   e.rows = be.upload<int32_t>(iota_rows(e.n), e.n, 1);
-  e.rows_are_train_rows = train_rows;
+  if (train_rows) e.users = be.upload<int32_t>(iota_rows(e.n), e.n, 1);
+  if (!user_rows.empty()) e.users = be.upload<int32_t>(user_rows, e.n, 1);
   return e;
 }
 
@@ -90,10 +96,11 @@ class Evaluator {
     // A cut-off beyond the item count ranks every item: the same metric as k = width (recall's
     // and NDCG's denominators use min(k, |target|), and |target| <= width).
     for (int k : opt.ks) ks_ranked_.push_back(std::min(k, kmax_));
-    // Coverage is measured at the protocol's first cut-off (seed: --k; heldout: the first of --ks).
-    // A cut-off beyond the item count covers what every item ranked covers; it keeps its name.
-    kcov_ = opt.protocol == "seed" ? std::min(opt.k, kmax_) : opt.protocol == "heldout" ? ks_ranked_.front() : 0;
-    kcov_name_ = opt.protocol == "seed" ? opt.k : opt.protocol == "heldout" ? opt.ks.front() : 0;
+    // Coverage is measured at the protocol's first cut-off (seed: --k; heldout, temporal: the first
+    // of --ks). A cut-off beyond the item count covers what every item ranked covers; it keeps its name.
+    const bool foldin = is_foldin_protocol(opt.protocol);
+    kcov_ = opt.protocol == "seed" ? std::min(opt.k, kmax_) : foldin ? ks_ranked_.front() : 0;
+    kcov_name_ = opt.protocol == "seed" ? opt.k : foldin ? opt.ks.front() : 0;
     width_ = width;
     idx_ = be.alloc<int32_t>(batch, kmax_);
     val_ = be.alloc<float>(batch, kmax_);
@@ -109,7 +116,7 @@ class Evaluator {
     if (protocol == "seed") {
       names = {"ndcg@" + std::to_string(opt_.k), "recall@" + std::to_string(opt_.k), "ndcg@100",
                "recall@100", "rmse"};
-    } else if (protocol == "heldout") {
+    } else if (is_foldin_protocol(protocol)) {
       for (int k : opt_.ks) names.push_back("recall@" + std::to_string(k));
       for (int k : opt_.ks) names.push_back("ndcg@" + std::to_string(k));
     } else {
@@ -137,7 +144,7 @@ class Evaluator {
       Batch<float> b;
       b.input = e.input.view();
       b.rows = e.rows.cmat().rows_slice(r0, n);
-      if (e.rows_are_train_rows) b.users = b.rows;
+      if (e.users.size() > 0) b.users = e.users.cmat().rows_slice(r0, n);
       b.n = n;
       ++batches;
       if (m.num_params() > 0) m.forward_backward(b, 0, false, loss_.mat());
@@ -174,7 +181,7 @@ class Evaluator {
             users[2 * j + 1].push_back(h[i * 2 + 1]);
           }
         }
-      } else if (protocol == "heldout") {
+      } else if (is_foldin_protocol(protocol)) {
         const int64_t nk = static_cast<int64_t>(opt_.ks.size());
         Mat<int32_t> idx = idx_.mat().rows_slice(0, n);
         Mat<float> val = val_.mat().rows_slice(0, n);
@@ -316,10 +323,11 @@ int64_t resolve_defaults(TrainOptions& opt) {
     throw UsageError("--folds cross-validates the ratings protocol's RMSE: use --protocol ratings, not " + opt.protocol);
   if (opt.folds != 0 && (opt.fold < 0 || opt.fold >= opt.folds))
     throw UsageError("fold " + std::to_string(opt.fold) + " of --folds " + std::to_string(opt.folds) + " does not exist");
-  if (opt.protocol != "seed" && opt.protocol != "heldout" && opt.protocol != "ratings")
-    throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, ratings)");
+  if (opt.protocol != "seed" && !is_foldin_protocol(opt.protocol) && opt.protocol != "ratings")
+    throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, temporal, ratings)");
   if (m.kind == "ease" && opt.protocol == "ratings")
-    throw UsageError("EASE ranks items and predicts no ratings: use --protocol seed or heldout");
+    throw UsageError("EASE ranks items and predicts no ratings: use --protocol seed, heldout or temporal");
+  if (opt.leave_last < 1) throw UsageError("--leave-last must be at least 1");
   if (opt.epochs < 1) throw UsageError("--epochs must be at least 1");
   if (opt.k < 1) throw UsageError("--k must be at least 1");
   for (int k : opt.ks)
@@ -349,8 +357,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   // ---- the protocol's matrices -----------------------------------------------------------
   Csr train;
   Csr eval_input, eval_target;  // the set reported each epoch
-  Csr test_input, test_target;  // final report (heldout: test users; else = eval set)
+  Csr test_input, test_target;  // final report (heldout, temporal: test users; else = eval set)
   bool eval_rows_are_train = false;
+  std::vector<int32_t> eval_user_rows, test_user_rows;  // temporal: the evaluated users' training rows
   bool have_val = false;
   if (opt.protocol == "seed") {
     SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
@@ -387,6 +396,27 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
                    " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
                    std::to_string(d.num_items()) + ": those a training user rated as positive)";
+  } else if (opt.protocol == "temporal") {
+    TemporalSplit s = split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
+    train = s.train;
+    res.column_map = s.item_map;
+    res.row_map = s.train_users;
+    eval_input = s.val_foldin;
+    eval_target = s.val_target;
+    test_input = s.test_foldin;
+    test_target = s.test_target;
+    eval_user_rows = s.val_rows;
+    test_user_rows = s.test_rows;
+    have_val = true;
+    for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
+    const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
+    res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
+                   (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
+                   std::to_string(s.train_users.size()) + " users train on their earlier ones), " +
+                   std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
+                   ": those rated as positive in training)" +
+                   (s.dropped > 0 ? "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out"
+                                  : "");
   } else {
     RatingsSplit s = opt.folds >= 2                  ? split_ratings_kfold(d, opt.folds, opt.fold, opt.seed)
                      : opt.ratings_split == "random" ? split_ratings_random(d, 0.1, opt.seed)
@@ -408,8 +438,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   }
   res.item_based = kind == "i-autorec";
   // As fed above: the seed protocol binarises for these kinds, heldout is 0/1, ratings keeps values.
-  res.binary_input = (opt.protocol == "seed" && wants_binary_input(kind)) || opt.protocol == "heldout";
-  res.input_threshold = opt.protocol == "heldout" && opt.heldout.threshold > 0 ? opt.heldout.threshold : 0;
+  res.binary_input = (opt.protocol == "seed" && wants_binary_input(kind)) || is_foldin_protocol(opt.protocol);
+  res.input_threshold = is_foldin_protocol(opt.protocol) && opt.heldout.threshold > 0 ? opt.heldout.threshold : 0;
+  res.leave_last = opt.protocol == "temporal" ? opt.leave_last : 0;
   if (!have_val) {
     test_input = eval_input;
     test_target = eval_target;
@@ -429,7 +460,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   if (!opt.quiet) {
     int kbig = 0;  // a cut-off beyond the candidates: ranked over every item, said so
     if (opt.protocol == "seed" && opt.k > train.cols) kbig = opt.k;
-    if (opt.protocol == "heldout")
+    if (is_foldin_protocol(opt.protocol))
       for (int k : opt.ks) kbig = std::max<int>(kbig, k > train.cols ? k : 0);
     if (kbig > 0)
       log << "note: cut-off " << kbig << " exceeds the " << train.cols << " items: every item is ranked, so @" << kbig
@@ -506,14 +537,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.num_params = model->num_params();
   res.sparse_input = model->sparse_input();
 
-  EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_rows_are_train);
+  EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_rows_are_train, eval_user_rows);
   Evaluator evaluator(be, opt, batch, model->num_outputs());
   const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
   // Lower is better only for rating errors.
   // Heldout: Mult-VAE's NDCG@100, or the largest cut-off asked for when --ks leaves 100 out.
   const bool has_100 = std::find(opt.ks.begin(), opt.ks.end(), 100) != opt.ks.end();
   const std::string monitor =
-      opt.protocol == "heldout" ? "ndcg@" + std::to_string(has_100 ? 100 : *std::max_element(opt.ks.begin(), opt.ks.end()))
+      is_foldin_protocol(opt.protocol) ? "ndcg@" + std::to_string(has_100 ? 100 : *std::max_element(opt.ks.begin(), opt.ks.end()))
       : opt.protocol == "seed"  ? "ndcg@" + std::to_string(opt.k)
                                 : "rmse";
   const bool lower_better = opt.protocol == "ratings";
@@ -571,7 +602,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     res.train_seconds = r.train_seconds;
     res.best_epoch = 0;
     if (have_val) {
-      EvalSet test_set = make_eval_set(be, test_input, test_target, false);
+      EvalSet test_set = make_eval_set(be, test_input, test_target, false, test_user_rows);
       res.metrics = evaluator.run(*model, test_set).second;
     } else {
       res.metrics = metrics;
@@ -759,7 +790,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                    static_cast<size_t>(model->num_params()) * sizeof(float));
   }
   if (have_val) {
-    EvalSet test_set = make_eval_set(be, test_input, test_target, false);
+    EvalSet test_set = make_eval_set(be, test_input, test_target, false, test_user_rows);
     res.metrics = evaluator.run(*model, test_set).second;
     res.user_metrics = evaluator.per_user();
   } else {
@@ -908,7 +939,7 @@ std::vector<std::string> StagedFiles::commit() {
 std::string learning_curves_svg(const TrainResult& r) {
   LinePlot p;
   p.title = r.model + " on " + r.dataset + " (" + r.protocol + " protocol)";
-  const std::string eval = r.protocol == "heldout" ? "validation" : "test";
+  const std::string eval = is_foldin_protocol(r.protocol) ? "validation" : "test";
   LinePanel loss{"loss per epoch", {{"train", {}}, {eval, {}}}};
   LinePanel met{"metrics on the " + eval + " users per epoch", {}};
   if (r.protocol == "ratings") met.title = "metrics on the test ratings per epoch";
@@ -950,7 +981,7 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   std::ostringstream csv;
   // Under heldout each epoch is scored on the validation users (the test users' figures are
   // summary.json's): the columns say so, so nobody reads the last row as the test result.
-  const std::string on = r.protocol == "heldout" ? "val_" : "";
+  const std::string on = is_foldin_protocol(r.protocol) ? "val_" : "";
   csv << std::setprecision(8) << "epoch,train_loss," << (on.empty() ? "test_" : on) << "loss";
   if (!r.history.empty())
     for (const auto& kv : r.history.front().metrics) csv << "," << on << kv.first;
@@ -971,6 +1002,7 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   j["model"] = r.model;
   j["dataset"] = r.dataset;
   j["protocol"] = r.protocol;
+  if (r.leave_last > 0) j["leave_last"] = r.leave_last;
   j["device"] = r.device;
   if (!r.precision.empty()) j["precision"] = r.precision;
   j["epochs"] = r.history.empty() ? 0 : r.history.back().epoch;

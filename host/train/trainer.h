@@ -24,16 +24,17 @@ inline constexpr const char* kModelKinds[] = {"vae",        "autorec", "i-autore
                                               "popularity", "ease",    "svd",       "svdpp"};
 
 struct TrainOptions {
-  std::string protocol = "seed";  // seed | heldout | ratings
+  std::string protocol = "seed";  // seed | heldout | temporal | ratings
   int epochs = 20;
   int64_t batch_size = 0;  // 0 = the model's default (VAE/AutoRec/CDAE 64, Mult-VAE 500)
   AdamConfig adam = model_default_lr();  // lr 0 = the model's default (resolve_defaults)
   uint64_t seed = 1;
   int patience = 0;  // > 0: stop after this many epochs without improvement
   int k = 20;        // seed protocol cut-off (metrics are also reported at 100)
-  std::vector<int> ks{20, 50, 100};  // heldout protocol cut-offs
+  std::vector<int> ks{20, 50, 100};  // heldout and temporal protocol cut-offs
   double test_fraction = 0.2;        // seed protocol
-  HeldoutOptions heldout;
+  HeldoutOptions heldout;            // heldout; temporal reads threshold and min_positives
+  int leave_last = 1;                // temporal: latest positives per user held out for test (as many for validation)
   std::string ratings_split = "random";  // random | 1..5 | a | b (ml-100k's given folds)
   std::string data_dir;                  // where uN.base/uN.test live for fold splits
   int folds = 0;                         // ≥ 2: k-fold cross-validation (SVD, SVD++, AutoRec, I-AutoRec)
@@ -109,7 +110,8 @@ struct TrainResult {
   std::vector<int32_t> row_map;     // training matrix row → dataset user index (i-autorec: item)
   bool item_based = false;          // i-autorec: rows are items, columns users
   bool binary_input = false;        // the model saw 0/1 rows (seed: multvae, cdae, ease; heldout)
-  double input_threshold = 0;       // heldout: ratings below this were no input (0 = all kept)
+  double input_threshold = 0;       // heldout, temporal: ratings below this were no input (0 = all kept)
+  int leave_last = 0;               // temporal: latest positives held out per user (0: other protocols)
   int64_t batch_size = 0;
   AdamConfig adam;  // the optimiser as resolved (the model's default lr filled in)
   uint64_t seed = 0;
