@@ -743,6 +743,52 @@ TEST(Cli, HeldoutMetricsCsvNamesItsValidationColumns) {
   fs::remove_all(dir);
 }
 
+// The temporal protocol holds out each user's latest positive: the run says so, records the split
+// (leave_last) in summary.json and the model file, and the file re-evaluates on that same split,
+// whatever --leave-last is given then. CDAE, whose evaluated users are now training users.
+TEST(Cli, TemporalProtocolTrainsSavesAndReEvaluatesOnItsSplit) {
+  const fs::path dir = temp_dir("temporal"), again = temp_dir("temporal_again");
+  const CmdResult r = run_cli(std::string("train --model cdae --protocol temporal --epochs 2 ") + kSmall + " --out " +
+                              dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("on [0-9]+ users' latest positive for the test \\(the one before for "
+                                              "validation; [0-9]+ users train on their earlier ones\\)"));
+  const std::string text = read_text(dir / "metrics.csv");
+  EXPECT_EQ(text.rfind("epoch,train_loss,val_loss,val_recall@20,", 0), 0u) << text.substr(0, 80);
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_EQ(s["protocol"], "temporal");
+  EXPECT_EQ(s["leave_last"], 1);
+  EXPECT_EQ(s["epoch_selection"], "validation");
+  ASSERT_TRUE(s["metrics"].contains("ndcg@100")) << s.dump();
+  EXPECT_GT(s["users_evaluated"].get<int>(), 100);
+
+  const CmdResult e = run_cli("train --model-file " + (dir / "model.safetensors").string() + " --leave-last 2 " +
+                              kSmall + " --out " + again.string());
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, HasSubstr("note: --leave-last 2 ignored: the model file's training split uses 1"));
+  const nlohmann::json t = read_json(again / "summary.json");
+  EXPECT_EQ(t["protocol"], "temporal");
+  EXPECT_EQ(t["metrics"], s["metrics"]);
+  fs::remove_all(dir);
+  fs::remove_all(again);
+}
+
+// Data without usable times: the temporal protocol says which file and line, before training.
+TEST(Cli, TemporalProtocolNamesTheLineWithoutATime) {
+  const fs::path dir = temp_dir("temporal_csv");
+  std::ofstream(dir / "r.csv") << "user,item,rating,timestamp\na,x,5,10\nb,x,4,\n";
+  const CmdResult r = run_cli("train --protocol temporal --device cpu --data " + (dir / "r.csv").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("has no rating times (" + (dir / "r.csv").string() +
+                               ":3: timestamp '' is neither an integer (seconds since 1970) nor a date"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Epoch [")));
+  const CmdResult seed = run_cli("train --leave-last 2 --epochs 1 --quiet " + std::string(kSmall));
+  ASSERT_EQ(seed.code, 0) << seed.out;
+  EXPECT_THAT(seed.out, HasSubstr("note: --leave-last is ignored by vae (seed protocol); it applies to the temporal "
+                                  "protocol"));
+  fs::remove_all(dir);
+}
+
 // Few optimiser steps are said where they change the outcome: Mult-VAE's KL weight, annealed over
 // 200 000 steps by default, ends near zero on a small set; other models just train little.
 TEST(Cli, FewTrainingStepsAreNoted) {

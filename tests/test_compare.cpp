@@ -63,7 +63,7 @@ TEST(Compare, ModelListsAreReadAndCheckedUpFront) {
 
 // Each protocol's default list holds only models that run under it.
 TEST(Compare, DefaultListsFitTheirProtocols) {
-  for (const std::string protocol : {"seed", "heldout", "ratings"}) {
+  for (const std::string protocol : {"seed", "heldout", "temporal", "ratings"}) {
     const std::vector<std::string> models = default_compare_models(protocol);
     EXPECT_GE(models.size(), 4u) << protocol;
     for (const std::string& m : models) {
@@ -197,6 +197,16 @@ TEST(Compare, HeldoutSelectsTheRowOnValidationNotTest) {
   const std::string note = format_selection_note(rs);
   EXPECT_THAT(note, HasSubstr("selected: multvae_beta=0.1, the best val ndcg@100 (0.4000), chosen on the validation "
                               "users; the test figures are reported, not used to choose"));
+
+  // The temporal protocol has validation users too (the same users, an earlier positive): the
+  // same choice, made the same way.
+  for (TrainResult& r : rs) r.protocol = "temporal";
+  EXPECT_EQ(validation_metric(rs), "ndcg@100");
+  EXPECT_EQ(validation_value(rs[0], "ndcg@100"), 0.40);
+  ASSERT_NE(selected_row(rs), nullptr);
+  EXPECT_EQ(row_name(*selected_row(rs)), "multvae_beta=0.1");
+  EXPECT_EQ(format_selection_note(rs), note);
+  for (TrainResult& r : rs) r.protocol = "heldout";
   EXPECT_THAT(note, HasSubstr("the test ndcg@100 column's * is on multvae_beta=0.4"));
 
   // The differences are from the selected row, in test figures.
@@ -401,6 +411,10 @@ TEST(Compare, TheFootnoteSaysHowEachEpochWasPicked) {
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, HasSubstr("; epoch: the best on the validation users\n"));
   EXPECT_THAT(c.out, Not(HasSubstr("(RMSE, MAE: the lowest)")));  // no RMSE column under heldout
+  const CmdResult t = run_cli(std::string("compare --protocol temporal --models multvae,popularity --epochs 2 ") + kData);
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_THAT(t.out, HasSubstr("Models compared on the temporal protocol ("));
+  EXPECT_THAT(t.out, HasSubstr("; epoch: the best on the validation users\n"));
   // The best epoch being the last says that training stopped while validation improved.
   const bool last = c.out.find("Best epoch 2 (on the validation users") != std::string::npos;
   EXPECT_NE(last || c.out.find("Best epoch 1 (on the validation users)") != std::string::npos, false) << c.out;

@@ -451,7 +451,48 @@ TEST_F(LoaderCsv, UnknownHeaderNamesAreReadByPosition) {
                   "order user, item, rating[, timestamp] (user=user, item=song name, rating=plays, timestamp=when)");
 }
 
-// The timestamp is never used: a date or any other text there is accepted, as is none.
+// Each rating keeps its time (for the temporal protocol), in CSR order: user 10's two lines
+// come item 2 first in the file, item 1 first in the matrix.
+TEST_F(LoaderMl100k, RatingTimesFollowTheirRatingsIntoCsrOrder) {
+  const Dataset d = vae::load_ml100k(make());
+  ASSERT_TRUE(d.has_times());
+  EXPECT_EQ(d.rating_times, (std::vector<int64_t>{874965758, 876893171, 888550871, 881250950, 881250949}));
+  EXPECT_EQ(d.no_times, "");
+}
+
+// A generic CSV's time column: integer seconds or ISO dates (UTC), each in its rating's place.
+TEST_F(LoaderCsv, TimesAreSecondsOrIsoDates) {
+  const Dataset d = vae::load_ratings_csv(write(
+      "t.csv", "user,item,rating,date\na,y,4,2005-09-06T12:30:15Z\na,x,3,2000-02-29\nb,x,5,1969-12-31 23:00\n"
+               "b,z,2,  1126009815 \n"));
+  ASSERT_TRUE(d.has_times()) << d.no_times;
+  // String ids keep their first appearance: a rated y (column 0), then x (1); b rated x, z.
+  EXPECT_EQ(d.rating_times, (std::vector<int64_t>{1126009815, 951782400, -3600, 1126009815}));
+}
+
+// Times the temporal protocol cannot use leave the data loadable; the reason names file and line.
+TEST_F(LoaderCsv, UnreadableTimesAreGivenUpWithTheirReason) {
+  auto reason = [&](const std::string& name, const std::string& text) {
+    const Dataset d = vae::load_ratings_csv(write(name, text));
+    EXPECT_FALSE(d.has_times()) << name;
+    EXPECT_TRUE(d.rating_times.empty()) << name;
+    return d.no_times;
+  };
+  std::string why = reason("word.csv", "a,x,4,1\nb,x,3,yesterday\nc,x,5,3\n");
+  EXPECT_HAS(why, path("word.csv") + ":2: timestamp 'yesterday' is neither an integer");
+  why = reason("feb30.csv", "a,x,4,2005-02-30\n");
+  EXPECT_HAS(why, path("feb30.csv") + ":1: timestamp '2005-02-30'");
+  why = reason("leap.csv", "a,x,4,1900-02-29\n");  // 1900 was no leap year
+  EXPECT_HAS(why, ":1: timestamp '1900-02-29'");
+  why = reason("short.csv", "a,x,4,5\nb,x,3\n");
+  EXPECT_HAS(why, path("short.csv") + ":2: the line has no timestamp");
+  why = reason("none.csv", "stars,user,item,plays\n4,a,x,5\n");  // mapped by name: no column is a time
+  EXPECT_HAS(why, path("none.csv") + ": the header names no timestamp column");
+  why = reason("three.csv", "a,x,4\n");
+  EXPECT_HAS(why, path("three.csv") + ":1: the line has no timestamp");
+}
+
+// The temporal protocol alone reads the times: a date or any other text there is accepted, as is none.
 TEST_F(LoaderCsv, TimestampColumnMayHoldDates) {
   const Dataset d = vae::load_ratings_csv(
       write("t.csv", "user,item,rating,date\na,x,4,2005-09-06\nb,x,3,\nc,x,5\n"));

@@ -239,6 +239,170 @@ TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
   EXPECT_GT(removed_seen, 0);
 }
 
+// ---- split_temporal ------------------------------------------------------------------------
+
+struct TimedRating {
+  int32_t user, item;
+  float rating;
+  int64_t time;
+};
+
+// A data set of the given ratings with their times, in CSR order.
+Dataset timed_dataset(int64_t users, int64_t items, std::vector<TimedRating> rs) {
+  std::sort(rs.begin(), rs.end(), [](const TimedRating& a, const TimedRating& b) {
+    return a.user != b.user ? a.user < b.user : a.item < b.item;
+  });
+  std::vector<int32_t> r, c;
+  std::vector<float> v;
+  Dataset d;
+  for (const TimedRating& x : rs) {
+    r.push_back(x.user);
+    c.push_back(x.item);
+    v.push_back(x.rating);
+    d.rating_times.push_back(x.time);
+  }
+  d.name = "timed";
+  d.ratings = Csr::from_triplets(users, items, r, c, v);
+  for (int64_t u = 0; u < users; ++u) d.user_ids.push_back(std::to_string(u + 1));
+  for (int64_t i = 0; i < items; ++i) d.item_ids.push_back(std::to_string(i + 1));
+  return d;
+}
+
+// User 0: positives in time order 0, 1, 2, 4, 5 (item 3, rated 1, is later than 2 but no
+// positive). User 1: four positives, too few to evaluate. User 2: positives 4, 0, 1, 3, 2, 6,
+// and item 6 is no one else's, so its test target has no column.
+Dataset three_users() {
+  return timed_dataset(3, 7, {{0, 5, 5, 60}, {0, 0, 5, 10}, {0, 1, 4, 20}, {0, 2, 5, 30}, {0, 3, 1, 40},
+                              {0, 4, 4, 50}, {1, 0, 4, 1}, {1, 1, 5, 2}, {1, 3, 4, 3}, {1, 5, 4, 4},
+                              {2, 4, 5, 100}, {2, 0, 5, 200}, {2, 1, 4, 300}, {2, 3, 4, 400},
+                              {2, 2, 5, 500}, {2, 6, 5, 600}});
+}
+
+TEST(SplitTemporalTest, LatestPositivesAreTheTargetsAndEarlierOnesTrain) {
+  const TemporalSplit s = split_temporal(three_users(), HeldoutOptions{}, 1, 1);
+  EXPECT_EQ(s.item_map, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));  // item 6 only held out
+  EXPECT_EQ(s.train_users, (std::vector<int32_t>{0, 1, 2}));
+  ASSERT_EQ(s.train.rows, 3);
+  EXPECT_EQ(row_of(s.train, 0), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(row_of(s.train, 1), (std::vector<int32_t>{0, 1, 3, 5}));  // too few to evaluate: all train
+  EXPECT_EQ(row_of(s.train, 2), (std::vector<int32_t>{0, 1, 3, 4}));
+  // Validation: the second-latest positive, folding in the training ones.
+  EXPECT_EQ(s.val_users, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(s.val_rows, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(row_of(s.val_target, 0), (std::vector<int32_t>{4}));
+  EXPECT_EQ(row_of(s.val_target, 1), (std::vector<int32_t>{2}));
+  EXPECT_EQ(row_of(s.val_foldin, 0), row_of(s.train, 0));
+  EXPECT_EQ(row_of(s.val_foldin, 1), row_of(s.train, 2));
+  // Test: the latest, folding in the validation one too; user 2's latest has no column.
+  EXPECT_EQ(s.test_users, (std::vector<int32_t>{0}));
+  EXPECT_EQ(s.test_rows, (std::vector<int32_t>{0}));
+  EXPECT_EQ(row_of(s.test_target, 0), (std::vector<int32_t>{5}));
+  EXPECT_EQ(row_of(s.test_foldin, 0), (std::vector<int32_t>{0, 1, 2, 4}));
+  EXPECT_EQ(s.dropped, 1);
+  for (const Csr* m : {&s.train, &s.val_foldin, &s.val_target, &s.test_foldin, &s.test_target}) expect_binary(*m, 6);
+}
+
+TEST(SplitTemporalTest, ThresholdAndLeaveLastChooseWhatIsHeldOut) {
+  HeldoutOptions all;
+  all.threshold = 0;  // every rating is a positive: user 0's item 3 (rated 1) trains
+  TemporalSplit s = split_temporal(three_users(), all, 1, 1);
+  EXPECT_EQ(row_of(s.train, 0), (std::vector<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(row_of(s.test_target, 0), (std::vector<int32_t>{5}));
+
+  // Two held out each: 2·2 + 1 = 5 positives needed; users 0 (five) and 2 (six) qualify. Item 2
+  // then trains nowhere (user 0 holds it out, user 2 too), so it has no column.
+  s = split_temporal(three_users(), HeldoutOptions{}, 2, 1);
+  auto items = [&](const Csr& m, int64_t row) {
+    std::vector<int32_t> out;
+    for (int32_t c : row_of(m, row)) out.push_back(s.item_map[c]);
+    return out;
+  };
+  EXPECT_EQ(s.item_map, (std::vector<int32_t>{0, 1, 3, 4, 5}));
+  EXPECT_EQ(s.val_users, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(items(s.train, 0), (std::vector<int32_t>{0}));
+  EXPECT_EQ(items(s.val_target, 0), (std::vector<int32_t>{1}));  // and item 2, left out
+  EXPECT_EQ(items(s.test_target, 0), (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(items(s.train, 2), (std::vector<int32_t>{0, 4}));
+  EXPECT_EQ(items(s.val_target, 1), (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(s.test_users, (std::vector<int32_t>{0}));  // user 2's latest two, items 2 and 6, have no column
+  EXPECT_EQ(s.dropped, 3);
+  // Three each need seven: nobody is evaluated, everybody trains on everything they like.
+  s = split_temporal(three_users(), HeldoutOptions{}, 3, 1);
+  EXPECT_TRUE(s.val_users.empty());
+  EXPECT_TRUE(s.test_users.empty());
+  EXPECT_EQ(s.train.nnz(), 5 + 4 + 6);
+  EXPECT_THROW(split_temporal(three_users(), HeldoutOptions{}, 0, 1), UsageError);
+}
+
+// Ratings given in the same second are ordered by the seed, not by item id.
+TEST(SplitTemporalTest, TiesInTimeFallInASeededOrder) {
+  std::vector<TimedRating> rs;
+  // Users 1 and 2 hold out different items (their times run opposite ways), so every item trains.
+  for (int32_t i = 0; i < 8; ++i) {
+    rs.push_back({0, i, 5, 1000});
+    rs.push_back({1, i, 5, 10 + i});
+    rs.push_back({2, i, 5, 10 - i});
+  }
+  const Dataset d = timed_dataset(3, 8, rs);
+  std::set<int32_t> tested;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    const TemporalSplit s = split_temporal(d, HeldoutOptions{}, 1, seed);
+    ASSERT_EQ(s.item_map.size(), 8u);
+    ASSERT_EQ(s.test_target.nnz(), 3);
+    EXPECT_EQ(row_of(s.test_target, 1), std::vector<int32_t>{7});
+    EXPECT_EQ(row_of(s.test_target, 2), std::vector<int32_t>{0});
+    EXPECT_EQ(row_of(s.test_target, 0), row_of(split_temporal(d, HeldoutOptions{}, 1, seed).test_target, 0));
+    tested.insert(s.test_target.indices[0]);
+  }
+  EXPECT_GE(tested.size(), 5u);  // 40 draws over 8 items
+}
+
+TEST(SplitTemporalTest, NoTargetIsOlderThanItsInputOnSyntheticData) {
+  const Dataset& d = small_synthetic();
+  ASSERT_TRUE(d.has_times());
+  const TemporalSplit s = split_temporal(d, HeldoutOptions{}, 1, 3);
+  ASSERT_GT(s.test_users.size(), 300u);
+  const Csr& r = d.ratings;
+  auto time_of = [&](int32_t u, int32_t col) {
+    const int32_t item = s.item_map[col];
+    const auto* b = r.indices.data() + r.indptr[u];
+    const auto* e = r.indices.data() + r.indptr[u + 1];
+    const auto* it = std::lower_bound(b, e, item);
+    EXPECT_TRUE(it != e && *it == item);
+    return d.rating_times[it - r.indices.data()];
+  };
+  for (size_t j = 0; j < s.test_users.size(); ++j) {
+    const int32_t u = s.test_users[j];
+    ASSERT_EQ(s.train_users[s.test_rows[j]], u);
+    int64_t newest_in = INT64_MIN;
+    for (int32_t c : row_of(s.test_foldin, j)) newest_in = std::max(newest_in, time_of(u, c));
+    for (int32_t c : row_of(s.test_target, j)) EXPECT_GT(time_of(u, c), newest_in) << "user " << u;
+    const auto tr = row_of(s.train, s.test_rows[j]);
+    for (int32_t c : row_of(s.test_target, j)) EXPECT_FALSE(std::binary_search(tr.begin(), tr.end(), c));
+  }
+  for (size_t j = 0; j < s.val_users.size(); ++j) {
+    ASSERT_EQ(s.train_users[s.val_rows[j]], s.val_users[j]);
+    EXPECT_EQ(row_of(s.val_foldin, j), row_of(s.train, s.val_rows[j]));
+  }
+  const TemporalSplit again = split_temporal(d, HeldoutOptions{}, 1, 3);
+  EXPECT_EQ(again.test_target.indices, s.test_target.indices);
+  EXPECT_EQ(again.train.indices, s.train.indices);
+}
+
+TEST(SplitTemporalTest, DataWithoutTimesIsRefusedWithTheReason) {
+  Dataset d = three_users();
+  d.rating_times.clear();
+  d.no_times = "r.csv:3: the line has no timestamp";
+  try {
+    split_temporal(d, HeldoutOptions{}, 1, 1);
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("timed has no rating times (r.csv:3: the line has no timestamp)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // ---- split_ratings_random ------------------------------------------------------------------
 
 TEST(SplitRatingsTest, RandomSplitPartitionsTheRatings) {

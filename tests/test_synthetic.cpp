@@ -283,6 +283,27 @@ TEST(SyntheticTest, DeterministicFromSeed) {
   EXPECT_NE(c.fingerprint(), a.fingerprint());
 }
 
+// Rating times (the temporal protocol's order): one per rating, distinct within a user, not in
+// item order, and the same for the same seed.
+TEST(SyntheticTest, EveryRatingHasATime) {
+  const Dataset a = make_synthetic(parse_synthetic_spec("synthetic:users=300,items=400,ratings=20000"));
+  ASSERT_TRUE(a.has_times());
+  int64_t unsorted = 0;
+  for (int64_t u = 0; u < a.num_users(); ++u) {
+    std::vector<int64_t> t(a.rating_times.begin() + a.ratings.indptr[u], a.rating_times.begin() + a.ratings.indptr[u + 1]);
+    unsorted += !std::is_sorted(t.begin(), t.end());
+    std::sort(t.begin(), t.end());
+    EXPECT_EQ(std::adjacent_find(t.begin(), t.end()), t.end()) << "user " << u;
+    EXPECT_GE(t.front(), 874724710);            // 1997-09-20
+    EXPECT_LT(t.back(), 874724710 + 400 * 86400);  // within ml-100k's months and the user's session
+  }
+  EXPECT_GT(unsorted, 250);
+  const Dataset b = make_synthetic(parse_synthetic_spec("synthetic:users=300,items=400,ratings=20000"));
+  EXPECT_EQ(a.rating_times, b.rating_times);
+  const Dataset c = make_synthetic(parse_synthetic_spec("synthetic:users=300,items=400,ratings=20000,seed=2"));
+  EXPECT_NE(a.rating_times, c.rating_times);
+}
+
 TEST(SyntheticTest, ActivityIsHeavyTailedWithMl100kMinimum) {
   const Dataset& d = default_synthetic();
   std::vector<int64_t> n(d.num_users());
