@@ -236,6 +236,13 @@ TEST(Cli, InfoPrintsSummary) {
   EXPECT_THAT(r.out, HasSubstr("items     300"));
   EXPECT_THAT(r.out, HasSubstr("ratings per user"));
   EXPECT_THAT(r.out, HasSubstr("rating histogram"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\ntimes     1997-(09|1[0-2])-[0-9]{2} to 1998-0[1-9]-[0-9]{2} \\(UTC\\)\n"));
+  const fs::path d = temp_dir("info_times");
+  std::ofstream(d / "r.csv") << "a,x,4\n";
+  const CmdResult none = run_cli("info --data " + (d / "r.csv").string());
+  ASSERT_EQ(none.code, 0) << none.out;
+  EXPECT_THAT(none.out, HasSubstr("times     none (" + (d / "r.csv").string() + ":1: the line has no timestamp"));
+  fs::remove_all(d);
 }
 
 TEST(Cli, TrainWritesRunFilesAndIsDeterministic) {
@@ -850,7 +857,7 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   const CmdResult r = run_cli(std::string("train --epochs 1 --quiet --dropout 0.3 --ks 5 --lambda 2 ") + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("note: --dropout is ignored by vae (seed protocol); it applies to Mult-VAE and CDAE"));
-  EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout protocol"));
+  EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout and temporal protocols"));
   EXPECT_THAT(r.out, HasSubstr("note: --lambda is ignored by vae"));
   const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 1 --quiet --dropout 0.3 "
                                           "--ks 5 --beta 0.1 ") + kSmall);

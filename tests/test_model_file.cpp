@@ -302,7 +302,7 @@ TEST_F(ModelFileRefusal, UnknownKindsConfigsAndFormats) {
   expect_refused(edited("rows.st", config_with("num_rows", -1)), "negative num_inputs or num_rows");
   expect_refused(edited("drop.st", config_with("dropout", 5.0)), "out of range");
   expect_refused(edited("proto.st", [](StFile& f) { f.metadata["protocol"] = "zzz"; }),
-                 "unknown protocol 'zzz' in the metadata (seed, heldout or ratings)");
+                 "unknown protocol 'zzz' in the metadata (seed, heldout, temporal or ratings)");
   expect_refused(edited("split.st",
                         [](StFile& f) {
                           nlohmann::json j = nlohmann::json::parse(f.metadata.at("split"));

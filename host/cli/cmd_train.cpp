@@ -2,6 +2,7 @@
 // popularity, recommend, cluster), `train` (SVD models on their own path) and `info`.
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -375,6 +376,16 @@ double quantile(std::vector<int64_t> v, double q) {
   return static_cast<double>(v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]);
 }
 
+// YYYY-MM-DD of seconds since 1970 (UTC).
+std::string utc_date(int64_t t) {
+  const time_t tt = static_cast<time_t>(t);
+  std::tm tm{};
+  if (!gmtime_r(&tt, &tm)) return std::to_string(t);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
 int run_info(const Dataset& d) {
   const Csr& r = d.ratings;
   std::cout << "dataset   " << d.name << " (" << d.format << (d.source == d.name ? "" : ", " + d.source) << ")\n"
@@ -386,6 +397,14 @@ int run_info(const Dataset& d) {
                     : 0.0)
             << " %\n";
   std::cout.unsetf(std::ios::floatfield);
+  // What the temporal protocol would order by, or why it cannot.
+  if (d.has_times()) {
+    const auto [lo, hi] = std::minmax_element(d.rating_times.begin(), d.rating_times.end());
+    std::cout << "times     " << utc_date(*lo) << " to " << utc_date(*hi) << " (UTC)\n";
+  } else {
+    std::cout << "times     none" << (d.no_times.empty() ? "" : " (" + d.no_times + ")")
+              << ": --protocol temporal needs them\n";
+  }
   std::map<float, int64_t> hist;
   for (float v : r.values) ++hist[v];
   std::cout << "rating histogram (scale " << d.rating_min << " to " << d.rating_max << ")\n";
