@@ -793,6 +793,13 @@ TEST(Cli, TemporalProtocolNamesTheLineWithoutATime) {
   ASSERT_EQ(seed.code, 0) << seed.out;
   EXPECT_THAT(seed.out, HasSubstr("note: --leave-last is ignored by vae (seed protocol); it applies to the temporal "
                                   "protocol"));
+  // Too few positives per user to hold any out: every user trains, nobody is scored, and the note says from
+  // how many positives a user would be (2·3 + 1 with --leave-last 3).
+  const CmdResult few = run_cli("train --protocol temporal --leave-last 3 --epochs 1 --quiet --device cpu "
+                                "--data synthetic:users=20,items=30,ratings=60");
+  ASSERT_EQ(few.code, 0) << few.out;
+  EXPECT_THAT(few.out, HasSubstr("holds no ratings to predict: every metric is undefined (nan); use a larger data set or "
+                                 "a lower --threshold (a user is scored from 7 positives up)"));
   fs::remove_all(dir);
 }
 

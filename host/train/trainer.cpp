@@ -472,7 +472,13 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   // Kept under --quiet: it explains the final line's nan.
   if (test_target.nnz() == 0)
     log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
-        << "undefined (nan); use a larger data set" << (opt.protocol == "seed" ? " or --test-fraction" : "") << "\n";
+        << "undefined (nan); use a larger data set"
+        << (opt.protocol == "seed"       ? " or --test-fraction"
+            : opt.protocol == "temporal" ? " or a lower --threshold (a user is scored from " +
+                                               std::to_string(std::max(opt.heldout.min_positives, 2 * opt.leave_last + 1)) +
+                                               " positives up)"
+                                         : "")
+        << "\n";
 
   ModelConfig mc = opt.model;
   mc.num_inputs = train.cols;
