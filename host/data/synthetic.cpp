@@ -402,11 +402,11 @@ namespace {
 // Host bytes the generator holds at its peak, roughly (double: the product of two 31-bit sizes
 // overflows nothing here): per user its attributes, activity, bias and row bounds; per item its
 // genres, rank, popularity, quality, title and a share of the title set; per (group, item) an
-// alias table entry at most; per rating an index and a value.
+// alias table entry at most; per rating an index, a value and a time.
 double synthetic_bytes(const SyntheticSpec& s) {
   return 64.0 * static_cast<double>(s.users) + 160.0 * static_cast<double>(s.items) +
          12.0 * static_cast<double>(s.groups) * static_cast<double>(s.items) +
-         8.0 * static_cast<double>(s.ratings);
+         16.0 * static_cast<double>(s.ratings);
 }
 
 }  // namespace
