@@ -381,42 +381,39 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     }
     res.eval_set = std::to_string(s.test_users.size()) + " test users (full vectors)";
     for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
-  } else if (opt.protocol == "heldout") {
-    HeldoutSplit s = split_heldout(d, opt.heldout, opt.seed);
-    train = s.train;
-    res.column_map = s.item_map;
-    res.row_map = s.train_users;
-    eval_input = s.val_foldin;
-    eval_target = s.val_target;
-    test_input = s.test_foldin;
-    test_target = s.test_target;
-    have_val = true;
+  } else if (is_foldin_protocol(opt.protocol)) {
     // The final metrics are the test users'; the validation users pick the epoch (or EASE's λ).
-    for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
-    res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
-                   " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
-                   std::to_string(d.num_items()) + ": those a training user rated as positive)";
-  } else if (opt.protocol == "temporal") {
-    TemporalSplit s = split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
-    train = s.train;
-    res.column_map = s.item_map;
-    res.row_map = s.train_users;
-    eval_input = s.val_foldin;
-    eval_target = s.val_target;
-    test_input = s.test_foldin;
-    test_target = s.test_target;
-    eval_user_rows = s.val_rows;
-    test_user_rows = s.test_rows;
-    have_val = true;
-    for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
-    const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
-    res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
-                   (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
-                   std::to_string(s.train_users.size()) + " users train on their earlier ones), " +
-                   std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
-                   ": those rated as positive in training)" +
-                   (s.dropped > 0 ? "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out"
-                                  : "");
+    auto take = [&](HeldoutSplit& s) {
+      train = std::move(s.train);
+      res.column_map = s.item_map;
+      res.row_map = s.train_users;
+      eval_input = std::move(s.val_foldin);
+      eval_target = std::move(s.val_target);
+      test_input = std::move(s.test_foldin);
+      test_target = std::move(s.test_target);
+      have_val = true;
+      for (int32_t u : s.test_users) res.eval_user_ids.push_back(d.user_ids[u]);
+    };
+    if (opt.protocol == "heldout") {
+      HeldoutSplit s = split_heldout(d, opt.heldout, opt.seed);
+      take(s);
+      res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
+                     " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
+                     std::to_string(d.num_items()) + ": those a training user rated as positive)";
+    } else {
+      TemporalSplit s = split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
+      take(s);
+      eval_user_rows = s.val_rows;  // the evaluated users are training users
+      test_user_rows = s.test_rows;
+      const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
+      res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
+                     (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
+                     std::to_string(s.train_users.size()) + " users train on their earlier ones), " +
+                     std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
+                     ": those rated as positive in training)" +
+                     (s.dropped > 0 ? "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out"
+                                    : "");
+    }
   } else {
     RatingsSplit s = opt.folds >= 2                  ? split_ratings_kfold(d, opt.folds, opt.fold, opt.seed)
                      : opt.ratings_split == "random" ? split_ratings_random(d, 0.1, opt.seed)
