@@ -65,11 +65,11 @@ struct EvalSet {
   Tensor<int32_t> rows;
   int64_t n = 0;
   // Each row's training row, when the evaluated users are training users (CDAE may then use its
-  // per-user vectors): the rows themselves (ratings protocol) or a map (temporal); empty: none.
+  // per-user vectors): the ratings protocol's rows themselves, temporal's map; empty: none.
   Tensor<int32_t> users;
 };
 
-EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target, bool train_rows,
+EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target,
                       const std::vector<int32_t>& user_rows = {}) {
   VAE_CHECK(input.rows == target.rows, "eval input and target differ in rows");
   VAE_CHECK(user_rows.empty() || static_cast<int64_t>(user_rows.size()) == input.rows,
@@ -79,7 +79,6 @@ EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target, b
   e.target = be.upload_csr(target);
   e.n = input.rows;
   e.rows = be.upload<int32_t>(iota_rows(e.n), e.n, 1);
-  if (train_rows) e.users = be.upload<int32_t>(iota_rows(e.n), e.n, 1);
   if (!user_rows.empty()) e.users = be.upload<int32_t>(user_rows, e.n, 1);
   return e;
 }
@@ -358,8 +357,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   Csr train;
   Csr eval_input, eval_target;  // the set reported each epoch
   Csr test_input, test_target;  // final report (heldout, temporal: test users; else = eval set)
-  bool eval_rows_are_train = false;
-  std::vector<int32_t> eval_user_rows, test_user_rows;  // temporal: the evaluated users' training rows
+  std::vector<int32_t> eval_user_rows, test_user_rows;  // each evaluated row's training row (ratings, temporal)
   bool have_val = false;
   if (opt.protocol == "seed") {
     SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
@@ -428,7 +426,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       std::swap(res.column_map, res.row_map);
     }
     eval_input = train;
-    eval_rows_are_train = true;
+    eval_user_rows = iota_rows(train.rows);  // every row is evaluated as itself
     res.eval_set = s.description + " (" + std::to_string(eval_target.nnz()) + " test ratings)";
     for (int64_t r = 0; r < eval_target.rows; ++r)  // every user (item for i-autorec) is a row
       res.eval_user_ids.push_back(kind == "i-autorec" ? d.item_ids[r] : d.user_ids[r]);
@@ -540,7 +538,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.num_params = model->num_params();
   res.sparse_input = model->sparse_input();
 
-  EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_rows_are_train, eval_user_rows);
+  EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_user_rows);
   Evaluator evaluator(be, opt, batch, model->num_outputs());
   const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
   // Lower is better only for rating errors.
@@ -605,7 +603,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     res.train_seconds = r.train_seconds;
     res.best_epoch = 0;
     if (have_val) {
-      EvalSet test_set = make_eval_set(be, test_input, test_target, false, test_user_rows);
+      EvalSet test_set = make_eval_set(be, test_input, test_target, test_user_rows);
       res.metrics = evaluator.run(*model, test_set).second;
     } else {
       res.metrics = metrics;
@@ -793,7 +791,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                    static_cast<size_t>(model->num_params()) * sizeof(float));
   }
   if (have_val) {
-    EvalSet test_set = make_eval_set(be, test_input, test_target, false, test_user_rows);
+    EvalSet test_set = make_eval_set(be, test_input, test_target, test_user_rows);
     res.metrics = evaluator.run(*model, test_set).second;
     res.user_metrics = evaluator.per_user();
   } else {
