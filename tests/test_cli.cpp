@@ -803,6 +803,63 @@ TEST(Cli, TemporalProtocolNamesTheLineWithoutATime) {
   fs::remove_all(dir);
 }
 
+// One date for everyone: the split, its record in summary.json and the model file, and
+// re-evaluation on the file's cuts whatever --test-from says.
+TEST(Cli, CutoffProtocolTrainsSavesAndReEvaluatesOnItsSplit) {
+  const fs::path dir = temp_dir("cutoff"), again = temp_dir("cutoff_again");
+  const CmdResult r = run_cli(std::string("train --model multvae --protocol cutoff --test-from 0.8 --epochs 2 ") +
+                              kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("on [0-9]+ users' positives from 1998-[0-9-]+ [0-9:]+ on for the test "
+                                              "\\([0-9]+ users' from 199[78]-[0-9-]+ [0-9:]+ for validation; [0-9]+ users "
+                                              "train on the ratings before\\)"));
+  const nlohmann::json s = read_json(dir / "summary.json");
+  EXPECT_EQ(s["protocol"], "cutoff");
+  EXPECT_EQ(s["epoch_selection"], "validation");
+  ASSERT_TRUE(s["val_from"].is_number_integer() && s["test_from"].is_number_integer()) << s.dump();
+  EXPECT_LT(s["val_from"].get<int64_t>(), s["test_from"].get<int64_t>());
+  EXPECT_GT(s["users_evaluated"].get<int>(), 10);
+  EXPECT_FALSE(s.contains("leave_last"));
+
+  // The same cut given as seconds gives the same split and figures.
+  const CmdResult secs = run_cli("train --model multvae --protocol cutoff --epochs 2 --quiet --test-from " +
+                                 std::to_string(s["test_from"].get<int64_t>()) + " " + kSmall + " --out " + again.string());
+  ASSERT_EQ(secs.code, 0) << secs.out;
+  EXPECT_EQ(read_json(again / "summary.json")["metrics"], s["metrics"]);
+
+  const CmdResult e = run_cli("train --model-file " + (dir / "model.safetensors").string() + " --test-from 0.5 " + kSmall +
+                              " --out " + again.string());
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_THAT(e.out, ::testing::ContainsRegex("note: --test-from 0.5 ignored: the model file's training split cuts at "
+                                              "1998-[0-9-]+ [0-9:]+\n"));
+  const nlohmann::json t = read_json(again / "summary.json");
+  EXPECT_EQ(t["protocol"], "cutoff");
+  EXPECT_EQ(t["test_from"], s["test_from"]);
+  EXPECT_EQ(t["metrics"], s["metrics"]);
+  fs::remove_all(dir);
+  fs::remove_all(again);
+}
+
+TEST(Cli, CutoffProtocolRefusesCutsItCannotRead) {
+  const CmdResult bad = run_cli(std::string("train --protocol cutoff --test-from 1998-02-30 --epochs 1 ") + kSmall);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("--test-from '1998-02-30' is neither a share of the ratings in (0, 1)"));
+  EXPECT_THAT(bad.out, ::testing::Not(HasSubstr("Epoch [")));
+  const CmdResult order = run_cli(std::string("train --protocol cutoff --test-from 1998-01-01 --val-from 1998-02-01 "
+                                              "--epochs 1 ") + kSmall);
+  EXPECT_NE(order.code, 0);
+  EXPECT_THAT(order.out, HasSubstr("--val-from 1998-02-01 is not before --test-from 1998-01-01"));
+  // A cut after every rating: nothing to score, and the note says what to move.
+  const CmdResult late = run_cli(std::string("train --protocol cutoff --test-from 2030-01-01 --val-from 0.8 --epochs 1 "
+                                             "--quiet ") + kSmall);
+  ASSERT_EQ(late.code, 0) << late.out;
+  EXPECT_THAT(late.out, HasSubstr("every metric is undefined (nan); use a larger data set or an earlier --test-from"));
+  const CmdResult ignored = run_cli(std::string("train --test-from 0.5 --epochs 1 --quiet ") + kSmall);
+  ASSERT_EQ(ignored.code, 0) << ignored.out;
+  EXPECT_THAT(ignored.out, HasSubstr("note: --test-from is ignored by vae (seed protocol); it applies to the cutoff "
+                                     "protocol"));
+}
+
 // Few optimiser steps are said where they change the outcome: Mult-VAE's KL weight, annealed over
 // 200 000 steps by default, ends near zero on a small set; other models just train little.
 TEST(Cli, FewTrainingStepsAreNoted) {

@@ -470,6 +470,27 @@ TEST_F(LoaderCsv, TimesAreSecondsOrIsoDates) {
   EXPECT_EQ(d.rating_times, (std::vector<int64_t>{1126009815, 951782400, -3600, 1126009815}));
 }
 
+// Stamps past the year 5000 in seconds count finer units: read as whole seconds, and said so.
+TEST_F(LoaderCsv, MillisecondTimesAreReadAsSeconds) {
+  std::string note;
+  const Dataset ms = vae::load_ratings_csv(write("ms.csv", "a,x,4,1126009815123\nb,x,3,951782400999\n"), "", &note);
+  EXPECT_EQ(ms.rating_times, (std::vector<int64_t>{1126009815, 951782400}));
+  EXPECT_EQ(note, "note: " + path("ms.csv") + ": its timestamps count milliseconds since 1970 (read as whole seconds)");
+  const Dataset ns = vae::load_ratings_csv(write("ns.csv", "a,x,4,1126009815123456789\n"), "", &note);
+  EXPECT_EQ(ns.rating_times, (std::vector<int64_t>{1126009815}));
+  EXPECT_HAS(note, "count nanoseconds");
+  // One stamp in seconds among them: the units are not clear, and the values are kept.
+  const Dataset mixed = vae::load_ratings_csv(write("mixed.csv", "a,x,4,1126009815123\nb,x,3,951782400\n"), "", &note);
+  EXPECT_EQ(mixed.rating_times, (std::vector<int64_t>{1126009815123, 951782400}));
+  EXPECT_EQ(note, "");
+  // utc_time and utc_date print what the loaders read.
+  EXPECT_EQ(vae::utc_time(1126009815), "2005-09-06 12:30:15");
+  EXPECT_EQ(vae::utc_time(951782400), "2000-02-29");
+  EXPECT_EQ(vae::utc_time(-3600), "1969-12-31 23:00:00");
+  EXPECT_EQ(vae::utc_date(1126009815), "2005-09-06");
+  EXPECT_EQ(vae::utc_date(253402300800), "10000-01-01");
+}
+
 // Times the temporal protocol cannot use leave the data loadable; the reason names file and line.
 TEST_F(LoaderCsv, UnreadableTimesAreGivenUpWithTheirReason) {
   auto reason = [&](const std::string& name, const std::string& text) {

@@ -1,4 +1,5 @@
 // Data splits: user splits, Mult-VAE strong generalisation, rating splits, ml-100k folds.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -401,6 +402,131 @@ TEST(SplitTemporalTest, DataWithoutTimesIsRefusedWithTheReason) {
               std::string::npos)
         << e.what();
   }
+}
+
+// ---- split_cutoff ----------------------------------------------------------------------------
+
+// Cut at 50 (validation) and 70 (test). User 0 likes 0, 1 before, 2 between (3 there is rated 1),
+// 4, 5 after. User 1: 0, 3 before, 5 between. User 2 likes nothing before the cut: new to the
+// model. User 3 rates item 0 low before and likes 6 (no one else's) after. User 4 trains on 2, 4, 5.
+Dataset five_users() {
+  return timed_dataset(5, 7, {{0, 0, 5, 10}, {0, 1, 4, 20}, {0, 2, 5, 55}, {0, 3, 1, 58}, {0, 4, 5, 70},
+                              {0, 5, 4, 80}, {1, 0, 4, 5},   {1, 3, 5, 30}, {1, 5, 5, 60}, {2, 1, 5, 52},
+                              {2, 4, 5, 75}, {3, 0, 2, 15},  {3, 6, 5, 90}, {4, 2, 5, 1},  {4, 5, 5, 2},
+                              {4, 4, 4, 3}});
+}
+
+TEST(SplitCutoffTest, RatingsBeforeTheCutTrainAndLaterOnesAreTheTargets) {
+  const TemporalSplit s = split_cutoff(five_users(), HeldoutOptions{}, 50, 70);
+  EXPECT_EQ(s.val_from, 50);
+  EXPECT_EQ(s.test_from, 70);
+  EXPECT_EQ(s.last, 0);
+  EXPECT_EQ(s.item_map, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));  // item 6 is liked after the cut only
+  EXPECT_EQ(s.train_users, (std::vector<int32_t>{0, 1, 4}));
+  ASSERT_EQ(s.train.rows, 3);
+  EXPECT_EQ(row_of(s.train, 0), (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(row_of(s.train, 1), (std::vector<int32_t>{0, 3}));
+  EXPECT_EQ(row_of(s.train, 2), (std::vector<int32_t>{2, 4, 5}));
+  // Validation: positives in [50, 70) folding in the training ones (user 0's item 3 is no positive).
+  EXPECT_EQ(s.val_users, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(s.val_rows, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(row_of(s.val_target, 0), (std::vector<int32_t>{2}));
+  EXPECT_EQ(row_of(s.val_target, 1), (std::vector<int32_t>{5}));
+  EXPECT_EQ(row_of(s.val_foldin, 0), row_of(s.train, 0));
+  EXPECT_EQ(row_of(s.val_foldin, 1), row_of(s.train, 1));
+  // Test: from 70 on, folding in everything before 70. A rating at the cut is after it.
+  EXPECT_EQ(s.test_users, (std::vector<int32_t>{0}));
+  EXPECT_EQ(s.test_rows, (std::vector<int32_t>{0}));
+  EXPECT_EQ(row_of(s.test_target, 0), (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(row_of(s.test_foldin, 0), (std::vector<int32_t>{0, 1, 2}));
+  // Users 2 and 3 like nothing before 50: the model has no row for them, so they are counted, not scored.
+  EXPECT_EQ(s.unseen_users, 2);
+  EXPECT_EQ(s.dropped, 0);
+  for (const Csr* m : {&s.train, &s.val_foldin, &s.val_target, &s.test_foldin, &s.test_target}) expect_binary(*m, 6);
+
+  // Every rating a positive: user 3 trains on item 0, and their item 6 (no column) is left out.
+  HeldoutOptions all;
+  all.threshold = 0;
+  const TemporalSplit t = split_cutoff(five_users(), all, 50, 70);
+  EXPECT_EQ(t.train_users, (std::vector<int32_t>{0, 1, 3, 4}));
+  EXPECT_EQ(row_of(t.val_target, 0), (std::vector<int32_t>{2, 3}));
+  EXPECT_EQ(t.test_users, (std::vector<int32_t>{0}));
+  EXPECT_EQ(t.unseen_users, 1);
+  EXPECT_EQ(t.dropped, 1);
+  // The cut decides alone; a later test cut moves user 0's item 4 into validation.
+  const TemporalSplit later = split_cutoff(five_users(), HeldoutOptions{}, 50, 71);
+  EXPECT_EQ(row_of(later.val_target, 0), (std::vector<int32_t>{2, 4}));
+  EXPECT_EQ(row_of(later.test_target, 0), (std::vector<int32_t>{5}));
+  EXPECT_THROW(split_cutoff(five_users(), HeldoutOptions{}, 70, 70), UsageError);
+  EXPECT_THROW(split_cutoff(five_users(), HeldoutOptions{}, 0, 70), UsageError);  // nothing left to train on
+}
+
+TEST(SplitCutoffTest, CutsAreSharesDatesOrSeconds) {
+  Dataset d = five_users();
+  // Sorted times: 1 2 3 5 10 15 20 30 52 55 58 60 70 75 80 90. The latest quarter starts at 70.
+  EXPECT_EQ(resolve_time_cut(d, "0.75", "--test-from"), 70);
+  EXPECT_EQ(resolve_time_cut(d, " 0.65 ", "--test-from"), 60);  // ceil(10.4): the 12th
+  EXPECT_EQ(resolve_time_cut(d, "58", "--test-from"), 58);
+  EXPECT_EQ(resolve_time_cut(d, "1970-01-01 00:01", "--val-from"), 60);
+  EXPECT_EQ(resolve_time_cut(d, "1998-03-31", "--val-from"), 891302400);
+  // As many ratings before the test cut as after it: 52, 55, 58, 60 against 70, 75, 80, 90.
+  EXPECT_EQ(default_val_cut(d, 70), 52);
+  EXPECT_THROW(default_val_cut(d, 10), UsageError);  // 4 before, 12 after
+  for (const char* bad : {"soon", "1.5", "0.0", "1998-02-30", ""}) {
+    try {
+      resolve_time_cut(d, bad, "--test-from");
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const UsageError& e) {
+      EXPECT_THAT(std::string(e.what()), ::testing::StartsWith("--test-from '")) << e.what();
+    }
+  }
+  d.rating_times.clear();
+  d.no_times = "r.csv:2: the line has no timestamp";
+  try {
+    resolve_time_cut(d, "0.9", "--test-from");
+    FAIL() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(std::string(e.what()), ::testing::HasSubstr("the cutoff protocol splits by rating time, and timed has no rating "
+                                                 "times (r.csv:2: the line has no timestamp)"));
+  }
+}
+
+TEST(SplitCutoffTest, NothingHeldOutIsOlderThanTheCutOnSyntheticData) {
+  const Dataset& d = small_synthetic();
+  const int64_t test_from = resolve_time_cut(d, "0.8", "--test-from"), val_from = default_val_cut(d, test_from);
+  const TemporalSplit s = split_cutoff(d, HeldoutOptions{}, val_from, test_from);
+  ASSERT_GT(s.test_users.size(), 20u);
+  ASSERT_GT(s.val_users.size(), 20u);
+  const Csr& r = d.ratings;
+  auto time_of = [&](int32_t u, int32_t col) {
+    const int32_t item = s.item_map[col];
+    const auto* b = r.indices.data() + r.indptr[u];
+    const auto* e = r.indices.data() + r.indptr[u + 1];
+    const auto* it = std::lower_bound(b, e, item);
+    EXPECT_TRUE(it != e && *it == item);
+    return d.rating_times[it - r.indices.data()];
+  };
+  for (int64_t row = 0; row < s.train.rows; ++row)
+    for (int32_t c : row_of(s.train, row)) EXPECT_LT(time_of(s.train_users[row], c), val_from);
+  for (size_t j = 0; j < s.val_users.size(); ++j) {
+    ASSERT_EQ(s.train_users[s.val_rows[j]], s.val_users[j]);
+    for (int32_t c : row_of(s.val_target, j)) {
+      EXPECT_GE(time_of(s.val_users[j], c), val_from);
+      EXPECT_LT(time_of(s.val_users[j], c), test_from);
+    }
+  }
+  int64_t targets = 0;
+  for (size_t j = 0; j < s.test_users.size(); ++j) {
+    ASSERT_EQ(s.train_users[s.test_rows[j]], s.test_users[j]);
+    for (int32_t c : row_of(s.test_foldin, j)) EXPECT_LT(time_of(s.test_users[j], c), test_from);
+    for (int32_t c : row_of(s.test_target, j)) EXPECT_GE(time_of(s.test_users[j], c), test_from);
+    targets += static_cast<int64_t>(row_of(s.test_target, j).size());
+  }
+  // Every positive from the cut on is a target, left out (no column) or a new user's.
+  int64_t later = 0;
+  for (int64_t k = 0; k < r.nnz(); ++k) later += d.rating_times[k] >= test_from && r.values[k] >= 4;
+  EXPECT_LE(targets + s.dropped, later);
+  EXPECT_GT(targets, later / 5) << s.test_users.size() << " test users, " << s.unseen_users << " unseen";
 }
 
 // ---- split_ratings_random ------------------------------------------------------------------

@@ -273,7 +273,7 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   info.protocol = meta_at(f, path, "protocol");
   if (info.protocol != "seed" && !is_foldin_protocol(info.protocol) && info.protocol != "ratings")
     throw DataError(path, 0, "unknown protocol '" + shown(info.protocol) +
-                                 "' in the metadata (seed, heldout, temporal or ratings)");
+                                 "' in the metadata (seed, heldout, temporal, cutoff or ratings)");
   info.dataset = meta_at(f, path, "dataset");
   info.dataset_source = meta_at(f, path, "dataset_source");
   info.fingerprint = meta_at(f, path, "dataset_fingerprint");
@@ -296,11 +296,15 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
       if (!(info.test_fraction >= 0 && info.test_fraction < 1)) throw std::invalid_argument("test_fraction out of range");
       if (j.contains("leave_last")) info.leave_last = j.at("leave_last").get<int>();
       if (info.leave_last < 0 || info.leave_last > 1000000) throw std::invalid_argument("leave_last out of range");
+      if (j.contains("val_from")) info.val_from = j.at("val_from").get<int64_t>();
+      if (j.contains("test_from")) info.test_from = j.at("test_from").get<int64_t>();
     });
     check_ratings_split(path, info.ratings_split);
   }
   if (info.protocol == "temporal" && info.leave_last < 1)
     throw DataError(path, 0, "a temporal-protocol model without its split's leave_last in the metadata");
+  if (info.protocol == "cutoff" && !(info.val_from < info.test_from))
+    throw DataError(path, 0, "a cutoff-protocol model without its split's val_from < test_from in the metadata");
   const std::string& kind = info.config.kind;
   if (kind == "popularity" || kind == "ease")
     throw DataError(path, 0, kind + " has no trained parameters to load: use --model " + kind + " instead of --model-file");
@@ -372,6 +376,8 @@ ModelFileInfo model_file_info(const TrainResult& r, const Dataset& d) {
   i.test_fraction = r.test_fraction;
   i.ratings_split = r.ratings_split;
   i.leave_last = r.leave_last;
+  i.val_from = r.val_from;
+  i.test_from = r.test_from;
   return i;
 }
 
@@ -406,6 +412,10 @@ void save_model_file(const std::string& path, Backend<float>& be, const Model<fl
   meta["best_epoch"] = std::to_string(info.best_epoch);
   nlohmann::json split{{"test_fraction", info.test_fraction}, {"ratings_split", info.ratings_split}};
   if (info.leave_last > 0) split["leave_last"] = info.leave_last;
+  if (info.protocol == "cutoff") {
+    split["val_from"] = info.val_from;
+    split["test_from"] = info.test_from;
+  }
   meta["split"] = split.dump();
   meta["column_kind"] = info.item_based ? "user" : "item";
   meta["columns"] = ids_json(info.column_map, info.item_based ? d.user_ids : d.item_ids);

@@ -53,6 +53,7 @@ struct ModelFileInfo {
   std::string ratings_split;
   double test_fraction = 0;
   int leave_last = 0;  // temporal protocol: latest positives held out per user
+  int64_t val_from = 0, test_from = 0;  // cutoff protocol: the cuts, seconds since 1970
   // SVD / SVD++ only: the SGD settings.
   SvdOptions svd;
 };

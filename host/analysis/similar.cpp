@@ -388,7 +388,7 @@ std::vector<SimilarItem> top_lifts(const std::vector<float>& liked, int32_t item
 std::string not_a_model_item(const ItemEffects& e, int32_t item, const Dataset& d) {
   const char* why = e.model == "svd" || e.model == "svdpp" ? " (it has no training ratings)"
                     : e.by_similarity() ? " (it has no ratings the model takes as input)"
-                                        : " (under the heldout and temporal protocols only items some user rated "
+                                        : " (under the heldout, temporal and cutoff protocols only items some user rated "
                                           "at or above the threshold in training are kept)";
   return "item " + text::escape(d.item_ids[item], 40) + " (" + text::escape(title_of(d, item), 100) +
          ") is not one of the " + e.model + " model's items" + why;

@@ -605,13 +605,15 @@ int run_similar(Options& o) {
                        ", so a heldout-protocol model has no column for it: lower --threshold, or use --protocol seed");
     }
   }
-  if (item >= 0 && o.model_file.empty() && o.train.protocol == "temporal" && !is_svd_kind(kind)) {
-    const TemporalSplit s = split_temporal(d, o.train.heldout, o.train.leave_last, o.train.seed);
+  if (item >= 0 && o.model_file.empty() && is_timed_protocol(o.train.protocol) && !is_svd_kind(kind)) {
+    const TemporalSplit s = split_timed(d, o.train);
     if (!std::binary_search(s.item_map.begin(), s.item_map.end(), item)) {
       std::ostringstream t;
       t << o.train.heldout.threshold;
       throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() +
-                       " before its users' held-out latest ones, so a temporal-protocol model has no column for it: "
+                       (o.train.protocol == "temporal" ? " before its users' held-out latest ones"
+                                                       : " before " + utc_time(s.val_from)) +
+                       ", so a " + o.train.protocol + "-protocol model has no column for it: "
                        "lower --threshold, or use --protocol seed");
     }
   }

@@ -256,6 +256,16 @@ int run_train(Options& o, bool main_job) {
     };
     if (is_foldin_protocol(lm.info.protocol)) keep("--threshold", o.train.heldout.threshold, lm.info.input_threshold);
     if (lm.info.protocol == "temporal") keep("--leave-last", o.train.leave_last, lm.info.leave_last);
+    if (lm.info.protocol == "cutoff") {
+      auto keep_cut = [&](const char* flag, std::string& ours, int64_t theirs) {
+        if (o.was_given(flag) && resolve_time_cut(d, ours, flag) != theirs)
+          std::cerr << "note: " << flag << " " << ours << " ignored: the model file's training split cuts at "
+                    << utc_time(theirs) << "\n";
+        ours = std::to_string(theirs);  // seconds, which resolve_time_cut reads back exactly
+      };
+      keep_cut("--test-from", o.train.test_from, lm.info.test_from);
+      keep_cut("--val-from", o.train.val_from, lm.info.val_from);
+    }
     if (lm.info.protocol == "seed" && lm.info.test_fraction > 0)
       keep("--test-fraction", o.train.test_fraction, lm.info.test_fraction);
     if (lm.info.protocol == "ratings" && !lm.info.ratings_split.empty())
@@ -376,16 +386,6 @@ double quantile(std::vector<int64_t> v, double q) {
   return static_cast<double>(v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]);
 }
 
-// YYYY-MM-DD of seconds since 1970 (UTC).
-std::string utc_date(int64_t t) {
-  const time_t tt = static_cast<time_t>(t);
-  std::tm tm{};
-  if (!gmtime_r(&tt, &tm)) return std::to_string(t);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
 int run_info(const Dataset& d) {
   const Csr& r = d.ratings;
   std::cout << "dataset   " << d.name << " (" << d.format << (d.source == d.name ? "" : ", " + d.source) << ")\n"
@@ -403,7 +403,7 @@ int run_info(const Dataset& d) {
     std::cout << "times     " << utc_date(*lo) << " to " << utc_date(*hi) << " (UTC)\n";
   } else {
     std::cout << "times     none" << (d.no_times.empty() ? "" : " (" + d.no_times + ")")
-              << ": --protocol temporal needs them\n";
+              << ": --protocol temporal and cutoff need them\n";
   }
   std::map<float, int64_t> hist;
   for (float v : r.values) ++hist[v];

@@ -81,9 +81,11 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
       {"--svd-blocks", svd, "SVD and SVD++"},
       {"--k", protocol == "seed", "the seed protocol"},
       {"--test-fraction", protocol == "seed", "the seed protocol"},
-      {"--ks", is_foldin_protocol(protocol), "the heldout and temporal protocols"},
-      {"--threshold", is_foldin_protocol(protocol), "the heldout and temporal protocols"},
+      {"--ks", is_foldin_protocol(protocol), "the heldout, temporal and cutoff protocols"},
+      {"--threshold", is_foldin_protocol(protocol), "the heldout, temporal and cutoff protocols"},
       {"--leave-last", protocol == "temporal", "the temporal protocol"},
+      {"--test-from", protocol == "cutoff", "the cutoff protocol"},
+      {"--val-from", protocol == "cutoff", "the cutoff protocol"},
       {"--fold", protocol == "ratings", "the ratings protocol"},
       // graph_on_cpu: already noted above.
       {"--cuda-graph", graph_on_cpu || (!svd && !among({"popularity", "ease"})), "the Adam-trained models on a GPU"},
@@ -286,8 +288,9 @@ int main(int argc, char** argv) {
       ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol,
                  "seed (the notebooks; the default), heldout (Mult-VAE: unseen users), temporal (each user's latest "
-                 "positives held out, by rating time), ratings (RMSE; the default for svd, svdpp, i-autorec)")
-      ->transform(CLI::IsMember({"seed", "heldout", "temporal", "ratings"}, CLI::ignore_case));
+                 "positives held out, by rating time), cutoff (one date for everyone: later ratings held out), "
+                 "ratings (RMSE; the default for svd, svdpp, i-autorec)")
+      ->transform(CLI::IsMember({"seed", "heldout", "temporal", "cutoff", "ratings"}, CLI::ignore_case));
   app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(whole_in(0, int64_t{1} << 24));
   // > 0: a rate of 0 would not train (and 0 stands for "the model's default" inside).
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")
@@ -299,7 +302,7 @@ int main(int argc, char** argv) {
       ->check(whole_in(0, 100000));
   app.add_option("--k", o.train.k, "seed protocol ranking cut-off K of NDCG, Recall and Coverage (cluster's number of clusters is its own --k, "
                                    "given after `cluster`)")->check(whole_in(1, 1000000));
-  app.add_option("--ks", o.ks, "heldout and temporal protocol cut-offs, comma-separated (Coverage at the first)");
+  app.add_option("--ks", o.ks, "heldout, temporal and cutoff protocol cut-offs, comma-separated (Coverage at the first)");
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default; not the notebook VAE, whose layers are fixed); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta,
@@ -327,12 +330,19 @@ int main(int argc, char** argv) {
   app.add_option("--test-fraction", o.train.test_fraction, "seed protocol test users")
       ->check(finite_at_least(0) & CLI::Range(0.01, 0.99));
   app.add_option("--threshold", o.train.heldout.threshold,
-                 "heldout and temporal protocols: rating >= threshold is positive (0: every rating)")
+                 "heldout, temporal and cutoff protocols: rating >= threshold is positive (0: every rating)")
       ->check(finite_at_least(0));
   app.add_option("--leave-last", o.train.leave_last,
                  "temporal protocol: each user's latest N positives are the test target, the N before them the "
                  "validation target (users with fewer than max(5, 2N+1) positives only train)")
       ->check(whole_in(1, 1000000));
+  app.add_option("--test-from", o.train.test_from,
+                 "cutoff protocol: ratings from this time on are the test targets; a share of the ratings by time "
+                 "(0.9: the latest 10 %), a date (YYYY-MM-DD[ HH:MM[:SS]], UTC) or seconds since 1970")
+      ->default_str("0.9");
+  app.add_option("--val-from", o.train.val_from,
+                 "cutoff protocol: ratings from this time to --test-from are the validation targets; the model trains "
+                 "on those before it (default: as many ratings before --test-from as after it)");
   app.add_option("--fold", o.train.ratings_split, "ratings protocol split: random, 1..5, a, b (ml-100k files)")
       ->transform(CLI::IsMember(ratings_split_names(), CLI::ignore_case));
   app.add_option("--folds", o.train.folds, "ratings protocol: k-fold cross-validation, RMSE and MAE mean ± std (svd, svdpp, autorec, i-autorec)")
@@ -436,7 +446,7 @@ int main(int argc, char** argv) {
                                                 "DIR/<model>/)");
   compare->fallthrough();
   compare->add_option("--models", o.models,
-                      "comma-separated models (default: seed, heldout and temporal protocols vae,autorec,cdae,multvae,ease,"
+                      "comma-separated models (default: seed, heldout, temporal and cutoff protocols vae,autorec,cdae,multvae,ease,"
                       "popularity; ratings autorec,i-autorec,svd,svdpp,popularity); each model's own defaults apply "
                       "unless a flag sets them for all");
   compare->add_option("--sweep", o.sweeps,

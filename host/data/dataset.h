@@ -156,12 +156,34 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
 struct TemporalSplit : HeldoutSplit {
   std::vector<int32_t> val_rows, test_rows;  // row in train of each val / test user
   int64_t dropped = 0;                       // held-out positives on items absent from training
-  int last = 1;
+  int64_t unseen_users = 0;  // cutoff: users with held-out positives but none before --val-from
+  int last = 1;              // temporal: positives held out per user; cutoff: 0
+  int64_t val_from = 0, test_from = 0;  // cutoff: the two cuts, seconds since 1970
 };
 TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed);
+// Global temporal cut-off, one date for everyone: ratings before val_from train, those in
+// [val_from, test_from) are the validation targets, later ones the test targets. Users with a
+// training positive are scored (fold-in as in split_temporal); those without one are new to the
+// model and only counted (unseen_users). No seed: the cut alone decides.
+TemporalSplit split_cutoff(const Dataset& d, const HeldoutOptions& opt, int64_t val_from, int64_t test_from);
+// A cut given as a share of the ratings in (0, 1) ("0.9": the latest 10 % of the ratings by time
+// come after it), a date (YYYY-MM-DD[ HH:MM[:SS]], UTC) or integer seconds since 1970. `option`
+// names it in errors.
+int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* option);
+// The validation cut when none is given: as many ratings between it and test_from as from
+// test_from on.
+int64_t default_val_cut(const Dataset& d, int64_t test_from);
 // The protocols whose evaluated users split into fold-in input and held-out target items, with
-// validation users choosing the epoch: heldout (other users) and temporal (the same users, later).
-inline bool is_foldin_protocol(const std::string& p) { return p == "heldout" || p == "temporal"; }
+// validation users choosing the epoch: heldout (other users), temporal and cutoff (the same
+// users, later).
+inline bool is_timed_protocol(const std::string& p) { return p == "temporal" || p == "cutoff"; }
+inline bool is_foldin_protocol(const std::string& p) { return p == "heldout" || is_timed_protocol(p); }
+
+// Times: integer seconds since 1970, or an ISO date "YYYY-MM-DD[(T| )HH:MM[:SS]][Z]" read as UTC.
+// false for anything else.
+bool parse_time_field(std::string_view f, int64_t* out);
+std::string utc_date(int64_t t);  // "YYYY-MM-DD"
+std::string utc_time(int64_t t);  // "YYYY-MM-DD", with " HH:MM:SS" unless at midnight
 
 // Rating prediction: train/test over the same users × items shape.
 struct RatingsSplit {

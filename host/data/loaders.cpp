@@ -22,6 +22,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <cstdio>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -241,55 +242,6 @@ int64_t parse_timestamp(std::string_view f, const std::string& file, long line) 
   if (p == NumParse::kOverflow) throw DataError(file, line, "timestamp " + quote(f) + " overflows a 64-bit integer");
   if (p != NumParse::kOk) throw DataError(file, line, "timestamp " + quote(f) + " is not an integer");
   return t;
-}
-
-// Days from 1970-01-01 to the proleptic Gregorian date (Howard Hinnant's days_from_civil).
-int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-// A generic CSV's time field: integer seconds since 1970, or an ISO date
-// "YYYY-MM-DD[(T| )HH:MM[:SS]][Z]" read as UTC. false for anything else.
-bool parse_time_field(std::string_view f, int64_t* out) {
-  f = trim(f);
-  if (text::parse_int64(f, out) == NumParse::kOk) return true;
-  auto num = [&](size_t at, size_t len, int64_t lo, int64_t hi, int64_t* v) {
-    if (at + len > f.size()) return false;
-    int64_t x = 0;
-    for (size_t k = at; k < at + len; ++k) {
-      if (f[k] < '0' || f[k] > '9') return false;
-      x = 10 * x + (f[k] - '0');
-    }
-    *v = x;
-    return x >= lo && x <= hi;
-  };
-  int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-  if (!num(0, 4, 0, 9999, &y) || f.size() < 10 || f[4] != '-' || !num(5, 2, 1, 12, &mo) || f[7] != '-' ||
-      !num(8, 2, 1, 31, &d))
-    return false;
-  static const int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return false;
-  size_t at = 10;
-  if (at < f.size()) {
-    if ((f[at] != 'T' && f[at] != ' ') || !num(at + 1, 2, 0, 23, &h) || at + 3 >= f.size() || f[at + 3] != ':' ||
-        !num(at + 4, 2, 0, 59, &mi))
-      return false;
-    at += 6;
-    if (at < f.size() && f[at] == ':') {
-      if (!num(at + 1, 2, 0, 60, &sec)) return false;
-      at += 3;
-    }
-    if (at < f.size() && f[at] == 'Z') ++at;
-    if (at != f.size()) return false;
-  }
-  *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
-  return true;
 }
 
 // A MovieLens metadata id (u.item, u.user, movies.dat, users.dat, movies.csv): a positive
@@ -703,6 +655,9 @@ CsvColumns csv_columns(const std::vector<std::string_view>& names, const std::st
                                              : ""));
 }
 
+// 1e11 s is in the year 5138; 1e11 ms is 1973-03-03.
+constexpr int64_t kLatestPlausibleSecond = 100000000000;
+
 void finish_dataset(Dataset* d, const std::string& source, const std::string& format) {
   d->source = source;
   d->format = format;
@@ -712,6 +667,81 @@ void finish_dataset(Dataset* d, const std::string& source, const std::string& fo
 }  // namespace
 
 int csv_header_role(std::string_view name) { return csv_role(name); }
+
+namespace {
+
+// Days from 1970-01-01 to the proleptic Gregorian date (Howard Hinnant's days_from_civil).
+int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+}  // namespace
+
+bool parse_time_field(std::string_view f, int64_t* out) {
+  f = trim(f);
+  if (text::parse_int64(f, out) == NumParse::kOk) return true;
+  auto num = [&](size_t at, size_t len, int64_t lo, int64_t hi, int64_t* v) {
+    if (at + len > f.size()) return false;
+    int64_t x = 0;
+    for (size_t k = at; k < at + len; ++k) {
+      if (f[k] < '0' || f[k] > '9') return false;
+      x = 10 * x + (f[k] - '0');
+    }
+    *v = x;
+    return x >= lo && x <= hi;
+  };
+  int64_t y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!num(0, 4, 0, 9999, &y) || f.size() < 10 || f[4] != '-' || !num(5, 2, 1, 12, &mo) || f[7] != '-' ||
+      !num(8, 2, 1, 31, &d))
+    return false;
+  static const int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return false;
+  size_t at = 10;
+  if (at < f.size()) {
+    if ((f[at] != 'T' && f[at] != ' ') || !num(at + 1, 2, 0, 23, &h) || at + 3 >= f.size() || f[at + 3] != ':' ||
+        !num(at + 4, 2, 0, 59, &mi))
+      return false;
+    at += 6;
+    if (at < f.size() && f[at] == ':') {
+      if (!num(at + 1, 2, 0, 60, &sec)) return false;
+      at += 3;
+    }
+    if (at < f.size() && f[at] == 'Z') ++at;
+    if (at != f.size()) return false;
+  }
+  *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  return true;
+}
+
+std::string utc_date(int64_t t) {
+  const std::string s = utc_time(t);
+  return s.substr(0, s.find(' '));
+}
+
+std::string utc_time(int64_t t) {
+  // civil_from_days (Howard Hinnant), so years past 9999 or before 1970 print too.
+  const int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), sec = t - days * 86400;
+  const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097, doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9, y = yoe + era * 400 + (m <= 2);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lld", static_cast<long long>(y), static_cast<long long>(m),
+                static_cast<long long>(d));
+  std::string out = buf;
+  if (sec != 0) {
+    std::snprintf(buf, sizeof buf, " %02lld:%02lld:%02lld", static_cast<long long>(sec / 3600),
+                  static_cast<long long>(sec / 60 % 60), static_cast<long long>(sec % 60));
+    out += buf;
+  }
+  return out;
+}
 
 // ---- ml-100k ------------------------------------------------------------------------------
 
@@ -1136,9 +1166,23 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file,
       }
     }
   }
-  if (note) *note = cols.note;
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
   d.no_times = raw.no_times;
+  // Seconds past 1e11 would be after the year 5000: such stamps count milli-, micro- or
+  // nanoseconds (as many exports do), read as whole seconds so dates and cut-offs mean what they say.
+  std::string time_note;
+  if (!d.rating_times.empty()) {
+    const int64_t lo = *std::min_element(d.rating_times.begin(), d.rating_times.end());
+    int64_t scale = 1;
+    while (lo / scale >= kLatestPlausibleSecond && scale < 1000000000) scale *= 1000;
+    if (scale > 1) {
+      for (int64_t& t : d.rating_times) t /= scale;
+      time_note = "note: " + file + ": its timestamps count " +
+                  (scale == 1000 ? "milliseconds" : scale == 1000000 ? "microseconds" : "nanoseconds") +
+                  " since 1970 (read as whole seconds)";
+    }
+  }
+  if (note) *note = cols.note.empty() || time_note.empty() ? cols.note + time_note : cols.note + "\n" + time_note;
   d.rating_min = static_cast<float>(vmin);
   d.rating_max = static_cast<float>(vmax);
   if (cols.by_header) d.rating_column = cols.rating_name;

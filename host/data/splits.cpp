@@ -162,38 +162,23 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
   return s;
 }
 
-TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed) {
-  if (last < 1) throw UsageError("--leave-last must be at least 1, got " + std::to_string(last));
+namespace {
+
+void require_times(const Dataset& d, const char* what) {
   if (!d.has_times())
-    throw UsageError("the temporal protocol holds out each user's latest ratings, and " + d.name +
+    throw UsageError(std::string("the ") + what + " protocol splits by rating time, and " + d.name +
                      " has no rating times" + (d.no_times.empty() ? "" : " (" + d.no_times + ")") +
                      ": use --protocol heldout or seed, or give the data a timestamp column");
+}
+
+// The temporal protocols' matrices once each rating has its part (0 train, 1 validation, 2 test):
+// columns are the items liked in training; a user with a training positive trains, and is
+// scored where `evaluated` says so and a target is left. Validation folds in the training
+// positives, the test those plus the validation ones.
+void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::vector<uint8_t>& part,
+                      const std::vector<uint8_t>& evaluated, TemporalSplit& s) {
   const Csr& r = d.ratings;
   auto positive = [&](int64_t k) { return opt.threshold <= 0 || r.values[k] >= opt.threshold; };
-  const int64_t need = std::max<int64_t>({opt.min_positives, 2 * static_cast<int64_t>(last) + 1, 1});
-
-  // Each user's positives in time order (CSR positions); a seeded shuffle first, so ratings given
-  // in the same second fall in an order that favours no item id. part[k]: 0 train, 1 val, 2 test.
-  std::vector<uint8_t> part(static_cast<size_t>(r.nnz()), 0);
-  std::vector<uint8_t> evaluated(static_cast<size_t>(r.rows), 0);
-  std::vector<int32_t> pos;  // offsets into the user's row
-  for (int64_t u = 0; u < r.rows; ++u) {
-    const int64_t b = r.indptr[u];
-    pos.clear();
-    for (int64_t k = b; k < r.indptr[u + 1]; ++k)
-      if (positive(k)) pos.push_back(static_cast<int32_t>(k - b));
-    if (static_cast<int64_t>(pos.size()) < need) continue;
-    philox_shuffle(pos, seed, stream_of(kTemporalStreamBase + static_cast<uint64_t>(u)));
-    std::stable_sort(pos.begin(), pos.end(),
-                     [&](int32_t x, int32_t y) { return d.rating_times[b + x] < d.rating_times[b + y]; });
-    const size_t n = pos.size();
-    for (size_t j = n - 2 * last; j < n; ++j) part[b + pos[j]] = j < n - last ? 1 : 2;
-    evaluated[u] = 1;
-  }
-
-  TemporalSplit s;
-  s.last = last;
-  // Columns: the items some user likes within the training part.
   std::vector<int32_t> column(r.cols, -1);
   for (int64_t k = 0; k < r.nnz(); ++k)
     if (part[k] == 0 && positive(k)) column[r.indices[k]] = 0;
@@ -202,8 +187,12 @@ TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int la
     column[i] = static_cast<int32_t>(s.item_map.size());
     s.item_map.push_back(static_cast<int32_t>(i));
   }
-  if (s.item_map.empty())
+  if (s.item_map.empty()) {
+    bool any = false;
+    for (int64_t k = 0; k < r.nnz() && !any; ++k) any = positive(k);
+    if (any) throw UsageError("no positive rating falls in the training part: move the cut later");
     throw UsageError("no rating is >= --threshold " + fmt_threshold(opt.threshold) + ": lower --threshold");
+  }
   const int64_t n_cols = static_cast<int64_t>(s.item_map.size());
   // A user's positives of the given parts as kept columns (ascending, since item_map is).
   auto columns_of = [&](int64_t u, int max_part, int only_part) {
@@ -221,7 +210,12 @@ TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int la
   std::vector<std::vector<int32_t>> train_rows, val_in, val_tg, test_in, test_tg;
   for (int64_t u = 0; u < r.rows; ++u) {
     std::vector<int32_t> tr = columns_of(u, 0, -1);
-    if (tr.empty()) continue;  // nothing liked: no row to learn from
+    if (tr.empty()) {  // nothing liked in training: no row to learn from, nobody to score
+      bool later = false;
+      for (int64_t k = r.indptr[u]; k < r.indptr[u + 1] && !later; ++k) later = part[k] > 0 && positive(k);
+      s.unseen_users += evaluated[u] && later;
+      continue;
+    }
     const auto row = static_cast<int32_t>(s.train_users.size());
     s.train_users.push_back(static_cast<int32_t>(u));
     if (evaluated[u]) {
@@ -246,6 +240,86 @@ TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int la
   s.val_target = binary_csr(val_tg, n_cols);
   s.test_foldin = binary_csr(test_in, n_cols);
   s.test_target = binary_csr(test_tg, n_cols);
+}
+
+}  // namespace
+
+TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed) {
+  if (last < 1) throw UsageError("--leave-last must be at least 1, got " + std::to_string(last));
+  require_times(d, "temporal");
+  const Csr& r = d.ratings;
+  auto positive = [&](int64_t k) { return opt.threshold <= 0 || r.values[k] >= opt.threshold; };
+  const int64_t need = std::max<int64_t>({opt.min_positives, 2 * static_cast<int64_t>(last) + 1, 1});
+
+  // Each user's positives in time order (CSR positions); a seeded shuffle first, so ratings given
+  // in the same second fall in an order that favours no item id.
+  std::vector<uint8_t> part(static_cast<size_t>(r.nnz()), 0);
+  std::vector<uint8_t> evaluated(static_cast<size_t>(r.rows), 0);
+  std::vector<int32_t> pos;  // offsets into the user's row
+  for (int64_t u = 0; u < r.rows; ++u) {
+    const int64_t b = r.indptr[u];
+    pos.clear();
+    for (int64_t k = b; k < r.indptr[u + 1]; ++k)
+      if (positive(k)) pos.push_back(static_cast<int32_t>(k - b));
+    if (static_cast<int64_t>(pos.size()) < need) continue;
+    philox_shuffle(pos, seed, stream_of(kTemporalStreamBase + static_cast<uint64_t>(u)));
+    std::stable_sort(pos.begin(), pos.end(),
+                     [&](int32_t x, int32_t y) { return d.rating_times[b + x] < d.rating_times[b + y]; });
+    const size_t n = pos.size();
+    for (size_t j = n - 2 * last; j < n; ++j) part[b + pos[j]] = j < n - last ? 1 : 2;
+    evaluated[u] = 1;
+  }
+  TemporalSplit s;
+  s.last = last;
+  fill_timed_split(d, opt, part, evaluated, s);
+  return s;
+}
+
+int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* option) {
+  require_times(d, "cutoff");
+  const std::string_view w = text::trim(when);
+  int64_t t = 0;
+  if (parse_time_field(w, &t)) return t;
+  double f = 0;
+  if (text::parse_double(w, &f) == text::NumParse::kOk && f > 0 && f < 1) {
+    // The time before which a share f of the ratings falls (ties at the cut go after it).
+    std::vector<int64_t> times = d.rating_times;
+    const auto at = static_cast<size_t>(std::min<double>(std::ceil(f * static_cast<double>(times.size())),
+                                                         static_cast<double>(times.size() - 1)));
+    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(at), times.end());
+    return times[at];
+  }
+  throw UsageError(std::string(option) + " " + text::quote(w) +
+                   " is neither a share of the ratings in (0, 1) (0.9: the latest 10 % come after the cut), a date "
+                   "(YYYY-MM-DD[ HH:MM[:SS]], UTC) nor seconds since 1970");
+}
+
+int64_t default_val_cut(const Dataset& d, int64_t test_from) {
+  require_times(d, "cutoff");
+  std::vector<int64_t> times = d.rating_times;
+  std::sort(times.begin(), times.end());
+  const auto before = std::lower_bound(times.begin(), times.end(), test_from) - times.begin();
+  const auto after = static_cast<int64_t>(times.size()) - before;
+  if (before - after <= 0)
+    throw UsageError("--test-from " + utc_time(test_from) + " leaves " + std::to_string(before) + " ratings before it and " +
+                     std::to_string(after) +
+                     " from it on: too few to train on and validate with as many; move it later or give --val-from");
+  return times[static_cast<size_t>(before - after)];
+}
+
+TemporalSplit split_cutoff(const Dataset& d, const HeldoutOptions& opt, int64_t val_from, int64_t test_from) {
+  require_times(d, "cutoff");
+  if (val_from >= test_from)
+    throw UsageError("--val-from " + utc_time(val_from) + " is not before --test-from " + utc_time(test_from) +
+                     ": the validation ratings are those between the two");
+  const Csr& r = d.ratings;
+  std::vector<uint8_t> part(static_cast<size_t>(r.nnz()), 0);
+  for (int64_t k = 0; k < r.nnz(); ++k) part[k] = d.rating_times[k] >= test_from ? 2 : d.rating_times[k] >= val_from;
+  TemporalSplit s;
+  s.last = 0;
+  s.val_from = val_from;
+  s.test_from = test_from;
+  fill_timed_split(d, opt, part, std::vector<uint8_t>(static_cast<size_t>(r.rows), 1), s);
   return s;
 }
 

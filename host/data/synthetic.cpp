@@ -614,21 +614,30 @@ Dataset make_synthetic(const SyntheticSpec& spec) {
     }
   }
 
-  // Rating times, for the temporal protocol: each user starts on a day within ml-100k's seven
-  // months (from 1997-09-20) and rates their items in a random order, minutes apart. Their own
-  // stream, so the ratings above are the same with or without them.
+  // Rating times, for the temporal protocols: each user starts on a day within ml-100k's seven
+  // months (from 1997-09-20) and rates their items in a random order, in sessions of ratings
+  // minutes apart. One rating in eight starts a new session, the sessions starting within 0 to
+  // 119 days of the first, so a global cut-off finds users on both sides of it. Their own stream, so the
+  // ratings above are the same with or without them.
   d.rating_times.resize(m.indices.size());
   {
-    constexpr int64_t kStart = 874724710, kSpanDays = 214;
+    constexpr int64_t kStart = 874724710, kSpanDays = 214, kActiveDays = 120;
     std::vector<std::pair<uint32_t, int64_t>> order;
     for (int64_t u = 0; u < n_users; ++u) {
       PhiloxSeq rng(seed, stream_of(kTimeStreamBase + static_cast<uint64_t>(u)));
       int64_t t = kStart + static_cast<int64_t>(rng.u32() % kSpanDays) * 86400 + rng.u32() % 86400;
+      const int64_t active_days = rng.u32() % kActiveDays;
+      const int64_t sessions = std::max<int64_t>(1, (m.indptr[u + 1] - m.indptr[u]) / 8);
+      const uint64_t gap_range = static_cast<uint64_t>(2 * active_days * 86400 / sessions + 1);  // mean: span / sessions
+      const int64_t last_session = t + active_days * 86400;
       order.clear();
       for (int64_t k = m.indptr[u]; k < m.indptr[u + 1]; ++k) order.emplace_back(rng.u32(), k);
       std::sort(order.begin(), order.end());  // ties (1 in 2^32) fall back to the CSR position
       for (const auto& o : order) {
         t += 30 + rng.u32() % 600;
+        const uint32_t session = rng.u32();
+        const auto gap = static_cast<int64_t>((session >> 3) % gap_range);
+        if (session % 8 == 0 && t + gap <= last_session) t += gap;
         d.rating_times[o.second] = t;
       }
     }

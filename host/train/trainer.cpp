@@ -323,9 +323,9 @@ int64_t resolve_defaults(TrainOptions& opt) {
   if (opt.folds != 0 && (opt.fold < 0 || opt.fold >= opt.folds))
     throw UsageError("fold " + std::to_string(opt.fold) + " of --folds " + std::to_string(opt.folds) + " does not exist");
   if (opt.protocol != "seed" && !is_foldin_protocol(opt.protocol) && opt.protocol != "ratings")
-    throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, temporal, ratings)");
+    throw UsageError("unknown protocol '" + opt.protocol + "' (choose seed, heldout, temporal, cutoff, ratings)");
   if (m.kind == "ease" && opt.protocol == "ratings")
-    throw UsageError("EASE ranks items and predicts no ratings: use --protocol seed, heldout or temporal");
+    throw UsageError("EASE ranks items and predicts no ratings: use --protocol seed, heldout, temporal or cutoff");
   if (opt.leave_last < 1) throw UsageError("--leave-last must be at least 1");
   if (opt.epochs < 1) throw UsageError("--epochs must be at least 1");
   if (opt.k < 1) throw UsageError("--k must be at least 1");
@@ -340,6 +340,14 @@ int64_t resolve_defaults(TrainOptions& opt) {
   if (opt.adam.lr <= 0 && m.kind != "svd" && m.kind != "svdpp") opt.adam.lr = m.kind == "cdae" ? 1e-2 : 1e-3;
   use_sparse_input(opt.sparse_input, 0);  // validates the mode (UsageError)
   return opt.batch_size;
+}
+
+TemporalSplit split_timed(const Dataset& d, const TrainOptions& opt) {
+  if (opt.protocol == "temporal") return split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
+  VAE_CHECK(opt.protocol == "cutoff", "split_timed: not a timed protocol");
+  const int64_t test_from = resolve_time_cut(d, opt.test_from, "--test-from");
+  const int64_t val_from = opt.val_from.empty() ? default_val_cut(d, test_from) : resolve_time_cut(d, opt.val_from, "--val-from");
+  return split_cutoff(d, opt.heldout, val_from, test_from);
 }
 
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
@@ -399,18 +407,34 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                      " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
                      std::to_string(d.num_items()) + ": those a training user rated as positive)";
     } else {
-      TemporalSplit s = split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
+      TemporalSplit s = split_timed(d, opt);
       take(s);
       eval_user_rows = s.val_rows;  // the evaluated users are training users
       test_user_rows = s.test_rows;
-      const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
-      res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
-                     (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
-                     std::to_string(s.train_users.size()) + " users train on their earlier ones), " +
-                     std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
-                     ": those rated as positive in training)" +
-                     (s.dropped > 0 ? "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out"
-                                    : "");
+      res.val_from = s.val_from;
+      res.test_from = s.test_from;
+      const std::string items = std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
+                                ": those rated as positive in training)";
+      const std::string dropped =
+          s.dropped == 0 ? ""
+          : s.dropped == 1 ? "; 1 held-out positive on an item no one trained on left out"
+                           : "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out";
+      if (opt.protocol == "temporal") {
+        const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
+        res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
+                       (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
+                       std::to_string(s.train_users.size()) + " users train on their earlier ones), " + items + dropped;
+      } else {
+        res.eval_set = std::to_string(s.test_users.size()) + " users' positives from " + utc_time(s.test_from) +
+                       " on for the test (" + std::to_string(s.val_users.size()) + " users' from " +
+                       utc_time(s.val_from) + " for validation; " + std::to_string(s.train_users.size()) +
+                       " users train on the ratings before), " + items + dropped +
+                       (s.unseen_users > 0 ? "; " + std::to_string(s.unseen_users) +
+                                                 (s.unseen_users == 1 ? " user" : " users") + " with no positive before " +
+                                                 utc_time(s.val_from) + (s.unseen_users == 1 ? " is" : " are") +
+                                                 " new to the model and not scored"
+                                           : "");
+      }
     }
   } else {
     RatingsSplit s = opt.folds >= 2                  ? split_ratings_kfold(d, opt.folds, opt.fold, opt.seed)
@@ -472,7 +496,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
             : opt.protocol == "temporal" ? " or a lower --threshold (a user is scored from " +
                                                std::to_string(std::max(opt.heldout.min_positives, 2 * opt.leave_last + 1)) +
                                                " positives up)"
-                                         : "")
+            : opt.protocol == "cutoff" ? " or an earlier --test-from"
+                                       : "")
         << "\n";
 
   ModelConfig mc = opt.model;
@@ -1004,6 +1029,10 @@ void stage_run_files(StagedFiles& staged, const std::string& dir, const TrainRes
   j["dataset"] = r.dataset;
   j["protocol"] = r.protocol;
   if (r.leave_last > 0) j["leave_last"] = r.leave_last;
+  if (r.protocol == "cutoff") {
+    j["val_from"] = r.val_from;
+    j["test_from"] = r.test_from;
+  }
   j["device"] = r.device;
   if (!r.precision.empty()) j["precision"] = r.precision;
   j["epochs"] = r.history.empty() ? 0 : r.history.back().epoch;

@@ -24,17 +24,20 @@ inline constexpr const char* kModelKinds[] = {"vae",        "autorec", "i-autore
                                               "popularity", "ease",    "svd",       "svdpp"};
 
 struct TrainOptions {
-  std::string protocol = "seed";  // seed | heldout | temporal | ratings
+  std::string protocol = "seed";  // seed | heldout | temporal | cutoff | ratings
   int epochs = 20;
   int64_t batch_size = 0;  // 0 = the model's default (VAE/AutoRec/CDAE 64, Mult-VAE 500)
   AdamConfig adam = model_default_lr();  // lr 0 = the model's default (resolve_defaults)
   uint64_t seed = 1;
   int patience = 0;  // > 0: stop after this many epochs without improvement
   int k = 20;        // seed protocol cut-off (metrics are also reported at 100)
-  std::vector<int> ks{20, 50, 100};  // heldout and temporal protocol cut-offs
+  std::vector<int> ks{20, 50, 100};  // heldout, temporal and cutoff protocol cut-offs
   double test_fraction = 0.2;        // seed protocol
-  HeldoutOptions heldout;            // heldout; temporal reads threshold and min_positives
+  HeldoutOptions heldout;            // heldout; temporal reads threshold and min_positives, cutoff threshold
   int leave_last = 1;                // temporal: latest positives per user held out for test (as many for validation)
+  // cutoff: when the test ratings start (resolve_time_cut: a share of the ratings by time, a date or
+  // seconds), and the validation ones ("": as many ratings before the test cut as after it).
+  std::string test_from = "0.9", val_from;
   std::string ratings_split = "random";  // random | 1..5 | a | b (ml-100k's given folds)
   std::string data_dir;                  // where uN.base/uN.test live for fold splits
   int folds = 0;                         // ≥ 2: k-fold cross-validation (SVD, SVD++, AutoRec, I-AutoRec)
@@ -112,6 +115,7 @@ struct TrainResult {
   bool binary_input = false;        // the model saw 0/1 rows (seed: multvae, cdae, ease; heldout)
   double input_threshold = 0;       // heldout, temporal: ratings below this were no input (0 = all kept)
   int leave_last = 0;               // temporal: latest positives held out per user (0: other protocols)
+  int64_t val_from = 0, test_from = 0;  // cutoff: the cuts, seconds since 1970 (both 0: other protocols)
   int64_t batch_size = 0;
   AdamConfig adam;  // the optimiser as resolved (the model's default lr filled in)
   uint64_t seed = 0;
@@ -125,6 +129,9 @@ struct TrainResult {
 // Fills model defaults for kind (batch size, hidden sizes, Mult-VAE β annealing, …) that the
 // user left at 0; returns the batch size to use.
 int64_t resolve_defaults(TrainOptions& opt);
+
+// The temporal or cutoff protocol's split of d under opt.
+TemporalSplit split_timed(const Dataset& d, const TrainOptions& opt);
 
 // Fewer optimiser steps than this train a network too little to judge it: a run that makes
 // fewer says so (and compare's notes name it as the cause of a model short of popularity).
