@@ -921,7 +921,7 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   const CmdResult r = run_cli(std::string("train --epochs 1 --quiet --dropout 0.3 --ks 5 --lambda 2 ") + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("note: --dropout is ignored by vae (seed protocol); it applies to Mult-VAE and CDAE"));
-  EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout and temporal protocols"));
+  EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout, temporal and cutoff protocols"));
   EXPECT_THAT(r.out, HasSubstr("note: --lambda is ignored by vae"));
   const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 1 --quiet --dropout 0.3 "
                                           "--ks 5 --beta 0.1 ") + kSmall);

@@ -302,7 +302,19 @@ TEST_F(ModelFileRefusal, UnknownKindsConfigsAndFormats) {
   expect_refused(edited("rows.st", config_with("num_rows", -1)), "negative num_inputs or num_rows");
   expect_refused(edited("drop.st", config_with("dropout", 5.0)), "out of range");
   expect_refused(edited("proto.st", [](StFile& f) { f.metadata["protocol"] = "zzz"; }),
-                 "unknown protocol 'zzz' in the metadata (seed, heldout, temporal or ratings)");
+                 "unknown protocol 'zzz' in the metadata (seed, heldout, temporal, cutoff or ratings)");
+  // The timed protocols' splits cannot be redrawn without their parameters.
+  expect_refused(edited("temporal.st", [](StFile& f) { f.metadata["protocol"] = "temporal"; }),
+                 "a temporal-protocol model without its split's leave_last in the metadata");
+  expect_refused(edited("cutoff.st", [](StFile& f) { f.metadata["protocol"] = "cutoff"; }),
+                 "a cutoff-protocol model without its split's val_from < test_from in the metadata");
+  expect_refused(edited("cutoff_order.st",
+                        [](StFile& f) {
+                          f.metadata["protocol"] = "cutoff";
+                          f.metadata["split"] =
+                              R"({"test_fraction":0,"ratings_split":"random","val_from":900000000,"test_from":800000000})";
+                        }),
+                 "a cutoff-protocol model without its split's val_from < test_from in the metadata");
   expect_refused(edited("split.st",
                         [](StFile& f) {
                           nlohmann::json j = nlohmann::json::parse(f.metadata.at("split"));
