@@ -236,12 +236,19 @@ TEST(Cli, InfoPrintsSummary) {
   EXPECT_THAT(r.out, HasSubstr("items     300"));
   EXPECT_THAT(r.out, HasSubstr("ratings per user"));
   EXPECT_THAT(r.out, HasSubstr("rating histogram"));
-  EXPECT_THAT(r.out, ::testing::ContainsRegex("\ntimes     1997-(09|1[0-2])-[0-9]{2} to 1998-0[1-9]-[0-9]{2} \\(UTC\\)\n"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("\ntimes     1997-(09|1[0-2])-[0-9]{2} to 1998-0[1-9]-[0-9]{2} \\(UTC\\); "
+                                              "--protocol cutoff validates from 199[78]-[0-9]{2}-[0-9]{2}, tests from "
+                                              "1998-[0-9]{2}-[0-9]{2}\n"));
   const fs::path d = temp_dir("info_times");
   std::ofstream(d / "r.csv") << "a,x,4\n";
   const CmdResult none = run_cli("info --data " + (d / "r.csv").string());
   ASSERT_EQ(none.code, 0) << none.out;
   EXPECT_THAT(none.out, HasSubstr("times     none (" + (d / "r.csv").string() + ":1: the line has no timestamp"));
+  // All at one time: no cut leaves ratings on both sides, so no default cuts are printed.
+  std::ofstream(d / "one.csv") << "a,x,4,5\nb,x,3,5\n";
+  const CmdResult one = run_cli("info --data " + (d / "one.csv").string());
+  ASSERT_EQ(one.code, 0) << one.out;
+  EXPECT_THAT(one.out, HasSubstr("times     1970-01-01 to 1970-01-01 (UTC)\n"));
   fs::remove_all(d);
 }
 

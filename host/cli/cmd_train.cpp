@@ -400,7 +400,15 @@ int run_info(const Dataset& d) {
   // What the temporal protocol would order by, or why it cannot.
   if (d.has_times()) {
     const auto [lo, hi] = std::minmax_element(d.rating_times.begin(), d.rating_times.end());
-    std::cout << "times     " << utc_date(*lo) << " to " << utc_date(*hi) << " (UTC)\n";
+    std::cout << "times     " << utc_date(*lo) << " to " << utc_date(*hi) << " (UTC)";
+    // Where --protocol cutoff's defaults fall, for choosing other cuts.
+    const int64_t test_from = resolve_time_cut(d, "0.9", "--test-from");
+    try {
+      const int64_t val_from = default_val_cut(d, test_from);
+      std::cout << "; --protocol cutoff validates from " << utc_date(val_from) << ", tests from " << utc_date(test_from);
+    } catch (const UsageError&) {  // too few distinct times before the cut: no default there
+    }
+    std::cout << "\n";
   } else {
     std::cout << "times     none" << (d.no_times.empty() ? "" : " (" + d.no_times + ")")
               << ": --protocol temporal and cutoff need them\n";
