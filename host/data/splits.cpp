@@ -296,15 +296,17 @@ int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* 
 
 int64_t default_val_cut(const Dataset& d, int64_t test_from) {
   require_times(d, "cutoff");
-  std::vector<int64_t> times = d.rating_times;
-  std::sort(times.begin(), times.end());
-  const auto before = std::lower_bound(times.begin(), times.end(), test_from) - times.begin();
+  std::vector<int64_t> times = d.rating_times;  // selected from, not sorted: ml-25m has 25 M
+  const auto before = static_cast<int64_t>(
+      std::count_if(times.begin(), times.end(), [&](int64_t t) { return t < test_from; }));
   const auto after = static_cast<int64_t>(times.size()) - before;
   if (before - after <= 0)
     throw UsageError("--test-from " + utc_time(test_from) + " leaves " + std::to_string(before) + " ratings before it and " +
                      std::to_string(after) +
                      " from it on: too few to train on and validate with as many; move it later or give --val-from");
-  return times[static_cast<size_t>(before - after)];
+  const auto at = times.begin() + (before - after);
+  std::nth_element(times.begin(), at, times.end());
+  return *at;
 }
 
 TemporalSplit split_cutoff(const Dataset& d, const HeldoutOptions& opt, int64_t val_from, int64_t test_from) {
