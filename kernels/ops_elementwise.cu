@@ -93,6 +93,7 @@ struct GatherAddF {
   __device__ void operator()(int64_t i) const {
     const int64_t r = i / cols, j = i - r * cols;
     const int32_t t = rows[r];
+    if (t == -1) return;  // kNoRow (host/backend/backend.h): no vector to add
     if (t < 0 || t >= table_rows) {
       record_error(err, kErrGatherRange);
       return;

@@ -817,8 +817,10 @@ TEST(Cli, CutoffProtocolTrainsSavesAndReEvaluatesOnItsSplit) {
   const CmdResult r = run_cli(std::string("train --model multvae --protocol cutoff --test-from 0.8 --epochs 2 ") +
                               kSmall + " --out " + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
+  // Users who liked nothing before the validation cut are scored on what they liked after it.
   EXPECT_THAT(r.out, ::testing::ContainsRegex("on [0-9]+ users' positives from 1998-[0-9-]+ [0-9:]+ on for the test "
-                                              "\\([0-9]+ users' from 199[78]-[0-9-]+ [0-9:]+ for validation; [0-9]+ users "
+                                              "\\([0-9]+ of them first liked something from 199[78]-[0-9-]+ [0-9:]+ on; "
+                                              "[0-9]+ users' from 199[78]-[0-9-]+ [0-9:]+ for validation; [0-9]+ users "
                                               "train on the ratings before\\)"));
   const nlohmann::json s = read_json(dir / "summary.json");
   EXPECT_EQ(s["protocol"], "cutoff");

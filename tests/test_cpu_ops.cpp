@@ -484,6 +484,17 @@ TEST_F(CpuOps, GatherScatterAreAdjoint) {
                VaeError);
   EXPECT_THROW(be->gather_rows_add(up(table, T, C).cmat(), up_idx({1, 2, 6, 3}).cmat(), y.mat()),
                VaeError);
+  EXPECT_THROW(be->gather_rows_add(up(table, T, C).cmat(), up_idx({1, 2, -2, 3}).cmat(), y.mat()),
+               VaeError);
+  // kNoRow adds nothing to its row; the others gather as before.
+  Tensor<double> some = up(y0, N, C);
+  be->gather_rows_add(up(table, T, C).cmat(), up_idx({4, kNoRow, 5, kNoRow}).cmat(), some.mat());
+  const Vec g = down(some);
+  for (int64_t j = 0; j < C; ++j) {
+    EXPECT_EQ(g[0 * C + j], y0[0 * C + j] + table[4 * C + j]);
+    EXPECT_EQ(g[1 * C + j], y0[1 * C + j]);
+    EXPECT_EQ(g[3 * C + j], y0[3 * C + j]);
+  }
 }
 
 // ---- losses ---------------------------------------------------------------------------------

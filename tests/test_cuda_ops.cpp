@@ -541,6 +541,14 @@ TEST_F(CudaOps, GatherAndScatterRows) {
       cpu->gather_rows_add(table.cm(), rows.c.cmat(), y.cm());
       gpu->gather_rows_add(table.gm(), rows.g.cmat(), y.gm());
       EXPECT_TRUE(same(y));
+      // Every third row without a vector (kNoRow): left as it was.
+      std::vector<int32_t> some = perm;
+      for (size_t r = 0; r < some.size(); r += 3) some[r] = kNoRow;
+      IPair some_rows = up_idx(some, row_vector);
+      Pair y_some = up(rand_vec(n * c, 73), n, c);
+      cpu->gather_rows_add(table.cm(), some_rows.c.cmat(), y_some.cm());
+      gpu->gather_rows_add(table.gm(), some_rows.g.cmat(), y_some.gm());
+      EXPECT_TRUE(same(y_some));
       Pair dt = up(rand_vec(table_rows * c, 72), table_rows, c);
       cpu->scatter_rows_add(y.cm(), rows.c.cmat(), dt.cm());
       gpu->scatter_rows_add(y.gm(), rows.g.cmat(), dt.gm());
@@ -553,6 +561,9 @@ TEST_F(CudaOps, DeviceIndexErrorsAreReportedAtTheNextSync) {
   Pair table = up(rand_vec(20, 1), 5, 4), y = up(rand_vec(8, 2), 2, 4);
   IPair bad = up_idx({1, 5});
   gpu->gather_rows_add(table.gm(), bad.g.cmat(), y.gm());
+  EXPECT_THROW(gpu->download(y.g.cmat()), VaeError);
+  IPair negative = up_idx({1, -2});  // only kNoRow (-1) stands for no row
+  gpu->gather_rows_add(table.gm(), negative.g.cmat(), y.gm());
   EXPECT_THROW(gpu->download(y.g.cmat()), VaeError);
   IPair dup = up_idx({3, 3});
   gpu->scatter_rows_add(y.gm(), dup.g.cmat(), table.gm());

@@ -344,46 +344,61 @@ TEST(UserMetrics, ResultsKeepTheirStepsAndResolvedSettings) {
   EXPECT_EQ(run_popularity(d, "seed", 20).steps_per_epoch, 0);  // nothing trained
 }
 
-// Under the temporal protocol the evaluated users are training users: CDAE scores each with their
+// Under the timed protocols the evaluated users are training users: CDAE scores each with their
 // own user vector (by training row). The reported test NDCG is that scoring's, recomputed here
-// from the split and the trained model, and not the one without the vectors.
-TEST(UserMetrics, TemporalCdaeScoresEachUserWithTheirOwnVector) {
+// from the split and the trained model, and not the one without the vectors. Under cutoff, test
+// users who arrived after the validation cut have no row (kNoRow) and are scored without one.
+TEST(UserMetrics, TimedProtocolsCdaeScoresEachUserWithTheirOwnVector) {
   const Dataset d = test::synthetic_data(200, 300, 8000, 4, 3);
   auto be = make_cpu_backend<float>();
-  const TrainResult r = test::run_small(*be, d, "cdae", "temporal", 0, 12);
-  const TemporalSplit s = split_temporal(d, HeldoutOptions{}, 1, TrainOptions{}.seed);
-  ASSERT_EQ(r.column_map, s.item_map);
-  const int64_t n = s.test_foldin.rows, width = static_cast<int64_t>(s.item_map.size());
-  ASSERT_GT(n, 50);
-  CsrTensor<float> in = be->upload_csr(s.test_foldin), target = be->upload_csr(s.test_target);
-  std::vector<int32_t> iota(static_cast<size_t>(n));
-  std::iota(iota.begin(), iota.end(), 0);
-  Tensor<int32_t> rows = be->upload<int32_t>(iota, n, 1), users = be->upload<int32_t>(s.test_rows, n, 1);
-  auto mean_ndcg100 = [&](bool with_users) {
-    const int64_t batch = r.batch_size;  // the model's buffers hold this many rows
-    Tensor<float> scores = be->alloc<float>(batch, width), val = be->alloc<float>(batch, 100);
-    Tensor<float> out = be->alloc<float>(batch, 2);
-    Tensor<int32_t> idx = be->alloc<int32_t>(batch, 100);
-    double sum = 0;
-    for (int64_t r0 = 0; r0 < n; r0 += batch) {
-      const int64_t m = std::min(batch, n - r0);
-      Batch<float> b;
-      b.input = in.view();
-      b.rows = rows.cmat().rows_slice(r0, m);
-      if (with_users) b.users = users.cmat().rows_slice(r0, m);
-      b.n = m;
-      r.model_ptr->predict(b, scores.mat().rows_slice(0, m));
-      be->topk(scores.cmat().rows_slice(0, m), in.view(), b.rows, 100, idx.mat().rows_slice(0, m),
-               val.mat().rows_slice(0, m));
-      be->heldout_metrics(idx.cmat().rows_slice(0, m), target.view(), b.rows, {100}, out.mat().rows_slice(0, m));
-      const std::vector<float> h = be->download(out.cmat().rows_slice(0, m));
-      for (int64_t i = 0; i < m; ++i) sum += h[i * 2 + 1];
-    }
-    return sum / static_cast<double>(n);
-  };
-  const double own = mean_ndcg100(true), none = mean_ndcg100(false);
-  EXPECT_NEAR(metric(r, "ndcg@100"), own, 1e-6);
-  EXPECT_GT(std::fabs(own - none), 1e-4) << "the user vectors changed no ranking";
+  for (const std::string protocol : {"temporal", "cutoff"}) {
+    SCOPED_TRACE(protocol);
+    const TrainResult r = test::run_small(*be, d, "cdae", protocol, 0, 12);
+    TrainOptions opt;
+    opt.protocol = protocol;
+    const TemporalSplit s = split_timed(d, opt);
+    ASSERT_EQ(r.column_map, s.item_map);
+    const int64_t n = s.test_foldin.rows, width = static_cast<int64_t>(s.item_map.size());
+    ASSERT_GT(n, protocol == "temporal" ? 50 : 20);
+    CsrTensor<float> in = be->upload_csr(s.test_foldin), target = be->upload_csr(s.test_target);
+    std::vector<int32_t> iota(static_cast<size_t>(n));
+    std::iota(iota.begin(), iota.end(), 0);
+    Tensor<int32_t> rows = be->upload<int32_t>(iota, n, 1), users = be->upload<int32_t>(s.test_rows, n, 1);
+    auto ndcg100 = [&](bool with_users) {
+      const int64_t batch = r.batch_size;  // the model's buffers hold this many rows
+      Tensor<float> scores = be->alloc<float>(batch, width), val = be->alloc<float>(batch, 100);
+      Tensor<float> out = be->alloc<float>(batch, 2);
+      Tensor<int32_t> idx = be->alloc<int32_t>(batch, 100);
+      std::vector<double> per_user;
+      for (int64_t r0 = 0; r0 < n; r0 += batch) {
+        const int64_t m = std::min(batch, n - r0);
+        Batch<float> b;
+        b.input = in.view();
+        b.rows = rows.cmat().rows_slice(r0, m);
+        if (with_users) b.users = users.cmat().rows_slice(r0, m);
+        b.n = m;
+        r.model_ptr->predict(b, scores.mat().rows_slice(0, m));
+        be->topk(scores.cmat().rows_slice(0, m), in.view(), b.rows, 100, idx.mat().rows_slice(0, m),
+                 val.mat().rows_slice(0, m));
+        be->heldout_metrics(idx.cmat().rows_slice(0, m), target.view(), b.rows, {100}, out.mat().rows_slice(0, m));
+        const std::vector<float> h = be->download(out.cmat().rows_slice(0, m));
+        for (int64_t i = 0; i < m; ++i) per_user.push_back(h[i * 2 + 1]);
+      }
+      return per_user;
+    };
+    const std::vector<double> own = ndcg100(true), none = ndcg100(false);
+    const double own_mean = std::accumulate(own.begin(), own.end(), 0.0) / static_cast<double>(n);
+    const double none_mean = std::accumulate(none.begin(), none.end(), 0.0) / static_cast<double>(n);
+    EXPECT_NEAR(metric(r, "ndcg@100"), own_mean, 1e-6);
+    EXPECT_GT(std::fabs(own_mean - none_mean), 1e-4) << "the user vectors changed no ranking";
+    int64_t rowless = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (s.test_rows[i] == kNoRow) {
+        ++rowless;
+        EXPECT_EQ(own[i], none[i]) << "test user " << i << " has no vector to add";
+      }
+    EXPECT_EQ(rowless > 0, protocol == "cutoff");
+  }
 }
 
 // Seed protocol: every item is ranked for every user, so popularity gives each the same list and

@@ -434,13 +434,16 @@ TEST(SplitCutoffTest, RatingsBeforeTheCutTrainAndLaterOnesAreTheTargets) {
   EXPECT_EQ(row_of(s.val_target, 1), (std::vector<int32_t>{5}));
   EXPECT_EQ(row_of(s.val_foldin, 0), row_of(s.train, 0));
   EXPECT_EQ(row_of(s.val_foldin, 1), row_of(s.train, 1));
-  // Test: from 70 on, folding in everything before 70. A rating at the cut is after it.
-  EXPECT_EQ(s.test_users, (std::vector<int32_t>{0}));
-  EXPECT_EQ(s.test_rows, (std::vector<int32_t>{0}));
+  // Test: from 70 on, folding in everything before 70. A rating at the cut is after it. User 2
+  // liked item 1 only after 50: no row in the model, but scored by folding it in. User 3 liked
+  // nothing before 70: nothing to fold in, counted and not scored.
+  EXPECT_EQ(s.test_users, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(s.test_rows, (std::vector<int32_t>{0, kNoRow}));
   EXPECT_EQ(row_of(s.test_target, 0), (std::vector<int32_t>{4, 5}));
   EXPECT_EQ(row_of(s.test_foldin, 0), (std::vector<int32_t>{0, 1, 2}));
-  // Users 2 and 3 like nothing before 50: the model has no row for them, so they are counted, not scored.
-  EXPECT_EQ(s.unseen_users, 2);
+  EXPECT_EQ(row_of(s.test_target, 1), (std::vector<int32_t>{4}));
+  EXPECT_EQ(row_of(s.test_foldin, 1), (std::vector<int32_t>{1}));
+  EXPECT_EQ(s.unseen_users, 1);
   EXPECT_EQ(s.dropped, 0);
   for (const Csr* m : {&s.train, &s.val_foldin, &s.val_target, &s.test_foldin, &s.test_target}) expect_binary(*m, 6);
 
@@ -450,8 +453,8 @@ TEST(SplitCutoffTest, RatingsBeforeTheCutTrainAndLaterOnesAreTheTargets) {
   const TemporalSplit t = split_cutoff(five_users(), all, 50, 70);
   EXPECT_EQ(t.train_users, (std::vector<int32_t>{0, 1, 3, 4}));
   EXPECT_EQ(row_of(t.val_target, 0), (std::vector<int32_t>{2, 3}));
-  EXPECT_EQ(t.test_users, (std::vector<int32_t>{0}));
-  EXPECT_EQ(t.unseen_users, 1);
+  EXPECT_EQ(t.test_users, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(t.unseen_users, 0);
   EXPECT_EQ(t.dropped, 1);
   // The cut decides alone; a later test cut moves user 0's item 4 into validation.
   const TemporalSplit later = split_cutoff(five_users(), HeldoutOptions{}, 50, 71);
@@ -516,8 +519,16 @@ TEST(SplitCutoffTest, NothingHeldOutIsOlderThanTheCutOnSyntheticData) {
     }
   }
   int64_t targets = 0;
+  int64_t arrived = 0;
   for (size_t j = 0; j < s.test_users.size(); ++j) {
-    ASSERT_EQ(s.train_users[s.test_rows[j]], s.test_users[j]);
+    if (s.test_rows[j] == kNoRow) {  // not a training user: nothing liked before val_from
+      ++arrived;
+      EXPECT_FALSE(std::binary_search(s.train_users.begin(), s.train_users.end(), s.test_users[j]));
+      for (int32_t c : row_of(s.test_foldin, j)) EXPECT_GE(time_of(s.test_users[j], c), val_from);
+    } else {
+      ASSERT_EQ(s.train_users[s.test_rows[j]], s.test_users[j]);
+    }
+    EXPECT_GT(row_of(s.test_foldin, j).size(), 0u);
     for (int32_t c : row_of(s.test_foldin, j)) EXPECT_LT(time_of(s.test_users[j], c), test_from);
     for (int32_t c : row_of(s.test_target, j)) EXPECT_GE(time_of(s.test_users[j], c), test_from);
     targets += static_cast<int64_t>(row_of(s.test_target, j).size());
@@ -527,6 +538,7 @@ TEST(SplitCutoffTest, NothingHeldOutIsOlderThanTheCutOnSyntheticData) {
   for (int64_t k = 0; k < r.nnz(); ++k) later += d.rating_times[k] >= test_from && r.values[k] >= 4;
   EXPECT_LE(targets + s.dropped, later);
   EXPECT_GT(targets, later / 5) << s.test_users.size() << " test users, " << s.unseen_users << " unseen";
+  EXPECT_GT(arrived, 0);
 }
 
 // ---- split_ratings_random ------------------------------------------------------------------

@@ -284,7 +284,8 @@ class Backend {
     gemm(true, false, T(1), dz, x, T(0), dw);
     if (!dbias.empty()) bias_gradient(dz, dbias);
   }
-  // y[r] += table[rows[r]] (CDAE's per-user vector). rows: n × 1 int32 on this backend.
+  // y[r] += table[rows[r]] (CDAE's per-user vector). rows: n × 1 int32 on this backend; a row
+  // of kNoRow adds nothing (an evaluated user the model has no vector for).
   virtual void gather_rows_add(CMat<T> table, CMat<int32_t> rows, Mat<T> y) = 0;
   // dtable[rows[r]] += dy[r]; rows must be distinct.
   virtual void scatter_rows_add(CMat<T> dy, CMat<int32_t> rows, Mat<T> dtable) = 0;

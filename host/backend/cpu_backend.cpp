@@ -360,6 +360,7 @@ class CpuBackend final : public Backend<T> {
     VAE_CHECK(table.cols == y.cols, "gather_rows_add: table and y differ in columns");
     for (int64_t r = 0; r < y.rows; ++r) {
       const int32_t t = rows.data[r];
+      if (t == kNoRow) continue;
       VAE_CHECK(t >= 0 && t < table.rows, "gather_rows_add: row index out of range");
       const T* src = table.data + static_cast<int64_t>(t) * table.cols;
       T* dst = y.data + r * y.cols;

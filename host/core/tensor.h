@@ -11,6 +11,10 @@
 
 namespace vae {
 
+// A row index standing for "no row": an evaluated user the model has no row for
+// (Backend::gather_rows_add adds nothing for it; TemporalSplit::test_rows).
+inline constexpr int32_t kNoRow = -1;
+
 class Buffer {
  public:
   using Deleter = void (*)(void*);

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/tensor.h"  // kNoRow
+
 namespace vae {
 
 // Host CSR matrix, float values, column indices ascending within each row.
@@ -149,22 +151,25 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
 // max(min_positives, 2·last + 1) positives has their `last` latest positives as the test
 // target and the `last` before them as the validation target; everything earlier is training.
 // Every user trains (the evaluated ones on their earlier positives only), so the val and test
-// users are training users: *_rows gives each one's row in `train`. Validation folds in the
+// users are training users: *_rows gives each one's row in `train` (kNoRow for a cutoff test
+// user who liked nothing before --val-from). Validation folds in the
 // training positives, the test those plus the validation ones. Ties in time are ordered by a
 // seeded shuffle. Targets on items no one trained on are dropped (the model has no column for
 // them); dropped counts how many. Throws UsageError when the data has no timestamps.
 struct TemporalSplit : HeldoutSplit {
   std::vector<int32_t> val_rows, test_rows;  // row in train of each val / test user
   int64_t dropped = 0;                       // held-out positives on items absent from training
-  int64_t unseen_users = 0;  // cutoff: users with held-out positives but none before --val-from
+  int64_t unseen_users = 0;  // cutoff: users with test positives but none before --test-from
   int last = 1;              // temporal: positives held out per user; cutoff: 0
   int64_t val_from = 0, test_from = 0;  // cutoff: the two cuts, seconds since 1970
 };
 TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int last, uint64_t seed);
 // Global temporal cut-off, one date for everyone: ratings before val_from train, those in
-// [val_from, test_from) are the validation targets, later ones the test targets. Users with a
-// training positive are scored (fold-in as in split_temporal); those without one are new to the
-// model and only counted (unseen_users). No seed: the cut alone decides.
+// [val_from, test_from) are the validation targets, later ones the test targets, each user folding
+// in what they liked before the cut (as in split_temporal). A test user who liked something only
+// from val_from on has no training row (test_rows: kNoRow) and is scored on that; one who liked
+// nothing before test_from has nothing to fold in and is only counted (unseen_users). No seed:
+// the cut alone decides.
 TemporalSplit split_cutoff(const Dataset& d, const HeldoutOptions& opt, int64_t val_from, int64_t test_from);
 // A cut given as a share of the ratings in (0, 1) ("0.9": the latest 10 % of the ratings by time
 // come after it), a date (YYYY-MM-DD[ HH:MM[:SS]], UTC) or integer seconds since 1970. `option`

@@ -174,7 +174,7 @@ void require_times(const Dataset& d, const char* what) {
 // The temporal protocols' matrices once each rating has its part (0 train, 1 validation, 2 test):
 // columns are the items liked in training; a user with a training positive trains, and is
 // scored where `evaluated` says so and a target is left. Validation folds in the training
-// positives, the test those plus the validation ones.
+// positives, the test those plus the validation ones (a user with only the latter: kNoRow).
 void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::vector<uint8_t>& part,
                       const std::vector<uint8_t>& evaluated, TemporalSplit& s) {
   const Csr& r = d.ratings;
@@ -210,10 +210,24 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
   std::vector<std::vector<int32_t>> train_rows, val_in, val_tg, test_in, test_tg;
   for (int64_t u = 0; u < r.rows; ++u) {
     std::vector<int32_t> tr = columns_of(u, 0, -1);
-    if (tr.empty()) {  // nothing liked in training: no row to learn from, nobody to score
-      bool later = false;
-      for (int64_t k = r.indptr[u]; k < r.indptr[u + 1] && !later; ++k) later = part[k] > 0 && positive(k);
-      s.unseen_users += evaluated[u] && later;
+    if (tr.empty()) {
+      // Nothing liked in training: no row to learn from or to validate on. The test can still
+      // fold in what the user liked before its cut (cutoff), as heldout does for unseen users.
+      if (!evaluated[u]) continue;
+      std::vector<int32_t> in = columns_of(u, 1, -1);
+      bool tested = false;
+      for (int64_t k = r.indptr[u]; k < r.indptr[u + 1] && !tested; ++k) tested = part[k] == 2 && positive(k);
+      if (in.empty()) {
+        s.unseen_users += tested;
+      } else if (tested) {
+        std::vector<int32_t> tt = columns_of(u, 2, 2);
+        if (!tt.empty()) {
+          s.test_users.push_back(static_cast<int32_t>(u));
+          s.test_rows.push_back(kNoRow);
+          test_in.push_back(std::move(in));
+          test_tg.push_back(std::move(tt));
+        }
+      }
       continue;
     }
     const auto row = static_cast<int32_t>(s.train_users.size());

@@ -409,7 +409,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     } else {
       TemporalSplit s = split_timed(d, opt);
       take(s);
-      eval_user_rows = s.val_rows;  // the evaluated users are training users
+      eval_user_rows = s.val_rows;  // the evaluated users are training users (cutoff: some test users kNoRow)
       test_user_rows = s.test_rows;
       res.val_from = s.val_from;
       res.test_from = s.test_from;
@@ -425,14 +425,18 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                        (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
                        std::to_string(s.train_users.size()) + " users train on their earlier ones), " + items + dropped;
       } else {
+        const auto arrived = std::count(s.test_rows.begin(), s.test_rows.end(), kNoRow);
         res.eval_set = std::to_string(s.test_users.size()) + " users' positives from " + utc_time(s.test_from) +
-                       " on for the test (" + std::to_string(s.val_users.size()) + " users' from " +
-                       utc_time(s.val_from) + " for validation; " + std::to_string(s.train_users.size()) +
-                       " users train on the ratings before), " + items + dropped +
+                       " on for the test (" +
+                       (arrived > 0 ? std::to_string(arrived) + " of them first liked something from " +
+                                          utc_time(s.val_from) + " on; "
+                                    : "") +
+                       std::to_string(s.val_users.size()) + " users' from " + utc_time(s.val_from) + " for validation; " +
+                       std::to_string(s.train_users.size()) + " users train on the ratings before), " + items + dropped +
                        (s.unseen_users > 0 ? "; " + std::to_string(s.unseen_users) +
-                                                 (s.unseen_users == 1 ? " user" : " users") + " with no positive before " +
-                                                 utc_time(s.val_from) + (s.unseen_users == 1 ? " is" : " are") +
-                                                 " new to the model and not scored"
+                                                 (s.unseen_users == 1 ? " user" : " users") + " with nothing liked before " +
+                                                 utc_time(s.test_from) + (s.unseen_users == 1 ? " is" : " are") +
+                                                 " not scored (nothing to fold in)"
                                            : "");
       }
     }
