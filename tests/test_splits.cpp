@@ -269,6 +269,17 @@ Dataset timed_dataset(int64_t users, int64_t items, std::vector<TimedRating> rs)
   return d;
 }
 
+// When user u rated the item of split column col.
+int64_t rating_time(const Dataset& d, const HeldoutSplit& s, int32_t u, int32_t col) {
+  const Csr& r = d.ratings;
+  const int32_t item = s.item_map[col];
+  const auto* b = r.indices.data() + r.indptr[u];
+  const auto* e = r.indices.data() + r.indptr[u + 1];
+  const auto* it = std::lower_bound(b, e, item);
+  EXPECT_TRUE(it != e && *it == item);
+  return d.rating_times[it - r.indices.data()];
+}
+
 // User 0: positives in time order 0, 1, 2, 4, 5 (item 3, rated 1, is later than 2 but no
 // positive). User 1: four positives, too few to evaluate. User 2: positives 4, 0, 1, 3, 2, 6,
 // and item 6 is no one else's, so its test target has no column.
@@ -363,15 +374,7 @@ TEST(SplitTemporalTest, NoTargetIsOlderThanItsInputOnSyntheticData) {
   ASSERT_TRUE(d.has_times());
   const TemporalSplit s = split_temporal(d, HeldoutOptions{}, 1, 3);
   ASSERT_GT(s.test_users.size(), 300u);
-  const Csr& r = d.ratings;
-  auto time_of = [&](int32_t u, int32_t col) {
-    const int32_t item = s.item_map[col];
-    const auto* b = r.indices.data() + r.indptr[u];
-    const auto* e = r.indices.data() + r.indptr[u + 1];
-    const auto* it = std::lower_bound(b, e, item);
-    EXPECT_TRUE(it != e && *it == item);
-    return d.rating_times[it - r.indices.data()];
-  };
+  auto time_of = [&](int32_t u, int32_t col) { return rating_time(d, s, u, col); };
   for (size_t j = 0; j < s.test_users.size(); ++j) {
     const int32_t u = s.test_users[j];
     ASSERT_EQ(s.train_users[s.test_rows[j]], u);
@@ -407,7 +410,7 @@ TEST(SplitTemporalTest, DataWithoutTimesIsRefusedWithTheReason) {
 // ---- split_cutoff ----------------------------------------------------------------------------
 
 // Cut at 50 (validation) and 70 (test). User 0 likes 0, 1 before, 2 between (3 there is rated 1),
-// 4, 5 after. User 1: 0, 3 before, 5 between. User 2 likes nothing before the cut: new to the
+// 4, 5 after. User 1: 0, 3 before, 5 between. User 2 likes 1 between and 4 after: new to the
 // model. User 3 rates item 0 low before and likes 6 (no one else's) after. User 4 trains on 2, 4, 5.
 Dataset five_users() {
   return timed_dataset(5, 7, {{0, 0, 5, 10}, {0, 1, 4, 20}, {0, 2, 5, 55}, {0, 3, 1, 58}, {0, 4, 5, 70},
@@ -501,14 +504,7 @@ TEST(SplitCutoffTest, NothingHeldOutIsOlderThanTheCutOnSyntheticData) {
   ASSERT_GT(s.test_users.size(), 20u);
   ASSERT_GT(s.val_users.size(), 20u);
   const Csr& r = d.ratings;
-  auto time_of = [&](int32_t u, int32_t col) {
-    const int32_t item = s.item_map[col];
-    const auto* b = r.indices.data() + r.indptr[u];
-    const auto* e = r.indices.data() + r.indptr[u + 1];
-    const auto* it = std::lower_bound(b, e, item);
-    EXPECT_TRUE(it != e && *it == item);
-    return d.rating_times[it - r.indices.data()];
-  };
+  auto time_of = [&](int32_t u, int32_t col) { return rating_time(d, s, u, col); };
   for (int64_t row = 0; row < s.train.rows; ++row)
     for (int32_t c : row_of(s.train, row)) EXPECT_LT(time_of(s.train_users[row], c), val_from);
   for (size_t j = 0; j < s.val_users.size(); ++j) {
