@@ -2,7 +2,6 @@
 // popularity, recommend, cluster), `train` (SVD models on their own path) and `info`.
 #include <algorithm>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -397,12 +396,12 @@ int run_info(const Dataset& d) {
                     : 0.0)
             << " %\n";
   std::cout.unsetf(std::ios::floatfield);
-  // What the temporal protocol would order by, or why it cannot.
+  // What the timed protocols (temporal, cutoff) would split by, or why they cannot.
   if (d.has_times()) {
     const auto [lo, hi] = std::minmax_element(d.rating_times.begin(), d.rating_times.end());
     std::cout << "times     " << utc_date(*lo) << " to " << utc_date(*hi) << " (UTC)";
     // Where --protocol cutoff's defaults fall, for choosing other cuts.
-    const int64_t test_from = resolve_time_cut(d, "0.9", "--test-from");
+    const int64_t test_from = resolve_time_cut(d, TrainOptions{}.test_from, "--test-from");
     try {
       const int64_t val_from = default_val_cut(d, test_from);
       std::cout << "; --protocol cutoff validates from " << utc_date(val_from) << ", tests from " << utc_date(test_from);

@@ -339,7 +339,7 @@ int main(int argc, char** argv) {
   app.add_option("--test-from", o.train.test_from,
                  "cutoff protocol: ratings from this time on are the test targets; a share of the ratings by time "
                  "(0.9: the latest 10 %), a date (YYYY-MM-DD[ HH:MM[:SS]], UTC) or seconds since 1970")
-      ->default_str("0.9");
+      ->capture_default_str();
   app.add_option("--val-from", o.train.val_from,
                  "cutoff protocol: ratings from this time to --test-from are the validation targets; the model trains "
                  "on those before it (default: as many ratings before --test-from as after it)");

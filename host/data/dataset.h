@@ -152,8 +152,8 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
 // target and the `last` before them as the validation target; everything earlier is training.
 // Every user trains (the evaluated ones on their earlier positives only), so the val and test
 // users are training users: *_rows gives each one's row in `train` (kNoRow for a cutoff test
-// user who liked nothing before --val-from). Validation folds in the
-// training positives, the test those plus the validation ones. Ties in time are ordered by a
+// user who liked nothing before --val-from). Validation folds in the training positives, the
+// test those plus the validation ones. Ties in time are ordered by a
 // seeded shuffle. Targets on items no one trained on are dropped (the model has no column for
 // them); dropped counts how many. Throws UsageError when the data has no timestamps.
 struct TemporalSplit : HeldoutSplit {

@@ -19,10 +19,10 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <numeric>
-#include <cstdio>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -1149,8 +1149,8 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file,
       vmin = std::min<double>(vmin, r);
       vmax = std::max<double>(vmax, r);
       raw.add(f[cols.col[kUserCol]], f[cols.col[kItemCol]], r, lr.line_no());
-      // Times are only needed by the temporal protocol, so a line without a readable one is no
-      // error here: the times are given up, and the reason kept for that protocol to report.
+      // Times are only needed by the timed protocols (temporal, cutoff), so a line without a readable
+      // one is no error here: the times are given up, and the reason kept for those to report.
       if (raw.no_times.empty()) {
         const int tc = cols.col[kTimeCol];
         int64_t ts = 0;

@@ -65,7 +65,8 @@ struct EvalSet {
   Tensor<int32_t> rows;
   int64_t n = 0;
   // Each row's training row, when the evaluated users are training users (CDAE may then use its
-  // per-user vectors): the ratings protocol's rows themselves, temporal's map; empty: none.
+  // per-user vectors): the ratings protocol's rows themselves, the timed protocols' maps (kNoRow
+  // for a user with no row); empty: none.
   Tensor<int32_t> users;
 };
 
@@ -365,7 +366,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   Csr train;
   Csr eval_input, eval_target;  // the set reported each epoch
   Csr test_input, test_target;  // final report (heldout, temporal: test users; else = eval set)
-  std::vector<int32_t> eval_user_rows, test_user_rows;  // each evaluated row's training row (ratings, temporal)
+  std::vector<int32_t> eval_user_rows, test_user_rows;  // each evaluated row's training row (ratings, timed)
   bool have_val = false;
   if (opt.protocol == "seed") {
     SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
