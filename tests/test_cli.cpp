@@ -854,10 +854,12 @@ TEST(Cli, CutoffProtocolRefusesCutsItCannotRead) {
   EXPECT_NE(bad.code, 0);
   EXPECT_THAT(bad.out, HasSubstr("--test-from '1998-02-30' is neither a share of the ratings in (0, 1)"));
   EXPECT_THAT(bad.out, ::testing::Not(HasSubstr("Epoch [")));
+  EXPECT_THAT(bad.out, ::testing::Not(HasSubstr("device:")));  // refused before the backend is set up
   const CmdResult order = run_cli(std::string("train --protocol cutoff --test-from 1998-01-01 --val-from 1998-02-01 "
                                               "--epochs 1 ") + kSmall);
   EXPECT_NE(order.code, 0);
   EXPECT_THAT(order.out, HasSubstr("--val-from 1998-02-01 is not before --test-from 1998-01-01"));
+  EXPECT_THAT(order.out, ::testing::Not(HasSubstr("device:")));
   // A cut after every rating: nothing to score, and the note says what to move.
   const CmdResult late = run_cli(std::string("train --protocol cutoff --test-from 2030-01-01 --val-from 0.8 --epochs 1 "
                                              "--quiet ") + kSmall);

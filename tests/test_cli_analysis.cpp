@@ -350,6 +350,53 @@ TEST_F(CliAnalysis, ClusterIntoTheMainJobsFolderRecoloursItsTsne) {
   for (const auto& row : cli_test::parse_csv(read_file(dir / "clusters.csv"))) EXPECT_TRUE(row.at("x").empty());
 }
 
+// The folder's embeddings.npy is what its clusters.csv was computed from: another model's are
+// replaced (with a logvar.npy beside them), while embed --sample's draws of this very model (told
+// by its logvar.npy) are kept.
+TEST_F(CliAnalysis, ClusterReplacesAnotherModelsEmbeddingsButKeepsEmbedsDrawsOfItsOwn) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const fs::path other = sub("other_model");
+  const CmdResult t = run_cli("train --epochs 1 --quiet " + kData + " --seed 5 --out " + other.string());
+  ASSERT_EQ(t.code, 0) << t.out;
+  const std::string other_model = (other / "model.safetensors").string();
+  int64_t rows = 0, cols = 0;
+  auto npy = [&](const fs::path& p) { return vae::load_npy_f32(p.string(), &rows, &cols); };
+  const std::vector<float> main_mu = npy(run_dir() / "embeddings.npy");
+
+  // The main job's folder, clustered with another model.
+  const fs::path dir = sub("mixed");
+  fs::copy(run_dir(), dir, fs::copy_options::recursive);
+  const CmdResult r = run_cli("cluster " + kData + " --model-file " + other_model + " --k 2 --n-init 2 --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: " + dir.string() + "/embeddings.npy and user_ids.csv of an earlier run are replaced "
+                               "by the embeddings clustered here"));
+  const CmdResult mu = run_cli("embed " + kData + " --model-file " + other_model + " --out " + (other / "emb").string());
+  ASSERT_EQ(mu.code, 0) << mu.out;
+  const std::vector<float> other_mu = npy(other / "emb" / "embeddings.npy");
+  ASSERT_NE(other_mu, main_mu);
+  EXPECT_EQ(npy(dir / "embeddings.npy"), other_mu);
+
+  // embed --sample --logvar of the other model, then cluster it: the draws stay.
+  const fs::path drawn = sub("drawn");
+  const CmdResult e = run_cli("embed " + kData + " --model-file " + other_model + " --sample --logvar --out " + drawn.string());
+  ASSERT_EQ(e.code, 0) << e.out;
+  const std::string draws = read_file(drawn / "embeddings.npy");
+  const CmdResult kept = run_cli("cluster " + kData + " --model-file " + other_model + " --k 2 --n-init 2 --out " +
+                                 drawn.string());
+  ASSERT_EQ(kept.code, 0) << kept.out;
+  EXPECT_THAT(kept.out, HasSubstr("note: " + drawn.string() + "/embeddings.npy is kept: embed's draws of z from this model"));
+  EXPECT_EQ(read_file(drawn / "embeddings.npy"), draws);
+  EXPECT_TRUE(fs::exists(drawn / "logvar.npy"));
+
+  // The main model clustered there: the draws and their logvar.npy are another model's now.
+  const CmdResult swapped = run_cli("cluster " + kData + " --model-file " + model() + " --k 2 --n-init 2 --out " +
+                                    drawn.string());
+  ASSERT_EQ(swapped.code, 0) << swapped.out;
+  EXPECT_THAT(swapped.out, HasSubstr("/embeddings.npy and user_ids.csv, logvar.npy of an earlier run are replaced"));
+  EXPECT_EQ(npy(drawn / "embeddings.npy"), main_mu);
+  EXPECT_FALSE(fs::exists(drawn / "logvar.npy"));
+}
+
 // --k-range: a table of inertia and silhouette per k, the profiles at the best k, k_scan.csv
 // and k_scan.svg; a later run with one k into the same folder removes them (another k's scan).
 TEST_F(CliAnalysis, ClusterKRangeScansAndKeepsTheBestSilhouette) {

@@ -252,6 +252,7 @@ TEST(Profile, ReportText) {
                      "with users as the units at a 100% false-discovery rate;"),
             std::string::npos)
       << all;
+  EXPECT_NE(all.find("[n] = the cluster's ratings of the movie, or its users with the occupation)\n"), std::string::npos);
   EXPECT_EQ(all.find("(Distinctive:"), all.rfind("(Distinctive:"));
   // Untested clusters (the defaults ask for 30 users) get no legend.
   EXPECT_EQ(format_cluster_report(profile_clusters(tiny(), kUsers, kLabels, 2)).find("(Distinctive:"), std::string::npos);
@@ -513,6 +514,10 @@ TEST(Profile, WithoutMetadata) {
   EXPECT_EQ(r.find("Users:"), std::string::npos);
   EXPECT_DOUBLE_EQ(p[0].median_age, -1.0);
   EXPECT_TRUE(genre_counts(d, {0, 1}).empty());
+  // The legend explains only what the report can show: no occupations without user data.
+  const std::string all = format_cluster_report(profile_clusters(d, kUsers, kLabels, 2, low_support()));
+  EXPECT_NE(all.find("[n] = the cluster's ratings of the movie)\n"), std::string::npos) << all;
+  EXPECT_EQ(all.find("occupation"), std::string::npos) << all;
 }
 
 TEST(Profile, RejectsInconsistentInput) {

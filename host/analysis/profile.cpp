@@ -425,9 +425,11 @@ std::string format_cluster_report(const ClusterProfile& p) {
 std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
   std::string s;
   const ClusterProfile* tested = nullptr;
+  bool occupations = false;  // data without user demographics (ml-latest) has none to explain
   for (size_t i = 0; i < profiles.size(); ++i) {
     s += (i ? "\n" : "") + format_cluster_report(profiles[i]);
     if (profiles[i].tested && profiles[i].size > 0) tested = &profiles[i];
+    occupations = occupations || !profiles[i].top_occupations.empty();
   }
   // Once, under the clusters: what the numbers of the Distinctive lines are.
   if (tested) {
@@ -435,7 +437,8 @@ std::string format_cluster_report(const std::vector<ClusterProfile>& profiles) {
     std::snprintf(rate, sizeof rate, "%g%%", 100.0 * tested->fdr);
     s += std::string("\n(Distinctive: a larger share of the cluster's ratings, or users, than of the other users', ") +
          "tested with users as the units at a " + rate + " false-discovery rate; lift = the cluster's share / " +
-         "everyone's; [n] = the cluster's ratings of the movie, or its users with the occupation)\n";
+         "everyone's; [n] = the cluster's ratings of the movie" +
+         (occupations ? ", or its users with the occupation" : "") + ")\n";
   }
   return s;
 }

@@ -157,6 +157,40 @@ bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const 
   return true;
 }
 
+// Whether cluster writes the embeddings it clusters into out_dir, so that the folder's
+// embeddings.npy is what its clusters.csv was computed from (and a later run can tell that its
+// t-SNE map is of the same ones). Not when the folder holds them already, nor when it holds
+// embed's output of this very model (its logvar.npy is this model's: embed --sample's draws, not
+// cluster's to replace). Other embeddings (another model's, or draws without a logvar.npy to tell
+// whose) are replaced, with a note, and a logvar.npy beside them goes too.
+bool cluster_writes_embeddings(const std::string& out_dir, const Embeddings& e, const Dataset& d, StagedFiles& staged) {
+  if (out_dir.empty()) return false;
+  const std::string npy = out_dir + "/embeddings.npy", lv = out_dir + "/logvar.npy";
+  std::error_code ec;
+  if (!std::filesystem::exists(npy, ec)) return true;
+  const int64_t n = static_cast<int64_t>(e.users.size());
+  auto holds = [](const std::string& path, const std::string& bytes) {
+    try {
+      return text::read_file(path) == bytes;
+    } catch (const DataError&) {
+      return false;
+    }
+  };
+  const bool same_users = holds(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
+  if (same_users && holds(npy, npy_f32_bytes(e.z, n, e.dim))) return false;
+  if (same_users && !e.logvar.empty() && holds(lv, npy_f32_bytes(e.logvar, n, e.dim))) {
+    std::cerr << "note: " << npy << " is kept: embed's draws of z from this model (its logvar.npy is this "
+              << "model's); the clusters are of the latent means\n";
+    return false;
+  }
+  const bool logvar = std::filesystem::exists(lv, ec);
+  std::cerr << "note: " << npy << " and user_ids.csv" << (logvar ? ", logvar.npy" : "")
+            << " of an earlier run are replaced by the embeddings clustered here: the folder's were other ones "
+            << "(another model's, or draws of z without this model's logvar.npy beside them)\n";
+  if (logvar) staged.remove_on_commit(lv, /*explained=*/true);
+  return true;
+}
+
 // K-Means of the users' embeddings (`what` they are, for the report), the profile report, t-SNE
 // when asked; clusters.csv, cluster_lift.csv and cluster_movies.csv (and embeddings.npy, user_ids.csv when
 // write_embeddings) into out_dir, staged with the rest of the command's files.
@@ -699,19 +733,20 @@ int run_cluster(Options& o) {
   const Dataset d = load_data(o);
   AnalysisModel a = obtain_analysis_model(o, d);
   StagedFiles staged;
-  // The clustered embeddings go beside the clusters (so that a later run can tell its t-SNE map
-  // is of the same ones), unless the folder already holds embeddings: the same, or embed's
-  // (sampled z, logvar) that are not this command's to replace.
   std::error_code ec;
-  const bool write_embeddings = !o.out.empty() && !std::filesystem::exists(o.out + "/embeddings.npy", ec);
   if (a.svd) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
-    cluster_embeddings(svd_user_embeddings(*a.svd, d), "SVD user vectors (p_u" +
-                           std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
-                       d, co, o.out, write_embeddings, staged);
+    const Embeddings e = svd_user_embeddings(*a.svd, d);
+    cluster_embeddings(e, "SVD user vectors (p_u" + std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
+                       d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
   } else {
-    cluster_report(*a.be, *a.ae.model, a.ae.info, d, cluster_options(o), o.out, write_embeddings, staged);
+    // logvar only to recognise embed's output of this model in the folder.
+    const bool logvar = !o.out.empty() && std::filesystem::exists(o.out + "/logvar.npy", ec);
+    const Embeddings e = encode_users(*a.be, *a.ae.model, a.ae.info, d, /*sample=*/false, logvar);
+    ClusterOptions co = cluster_options(o);
+    co.cuda = a.be->name() == "cuda";
+    cluster_embeddings(e, "latent means", d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
   }
   commit_and_report(staged, o.out, "cluster_report.html");  // nothing is staged without --out
   return 0;

@@ -233,6 +233,8 @@ int run_train(Options& o, bool main_job) {
     if (is_svd_kind(file_kind)) return run_svd_file(o, d);
   }
   if (is_svd_kind(o.train.model.kind)) return run_svd_train(o, d, main_job);
+  // Unreadable or misordered cuts are refused before the device is set up.
+  if (o.model_file.empty() && o.train.protocol == "cutoff") (void)resolve_cutoff(d, o.train.val_from, o.train.test_from);
   auto be = make_backend(o);
   std::cerr << "device: " << be->name() << " (GEMMs " << precision_name(be->gemm_precision()) << ")\n";
   if (o.train.folds >= 2) return run_train_folds(o, *be, d, main_job);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"  // kNoRow
@@ -178,6 +179,9 @@ int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* 
 // The validation cut when none is given: as many ratings between it and test_from as from
 // test_from on.
 int64_t default_val_cut(const Dataset& d, int64_t test_from);
+// --val-from and --test-from as the two cuts {val_from, test_from} (val_from "": the default),
+// refused unless val_from < test_from.
+std::pair<int64_t, int64_t> resolve_cutoff(const Dataset& d, const std::string& val_from, const std::string& test_from);
 // The protocols whose evaluated users split into fold-in input and held-out target items, with
 // validation users choosing the epoch: heldout (other users), temporal and cutoff (the same
 // users, later).

@@ -289,6 +289,14 @@ TemporalSplit split_temporal(const Dataset& d, const HeldoutOptions& opt, int la
   return s;
 }
 
+namespace {
+void check_cut_order(int64_t val_from, int64_t test_from) {
+  if (val_from >= test_from)
+    throw UsageError("--val-from " + utc_time(val_from) + " is not before --test-from " + utc_time(test_from) +
+                     ": the validation ratings are those between the two");
+}
+}  // namespace
+
 int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* option) {
   require_times(d, "cutoff");
   const std::string_view w = text::trim(when);
@@ -323,11 +331,16 @@ int64_t default_val_cut(const Dataset& d, int64_t test_from) {
   return *at;
 }
 
+std::pair<int64_t, int64_t> resolve_cutoff(const Dataset& d, const std::string& val_from, const std::string& test_from) {
+  const int64_t test = resolve_time_cut(d, test_from, "--test-from");
+  const int64_t val = val_from.empty() ? default_val_cut(d, test) : resolve_time_cut(d, val_from, "--val-from");
+  check_cut_order(val, test);
+  return {val, test};
+}
+
 TemporalSplit split_cutoff(const Dataset& d, const HeldoutOptions& opt, int64_t val_from, int64_t test_from) {
   require_times(d, "cutoff");
-  if (val_from >= test_from)
-    throw UsageError("--val-from " + utc_time(val_from) + " is not before --test-from " + utc_time(test_from) +
-                     ": the validation ratings are those between the two");
+  check_cut_order(val_from, test_from);
   const Csr& r = d.ratings;
   std::vector<uint8_t> part(static_cast<size_t>(r.nnz()), 0);
   for (int64_t k = 0; k < r.nnz(); ++k) part[k] = d.rating_times[k] >= test_from ? 2 : d.rating_times[k] >= val_from;

@@ -346,8 +346,7 @@ int64_t resolve_defaults(TrainOptions& opt) {
 TemporalSplit split_timed(const Dataset& d, const TrainOptions& opt) {
   if (opt.protocol == "temporal") return split_temporal(d, opt.heldout, opt.leave_last, opt.seed);
   VAE_CHECK(opt.protocol == "cutoff", "split_timed: not a timed protocol");
-  const int64_t test_from = resolve_time_cut(d, opt.test_from, "--test-from");
-  const int64_t val_from = opt.val_from.empty() ? default_val_cut(d, test_from) : resolve_time_cut(d, opt.val_from, "--val-from");
+  const auto [val_from, test_from] = resolve_cutoff(d, opt.val_from, opt.test_from);
   return split_cutoff(d, opt.heldout, val_from, test_from);
 }
 
