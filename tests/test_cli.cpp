@@ -21,6 +21,7 @@
 
 #include "backend/backend.h"
 #include "cli_runner.h"
+#include "train/trainer.h"
 #include "data/text_reader.h"
 
 namespace {
@@ -545,6 +546,13 @@ TEST(Cli, RatingsFarOffTheScaleAreNoted) {
                                "its ratings run from 1 to 1e+30"));
   const CmdResult ok = run_cli(std::string("info ") + kSmall);
   EXPECT_THAT(ok.out, Not(HasSubstr("the ratings run from")));
+  EXPECT_THAT(ok.out, Not(HasSubstr("are 0")));
+  // Ratings of 0 are kept, and said to look like no rating to the autoencoders.
+  std::ofstream(dir / "zeros.csv") << "u,i,r\n1,1,0\n1,2,4\n2,1,0\n2,2,1\n3,1,2\n3,3,5\n";
+  const CmdResult z = run_cli("info --data " + (dir / "zeros.csv").string());
+  EXPECT_EQ(z.code, 0) << z.out;
+  EXPECT_THAT(z.out, HasSubstr("zeros.csv: 2 ratings are 0, which the autoencoders' rating vectors cannot tell from no "
+                               "rating"));
 }
 
 // --out never harms what is already there: the writability probe is a file of the run's own
@@ -806,7 +814,7 @@ TEST(Cli, TemporalProtocolNamesTheLineWithoutATime) {
                                 "--data synthetic:users=20,items=30,ratings=60");
   ASSERT_EQ(few.code, 0) << few.out;
   EXPECT_THAT(few.out, HasSubstr("holds no ratings to predict: every metric is undefined (nan); use a larger data set or "
-                                 "a lower --threshold (a user is scored from 7 positives up)"));
+                                 "a lower --threshold or --leave-last (a user is scored from 7 positives up)"));
   fs::remove_all(dir);
 }
 
@@ -860,11 +868,19 @@ TEST(Cli, CutoffProtocolRefusesCutsItCannotRead) {
   EXPECT_NE(order.code, 0);
   EXPECT_THAT(order.out, HasSubstr("--val-from 1998-02-01 is not before --test-from 1998-01-01"));
   EXPECT_THAT(order.out, ::testing::Not(HasSubstr("device:")));
-  // A cut after every rating: nothing to score, and the note says what to move.
-  const CmdResult late = run_cli(std::string("train --protocol cutoff --test-from 2030-01-01 --val-from 0.8 --epochs 1 "
-                                             "--quiet ") + kSmall);
-  ASSERT_EQ(late.code, 0) << late.out;
-  EXPECT_THAT(late.out, HasSubstr("every metric is undefined (nan); use a larger data set or an earlier --test-from"));
+  // A cut after every rating, with and without --val-from: nothing to test on, and the message
+  // says which way to move it.
+  for (const char* val : {"--val-from 0.8 ", ""}) {
+    const CmdResult late = run_cli(std::string("train --protocol cutoff --test-from 2030-01-01 ") + val +
+                                   "--epochs 1 --quiet " + kSmall);
+    EXPECT_NE(late.code, 0) << late.out;
+    EXPECT_THAT(late.out, HasSubstr("--test-from 2030-01-01 is after the last rating"));
+    EXPECT_THAT(late.out, HasSubstr("no rating is left to test on; move it earlier"));
+  }
+  const CmdResult early = run_cli(std::string("train --protocol cutoff --val-from 1970-01-02 --epochs 1 --quiet ") + kSmall);
+  EXPECT_NE(early.code, 0) << early.out;
+  EXPECT_THAT(early.out, HasSubstr("--val-from 1970-01-02 is not after the first rating ("));
+  EXPECT_THAT(early.out, HasSubstr("no rating is left to train on; move it later"));
   const CmdResult ignored = run_cli(std::string("train --test-from 0.5 --epochs 1 --quiet ") + kSmall);
   ASSERT_EQ(ignored.code, 0) << ignored.out;
   EXPECT_THAT(ignored.out, HasSubstr("note: --test-from is ignored by vae (seed protocol); it applies to the cutoff "
@@ -878,7 +894,8 @@ TEST(Cli, FewTrainingStepsAreNoted) {
   ASSERT_EQ(m.code, 0) << m.out;
   // 200 users, 20 % each for validation and test: 120 training rows, one batch of 500.
   // Weights min(0.2, step / 200000) at steps 0, 1, 2.
-  EXPECT_THAT(m.out, HasSubstr("note: the KL weight anneals to beta 0.2 over 200000 steps and this run makes 3 (3 epochs "
+  EXPECT_THAT(m.out, HasSubstr("note: the KL weight rises by 1/200000 a step up to beta 0.2 (reached at step 40000) and this "
+                               "run makes 3 (3 epochs "
                                "of 1 step): its last step's weight is 1e-05; --anneal-steps 10 or less, more --epochs "
                                "or a smaller --batch-size reach beta"));
   // Step 2's weight min(0.2, 2 / 10) is beta: reached, although before the anneal's end.
@@ -1182,8 +1199,33 @@ std::set<std::string> wrote_files(const std::string& out, const fs::path& dir) {
 std::set<std::string> files_under(const fs::path& dir) {
   std::set<std::string> files;
   for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) files.insert(e.path().lexically_relative(dir).generic_string());
+    if (e.is_regular_file() && e.path().filename() != vae::kWrittenFilesName)
+      files.insert(e.path().lexically_relative(dir).generic_string());
   return files;
+}
+
+// A folder of the user's given as --out keeps the user's files, even under a run file's name:
+// only files an earlier run is recorded as writing there are removed.
+TEST(Cli, OutKeepsFilesNoRunWrote) {
+  const fs::path dir = temp_dir("users_own");
+  std::ofstream(dir / "tsne.svg") << "mine";
+  std::ofstream(dir / "notes.txt") << "mine";
+  const CmdResult r = run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: kept " + dir.string() + "/tsne.svg: this run does not produce it, but no earlier "
+                               "run of vae_gpu is recorded as writing it"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("removed ")));
+  EXPECT_EQ(read_text(dir / "tsne.svg"), "mine");
+  EXPECT_EQ(read_text(dir / "notes.txt"), "mine");
+  // The main job then writes tsne.svg (over the user's: the run's own name, written, not removed),
+  // and a later train run removes it as that run's.
+  ASSERT_EQ(run_cli(std::string("--epochs 1 --quiet ") + kSmall + " --out " + dir.string()).code, 0);
+  const CmdResult again = run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("tsne.svg"));
+  EXPECT_FALSE(fs::exists(dir / "tsne.svg"));
+  EXPECT_EQ(read_text(dir / "notes.txt"), "mine");
+  fs::remove_all(dir);
 }
 
 // Every "wrote" line names exactly the files the run put in a fresh --out: the SVD's curves.svg
@@ -1202,6 +1244,10 @@ TEST(Cli, WroteLinesNameExactlyTheFilesWritten) {
     ASSERT_EQ(r.code, 0) << args << "\n" << r.out;
     EXPECT_EQ(wrote_files(r.out, dir), files_under(dir)) << args << "\n" << r.out;
   }
+  // Each folder records what was written into it, so a later run removes only those.
+  EXPECT_EQ(vae::read_written_files(cl.string()), files_under(cl));
+  EXPECT_EQ(vae::read_written_files((main_dir / "popularity").string()),
+            (std::set<std::string>{"metrics.csv", "summary.json", "user_metrics.csv"}));
   EXPECT_TRUE(files_under(svd).count("curves.svg"));
   EXPECT_TRUE(files_under(main_dir).count("popularity/summary.json"));
   fs::remove_all(root);
@@ -1308,8 +1354,9 @@ std::string run_cli_piped(const std::string& cmd, const std::string& args) {
 TEST(Cli, AutoRecFoldsCrossValidateTheRatings) {
   const fs::path dir = temp_dir("autorec_folds");
   const std::string out = " --out " + (dir / "run").string();
-  fs::create_directories(dir / "run");
-  std::ofstream(dir / "run" / "model.safetensors") << "an earlier run's model";
+  const CmdResult earlier = run_cli(std::string("train --model i-autorec --epochs 1 --quiet ") + kSmall + out);
+  ASSERT_EQ(earlier.code, 0) << earlier.out;
+  ASSERT_TRUE(fs::exists(dir / "run" / "model.safetensors"));
   const CmdResult r = run_cli(std::string("train --model i-autorec --folds 3 --epochs 2 ") + kSmall + out);
   ASSERT_EQ(r.code, 0) << r.out;
   const std::regex line(R"(Fold ([1-3])/3: RMSE ([0-9.]+), MAE ([0-9.]+) \(([0-9]+) test ratings\))");

@@ -458,6 +458,14 @@ TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {
   std::ostringstream ndcg;
   ndcg << "ndcg@20=" << s["metrics"]["ndcg@20"].get<double>();
   EXPECT_THAT(t.out, HasSubstr(ndcg.str().substr(0, 12)));
+  // --model naming the file's own kind is redundant, not an error; another kind is refused.
+  for (const char* cmd : {"train", "recommend --user 1"}) {
+    const CmdResult same = run_cli(std::string(cmd) + " " + kData + " --model vae --model-file " + model());
+    EXPECT_EQ(same.code, 0) << cmd << "\n" << same.out;
+    const CmdResult other = run_cli(std::string(cmd) + " " + kData + " --model multvae --model-file " + model());
+    EXPECT_EQ(other.code, 2) << cmd << "\n" << other.out;
+    EXPECT_THAT(other.out, HasSubstr("--model multvae disagrees with --model-file " + model() + " (a vae model): drop --model"));
+  }
   const CmdResult i = run_cli("info " + kData + " --model-file " + model());
   ASSERT_EQ(i.code, 0) << i.out;
   EXPECT_THAT(i.out, HasSubstr("model file"));
@@ -530,7 +538,7 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   const std::string m = " " + kData + " --model-file " + model();
   for (const std::string& args : {"recommend" + m, "recommend --user 1 --all-users" + m, "recommend --all-users" + m,
                                   "recommend --user nosuchuser" + m, "recommend --user 1 --top 0" + m, "embed" + m,
-                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model vae --user 1" + m,
+                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model multvae --user 1" + m,
                                   "cluster --k-range 1..4" + m, "cluster --k-range 4..3" + m, "cluster --k-range 2.." + m,
                                   "cluster --k-range two..4" + m, "cluster --k-range 2..200" + m,
                                   "cluster --k 3 --k-range 2..4" + m, "cluster --k-range 2..52" + m,

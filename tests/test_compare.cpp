@@ -498,15 +498,19 @@ TEST(Compare, FlagsNoComparedModelReadsAreNoted) {
   EXPECT_THAT(c.out, ::testing::Not(HasSubstr("--beta is ignored")));
 }
 
-// Rerun into the same directory with fewer models: the dropped models' files go, the rest stay;
-// files no compare wrote (a main job's popularity/) are left alone.
+// Rerun into the same directory with fewer models: the dropped models' files go, the rest stay.
+// A train run's folder is no compare's to fill (nor the reverse): refused, and left as it was.
 TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
   const fs::path d = temp_dir("stale");
   const fs::path other = temp_dir("stale_other");
   ASSERT_EQ(run_cli(std::string("--epochs 1 --no-tsne ") + kData + " --out " + other.string()).code, 0);
   ASSERT_TRUE(fs::exists(other / "popularity" / "summary.json"));
-  ASSERT_EQ(run_cli(std::string("compare --models ease ") + kData + " --out " + other.string()).code, 0);
+  const CmdResult into_train = run_cli(std::string("compare --models ease ") + kData + " --out " + other.string());
+  EXPECT_EQ(into_train.code, 2) << into_train.out;
+  EXPECT_THAT(into_train.out, HasSubstr("--out " + other.string() + " holds a train run's results (summary.json, "
+                                        "model.safetensors): compare writes a folder of its own"));
   EXPECT_TRUE(fs::exists(other / "popularity" / "summary.json"));
+  EXPECT_FALSE(fs::exists(other / "ease"));
   ASSERT_EQ(run_cli(std::string("compare --models ease,popularity ") + kData + " --out " + d.string()).code, 0);
   ASSERT_TRUE(fs::exists(d / "ease" / "summary.json"));
   const CmdResult c = run_cli(std::string("compare --models popularity ") + kData + " --out " + d.string());
@@ -516,6 +520,11 @@ TEST(Compare, ADroppedModelLeavesNoStaleFiles) {
   EXPECT_FALSE(fs::exists(d / "ease"));  // the folder it emptied goes too
   EXPECT_TRUE(fs::exists(d / "popularity" / "summary.json"));
   EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
+  const CmdResult train = run_cli(std::string("--epochs 1 --no-tsne ") + kData + " --out " + d.string());
+  EXPECT_EQ(train.code, 2) << train.out;
+  EXPECT_THAT(train.out, HasSubstr("holds compare's results (compare.csv and one folder per model)"));
+  EXPECT_EQ(parse_csv(read_text(d / "compare.csv")).size(), 1u);
+  EXPECT_FALSE(fs::exists(d / "summary.json"));
 }
 
 // --sweep: parsed and checked like the flag it sweeps, before anything runs.

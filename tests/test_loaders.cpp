@@ -453,6 +453,18 @@ TEST_F(LoaderCsv, UnknownHeaderNamesAreReadByPosition) {
 
 // Each rating keeps its time (for the temporal protocol), in CSR order: user 10's two lines
 // come item 2 first in the file, item 1 first in the matrix.
+// MovieLens counts seconds: a stamp that is no date in them (milliseconds, a corrupt field) is
+// named with its line rather than read as a date thousands of years away.
+TEST_F(LoaderMl100k, ImplausibleTimestampsAreNamedWithTheirLine) {
+  try {
+    vae::load_ml100k(make("1\t1\t5\t881250949\n2\t3\t4\t881250949000\n"));
+    ADD_FAILURE() << "loaded";
+  } catch (const vae::DataError& e) {
+    EXPECT_HAS(std::string(e.what()), "u.data:2: timestamp 881250949000 is the date 29895-09-24 in seconds");
+    EXPECT_HAS(std::string(e.what()), "in seconds since 1970, the unit of MovieLens stamps");
+  }
+}
+
 TEST_F(LoaderMl100k, RatingTimesFollowTheirRatingsIntoCsrOrder) {
   const Dataset d = vae::load_ml100k(make());
   ASSERT_TRUE(d.has_times());
@@ -479,16 +491,31 @@ TEST_F(LoaderCsv, MillisecondTimesAreReadAsSeconds) {
   const Dataset ns = vae::load_ratings_csv(write("ns.csv", "a,x,4,1126009815123456789\n"), "", &note);
   EXPECT_EQ(ns.rating_times, (std::vector<int64_t>{1126009815}));
   EXPECT_HAS(note, "count nanoseconds");
-  // One stamp in seconds among them: the units are not clear, and the values are kept.
-  const Dataset mixed = vae::load_ratings_csv(write("mixed.csv", "a,x,4,1126009815123\nb,x,3,951782400\n"), "", &note);
-  EXPECT_EQ(mixed.rating_times, (std::vector<int64_t>{1126009815123, 951782400}));
-  EXPECT_EQ(note, "");
+  // Mixed units: the stamp that is not a date in the file's unit is named with its line.
+  auto error = [&](const std::string& name, const std::string& text) {
+    try {
+      vae::load_ratings_csv(write(name, text), "", &note);
+    } catch (const vae::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("loaded");
+  };
+  EXPECT_HAS(error("mixed.csv", "a,x,4,1126009815123\nb,x,3,951782400\n"),
+             path("mixed.csv") + ":1: timestamp 1126009815123 is the date 37651-10-31 in seconds since 1970, the unit "
+             "of the file's earliest stamp (951782400): every stamp must count the same unit");
+  EXPECT_HAS(error("mixed_ms.csv", "user,item,rating,time\na,x,4,1126009815123\nb,x,3,951782400999\nc,x,3,"
+                                   "951782400999000000\n"),
+             path("mixed_ms.csv") + ":4: timestamp 951782400999000000 is the date ");
+  EXPECT_HAS(error("mixed_ms.csv", "a,x,4,-9223372036854775808\nb,x,4,5\n"),
+             ":1: timestamp -9223372036854775808 is no date in seconds since 1970");
   // utc_time and utc_date print what the loaders read.
   EXPECT_EQ(vae::utc_time(1126009815), "2005-09-06 12:30:15");
   EXPECT_EQ(vae::utc_time(951782400), "2000-02-29");
   EXPECT_EQ(vae::utc_time(-3600), "1969-12-31 23:00:00");
   EXPECT_EQ(vae::utc_date(1126009815), "2005-09-06");
   EXPECT_EQ(vae::utc_date(253402300800), "10000-01-01");
+  EXPECT_EQ(vae::utc_time(INT64_MIN), "-9223372036854775808 s since 1970");
+  EXPECT_EQ(vae::utc_time(-62167219200), "0000-01-01");
 }
 
 // Times the temporal protocol cannot use leave the data loadable; the reason names file and line.
@@ -834,9 +861,13 @@ TEST_F(LoaderErrors, ControlBytesInQuotedFieldsAreEscaped) {
   std::string udata = "1\t1\t5\t1\n2\t1";
   udata += '\0';
   udata += "x\t4\t1\n";
+  // A NUL is no text at all: the file is refused where it holds one.
   const std::string msg = data_error([&] { vae::load_ml100k(make(udata)); });
-  EXPECT_HAS(msg, "u.data:2: non-numeric item id '1\\x00x'");
-  EXPECT_EQ(msg.back(), '\'') << msg;
+  EXPECT_HAS(msg, "u.data:2: holds a NUL byte (byte 4 of the line): not a text file");
+  std::string uitem = default_uitem();
+  uitem.insert(uitem.find('\n') + 4, 1, '\0');  // into the second item's title
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(kUData, uitem)); }),
+             "u.item:2: holds a NUL byte (byte 4 of the line): not a text file");
   // Other control bytes (here ESC and DEL) likewise.
   const std::string msg2 =
       data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\nu\x1b[31m\x7f\t1\t4\t1\n")); });
@@ -1044,7 +1075,7 @@ TEST_F(LoaderCsv, AStreamHoldingNulBytesIsRefusedAsItIsRead) {
   const int unblock = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   writer.join();
   if (unblock >= 0) close(unblock);
-  EXPECT_HAS(msg, "nul.fifo: holds a NUL byte (at byte 17): not a text file");
+  EXPECT_HAS(msg, "nul.fifo:2: holds a NUL byte (byte 1 of the line): not a text file");
 }
 
 // A folder the user may not look into is not "a folder without a ratings file". Root reads

@@ -477,7 +477,26 @@ TEST(SplitCutoffTest, CutsAreSharesDatesOrSeconds) {
   EXPECT_EQ(resolve_time_cut(d, "1998-03-31", "--val-from"), 891302400);
   // As many ratings before the test cut as after it: 52, 55, 58, 60 against 70, 75, 80, 90.
   EXPECT_EQ(default_val_cut(d, 70), 52);
-  EXPECT_THROW(default_val_cut(d, 10), UsageError);  // 4 before, 12 after
+  try {  // 4 before, 12 after
+    default_val_cut(d, 10);
+    ADD_FAILURE() << "accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("leaves 4 ratings before it, and the default --val-from would take as many as "
+                                         "come from it on (12) for validation, leaving none to train on"),
+              std::string::npos)
+        << e.what();
+  }
+  // After every rating (the last at 90): nothing to test on, said before the default cut is sought.
+  try {
+    resolve_cutoff(d, "", "91");
+    ADD_FAILURE() << "accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--test-from 1970-01-01 00:01:31 is after the last rating (1970-01-01 00:01:30)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(resolve_cutoff(d, "", "90"), std::make_pair(int64_t{80}, int64_t{90}));  // one rating from 90 on, so one (80) validates
+  EXPECT_THROW(resolve_cutoff(d, "1", "90"), UsageError);  // nothing before the first rating's time to train on
   for (const char* bad : {"soon", "1.5", "0.0", "1998-02-30", ""}) {
     try {
       resolve_time_cut(d, bad, "--test-from");
@@ -648,11 +667,22 @@ TEST_F(SplitFoldTest, BadFilesNameFileLineAndProblem) {
   EXPECT_NE(e.find("4 tab-separated fields"), std::string::npos) << e;
 
   write("u2.test", "8\t200\tfive\t1\n");
-  EXPECT_NE(error_of("2").find("rating 'five' is not a number"), std::string::npos);
+  EXPECT_NE(error_of("2").find("non-numeric rating 'five'"), std::string::npos) << error_of("2");
   write("u2.test", "8\t200\t9\t1\n");
-  EXPECT_NE(error_of("2").find("outside"), std::string::npos);
+  EXPECT_NE(error_of("2").find("rating '9' is outside the data's ratings, 1 to 5"), std::string::npos) << error_of("2");
   write("u2.test", "8\t200\t5\tnoon\n");
-  EXPECT_NE(error_of("2").find("timestamp"), std::string::npos);
+  EXPECT_NE(error_of("2").find("timestamp 'noon' is not an integer"), std::string::npos) << error_of("2");
+  write("u2.test", "8\t200\t5\t-5\n");  // before 1970, as u.data may have
+  EXPECT_EQ(error_of("2"), "");
+  // ml-100k's fold files hold what its u.data may: whole stars 1 to 5 (not the range u.data happens to use).
+  d_.format = "ml-100k";
+  write("u2.test", "8\t200\t3.5\t1\n");
+  EXPECT_NE(error_of("2").find("u2.test:1: rating '3.5' is not a whole number from 1 to 5"), std::string::npos)
+      << error_of("2");
+  write("u2.test", "\xEF\xBB\xBF" "8\t300\t5\t1\n");  // a byte-order mark, dropped as in u.data; 5 is above u.data's 4 here
+  EXPECT_EQ(error_of("2"), "");
+  d_.format = "test";
+  write("u2.test", "8\t200\t5\t1\n");
 
   write("u2.test", "8\t200\t5\t1\n7\t100\t2\t1\n");
   e = error_of("2");
@@ -700,7 +730,7 @@ TEST_F(SplitFoldTest, NonNumericOrNonPositiveIdsAreNamedAsSuch) {
   EXPECT_NE(e.find("u1.test:1: user id '0' is not a positive integer"), std::string::npos) << e;
   write("u1.test", std::string("8\t200\t5\t1\n9\t3") + '\0' + "0\t5\t1\n");
   e = error_of("1");
-  EXPECT_NE(e.find("u1.test:2: non-numeric item id '3\\x000'"), std::string::npos) << e;
+  EXPECT_NE(e.find("u1.test:2: holds a NUL byte (byte 4 of the line): not a text file"), std::string::npos) << e;
   write("u1.test", "008\t0200\t5\t1\n");
   const RatingsSplit s = split_ratings_ml100k_fold(d_, dir(), "1");
   ASSERT_EQ(s.test.nnz(), 1);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 
 #include "core/error.h"
@@ -90,6 +91,7 @@ TEST(StagedFiles, LinksInARunFolderAreReplacedNotWrittenThrough) {
   std::ofstream(dir / "run1" / "logvar.npy") << "run1 logvar";
   fs::create_symlink("../run1/metrics.csv", dir / "run2" / "metrics.csv");
   fs::create_symlink("../run1/logvar.npy", dir / "run2" / "logvar.npy");
+  std::ofstream(dir / "run2" / vae::kWrittenFilesName) << "logvar.npy\nmetrics.csv\n";  // as an earlier run left them
   {
     vae::StagedFiles staged;
     staged.add((dir / "run2" / "metrics.csv").string(), "run2 metrics");
@@ -102,6 +104,47 @@ TEST(StagedFiles, LinksInARunFolderAreReplacedNotWrittenThrough) {
   EXPECT_FALSE(fs::exists(fs::symlink_status(dir / "run2" / "logvar.npy")));
   EXPECT_EQ(read_all(dir / "run1" / "metrics.csv"), "run1 metrics");
   EXPECT_EQ(read_all(dir / "run1" / "logvar.npy"), "run1 logvar");
+  fs::remove_all(dir);
+}
+
+// A folder given as --out may hold the user's own files under a run file's name: commit removes
+// only what its folder's record says this tool wrote there, and records what it writes.
+TEST(StagedFiles, RemovesOnlyFilesItsFolderRecordLists) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_staged_record_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "sub");
+  std::ofstream(dir / "tsne.svg") << "the user's own picture";
+  {
+    vae::StagedFiles staged;
+    staged.add((dir / "metrics.csv").string(), "first");
+    staged.add((dir / "sub" / "a.csv").string(), "a");
+    staged.remove_on_commit((dir / "tsne.svg").string());
+    staged.commit();
+    EXPECT_TRUE(staged.removed().empty());
+    ASSERT_EQ(staged.kept().size(), 1u);
+    EXPECT_EQ(staged.kept()[0], (dir / "tsne.svg").string());
+  }
+  EXPECT_EQ(read_all(dir / "tsne.svg"), "the user's own picture");
+  EXPECT_EQ(vae::read_written_files(dir.string()), (std::set<std::string>{"metrics.csv"}));
+  EXPECT_EQ(vae::read_written_files((dir / "sub").string()), (std::set<std::string>{"a.csv"}));
+  {
+    vae::StagedFiles staged;  // a later run: writes tsne.svg (now recorded), drops sub/a.csv
+    staged.add((dir / "tsne.svg").string(), "<svg/>");
+    staged.remove_on_commit((dir / "sub" / "a.csv").string());
+    staged.remove_dir_if_empty_on_commit((dir / "sub").string());
+    staged.commit();
+    EXPECT_EQ(staged.removed(), (std::vector<std::string>{(dir / "sub" / "a.csv").string()}));
+  }
+  EXPECT_FALSE(fs::exists(dir / "sub"));  // emptied, its record gone with it
+  EXPECT_EQ(vae::read_written_files(dir.string()), (std::set<std::string>{"metrics.csv", "tsne.svg"}));
+  {
+    vae::StagedFiles staged;
+    staged.remove_on_commit((dir / "tsne.svg").string());
+    staged.commit();
+    EXPECT_EQ(staged.removed().size(), 1u);
+  }
+  EXPECT_FALSE(fs::exists(dir / "tsne.svg"));
+  EXPECT_EQ(vae::read_written_files(dir.string()), (std::set<std::string>{"metrics.csv"}));
   fs::remove_all(dir);
 }
 

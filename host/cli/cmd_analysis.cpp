@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <sstream>
@@ -107,6 +109,13 @@ std::string user_ids_csv(const Dataset& d, const std::vector<int32_t>& users) {
   return csv;
 }
 
+// A file's bytes as they are, for comparing outputs (not text: npy files hold NUL bytes); ""
+// when it cannot be read.
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return in ? std::string((std::istreambuf_iterator<char>(in)), {}) : std::string();
+}
+
 // The t-SNE positions already in out_dir, when they were drawn from these very embeddings: the
 // folder's embeddings.npy and user_ids.csv (the main job's) equal this run's, and its clusters.csv
 // lists the same users in the same order. t-SNE does not depend on the clustering, so a new k
@@ -120,8 +129,8 @@ bool kept_tsne_positions(const std::string& out_dir, const Embeddings& e, const 
     if (!fs::is_regular_file(out_dir + f, ec)) return false;
   std::string csv;
   try {
-    if (text::read_file(out_dir + "/embeddings.npy") != npy_f32_bytes(e.z, n, e.dim) ||
-        text::read_file(out_dir + "/user_ids.csv") != user_ids_csv(d, e.users))
+    if (file_bytes(out_dir + "/embeddings.npy") != npy_f32_bytes(e.z, n, e.dim) ||
+        file_bytes(out_dir + "/user_ids.csv") != user_ids_csv(d, e.users))
       return false;
     csv = text::read_file(out_dir + "/clusters.csv");
   } catch (const DataError&) {
@@ -169,13 +178,7 @@ bool cluster_writes_embeddings(const std::string& out_dir, const Embeddings& e, 
   std::error_code ec;
   if (!std::filesystem::exists(npy, ec)) return true;
   const int64_t n = static_cast<int64_t>(e.users.size());
-  auto holds = [](const std::string& path, const std::string& bytes) {
-    try {
-      return text::read_file(path) == bytes;
-    } catch (const DataError&) {
-      return false;
-    }
-  };
+  auto holds = [](const std::string& path, const std::string& bytes) { return file_bytes(path) == bytes; };
   const bool same_users = holds(out_dir + "/user_ids.csv", user_ids_csv(d, e.users));
   if (same_users && holds(npy, npy_f32_bytes(e.z, n, e.dim))) return false;
   if (same_users && !e.logvar.empty() && holds(lv, npy_f32_bytes(e.logvar, n, e.dim))) {
@@ -704,6 +707,7 @@ int run_embed(Options& o) {
             << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
   for (const std::string& p : staged.removed())
     std::cerr << "removed " << p << " (an earlier run's, which this run does not produce)\n";
+  note_kept_files(staged, o.out);
   if (e.empty_inputs > 0)
     std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   return 0;

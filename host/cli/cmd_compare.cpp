@@ -228,6 +228,7 @@ int run_compare(Options& o) {
     print_svd_device(svd_rc, has("svdpp"));
   }
   check_out_dir(o.out);
+  check_out_folder_kind(o.out, /*compare=*/true);
   if (!o.out.empty())
     for (const Run& run : runs) {
       const std::string dir = o.out + "/" + run.name();

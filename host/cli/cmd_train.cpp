@@ -219,6 +219,7 @@ std::string epoch_report(const TrainResult& r) {
 int run_train(Options& o, bool main_job) {
   prepare_training(o);
   check_out_dir(o.out);
+  check_out_folder_kind(o.out, /*compare=*/false);
   check_evaluation_out(o);
   const Dataset d = load_data(o);
   note_seed_protocol(o);

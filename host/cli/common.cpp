@@ -2,11 +2,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "analysis/html_report.h"
@@ -83,6 +85,12 @@ Dataset load_data(const Options& o) {
               << " (MovieLens: 0.5 to 5 stars); they are used as given: check "
               << (d.rating_column.empty() ? std::string("the third column") : "column " + text::quote(d.rating_column))
               << " is the rating\n";
+  // The autoencoders' input is the dense rating vector, where 0 stands for "not rated".
+  const auto zeros = std::count(d.ratings.values.begin(), d.ratings.values.end(), 0.0f);
+  if (zeros > 0)
+    std::cerr << "note: " << d.source << ": " << zeros << (zeros == 1 ? " rating is 0" : " ratings are 0")
+              << ", which the autoencoders' rating vectors cannot tell from no rating (popularity, EASE, SVD and "
+              << "RMSE count them); shift the scale to start at 1 if 0 is a real rating\n";
   return d;
 }
 
@@ -113,10 +121,18 @@ std::string kept_epoch(const std::string& protocol, int epoch) {
   return (is_foldin_protocol(protocol) ? "best epoch " : "epoch ") + std::to_string(epoch);
 }
 
+namespace {
+// The file decides the model: a --model naming the same kind is redundant, another one an error.
+void require_file_kind(const Options& o, const std::string& file_kind) {
+  if (!o.train.model.kind.empty() && o.train.model.kind != file_kind)
+    throw UsageError("--model " + o.train.model.kind + " disagrees with --model-file " + o.model_file + " (a " +
+                     file_kind + " model): drop --model");
+}
+}  // namespace
+
 LoadedModel load_model(const Options& o, Backend<float>& be, const Dataset& d, int64_t max_batch) {
-  if (!o.train.model.kind.empty())
-    throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
   LoadedModel lm = load_model_file(o.model_file, be, d, max_batch);
+  require_file_kind(o, lm.info.config.kind);
   std::cerr << "loaded " << lm.info.config.kind << " from " << o.model_file << " (trained on "
             << lm.info.dataset << ", " << lm.info.protocol << " protocol, "
             << kept_epoch(lm.info.protocol, lm.info.best_epoch) << ")\n";
@@ -156,9 +172,8 @@ void print_svd_device(const SvdRunConfig& rc, bool svdpp) {
 }
 
 LoadedSvd load_svd(const Options& o, const Dataset& d) {
-  if (!o.train.model.kind.empty())
-    throw UsageError("--model and --model-file together: the file decides the model (drop --model)");
   LoadedSvd ls = load_svd_model_file(o.model_file, d);
+  require_file_kind(o, ls.info.config.kind);
   const SvdOptions& so = ls.info.svd;
   std::cerr << "loaded " << ls.info.config.kind << " from " << o.model_file << " (trained on " << ls.info.dataset
             << ", split " << ls.info.ratings_split << ", seed " << ls.info.seed << ", " << so.epochs << " epochs, "
@@ -194,6 +209,17 @@ void check_out_dir(const std::string& dir) {
   throw DataError(dir, 0, "output directory: no free name for a write probe");
 }
 
+void check_out_folder_kind(const std::string& dir, bool compare) {
+  if (dir.empty()) return;
+  const std::set<std::string> ours = read_written_files(dir);
+  if (compare && (ours.count("summary.json") || ours.count("model.safetensors")))
+    throw UsageError("--out " + dir + " holds a train run's results (summary.json, model.safetensors): compare writes " +
+                     "a folder of its own (compare.csv and one folder per model), so give it another --out");
+  if (!compare && ours.count("compare.csv"))
+    throw UsageError("--out " + dir + " holds compare's results (compare.csv and one folder per model), which a train " +
+                     "run would leave half replaced: give it another --out");
+}
+
 void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report) {
   const ConsoleCapture* capture = ConsoleCapture::active();
   if (capture && !dir.empty()) {
@@ -213,6 +239,19 @@ void commit_and_report(StagedFiles& staged, const std::string& dir, const char* 
   // A trained model or an analysis going away is said, not done silently.
   if (!staged.removed().empty())
     std::cerr << "removed " << list(staged.removed()) << " (an earlier run's, which this run does not produce)\n";
+  note_kept_files(staged, dir);
+}
+
+void note_kept_files(const StagedFiles& staged, const std::string& dir) {
+  if (staged.kept().empty()) return;
+  std::string names;
+  for (const std::string& p : staged.kept())
+    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
+  std::cerr << "note: kept " << dir << (dir.back() == '/' ? "" : "/") << names
+            << ": this run does not produce " << (staged.kept().size() == 1 ? "it" : "them") << ", but no earlier run "
+            << "of vae_gpu is recorded as writing " << (staged.kept().size() == 1 ? "it" : "them") << " ("
+            << kWrittenFilesName << "), so " << (staged.kept().size() == 1 ? "it is" : "they are")
+            << " not this run's to remove; delete by hand if stale\n";
 }
 
 void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings) {

@@ -116,6 +116,10 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
     if (given(r.opt) && !r.applies)
       std::cerr << "note: " << r.opt << " is ignored by " << who << " (" << protocol << " protocol); it applies to "
                 << r.where << "\n";
+  if (given("--adamw") && o.weight_decay == 0 &&
+      std::any_of(rules.begin(), rules.end(), [](const Rule& r) { return std::string(r.opt) == "--adamw" && r.applies; }))
+    std::cerr << "note: --adamw changes how --weight-decay is applied, and --weight-decay is 0: nothing to decouple; "
+                 "give --weight-decay (AdamW's usual 0.01)\n";
 }
 
 namespace {
@@ -306,13 +310,14 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default; not the notebook VAE, whose layers are fixed); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta,
-                 "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2 annealed over "
-                 "200 000 steps, or over --anneal-steps; a given --beta is constant unless --anneal-steps is given)")
+                 "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2, the weight rising by "
+                 "1/200 000 a step (1/--anneal-steps) until it reaches 0.2, at step 40 000; a given --beta is constant "
+                 "unless --anneal-steps is given)")
       ->check(finite_at_least(0))
       ->default_str("model's");
   app.add_option("--anneal-steps", o.train.model.anneal_steps,
-                 "linear KL annealing steps (0 = off, a constant beta; default: Mult-VAE 200 000 with its default beta, "
-                 "otherwise off)")
+                 "linear KL annealing: the weight is min(beta, step / N) (0 = off, a constant beta; default: Mult-VAE "
+                 "200 000 with its default beta, otherwise off)")
       ->check(whole_in(0, int64_t{1} << 40))
       ->default_str("model's");
   app.add_option("--dropout", o.train.model.dropout, "input dropout (Mult-VAE, CDAE; default 0.5)")

@@ -110,6 +110,9 @@ void ensure_dir(const std::string& dir);
 // The output directory, made and probed before any training, so an unwritable --out fails in a
 // second instead of after the run.
 void check_out_dir(const std::string& dir);
+// compare and train each write a folder of their own kind: a folder this tool is recorded as
+// filling with the other's results is refused (UsageError) rather than left half replaced.
+void check_out_folder_kind(const std::string& dir, bool compare);
 
 // Commits the staged files and says which were written ("wrote DIR/a, b, sub/c"), taken from
 // what was staged so the line cannot drift from the files.
@@ -117,6 +120,10 @@ void check_out_dir(const std::string& dir);
 // committed with (and only with) the files it shows. cluster keeps its own page, so that a
 // cluster run into a main job's folder (the README's way) leaves that run's report.html.
 void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report = "report.html");
+
+// The "note: kept ..." line for the files a commit did not remove because no earlier run of the
+// tool is recorded as writing them (StagedFiles::kept).
+void note_kept_files(const StagedFiles& staged, const std::string& dir);
 
 // An earlier run's cluster analysis (and embeddings) would not describe this run's model.
 void drop_analysis_files(StagedFiles& staged, const std::string& out_dir, bool embeddings);

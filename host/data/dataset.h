@@ -188,6 +188,12 @@ std::pair<int64_t, int64_t> resolve_cutoff(const Dataset& d, const std::string& 
 inline bool is_timed_protocol(const std::string& p) { return p == "temporal" || p == "cutoff"; }
 inline bool is_foldin_protocol(const std::string& p) { return p == "heldout" || is_timed_protocol(p); }
 
+// Fields of a rating line, as the loaders read them (the ml-100k fold files too); errors name
+// file and line. ml-100k: a whole number from 1 to 5; any: a finite float.
+float parse_ml100k_rating(std::string_view f, const std::string& file, long line);
+float parse_any_rating(std::string_view f, const std::string& file, long line);
+int64_t parse_timestamp_field(std::string_view f, const std::string& file, long line);  // any int64
+
 // Times: integer seconds since 1970, or an ISO date "YYYY-MM-DD[(T| )HH:MM[:SS]][Z]" read as UTC.
 // false for anything else.
 bool parse_time_field(std::string_view f, int64_t* out);

@@ -244,6 +244,20 @@ int64_t parse_timestamp(std::string_view f, const std::string& file, long line) 
   return t;
 }
 
+}  // namespace
+
+float parse_ml100k_rating(std::string_view f, const std::string& file, long line) {
+  return parse_rating(f, Scale::kWhole1to5, file, line);
+}
+float parse_any_rating(std::string_view f, const std::string& file, long line) {
+  return parse_rating(f, Scale::kAny, file, line);
+}
+int64_t parse_timestamp_field(std::string_view f, const std::string& file, long line) {
+  return parse_timestamp(f, file, line);
+}
+
+namespace {
+
 // A MovieLens metadata id (u.item, u.user, movies.dat, users.dat, movies.csv): a positive
 // integer, leading zeros allowed.
 int64_t parse_id(std::string_view f, const char* what, const std::string& file, long line) {
@@ -295,6 +309,9 @@ void check_utf8(std::string_view s, const std::string& file, long line) {
 }
 
 // Ratings as read, with the file they came from (kept to name lines in later errors).
+// 1e11 s is in the year 5138 (and -1e11 s in -1199); 1e11 ms is 1973-03-03.
+constexpr int64_t kLatestPlausibleSecond = 100000000000;
+
 struct RawRatings {
   RawRatings(const std::string& f, bool integer_ids)
       : file(f), users("user", integer_ids), items("item", integer_ids) {}
@@ -327,6 +344,33 @@ struct RawRatings {
     u.push_back(users.intern(uf, k, file, line));
     i.push_back(items.intern(itf, k, file, line));
     v.push_back(r);
+  }
+  // Checks the times as read; returns a note on their unit ("" for seconds). detect_units (a
+  // generic CSV): stamps that as seconds would all fall after the year 5000 count milli-, micro-
+  // or nanoseconds (as many exports do) and are read as whole seconds. A stamp still outside
+  // ±kLatestPlausibleSecond (the years -1199..5138) is an error naming its line: mixed units or
+  // a corrupt field, which would make every date and cut-off meaningless.
+  std::string settle_times(bool detect_units) {
+    if (t.empty()) return "";
+    int64_t scale = 1;
+    const int64_t lo = *std::min_element(t.begin(), t.end());
+    while (detect_units && lo / scale >= kLatestPlausibleSecond && scale < 1000000000) scale *= 1000;
+    const char* unit = scale == 1 ? "seconds" : scale == 1000 ? "milliseconds" : scale == 1000000 ? "microseconds" : "nanoseconds";
+    for (size_t k = 0; k < t.size(); ++k) {
+      const int64_t sec = t[k] / scale;
+      if (sec <= kLatestPlausibleSecond && sec >= -kLatestPlausibleSecond) continue;
+      const bool calendar = sec <= (int64_t{1} << 62) && sec >= -(int64_t{1} << 62);
+      throw DataError(file, line_of(static_cast<int64_t>(k)),
+                      "timestamp " + std::to_string(t[k]) + (calendar ? " is the date " + utc_date(sec) : " is no date") +
+                          " in " + unit + " since 1970, " +
+                          (!detect_units ? std::string("the unit of MovieLens stamps")
+                           : scale > 1   ? std::string("the unit of the file's other stamps")
+                                         : "the unit of the file's earliest stamp (" + std::to_string(lo) + ")") +
+                          ": every stamp must count the same unit, within the years -1199..5138");
+    }
+    if (scale == 1) return "";
+    for (int64_t& x : t) x /= scale;
+    return std::string("its timestamps count ") + unit + " since 1970 (read as whole seconds)";
   }
   // 1-based line of rating k: re-reads the buffer (only on errors) instead of storing 8 bytes
   // per rating.
@@ -655,9 +699,6 @@ CsvColumns csv_columns(const std::vector<std::string_view>& names, const std::st
                                              : ""));
 }
 
-// 1e11 s is in the year 5138; 1e11 ms is 1973-03-03.
-constexpr int64_t kLatestPlausibleSecond = 100000000000;
-
 void finish_dataset(Dataset* d, const std::string& source, const std::string& format) {
   d->source = source;
   d->format = format;
@@ -725,6 +766,9 @@ std::string utc_date(int64_t t) {
 }
 
 std::string utc_time(int64_t t) {
+  // Beyond about ±1e11 years the day arithmetic below would overflow: plain seconds.
+  constexpr int64_t kPrintable = int64_t{1} << 62;
+  if (t > kPrintable || t < -kPrintable) return std::to_string(t) + " s since 1970";
   // civil_from_days (Howard Hinnant), so years past 9999 or before 1970 print too.
   const int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), sec = t - days * 86400;
   const int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097, doe = z - era * 146097;
@@ -763,6 +807,7 @@ Dataset load_ml100k(const std::string& dir) {
       raw.t.push_back(ts);
     }
   }
+  raw.settle_times(/*detect_units=*/false);  // MovieLens counts seconds
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
   d.no_times = raw.no_times;
 
@@ -921,6 +966,7 @@ Dataset load_ml1m(const std::string& dir) {
       raw.t.push_back(ts);
     }
   }
+  raw.settle_times(/*detect_units=*/false);  // MovieLens counts seconds
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
   d.no_times = raw.no_times;
 
@@ -1045,6 +1091,7 @@ Dataset load_mllatest(const std::string& dir) {
       raw.t.push_back(ts);
     }
   }
+  raw.settle_times(/*detect_units=*/false);  // MovieLens counts seconds
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
   d.no_times = raw.no_times;
 
@@ -1166,22 +1213,10 @@ Dataset load_ratings_csv(const std::string& file, const std::string& items_file,
       }
     }
   }
+  const std::string unit = raw.settle_times(/*detect_units=*/true);
+  const std::string time_note = unit.empty() ? "" : "note: " + file + ": " + unit;
   d.ratings = build_csr(raw, &d.user_ids, &d.item_ids, &d.rating_times);
   d.no_times = raw.no_times;
-  // Seconds past 1e11 would be after the year 5000: such stamps count milli-, micro- or
-  // nanoseconds (as many exports do), read as whole seconds so dates and cut-offs mean what they say.
-  std::string time_note;
-  if (!d.rating_times.empty()) {
-    const int64_t lo = *std::min_element(d.rating_times.begin(), d.rating_times.end());
-    int64_t scale = 1;
-    while (lo / scale >= kLatestPlausibleSecond && scale < 1000000000) scale *= 1000;
-    if (scale > 1) {
-      for (int64_t& t : d.rating_times) t /= scale;
-      time_note = "note: " + file + ": its timestamps count " +
-                  (scale == 1000 ? "milliseconds" : scale == 1000000 ? "microseconds" : "nanoseconds") +
-                  " since 1970 (read as whole seconds)";
-    }
-  }
   if (note) *note = cols.note.empty() || time_note.empty() ? cols.note + time_note : cols.note + "\n" + time_note;
   d.rating_min = static_cast<float>(vmin);
   d.rating_max = static_cast<float>(vmax);

@@ -1,6 +1,7 @@
 // Train/test splits, all deterministic from a seed through Philox stream RngStream::split.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -322,10 +323,14 @@ int64_t default_val_cut(const Dataset& d, int64_t test_from) {
   const auto before = static_cast<int64_t>(
       std::count_if(times.begin(), times.end(), [&](int64_t t) { return t < test_from; }));
   const auto after = static_cast<int64_t>(times.size()) - before;
+  if (after == 0)  // as many before it as after: none
+    throw UsageError("--test-from " + utc_time(test_from) + " is after the last rating: no rating is left to test on; "
+                     "move it earlier");
   if (before - after <= 0)
-    throw UsageError("--test-from " + utc_time(test_from) + " leaves " + std::to_string(before) + " ratings before it and " +
-                     std::to_string(after) +
-                     " from it on: too few to train on and validate with as many; move it later or give --val-from");
+    throw UsageError("--test-from " + utc_time(test_from) + " leaves " + std::to_string(before) +
+                     " ratings before it, and the default --val-from would take as many as come from it on (" +
+                     std::to_string(after) + ") for validation, leaving none to train on: move --test-from later or "
+                     "give --val-from");
   const auto at = times.begin() + (before - after);
   std::nth_element(times.begin(), at, times.end());
   return *at;
@@ -333,8 +338,15 @@ int64_t default_val_cut(const Dataset& d, int64_t test_from) {
 
 std::pair<int64_t, int64_t> resolve_cutoff(const Dataset& d, const std::string& val_from, const std::string& test_from) {
   const int64_t test = resolve_time_cut(d, test_from, "--test-from");
+  const auto [first, last] = std::minmax_element(d.rating_times.begin(), d.rating_times.end());
+  if (test > *last)
+    throw UsageError("--test-from " + utc_time(test) + " is after the last rating (" + utc_time(*last) +
+                     "): no rating is left to test on; move it earlier");
   const int64_t val = val_from.empty() ? default_val_cut(d, test) : resolve_time_cut(d, val_from, "--val-from");
   check_cut_order(val, test);
+  if (val <= *first)
+    throw UsageError("--val-from " + utc_time(val) + " is not after the first rating (" + utc_time(*first) +
+                     "): no rating is left to train on; move it later");
   return {val, test};
 }
 
@@ -445,36 +457,45 @@ struct FoldReader {
 
   explicit FoldReader(const Dataset& ds) : d(ds), users(ds.user_ids, "user"), items(ds.item_ids, "item") {}
 
-  // Reads "user\titem\trating\ttimestamp" lines; `exclude` holds pairs of the other file.
+  // Reads "user\titem\trating\ttimestamp" lines, each field as u.data's reader does (ml-100k:
+  // whole stars 1 to 5; other data: a number within the data's range); `exclude` holds pairs of
+  // the other file.
   Csr read(const std::string& path, std::unordered_set<uint64_t>& pairs,
            const std::unordered_set<uint64_t>* exclude) const {
-    std::ifstream in(path);
-    if (!in) throw DataError(path, 0, "cannot open file");
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) throw DataError(path, 0, "no such file");
     std::vector<int32_t> rs, cs;
     std::vector<float> vs;
-    std::string line;
-    long lineno = 0;
+    std::string buf;
+    try {
+      buf = text::read_file(path);
+    } catch (const DataError&) {
+      // An empty fold file is said by the caller, which knows which part it is.
+      std::ifstream in(path, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      if (!std::filesystem::is_regular_file(path, ec) || bytes.find_first_not_of(" \t\r\n") != std::string::npos)
+        throw;
+    }
+    text::LineReader lr(buf);
+    std::string_view line;
     std::vector<std::string_view> f;
-    while (std::getline(in, line)) {
-      ++lineno;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const bool ml100k = d.format == "ml-100k";
+    while (lr.next(&line)) {
+      const long lineno = lr.line_no();
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
       text::split(line, '\t', &f);
       if (f.size() != 4)
         throw DataError(path, lineno, "expected 4 tab-separated fields (user item rating timestamp), got " +
                                           std::to_string(f.size()));
       const int32_t u = users.find(f[0], path, lineno);
       const int32_t i = items.find(f[1], path, lineno);
-      const std::string_view rf = text::trim(f[2]);
-      double rating = 0;
-      if (text::parse_double(rf, &rating) != text::NumParse::kOk)
-        throw DataError(path, lineno, "rating " + text::quote(rf) + " is not a number");
-      if (!(rating >= d.rating_min && rating <= d.rating_max))
-        throw DataError(path, lineno, "rating " + text::quote(rf) + " outside " + std::to_string(d.rating_min) +
-                                          ".." + std::to_string(d.rating_max));
-      const std::string_view tf = text::trim(f[3]);
-      if (tf.empty() || tf.find_first_not_of("0123456789") != std::string_view::npos)
-        throw DataError(path, lineno, "timestamp " + text::quote(tf) + " is not an integer");
+      const float rating = ml100k ? parse_ml100k_rating(f[2], path, lineno) : parse_any_rating(f[2], path, lineno);
+      if (!ml100k && !(rating >= d.rating_min && rating <= d.rating_max)) {
+        char range[64];
+        std::snprintf(range, sizeof range, "%g to %g", d.rating_min, d.rating_max);
+        throw DataError(path, lineno, "rating " + text::quote(text::trim(f[2])) + " is outside the data's ratings, " + range);
+      }
+      (void)parse_timestamp_field(f[3], path, lineno);  // unused (the ratings protocol), but checked
       const uint64_t key = (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(i);
       auto who = [&] { return "user " + text::escape(d.user_ids[u], 60); };
       auto what = [&] { return "item " + text::escape(d.item_ids[i], 60); };
@@ -484,9 +505,8 @@ struct FoldReader {
         throw DataError(path, lineno, who() + ", " + what() + " is in both the base and the test file");
       rs.push_back(u);
       cs.push_back(i);
-      vs.push_back(static_cast<float>(rating));
+      vs.push_back(rating);
     }
-    if (in.bad()) throw DataError(path, 0, "read error");
     return Csr::from_triplets(d.num_users(), d.num_items(), std::move(rs), std::move(cs), std::move(vs));
   }
 };

@@ -48,13 +48,20 @@ std::string read_file(const std::string& path) {
       buf.resize(old + static_cast<size_t>(in.gcount()));
       // An endless binary stream (--data /dev/zero, /dev/urandom) would fill memory before any
       // line is parsed; text never holds a NUL byte, so stop at the first chunk that does.
-      if (const void* nul = std::memchr(buf.data() + old, 0, buf.size() - old))
-        throw DataError(path, 0,
-                        "holds a NUL byte (at byte " +
-                            std::to_string(static_cast<const char*>(nul) - buf.data()) + "): not a text file");
+      if (std::memchr(buf.data() + old, 0, buf.size() - old)) break;  // reported below
       if (!in) break;
     }
     if (in.bad()) throw DataError(path, 0, "read error");
+  }
+  // Text never holds a NUL byte: a binary file, or one damaged in copying (a NUL in a title would
+  // be written raw into every CSV and report made from it).
+  if (const void* nul = std::memchr(buf.data(), 0, buf.size())) {
+    const auto at = static_cast<size_t>(static_cast<const char*>(nul) - buf.data());
+    const auto line = 1 + std::count(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+    const size_t nl = buf.rfind('\n', at);
+    const size_t col = nl == std::string::npos ? at + 1 : at - nl;  // 1-based
+    throw DataError(path, static_cast<long>(line),
+                    "holds a NUL byte (byte " + std::to_string(col) + " of the line): not a text file");
   }
   if (buf.size() >= 3 && buf.compare(0, 3, "\xEF\xBB\xBF") == 0) buf.erase(0, 3);
   if (buf.find_first_not_of(" \t\r\n") == std::string::npos) throw DataError(path, 0, "empty file");

@@ -9,8 +9,8 @@
 
 namespace vae::text {
 
-// Whole file as bytes. Throws DataError(path, 0, ...) when it is missing, a directory,
-// unreadable or empty. A leading UTF-8 byte-order mark is dropped.
+// Whole text file as bytes. Throws DataError(path, line, ...) when it is missing, a directory,
+// unreadable, empty or holds a NUL byte (not text). A leading UTF-8 byte-order mark is dropped.
 std::string read_file(const std::string& path);
 
 // Iterates lines; strips a trailing '\r' (CRLF files) and skips lines that are empty after

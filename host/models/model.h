@@ -46,8 +46,8 @@ struct ModelConfig {
   double lambda = -1.0;    // L2 strength (AutoRec, CDAE); < 0 = the model's default
   double dropout = -1.0;   // input dropout (Mult-VAE 0.5, CDAE 0.5); < 0 = default
   double beta = -1.0;      // VAE KL weight (final value when annealing); < 0 = the model's default
-                           // (notebook VAE 1; Mult-VAE 0.2, annealed over 200 000 steps unless
-                           // anneal_steps says otherwise)
+                           // (notebook VAE 1; Mult-VAE 0.2, reached by min(beta, step / 200 000)
+                           // unless anneal_steps says otherwise)
   int64_t anneal_steps = -1;  // linear KL annealing length: 0 = off (constant beta); < 0 = the
                               // model's default (Mult-VAE with its default beta: 200 000; else off)
   float rating_min = 1.0f, rating_max = 5.0f;

@@ -497,7 +497,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
         << "undefined (nan); use a larger data set"
         << (opt.protocol == "seed"       ? " or --test-fraction"
-            : opt.protocol == "temporal" ? " or a lower --threshold (a user is scored from " +
+            : opt.protocol == "temporal" ? " or a lower --threshold or --leave-last (a user is scored from " +
                                                std::to_string(std::max(opt.heldout.min_positives, 2 * opt.leave_last + 1)) +
                                                " positives up)"
             : opt.protocol == "cutoff" ? " or an earlier --test-from"
@@ -689,8 +689,9 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const double last = c.anneal_steps > 0 ? static_cast<double>(steps - 1) / static_cast<double>(c.anneal_steps) : 0;
     if (kind == "multvae" && c.anneal_steps > 0 && c.beta > 0 && last < c.beta) {
       const int64_t fits = static_cast<int64_t>(std::floor(static_cast<double>(steps - 1) / c.beta));
-      log << "note: the KL weight anneals to beta " << c.beta << " over " << c.anneal_steps
-          << " steps and this run makes " << steps << " (" << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs")
+      log << "note: the KL weight rises by 1/" << c.anneal_steps << " a step up to beta " << c.beta
+          << " (reached at step " << static_cast<int64_t>(std::ceil(c.beta * static_cast<double>(c.anneal_steps)))
+          << ") and this run makes " << steps << " (" << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs")
           << " of " << batches << (batches == 1 ? " step" : " steps") << "): its last step's weight is " << last
           << "; " << (fits >= 1 ? "--anneal-steps " + std::to_string(fits) + " or less, " : std::string())
           << "more --epochs or a smaller --batch-size reach beta\n";
@@ -875,6 +876,15 @@ void StagedFiles::remove_on_commit(const std::string& path, bool explained) {
   if (explained) explained_.push_back(path);
 }
 
+std::set<std::string> read_written_files(const std::string& dir) {
+  std::set<std::string> names;
+  std::ifstream in(dir + "/" + kWrittenFilesName);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty() && line[0] != '#' && line.find('/') == std::string::npos) names.insert(line);
+  return names;
+}
+
 namespace {
 // Where commit() keeps an earlier file while it renames: this process's own name, so a file of
 // the user's (model.safetensors.prev) is never taken for it.
@@ -951,11 +961,48 @@ std::vector<std::string> StagedFiles::commit() {
       std::error_code ec;
       std::filesystem::remove(backup_name(paths[i]), ec);
     }
+  // An earlier run's file goes only where that folder's record lists it: a file of the same name
+  // that this tool did not write (the user's own, in a folder given as --out) stays.
+  std::map<std::string, std::set<std::string>> record;  // folder → names this tool wrote there
+  auto folder_of = [](const std::string& p) {
+    const std::string d = std::filesystem::path(p).parent_path().string();
+    return d.empty() ? std::string(".") : d;
+  };
+  auto name_of = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };
+  auto recorded = [&](const std::string& dir) -> std::set<std::string>& {
+    auto it = record.find(dir);
+    if (it == record.end()) it = record.emplace(dir, read_written_files(dir)).first;
+    return it->second;
+  };
   for (const std::string& p : stale) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(p, ec) && std::filesystem::remove(p, ec) &&
-        std::find(explained.begin(), explained.end(), p) == explained.end())
-      removed_.push_back(p);
+    if (!std::filesystem::is_regular_file(p, ec)) continue;
+    std::set<std::string>& names = recorded(folder_of(p));
+    if (!names.count(name_of(p))) {
+      kept_.push_back(p);
+      continue;
+    }
+    if (std::filesystem::remove(p, ec)) {
+      names.erase(name_of(p));
+      if (std::find(explained.begin(), explained.end(), p) == explained.end()) removed_.push_back(p);
+    }
+  }
+  for (const std::string& p : paths) recorded(folder_of(p)).insert(name_of(p));
+  for (const auto& [dir, names] : record) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) continue;
+    if (names.empty()) {  // nothing of ours left: no record either, so an emptied folder can go
+      std::filesystem::remove(dir + "/" + kWrittenFilesName, ec);
+      continue;
+    }
+    std::string text = std::string(kWrittenFilesHeader) + "\n";
+    for (const std::string& n : names) text += n + "\n";
+    try {
+      write_binary_atomically(dir + "/" + kWrittenFilesName, text);
+    } catch (const VaeError& e) {
+      // The results are in place; only the record of them is missing.
+      std::cerr << "warning: " << e.what() << "; a later run into " << dir << " will keep these files\n";
+    }
   }
   // Folders whose run files went: removed when nothing else is left in them (rmdir of a
   // non-empty folder fails, and that is fine).

@@ -4,6 +4,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,6 +154,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 // target kept), never written through,
 // so a folder of links into another run (`cp -rs`) cannot change that run. One-file outputs
 // (write_atomically) do write through a link: there the link is the user's name for the file.
+// Each folder StagedFiles writes into keeps a record of the files this tool wrote there
+// (kWrittenFilesName, one name a line), so that a later run removes only those: a file of the
+// same name that the user put there is never taken for an earlier run's.
+inline constexpr const char* kWrittenFilesName = ".vae_gpu_files";
+inline constexpr const char* kWrittenFilesHeader =
+    "# files vae_gpu wrote in this folder: a later run removes only these when it does not produce them";
+std::set<std::string> read_written_files(const std::string& dir);  // empty without a record
+
 class StagedFiles {
  public:
   StagedFiles() = default;
@@ -175,9 +184,11 @@ class StagedFiles {
   const std::vector<std::pair<std::string, std::string>>& pictures() const { return pictures_; }
   // The earlier runs' files commit() removed (those that were there), to name them.
   const std::vector<std::string>& removed() const { return removed_; }
+  // Files commit() was to remove but kept: not in their folder's record (the user's own).
+  const std::vector<std::string>& kept() const { return kept_; }
 
  private:
-  std::vector<std::string> paths_, stale_, dirs_, removed_;
+  std::vector<std::string> paths_, stale_, dirs_, removed_, kept_;
   std::vector<std::string> explained_;  // stale paths a note already named
   std::vector<std::pair<std::string, std::string>> pictures_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
