@@ -951,6 +951,13 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   EXPECT_THAT(r.out, HasSubstr("note: --dropout is ignored by vae (seed protocol); it applies to Mult-VAE and CDAE"));
   EXPECT_THAT(r.out, HasSubstr("note: --ks is ignored by vae (seed protocol); it applies to the heldout, temporal and cutoff protocols"));
   EXPECT_THAT(r.out, HasSubstr("note: --lambda is ignored by vae"));
+  // --adamw only changes how a weight decay is applied: without one it does nothing.
+  const CmdResult a = run_cli(std::string("train --epochs 1 --quiet --adamw ") + kSmall);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_THAT(a.out, HasSubstr("note: --adamw changes how --weight-decay is applied, and --weight-decay is 0"));
+  const CmdResult aw = run_cli(std::string("train --epochs 1 --quiet --adamw --weight-decay 0.01 ") + kSmall);
+  ASSERT_EQ(aw.code, 0) << aw.out;
+  EXPECT_THAT(aw.out, Not(HasSubstr("--adamw changes")));
   const CmdResult m = run_cli(std::string("train --model multvae --protocol heldout --epochs 1 --quiet --dropout 0.3 "
                                           "--ks 5 --beta 0.1 ") + kSmall);
   ASSERT_EQ(m.code, 0) << m.out;
