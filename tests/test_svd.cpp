@@ -820,3 +820,36 @@ TEST(AcceptanceMl100k, SvdAndSvdppFiveFold) {
 }
 
 }  // namespace
+
+namespace {
+vae::EpochRecord epoch_of(int epoch, double loss, double rmse) {
+  vae::EpochRecord e;
+  e.epoch = epoch;
+  e.train_loss = loss;
+  e.test_loss = rmse;
+  e.metrics = {{"rmse", rmse}, {"mae", rmse / 2}};
+  e.train_seconds = loss;
+  return e;
+}
+}  // namespace
+
+// The k-fold curve: each epoch averaged over the folds that reached it (a fold --patience stopped
+// early counts only in its own epochs).
+TEST(CrossValidationCurve, EachEpochIsTheMeanOverTheFoldsThatReachedIt) {
+  const std::vector<std::vector<vae::EpochRecord>> folds = {
+      {epoch_of(1, 2.0, 1.0), epoch_of(2, 1.0, 0.8), epoch_of(3, 0.5, 0.7)},
+      {epoch_of(1, 4.0, 1.2), epoch_of(2, 3.0, 1.0)},
+  };
+  const std::vector<vae::EpochRecord> m = vae::mean_history(folds);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].epoch, 1);
+  EXPECT_DOUBLE_EQ(m[0].train_loss, 3.0);
+  EXPECT_DOUBLE_EQ(m[0].test_loss, 1.1);
+  EXPECT_DOUBLE_EQ(m[1].metrics[0].second, 0.9);
+  EXPECT_EQ(m[1].metrics[1].first, "mae");
+  EXPECT_DOUBLE_EQ(m[1].metrics[1].second, 0.45);
+  EXPECT_DOUBLE_EQ(m[1].train_seconds, 2.0);
+  EXPECT_EQ(m[2].epoch, 3);
+  EXPECT_DOUBLE_EQ(m[2].train_loss, 0.5);  // fold 2 stopped at epoch 2
+  EXPECT_TRUE(vae::mean_history({}).empty());
+}

@@ -81,11 +81,13 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
 // AutoRec / I-AutoRec k-fold cross-validation of the ratings (--folds K): one model per fold, each
 // trained and scored as a lone ratings-protocol run on that fold, then RMSE and MAE as mean ±
 // population std over the folds (Surprise's table, as SVD's --folds). No model file is written
-// (K models, none of them "the" model); metrics.csv and curves.svg are the first fold's curve.
+// (K models, none of them "the" model); metrics.csv and curves.svg hold each epoch's mean over
+// the folds (mean_history): without --patience, their last epoch is the cross-validated figure.
 int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_job) {
   const int k = o.train.folds;
   const std::string kind = o.train.model.kind;
   std::vector<double> rmse, mae, secs, epoch_secs;
+  std::vector<std::vector<EpochRecord>> histories;
   TrainResult all;
   for (int f = 0; f < k; ++f) {
     TrainOptions t = o.train;
@@ -105,9 +107,11 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
            << mae.back() << (paren == std::string::npos ? "" : " " + r.eval_set.substr(paren)) << "\n";
       std::cout << line.str();
     }
+    histories.push_back(r.history);
     if (f == 0) all = std::move(r);
     else all.model_ptr = std::move(r.model_ptr);  // summary.json's config: every fold's is the same
   }
+  all.history = mean_history(histories);
   const CrossValidation cv = cross_validation(kind, rmse, mae, secs);
   double total = 0;
   for (double s : secs) total += s;

@@ -120,6 +120,7 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
         << ", Surprise defaults unless set): " << d.num_users() << " users x " << d.num_items() << " items, "
         << splits.size() << " split(s)\n";
   std::vector<double> rmse, mae, secs, epoch_secs;
+  std::vector<std::vector<EpochRecord>> histories;
   for (size_t f = 0; f < splits.size(); ++f) {
     if (!opt.quiet && splits.size() > 1)
       log << "Fold " << f + 1 << "/" << splits.size() << " (" << splits[f].test.nnz() << " test ratings)\n";
@@ -128,10 +129,8 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     mae.push_back(o.err.mae);
     secs.push_back(o.seconds);
     for (const EpochRecord& e : o.history) epoch_secs.push_back(e.train_seconds);
-    if (f == 0) {
-      res.history = o.history;  // metrics.csv: the first fold's curve
-      res.num_params = o.model->num_params();
-    }
+    histories.push_back(o.history);
+    if (f == 0) res.num_params = o.model->num_params();
     if (splits.size() == 1) {
       run.model = std::move(o.model);
       res.row_errors = std::move(o.err.rows);  // one split: its users can be paired with another model's
@@ -141,6 +140,7 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     }
   }
   res.metrics = {{"rmse", rmse.front()}, {"mae", mae.front()}};
+  res.history = mean_history(histories);  // one split: its own curve
   if (splits.size() > 1) {
     const CrossValidation cv = cross_validation(kind, rmse, mae, secs);
     res.metrics = cv.metrics;
@@ -162,6 +162,37 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
   res.train_rows = d.num_users();
   res.eval_rows = d.num_users();
   return run;
+}
+
+std::vector<EpochRecord> mean_history(const std::vector<std::vector<EpochRecord>>& folds) {
+  std::vector<EpochRecord> mean;
+  for (size_t e = 0;; ++e) {
+    EpochRecord m;
+    int n = 0;
+    for (const std::vector<EpochRecord>& h : folds) {
+      if (e >= h.size()) continue;
+      const EpochRecord& r = h[e];
+      if (n == 0) {
+        m = r;
+      } else {
+        m.train_loss += r.train_loss;
+        m.test_loss += r.test_loss;
+        m.train_seconds += r.train_seconds;
+        m.eval_seconds += r.eval_seconds;
+        VAE_CHECK(r.metrics.size() == m.metrics.size(), "mean_history: folds report different metrics");
+        for (size_t j = 0; j < r.metrics.size(); ++j) m.metrics[j].second += r.metrics[j].second;
+      }
+      ++n;
+    }
+    if (n == 0) break;
+    m.train_loss /= n;
+    m.test_loss /= n;
+    m.train_seconds /= n;
+    m.eval_seconds /= n;
+    for (auto& kv : m.metrics) kv.second /= n;
+    mean.push_back(std::move(m));
+  }
+  return mean;
 }
 
 CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,

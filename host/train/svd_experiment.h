@@ -39,6 +39,11 @@ struct CrossValidation {
 CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,
                                  const std::vector<double>& mae, const std::vector<double>& seconds);
 
+// k-fold cross-validation's learning curve: each epoch's losses, metrics and seconds averaged
+// over the folds that reached it (all of them unless --patience stopped some early), for
+// metrics.csv and curves.svg to agree with the cross-validated figures.
+std::vector<EpochRecord> mean_history(const std::vector<std::vector<EpochRecord>>& folds);
+
 // opt.model: hidden = factors (0 = default), lambda = reg (< 0 = 0.02); opt.adam.lr = SGD
 // learning rate (0 = default); opt.folds ≥ 2 runs k-fold cross-validation.
 SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig& rc, std::ostream& log);
