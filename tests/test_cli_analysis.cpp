@@ -472,6 +472,27 @@ TEST_F(CliAnalysis, TrainAndInfoAcceptModelFile) {
   EXPECT_THAT(i.out, HasSubstr("vae"));
 }
 
+// The split's and evaluation's options go unread by the commands that evaluate nothing with a
+// model file: said, not dropped silently.
+TEST_F(CliAnalysis, ModelFileCommandsNoteTheSplitOptionsTheyDoNotRead) {
+  ASSERT_EQ(main_->code, 0) << main_->out;
+  const std::string m = " " + kData + " --model-file " + model();
+  for (const std::string& cmd : {std::string("recommend --user 1"), std::string("similar --item 1"),
+                                  "embed --out " + sub("emb_notes").string()}) {
+    const CmdResult r = run_cli(cmd + m + " --k 5 --test-fraction 0.5 --threshold 2");
+    ASSERT_EQ(r.code, 0) << cmd << "\n" << r.out;
+    EXPECT_THAT(r.out, HasSubstr("note: --k, --test-fraction, --threshold are ignored: this command evaluates nothing, "
+                                 "and the model file's split applies"))
+        << cmd;
+  }
+  const CmdResult c = run_cli("--k 5 cluster --n-init 2 --ks 7" + m);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("note: --ks is ignored: this command evaluates nothing"));
+  const CmdResult t = run_cli("train --ks 5" + m);  // train evaluates the file: --k and --ks are read
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_THAT(t.out, Not(HasSubstr("evaluates nothing")));
+}
+
 TEST_F(CliAnalysis, CorruptModelFileExitsOneNamingTheFile) {
   ASSERT_EQ(main_->code, 0) << main_->out;
   fs::create_directories(sub("bad"));

@@ -18,7 +18,7 @@
 
 namespace vae::cli {
 
-void note_ignored_options(const Options& o, const std::vector<std::string>& compared) {
+void note_ignored_options(const Options& o, const std::vector<std::string>& compared, const std::string& command) {
   auto given = [&](const char* opt) { return o.was_given(opt); };
   // CUDA Graphs capture GPU training steps: on the CPU there are none to capture.
   const bool graph_on_cpu =
@@ -37,6 +37,18 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
     if (!ignored.empty())
       std::cerr << "note: with --model-file the file's own training settings and split apply; ignored: " << ignored
                 << "\n";
+    // recommend, similar, embed and cluster evaluate nothing: the evaluation's cut-offs and the
+    // split's parameters (the file's own apply, e.g. to --explain's liked items) go unread.
+    if (command == "recommend" || command == "similar" || command == "embed" || command == "cluster") {
+      std::string unread;
+      for (const char* opt : {"--k", "--ks", "--test-fraction", "--threshold", "--leave-last", "--test-from", "--val-from",
+                              "--fold"})
+        if (given(opt) && !(command == "cluster" && std::string(opt) == "--k"))  // cluster says why, itself
+          unread += std::string(unread.empty() ? "" : ", ") + opt;
+      if (!unread.empty())
+        std::cerr << "note: " << unread << (unread.find(',') == std::string::npos ? " is" : " are")
+                  << " ignored: this command evaluates nothing, and the model file's split applies\n";
+    }
     return;
   }
   const std::vector<std::string> kinds =
@@ -549,7 +561,14 @@ int main(int argc, char** argv) {
   }
   try {
     if (compare->parsed()) return run_compare(o);  // its notes name the models it runs
-    if (!info->parsed()) note_ignored_options(o);
+    // Only train and the main job evaluate a --model-file.
+    if (!info->parsed())
+      note_ignored_options(o, {},
+                           recommend->parsed() ? "recommend"
+                           : similar->parsed() ? "similar"
+                           : embed->parsed()   ? "embed"
+                           : cluster->parsed() ? "cluster"
+                                               : "");
     if (info->parsed()) {
       std::vector<std::string> seen;
       std::string ignored;

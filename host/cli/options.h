@@ -154,7 +154,9 @@ std::string epoch_report(const TrainResult& r);
 // Options given that the run will not read: a note each (stderr), so nobody believes a flag took
 // effect when it did not. The applicability table follows the options' help texts.
 // kinds: the models the command runs (compare); empty = the one --model (default vae).
-void note_ignored_options(const Options& o, const std::vector<std::string>& compared = {});
+// command: the subcommand ("" for the main job, train and compare), for what a --model-file leaves unread.
+void note_ignored_options(const Options& o, const std::vector<std::string>& compared = {},
+                          const std::string& command = "");
 
 // The commands (main.cpp picks one); each returns the exit status. cmd_train.cpp:
 int run_train(Options& o, bool main_job);
