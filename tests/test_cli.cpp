@@ -1211,6 +1211,24 @@ std::set<std::string> files_under(const fs::path& dir) {
   return files;
 }
 
+// The main job with SVD ends as the autoencoders' does: user 1's top 30 and the K = 3 clusters (of
+// the users' factor vectors), with the t-SNE picture under --out; no popularity row, said why.
+TEST(Cli, SvdMainJobClustersTheUserVectors) {
+  const fs::path dir = temp_dir("svd_main");
+  const CmdResult r = run_cli(std::string("--model svd --epochs 2 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("Top 30 recommendations for user "));
+  EXPECT_THAT(r.out, HasSubstr("note: no popularity comparison: svd is scored on rating prediction (RMSE)"));
+  EXPECT_THAT(r.out, HasSubstr("K-Means on the SVD user vectors (p_u) of 200 users (100 dimensions, k = 3"));
+  const auto rows = cli_test::parse_csv(read_text(dir / "clusters.csv"));
+  ASSERT_EQ(rows.size(), 200u);
+  EXPECT_FALSE(rows[0].at("x").empty());  // the t-SNE map's positions
+  EXPECT_TRUE(fs::exists(dir / "tsne.svg"));
+  EXPECT_TRUE(fs::exists(dir / "embeddings.npy"));
+  EXPECT_FALSE(fs::exists(dir / "popularity"));
+  fs::remove_all(dir);
+}
+
 // A folder of the user's given as --out keeps the user's files, even under a run file's name:
 // only files an earlier run is recorded as writing there are removed.
 TEST(Cli, OutKeepsFilesNoRunWrote) {

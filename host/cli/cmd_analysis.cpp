@@ -438,6 +438,15 @@ void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& in
   cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
 }
 
+std::string svd_vectors_name(const SvdModel& m) {
+  return "SVD user vectors (p_u" + std::string(m.options().plus_plus ? " + implicit term)" : ")");
+}
+
+void cluster_svd_report(const SvdModel& m, const Dataset& d, const ClusterOptions& co, const std::string& out_dir,
+                        bool write_embeddings, StagedFiles& staged) {
+  cluster_embeddings(svd_user_embeddings(m, d), svd_vectors_name(m), d, co, out_dir, write_embeddings, staged);
+}
+
 namespace {
 
 ClusterOptions cluster_options(const Options& o) {
@@ -742,8 +751,7 @@ int run_cluster(Options& o) {
     ClusterOptions co = cluster_options(o);
     co.cuda = o.device != "cpu" && cuda_device_available();
     const Embeddings e = svd_user_embeddings(*a.svd, d);
-    cluster_embeddings(e, "SVD user vectors (p_u" + std::string(a.svd->options().plus_plus ? " + implicit term)" : ")"),
-                       d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
+    cluster_embeddings(e, svd_vectors_name(*a.svd), d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
   } else {
     // logvar only to recognise embed's output of this model in the folder.
     const bool logvar = !o.out.empty() && std::filesystem::exists(o.out + "/logvar.npy", ec);

@@ -33,6 +33,24 @@ void drop_derived_files(StagedFiles& staged, const std::string& out_dir, bool ma
 
 // SVD / SVD++ training: metrics, the run files and (one split) model.safetensors; the main job
 // ends with user 1's top 30 like the autoencoders'.
+// The main job's K = 3 clusters and t-SNE picture (with --out) of the users' codes.
+ClusterOptions main_job_clusters(const Options& o, bool cuda) {
+  ClusterOptions co;
+  co.seed = o.seed;
+  co.cuda = cuda;
+  co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
+  co.skip_if_too_few = true;  // a tiny data set still ends the job cleanly
+  co.tsne_optional = true;
+  // On the CPU a larger set is subsampled so the job stays quick
+  // (Barnes-Hut: about 6 s at 5000 points on two cores); `cluster --tsne --tsne-max N` draws more.
+  // exact --tsne-method keeps the quadratic method's 2000 (about 7 s).
+  co.tsne_max = cuda ? o.tsne_max : std::min<int64_t>(o.tsne_max, o.tsne_method == "exact" ? 2000 : 5000);
+  co.tsne_method = o.tsne_method;
+  co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
+                     "' --tsne --tsne-max <points>";
+  return co;
+}
+
 int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   const SvdRunConfig rc = svd_run_config(o);
   print_svd_device(rc, o.train.model.kind == "svdpp");
@@ -54,12 +72,10 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
                 << " written (train without --folds to keep a model)\n";
       staged.remove_on_commit(model_path);  // an earlier run's model would not match these metrics
     }
-    // SVD's main job has no popularity row and no cluster analysis: an earlier autoencoder main
-    // job's would not describe this run.
-    if (main_job) {
-      drop_run_files(staged, o.out + "/popularity");
-      drop_analysis_files(staged, o.out, /*embeddings=*/true);
-    }
+    // SVD's main job has no popularity row (it predicts ratings, popularity ranks items): an
+    // earlier autoencoder main job's would not describe this run. Its clusters are below.
+    if (main_job) drop_run_files(staged, o.out + "/popularity");
+    if (main_job && !run.model) drop_analysis_files(staged, o.out, /*embeddings=*/true);
     if (o.model_file.empty()) drop_derived_files(staged, o.out, main_job);  // a stored model: the same one
   }
   if (main_job && run.model && d.num_users() > 0) {
@@ -73,6 +89,12 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
               << format_recommendations(rec.for_user(user, ro), d,
                                         "Top 30 recommendations for user " + user + " (" + r.model +
                                             ", rated items included):");
+    if (!o.no_baseline)
+      std::cout << "note: no popularity comparison: " << r.model << " is scored on rating prediction (RMSE), which "
+                << "popularity does not do; `vae_gpu compare --protocol ratings` sets it beside the other rating "
+                   "predictors\n";
+    // The notebooks' clusters, of the users' factor vectors.
+    cluster_svd_report(*run.model, d, main_job_clusters(o, rc.cuda), o.out, /*write_embeddings=*/true, staged);
   }
   commit_and_report(staged, o.out);  // nothing is staged without --out
   return 0;
@@ -356,20 +378,8 @@ int run_train(Options& o, bool main_job) {
                                                      ", rated items included):");
     }
     if (model_has_latent(r.model)) {
-      ClusterOptions co;
-      co.seed = o.seed;
-      co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
-      co.skip_if_too_few = true;  // a tiny data set still ends the job cleanly
-      co.tsne_optional = true;
-      // On the CPU a larger set is subsampled so the job stays quick
-      // (Barnes-Hut: about 6 s at 5000 points on two cores); `cluster --tsne --tsne-max N` draws more.
-      // exact --tsne-method keeps the quadratic method's 2000 (about 7 s).
-      co.tsne_max = be->name() == "cuda" ? o.tsne_max
-                                         : std::min<int64_t>(o.tsne_max, o.tsne_method == "exact" ? 2000 : 5000);
-      co.tsne_method = o.tsne_method;
-      co.tsne_max_flag = "more users with: vae_gpu cluster --model-file '" + o.out + "/" + kModelFileName +
-                         "' --tsne --tsne-max <points>";
-      cluster_report(*be, *r.model_ptr, info, d, co, o.out, /*write_embeddings=*/true, staged);
+      cluster_report(*be, *r.model_ptr, info, d, main_job_clusters(o, be->name() == "cuda"), o.out,
+                     /*write_embeddings=*/true, staged);
       // A collapsed code clusters into tight, well-separated blobs of noise: a high silhouette
       // says nothing about tastes there.
       if (collapsed)

@@ -146,6 +146,10 @@ struct ClusterOptions {
 void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
                     const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged);
 
+// SVD's and SVD++'s: every user's vector p_u (SVD++: with its implicit term), clustered.
+void cluster_svd_report(const SvdModel& m, const Dataset& d, const ClusterOptions& co, const std::string& out_dir,
+                        bool write_embeddings, StagedFiles& staged);
+
 // The line before the final metrics: which epoch they are from, and why that one. Only a
 // validation set (heldout) chooses a best epoch; elsewhere choosing on the test data would leak,
 // so the last epoch is reported (or, with --patience, the best on the test data, as asked).
