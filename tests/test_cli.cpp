@@ -250,6 +250,17 @@ TEST(Cli, InfoPrintsSummary) {
   const CmdResult one = run_cli("info --data " + (d / "one.csv").string());
   ASSERT_EQ(one.code, 0) << one.out;
   EXPECT_THAT(one.out, HasSubstr("times     1970-01-01 to 1970-01-01 (UTC)\n"));
+  // Real-valued ratings: ten equal bins, not a line per distinct value. 0.00 .. 0.99 by 0.01
+  // (100 values, ten in each bin).
+  {
+    std::ofstream f(d / "scores.csv");
+    for (int k = 0; k < 100; ++k) f << "u" << k % 7 << ",i" << k << "," << k / 100.0 + 1 << "\n";
+  }
+  const CmdResult scores = run_cli("info --data " + (d / "scores.csv").string());
+  ASSERT_EQ(scores.code, 0) << scores.out;
+  EXPECT_THAT(scores.out, HasSubstr("rating histogram (scale 1 to 1.99; 100 distinct values, in 10 equal bins)\n"));
+  EXPECT_THAT(scores.out, ::testing::ContainsRegex("\n  1 to 1\\.099 \\(excl\\.\\) +10 #####\n"));
+  EXPECT_THAT(scores.out, ::testing::ContainsRegex("\n  1\\.891 to 1\\.99 +10 #####\n"));
   fs::remove_all(d);
 }
 

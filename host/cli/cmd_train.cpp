@@ -431,11 +431,29 @@ int run_info(const Dataset& d) {
   }
   std::map<float, int64_t> hist;
   for (float v : r.values) ++hist[v];
-  std::cout << "rating histogram (scale " << d.rating_min << " to " << d.rating_max << ")\n";
-  for (const auto& kv : hist) {
-    const int bar = static_cast<int>(std::lround(50.0 * kv.second / std::max<int64_t>(1, r.nnz())));
-    std::cout << "  " << std::setw(4) << kv.first << " " << std::setw(9) << kv.second << " "
-              << std::string(bar, '#') << "\n";
+  auto bar = [&](int64_t n) { return std::string(static_cast<size_t>(std::lround(50.0 * n / std::max<int64_t>(1, r.nnz()))), '#'); };
+  // A star scale has a line per value; real-valued ratings (a CSV of scores) would have thousands:
+  // those go into equal-width bins.
+  constexpr size_t kMaxLevels = 20;
+  constexpr int kBins = 10;
+  if (hist.size() <= kMaxLevels) {
+    std::cout << "rating histogram (scale " << d.rating_min << " to " << d.rating_max << ")\n";
+    for (const auto& kv : hist)
+      std::cout << "  " << std::setw(4) << kv.first << " " << std::setw(9) << kv.second << " " << bar(kv.second) << "\n";
+  } else {
+    const double lo = hist.begin()->first, hi = hist.rbegin()->first, width = (hi - lo) / kBins;
+    std::vector<int64_t> bins(kBins, 0);
+    for (const auto& [v, n] : hist)
+      bins[std::min<size_t>(kBins - 1, static_cast<size_t>((v - lo) / width))] += n;
+    std::cout << "rating histogram (scale " << d.rating_min << " to " << d.rating_max << "; " << hist.size()
+              << " distinct values, in " << kBins << " equal bins)\n";
+    for (int b = 0; b < kBins; ++b) {
+      char label[64];
+      std::snprintf(label, sizeof label, "%.4g to %.4g%s", lo + b * width, b + 1 == kBins ? hi : lo + (b + 1) * width,
+                    b + 1 == kBins ? "" : " (excl.)");
+      std::cout << "  " << std::setw(24) << std::left << label << std::right << " " << std::setw(9) << bins[b] << " "
+                << bar(bins[b]) << "\n";
+    }
   }
   std::vector<int64_t> per_user(r.rows), per_item(r.cols, 0);
   for (int64_t u = 0; u < r.rows; ++u) per_user[u] = r.row_nnz(u);
