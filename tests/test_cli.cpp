@@ -703,6 +703,9 @@ TEST(Cli, RatingsFromAFileFoldInLikeTheInlineList) {
   EXPECT_EQ(none.code, 2) << none.out;
   EXPECT_THAT(none.out, HasSubstr("--ratings " + (dir / "nope.csv").string() + ": no such file, and no item_id:rating list"));
   EXPECT_THAT(none.out, ::testing::Not(HasSubstr("Epoch")));  // refused before training
+  const CmdResult folder = run_cli("recommend --epochs 1 " + std::string(kSmall) + " --ratings @" + dir.string());
+  EXPECT_EQ(folder.code, 2) << folder.out;
+  EXPECT_THAT(folder.out, HasSubstr("--ratings @" + dir.string() + ": is a directory, not a file of item_id:rating lines"));
   fs::remove_all(dir);
 }
 

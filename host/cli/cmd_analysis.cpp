@@ -594,7 +594,11 @@ int run_recommend(Options& o) {
       o.ratings.find_first_not_of(" ,") != std::string::npos) {
     const std::string path = o.ratings.rfind('@', 0) == 0 ? o.ratings.substr(1) : o.ratings;
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec))
+    const auto st = std::filesystem::status(path, ec);
+    if (std::filesystem::is_directory(st))
+      throw UsageError("--ratings " + o.ratings + ": is a directory, not a file of item_id:rating lines");
+    // A pipe or device (--ratings <(...)) is read as the file it stands for.
+    if (!std::filesystem::exists(st))
       throw UsageError("--ratings " + o.ratings + ": no such file, and no item_id:rating list");
     o.ratings = "@" + path;
   }
