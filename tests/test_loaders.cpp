@@ -896,6 +896,11 @@ TEST(TextQuote, EscapesControlAndInvalidBytesKeepsUtf8AndCutsLongText) {
   const std::string q = quote(accents);
   EXPECT_EQ(vae::text::find_invalid_utf8(q), std::string::npos) << q;
   EXPECT_EQ(escape("abc", 2), "ab\xe2\x80\xa6");
+  // In quotes (error messages) a field's invisible characters are shown: "20\u00a0" is not "20 ".
+  EXPECT_EQ(quote("20\xc2\xa0"), "'20\\u{00a0}'");
+  EXPECT_EQ(quote("\xe2\x80\x8b" "20"), "'\\u{200b}20'");
+  EXPECT_EQ(quote("\xef\xbb\xbf" "1"), "'\\u{feff}1'");
+  EXPECT_EQ(escape("20\xc2\xa0"), "20\xc2\xa0");  // a title shown in a table keeps its spaces
 }
 
 // MovieLens ids are positive integers. Zero or negative ids used to be accepted wherever no
@@ -1026,7 +1031,7 @@ TEST_F(LoaderMl1m, ALinkToAMissingOptionalFileIsRefused) {
 }
 
 TEST_F(LoaderErrors, ALinkToAMissingUUserOrGenreFileIsRefused) {
-  for (const char* f : {"u.user", "u.genre", "u.occupation"}) {
+  for (const char* f : {"u.user", "u.genre", "u.occupation", "u.item"}) {  // u.item: required, read directly
     const std::string dir = make();
     fs::remove(dir + "/" + f);
     fs::create_symlink(dir + "/nowhere", dir + "/" + f);

@@ -17,7 +17,11 @@ std::string read_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) throw DataError(path, 0, "no such file or directory");
+  if (ec || !fs::exists(st)) {
+    std::error_code lec;
+    if (fs::is_symlink(fs::symlink_status(path, lec))) throw DataError(path, 0, "is a link to a missing file");
+    throw DataError(path, 0, "no such file or directory");
+  }
   if (fs::is_directory(st)) throw DataError(path, 0, "is a directory, expected a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(path, 0, "cannot open file for reading");
@@ -259,7 +263,7 @@ std::string latin1_to_utf8(std::string_view s) {
   return out;
 }
 
-std::string escape(std::string_view s, size_t max_bytes) {
+std::string escape(std::string_view s, size_t max_bytes, bool show_invisible) {
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(std::min(s.size(), max_bytes) + 8);
@@ -292,13 +296,27 @@ std::string escape(std::string_view s, size_t max_bytes) {
       ++i;
       continue;
     }
-    out.append(s.substr(i, len));
+    // show_invisible: characters that print as nothing or as a plain space (no-break and other
+    // Unicode spaces, zero-width and direction marks, a byte-order mark) would make a message name
+    // a field that looks like another, so they are written as \u{XXXX}.
+    uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    const bool invisible = cp == 0xA0 || cp == 0xAD || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) ||
+                           (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x206F) || cp == 0x3000 ||
+                           cp == 0xFEFF || (cp >= 0x80 && cp <= 0x9F);
+    if (invisible && show_invisible) {
+      char u[16];
+      std::snprintf(u, sizeof u, "\\u{%04x}", static_cast<unsigned>(cp));
+      out += u;
+    } else {
+      out.append(s.substr(i, len));
+    }
     i += len;
   }
   return out;
 }
 
-std::string quote(std::string_view s) { return "'" + escape(s, 60) + "'"; }
+std::string quote(std::string_view s) { return "'" + escape(s, 60, /*show_invisible=*/true) + "'"; }
 
 std::string csv_field(std::string_view s) {
   if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);

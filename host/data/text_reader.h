@@ -58,8 +58,10 @@ std::string latin1_to_utf8(std::string_view s);
 // Field text made safe for an error message: control bytes (NUL included, which would end the
 // message early where it is printed as a C string) and bytes that are not valid UTF-8 become
 // "\xNN"; text past max_bytes is cut and marked with "…".
-std::string escape(std::string_view s, size_t max_bytes = 200);
-// escape(s, 60) in single quotes: how a field is quoted in error messages.
+// show_invisible: also characters that print as nothing or as a plain space (U+00A0, U+200B, a
+// byte-order mark, ...) become "\u{XXXX}", so a field that looks like another is told apart.
+std::string escape(std::string_view s, size_t max_bytes = 200, bool show_invisible = false);
+// escape(s, 60, show_invisible) in single quotes: how a field is quoted in error messages.
 std::string quote(std::string_view s);
 // A field for a CSV file we write: as is, or in double quotes (inner quotes doubled) when it holds
 // a comma, a quote or a line break (RFC 4180, what split_csv reads back).
