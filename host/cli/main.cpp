@@ -597,8 +597,11 @@ int main(int argc, char** argv) {
     std::cerr << "vae_gpu: " << e.what() << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    std::cerr << "vae_gpu: out of host memory: reduce --batch-size or the model (--hidden; --latent for the notebook "
-                 "VAE), or use a smaller data set\n";
+    // What to reduce depends on the model: SVD has no batch and no latent layer.
+    const bool svd = is_svd_kind(o.train.model.kind);
+    std::cerr << "vae_gpu: out of host memory: "
+              << (svd ? "fewer factors (--hidden)" : "reduce --batch-size or the model (--hidden; --latent for the VAEs)")
+              << ", or use a smaller data set\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "vae_gpu: error: " << e.what() << "\n";
