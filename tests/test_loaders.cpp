@@ -165,6 +165,21 @@ TEST_F(LoaderMl100k, AcceptsCrlfBlankLinesAndMissingFinalNewline) {
   EXPECT_EQ(d.ratings.values, (std::vector<float>{5, 1, 4}));
 }
 
+// Classic Mac line ends (CR only) are line ends; compressed, zipped and UTF-16 files are named.
+TEST_F(LoaderMl100k, ReadsCrOnlyLinesAndNamesCompressedOrUtf16Files) {
+  const Dataset d = vae::load_ml100k(make("1\t1\t5\t1\r2\t3\t4\t2\r\r1\t2\t1\t3\r"));
+  EXPECT_EQ(d.ratings.values, (std::vector<float>{5, 1, 4}));
+  const std::string bad = data_error([&] { vae::load_ml100k(make("1\t1\t5\t1\r2\t3\tx\t2\r")); });
+  EXPECT_HAS(bad, "u.data:2: non-numeric rating 'x'");  // line numbers count CR-ended lines
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(std::string("\x1f\x8b\x08\0\0\0", 6))); }),
+             "u.data: is gzip-compressed: decompress it first (gunzip)");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(std::string("PK\x03\x04\x14\0", 6))); }),
+             "u.data: is a zip archive: unzip it first");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(std::string("\xff\xfe" "1\0\t\0", 6))); }),
+             "u.data: is UTF-16 text: save it as UTF-8");
+  EXPECT_HAS(data_error([&] { vae::load_ml100k(make(std::string("1\0\t\0", 4))); }), "is UTF-16 text");
+}
+
 TEST_F(LoaderMl100k, DispatchAndLoadDatasetAgree) {
   const std::string dir = make();
   const Dataset a = vae::load_ml100k(dir);

@@ -57,6 +57,13 @@ std::string read_file(const std::string& path) {
     }
     if (in.bad()) throw DataError(path, 0, "read error");
   }
+  // Formats a ratings file is often found in, named rather than read as garbled text.
+  auto starts = [&](std::string_view magic) { return buf.compare(0, magic.size(), magic) == 0; };
+  if (starts("\x1f\x8b")) throw DataError(path, 0, "is gzip-compressed: decompress it first (gunzip)");
+  if (starts(std::string_view("PK\x03\x04", 4)))
+    throw DataError(path, 0, "is a zip archive: unzip it first (data/fetch_movielens.sh downloads and unpacks MovieLens)");
+  if (starts("\xff\xfe") || starts("\xfe\xff") || (buf.size() >= 2 && (buf[0] == 0) != (buf[1] == 0)))
+    throw DataError(path, 0, "is UTF-16 text: save it as UTF-8");
   // Text never holds a NUL byte: a binary file, or one damaged in copying (a NUL in a title would
   // be written raw into every CSV and report made from it).
   if (const void* nul = std::memchr(buf.data(), 0, buf.size())) {
@@ -72,9 +79,12 @@ std::string read_file(const std::string& path) {
   return buf;
 }
 
+LineReader::LineReader(std::string_view buf)
+    : buf_(buf), eol_(buf.find('\n') == std::string_view::npos && buf.find('\r') != std::string_view::npos ? '\r' : '\n') {}
+
 bool LineReader::next(std::string_view* line) {
   while (pos_ < buf_.size()) {
-    const size_t nl = buf_.find('\n', pos_);
+    const size_t nl = buf_.find(eol_, pos_);
     const size_t end = nl == std::string_view::npos ? buf_.size() : nl;
     std::string_view l = buf_.substr(pos_, end - pos_);
     pos_ = nl == std::string_view::npos ? buf_.size() : nl + 1;

@@ -14,10 +14,11 @@ namespace vae::text {
 std::string read_file(const std::string& path);
 
 // Iterates lines; strips a trailing '\r' (CRLF files) and skips lines that are empty after
-// that (MovieLens' u.genre ends with a blank line).
+// that (MovieLens' u.genre ends with a blank line). A text without any '\n' but with '\r's
+// has classic Mac line ends: those end its lines.
 class LineReader {
  public:
-  explicit LineReader(std::string_view buf) : buf_(buf) {}
+  explicit LineReader(std::string_view buf);
   // Next non-empty line, or false at the end.
   bool next(std::string_view* line);
   // 1-based number of the line last returned.
@@ -25,6 +26,7 @@ class LineReader {
 
  private:
   std::string_view buf_;
+  char eol_;
   size_t pos_ = 0;
   long line_no_ = 0;
 };
