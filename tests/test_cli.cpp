@@ -1365,8 +1365,8 @@ TEST(Cli, SubcommandHelpListsTheSharedOptions) {
 TEST(Cli, GlobalKBeforeClusterIsNoted) {
   const CmdResult g = run_cli(std::string("--k 6 cluster --epochs 1 --n-init 2 --quiet ") + kSmall);
   ASSERT_EQ(g.code, 0) << g.out;
-  EXPECT_THAT(g.out, HasSubstr("note: --k 6 before `cluster` is the seed protocol's ranking cut-off, not the number "
-                               "of clusters; clustering with k = 3"));
+  EXPECT_THAT(g.out, HasSubstr("note: --k 6 before `cluster` is the ranking cut-off of the seed protocol's metrics, "
+                               "which cluster does not report: it is not the number of clusters; clustering with k = 3"));
   const CmdResult c = run_cli(std::string("cluster --model multvae --protocol heldout --k 2 --n-init 2 --epochs 1 "
                                           "--quiet ") + kSmall);
   ASSERT_EQ(c.code, 0) << c.out;

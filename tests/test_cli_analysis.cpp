@@ -754,6 +754,24 @@ TEST(CliAnalysisTrainFirst, SimilarRefusesAHeldoutItemWithoutPositivesBeforeTrai
   const CmdResult ok = run_cli("similar --item 99 --model multvae --protocol heldout --threshold 3 --epochs 1 "
                                "--device cpu --data " + csv.string());
   EXPECT_EQ(ok.code, 0) << ok.out;
+  // Timed protocols: item 99 liked only last, so only in the held-out part.
+  const fs::path timed = dir / "timed.csv";
+  {
+    std::ofstream f(timed);
+    f << "user,item,rating,timestamp\n";
+    for (int u = 1; u <= 40; ++u)
+      for (int i = 1; i <= 12; ++i) f << u << "," << i << "," << 1 + (u + i) % 5 << "," << 1000 * u + i << "\n";
+    for (int u = 1; u <= 10; ++u) f << u << ",99,5," << 1000000 + u << "\n";
+  }
+  const CmdResult t = run_cli("similar --item 99 --model multvae --protocol temporal --device cpu --data " + timed.string());
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_THAT(t.out, HasSubstr("item 99 has no rating >= --threshold 4 before its users' held-out latest ones, so a "
+                               "temporal-protocol model has no column for it"));
+  const CmdResult c = run_cli("similar --item 99 --model multvae --protocol cutoff --device cpu --data " + timed.string());
+  EXPECT_EQ(c.code, 2) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("item 99 has no rating >= --threshold 4 before 1970-01-"));
+  EXPECT_THAT(c.out, HasSubstr(", so a cutoff-protocol model has no column for it"));
+  EXPECT_THAT(c.out, Not(HasSubstr("Epoch")));
   fs::remove_all(dir);
 }
 

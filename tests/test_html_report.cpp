@@ -134,16 +134,20 @@ TEST(HtmlReport, TheMainJobLeavesOnePageWithItsOutputAndPictures) {
 // its own page, so a cluster run into the main job's folder leaves that job's page.
 TEST(HtmlReport, SvdMainJobAndClusterPages) {
   const auto dir = fresh_dir("report_svd");
-  // Over an autoencoder main job's folder: its popularity row and cluster files go too.
+  // Over an autoencoder main job's folder: its popularity row goes; its cluster files are
+  // replaced by SVD's clusters of the user vectors.
   ASSERT_EQ(run_cli("--epochs 2 --out " + dir.string() + " " + kSmall).code, 0);
   ASSERT_TRUE(std::filesystem::exists(dir / "popularity" / "summary.json"));
+  const std::string vae_clusters = read_text(dir / "clusters.csv");
   const auto r = run_cli("--model svd --epochs 2 --out " + dir.string() + " " + kSmall);
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* gone : {"popularity", "clusters.csv", "cluster_lift.csv", "cluster_movies.csv", "tsne.svg", "embeddings.npy", "user_ids.csv"})
-    EXPECT_FALSE(std::filesystem::exists(dir / gone)) << gone;
+  EXPECT_FALSE(std::filesystem::exists(dir / "popularity"));
+  EXPECT_NE(read_text(dir / "clusters.csv"), vae_clusters);
   EXPECT_EQ(read_text(dir / "user_metrics.csv").rfind("user_id,input_ratings,test_ratings,rmse\n", 0), 0u);  // SVD's own
   const std::string page = read_text(dir / "report.html");
   EXPECT_THAT(page, HasSubstr("Top 30 recommendations for user"));
+  EXPECT_THAT(page, HasSubstr("K-Means on the SVD user vectors (p_u)"));
+  EXPECT_THAT(page, HasSubstr(read_text(dir / "tsne.svg")));
 
   const auto m = fresh_dir("report_cluster");
   ASSERT_EQ(run_cli("--epochs 2 --no-tsne --out " + m.string() + " " + kSmall).code, 0);

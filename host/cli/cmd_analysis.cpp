@@ -641,30 +641,26 @@ int run_similar(Options& o) {
   require_item_effects(kind);
   const Dataset d = load_data(o);
   const int32_t item = o.all_items ? -1 : find_item_by_id_or_title(o.item, d);
-  // A heldout model keeps only items some training user rated at or above the threshold: one
-  // that nobody did cannot be a column, which is known before training.
-  if (item >= 0 && o.model_file.empty() && o.train.protocol == "heldout" && !is_svd_kind(kind)) {
-    bool positive = false;
-    const Csr& r = d.ratings;
-    for (int64_t p = 0; p < r.nnz() && !positive; ++p)
-      positive = r.indices[p] == item && (o.train.heldout.threshold <= 0 || r.values[p] >= o.train.heldout.threshold);
-    if (!positive) {
-      std::ostringstream t;
-      t << o.train.heldout.threshold;
-      throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() +
-                       ", so a heldout-protocol model has no column for it: lower --threshold, or use --protocol seed");
+  // A heldout or timed-protocol model keeps only items some training user liked (rated at or above
+  // the threshold; timed: before the held-out part): one that nobody did cannot be a column, which
+  // is known before training.
+  if (item >= 0 && o.model_file.empty() && is_foldin_protocol(o.train.protocol) && !is_svd_kind(kind)) {
+    bool column = false;
+    std::string when;
+    if (o.train.protocol == "heldout") {
+      const Csr& r = d.ratings;
+      for (int64_t p = 0; p < r.nnz() && !column; ++p)
+        column = r.indices[p] == item && (o.train.heldout.threshold <= 0 || r.values[p] >= o.train.heldout.threshold);
+    } else {
+      const TemporalSplit s = split_timed(d, o.train);
+      column = std::binary_search(s.item_map.begin(), s.item_map.end(), item);
+      when = o.train.protocol == "temporal" ? " before its users' held-out latest ones" : " before " + utc_time(s.val_from);
     }
-  }
-  if (item >= 0 && o.model_file.empty() && is_timed_protocol(o.train.protocol) && !is_svd_kind(kind)) {
-    const TemporalSplit s = split_timed(d, o.train);
-    if (!std::binary_search(s.item_map.begin(), s.item_map.end(), item)) {
+    if (!column) {
       std::ostringstream t;
       t << o.train.heldout.threshold;
-      throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() +
-                       (o.train.protocol == "temporal" ? " before its users' held-out latest ones"
-                                                       : " before " + utc_time(s.val_from)) +
-                       ", so a " + o.train.protocol + "-protocol model has no column for it: "
-                       "lower --threshold, or use --protocol seed");
+      throw UsageError("item " + d.item_ids[item] + " has no rating >= --threshold " + t.str() + when + ", so a " +
+                       o.train.protocol + "-protocol model has no column for it: lower --threshold, or use --protocol seed");
     }
   }
   AnalysisModel a = obtain_analysis_model(o, d);
@@ -733,8 +729,8 @@ int run_cluster(Options& o) {
   require_user_codes(analysis_kind(o), false);
   // The main app's --k (before `cluster`) is the ranking cut-off; the clusters' k is cluster's own.
   if (o.was_given("--k"))
-    std::cerr << "note: --k " << o.train.k << " before `cluster` is the seed protocol's ranking cut-off, not the "
-              << "number of clusters; "
+    std::cerr << "note: --k " << o.train.k << " before `cluster` is the ranking cut-off of the seed protocol's "
+              << "metrics, which cluster does not report: it is not the number of clusters; "
               << (o.was_given("--k-range") ? "clustering with --k-range " + text::escape(o.k_range, 40)
                                            : "clustering with k = " + std::to_string(o.k) +
                                                  (o.was_given("cluster --k")
