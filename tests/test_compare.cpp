@@ -81,7 +81,7 @@ TEST(Compare, DefaultListsFitTheirProtocols) {
 
 TEST(Compare, TableMarksTheBestOfEachColumnAndTies) {
   std::vector<TrainResult> rs;
-  rs.push_back(result("vae", {{"ndcg@20", 0.30}, {"rmse", 2.5}}, 20, "last"));
+  rs.push_back(result("autorec", {{"ndcg@20", 0.30}, {"rmse", 2.5}}, 20, "last"));
   rs.push_back(result("multvae", {{"ndcg@20", 0.41}, {"rmse", 2.7}}, 12, "validation"));
   rs.push_back(result("ease", {{"ndcg@20", 0.41}, {"rmse", 2.4}, {"mae", 1.9}}, 0, ""));
   EXPECT_EQ(compare_metric_names(rs), (std::vector<std::string>{"ndcg@20", "rmse", "mae"}));
@@ -96,14 +96,15 @@ TEST(Compare, TableMarksTheBestOfEachColumnAndTies) {
   ASSERT_EQ(lines.size(), 4u) << t;
   EXPECT_THAT(lines[0], HasSubstr("model"));
   EXPECT_THAT(lines[0], HasSubstr("s/epoch"));
-  // ndcg: the two 0.41 tie and both carry the mark; rmse: the lowest (EASE's 2.4) does.
+  // ndcg: the two 0.41 tie and both carry the mark; rmse: the lowest of the rating predictors
+  // (AutoRec's 2.5), not EASE's 2.4, which is of item scores clipped to the scale; so no MAE mark.
   EXPECT_THAT(lines[1], HasSubstr("0.3000 "));
-  EXPECT_THAT(lines[1], HasSubstr("2.5000 "));
+  EXPECT_THAT(lines[1], HasSubstr("2.5000*"));
   EXPECT_THAT(lines[2], HasSubstr("0.4100*"));
   EXPECT_THAT(lines[2], HasSubstr("2.7000 "));
   EXPECT_THAT(lines[3], HasSubstr("0.4100*"));
-  EXPECT_THAT(lines[3], HasSubstr("2.4000*"));
-  EXPECT_THAT(lines[3], HasSubstr("1.9000*"));
+  EXPECT_THAT(lines[3], HasSubstr("2.4000 "));
+  EXPECT_THAT(lines[3], HasSubstr("1.9000 "));
   // A metric a model lacks, and the epoch columns of a model that has no epochs, read "-".
   EXPECT_THAT(lines[1], HasSubstr(" - "));
   EXPECT_THAT(lines[3], HasSubstr("     -        -     1.50"));
@@ -423,7 +424,8 @@ TEST(Compare, TheFootnoteSaysHowEachEpochWasPicked) {
       << c.out;
   const CmdResult e = run_cli(std::string("compare --models ease,popularity ") + kData);
   ASSERT_EQ(e.code, 0) << e.out;
-  EXPECT_THAT(e.out, HasSubstr("(RMSE, MAE: the lowest)\n"));
+  EXPECT_THAT(e.out, HasSubstr("(RMSE, MAE: the lowest among the rating predictors; ease, popularity score items, and "
+                               "their RMSE and MAE are of those scores clipped to the rating scale)\n"));
 }
 
 // A model that fails while being built or trained (here: a memory plan no machine meets) costs

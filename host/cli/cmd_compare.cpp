@@ -50,6 +50,19 @@ std::string compare_epoch_wording(const std::vector<TrainResult>& results) {
   return w;
 }
 
+// The rows whose RMSE is not a rating error, named where the table has any.
+std::string ranking_only_note(const std::vector<TrainResult>& results) {
+  std::vector<std::string> kinds;  // once each, sweeps having a row per value
+  for (const TrainResult& r : results)
+    if (std::isfinite(r.metric("rmse")) && !predicts_ratings(r.model) &&
+        std::find(kinds.begin(), kinds.end(), r.model) == kinds.end())
+      kinds.push_back(r.model);
+  std::string names;
+  for (const std::string& k : kinds) names += (names.empty() ? "" : ", ") + k;
+  return names.empty() ? "" : " among the rating predictors; " + names + " score items, and their RMSE and MAE are of "
+                              "those scores clipped to the rating scale";
+}
+
 }  // namespace
 
 int run_compare(Options& o) {
@@ -287,7 +300,7 @@ int run_compare(Options& o) {
             << format_compare_table(results)
             << (validation_metric(results).empty() ? "* best in its column" : "* best test figure in its column")
             << (std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("rmse")); })
-                    ? " (RMSE, MAE: the lowest)"
+                    ? " (RMSE, MAE: the lowest" + ranking_only_note(results) + ")"
                     : "");
   const std::string wording = compare_epoch_wording(results);
   if (!wording.empty()) std::cout << "; epoch: " << wording;

@@ -27,17 +27,23 @@ std::string trim(const std::string& s) {
 }
 
 // The best value of a column: the lowest error, the highest ranking metric; NaN where none is set.
+// An error column's best is among the models that predict ratings: the others' RMSE is of their
+// item scores clipped to the rating scale (popularity's counts read as 5 stars, say).
 double best_of(const std::vector<TrainResult>& results, const std::string& metric) {
   double best = NAN;
   for (const TrainResult& r : results) {
     const double v = r.metric(metric);
-    if (std::isnan(v)) continue;
+    if (std::isnan(v) || (lower_is_better(metric) && !predicts_ratings(r.model))) continue;
     if (std::isnan(best) || (lower_is_better(metric) ? v < best : v > best)) best = v;
   }
   return best;
 }
 
 }  // namespace
+
+bool predicts_ratings(const std::string& kind) {
+  return kind == "autorec" || kind == "i-autorec" || kind == "svd" || kind == "svdpp";
+}
 
 std::vector<std::string> default_compare_models(const std::string& protocol) {
   if (protocol == "ratings") return {"autorec", "i-autorec", "svd", "svdpp", "popularity"};

@@ -47,6 +47,9 @@ bool is_compare_label(const std::string& label);
 
 // RMSE and MAE are errors (lower is better); every ranking metric is better higher.
 bool lower_is_better(const std::string& metric);
+// The models whose outputs are ratings (AutoRec, I-AutoRec, SVD, SVD++): only these compete for
+// the best RMSE and MAE; the others' are of item scores clipped to the rating scale.
+bool predicts_ratings(const std::string& kind);
 
 // The metrics of all results, each once, in the order they first appear.
 std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& results);
