@@ -240,6 +240,41 @@ TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
   EXPECT_GT(removed_seen, 0);
 }
 
+// A held-out user left with one usable positive (the other on an item no training user liked)
+// has nothing to hold out once one item is folded in: not evaluated (an empty target would score
+// 0 and pull the mean down).
+TEST(SplitHeldoutTest, HeldOutUsersWithOneUsablePositiveAreNotEvaluated) {
+  Dataset d = tiny_dataset();
+  std::vector<int32_t> r, c;
+  std::vector<float> v;
+  for (int32_t u = 0; u < d.ratings.rows; ++u)
+    for (int64_t p = d.ratings.indptr[u]; p < d.ratings.indptr[u + 1]; ++p) {
+      r.push_back(u);
+      c.push_back(d.ratings.indices[p]);
+      v.push_back(d.ratings.values[p]);
+    }
+  r.push_back(5);  // user 5 also likes item 1, which users 0, 2 and 4 like
+  c.push_back(1);
+  v.push_back(5.0f);
+  d.ratings = Csr::from_triplets(6, 5, r, c, v);
+  HeldoutOptions opt;
+  opt.min_positives = 1;
+  opt.val_fraction = 0.2;
+  opt.test_fraction = 0.2;
+  int held_out = 0;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    const HeldoutSplit s = split_heldout(d, opt, seed);
+    for (const Csr* target : {&s.val_target, &s.test_target})
+      for (int64_t row = 0; row < target->rows; ++row) EXPECT_GT(target->row_nnz(row), 0) << "seed " << seed;
+    const bool in_train = std::count(s.train_users.begin(), s.train_users.end(), 5) > 0;
+    if (!in_train) {
+      ++held_out;
+      EXPECT_EQ(std::count(s.val_users.begin(), s.val_users.end(), 5) + std::count(s.test_users.begin(), s.test_users.end(), 5), 0);
+    }
+  }
+  EXPECT_GT(held_out, 0);
+}
+
 // ---- split_temporal ------------------------------------------------------------------------
 
 struct TimedRating {

@@ -143,10 +143,10 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
     for (int32_t u : users) {
       std::vector<int32_t> cols = columns_of(u);
       const int64_t k = static_cast<int64_t>(cols.size());
-      if (k == 0) continue;
-      int64_t n_in = std::max<int64_t>(1, round_count(opt.foldin_fraction, k));
-      if (k >= 2) n_in = std::min(n_in, k - 1);
-      n_in = std::min(n_in, k);
+      // One usable positive (the rest on items no training user liked) leaves nothing to hold out
+      // once one is folded in: an empty target would score 0 and pull the mean down.
+      if (k < 2) continue;
+      const int64_t n_in = std::min(std::max<int64_t>(1, round_count(opt.foldin_fraction, k)), k - 1);
       philox_shuffle(cols, seed, stream_of(kUserStreamBase + static_cast<uint64_t>(u)));
       std::vector<int32_t> in(cols.begin(), cols.begin() + n_in), tg(cols.begin() + n_in, cols.end());
       std::sort(in.begin(), in.end());
