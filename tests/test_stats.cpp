@@ -202,9 +202,10 @@ TEST(Stats, RmseDifferencesArePairedByUser) {
   const std::string t = format_paired_differences(rs);
   EXPECT_THAT(t, HasSubstr("Differences in rmse from the best (svdpp) over the 6 test ratings of 3 users, with a 95% "
                            "interval paired by user:"));
-  // x = (1, 1, 0) over the 3 rated users; ΔMSE = 2/6; ΔRMSE exact, its interval scaled.
+  // x = (1, 1, 0) over the 3 rated users with n = (2, 3, 1); ΔMSE D = 2/6, so the residuals
+  // x − n·D = (1/3, 0, −1/3) carry the interval (a ratio over users); ΔRMSE exact, the interval scaled.
   const double a = std::sqrt(6.0 / 6), b = std::sqrt(4.0 / 6);
-  MeanCi want = mean_ci95({1, 1, 0});
+  MeanCi want = mean_ci95({1.0 / 3, 0, -1.0 / 3});
   want.mean = a - b;
   want.half = want.half * 3.0 / 6.0 / (a + b);
   EXPECT_THAT(t, HasSubstr("\n  svd    " + format_ci(want)));

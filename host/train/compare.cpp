@@ -440,13 +440,19 @@ std::string difference_rows(const std::vector<std::pair<const TrainResult*, Mean
 
 // The ratings protocol's version: RMSE differences from the lowest RMSE, paired by evaluated row
 // (user; item for item-based AutoRec). Ratings of one user are not independent, so the row is
-// the unit: with x_u the difference of the two models' squared-error sums on row u's ratings,
-// MSE_a − MSE_b = Σx_u / N over the N test ratings, whose interval is (U / N) times that of the
-// mean of x over the U rows; RMSE_a − RMSE_b = (MSE_a − MSE_b) / (RMSE_a + RMSE_b).
+// the unit: with x_u the difference of the two models' squared-error sums on row u's n_u
+// ratings, D = MSE_a − MSE_b = Σx_u / Σn_u is a ratio over the rows, whose interval (linearised,
+// as a bootstrap over rows gives it) is (U / N) times that of the mean of the residuals
+// x_u − n_u·D over the U rows; RMSE_a − RMSE_b = D / (RMSE_a + RMSE_b). The best is the lowest
+// RMSE among the rating predictors (predicts_ratings), as the table marks it.
 std::string format_rmse_differences(const std::vector<TrainResult>& results) {
   const TrainResult* best = nullptr;
+  const bool any_predictor = std::any_of(results.begin(), results.end(), [](const TrainResult& r) {
+    return predicts_ratings(r.model) && !r.row_errors.empty() && std::isfinite(r.metric("rmse"));
+  });
   for (const TrainResult& r : results)
-    if (!r.row_errors.empty() && std::isfinite(r.metric("rmse")) && (!best || r.metric("rmse") < best->metric("rmse")))
+    if (!r.row_errors.empty() && std::isfinite(r.metric("rmse")) && (!any_predictor || predicts_ratings(r.model)) &&
+        (!best || r.metric("rmse") < best->metric("rmse")))
       best = &r;
   if (!best) return "";
   int64_t rows = 0, ratings = 0;
@@ -470,9 +476,14 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
                    : r.row_errors.empty()           ? " (no per-user errors)"
                                                     : " (other test ratings)");
     if (!pairs_with(r)) continue;
+    double sse = 0;
+    for (size_t i = 0; i < r.row_errors.size(); ++i) sse += r.row_errors[i].first - best->row_errors[i].first;
+    const double mse_diff = sse / static_cast<double>(ratings);
     std::vector<double> x;
     for (size_t i = 0; i < r.row_errors.size(); ++i)
-      if (r.row_errors[i].second > 0) x.push_back(r.row_errors[i].first - best->row_errors[i].first);
+      if (r.row_errors[i].second > 0)
+        x.push_back(r.row_errors[i].first - best->row_errors[i].first -
+                    static_cast<double>(r.row_errors[i].second) * mse_diff);
     const MeanCi m = mean_ci95(x);
     MeanCi d;
     d.n = m.n;
