@@ -346,6 +346,8 @@ TEST(SplitTemporalTest, LatestPositivesAreTheTargetsAndEarlierOnesTrain) {
   EXPECT_EQ(row_of(s.test_target, 0), (std::vector<int32_t>{5}));
   EXPECT_EQ(row_of(s.test_foldin, 0), (std::vector<int32_t>{0, 1, 2, 4}));
   EXPECT_EQ(s.dropped, 1);
+  EXPECT_EQ(s.dropped_test, 1);          // user 2's latest, item 6
+  EXPECT_EQ(s.untrained_test_users, 1);  // user 2: no other test positive, so not scored
   for (const Csr* m : {&s.train, &s.val_foldin, &s.val_target, &s.test_foldin, &s.test_target}) expect_binary(*m, 6);
 }
 
@@ -373,6 +375,8 @@ TEST(SplitTemporalTest, ThresholdAndLeaveLastChooseWhatIsHeldOut) {
   EXPECT_EQ(items(s.val_target, 1), (std::vector<int32_t>{1, 3}));
   EXPECT_EQ(s.test_users, (std::vector<int32_t>{0}));  // user 2's latest two, items 2 and 6, have no column
   EXPECT_EQ(s.dropped, 3);
+  EXPECT_EQ(s.dropped_test, 2);  // user 2's items 2 and 6; user 0's item 2 was a validation target
+  EXPECT_EQ(s.untrained_test_users, 1);
   // Three each need seven: nobody is evaluated, everybody trains on everything they like.
   s = split_temporal(three_users(), HeldoutOptions{}, 3, 1);
   EXPECT_TRUE(s.val_users.empty());
@@ -494,6 +498,8 @@ TEST(SplitCutoffTest, RatingsBeforeTheCutTrainAndLaterOnesAreTheTargets) {
   EXPECT_EQ(t.test_users, (std::vector<int32_t>{0, 2}));
   EXPECT_EQ(t.unseen_users, 0);
   EXPECT_EQ(t.dropped, 1);
+  EXPECT_EQ(t.dropped_test, 1);
+  EXPECT_EQ(t.untrained_test_users, 1);  // user 3: item 6 was their only test positive
   // The cut decides alone; a later test cut moves user 0's item 4 into validation.
   const TemporalSplit later = split_cutoff(five_users(), HeldoutOptions{}, 50, 71);
   EXPECT_EQ(row_of(later.val_target, 0), (std::vector<int32_t>{2, 4}));
@@ -510,6 +516,17 @@ TEST(SplitCutoffTest, CutsAreSharesDatesOrSeconds) {
   EXPECT_EQ(resolve_time_cut(d, "58", "--test-from"), 58);
   EXPECT_EQ(resolve_time_cut(d, "1970-01-01 00:01", "--val-from"), 60);
   EXPECT_EQ(resolve_time_cut(d, "1998-03-31", "--val-from"), 891302400);
+  // A share of n ratings puts exactly share·n before the cut, also where the product is not
+  // exact in doubles (0.07 × 100 = 7.000000000000001).
+  {
+    std::vector<TimedRating> hundred;
+    for (int32_t u = 0; u < 10; ++u)
+      for (int32_t i = 0; i < 10; ++i) hundred.push_back({u, i, 5.0f, 10 * u + i});
+    const Dataset h = timed_dataset(10, 10, hundred);
+    EXPECT_EQ(resolve_time_cut(h, "0.07", "--test-from"), 7);
+    EXPECT_EQ(resolve_time_cut(h, "0.57", "--test-from"), 57);
+    EXPECT_EQ(resolve_time_cut(h, "0.075", "--test-from"), 8);  // 7.5 ratings: the 8th is the first after
+  }
   // As many ratings before the test cut as after it: 52, 55, 58, 60 against 70, 75, 80, 90.
   EXPECT_EQ(default_val_cut(d, 70), 52);
   try {  // 4 before, 12 after

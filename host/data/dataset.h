@@ -160,6 +160,8 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
 struct TemporalSplit : HeldoutSplit {
   std::vector<int32_t> val_rows, test_rows;  // row in train of each val / test user
   int64_t dropped = 0;                       // held-out positives on items absent from training
+  int64_t dropped_test = 0;                  // those of them that were test targets
+  int64_t untrained_test_users = 0;          // users with test positives, every one of them dropped
   int64_t unseen_users = 0;  // cutoff: users with test positives but none before --test-from
   int last = 1;              // temporal: positives held out per user; cutoff: 0
   int64_t val_from = 0, test_from = 0;  // cutoff: the two cuts, seconds since 1970

@@ -201,10 +201,12 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
     for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k) {
       const int p = part[k];
       if (!positive(k) || p > max_part || (only_part >= 0 && p != only_part)) continue;
-      if (column[r.indices[k]] >= 0)
+      if (column[r.indices[k]] >= 0) {
         cols.push_back(column[r.indices[k]]);
-      else if (only_part > 0)  // counted once, as a target
+      } else if (only_part > 0) {  // counted once, as a target
         ++s.dropped;
+        s.dropped_test += only_part == 2;
+      }
     }
     return cols;
   };
@@ -222,6 +224,7 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
         s.unseen_users += tested;
       } else if (tested) {
         std::vector<int32_t> tt = columns_of(u, 2, 2);
+        s.untrained_test_users += tt.empty();
         if (!tt.empty()) {
           s.test_users.push_back(static_cast<int32_t>(u));
           s.test_rows.push_back(kNoRow);
@@ -235,6 +238,12 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
     s.train_users.push_back(static_cast<int32_t>(u));
     if (evaluated[u]) {
       std::vector<int32_t> vt = columns_of(u, 1, 1), tt = columns_of(u, 2, 2);
+      if (tt.empty())  // test positives, each on an item no training user liked
+        for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
+          if (part[k] == 2 && positive(k)) {
+            ++s.untrained_test_users;
+            break;
+          }
       if (!vt.empty()) {
         s.val_users.push_back(static_cast<int32_t>(u));
         s.val_rows.push_back(row);
@@ -307,7 +316,8 @@ int64_t resolve_time_cut(const Dataset& d, const std::string& when, const char* 
   if (text::parse_double(w, &f) == text::NumParse::kOk && f > 0 && f < 1) {
     // The time before which a share f of the ratings falls (ties at the cut go after it).
     std::vector<int64_t> times = d.rating_times;
-    const auto at = static_cast<size_t>(std::min<double>(std::ceil(f * static_cast<double>(times.size())),
+    // 1e-9: 0.07 × 100000 is 7000.000000000001 in doubles, whose ceiling would be one rating late.
+    const auto at = static_cast<size_t>(std::min<double>(std::ceil(f * static_cast<double>(times.size()) - 1e-9),
                                                          static_cast<double>(times.size() - 1)));
     std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(at), times.end());
     return times[at];

@@ -415,18 +415,27 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
       res.test_from = s.test_from;
       const std::string items = std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
                                 ": those rated as positive in training)";
+      auto count = [](int64_t n, const char* one, const char* many) {
+        return std::to_string(n) + " " + (n == 1 ? one : many);
+      };
       const std::string dropped =
-          s.dropped == 0 ? ""
-          : s.dropped == 1 ? "; 1 held-out positive on an item no one trained on left out"
-                           : "; " + std::to_string(s.dropped) + " held-out positives on items no one trained on left out";
+          s.dropped == 0
+              ? ""
+              : "; " + count(s.dropped, "held-out positive", "held-out positives") +
+                    " on items no training user liked left out (" + std::to_string(s.dropped_test) + " test, " +
+                    std::to_string(s.dropped - s.dropped_test) + " validation)" +
+                    (s.untrained_test_users > 0
+                         ? ", so " + count(s.untrained_test_users, "user", "users") + " with no other test positive " +
+                               (s.untrained_test_users == 1 ? "is" : "are") + " not scored"
+                         : "");
       if (opt.protocol == "temporal") {
         const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
-        res.eval_set = std::to_string(s.test_users.size()) + " users' " + latest + " for the test (the " +
+        res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + latest + " for the test (the " +
                        (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
                        std::to_string(s.train_users.size()) + " users train on their earlier ones), " + items + dropped;
       } else {
         const auto arrived = std::count(s.test_rows.begin(), s.test_rows.end(), kNoRow);
-        res.eval_set = std::to_string(s.test_users.size()) + " users' positives from " + utc_time(s.test_from) +
+        res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + "positives from " + utc_time(s.test_from) +
                        " on for the test (" +
                        (arrived > 0 ? std::to_string(arrived) + " of them first liked something from " +
                                           utc_time(s.val_from) + " on; "
@@ -434,9 +443,10 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                        std::to_string(s.val_users.size()) + " users' from " + utc_time(s.val_from) + " for validation; " +
                        std::to_string(s.train_users.size()) + " users train on the ratings before), " + items + dropped +
                        (s.unseen_users > 0 ? "; " + std::to_string(s.unseen_users) +
-                                                 (s.unseen_users == 1 ? " user" : " users") + " with nothing liked before " +
-                                                 utc_time(s.test_from) + (s.unseen_users == 1 ? " is" : " are") +
-                                                 " not scored (nothing to fold in)"
+                                                 (s.unseen_users == 1 ? " user" : " users") +
+                                                 " with test positives but nothing to fold in (no positive before " +
+                                                 utc_time(s.test_from) + " on an item liked in training) " +
+                                                 (s.unseen_users == 1 ? "is" : "are") + " not scored"
                                            : "");
       }
     }
