@@ -163,7 +163,8 @@ TEST(SplitHeldoutTest, DeterministicAndSeedDependent) {
 }
 
 // Hand-made dataset: thresholding, min_positives and item dropping are checked exactly.
-Dataset tiny_dataset() {
+// extra: user 5 also likes item 1 (which users 0, 2 and 4 like), so held out they keep one usable positive.
+Dataset tiny_dataset(bool extra = false) {
   Dataset d;
   d.name = d.format = "test";
   // 6 users × 5 items.
@@ -176,7 +177,8 @@ Dataset tiny_dataset() {
   };
   for (int u = 0; u < 5; ++u)
     for (int i = 0; i < 4; ++i) add(u, i, (u + i) % 2 ? 5.0f : 3.0f);
-  add(5, 4, 5.0f);  // the only rating of item 4, by a one-rating user
+  if (extra) add(5, 1, 5.0f);
+  add(5, 4, 5.0f);  // the only rating of item 4, by a one-rating user (unless extra)
   d.ratings = Csr::from_triplets(6, 5, r, c, v);
   for (int u = 0; u < 6; ++u) d.user_ids.push_back(std::to_string(u + 1));
   for (int i = 0; i < 5; ++i) d.item_ids.push_back(std::to_string(10 * (i + 1)));
@@ -214,17 +216,22 @@ TEST(SplitHeldoutTest, ThresholdAndMinPositives) {
   EXPECT_THROW(split_heldout(d, opt, 1), UsageError);
 }
 
-TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
-  // Users 0–4 are kept (val/test draws vary); user 5 likes only item 4, which no one else rates:
-  // whenever user 5 is held out, item 4 is dropped and so is user 5.
-  const Dataset d = tiny_dataset();
+// Every user eligible, a fifth each for validation and test: over 30 seeds user 5 is held out.
+HeldoutOptions fifths() {
   HeldoutOptions opt;
   opt.min_positives = 1;
   opt.val_fraction = 0.2;
   opt.test_fraction = 0.2;
+  return opt;
+}
+
+TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
+  // Users 0–4 are kept (val/test draws vary); user 5 likes only item 4, which no one else rates:
+  // whenever user 5 is held out, item 4 is dropped and so is user 5.
+  const Dataset d = tiny_dataset();
   int removed_seen = 0;
   for (uint64_t seed = 0; seed < 30; ++seed) {
-    const HeldoutSplit s = split_heldout(d, opt, seed);
+    const HeldoutSplit s = split_heldout(d, fifths(), seed);
     const bool in_train = std::count(s.train_users.begin(), s.train_users.end(), 5) > 0;
     const bool in_val = std::count(s.val_users.begin(), s.val_users.end(), 5) > 0;
     const bool in_test = std::count(s.test_users.begin(), s.test_users.end(), 5) > 0;
@@ -244,26 +251,10 @@ TEST(SplitHeldoutTest, HeldOutUsersWithOnlyDroppedItemsAreRemoved) {
 // has nothing to hold out once one item is folded in: not evaluated (an empty target would score
 // 0 and pull the mean down).
 TEST(SplitHeldoutTest, HeldOutUsersWithOneUsablePositiveAreNotEvaluated) {
-  Dataset d = tiny_dataset();
-  std::vector<int32_t> r, c;
-  std::vector<float> v;
-  for (int32_t u = 0; u < d.ratings.rows; ++u)
-    for (int64_t p = d.ratings.indptr[u]; p < d.ratings.indptr[u + 1]; ++p) {
-      r.push_back(u);
-      c.push_back(d.ratings.indices[p]);
-      v.push_back(d.ratings.values[p]);
-    }
-  r.push_back(5);  // user 5 also likes item 1, which users 0, 2 and 4 like
-  c.push_back(1);
-  v.push_back(5.0f);
-  d.ratings = Csr::from_triplets(6, 5, r, c, v);
-  HeldoutOptions opt;
-  opt.min_positives = 1;
-  opt.val_fraction = 0.2;
-  opt.test_fraction = 0.2;
+  const Dataset d = tiny_dataset(/*extra=*/true);
   int held_out = 0;
   for (uint64_t seed = 0; seed < 30; ++seed) {
-    const HeldoutSplit s = split_heldout(d, opt, seed);
+    const HeldoutSplit s = split_heldout(d, fifths(), seed);
     for (const Csr* target : {&s.val_target, &s.test_target})
       for (int64_t row = 0; row < target->rows; ++row) EXPECT_GT(target->row_nnz(row), 0) << "seed " << seed;
     const bool in_train = std::count(s.train_users.begin(), s.train_users.end(), 5) > 0;
