@@ -220,6 +220,16 @@ void check_out_folder_kind(const std::string& dir, bool compare) {
                      "run would leave half replaced: give it another --out");
 }
 
+namespace {
+// "DIR/a, b, sub/c": the paths relative to dir, after it once.
+std::string listed_files(const std::string& dir, const std::vector<std::string>& paths) {
+  std::string names;
+  for (const std::string& p : paths)
+    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
+  return dir + (dir.back() == '/' ? "" : "/") + names;
+}
+}  // namespace
+
 void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report) {
   const ConsoleCapture* capture = ConsoleCapture::active();
   if (capture && !dir.empty()) {
@@ -229,12 +239,7 @@ void commit_and_report(StagedFiles& staged, const std::string& dir, const char* 
     staged.add(dir + "/" + report, run_report_html(capture->command(), capture->text(), pictures));
   }
   const std::vector<std::string> paths = staged.commit();
-  auto list = [&dir](const std::vector<std::string>& ps) {
-    std::string names;
-    for (const std::string& p : ps)
-      names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
-    return dir + (dir.back() == '/' ? "" : "/") + names;
-  };
+  auto list = [&dir](const std::vector<std::string>& ps) { return listed_files(dir, ps); };
   if (!paths.empty()) std::cerr << "wrote " << list(paths) << "\n";
   // A trained model or an analysis going away is said, not done silently.
   if (!staged.removed().empty())
@@ -244,11 +249,7 @@ void commit_and_report(StagedFiles& staged, const std::string& dir, const char* 
 
 void note_kept_files(const StagedFiles& staged, const std::string& dir) {
   if (staged.kept().empty()) return;
-  std::string names;
-  for (const std::string& p : staged.kept())
-    names += (names.empty() ? "" : ", ") + std::filesystem::path(p).lexically_relative(dir).generic_string();
-  std::cerr << "note: kept " << dir << (dir.back() == '/' ? "" : "/") << names
-            << ": this run does not produce " << (staged.kept().size() == 1 ? "it" : "them") << ", but no earlier run "
+  std::cerr << "note: kept " << listed_files(dir, staged.kept()) << ": this run does not produce " << (staged.kept().size() == 1 ? "it" : "them") << ", but no earlier run "
             << "of vae_gpu is recorded as writing " << (staged.kept().size() == 1 ? "it" : "them") << " ("
             << kWrittenFilesName << "), so " << (staged.kept().size() == 1 ? "it is" : "they are")
             << " not this run's to remove; delete by hand if stale\n";

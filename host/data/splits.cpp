@@ -213,13 +213,13 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
   std::vector<std::vector<int32_t>> train_rows, val_in, val_tg, test_in, test_tg;
   for (int64_t u = 0; u < r.rows; ++u) {
     std::vector<int32_t> tr = columns_of(u, 0, -1);
+    bool tested = false;  // a positive in the test part
+    for (int64_t k = r.indptr[u]; k < r.indptr[u + 1] && !tested; ++k) tested = part[k] == 2 && positive(k);
     if (tr.empty()) {
       // Nothing liked in training: no row to learn from or to validate on. The test can still
       // fold in what the user liked before its cut (cutoff), as heldout does for unseen users.
       if (!evaluated[u]) continue;
       std::vector<int32_t> in = columns_of(u, 1, -1);
-      bool tested = false;
-      for (int64_t k = r.indptr[u]; k < r.indptr[u + 1] && !tested; ++k) tested = part[k] == 2 && positive(k);
       if (in.empty()) {
         s.unseen_users += tested;
       } else if (tested) {
@@ -238,12 +238,7 @@ void fill_timed_split(const Dataset& d, const HeldoutOptions& opt, const std::ve
     s.train_users.push_back(static_cast<int32_t>(u));
     if (evaluated[u]) {
       std::vector<int32_t> vt = columns_of(u, 1, 1), tt = columns_of(u, 2, 2);
-      if (tt.empty())  // test positives, each on an item no training user liked
-        for (int64_t k = r.indptr[u]; k < r.indptr[u + 1]; ++k)
-          if (part[k] == 2 && positive(k)) {
-            ++s.untrained_test_users;
-            break;
-          }
+      s.untrained_test_users += tested && tt.empty();  // each test positive on an item no training user liked
       if (!vt.empty()) {
         s.val_users.push_back(static_cast<int32_t>(u));
         s.val_rows.push_back(row);
