@@ -22,8 +22,9 @@ struct CmdResult {
   std::string out;  // stdout and stderr together
 };
 
-inline CmdResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(VAE_CLI_PATH) + " " + args + " 2>&1";
+// stdout_only: stderr (notes, warnings, errors) is dropped, so out holds what a pipe would get.
+inline CmdResult run_cli(const std::string& args, bool stdout_only = false) {
+  const std::string cmd = std::string(VAE_CLI_PATH) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
   CmdResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -101,6 +101,8 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
   EXPECT_THAT(r.out, HasSubstr("(per-user differences over the 40 evaluated users, paired t interval"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("\nNDCG@20 +[0-9.]+ +[0-9.]+ +[-+][0-9.]+ \xc2\xb1 [0-9.]+"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("\nRMSE +[0-9.]+ +[0-9.]+\n"));  // over ratings: no interval
+  // Neither model predicts ratings: the table says what their RMSE is.
+  EXPECT_THAT(r.out, HasSubstr("(RMSE of vae and popularity: their item scores clipped to the rating scale"));
   const nlohmann::json s = read_json(dir / "summary.json");
   EXPECT_EQ(s["users_evaluated"], 40);
   for (const char* m : {"ndcg@20", "recall@20", "ndcg@100", "recall@100"}) {
@@ -128,13 +130,14 @@ TEST(Cli, MetricsComeWithTheirIntervals) {
     EXPECT_NEAR(sum / static_cast<double>(users.size()), s["metrics"][name].get<double>(), 1e-7) << name;
   }
   for (const auto& u : users) EXPECT_GT(std::stoi(u.at("input_ratings")), 0);
-  // No evaluated user (two users, both drawn for training): no file of none.
+  // No evaluated user (two users, both drawn for training): refused, no folder of nothing.
   fs::path none = temp_dir("intervals_none");
-  ASSERT_EQ(run_cli("train --epochs 1 --quiet --device cpu --data synthetic:users=2,items=30,ratings=20,groups=1 "
-                    "--out " + none.string()).code,
-            0);
-  EXPECT_TRUE(fs::exists(none / "summary.json"));
-  EXPECT_FALSE(fs::exists(none / "user_metrics.csv"));
+  fs::remove_all(none);
+  const CmdResult no_users = run_cli("train --epochs 1 --quiet --device cpu --data "
+                                     "synthetic:users=2,items=30,ratings=20,groups=1 --out " + none.string());
+  EXPECT_EQ(no_users.code, 2) << no_users.out;
+  EXPECT_THAT(no_users.out, HasSubstr("holds no ratings to predict"));
+  EXPECT_FALSE(fs::exists(none));
   // Under the ratings protocol each row's RMSE over its test ratings: SVD (its own evaluation),
   // AutoRec (the trainer's) by user, item-based AutoRec by item; together they give the RMSE.
   for (const char* model : {"svd", "autorec", "i-autorec"}) {
@@ -185,10 +188,10 @@ TEST(Cli, UnusableOutDirFailsBeforeTraining) {
   EXPECT_THAT(r.out, Not(HasSubstr("Epoch [1/2]")));
 }
 
-// A data set too small for the job's defaults still ends cleanly: the main job skips K-Means
-// (2 users, k = 3) with a note, and SVD with no held-out rating reports no error figure (null),
-// not an error of 0.
-TEST(Cli, TinyDataEndsCleanlyWithoutMadeUpFigures) {
+// A data set too small to hold anything out is refused before training by the commands whose
+// point is the figures (their metrics would all be nan), naming the way out; a command that
+// trains only to serve the model still does, with the note.
+TEST(Cli, TinyDataIsRefusedRatherThanGivingNanFigures) {
   fs::path d = temp_dir("tiny");
   fs::create_directories(d);
   const fs::path csv = d / "two.csv";
@@ -197,22 +200,27 @@ TEST(Cli, TinyDataEndsCleanlyWithoutMadeUpFigures) {
     f << "user,item,rating\n1,1,5\n1,2,3\n2,2,4\n2,3,1\n";
   }
   CmdResult m = run_cli("--epochs 2 --device cpu --data " + csv.string() + " --out " + (d / "main").string());
-  EXPECT_EQ(m.code, 0) << m.out;
-  EXPECT_THAT(m.out, HasSubstr("K-Means skipped: 2 users, fewer than k = 3"));
-  EXPECT_THAT(m.out, HasSubstr("holds no ratings to predict"));  // why every metric reads nan
-  CmdResult s = run_cli("train --model svd --epochs 2 --data " + csv.string() + " --out " + (d / "svd").string());
-  ASSERT_EQ(s.code, 0) << s.out;
-  EXPECT_THAT(s.out, HasSubstr("no test ratings"));
-  const nlohmann::json j = read_json(d / "svd" / "summary.json");
-  EXPECT_TRUE(j["metrics"]["rmse"].is_null()) << j.dump();
-  EXPECT_TRUE(j["metrics"]["mae"].is_null()) << j.dump();
-  // --quiet keeps the note: it explains the final line's nan.
-  const CmdResult q = run_cli("train --epochs 1 --quiet --device cpu --data " + csv.string());
-  EXPECT_EQ(q.code, 0) << q.out;
-  EXPECT_THAT(q.out, HasSubstr("holds no ratings to predict"));
-  const CmdResult qs = run_cli("train --model svd --epochs 1 --quiet --data " + csv.string());
-  EXPECT_EQ(qs.code, 0) << qs.out;
-  EXPECT_THAT(qs.out, HasSubstr("holds no test ratings"));
+  EXPECT_EQ(m.code, 2) << m.out;
+  EXPECT_THAT(m.out, HasSubstr("vae_gpu: the evaluation set (0 test users (full vectors)) holds no ratings to predict: every "
+                               "metric would be undefined (nan); use a larger data set or a larger --test-fraction"));
+  EXPECT_THAT(m.out, ::testing::Not(HasSubstr("Epoch [")));
+  EXPECT_FALSE(fs::exists(d / "main"));
+  CmdResult s = run_cli("train --model svd --epochs 2 --data " + csv.string() + " --out " + (d / "svd" / "a").string());
+  EXPECT_EQ(s.code, 2) << s.out;
+  EXPECT_THAT(s.out, HasSubstr("holds no test ratings: RMSE and MAE would be undefined (nan); use a larger data set"));
+  EXPECT_FALSE(fs::exists(d / "svd"));  // the folders it made for --out, parents too, go again
+  const CmdResult c = run_cli("compare --models popularity,ease --epochs 1 --data " + csv.string());
+  EXPECT_NE(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("holds no ratings to predict"));
+  // recommend trains to serve: the note, and the list.
+  const CmdResult r = run_cli("recommend --user 1 --top 2 --epochs 1 --quiet --device cpu --data " + csv.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: the evaluation set"));
+  EXPECT_THAT(r.out, HasSubstr("candidates (fewer than --top 2) for user 1 (vae):"));
+  const CmdResult rs = run_cli("recommend --model svd --user 1 --top 2 --epochs 1 --quiet --data " + csv.string());
+  ASSERT_EQ(rs.code, 0) << rs.out;
+  EXPECT_THAT(rs.out, HasSubstr("holds no test ratings: RMSE and MAE are undefined (nan)"));
+  fs::remove_all(d);
 }
 
 TEST(Cli, MissingAndMalformedDataNameFileAndLine) {
@@ -379,6 +387,15 @@ TEST(Cli, NonsenseOptionValuesAreRefusedUpFront) {
   const CmdResult lr = run_cli(std::string("--lr nan --epochs 1 ") + kSmall);
   EXPECT_THAT(lr.out, HasSubstr("finite"));
   EXPECT_THAT(run_cli(std::string("--lr 0x10 --epochs 1 ") + kSmall).out, HasSubstr("'0x10' is not a decimal number"));
+  // An EASE lambda that zeroes every weight in float would rank by item order: refused.
+  const CmdResult ease = run_cli(std::string("train --model ease --ease-lambda 1e300 ") + kSmall);
+  EXPECT_EQ(ease.code, 2) << ease.out;
+  EXPECT_THAT(ease.out, HasSubstr("EASE: lambda 1e+300 is so large that every item weight is 0 in float"));
+  // A rate a float stores as 0 would train nothing; beyond double's range is said as such.
+  const CmdResult tiny = run_cli(std::string("--lr 1e-50 --epochs 1 ") + kSmall);
+  EXPECT_EQ(tiny.code, 2) << tiny.out;
+  EXPECT_THAT(tiny.out, HasSubstr("--lr: '1e-50' is too close to 0"));
+  EXPECT_THAT(run_cli(std::string("--beta 1e400 --epochs 1 ") + kSmall).out, HasSubstr("'1e400' is too large a number"));
   // Whole-number options say which of the two things is wrong.
   EXPECT_THAT(run_cli("--epochs abc " + std::string(kSmall)).out, HasSubstr("--epochs: 'abc' is not a whole number"));
   EXPECT_THAT(run_cli("--epochs 2.5 " + std::string(kSmall)).out, HasSubstr("--epochs: '2.5' is not a whole number"));
@@ -545,16 +562,70 @@ TEST(Cli, FilesThisRunDoesNotProduceAreNotLeftStale) {
 }
 
 
+// Negative ratings would be negative gains in the seed protocol's graded NDCG and Recall (NDCG
+// above 1, Recall below 0): refused there, naming the protocols that threshold them instead; a
+// command that trains only to serve the model goes on.
+TEST(Cli, NegativeRatingsAreRefusedAsSeedProtocolGains) {
+  fs::path dir = temp_dir("negative");
+  std::ofstream csv(dir / "neg.csv");
+  csv << "u,i,r\n";
+  for (int u = 1; u <= 30; ++u)
+    for (int i = 1; i <= 8; ++i)
+      if ((u + i) % 3 != 0) csv << u << "," << i << "," << -1 - (u * i) % 5 << "\n";
+  csv.close();
+  const std::string data = " --data " + (dir / "neg.csv").string();
+  const CmdResult r = run_cli("train --epochs 1 --quiet --device cpu" + data);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("neg.csv: ratings run from -5, and the seed protocol's NDCG and Recall weigh each test "
+                               "item by its rating, which must not be negative"));
+  EXPECT_THAT(r.out, Not(HasSubstr("Epoch [")));
+  const CmdResult c = run_cli("compare --models popularity --epochs 1" + data);
+  EXPECT_NE(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("must not be negative"));
+  const CmdResult ok = run_cli("train --model svd --epochs 1 --quiet" + data);
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  const CmdResult rec = run_cli("recommend --user 1 --top 3 --epochs 1 --quiet --device cpu" + data);
+  EXPECT_EQ(rec.code, 0) << rec.out;
+  fs::remove_all(dir);
+}
+
+// RMSE clips scores to the data's own rating scale (here 2 to 3 stars), the baselines' too:
+// popularity's counts clipped to MovieLens' 1..5 would sit up to 3 stars off ratings of 2.
+TEST(Cli, RmseClipsToTheDatasRatingScale) {
+  fs::path dir = temp_dir("scale23");
+  std::ofstream csv(dir / "r.csv");
+  csv << "u,i,r\n";
+  for (int u = 1; u <= 40; ++u)
+    for (int i = 1; i <= 12; ++i)
+      if ((u * 7 + i) % 4 != 0) csv << u << "," << i << "," << 2 + (u + i) % 2 << "\n";
+  csv.close();
+  for (const char* model : {"popularity", "ease"}) {
+    const fs::path out = dir / model;
+    const CmdResult r = run_cli(std::string("train --quiet --model ") + model + " --data " + (dir / "r.csv").string() +
+                                " --out " + out.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    const double rmse = read_json(out / "summary.json")["metrics"]["rmse"].get<double>();
+    EXPECT_LE(rmse, 1.0) << model;
+    EXPECT_GT(rmse, 0.0) << model;
+  }
+  fs::remove_all(dir);
+}
+
 // A rating column far off MovieLens' scale (an id or a count read as the rating) is used as
 // given, with a note naming the file and the range; a divergence it causes says so too.
 TEST(Cli, RatingsFarOffTheScaleAreNoted) {
   fs::path dir = temp_dir("off_scale");
-  std::ofstream(dir / "big.csv") << "u,i,r\n1,1,1e30\n1,2,4\n2,1,3\n2,2,1\n3,1,2\n3,3,5\n";
-  const CmdResult r = run_cli("train --epochs 1 --device cpu --data " + (dir / "big.csv").string());
+  std::ofstream(dir / "big.csv") << "u,i,r\n1,1,1e14\n1,2,4\n2,1,3\n2,2,1\n3,1,2\n3,3,5\n";
+  const CmdResult r = run_cli("train --epochs 1 --device cpu --lr 1e30 --data " + (dir / "big.csv").string());
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("big.csv: the ratings run from 1 to 1e+30 (MovieLens: 0.5 to 5 stars)"));
+  EXPECT_THAT(r.out, HasSubstr("big.csv: the ratings run from 1 to 1e+14 (MovieLens: 0.5 to 5 stars)"));
   EXPECT_THAT(r.out, HasSubstr("training diverged at epoch 1 (loss is not finite): lower --lr, or check the data: "
-                               "its ratings run from 1 to 1e+30"));
+                               "its ratings run from 1 to 1e+14"));
+  // Beyond 1e15 a user's squared errors overflow the float sums (RMSE inf): refused at the line.
+  std::ofstream(dir / "huge.csv") << "u,i,r\n1,1,4\n1,2,1e30\n2,1,3\n";
+  const CmdResult h = run_cli("train --model popularity --data " + (dir / "huge.csv").string());
+  EXPECT_EQ(h.code, 1) << h.out;
+  EXPECT_THAT(h.out, HasSubstr("huge.csv:3: rating '1e30' is out of range (beyond \u00b11e15"));
   const CmdResult ok = run_cli(std::string("info ") + kSmall);
   EXPECT_THAT(ok.out, Not(HasSubstr("the ratings run from")));
   EXPECT_THAT(ok.out, Not(HasSubstr("are 0")));
@@ -826,9 +897,9 @@ TEST(Cli, TemporalProtocolNamesTheLineWithoutATime) {
   // how many positives a user would be (2·3 + 1 with --leave-last 3).
   const CmdResult few = run_cli("train --protocol temporal --leave-last 3 --epochs 1 --quiet --device cpu "
                                 "--data synthetic:users=20,items=30,ratings=60");
-  ASSERT_EQ(few.code, 0) << few.out;
-  EXPECT_THAT(few.out, HasSubstr("holds no ratings to predict: every metric is undefined (nan); use a larger data set or "
-                                 "a lower --threshold or --leave-last (a user is scored from 7 positives up)"));
+  EXPECT_EQ(few.code, 2) << few.out;
+  EXPECT_THAT(few.out, HasSubstr("holds no ratings to predict: every metric would be undefined (nan); use a larger data "
+                                 "set or a lower --threshold or --leave-last (a user is scored from 7 positives up)"));
   fs::remove_all(dir);
 }
 
@@ -1243,6 +1314,106 @@ TEST(Cli, SvdMainJobClustersTheUserVectors) {
   fs::remove_all(dir);
 }
 
+// stdout holds the results alone (epoch lines, tables, lists), so `2>/dev/null` or a pipe gets no
+// note or warning: those go to stderr, in order with the results on a terminal.
+TEST(Cli, NotesAndWarningsGoToStderr) {
+  const fs::path dir = temp_dir("streams");
+  const CmdResult both = run_cli(std::string("train --epochs 2 ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(both.code, 0) << both.out;
+  EXPECT_THAT(both.out, HasSubstr("note: 2 epochs of 3 steps make only 6 Adam steps"));
+  const CmdResult out = run_cli(std::string("train --epochs 2 ") + kSmall, /*stdout_only=*/true);
+  ASSERT_EQ(out.code, 0);
+  EXPECT_THAT(out.out, HasSubstr("Epoch [2/2]"));
+  EXPECT_THAT(out.out, Not(HasSubstr("note:")));
+  // recommend's warnings about --ratings, and the main job's notes.
+  const std::string model = (dir / "model.safetensors").string();
+  const CmdResult rec = run_cli(std::string("recommend --model-file ") + model + " " + kSmall +
+                                    " --ratings 1:5,99999:4,abc --top 3",
+                                /*stdout_only=*/true);
+  ASSERT_EQ(rec.code, 0);
+  EXPECT_THAT(rec.out, HasSubstr("Top 3 recommendations"));
+  EXPECT_THAT(rec.out, Not(HasSubstr("warning:")));
+  const CmdResult rec_all = run_cli(std::string("recommend --model-file ") + model + " " + kSmall +
+                                    " --ratings 1:5,99999:4,abc --top 3");
+  EXPECT_THAT(rec_all.out, HasSubstr("warning: unknown item id 99999"));
+  const CmdResult main_job = run_cli(std::string("--epochs 1 --no-tsne ") + kSmall, /*stdout_only=*/true);
+  ASSERT_EQ(main_job.code, 0);
+  EXPECT_THAT(main_job.out, HasSubstr("Top 30 recommendations for user"));
+  EXPECT_THAT(main_job.out, Not(HasSubstr("note:")));
+  fs::remove_all(dir);
+}
+
+// A model file that is missing or broken is said before anything about the data; one read
+// through a pipe is read once (its metadata and its tensors from the same bytes).
+TEST(Cli, ModelFileIsCheckedFirstAndMayComeThroughAPipe) {
+  const fs::path dir = temp_dir("model_first");
+  const CmdResult missing = run_cli("recommend --user 1 --model-file " + (dir / "nope.safetensors").string());
+  EXPECT_EQ(missing.code, 1) << missing.out;
+  EXPECT_THAT(missing.out, HasSubstr((dir / "nope.safetensors").string() + ": no such file"));
+  EXPECT_THAT(missing.out, Not(HasSubstr("using ")));  // no word about data first
+  std::ofstream(dir / "bad.safetensors") << "not a model";
+  const CmdResult bad = run_cli("info --model-file " + (dir / "bad.safetensors").string());
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_THAT(bad.out, Not(HasSubstr("users")));  // no data summary before the error
+  ASSERT_EQ(run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + (dir / "m").string()).code, 0);
+  const std::string model = (dir / "m" / "model.safetensors").string();
+  const CmdResult file = run_cli("recommend --user 5 --top 4 --model-file " + model, true);
+  const CmdResult piped = run_cli("recommend --user 5 --top 4 --model-file /dev/stdin < " + model, true);
+  ASSERT_EQ(piped.code, 0) << run_cli("recommend --user 5 --top 4 --model-file /dev/stdin < " + model).out;
+  EXPECT_EQ(piped.out, file.out);
+  fs::remove_all(dir);
+}
+
+// A model file whose data changed in place since training says so, rather than naming the same
+// folder twice as two different data sets.
+TEST(Cli, AModelFileSaysItsDataChangedInPlace) {
+  const fs::path dir = temp_dir("data_changed");
+  {
+    std::ofstream f(dir / "r.csv");
+    f << "u,i,r\n";
+    for (int u = 1; u <= 30; ++u)
+      for (int i = 1; i <= 10; ++i)
+        if ((u + 2 * i) % 3 != 0) f << u << "," << i << "," << 1 + (u * i) % 5 << "\n";
+  }
+  const std::string data = " --data " + (dir / "r.csv").string();
+  ASSERT_EQ(run_cli("train --epochs 1 --quiet --device cpu" + data + " --out " + (dir / "m").string()).code, 0);
+  std::ofstream(dir / "r.csv", std::ios::app) << "31,1,4\n";
+  const CmdResult r = run_cli("recommend --user 1 --device cpu" + data + " --model-file " +
+                              (dir / "m" / "model.safetensors").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("the data at " + (dir / "r.csv").string() + " has changed since the model was trained on it"));
+  fs::remove_all(dir);
+}
+
+// A loss that climbs by orders of magnitude without overflowing is a diverging run too: said,
+// against the untrained model's loss on its first batch; a sound run gets no such line.
+TEST(Cli, AFiniteButExplodingLossIsWarnedAbout) {
+  const CmdResult bad = run_cli(std::string("train --model autorec --epochs 4 --lr 10 --quiet ") + kSmall);
+  ASSERT_EQ(bad.code, 0) << bad.out;
+  EXPECT_THAT(bad.out, ::testing::ContainsRegex("warning: the training loss rose from [0-9.e+]+ \\(the untrained "
+                                                "model's, on its first batch\\) to [0-9.e+]+ \\(epoch 4\\): the run "
+                                                "is diverging"));
+  const CmdResult ok = run_cli(std::string("train --model autorec --epochs 4 --quiet ") + kSmall);
+  ASSERT_EQ(ok.code, 0) << ok.out;
+  EXPECT_THAT(ok.out, Not(HasSubstr("warning:")));
+}
+
+// Options an SVD model file does not read are named, not dropped: its training split (--fold),
+// its schedule; the main job of a model without a per-user code says it clusters nothing.
+TEST(Cli, SvdModelFileNamesTheOptionsItIgnores) {
+  const fs::path dir = temp_dir("svd_file_notes");
+  ASSERT_EQ(run_cli(std::string("train --model svd --epochs 1 --quiet ") + kSmall + " --out " + dir.string()).code, 0);
+  const CmdResult r = run_cli(std::string("train --fold 3 --svd-schedule blocked --quiet ") + kSmall +
+                              " --model-file " + (dir / "model.safetensors").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: --fold 3 ignored: the model file's training split uses random"));
+  EXPECT_THAT(r.out, HasSubstr("ignored: --svd-schedule\n"));
+  const CmdResult main_job = run_cli(std::string("--model autorec --epochs 1 --quiet ") + kSmall);
+  ASSERT_EQ(main_job.code, 0) << main_job.out;
+  EXPECT_THAT(main_job.out, HasSubstr("note: no K-Means of the users: autorec has no per-user code to cluster"));
+  fs::remove_all(dir);
+}
+
 // A folder of the user's given as --out keeps the user's files, even under a run file's name:
 // only files an earlier run is recorded as writing there are removed.
 TEST(Cli, OutKeepsFilesNoRunWrote) {
@@ -1256,14 +1427,41 @@ TEST(Cli, OutKeepsFilesNoRunWrote) {
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("removed ")));
   EXPECT_EQ(read_text(dir / "tsne.svg"), "mine");
   EXPECT_EQ(read_text(dir / "notes.txt"), "mine");
-  // The main job then writes tsne.svg (over the user's: the run's own name, written, not removed),
-  // and a later train run removes it as that run's.
-  ASSERT_EQ(run_cli(std::string("--epochs 1 --quiet ") + kSmall + " --out " + dir.string()).code, 0);
+  // The main job then writes tsne.svg: the user's file under that name is kept as tsne.svg.orig,
+  // said; a later train run removes the run's tsne.svg as an earlier run's.
+  const CmdResult main_job = run_cli(std::string("--epochs 1 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(main_job.code, 0) << main_job.out;
+  EXPECT_THAT(main_job.out, HasSubstr("note: " + dir.string() + "/tsne.svg was there, and no earlier run of vae_gpu "
+                                      "is recorded as writing it (.vae_gpu_files): this run's tsne.svg replaced it, "
+                                      "and it is kept as " + dir.string() + "/tsne.svg.orig"));
+  EXPECT_EQ(read_text(dir / "tsne.svg.orig"), "mine");
+  EXPECT_NE(read_text(dir / "tsne.svg"), "mine");
   const CmdResult again = run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string());
   ASSERT_EQ(again.code, 0) << again.out;
-  EXPECT_THAT(again.out, HasSubstr("tsne.svg"));
+  EXPECT_THAT(again.out, HasSubstr("removed " + dir.string() + "/"));
+  EXPECT_THAT(again.out, ::testing::Not(HasSubstr("was there")));  // its own files now, recorded
   EXPECT_FALSE(fs::exists(dir / "tsne.svg"));
+  EXPECT_EQ(read_text(dir / "tsne.svg.orig"), "mine");
   EXPECT_EQ(read_text(dir / "notes.txt"), "mine");
+  fs::remove_all(dir);
+}
+
+// A user's file under the name of a file the run writes is not lost: it is kept as NAME.orig (then
+// NAME.orig-2, ... when that is taken too), and a second run writing over its own file keeps nothing.
+TEST(Cli, OutKeepsAReplacedUsersFileAsOrig) {
+  const fs::path dir = temp_dir("users_replaced");
+  std::ofstream(dir / "metrics.csv") << "my metrics";
+  std::ofstream(dir / "metrics.csv.orig") << "older";
+  const CmdResult r = run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("it is kept as " + dir.string() + "/metrics.csv.orig-2\n"));
+  EXPECT_EQ(read_text(dir / "metrics.csv.orig-2"), "my metrics");
+  EXPECT_EQ(read_text(dir / "metrics.csv.orig"), "older");
+  EXPECT_EQ(read_text(dir / "metrics.csv").rfind("epoch,", 0), 0u);
+  const CmdResult again = run_cli(std::string("train --epochs 1 --quiet ") + kSmall + " --out " + dir.string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, ::testing::Not(HasSubstr("was there")));
+  EXPECT_FALSE(fs::exists(dir / "metrics.csv.orig-3"));
   fs::remove_all(dir);
 }
 
@@ -1577,6 +1775,13 @@ TEST(Cli, ATestFractionLeavingNoTrainingUsersIsAUsageError) {
 // A mistyped option gets the nearest real ones (a letter off, or two swapped); a subcommand's
 // option given before its subcommand is told where it goes.
 TEST(Cli, MistypedAndMisplacedOptionsGetAHint) {
+  // Subcommands: a misspelt one, `help`, and a second one.
+  CmdResult s = run_cli("trian --epochs 1");
+  EXPECT_EQ(s.code, 2) << s.out;
+  EXPECT_THAT(s.out, HasSubstr("hint: trian is not a subcommand; did you mean train?"));
+  EXPECT_THAT(run_cli("help").out, HasSubstr("hint: vae_gpu --help lists the subcommands"));
+  EXPECT_THAT(run_cli("train recommend").out, HasSubstr("hint: one subcommand a run (train was given first)"));
+  EXPECT_THAT(run_cli("train --model vae --epochs 0").out, Not(HasSubstr("hint:")));  // a value is no subcommand
   CmdResult r = run_cli("--epoch 2");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("hint: --epoch is not an option; did you mean --epochs?"));

@@ -424,8 +424,13 @@ TEST(Compare, TheFootnoteSaysHowEachEpochWasPicked) {
       << c.out;
   const CmdResult e = run_cli(std::string("compare --models ease,popularity ") + kData);
   ASSERT_EQ(e.code, 0) << e.out;
-  EXPECT_THAT(e.out, HasSubstr("(RMSE, MAE: the lowest among the rating predictors; ease, popularity score items, and "
-                               "their RMSE and MAE are of those scores clipped to the rating scale)\n"));
+  EXPECT_THAT(e.out, HasSubstr("(RMSE: the lowest among the rating predictors; ease, popularity score items, and "
+                               "their RMSE is of those scores clipped to the rating scale)\n"));
+  // Under the ratings protocol popularity predicts each item's mean rating: a rating predictor.
+  const CmdResult r = run_cli(std::string("compare --protocol ratings --models svd,popularity --epochs 2 ") + kData);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("(RMSE, MAE: the lowest)"));
+  EXPECT_THAT(r.out, Not(HasSubstr("score items")));
 }
 
 // A model that fails while being built or trained (here: a memory plan no machine meets) costs

@@ -194,6 +194,19 @@ TEST(MemoryPlan, RefusalNamesWhatToReduce) {
   } catch (const UsageError& e) {
     EXPECT_EQ(std::string(e.what()).find("--sparse-input"), std::string::npos) << e.what();  // already on
   }
+  // At batch 1 a smaller batch is no advice: the latent size is (its buffers are L x L).
+  ModelConfig wide = cfg_of("vae", 1682, 943);
+  wide.latent = 200000;
+  const MemoryPlan one = plan_memory(wide, 1, false, 100, 3, 1 << 20);
+  try {
+    check_memory_plan(one, "Tiny GPU", size_t{600} << 20);
+    FAIL() << "no exception";
+  } catch (const UsageError& e) {
+    const std::string w = e.what();
+    EXPECT_EQ(w.find("Reduce --batch-size"), std::string::npos) << w;
+    EXPECT_NE(w.find("are at --batch-size 1 already"), std::string::npos) << w;
+    EXPECT_NE(w.find("--latent (now 200000"), std::string::npos) << w;
+  }
 }
 
 // The trainer prints the plan before training and runs the sparse path when asked; sparse and

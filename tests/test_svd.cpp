@@ -755,7 +755,8 @@ TEST(SvdCli, ModelFileServesTrainInfoRecommendEmbedAndCluster) {
     EXPECT_EQ(std::count(csv_text.begin(), csv_text.end(), '\n'), 120 * 4 + 1);
     const CmdResult em = run_cli("embed " + data + " --model-file " + model + " --out " + (dir / "emb").string());
     ASSERT_EQ(em.code, 0) << em.out;
-    EXPECT_THAT(em.out, HasSubstr(kind == "svd" ? "(120 x 100" : "(120 x 20"));
+    EXPECT_THAT(em.out, HasSubstr(kind == "svd" ? "(120 x 100, SVD user vectors p_u)"
+                                                : "(120 x 20, SVD++ user vectors, p_u + implicit term)"));
     EXPECT_EQ(run_cli("embed " + data + " --model-file " + model + " --sample --out " + (dir / "emb").string()).code, 2);
     const CmdResult c = run_cli("cluster " + data + " --model-file " + model + " --k 2");
     ASSERT_EQ(c.code, 0) << c.out;

@@ -134,7 +134,13 @@ TEST(StagedFiles, RemovesOnlyFilesItsFolderRecordLists) {
     staged.remove_dir_if_empty_on_commit((dir / "sub").string());
     staged.commit();
     EXPECT_EQ(staged.removed(), (std::vector<std::string>{(dir / "sub" / "a.csv").string()}));
+    // The user's tsne.svg it wrote over is kept under another name, and said.
+    using Replaced = std::vector<std::pair<std::string, std::string>>;
+    EXPECT_EQ(staged.replaced(), (Replaced{{(dir / "tsne.svg").string(), (dir / "tsne.svg.orig").string()}}));
   }
+  EXPECT_EQ(read_all(dir / "tsne.svg"), "<svg/>");
+  EXPECT_EQ(read_all(dir / "tsne.svg.orig"), "the user's own picture");
+  fs::remove(dir / "tsne.svg.orig");
   EXPECT_FALSE(fs::exists(dir / "sub"));  // emptied, its record gone with it
   EXPECT_EQ(vae::read_written_files(dir.string()), (std::set<std::string>{"metrics.csv", "tsne.svg"}));
   {
@@ -145,6 +151,14 @@ TEST(StagedFiles, RemovesOnlyFilesItsFolderRecordLists) {
   }
   EXPECT_FALSE(fs::exists(dir / "tsne.svg"));
   EXPECT_EQ(vae::read_written_files(dir.string()), (std::set<std::string>{"metrics.csv"}));
+  {
+    vae::StagedFiles staged;  // its own metrics.csv, recorded: replaced without a copy
+    staged.add((dir / "metrics.csv").string(), "second");
+    staged.commit();
+    EXPECT_TRUE(staged.replaced().empty());
+  }
+  EXPECT_EQ(read_all(dir / "metrics.csv"), "second");
+  EXPECT_FALSE(fs::exists(dir / "metrics.csv.orig"));
   fs::remove_all(dir);
 }
 

@@ -309,6 +309,10 @@ ModelFileInfo parse_info(const StFile& f, const std::string& path, const Dataset
   if (kind == "popularity" || kind == "ease")
     throw DataError(path, 0, kind + " has no trained parameters to load: use --model " + kind + " instead of --model-file");
   if (!is_known_kind(kind)) throw DataError(path, 0, "unknown model kind '" + kind + "'");
+  if (info.fingerprint != d.fingerprint() && info.dataset_source == d.source)
+    throw DataError(path, 0, "the data at " + d.source + " has changed since the model was trained on it (fingerprint " +
+                                 info.fingerprint + " then, " + d.fingerprint() +
+                                 " now): retrain, or pass the data as it was with --data");
   if (info.fingerprint != d.fingerprint())
     throw DataError(path, 0, "the model was trained on dataset '" + info.dataset + "' (" + info.dataset_source +
                                  ", fingerprint " + info.fingerprint + "), not on the loaded '" + d.name +
@@ -686,6 +690,13 @@ LoadedSvd load_svd_model_file(const std::string& path, const Dataset& d) {
 }
 
 std::string peek_model_metadata(const std::string& path, const std::string& key) {
+  if (is_stream_file(path)) {  // read whole, once: the load that follows reads the same bytes
+    try {
+      return load_safetensors(path).metadata.at(key);
+    } catch (const std::exception&) {
+      return "";
+    }
+  }
   std::FILE* fp = std::fopen(path.c_str(), "rb");
   if (!fp) return "";
   std::string value;

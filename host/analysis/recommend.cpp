@@ -255,6 +255,13 @@ FoldinRatings parse_foldin_ratings(const std::string& spec, const Dataset& d) {
     seen.push_back(it->second);
     f.ratings.emplace_back(it->second, static_cast<float>(r));
   }
+  // A file of many bad lines (a whole ratings file with its user column) would bury the list.
+  constexpr size_t kShown = 20;
+  if (f.warnings.size() > kShown) {
+    const size_t more = f.warnings.size() - kShown;
+    f.warnings.resize(kShown);
+    f.warnings.push_back("... and " + std::to_string(more) + " more such problem" + (more == 1 ? "" : "s"));
+  }
   // Some pairs unusable: warnings beside the list. None usable although some were given: the
   // request cannot be what was meant (an empty --ratings "" is the cold-start query instead).
   if (f.ratings.empty() && !f.warnings.empty()) {
@@ -784,10 +791,17 @@ Embeddings svd_user_embeddings(const SvdModel& m, const Dataset& d) {
   return e;
 }
 
-std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading) {
+std::string format_recommendation_notes(const RecommendResult& r) {
+  std::string s;
+  for (const std::string& w : r.warnings) s += "warning: " + w + "\n";
+  for (const std::string& n : r.notes) s += "note: " + n + "\n";
+  return s;
+}
+
+std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading,
+                                   bool with_notes) {
   std::ostringstream os;
-  for (const std::string& w : r.warnings) os << "warning: " << w << "\n";
-  for (const std::string& n : r.notes) os << "note: " << n << "\n";
+  if (with_notes) os << format_recommendation_notes(r);
   os << heading << "\n";
   // Ids and titles come from data files: control bytes are shown escaped, widths in columns.
   auto id_of = [](const std::string& id) { return shown_id(id); };

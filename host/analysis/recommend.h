@@ -103,9 +103,13 @@ class Recommender {
 };
 
 // "Top N recommendations for user 1 ..." table (rank, item id, score, title, and a "because you
-// liked" column when any item has one), warnings, notes, then the list's "Genre Counts"
+// liked" column when any item has one), warnings and notes first unless with_notes is false
+// (the CLI prints those to stderr: format_recommendation_notes), then the list's "Genre Counts"
 // (format_genre_counts).
-std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading);
+std::string format_recommendations(const RecommendResult& r, const Dataset& d, const std::string& heading,
+                                   bool with_notes = true);
+// The "warning: ..." and "note: ..." lines of r.
+std::string format_recommendation_notes(const RecommendResult& r);
 
 // Recommendations from an SVD / SVD++ model (host code; the model is in dataset order): scores
 // are the unclipped estimates μ + b_u + b_i + q_iᵀ p_u (+ SVD++'s implicit term), so ties at the

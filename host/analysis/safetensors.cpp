@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -236,7 +237,7 @@ StFile decode_safetensors(std::string_view bytes, const std::string& path) {
     pos = r.end;
   }
   if (pos != data_size)
-    throw fail(std::to_string(data_size - pos) + " bytes after the last tensor are not covered");
+    throw fail(std::to_string(data_size - pos) + (data_size - pos == 1 ? " byte after the last tensor is" : " bytes after the last tensor are") + " not covered");
 
   std::vector<StTensor> ordered;
   ordered.reserve(ranges.size());
@@ -249,26 +250,36 @@ StFile decode_safetensors(std::string_view bytes, const std::string& path) {
   return file;
 }
 
-StFile load_safetensors(const std::string& path) {
+bool is_stream_file(const std::string& path) {
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);
-  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
-      !std::filesystem::is_directory(st)) {
-    // A pipe or a device is read to its end, so an endless one (--model-file /dev/zero) would
-    // fill memory: its first 8 bytes, a header length no model file has, end the read there.
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw DataError(path, 0, "cannot open for reading");
-    std::string bytes(8, '\0');
-    f.read(bytes.data(), 8);
-    bytes.resize(static_cast<size_t>(f.gcount()));
-    if (bytes.size() == 8 && header_length(bytes) > 0 && header_length(bytes) <= kMaxHeader) {
-      std::ostringstream rest;
-      rest << f.rdbuf();
-      if (f.bad()) throw DataError(path, 0, "read failed");
-      bytes += rest.str();
-    }
-    return decode_safetensors(bytes, path);
+  return !ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+         !std::filesystem::is_directory(st);
+}
+
+const std::string& stream_file_bytes(const std::string& path) {
+  // A pipe can be read only once, and a model file is read twice (its metadata first, to find
+  // the data it was trained on, then whole): its bytes are kept for the process's later reads.
+  static std::map<std::string, std::string> kept;
+  if (auto it = kept.find(path); it != kept.end()) return it->second;
+  // An endless stream (--model-file /dev/zero) would fill memory: its first 8 bytes, a header
+  // length no model file has, end the read there.
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path, 0, "cannot open for reading");
+  std::string bytes(8, '\0');
+  f.read(bytes.data(), 8);
+  bytes.resize(static_cast<size_t>(f.gcount()));
+  if (bytes.size() == 8 && header_length(bytes) > 0 && header_length(bytes) <= kMaxHeader) {
+    std::ostringstream rest;
+    rest << f.rdbuf();
+    if (f.bad()) throw DataError(path, 0, "read failed");
+    bytes += rest.str();
   }
+  return kept.emplace(path, std::move(bytes)).first->second;
+}
+
+StFile load_safetensors(const std::string& path) {
+  if (is_stream_file(path)) return decode_safetensors(stream_file_bytes(path), path);
   const std::string bytes = read_binary_file(path);
   return decode_safetensors(bytes, path);
 }

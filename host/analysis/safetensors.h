@@ -52,6 +52,10 @@ void save_safetensors(const std::string& path, const std::vector<StTensor>& tens
 // dtype size ≠ byte range) throws DataError(path, 0, problem).
 StFile decode_safetensors(std::string_view bytes, const std::string& path = "<memory>");
 StFile load_safetensors(const std::string& path);
+// A path that is neither a regular file nor a folder (a pipe, a device), and its bytes, read
+// once and kept for the process's later reads of the same path.
+bool is_stream_file(const std::string& path);
+const std::string& stream_file_bytes(const std::string& path);
 
 // Shared by the analysis writers: bytes to path via temp file + fsync + rename.
 void write_binary_atomically(const std::string& path, std::string_view bytes);

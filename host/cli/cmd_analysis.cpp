@@ -42,6 +42,7 @@ constexpr int64_t kAnalysisBatch = 256;
 LoadedModel obtain_model(Options& o, Backend<float>& be, const Dataset& d) {
   if (!o.model_file.empty()) return load_model(o, be, d, kAnalysisBatch);
   if (o.train.data_dir.empty()) o.train.data_dir = d.source;
+  o.train.require_eval = false;  // the model is what is wanted here, not its figures
   TrainResult r = run_experiment(be, d, o.train, std::cerr);
   // Refit now: say which fit answers (its lambda, how it was chosen).
   if (r.model == "ease") std::cerr << "ease on the " << r.protocol << " protocol's training users: " << r.note << "\n";
@@ -55,6 +56,7 @@ std::unique_ptr<SvdModel> train_svd(Options& o, const Dataset& d, std::ostream& 
   if (o.train.folds >= 2) throw UsageError("--folds trains one model per fold: drop it to analyse one model");
   const SvdRunConfig rc = svd_run_config(o);
   print_svd_device(rc, o.train.model.kind == "svdpp");
+  o.train.require_eval = false;  // the model is what is wanted here, not its figures
   return run_svd_experiment(d, o.train, rc, log).model;
 }
 
@@ -281,7 +283,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   for (int c = 0; c < k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
   std::cout << "\n";
   if (e.empty_inputs > 0)
-    std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
+    std::cerr << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   const std::vector<ClusterProfile> profiles = profile_clusters(d, e.users, km.labels, k);
   std::cout << "\n" << format_cluster_report(profiles);
   if (!d.planted_group.empty()) {
@@ -328,7 +330,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
     const double most = std::max(1.0, (points - 1) / 3.0);
     if (to.perplexity > most || to.perplexity < 1.0) {
       to.perplexity = std::clamp(to.perplexity, 1.0, most);
-      std::cout << "note: perplexity set to " << to.perplexity << " (it must lie in [1, (points - 1) / 3] for "
+      std::cerr << "note: perplexity set to " << to.perplexity << " (it must lie in [1, (points - 1) / 3] for "
                 << points << " points)\n";
     }
     // Exact t-SNE is quadratic (about 7 s for 2000 points on two CPU cores, minutes for 10 000);
@@ -579,7 +581,8 @@ int print_recommendations(Rec& rec, const Options& o, const Dataset& d, const st
                                 ? "All " + std::to_string(r.items.size()) + " candidates (fewer than --top " +
                                       std::to_string(o.top) + ") for " + who + why
                                 : "Top " + std::to_string(o.top) + " " + what + " for " + who + why;
-  std::cout << format_recommendations(r, d, title);
+  std::cerr << format_recommendation_notes(r);  // stdout holds the list alone
+  std::cout << format_recommendations(r, d, title, /*with_notes=*/false);
   return 0;
 }
 
@@ -713,12 +716,12 @@ int run_embed(Options& o) {
   staged.commit();
   // What it wrote and removed on stderr, as every command's run files.
   std::cerr << "wrote " << o.out << "/embeddings.npy (" << n << " x " << e.dim << ", "
-            << (a.svd ? "SVD user vectors" : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
+            << (a.svd ? (a.svd->options().plus_plus ? "SVD++ user vectors, p_u + implicit term" : "SVD user vectors p_u") : o.sample ? "sampled z" : "mu") << ")" << (o.logvar ? ", logvar.npy" : "") << ", user_ids.csv\n";
   for (const std::string& p : staged.removed())
     std::cerr << "removed " << p << " (an earlier run's, which this run does not produce)\n";
   note_kept_files(staged, o.out);
   if (e.empty_inputs > 0)
-    std::cout << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
+    std::cerr << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   return 0;
 }
 

@@ -54,13 +54,16 @@ std::string compare_epoch_wording(const std::vector<TrainResult>& results) {
 std::string ranking_only_note(const std::vector<TrainResult>& results) {
   std::vector<std::string> kinds;  // once each, sweeps having a row per value
   for (const TrainResult& r : results)
-    if (std::isfinite(r.metric("rmse")) && !predicts_ratings(r.model) &&
+    if (std::isfinite(r.metric("rmse")) && !predicts_ratings(r) &&
         std::find(kinds.begin(), kinds.end(), r.model) == kinds.end())
       kinds.push_back(r.model);
   std::string names;
   for (const std::string& k : kinds) names += (names.empty() ? "" : ", ") + k;
-  return names.empty() ? "" : " among the rating predictors; " + names + " score items, and their RMSE and MAE are of "
-                              "those scores clipped to the rating scale";
+  const bool mae = std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("mae")); });
+  const std::string errors = mae ? "RMSE and MAE" : "RMSE";
+  return names.empty() ? ""
+                       : " among the rating predictors; " + names + (kinds.size() == 1 ? " scores items, and its " : " score items, and their ") +
+                             errors + (mae ? " are" : " is") + " of those scores clipped to the rating scale";
 }
 
 }  // namespace
@@ -300,14 +303,18 @@ int run_compare(Options& o) {
             << format_compare_table(results)
             << (validation_metric(results).empty() ? "* best in its column" : "* best test figure in its column")
             << (std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("rmse")); })
-                    ? " (RMSE, MAE: the lowest" + ranking_only_note(results) + ")"
+                    ? std::string(std::any_of(results.begin(), results.end(),
+                                              [](const TrainResult& r) { return std::isfinite(r.metric("mae")); })
+                                      ? " (RMSE, MAE: the lowest"
+                                      : " (RMSE: the lowest") +
+                          ranking_only_note(results) + ")"
                     : "");
   const std::string wording = compare_epoch_wording(results);
   if (!wording.empty()) std::cout << "; epoch: " << wording;
   std::cout << "\n" << format_selection_note(results);
   for (const TrainResult& r : results)  // one split by construction: say so if a model saw another
     if (r.eval_set != first.eval_set)
-      std::cout << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
+      std::cerr << "note: " << row_name(r) << " was evaluated on " << r.eval_set << "\n";
   std::cout << format_paired_differences(results) << format_popularity_notes(results);
   if (const std::string by_activity = format_activity_breakdown(results); !by_activity.empty())
     std::cout << "\n" << by_activity;
@@ -327,7 +334,7 @@ int run_compare(Options& o) {
         continue;
       if (std::any_of(failed_rows.begin(), failed_rows.end(), [&](const FailedRow& f) { return f.name == k; })) {
         if (std::filesystem::exists(o.out + "/" + k + "/summary.json"))
-          std::cout << "note: " << k << " failed; " << o.out << "/" << k
+          std::cerr << "note: " << k << " failed; " << o.out << "/" << k
                     << "/ keeps its earlier compare's files (its compare.csv row is empty; a compare that trains "
                     << k << " replaces them)\n";
         continue;

@@ -85,12 +85,15 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
     RecommendOptions ro;
     ro.top = 30;
     ro.include_rated = true;
+    const RecommendResult rr = rec.for_user(user, ro);
+    std::cerr << format_recommendation_notes(rr);
     std::cout << "\n"
-              << format_recommendations(rec.for_user(user, ro), d,
+              << format_recommendations(rr, d,
                                         "Top 30 recommendations for user " + user + " (" + r.model +
-                                            ", rated items included):");
+                                            ", rated items included):",
+                                        /*with_notes=*/false);
     if (!o.no_baseline)
-      std::cout << "note: no popularity comparison: " << r.model << " is scored on rating prediction (RMSE), which "
+      std::cerr << "note: no popularity comparison: " << r.model << " is scored on rating prediction (RMSE), which "
                 << "popularity does not do; `vae_gpu compare --protocol ratings` sets it beside the other rating "
                    "predictors\n";
     // The notebooks' clusters, of the users' factor vectors.
@@ -205,9 +208,12 @@ void note_file_seed(const Options& o, uint64_t file_seed, bool seeds_clusters) {
 int run_svd_file(Options& o, const Dataset& d) {
   LoadedSvd ls = load_svd(o, d);
   note_file_seed(o, ls.info.seed, false);
+  if (o.was_given("--fold") && o.train.ratings_split != ls.info.ratings_split)
+    std::cerr << "note: --fold " << o.train.ratings_split << " ignored: the model file's training split uses "
+              << ls.info.ratings_split << "\n";
   const TrainResult r =
       evaluate_svd_model(d, *ls.model, ls.info.ratings_split, ls.info.seed, o.train.data_dir, o.model_file);
-  std::cout << "Model file (" << ls.info.svd.epochs << " epochs of training) evaluated; final metrics on " << r.eval_set
+  std::cout << "Model file (" << ls.info.svd.epochs << (ls.info.svd.epochs == 1 ? " epoch" : " epochs") << " of training) evaluated; final metrics on " << r.eval_set
             << ":";
   for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";
@@ -351,7 +357,7 @@ int run_train(Options& o, bool main_job) {
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
           if (vae_collapsed(r, kv.second, pop.metric(kv.first))) {
-            std::cout << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity: "
+            std::cerr << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity: "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
             collapsed = true;
@@ -373,9 +379,11 @@ int run_train(Options& o, bool main_job) {
       ro.top = 30;
       ro.include_rated = true;
       const RecommendResult rr = rec.for_user(user, ro);
+      std::cerr << format_recommendation_notes(rr);
       std::cout << "\n"
                 << format_recommendations(rr, d, "Top 30 recommendations for user " + user + " (" + r.model +
-                                                     ", rated items included):");
+                                                     ", rated items included):",
+                                          /*with_notes=*/false);
     }
     if (model_has_latent(r.model)) {
       cluster_report(*be, *r.model_ptr, info, d, main_job_clusters(o, be->name() == "cuda"), o.out,
@@ -383,10 +391,12 @@ int run_train(Options& o, bool main_job) {
       // A collapsed code clusters into tight, well-separated blobs of noise: a high silhouette
       // says nothing about tastes there.
       if (collapsed)
-        std::cout << "note: these clusters are of the collapsed latent code (see the note above): however high "
+        std::cerr << "note: these clusters are of the collapsed latent code (see the note above): however high "
                      "their silhouette, they say little about the users; cluster a --beta 0.0001 or multvae model\n";
-    } else if (!o.out.empty()) {
-      drop_analysis_files(staged, o.out, /*embeddings=*/true);
+    } else {
+      std::cerr << "note: no K-Means of the users: " << r.model << " has no per-user code to cluster (the main job "
+                << "clusters the latent means of vae and multvae, and the user vectors of svd and svdpp)\n";
+      if (!o.out.empty()) drop_analysis_files(staged, o.out, /*embeddings=*/true);
     }
   }
   if (o.model_file.empty()) drop_derived_files(staged, o.out, main_job);  // a stored model: the same one
@@ -530,7 +540,7 @@ int run_info_cmd(const Options& o) {
     const SvdOptions& s = i.svd;
     std::cout << "model file " << o.model_file << ": " << c.kind << ", " << c.num_rows << " users x " << c.num_inputs
               << " items, " << s.factors << " factors, trained on " << i.dataset << " (ratings protocol, split "
-              << i.ratings_split << ", seed " << i.seed << ", " << s.epochs << " epochs, lr " << s.lr << ", reg "
+              << i.ratings_split << ", seed " << i.seed << ", " << s.epochs << (s.epochs == 1 ? " epoch" : " epochs") << ", lr " << s.lr << ", reg "
               << s.reg << ", " << svd_schedule_name(s.schedule) << " schedule"
               << (s.schedule == SvdSchedule::blocked ? ", B = " + std::to_string(s.blocks) : std::string())
               << ", on " << (s.cuda ? "cuda" : "cpu") << ")\n";

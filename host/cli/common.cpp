@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "analysis/html_report.h"
+#include "analysis/safetensors.h"
 #include "cli/options.h"
 #include "core/console_capture.h"
 #include "data/text_reader.h"
@@ -62,6 +63,13 @@ std::unique_ptr<Backend<float>> make_backend(const Options& o) {
 }
 
 Dataset load_data(const Options& o) {
+  // A missing or broken model file is said first, before any word about the data.
+  if (!o.model_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(o.model_file, ec)))
+      throw DataError(o.model_file, 0, "no such file");
+    (void)load_safetensors(o.model_file);  // throws DataError naming the file and the fault
+  }
   std::string arg = o.data, note;
   if (arg.empty() && !o.model_file.empty()) {
     const std::string src = peek_model_metadata(o.model_file, "dataset_source");
@@ -176,15 +184,37 @@ LoadedSvd load_svd(const Options& o, const Dataset& d) {
   require_file_kind(o, ls.info.config.kind);
   const SvdOptions& so = ls.info.svd;
   std::cerr << "loaded " << ls.info.config.kind << " from " << o.model_file << " (trained on " << ls.info.dataset
-            << ", split " << ls.info.ratings_split << ", seed " << ls.info.seed << ", " << so.epochs << " epochs, "
+            << ", split " << ls.info.ratings_split << ", seed " << ls.info.seed << ", " << so.epochs << (so.epochs == 1 ? " epoch, " : " epochs, ")
             << svd_schedule_name(so.schedule) << " schedule)\n";
   return ls;
 }
 
+namespace {
+std::vector<std::string>& created_dirs() {  // deepest first, as ensure_dir made them
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+}  // namespace
+
 void ensure_dir(const std::string& dir) {
   std::error_code ec;
+  std::vector<std::string> missing;
+  for (std::filesystem::path p = dir; !p.empty() && !std::filesystem::exists(std::filesystem::symlink_status(p, ec));
+       p = p.parent_path()) {
+    missing.push_back(p.string());
+    if (p == p.parent_path()) break;
+  }
   std::filesystem::create_directories(dir, ec);
   if (ec) throw DataError(dir, 0, "cannot create output directory: " + ec.message());
+  created_dirs().insert(created_dirs().end(), missing.begin(), missing.end());
+}
+
+void remove_created_dirs_if_empty() {
+  for (const std::string& d : created_dirs()) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(d, ec) && std::filesystem::is_empty(d, ec)) std::filesystem::remove(d, ec);
+  }
+  created_dirs().clear();
 }
 
 void check_out_dir(const std::string& dir) {
@@ -248,6 +278,10 @@ void commit_and_report(StagedFiles& staged, const std::string& dir, const char* 
 }
 
 void note_kept_files(const StagedFiles& staged, const std::string& dir) {
+  for (const auto& [path, kept_as] : staged.replaced())
+    std::cerr << "note: " << path << " was there, and no earlier run of vae_gpu is recorded as writing it ("
+              << kWrittenFilesName << "): this run's " << std::filesystem::path(path).filename().string()
+              << " replaced it, and it is kept as " << kept_as << "\n";
   if (staged.kept().empty()) return;
   std::cerr << "note: kept " << listed_files(dir, staged.kept()) << ": this run does not produce " << (staged.kept().size() == 1 ? "it" : "them") << ", but no earlier run "
             << "of vae_gpu is recorded as writing " << (staged.kept().size() == 1 ? "it" : "them") << " ("

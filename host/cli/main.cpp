@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -31,7 +32,8 @@ void note_ignored_options(const Options& o, const std::vector<std::string>& comp
     std::string ignored;
     for (const char* opt : {"--hidden", "--latent", "--epochs", "--lr", "--batch-size", "--beta", "--anneal-steps",
                             "--dropout", "--lambda", "--loss", "--act-hidden", "--act-out", "--weight-decay",
-                            "--patience", "--protocol", "--ease-lambda", "--cuda-graph"})
+                            "--patience", "--protocol", "--ease-lambda", "--cuda-graph", "--svd-schedule",
+                            "--svd-blocks", "--adamw"})
       if (given(opt) && !(graph_on_cpu && std::string(opt) == "--cuda-graph"))  // that one is noted above
         ignored += std::string(ignored.empty() ? "" : ", ") + opt;
     if (!ignored.empty())
@@ -150,6 +152,10 @@ CLI::Validator finite_at_least(double lo, bool open = false) {
         if (s.find_first_of("xX") != std::string::npos) return "'" + s + "' is not a decimal number";
         try {
           v = std::stod(s, &pos);
+        } catch (const std::out_of_range&) {
+          // Beyond double's range either way: 1e400, or 1e-320 (a denormal stod refuses).
+          const bool tiny = s.find("e-") != std::string::npos || s.find("E-") != std::string::npos;
+          return "'" + s + "' is " + (tiny ? "too close to 0 to be stored" : "too large a number");
         } catch (const std::exception&) {
           return "'" + s + "' is not a number";
         }
@@ -159,6 +165,9 @@ CLI::Validator finite_at_least(double lo, bool open = false) {
           m << "must be " << (open ? "> " : ">= ") << lo << ", got " << s;
           return m.str();
         }
+        // Rates are kept in float: a positive value below its range would train with 0.
+        if (open && lo == 0 && v < std::numeric_limits<float>::min())
+          return "'" + s + "' is too close to 0 (a float holds nothing positive below 1.2e-38)";
         return "";
       },
       open ? "NUMBER > 0" : "NUMBER >= 0");
@@ -237,6 +246,23 @@ std::string option_hints(const CLI::App& app, int argc, char** argv) {
     // A subcommand's name counts where it was parsed as one (not as an option's value).
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
       if (a == sub->get_name() && sub->parsed()) seen_sub = sub;
+    // A word where a subcommand goes: a misspelt one, `help`, or a second subcommand.
+    if (!a.empty() && a[0] != '-' && (i == 1 || std::string(argv[i - 1]).rfind("-", 0) != 0 ||
+                                       std::string(argv[i - 1]).find('=') != std::string::npos)) {
+      std::string near;
+      bool is_sub = false;
+      for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+        if (a == sub->get_name()) is_sub = true;
+        else if (edit_distance(a, sub->get_name()) <= 2 && near.empty()) near = sub->get_name();
+      }
+      if (is_sub && seen_sub && a != seen_sub->get_name())
+        hints += "hint: one subcommand a run (" + seen_sub->get_name() + " was given first)\n";
+      else if (a == "help")
+        hints += "hint: vae_gpu --help lists the subcommands; vae_gpu SUBCOMMAND --help gives its options\n";
+      else if (!is_sub && !near.empty())
+        hints += "hint: " + a + " is not a subcommand; did you mean " + near + "?\n";
+      continue;
+    }
     if (a.rfind("--", 0) != 0 || a.size() < 3) continue;
     a = a.substr(0, a.find('='));
     std::vector<const CLI::App*> owners;
@@ -434,11 +460,12 @@ int main(int argc, char** argv) {
   similar->add_flag("--all-items", o.all_items,
                     "every item's list into the CSV given by --out (item_id,rank,similar_item_id,lift; i-autorec: similarity)");
   CLI::App* embed = app.add_subcommand("embed", "latent codes of every user: --out DIR gets embeddings.npy, user_ids.csv "
-                                              "(vae, multvae; svd/svdpp: the user vectors p_u; --model-file M, or trains first)");
+                                              "(vae, multvae; svd: the user vectors p_u; svdpp: p_u + |N(u)|^-1/2 sum of y_j, the vector its "
+                                              "estimates use; --model-file M, or trains first)");
   embed->fallthrough();
   embed->add_flag("--sample", o.sample, "a sampled z = mu + eps * sigma instead of mu");
   embed->add_flag("--logvar", o.logvar, "also write logvar.npy");
-  CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means (vae, multvae; svd/svdpp: the user vectors p_u), cluster profiles, t-SNE; --out DIR "
+  CLI::App* cluster = app.add_subcommand("cluster", "K-Means of the users' latent means (vae, multvae; svd: the user vectors p_u; svdpp: p_u with its implicit term), cluster profiles, t-SNE; --out DIR "
                                                 "gets clusters.csv, cluster_lift.csv, cluster_movies.csv, cluster_report.html, embeddings.npy and "
                                                 "user_ids.csv (unless it holds embeddings), tsne.svg (with --tsne, or "
                                                 "the folder's own map recoloured) and k_scan.csv, k_scan.svg (with --k-range) "
@@ -519,6 +546,7 @@ int main(int argc, char** argv) {
         o.given.push_back(a != &app && app.get_option_no_throw(opt->get_name()) ? a->get_name() + " " + opt->get_name()
                                                                                   : opt->get_name());
   o.protocol_given = o.was_given("--protocol");
+  o.train.notes = &std::cerr;  // stdout holds the results: epoch lines, tables, lists
   for (const char* opt : {"--data", "--out", "--model-file"})
     if (app.get_option(opt)->count() > 0 && app.get_option(opt)->as<std::string>().empty()) {
       std::cerr << "vae_gpu: " << opt << " was given an empty path\n";
@@ -591,12 +619,15 @@ int main(int argc, char** argv) {
     if (cluster->parsed()) return run_cluster(o);
     return run_train(o, true);
   } catch (const UsageError& e) {
+    remove_created_dirs_if_empty();
     std::cerr << "vae_gpu: " << e.what() << "\n";
     return 2;
   } catch (const DataError& e) {
+    remove_created_dirs_if_empty();
     std::cerr << "vae_gpu: " << e.what() << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
+    remove_created_dirs_if_empty();
     // What to reduce depends on the model: SVD has no batch and no latent layer.
     const bool svd = is_svd_kind(o.train.model.kind);
     std::cerr << "vae_gpu: out of host memory: "
@@ -604,6 +635,7 @@ int main(int argc, char** argv) {
               << ", or use a smaller data set\n";
     return 1;
   } catch (const std::exception& e) {
+    remove_created_dirs_if_empty();
     std::cerr << "vae_gpu: error: " << e.what() << "\n";
     return 1;
   }

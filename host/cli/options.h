@@ -105,7 +105,10 @@ void print_svd_device(const SvdRunConfig& rc, bool svdpp);
 
 LoadedSvd load_svd(const Options& o, const Dataset& d);
 
+// Made with any missing parents; those it made are remembered, so that a run that fails
+// (remove_created_dirs_if_empty, in main's error paths) leaves no empty folder behind.
 void ensure_dir(const std::string& dir);
+void remove_created_dirs_if_empty();
 
 // The output directory, made and probed before any training, so an unwritable --out fails in a
 // second instead of after the run.
@@ -122,7 +125,8 @@ void check_out_folder_kind(const std::string& dir, bool compare);
 void commit_and_report(StagedFiles& staged, const std::string& dir, const char* report = "report.html");
 
 // The "note: kept ..." line for the files a commit did not remove because no earlier run of the
-// tool is recorded as writing them (StagedFiles::kept).
+// tool is recorded as writing them (StagedFiles::kept), and a note for each such file a new one
+// replaced (StagedFiles::replaced: kept as NAME.orig).
 void note_kept_files(const StagedFiles& staged, const std::string& dir);
 
 // An earlier run's cluster analysis (and embeddings) would not describe this run's model.

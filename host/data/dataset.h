@@ -192,6 +192,8 @@ inline bool is_foldin_protocol(const std::string& p) { return p == "heldout" || 
 
 // Fields of a rating line, as the loaders read them (the ml-100k fold files too); errors name
 // file and line. ml-100k: a whole number from 1 to 5; any: a finite float.
+// The largest |rating| a loader accepts (squared errors are summed in float).
+inline constexpr double kMaxRatingMagnitude = 1e15;
 float parse_ml100k_rating(std::string_view f, const std::string& file, long line);
 float parse_any_rating(std::string_view f, const std::string& file, long line);
 int64_t parse_timestamp_field(std::string_view f, const std::string& file, long line);  // any int64

@@ -224,6 +224,11 @@ float parse_rating(std::string_view f, Scale scale, const std::string& file, lon
   if (p == NumParse::kNotNumber) throw DataError(file, line, "non-numeric rating " + quote(f));
   if (p == NumParse::kOverflow || std::fabs(x) > std::numeric_limits<float>::max())
     throw DataError(file, line, "rating " + quote(f) + " is out of range");
+  // Squared errors are summed in float: beyond this a user's RMSE overflows to inf, and no
+  // rating scale comes near it (a timestamp read as the rating is 2e9).
+  if (std::fabs(x) > kMaxRatingMagnitude)
+    throw DataError(file, line, "rating " + quote(f) + " is out of range (beyond ±1e15, where squared errors overflow "
+                    "the float arithmetic): check this column is the rating, or rescale it");
   // A nonzero rating that a float holds as 0 (or a denormal) would silently become "not rated".
   if (x != 0 && std::fabs(x) < std::numeric_limits<float>::min())
     throw DataError(file, line, "rating " + quote(f) + " is too close to 0 for a float (use 0, or rescale the ratings)");

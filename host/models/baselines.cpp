@@ -150,6 +150,21 @@ void EaseModel<T>::set_lambda(double lambda) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j)
       bh[i * n + j] = i == j ? T(0) : static_cast<T>(-p[i * n + j] / p[j * n + j]);
+  // A lambda dwarfing every co-occurrence count leaves weights below the float range: every
+  // score 0, every ranking a tie broken by item order. Said, not ranked.
+  bool co_rated = false, any_weight = false;
+  for (int64_t i = 0; i < n && !(co_rated && any_weight); ++i)
+    for (int64_t j = 0; j < n; ++j)
+      if (i != j) {
+        co_rated = co_rated || gram_[i * n + j] > 0;
+        any_weight = any_weight || bh[i * n + j] != T(0);
+      }
+  if (co_rated && !any_weight) {
+    std::ostringstream m;
+    m << "EASE: lambda " << lambda << " is so large that every item weight is 0 in " << (sizeof(T) == 4 ? "float" : "double")
+      << " (every score ties): lower --ease-lambda (its grid runs 10 to 2000)";
+    throw UsageError(m.str());
+  }
   this->be_.upload_into(bh, b_.mat());
 }
 

@@ -33,7 +33,7 @@ double best_of(const std::vector<TrainResult>& results, const std::string& metri
   double best = NAN;
   for (const TrainResult& r : results) {
     const double v = r.metric(metric);
-    if (std::isnan(v) || (lower_is_better(metric) && !predicts_ratings(r.model))) continue;
+    if (std::isnan(v) || (lower_is_better(metric) && !predicts_ratings(r))) continue;
     if (std::isnan(best) || (lower_is_better(metric) ? v < best : v > best)) best = v;
   }
   return best;
@@ -43,6 +43,10 @@ double best_of(const std::vector<TrainResult>& results, const std::string& metri
 
 bool predicts_ratings(const std::string& kind) {
   return kind == "autorec" || kind == "i-autorec" || kind == "svd" || kind == "svdpp";
+}
+
+bool predicts_ratings(const TrainResult& r) {
+  return predicts_ratings(r.model) || (r.model == "popularity" && r.protocol == "ratings");
 }
 
 std::vector<std::string> default_compare_models(const std::string& protocol) {
@@ -448,10 +452,10 @@ std::string difference_rows(const std::vector<std::pair<const TrainResult*, Mean
 std::string format_rmse_differences(const std::vector<TrainResult>& results) {
   const TrainResult* best = nullptr;
   const bool any_predictor = std::any_of(results.begin(), results.end(), [](const TrainResult& r) {
-    return predicts_ratings(r.model) && !r.row_errors.empty() && std::isfinite(r.metric("rmse"));
+    return predicts_ratings(r) && !r.row_errors.empty() && std::isfinite(r.metric("rmse"));
   });
   for (const TrainResult& r : results)
-    if (!r.row_errors.empty() && std::isfinite(r.metric("rmse")) && (!any_predictor || predicts_ratings(r.model)) &&
+    if (!r.row_errors.empty() && std::isfinite(r.metric("rmse")) && (!any_predictor || predicts_ratings(r)) &&
         (!best || r.metric("rmse") < best->metric("rmse")))
       best = &r;
   if (!best) return "";

@@ -50,6 +50,9 @@ bool lower_is_better(const std::string& metric);
 // The models whose outputs are ratings (AutoRec, I-AutoRec, SVD, SVD++): only these compete for
 // the best RMSE and MAE; the others' are of item scores clipped to the rating scale.
 bool predicts_ratings(const std::string& kind);
+// A result's scores are ratings: a rating predictor's, or popularity's under the ratings
+// protocol (each item's mean training rating there, not its count).
+bool predicts_ratings(const TrainResult& r);
 
 // The metrics of all results, each once, in the order they first appear.
 std::vector<std::string> compare_metric_names(const std::vector<TrainResult>& results);

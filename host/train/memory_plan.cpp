@@ -85,6 +85,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t batch, bool sparse, int k
                        int64_t dataset_bytes) {
   VAE_CHECK(batch > 0 && kmax >= 0 && num_ks >= 0, "plan_memory: bad batch or cut-offs");
   MemoryPlan p;
+  p.batch_rows = batch;
   p.fixed_width = cfg.kind == "vae";
   if (cfg.kind == "vae" || cfg.kind == "multvae") p.latent = resolved_shape(cfg).latent;
   const int64_t n = planned_param_count(cfg), I = cfg.num_inputs;
@@ -130,8 +131,10 @@ void check_memory_plan(const MemoryPlan& p, const std::string& device, size_t fr
   if (need <= static_cast<int64_t>(free_bytes)) return;
   std::string msg = "memory plan: the run needs " + mib(p.total()) + " MiB (+ " + mib(memory_plan_reserve(p)) +
                     " MiB headroom) but only " + mib(static_cast<int64_t>(free_bytes)) + " MiB are free on " +
-                    device + ". Reduce --batch-size (batch buffers, " + mib(p.batch()) +
-                    " MiB, grow with it) or " +
+                    device + ". " +
+                    // At batch 1 what is left of the batch buffers is latent-sized, not batch-sized.
+                    (p.batch_rows > 1 ? "Reduce --batch-size (batch buffers, " + mib(p.batch()) + " MiB, grow with it) or "
+                                      : "The batch buffers (" + mib(p.batch()) + " MiB) are at --batch-size 1 already: ") +
                     (p.fixed_width ? std::string("use --model multvae with a small --hidden (the notebook VAE's "
                                                  "512-wide layers hold its parameters and Adam state, ")
                                    : std::string("--hidden (parameters and Adam state, ")) +

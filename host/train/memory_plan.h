@@ -36,6 +36,7 @@ struct MemoryPlan {
   bool sparse = false;       // which of the two batch figures this run uses
   bool fixed_width = false;  // the notebook VAE: its layer widths are fixed (--latent sizes it)
   int64_t latent = 0;        // the resolved latent size of a VAE (0: the model has none)
+  int64_t batch_rows = 0;    // the batch size it was planned for
   int64_t batch() const { return sparse ? batch_sparse : batch_dense; }
   int64_t total() const { return parameters + adam + batch() + dataset; }
 };

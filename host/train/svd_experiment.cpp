@@ -107,6 +107,9 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     run.ratings_split = opt.ratings_split;
     splits.push_back(svd_ratings_split(d, opt.ratings_split, opt.seed, opt.data_dir));
   }
+  if (splits.size() == 1 && splits[0].test.nnz() == 0 && opt.require_eval)
+    throw UsageError(splits[0].description + " holds no test ratings: RMSE and MAE would be undefined (nan); use a "
+                     "larger data set");
   std::string schedule = svd_schedule_name(rc.schedule);
   if (rc.schedule == SvdSchedule::blocked) {
     const int b = rc.blocks > 0 ? rc.blocks : default_svd_blocks(d.num_users(), d.num_items());
@@ -149,7 +152,7 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
   } else {
     res.eval_set = splits[0].description + " (" + std::to_string(splits[0].test.nnz()) + " test ratings)";
     if (splits[0].test.nnz() == 0)  // kept under --quiet: it explains the final line's nan
-      log << "note: " << splits[0].description << " holds no test ratings: RMSE and MAE are undefined (nan)\n";
+      (opt.notes ? *opt.notes : log) << "note: " << splits[0].description << " holds no test ratings: RMSE and MAE are undefined (nan)\n";
   }
   res.best_epoch = opt.epochs;
   res.epoch_selection = "last";

@@ -24,6 +24,7 @@
 #include "data/shuffle.h"
 #include "data/text_reader.h"
 #include "models/baselines.h"
+#include "train/compare.h"
 #include "train/memory_plan.h"
 #include "train/stats.h"
 
@@ -87,8 +88,10 @@ EvalSet make_eval_set(Backend<float>& be, const Csr& input, const Csr& target,
 // Everything the per-epoch evaluation needs, allocated once.
 class Evaluator {
  public:
-  Evaluator(Backend<float>& be, const TrainOptions& opt, int64_t batch, int64_t width)
-      : be_(be), opt_(opt), batch_(batch) {
+  // [rating_lo, rating_hi]: the data's rating scale, which RMSE clips scores to (the baselines'
+  // configs carry none).
+  Evaluator(Backend<float>& be, const TrainOptions& opt, int64_t batch, int64_t width, float rating_lo, float rating_hi)
+      : be_(be), opt_(opt), batch_(batch), lo_(rating_lo), hi_(rating_hi) {
     scores_ = be.alloc<float>(batch, width);
     truth_ = be.alloc<float>(batch, width);
     const int kmax = std::max(opt.k, *std::max_element(opt.ks.begin(), opt.ks.end()));
@@ -138,7 +141,7 @@ class Evaluator {
     };
     be_.fill(loss_.mat(), 0.0f);
     int64_t batches = 0;
-    const float lo = m.config().rating_min, hi = m.config().rating_max;
+    const float lo = lo_, hi = hi_;
     for (int64_t r0 = 0; r0 < e.n; r0 += batch_) {
       const int64_t n = std::min(batch_, e.n - r0);
       Batch<float> b;
@@ -247,6 +250,7 @@ class Evaluator {
   std::vector<std::pair<std::string, std::vector<double>>> per_user_;
   std::vector<std::pair<double, int64_t>> row_errors_;
   int64_t batch_;
+  float lo_, hi_;
   int kmax_ = 0, kcov_ = 0, kcov_name_ = 0;
   int64_t width_ = 0;
   std::vector<int> ks_ranked_;  // opt.ks, each at most kmax_
@@ -353,6 +357,7 @@ TemporalSplit split_timed(const Dataset& d, const TrainOptions& opt) {
 TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions opt, std::ostream& log,
                            std::unique_ptr<Model<float>> pretrained) {
   int64_t batch = resolve_defaults(opt);
+  std::ostream& notes = opt.notes ? *opt.notes : log;
   const std::string kind = opt.model.kind;
   TrainResult res;
   res.model = kind;
@@ -368,6 +373,16 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   std::vector<int32_t> eval_user_rows, test_user_rows;  // each evaluated row's training row (ratings, timed)
   bool have_val = false;
   if (opt.protocol == "seed") {
+    // Its NDCG and Recall weigh each test item by its rating: a negative weight breaks both
+    // (NDCG above 1, Recall below 0), so such figures are refused, not printed.
+    if (d.num_ratings() > 0 && d.rating_min < 0) {
+      const std::string why = d.source + ": ratings run from " + fmt_number(d.rating_min) +
+                              ", and the seed protocol's NDCG and Recall weigh each test item by its rating, which "
+                              "must not be negative: shift the ratings to start at 1, or use --protocol heldout, "
+                              "temporal or cutoff (a rating >= --threshold is a positive) or ratings (RMSE)";
+      if (opt.require_eval) throw UsageError(why);
+      if (!opt.quiet) notes << "note: " << why << "\n";
+    }
     SeedSplit s = split_seed(d, opt.test_fraction, opt.seed);
     // A small data set with a large --test-fraction can draw every user for the test: with
     // nothing to train on, a model would diverge on empty batches and popularity would report
@@ -432,7 +447,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
         res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + latest + " for the test (the " +
                        (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
-                       std::to_string(s.train_users.size()) + " users train on their earlier ones), " + items + dropped;
+                       std::to_string(s.train_users.size()) + (s.train_users.size() == 1 ? " user trains" : " users train") + " on their earlier ones), " + items + dropped;
       } else {
         const auto arrived = std::count(s.test_rows.begin(), s.test_rows.end(), kNoRow);
         res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + "positives from " + utc_time(s.test_from) +
@@ -441,7 +456,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                                           utc_time(s.val_from) + " on; "
                                     : "") +
                        std::to_string(s.val_users.size()) + " users' from " + utc_time(s.val_from) + " for validation; " +
-                       std::to_string(s.train_users.size()) + " users train on the ratings before), " + items + dropped +
+                       std::to_string(s.train_users.size()) + (s.train_users.size() == 1 ? " user trains" : " users train") + " on the ratings before), " + items + dropped +
                        (s.unseen_users > 0 ? "; " + std::to_string(s.unseen_users) +
                                                  (s.unseen_users == 1 ? " user" : " users") +
                                                  " with test positives but nothing to fold in (no positive before " +
@@ -490,29 +505,31 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.ratings_split = opt.ratings_split;
   res.train_rows = train.rows;
   res.eval_rows = test_input.rows;
+  if (test_target.nnz() == 0) {
+    const std::string why =
+        "the evaluation set (" + res.eval_set + ") holds no ratings to predict: every metric would be undefined (nan); "
+        "use a larger data set" +
+        (opt.protocol == "seed"       ? std::string(" or a larger --test-fraction")
+         : opt.protocol == "temporal" ? " or a lower --threshold or --leave-last (a user is scored from " +
+                                            std::to_string(std::max(opt.heldout.min_positives, 2 * opt.leave_last + 1)) +
+                                            " positives up)"
+         : opt.protocol == "cutoff" ? std::string(" or an earlier --test-from")
+                                    : std::string());
+    if (opt.require_eval) throw UsageError(why);
+    notes << "note: " << why << "\n";  // kept under --quiet: it explains the final line's nan
+  }
   if (!opt.quiet) {
     int kbig = 0;  // a cut-off beyond the candidates: ranked over every item, said so
     if (opt.protocol == "seed" && opt.k > train.cols) kbig = opt.k;
     if (is_foldin_protocol(opt.protocol))
       for (int k : opt.ks) kbig = std::max<int>(kbig, k > train.cols ? k : 0);
     if (kbig > 0)
-      log << "note: cut-off " << kbig << " exceeds the " << train.cols << " items: every item is ranked, so @" << kbig
+      notes << "note: cut-off " << kbig << " exceeds the " << train.cols << (train.cols == 1 ? " item" : " items") << ": every item is ranked, so @" << kbig
           << " metrics equal @" << train.cols << "\n";
     if (opt.protocol == "ratings" && (kind == "vae" || kind == "multvae" || kind == "cdae"))
-      log << "note: " << kind << " scores items for ranking; its outputs are not ratings, so RMSE and MAE only "
+      notes << "note: " << kind << " scores items for ranking; its outputs are not ratings, so RMSE and MAE only "
           << "measure how far those scores lie from the rating scale\n";
   }
-  // Kept under --quiet: it explains the final line's nan.
-  if (test_target.nnz() == 0)
-    log << "note: the evaluation set (" << res.eval_set << ") holds no ratings to predict: every metric is "
-        << "undefined (nan); use a larger data set"
-        << (opt.protocol == "seed"       ? " or --test-fraction"
-            : opt.protocol == "temporal" ? " or a lower --threshold or --leave-last (a user is scored from " +
-                                               std::to_string(std::max(opt.heldout.min_positives, 2 * opt.leave_last + 1)) +
-                                               " positives up)"
-            : opt.protocol == "cutoff" ? " or an earlier --test-from"
-                                       : "")
-        << "\n";
 
   ModelConfig mc = opt.model;
   mc.num_inputs = train.cols;
@@ -578,7 +595,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   res.sparse_input = model->sparse_input();
 
   EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_user_rows);
-  Evaluator evaluator(be, opt, batch, model->num_outputs());
+  Evaluator evaluator(be, opt, batch, model->num_outputs(), d.rating_min, d.rating_max);
   const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
   // Lower is better only for rating errors.
   // Heldout: Mult-VAE's NDCG@100, or the largest cut-off asked for when --ks leaves 100 out.
@@ -589,9 +606,11 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                                 : "rmse";
   const bool lower_better = opt.protocol == "ratings";
   res.selection_metric = monitor;
-  if (opt.patience > 0 && !have_val && !opt.quiet)
-    log << "note: --patience selects the epoch on the " << (opt.protocol == "seed" ? "test users" : "test ratings")
-        << " (this protocol has no validation set)\n";
+  if (opt.patience > 0 && !have_val && !opt.quiet && is_autoencoder(kind) && !is_pretrained)
+    notes << "note: --patience selects the epoch on the " << (opt.protocol == "seed" ? "test users" : "test ratings")
+        << " (this protocol has no validation set), so the figures reported are optimistic: the test "
+        << (opt.protocol == "seed" ? "users" : "ratings") << " chose them (--protocol heldout, temporal or cutoff "
+        << "choose on validation users)\n";
 
   if (!is_autoencoder(kind) || is_pretrained) {
     // Closed-form baselines and pretrained models: no epochs. EASE picks λ on validation users when asked to.
@@ -613,14 +632,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         if (std::isfinite(v) && (!scored || v > best)) best = v, best_l = l, scored = true;
       }
       if (scored && (best_l == grid.front() || best_l == grid.back()))
-        log << "note: EASE's best lambda, " << best_l << ", is at the edge of the grid (" << grid.front() << " to "
+        notes << "note: EASE's best lambda, " << best_l << ", is at the edge of the grid (" << grid.front() << " to "
             << grid.back() << "): a better one may lie beyond it; try --ease-lambda "
             << (best_l == grid.front() ? "5 or 2" : "5000 or 10000") << "\n";
       ease->set_lambda(best_l);
       res.ease_lambda = best_l;
       res.note = "lambda " + fmt_number(best_l) +
                  (scored ? " (chosen on validation users)" : " (the default: no validation user could be scored)");
-      if (!scored) log << "note: EASE: no validation user could be scored, so lambda stays at its default " << best_l << "\n";
+      if (!scored) notes << "note: EASE: no validation user could be scored, so lambda stays at its default " << best_l << "\n";
     } else if (kind == "ease") {
       res.ease_lambda = static_cast<EaseModel<float>*>(model.get())->lambda();
       res.note = "lambda " + fmt_number(res.ease_lambda) +
@@ -666,6 +685,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   double best_value = lower_better ? INFINITY : -INFINITY;
   int since_best = 0;
   int64_t step = 0;
+  double first_batch_loss = 0;
   std::vector<double> epoch_secs;
   const auto graphs_before = be.step_graph_stats();
   const auto t_train = Clock::now();
@@ -689,7 +709,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         << opt.sparse_input << ")" << (graph_steps ? ", CUDA Graph steps" : "") << "\n";
   // An earlier run on this backend (compare's models share one) had a step refused.
   if (graph_steps && !be.step_capture_failure().empty())
-    log << "note: CUDA Graph steps are off on this device since a step was refused ("
+    notes << "note: CUDA Graph steps are off on this device since a step was refused ("
         << be.step_capture_failure() << "); this run makes plain launches\n";
   {
     // A small data set at a large batch trains few steps: say so where it changes the outcome.
@@ -699,14 +719,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const double last = c.anneal_steps > 0 ? static_cast<double>(steps - 1) / static_cast<double>(c.anneal_steps) : 0;
     if (kind == "multvae" && c.anneal_steps > 0 && c.beta > 0 && last < c.beta) {
       const int64_t fits = static_cast<int64_t>(std::floor(static_cast<double>(steps - 1) / c.beta));
-      log << "note: the KL weight rises by 1/" << c.anneal_steps << " a step up to beta " << c.beta
+      notes << "note: the KL weight rises by 1/" << c.anneal_steps << " a step up to beta " << c.beta
           << " (reached at step " << static_cast<int64_t>(std::ceil(c.beta * static_cast<double>(c.anneal_steps)))
           << ") and this run makes " << steps << " (" << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs")
           << " of " << batches << (batches == 1 ? " step" : " steps") << "): its last step's weight is " << last
           << "; " << (fits >= 1 ? "--anneal-steps " + std::to_string(fits) + " or less, " : std::string())
           << "more --epochs or a smaller --batch-size reach beta\n";
     } else if (steps < kFewSteps) {
-      log << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
+      notes << "note: " << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs") << " of " << batches
           << (batches == 1 ? " step" : " steps") << (opt.epochs == 1 ? " makes" : " make") << " only " << steps
           << (steps == 1 ? " Adam step" : " Adam steps") << "; more --epochs or a smaller --batch-size train further\n";
     }
@@ -737,12 +757,14 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         const bool had_failed = !be.step_capture_failure().empty();
         be.run_step(n, ops);  // one graph per batch size: the last batch has its own
         if (!had_failed && !be.step_capture_failure().empty())
-          log << (opt.progress_bar && !opt.quiet && bi > 0 ? "\n" : "") << "warning: the device refused a CUDA Graph step ("
+          notes << (opt.progress_bar && !opt.quiet && bi > 0 ? "\n" : "") << "warning: the device refused a CUDA Graph step ("
               << be.step_capture_failure() << "); this and every later step run as plain launches (the same "
               << "results; --cuda-graph off skips the attempt)\n";
       } else {
         ops();
       }
+      // The untrained model's loss on its first batch: the yardstick of a diverging run below.
+      if (step == 0) first_batch_loss = be.read_scalar(loss_acc.cmat());
       ++step;
       if (opt.progress_bar && !opt.quiet) {
         const int width = 30, done = static_cast<int>(width * (bi + 1) / batches);
@@ -803,6 +825,22 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
   }
   res.train_seconds = seconds_since(t_train);
   if ((have_val || opt.patience > 0) && std::isnan(best_value)) res.epoch_selection = "last";  // nothing scored to choose on
+  // A loss climbing by orders of magnitude is a run diverging that has not overflowed yet: its
+  // figures are of a broken model, whichever epoch is kept.
+  if (!res.history.empty()) {
+    size_t lo = 0;
+    for (size_t i = 1; i < res.history.size(); ++i)
+      if (res.history[i].train_loss < res.history[lo].train_loss) lo = i;
+    const bool untrained = first_batch_loss > 0 && first_batch_loss < res.history[lo].train_loss;
+    const double from = untrained ? first_batch_loss : res.history[lo].train_loss;
+    const double last = res.history.back().train_loss;
+    if (from > 0 && last > 100 * from)
+      notes << "warning: the training loss rose from " << fmt_number(from)
+            << (untrained ? " (the untrained model's, on its first batch)" : " (epoch " + std::to_string(res.history[lo].epoch) + ")")
+            << " to " << fmt_number(last) << " (epoch " << res.history.back().epoch
+            << "): the run is diverging, and its figures are of a broken model; lower --lr"
+            << (opt.model.lambda > 1e3 ? " or --lambda" : "") << "\n";
+  }
   if (graph_steps && !opt.quiet) {
     const auto g = be.step_graph_stats();
     log << "CUDA Graph steps: " << g.captures - graphs_before.captures << " captured, "
@@ -921,6 +959,19 @@ std::vector<std::string> StagedFiles::commit() {
   // user's own copy keeps its name); where one cannot be made the commit goes on without that
   // guarantee. A signal arriving between two renames is not covered: the few syscalls of a
   // commit are the only window, and a restore cannot run inside a signal handler.
+  // The record of each folder this commit writes into, read before anything changes there.
+  std::map<std::string, std::set<std::string>> record;  // folder → names this tool wrote there
+  auto folder_of = [](const std::string& p) {
+    const std::string d = std::filesystem::path(p).parent_path().string();
+    return d.empty() ? std::string(".") : d;
+  };
+  auto name_of = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };
+  auto recorded = [&](const std::string& dir) -> std::set<std::string>& {
+    auto it = record.find(dir);
+    if (it == record.end()) it = record.emplace(dir, read_written_files(dir)).first;
+    return it->second;
+  };
+  for (const std::string& p : paths) recorded(folder_of(p));
   enum class Before { absent, kept, unknown };
   std::vector<Before> before(paths.size(), Before::unknown);
   for (size_t i = 0; i < paths.size(); ++i) {
@@ -966,24 +1017,24 @@ std::vector<std::string> StagedFiles::commit() {
                                         : "; files renamed before it could not all be put back" +
                                               (stranded.empty() ? std::string() : " (the earlier versions are in " + stranded + ")")));
   }
-  for (size_t i = 0; i < paths.size(); ++i)
-    if (before[i] == Before::kept) {
-      std::error_code ec;
+  // A replaced file that the folder's record does not list is not this tool's to lose (the
+  // user's own notes.csv-turned-metrics.csv, or a run of a version before the record): its
+  // backup stays, as NAME.orig (or NAME.orig-2, ...), and replaced() names it.
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (before[i] != Before::kept) continue;
+    std::error_code ec;
+    if (recorded(folder_of(paths[i])).count(name_of(paths[i]))) {
       std::filesystem::remove(backup_name(paths[i]), ec);
+      continue;
     }
+    std::string keep = paths[i] + ".orig";
+    for (int n = 2; std::filesystem::symlink_status(keep, ec).type() != std::filesystem::file_type::not_found; ++n)
+      keep = paths[i] + ".orig-" + std::to_string(n);
+    std::filesystem::rename(backup_name(paths[i]), keep, ec);
+    replaced_.push_back({paths[i], ec ? backup_name(paths[i]) : keep});
+  }
   // An earlier run's file goes only where that folder's record lists it: a file of the same name
   // that this tool did not write (the user's own, in a folder given as --out) stays.
-  std::map<std::string, std::set<std::string>> record;  // folder → names this tool wrote there
-  auto folder_of = [](const std::string& p) {
-    const std::string d = std::filesystem::path(p).parent_path().string();
-    return d.empty() ? std::string(".") : d;
-  };
-  auto name_of = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };
-  auto recorded = [&](const std::string& dir) -> std::set<std::string>& {
-    auto it = record.find(dir);
-    if (it == record.end()) it = record.emplace(dir, read_written_files(dir)).first;
-    return it->second;
-  };
   for (const std::string& p : stale) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(p, ec)) continue;
@@ -1234,6 +1285,16 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
   if (users > 0)
     os << "(per-user differences over the " << users << " evaluated users, paired t interval"
        << (marked ? "; * the interval excludes 0" : "; every interval includes 0") << ")\n";
+  // The seed protocol prints the notebooks' RMSE for every model; for a ranking model it is no
+  // rating error, and a newcomer reading popularity's 1.8 against the VAE's 2.8 should know.
+  std::string scorers;
+  for (const TrainResult* r : {&a, &b})
+    if (std::isfinite(r->metric("rmse")) && !predicts_ratings(*r))
+      scorers += (scorers.empty() ? "" : " and ") + r->model;
+  if (!scorers.empty())
+    os << "(RMSE of " << scorers << ": " << (scorers.find(" and ") == std::string::npos ? "its" : "their")
+       << " item scores clipped to the rating scale, the notebooks' figure, not a rating prediction: "
+       << "ranking models are judged by NDCG and Recall; RMSE is for autorec, i-autorec, svd and svdpp)\n";
 }
 
 std::string format_op_profile(const std::vector<OpTime>& prof) {

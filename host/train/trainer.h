@@ -46,6 +46,12 @@ struct TrainOptions {
   double ease_lambda = 0;                // 0 = chosen on validation users (heldout) / 200
   bool progress_bar = false;             // per-batch bar (TTY) instead of only epoch lines
   bool quiet = false;
+  // An evaluation set with nothing to predict makes every metric nan: train, compare and the main
+  // job refuse it (their figures would be meaningless); a command that trains only to serve the
+  // model (recommend, similar, embed, cluster) goes on with a note.
+  bool require_eval = true;
+  // Where notes and warnings go (the CLI: stderr, so stdout holds the results); null: log.
+  std::ostream* notes = nullptr;
   // First layer on the batch's CSR rows (--sparse-input): auto | on | off. auto = on when the
   // model has ≥ kSparseInputMinColumns inputs or the training matrix is sparser than
   // kSparseInputMaxDensity (models/model.h). Overrides model.sparse_input.
@@ -156,7 +162,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 // (write_atomically) do write through a link: there the link is the user's name for the file.
 // Each folder StagedFiles writes into keeps a record of the files this tool wrote there
 // (kWrittenFilesName, one name a line), so that a later run removes only those: a file of the
-// same name that the user put there is never taken for an earlier run's.
+// same name that the user put there is never taken for an earlier run's, and one that a new
+// file replaces is kept beside it as NAME.orig (replaced()).
 inline constexpr const char* kWrittenFilesName = ".vae_gpu_files";
 inline constexpr const char* kWrittenFilesHeader =
     "# files vae_gpu wrote in this folder: a later run removes only these when it does not produce them";
@@ -186,10 +193,14 @@ class StagedFiles {
   const std::vector<std::string>& removed() const { return removed_; }
   // Files commit() was to remove but kept: not in their folder's record (the user's own).
   const std::vector<std::string>& kept() const { return kept_; }
+  // Files commit() wrote over that their folder's record does not list: (path, where the
+  // earlier file now is — path.orig unless that name was taken).
+  const std::vector<std::pair<std::string, std::string>>& replaced() const { return replaced_; }
 
  private:
   std::vector<std::string> paths_, stale_, dirs_, removed_, kept_;
   std::vector<std::string> explained_;  // stale paths a note already named
+  std::vector<std::pair<std::string, std::string>> replaced_;
   std::vector<std::pair<std::string, std::string>> pictures_;
   std::vector<int> slots_;  // the temporaries' entries in the signal-cleanup list (core/temp_files.h)
 };
