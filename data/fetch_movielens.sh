@@ -16,9 +16,13 @@ die() {
   echo "fetch_movielens.sh: error: $*" >&2
   exit 1
 }
-usage() {
-  sed -n '6,12p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
+usage() {  # status 0 (--help: to stdout) or 2 (a mistake: to stderr)
+  if [[ "${1:-2}" == 0 ]]; then
+    sed -n '6,12p' "$0" | sed 's/^# \{0,1\}//'
+  else
+    sed -n '6,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  fi
+  exit "${1:-2}"
 }
 
 expected_md5=""
@@ -28,7 +32,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --md5) [[ $# -ge 2 ]] || usage; expected_md5="$2"; shift 2 ;;
     --dest) [[ $# -ge 2 ]] || usage; dest="$2"; shift 2 ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     -*) echo "fetch_movielens.sh: unknown option $1" >&2; usage ;;
     *) [[ -z "$name" ]] || usage; name="$1"; shift ;;
   esac
@@ -51,8 +55,12 @@ base_url="${VAE_MOVIELENS_BASE_URL:-https://files.grouplens.org/datasets/moviele
 base_url="${base_url%/}"
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dest="${dest:-$script_dir}"
+made_dest=""  # the highest folder of --dest this run creates
+d="$dest"
+while [[ ! -e "$d" ]]; do made_dest="$d"; d="$(dirname "$d")"; done
 mkdir -p "$dest" || die "cannot create $dest"
 dest="$(cd "$dest" && pwd)"
+[[ -z "$made_dest" ]] || made_dest="$(cd "$made_dest" && pwd)"
 target="$dest/$name"
 
 if [[ -e "$target" ]]; then
@@ -63,7 +71,14 @@ fi
 # Work inside dest so the final move is a rename on one file system; the trap removes the
 # work folder on every exit, so a failure never leaves a half-unpacked data set behind.
 work="$(mktemp -d "$dest/.fetch-$name.XXXXXX")" || die "cannot create a temporary folder in $dest"
-trap 'rm -rf "$work"' EXIT
+# The --dest folders this run created go again when nothing landed in them.
+remove_made_dest() {
+  [[ -n "$made_dest" ]] || return 0
+  local d="$dest"
+  while rmdir "$d" 2>/dev/null && [[ "$d" != "$made_dest" ]]; do d="$(dirname "$d")"; done
+  return 0
+}
+trap 'rm -rf "$work"; remove_made_dest' EXIT
 
 download() {  # url file
   if command -v curl >/dev/null 2>&1; then

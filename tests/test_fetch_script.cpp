@@ -110,6 +110,20 @@ TEST_F(FetchScript, EmbeddedChecksumMismatchFailsAndLeavesNoFolder) {
   EXPECT_TRUE(out_empty());
 }
 
+// A download that fails removes the --dest folders the run created (here out/), not only its
+// work folder; --help is a request, answered on stdout with status 0.
+TEST_F(FetchScript, AFailedFetchRemovesTheDestItMadeAndHelpIsNoError) {
+  ASSERT_FALSE(fs::exists(out_));
+  EXPECT_NE(fetch("ml-100k"), 0);  // no zip on the server
+  EXPECT_NE(log().find("failed"), std::string::npos) << log();
+  EXPECT_FALSE(fs::exists(out_)) << log();
+  const std::string script = std::string(VAE_SOURCE_DIR) + "/data/fetch_movielens.sh";
+  const fs::path help = root_ / "help.txt";
+  EXPECT_EQ(sh("bash '" + script + "' --help > '" + help.string() + "' 2>/dev/null"), 0);
+  EXPECT_NE(read_text(help).find("fetch_movielens.sh"), std::string::npos) << read_text(help);
+  EXPECT_EQ(sh("bash '" + script + "' --bogus > /dev/null 2>&1"), 2);
+}
+
 TEST_F(FetchScript, Md5OptionIsChecked) {
   make_zip("ml-1m");
   EXPECT_NE(fetch("--md5 00000000000000000000000000000000 ml-1m"), 0);

@@ -15,6 +15,11 @@ class AutoRec final : public Model<T> {
   void init(uint64_t seed) override;
   void forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<T> loss_acc) override;
   void predict(const Batch<T>& b, Mat<T> out) override;
+
+ protected:
+  const T* forward_output() const override { return out_.data(); }
+
+ public:
   bool dense_loss() const { return dense_; }
 
  private:

@@ -18,6 +18,11 @@ class Cdae final : public Model<T> {
   void forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<T> loss_acc) override;
   void predict(const Batch<T>& b, Mat<T> out) override;
 
+ protected:
+  const T* forward_output() const override { return out_.data(); }
+
+ public:
+
  private:
   void forward(const Batch<T>& b, int64_t n, bool train, int64_t step);
   // The sparse path's encoder input: the batch's rows, dropout when training.

@@ -92,6 +92,20 @@ class Model {
 
   // Deterministic scores (no dropout, z = μ) for the batch: out is n × num_outputs.
   virtual void predict(const Batch<T>& b, Mat<T> out) = 0;
+  // Both at once: the evaluation loss (forward_backward with train false) and the scores
+  // predict gives, from one forward pass where the model keeps its output (forward_output).
+  void evaluate(const Batch<T>& b, Mat<T> loss_acc, Mat<T> out) {
+    const T* kept = forward_output();
+    if (!kept) {
+      forward_backward(b, 0, false, loss_acc);
+      predict(b, out);
+      return;
+    }
+    VAE_CHECK(out.rows == b.n && out.cols == num_outputs(), kind() + " evaluate: bad output shape");
+    if (b.n == 0) return;
+    forward_backward(b, 0, false, loss_acc);
+    be_.copy_within(out.data, kept, static_cast<size_t>(out.size()) * sizeof(T));
+  }
   virtual int64_t num_outputs() const { return cfg_.num_inputs; }
   // Largest batch the work buffers were sized for.
   int64_t max_batch() const { return max_batch_; }
@@ -109,6 +123,9 @@ class Model {
   }
 
  protected:
+  // A network's output buffer as forward_backward(train false) leaves it (what predict
+  // copies out), or null: evaluate then runs predict's own forward.
+  virtual const T* forward_output() const { return nullptr; }
   Model(Backend<T>& be, ModelConfig cfg, int64_t max_batch)
       : be_(be), cfg_(std::move(cfg)), max_batch_(max_batch),
         sparse_(use_sparse_input(cfg_.sparse_input, cfg_.num_inputs)),

@@ -16,6 +16,11 @@ class MultVae final : public Model<T> {
   void init(uint64_t seed) override;
   void forward_backward(const Batch<T>& b, int64_t step, bool train, Mat<T> loss_acc) override;
   void predict(const Batch<T>& b, Mat<T> out) override;
+
+ protected:
+  const T* forward_output() const override { return logits_.data(); }
+
+ public:
   double kl_weight(int64_t step) const override;
   int64_t latent_dim() const override { return latent_; }
   void encode(const Batch<T>& b, Mat<T> mu_logvar) override;

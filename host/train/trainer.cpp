@@ -150,9 +150,11 @@ class Evaluator {
       if (e.users.size() > 0) b.users = e.users.cmat().rows_slice(r0, n);
       b.n = n;
       ++batches;
-      if (m.num_params() > 0) m.forward_backward(b, 0, false, loss_.mat());
       Mat<float> scores = scores_.mat().rows_slice(0, n);
-      m.predict(b, scores);
+      if (m.num_params() > 0)
+        m.evaluate(b, loss_.mat(), scores);
+      else
+        m.predict(b, scores);
       if (protocol == "seed") {
         Mat<float> out = out_.mat().rows_slice(0, n).reshaped(n, out_.cols());
         Mat<float> o2{out.data, n, 2};
