@@ -68,7 +68,8 @@ Dataset load_data(const Options& o) {
     std::error_code ec;
     if (!std::filesystem::exists(std::filesystem::symlink_status(o.model_file, ec)))
       throw DataError(o.model_file, 0, "no such file");
-    (void)load_safetensors(o.model_file);  // throws DataError naming the file and the fault
+    // Its header alone when sound (the load reads it whole later); whole, to name the fault, when not.
+    if (peek_model_kind(o.model_file).empty()) (void)load_safetensors(o.model_file);
   }
   std::string arg = o.data, note;
   if (arg.empty() && !o.model_file.empty()) {
