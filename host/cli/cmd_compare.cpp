@@ -50,6 +50,11 @@ std::string compare_epoch_wording(const std::vector<TrainResult>& results) {
   return w;
 }
 
+// Whether the table has an MAE column (the ratings protocol's rows).
+bool has_mae(const std::vector<TrainResult>& results) {
+  return std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("mae")); });
+}
+
 // The rows whose RMSE is not a rating error, named where the table has any.
 std::string ranking_only_note(const std::vector<TrainResult>& results) {
   std::vector<std::string> kinds;  // once each, sweeps having a row per value
@@ -59,7 +64,7 @@ std::string ranking_only_note(const std::vector<TrainResult>& results) {
       kinds.push_back(r.model);
   std::string names;
   for (const std::string& k : kinds) names += (names.empty() ? "" : ", ") + k;
-  const bool mae = std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("mae")); });
+  const bool mae = has_mae(results);
   const std::string errors = mae ? "RMSE and MAE" : "RMSE";
   return names.empty() ? ""
                        : " among the rating predictors; " + names + (kinds.size() == 1 ? " scores items, and its " : " score items, and their ") +
@@ -303,10 +308,7 @@ int run_compare(Options& o) {
             << format_compare_table(results)
             << (validation_metric(results).empty() ? "* best in its column" : "* best test figure in its column")
             << (std::any_of(results.begin(), results.end(), [](const TrainResult& r) { return std::isfinite(r.metric("rmse")); })
-                    ? std::string(std::any_of(results.begin(), results.end(),
-                                              [](const TrainResult& r) { return std::isfinite(r.metric("mae")); })
-                                      ? " (RMSE, MAE: the lowest"
-                                      : " (RMSE: the lowest") +
+                    ? std::string(has_mae(results) ? " (RMSE, MAE: the lowest" : " (RMSE: the lowest") +
                           ranking_only_note(results) + ")"
                     : "");
   const std::string wording = compare_epoch_wording(results);

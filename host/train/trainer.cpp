@@ -141,7 +141,6 @@ class Evaluator {
     };
     be_.fill(loss_.mat(), 0.0f);
     int64_t batches = 0;
-    const float lo = lo_, hi = hi_;
     for (int64_t r0 = 0; r0 < e.n; r0 += batch_) {
       const int64_t n = std::min(batch_, e.n - r0);
       Batch<float> b;
@@ -161,7 +160,7 @@ class Evaluator {
         Mat<float> truth = truth_.mat().rows_slice(0, n);
         be_.csr_rows_to_dense(e.target.view(), b.rows, truth);
         Mat<float> o3{out.data, n, 3};
-        be_.rating_errors(scores, e.target.view(), b.rows, lo, hi, o3);
+        be_.rating_errors(scores, e.target.view(), b.rows, lo_, hi_, o3);
         std::vector<float> errs = be_.download(CMat<float>(o3));
         for (int64_t i = 0; i < n; ++i) {
           sq += errs[i * 3];
@@ -202,7 +201,7 @@ class Evaluator {
           }
       } else {
         Mat<float> out{out_.data(), n, 3};
-        be_.rating_errors(scores, e.target.view(), b.rows, lo, hi, out);
+        be_.rating_errors(scores, e.target.view(), b.rows, lo_, hi_, out);
         std::vector<float> h = be_.download(CMat<float>(out));
         for (int64_t i = 0; i < n; ++i) {
           sq += h[i * 3];
@@ -449,7 +448,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         const std::string latest = s.last == 1 ? "latest positive" : "latest " + std::to_string(s.last) + " positives";
         res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + latest + " for the test (the " +
                        (s.last == 1 ? "one" : std::to_string(s.last)) + " before for validation; " +
-                       std::to_string(s.train_users.size()) + (s.train_users.size() == 1 ? " user trains" : " users train") + " on their earlier ones), " + items + dropped;
+                       count(static_cast<int64_t>(s.train_users.size()), "user trains", "users train") + " on their earlier ones), " + items + dropped;
       } else {
         const auto arrived = std::count(s.test_rows.begin(), s.test_rows.end(), kNoRow);
         res.eval_set = count(static_cast<int64_t>(s.test_users.size()), "user's ", "users' ") + "positives from " + utc_time(s.test_from) +
@@ -458,7 +457,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
                                           utc_time(s.val_from) + " on; "
                                     : "") +
                        std::to_string(s.val_users.size()) + " users' from " + utc_time(s.val_from) + " for validation; " +
-                       std::to_string(s.train_users.size()) + (s.train_users.size() == 1 ? " user trains" : " users train") + " on the ratings before), " + items + dropped +
+                       count(static_cast<int64_t>(s.train_users.size()), "user trains", "users train") + " on the ratings before), " + items + dropped +
                        (s.unseen_users > 0 ? "; " + std::to_string(s.unseen_users) +
                                                  (s.unseen_users == 1 ? " user" : " users") +
                                                  " with test positives but nothing to fold in (no positive before " +
