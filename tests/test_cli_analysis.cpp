@@ -70,7 +70,7 @@ CmdResult* CliAnalysis::main_ = nullptr;
 TEST_F(CliAnalysis, MainJobPrintsTopThirtyAndClustersAndWritesArtefacts) {
   ASSERT_EQ(main_->code, 0) << main_->out;
   const std::string& out = main_->out;
-  EXPECT_THAT(out, ::testing::ContainsRegex("Epoch \\[3/3\\] train"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("Epoch \\[3/3\\] loss train"));
   EXPECT_THAT(out, HasSubstr("popularity"));
   EXPECT_THAT(out, HasSubstr("Top 30 recommendations for user 1"));
   EXPECT_THAT(out, HasSubstr("note: the seed protocol (the notebooks') feeds each test user's whole rating vector in "

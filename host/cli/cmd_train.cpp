@@ -357,7 +357,10 @@ int run_train(Options& o, bool main_job) {
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
           if (vae_collapsed(r, kv.second, pop.metric(kv.first))) {
-            std::cerr << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity: "
+            std::ostringstream figs;
+            figs << std::fixed << std::setprecision(4) << kv.second << " vs " << pop.metric(kv.first);
+            std::cerr << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity ("
+                      << metric_display_name(kv.first) << " " << figs.str() << ", within 2 %): "
                       << "its KL term collapses the latent code, so z carries little about the user; "
                       << "--beta 0.0001 or --model multvae learn user tastes\n";
             collapsed = true;

@@ -49,7 +49,7 @@ FoldOutcome run_fold(const Dataset& d, const RatingsSplit& s, const SvdOptions& 
         std::snprintf(b, sizeof b, std::fabs(v) < 1e6 ? "%.4f" : "%.4g", v);
         return std::string(b);
       };
-      line << "Epoch [" << epoch << "/" << so.epochs << "] train-rmse " << num(train_rmse) << " test-rmse "
+      line << "Epoch [" << epoch << "/" << so.epochs << "] train RMSE " << num(train_rmse) << " | test RMSE "
            << num(e.rmse) << " MAE " << num(e.mae) << std::fixed << std::setprecision(2) << " (" << r.train_seconds
            << " s)\n";
       log << line.str();

@@ -278,7 +278,26 @@ std::string fmt_number(double v) {
   return os.str();
 }
 
-std::string fmt_metric_name(const std::string& key) {
+// "Epoch [3/20] loss train 1.0282 test 1.1480 | test NDCG@20 0.4228 ... (0.18 s)": the losses
+// (the model's own objective, on its own scale), then the metrics of the evaluation set. Under
+// the ratings protocol the test figure is the RMSE, shown once with the metrics.
+std::string epoch_line(const EpochRecord& r, int epochs, const std::string& eval_name, bool ratings) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(4) << "Epoch [" << r.epoch << "/" << epochs << "] loss train "
+     << r.train_loss;
+  if (!ratings) os << " " << eval_name << " " << r.test_loss;
+  if (!r.metrics.empty()) os << " | " << eval_name;
+  for (const auto& kv : r.metrics) os << " " << metric_display_name(kv.first) << " " << kv.second;
+  if (r.train_seconds < 0.1)  // GPU epochs take milliseconds
+    os << std::setprecision(1) << " (" << 1e3 * r.train_seconds << " ms)";
+  else
+    os << std::setprecision(2) << " (" << r.train_seconds << " s)";
+  return os.str();
+}
+
+}  // namespace
+
+std::string metric_display_name(const std::string& key) {
   // ndcg@20 → NDCG@20, recall@20 → Recall@20, rmse → RMSE (the notebooks' spelling).
   auto at = key.find('@');
   std::string base = key.substr(0, at), rest = at == std::string::npos ? "" : key.substr(at);
@@ -289,20 +308,6 @@ std::string fmt_metric_name(const std::string& key) {
   }
   return base + rest;
 }
-
-std::string epoch_line(const EpochRecord& r, int epochs, const std::string& test_label) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(4) << "Epoch [" << r.epoch << "/" << epochs << "] train "
-     << r.train_loss << " " << test_label << " " << r.test_loss;
-  for (const auto& kv : r.metrics) os << " " << fmt_metric_name(kv.first) << " " << kv.second;
-  if (r.train_seconds < 0.1)  // GPU epochs take milliseconds
-    os << std::setprecision(1) << " (" << 1e3 * r.train_seconds << " ms)";
-  else
-    os << std::setprecision(2) << " (" << r.train_seconds << " s)";
-  return os.str();
-}
-
-}  // namespace
 
 double TrainResult::metric(const std::string& key) const { return lookup(metrics, key); }
 
@@ -597,7 +602,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 
   EvalSet eval_set = make_eval_set(be, eval_input, eval_target, eval_user_rows);
   Evaluator evaluator(be, opt, batch, model->num_outputs(), d.rating_min, d.rating_max);
-  const std::string test_label = have_val ? "val" : opt.protocol == "ratings" ? "test-rmse" : "test";
+  const std::string eval_name = have_val ? "val" : "test";
   // Lower is better only for rating errors.
   // Heldout: Mult-VAE's NDCG@100, or the largest cut-off asked for when --ks leaves 100 out.
   const bool has_100 = std::find(opt.ks.begin(), opt.ks.end(), 100) != opt.ks.end();
@@ -628,7 +633,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         ease->set_lambda(l);  // an items × items solve: minutes at tens of thousands of items
         const double v = lookup(evaluator.run(*model, eval_set).second, monitor);
         if (!opt.quiet)
-          log << "EASE lambda " << l << ": validation " << fmt_metric_name(monitor) << " " << v << " ("
+          log << "EASE lambda " << l << ": validation " << metric_display_name(monitor) << " " << v << " ("
               << fmt_seconds(seconds_since(t_l)) << ")\n";
         if (std::isfinite(v) && (!scored || v > best)) best = v, best_l = l, scored = true;
       }
@@ -787,7 +792,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     res.history.push_back(r);
     if (!opt.quiet) {
       if (opt.progress_bar) log << "\r";
-      log << epoch_line(r, opt.epochs, test_label) << "\n" << std::flush;
+      log << epoch_line(r, opt.epochs, eval_name, opt.protocol == "ratings") << "\n" << std::flush;
     }
     // An infinite evaluation loss is divergence too (Mult-VAE's first epoch can end with finite
     // training loss and overflowing weights); NaN alone may just mean nothing to evaluate.
@@ -819,7 +824,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
         be.copy_within(best_theta.data(), model->param_buffer().data,
                        static_cast<size_t>(model->num_params()) * sizeof(float));
     } else if (opt.patience > 0 && ++since_best >= opt.patience) {
-      if (!opt.quiet) log << "Early stop: no improvement in " << fmt_metric_name(monitor) << " for "
+      if (!opt.quiet) log << "Early stop: no improvement in " << metric_display_name(monitor) << " for "
                           << opt.patience << " epochs; best epoch " << res.best_epoch << "\n";
       break;
     }
@@ -1083,7 +1088,7 @@ std::string learning_curves_svg(const TrainResult& r) {
   LinePanel met{"metrics on the " + eval + " users per epoch", {}};
   if (r.protocol == "ratings") met.title = "metrics on the test ratings per epoch";
   if (!r.history.empty())
-    for (const auto& kv : r.history.front().metrics) met.series.push_back({fmt_metric_name(kv.first), {}});
+    for (const auto& kv : r.history.front().metrics) met.series.push_back({metric_display_name(kv.first), {}});
   for (const EpochRecord& e : r.history) {
     p.x.push_back(e.epoch);
     loss.series[0].y.push_back(e.train_loss);
@@ -1271,7 +1276,7 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
   bool marked = false;
   for (const auto& kv : a.metrics) {
     char line[160];
-    std::snprintf(line, sizeof line, "%-14s%12.4f%12.4f", fmt_metric_name(kv.first).c_str(), kv.second,
+    std::snprintf(line, sizeof line, "%-14s%12.4f%12.4f", metric_display_name(kv.first).c_str(), kv.second,
                   b.metric(kv.first));
     os << line;
     const std::vector<double>*ua = a.user_values(kv.first), *ub = b.user_values(kv.first);

@@ -224,5 +224,7 @@ std::string format_intervals(const TrainResult& r);
 
 // The bare `vae_gpu --epochs N` summary: model and popularity side by side.
 void print_comparison(std::ostream& os, const TrainResult& model, const TrainResult& baseline);
+// A metric key as the tables print it: ndcg@20 → NDCG@20, recall@20 → Recall@20, rmse → RMSE.
+std::string metric_display_name(const std::string& key);
 
 }  // namespace vae
