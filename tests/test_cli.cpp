@@ -1621,6 +1621,8 @@ TEST(Cli, AutoRecFoldsCrossValidateTheRatings) {
   ASSERT_EQ(rmse.size(), 3u) << r.out;
   EXPECT_EQ(tested, 8000);  // each rating is tested once
   EXPECT_THAT(r.out, HasSubstr("i-autorec 3-fold: RMSE "));
+  // Its ± is a spread over folds, not the 95 % interval ± means everywhere else: said on the line.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("MAE [0-9.]+ ± [0-9.]+ \\(mean ± std over the folds"));
   EXPECT_THAT(r.out, HasSubstr("no model.safetensors written"));
   const nlohmann::json j = read_json(dir / "run" / "summary.json");
   EXPECT_EQ(j["eval_set"], "3-fold cross-validation");

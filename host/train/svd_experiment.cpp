@@ -206,7 +206,8 @@ CrossValidation cross_validation(const std::string& kind, const std::vector<doub
   cv.metrics = {{"rmse", r.mean}, {"mae", a.mean}, {"rmse_std", r.std}, {"mae_std", a.std}};
   std::ostringstream line;
   line << std::fixed << std::setprecision(4) << kind << " " << rmse.size() << "-fold: RMSE " << r.mean << " ± " << r.std
-       << ", MAE " << a.mean << " ± " << a.std << std::setprecision(1) << ", " << mean_pstd(seconds).mean
+       << ", MAE " << a.mean << " ± " << a.std << " (mean ± std over the folds; ± elsewhere is a 95 % interval)"
+       << std::setprecision(1) << ", " << mean_pstd(seconds).mean
        << " s per fold\n";
   cv.line = line.str();
   return cv;

@@ -31,7 +31,7 @@ struct SvdRun {
 
 // k-fold cross-validation's figures from each fold's RMSE and MAE (Surprise's table: mean and
 // population std): the metrics rmse, mae, rmse_std, mae_std, and the line
-// "KIND K-fold: RMSE m ± s, MAE m ± s, T s per fold" (seconds: each fold's training).
+// "KIND K-fold: RMSE m ± s, MAE m ± s (mean ± std ...), T s per fold" (seconds: each fold's training).
 struct CrossValidation {
   std::vector<std::pair<std::string, double>> metrics;
   std::string line;
