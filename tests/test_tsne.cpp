@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <memory>
 #include <set>
@@ -105,6 +106,51 @@ TEST(Tsne, GradientIsTheDerivativeOfKl) {
     const double km = ops->tsne_gradient(p.data(), ym.data(), n, 1.0f, scratch.data(), true);
     const double fd = (kp - km) / (static_cast<double>(yp[t]) - ym[t]);
     EXPECT_NEAR(g[t], fd, 2e-3 * (1.0 + std::fabs(fd))) << "coordinate " << t;
+  }
+}
+
+// The CPU gradient splits its i < j pair loop into bands of rows, each with its own partial
+// sums: against the textbook double sum over ordered pairs, dC/dy_i = 4 Σ_j (p_ij − q_ij) w_ij
+// (y_i − y_j), at sizes of one band, of several, and of bands one row wide at the end.
+TEST(Tsne, BandedGradientIsTheSumOverEveryPair) {
+  auto ops = make_cpu_analysis_ops();
+  for (int64_t n : {2, 3, 182, 700}) {
+    std::vector<float> p(n * n);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) {
+        const float v = 0.1f + std::fabs(philox_normal(5, 1, static_cast<uint64_t>(i * n + j)));
+        p[i * n + j] = p[j * n + i] = v;
+        total += 2.0 * v;
+      }
+    for (float& v : p) v = static_cast<float>(v / total);
+    std::vector<float> y(2 * n), g(2 * n, std::nanf(""));
+    for (int64_t t = 0; t < 2 * n; ++t) y[t] = 3.0f * philox_normal(6, 2, static_cast<uint64_t>(t));
+    const float ex = 4.0f;
+    const double kl = ops->tsne_gradient(p.data(), y.data(), n, ex, g.data(), true);
+    double z = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        if (i != j) z += 1.0 / (1.0 + std::pow(y[2 * i] - y[2 * j], 2) + std::pow(y[2 * i + 1] - y[2 * j + 1], 2));
+    double want_kl = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double gx = 0, gy = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (i == j) continue;
+        const double a = static_cast<double>(y[2 * i]) - y[2 * j], b = static_cast<double>(y[2 * i + 1]) - y[2 * j + 1];
+        const double w = 1.0 / (1.0 + a * a + b * b), q = std::max(w / z, DBL_EPSILON), pij = ex * p[i * n + j];
+        gx += 4.0 * (pij - q) * w * a;
+        gy += 4.0 * (pij - q) * w * b;
+        want_kl += pij * std::log(std::max(pij, DBL_EPSILON) / q);
+      }
+      ASSERT_NEAR(g[2 * i], gx, 1e-6 * (1.0 + std::fabs(gx))) << "n " << n << " row " << i;
+      ASSERT_NEAR(g[2 * i + 1], gy, 1e-6 * (1.0 + std::fabs(gy))) << "n " << n << " row " << i;
+    }
+    EXPECT_NEAR(kl, want_kl, 1e-9 * std::fabs(want_kl)) << "n " << n;
+    // Called again: the same bits (partial sums in a fixed order, whichever thread ran a band).
+    std::vector<float> g2(2 * n);
+    EXPECT_EQ(ops->tsne_gradient(p.data(), y.data(), n, ex, g2.data(), true), kl);
+    EXPECT_EQ(g2, g);
   }
 }
 

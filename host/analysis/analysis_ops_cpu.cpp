@@ -30,6 +30,25 @@ void gemm_abt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, cons
 #endif
 }
 
+// The rows of the exact t-SNE pair loop (i < j) cut into bands of about equal pair counts: row i
+// has n − 1 − i pairs. The cut depends on n alone, never on the thread count, so each band's
+// partial sums and their band-by-band total are the same bits on every machine. Returns the
+// bands' first rows and n.
+std::vector<int64_t> pair_bands(int64_t n) {
+  constexpr int64_t kMaxBands = 16, kMinPairsPerBand = 1 << 14;
+  const double total = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
+  const int64_t bands = std::clamp<int64_t>(static_cast<int64_t>(total / kMinPairsPerBand), 1, kMaxBands);
+  std::vector<int64_t> start{0};
+  double seen = 0.0;
+  for (int64_t i = 0; i < n && static_cast<int64_t>(start.size()) < bands; ++i) {
+    seen += static_cast<double>(n - 1 - i);
+    if (seen >= total * static_cast<double>(start.size()) / static_cast<double>(bands) && i + 1 < n)
+      start.push_back(i + 1);
+  }
+  start.push_back(n);
+  return start;
+}
+
 class CpuAnalysisOps final : public AnalysisOps {
  public:
   std::string name() const override { return "cpu"; }
@@ -112,47 +131,69 @@ class CpuAnalysisOps final : public AnalysisOps {
   double tsne_gradient(const float* p, const float* y, int64_t n, float exaggeration,
                        float* grad, bool compute_kl) override {
     VAE_CHECK(n >= 2, "tsne_gradient: need at least two points");
-    // Pass 1: normaliser of the Student-t kernel over ordered pairs.
-    double sum_w = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
-      for (int64_t j = i + 1; j < n; ++j) {
-        const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
-        sum_w += 1.0 / (1.0 + a * a + b * b);
+    const std::vector<int64_t> band = pair_bands(n);
+    const int64_t bands = static_cast<int64_t>(band.size()) - 1;
+    // Pass 1: normaliser of the Student-t kernel over ordered pairs, a partial sum per band.
+    std::vector<double> part(static_cast<size_t>(bands), 0.0);
+    cpu_parallel_for(bands, [&](int64_t t) {
+      double s = 0.0;
+      for (int64_t i = band[t]; i < band[t + 1]; ++i) {
+        const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
+        for (int64_t j = i + 1; j < n; ++j) {
+          const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
+          s += 1.0 / (1.0 + a * a + b * b);
+        }
       }
-    }
+      part[t] = s;
+    });
+    double sum_w = 0.0;
+    for (double s : part) sum_w += s;
     const double inv_sum = 1.0 / (2.0 * sum_w);
     const double eps = DBL_EPSILON;  // sklearn's MACHINE_EPSILON
     const double ex = exaggeration;
-    std::vector<double> g(static_cast<size_t>(2 * n), 0.0);
-    double kl = 0.0;
-    // Pass 2 over i < j, each pair pushing on both ends; the KL logarithms only when asked.
-    for (int64_t i = 0; i < n; ++i) {
-      const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
-      const float* prow = p + i * n;
-      double gi0 = 0.0, gi1 = 0.0;
-      for (int64_t j = i + 1; j < n; ++j) {
-        const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
-        const double w = 1.0 / (1.0 + a * a + b * b);
-        const double q = std::max(w * inv_sum, eps);
-        const double pij = ex * static_cast<double>(prow[j]);
-        const double f = (pij - q) * w;
-        gi0 += f * a;
-        gi1 += f * b;
-        g[2 * j] -= f * a;
-        g[2 * j + 1] -= f * b;
-      }
-      if (compute_kl)
+    // Pass 2 over i < j, each pair pushing on both ends: row i's own sum goes to own[i] (one band
+    // writes it), the pushes on j > i to the band's own buffer, added band by band below.
+    std::vector<double> own(static_cast<size_t>(2 * n), 0.0);
+    std::vector<double> push(static_cast<size_t>(bands * 2 * n), 0.0);
+    std::fill(part.begin(), part.end(), 0.0);
+    cpu_parallel_for(bands, [&](int64_t t) {
+      double* g = push.data() + t * 2 * n;
+      double kl = 0.0;
+      for (int64_t i = band[t]; i < band[t + 1]; ++i) {
+        const double yi0 = y[2 * i], yi1 = y[2 * i + 1];
+        const float* prow = p + i * n;
+        double gi0 = 0.0, gi1 = 0.0;
         for (int64_t j = i + 1; j < n; ++j) {
           const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
-          const double q = std::max(inv_sum / (1.0 + a * a + b * b), eps);
+          const double w = 1.0 / (1.0 + a * a + b * b);
+          const double q = std::max(w * inv_sum, eps);
           const double pij = ex * static_cast<double>(prow[j]);
-          kl += pij * std::log(std::max(pij, eps) / q);
+          const double f = (pij - q) * w;
+          gi0 += f * a;
+          gi1 += f * b;
+          g[2 * j] -= f * a;
+          g[2 * j + 1] -= f * b;
         }
-      g[2 * i] += gi0;
-      g[2 * i + 1] += gi1;
+        if (compute_kl)
+          for (int64_t j = i + 1; j < n; ++j) {
+            const double a = yi0 - y[2 * j], b = yi1 - y[2 * j + 1];
+            const double q = std::max(inv_sum / (1.0 + a * a + b * b), eps);
+            const double pij = ex * static_cast<double>(prow[j]);
+            kl += pij * std::log(std::max(pij, eps) / q);
+          }
+        own[2 * i] = gi0;
+        own[2 * i + 1] = gi1;
+      }
+      part[t] = kl;
+    });
+    for (int64_t c = 0; c < 2 * n; ++c) {
+      double g = 0.0;
+      // Only bands that start above row c / 2 push on it.
+      for (int64_t t = 0; t < bands && band[t] < c / 2; ++t) g += push[t * 2 * n + c];
+      grad[c] = static_cast<float>(4.0 * (g + own[c]));
     }
-    for (int64_t t = 0; t < 2 * n; ++t) grad[t] = static_cast<float>(4.0 * g[t]);
+    double kl = 0.0;
+    for (double v : part) kl += v;
     // The loop saw each unordered pair once.
     return compute_kl ? 2.0 * kl : std::numeric_limits<double>::quiet_NaN();
   }

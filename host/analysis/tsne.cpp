@@ -7,6 +7,7 @@
 #include <numeric>
 #include <string>
 
+#include "backend/cpu_gemm.h"
 #include "core/error.h"
 #include "core/philox.h"
 #include "data/shuffle.h"
@@ -77,22 +78,26 @@ std::vector<float> tsne_joint_probabilities(const std::vector<float>& x, int64_t
             "t-SNE: x is not an n × d matrix with n ≥ 2");
   VAE_CHECK(perplexity > 0, "t-SNE: perplexity must be positive");
   std::vector<float> p(static_cast<size_t>(n) * n);
-  std::vector<float> sqd(n);
-  std::vector<double> prow(n);
   const double desired_entropy = std::log(perplexity);
-  for (int64_t i = 0; i < n; ++i) {
-    // Squared distances as sklearn hands them to the search: exact (double), stored as float32.
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0;
-      for (int64_t t = 0; t < d; ++t) {
-        const double e = static_cast<double>(x[i * d + t]) - x[j * d + t];
-        s += e * e;
+  // Rows are independent: blocks of them on the CPU pool, each row's bits as in a serial loop.
+  constexpr int64_t kRowsPerTask = 16;
+  cpu_parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task) {
+    std::vector<float> sqd(n);
+    std::vector<double> prow(n);
+    for (int64_t i = task * kRowsPerTask; i < std::min(n, (task + 1) * kRowsPerTask); ++i) {
+      // Squared distances as sklearn hands them to the search: exact (double), stored as float32.
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t t = 0; t < d; ++t) {
+          const double e = static_cast<double>(x[i * d + t]) - x[j * d + t];
+          s += e * e;
+        }
+        sqd[j] = static_cast<float>(s);
       }
-      sqd[j] = static_cast<float>(s);
+      tsne_conditional_row(sqd.data(), n, i, desired_entropy, prow.data());
+      for (int64_t j = 0; j < n; ++j) p[i * n + j] = static_cast<float>(prow[j]);
     }
-    tsne_conditional_row(sqd.data(), n, i, desired_entropy, prow.data());
-    for (int64_t j = 0; j < n; ++j) p[i * n + j] = static_cast<float>(prow[j]);
-  }
+  });
   // P = (P_cond + P_condᵀ) / sum, clamped at machine epsilon off the diagonal.
   double total = 0;
   for (int64_t i = 0; i < n; ++i)
