@@ -57,6 +57,38 @@ TEST(Cli, VersionAndHelpExitZero) {
   EXPECT_THAT(h.out, HasSubstr("--device"));
 }
 
+// The help states the model defaults that 0 stands for, and they are the ones training uses:
+// Mult-VAE's batch, hidden and latent sizes in its parameter count and training line, CDAE's.
+TEST(Cli, HelpGivesTheModelDefaultsTrainingUses) {
+  const CmdResult h = run_cli("--help");
+  ASSERT_EQ(h.code, 0);
+  std::smatch m;
+  auto number = [&](const std::string& pattern) {
+    const std::string flat = std::regex_replace(h.out, std::regex("\\s+"), " ");
+    EXPECT_TRUE(std::regex_search(flat, m, std::regex(pattern))) << pattern << "\n" << h.out;
+    return m.empty() ? int64_t{-1} : std::stoll(m[1]);
+  };
+  const int64_t batch = number("--batch-size [^\\n]*?model default: 64; Mult-VAE ([0-9]+)");
+  const int64_t hidden = number("--hidden [^\\n]*?model default: AutoRec 500, 10 with --loss dense; Mult-VAE ([0-9]+)");
+  const int64_t cdae_hidden = number("--hidden [^\\n]*?CDAE ([0-9]+)");
+  const int64_t latent = number("--latent [^\\n]*?the notebook VAE 64, Mult-VAE ([0-9]+)");
+  const std::string data = " --epochs 1 --device cpu --data synthetic:users=1300,items=90,ratings=20000";
+  const CmdResult mult = run_cli("train --model multvae" + data);
+  ASSERT_EQ(mult.code, 0) << mult.out;
+  ASSERT_TRUE(std::regex_search(mult.out, m, std::regex("Training multvae on cpu: [0-9]+ rows x ([0-9]+) columns, ([0-9]+) parameters, batch ([0-9]+)")))
+      << mult.out;
+  const int64_t items = std::stoll(m[1]);
+  EXPECT_EQ(std::stoll(m[2]), items * hidden + hidden + hidden * 2 * latent + 2 * latent + latent * hidden + hidden +
+                                  hidden * items + items);
+  EXPECT_EQ(std::stoll(m[3]), batch);
+  const CmdResult cdae = run_cli("train --model cdae" + data);
+  ASSERT_EQ(cdae.code, 0) << cdae.out;
+  ASSERT_TRUE(std::regex_search(cdae.out, m, std::regex("Training cdae on cpu: ([0-9]+) rows x ([0-9]+) columns, ([0-9]+) parameters, batch 64")))
+      << cdae.out;
+  const int64_t users = std::stoll(m[1]), cols = std::stoll(m[2]);
+  EXPECT_EQ(std::stoll(m[3]), cols * cdae_hidden + users * cdae_hidden + cdae_hidden + cdae_hidden * cols + cols);
+}
+
 TEST(Cli, UnknownFlagAndBadValuesExitTwo) {
   CmdResult a = run_cli("--no-such-flag");
   EXPECT_EQ(a.code, 2);

@@ -333,7 +333,7 @@ int main(int argc, char** argv) {
                  "positives held out, by rating time), cutoff (one date for everyone: later ratings held out), "
                  "ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "temporal", "cutoff", "ratings"}, CLI::ignore_case));
-  app.add_option("--batch-size", o.train.batch_size, "0 = model default")->check(whole_in(0, int64_t{1} << 24));
+  app.add_option("--batch-size", o.train.batch_size, "users per training step (0 = model default: 64; Mult-VAE 500)")->check(whole_in(0, int64_t{1} << 24));
   // > 0: a rate of 0 would not train (and 0 stands for "the model's default" inside).
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")
       ->check(finite_at_least(0, true))
@@ -345,8 +345,8 @@ int main(int argc, char** argv) {
   app.add_option("--k", o.train.k, "seed protocol ranking cut-off K of NDCG, Recall and Coverage (cluster's number of clusters is its own --k, "
                                    "given after `cluster`)")->check(whole_in(1, 1000000));
   app.add_option("--ks", o.ks, "heldout, temporal and cutoff protocol cut-offs, comma-separated (Coverage at the first)");
-  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default; not the notebook VAE, whose layers are fixed); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
-  app.add_option("--latent", o.train.model.latent, "latent size (0 = model default)")->check(whole_in(0, int64_t{1} << 20));
+  app.add_option("--hidden", o.train.model.hidden, "hidden units (0 = model default: AutoRec 500, 10 with --loss dense; Mult-VAE 600; CDAE 50; not the notebook VAE, whose layers are fixed); svd/svdpp: factors (100 / 20)")->check(whole_in(0, int64_t{1} << 20));
+  app.add_option("--latent", o.train.model.latent, "latent size (0 = model default: the notebook VAE 64, Mult-VAE 200)")->check(whole_in(0, int64_t{1} << 20));
   app.add_option("--beta", o.train.model.beta,
                  "KL weight, the final value when annealing (default: the notebook VAE 1; Mult-VAE 0.2, the weight rising by "
                  "1/200 000 a step (1/--anneal-steps) until it reaches 0.2, at step 40 000; a given --beta is constant "
