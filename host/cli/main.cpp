@@ -333,7 +333,7 @@ int main(int argc, char** argv) {
                  "positives held out, by rating time), cutoff (one date for everyone: later ratings held out), "
                  "ratings (RMSE; the default for svd, svdpp, i-autorec)")
       ->transform(CLI::IsMember({"seed", "heldout", "temporal", "cutoff", "ratings"}, CLI::ignore_case));
-  app.add_option("--batch-size", o.train.batch_size, "users per training step (0 = model default: 64; Mult-VAE 500)")->check(whole_in(0, int64_t{1} << 24));
+  app.add_option("--batch-size", o.train.batch_size, "rows per training step: users (items for i-autorec); 0 = model default: 64; Mult-VAE 500")->check(whole_in(0, int64_t{1} << 24));
   // > 0: a rate of 0 would not train (and 0 stands for "the model's default" inside).
   app.add_option("--lr", o.lr, "Adam learning rate (default: 1e-3; CDAE 1e-2); svd/svdpp: SGD rate (0.005 / 0.007)")
       ->check(finite_at_least(0, true))
