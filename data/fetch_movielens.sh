@@ -82,7 +82,11 @@ trap 'rm -rf "$work"; remove_made_dest' EXIT
 
 download() {  # url file
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 2 -o "$2" "$1"
+    # curl prints its error once per try: show each distinct line once.
+    local rc=0
+    curl -fsSL --retry 2 -o "$2" "$1" 2>"$work/curl.err" || rc=$?
+    awk '!seen[$0]++' "$work/curl.err" >&2
+    return "$rc"
   elif command -v wget >/dev/null 2>&1 && [[ "$1" != file://* ]]; then
     wget -q -O "$2" "$1"
   else

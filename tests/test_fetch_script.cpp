@@ -124,6 +124,21 @@ TEST_F(FetchScript, AFailedFetchRemovesTheDestItMadeAndHelpIsNoError) {
   EXPECT_EQ(sh("bash '" + script + "' --bogus > /dev/null 2>&1"), 2);
 }
 
+// curl reports its error on every try (--retry 2): the script shows each distinct line once.
+// An unresolvable host (.invalid never resolves) fails the same way with or without a network.
+TEST_F(FetchScript, ADownloadErrorIsPrintedOnce) {
+  const std::string script = std::string(VAE_SOURCE_DIR) + "/data/fetch_movielens.sh";
+  EXPECT_NE(sh("VAE_MOVIELENS_BASE_URL=http://vae-gpu-test.invalid bash '" + script + "' --dest '" + out_.string() +
+               "' ml-100k > '" + (root_ / "log.txt").string() + "' 2>&1"),
+            0);
+  const std::string text = log();
+  const size_t first = text.find("curl: (");
+  ASSERT_NE(first, std::string::npos) << text;
+  EXPECT_EQ(text.find("curl: (", first + 1), std::string::npos) << text;
+  EXPECT_NE(text.find("failed"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(out_)) << text;
+}
+
 TEST_F(FetchScript, Md5OptionIsChecked) {
   make_zip("ml-1m");
   EXPECT_NE(fetch("--md5 00000000000000000000000000000000 ml-1m"), 0);
