@@ -351,22 +351,16 @@ int run_train(Options& o, bool main_job) {
     b.pretrained_rows.clear();
     TrainResult pop = run_experiment(*be, d, b, std::cout);
     print_comparison(std::cout, r, pop);
-    // At the notebook's KL weight the VAE's posterior collapses and its ranking ends level with
-    // popularity (README): say what changes that rather than leave the table unexplained.
-    if (o.model_file.empty())
+    // A model level with or below popularity gets compare's note on why (at the notebook's KL
+    // weight the VAE's posterior collapses, README; too few steps; ...) rather than a bare table.
+    if (o.model_file.empty()) {
+      std::cerr << format_popularity_notes(std::vector<const TrainResult*>{&r, &pop});
       for (const auto& kv : r.metrics)
         if (kv.first.rfind("ndcg@", 0) == 0) {
-          if (vae_collapsed(r, kv.second, pop.metric(kv.first))) {
-            std::ostringstream figs;
-            figs << std::fixed << std::setprecision(4) << kv.second << " vs " << pop.metric(kv.first);
-            std::cerr << "note: the notebook VAE (--beta " << r.config.beta << ") ends level with popularity ("
-                      << metric_display_name(kv.first) << " " << figs.str() << ", within 2 %): "
-                      << "its KL term collapses the latent code, so z carries little about the user; "
-                      << "--beta 0.0001 or --model multvae learn user tastes\n";
-            collapsed = true;
-          }
+          collapsed = vae_collapsed(r, kv.second, pop.metric(kv.first));
           break;
         }
+    }
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
   } else if (main_job && !o.out.empty()) {  // no baseline this time: none from an earlier run either
     drop_run_files(staged, o.out + "/popularity");

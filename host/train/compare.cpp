@@ -399,22 +399,32 @@ namespace {
 // The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
 // NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none. The
 // trainer's own record of it (TrainResult::selection_metric) decides where a row has one.
-std::string selection_metric(const std::vector<TrainResult>& results) {
-  for (const TrainResult& r : results)
+std::string selection_metric(const std::vector<const TrainResult*>& rows) {
+  for (const TrainResult* rp : rows) {
+    const TrainResult& r = *rp;
     if (r.selection_metric.rfind("ndcg@", 0) == 0)
       for (const auto& kv : r.user_metrics)
         if (kv.first == r.selection_metric) return kv.first;
+  }
   std::string metric;
   int largest = -1;
-  for (const TrainResult& r : results)
-    for (const auto& kv : r.user_metrics) {
+  for (const TrainResult* rp : rows)
+    for (const auto& kv : rp->user_metrics) {
       if (kv.first.rfind("ndcg@", 0) != 0) continue;
       if (metric.empty()) metric = kv.first;
       const int k = std::atoi(kv.first.c_str() + 5);
-      if (is_foldin_protocol(r.protocol) && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
+      if (is_foldin_protocol(rp->protocol) && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
     }
   return metric;
 }
+
+std::vector<const TrainResult*> row_pointers(const std::vector<TrainResult>& results) {
+  std::vector<const TrainResult*> rows;
+  for (const TrainResult& r : results) rows.push_back(&r);
+  return rows;
+}
+
+std::string selection_metric(const std::vector<TrainResult>& results) { return selection_metric(row_pointers(results)); }
 
 }  // namespace
 
@@ -516,17 +526,22 @@ bool vae_collapsed(const TrainResult& r, double m, double p) {
 }
 
 std::string format_popularity_notes(const std::vector<TrainResult>& results) {
-  const std::string metric = selection_metric(results);
+  return format_popularity_notes(row_pointers(results));
+}
+
+std::string format_popularity_notes(const std::vector<const TrainResult*>& rows) {
+  const std::string metric = selection_metric(rows);
   if (metric.empty()) return "";
   const TrainResult* pop = nullptr;
-  for (const TrainResult& r : results)
-    if (r.model == "popularity") pop = &r;
+  for (const TrainResult* r : rows)
+    if (r->model == "popularity") pop = r;
   if (!pop) return "";
   const double p = pop->metric(metric);
   if (!(p > 0)) return "";
   std::ostringstream os;
   os << std::setprecision(4);
-  for (const TrainResult& r : results) {
+  for (const TrainResult* rp : rows) {
+    const TrainResult& r = *rp;
     if (&r == pop || r.model == "ease" || r.eval_set != pop->eval_set) continue;
     const double m = r.metric(metric);
     if (!std::isfinite(m)) continue;

@@ -101,6 +101,8 @@ std::string format_paired_differences(const std::vector<TrainResult>& results);
 // figure and the likeliest cause: the notebook VAE's collapsed KL term, fewer than kFewSteps
 // steps, or the model itself. Empty without a popularity row or a ranking metric.
 std::string format_popularity_notes(const std::vector<TrainResult>& results);
+// The same over rows held elsewhere (the main job's model and its popularity baseline).
+std::string format_popularity_notes(const std::vector<const TrainResult*>& rows);
 // A figure m within 2 % of popularity's p: the model ranks as counting ratings does.
 bool level_with_popularity(double m, double p);
 // The notebook VAE's posterior collapse as its figures show it (README): model "vae" at a KL
