@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -696,6 +697,27 @@ TEST_F(CliAnalysis, TsneMethodIsChosenAndNamed) {
   const CmdResult autos = run_cli("cluster" + big + " --tsne-max 1000 --out " + sub("auto_small").string());
   ASSERT_EQ(autos.code, 0) << autos.out;
   EXPECT_THAT(autos.out, HasSubstr("t-SNE (exact): 1000 points (a random subsample of 1100 users"));
+}
+
+// The exact t-SNE shares its pair loop over the CPU pool in bands fixed by the number of points
+// (14 bands at 700), so the map is the same bits on 1 thread and on 3 (training too: exact GEMMs).
+TEST(CliAnalysisThreads, ExactTsneMapIsTheSameOnAnyThreadCount) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_cli_threads_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  std::string maps[2];
+  for (int i = 0; i < 2; ++i) {
+    setenv("VAE_CPU_THREADS", i == 0 ? "1" : "3", 1);
+    const fs::path out = dir / (i == 0 ? "one" : "three");
+    const CmdResult r = run_cli("cluster --data synthetic:users=700,items=100,ratings=10000 --device cpu --epochs 1 "
+                                "--n-init 1 --tsne --tsne-method exact --out " + out.string());
+    unsetenv("VAE_CPU_THREADS");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("t-SNE (exact): 700 points"));
+    maps[i] = read_file(out / "clusters.csv");
+  }
+  EXPECT_THAT(maps[0], HasSubstr("user_id,cluster,x,y"));
+  EXPECT_EQ(maps[0], maps[1]);
+  fs::remove_all(dir);
 }
 
 TEST(CliAnalysisTrainFirst, RecommendAndClusterTrainWhenNoModelFile) {
