@@ -1691,7 +1691,12 @@ TEST(Cli, AutoRecFoldsCrossValidateTheRatings) {
   EXPECT_EQ(first["protocol"], "ratings");
   ASSERT_EQ(run_cli(std::string("train --model autorec --folds 2 --epochs 1 --quiet ") + kSmall + out).code, 0);
   EXPECT_EQ(read_json(dir / "run" / "summary.json")["metrics"], first["metrics"]);
-  EXPECT_THAT(u1.out, ::testing::Not(HasSubstr("Fold 1/2")));  // --quiet: the final line only
+  EXPECT_THAT(u1.out, ::testing::Not(HasSubstr("Fold 1/2")));  // --quiet: the final lines only,
+  EXPECT_THAT(u1.out, HasSubstr("autorec 2-fold: RMSE "));        // the mean ± std summary among them
+  const CmdResult s1 = run_cli(std::string("train --model svd --folds 2 --epochs 1 --quiet ") + kSmall);
+  ASSERT_EQ(s1.code, 0) << s1.out;
+  EXPECT_THAT(s1.out, HasSubstr("svd 2-fold: RMSE "));
+  EXPECT_THAT(s1.out, ::testing::Not(HasSubstr("Epoch [")));
   // Another protocol, named, is refused before anything trains.
   const CmdResult seed = run_cli(std::string("train --model autorec --folds 2 --protocol seed ") + kSmall);
   EXPECT_EQ(seed.code, 2) << seed.out;

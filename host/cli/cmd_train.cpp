@@ -150,7 +150,7 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
   all.row_errors.clear();
   all.eval_user_ids.clear();
   all.user_activity.clear();
-  if (!o.train.quiet) std::cout << cv.line;
+  std::cout << cv.line;  // the summary: a final line, printed under --quiet too
   std::cout << "Final metrics on " << all.eval_set << ":";
   for (const auto& kv : all.metrics) std::cout << " " << kv.first << "=" << kv.second;
   std::cout << "\n";

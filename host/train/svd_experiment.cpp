@@ -147,7 +147,7 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
   if (splits.size() > 1) {
     const CrossValidation cv = cross_validation(kind, rmse, mae, secs);
     res.metrics = cv.metrics;
-    if (!opt.quiet) log << cv.line;
+    log << cv.line;  // the summary: a final line, printed under --quiet too
     res.eval_set = std::to_string(splits.size()) + "-fold cross-validation";
   } else {
     res.eval_set = splits[0].description + " (" + std::to_string(splits[0].test.nnz()) + " test ratings)";
