@@ -507,7 +507,7 @@ PY
       wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
       if cut_by_budget "$rc"; then budget_skipped="$budget_skipped svd-$model"
       elif [ "$rc" -ne 0 ]; then ok=0; tail -n 5 "$log"; fi
-      res=$(grep -m 1 ' 5-fold: ' "$log" | sed 's/^.* 5-fold: //')
+      res=$(grep -m 1 ' 5-fold: ' "$log" | sed 's/^.* 5-fold: //; s/ (mean ± std[^)]*)//')
       svd_line="$svd_line$model ${res:-rc $rc}, wall $wall s; "
     done
   fi
