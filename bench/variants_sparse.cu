@@ -163,10 +163,11 @@ constexpr uint64_t kSeed = 5, kStream = 17;
 struct Inputs {
   CsrTensor<float> csr;
   Tensor<int32_t> rows;
-  Tensor<float> norms, w, dy;
+  Tensor<double> norms;
+  Tensor<float> w, dy;
   Inputs(Backend<float>& be, const Csr& host, const std::vector<int32_t>& pick, const std::vector<float>& hw,
          const std::vector<float>& hdy, const Case& c)
-      : csr(be.upload_csr(host)), rows(be.upload(pick, c.rows, 1)), norms(be.alloc<float>(c.rows, 1)),
+      : csr(be.upload_csr(host)), rows(be.upload(pick, c.rows, 1)), norms(be.alloc<double>(c.rows, 1)),
         w(be.upload(hw, c.hidden, c.cols)), dy(be.upload(hdy, c.rows, c.hidden)) {
     be.csr_row_norms(csr.view(), rows.cmat(), norms.mat());
   }

@@ -707,7 +707,7 @@ class CudaBackend final : public Backend<float> {
   }
 
   // ---- sparse first layer -------------------------------------------------------------
-  void csr_row_norms(CsrView<float> csr, CMat<int32_t> rows, Mat<float> norms) override {
+  void csr_row_norms(CsrView<float> csr, CMat<int32_t> rows, Mat<double> norms) override {
     const OpScope prof(this, "csr_row_norms");
     const int64_t n = rows.size();
     check_index_vector(rows, n, "csr_row_norms");
@@ -724,7 +724,7 @@ class CudaBackend final : public Backend<float> {
     VAE_CHECK(y.rows == a.n && y.cols == w.rows, "csr_linear_forward: y must be n x w.rows");
     a.stream = live(x.stream);
     if (step_skips("csr_linear_forward", x, w, y)) return;
-    cuda::csr_linear_forward(ctx_, a, w.data, w.rows, y.data);
+    cuda::csr_linear_forward(ctx_, a, w.data, w.rows, y.data, precision_ == GemmPrecision::exact);
   }
 
   void csr_linear_weight_grad(const CsrBatch<float>& x, CMat<float> dy, Mat<float> dw) override {
@@ -735,7 +735,7 @@ class CudaBackend final : public Backend<float> {
               "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
     a.stream = live(x.stream);
     if (step_skips("csr_linear_weight_grad", x, dy, dw)) return;
-    cuda::csr_linear_weight_grad(ctx_, a, dy.data, dy.cols, dw.data);
+    cuda::csr_linear_weight_grad(ctx_, a, dy.data, dy.cols, dw.data, precision_ == GemmPrecision::exact);
   }
 
   // ---- optimiser ----------------------------------------------------------------------

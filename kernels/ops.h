@@ -145,18 +145,20 @@ struct CsrBatchArgs {
   CsrView<float> csr;
   const int32_t* rows = nullptr;  // n batch rows
   int64_t n = 0;
-  const float* norms = nullptr;   // n divisors, or nullptr
+  const double* norms = nullptr;  // n divisors, or nullptr
   bool dropout = false;           // q > 0
   bool drop_all = false;          // q ≥ 1: v · 0
   float q = 0.0f, keep_scale = 1.0f;
   uint64_t seed = 0;
   Live<uint64_t> stream;
 };
-void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, float* norms);
-// y (n × h) = X · Wᵀ, w h × csr.cols.
-void csr_linear_forward(const OpContext& c, const CsrBatchArgs& x, const float* w, int64_t h, float* y);
-// dw (h × csr.cols) = dyᵀ · X, dy n × h; every entry of dw written.
-void csr_linear_weight_grad(const OpContext& c, const CsrBatchArgs& x, const float* dy, int64_t h, float* dw);
+void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, double* norms);
+// y (n × h) = X · Wᵀ, w h × csr.cols; exact: sums in double, rounded once (the exact GEMM's
+// arithmetic), else in float.
+void csr_linear_forward(const OpContext& c, const CsrBatchArgs& x, const float* w, int64_t h, float* y, bool exact);
+// dw (h × csr.cols) = dyᵀ · X, dy n × h; every entry of dw written; exact as above.
+void csr_linear_weight_grad(const OpContext& c, const CsrBatchArgs& x, const float* dy, int64_t h, float* dw,
+                            bool exact);
 // Message of kErrSparseRowRange (ops_eval.cu's device_error_message covers the older codes).
 const char* sparse_error_message();
 

@@ -2,9 +2,9 @@
 // the CPU oracle is cpu_backend.cpp). Deterministic by construction, no atomics: every output
 // element is summed by one thread in the oracle's order — y[r][h] over row r's entries by
 // ascending column, dW[h][c] over the batch rows ascending — with the product and the sum each
-// rounded to float as the oracle rounds them (_rn: no FMA contraction), so without norms the
-// results equal the oracle's bit for bit (the norms' block-tree sum may differ from its serial
-// sum in the last bit).
+// rounded as the oracle rounds them (_rn: no FMA contraction; in double under exact precision,
+// rounded to float once at the end), so without norms the results equal the oracle's bit for
+// bit (the norms' block-tree sum may differ from its serial sum in the last bit).
 #include <cmath>
 
 #include "launch.cuh"
@@ -24,8 +24,15 @@ __device__ __forceinline__ int64_t lower_bound_col(const int32_t* a, int64_t lo,
   return lo;
 }
 
+// The sums' arithmetic: Acc = double under exact precision (each product of two floats exact),
+// float otherwise.
+__device__ __forceinline__ float mul_add(float acc, float a, float b) { return __fadd_rn(acc, __fmul_rn(a, b)); }
+__device__ __forceinline__ double mul_add(double acc, float a, float b) {
+  return __dadd_rn(acc, __dmul_rn(static_cast<double>(a), static_cast<double>(b)));
+}
+
 // One block per batch row (grid-stride); norms[r] = sqrt(Σ v²) over the row's stored values.
-__global__ void csr_row_norms_kernel(CsrView<float> csr, const int32_t* rows, int64_t n, float* norms, int* err) {
+__global__ void csr_row_norms_kernel(CsrView<float> csr, const int32_t* rows, int64_t n, double* norms, int* err) {
   __shared__ double sh[kThreads];
   const int tid = threadIdx.x;
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
@@ -41,13 +48,14 @@ __global__ void csr_row_norms_kernel(CsrView<float> csr, const int32_t* rows, in
       record_error(err, kErrSparseRowRange);
     }
     sq = block_sum(sq, sh);  // every thread of the block takes part (ok is block-uniform)
-    if (tid == 0) norms[r] = ok ? static_cast<float>(sqrt(sq)) : 0.0f;
+    if (tid == 0) norms[r] = ok ? sqrt(sq) : 0.0;
   }
 }
 
 // y = X · wᵀ. Block (row r, h-tile): the row's entries are transformed once per chunk of
 // kThreads into shared memory, then every thread (one h each) walks them in order, reading
 // w[h][c] — column c of W, i.e. row c of the transposed view.
+template <typename Acc>
 __global__ void __launch_bounds__(kThreads) csr_linear_forward_kernel(CsrBatchArgs x, const float* w, int64_t H,
                                                                        float* y, int* err) {
   __shared__ int32_t s_col[kThreads];
@@ -58,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) csr_linear_forward_kernel(CsrBatchAr
   const float* wh = w + (h < H ? h : 0) * I;
   for (int64_t r = blockIdx.x; r < x.n; r += gridDim.x) {
     const int32_t s = x.rows[r];
-    float acc = 0.0f;
+    Acc acc = 0;
     if (row_ok(x, s)) {  // block-uniform: the __syncthreads below are reached by all or none
       const int64_t b = x.csr.indptr[s], e = x.csr.indptr[s + 1];
       for (int64_t e0 = b; e0 < e; e0 += kThreads) {
@@ -73,14 +81,14 @@ __global__ void __launch_bounds__(kThreads) csr_linear_forward_kernel(CsrBatchAr
         if (h < H)
           for (int k = 0; k < cnt; ++k) {
             const int32_t c = s_col[k];
-            if (c >= 0) acc = __fadd_rn(acc, __fmul_rn(s_val[k], __ldg(wh + c)));
+            if (c >= 0) acc = mul_add(acc, s_val[k], __ldg(wh + c));
           }
         __syncthreads();  // before the next chunk overwrites s_col / s_val
       }
     } else if (tid == 0 && blockIdx.y == 0) {
       record_error(err, kErrSparseRowRange);
     }
-    if (h < H) y[r * H + h] = acc;
+    if (h < H) y[r * H + h] = static_cast<float>(acc);
   }
 }
 
@@ -109,9 +117,12 @@ __device__ int block_exclusive_scan(int v, int* sh, int* total) {
   return inclusive - v;
 }
 
+template <typename Acc>
 __global__ void __launch_bounds__(kGradH) csr_linear_weight_grad_kernel(CsrBatchArgs x, const float* dy, int64_t H,
                                                                        float* dw, int* err) {
-  __shared__ float acc[kGradCols][kGradH + 1];  // +1: the write-out reads columns without bank conflicts
+  // +1: the write-out reads columns without bank conflicts. Double: 33 KB, with the staging
+  // arrays 41.5 KB, inside the 48 KB of static shared memory.
+  __shared__ Acc acc[kGradCols][kGradH + 1];
   __shared__ int s_scan[kGradH];
   __shared__ int s_key[kGradCap];  // (row within chunk) · kGradCols + (column within tile)
   __shared__ float s_val[kGradCap];
@@ -121,7 +132,7 @@ __global__ void __launch_bounds__(kGradH) csr_linear_weight_grad_kernel(CsrBatch
   const int64_t c_end = c0 + kGradCols < I ? c0 + kGradCols : I;
   const int64_t h0 = static_cast<int64_t>(blockIdx.y) * kGradH;
   const int64_t h = h0 + tid;
-  for (int j = 0; j < kGradCols; ++j) acc[j][tid] = 0.0f;
+  for (int j = 0; j < kGradCols; ++j) acc[j][tid] = 0;
 
   for (int64_t r0 = 0; r0 < x.n; r0 += kGradH) {
     const int64_t r = r0 + tid;
@@ -154,8 +165,8 @@ __global__ void __launch_bounds__(kGradH) csr_linear_weight_grad_kernel(CsrBatch
         for (int k = 0; k < m; ++k) {
           const int key = s_key[k];
           const float g = dy[(r0 + key / kGradCols) * H + h];
-          float& a = acc[key % kGradCols][tid];
-          a = __fadd_rn(a, __fmul_rn(g, s_val[k]));
+          Acc& a = acc[key % kGradCols][tid];
+          a = mul_add(a, g, s_val[k]);
         }
       __syncthreads();  // before the next window or chunk overwrites s_key / s_val
     }
@@ -165,35 +176,38 @@ __global__ void __launch_bounds__(kGradH) csr_linear_weight_grad_kernel(CsrBatch
   for (int idx = tid; idx < kGradCols * kGradH; idx += kGradH) {
     const int j = idx % kGradCols, hl = idx / kGradCols;
     const int64_t hh = h0 + hl, c = c0 + j;
-    if (hh < H && c < I) dw[hh * I + c] = acc[j][hl];
+    if (hh < H && c < I) dw[hh * I + c] = static_cast<float>(acc[j][hl]);
   }
 }
 
 }  // namespace
 
-void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, float* norms) {
+void csr_row_norms(const OpContext& c, CsrView<float> csr, const int32_t* rows, int64_t n, double* norms) {
   if (n == 0) return;
   const int blocks = static_cast<int>(std::min<int64_t>(n, kMaxGrid));
   csr_row_norms_kernel<<<blocks, kThreads, 0, c.stream>>>(csr, rows, n, norms, c.error);
   CUDA_CHECK_LAUNCH();
 }
 
-void csr_linear_forward(const OpContext& c, const CsrBatchArgs& x, const float* w, int64_t h, float* y) {
+void csr_linear_forward(const OpContext& c, const CsrBatchArgs& x, const float* w, int64_t h, float* y, bool exact) {
   if (x.n == 0 || h == 0) return;
   const int64_t h_tiles = (h + kThreads - 1) / kThreads;
   VAE_CHECK(h_tiles <= 65535, "csr_linear_forward: too many output columns for one launch");
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(x.n, kMaxGrid)), static_cast<unsigned>(h_tiles));
-  csr_linear_forward_kernel<<<grid, kThreads, 0, c.stream>>>(x, w, h, y, c.error);
+  if (exact) csr_linear_forward_kernel<double><<<grid, kThreads, 0, c.stream>>>(x, w, h, y, c.error);
+  else csr_linear_forward_kernel<float><<<grid, kThreads, 0, c.stream>>>(x, w, h, y, c.error);
   CUDA_CHECK_LAUNCH();
 }
 
-void csr_linear_weight_grad(const OpContext& c, const CsrBatchArgs& x, const float* dy, int64_t h, float* dw) {
+void csr_linear_weight_grad(const OpContext& c, const CsrBatchArgs& x, const float* dy, int64_t h, float* dw,
+                            bool exact) {
   const int64_t I = x.csr.cols;
   if (I == 0 || h == 0) return;  // n == 0 still runs: dW is overwritten with zeros
   const int64_t c_tiles = (I + kGradCols - 1) / kGradCols, h_tiles = (h + kGradH - 1) / kGradH;
   VAE_CHECK(c_tiles <= 0x7fffffff && h_tiles <= 65535, "csr_linear_weight_grad: weight too large for one launch");
   const dim3 grid(static_cast<unsigned>(c_tiles), static_cast<unsigned>(h_tiles));
-  csr_linear_weight_grad_kernel<<<grid, kGradH, 0, c.stream>>>(x, dy, h, dw, c.error);
+  if (exact) csr_linear_weight_grad_kernel<double><<<grid, kGradH, 0, c.stream>>>(x, dy, h, dw, c.error);
+  else csr_linear_weight_grad_kernel<float><<<grid, kGradH, 0, c.stream>>>(x, dy, h, dw, c.error);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -13,7 +13,7 @@ namespace vae::cuda {
 // flat index r·cols + c) — cpu_backend.cpp's batch_entries, operation for operation.
 __device__ __forceinline__ float sparse_value(const CsrBatchArgs& x, int64_t r, int32_t c, float v) {
   if (x.norms) {
-    const double nrm = static_cast<double>(x.norms[r]);
+    const double nrm = x.norms[r];
     v = nrm > 0 ? static_cast<float>(static_cast<double>(v) / nrm) : 0.0f;
   }
   if (x.dropout) {

@@ -795,10 +795,14 @@ TEST_F(CudaOps, CsrRowNorms) {
       SCOPED_TRACE(std::to_string(rv.size()) + " rows");
       const int64_t n = static_cast<int64_t>(rv.size());
       IPair ri = up_idx(rv);
-      Pair nrm = poisoned(n, 1);
-      cpu->csr_row_norms(csr.c.view(), ri.c.cmat(), nrm.cm());
-      gpu->csr_row_norms(csr.g.view(), ri.g.cmat(), nrm.gm());
-      EXPECT_TRUE(same(nrm, 1e-6));
+      const std::vector<double> nan(static_cast<size_t>(n), std::nan(""));
+      Tensor<double> nc = cpu->upload(nan, n, 1), ng = gpu->upload(nan, n, 1);
+      cpu->csr_row_norms(csr.c.view(), ri.c.cmat(), nc.mat());
+      gpu->csr_row_norms(csr.g.view(), ri.g.cmat(), ng.mat());
+      // Kept in double: the GPU's block-tree sum may differ from the serial one in the last bits.
+      const std::vector<double> want = cpu->download(nc.cmat()), got = gpu->download(ng.cmat());
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-13 * want[i]) << i;
     }
   }
 }
@@ -808,8 +812,11 @@ TEST_F(CudaOps, CsrRowNorms) {
 // than a gradient chunk, rows longer than a staging chunk (2049 columns at 20 %), column tiles
 // holding more than a staging window (90 % dense), an empty batch, empty rows and repeats; every
 // transform. Outputs start as NaN, so an element the GPU never writes fails. Both sides get
-// the same norms (computed once on the CPU), so the products see identical values.
+// the same norms (computed once on the CPU), so the products see identical values. Under exact
+// precision both sum in double in the same order and round once: the same bits.
 TEST_F(CudaOps, CsrLinearForwardAndWeightGrad) {
+  auto cpu_exact = make_cpu_backend<float>(GemmPrecision::exact);
+  auto gpu_exact = make_cuda_backend(GemmPrecision::exact);
   struct Case {
     int64_t rows, cols, H, n;
     double density;
@@ -830,17 +837,18 @@ TEST_F(CudaOps, CsrLinearForwardAndWeightGrad) {
     if (k.n > 2) rows[1] = static_cast<int32_t>(k.rows / 2), rows[2] = rows[0];  // an empty row, a repeat
     IPair ri = up_idx(rows);
     Pair w = up(rand_vec(k.H * k.cols, 300), k.H, k.cols), dy = up(rand_vec(k.n * k.H, 301), k.n, k.H);
-    Tensor<float> nc = cpu->alloc<float>(k.n, 1);
+    Tensor<double> nc = cpu->alloc<double>(k.n, 1);
     cpu->csr_row_norms(csr.c.view(), ri.c.cmat(), nc.mat());
-    Pair norms = up(cpu->download(nc.cmat()), k.n, 1);
+    const std::vector<double> hn = cpu->download(nc.cmat());
+    Tensor<double> ng = gpu->upload(hn, k.n, 1);
     for (const auto& t : transforms) {
       SCOPED_TRACE(std::to_string(k.rows) + "x" + std::to_string(k.cols) + " H=" + std::to_string(k.H) +
                    " n=" + std::to_string(k.n) + " " + t.name);
       CsrBatch<float> xc{csr.c.view(), ri.c.cmat(), {}, t.q, 42, rng_stream(RngStream::dropout, 5)};
       CsrBatch<float> xg{csr.g.view(), ri.g.cmat(), {}, t.q, 42, rng_stream(RngStream::dropout, 5)};
       if (t.norms) {
-        xc.norms = norms.c.cmat();
-        xg.norms = norms.g.cmat();
+        xc.norms = nc.cmat();
+        xg.norms = ng.cmat();
       }
       Pair y = poisoned(k.n, k.H), dw = poisoned(k.H, k.cols);
       cpu->csr_linear_forward(xc, w.cm(), y.cm());
@@ -855,6 +863,16 @@ TEST_F(CudaOps, CsrLinearForwardAndWeightGrad) {
       gpu->csr_linear_weight_grad(xg, dy.gm(), dw2.gm());
       EXPECT_TRUE(all_equal(dg(y2.g), dg(y.g)));
       EXPECT_TRUE(all_equal(dg(dw2.g), dg(dw.g)));
+      // The exact backends: their own stream, so the inputs are settled first and the
+      // results read through it.
+      Pair ye = poisoned(k.n, k.H), dwe = poisoned(k.H, k.cols);
+      gpu->synchronize();
+      cpu_exact->csr_linear_forward(xc, w.cm(), ye.cm());
+      gpu_exact->csr_linear_forward(xg, w.gm(), ye.gm());
+      EXPECT_TRUE(all_equal(gpu_exact->download(ye.g.cmat()), dc(ye.c)));
+      cpu_exact->csr_linear_weight_grad(xc, dy.cm(), dwe.cm());
+      gpu_exact->csr_linear_weight_grad(xg, dy.gm(), dwe.gm());
+      EXPECT_TRUE(all_equal(gpu_exact->download(dwe.g.cmat()), dc(dwe.c)));
     }
   }
 }
@@ -876,7 +894,8 @@ TEST_F(CudaOps, CsrLinearMatchesTheDensePathOnTheGpu) {
   gpu->dropout(x.cmat(), 0.5f, 3, stream, x.mat());
   gpu->gemm(false, true, 1.0f, x.cmat(), w.cmat(), 0.0f, y_ref.mat());
   gpu->gemm(true, false, 1.0f, dy.cmat(), x.cmat(), 0.0f, dw_ref.mat());
-  Tensor<float> norms = gpu->alloc<float>(n, 1), y = gpu->alloc<float>(n, H), dw = gpu->alloc<float>(H, I);
+  Tensor<double> norms = gpu->alloc<double>(n, 1);
+  Tensor<float> y = gpu->alloc<float>(n, H), dw = gpu->alloc<float>(H, I);
   gpu->csr_row_norms(csr.view(), ri.cmat(), norms.mat());
   const CsrBatch<float> xb{csr.view(), ri.cmat(), norms.cmat(), 0.5f, 3, stream};
   gpu->csr_linear_forward(xb, w.cmat(), y.mat());
@@ -890,7 +909,8 @@ TEST_F(CudaOps, CsrLinearBadRowsAreReportedAtTheNextSync) {
   CsrTensor<float> csr = gpu->upload_csr(m);
   Tensor<int32_t> bad = gpu->upload(std::vector<int32_t>{0, 6}, 2, 1);
   Tensor<float> w = gpu->upload(rand_vec(4 * 40, 1), 4, 40), y = gpu->alloc<float>(2, 4);
-  Tensor<float> dy = gpu->zeros(2, 4), dw = gpu->alloc<float>(4, 40), nrm = gpu->alloc<float>(2, 1);
+  Tensor<float> dy = gpu->zeros(2, 4), dw = gpu->alloc<float>(4, 40);
+  Tensor<double> nrm = gpu->alloc<double>(2, 1);
   const CsrBatch<float> xb{csr.view(), bad.cmat(), {}, 0.0f, 0, 0};
   gpu->csr_linear_forward(xb, w.cmat(), y.mat());
   EXPECT_THROW(gpu->synchronize(), VaeError);

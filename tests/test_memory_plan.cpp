@@ -65,7 +65,7 @@ class CountingBackend final : public Backend<float> {
   void l2_normalize_rows(CMat<float> x, Mat<float> y) override { cpu_->l2_normalize_rows(x, y); }
   void csr_rows_to_dense(CsrView<float> c, CMat<int32_t> r, Mat<float> y) override { cpu_->csr_rows_to_dense(c, r, y); }
   void take_rows(CMat<int32_t> s, int64_t o, Mat<int32_t> d) override { cpu_->take_rows(s, o, d); }
-  void csr_row_norms(CsrView<float> c, CMat<int32_t> r, Mat<float> n) override { cpu_->csr_row_norms(c, r, n); }
+  void csr_row_norms(CsrView<float> c, CMat<int32_t> r, Mat<double> n) override { cpu_->csr_row_norms(c, r, n); }
   void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {
     cpu_->csr_linear_forward(x, w, y);
   }
@@ -137,19 +137,19 @@ TEST(MemoryPlan, FormulasMatchWhatTheModelsAllocate) {
 TEST(MemoryPlan, MultVaeMl20mShape) {
   const int64_t I = 20108, H = 600, L = 200, B = 500;
   ModelConfig c = cfg_of("multvae", I, 116677);
-  const int64_t P = (H * I + H) + (2 * L * H + 2 * L) + (H * L + H) + (I * H + I);
-  EXPECT_EQ(P, 24511308);
+  const int64_t P = (H * I + H) + (2 * L * H + 2 * L) + (H * L + H) + (I * H + I);  // 24 511 308
   EXPECT_EQ(planned_param_count(c), P);
-  // x, logits, g_logits (+ xin) | e1, d1, g_d1, g_e1 | eps, z, g_z | ml, g_ml; select_mu 2L × L.
+  // x, logits, g_logits (+ xin | the sparse path's row norms in double) | e1, d1, g_d1, g_e1 |
+  // eps, z, g_z | ml, g_ml; select_mu 2L × L.
   EXPECT_EQ(planned_model_buffer_bytes(c, B, false), 4 * (B * (4 * I + 4 * H + 7 * L) + 2 * L * L));
-  EXPECT_EQ(planned_model_buffer_bytes(c, B, true), 4 * (B * (3 * I + 1 + 4 * H + 7 * L) + 2 * L * L));
+  EXPECT_EQ(planned_model_buffer_bytes(c, B, true), 4 * (B * (3 * I + 4 * H + 7 * L) + 2 * L * L) + 8 * B);
   const MemoryPlan p = plan_memory(c, B, true, 100, 3, 123456789);
   EXPECT_EQ(p.parameters, 3 * 4 * P);  // 294 135 696 bytes = 280.5 MiB
   EXPECT_EQ(p.adam, 2 * 4 * P);        // 186.7 MiB
   const int64_t eval = B * (2 * I * 4 + 100 * 8 + 9 * 4) + 8;
   EXPECT_EQ(p.batch_dense, 4 * (B * (4 * I + 4 * H + 7 * L) + 2 * L * L) + eval);
-  EXPECT_EQ(p.batch_sparse, 4 * (B * (3 * I + 1 + 4 * H + 7 * L) + 2 * L * L) + eval);
-  EXPECT_EQ(p.batch_dense - p.batch_sparse, 4 * B * (I - 1));  // the dense transformed input
+  EXPECT_EQ(p.batch_sparse, 4 * (B * (3 * I + 4 * H + 7 * L) + 2 * L * L) + 8 * B + eval);
+  EXPECT_EQ(p.batch_dense - p.batch_sparse, 4 * B * (I - 2));  // the dense transformed input, less the norms
   EXPECT_EQ(p.dataset, 123456789);
   EXPECT_EQ(p.total(), p.parameters + p.adam + p.batch_sparse + p.dataset);
   const std::string line = format_memory_plan(p, "NVIDIA H200", true, size_t{140} << 30);

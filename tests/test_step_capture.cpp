@@ -178,7 +178,7 @@ class CapturingCpuBackend final : public Backend<float> {
     const size_t k = live(off);
     op("take_rows", [=](const Lives& L) { cpu_->take_rows(s, unbits<int64_t>(L[k]), d); }, s, d);
   }
-  void csr_row_norms(CsrView<float> c, CMat<int32_t> r, Mat<float> n) override {
+  void csr_row_norms(CsrView<float> c, CMat<int32_t> r, Mat<double> n) override {
     op("csr_row_norms", [=](const Lives&) { cpu_->csr_row_norms(c, r, n); }, c, r, n);
   }
   void csr_linear_forward(const CsrBatch<float>& x, CMat<float> w, Mat<float> y) override {

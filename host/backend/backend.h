@@ -60,6 +60,7 @@ struct AdamConfig {
 // it: row r of X is csr row rows[r], every stored value v transformed exactly as the dense
 // path transforms the densified batch:
 //   v ← v / norms[r]                                      when norms is given (n × 1; 0 if norm 0)
+//       (norms in double, as l2_normalize_rows divides by the unrounded norm)
 //   v ← v · [u > q] / (1 − q), u = philox_uniform(seed, stream, r·csr.cols + c)  when q > 0
 // (u is the draw dropout() makes for element (r, c) of the dense n × cols batch, so the dense
 // and sparse paths drop the same entries; q ≥ 1 gives v · 0 as dropout() does).
@@ -67,7 +68,7 @@ template <typename T>
 struct CsrBatch {
   CsrView<T> csr;
   CMat<int32_t> rows;  // n × 1 (or 1 × n) on the backend
-  CMat<T> norms;       // n × 1 row L2 norms (csr_row_norms), empty = values as stored
+  CMat<double> norms;  // n × 1 row L2 norms (csr_row_norms), empty = values as stored
   T dropout = T(0);
   uint64_t seed = 0, stream = 0;
   int64_t n() const { return rows.size(); }
@@ -329,9 +330,12 @@ class Backend {
   virtual void take_rows(CMat<int32_t> src, int64_t offset, Mat<int32_t> dst) = 0;
 
   // ---- sparse first layer (CsrBatch input; see CsrBatch for the value transforms) ----------
-  // norms (n × 1) = ‖csr row rows[r]‖₂, summed in double (what l2_normalize_rows divides by).
-  virtual void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) = 0;
-  // y (n × H) = X · Wᵀ with w H × csr.cols (nn.Linear's layout); y is overwritten.
+  // norms (n × 1) = ‖csr row rows[r]‖₂, summed and kept in double (what l2_normalize_rows
+  // divides by).
+  virtual void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<double> norms) = 0;
+  // y (n × H) = X · Wᵀ with w H × csr.cols (nn.Linear's layout); y is overwritten. Under exact
+  // precision a float backend sums in double and rounds once, as the exact GEMM does, so the
+  // sparse and dense first layers give the same values (up to the order of the double sums).
   virtual void csr_linear_forward(const CsrBatch<T>& x, CMat<T> w, Mat<T> y) = 0;
   // dw (H × csr.cols) = dyᵀ · X with dy n × H; overwritten in full (columns no batch row
   // holds get 0), as gemm(true, false, 1, dy, X, 0, dw) on the densified X. Each entry sums

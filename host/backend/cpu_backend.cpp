@@ -602,7 +602,7 @@ class CpuBackend final : public Backend<T> {
   }
 
   // ---- sparse first layer -------------------------------------------------------------
-  void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<T> norms) override {
+  void csr_row_norms(CsrView<T> csr, CMat<int32_t> rows, Mat<double> norms) override {
     const OpScope prof(this, "csr_row_norms");
     const int64_t n = rows.size();
     check_index_vector(rows, n, "csr_row_norms");
@@ -614,7 +614,7 @@ class CpuBackend final : public Backend<T> {
       double sq = 0.0;
       for (int64_t e = csr.indptr[s]; e < csr.indptr[s + 1]; ++e)
         sq += static_cast<double>(csr.values[e]) * csr.values[e];
-      norms.data[r] = static_cast<T>(std::sqrt(sq));
+      norms.data[r] = std::sqrt(sq);
     }
   }
 
@@ -624,24 +624,8 @@ class CpuBackend final : public Backend<T> {
     VAE_CHECK(I == x.csr.cols, "csr_linear_forward: w must have csr.cols columns");
     VAE_CHECK(y.rows == n && y.cols == H, "csr_linear_forward: y must be n x w.rows");
     const BatchEntries b = batch_entries(x, "csr_linear_forward");
-    // Rows of W outermost, a few at a time (row_block: they stay in cache while every batch
-    // entry gathers from them, and each entry is read once per block). Each y[r][h] sums its
-    // entries in column order, product then sum rounded separately (the GPU kernel does the same).
-    const int64_t rb = row_block(I);
-    for (int64_t h = 0; h < H; h += rb) {
-      const int64_t m = std::min(rb, H - h);
-      const T* wr[kMaxRowBlock];
-      for (int64_t j = 0; j < m; ++j) wr[j] = w.data + (h + j) * I;
-      for (int64_t r = 0; r < n; ++r) {
-        T acc[kMaxRowBlock] = {};
-        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
-          const int32_t c = b.col[e];
-          const T v = b.val[e];
-          for (int64_t j = 0; j < m; ++j) acc[j] += v * wr[j][c];
-        }
-        for (int64_t j = 0; j < m; ++j) y.data[r * H + h + j] = acc[j];
-      }
-    }
+    if (exact_sums()) csr_forward<double>(b, w, y);
+    else csr_forward<T>(b, w, y);
   }
 
   void csr_linear_weight_grad(const CsrBatch<T>& x, CMat<T> dy, Mat<T> dw) override {
@@ -650,26 +634,8 @@ class CpuBackend final : public Backend<T> {
     VAE_CHECK(dy.rows == n, "csr_linear_weight_grad: dy must have one row per batch row");
     VAE_CHECK(dw.rows == H && dw.cols == I, "csr_linear_weight_grad: dw must be dy.cols x csr.cols");
     const BatchEntries b = batch_entries(x, "csr_linear_weight_grad");
-    // Rows of dW are zeroed and filled a few at a time while they are in cache; each entry
-    // adds its batch rows in ascending order.
-    const int64_t rb = row_block(I);
-    for (int64_t h = 0; h < H; h += rb) {
-      const int64_t m = std::min(rb, H - h);
-      T* dwr[kMaxRowBlock];
-      for (int64_t j = 0; j < m; ++j) {
-        dwr[j] = dw.data + (h + j) * I;
-        std::fill(dwr[j], dwr[j] + I, T(0));
-      }
-      for (int64_t r = 0; r < n; ++r) {
-        T g[kMaxRowBlock];
-        for (int64_t j = 0; j < m; ++j) g[j] = dy.data[r * H + h + j];
-        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
-          const int32_t c = b.col[e];
-          const T v = b.val[e];
-          for (int64_t j = 0; j < m; ++j) dwr[j][c] += g[j] * v;
-        }
-      }
-    }
+    if (exact_sums()) csr_weight_grad<double>(b, dy, dw);
+    else csr_weight_grad<T>(b, dy, dw);
   }
 
   // ---- optimiser ----------------------------------------------------------------------
@@ -946,7 +912,7 @@ class CpuBackend final : public Backend<T> {
     b.val.resize(static_cast<size_t>(b.start[n]));
     for (int64_t r = 0; r < n; ++r) {
       const int64_t src = x.csr.indptr[x.rows.data[r]];
-      const double nrm = x.norms.empty() ? 1.0 : static_cast<double>(x.norms.data[r]);
+      const double nrm = x.norms.empty() ? 1.0 : x.norms.data[r];
       for (int64_t k = b.start[r]; k < b.start[r + 1]; ++k) {
         const int64_t e = src + (k - b.start[r]);
         const int32_t c = x.csr.indices[e];
@@ -966,6 +932,67 @@ class CpuBackend final : public Backend<T> {
     }
     return b;
   }
+
+  // Under exact precision a float layer's sums run in double, rounded once: the sparse first
+  // layer then gives the dense exact GEMM's values (each product of two floats is exact in
+  // double; only the order of the double sums differs), so --sparse-input does not move results.
+  bool exact_sums() const { return std::is_same_v<T, float> && precision_ == GemmPrecision::exact; }
+
+  // y = X · Wᵀ with Acc sums. Rows of W outermost, a few at a time (row_block: they stay in cache
+  // while every batch entry gathers from them, and each entry is read once per block). Each
+  // y[r][h] sums its entries in column order, product then sum rounded separately (the GPU
+  // kernel does the same).
+  template <typename Acc>
+  void csr_forward(const BatchEntries& b, CMat<T> w, Mat<T> y) const {
+    const int64_t n = y.rows, H = w.rows, I = w.cols;
+    const int64_t rb = row_block(I);
+    for (int64_t h = 0; h < H; h += rb) {
+      const int64_t m = std::min(rb, H - h);
+      const T* wr[kMaxRowBlock];
+      for (int64_t j = 0; j < m; ++j) wr[j] = w.data + (h + j) * I;
+      for (int64_t r = 0; r < n; ++r) {
+        Acc acc[kMaxRowBlock] = {};
+        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
+          const int32_t c = b.col[e];
+          const Acc v = b.val[e];
+          for (int64_t j = 0; j < m; ++j) acc[j] += v * static_cast<Acc>(wr[j][c]);
+        }
+        for (int64_t j = 0; j < m; ++j) y.data[r * H + h + j] = static_cast<T>(acc[j]);
+      }
+    }
+  }
+
+  // dW = dyᵀ · X with Acc sums. Rows of dW are filled a few at a time while they are in cache
+  // (through an Acc buffer when Acc is wider than T); each entry adds its batch rows in
+  // ascending order.
+  template <typename Acc>
+  void csr_weight_grad(const BatchEntries& b, CMat<T> dy, Mat<T> dw) const {
+    const int64_t n = dy.rows, H = dy.cols, I = dw.cols;
+    const int64_t rb = row_block(I);
+    std::vector<Acc> wide(std::is_same_v<Acc, T> ? 0 : static_cast<size_t>(std::min(rb, H) * I));
+    for (int64_t h = 0; h < H; h += rb) {
+      const int64_t m = std::min(rb, H - h);
+      Acc* dwr[kMaxRowBlock];
+      for (int64_t j = 0; j < m; ++j) {
+        if constexpr (std::is_same_v<Acc, T>) dwr[j] = dw.data + (h + j) * I;
+        else dwr[j] = wide.data() + j * I;
+        std::fill(dwr[j], dwr[j] + I, Acc(0));
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        Acc g[kMaxRowBlock];
+        for (int64_t j = 0; j < m; ++j) g[j] = dy.data[r * H + h + j];
+        for (int64_t e = b.start[r]; e < b.start[r + 1]; ++e) {
+          const int32_t c = b.col[e];
+          const Acc v = b.val[e];
+          for (int64_t j = 0; j < m; ++j) dwr[j][c] += g[j] * v;
+        }
+      }
+      if constexpr (!std::is_same_v<Acc, T>)
+        for (int64_t j = 0; j < m; ++j)
+          for (int64_t c = 0; c < I; ++c) dw.data[(h + j) * I + c] = static_cast<T>(dwr[j][c]);
+    }
+  }
+
 };
 
 template <typename T>

@@ -39,7 +39,7 @@ MultVae<T>::MultVae(Backend<T>& be, const ModelConfig& cfg, int64_t max_batch) :
   select_mu_ = be.upload(sel, 2 * L, L);
   auto a = [&](int64_t cols) { return be.template alloc<T>(B, cols); };
   x_ = a(I), e1_ = a(H), ml_ = a(2 * L), eps_ = a(L), z_ = a(L), d1_ = a(H), logits_ = a(I);
-  if (this->sparse_) norms_ = a(1);
+  if (this->sparse_) norms_ = be.template alloc<double>(B, 1);
   else xin_ = a(I);
   g_logits_ = a(I), g_d1_ = a(H), g_z_ = a(L), g_ml_ = a(2 * L), g_e1_ = a(H);
 }

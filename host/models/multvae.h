@@ -35,7 +35,7 @@ class MultVae final : public Model<T> {
   uint64_t seed_ = 0;
   Tensor<T> select_mu_;  // 2L × L: [I; 0]
   Tensor<T> x_, xin_, e1_, ml_, eps_, z_, d1_, logits_;  // xin_: dense path only
-  Tensor<T> norms_;                                       // sparse path: row norms of the batch
+  Tensor<double> norms_;                                  // sparse path: row norms of the batch
   Tensor<T> g_logits_, g_d1_, g_z_, g_ml_, g_e1_;
 };
 

@@ -68,8 +68,9 @@ int64_t planned_model_buffer_bytes(const ModelConfig& c, int64_t batch, bool spa
     cols = 3 * I + 4 * 512 + 4 * 256 + 3 * L + 2 * 2 * L;
     fixed = 2 * L * L;  // select_mu
   } else if (c.kind == "multvae") {
-    // x, logits, g_logits (+ xin dense | norms sparse) | e1, d1, g_d1, g_e1 | eps, z, g_z | ml, g_ml
-    cols = 3 * I + (sparse ? 1 : I) + 4 * H + 3 * L + 2 * 2 * L;
+    // x, logits, g_logits (+ xin dense | norms sparse: a double, two float columns) | e1, d1,
+    // g_d1, g_e1 | eps, z, g_z | ml, g_ml
+    cols = 3 * I + (sparse ? 2 : I) + 4 * H + 3 * L + 2 * 2 * L;
     fixed = 2 * L * L;
   } else if (c.kind == "cdae") {
     cols = 3 * I + (sparse ? 0 : I) + 2 * H;  // x, out, g_out (+ xin) | h, g_h
