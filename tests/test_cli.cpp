@@ -95,17 +95,22 @@ TEST(Cli, UnknownFlagAndBadValuesExitTwo) {
   EXPECT_THAT(a.out, HasSubstr("no-such-flag"));
   CmdResult b = run_cli("--epochs zero");
   EXPECT_EQ(b.code, 2);
+  EXPECT_THAT(b.out, HasSubstr("vae_gpu: --epochs: 'zero' is not a whole number"));
   CmdResult c = run_cli("--device tpu");
   EXPECT_EQ(c.code, 2);
+  EXPECT_THAT(c.out, HasSubstr("vae_gpu: --device: tpu not in {auto,cpu,cuda}"));
   CmdResult d = run_cli("--epochs 0");
   EXPECT_EQ(d.code, 2);
+  EXPECT_THAT(d.out, HasSubstr("vae_gpu: --epochs: must be from 1 to 100000, got 0"));
   CmdResult e = run_cli("train --model nosuchmodel");
   EXPECT_EQ(e.code, 2);
+  EXPECT_THAT(e.out, HasSubstr("vae_gpu: --model: nosuchmodel not in {vae,autorec,i-autorec,multvae,cdae,popularity,ease,svd,svdpp}"));
   CmdResult f = run_cli("train --model i-autorec --protocol seed " + std::string(kSmall));
   EXPECT_EQ(f.code, 2);
   EXPECT_THAT(f.out, HasSubstr("ratings"));
   CmdResult g = run_cli("--data synthetic:users=-5");
   EXPECT_EQ(g.code, 2);
+  EXPECT_THAT(g.out, HasSubstr("vae_gpu: synthetic spec: users must be a positive integer, got -5"));
   CmdResult h = run_cli("--tf32 --precision fp32");  // contradicting precisions
   EXPECT_EQ(h.code, 2);
   EXPECT_THAT(h.out, HasSubstr("excludes"));
@@ -358,12 +363,18 @@ TEST(Cli, EpochLinesLookLikeTheNotebook) {
   EXPECT_THAT(r.out, HasSubstr("synthetic"));
 }
 
+// --device cuda never falls back to the CPU: without a GPU it fails naming the option, before
+// any training; with one it runs there.
 TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
-  CmdResult r = run_cli(std::string("--epochs 1 --data synthetic:users=50,items=60,ratings=900 --device cuda"));
-  // With a GPU and a built backend this succeeds; without either it must fail cleanly.
-  if (r.code != 0) {
-    EXPECT_EQ(r.code, 1);
-    EXPECT_THAT(r.out, HasSubstr("--device cuda"));
+  const CmdResult r = run_cli(std::string("--epochs 1 --data synthetic:users=50,items=60,ratings=900 --device cuda"));
+  if (vae::cuda_device_available()) {
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("device: cuda"));
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("running on the CPU")));
+  } else {
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("vae_gpu: error: --device cuda: no CUDA device is available (use --device cpu or auto)"));
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Epoch [")));
   }
 }
 

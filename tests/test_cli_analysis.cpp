@@ -555,20 +555,35 @@ TEST_F(CliAnalysis, ModelFileCommandsReadTheirTrainingDataWithoutData) {
   EXPECT_THAT(gone.out, Not(HasSubstr("using ")));  // no fallback to the default data first
 }
 
+// Each usage error exits 2 with its own message (not merely some usage error).
 TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   ASSERT_EQ(main_->code, 0) << main_->out;
   const std::string m = " " + kData + " --model-file " + model();
-  for (const std::string& args : {"recommend" + m, "recommend --user 1 --all-users" + m, "recommend --all-users" + m,
-                                  "recommend --user nosuchuser" + m, "recommend --user 1 --top 0" + m, "embed" + m,
-                                  "cluster --k 0" + m, "cluster --k 500" + m, "recommend --model multvae --user 1" + m,
-                                  "cluster --k-range 1..4" + m, "cluster --k-range 4..3" + m, "cluster --k-range 2.." + m,
-                                  "cluster --k-range two..4" + m, "cluster --k-range 2..200" + m,
-                                  "cluster --k 3 --k-range 2..4" + m, "cluster --k-range 2..52" + m,
-                                  // a stored model is evaluated, never silently replaced by a new one
-                                  "train --model svd" + m, "train --model autorec" + m,
-                                  "train --protocol ratings --folds 3" + m}) {
-    const CmdResult r = run_cli(args);
+  const std::pair<std::string, std::string> cases[] = {
+      {"recommend", "recommend needs --user ID, --ratings \"item:rating,...\" or --all-users"},
+      {"recommend --user 1 --all-users", "give only one of --user, --ratings and --all-users"},
+      {"recommend --all-users", "--all-users writes a CSV: give --out recs.csv"},
+      {"recommend --user nosuchuser", "no user 'nosuchuser' in synthetic (user ids run from 1 to 200)"},
+      {"recommend --user 1 --top 0", "--top: must be from 1 to 1000000, got 0"},
+      {"embed", "embed writes files: give --out DIR"},
+      {"cluster --k 0", "--k: must be from 1 to 1000000, got 0"},
+      {"cluster --k 500", "--k 500 exceeds the 200 users"},
+      {"recommend --model multvae --user 1", "--model multvae disagrees with --model-file"},
+      {"cluster --k-range 1..4", "--k-range 1..4: needs 2 <= A <= B"},
+      {"cluster --k-range 4..3", "--k-range 4..3: needs 2 <= A <= B"},
+      {"cluster --k-range 2..", "--k-range '2..': expected A..B or A-B"},
+      {"cluster --k-range two..4", "--k-range 'two..4': expected A..B or A-B"},
+      {"cluster --k-range 2..200", "--k-range 2..200: 199 values of k, more than the 50 one scan runs"},
+      {"cluster --k 3 --k-range 2..4", "--k excludes --k-range"},
+      {"cluster --k-range 2..52", "--k-range 2..52: 51 values of k, more than the 50"},
+      // a stored model is evaluated, never silently replaced by a new one
+      {"train --model svd", "--model svd disagrees with --model-file"},
+      {"train --model autorec", "--model autorec disagrees with --model-file"},
+      {"train --protocol ratings --folds 3", "--folds trains one model per fold: drop it to evaluate --model-file"}};
+  for (const auto& [args, message] : cases) {
+    const CmdResult r = run_cli(args + m);
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("vae_gpu: " + message)) << args;
   }
 }
 

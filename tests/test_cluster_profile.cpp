@@ -399,12 +399,27 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   d.titles[1] = "Broad";
   d.titles[12] = "Mild";
 
+  // Each movie's per-user shares (rated it or not, out of the user's ratings), cluster 0
+  // against cluster 1: the z values naive_z derives term by term.
+  auto shares = [&](int item, int first, int last) {
+    UserShares s;
+    for (int u = first; u < last; ++u) {
+      int n = 0, has = 0;
+      for (size_t k = 0; k < r.size(); ++k)
+        if (r[k] == u) ++n, has += c[k] == item;
+      s.c.push_back(has);
+      s.r.push_back(n);
+    }
+    return s;
+  };
+  auto z_of = [&](int item) { return naive_z(shares(item, 0, 40), shares(item, 40, 80)); };
+
   const auto p = profile_clusters(d, users, labels, 2);
   ASSERT_TRUE(p[0].tested);
   ASSERT_EQ(p[0].ratings, 429);
   ASSERT_EQ(p[0].lift_movies.size(), 1u);  // Rare has the support (5) but not the evidence
   EXPECT_EQ(p[0].lift_movies[0].title, "Broad");
-  EXPECT_NEAR(p[0].lift_movies[0].z, 2.891583, 1e-6);
+  EXPECT_NEAR(p[0].lift_movies[0].z, z_of(1), 1e-12);
   EXPECT_NEAR(p[0].lift_movies[0].lift, (18.0 / 429) / (24.0 / 839), 1e-12);
   // Cluster 1 rates little besides the fillers, so they take a larger share of its ratings:
   // (400/410)/(800/839) = 1.023, from every one of its users alike, hence strong evidence.
@@ -420,8 +435,9 @@ TEST(Profile, DistinctiveMoviesGoByEvidenceNotByLift) {
   EXPECT_EQ(q[0].lift_movies[1].title, "Rare");
   EXPECT_EQ(q[0].lift_movies[2].title, "Mild");
   EXPECT_GT(q[0].lift_movies[1].lift, q[0].lift_movies[0].lift);
-  EXPECT_NEAR(q[0].lift_movies[1].z, 2.264465, 1e-6);
-  EXPECT_NEAR(q[0].lift_movies[2].z, 0.604834, 1e-6);
+  EXPECT_NEAR(q[0].lift_movies[1].z, z_of(0), 1e-12);
+  EXPECT_NEAR(q[0].lift_movies[2].z, z_of(12), 1e-12);
+  EXPECT_GT(z_of(1), z_of(0));  // Broad is the stronger evidence, Rare the larger lift
   const std::string report = format_cluster_report(q[0]);
   EXPECT_NE(report.find("    movies: Broad 1.47x [18], Rare 1.96x [5], Mild 1.17x [6]\n"), std::string::npos) << report;
 
