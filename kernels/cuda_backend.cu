@@ -1023,6 +1023,4 @@ std::unique_ptr<Backend<float>> make_cuda_backend(GemmPrecision precision) {
   return std::make_unique<CudaBackend>(precision);
 }
 
-bool cuda_backend_built() { return true; }
-
 }  // namespace vae

@@ -1121,6 +1121,14 @@ TEST(Cli, OptionsTheRunDoesNotReadAreNoted) {
   EXPECT_THAT(e.out, HasSubstr("note: --sparse-input is ignored by ease (seed protocol); it applies to the autoencoders' first layer"));
   const CmdResult p = run_cli(std::string("train --model svd --epochs 1 --quiet --precision fp32 ") + kSmall);
   EXPECT_THAT(p.out, HasSubstr("note: --precision is ignored by svd"));
+  // --hidden sizes the trained models' layers (SVD's factors); popularity has none.
+  const CmdResult h = run_cli(std::string("train --model popularity --quiet --hidden 100 ") + kSmall);
+  ASSERT_EQ(h.code, 0) << h.out;
+  EXPECT_THAT(h.out, HasSubstr("note: --hidden is ignored by popularity (seed protocol); it applies to AutoRec, Mult-VAE, CDAE, "
+                               "SVD and SVD++"));
+  const CmdResult hm = run_cli(std::string("train --model multvae --epochs 1 --quiet --hidden 100 ") + kSmall);
+  ASSERT_EQ(hm.code, 0) << hm.out;
+  EXPECT_THAT(hm.out, Not(HasSubstr("--hidden is ignored")));
   const CmdResult tf = run_cli(std::string("train --epochs 1 --quiet --tf32 ") + kSmall);
   ASSERT_EQ(tf.code, 0) << tf.out;
   EXPECT_THAT(tf.out, HasSubstr("note: --precision tf32 is a GPU tensor-core format; the CPU runs fp32 GEMMs"));

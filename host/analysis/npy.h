@@ -1,7 +1,7 @@
 // NumPy .npy files (format version 1.0; 2.0 is also read): "\x93NUMPY", version, a
 // little-endian header length, a Python-dict header padded with spaces and '\n' so that the data
 // starts at a multiple of 64 bytes, then the C-order little-endian data. numpy.load reads what
-// save_npy writes; np.save output is read back here.
+// save_npy_f32 / save_npy_i32 write; np.save output is read back here.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -31,8 +31,6 @@ void drop_derived_files(StagedFiles& staged, const std::string& out_dir, bool ma
   drop_run_files(staged, out_dir + "/popularity");
 }
 
-// SVD / SVD++ training: metrics, the run files and (one split) model.safetensors; the main job
-// ends with user 1's top 30 like the autoencoders'.
 // The main job's K = 3 clusters and t-SNE picture (with --out) of the users' codes.
 ClusterOptions main_job_clusters(const Options& o, bool cuda) {
   ClusterOptions co;
@@ -51,6 +49,8 @@ ClusterOptions main_job_clusters(const Options& o, bool cuda) {
   return co;
 }
 
+// SVD / SVD++ training: metrics, the run files and (one split) model.safetensors; the main job
+// ends with user 1's top 30 like the autoencoders'.
 int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   const SvdRunConfig rc = svd_run_config(o);
   print_svd_device(rc, o.train.model.kind == "svdpp");

@@ -50,15 +50,14 @@ std::unique_ptr<Backend<float>> make_backend(const Options& o) {
     return make_cpu_backend<float>(p);
   };
   if (o.device == "cpu") return cpu();
-  if (o.device == "cuda" || (cuda_device_available() && cuda_backend_built())) {
+  if (o.device == "cuda" || cuda_device_available()) {
     const int slow = cuda_fp32_per_fp64();
     if (p == GemmPrecision::exact && slow > 4)
       std::cerr << "note: this GPU runs FP64 at 1/" << slow << " of its FP32 rate, and exact GEMMs accumulate in FP64; "
                 << "--precision fp32 (or tf32) is much faster, at the cost of last-bit drift from CPU runs\n";
     return make_cuda_backend(p);
   }
-  std::cerr << (cuda_device_available() ? "note: CUDA backend not built yet; running on the CPU\n"
-                                        : "note: no CUDA device found; running on the CPU\n");
+  std::cerr << "note: no CUDA device found; running on the CPU\n";
   return cpu();
 }
 

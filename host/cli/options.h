@@ -13,10 +13,6 @@
 #include "train/svd_experiment.h"
 #include "train/trainer.h"
 
-namespace vae {
-bool cuda_backend_built();
-}
-
 namespace vae::cli {
 
 struct Options {

@@ -236,11 +236,24 @@ void write_atomically(const std::string& given, const std::function<void(std::os
   } cleanup{tmp};
   const TempFileGuard on_signal(tmp);
   {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw DataError(tmp, 0, "cannot open for writing");
-    body(f);
-    f.flush();
-    if (!f) throw DataError(tmp, 0, "write failed (disk full?)");
+    // Through a descriptor so the data reaches the disk (fsync) before the rename, as
+    // write_binary_atomically does for model files: a crash leaves the old file or the new one.
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw DataError(tmp, 0, std::string("cannot open for writing: ") + std::strerror(errno));
+    struct Close {
+      int fd;
+      ~Close() {
+        if (fd >= 0) ::close(fd);
+      }
+    } closer{fd};
+    FdBuf buf(fd, tmp);
+    std::ostream out(&buf);
+    out.exceptions(std::ios::badbit);  // the buffer's DataError (disk full, ...) is rethrown
+    body(out);
+    buf.flush_all();
+    if (::fsync(fd) != 0) throw DataError(tmp, 0, std::string("write failed: ") + std::strerror(errno));
+    closer.fd = -1;
+    if (::close(fd) != 0) throw DataError(tmp, 0, std::string("write failed: ") + std::strerror(errno));
   }
   fs::rename(tmp, path, ec);
   if (ec) throw DataError(path, 0, "cannot rename " + tmp + ": " + ec.message());

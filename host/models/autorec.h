@@ -19,9 +19,6 @@ class AutoRec final : public Model<T> {
  protected:
   const T* forward_output() const override { return out_.data(); }
 
- public:
-  bool dense_loss() const { return dense_; }
-
  private:
   void forward(const Batch<T>& b, int64_t n);
   bool dense_ = false;

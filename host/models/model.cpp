@@ -47,12 +47,6 @@ void Model<T>::init_uniform(std::vector<T>& host, const std::string& name, doubl
   }
 }
 
-template <typename T>
-void Model<T>::init_constant(std::vector<T>& host, const std::string& name, double value) const {
-  const ParamInfo& p = info(name);
-  for (int64_t i = 0; i < p.size(); ++i) host[p.offset + i] = static_cast<T>(value);
-}
-
 bool use_sparse_input(const std::string& mode, int64_t num_inputs, double density) {
   if (mode == "on") return true;
   if (mode == "off") return false;

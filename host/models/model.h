@@ -145,7 +145,6 @@ class Model {
   // Host-side init helpers: N(0, std²) or U(−a, a), drawn from Philox per parameter index.
   void init_normal(std::vector<T>& host, const std::string& name, double std, uint64_t seed) const;
   void init_uniform(std::vector<T>& host, const std::string& name, double a, uint64_t seed) const;
-  void init_constant(std::vector<T>& host, const std::string& name, double value) const;
   const ParamInfo& info(const std::string& name) const;
   Mat<T> view(const Tensor<T>& t, const std::string& name) const {
     const ParamInfo& p = info(name);

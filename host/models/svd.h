@@ -155,7 +155,6 @@ class SvdModel {
   double run_serial_epoch();
   double run_blocked_epoch();
   double run_cuda_epoch();
-  void finish_init();
 
   Csr train_;  // empty for a restored model
   bool trainable_ = true;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "models/vae.h"
 
 namespace vae {
 
@@ -49,7 +50,7 @@ int64_t planned_param_count(const ModelConfig& c) {
   const Shape s = resolved_shape(c);
   const int64_t I = c.num_inputs, H = s.hidden, L = s.latent;
   if (c.kind == "vae") {
-    constexpr int64_t h1 = 512, h2 = 256;  // NotebookVae::kH1, kH2
+    constexpr int64_t h1 = NotebookVae<float>::kH1, h2 = NotebookVae<float>::kH2;
     return (h1 * I + h1) + (h2 * h1 + h2) + (2 * L * h2 + 2 * L) + (h2 * L + h2) + (h1 * h2 + h1) + (I * h1 + I);
   }
   if (c.kind == "multvae") return (H * I + H) + (2 * L * H + 2 * L) + (H * L + H) + (I * H + I);
@@ -65,7 +66,7 @@ int64_t planned_model_buffer_bytes(const ModelConfig& c, int64_t batch, bool spa
   int64_t cols = 0, fixed = 0;
   if (c.kind == "vae") {
     // x, out, g_out | e1, d2, g_d2, g_e1 | e2, d1, g_d1, g_e2 | eps, z, g_z | ml, g_ml
-    cols = 3 * I + 4 * 512 + 4 * 256 + 3 * L + 2 * 2 * L;
+    cols = 3 * I + 4 * NotebookVae<float>::kH1 + 4 * NotebookVae<float>::kH2 + 3 * L + 2 * 2 * L;
     fixed = 2 * L * L;  // select_mu
   } else if (c.kind == "multvae") {
     // x, logits, g_logits (+ xin dense | norms sparse: a double, two float columns) | e1, d1,

@@ -889,8 +889,8 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
 
 namespace {
 
-// Writes path.tmp, complete or not at all (the project's one atomic writer: its own temporary,
-// fsync, rename, a failed write removed); StagedFiles renames it into place.
+// Writes path.tmp, complete or not at all (write_binary_atomically: its own temporary, fsync,
+// rename, a failed write removed); StagedFiles renames it into place.
 void write_tmp(const std::string& path, const std::string& text) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");

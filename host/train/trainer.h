@@ -14,7 +14,8 @@
 
 namespace vae {
 
-inline AdamConfig model_default_lr() {
+// Adam's settings with lr 0, "not given": resolve_defaults puts the model's own rate there.
+inline AdamConfig adam_with_model_lr() {
   AdamConfig a;
   a.lr = 0;
   return a;
@@ -28,7 +29,7 @@ struct TrainOptions {
   std::string protocol = "seed";  // seed | heldout | temporal | cutoff | ratings
   int epochs = 20;
   int64_t batch_size = 0;  // 0 = the model's default (VAE/AutoRec/CDAE 64, Mult-VAE 500)
-  AdamConfig adam = model_default_lr();  // lr 0 = the model's default (resolve_defaults)
+  AdamConfig adam = adam_with_model_lr();  // lr 0 = the model's default (resolve_defaults)
   uint64_t seed = 1;
   int patience = 0;  // > 0: stop after this many epochs without improvement
   int k = 20;        // seed protocol cut-off (metrics are also reported at 100)
@@ -129,7 +130,7 @@ struct TrainResult {
   double test_fraction = 0;    // the split trained on (seed protocol)
   std::string ratings_split;   // the split trained on (ratings protocol)
   bool sparse_input = false;        // the first layer read CSR batches
-  std::string precision;            // the backend's GEMM precision (exact, fp32, tf32)
+  std::string precision;            // the backend's GEMM precision (exact, fp32, tf32, bf16)
   std::string memory_plan;          // the plan line printed before training (autoencoders)
 };
 
