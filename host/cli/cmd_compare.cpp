@@ -283,7 +283,7 @@ int run_compare(Options& o) {
         r = run_experiment(*be, d, t, std::cout);
         std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
       }
-      for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+      std::cout << format_metric_pairs(r.metrics);
       std::cout << "\n";
       r.label = runs[i].label;
       r.sweep_settings = runs[i].settings;

@@ -57,7 +57,7 @@ int run_svd_train(Options& o, const Dataset& d, bool main_job) {
   SvdRun run = run_svd_experiment(d, o.train, rc, std::cout);
   const TrainResult& r = run.result;
   std::cout << "Final metrics on " << r.eval_set << ":";
-  for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << format_metric_pairs(r.metrics);
   std::cout << "\n";
   StagedFiles staged;  // renamed in together at the end (the model file, report.html)
   if (!o.out.empty()) {
@@ -152,7 +152,7 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
   all.user_activity.clear();
   std::cout << cv.line;  // the summary: a final line, printed under --quiet too
   std::cout << "Final metrics on " << all.eval_set << ":";
-  for (const auto& kv : all.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << format_metric_pairs(all.metrics);
   std::cout << "\n";
   StagedFiles staged;
   if (!o.out.empty()) {
@@ -215,7 +215,7 @@ int run_svd_file(Options& o, const Dataset& d) {
       evaluate_svd_model(d, *ls.model, ls.info.ratings_split, ls.info.seed, o.train.data_dir, o.model_file);
   std::cout << "Model file (" << ls.info.svd.epochs << (ls.info.svd.epochs == 1 ? " epoch" : " epochs") << " of training) evaluated; final metrics on " << r.eval_set
             << ":";
-  for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << format_metric_pairs(r.metrics);
   std::cout << "\n";
   if (!o.out.empty()) {
     StagedFiles staged;
@@ -319,7 +319,7 @@ int run_train(Options& o, bool main_job) {
               << r.eval_set << ":";
   else
     std::cout << epoch_report(r) << "; final metrics on " << r.eval_set << ":";
-  for (const auto& kv : r.metrics) std::cout << " " << kv.first << "=" << kv.second;
+  std::cout << format_metric_pairs(r.metrics);
   std::cout << "\n" << format_intervals(r);
   // Every file of the command is staged and renamed into --out together at the end, so a
   // failure part-way (a full disk, t-SNE out of memory) leaves the earlier run's files whole.

@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
                                 "similar --all-items: the CSV file to write)");
   app.add_option("--epochs", o.train.epochs, "training epochs")->check(whole_in(1, 100000));
   app.add_option("--model", o.train.model.kind, "vae (the default), autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp")
-      ->transform(CLI::IsMember({"vae", "autorec", "i-autorec", "multvae", "cdae", "popularity", "ease", "svd", "svdpp"}, CLI::ignore_case));
+      ->transform(CLI::IsMember(std::vector<std::string>(std::begin(kModelKinds), std::end(kModelKinds)), CLI::ignore_case));
   app.add_option("--protocol", o.train.protocol,
                  "seed (the notebooks; the default), heldout (Mult-VAE: unseen users), temporal (each user's latest "
                  "positives held out, by rating time), cutoff (one date for everyone: later ratings held out), "

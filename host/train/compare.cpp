@@ -64,7 +64,7 @@ std::vector<std::string> parse_model_list(const std::string& list) {
     if (m.empty()) throw UsageError("--models '" + list + "': an empty entry (write the names comma-separated)");
     if (std::find(std::begin(kModelKinds), std::end(kModelKinds), m) == std::end(kModelKinds))
       throw UsageError("--models: unknown model '" + trim(item) +
-                       "' (choose from vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp)");
+                       "' (choose from " + model_kinds_list() + ")");
     if (std::find(out.begin(), out.end(), m) != out.end())
       throw UsageError("--models: " + m + " is named twice (each model runs once, on the same split)");
     out.push_back(m);

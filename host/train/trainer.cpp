@@ -309,6 +309,18 @@ std::string metric_display_name(const std::string& key) {
   return base + rest;
 }
 
+std::string model_kinds_list() {
+  std::string s;
+  for (const char* k : kModelKinds) s += (s.empty() ? "" : ", ") + std::string(k);
+  return s;
+}
+
+std::string format_metric_pairs(const std::vector<std::pair<std::string, double>>& metrics) {
+  std::ostringstream os;
+  for (const auto& kv : metrics) os << " " << kv.first << "=" << kv.second;
+  return os.str();
+}
+
 double TrainResult::metric(const std::string& key) const { return lookup(metrics, key); }
 
 const std::vector<double>* TrainResult::user_values(const std::string& key) const {
@@ -322,7 +334,7 @@ int64_t resolve_defaults(TrainOptions& opt) {
   if (m.kind.empty()) m.kind = "vae";
   if (std::find(std::begin(kModelKinds), std::end(kModelKinds), m.kind) == std::end(kModelKinds))
     throw UsageError("unknown model '" + m.kind +
-                     "' (choose vae, autorec, i-autorec, multvae, cdae, popularity, ease, svd, svdpp)");
+                     "' (choose " + model_kinds_list() + ")");
   if ((m.kind == "svd" || m.kind == "svdpp") && opt.protocol != "ratings")
     throw UsageError(m.kind + " predicts ratings: use --protocol ratings");
   if (opt.folds != 0 && opt.folds < 2) throw UsageError("--folds needs at least 2 folds");

@@ -24,6 +24,8 @@ inline AdamConfig adam_with_model_lr() {
 // Every model the tool trains (--model), in the order the help lists them.
 inline constexpr const char* kModelKinds[] = {"vae",        "autorec", "i-autorec", "multvae", "cdae",
                                               "popularity", "ease",    "svd",       "svdpp"};
+// "vae, autorec, ..., svdpp": kModelKinds for messages.
+std::string model_kinds_list();
 
 struct TrainOptions {
   std::string protocol = "seed";  // seed | heldout | temporal | cutoff | ratings
@@ -225,6 +227,8 @@ std::string format_intervals(const TrainResult& r);
 
 // The bare `vae_gpu --epochs N` summary: model and popularity side by side.
 void print_comparison(std::ostream& os, const TrainResult& model, const TrainResult& baseline);
+// " key=value key=value": final metrics as the "final metrics on ...:" lines print them.
+std::string format_metric_pairs(const std::vector<std::pair<std::string, double>>& metrics);
 // A metric key as the tables print it: ndcg@20 → NDCG@20, recall@20 → Recall@20, rmse → RMSE.
 std::string metric_display_name(const std::string& key);
 
