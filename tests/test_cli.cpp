@@ -1702,6 +1702,15 @@ TEST(Cli, AutoRecFoldsCrossValidateTheRatings) {
   for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), line); it != std::sregex_iterator(); ++it)
     b.push_back((*it)[4]);
   EXPECT_EQ(a, b);
+  // SVD prints each fold's result as AutoRec does: their mean is the cross-validated RMSE.
+  double svd_sum = 0;
+  int svd_folds = 0;
+  for (auto it = std::sregex_iterator(svd.out.begin(), svd.out.end(), line); it != std::sregex_iterator(); ++it, ++svd_folds)
+    svd_sum += std::stod((*it)[2]);
+  ASSERT_EQ(svd_folds, 3) << svd.out;
+  std::smatch final_rmse;
+  ASSERT_TRUE(std::regex_search(svd.out, final_rmse, std::regex("cross-validation: rmse=([0-9.]+)"))) << svd.out;
+  EXPECT_NEAR(svd_sum / 3, std::stod(final_rmse[1]), 1e-4);
   // User-based AutoRec: --folds picks the ratings protocol; the same seed, the same figures.
   const CmdResult u1 = run_cli(std::string("train --model autorec --folds 2 --epochs 1 --quiet ") + kSmall + out);
   ASSERT_EQ(u1.code, 0) << u1.out;

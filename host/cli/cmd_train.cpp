@@ -125,12 +125,10 @@ int run_train_folds(Options& o, Backend<float>& be, const Dataset& d, bool main_
     mae.push_back(r.metric("mae"));
     secs.push_back(r.train_seconds);
     for (const EpochRecord& e : r.history) epoch_secs.push_back(e.train_seconds);
-    if (!quiet) {
-      std::ostringstream line;  // "(2666 test ratings)" from the fold's description
+    if (!quiet) {  // "(2666 test ratings)" from the fold's description
       const size_t paren = r.eval_set.find('(');
-      line << std::fixed << std::setprecision(4) << "Fold " << f + 1 << "/" << k << ": RMSE " << rmse.back() << ", MAE "
-           << mae.back() << (paren == std::string::npos ? "" : " " + r.eval_set.substr(paren)) << "\n";
-      std::cout << line.str();
+      std::cout << fold_result_line(static_cast<size_t>(f), static_cast<size_t>(k), rmse.back(), mae.back(),
+                                    paren == std::string::npos ? "" : r.eval_set.substr(paren));
     }
     histories.push_back(r.history);
     if (f == 0) all = std::move(r);

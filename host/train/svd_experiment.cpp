@@ -133,6 +133,8 @@ SvdRun run_svd_experiment(const Dataset& d, TrainOptions opt, const SvdRunConfig
     secs.push_back(o.seconds);
     for (const EpochRecord& e : o.history) epoch_secs.push_back(e.train_seconds);
     histories.push_back(o.history);
+    if (!opt.quiet && splits.size() > 1) log << fold_result_line(f, splits.size(), o.err.rmse, o.err.mae,
+                                                             "(" + std::to_string(splits[f].test.nnz()) + " test ratings)");
     if (f == 0) res.num_params = o.model->num_params();
     if (splits.size() == 1) {
       run.model = std::move(o.model);
@@ -196,6 +198,13 @@ std::vector<EpochRecord> mean_history(const std::vector<std::vector<EpochRecord>
     mean.push_back(std::move(m));
   }
   return mean;
+}
+
+std::string fold_result_line(size_t fold, size_t folds, double rmse, double mae, const std::string& tested) {
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(4) << "Fold " << fold + 1 << "/" << folds << ": RMSE " << rmse << ", MAE " << mae
+       << (tested.empty() ? "" : " " + tested) << "\n";
+  return line.str();
 }
 
 CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,

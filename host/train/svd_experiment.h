@@ -36,6 +36,10 @@ struct CrossValidation {
   std::vector<std::pair<std::string, double>> metrics;
   std::string line;
 };
+// "Fold 2/5: RMSE 0.9374, MAE 0.7392 (20000 test ratings)\n": one fold's result, as every
+// --folds run prints it after the fold.
+// tested: "(20000 test ratings)", or "" where the count is not known.
+std::string fold_result_line(size_t fold, size_t folds, double rmse, double mae, const std::string& tested);
 CrossValidation cross_validation(const std::string& kind, const std::vector<double>& rmse,
                                  const std::vector<double>& mae, const std::vector<double>& seconds);
 
