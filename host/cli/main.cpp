@@ -410,7 +410,7 @@ int main(int argc, char** argv) {
   app.add_flag_callback("--tf32", [&o] { o.precision = "tf32"; }, "same as --precision tf32")
       ->excludes(precision_opt);  // two answers to one question: refuse rather than let the last win
   app.add_option("--sparse-input", o.train.sparse_input,
-                 "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off (the same weights as dense rows under --precision exact)")
+                 "first layer reads CSR batches instead of dense rows: auto (many items or a sparse matrix), on, off (under --precision exact the same sums as dense rows, in double, rounded once)")
       ->transform(CLI::IsMember({"auto", "on", "off"}, CLI::ignore_case));
   app.add_option_function<std::string>(
          "--cuda-graph", [&o](const std::string& v) { o.train.cuda_graph = v == "on"; },

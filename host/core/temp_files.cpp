@@ -238,7 +238,8 @@ void write_atomically(const std::string& given, const std::function<void(std::os
   {
     // Through a descriptor so the data reaches the disk (fsync) before the rename, as
     // write_binary_atomically does for model files: a crash leaves the old file or the new one.
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // 0666 less the umask, as an ofstream would create it.
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) throw DataError(tmp, 0, std::string("cannot open for writing: ") + std::strerror(errno));
     struct Close {
       int fd;
