@@ -378,6 +378,29 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
   }
 }
 
+// A signal during the commit (the renames of a finished run's files into --out) waits for the
+// commit to end: the folder then holds the new run whole, not new files beside old ones, and no
+// backup (.prev-PID) is left. strace makes the signal arrive at the third hard link, the backup
+// of the third earlier file (skipped where strace is missing or cannot trace).
+TEST(Cli, ASignalDuringTheCommitLeavesTheNewRunWhole) {
+  if (std::system("strace -o /dev/null true >/dev/null 2>&1") != 0) GTEST_SKIP() << "strace cannot trace here";
+  const fs::path dir = temp_dir("signal_commit");
+  const std::string data = " --data synthetic:users=300,items=200,ratings=8000 --device cpu --epochs 2 --no-tsne";
+  ASSERT_EQ(run_cli("--seed 2 --out " + (dir / "ref").string() + data).code, 0);
+  ASSERT_EQ(run_cli("--seed 1 --out " + (dir / "run").string() + data).code, 0);
+  const std::string cmd = "strace -f -o /dev/null -e inject=link:signal=SIGINT:when=3 " + std::string(VAE_CLI_PATH) +
+                          " --seed 2 --out " + (dir / "run").string() + data + " >/dev/null 2>" + (dir / "err.txt").string();
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << read_text(dir / "err.txt");  // died of SIGINT, after the commit
+  EXPECT_THAT(read_text(dir / "err.txt"), HasSubstr("vae_gpu: interrupted (no half-written file is left behind)"));
+  for (const char* f : {"model.safetensors", "clusters.csv", "embeddings.npy", "user_metrics.csv", "popularity/user_metrics.csv"})
+    EXPECT_EQ(read_text(dir / "run" / f), read_text(dir / "ref" / f)) << f << " is not the new run's";
+  for (const auto& e : fs::recursive_directory_iterator(dir / "run"))
+    EXPECT_EQ(e.path().filename().string().find(".prev-"), std::string::npos) << e.path();
+  fs::remove_all(dir);
+}
+
 // --precision: exact by default, recorded in summary.json; fp32 and --tf32 (fp32 on the CPU) are
 // other runs of the same model, near but not equal; a bad value is a usage error.
 TEST(Cli, PrecisionIsRecordedAndSelectsTheGemm) {
@@ -1035,7 +1058,7 @@ TEST(Cli, FewTrainingStepsAreNoted) {
   ASSERT_EQ(m.code, 0) << m.out;
   // 200 users, 20 % each for validation and test: 120 training rows, one batch of 500.
   // Weights min(0.2, step / 200000) at steps 0, 1, 2.
-  EXPECT_THAT(m.out, HasSubstr("note: the KL weight rises by 1/200000 a step up to beta 0.2 (reached at step 40000) and this "
+  EXPECT_THAT(m.out, HasSubstr("note: multvae's KL weight rises by 1/200000 a step up to beta 0.2 (reached at step 40000) and this "
                                "run makes 3 (3 epochs "
                                "of 1 step): its last step's weight is 1e-05; --anneal-steps 10 or less, more --epochs "
                                "or a smaller --batch-size reach beta"));
@@ -1798,7 +1821,7 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   const std::string base = "--device cpu --data synthetic:users=943,items=1682,ratings=100000";
   const CmdResult level = run_cli(base + " --epochs 4");
   ASSERT_EQ(level.code, 0) << level.out;
-  EXPECT_THAT(level.out, ::testing::ContainsRegex("note: vae ends level with popularity \\(ndcg@20 [0-9.]+ vs [0-9.]+\\) "
+  EXPECT_THAT(level.out, ::testing::ContainsRegex("note: vae ends within 2 % of popularity \\(ndcg@20 [0-9.]+ vs [0-9.]+\\) "
                                                   "after [0-9]+ updates \\(4 epochs of [0-9]+ batches\\): its KL term "
                                                   "\\(--beta 1\\) collapses the latent code"));
   // Its clusters, however high their silhouette, are of that collapsed code: said under them.

@@ -30,6 +30,10 @@ std::atomic<int> g_used[kSlots];  // 0 free, 1 being filled, 2 registered
 extern "C" void remove_temp_files_and_die(int sig) {
   for (int i = 0; i < kSlots; ++i)
     if (g_used[i].load(std::memory_order_acquire) == 2) ::unlink(g_paths[i]);
+  // write() is async-signal-safe; the exit status (128 + sig) says which signal.
+  static const char kMsg[] = "\nvae_gpu: interrupted (no half-written file is left behind)\n";
+  ssize_t ignored = ::write(2, kMsg, sizeof kMsg - 1);
+  (void)ignored;
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -52,6 +56,15 @@ int register_temp_file(const std::string& path) {
 void forget_temp_file(int slot) {
   if (slot >= 0 && slot < kSlots) g_used[slot].store(0, std::memory_order_release);
 }
+
+DeferSignals::DeferSignals() {
+  sigset_t block;
+  sigemptyset(&block);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&block, sig);
+  pthread_sigmask(SIG_BLOCK, &block, &old_);
+}
+
+DeferSignals::~DeferSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 
 void remove_temp_files_on_signals() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {

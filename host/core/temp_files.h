@@ -2,6 +2,8 @@
 // while they exist, so that a run stopped by Ctrl-C, `timeout` or a closed terminal removes
 // them instead of leaving half-written *.tmp files beside the results.
 #pragma once
+#include <signal.h>
+
 #include <functional>
 #include <ostream>
 #include <string>
@@ -17,6 +19,20 @@ void forget_temp_file(int slot);
 // then die of the same signal (exit status as without the handler). Signals the process
 // inherited as ignored (nohup) stay ignored.
 void remove_temp_files_on_signals();
+
+// RAII: SIGINT, SIGTERM and SIGHUP wait (blocked, then delivered) while a commit of several
+// renames runs in this thread, so a signal cannot stop it between two renames and leave new and
+// old files mixed; they end the run once the folder is whole.
+class DeferSignals {
+ public:
+  DeferSignals();
+  ~DeferSignals();
+  DeferSignals(const DeferSignals&) = delete;
+  DeferSignals& operator=(const DeferSignals&) = delete;
+
+ private:
+  sigset_t old_;  // the thread's previous signal mask
+};
 
 // RAII: registered for the scope of an atomic write.
 class TempFileGuard {

@@ -547,7 +547,7 @@ std::string format_popularity_notes(const std::vector<const TrainResult*>& rows)
     if (!std::isfinite(m)) continue;
     const bool level = level_with_popularity(m, p), far = m < 0.5 * p;
     if (!level && !(m < p)) continue;
-    os << "note: " << row_name(r) << " ends " << (level ? "level with" : far ? "far below" : "below") << " popularity ("
+    os << "note: " << row_name(r) << " ends " << (level ? "within 2 % of" : far ? "far below" : "below") << " popularity ("
        << metric << " " << m << " vs " << p << ")";
     // How much training the figure had: few optimiser steps (Mult-VAE's batch of 500 on a few
     // hundred users is one step an epoch) explain a model short of popularity better than

@@ -737,7 +737,7 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     const double last = c.anneal_steps > 0 ? static_cast<double>(steps - 1) / static_cast<double>(c.anneal_steps) : 0;
     if (kind == "multvae" && c.anneal_steps > 0 && c.beta > 0 && last < c.beta) {
       const int64_t fits = static_cast<int64_t>(std::floor(static_cast<double>(steps - 1) / c.beta));
-      notes << "note: the KL weight rises by 1/" << c.anneal_steps << " a step up to beta " << c.beta
+      notes << "note: multvae's KL weight rises by 1/" << c.anneal_steps << " a step up to beta " << c.beta
           << " (reached at step " << static_cast<int64_t>(std::ceil(c.beta * static_cast<double>(c.anneal_steps)))
           << ") and this run makes " << steps << " (" << opt.epochs << (opt.epochs == 1 ? " epoch" : " epochs")
           << " of " << batches << (batches == 1 ? " step" : " steps") << "): its last step's weight is " << last
@@ -958,6 +958,8 @@ std::string backup_name(const std::string& path) { return path + ".prev-" + std:
 }  // namespace
 
 std::vector<std::string> StagedFiles::commit() {
+  // A signal waits until the commit is done (a restore cannot run inside a signal handler).
+  const DeferSignals defer;
   // What would stop a rename part-way is checked before the first one.
   for (const std::string& p : paths_) {
     std::error_code ec;
@@ -975,8 +977,8 @@ std::vector<std::string> StagedFiles::commit() {
   // so a rename failing part-way (a read-only or vanished file) puts the earlier run back whole
   // instead of leaving new and old files mixed. The link is never made over an existing file (a
   // user's own copy keeps its name); where one cannot be made the commit goes on without that
-  // guarantee. A signal arriving between two renames is not covered: the few syscalls of a
-  // commit are the only window, and a restore cannot run inside a signal handler.
+  // guarantee. Signals are deferred meanwhile (DeferSignals): one arriving between two renames
+  // is delivered after the last, the folder whole.
   // The record of each folder this commit writes into, read before anything changes there.
   std::map<std::string, std::set<std::string>> record;  // folder → names this tool wrote there
   auto folder_of = [](const std::string& p) {
@@ -1303,6 +1305,13 @@ void print_comparison(std::ostream& os, const TrainResult& a, const TrainResult&
   if (users > 0)
     os << "(per-user differences over the " << users << " evaluated users, paired t interval"
        << (marked ? "; * the interval excludes 0" : "; every interval includes 0") << ")\n";
+  for (const auto& kv : a.metrics)
+    if (kv.first.rfind("coverage@", 0) == 0) {
+      const int64_t items = a.config.num_inputs;
+      os << "(" << metric_display_name(kv.first) << ": the share of the " << (items > 0 ? std::to_string(items) + " " : "")
+         << "items in at least one evaluated user's top " << kv.first.substr(9) << ")\n";
+      break;
+    }
   // The seed protocol prints the notebooks' RMSE for every model; for a ranking model it is no
   // rating error, and a newcomer reading popularity's 1.8 against the VAE's 2.8 should know.
   std::string scorers;
