@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -376,6 +377,43 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
     EXPECT_THAT(r.out, HasSubstr("vae_gpu: error: --device cuda: no CUDA device is available (use --device cpu or auto)"));
     EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Epoch [")));
   }
+}
+
+// Results lost on a full standard output (/dev/full) make a failed run, said on stderr, not a
+// silent exit 0.
+TEST(Cli, AFailedWriteToStandardOutputFailsTheRun) {
+  const fs::path dir = temp_dir("stdout_full");
+  const fs::path err = dir / "err.txt";
+  for (const std::string& args : {std::string("info ") + kSmall, std::string("--version")}) {
+    const int status = std::system((std::string(VAE_CLI_PATH) + " " + args + " >/dev/full 2>" + err.string()).c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << args;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << args;
+    EXPECT_THAT(read_text(err), HasSubstr("vae_gpu: standard output: write failed; the results printed there are lost"))
+        << args;
+  }
+  fs::remove_all(dir);
+}
+
+// A folder another run is writing (its lock held, here by the test itself) is refused before
+// training, naming it; the folder's files are not touched. Once the lock is gone the run goes on.
+TEST(Cli, AFolderAnotherRunIsWritingIsRefused) {
+  const fs::path dir = temp_dir("locked_out");
+  const std::string data = " --data synthetic:users=200,items=100,ratings=4000 --device cpu --epochs 1 --quiet";
+  ASSERT_EQ(run_cli("train --out " + dir.string() + data).code, 0);
+  const std::string before = read_text(dir / "summary.json");
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const CmdResult r = run_cli("train --seed 5 --out " + dir.string() + data);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr(dir.string() + ": another vae_gpu run is writing to this folder; wait for it to end, or give "
+                               "another --out"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("Training")));
+  EXPECT_EQ(read_text(dir / "summary.json"), before);
+  ::close(fd);
+  const CmdResult again = run_cli("train --seed 5 --out " + dir.string() + data);
+  EXPECT_EQ(again.code, 0) << again.out;
+  fs::remove_all(dir);
 }
 
 // A signal during the commit (the renames of a finished run's files into --out) waits for the

@@ -209,7 +209,9 @@ TEST(ItemEffects, AllItemsCsvHoldsEachItemsList) {
   std::string got;
   while (std::getline(f, line)) got += line + "\n";
   EXPECT_EQ(got, want);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    EXPECT_EQ(e.path().filename().string().rfind(std::filesystem::path(path).filename().string() + ".tmp", 0), std::string::npos)
+        << e.path();  // no temporary (NAME.tmp.PID.N) left
   std::filesystem::remove(path);
 }
 

@@ -263,7 +263,8 @@ TEST(WriteAtomically, LinksAreWrittenThroughAndSpecialFilesWrittenAsTheyAre) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_EQ(slurp(got), "through the pipe\n");
   EXPECT_EQ(fs::status(fifo).type(), fs::file_type::fifo);
-  EXPECT_FALSE(fs::exists(dir / "pipe.tmp"));
+  for (const auto& e : fs::directory_iterator(dir))  // written in place: no temporary beside it
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 
   EXPECT_THROW(write(dir, "x"), vae::DataError);  // a directory
   fs::remove_all(dir);
@@ -271,3 +272,27 @@ TEST(WriteAtomically, LinksAreWrittenThroughAndSpecialFilesWrittenAsTheyAre) {
 
 }  // namespace
 
+
+// Each write has a temporary of its own (NAME.tmp.PID.N, never a shared NAME.tmp), so two
+// processes writing one CSV at once each rename a whole file into place; it is gone afterwards.
+TEST(WriteAtomically, EachWriteHasItsOwnTemporary) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("vae_own_tmp_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "recs.csv").string();
+  std::set<std::string> seen;
+  for (int i = 0; i < 2; ++i)
+    vae::write_atomically(path, [&](std::ostream& out) {
+      out << "row " << i << "\n";
+      for (const auto& e : fs::directory_iterator(dir)) seen.insert(e.path().filename().string());
+    });
+  EXPECT_EQ(seen.count("recs.csv.tmp"), 0u);
+  const std::string own = "recs.csv.tmp." + std::to_string(getpid()) + ".";
+  int temporaries = 0;
+  for (const std::string& name : seen) temporaries += name.rfind(own, 0) == 0;
+  EXPECT_EQ(temporaries, 2) << "one temporary per write, named by the process";
+  std::ifstream in(path);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "row 1\n");
+  for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename(), "recs.csv");
+  fs::remove_all(dir);
+}

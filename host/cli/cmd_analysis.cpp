@@ -505,7 +505,7 @@ void check_out_file(const Options& o, const std::string& flags) {
   }
   // A link's target is what gets replaced, so its folder is the one to probe.
   const fs::path parent = fs::path(link_target(o.out)).parent_path();
-  check_out_dir(parent.empty() ? "." : parent.string());
+  check_out_dir(parent.empty() ? "." : parent.string(), /*lock=*/false);  // other files share the folder
 }
 
 // fallback_list / fallback_score: what a list is, and what its scores are, when there was no

@@ -1,5 +1,7 @@
 // The helpers more than one vae_gpu command uses (declared in options.h).
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -217,9 +219,34 @@ void remove_created_dirs_if_empty() {
   created_dirs().clear();
 }
 
-void check_out_dir(const std::string& dir) {
+namespace {
+// An exclusive flock on the folder, kept (its descriptor open) until the process ends. A folder
+// this process already locked (compare's, then a model's inside it; the same folder twice)
+// passes: flock would refuse a second descriptor of this very process.
+void lock_out_dir(const std::string& dir) {
+  static std::set<std::pair<dev_t, ino_t>> held;
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // the probe below reports an unusable folder
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || held.count({st.st_dev, st.st_ino})) {
+    ::close(fd);
+    return;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      throw DataError(dir, 0, "another vae_gpu run is writing to this folder; wait for it to end, or give another --out");
+    return;  // a file system without flock: no lock, as before
+  }
+  held.insert({st.st_dev, st.st_ino});  // fd stays open: the lock lasts as long as the process
+}
+}  // namespace
+
+void check_out_dir(const std::string& dir, bool lock) {
   if (dir.empty()) return;
   ensure_dir(dir);
+  if (lock) lock_out_dir(dir);
   // A probe file of this process's own, created exclusively and never through a link, so that
   // nothing already there (a user's file, a link to one) is written or removed.
   for (int attempt = 0; attempt < 100; ++attempt) {

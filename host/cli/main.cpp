@@ -5,7 +5,9 @@
 #include <cerrno>
 #include <cmath>
 #include <limits>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <regex>
@@ -309,7 +311,28 @@ std::string option_hints(const CLI::App& app, int argc, char** argv) {
 using namespace vae;
 using namespace vae::cli;
 
+namespace {
+int run_main(int argc, char** argv);
+}
+
 int main(int argc, char** argv) {
+  const int rc = run_main(argc, argv);
+  // The results went to stdout: a write there that failed (a full disk, /dev/full) makes the
+  // run a failed one, said, not a silent success.
+  std::cout.flush();
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int err = errno;
+  if (!std::cout || !flushed || std::ferror(stdout)) {
+    std::cerr << "vae_gpu: standard output: write failed" << (err ? std::string(" (") + std::strerror(err) + ")" : "")
+              << "; the results printed there are lost\n";
+    return rc == 0 ? 1 : rc;
+  }
+  return rc;
+}
+
+namespace {
+int run_main(int argc, char** argv) {
   note_standard_streams();         // before anything opens a file: a closed stdout stays closed
   remove_temp_files_on_signals();  // Ctrl-C or `timeout` leave no *.tmp behind
   Options o;
@@ -642,3 +665,4 @@ int main(int argc, char** argv) {
     return 1;
   }
 }
+}  // namespace

@@ -107,8 +107,10 @@ void ensure_dir(const std::string& dir);
 void remove_created_dirs_if_empty();
 
 // The output directory, made and probed before any training, so an unwritable --out fails in a
-// second instead of after the run.
-void check_out_dir(const std::string& dir);
+// second instead of after the run. lock: the folder is the run's own (train, compare, embed,
+// cluster): an exclusive lock on it, held until the process ends, refuses a second run into the
+// same folder at once (DataError) instead of letting the two mix their files there.
+void check_out_dir(const std::string& dir, bool lock = true);
 // compare and train each write a folder of their own kind: a folder this tool is recorded as
 // filling with the other's results is refused (UsageError) rather than left half replaced.
 void check_out_folder_kind(const std::string& dir, bool compare);

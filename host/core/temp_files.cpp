@@ -238,7 +238,10 @@ void write_atomically(const std::string& given, const std::function<void(std::os
   // A symlink is written through: its target is replaced and the link kept (renaming over the
   // link would turn it into a plain file).
   const std::string path = link_target(given);
-  const std::string tmp = path + ".tmp";
+  // This process's own temporary, so two writers of one file at once each write a whole file
+  // (the last rename wins) instead of interleaving into one shared path.tmp.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   struct RemoveTmp {  // a failed write leaves no partial path.tmp behind
     const std::string& tmp;
     bool keep = false;

@@ -61,8 +61,8 @@ int own_stream_fd(const std::string& path);
 // Why fd cannot take the output ("" when it can): closed (or closed at start), or read-only.
 std::string check_own_stream(int fd);
 
-// Writes `path` atomically: body streams into path.tmp (registered above, and removed if body
-// throws or the write fails), which is renamed into place once complete, so readers see the
+// Writes `path` atomically: body streams into path.tmp.PID.N (registered above, and removed if
+// body throws or the write fails), which is renamed into place once complete, so readers see the
 // old file or the whole new one. A symbolic link's target is replaced (the link stays); a
 // device, FIFO or socket at path (a named pipe, a terminal) is written directly instead. The
 // process's own streams (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N) are written
