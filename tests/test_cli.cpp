@@ -379,6 +379,39 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
   }
 }
 
+// What a run killed outright leaves (its temporaries, named by its PID) is removed by the next
+// run into the folder, subfolders included; a live process's temporaries, and the user's own
+// files that merely look alike, stay.
+TEST(Cli, TheNextRunRemovesTemporariesOfKilledRuns) {
+  const fs::path dir = temp_dir("dead_temporaries");
+  fs::create_directories(dir / "popularity");
+  const pid_t dead = fork();  // a PID that has exited
+  if (dead == 0) _exit(0);
+  ASSERT_GT(dead, 0);
+  waitpid(dead, nullptr, 0);
+  const std::string d = std::to_string(dead), live = std::to_string(getpid());
+  const std::vector<fs::path> gone = {dir / ("clusters.csv.tmp.tmp." + d + ".8"), dir / ("metrics.csv.tmp." + d + ".0"),
+                                      dir / "popularity" / ("summary.json.tmp.tmp." + d + ".2")};
+  const std::vector<fs::path> kept = {dir / ("model.safetensors.tmp.tmp." + live + ".1"), dir / "notes.tmp.txt",
+                                      dir / ("report.tmp." + d)};
+  for (const fs::path& p : gone) std::ofstream(p) << "half";
+  for (const fs::path& p : kept) std::ofstream(p) << "keep";
+  const CmdResult r = run_cli("train --quiet --epochs 1 --out " + dir.string() + " " + kSmall);
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const fs::path& p : gone) EXPECT_FALSE(fs::exists(p)) << p;
+  for (const fs::path& p : kept) EXPECT_TRUE(fs::exists(p)) << p;
+  // recommend --all-users: its CSV's own dead temporaries only.
+  const fs::path csv = dir / "recs.csv", stale = dir / ("recs.csv.tmp." + d + ".0"), other = dir / ("other.csv.tmp." + d + ".0");
+  std::ofstream(stale) << "half";
+  std::ofstream(other) << "half";
+  const CmdResult rec = run_cli("recommend --all-users --top 3 --model-file " + (dir / "model.safetensors").string() + " " +
+                                kSmall + " --out " + csv.string());
+  ASSERT_EQ(rec.code, 0) << rec.out;
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(other));
+  fs::remove_all(dir);
+}
+
 // Results lost on a full standard output (/dev/full) make a failed run, said on stderr, not a
 // silent exit 0.
 TEST(Cli, AFailedWriteToStandardOutputFailsTheRun) {

@@ -17,6 +17,7 @@
 #include "analysis/safetensors.h"
 #include "cli/options.h"
 #include "core/console_capture.h"
+#include "core/temp_files.h"
 #include "data/text_reader.h"
 
 namespace vae::cli {
@@ -246,7 +247,14 @@ void lock_out_dir(const std::string& dir) {
 void check_out_dir(const std::string& dir, bool lock) {
   if (dir.empty()) return;
   ensure_dir(dir);
-  if (lock) lock_out_dir(dir);
+  if (lock) {
+    lock_out_dir(dir);
+    // Held by this run now: what killed runs left in it (and its model folders) can go.
+    remove_dead_temporaries(dir);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->is_directory(ec) && !it->is_symlink(ec)) remove_dead_temporaries(it->path().string());
+  }
   // A probe file of this process's own, created exclusively and never through a link, so that
   // nothing already there (a user's file, a link to one) is written or removed.
   for (int attempt = 0; attempt < 100; ++attempt) {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -75,6 +76,40 @@ void remove_temp_files_on_signals() {
     sa.sa_handler = remove_temp_files_and_die;
     sigemptyset(&sa.sa_mask);
     ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+namespace {
+// The PID of a temporary named NAME.tmp.PID.N (-1 when the name is not one), and NAME.
+int64_t temporary_pid(const std::string& file, std::string& name) {
+  const size_t tmp = file.rfind(".tmp.");
+  if (tmp == std::string::npos || tmp == 0) return -1;
+  const std::string rest = file.substr(tmp + 5);
+  const size_t dot = rest.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size() || dot > 9) return -1;
+  const std::string pid = rest.substr(0, dot), n = rest.substr(dot + 1);
+  if (pid.find_first_not_of("0123456789") != std::string::npos || n.find_first_not_of("0123456789") != std::string::npos ||
+      n.size() > 18)
+    return -1;
+  name = file.substr(0, tmp);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) name.resize(name.size() - 4);  // staging
+  return std::stoll(pid);
+}
+}  // namespace
+
+void remove_dead_temporaries(const std::string& dir, const std::string& name) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir.empty() ? "." : dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string base;
+    const int64_t pid = temporary_pid(it->path().filename().string(), base);
+    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max() || pid == ::getpid()) continue;
+    if (!name.empty() && base != name) continue;
+    std::error_code type_ec;
+    if (!fs::is_regular_file(fs::symlink_status(it->path(), type_ec))) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    std::error_code rm;
+    fs::remove(it->path(), rm);
   }
 }
 
@@ -238,6 +273,7 @@ void write_atomically(const std::string& given, const std::function<void(std::os
   // A symlink is written through: its target is replaced and the link kept (renaming over the
   // link would turn it into a plain file).
   const std::string path = link_target(given);
+  remove_dead_temporaries(std::filesystem::path(path).parent_path().string(), std::filesystem::path(path).filename().string());
   // This process's own temporary, so two writers of one file at once each write a whole file
   // (the last rename wins) instead of interleaving into one shared path.tmp.
   static std::atomic<uint64_t> counter{0};

@@ -46,6 +46,12 @@ class TempFileGuard {
   int slot_;
 };
 
+// Removes, in dir, the temporaries of this tool's atomic writes (NAME.tmp.PID.N, and the
+// staging NAME.tmp.tmp.PID.N) whose process no longer runs: what a run killed outright
+// (SIGKILL, a crash, a power cut) leaves behind. Only those of name when it is given. A live
+// process's (or an unknown one's) temporaries stay.
+void remove_dead_temporaries(const std::string& dir, const std::string& name = "");
+
 // What a chain of symbolic links at path ends at (path itself when it is none; the end need not
 // exist). DataError for a loop or an unreadable link.
 std::string link_target(const std::string& path);
