@@ -1895,13 +1895,16 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   EXPECT_THAT(level.out, ::testing::ContainsRegex("note: vae ends within 2 % of popularity \\(ndcg@20 [0-9.]+ vs [0-9.]+\\) "
                                                   "after [0-9]+ updates \\(4 epochs of [0-9]+ batches\\): its KL term "
                                                   "\\(--beta 1\\) collapses the latent code"));
-  // Its clusters, however high their silhouette, are of that collapsed code: said under them.
-  EXPECT_THAT(level.out, HasSubstr("note: these clusters are of the collapsed latent code"));
-  EXPECT_LT(level.out.find("Cluster sizes:"), level.out.find("note: these clusters are of the collapsed"));
+  // Its clusters, however high their silhouette, are of that collapsed code: no dimension of the
+  // latent means moves with the user, said beside them.
+  EXPECT_THAT(level.out, HasSubstr("Latent code: 0 of 64 dimensions active (their mean varies across users: variance above 0.01)"));
+  EXPECT_THAT(level.out, HasSubstr("note: no latent dimension is active: the posterior has collapsed to the prior"));
+  EXPECT_LT(level.out.find("Cluster sizes:"), level.out.find("note: no latent dimension is active"));
   const CmdResult low = run_cli(base + " --epochs 20 --beta 0.0001");
   ASSERT_EQ(low.code, 0) << low.out;
   EXPECT_THAT(low.out, Not(HasSubstr("popularity (ndcg")));
-  EXPECT_THAT(low.out, Not(HasSubstr("collapsed latent code")));
+  EXPECT_THAT(low.out, Not(HasSubstr("collapsed")));
+  EXPECT_THAT(low.out, ::testing::ContainsRegex("Latent code: [1-9][0-9]* of 64 dimensions active"));
   // Far below popularity (barely trained) is not the collapse: few updates are.
   const CmdResult under = run_cli("--device cpu --data synthetic:users=300,items=300,ratings=8000 --epochs 3 --lr 0.00001");
   ASSERT_EQ(under.code, 0) << under.out;

@@ -587,6 +587,18 @@ TEST_F(CliAnalysis, UsageErrorsExitTwo) {
   }
 }
 
+// Active units (Burda et al. 2016): dimensions whose mean varies across users by more than 0.01.
+TEST(ActiveLatentUnits, CountsTheDimensionsThatMoveWithTheUser) {
+  // Four users, three dimensions: variance 0, 0.005 and 0.0625 (population variance).
+  const std::vector<float> z = {1.0f, 0.1f, 0.25f, 1.0f, -0.0f, -0.25f, 1.0f, 0.1f, 0.25f, 1.0f, 0.2f, -0.25f};
+  // Dimension 1: 0.1, 0, 0.1, 0.2 → mean 0.1, variance 0.005.
+  EXPECT_EQ(vae::active_latent_units(z, 4, 3), 1);
+  EXPECT_EQ(vae::active_latent_units(z, 1, 3), 0);  // one user: nothing can vary
+  std::vector<float> wide = z;
+  for (size_t i = 1; i < wide.size(); i += 3) wide[i] *= 10;  // variance 0.5
+  EXPECT_EQ(vae::active_latent_units(wide, 4, 3), 2);
+}
+
 // A user whose ratings all lie below the heldout threshold gives the model no input: the list is
 // the popular items, and the note says why (the threshold it was trained with).
 TEST(CliAnalysisSmall, AUserWithNoInputGetsThePopularItemsAndWhy) {

@@ -160,4 +160,18 @@ double silhouette_score(const std::vector<float>& x, int64_t d, const std::vecto
   return total / static_cast<double>(m);
 }
 
+int active_latent_units(const std::vector<float>& z, int64_t n, int64_t dim) {
+  VAE_CHECK(n >= 0 && dim >= 0 && static_cast<int64_t>(z.size()) >= n * dim, "active_latent_units: z is not n × dim");
+  if (n < 2) return 0;
+  int active = 0;
+  for (int64_t j = 0; j < dim; ++j) {
+    double mean = 0, sq = 0;
+    for (int64_t i = 0; i < n; ++i) mean += z[i * dim + j];
+    mean /= static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) sq += (z[i * dim + j] - mean) * (z[i * dim + j] - mean);
+    active += sq / static_cast<double>(n) > kActiveUnitVariance;
+  }
+  return active;
+}
+
 }  // namespace vae

@@ -33,4 +33,10 @@ double silhouette_score(const std::vector<float>& x, int64_t d, const std::vecto
 // a seeded uniform subset (RngStream::silhouette), sorted; all rows when n ≤ max_rows.
 std::vector<int32_t> silhouette_sample(int64_t n, int64_t max_rows, uint64_t seed);
 
+// Active units (Burda et al. 2016), the VAE literature's check of a collapsed posterior: the
+// dimensions of the latent means z (n × dim, row-major) whose population variance across the n
+// users exceeds kActiveUnitVariance. 0 for fewer than two users.
+constexpr double kActiveUnitVariance = 0.01;
+int active_latent_units(const std::vector<float>& z, int64_t n, int64_t dim);
+
 }  // namespace vae

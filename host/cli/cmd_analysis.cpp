@@ -200,7 +200,8 @@ bool cluster_writes_embeddings(const std::string& out_dir, const Embeddings& e, 
 // when asked; clusters.csv, cluster_lift.csv and cluster_movies.csv (and embeddings.npy, user_ids.csv when
 // write_embeddings) into out_dir, staged with the rest of the command's files.
 void cluster_embeddings(const Embeddings& e, const std::string& what, const Dataset& d, const ClusterOptions& co,
-                        const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
+                        const std::string& out_dir, bool write_embeddings, StagedFiles& staged,
+                        const std::string& code_line = "") {
   const int64_t n = static_cast<int64_t>(e.users.size());
   if (co.k > n && co.skip_if_too_few) {
     std::cout << "\nK-Means skipped: " << n << " users, fewer than k = " << co.k << "\n";
@@ -282,6 +283,7 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
   std::cout << "\nCluster sizes:";
   for (int c = 0; c < k; ++c) std::cout << (c ? ", " : " ") << c << ": " << sizes[c];
   std::cout << "\n";
+  if (!code_line.empty()) std::cout << code_line << "\n";
   if (e.empty_inputs > 0)
     std::cerr << "note: " << e.empty_inputs << (e.empty_inputs == 1 ? " user" : " users") << " had no usable ratings and " << (e.empty_inputs == 1 ? "was" : "were") << " encoded from an empty row\n";
   const std::vector<ClusterProfile> profiles = profile_clusters(d, e.users, km.labels, k);
@@ -432,12 +434,33 @@ void cluster_embeddings(const Embeddings& e, const std::string& what, const Data
 
 }  // namespace
 
-void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
+namespace {
+// K-Means of the latent means, with the VAE literature's check of a collapsed posterior (Burda et
+// al. 2016) first: a dimension whose mean does not move with the user carries nothing about the
+// user. True when none does (said in a note).
+bool cluster_latent_means(const Embeddings& e, const Dataset& d, const ClusterOptions& co, const std::string& out_dir,
+                          bool write_embeddings, StagedFiles& staged) {
+  const int64_t n = static_cast<int64_t>(e.users.size());
+  const int active = active_latent_units(e.z, n, e.dim);
+  std::ostringstream line;
+  line << "Latent code: " << active << " of " << e.dim << " dimensions active (their mean varies across users: "
+       << "variance above " << kActiveUnitVariance << ")";
+  cluster_embeddings(e, "latent means", d, co, out_dir, write_embeddings, staged, line.str());
+  const bool none = active == 0 && n >= 2;
+  if (none)
+    std::cerr << "note: no latent dimension is active: the posterior has collapsed to the prior (every user's code is "
+                 "nearly the same), so these clusters, however high their silhouette, say little about the users; "
+                 "--beta 0.0001 or --model multvae learn a code that does\n";
+  return none;
+}
+}  // namespace
+
+bool cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
                     const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged) {
   const Embeddings e = encode_users(be, m, info, d, /*sample=*/false, /*logvar=*/false);
   ClusterOptions on_device = co;
   on_device.cuda = be.name() == "cuda";
-  cluster_embeddings(e, "latent means", d, on_device, out_dir, write_embeddings, staged);
+  return cluster_latent_means(e, d, on_device, out_dir, write_embeddings, staged);
 }
 
 std::string svd_vectors_name(const SvdModel& m) {
@@ -761,7 +784,7 @@ int run_cluster(Options& o) {
     const Embeddings e = encode_users(*a.be, *a.ae.model, a.ae.info, d, /*sample=*/false, logvar);
     ClusterOptions co = cluster_options(o);
     co.cuda = a.be->name() == "cuda";
-    cluster_embeddings(e, "latent means", d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
+    cluster_latent_means(e, d, co, o.out, cluster_writes_embeddings(o.out, e, d, staged), staged);
   }
   commit_and_report(staged, o.out, "cluster_report.html");  // nothing is staged without --out
   return 0;

@@ -382,11 +382,11 @@ int run_train(Options& o, bool main_job) {
                                           /*with_notes=*/false);
     }
     if (model_has_latent(r.model)) {
-      cluster_report(*be, *r.model_ptr, info, d, main_job_clusters(o, be->name() == "cuda"), o.out,
-                     /*write_embeddings=*/true, staged);
+      const bool no_active = cluster_report(*be, *r.model_ptr, info, d, main_job_clusters(o, be->name() == "cuda"),
+                                            o.out, /*write_embeddings=*/true, staged);
       // A collapsed code clusters into tight, well-separated blobs of noise: a high silhouette
-      // says nothing about tastes there.
-      if (collapsed)
+      // says nothing about tastes there (said once: cluster_report's note when no dimension is active).
+      if (collapsed && !no_active)
         std::cerr << "note: these clusters are of the collapsed latent code (see the note above): however high "
                      "their silhouette, they say little about the users; cluster a --beta 0.0001 or multvae model\n";
     } else {

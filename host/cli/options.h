@@ -144,8 +144,9 @@ struct ClusterOptions {
   bool tsne_optional = false;    // the main job's picture: a failure costs a warning, not the run
 };
 
-// The autoencoders' report: every user's latent mean μ, clustered.
-void cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
+// The autoencoders' report: every user's latent mean μ, clustered, after a line with the number
+// of active latent dimensions; true (with a note) when none is: a collapsed code.
+bool cluster_report(Backend<float>& be, Model<float>& m, const ModelFileInfo& info, const Dataset& d,
                     const ClusterOptions& co, const std::string& out_dir, bool write_embeddings, StagedFiles& staged);
 
 // SVD's and SVD++'s: every user's vector p_u (SVD++: with its implicit term), clustered.
