@@ -379,6 +379,32 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearError) {
   }
 }
 
+// Under heldout, users with fewer positives than a fold-in needs are in no part: the evaluation
+// set names them, so train, validation and test users add up to everyone.
+TEST(Cli, HeldoutCountsTheUsersItLeavesOut) {
+  const fs::path dir = temp_dir("heldout_left_out");
+  {
+    std::ofstream c(dir / "r.csv");
+    c << "user,item,rating\n";
+    for (int u = 1; u <= 40; ++u)
+      for (int i = 1; i <= 12; ++i) c << u << "," << ((u * 7 + i * 3) % 30 + 1) * 100 + i << ",5\n";
+    for (int u = 41; u <= 43; ++u) c << u << ",101,5\n" << u << ",202,4\n";  // two positives each
+  }
+  const CmdResult r = run_cli("train --model popularity --protocol heldout --quiet --data " + (dir / "r.csv").string() +
+                              " --out " + (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string set = read_json(dir / "run" / "summary.json")["eval_set"];
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(set, m, std::regex("^([0-9]+) test users \\(([0-9]+) more for validation; 3 users with "
+                                                   "fewer than 5 positives and ([0-9]+) users? drawn for validation or "
+                                                   "test with under 2 positives on the kept items left out\\)")))
+      << set;
+  // 40 users had enough positives: 20 % drawn for test and 10 % for validation (8 and 4), those
+  // of them without two positives on items a training user liked left out.
+  EXPECT_EQ(std::stoi(m[1]) + std::stoi(m[2]) + std::stoi(m[3]), 12) << set;
+  fs::remove_all(dir);
+}
+
 // What a run killed outright leaves (its temporaries, named by its PID) is removed by the next
 // run into the folder, subfolders included; a live process's temporaries, and the user's own
 // files that merely look alike, stay.

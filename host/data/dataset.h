@@ -138,6 +138,9 @@ struct HeldoutSplit {
   Csr train;                       // train_users × kept items
   Csr val_foldin, val_target;      // val_users × kept items
   Csr test_foldin, test_target;    // test_users × kept items
+  // Users in no part: fewer than min_positives positives; drawn for validation or test but with
+  // under two positives on the kept items (nothing to fold in and hold out).
+  int64_t too_few = 0, unusable = 0;
 };
 struct HeldoutOptions {
   double threshold = 4.0;  // rating ≥ threshold → 1; ≤ 0 keeps every rating as positive

@@ -160,6 +160,8 @@ HeldoutSplit split_heldout(const Dataset& d, const HeldoutOptions& opt, uint64_t
   };
   split_users(val, s.val_users, s.val_foldin, s.val_target);
   split_users(test, s.test_users, s.test_foldin, s.test_target);
+  s.too_few = r.rows - n;
+  s.unusable = n_val + n_test - static_cast<int64_t>(s.val_users.size() + s.test_users.size());
   return s;
 }
 

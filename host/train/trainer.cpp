@@ -436,9 +436,19 @@ TrainResult run_experiment(Backend<float>& be, const Dataset& d, TrainOptions op
     if (opt.protocol == "heldout") {
       HeldoutSplit s = split_heldout(d, opt.heldout, opt.seed);
       take(s);
+      // Users in no part are counted, so the parts add up to the users.
+      auto users = [](int64_t n) { return std::to_string(n) + (n == 1 ? " user" : " users"); };
+      std::string left_out;
+      if (s.too_few > 0)
+        left_out += users(s.too_few) + " with fewer than " + std::to_string(std::max(1, opt.heldout.min_positives)) +
+                    " positives";
+      if (s.unusable > 0)
+        left_out += (left_out.empty() ? "" : " and ") + users(s.unusable) +
+                    " drawn for validation or test with under 2 positives on the kept items";
       res.eval_set = std::to_string(s.test_users.size()) + " test users (" + std::to_string(s.val_users.size()) +
-                     " more for validation), " + std::to_string(s.item_map.size()) + " items (of " +
-                     std::to_string(d.num_items()) + ": those a training user rated as positive)";
+                     " more for validation" + (left_out.empty() ? "" : "; " + left_out + " left out") + "), " +
+                     std::to_string(s.item_map.size()) + " items (of " + std::to_string(d.num_items()) +
+                     ": those a training user rated as positive)";
     } else {
       TemporalSplit s = split_timed(d, opt);
       take(s);
