@@ -1926,6 +1926,8 @@ TEST(Cli, MainJobExplainsAVaeLevelWithPopularity) {
   EXPECT_THAT(level.out, HasSubstr("Latent code: 0 of 64 dimensions active (their mean varies across users: variance above 0.01)"));
   EXPECT_THAT(level.out, HasSubstr("note: no latent dimension is active: the posterior has collapsed to the prior"));
   EXPECT_LT(level.out.find("Cluster sizes:"), level.out.find("note: no latent dimension is active"));
+  // Without --out there is no file for the t-SNE picture: said, not skipped silently.
+  EXPECT_THAT(level.out, HasSubstr("note: no t-SNE map without --out: give --out DIR for DIR/tsne.svg"));
   const CmdResult low = run_cli(base + " --epochs 20 --beta 0.0001");
   ASSERT_EQ(low.code, 0) << low.out;
   EXPECT_THAT(low.out, Not(HasSubstr("popularity (ndcg")));

@@ -37,6 +37,8 @@ ClusterOptions main_job_clusters(const Options& o, bool cuda) {
   co.seed = o.seed;
   co.cuda = cuda;
   co.tsne = !o.out.empty() && !o.no_tsne;  // the notebooks' picture, as a file
+  if (o.out.empty() && !o.no_tsne)
+    std::cerr << "note: no t-SNE map without --out: give --out DIR for DIR/tsne.svg (and x, y in clusters.csv)\n";
   co.skip_if_too_few = true;  // a tiny data set still ends the job cleanly
   co.tsne_optional = true;
   // On the CPU a larger set is subsampled so the job stays quick
