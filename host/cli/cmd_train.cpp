@@ -355,12 +355,10 @@ int run_train(Options& o, bool main_job) {
     // weight the VAE's posterior collapses, README; too few steps; ...) rather than a bare table.
     if (o.model_file.empty()) {
       std::cerr << format_popularity_notes(std::vector<const TrainResult*>{&r, &pop});
-      // Judged on the metric the note judges (the selection metric: NDCG@100 under heldout), so
-      // the clusters' warning below agrees with the note above.
-      std::string key = r.selection_metric;
-      for (const auto& kv : r.metrics)
-        if (key.rfind("ndcg@", 0) != 0 && kv.first.rfind("ndcg@", 0) == 0) key = kv.first;
-      if (key.rfind("ndcg@", 0) == 0) collapsed = vae_collapsed(r, r.metric(key), pop.metric(key));
+      // Judged on the metric the note judges (NDCG@100 under heldout), so the clusters' warning
+      // below agrees with the note above.
+      const std::string key = selection_metric({&r, &pop});
+      if (!key.empty()) collapsed = vae_collapsed(r, r.metric(key), pop.metric(key));
     }
     if (!o.out.empty()) stage_run_files(staged, o.out + "/popularity", pop);
   } else if (main_job && !o.out.empty()) {  // no baseline this time: none from an earlier run either

@@ -396,35 +396,13 @@ std::string format_compare_table(const std::vector<TrainResult>& results) {
 
 namespace {
 
-// The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
-// NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none. The
-// trainer's own record of it (TrainResult::selection_metric) decides where a row has one.
-std::string selection_metric(const std::vector<const TrainResult*>& rows) {
-  for (const TrainResult* rp : rows) {
-    const TrainResult& r = *rp;
-    if (r.selection_metric.rfind("ndcg@", 0) == 0)
-      for (const auto& kv : r.user_metrics)
-        if (kv.first == r.selection_metric) return kv.first;
-  }
-  std::string metric;
-  int largest = -1;
-  for (const TrainResult* rp : rows)
-    for (const auto& kv : rp->user_metrics) {
-      if (kv.first.rfind("ndcg@", 0) != 0) continue;
-      if (metric.empty()) metric = kv.first;
-      const int k = std::atoi(kv.first.c_str() + 5);
-      if (is_foldin_protocol(rp->protocol) && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
-    }
-  return metric;
-}
-
 std::vector<const TrainResult*> row_pointers(const std::vector<TrainResult>& results) {
   std::vector<const TrainResult*> rows;
   for (const TrainResult& r : results) rows.push_back(&r);
   return rows;
 }
 
-std::string selection_metric(const std::vector<TrainResult>& results) { return selection_metric(row_pointers(results)); }
+std::string selection_metric(const std::vector<TrainResult>& results) { return vae::selection_metric(row_pointers(results)); }
 
 }  // namespace
 
@@ -518,6 +496,28 @@ std::string format_rmse_differences(const std::vector<TrainResult>& results) {
 }
 
 }  // namespace
+
+// The trainer's selection metric among the per-user ones: seed NDCG@k (the first NDCG), heldout
+// NDCG@100 when reported, else the NDCG of the largest cut-off; "" when there is none. The
+// trainer's own record of it (TrainResult::selection_metric) decides where a row has one.
+std::string selection_metric(const std::vector<const TrainResult*>& rows) {
+  for (const TrainResult* rp : rows) {
+    const TrainResult& r = *rp;
+    if (r.selection_metric.rfind("ndcg@", 0) == 0)
+      for (const auto& kv : r.user_metrics)
+        if (kv.first == r.selection_metric) return kv.first;
+  }
+  std::string metric;
+  int largest = -1;
+  for (const TrainResult* rp : rows)
+    for (const auto& kv : rp->user_metrics) {
+      if (kv.first.rfind("ndcg@", 0) != 0) continue;
+      if (metric.empty()) metric = kv.first;
+      const int k = std::atoi(kv.first.c_str() + 5);
+      if (is_foldin_protocol(rp->protocol) && (k == 100 || (largest != 100 && k > largest))) metric = kv.first, largest = k;
+    }
+  return metric;
+}
 
 bool level_with_popularity(double m, double p) { return std::fabs(m / p - 1.0) < 0.02; }
 

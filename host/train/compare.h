@@ -95,6 +95,11 @@ std::string format_compare_table(const std::vector<TrainResult>& results);
 // than two models have such values for the same evaluation set (SVD's --folds, no users).
 std::string format_paired_differences(const std::vector<TrainResult>& results);
 
+// The metric the rows are judged on: seed NDCG@k (the first NDCG), heldout NDCG@100 when
+// reported, else the NDCG of the largest cut-off (a row's own TrainResult::selection_metric
+// decides where it has one); "" when there is none.
+std::string selection_metric(const std::vector<const TrainResult*>& rows);
+
 // Notes on trained models that end level with popularity (within 2 % of its NDCG at the
 // selection cut-off), below it or far below it (under half): a table alone does not say that
 // such a model learned no ranking of its own. Each note gives the optimiser steps behind the
