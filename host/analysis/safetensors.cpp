@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -297,9 +296,7 @@ std::string read_binary_file(const std::string& path) {
 }
 
 void write_binary_atomically(const std::string& path, std::string_view bytes) {
-  // Unique per process and call so two writers of the same file never share a temporary.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const std::string tmp = own_temp_path(path);  // never shared with another writer of the file
   const TempFileGuard guard(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw DataError(path, 0, "cannot create " + tmp + ": " + std::strerror(errno));

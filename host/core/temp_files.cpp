@@ -97,6 +97,11 @@ int64_t temporary_pid(const std::string& file, std::string& name) {
 }
 }  // namespace
 
+std::string own_temp_path(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+
 void remove_dead_temporaries(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -276,8 +281,7 @@ void write_atomically(const std::string& given, const std::function<void(std::os
   remove_dead_temporaries(std::filesystem::path(path).parent_path().string(), std::filesystem::path(path).filename().string());
   // This process's own temporary, so two writers of one file at once each write a whole file
   // (the last rename wins) instead of interleaving into one shared path.tmp.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const std::string tmp = own_temp_path(path);
   struct RemoveTmp {  // a failed write leaves no partial path.tmp behind
     const std::string& tmp;
     bool keep = false;

@@ -46,6 +46,10 @@ class TempFileGuard {
   int slot_;
 };
 
+// path.tmp.PID.N: a temporary of this process's own for an atomic write of path (N counts the
+// process's writes), so two writers of one file never share one; remove_dead_temporaries knows it.
+std::string own_temp_path(const std::string& path);
+
 // Removes, in dir, the temporaries of this tool's atomic writes (NAME.tmp.PID.N, and the
 // staging NAME.tmp.tmp.PID.N) whose process no longer runs: what a run killed outright
 // (SIGKILL, a crash, a power cut) leaves behind. Only those of name when it is given. A live
